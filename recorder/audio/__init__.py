@@ -1,0 +1,3 @@
+"""Audio: PyAV decoders, per-track timelines, WAV/BWF segments and JSON-lines records."""
+
+from __future__ import annotations

@@ -1,0 +1,220 @@
+"""The one exception tree of rtms-recorder.
+
+Every error that crosses a module boundary is one of these. Lower-level errors (trio-websocket,
+boto3, PyAV, psycopg, cryptography) are translated at the module that calls the library, with
+``raise X(...) from exc``, so that callers never see a library's own exception types.
+
+::
+
+    RecorderError (exit_code 2)
+    ├── ConfigError (3) ............ bad or missing configuration, secret or credential
+    ├── ProtocolError .............. the RTMS conversation went wrong
+    │   ├── LocalProtocolError ..... *we* tried something the protocol state forbids
+    │   ├── RemoteProtocolError .... the peer sent something malformed or out of order
+    │   └── HandshakeRejected ...... the server answered a handshake with a non-zero status
+    ├── WebhookError ............... a webhook we refuse (answered 4xx, no side effect)
+    │   ├── WebhookSignatureError .. missing, forged or stale ``x-zm-signature``
+    │   └── WebhookPayloadError .... not JSON, or required fields missing
+    ├── TransportError ............. network I/O failed
+    │   ├── ConnectTimeout
+    │   ├── ConnectionLost
+    │   └── UrlNotAllowed .......... an RTMS URL outside the allowed scheme/host list
+    ├── DecodeError ................ one audio packet could not be decoded (becomes a gap)
+    ├── StorageError ............... spool, object store or catalog could not do their job
+    │   ├── StoreUnavailable ....... the object store cannot be reached right now (retry)
+    │   ├── ObjectLocked ........... refused: retention lock or legal hold still applies
+    │   ├── StoreMisconfigured ..... bucket Object Lock / versioning differ from policy
+    │   ├── UploadFailed
+    │   ├── DiskFull
+    │   ├── CatalogError
+    │   └── LeaseLost .............. another process owns the stream now
+    ├── KeyProviderError ........... key material missing, unreachable or not allowed
+    │   ├── KeyUnavailable ......... the key service cannot be reached right now (retry)
+    │   └── DecryptNotPermitted .... this host holds an encrypt-only key
+    ├── IntegrityError (90) ........ evidence failed verification: never retried silently
+    │   ├── DigestMismatch (91)
+    │   ├── DecryptionFailed (92) .. a chunk failed authentication
+    │   ├── TruncatedFile (93) ..... the final chunk is missing
+    │   ├── ChunkOrderError (94) ... chunks reordered, duplicated or spliced from another file
+    │   └── HeaderMismatch (95) .... header does not belong to this key / recording
+    └── PolicyError (4)
+        ├── PolicyParseError ....... a policies/*.toml file is invalid
+        └── LegalHoldViolation ..... an action would break a legal hold
+
+Exit codes follow borg's ranges: 0 success, 1 warning, 2 generic error, 3-99 specific errors,
+128+N killed by signal N.
+"""
+
+from __future__ import annotations
+
+
+class RecorderError(Exception):
+    """Base class of every error rtms-recorder raises on purpose."""
+
+    exit_code: int = 2
+
+
+class ConfigError(RecorderError):
+    exit_code = 3
+
+
+# --- RTMS protocol -------------------------------------------------------------------------
+
+
+class ProtocolError(RecorderError):
+    pass
+
+
+class LocalProtocolError(ProtocolError):
+    pass
+
+
+class RemoteProtocolError(ProtocolError):
+    pass
+
+
+class HandshakeRejected(ProtocolError):
+    """The server answered a handshake with ``status_code != 0``.
+
+    ``status_code`` is kept verbatim: two incompatible status tables exist (rtms-protocol §6.14),
+    so the meaning is decided from ``reason`` text and repetition, not from the number alone.
+    """
+
+    def __init__(self, status_code: int | None, reason: str) -> None:
+        super().__init__(f"handshake rejected: status_code={status_code} reason={reason!r}")
+        self.status_code = status_code
+        self.reason = reason
+
+
+# --- Webhooks --------------------------------------------------------------------------------
+
+
+class WebhookError(RecorderError):
+    #: HTTP status the ingress answers with.
+    http_status: int = 400
+
+
+class WebhookSignatureError(WebhookError):
+    http_status = 401
+
+
+class WebhookPayloadError(WebhookError):
+    http_status = 400
+
+
+# --- Transport -------------------------------------------------------------------------------
+
+
+class TransportError(RecorderError):
+    pass
+
+
+class ConnectTimeout(TransportError):
+    pass
+
+
+class ConnectionLost(TransportError):
+    pass
+
+
+class UrlNotAllowed(TransportError):
+    pass
+
+
+# --- Audio -----------------------------------------------------------------------------------
+
+
+class DecodeError(RecorderError):
+    pass
+
+
+# --- Storage ---------------------------------------------------------------------------------
+
+
+class StorageError(RecorderError):
+    pass
+
+
+class StoreUnavailable(StorageError):
+    pass
+
+
+class ObjectLocked(StorageError):
+    pass
+
+
+class StoreMisconfigured(StorageError):
+    exit_code = 5
+
+
+class UploadFailed(StorageError):
+    pass
+
+
+class DiskFull(StorageError):
+    pass
+
+
+class CatalogError(StorageError):
+    pass
+
+
+class LeaseLost(StorageError):
+    pass
+
+
+# --- Keys ------------------------------------------------------------------------------------
+
+
+class KeyProviderError(RecorderError):
+    exit_code = 6
+
+
+class KeyUnavailable(KeyProviderError):
+    pass
+
+
+class DecryptNotPermitted(KeyProviderError):
+    pass
+
+
+# --- Integrity -------------------------------------------------------------------------------
+
+
+class IntegrityError(RecorderError):
+    exit_code = 90
+
+
+class DigestMismatch(IntegrityError):
+    exit_code = 91
+
+
+class DecryptionFailed(IntegrityError):
+    exit_code = 92
+
+
+class TruncatedFile(IntegrityError):
+    exit_code = 93
+
+
+class ChunkOrderError(IntegrityError):
+    exit_code = 94
+
+
+class HeaderMismatch(IntegrityError):
+    exit_code = 95
+
+
+# --- Policy ----------------------------------------------------------------------------------
+
+
+class PolicyError(RecorderError):
+    exit_code = 4
+
+
+class PolicyParseError(PolicyError):
+    pass
+
+
+class LegalHoldViolation(PolicyError):
+    pass

@@ -1,0 +1,232 @@
+"""What the RTMS client hands to the capture pipeline: a typed stream of these events.
+
+The client (``recorder.rtms.client``) turns wire messages, socket failures and reconnects into
+these values, in order, on one bounded channel per stream. The capture pipeline
+(``recorder.capture``) consumes them and never sees JSON, base64 or sockets.
+
+Times named ``*_ms`` are RTMS timestamps: Unix milliseconds from Zoom's clock. Times named
+``*_wall_ms`` are the recorder's own wall clock, for when RTMS gives no timestamp.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+MIXED_TRACK = "mixed"
+
+
+class AudioCodec(enum.IntEnum):
+    """MEDIA_PAYLOAD_TYPE for audio (rtms-protocol §6.3)."""
+
+    L16 = 1
+    G711 = 2  #: A-law (PCMA)
+    G722 = 3
+    OPUS = 4
+
+
+class GapCause(enum.StrEnum):
+    """Why a span of a timeline holds no received audio (invariant 4)."""
+
+    #: Packets missing between two received ones while the stream was healthy.
+    LOST_PACKETS = "lost_packets"
+    #: A packet arrived too late to be placed (already written past it).
+    LATE_PACKETS = "late_packets"
+    #: A packet arrived but could not be decoded.
+    DECODE_ERROR = "decode_error"
+    #: The media socket dropped (event 7, state 2/14, socket closed or watchdog).
+    MEDIA_INTERRUPTED = "media_interrupted"
+    #: The signaling socket dropped (``*.rtms_interrupted``, state 2/13); both sockets were redone.
+    SIGNALING_INTERRUPTED = "signaling_interrupted"
+    #: A failover to new server URLs.
+    FAILOVER = "failover"
+    #: The recorder itself restarted or another recorder took the stream over.
+    RECORDER_RESTART = "recorder_restart"
+    #: The recorder's own queue was full and packets were dropped (counted, never silent).
+    BACKPRESSURE = "backpressure"
+    #: Muted participant / nobody speaking in per-speaker mode: RTMS sends nothing.
+    NO_SPEECH = "no_speech"
+
+
+@dataclass(frozen=True, slots=True)
+class AudioFormat:
+    """The confirmed audio media params of a media socket (DATA_HAND_SHAKE_RESP)."""
+
+    codec: AudioCodec
+    sample_rate: int  #: Hz, not the enum index
+    channels: int
+    #: milliseconds per packet (``send_rate``)
+    packet_ms: int = 20
+    #: 1 mixed, 2 per speaker (``data_opt``)
+    data_opt: int = 1
+    #: 2 RAW_AUDIO, 1 RTP (``content_type``)
+    content_type: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class AudioPacket:
+    """One MEDIA_DATA_AUDIO (14) payload, base64 already decoded."""
+
+    #: ``mixed``, ``user-<user_id>`` or ``channel-<channel_id>``.
+    track: str
+    timestamp_ms: int
+    payload: bytes
+    format: AudioFormat
+    user_id: str | None = None
+    user_name: str | None = None
+    channel_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptMessage:
+    timestamp_ms: int
+    text: str
+    user_id: str | None = None
+    user_name: str | None = None
+    channel_id: str | None = None
+    start_ms: int | None = None
+    end_ms: int | None = None
+    language: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    timestamp_ms: int
+    #: Plain text, or the JSON string RTMS sent (2026 chat schema), verbatim.
+    text: str
+    user_id: str | None = None
+    user_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    user_id: str
+    user_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantEvent:
+    """EVENT_UPDATE (6) for meetings/webinars/sessions: join, leave, active speaker, sharing."""
+
+    timestamp_ms: int
+    #: RTMS_EVENT_TYPE value (2 active speaker, 3 join, 4 leave, 5/6 sharing, 8/9 video on/off...)
+    event_type: int
+    name: str
+    participants: tuple[Participant, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ContactCenterEvent:
+    """EVENT_UPDATE (6) in the ZCC voice namespace (answered, hold, transfer, ...)."""
+
+    timestamp_ms: int
+    event_type: int
+    name: str
+    channel_id: str | None = None
+    participant_mode: str | None = None  #: "caller" or "callee"
+    queue_id: str | None = None
+    queue_name: str | None = None
+    user_id: str | None = None
+    display_name: str | None = None
+    #: Every other field RTMS sent, verbatim (phone numbers stay inside encrypted records only).
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FirstPacketTimestamp:
+    """EVENT_UPDATE event_type 1: the stream's t0."""
+
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStateChanged:
+    """STREAM_STATE_UPDATE (8) or SESSION_STATE_UPDATE (9), normalised."""
+
+    timestamp_ms: int | None
+    #: ``stream`` or ``session``
+    scope: str
+    state: int
+    state_name: str
+    reason: int | None = None
+    reason_name: str | None = None
+    rtms_session_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Paused:
+    """Media is paused (session 3 / stream 5). ``actor`` is who paused, when RTMS says."""
+
+    timestamp_ms: int | None
+    wall_ms: int
+    actor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    timestamp_ms: int | None
+    wall_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupted:
+    """A connection dropped; the client is recovering. Audio will resume after ``Recovered``."""
+
+    wall_ms: int
+    cause: GapCause
+    #: Which media sockets are affected; empty for a signaling (full) interruption.
+    media: tuple[str, ...] = ()
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """The connection is back. ``interrupted_wall_ms``..``wall_ms`` is the interruption window."""
+
+    wall_ms: int
+    interrupted_wall_ms: int
+    cause: GapCause
+    attempts: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PacketsDropped:
+    """The client dropped packets it could not hand on (bounded channel full): never silent."""
+
+    wall_ms: int
+    count: int
+    cause: GapCause = GapCause.BACKPRESSURE
+    #: RTMS timestamp range of what was dropped, when known.
+    first_timestamp_ms: int | None = None
+    last_timestamp_ms: int | None = None
+    track: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnded:
+    """The stream is over: no more events follow."""
+
+    wall_ms: int
+    reason: int | None
+    reason_name: str
+    #: True when the stream ended normally (host stopped, meeting ended, ...).
+    normal: bool
+    #: STREAM_REVOKED (8): the recorded assets must be deleted (unless on legal hold).
+    revoked: bool = False
+
+
+CaptureEvent = (
+    AudioPacket
+    | TranscriptMessage
+    | ChatMessage
+    | ParticipantEvent
+    | ContactCenterEvent
+    | FirstPacketTimestamp
+    | StreamStateChanged
+    | Paused
+    | Resumed
+    | Interrupted
+    | Recovered
+    | PacketsDropped
+    | StreamEnded
+)

@@ -1,0 +1,3 @@
+"""The recorder service: webhook ingress, engagement supervisor, health and metrics."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""The RTMS simulator: a docs-faithful Zoom RTMS server and webhook sender, with fault injection."""
+
+from __future__ import annotations
