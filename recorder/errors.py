@@ -23,6 +23,8 @@ boto3, PyAV, psycopg, cryptography) are translated at the module that calls the 
     ├── StorageError ............... spool, object store or catalog could not do their job
     │   ├── StoreUnavailable ....... the object store cannot be reached right now (retry)
     │   ├── ObjectLocked ........... refused: retention lock or legal hold still applies
+    │   ├── ObjectNotFound ......... no object (or version) under that key
+    │   ├── ObjectExists ........... a different object already exists under that key
     │   ├── StoreMisconfigured ..... bucket Object Lock / versioning differ from policy
     │   ├── UploadFailed
     │   ├── DiskFull
@@ -92,6 +94,14 @@ class HandshakeRejected(ProtocolError):
 class WebhookError(RecorderError):
     #: HTTP status the ingress answers with.
     http_status: int = 400
+    #: Short fixed reason (``stale_timestamp``, ``bad_signature``, ...): a metrics label, never
+    #: an id or a value from the request.
+    reason: str = "invalid"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
 
 
 class WebhookSignatureError(WebhookError):
@@ -141,6 +151,14 @@ class StoreUnavailable(StorageError):
 
 class ObjectLocked(StorageError):
     pass
+
+
+class ObjectNotFound(StorageError):
+    pass
+
+
+class ObjectExists(StorageError):
+    """Refused: objects are never overwritten with different content."""
 
 
 class StoreMisconfigured(StorageError):
