@@ -1,0 +1,1271 @@
+"""RTMS wire messages: one frozen value per message type, both directions, and the JSON codec.
+
+Both directions are modelled because the client encodes what it sends and the simulator decodes
+it, and the other way round. The enums live in ``_enums`` and are re-exported here.
+
+Rules of the codec (rtms-protocol.md §3, §5, §12.4, §15):
+
+* ``encode`` writes compact JSON with every enum as an integer.
+* ``decode`` accepts text and binary frames (the official SDK sends pretty-printed JSON in binary
+  frames), ignores unknown fields, turns unknown ``msg_type`` values into ``UnknownMessage`` and
+  raises only ``RemoteProtocolError``, naming the field, for malformed input.
+* Known wire variants are normalised here, once: stop reasons as names, keep-alives without a
+  timestamp, ``stop_reason``/``reason``, ``session_id``/``rtms_session_id``, the ZCC
+  ``paticipant_info`` typo, integer or string user ids, chat data as text or JSON.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final
+
+from recorder.errors import RemoteProtocolError
+from recorder.rtms._enums import (
+    INSTANCE_KEYS,
+    MEDIA_KEYS,
+    PROTOCOL_VERSION,
+    Channel,
+    ContentType,
+    DataOption,
+    EventType,
+    LegacyStatusCode,
+    MediaResolution,
+    MediaType,
+    MsgType,
+    PayloadType,
+    Rejection,
+    SampleRate,
+    SessionState,
+    StatusCode,
+    StopClass,
+    StopReason,
+    StreamState,
+    TranscriptLanguage,
+    ZccEventType,
+    classify_rejection,
+    classify_stop_reason,
+    event_name,
+    is_success,
+    parse_stop_reason,
+    sample_rate_hz,
+    stop_reason_name,
+)
+from recorder.rtms.events import Participant
+
+#: A keep-alive value echoed back exactly as it came (the mock sends none, the SDK reads both).
+EchoValue = int | float | str
+
+JsonObject = dict[str, Any]
+
+_MEDIA_KIND_KEYS: Final = ("audio", "video", "deskshare", "transcript", "chat")
+
+
+# --- field readers: every failure names the field -------------------------------------------
+
+
+def _fail(where: str, key: str, problem: str) -> RemoteProtocolError:
+    return RemoteProtocolError(f"msg {where}: field {key!r} {problem}")
+
+
+def _req_int(obj: JsonObject, key: str, where: str) -> int:
+    value = obj.get(key)
+    if type(value) is not int:
+        if value is None:
+            raise _fail(where, key, "is missing")
+        raise _fail(where, key, f"must be an integer, got {type(value).__name__}")
+    return value
+
+
+def _opt_int(obj: JsonObject, key: str, where: str) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if type(value) is not int:
+        raise _fail(where, key, f"must be an integer, got {type(value).__name__}")
+    return value
+
+
+def _opt_bool(obj: JsonObject, key: str, where: str) -> bool | None:
+    value = obj.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    raise _fail(where, key, f"must be a boolean, got {type(value).__name__}")
+
+
+def _opt_str(obj: JsonObject, key: str) -> str | None:
+    value = obj.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _req_str(obj: JsonObject, key: str, where: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str):
+        if value is None:
+            raise _fail(where, key, "is missing")
+        raise _fail(where, key, f"must be a string, got {type(value).__name__}")
+    return value
+
+
+def _opt_id(obj: JsonObject, key: str, where: str) -> str | None:
+    """Ids are uint32 in meetings and strings in ZCC (§3): normalise to str."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if type(value) is int:
+        return str(value)
+    raise _fail(where, key, f"must be an integer or string id, got {type(value).__name__}")
+
+
+def _opt_object(obj: JsonObject, key: str, where: str) -> JsonObject | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _fail(where, key, f"must be an object, got {type(value).__name__}")
+    return value
+
+
+def _opt_echo(obj: JsonObject, key: str) -> EchoValue | None:
+    value = obj.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    return value
+
+
+def _wire_id(value: str) -> int | str:
+    """Meeting user ids go back out as integers, ZCC ids stay strings."""
+    return int(value) if value.isdigit() and len(value) <= 10 else value
+
+
+def _drop_none(obj: JsonObject) -> JsonObject:
+    return {k: v for k, v in obj.items() if v is not None}
+
+
+# --- media params --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AudioParams:
+    """Audio ``media_params`` (§5.3); defaults are the WebSocket defaults, not the SDK's."""
+
+    content_type: int = ContentType.RAW_AUDIO
+    sample_rate: int = SampleRate.SR_16K
+    channel: int = Channel.MONO
+    codec: int = PayloadType.L16
+    data_opt: int = DataOption.AUDIO_MIXED_STREAM
+    send_rate: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class VideoParams:
+    content_type: int = ContentType.RAW_VIDEO
+    codec: int = PayloadType.JPG
+    resolution: int = MediaResolution.HD
+    data_opt: int = DataOption.VIDEO_SINGLE_ACTIVE_STREAM
+    fps: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class DeskshareParams:
+    content_type: int = ContentType.RAW_VIDEO
+    codec: int = PayloadType.JPG
+    resolution: int = MediaResolution.FHD
+    fps: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptParams:
+    content_type: int = ContentType.TEXT
+    src_language: int | None = None
+    enable_lid: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatParams:
+    content_type: int = ContentType.TEXT
+
+
+_ParamsType = AudioParams | VideoParams | DeskshareParams | TranscriptParams | ChatParams
+_PARAM_CLASSES: Final[Mapping[str, type[_ParamsType]]] = {
+    "audio": AudioParams,
+    "video": VideoParams,
+    "deskshare": DeskshareParams,
+    "transcript": TranscriptParams,
+    "chat": ChatParams,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MediaParams:
+    audio: AudioParams | None = None
+    video: VideoParams | None = None
+    deskshare: DeskshareParams | None = None
+    transcript: TranscriptParams | None = None
+    chat: ChatParams | None = None
+
+    def to_wire(self) -> JsonObject:
+        out: JsonObject = {}
+        for key in _MEDIA_KIND_KEYS:
+            params = getattr(self, key)
+            if params is not None:
+                out[key] = _drop_none(
+                    {name: _plain(getattr(params, name)) for name in params.__dataclass_fields__}
+                )
+        return out
+
+    @classmethod
+    def from_wire(cls, obj: JsonObject, where: str) -> MediaParams:
+        parsed: dict[str, Any] = {}
+        for key in _MEDIA_KIND_KEYS:
+            sub = _opt_object(obj, key, where)
+            if sub is None:
+                continue
+            if key == "transcript" and "src_language" not in sub and "language" in sub:
+                # Older samples send ``language``; S15 maps it to ``src_language``.
+                sub = {**sub, "src_language": sub["language"]}
+            param_class = _PARAM_CLASSES[key]
+            values: dict[str, Any] = {}
+            for name in param_class.__dataclass_fields__:
+                if name == "enable_lid":
+                    values[name] = _opt_bool(sub, name, f"{where} media_params.{key}")
+                else:
+                    value = _opt_int(sub, name, f"{where} media_params.{key}")
+                    if value is not None or name == "src_language":
+                        values[name] = value
+            parsed[key] = param_class(**values)
+        return cls(**parsed)
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    return value
+
+
+# --- client -> server ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SignalingHandshakeRequest:
+    """SIGNALING_HAND_SHAKE_REQ (1)."""
+
+    msg_type: ClassVar[MsgType] = MsgType.SIGNALING_HAND_SHAKE_REQ
+    rtms_stream_id: str
+    signature: str
+    instance_id: str
+    #: ``meeting_uuid``, ``webinar_uuid``, ``session_id`` or ``engagement_id`` (§14.1).
+    instance_key: str = "meeting_uuid"
+    sequence: int | None = 1
+    protocol_version: int | None = PROTOCOL_VERSION
+    #: None = omitted (the server default is true, §5.1).
+    buffer_data: bool | None = True
+    client_agent: str | None = None
+
+    def to_wire(self) -> JsonObject:
+        return _drop_none(
+            {
+                "msg_type": int(self.msg_type),
+                "protocol_version": self.protocol_version,
+                "sequence": self.sequence,
+                self.instance_key: self.instance_id,
+                "rtms_stream_id": self.rtms_stream_id,
+                "signature": self.signature,
+                "buffer_data": self.buffer_data,
+                "rtms_client_agent": self.client_agent,
+            }
+        )
+
+
+def _instance(obj: JsonObject, where: str) -> tuple[str, str]:
+    for key in INSTANCE_KEYS:
+        value = obj.get(key)
+        if isinstance(value, str):
+            return key, value
+    raise _fail(where, "meeting_uuid", "(or webinar_uuid/session_id/engagement_id) is missing")
+
+
+def _parse_signaling_request(obj: JsonObject, where: str) -> SignalingHandshakeRequest:
+    key, instance_id = _instance(obj, where)
+    return SignalingHandshakeRequest(
+        rtms_stream_id=_req_str(obj, "rtms_stream_id", where),
+        signature=_req_str(obj, "signature", where),
+        instance_id=instance_id,
+        instance_key=key,
+        sequence=_opt_int(obj, "sequence", where),
+        protocol_version=_opt_int(obj, "protocol_version", where),
+        buffer_data=_opt_bool(obj, "buffer_data", where),
+        client_agent=_opt_str(obj, "rtms_client_agent"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DataHandshakeRequest:
+    """DATA_HAND_SHAKE_REQ (3), sent on each media socket with the same signature."""
+
+    msg_type: ClassVar[MsgType] = MsgType.DATA_HAND_SHAKE_REQ
+    rtms_stream_id: str
+    signature: str
+    instance_id: str
+    media_type: int
+    instance_key: str = "meeting_uuid"
+    media_params: MediaParams | None = None
+    payload_encryption: bool | None = False
+    sequence: int | None = 1
+    protocol_version: int | None = PROTOCOL_VERSION
+
+    def to_wire(self) -> JsonObject:
+        return _drop_none(
+            {
+                "msg_type": int(self.msg_type),
+                "protocol_version": self.protocol_version,
+                "sequence": self.sequence,
+                self.instance_key: self.instance_id,
+                "rtms_stream_id": self.rtms_stream_id,
+                "signature": self.signature,
+                "media_type": int(self.media_type),
+                "payload_encryption": self.payload_encryption,
+                "media_params": None if self.media_params is None else self.media_params.to_wire(),
+            }
+        )
+
+
+def _parse_data_request(obj: JsonObject, where: str) -> DataHandshakeRequest:
+    key, instance_id = _instance(obj, where)
+    params = _opt_object(obj, "media_params", where)
+    return DataHandshakeRequest(
+        rtms_stream_id=_req_str(obj, "rtms_stream_id", where),
+        signature=_req_str(obj, "signature", where),
+        instance_id=instance_id,
+        instance_key=key,
+        media_type=_req_int(obj, "media_type", where),
+        media_params=None if params is None else MediaParams.from_wire(params, where),
+        payload_encryption=_opt_bool(obj, "payload_encryption", where),
+        sequence=_opt_int(obj, "sequence", where),
+        protocol_version=_opt_int(obj, "protocol_version", where),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EventSubscription:
+    """EVENT_SUBSCRIPTION (5): ``(event_type, subscribe)`` pairs, documented object form."""
+
+    msg_type: ClassVar[MsgType] = MsgType.EVENT_SUBSCRIPTION
+    events: tuple[tuple[int, bool], ...]
+    rtms_stream_id: str | None = None
+
+    def to_wire(self) -> JsonObject:
+        return _drop_none(
+            {
+                "msg_type": int(self.msg_type),
+                "rtms_stream_id": self.rtms_stream_id,
+                "events": [{"event_type": int(t), "subscribe": s} for t, s in self.events],
+            }
+        )
+
+
+def _parse_subscription(obj: JsonObject, where: str) -> EventSubscription:
+    raw = obj.get("events")
+    if not isinstance(raw, list):
+        raise _fail(where, "events", "must be a list")
+    pairs: list[tuple[int, bool]] = []
+    for item in raw:
+        # The ZCC sample sends a plain list of ints (§5.6); accept it as "subscribe".
+        if type(item) is int:
+            pairs.append((item, True))
+        elif isinstance(item, dict):
+            subscribe = _opt_bool(item, "subscribe", where)
+            pairs.append((_req_int(item, "event_type", where), subscribe is not False))
+        else:
+            raise _fail(where, "events", "items must be objects or integers")
+    return EventSubscription(tuple(pairs), _opt_str(obj, "rtms_stream_id"))
+
+
+@dataclass(frozen=True, slots=True)
+class ClientReadyAck:
+    """CLIENT_READY_ACK (7), on the signaling socket after each successful media handshake."""
+
+    msg_type: ClassVar[MsgType] = MsgType.CLIENT_READY_ACK
+    rtms_stream_id: str | None = None
+
+    def to_wire(self) -> JsonObject:
+        return _drop_none({"msg_type": int(self.msg_type), "rtms_stream_id": self.rtms_stream_id})
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStateRequest:
+    msg_type: ClassVar[MsgType] = MsgType.SESSION_STATE_REQ
+    rtms_session_id: str | None = None
+
+    def to_wire(self) -> JsonObject:
+        return _drop_none({"msg_type": int(self.msg_type), "rtms_session_id": self.rtms_session_id})
+
+
+@dataclass(frozen=True, slots=True)
+class KeepAliveResponse:
+    """KEEP_ALIVE_RESP (13): echoes exactly what the request carried, omitting what it lacked."""
+
+    msg_type: ClassVar[MsgType] = MsgType.KEEP_ALIVE_RESP
+    timestamp: EchoValue | None = None
+    sequence: EchoValue | None = None
+
+    def to_wire(self) -> JsonObject:
+        return _drop_none(
+            {"msg_type": int(self.msg_type), "sequence": self.sequence, "timestamp": self.timestamp}
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStateRequest:
+    msg_type: ClassVar[MsgType] = MsgType.STREAM_STATE_REQ
+    rtms_stream_id: str | None = None
+
+    def to_wire(self) -> JsonObject:
+        return _drop_none({"msg_type": int(self.msg_type), "rtms_stream_id": self.rtms_stream_id})
+
+
+@dataclass(frozen=True, slots=True)
+class StreamCloseRequest:
+    """STREAM_CLOSE_REQ (21): ask RTMS to end the stream (then stop reason 20)."""
+
+    msg_type: ClassVar[MsgType] = MsgType.STREAM_CLOSE_REQ
+    rtms_stream_id: str | None = None
+
+    def to_wire(self) -> JsonObject:
+        return _drop_none({"msg_type": int(self.msg_type), "rtms_stream_id": self.rtms_stream_id})
+
+
+@dataclass(frozen=True, slots=True)
+class VideoSubscriptionRequest:
+    msg_type: ClassVar[MsgType] = MsgType.VIDEO_SUBSCRIPTION_REQ
+    user_id: str
+    subscribe: bool = True
+    timestamp_ms: int | None = None
+
+    def to_wire(self) -> JsonObject:
+        return _drop_none(
+            {
+                "msg_type": int(self.msg_type),
+                "user_id": _wire_id(self.user_id),
+                "subscribe": self.subscribe,
+                "timestamp": self.timestamp_ms,
+            }
+        )
+
+
+# --- server -> client ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SignalingHandshakeResponse:
+    """SIGNALING_HAND_SHAKE_RESP (2). ``status_code`` None = the mock's failure form."""
+
+    msg_type: ClassVar[MsgType] = MsgType.SIGNALING_HAND_SHAKE_RESP
+    status_code: int | None
+    reason: str = ""
+    #: ``media_server.server_urls``: media key (audio, video, transcript, all, ...) -> URL.
+    server_urls: Mapping[str, str] = field(default_factory=dict)
+    sequence: int | None = 0
+    protocol_version: int | None = PROTOCOL_VERSION
+
+    @property
+    def ok(self) -> bool:
+        return is_success(self.status_code)
+
+    def to_wire(self) -> JsonObject:
+        out = _drop_none(
+            {
+                "msg_type": int(self.msg_type),
+                "protocol_version": self.protocol_version,
+                "sequence": self.sequence,
+                "status_code": self.status_code,
+                "reason": self.reason,
+            }
+        )
+        if self.server_urls:
+            out["media_server"] = {"server_urls": dict(self.server_urls)}
+        return out
+
+
+def _parse_signaling_response(obj: JsonObject, where: str) -> SignalingHandshakeResponse:
+    urls: dict[str, str] = {}
+    media_server = _opt_object(obj, "media_server", where)
+    if media_server is not None:
+        raw_urls = _opt_object(media_server, "server_urls", where + " media_server")
+        for key, url in (raw_urls or {}).items():
+            if not isinstance(url, str):
+                raise _fail(where, f"media_server.server_urls.{key}", "must be a string")
+            urls[key] = url
+    return SignalingHandshakeResponse(
+        status_code=_opt_int(obj, "status_code", where),
+        reason=_opt_str(obj, "reason") or "",
+        server_urls=urls,
+        sequence=_opt_int(obj, "sequence", where),
+        protocol_version=_opt_int(obj, "protocol_version", where),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DataHandshakeResponse:
+    """DATA_HAND_SHAKE_RESP (4) with the *confirmed* media params."""
+
+    msg_type: ClassVar[MsgType] = MsgType.DATA_HAND_SHAKE_RESP
+    status_code: int | None
+    reason: str = ""
+    media_params: MediaParams | None = None
+    payload_encrypted: bool = False
+    sequence: int | None = 0
+    protocol_version: int | None = PROTOCOL_VERSION
+
+    @property
+    def ok(self) -> bool:
+        return is_success(self.status_code)
+
+    def to_wire(self) -> JsonObject:
+        return _drop_none(
+            {
+                "msg_type": int(self.msg_type),
+                "protocol_version": self.protocol_version,
+                "sequence": self.sequence,
+                "status_code": self.status_code,
+                "reason": self.reason,
+                "payload_encrypted": self.payload_encrypted,
+                "media_params": None if self.media_params is None else self.media_params.to_wire(),
+            }
+        )
+
+
+def _parse_data_response(obj: JsonObject, where: str) -> DataHandshakeResponse:
+    params = _opt_object(obj, "media_params", where)
+    # The doc JSON says payload_encrypted, its field table payload_encryption (§13.6).
+    encrypted = _opt_bool(obj, "payload_encrypted", where)
+    if encrypted is None:
+        encrypted = _opt_bool(obj, "payload_encryption", where)
+    return DataHandshakeResponse(
+        status_code=_opt_int(obj, "status_code", where),
+        reason=_opt_str(obj, "reason") or "",
+        media_params=None if params is None else MediaParams.from_wire(params, where),
+        payload_encrypted=bool(encrypted),
+        sequence=_opt_int(obj, "sequence", where),
+        protocol_version=_opt_int(obj, "protocol_version", where),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EventUpdate:
+    """EVENT_UPDATE (6). ``event_type`` is read in the namespace of the product (§13.13)."""
+
+    msg_type: ClassVar[MsgType] = MsgType.EVENT_UPDATE
+    event_type: int
+    timestamp_ms: int | None = None
+    user_id: str | None = None
+    user_name: str | None = None
+    participants: tuple[Participant, ...] = ()
+    #: ZCC ``participant_info`` (or the ``paticipant_info`` typo), verbatim.
+    participant_info: Mapping[str, Any] | None = None
+    #: Any other field of the ``event`` object, verbatim (and emitted by ``encode``).
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    #: ZCC events use ``event_ts``, meeting events ``timestamp``.
+    timestamp_key: str = "timestamp"
+
+    def to_wire(self) -> JsonObject:
+        event: JsonObject = dict(self.extra)
+        event["event_type"] = int(self.event_type)
+        if self.timestamp_ms is not None:
+            event[self.timestamp_key] = self.timestamp_ms
+        if self.user_id is not None:
+            event["user_id"] = _wire_id(self.user_id)
+        if self.user_name is not None:
+            event["user_name"] = self.user_name
+        if self.participants:
+            event["participants"] = [
+                _drop_none({"user_id": _wire_id(p.user_id), "user_name": p.user_name})
+                for p in self.participants
+            ]
+        if self.participant_info is not None:
+            event["participant_info"] = dict(self.participant_info)
+        return {"msg_type": int(self.msg_type), "event": event}
+
+
+_EVENT_KNOWN_KEYS: Final = frozenset(
+    {
+        "event_type",
+        "timestamp",
+        "event_ts",
+        "user_id",
+        "user_name",
+        "participants",
+        "participant_info",
+        "paticipant_info",
+    }
+)
+
+
+def _parse_event(obj: JsonObject, where: str) -> EventUpdate:
+    event = _opt_object(obj, "event", where)
+    if event is None:
+        raise _fail(where, "event", "is missing")
+    where = f"{where} event"
+    timestamp_key = "timestamp" if "timestamp" in event else "event_ts"
+    participants: list[Participant] = []
+    raw_participants = event.get("participants")
+    if raw_participants is not None:
+        if not isinstance(raw_participants, list):
+            raise _fail(where, "participants", "must be a list")
+        for item in raw_participants:
+            if not isinstance(item, dict):
+                raise _fail(where, "participants", "items must be objects")
+            user_id = _opt_id(item, "user_id", where + " participants")
+            if user_id is not None:
+                participants.append(Participant(user_id, _opt_str(item, "user_name")))
+    info = _opt_object(event, "participant_info", where)
+    if info is None:
+        info = _opt_object(event, "paticipant_info", where)
+    return EventUpdate(
+        event_type=_req_int(event, "event_type", where),
+        timestamp_ms=_opt_int(event, timestamp_key, where),
+        user_id=_opt_id(event, "user_id", where),
+        user_name=_opt_str(event, "user_name"),
+        participants=tuple(participants),
+        participant_info=info,
+        extra={k: v for k, v in event.items() if k not in _EVENT_KNOWN_KEYS},
+        timestamp_key=timestamp_key,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStateUpdate:
+    """STREAM_STATE_UPDATE (8). ``reason`` is a stop reason, given as int or name on the wire."""
+
+    msg_type: ClassVar[MsgType] = MsgType.STREAM_STATE_UPDATE
+    state: int
+    reason: int | None = None
+    timestamp_ms: int | None = None
+    rtms_stream_id: str | None = None
+
+    def to_wire(self) -> JsonObject:
+        return _drop_none(
+            {
+                "msg_type": int(self.msg_type),
+                "rtms_stream_id": self.rtms_stream_id,
+                "state": int(self.state),
+                "reason": None if self.reason is None else int(self.reason),
+                "timestamp": self.timestamp_ms,
+            }
+        )
+
+
+def _parse_stream_state(obj: JsonObject, where: str) -> StreamStateUpdate:
+    return StreamStateUpdate(
+        state=_req_int(obj, "state", where),
+        reason=parse_stop_reason(obj.get("reason", obj.get("stop_reason"))),
+        timestamp_ms=_opt_int(obj, "timestamp", where),
+        rtms_stream_id=_opt_str(obj, "rtms_stream_id"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStateUpdate:
+    """SESSION_STATE_UPDATE (9): started, paused, resumed, stopped."""
+
+    msg_type: ClassVar[MsgType] = MsgType.SESSION_STATE_UPDATE
+    state: int
+    stop_reason: int | None = None
+    timestamp_ms: int | None = None
+    rtms_session_id: str | None = None
+
+    def to_wire(self) -> JsonObject:
+        return _drop_none(
+            {
+                "msg_type": int(self.msg_type),
+                "state": int(self.state),
+                "stop_reason": None if self.stop_reason is None else int(self.stop_reason),
+                "timestamp": self.timestamp_ms,
+                "rtms_session_id": self.rtms_session_id,
+            }
+        )
+
+
+def _session_id(obj: JsonObject) -> str | None:
+    return _opt_str(obj, "rtms_session_id") or _opt_str(obj, "session_id")
+
+
+def _parse_session_state(obj: JsonObject, where: str) -> SessionStateUpdate:
+    return SessionStateUpdate(
+        state=_req_int(obj, "state", where),
+        stop_reason=parse_stop_reason(obj.get("stop_reason", obj.get("reason"))),
+        timestamp_ms=_opt_int(obj, "timestamp", where),
+        rtms_session_id=_session_id(obj),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStateResponse:
+    msg_type: ClassVar[MsgType] = MsgType.SESSION_STATE_RESP
+    state: int
+    rtms_session_id: str | None = None
+    timestamp_ms: int | None = None
+
+    def to_wire(self) -> JsonObject:
+        return _drop_none(
+            {
+                "msg_type": int(self.msg_type),
+                "rtms_session_id": self.rtms_session_id,
+                "state": int(self.state),
+                "timestamp": self.timestamp_ms,
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class KeepAliveRequest:
+    """KEEP_ALIVE_REQ (12), on both sockets. Either field may be absent (§5.11, §15)."""
+
+    msg_type: ClassVar[MsgType] = MsgType.KEEP_ALIVE_REQ
+    timestamp: EchoValue | None = None
+    sequence: EchoValue | None = None
+
+    def to_wire(self) -> JsonObject:
+        return _drop_none(
+            {"msg_type": int(self.msg_type), "sequence": self.sequence, "timestamp": self.timestamp}
+        )
+
+    def response(self) -> KeepAliveResponse:
+        return KeepAliveResponse(timestamp=self.timestamp, sequence=self.sequence)
+
+
+@dataclass(frozen=True, slots=True)
+class _BinaryMedia:
+    """Shared shape of 14, 15 and 16; ``data`` is the base64-decoded payload."""
+
+    msg_type: ClassVar[MsgType]
+    timestamp_ms: int
+    data: bytes
+    user_id: str | None = None
+    user_name: str | None = None
+    channel_id: str | None = None
+    #: Emitted by ``encode`` as ``length`` (§5.15, 2026-04).
+    with_length: bool = True
+
+    def to_wire(self) -> JsonObject:
+        content = _drop_none(
+            {
+                "user_id": None if self.user_id is None else _wire_id(self.user_id),
+                "user_name": self.user_name,
+                "channel_id": self.channel_id,
+                "data": binascii.b2a_base64(self.data, newline=False).decode("ascii"),
+                "length": len(self.data) if self.with_length else None,
+                "timestamp": self.timestamp_ms,
+            }
+        )
+        return {"msg_type": int(self.msg_type), "content": content}
+
+
+@dataclass(frozen=True, slots=True)
+class MediaAudio(_BinaryMedia):
+    """MEDIA_DATA_AUDIO (14)."""
+
+    msg_type: ClassVar[MsgType] = MsgType.MEDIA_DATA_AUDIO
+
+
+@dataclass(frozen=True, slots=True)
+class MediaVideo(_BinaryMedia):
+    """MEDIA_DATA_VIDEO (15): camera video, one JPG/PNG image or an H.264 chunk."""
+
+    msg_type: ClassVar[MsgType] = MsgType.MEDIA_DATA_VIDEO
+
+
+@dataclass(frozen=True, slots=True)
+class MediaShare(_BinaryMedia):
+    """MEDIA_DATA_SHARE (16): screen share ("deskshare"), never 15."""
+
+    msg_type: ClassVar[MsgType] = MsgType.MEDIA_DATA_SHARE
+
+
+def binary_content(
+    content: JsonObject, where: str
+) -> tuple[int, bytes, str | None, str | None, str | None]:
+    """``(timestamp_ms, payload, user_id, user_name, channel_id)`` of a 14/15/16 ``content``.
+
+    The audio hot path calls this directly: one base64 decode, a few dict reads, one tuple.
+    """
+    encoded = content.get("data")
+    if not isinstance(encoded, str):
+        raise _fail(where, "content.data", "must be a base64 string")
+    try:
+        payload = binascii.a2b_base64(encoded, strict_mode=True)
+    except ValueError as exc:
+        raise _fail(where, "content.data", "is not valid base64") from exc
+    length = content.get("length")
+    if length is not None and length != len(payload):
+        raise _fail(where, "content.length", f"is {length!r} but data decodes to {len(payload)}")
+    timestamp = content.get("timestamp")
+    if type(timestamp) is not int:
+        raise _fail(where, "content.timestamp", "must be an integer")
+    user_id = content.get("user_id")
+    if user_id is not None and type(user_id) is not str:
+        user_id = _opt_id(content, "user_id", where + " content")
+    channel_id = content.get("channel_id")
+    if channel_id is not None and type(channel_id) is not str:
+        channel_id = _opt_id(content, "channel_id", where + " content")
+    user_name = content.get("user_name")
+    return (
+        timestamp,
+        payload,
+        user_id,
+        user_name if type(user_name) is str else None,
+        channel_id,
+    )
+
+
+def _content(obj: JsonObject, where: str) -> JsonObject:
+    content = obj.get("content")
+    if not isinstance(content, dict):
+        raise _fail(where, "content", "must be an object")
+    return content
+
+
+_BinaryClass = type[MediaAudio] | type[MediaVideo] | type[MediaShare]
+
+
+def _binary_parser(cls: _BinaryClass) -> Callable[[JsonObject, str], Message]:
+    def parse(obj: JsonObject, where: str) -> Message:
+        timestamp, payload, user_id, user_name, channel_id = binary_content(
+            _content(obj, where), where
+        )
+        return cls(timestamp, payload, user_id, user_name, channel_id)
+
+    return parse
+
+
+@dataclass(frozen=True, slots=True)
+class MediaTranscript:
+    """MEDIA_DATA_TRANSCRIPT (17): ``data`` is plain UTF-8 text, not base64."""
+
+    msg_type: ClassVar[MsgType] = MsgType.MEDIA_DATA_TRANSCRIPT
+    timestamp_ms: int
+    text: str
+    user_id: str | None = None
+    user_name: str | None = None
+    channel_id: str | None = None
+    start_ms: int | None = None
+    end_ms: int | None = None
+    language: int | None = None
+    attribute: int | None = None
+
+    def to_wire(self) -> JsonObject:
+        content = _drop_none(
+            {
+                "user_id": None if self.user_id is None else _wire_id(self.user_id),
+                "user_name": self.user_name,
+                "channel_id": self.channel_id,
+                "start_time": self.start_ms,
+                "end_time": self.end_ms,
+                "timestamp": self.timestamp_ms,
+                "language": self.language,
+                "attribute": self.attribute,
+                "data": self.text,
+            }
+        )
+        return {"msg_type": int(self.msg_type), "content": content}
+
+
+def _parse_transcript(obj: JsonObject, where: str) -> MediaTranscript:
+    content = _content(obj, where)
+    inner = where + " content"
+    return MediaTranscript(
+        timestamp_ms=_req_int(content, "timestamp", inner),
+        text=_req_str(content, "data", inner),
+        user_id=_opt_id(content, "user_id", inner),
+        user_name=_opt_str(content, "user_name"),
+        channel_id=_opt_id(content, "channel_id", inner),
+        start_ms=_opt_int(content, "start_time", inner),
+        end_ms=_opt_int(content, "end_time", inner),
+        language=_opt_int(content, "language", inner),
+        attribute=_opt_int(content, "attribute", inner),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MediaChat:
+    """MEDIA_DATA_CHAT (18): ``text`` is plain text or the 2026 JSON string, verbatim."""
+
+    msg_type: ClassVar[MsgType] = MsgType.MEDIA_DATA_CHAT
+    timestamp_ms: int
+    text: str
+    user_id: str | None = None
+    user_name: str | None = None
+
+    def to_wire(self) -> JsonObject:
+        content = _drop_none(
+            {
+                "user_id": None if self.user_id is None else _wire_id(self.user_id),
+                "user_name": self.user_name,
+                "timestamp": self.timestamp_ms,
+                "data": self.text,
+            }
+        )
+        return {"msg_type": int(self.msg_type), "content": content}
+
+
+def _chat_sender(text: str) -> tuple[str | None, str | None]:
+    """The 2026 JSON chat form names the sender inside ``data`` (§5.15)."""
+    if not text.startswith("{"):
+        return None, None
+    try:
+        parsed = json.loads(text)
+    except (ValueError, RecursionError):
+        return None, None
+    sender = parsed.get("sender") if isinstance(parsed, dict) else None
+    if not isinstance(sender, dict):
+        return None, None
+    user_id = sender.get("user_id")
+    user_name = sender.get("user_name")
+    return (
+        str(user_id) if isinstance(user_id, str | int) and not isinstance(user_id, bool) else None,
+        user_name if isinstance(user_name, str) else None,
+    )
+
+
+def _parse_chat(obj: JsonObject, where: str) -> MediaChat:
+    content = _content(obj, where)
+    inner = where + " content"
+    data = content.get("data")
+    if isinstance(data, dict | list):
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    elif isinstance(data, str):
+        text = data
+    else:
+        raise _fail(inner, "data", "must be text or a JSON string")
+    user_id = _opt_id(content, "user_id", inner)
+    user_name = _opt_str(content, "user_name")
+    if user_id is None:
+        user_id, sender_name = _chat_sender(text)
+        user_name = user_name or sender_name
+    return MediaChat(_req_int(content, "timestamp", inner), text, user_id, user_name)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStateResponse:
+    msg_type: ClassVar[MsgType] = MsgType.STREAM_STATE_RESP
+    state: int
+    rtms_stream_id: str | None = None
+    timestamp_ms: int | None = None
+
+    def to_wire(self) -> JsonObject:
+        return _drop_none(
+            {
+                "msg_type": int(self.msg_type),
+                "rtms_stream_id": self.rtms_stream_id,
+                "state": int(self.state),
+                "timestamp": self.timestamp_ms,
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StreamCloseResponse:
+    msg_type: ClassVar[MsgType] = MsgType.STREAM_CLOSE_RESP
+    status_code: int | None
+    reason: str = ""
+    rtms_stream_id: str | None = None
+    timestamp_ms: int | None = None
+
+    def to_wire(self) -> JsonObject:
+        return _drop_none(
+            {
+                "msg_type": int(self.msg_type),
+                "rtms_stream_id": self.rtms_stream_id,
+                "status_code": self.status_code,
+                "reason": self.reason,
+                "timestamp": self.timestamp_ms,
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class VideoSubscriptionResponse:
+    msg_type: ClassVar[MsgType] = MsgType.VIDEO_SUBSCRIPTION_RESP
+    user_id: str | None
+    status_code: int | None
+    reason: str = ""
+    timestamp_ms: int | None = None
+
+    def to_wire(self) -> JsonObject:
+        return _drop_none(
+            {
+                "msg_type": int(self.msg_type),
+                "user_id": None if self.user_id is None else _wire_id(self.user_id),
+                "status_code": self.status_code,
+                "reason": self.reason,
+                "timestamp": self.timestamp_ms,
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataMessage:
+    """META_DATA_* (23-27): undocumented payloads, kept verbatim and ignored by the client."""
+
+    type_code: int
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_wire(self) -> JsonObject:
+        return {**self.fields, "msg_type": self.type_code}
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownMessage:
+    """A ``msg_type`` this codec does not know: logged by the caller and ignored (§3)."""
+
+    type_code: int
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_wire(self) -> JsonObject:
+        return {**self.fields, "msg_type": self.type_code}
+
+
+Message = (
+    SignalingHandshakeRequest
+    | SignalingHandshakeResponse
+    | DataHandshakeRequest
+    | DataHandshakeResponse
+    | EventSubscription
+    | EventUpdate
+    | ClientReadyAck
+    | StreamStateUpdate
+    | SessionStateUpdate
+    | SessionStateRequest
+    | SessionStateResponse
+    | KeepAliveRequest
+    | KeepAliveResponse
+    | MediaAudio
+    | MediaVideo
+    | MediaShare
+    | MediaTranscript
+    | MediaChat
+    | StreamStateRequest
+    | StreamStateResponse
+    | StreamCloseRequest
+    | StreamCloseResponse
+    | VideoSubscriptionRequest
+    | VideoSubscriptionResponse
+    | MetadataMessage
+    | UnknownMessage
+)
+
+
+# --- codec -----------------------------------------------------------------------------------
+
+
+def encode(msg: Message) -> str:
+    """Compact JSON text with integer enums, ready for a WebSocket text frame."""
+    return json.dumps(msg.to_wire(), separators=(",", ":"), ensure_ascii=False)
+
+
+def load_object(data: str | bytes | bytearray) -> JsonObject:
+    """Parse one frame (text or binary) into a JSON object with an integer ``msg_type``."""
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise RemoteProtocolError("frame is not valid JSON") from exc
+    if not isinstance(obj, dict):
+        raise RemoteProtocolError(f"frame is JSON {type(obj).__name__}, expected an object")
+    if type(obj.get("msg_type")) is not int:
+        raise RemoteProtocolError("frame field 'msg_type' is missing or not an integer")
+    return obj
+
+
+def _simple(
+    cls: Callable[..., Message], *spec: tuple[str, str]
+) -> Callable[[JsonObject, str], Message]:
+    """A parser for flat messages: ``spec`` pairs a wire key with its kind and constructor arg."""
+
+    def parse(obj: JsonObject, where: str) -> Message:
+        values: dict[str, Any] = {}
+        for key, kind in spec:
+            name = {"timestamp": "timestamp_ms"}.get(key, key)
+            if kind == "int":
+                values[name] = _req_int(obj, key, where)
+            elif kind == "opt_int":
+                values[name] = _opt_int(obj, key, where)
+            elif kind == "id":
+                values[name] = _opt_id(obj, key, where)
+            elif kind == "str":
+                values[name] = _opt_str(obj, key) or ""
+            else:
+                values[name] = _opt_str(obj, key)
+        return cls(**values)
+
+    return parse
+
+
+def _keep_alive(cls: type[KeepAliveRequest] | type[KeepAliveResponse]) -> Callable[..., Message]:
+    def parse(obj: JsonObject, where: str) -> Message:
+        return cls(timestamp=_opt_echo(obj, "timestamp"), sequence=_opt_echo(obj, "sequence"))
+
+    return parse
+
+
+def _parse_video_subscription(obj: JsonObject, where: str) -> VideoSubscriptionRequest:
+    user_id = _opt_id(obj, "user_id", where)
+    if user_id is None:
+        raise _fail(where, "user_id", "is missing")
+    subscribe = _opt_bool(obj, "subscribe", where)
+    return VideoSubscriptionRequest(
+        user_id, subscribe is not False, _opt_int(obj, "timestamp", where)
+    )
+
+
+def _parse_session_response(obj: JsonObject, where: str) -> SessionStateResponse:
+    return SessionStateResponse(
+        state=_req_int(obj, "state", where),
+        rtms_session_id=_session_id(obj),
+        timestamp_ms=_opt_int(obj, "timestamp", where),
+    )
+
+
+def _parse_session_request(obj: JsonObject, where: str) -> SessionStateRequest:
+    return SessionStateRequest(_session_id(obj))
+
+
+_PARSERS: Final[Mapping[int, Callable[[JsonObject, str], Message]]] = {
+    MsgType.SIGNALING_HAND_SHAKE_REQ: _parse_signaling_request,
+    MsgType.SIGNALING_HAND_SHAKE_RESP: _parse_signaling_response,
+    MsgType.DATA_HAND_SHAKE_REQ: _parse_data_request,
+    MsgType.DATA_HAND_SHAKE_RESP: _parse_data_response,
+    MsgType.EVENT_SUBSCRIPTION: _parse_subscription,
+    MsgType.EVENT_UPDATE: _parse_event,
+    MsgType.CLIENT_READY_ACK: _simple(ClientReadyAck, ("rtms_stream_id", "opt_str")),
+    MsgType.STREAM_STATE_UPDATE: _parse_stream_state,
+    MsgType.SESSION_STATE_UPDATE: _parse_session_state,
+    MsgType.SESSION_STATE_REQ: _parse_session_request,
+    MsgType.SESSION_STATE_RESP: _parse_session_response,
+    MsgType.KEEP_ALIVE_REQ: _keep_alive(KeepAliveRequest),
+    MsgType.KEEP_ALIVE_RESP: _keep_alive(KeepAliveResponse),
+    MsgType.MEDIA_DATA_AUDIO: _binary_parser(MediaAudio),
+    MsgType.MEDIA_DATA_VIDEO: _binary_parser(MediaVideo),
+    MsgType.MEDIA_DATA_SHARE: _binary_parser(MediaShare),
+    MsgType.MEDIA_DATA_TRANSCRIPT: _parse_transcript,
+    MsgType.MEDIA_DATA_CHAT: _parse_chat,
+    MsgType.STREAM_STATE_REQ: _simple(StreamStateRequest, ("rtms_stream_id", "opt_str")),
+    MsgType.STREAM_STATE_RESP: _simple(
+        StreamStateResponse,
+        ("state", "int"),
+        ("rtms_stream_id", "opt_str"),
+        ("timestamp", "opt_int"),
+    ),
+    MsgType.STREAM_CLOSE_REQ: _simple(StreamCloseRequest, ("rtms_stream_id", "opt_str")),
+    MsgType.STREAM_CLOSE_RESP: _simple(
+        StreamCloseResponse,
+        ("status_code", "opt_int"),
+        ("reason", "str"),
+        ("rtms_stream_id", "opt_str"),
+        ("timestamp", "opt_int"),
+    ),
+    MsgType.VIDEO_SUBSCRIPTION_REQ: _parse_video_subscription,
+    MsgType.VIDEO_SUBSCRIPTION_RESP: _simple(
+        VideoSubscriptionResponse,
+        ("user_id", "id"),
+        ("status_code", "opt_int"),
+        ("reason", "str"),
+        ("timestamp", "opt_int"),
+    ),
+}
+
+_METADATA_TYPES: Final = frozenset(range(MsgType.META_DATA_AUDIO, MsgType.META_DATA_CHAT + 1))
+
+
+def decode_object(obj: JsonObject) -> Message:
+    """Turn a parsed frame (see ``load_object``) into its message value."""
+    type_code: int = obj["msg_type"]
+    parser = _PARSERS.get(type_code)
+    if parser is None:
+        fields = {k: v for k, v in obj.items() if k != "msg_type"}
+        if type_code in _METADATA_TYPES:
+            return MetadataMessage(type_code, fields)
+        return UnknownMessage(type_code, fields)
+    return parser(obj, str(type_code))
+
+
+def decode(data: str | bytes | bytearray) -> Message:
+    """Decode one text or binary frame. Raises only ``RemoteProtocolError``."""
+    return decode_object(load_object(data))
+
+
+__all__ = [
+    "INSTANCE_KEYS",
+    "MEDIA_KEYS",
+    "PROTOCOL_VERSION",
+    "AudioParams",
+    "Channel",
+    "ChatParams",
+    "ClientReadyAck",
+    "ContentType",
+    "DataHandshakeRequest",
+    "DataHandshakeResponse",
+    "DataOption",
+    "DeskshareParams",
+    "EchoValue",
+    "EventSubscription",
+    "EventType",
+    "EventUpdate",
+    "KeepAliveRequest",
+    "KeepAliveResponse",
+    "LegacyStatusCode",
+    "MediaAudio",
+    "MediaChat",
+    "MediaParams",
+    "MediaResolution",
+    "MediaShare",
+    "MediaTranscript",
+    "MediaType",
+    "MediaVideo",
+    "Message",
+    "MetadataMessage",
+    "MsgType",
+    "Participant",
+    "PayloadType",
+    "Rejection",
+    "SampleRate",
+    "SessionState",
+    "SessionStateRequest",
+    "SessionStateResponse",
+    "SessionStateUpdate",
+    "SignalingHandshakeRequest",
+    "SignalingHandshakeResponse",
+    "StatusCode",
+    "StopClass",
+    "StopReason",
+    "StreamCloseRequest",
+    "StreamCloseResponse",
+    "StreamState",
+    "StreamStateRequest",
+    "StreamStateResponse",
+    "StreamStateUpdate",
+    "TranscriptLanguage",
+    "TranscriptParams",
+    "UnknownMessage",
+    "VideoParams",
+    "VideoSubscriptionRequest",
+    "VideoSubscriptionResponse",
+    "ZccEventType",
+    "binary_content",
+    "classify_rejection",
+    "classify_stop_reason",
+    "decode",
+    "decode_object",
+    "encode",
+    "event_name",
+    "is_success",
+    "load_object",
+    "parse_stop_reason",
+    "sample_rate_hz",
+    "stop_reason_name",
+]
