@@ -32,7 +32,10 @@ boto3, PyAV, psycopg, cryptography) are translated at the module that calls the 
     │   └── LeaseLost .............. another process owns the stream now
     ├── KeyProviderError ........... key material missing, unreachable or not allowed
     │   ├── KeyUnavailable ......... the key service cannot be reached right now (retry)
-    │   └── DecryptNotPermitted .... this host holds an encrypt-only key
+    │   ├── DecryptNotPermitted .... this host holds an encrypt-only key
+    │   ├── KeyNotFound ............ no key with this id here (the message names it)
+    │   │   └── KeyDestroyed ....... the recording's key was crypto-shredded
+    │   └── KeyMismatch ............ a wrapped key does not open under this key / context
     ├── IntegrityError (90) ........ evidence failed verification: never retried silently
     │   ├── DigestMismatch (91)
     │   ├── DecryptionFailed (92) .. a chunk failed authentication
@@ -193,6 +196,18 @@ class KeyUnavailable(KeyProviderError):
 
 
 class DecryptNotPermitted(KeyProviderError):
+    pass
+
+
+class KeyNotFound(KeyProviderError):
+    pass
+
+
+class KeyDestroyed(KeyNotFound):
+    pass
+
+
+class KeyMismatch(KeyProviderError):
     pass
 
 
