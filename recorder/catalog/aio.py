@@ -1,0 +1,348 @@
+"""The trio face of the catalog: the same calls as ``Catalog``, awaited, run in worker threads.
+
+Rule: every call is one ``trio.to_thread.run_sync(..., limiter=...)`` hop around one blocking
+catalog transaction, and nothing else. The hop is not abandoned on cancellation, so a write the
+database has started is always finished (committed or rolled back) before the caller's
+cancellation is delivered: the catalog never holds half of a call. Both engines sit behind the
+same class, so the service cannot tell them apart.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Final, TypeVar
+
+import trio
+
+from recorder.catalog._core import SqlCatalog
+from recorder.catalog.base import (
+    AuditEvent,
+    Catalog,
+    EvidenceRef,
+    HoldScope,
+    JsonValue,
+    Lease,
+    LegalHoldRow,
+    NewRecordFile,
+    NewSegment,
+    ParticipantInfo,
+    Product,
+    RecordFileRow,
+    RecordingDetail,
+    RecordingRow,
+    RecordingStart,
+    RecordingStatus,
+    SegmentRow,
+    StreamEvent,
+    StreamRow,
+)
+from recorder.catalog.connect import open_catalog
+from recorder.catalog.postgres import DEFAULT_MAX_CONNECTIONS, PostgresCatalog
+
+T = TypeVar("T")
+
+#: Zoom retries a webhook at +5, +20 and +60 minutes (rtms-protocol §8.3): keep keys past that.
+DEFAULT_DEDUP_TTL_MS: Final = 3 * 60 * 60 * 1000
+
+
+class AsyncCatalog:
+    """Async wrapper over any ``Catalog``; owns it and closes it in ``aclose``."""
+
+    def __init__(self, catalog: Catalog, *, limiter: trio.CapacityLimiter | None = None) -> None:
+        if limiter is None:
+            tokens = catalog.max_connections if isinstance(catalog, PostgresCatalog) else 1
+            limiter = trio.CapacityLimiter(tokens)
+        self.sync = catalog
+        self._limiter = limiter
+
+    def __repr__(self) -> str:
+        return f"<AsyncCatalog {self.sync!r}>"
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        return await trio.to_thread.run_sync(fn, limiter=self._limiter)
+
+    async def aclose(self) -> None:
+        # Shielded: closing must happen even while the owner is being cancelled.
+        with trio.CancelScope(shield=True):
+            await self._call(self.sync.close)
+
+    async def __aenter__(self) -> AsyncCatalog:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def schema_version(self) -> int:
+        return await self._call(self.sync.schema_version)
+
+    # streams and leases
+    async def upsert_stream(self, event: StreamEvent, now_ms: int) -> StreamRow:
+        return await self._call(functools.partial(self.sync.upsert_stream, event, now_ms))
+
+    async def get_stream(self, rtms_stream_id: str) -> StreamRow | None:
+        return await self._call(functools.partial(self.sync.get_stream, rtms_stream_id))
+
+    async def try_claim(
+        self, rtms_stream_id: str, owner: str, ttl_ms: int, now_ms: int
+    ) -> Lease | None:
+        return await self._call(
+            functools.partial(self.sync.try_claim, rtms_stream_id, owner, ttl_ms, now_ms)
+        )
+
+    async def renew(self, lease: Lease, now_ms: int) -> Lease:
+        return await self._call(functools.partial(self.sync.renew, lease, now_ms))
+
+    async def release(self, lease: Lease) -> bool:
+        return await self._call(functools.partial(self.sync.release, lease))
+
+    async def expired_streams_to_rejoin(self, now_ms: int) -> list[StreamRow]:
+        return await self._call(functools.partial(self.sync.expired_streams_to_rejoin, now_ms))
+
+    async def live_streams_owned_by(self, owner: str) -> list[StreamRow]:
+        return await self._call(functools.partial(self.sync.live_streams_owned_by, owner))
+
+    async def first_seen(self, key: str, now_ms: int, ttl_ms: int) -> bool:
+        return await self._call(functools.partial(self.sync.first_seen, key, now_ms, ttl_ms))
+
+    # recordings
+    async def upsert_recording(self, start: RecordingStart, now_ms: int) -> RecordingRow:
+        return await self._call(functools.partial(self.sync.upsert_recording, start, now_ms))
+
+    async def recording_for_stream(self, rtms_stream_id: str) -> RecordingRow | None:
+        return await self._call(functools.partial(self.sync.recording_for_stream, rtms_stream_id))
+
+    async def add_participants(
+        self, recording_id: str, participants: Sequence[ParticipantInfo]
+    ) -> None:
+        await self._call(
+            functools.partial(self.sync.add_participants, recording_id, tuple(participants))
+        )
+
+    async def set_contact_center(
+        self,
+        recording_id: str,
+        *,
+        queue_id: str | None = None,
+        queue_name: str | None = None,
+        agent_id: str | None = None,
+        agent_name: str | None = None,
+    ) -> None:
+        await self._call(
+            functools.partial(
+                self.sync.set_contact_center,
+                recording_id,
+                queue_id=queue_id,
+                queue_name=queue_name,
+                agent_id=agent_id,
+                agent_name=agent_name,
+            )
+        )
+
+    async def end_recording(
+        self, recording_id: str, *, ended_ms: int, reason: str, status: RecordingStatus
+    ) -> RecordingRow:
+        return await self._call(
+            functools.partial(
+                self.sync.end_recording,
+                recording_id,
+                ended_ms=ended_ms,
+                reason=reason,
+                status=status,
+            )
+        )
+
+    # evidence
+    async def add_segment(self, segment: NewSegment, now_ms: int) -> SegmentRow:
+        return await self._call(functools.partial(self.sync.add_segment, segment, now_ms))
+
+    async def add_record_file(self, record: NewRecordFile, now_ms: int) -> RecordFileRow:
+        return await self._call(functools.partial(self.sync.add_record_file, record, now_ms))
+
+    async def mark_uploaded(
+        self,
+        ref: EvidenceRef,
+        *,
+        object_key: str,
+        version_id: str | None,
+        stored_sha256: str,
+        now_ms: int,
+    ) -> None:
+        await self._call(
+            functools.partial(
+                self.sync.mark_uploaded,
+                ref,
+                object_key=object_key,
+                version_id=version_id,
+                stored_sha256=stored_sha256,
+                now_ms=now_ms,
+            )
+        )
+
+    async def mark_verified(self, ref: EvidenceRef, now_ms: int) -> None:
+        await self._call(functools.partial(self.sync.mark_verified, ref, now_ms))
+
+    async def add_gap(
+        self,
+        recording_id: str,
+        track: str,
+        *,
+        start_ms: int,
+        end_ms: int,
+        cause: str,
+        start_sample: int | None = None,
+        end_sample: int | None = None,
+        detail: str = "",
+    ) -> None:
+        await self._call(
+            functools.partial(
+                self.sync.add_gap,
+                recording_id,
+                track,
+                start_ms=start_ms,
+                end_ms=end_ms,
+                cause=cause,
+                start_sample=start_sample,
+                end_sample=end_sample,
+                detail=detail,
+            )
+        )
+
+    async def add_pause(
+        self, recording_id: str, *, start_ms: int, end_ms: int | None, actor: str | None
+    ) -> None:
+        await self._call(
+            functools.partial(
+                self.sync.add_pause, recording_id, start_ms=start_ms, end_ms=end_ms, actor=actor
+            )
+        )
+
+    # holds and audit
+    async def place_hold(
+        self,
+        *,
+        matter: str,
+        scope: HoldScope,
+        scope_value: str,
+        placed_by: str,
+        reason: str,
+        now_ms: int,
+    ) -> LegalHoldRow:
+        return await self._call(
+            functools.partial(
+                self.sync.place_hold,
+                matter=matter,
+                scope=scope,
+                scope_value=scope_value,
+                placed_by=placed_by,
+                reason=reason,
+                now_ms=now_ms,
+            )
+        )
+
+    async def release_hold(
+        self, hold_id: int, *, released_by: str, reason: str, now_ms: int
+    ) -> LegalHoldRow:
+        return await self._call(
+            functools.partial(
+                self.sync.release_hold,
+                hold_id,
+                released_by=released_by,
+                reason=reason,
+                now_ms=now_ms,
+            )
+        )
+
+    async def is_on_hold(self, recording_id: str) -> bool:
+        return await self._call(functools.partial(self.sync.is_on_hold, recording_id))
+
+    async def holds(self, *, active_only: bool = True) -> list[LegalHoldRow]:
+        return await self._call(functools.partial(self.sync.holds, active_only=active_only))
+
+    async def append_audit(
+        self,
+        *,
+        actor: str,
+        action: str,
+        target: str,
+        reason: str,
+        now_ms: int,
+        details: Mapping[str, JsonValue] | None = None,
+    ) -> AuditEvent:
+        return await self._call(
+            functools.partial(
+                self.sync.append_audit,
+                actor=actor,
+                action=action,
+                target=target,
+                reason=reason,
+                now_ms=now_ms,
+                details=details,
+            )
+        )
+
+    async def audit_trail(self, target: str) -> list[AuditEvent]:
+        return await self._call(functools.partial(self.sync.audit_trail, target))
+
+    # officers
+    async def search(
+        self,
+        *,
+        product: Product | None = None,
+        instance_id: str | None = None,
+        stream_id: str | None = None,
+        participant: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        limit: int = 100,
+    ) -> list[RecordingRow]:
+        return await self._call(
+            functools.partial(
+                self.sync.search,
+                product=product,
+                instance_id=instance_id,
+                stream_id=stream_id,
+                participant=participant,
+                since_ms=since_ms,
+                until_ms=until_ms,
+                limit=limit,
+            )
+        )
+
+    async def show(self, recording_id: str) -> RecordingDetail | None:
+        return await self._call(functools.partial(self.sync.show, recording_id))
+
+
+async def open_async_catalog(
+    url: str,
+    *,
+    now_ms: int,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    limiter: trio.CapacityLimiter | None = None,
+) -> AsyncCatalog:
+    """Open and migrate the catalog at ``url`` in a worker thread; see ``open_catalog``."""
+    catalog: SqlCatalog = await trio.to_thread.run_sync(
+        functools.partial(open_catalog, url, now_ms=now_ms, max_connections=max_connections)
+    )
+    return AsyncCatalog(catalog, limiter=limiter)
+
+
+class CatalogWebhookDedup:
+    """The ingress's ``WebhookDedup`` seam, backed by the catalog's ``webhook_dedup`` table.
+
+    Shared by every process on the catalog, so a webhook delivered to two recorders is acted on
+    once. ``ttl_ms`` must outlast Zoom's retry schedule.
+    """
+
+    def __init__(self, catalog: AsyncCatalog, *, ttl_ms: int = DEFAULT_DEDUP_TTL_MS) -> None:
+        self._catalog = catalog
+        self._ttl_ms = ttl_ms
+
+    async def first_seen(self, key: str, now_s: float) -> bool:
+        return await self._catalog.first_seen(key, int(now_s * 1000), self._ttl_ms)

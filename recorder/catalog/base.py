@@ -1,0 +1,542 @@
+"""The catalog's vocabulary: the rows it returns, the facts it is given, and the ``Catalog`` seam.
+
+Rules that hold for every engine behind ``Catalog``:
+
+1. Every time is an integer of Unix milliseconds, UTC (``*_ms``). Nothing reads a clock here: the
+   caller passes ``now_ms``, so both engines store identical values and tests need no sleeping.
+2. Writes that the service may repeat (webhook retries, restarts, a second recorder process) are
+   idempotent: adding the same segment, gap, pause or record twice leaves one row.
+3. Evidence rows only move forward: an upload state never goes back from ``verified``, a stream
+   state never goes back to an older webhook's state, a lease epoch never decreases.
+4. A legal hold always wins (invariant 8): ``is_on_hold`` is what retention and key destruction ask.
+5. Hold changes are audited in the same transaction as the change itself (invariant 9).
+
+The protocol is synchronous (the engines are blocking DB-API drivers); the trio-facing
+``AsyncCatalog`` in ``recorder.catalog.aio`` runs each call in a worker thread.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from recorder.sink import SealedSegment
+
+#: JSON-compatible values allowed in audit details.
+JsonValue = str | int | float | bool | None | Sequence["JsonValue"] | Mapping[str, "JsonValue"]
+
+
+class Product(enum.StrEnum):
+    """What an RTMS stream belongs to (rtms-protocol §2.3)."""
+
+    MEETING = "meeting"
+    WEBINAR = "webinar"
+    SESSION = "session"  #: Video SDK
+    CONTACT_CENTER = "contact_center"
+
+
+class StreamState(enum.StrEnum):
+    #: ``rtms_started`` seen (or a failover ``rtms_started``): the stream should be recorded.
+    STARTED = "started"
+    #: ``rtms_interrupted`` seen: still live, the owner is reconnecting.
+    INTERRUPTED = "interrupted"
+    #: ``rtms_stopped`` seen, or the media said the stream ended: nothing to rejoin.
+    STOPPED = "stopped"
+
+
+#: States in which a stream is still live, so a restarted or standby recorder should rejoin it.
+LIVE_STREAM_STATES: tuple[StreamState, ...] = (StreamState.STARTED, StreamState.INTERRUPTED)
+
+
+class RecordingStatus(enum.StrEnum):
+    ACTIVE = "active"
+    #: Ended normally (host stopped, meeting ended, call finished).
+    COMPLETE = "complete"
+    #: Ended abnormally; the recording may hold gaps up to its end.
+    INCOMPLETE = "incomplete"
+    #: RTMS revoked the stream (STREAM_REVOKED): assets must go unless a hold applies.
+    REVOKED = "revoked"
+
+
+class UploadState(enum.StrEnum):
+    """Ordered: a row only ever moves to the right."""
+
+    PENDING = "pending"
+    UPLOADED = "uploaded"
+    VERIFIED = "verified"
+
+
+class EvidenceKind(enum.StrEnum):
+    SEGMENT = "segment"  #: an audio segment (``segments`` table)
+    RECORD = "record"  #: a transcript / chat / event record file (``records`` table)
+
+
+class HoldScope(enum.StrEnum):
+    RECORDING = "recording"  #: one recording (one stream of one instance)
+    INSTANCE = "instance"  #: every recording of a meeting / webinar / session / engagement
+
+
+# --- leases ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Proof of ownership of one ``rtms_stream_id``.
+
+    ``epoch`` is the fencing token: it grows by one on every successful claim of the stream, so
+    anything done under an older epoch can be recognised as stale.
+    """
+
+    rtms_stream_id: str
+    owner: str
+    epoch: int
+    ttl_ms: int
+    expires_ms: int
+
+
+# --- inputs ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """What a start / interrupted / stopped webhook says about one stream."""
+
+    rtms_stream_id: str
+    product: Product
+    #: ``meeting_uuid``, ``webinar_uuid``, ``session_id`` or ``engagement_id``.
+    instance_id: str
+    state: StreamState
+    #: Webhook ``event_ts``: Zoom's clock, used to ignore older, re-delivered webhooks.
+    event_ts_ms: int
+    #: Empty when the webhook carries none (``rtms_interrupted``): the stored URLs are kept.
+    server_urls: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingStart:
+    """The facts known when a recording begins (from ``rtms_started``)."""
+
+    rtms_stream_id: str
+    product: Product
+    instance_id: str
+    started_ms: int
+    operator_id: str | None = None
+    account_id: str | None = None
+    #: The numeric meeting / webinar id when the webhook has one (not the uuid).
+    meeting_number: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantInfo:
+    user_id: str
+    user_name: str | None = None
+    #: ``host``, ``caller``, ``callee``, ``agent``... when RTMS says.
+    role: str | None = None
+    first_seen_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewSegment:
+    """One sealed audio segment, as the capture pipeline hands it to the catalog."""
+
+    recording_id: str
+    track: str
+    segment_index: int
+    #: Where the sealed object lives (or will live) in the object store.
+    object_key: str
+    plaintext_sha256: str
+    plaintext_size: int
+    stored_size: int
+    #: RTMS-timeline range covered, Unix ms, end exclusive.
+    start_ms: int
+    end_ms: int
+    #: Sample range covered in the WAV (``start_sample`` .. ``start_sample + sample_count``).
+    start_sample: int
+    sample_count: int
+    sample_rate: int
+    codec: str
+    key_id: str
+    retain_until_ms: int | None = None
+    participant_id: str | None = None
+    recovered: bool = False
+    #: SHA-256 of the stored (encrypted) object, when the sealer already knows it.
+    stored_sha256: str | None = None
+
+    @classmethod
+    def from_sealed(
+        cls,
+        sealed: SealedSegment,
+        *,
+        object_key: str,
+        start_ms: int,
+        end_ms: int,
+        start_sample: int,
+        sample_count: int,
+        sample_rate: int,
+        codec: str,
+        retain_until_ms: int | None = None,
+        participant_id: str | None = None,
+        stored_sha256: str | None = None,
+    ) -> NewSegment:
+        identity = sealed.identity
+        return cls(
+            recording_id=identity.recording_id,
+            track=identity.track,
+            segment_index=identity.segment_index,
+            object_key=object_key,
+            plaintext_sha256=sealed.sha256,
+            plaintext_size=sealed.plaintext_size,
+            stored_size=sealed.stored_size,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            start_sample=start_sample,
+            sample_count=sample_count,
+            sample_rate=sample_rate,
+            codec=codec,
+            key_id=sealed.key_id,
+            retain_until_ms=retain_until_ms,
+            participant_id=participant_id,
+            recovered=sealed.recovered,
+            stored_sha256=stored_sha256,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NewRecordFile:
+    """One sealed transcript / chat / event record file (JSON lines)."""
+
+    recording_id: str
+    #: ``transcript``, ``chat`` or ``events``.
+    kind: str
+    record_index: int
+    object_key: str
+    plaintext_sha256: str
+    plaintext_size: int
+    stored_size: int
+    start_ms: int
+    end_ms: int
+    key_id: str
+    retain_until_ms: int | None = None
+    recovered: bool = False
+    stored_sha256: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceRef:
+    """Names one segment (``name`` = track) or one record file (``name`` = record kind)."""
+
+    kind: EvidenceKind
+    recording_id: str
+    name: str
+    index: int
+
+
+# --- rows ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRow:
+    rtms_stream_id: str
+    #: ``None`` until a webhook named it (a claim may come first, from another process).
+    product: Product | None
+    instance_id: str | None
+    state: StreamState
+    server_urls: tuple[str, ...]
+    lease_owner: str | None
+    lease_expires_ms: int | None
+    lease_epoch: int
+    first_seen_ms: int
+    last_event_ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingRow:
+    recording_id: str
+    rtms_stream_id: str
+    product: Product
+    instance_id: str
+    operator_id: str | None
+    account_id: str | None
+    meeting_number: str | None
+    cc_queue_id: str | None
+    cc_queue_name: str | None
+    cc_agent_id: str | None
+    cc_agent_name: str | None
+    started_ms: int
+    ended_ms: int | None
+    end_reason: str | None
+    status: RecordingStatus
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantRow:
+    recording_id: str
+    user_id: str
+    user_name: str | None
+    role: str | None
+    first_seen_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRow:
+    recording_id: str
+    track: str
+    segment_index: int
+    participant_id: str | None
+    object_key: str
+    version_id: str | None
+    plaintext_sha256: str
+    stored_sha256: str | None
+    plaintext_size: int
+    stored_size: int
+    start_ms: int
+    end_ms: int
+    start_sample: int
+    sample_count: int
+    sample_rate: int
+    codec: str
+    key_id: str
+    retain_until_ms: int | None
+    upload_state: UploadState
+    recovered: bool
+    uploaded_ms: int | None
+    verified_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFileRow:
+    recording_id: str
+    kind: str
+    record_index: int
+    object_key: str
+    version_id: str | None
+    plaintext_sha256: str
+    stored_sha256: str | None
+    plaintext_size: int
+    stored_size: int
+    start_ms: int
+    end_ms: int
+    key_id: str
+    retain_until_ms: int | None
+    upload_state: UploadState
+    recovered: bool
+    uploaded_ms: int | None
+    verified_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class GapRow:
+    recording_id: str
+    track: str
+    start_ms: int
+    end_ms: int
+    #: Sample range in the WAV timeline, when the gap falls inside a written segment.
+    start_sample: int | None
+    end_sample: int | None
+    cause: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class PauseRow:
+    recording_id: str
+    start_ms: int
+    #: ``None`` while the pause is still open.
+    end_ms: int | None
+    actor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LegalHoldRow:
+    hold_id: int
+    matter: str
+    scope: HoldScope
+    #: A ``recording_id`` or an ``instance_id``, per ``scope``.
+    scope_value: str
+    placed_by: str
+    reason: str
+    placed_ms: int
+    released_by: str | None
+    released_reason: str | None
+    released_ms: int | None
+
+    @property
+    def active(self) -> bool:
+        return self.released_ms is None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    audit_id: int
+    at_ms: int
+    actor: str
+    action: str
+    target: str
+    reason: str
+    #: Canonical JSON text (sorted keys): what was stored, byte for byte.
+    details_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingDetail:
+    """Everything an officer sees for one recording (``recorder show``)."""
+
+    recording: RecordingRow
+    participants: tuple[ParticipantRow, ...] = ()
+    segments: tuple[SegmentRow, ...] = ()
+    gaps: tuple[GapRow, ...] = ()
+    pauses: tuple[PauseRow, ...] = ()
+    records: tuple[RecordFileRow, ...] = ()
+    holds: tuple[LegalHoldRow, ...] = field(default=())
+
+    @property
+    def on_hold(self) -> bool:
+        return any(hold.active for hold in self.holds)
+
+
+# --- the seam --------------------------------------------------------------------------------
+
+
+class Catalog(Protocol):
+    """Blocking catalog API. Every method is one transaction; errors are ``CatalogError``."""
+
+    def close(self) -> None: ...
+
+    def schema_version(self) -> int: ...
+
+    # streams and leases
+    def upsert_stream(self, event: StreamEvent, now_ms: int) -> StreamRow: ...
+
+    def get_stream(self, rtms_stream_id: str) -> StreamRow | None: ...
+
+    def try_claim(self, rtms_stream_id: str, owner: str, ttl_ms: int, now_ms: int) -> Lease | None:
+        """Take the stream's lease if it is free, expired or already ``owner``'s.
+
+        Returns ``None`` when someone else holds a live lease. The stream row is created when
+        missing (``product`` and ``instance_id`` unknown until a webhook names them).
+        """
+        ...
+
+    def renew(self, lease: Lease, now_ms: int) -> Lease:
+        """Extend ``lease`` by its ttl. Raises ``LeaseLost`` if another claim happened since."""
+        ...
+
+    def release(self, lease: Lease) -> bool:
+        """Hand the lease back; ``False`` if it was no longer ours (nothing changed then)."""
+        ...
+
+    def expired_streams_to_rejoin(self, now_ms: int) -> list[StreamRow]:
+        """Live streams whose lease is free or expired: candidates for ``try_claim``."""
+        ...
+
+    def live_streams_owned_by(self, owner: str) -> list[StreamRow]: ...
+
+    # webhook dedup
+    def first_seen(self, key: str, now_ms: int, ttl_ms: int) -> bool: ...
+
+    # recordings
+    def upsert_recording(self, start: RecordingStart, now_ms: int) -> RecordingRow: ...
+
+    def recording_for_stream(self, rtms_stream_id: str) -> RecordingRow | None: ...
+
+    def add_participants(
+        self, recording_id: str, participants: Sequence[ParticipantInfo]
+    ) -> None: ...
+
+    def set_contact_center(
+        self,
+        recording_id: str,
+        *,
+        queue_id: str | None = None,
+        queue_name: str | None = None,
+        agent_id: str | None = None,
+        agent_name: str | None = None,
+    ) -> None: ...
+
+    def end_recording(
+        self, recording_id: str, *, ended_ms: int, reason: str, status: RecordingStatus
+    ) -> RecordingRow: ...
+
+    # evidence
+    def add_segment(self, segment: NewSegment, now_ms: int) -> SegmentRow: ...
+
+    def add_record_file(self, record: NewRecordFile, now_ms: int) -> RecordFileRow: ...
+
+    def mark_uploaded(
+        self,
+        ref: EvidenceRef,
+        *,
+        object_key: str,
+        version_id: str | None,
+        stored_sha256: str,
+        now_ms: int,
+    ) -> None: ...
+
+    def mark_verified(self, ref: EvidenceRef, now_ms: int) -> None: ...
+
+    def add_gap(
+        self,
+        recording_id: str,
+        track: str,
+        *,
+        start_ms: int,
+        end_ms: int,
+        cause: str,
+        start_sample: int | None = None,
+        end_sample: int | None = None,
+        detail: str = "",
+    ) -> None: ...
+
+    def add_pause(
+        self, recording_id: str, *, start_ms: int, end_ms: int | None, actor: str | None
+    ) -> None: ...
+
+    # holds and audit
+    def place_hold(
+        self,
+        *,
+        matter: str,
+        scope: HoldScope,
+        scope_value: str,
+        placed_by: str,
+        reason: str,
+        now_ms: int,
+    ) -> LegalHoldRow: ...
+
+    def release_hold(
+        self, hold_id: int, *, released_by: str, reason: str, now_ms: int
+    ) -> LegalHoldRow: ...
+
+    def is_on_hold(self, recording_id: str) -> bool: ...
+
+    def holds(self, *, active_only: bool = True) -> list[LegalHoldRow]: ...
+
+    def append_audit(
+        self,
+        *,
+        actor: str,
+        action: str,
+        target: str,
+        reason: str,
+        now_ms: int,
+        details: Mapping[str, JsonValue] | None = None,
+    ) -> AuditEvent: ...
+
+    def audit_trail(self, target: str) -> list[AuditEvent]: ...
+
+    # officers
+    def search(
+        self,
+        *,
+        product: Product | None = None,
+        instance_id: str | None = None,
+        stream_id: str | None = None,
+        participant: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        limit: int = 100,
+    ) -> list[RecordingRow]: ...
+
+    def show(self, recording_id: str) -> RecordingDetail | None: ...

@@ -1,0 +1,132 @@
+"""The embedded catalog: one SQLite file, one connection, one transaction at a time.
+
+Rule: every statement runs inside ``_transaction``, which holds the connection lock, opens the
+transaction itself (the driver's implicit transactions are off), and turns ``sqlite3.Error`` into
+``CatalogError`` naming the operation. Writers use ``BEGIN IMMEDIATE`` so that two processes (or
+two connections) on the same file serialise at the start of a write instead of failing midway
+with "database is locked"; readers use a deferred ``BEGIN`` and, thanks to WAL, never block them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Final
+
+from recorder.catalog._core import Row, SqlCatalog, Tx
+from recorder.catalog.schema import Engine
+from recorder.errors import CatalogError
+
+logger: Final = logging.getLogger(__name__)
+
+#: How long a writer waits for another connection's write lock before giving up.
+DEFAULT_BUSY_TIMEOUT_MS: Final = 10_000
+
+
+class _SqliteTx:
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> int:
+        return self._conn.execute(sql, params).rowcount
+
+    def fetchone(self, sql: str, params: Sequence[object] = ()) -> Row | None:
+        cursor = self._conn.execute(sql, params)
+        row: Row | None = cursor.fetchone()
+        # Drain so that an INSERT ... RETURNING has finished before the next statement.
+        cursor.fetchall()
+        return row
+
+    def fetchall(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        rows: list[Row] = self._conn.execute(sql, params).fetchall()
+        return rows
+
+
+class SqliteCatalog(SqlCatalog):
+    """``Catalog`` on a single SQLite file (WAL, foreign keys on, synchronous FULL)."""
+
+    engine = Engine.SQLITE
+
+    def __init__(
+        self, path: Path | str, *, now_ms: int, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS
+    ) -> None:
+        """Open (creating if needed, mode 0600) and migrate the catalog at ``path``."""
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # The catalog names participants: create it private before SQLite opens it (the
+            # -wal and -shm files inherit the database file's permissions).
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        except OSError as exc:
+            raise CatalogError(f"open: cannot create catalog file {self.path}: {exc}") from exc
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=busy_timeout_ms / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise CatalogError(f"open: cannot open catalog {self.path}: {exc}") from exc
+        self._conn = conn
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise CatalogError(f"open: {self.path} refused WAL mode (got {mode})")
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            # Evidence metadata must survive a power cut as well as a crash.
+            conn.execute("PRAGMA synchronous = FULL")
+            self.migrate(now_ms)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise CatalogError(f"open: cannot configure catalog {self.path}: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"<SqliteCatalog {str(self.path)!r}>"
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _transaction(self, operation: str, *, write: bool) -> Iterator[Tx]:
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            except sqlite3.Error as exc:
+                raise CatalogError(f"{operation}: cannot begin a transaction: {exc}") from exc
+            try:
+                yield _SqliteTx(self._conn)
+            except sqlite3.Error as exc:
+                self._rollback(operation)
+                raise CatalogError(f"{operation}: {exc}") from exc
+            except BaseException:
+                self._rollback(operation)
+                raise
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback(operation)
+                raise CatalogError(f"{operation}: commit failed: {exc}") from exc
+
+    def _rollback(self, operation: str) -> None:
+        if not self._conn.in_transaction:
+            return
+        try:
+            self._conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            # The original error is what the caller needs; a failed rollback leaves SQLite to
+            # roll back when the connection closes.
+            logger.warning("catalog rollback failed operation=%s", operation, exc_info=True)
