@@ -1,0 +1,227 @@
+"""PyAV implementations of ``AudioDecoder`` (see ``recorder.audio.decoder`` for the contract).
+
+Everything PyAV raises is translated here into ``DecodeError``; no ``av`` exception type leaves
+this module. PyAV pitfalls handled (docs/perf-baseline.md §1):
+
+* No container, so no OpusHead: the Opus decoder is given ``layout`` and ``sample_rate``
+  explicitly and reports the 312-sample encoder lookahead as ``delay_samples`` instead of
+  applying a pre-skip.
+* ``libopus`` always decodes at 48 kHz, whatever ``sample_rate`` says; an ``AudioResampler``
+  brings it to the output rate, and its held-back tail comes out in ``flush()``.
+* ``bytes(frame.planes[0])`` is the padded buffer; frames are read with ``to_ndarray()``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+from pathlib import Path
+from typing import Final
+
+import av
+import av.error
+import numpy as np
+from av.audio.codeccontext import AudioCodecContext
+from av.audio.frame import AudioFrame
+from av.audio.resampler import AudioResampler
+
+from recorder.audio.decoder import ALAW, describe_source
+from recorder.errors import DecodeError
+from recorder.rtms.events import AudioCodec, AudioFormat
+
+#: Encoder lookahead at the codec's own rate (samples per channel), when no container tells us.
+CODEC_DELAY: Final = {AudioCodec.OPUS: 312, AudioCodec.G722: 22}
+
+_LAYOUTS: Final = {1: "mono", 2: "stereo"}
+
+
+class PassthroughDecoder:
+    """L16 already in the output format: RTMS L16 is little-endian (perf-baseline §3)."""
+
+    def __init__(self, source: AudioFormat) -> None:
+        self._source = source
+        self._frame_bytes = 2 * source.channels
+
+    @property
+    def source(self) -> AudioFormat:
+        return self._source
+
+    @property
+    def output_rate(self) -> int:
+        return self._source.sample_rate
+
+    @property
+    def output_channels(self) -> int:
+        return self._source.channels
+
+    @property
+    def delay_samples(self) -> int:
+        return 0
+
+    @property
+    def description(self) -> str:
+        return describe_source(self._source)
+
+    def decode(self, payload: bytes) -> bytes:
+        if len(payload) % self._frame_bytes:
+            raise DecodeError(
+                f"L16 payload of {len(payload)} bytes is not whole {self._frame_bytes}-byte frames"
+            )
+        return payload
+
+    def flush(self) -> bytes:
+        return b""
+
+
+class _Resampling:
+    """Shared output side: frames of any format/rate/layout in, packed s16 bytes out."""
+
+    def __init__(self, source: AudioFormat, rate: int, channels: int) -> None:
+        self._source = source
+        self._rate = rate
+        self._channels = channels
+        self._resampler = AudioResampler(format="s16", layout=_LAYOUTS[channels], rate=rate)
+        #: Decided on the first frame: a decoder's frames all share one format.
+        self._direct_known: bool | None = None
+
+    @property
+    def source(self) -> AudioFormat:
+        return self._source
+
+    @property
+    def output_rate(self) -> int:
+        return self._rate
+
+    @property
+    def output_channels(self) -> int:
+        return self._channels
+
+    def _resample(self, frame: AudioFrame | None) -> bytes:
+        if frame is not None and self._direct(frame):
+            return frame.to_ndarray().tobytes()
+        try:
+            frames = self._resampler.resample(frame)
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise DecodeError(f"resampling {self._source.codec.name} failed: {exc}") from exc
+        if not frames:
+            return b""
+        if len(frames) == 1:
+            return frames[0].to_ndarray().tobytes()
+        return b"".join(f.to_ndarray().tobytes() for f in frames)
+
+    def _direct(self, frame: AudioFrame) -> bool:
+        """Skip swresample when the codec already yields the output format (G.722 at 16 kHz,
+        G.711 or Opus at their own rate): it would only copy, at several µs a packet."""
+        if self._direct_known is None:
+            self._direct_known = (
+                frame.format.name == "s16"
+                and frame.sample_rate == self._rate
+                and frame.layout.nb_channels == self._channels
+            )
+        return self._direct_known
+
+    def flush(self) -> bytes:
+        if self._direct_known:
+            return b""
+        return self._resample(None)
+
+
+class L16Decoder(_Resampling):
+    """L16 at another rate or layout than the output: numpy view, then swresample."""
+
+    def __init__(self, source: AudioFormat, rate: int, channels: int) -> None:
+        super().__init__(source, rate, channels)
+        self._frame_bytes = 2 * source.channels
+        self._layout = _LAYOUTS[source.channels]
+
+    @property
+    def delay_samples(self) -> int:
+        return 0
+
+    @property
+    def description(self) -> str:
+        return describe_source(self._source)
+
+    def decode(self, payload: bytes) -> bytes:
+        if not payload or len(payload) % self._frame_bytes:
+            raise DecodeError(
+                f"L16 payload of {len(payload)} bytes is not whole {self._frame_bytes}-byte frames"
+            )
+        samples = np.frombuffer(payload, dtype="<i2").reshape(1, -1)
+        frame = AudioFrame.from_ndarray(samples, format="s16", layout=self._layout)
+        frame.sample_rate = self._source.sample_rate
+        return self._resample(frame)
+
+
+class CodecDecoder(_Resampling):
+    """G.711 (A-law, mu-law), G.722 and Opus through an FFmpeg decoder without a container."""
+
+    def __init__(self, source: AudioFormat, rate: int, channels: int, *, g711_law: str) -> None:
+        super().__init__(source, rate, channels)
+        self._description = describe_source(source, g711_law)
+        if source.codec == AudioCodec.G711:
+            name = "pcm_alaw" if g711_law == ALAW else "pcm_mulaw"
+        elif source.codec == AudioCodec.G722:
+            name = "g722"
+        else:
+            name = "libopus"
+        try:
+            context = av.CodecContext.create(name, "r")
+            assert isinstance(context, AudioCodecContext)
+            context.sample_rate = source.sample_rate
+            context.layout = _LAYOUTS[source.channels]
+            context.open()
+        except av.error.FFmpegError as exc:
+            raise DecodeError(f"cannot open the {name} decoder: {exc}") from exc
+        self._context = context
+        codec_delay = CODEC_DELAY.get(source.codec, 0)
+        self._delay = round(codec_delay * rate / source.sample_rate)
+
+    @property
+    def delay_samples(self) -> int:
+        return self._delay
+
+    @property
+    def description(self) -> str:
+        return self._description
+
+    def decode(self, payload: bytes) -> bytes:
+        if not payload:
+            raise DecodeError(f"empty {self._source.codec.name} payload")
+        try:
+            frames = self._context.decode(av.Packet(payload))
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise DecodeError(f"{self._source.codec.name} packet did not decode: {exc}") from exc
+        if len(frames) == 1:
+            return self._resample(frames[0])
+        return b"".join(self._resample(frame) for frame in frames)
+
+
+@functools.cache
+def version_string() -> str:
+    """``pyav=18.1.0 ffmpeg=8.1.2 libavcodec=62.28.102 libswresample=6.3.102 libopus=...``."""
+    libs = av.library_versions
+    parts = [
+        f"pyav={av.__version__}",
+        f"ffmpeg={av.ffmpeg_version_info}",
+        "libavcodec={}.{}.{}".format(*libs["libavcodec"]),
+        "libswresample={}.{}.{}".format(*libs["libswresample"]),
+        f"libopus={_libopus_version()}",
+    ]
+    return " ".join(parts)
+
+
+def _libopus_version() -> str:
+    """Asked of the libopus PyAV bundles, since FFmpeg does not report it."""
+    libs_dir = Path(av.__file__).resolve().parent.parent / "av.libs"
+    for candidate in sorted(libs_dir.glob("libopus*.so*")):
+        try:
+            library = ctypes.CDLL(str(candidate))
+            get_version = library.opus_get_version_string
+            get_version.restype = ctypes.c_char_p
+            raw = get_version()
+        except (OSError, AttributeError):
+            continue
+        if isinstance(raw, bytes):
+            return raw.decode("ascii", "replace").removeprefix("libopus ")
+    return "unknown"
