@@ -1,0 +1,201 @@
+"""The uploader: moves spooled sealed files to the object store, verified, then frees the disk.
+
+For each pending job, oldest first:
+
+1. ``store.put`` (idempotent: an object already holding the same bytes is success, so a restart
+   simply repeats this step; different bytes under the key is an integrity failure).
+2. **Read back** with ``store.head``: size, SHA-256, lock mode, retain-until (at least what the job
+   asks) and legal hold. When the store only vouches for a composite checksum, the bytes are
+   re-read and hashed.
+3. Only when everything matches: delete the local copy, call ``on_uploaded(job, result)`` (the
+   catalog update), then drop the job record. A crash between any two steps is finished on the
+   next start (the job record outlives the data), so ``on_uploaded`` runs at least once.
+
+Failures:
+
+* ``StorageError`` (store down, throttled, ...): counted, logged, retried after an exponential
+  backoff, starting again from the oldest job. Nothing local is touched.
+* ``IntegrityError`` / ``ObjectExists``: logged with the key, counted, reported through
+  ``on_integrity_failure``; the job is quarantined with its data kept and never retried silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final
+
+import trio
+
+from recorder.errors import (
+    DigestMismatch,
+    IntegrityError,
+    ObjectExists,
+    ObjectNotFound,
+    StorageError,
+)
+from recorder.spool.spool import Spool, SpooledJob, UploadJob
+from recorder.store.base import ObjectInfo, ObjectStore, PutResult, round_up_to_second
+
+logger: Final = logging.getLogger(__name__)
+
+OnUploaded = Callable[[UploadJob, PutResult], Awaitable[None]]
+OnIntegrityFailure = Callable[[UploadJob, IntegrityError], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff between failed attempts, in seconds."""
+
+    initial_s: float = 1.0
+    max_s: float = 60.0
+    multiplier: float = 2.0
+
+    def delay_s(self, failures_in_a_row: int) -> float:
+        exponent = max(0, failures_in_a_row - 1)
+        return float(min(self.max_s, self.initial_s * self.multiplier**exponent))
+
+
+@dataclass(slots=True)
+class UploaderStats:
+    """Counters for metrics (``rtmsrec_upload_*``). Spool size and age come from ``Spool.stats``."""
+
+    uploaded: int = 0
+    #: Jobs completed by verifying an object that was already stored (restart recovery).
+    already_stored: int = 0
+    upload_failures: int = 0
+    integrity_failures: int = 0
+    failures_in_a_row: int = 0
+
+
+async def deliver(spool: Spool, store: ObjectStore, spooled: SpooledJob) -> tuple[PutResult, bool]:
+    """Upload (if needed) and verify one job. Returns (verified result, True if uploaded now).
+
+    Raises:
+        IntegrityError: the store holds other bytes, or a read-back did not match.
+        StorageError: the store could not be reached or refused; retry later.
+    """
+    job = spooled.job
+    has_data = await trio.to_thread.run_sync(spooled.data_path.exists)
+    uploaded = False
+    if has_data:
+        try:
+            await store.put(
+                job.object_key,
+                spooled.data_path,
+                sha256=job.sha256,
+                retain_until=job.retain_until,
+                lock_mode=job.lock_mode,
+                legal_hold=job.legal_hold,
+                metadata=job.metadata,
+            )
+        except ObjectExists as exc:
+            raise DigestMismatch(
+                f"{job.object_key!r}: the store holds different bytes under this key"
+            ) from exc
+        uploaded = True
+    try:
+        info = await store.head(job.object_key)
+    except ObjectNotFound as exc:
+        if has_data:
+            raise
+        raise IntegrityError(
+            f"{job.object_key!r}: spooled data is missing and the store has no object"
+        ) from exc
+    await _verify(store, job, info)
+    return PutResult(job.object_key, info.version_id, info.size, info.sha256), uploaded
+
+
+async def _verify(store: ObjectStore, job: UploadJob, info: ObjectInfo) -> None:
+    problems: list[str] = []
+    if info.size != job.size:
+        problems.append(f"size {info.size} != {job.size}")
+    if not hmac.compare_digest(info.sha256, job.sha256):
+        problems.append("sha256 differs")
+    if info.lock_mode is not job.lock_mode:
+        problems.append(f"lock mode {info.lock_mode} != {job.lock_mode}")
+    wanted_until = round_up_to_second(job.retain_until)
+    if info.retain_until is None or info.retain_until < wanted_until:
+        problems.append(f"retain-until {info.retain_until} earlier than {wanted_until}")
+    if job.legal_hold and not info.legal_hold:
+        problems.append("legal hold is off")
+    if not problems and not info.sha256_verified_by_store:
+        digest = hashlib.sha256()
+        async with store.open(job.object_key, version_id=info.version_id) as chunks:
+            async for chunk in chunks:
+                digest.update(chunk)
+        if not hmac.compare_digest(digest.hexdigest(), job.sha256):
+            problems.append("sha256 of the stored bytes differs on re-read")
+    if problems:
+        raise DigestMismatch(f"{job.object_key!r}: read-back failed: " + "; ".join(problems))
+
+
+async def run_uploader(
+    spool: Spool,
+    store: ObjectStore,
+    *,
+    backoff: Backoff = Backoff(),
+    on_uploaded: OnUploaded | None = None,
+    on_integrity_failure: OnIntegrityFailure | None = None,
+    stats: UploaderStats | None = None,
+    task_status: trio.TaskStatus[UploaderStats] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Upload spooled jobs forever; cancel the surrounding scope to stop.
+
+    Pending jobs left by an earlier process are resumed first. ``task_status.started`` hands back
+    the live ``UploaderStats``.
+    """
+    stats = stats if stats is not None else UploaderStats()
+    task_status.started(stats)
+    while True:
+        job_added = spool.job_added_event()
+        jobs = await spool.pending()
+        if not jobs:
+            await job_added.wait()
+            continue
+        for spooled in jobs:
+            try:
+                result, uploaded = await deliver(spool, store, spooled)
+            except IntegrityError as exc:
+                stats.integrity_failures += 1
+                logger.error(
+                    "integrity failure, local copy kept object_key=%s job=%s: %s",
+                    spooled.job.object_key,
+                    spooled.job_id,
+                    exc,
+                )
+                await spool.quarantine(spooled, str(exc))
+                if on_integrity_failure is not None:
+                    await on_integrity_failure(spooled.job, exc)
+                continue
+            except StorageError as exc:
+                stats.upload_failures += 1
+                stats.failures_in_a_row += 1
+                delay = backoff.delay_s(stats.failures_in_a_row)
+                logger.warning(
+                    "upload failed, retrying in %.3gs object_key=%s: %s",
+                    delay,
+                    spooled.job.object_key,
+                    exc,
+                )
+                await trio.sleep(delay)
+                break  # start again from the oldest job
+            stats.failures_in_a_row = 0
+            # The order matters for crash safety: data, then catalog, then the job record.
+            await spool.remove_data(spooled)
+            if on_uploaded is not None:
+                await on_uploaded(spooled.job, result)
+            await spool.forget(spooled)
+            if uploaded:
+                stats.uploaded += 1
+            else:
+                stats.already_stored += 1
+            logger.info(
+                "uploaded and verified object_key=%s version=%s size=%d",
+                result.key,
+                result.version_id,
+                result.size,
+            )
