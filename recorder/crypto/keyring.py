@@ -1,0 +1,349 @@
+"""Per-recording keys: the crypto-shredding unit.
+
+Three layers (docs/encrypted-format.md, "Key hierarchy")::
+
+    KEK (local file, KMS key, or an X25519 public key)      held by a KeyProvider
+     └─ recording key: random 256-bit, one per recording    wrapped by the KEK, kept in a
+        │                                                   RecordingKeyStore, NOT beside the audio
+        └─ segment data key: random 256-bit, one per file   wrapped by the recording key, kept in
+                                                            the segment header (WORM storage)
+
+Sealed segments sit in retention-locked storage and cannot be altered, so the only way to make
+one recording unreadable without touching any other is to destroy the one thing that is
+recording-specific and lives outside WORM storage: its recording keys. ``shred()`` deletes them
+and leaves a tombstone, so later reads fail with ``KeyDestroyed`` instead of a vague error.
+A recording key lives for one recorder process at most (it is never unwrapped to be reused), so
+the encrypt-only mode works: the host wraps with a public key and never needs to unwrap.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Protocol, TypeVar
+
+import trio
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from recorder.crypto._format import SegmentHeader
+from recorder.crypto.keys.base import DataKey, KeyContext, KeyProvider, KeyUnwrapper
+from recorder.crypto.keys.local import _write_private_file, fsync_directory
+from recorder.errors import (
+    KeyDestroyed,
+    KeyMismatch,
+    KeyNotFound,
+    KeyProviderError,
+    LegalHoldViolation,
+)
+from recorder.sink import SegmentIdentity
+
+logger = logging.getLogger(__name__)
+
+_WRAP_VERSION: Final = 1
+_NONCE_SIZE: Final = 12
+_TOMBSTONE: Final = "DESTROYED.json"
+#: Recording ids become directory names through this hash: any id Zoom sends is safe.
+_RECORDING_HASH_HEX: Final = 24
+
+
+_T = TypeVar("_T")
+
+
+def recording_key_dirname(recording_id: str) -> str:
+    return hashlib.sha256(recording_id.encode("utf-8")).hexdigest()[:_RECORDING_HASH_HEX]
+
+
+def new_recording_key_id(recording_id: str) -> str:
+    """``rk-<recording hash>-<random>``: a store can find a key from its id alone."""
+    return f"rk-{recording_key_dirname(recording_id)}-{secrets.token_hex(8)}"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingKeyEntry:
+    """One wrapped recording key as stored. Contains no plaintext key material."""
+
+    rk_id: str
+    recording_id: str
+    kek_key_id: str
+    wrapped: bytes = field(repr=False)
+    created_ms: int
+
+
+class RecordingKeyStore(Protocol):
+    """Where wrapped recording keys live: separate from the audio, and deletable."""
+
+    def put(self, entry: RecordingKeyEntry) -> None: ...
+
+    def get(self, rk_id: str) -> RecordingKeyEntry:
+        """Raises KeyNotFound (KeyDestroyed when shredded); the message names ``rk_id``."""
+        ...
+
+    def destroy(self, recording_id: str, *, reason: str) -> list[str]:
+        """Delete every key of the recording, leave a tombstone, return the destroyed ids."""
+        ...
+
+    def is_destroyed(self, recording_id: str) -> bool: ...
+
+
+class DirectoryRecordingKeyStore:
+    """``<dir>/<sha256(recording_id)[:24]>/<rk_id>.json`` (0600, dirs 0700), plus a tombstone."""
+
+    def __init__(self, directory: Path | str) -> None:
+        self._dir = Path(directory)
+        self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def _recording_dir(self, recording_id: str) -> Path:
+        return self._dir / recording_key_dirname(recording_id)
+
+    def put(self, entry: RecordingKeyEntry) -> None:
+        directory = self._recording_dir(entry.recording_id)
+        directory.mkdir(mode=0o700, exist_ok=True)
+        document = {
+            "rk_id": entry.rk_id,
+            "recording_id": entry.recording_id,
+            "kek_key_id": entry.kek_key_id,
+            "wrapped": base64.b64encode(entry.wrapped).decode("ascii"),
+            "created_ms": entry.created_ms,
+        }
+        _write_private_file(directory / f"{entry.rk_id}.json", json.dumps(document).encode())
+
+    def get(self, rk_id: str) -> RecordingKeyEntry:
+        parts = rk_id.split("-")
+        if len(parts) != 3 or parts[0] != "rk" or not parts[1].isalnum() or not parts[2].isalnum():
+            raise KeyNotFound(f"malformed recording key id {rk_id!r}")
+        directory = self._dir / parts[1]
+        try:
+            document = json.loads((directory / f"{rk_id}.json").read_bytes())
+        except FileNotFoundError as exc:
+            tombstone = directory / _TOMBSTONE
+            if tombstone.exists():
+                info = json.loads(tombstone.read_bytes())
+                raise KeyDestroyed(
+                    f"recording key {rk_id} of recording {info.get('recording_id')!r} was "
+                    f"destroyed (crypto-shredded) at {info.get('destroyed_utc')}: "
+                    f"{info.get('reason')}; this segment can no longer be decrypted"
+                ) from exc
+            raise KeyNotFound(
+                f"recording key {rk_id} not found in key store {self._dir} "
+                "(another installation's key store, or never written here)"
+            ) from exc
+        return RecordingKeyEntry(
+            rk_id=document["rk_id"],
+            recording_id=document["recording_id"],
+            kek_key_id=document["kek_key_id"],
+            wrapped=base64.b64decode(document["wrapped"]),
+            created_ms=int(document["created_ms"]),
+        )
+
+    def is_destroyed(self, recording_id: str) -> bool:
+        return (self._recording_dir(recording_id) / _TOMBSTONE).exists()
+
+    def destroy(self, recording_id: str, *, reason: str) -> list[str]:
+        directory = self._recording_dir(recording_id)
+        directory.mkdir(mode=0o700, exist_ok=True)
+        destroyed_utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        tombstone = {"recording_id": recording_id, "destroyed_utc": destroyed_utc, "reason": reason}
+        # Tombstone first: a crash halfway still leaves the recording marked as being shredded.
+        _write_private_file(directory / _TOMBSTONE, json.dumps(tombstone).encode())
+        destroyed: list[str] = []
+        for path in sorted(directory.glob("rk-*.json")):
+            # Overwriting is best effort (SSDs and CoW file systems may keep old blocks); the
+            # entry is wrapped under the KEK anyway, so deleting it is what counts.
+            size = path.stat().st_size
+            with path.open("r+b") as handle:
+                handle.write(b"\x00" * size)
+                handle.flush()
+                os.fsync(handle.fileno())
+            path.unlink()
+            destroyed.append(path.stem)
+        fsync_directory(directory)
+        return destroyed
+
+
+def _segment_aad(recording_id: str, track: str, segment_index: int) -> bytes:
+    binding = {"recording_id": recording_id, "track": track, "segment_index": segment_index}
+    return b"rtms-recorder/segment-key/v1\x00" + json.dumps(
+        binding, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    ).encode("utf-8")
+
+
+class SegmentKeySource(Protocol):
+    """What a writer needs: a fresh data key per segment, wrapped."""
+
+    def new_segment_key(self, identity: SegmentIdentity) -> DataKey: ...
+
+
+class SegmentKeyOpener(Protocol):
+    """What a reader needs: the data key of a header."""
+
+    def unwrap_segment_key(self, header: SegmentHeader) -> bytes: ...
+
+
+class RecordingKeyring:
+    """Segment keys under per-recording keys under a KEK.
+
+    Args:
+        store: where wrapped recording keys live.
+        provider: wraps new recording keys (None on a read-only workstation).
+        unwrappers: extra backends for reading (e.g. the escrow private key, old KMS keys).
+        cache_size: recording keys kept in memory (32 bytes each), least recently used dropped.
+    """
+
+    def __init__(
+        self,
+        store: RecordingKeyStore,
+        *,
+        provider: KeyProvider | None = None,
+        unwrappers: Sequence[KeyUnwrapper] = (),
+        cache_size: int = 1024,
+    ) -> None:
+        self._store = store
+        self._provider = provider
+        self._unwrappers: tuple[KeyUnwrapper, ...] = (
+            (provider, *unwrappers) if provider is not None else tuple(unwrappers)
+        )
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        # recording id -> (rk id, AESGCM) for writing; rk id -> AESGCM for reading.
+        self._current: OrderedDict[str, tuple[str, AESGCM]] = OrderedDict()
+        self._opened: OrderedDict[str, AESGCM] = OrderedDict()
+
+    def _remember(self, cache: OrderedDict[str, _T], key: str, value: _T) -> None:
+        with self._lock:
+            cache[key] = value
+            cache.move_to_end(key)
+            while len(cache) > self._cache_size:
+                cache.popitem(last=False)
+
+    def prepare(self, recording_id: str) -> str:
+        """Make sure a recording key exists for ``recording_id``; may call the key service."""
+        with self._lock:
+            hit = self._current.get(recording_id)
+            if hit is not None:
+                self._current.move_to_end(recording_id)
+                return hit[0]
+        if self._provider is None:
+            raise KeyProviderError("this keyring has no key provider: it can read but not write")
+        if self._store.is_destroyed(recording_id):
+            raise KeyDestroyed(
+                f"recording {recording_id!r} was crypto-shredded; refusing to create new keys"
+            )
+        data_key = self._provider.new_data_key(KeyContext(recording_id))
+        rk_id = new_recording_key_id(recording_id)
+        self._store.put(
+            RecordingKeyEntry(
+                rk_id=rk_id,
+                recording_id=recording_id,
+                kek_key_id=data_key.key_id,
+                wrapped=data_key.wrapped,
+                created_ms=int(time.time() * 1000),
+            )
+        )
+        aead = AESGCM(data_key.plaintext)
+        self._remember(self._current, recording_id, (rk_id, aead))
+        self._remember(self._opened, rk_id, aead)
+        logger.info(
+            "recording key created recording_id=%s rk_id=%s kek=%s",
+            recording_id,
+            rk_id,
+            data_key.key_id,
+        )
+        return rk_id
+
+    async def prepare_async(
+        self, recording_id: str, *, limiter: trio.CapacityLimiter | None = None
+    ) -> str:
+        """``prepare`` in a worker thread; call it when an engagement starts."""
+        return await trio.to_thread.run_sync(self.prepare, recording_id, limiter=limiter)
+
+    def forget(self, recording_id: str) -> None:
+        """Drop the cached recording key once a recording has ended."""
+        with self._lock:
+            entry = self._current.pop(recording_id, None)
+            if entry is not None:
+                self._opened.pop(entry[0], None)
+
+    def new_segment_key(self, identity: SegmentIdentity) -> DataKey:
+        rk_id = self.prepare(identity.recording_id)
+        with self._lock:
+            _, aead = self._current[identity.recording_id]
+        plaintext = secrets.token_bytes(32)
+        nonce = secrets.token_bytes(_NONCE_SIZE)
+        aad = _segment_aad(identity.recording_id, identity.track, identity.segment_index)
+        wrapped = bytes((_WRAP_VERSION,)) + nonce + aead.encrypt(nonce, plaintext, aad)
+        return DataKey(plaintext=plaintext, wrapped=wrapped, key_id=rk_id)
+
+    def _open_recording_key(self, rk_id: str, recording_id: str) -> AESGCM:
+        with self._lock:
+            cached = self._opened.get(rk_id)
+        if cached is not None:
+            return cached
+        entry = self._store.get(rk_id)
+        if entry.recording_id != recording_id:
+            raise KeyMismatch(
+                f"recording key {rk_id} belongs to recording {entry.recording_id!r}, "
+                f"not {recording_id!r}"
+            )
+        for unwrapper in self._unwrappers:
+            if unwrapper.handles(entry.kek_key_id):
+                material = unwrapper.unwrap(
+                    entry.wrapped, entry.kek_key_id, KeyContext(recording_id)
+                )
+                aead = AESGCM(material)
+                self._remember(self._opened, rk_id, aead)
+                return aead
+        raise KeyNotFound(
+            f"no key backend here holds KEK {entry.kek_key_id} (needed for recording key {rk_id})"
+        )
+
+    def unwrap_segment_key(self, header: SegmentHeader) -> bytes:
+        identity = header.identity
+        aead = self._open_recording_key(header.key_id, identity.recording_id)
+        wrapped = header.wrapped_key
+        if len(wrapped) != 1 + _NONCE_SIZE + 32 + 16 or wrapped[0] != _WRAP_VERSION:
+            raise KeyMismatch(f"wrapped segment key under {header.key_id} is malformed")
+        aad = _segment_aad(identity.recording_id, identity.track, identity.segment_index)
+        try:
+            return aead.decrypt(wrapped[1 : 1 + _NONCE_SIZE], wrapped[1 + _NONCE_SIZE :], aad)
+        except InvalidTag as exc:
+            raise KeyMismatch(
+                f"segment key does not open under recording key {header.key_id} for recording "
+                f"{identity.recording_id!r} track {identity.track!r} segment "
+                f"{identity.segment_index} (wrong key, or header fields altered)"
+            ) from exc
+
+    def shred(
+        self, recording_id: str, *, on_legal_hold: Callable[[str], bool], reason: str
+    ) -> list[str]:
+        """Destroy every key of one recording (crypto-shredding); other recordings are untouched.
+
+        A legal hold always wins (invariant 8): ``on_legal_hold(recording_id)`` is asked first
+        and a True answer raises ``LegalHoldViolation``. The caller audits the returned ids.
+        """
+        if on_legal_hold(recording_id):
+            raise LegalHoldViolation(
+                f"recording {recording_id!r} is under legal hold; its keys may not be destroyed"
+            )
+        with self._lock:
+            entry = self._current.pop(recording_id, None)
+            self._opened.clear()
+        del entry
+        destroyed = self._store.destroy(recording_id, reason=reason)
+        logger.warning(
+            "recording keys destroyed recording_id=%s count=%d reason=%s",
+            recording_id,
+            len(destroyed),
+            reason,
+        )
+        return destroyed
