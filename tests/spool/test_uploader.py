@@ -1,0 +1,245 @@
+"""The uploader over MemoryStore and failure-injecting wrappers (fakes of the Protocol)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import trio
+
+from recorder.errors import IntegrityError
+from recorder.spool.spool import Spool, UploadJob
+from recorder.spool.uploader import Backoff, UploaderStats, run_uploader
+from recorder.store.base import ObjectInfo
+from recorder.store.memory import MemoryStore
+
+from .fakes import CorruptingStore, WrappedStore, no_retention, other_sha256, shorter
+from .helpers import Uploaded, sealed_file
+
+FAST = Backoff(initial_s=0.01, max_s=0.05)
+
+
+async def test_uploads_verifies_and_frees_the_disk(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    store = MemoryStore()
+    uploaded = Uploaded()
+    jobs: list[UploadJob] = []
+    with trio.fail_after(20):
+        for index in range(3):
+            source, job = sealed_file(tmp_path / "out", index)
+            await spool.enqueue(source, job)
+            jobs.append(job)
+        async with trio.open_nursery() as nursery:
+            stats: UploaderStats = await nursery.start(
+                lambda task_status: run_uploader(
+                    spool, store, on_uploaded=uploaded, backoff=FAST, task_status=task_status
+                )
+            )
+            await uploaded.wait_for(3)
+            # Idle now; a new file wakes it through the spool's event, not a poll.
+            source, job = sealed_file(tmp_path / "out", 3)
+            await spool.enqueue(source, job)
+            jobs.append(job)
+            await uploaded.wait_for(4)
+            nursery.cancel_scope.cancel()
+    assert uploaded.keys == [job.object_key for job in jobs]
+    assert stats.uploaded == 4 and stats.upload_failures == 0
+    assert list((tmp_path / "spool").iterdir()) == []
+    for job in jobs:
+        info = await store.head(job.object_key)
+        assert (info.sha256, info.size, info.lock_mode) == (job.sha256, job.size, job.lock_mode)
+        assert info.retain_until is not None and info.retain_until >= job.retain_until
+
+
+async def test_outage_keeps_everything_local_then_drains(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    store = WrappedStore(MemoryStore())
+    store.down = True
+    uploaded = Uploaded()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            stats: UploaderStats = await nursery.start(
+                lambda task_status: run_uploader(
+                    spool, store, on_uploaded=uploaded, backoff=FAST, task_status=task_status
+                )
+            )
+            for index in range(4):
+                source, job = sealed_file(tmp_path / "out", index)
+                await spool.enqueue(source, job)
+            await store.wait_for_attempts(3)
+            spool_stats = await spool.stats()
+            assert spool_stats.pending_count == 4
+            assert spool_stats.pending_bytes == 4 * 4096
+            assert uploaded.results == []
+            assert stats.upload_failures >= 3
+            store.down = False
+            await uploaded.wait_for(4)
+            nursery.cancel_scope.cancel()
+    assert (await spool.stats()).pending_count == 0
+    assert store.puts == 4
+
+
+async def test_restart_mid_upload_finishes_exactly_once(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    memory = MemoryStore()
+    first = WrappedStore(memory)
+    first.hold_after_put = trio.Event()  # never set: the first uploader dies after storing
+    source, job = sealed_file(tmp_path / "out", 1)
+    first_uploaded = Uploaded()
+    with trio.fail_after(20):
+        await spool.enqueue(source, job)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: run_uploader(spool, first, on_uploaded=first_uploaded))
+            await first.held.wait()
+            nursery.cancel_scope.cancel()
+        assert memory.uploads == 1
+        assert first_uploaded.results == []
+        [still_pending] = await spool.pending()
+        assert still_pending.data_path.exists(), "not verified yet, so the local copy stays"
+
+        second_uploaded = Uploaded()
+        async with trio.open_nursery() as nursery:
+            stats: UploaderStats = await nursery.start(
+                lambda task_status: run_uploader(
+                    spool, memory, on_uploaded=second_uploaded, task_status=task_status
+                )
+            )
+            await second_uploaded.wait_for(1)
+            nursery.cancel_scope.cancel()
+    assert memory.uploads == 1, "the object was stored once, under one key"
+    assert second_uploaded.keys == [job.object_key]
+    assert await memory.list() == [job.object_key]
+    assert await spool.pending() == []
+    assert stats.uploaded == 1
+
+
+async def test_crash_after_local_delete_is_completed_from_the_store(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    store = MemoryStore()
+    source, job = sealed_file(tmp_path / "out", 1)
+    uploaded = Uploaded()
+    with trio.fail_after(20):
+        spooled = await spool.enqueue(source, job)
+        # What a crash between "delete local copy" and "forget job" leaves behind.
+        await store.put(
+            job.object_key,
+            spooled.data_path,
+            sha256=job.sha256,
+            retain_until=job.retain_until,
+            lock_mode=job.lock_mode,
+        )
+        await spool.remove_data(spooled)
+        async with trio.open_nursery() as nursery:
+            stats: UploaderStats = await nursery.start(
+                lambda task_status: run_uploader(
+                    spool, store, on_uploaded=uploaded, task_status=task_status
+                )
+            )
+            await uploaded.wait_for(1)
+            nursery.cancel_scope.cancel()
+    assert stats.already_stored == 1 and stats.uploaded == 0
+    assert store.uploads == 1
+    assert await spool.pending() == []
+
+
+@pytest.mark.parametrize("corrupt", [other_sha256, shorter, no_retention])
+async def test_verification_failure_keeps_the_local_copy(
+    tmp_path: Path, corrupt: Callable[[ObjectInfo], ObjectInfo]
+) -> None:
+    spool = Spool(tmp_path / "spool")
+    store = CorruptingStore(MemoryStore(), corrupt)
+    failures: list[tuple[UploadJob, IntegrityError]] = []
+    failed = trio.Event()
+
+    async def on_integrity_failure(job: UploadJob, exc: IntegrityError) -> None:
+        failures.append((job, exc))
+        failed.set()
+
+    bad_source, bad_job = sealed_file(tmp_path / "out", 1)
+    bad_bytes = bad_source.read_bytes()
+    uploaded = Uploaded()
+    with trio.fail_after(20):
+        await spool.enqueue(bad_source, bad_job)
+        async with trio.open_nursery() as nursery:
+            stats: UploaderStats = await nursery.start(
+                lambda task_status: run_uploader(
+                    spool,
+                    store,
+                    on_uploaded=uploaded,
+                    on_integrity_failure=on_integrity_failure,
+                    backoff=FAST,
+                    task_status=task_status,
+                )
+            )
+            await failed.wait()
+            nursery.cancel_scope.cancel()
+    assert [job for job, _ in failures] == [bad_job]
+    assert "read-back failed" in str(failures[0][1])
+    assert uploaded.results == []
+    assert stats.integrity_failures == 1
+    [held] = await spool.quarantined()
+    assert held.data_path.read_bytes() == bad_bytes
+    assert held.reason is not None and "read-back failed" in held.reason
+    assert store.put_attempts == 1, "an integrity failure is never retried silently"
+
+
+async def test_quarantine_does_not_block_other_jobs(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    memory = MemoryStore()
+    bad_source, bad_job = sealed_file(tmp_path / "out", 1)
+    good_source, good_job = sealed_file(tmp_path / "out", 2)
+
+    def corrupt_only_bad(info: ObjectInfo) -> ObjectInfo:
+        return other_sha256(info) if info.key == bad_job.object_key else info
+
+    store = CorruptingStore(memory, corrupt_only_bad)
+    uploaded = Uploaded()
+    with trio.fail_after(20):
+        await spool.enqueue(bad_source, bad_job)
+        await spool.enqueue(good_source, good_job)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: run_uploader(spool, store, on_uploaded=uploaded))
+            await uploaded.wait_for(1)
+            nursery.cancel_scope.cancel()
+    assert uploaded.keys == [good_job.object_key]
+    assert [q.job for q in await spool.quarantined()] == [bad_job]
+    assert store.puts == 2
+
+
+async def test_composite_checksum_is_verified_by_reading_back(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    source, job = sealed_file(tmp_path / "out", 1)
+    # A store vouching only for a composite checksum, whose bytes were altered: the claimed
+    # sha256 matches the job, so only re-reading the bytes can catch it.
+    memory = MemoryStore()
+    other_source, other_job = sealed_file(tmp_path / "elsewhere", 1)
+
+    def claims_job_digest(info: ObjectInfo) -> ObjectInfo:
+        return dataclasses.replace(info, sha256=job.sha256, sha256_verified_by_store=False)
+
+    store = CorruptingStore(memory, claims_job_digest)
+    failed = trio.Event()
+
+    async def on_integrity_failure(job: UploadJob, exc: IntegrityError) -> None:
+        failed.set()
+
+    with trio.fail_after(20):
+        await memory.put(
+            job.object_key,
+            other_source,
+            sha256=other_job.sha256,
+            retain_until=job.retain_until,
+            lock_mode=job.lock_mode,
+        )
+        spooled = await spool.enqueue(source, job)
+        await spool.remove_data(spooled)  # as after a crash: only the store's copy is judged
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                lambda: run_uploader(spool, store, on_integrity_failure=on_integrity_failure)
+            )
+            await failed.wait()
+            nursery.cancel_scope.cancel()
+    [held] = await spool.quarantined()
+    assert held.reason is not None and "re-read" in held.reason
