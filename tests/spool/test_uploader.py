@@ -45,12 +45,14 @@ async def test_uploads_verifies_and_frees_the_disk(tmp_path: Path) -> None:
             await uploaded.wait_for(4)
             nursery.cancel_scope.cancel()
     assert uploaded.keys == [job.object_key for job in jobs]
-    assert stats.uploaded == 4 and stats.upload_failures == 0
+    assert stats.uploaded == 4
+    assert stats.upload_failures == 0
     assert list((tmp_path / "spool").iterdir()) == []
     for job in jobs:
         info = await store.head(job.object_key)
         assert (info.sha256, info.size, info.lock_mode) == (job.sha256, job.size, job.lock_mode)
-        assert info.retain_until is not None and info.retain_until >= job.retain_until
+        assert info.retain_until is not None
+        assert info.retain_until >= job.retain_until
 
 
 async def test_outage_keeps_everything_local_then_drains(tmp_path: Path) -> None:
@@ -139,7 +141,8 @@ async def test_crash_after_local_delete_is_completed_from_the_store(tmp_path: Pa
             )
             await uploaded.wait_for(1)
             nursery.cancel_scope.cancel()
-    assert stats.already_stored == 1 and stats.uploaded == 0
+    assert stats.already_stored == 1
+    assert stats.uploaded == 0
     assert store.uploads == 1
     assert await spool.pending() == []
 
@@ -181,7 +184,8 @@ async def test_verification_failure_keeps_the_local_copy(
     assert stats.integrity_failures == 1
     [held] = await spool.quarantined()
     assert held.data_path.read_bytes() == bad_bytes
-    assert held.reason is not None and "read-back failed" in held.reason
+    assert held.reason is not None
+    assert "read-back failed" in held.reason
     assert store.put_attempts == 1, "an integrity failure is never retried silently"
 
 
@@ -242,4 +246,5 @@ async def test_composite_checksum_is_verified_by_reading_back(tmp_path: Path) ->
             await failed.wait()
             nursery.cancel_scope.cancel()
     [held] = await spool.quarantined()
-    assert held.reason is not None and "re-read" in held.reason
+    assert held.reason is not None
+    assert "re-read" in held.reason
