@@ -1,0 +1,658 @@
+"""One simulated RTMS engagement: its lifecycle, its timed steps and every fault it can inject.
+
+Rule 1: the engagement owns one nursery (media feed, steps, grace timers) and is the only place
+that changes the stream's state. The socket handlers (``endpoints``) call in here; they never
+decide what a closed socket means.
+
+Rule 2: time has two faces. The trio clock paces everything (so ``MockClock(autojump_threshold=0)``
+accelerates a whole call, and ``speed`` compresses a demo); RTMS timestamps are derived from frame
+numbers (``t0_ms + 20 k``), never from the trio clock, so they are exact and deterministic.
+
+Rule 3: everything observable is counted in ``stats`` and announced through ``wait_for``;
+milestones are ``trio.Event``\\s: ``connected``, ``streaming``, ``stopped``, ``finished``.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import trio
+
+from recorder.rtms.messages import (
+    EventType,
+    EventUpdate,
+    Participant,
+    SessionState,
+    SessionStateUpdate,
+    StopReason,
+    StreamState,
+    StreamStateUpdate,
+)
+from recorder.rtms.signature import handshake_signature
+from recorder.simulator.connections import Connection
+from recorder.simulator.handshake import Expected
+from recorder.simulator.media import MediaFeed
+from recorder.simulator.profiles import Profile
+from recorder.simulator.program import FRAME_MS, Program
+from recorder.simulator.scenario import Action, Product, Scenario, Step
+from recorder.simulator.stats import EngagementStats, Observed, WebhookRecord
+from recorder.simulator.webhooks import Delivery, WebhookSender
+
+logger = logging.getLogger(__name__)
+
+#: Close code for connections the server drops on purpose (fault steps, failover).
+DROP_CLOSE_CODE: Final = 1011
+FAILOVER_CLOSE_CODE: Final = 1001
+
+#: Frames of garbage the ``garbage`` step can send (rtms-protocol §12.4 edge cases).
+GARBAGE_FRAMES: Final[Mapping[str, tuple[str | bytes, ...]]] = {
+    "non_json": ("this is not json {",),
+    "truncated_json": ('{"msg_type":14,"content":{"user_id":0,"data":"AAAA',),
+    "wrong_types": ('{"msg_type":"14","content":"oops"}', '{"msg_type":6,"event":[1,2]}'),
+    "unknown_type": ('{"msg_type":99,"foo":"bar"}',),
+    "meta_data_audio": ('{"msg_type":23,"content":{}}',),
+    "binary_junk": (b"\x00\xff\xfe\x80 not json",),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EngagementOptions:
+    speed: float = 1.0
+    #: Send JSON in binary frames, as the official SDK does (§15).
+    binary_frames: bool = False
+    #: Webhook payload as ``payload.object`` (seen in some Zoom material) instead of flat.
+    webhook_nested: bool = False
+    #: Seconds a client has for its first frame after the WebSocket opens.
+    handshake_timeout_s: float = 10.0
+    #: Unix seconds, for ``event_ts`` of webhooks sent later (failover, stop).
+    wall_clock: Callable[[], float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Everything a client needs to join an engagement without a webhook."""
+
+    product: Product
+    #: ``meeting_uuid`` / ``webinar_uuid`` / ``session_id`` / ``engagement_id``.
+    id_key: str
+    instance_id: str
+    rtms_stream_id: str
+    #: For ``session`` these are the Video SDK key and secret.
+    client_id: str
+    client_secret: str
+    signature: str
+    #: The signaling URL (``server_urls`` of the current ``rtms_started``).
+    server_urls: str
+
+
+class Engagement:
+    """A running simulated engagement. Built by ``Simulator.start``; tests read, rarely call."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        program: Program,
+        *,
+        profile: Profile,
+        base_url: str,
+        sender: WebhookSender,
+        webhook_nursery: trio.Nursery,
+        options: EngagementOptions,
+    ) -> None:
+        self.scenario = scenario
+        self.program = program
+        self.profile = profile
+        self.options = options
+        self.token = secrets.token_hex(8)
+        self._base_url = base_url
+        self._sender = sender
+        self._webhook_nursery = webhook_nursery
+        self.stats = EngagementStats()
+        self._observed = Observed()
+        self.feed = MediaFeed(
+            program, t0_ms=scenario.t0_ms, stats=self.stats, observed=self._observed
+        )
+        self.signature = handshake_signature(
+            scenario.client_id,
+            scenario.client_secret,
+            scenario.instance_id,
+            scenario.rtms_stream_id,
+        )
+        self.expected = Expected(
+            id_key=scenario.product.id_key,
+            instance_id=scenario.instance_id,
+            rtms_stream_id=scenario.rtms_stream_id,
+            signature=self.signature,
+        )
+        self.generation = 1
+        #: Milestones.
+        self.connected = trio.Event()
+        self.streaming = trio.Event()
+        self.stopped = trio.Event()
+        self.finished = trio.Event()
+        # Socket state, changed only through the methods below.
+        self.signaling: list[Connection] = []
+        self.media: list[Connection] = []
+        self.unacked: list[Connection] = []
+        self.subscribed: set[int] = set()
+        #: The user of the individual video subscription (msg 28), if any.
+        self.video_subscribed_user: object = None
+        self.paused = False
+        self.stopping = False
+        self.buffer_decided = False
+        self._reconnected = trio.Event()
+        self._grace_token = 0
+        self._nursery: trio.Nursery | None = None
+        self._start_time = 0.0
+        self._event_ts = self._wall_ms()
+        #: The last body sent per webhook event name (duplicate / retry steps resend these bytes).
+        self.webhook_bodies: dict[str, tuple[int, bytes]] = {}
+        #: The ``rtms_started`` payload, for tests that drive a client without webhooks.
+        self.started_webhook_payload: dict[str, Any] = self._started_payload()
+
+    # --- addresses ---------------------------------------------------------------------------
+
+    def url(self, kind: str, generation: int | None = None) -> str:
+        gen = self.generation if generation is None else generation
+        return f"{self._base_url}/rtms/{self.token}/{gen}/{kind}"
+
+    @property
+    def server_urls(self) -> str:
+        """The ``server_urls`` of the current ``rtms_started`` (the signaling URL)."""
+        return self.url("signaling")
+
+    @property
+    def target(self) -> Target:
+        s = self.scenario
+        return Target(
+            product=s.product,
+            id_key=s.product.id_key,
+            instance_id=s.instance_id,
+            rtms_stream_id=s.rtms_stream_id,
+            client_id=s.client_id,
+            client_secret=s.client_secret,
+            signature=self.signature,
+            server_urls=self.server_urls,
+        )
+
+    def media_server_urls(self) -> dict[str, str]:
+        """``media_server.server_urls`` of msg 2: per offered type, plus ``all`` (§5.2)."""
+        urls = {kind: self.url(f"media/{kind}") for kind in self.scenario.media}
+        urls["all"] = self.url("media/all")
+        return urls
+
+    # --- clocks ------------------------------------------------------------------------------
+
+    def _wall_ms(self) -> int:
+        clock = self.options.wall_clock
+        if clock is None:
+            return self.scenario.t0_ms + int(self.elapsed_s() * 1000)
+        return int(clock() * 1000)
+
+    def elapsed_s(self) -> float:
+        """Scenario seconds since the start (trio clock times ``speed``)."""
+        if not self._start_time:
+            return 0.0
+        return (trio.current_time() - self._start_time) * self.options.speed
+
+    def now_ms(self) -> int:
+        """An RTMS timestamp for "now": the current frame's timestamp."""
+        return self.feed.timestamp_ms(self.feed.next_frame)
+
+    def scaled(self, seconds: float) -> float:
+        return seconds / self.options.speed
+
+    # --- observation -------------------------------------------------------------------------
+
+    async def wait_for(self, predicate: Callable[[EngagementStats], bool]) -> EngagementStats:
+        """Wait until ``predicate(stats)`` holds; no sleeps, woken by every change."""
+        await self._observed.wait_for(lambda: predicate(self.stats))
+        return self.stats
+
+    def changed(self) -> None:
+        self._observed.changed()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self._start_time = trio.current_time()
+                task_status.started()
+                await self.post_webhook("started", self.started_webhook_payload, self._event_ts)
+                nursery.start_soon(self._pump)
+                nursery.start_soon(self._run_steps)
+                await self.stopped.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                for conn in [*self.signaling, *self.media]:
+                    await conn.close(self.profile.stop_close_code)
+            self.finished.set()
+            self.changed()
+
+    async def _pump(self) -> None:
+        end_frame = int(self.scenario.duration_s * 1000 / FRAME_MS)
+        frame_s = self.scaled(FRAME_MS / 1000)
+        frame = 0
+        while frame < end_frame:
+            if self.scenario.firehose:
+                if not self.feed.audio_sockets:
+                    await self._observed.wait_for(lambda: bool(self.feed.audio_sockets))
+                await trio.lowlevel.checkpoint()
+            else:
+                await trio.sleep_until(self._start_time + frame * frame_s)
+            if self.stopping:
+                return
+            if self.paused:
+                self.feed.skip(frame)
+            else:
+                await self._speaker_events(frame)
+                await self.feed.produce(frame)
+                if self.stats.frames_sent and not self.streaming.is_set():
+                    self.streaming.set()
+            frame += 1
+        await self.stop(self.scenario.end_reason)
+
+    async def _run_steps(self) -> None:
+        for step in sorted(self.scenario.steps, key=lambda s: s.at_s):
+            await trio.sleep_until(self._start_time + self.scaled(step.at_s))
+            if self.stopping:
+                return
+            await self.run_step(step)
+
+    async def _speaker_events(self, frame: int) -> None:
+        """ACTIVE_SPEAKER_CHANGE when an utterance starts (subscribed meetings only)."""
+        if self.scenario.product is Product.CONTACT_CENTER:
+            return
+        cycle_frame = frame % self.program.cycle_frames
+        for u in self.program.utterances:
+            if u.start_frame == cycle_frame:
+                await self.send_event(
+                    EventUpdate(
+                        event_type=EventType.ACTIVE_SPEAKER_CHANGE,
+                        timestamp_ms=self.feed.timestamp_ms(frame),
+                        user_id=u.speaker.user_id,
+                        user_name=u.speaker.user_name,
+                    )
+                )
+
+    # --- sending on signaling ----------------------------------------------------------------
+
+    async def send_signaling(self, msg: Mapping[str, Any]) -> bool:
+        sent = False
+        for conn in list(self.signaling):
+            sent = await conn.send(msg) or sent
+        return sent
+
+    async def send_event(self, event: EventUpdate, *, automatic: bool = False) -> None:
+        """EVENT_UPDATE, only if subscribed (1 and 7 are automatic, §5.6)."""
+        if not automatic and event.event_type not in self.subscribed:
+            return
+        if await self.send_signaling(event.to_wire()):
+            self.stats.events_sent[event.event_type] += 1
+            self.changed()
+
+    def _reason_value(self, reason: int) -> int | str:
+        if self.profile.string_stop_reasons:
+            try:
+                return "STOP_BC_" + StopReason(reason).name
+            except ValueError:
+                return reason
+        return reason
+
+    async def send_stream_state(self, state: int, reason: int | None = None) -> None:
+        msg = StreamStateUpdate(state=state, timestamp_ms=self.now_ms()).to_wire()
+        if reason is not None:
+            msg["reason"] = self._reason_value(reason)
+        if await self.send_signaling(msg):
+            self.stats.state_updates.append((8, state, msg.get("reason")))
+            self.changed()
+
+    async def send_session_state(self, state: int, stop_reason: int | None = None) -> None:
+        msg = SessionStateUpdate(
+            state=state,
+            stop_reason=stop_reason,
+            timestamp_ms=self.now_ms(),
+            rtms_session_id=self.session_id,
+        ).to_wire()
+        if await self.send_signaling(msg):
+            self.stats.state_updates.append((9, state, stop_reason))
+            self.changed()
+
+    @property
+    def session_id(self) -> str:
+        return "sess-" + self.scenario.rtms_stream_id[:12]
+
+    # --- webhooks ----------------------------------------------------------------------------
+
+    def _id_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {self.scenario.product.id_key: self.scenario.instance_id}
+        if self.scenario.product is Product.SESSION:
+            fields["session_key"] = "sim-session-key"
+        fields["rtms_stream_id"] = self.scenario.rtms_stream_id
+        return fields
+
+    def _started_payload(self) -> dict[str, Any]:
+        payload = self._id_fields()
+        if self.scenario.product is not Product.CONTACT_CENTER:
+            payload["operator_id"] = "sim-operator"
+        payload["server_urls"] = self.server_urls
+        return payload
+
+    def _event_name(self, kind: str) -> str:
+        return self.scenario.product.webhook_prefix + kind
+
+    async def post_webhook(self, kind: str, payload: Mapping[str, Any], event_ts: int) -> None:
+        """Deliver ``*.rtms_<kind>``; returns after the first attempt, retries continue behind."""
+        event = self._event_name(kind)
+        body_payload: Mapping[str, Any] = payload
+        if self.options.webhook_nested:
+            body_payload = {"account_id": "sim-account", "object": dict(payload)}
+        body = self._sender.body_for(event, event_ts, body_payload)
+        self.webhook_bodies[kind] = (event_ts, body)
+        await self._start_delivery(event, event_ts, body, retry=True, first_attempt=1)
+
+    async def _start_delivery(
+        self, event: str, event_ts: int, body: bytes, *, retry: bool, first_attempt: int
+    ) -> None:
+        if self._sender.sink is None:
+            return
+        first_done = trio.Event()
+
+        def on_delivery(delivery: Delivery) -> None:
+            self.stats.webhooks.append(
+                WebhookRecord(
+                    delivery.event,
+                    delivery.event_ts,
+                    delivery.attempt,
+                    delivery.http_status,
+                    delivery.body,
+                )
+            )
+            first_done.set()
+            self.changed()
+
+        async def deliver() -> None:
+            await self._sender.deliver(
+                event, event_ts, body, on_delivery, retry=retry, first_attempt=first_attempt
+            )
+
+        # Retries outlive the engagement (a late retried rtms_stopped is realistic), so they
+        # run in the simulator's nursery.
+        self._webhook_nursery.start_soon(deliver)
+        await first_done.wait()
+
+    async def resend_webhook(self, kind: str, *, as_retry: bool) -> None:
+        """Send the last ``kind`` body again, byte for byte (duplicate, or a Zoom retry)."""
+        if kind not in self.webhook_bodies:
+            return
+        event_ts, body = self.webhook_bodies[kind]
+        if as_retry and self._sender.retry_delays_s:
+            await trio.sleep(self._sender.retry_delays_s[0])
+        attempts = sum(1 for w in self.stats.webhooks if w.body == body)
+        await self._start_delivery(
+            self._event_name(kind), event_ts, body, retry=False, first_attempt=attempts + 1
+        )
+
+    # --- faults and lifecycle actions ---------------------------------------------------------
+
+    async def run_step(self, step: Step) -> None:
+        action = step.action
+        if action is Action.DROP_MEDIA:
+            await self.drop_media()
+        elif action is Action.DROP_SIGNALING:
+            await self.drop_signaling()
+        elif action is Action.FAILOVER:
+            await self.failover()
+        elif action is Action.PAUSE:
+            await self.pause()
+        elif action is Action.RESUME:
+            await self.resume()
+        elif action is Action.STOP:
+            await self.stop(
+                step.arg_int("reason", StopReason.HOST_TRIGGERED),
+                webhook_first=step.arg_bool("webhook_first", False),
+                session_stop_reason=step.arg_int("session_stop_reason", step.arg_int("reason", 1)),
+            )
+        elif action is Action.GARBAGE:
+            await self.send_garbage(
+                step.arg_str("kind", "all"), socket=step.arg_str("socket", "signaling")
+            )
+        elif action is Action.OVERSIZED_FRAME:
+            await self.send_oversized(
+                step.arg_int("bytes", 2 * 2**20), socket=step.arg_str("socket", "media")
+            )
+        elif action is Action.DUPLICATE_WEBHOOK:
+            await self.resend_webhook(step.arg_str("event", "started"), as_retry=False)
+        elif action is Action.RETRY_WEBHOOK:
+            await self.resend_webhook(step.arg_str("event", "started"), as_retry=True)
+        elif action in (Action.PARTICIPANT_JOIN, Action.PARTICIPANT_LEAVE, Action.ACTIVE_SPEAKER):
+            await self._participant_step(step)
+        elif action is Action.ZCC_EVENT:
+            await self._zcc_step(step)
+        elif action is Action.TRANSCRIPT:
+            now = self.now_ms()
+            await self.feed.send_transcript_text(
+                step.arg_str("text", ""),
+                user_id=step.arg_opt_str("user_id"),
+                user_name=step.arg_opt_str("user_name"),
+                channel_id=step.arg_opt_str("channel_id"),
+                start_ms=now,
+                end_ms=now,
+            )
+        elif action is Action.CHAT:
+            await self.send_chat(step)
+        self.changed()
+
+    async def _participant_step(self, step: Step) -> None:
+        user_id = step.arg_str("user_id", "16790000")
+        user_name = step.args.get("user_name")
+        name = None if user_name is None else str(user_name)
+        if step.action is Action.ACTIVE_SPEAKER:
+            event = EventUpdate(
+                EventType.ACTIVE_SPEAKER_CHANGE, self.now_ms(), user_id=user_id, user_name=name
+            )
+        else:
+            event_type = (
+                EventType.PARTICIPANT_JOIN
+                if step.action is Action.PARTICIPANT_JOIN
+                else EventType.PARTICIPANT_LEAVE
+            )
+            participant = Participant(
+                user_id, name if event_type == EventType.PARTICIPANT_JOIN else None
+            )
+            event = EventUpdate(event_type, self.now_ms(), participants=(participant,))
+        await self.send_event(event)
+
+    async def _zcc_step(self, step: Step) -> None:
+        channel_id = step.arg_str("channel_id", self.scenario.speakers[0].channel_id or "")
+        speaker = next(
+            (s for s in self.scenario.speakers if s.channel_id == channel_id),
+            self.scenario.speakers[0],
+        )
+        info = {
+            "channel_id": channel_id,
+            "participant_mode": speaker.participant_mode or "caller",
+            "queue_id": "sim-queue-01",
+            "queue_name": "Trading Desk",
+            "user_id": speaker.user_id,
+            "display_name": speaker.user_name,
+        }
+        event = EventUpdate(
+            step.arg_int("event_type", 8),
+            self.now_ms(),
+            participant_info=info,
+            timestamp_key="event_ts",
+        )
+        await self.send_event(event)
+
+    async def send_chat(self, step: Step) -> None:
+        user_id = step.arg_str("user_id", self.scenario.speakers[0].user_id)
+        content: dict[str, Any] = {
+            "user_id": int(user_id) if user_id.isdigit() else user_id,
+            "user_name": step.arg_str("user_name", self.scenario.speakers[0].user_name),
+            "timestamp": self.now_ms(),
+            "data": step.arg_str("text", ""),
+        }
+        for conn in [c for c in self.media if "chat" in c.media and c.ready.is_set()]:
+            if await conn.send({"msg_type": 18, "content": content}):
+                self.stats.chats_sent += 1
+
+    def _targets(self, socket: str) -> list[Connection]:
+        return list(self.signaling) if socket == "signaling" else list(self.media)
+
+    async def send_garbage(self, kind: str, *, socket: str) -> None:
+        kinds = list(GARBAGE_FRAMES) if kind == "all" else [kind]
+        for name in kinds:
+            for frame in GARBAGE_FRAMES.get(name, ()):
+                for conn in self._targets(socket):
+                    if await conn.send_raw(frame):
+                        self.stats.garbage_sent += 1
+
+    async def send_oversized(self, size: int, *, socket: str) -> None:
+        """A frame larger than trio-websocket's default 1 MiB limit (a video keyframe's size)."""
+        filler = "A" * size
+        frame = (
+            '{"msg_type":15,"content":{"user_id":0,"data":"'
+            + filler
+            + '","timestamp":'
+            + str(self.now_ms())
+            + "}}"
+        )
+        for conn in self._targets(socket):
+            if await conn.send_raw(frame):
+                self.stats.garbage_sent += 1
+
+    async def pause(self) -> None:
+        if self.paused:
+            return
+        self.paused = True
+        await self.send_session_state(SessionState.PAUSED)
+        await self.send_stream_state(StreamState.PAUSED)
+
+    async def resume(self) -> None:
+        if not self.paused:
+            return
+        self.paused = False
+        await self.send_session_state(SessionState.RESUMED)
+        await self.send_stream_state(StreamState.RESUMED)
+
+    async def _close_media(self, code: int) -> None:
+        for conn in list(self.media):
+            conn.closed_by_server = True
+            self.feed.detach(conn)
+            await conn.close(code)
+        self.unacked.clear()
+
+    async def drop_media(self, *, reason: int = StopReason.DATA_CONNECTION_INTERRUPTED) -> None:
+        """Close the media sockets, send EVENT_UPDATE 7 + STREAM_STATE 2, await a reconnect."""
+        await self._close_media(DROP_CLOSE_CODE)
+        await self.media_interrupted(reason)
+
+    async def media_interrupted(self, reason: int) -> None:
+        self.stats.interruptions += 1
+        await self.send_event(
+            EventUpdate(EventType.MEDIA_CONNECTION_INTERRUPTED, self.now_ms()), automatic=True
+        )
+        await self.send_stream_state(StreamState.INTERRUPTED, reason)
+        end = (
+            StopReason.KEEP_ALIVE_TIMEOUT
+            if reason == StopReason.KEEP_ALIVE_TIMEOUT
+            else StopReason.AWAIT_RECONNECTION_TIMEOUT
+        )
+        self._await_reconnect(self.profile.media_grace_s, end, media=True)
+
+    async def drop_signaling(
+        self, *, reason: int = StopReason.SIGNAL_CONNECTION_INTERRUPTED
+    ) -> None:
+        """Close every socket, send ``*.rtms_interrupted``, wait for the client to come back."""
+        for conn in list(self.signaling):
+            conn.closed_by_server = True
+            await conn.close(DROP_CLOSE_CODE)
+        self.signaling.clear()
+        await self._close_media(DROP_CLOSE_CODE)
+        await self.signaling_interrupted(reason)
+
+    async def signaling_interrupted(self, reason: int) -> None:
+        self.stats.interruptions += 1
+        # Signaling is gone, so media goes too (rtms-protocol §9.2 scenario 2).
+        await self._close_media(DROP_CLOSE_CODE)
+        payload = self._id_fields()
+        await self.post_webhook("interrupted", payload, self._wall_ms())
+        end = (
+            StopReason.KEEP_ALIVE_TIMEOUT
+            if reason == StopReason.KEEP_ALIVE_TIMEOUT
+            else StopReason.AWAIT_RECONNECTION_TIMEOUT
+        )
+        self._await_reconnect(self.profile.signaling_grace_s, end, media=False)
+
+    async def failover(self) -> None:
+        """New server URLs (a new endpoint path), a new ``rtms_started`` with a new ``event_ts``."""
+        self.stats.failovers += 1
+        self.generation += 1
+        for conn in list(self.signaling):
+            conn.closed_by_server = True
+            await conn.close(FAILOVER_CLOSE_CODE)
+        self.signaling.clear()
+        await self._close_media(FAILOVER_CLOSE_CODE)
+        event_ts = max(self._wall_ms(), self._event_ts + 1)
+        self._event_ts = event_ts
+        self.started_webhook_payload = self._started_payload()
+        await self.post_webhook("started", self.started_webhook_payload, event_ts)
+        self._await_reconnect(
+            self.profile.signaling_grace_s, StopReason.AWAIT_RECONNECTION_TIMEOUT, media=False
+        )
+
+    def _await_reconnect(self, grace_s: float, end_reason: int, *, media: bool) -> None:
+        if self.stopping or self._nursery is None:
+            return
+        self._grace_token += 1
+        token = self._grace_token
+        self._reconnected = trio.Event()
+        assert self._nursery is not None
+        self._nursery.start_soon(self._grace, token, self.scaled(grace_s), end_reason, media)
+
+    async def _grace(self, token: int, grace_s: float, end_reason: int, media: bool) -> None:
+        reconnected = self._reconnected
+        with trio.move_on_after(grace_s):
+            await reconnected.wait()
+            return
+        if token == self._grace_token and not self.stopping:
+            logger.info("stream %s: no reconnect within %.0f s", self.scenario.name, grace_s)
+            await self.stop(end_reason)
+
+    def note_reconnected(self, *, media: bool) -> None:
+        """A handshake (signaling) or a ready ack (media) after an interruption."""
+        if not self._reconnected.is_set() and self.stats.interruptions + self.stats.failovers:
+            self.stats.reconnects += 1
+        self._reconnected.set()
+
+    async def stop(
+        self, reason: int, *, webhook_first: bool = False, session_stop_reason: int | None = None
+    ) -> None:
+        """End the stream: STREAM_STATE 4 + SESSION_STATE 5, close 1000, ``*.rtms_stopped``."""
+        if self.stopping:
+            return
+        self.stopping = True
+        self.stats.stop_reason = reason
+        payload = {**self._id_fields(), "stop_reason": reason}
+        with trio.CancelScope(shield=True):
+            if webhook_first:
+                await self.post_webhook("stopped", payload, self._wall_ms())
+            await self.send_stream_state(StreamState.TERMINATED, reason)
+            await self.send_session_state(
+                SessionState.STOPPED, reason if session_stop_reason is None else session_stop_reason
+            )
+            for conn in [*self.signaling, *self.media]:
+                conn.closed_by_server = True
+                await conn.close(self.profile.stop_close_code)
+            if not webhook_first:
+                await self.post_webhook("stopped", payload, self._wall_ms())
+        self.stopped.set()
+        self.changed()

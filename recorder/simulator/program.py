@@ -1,0 +1,164 @@
+"""The media program of a scenario: who says what, when, on which audio track.
+
+Rule: the program is a pure function of the scenario. Speakers take turns saying their speech
+fixture, with ``utterance_gap_s`` of silence between, and the whole round repeats until the call
+ends. Time is counted in 20 ms *frames* from the stream's t0; frame ``k`` has RTMS timestamp
+``t0_ms + 20 k``. Each track is one cycle of 16 kHz mono PCM, looped; tests compare what a client
+decoded against ``Track.pcm`` to prove the audio survived the wire.
+
+* ``mixed``: one track, ``user_id`` 0, every frame sent (silence included).
+* ``per_speaker``: one track per speaker, frames sent only while that speaker talks (Zoom sends
+  nothing for silent participants, rtms-protocol §5.15).
+* ``channels`` (ZCC): one track per SIP channel, every frame sent, each with its party's voice.
+"""
+
+from __future__ import annotations
+
+import functools
+import wave
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from recorder.errors import ConfigError
+from recorder.simulator.scenario import FIXTURE_TEXT, AudioLayout, Scenario, Speaker
+
+#: Every RTMS audio packet covers a multiple of 20 ms (rtms-protocol §5.3).
+FRAME_MS: Final = 20
+SOURCE_RATE_HZ: Final = 16_000
+SAMPLES_PER_FRAME: Final = SOURCE_RATE_HZ * FRAME_MS // 1000
+
+DATA_DIR: Final = Path(__file__).parent / "data"
+
+Pcm = npt.NDArray[np.int16]
+
+
+@functools.cache
+def load_fixture(name: str) -> Pcm:
+    """The 16 kHz mono s16 samples of a speech fixture, padded to whole 20 ms frames."""
+    path = DATA_DIR / f"{name}.wav"
+    try:
+        with wave.open(str(path), "rb") as wav:
+            if (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) != (
+                SOURCE_RATE_HZ,
+                1,
+                2,
+            ):
+                raise ConfigError(f"speech fixture {name} is not 16 kHz mono s16")
+            raw = wav.readframes(wav.getnframes())
+    except (OSError, wave.Error) as exc:
+        raise ConfigError(f"cannot read speech fixture {name}: {exc}") from exc
+    samples = np.frombuffer(raw, dtype="<i2").astype(np.int16)
+    pad = (-len(samples)) % SAMPLES_PER_FRAME
+    samples = np.concatenate([samples, np.zeros(pad, dtype=np.int16)])
+    samples.setflags(write=False)
+    return samples
+
+
+@dataclass(frozen=True, slots=True)
+class Utterance:
+    speaker: Speaker
+    #: Frame offsets inside one cycle: [start_frame, end_frame).
+    start_frame: int
+    end_frame: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    """One audio packet sequence as RTMS tags it."""
+
+    #: ``mixed``, ``user-<id>`` or ``channel-<id>`` (as in ``recorder.rtms.events``).
+    name: str
+    #: One cycle of 16 kHz mono PCM (length ``cycle_frames * 320``).
+    pcm: Pcm
+    user_id: str | None = None
+    user_name: str | None = None
+    channel_id: str | None = None
+    #: Per-speaker tracks send only inside these cycle-frame windows; None = always.
+    windows: tuple[tuple[int, int], ...] | None = None
+
+    def sends(self, cycle_frame: int) -> bool:
+        if self.windows is None:
+            return True
+        return any(start <= cycle_frame < end for start, end in self.windows)
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    cycle_frames: int
+    utterances: tuple[Utterance, ...]
+    tracks: tuple[Track, ...]
+
+    def track(self, name: str) -> Track:
+        for track in self.tracks:
+            if track.name == name:
+                return track
+        raise KeyError(name)
+
+    def utterances_ending(self, frame: int) -> Sequence[Utterance]:
+        """Utterances whose last frame is ``frame - 1``: their transcript is due at ``frame``."""
+        cycle_frame = frame % self.cycle_frames
+        if cycle_frame == 0 and frame > 0:
+            cycle_frame = self.cycle_frames
+        return [u for u in self.utterances if u.end_frame == cycle_frame]
+
+    def active_speaker(self, frame: int) -> Speaker | None:
+        cycle_frame = frame % self.cycle_frames
+        for u in self.utterances:
+            if u.start_frame <= cycle_frame < u.end_frame:
+                return u.speaker
+        return None
+
+
+def build_program(scenario: Scenario) -> Program:
+    """Lay the speakers' fixtures out in turns and derive the tracks of the scenario's layout."""
+    gap_frames = max(0, round(scenario.utterance_gap_s * 1000 / FRAME_MS))
+    utterances: list[Utterance] = []
+    cursor = gap_frames
+    for speaker in scenario.speakers:
+        frames = len(load_fixture(speaker.fixture)) // SAMPLES_PER_FRAME
+        utterances.append(
+            Utterance(speaker, cursor, cursor + frames, FIXTURE_TEXT[speaker.fixture])
+        )
+        cursor += frames + gap_frames
+    cycle_frames = max(cursor, 1)
+    total = cycle_frames * SAMPLES_PER_FRAME
+
+    def placed(selected: Sequence[Utterance]) -> Pcm:
+        pcm = np.zeros(total, dtype=np.int16)
+        for u in selected:
+            speech = load_fixture(u.speaker.fixture)
+            start = u.start_frame * SAMPLES_PER_FRAME
+            pcm[start : start + len(speech)] = speech
+        pcm.setflags(write=False)
+        return pcm
+
+    tracks: list[Track]
+    if scenario.layout is AudioLayout.MIXED:
+        tracks = [Track(name="mixed", pcm=placed(utterances), user_id="0")]
+    elif scenario.layout is AudioLayout.PER_SPEAKER:
+        tracks = [
+            Track(
+                name=f"user-{s.user_id}",
+                pcm=placed([u for u in utterances if u.speaker is s]),
+                user_id=s.user_id,
+                user_name=s.user_name,
+                windows=tuple((u.start_frame, u.end_frame) for u in utterances if u.speaker is s),
+            )
+            for s in scenario.speakers
+        ]
+    else:
+        tracks = [
+            Track(
+                name=f"channel-{s.channel_id}",
+                pcm=placed([u for u in utterances if u.speaker is s]),
+                channel_id=s.channel_id,
+            )
+            for s in scenario.speakers
+        ]
+    return Program(cycle_frames=cycle_frames, utterances=tuple(utterances), tracks=tuple(tracks))

@@ -1,0 +1,143 @@
+"""The simulator's Python API: ``open_simulator(config)`` then ``await sim.start(scenario)``.
+
+Example::
+
+    async with open_simulator(SimulatorConfig(profile="doc-2026", webhook_url=None)) as sim:
+        eng = await sim.start(Scenario(product=Product.MEETING, duration_s=5))
+        target = eng.target          # URLs, ids, credentials: drive a client without webhooks
+        await eng.finished.wait()
+
+Rule: the simulator owns one nursery: the WebSocket server, every engagement and every webhook
+retry run in it, and leaving the ``async with`` cancels them all.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import trio
+
+from recorder.errors import ConfigError
+from recorder.simulator.engagement import Engagement, EngagementOptions
+from recorder.simulator.profiles import Profile, get_profile
+from recorder.simulator.program import build_program
+from recorder.simulator.scenario import Scenario, validate
+from recorder.simulator.server import RtmsServer
+from recorder.simulator.webhooks import (
+    DEFAULT_RETRY_DELAYS_S,
+    DEFAULT_TIMEOUT_S,
+    CallableWebhookSink,
+    HttpWebhookSink,
+    WebhookSender,
+    WebhookSink,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorConfig:
+    #: ``doc-2026`` | ``legacy-2025`` | ``zoom-mock``, or a ``Profile`` (timers changed).
+    profile: Profile | str = "doc-2026"
+    #: Where webhooks go: a URL (signed POSTs), a callable ``(headers, body) -> status``, or None.
+    webhook_url: str | None = None
+    webhook_handler: Callable[[Mapping[str, str], bytes], Any] | None = None
+    secret_token: str = "sim_secret_token"  # noqa: S105 (a simulator default, not a secret)
+    #: ``payload.object`` instead of the official flat payload.
+    webhook_nested: bool = False
+    webhook_retry_delays_s: Sequence[float] = DEFAULT_RETRY_DELAYS_S
+    webhook_timeout_s: float = DEFAULT_TIMEOUT_S
+    #: Scenario seconds per trio second (2.0 runs a call twice as fast; timers scale too).
+    speed: float = 1.0
+    #: JSON in binary frames, as the official SDK sends it (§15).
+    binary_frames: bool = False
+    host: str = "127.0.0.1"
+    port: int = 0
+    handshake_timeout_s: float = 10.0
+    #: Unix seconds for ``x-zm-request-timestamp`` (kept real under a MockClock).
+    wall_clock: Callable[[], float] = field(default=time.time)
+
+
+class Simulator:
+    def __init__(
+        self,
+        *,
+        config: SimulatorConfig,
+        profile: Profile,
+        server: RtmsServer,
+        sender: WebhookSender,
+        nursery: trio.Nursery,
+    ) -> None:
+        self.config = config
+        self.profile = profile
+        self._server = server
+        self._sender = sender
+        self._nursery = nursery
+        self.engagements: list[Engagement] = []
+
+    @property
+    def base_url(self) -> str:
+        return self._server.base_url
+
+    async def start(self, scenario: Scenario) -> Engagement:
+        """Start one engagement: ``*.rtms_started`` goes out, sockets open, steps run."""
+        resolved = validate(scenario.resolved())
+        program = await trio.to_thread.run_sync(build_program, resolved)
+        engagement = Engagement(
+            resolved,
+            program,
+            profile=self.profile,
+            base_url=self._server.base_url,
+            sender=self._sender,
+            webhook_nursery=self._nursery,
+            options=EngagementOptions(
+                speed=self.config.speed,
+                binary_frames=self.config.binary_frames,
+                webhook_nested=self.config.webhook_nested,
+                handshake_timeout_s=self.config.handshake_timeout_s,
+            ),
+        )
+        self._server.register(engagement)
+        self.engagements.append(engagement)
+        await self._nursery.start(engagement.run)
+        return engagement
+
+    async def validate_endpoint(self) -> None:
+        """``endpoint.url_validation`` against the webhook target; ``WebhookError`` if wrong."""
+        await self._sender.validate_endpoint()
+
+
+@asynccontextmanager
+async def open_simulator(config: SimulatorConfig | None = None) -> AsyncIterator[Simulator]:
+    """Run a simulator for the duration of the block (server on ``config.host``, port 0)."""
+    config = config or SimulatorConfig()
+    profile = config.profile if isinstance(config.profile, Profile) else get_profile(config.profile)
+    if config.speed <= 0:
+        raise ConfigError("simulator speed must be positive")
+    async with httpx.AsyncClient() as client, trio.open_nursery() as nursery:
+        sink: WebhookSink | None = None
+        if config.webhook_handler is not None:
+            sink = CallableWebhookSink(config.webhook_handler)
+        elif config.webhook_url is not None:
+            sink = HttpWebhookSink(
+                config.webhook_url, client=client, timeout_s=config.webhook_timeout_s
+            )
+        sender = WebhookSender(
+            sink=sink,
+            secret_token=config.secret_token,
+            retry_delays_s=tuple(d / config.speed for d in config.webhook_retry_delays_s),
+            timeout_s=config.webhook_timeout_s,
+            wall_clock=config.wall_clock,
+        )
+        server = RtmsServer(host=config.host, port=config.port, binary_frames=config.binary_frames)
+        await nursery.start(server.run)
+        simulator = Simulator(
+            config=config, profile=profile, server=server, sender=sender, nursery=nursery
+        )
+        try:
+            yield simulator
+        finally:
+            nursery.cancel_scope.cancel()
