@@ -13,6 +13,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +27,8 @@ logger: Final = logging.getLogger(__name__)
 
 #: How long a writer waits for another connection's write lock before giving up.
 DEFAULT_BUSY_TIMEOUT_MS: Final = 10_000
+#: Pause between attempts to switch a fresh file to WAL while another connection holds it.
+WAL_SWITCH_RETRY_S: Final = 0.01
 
 
 class _SqliteTx:
@@ -47,6 +50,27 @@ class _SqliteTx:
     def fetchall(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
         rows: list[Row] = self._conn.execute(sql, params).fetchall()
         return rows
+
+
+def _enable_wal(conn: sqlite3.Connection, path: Path, busy_timeout_ms: int) -> None:
+    """Switch the file to WAL, waiting out another connection doing the same.
+
+    Changing the journal mode needs an exclusive lock and SQLite reports "database is locked"
+    at once instead of calling the busy handler, so two recorders opening a fresh catalog
+    together would otherwise fail; retry until the busy timeout instead.
+    """
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(WAL_SWITCH_RETRY_S)
+            continue
+        if str(mode).lower() != "wal":
+            raise CatalogError(f"open: {path} refused WAL mode (got {mode})")
+        return
 
 
 class SqliteCatalog(SqlCatalog):
@@ -78,10 +102,8 @@ class SqliteCatalog(SqlCatalog):
             raise CatalogError(f"open: cannot open catalog {self.path}: {exc}") from exc
         self._conn = conn
         try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise CatalogError(f"open: {self.path} refused WAL mode (got {mode})")
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            _enable_wal(conn, self.path, busy_timeout_ms)
             conn.execute("PRAGMA foreign_keys = ON")
             # Evidence metadata must survive a power cut as well as a crash.
             conn.execute("PRAGMA synchronous = FULL")

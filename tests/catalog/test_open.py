@@ -1,0 +1,135 @@
+"""Opening catalogs: URL forms, file permissions, concurrent first opens, clear errors."""
+
+from __future__ import annotations
+
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from recorder.catalog import AsyncCatalog, SqlCatalog, open_async_catalog, open_catalog
+from recorder.catalog.postgres import PostgresCatalog
+from recorder.catalog.schema import LATEST_VERSION
+from recorder.catalog.sqlite import SqliteCatalog
+from recorder.errors import CatalogError
+from tests.catalog.conftest import T0, CatalogTarget
+
+
+async def test_sqlite_url_creates_a_private_file(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "catalog.db"
+    with trio.fail_after(20):
+        async with await open_async_catalog(f"sqlite:///{path}", now_ms=T0) as catalog:
+            assert isinstance(catalog.sync, SqliteCatalog)
+            assert await catalog.schema_version() == LATEST_VERSION
+            await catalog.append_audit(actor="a", action="b", target="c", reason="", now_ms=T0)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists():
+        assert stat.S_IMODE(wal.stat().st_mode) == 0o600
+
+
+def test_sqlite_relative_url_is_relative_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    catalog = open_catalog("sqlite:///rel/catalog.db", now_ms=T0)
+    try:
+        assert isinstance(catalog, SqliteCatalog)
+        assert (tmp_path / "rel" / "catalog.db").exists()
+    finally:
+        catalog.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://db/x", "unsupported catalog URL scheme 'mysql'"),
+        ("catalog.db", "unsupported catalog URL scheme"),
+        ("sqlite:///", "no file path"),
+    ],
+)
+def test_bad_urls_are_refused_clearly(url: str, message: str) -> None:
+    with pytest.raises(CatalogError, match=message):
+        open_catalog(url, now_ms=T0)
+
+
+def test_sqlite_on_an_unwritable_path_is_a_catalog_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"")
+    with pytest.raises(CatalogError, match="cannot create catalog file"):
+        open_catalog(f"sqlite:///{blocker}/catalog.db", now_ms=T0)
+
+
+def test_unreachable_postgres_is_a_catalog_error_without_the_password() -> None:
+    url = "postgresql://recorder:s3cret-pw@127.0.0.1:1/nowhere?connect_timeout=2"
+    with pytest.raises(CatalogError, match="cannot connect to PostgreSQL") as caught:
+        PostgresCatalog(url, now_ms=T0, connect_timeout_s=2)
+    assert "s3cret-pw" not in str(caught.value)
+
+
+async def test_two_recorders_opening_a_fresh_catalog_together(target: CatalogTarget) -> None:
+    """Both migrate-on-open at once: one creates the schema, the other finds it done."""
+    barrier = threading.Barrier(2, timeout=20)
+    opened: list[SqlCatalog] = []
+
+    def open_together() -> None:
+        barrier.wait()
+        opened.append(target.open())
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.to_thread.run_sync, open_together)
+            nursery.start_soon(trio.to_thread.run_sync, open_together)
+    try:
+        assert [c.schema_version() for c in opened] == [LATEST_VERSION, LATEST_VERSION]
+    finally:
+        for catalog in opened:
+            catalog.close()
+
+
+async def test_many_concurrent_calls_share_the_catalog_safely(catalog: AsyncCatalog) -> None:
+    with trio.fail_after(30):
+        results: list[bool] = []
+
+        async def admit(n: int) -> None:
+            results.append(await catalog.first_seen(f"k{n % 10}", T0, 60_000))
+
+        async with trio.open_nursery() as nursery:
+            for n in range(40):
+                nursery.start_soon(admit, n)
+        assert sorted(results) == [False] * 30 + [True] * 10
+
+
+async def test_a_cancelled_caller_waits_for_its_write_to_finish(
+    target: CatalogTarget, catalog: AsyncCatalog
+) -> None:
+    """A write the database has begun is finished, never abandoned halfway by a cancellation."""
+    with trio.fail_after(30), target.raw() as raw:
+        # Hold the write lock from outside so the catalog's write waits inside the database.
+        if target.engine == "sqlite":
+            raw.execute("BEGIN IMMEDIATE")
+        else:
+            raw.execute("BEGIN")
+            raw.execute("LOCK TABLE audit_log IN EXCLUSIVE MODE")
+        returned = trio.Event()
+        async with trio.open_nursery() as nursery:
+            scope = trio.CancelScope()
+
+            async def write() -> None:
+                with scope:
+                    await catalog.append_audit(
+                        actor="a", action="export", target="rec_c", reason="r", now_ms=T0
+                    )
+                returned.set()
+
+            nursery.start_soon(write)
+            await trio.testing.wait_all_tasks_blocked()
+            scope.cancel()
+            await trio.testing.wait_all_tasks_blocked()
+            assert not returned.is_set(), "the caller left while its write was still running"
+            raw.execute("COMMIT")
+        assert returned.is_set()
+    assert [e.action for e in await catalog.audit_trail("rec_c")] == ["export"]
