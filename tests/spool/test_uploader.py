@@ -70,7 +70,7 @@ async def test_outage_keeps_everything_local_then_drains(tmp_path: Path) -> None
             for index in range(4):
                 source, job = sealed_file(tmp_path / "out", index)
                 await spool.enqueue(source, job)
-            await store.wait_for_attempts(3)
+            await store.wait_for_attempts(4)  # starts only after failure 3 was counted
             spool_stats = await spool.stats()
             assert spool_stats.pending_count == 4
             assert spool_stats.pending_bytes == 4 * 4096

@@ -8,15 +8,14 @@ from recorder.store.s3 import S3Config, S3Store, build_s3_client
 
 
 def s3_config(endpoint: str, bucket: str, **overrides: object) -> S3Config:
-    return S3Config(
-        bucket=bucket,
-        endpoint_url=endpoint,
-        verify_tls=False,
-        max_attempts=2,
-        connect_timeout_s=2.0,
-        read_timeout_s=10.0,
-        **overrides,  # type: ignore[arg-type]
-    )
+    settings: dict[str, object] = {
+        "verify_tls": False,
+        "max_attempts": 2,
+        "connect_timeout_s": 2.0,
+        "read_timeout_s": 10.0,
+        **overrides,
+    }
+    return S3Config(bucket=bucket, endpoint_url=endpoint, **settings)  # type: ignore[arg-type]
 
 
 def new_locked_bucket(endpoint: str, prefix: str = "conf") -> str:
