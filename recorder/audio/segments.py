@@ -1,0 +1,280 @@
+"""Per-track WAV/BWF segments written through the evidence sink, rotated by duration and size.
+
+A ``SegmentWriter`` consumes a track's timeline items in order (``Audio`` and ``Gap``, which are
+contiguous by construction), writes PCM and silence into the current segment's sink, and seals
+the segment with its WAV header as the deferred prologue when the segment reaches its duration
+(``segment_seconds``), its size cap (``max_data_length``) or the end of the engagement.
+
+Rules:
+
+* A segment covers whole sample ranges ``[start_sample, end_sample)`` of the track timeline;
+  item boundaries are split exactly at the rotation point, so consecutive segments abut.
+* Silence for a gap is written from one shared zero block, a block at a time: a long gap costs
+  no memory.
+* Every gap or pause inside a segment becomes a ``SpanRecord`` in its manifest entry, with
+  sample ranges relative to the segment and absolute, and UTC times.
+* The segment is opened lazily, when its first sample arrives, so an engagement that ends right
+  after a rotation does not leave an empty segment behind.
+
+Blocking: ``write`` appends to the sink (buffered, encrypted as written); ``checkpoint`` and
+``close`` make things durable and must run off the trio thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from recorder.audio.manifest import Participant, SegmentManifestEntry, SpanRecord
+from recorder.audio.timeline import Audio, Gap, TimelineItem
+from recorder.audio.wav import (
+    HEADER_SIZE,
+    MAX_DATA_LENGTH,
+    BextInfo,
+    bext_metadata,
+    build_wav_header,
+    coding_history,
+)
+from recorder.errors import LocalProtocolError
+from recorder.sink import EvidenceSink, SealedSegment, SegmentIdentity, SinkFactory
+
+logger = logging.getLogger(__name__)
+
+#: Default rotation: five minutes per segment (issue 4).
+SEGMENT_SECONDS: Final = 300
+#: Silence is written in blocks of this many bytes.
+_ZERO_BLOCK: Final = bytes(64 * 1024)
+
+
+@dataclass(frozen=True, slots=True)
+class TrackFormat:
+    """What a track's segments are: output PCM format plus where it came from."""
+
+    track: str
+    sample_rate: int
+    channels: int
+    #: ``OPUS 48000 stereo`` (see ``recorder.audio.decoder.describe_source``).
+    source: str
+    decoder_version: str
+    participant: Participant = field(default_factory=Participant)
+
+
+@dataclass(frozen=True, slots=True)
+class SealedAudio:
+    sealed: SealedSegment
+    entry: SegmentManifestEntry
+
+
+class SegmentWriter:
+    """See the module docstring. One per track; not thread-safe (one owner at a time)."""
+
+    def __init__(
+        self,
+        sinks: SinkFactory,
+        *,
+        recording_id: str,
+        originator_reference: str,
+        fmt: TrackFormat,
+        sample_to_ms: Callable[[int], int],
+        now_ms: Callable[[], int],
+        segment_seconds: float = SEGMENT_SECONDS,
+        max_data_length: int = MAX_DATA_LENGTH,
+        drift_samples: Callable[[], int] | None = None,
+    ) -> None:
+        self._sinks = sinks
+        self._recording_id = recording_id
+        self._reference = originator_reference
+        self._fmt = fmt
+        self._sample_to_ms = sample_to_ms
+        self._now_ms = now_ms
+        self._drift = drift_samples
+        self._frame = 2 * fmt.channels
+        if segment_seconds <= 0:
+            raise LocalProtocolError("segment_seconds must be positive")
+        self._segment_samples = max(1, round(segment_seconds * fmt.sample_rate))
+        cap = min(max_data_length, MAX_DATA_LENGTH)
+        self._cap_samples = cap // self._frame
+        if self._cap_samples < 1:
+            raise LocalProtocolError(f"max_data_length {max_data_length} holds no sample")
+        self._next_index = 0
+        self._sink: EvidenceSink | None = None
+        self._bext: BextInfo | None = None
+        self._start = 0
+        self._written = 0  # samples in the open segment
+        self._spans: list[SpanRecord] = []
+        #: Next absolute sample expected (items must be contiguous).
+        self._position: int | None = None
+
+    @property
+    def track(self) -> str:
+        return self._fmt.track
+
+    @property
+    def is_open(self) -> bool:
+        return self._sink is not None
+
+    @property
+    def segments_sealed(self) -> int:
+        return self._next_index - (1 if self._sink is not None else 0)
+
+    def write(self, item: TimelineItem) -> list[SealedAudio]:
+        """Append one timeline item; returns the segments this sealed by rotation."""
+        if self._position is not None and item.start != self._position:
+            raise LocalProtocolError(
+                f"track {self._fmt.track}: item at sample {item.start}, expected {self._position}"
+            )
+        sealed: list[SealedAudio] = []
+        if isinstance(item, Audio):
+            pcm = item.pcm
+            start = item.start
+            remaining = len(pcm) // self._frame
+            offset = 0
+            while remaining:
+                sink = self._ensure_open(start, sealed)
+                take = min(remaining, self._room())
+                sink.write(
+                    pcm
+                    if take * self._frame == len(pcm)
+                    else pcm[offset * self._frame : (offset + take) * self._frame]
+                )
+                self._written += take
+                offset += take
+                start += take
+                remaining -= take
+            self._position = item.start + len(pcm) // self._frame
+        else:
+            self._write_gap(item, sealed)
+            self._position = item.end
+        return sealed
+
+    def checkpoint(self) -> None:
+        """Make what was written durable (blocking)."""
+        if self._sink is not None:
+            self._sink.checkpoint()
+
+    def close(self, *, interrupted: bool = False) -> SealedAudio | None:
+        """Seal the open segment, if any (blocking)."""
+        if self._sink is None:
+            return None
+        return self._seal(interrupted=interrupted)
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _room(self) -> int:
+        return min(self._segment_samples, self._cap_samples) - self._written
+
+    def _ensure_open(self, start: int, sealed: list[SealedAudio]) -> EvidenceSink:
+        if self._sink is not None and self._room() <= 0:
+            sealed.append(self._seal(interrupted=False))
+        if self._sink is None:
+            self._open(start)
+        assert self._sink is not None
+        return self._sink
+
+    def _open(self, start: int) -> None:
+        fmt = self._fmt
+        origination_ms = self._sample_to_ms(start)
+        self._bext = BextInfo(
+            originator_reference=self._reference,
+            origination_ms=origination_ms,
+            description=f"{self._recording_id} {fmt.track} #{self._next_index}",
+            coding_history=coding_history(
+                sample_rate=fmt.sample_rate,
+                channels=fmt.channels,
+                source=fmt.source,
+                decoder_version=fmt.decoder_version,
+            ),
+        )
+        metadata = bext_metadata(
+            sample_rate=fmt.sample_rate, channels=fmt.channels, bext=self._bext
+        )
+        metadata.update({"kind": "audio", "source": fmt.source, "start_sample": start})
+        identity = SegmentIdentity(
+            recording_id=self._recording_id,
+            track=fmt.track,
+            segment_index=self._next_index,
+            created_ms=self._now_ms(),
+            metadata=metadata,
+        )
+        self._sink = self._sinks.open(identity, prologue_size=HEADER_SIZE)
+        self._next_index += 1
+        self._start = start
+        self._written = 0
+        self._spans = []
+
+    def _write_gap(self, gap: Gap, sealed: list[SealedAudio]) -> None:
+        start = gap.start
+        while start < gap.end:
+            sink = self._ensure_open(start, sealed)
+            take = min(gap.end - start, self._room())
+            self._spans.append(
+                SpanRecord(
+                    kind=gap.kind.value,
+                    cause=gap.cause.value if gap.cause is not None else None,
+                    actor=gap.actor,
+                    start_sample=start,
+                    end_sample=start + take,
+                    segment_start_sample=start - self._start,
+                    segment_end_sample=start + take - self._start,
+                    start_ms=self._sample_to_ms(start),
+                    end_ms=self._sample_to_ms(start + take),
+                )
+            )
+            remaining = take * self._frame
+            block = len(_ZERO_BLOCK)
+            while remaining >= block:
+                sink.write(_ZERO_BLOCK)
+                remaining -= block
+            if remaining:
+                sink.write(_ZERO_BLOCK[:remaining])
+            self._written += take
+            start += take
+
+    def _seal(self, *, interrupted: bool) -> SealedAudio:
+        sink, bext = self._sink, self._bext
+        assert sink is not None
+        assert bext is not None
+        self._sink = None
+        data_length = self._written * self._frame
+        header = build_wav_header(
+            sample_rate=self._fmt.sample_rate,
+            channels=self._fmt.channels,
+            data_length=data_length,
+            bext=bext,
+        )
+        sealed = sink.close(header)
+        end = self._start + self._written
+        entry = SegmentManifestEntry(
+            recording_id=self._recording_id,
+            originator_reference=self._reference,
+            track=self._fmt.track,
+            segment_index=sink.identity.segment_index,
+            participant=self._fmt.participant,
+            start_ms=bext.origination_ms,
+            end_ms=self._sample_to_ms(end),
+            start_sample=self._start,
+            end_sample=end,
+            sample_rate=self._fmt.sample_rate,
+            channels=self._fmt.channels,
+            source=self._fmt.source,
+            decoder_version=self._fmt.decoder_version,
+            spans=tuple(self._spans),
+            sha256=sealed.sha256,
+            plaintext_size=sealed.plaintext_size,
+            stored_size=sealed.stored_size,
+            key_id=sealed.key_id,
+            data_length=data_length,
+            interrupted=interrupted,
+            recovered=sealed.recovered,
+            drift_samples=self._drift() if self._drift is not None else 0,
+        )
+        logger.debug(
+            "segment sealed recording_id=%s track=%s segment=%d samples=%d",
+            self._recording_id,
+            self._fmt.track,
+            entry.segment_index,
+            self._written,
+        )
+        return SealedAudio(sealed, entry)
