@@ -272,9 +272,7 @@ def test_header_swapped_from_another_file(
         _read_all(path, keyring)
 
 
-def test_wrong_keyring_names_the_missing_key(
-    tmp_path: Path, sealed: SealedSegment
-) -> None:
+def test_wrong_keyring_names_the_missing_key(tmp_path: Path, sealed: SealedSegment) -> None:
     stranger = make_keyring(tmp_path / "stranger")
     with pytest.raises(KeyNotFound, match=sealed.key_id):
         _read_all(_path(sealed), stranger)
