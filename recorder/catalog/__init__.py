@@ -10,6 +10,7 @@ from recorder.catalog._core import SqlCatalog as SqlCatalog
 from recorder.catalog.aio import AsyncCatalog as AsyncCatalog
 from recorder.catalog.aio import CatalogWebhookDedup as CatalogWebhookDedup
 from recorder.catalog.aio import open_async_catalog as open_async_catalog
+from recorder.catalog.aio import open_configured_async_catalog as open_configured_async_catalog
 from recorder.catalog.base import (
     AuditEvent as AuditEvent,
 )
@@ -71,3 +72,4 @@ from recorder.catalog.base import (
     UploadState as UploadState,
 )
 from recorder.catalog.connect import open_catalog as open_catalog
+from recorder.catalog.connect import open_configured_catalog as open_configured_catalog

@@ -356,6 +356,11 @@ class SqlCatalog(abc.ABC):
             )
         return row is not None
 
+    def forget(self, key: str) -> None:
+        """Undo ``first_seen`` for a delivery that could not be handed on, so a retry counts."""
+        with self._transaction("forget", write=True) as tx:
+            tx.execute("DELETE FROM webhook_dedup WHERE dedup_key = ?", (key,))
+
     # --- recordings ------------------------------------------------------------------------
 
     def upsert_recording(self, start: RecordingStart, now_ms: int) -> RecordingRow:

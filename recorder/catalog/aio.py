@@ -38,8 +38,9 @@ from recorder.catalog.base import (
     StreamEvent,
     StreamRow,
 )
-from recorder.catalog.connect import open_catalog
+from recorder.catalog.connect import open_catalog, open_configured_catalog
 from recorder.catalog.postgres import DEFAULT_MAX_CONNECTIONS, PostgresCatalog
+from recorder.config import CatalogConfig, Secret
 
 T = TypeVar("T")
 
@@ -110,6 +111,9 @@ class AsyncCatalog:
 
     async def first_seen(self, key: str, now_ms: int, ttl_ms: int) -> bool:
         return await self._call(functools.partial(self.sync.first_seen, key, now_ms, ttl_ms))
+
+    async def forget(self, key: str) -> None:
+        await self._call(functools.partial(self.sync.forget, key))
 
     # recordings
     async def upsert_recording(self, start: RecordingStart, now_ms: int) -> RecordingRow:
@@ -333,8 +337,29 @@ async def open_async_catalog(
     return AsyncCatalog(catalog, limiter=limiter)
 
 
+async def open_configured_async_catalog(
+    config: CatalogConfig,
+    *,
+    now_ms: int,
+    postgres_password: Secret | None = None,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    limiter: trio.CapacityLimiter | None = None,
+) -> AsyncCatalog:
+    """Open and migrate the configured catalog in a worker thread (``open_configured_catalog``)."""
+    catalog: SqlCatalog = await trio.to_thread.run_sync(
+        functools.partial(
+            open_configured_catalog,
+            config,
+            now_ms=now_ms,
+            postgres_password=postgres_password,
+            max_connections=max_connections,
+        )
+    )
+    return AsyncCatalog(catalog, limiter=limiter)
+
+
 class CatalogWebhookDedup:
-    """The ingress's ``WebhookDedup`` seam, backed by the catalog's ``webhook_dedup`` table.
+    """The ingress's ``WebhookDedup`` seam (``recorder.service.ingress``), on the catalog.
 
     Shared by every process on the catalog, so a webhook delivered to two recorders is acted on
     once. ``ttl_ms`` must outlast Zoom's retry schedule.
@@ -346,3 +371,6 @@ class CatalogWebhookDedup:
 
     async def first_seen(self, key: str, now_s: float) -> bool:
         return await self._catalog.first_seen(key, int(now_s * 1000), self._ttl_ms)
+
+    async def forget(self, key: str) -> None:
+        await self._catalog.forget(key)

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Final
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 from recorder.catalog._core import Row, SqlCatalog, Tx
 from recorder.catalog.schema import Engine
@@ -72,11 +73,21 @@ class PostgresCatalog(SqlCatalog):
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         connect_timeout_s: int = DEFAULT_CONNECT_TIMEOUT_S,
         statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
+        password: str | None = None,
     ) -> None:
-        """Connect and migrate. The DSN may carry a password: it never appears in errors."""
+        """Connect and migrate.
+
+        Args:
+            dsn: a libpq connection string, URL (``postgresql://...``) or ``key=value`` form.
+            password: kept out of the DSN so configuration files never hold it; when ``None``
+                libpq's own sources apply (``PGPASSWORD``, ``~/.pgpass``). Never in errors.
+        """
         if max_connections < 1:
             raise CatalogError(f"open: max_connections must be >= 1, got {max_connections}")
-        self._dsn = dsn
+        try:
+            self._conninfo = dsn if password is None else make_conninfo(dsn, password=password)
+        except psycopg.ProgrammingError as exc:
+            raise CatalogError("open: not a valid PostgreSQL connection string") from exc
         self._connect_timeout_s = connect_timeout_s
         self._statement_timeout_ms = statement_timeout_ms
         self.max_connections = max_connections
@@ -103,7 +114,7 @@ class PostgresCatalog(SqlCatalog):
     def _connect(self, operation: str) -> psycopg.Connection[Row]:
         try:
             conn = psycopg.connect(
-                self._dsn, autocommit=True, connect_timeout=self._connect_timeout_s
+                self._conninfo, autocommit=True, connect_timeout=self._connect_timeout_s
             )
             conn.execute(
                 "SELECT set_config('statement_timeout', %s, false)",

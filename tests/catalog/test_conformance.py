@@ -643,6 +643,10 @@ async def test_webhook_dedup_admits_each_key_once_until_it_expires(
         assert await dedup.first_seen("k2", T0 / 1000)
         assert not await dedup.first_seen("k2", T0 / 1000 + 9.9)
         assert await dedup.first_seen("k2", T0 / 1000 + 10.0)
+        # A delivery that could not be handed on is forgotten, so Zoom's retry counts again.
+        await dedup.forget("k2")
+        assert await dedup.first_seen("k2", T0 / 1000 + 10.5)
+        await dedup.forget("never-seen")
 
 
 async def test_webhook_dedup_is_atomic_across_connections(target: CatalogTarget) -> None:

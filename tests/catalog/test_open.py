@@ -10,10 +10,18 @@ import pytest
 import trio
 import trio.testing
 
-from recorder.catalog import AsyncCatalog, SqlCatalog, open_async_catalog, open_catalog
+from recorder.catalog import (
+    AsyncCatalog,
+    SqlCatalog,
+    open_async_catalog,
+    open_catalog,
+    open_configured_async_catalog,
+    open_configured_catalog,
+)
 from recorder.catalog.postgres import PostgresCatalog
 from recorder.catalog.schema import LATEST_VERSION
 from recorder.catalog.sqlite import SqliteCatalog
+from recorder.config import CatalogConfig, CatalogKind, Secret
 from recorder.errors import CatalogError
 from tests.catalog.conftest import T0, CatalogTarget
 
@@ -68,6 +76,24 @@ def test_unreachable_postgres_is_a_catalog_error_without_the_password() -> None:
     with pytest.raises(CatalogError, match="cannot connect to PostgreSQL") as caught:
         PostgresCatalog(url, now_ms=T0, connect_timeout_s=2)
     assert "s3cret-pw" not in str(caught.value)
+    config = CatalogConfig(CatalogKind.POSTGRES, postgres_dsn="host=127.0.0.1 port=1 dbname=x")
+    with pytest.raises(CatalogError, match="cannot connect to PostgreSQL") as caught:
+        open_configured_catalog(config, now_ms=T0, postgres_password=Secret("s3cret-pw"))
+    assert "s3cret-pw" not in str(caught.value)
+
+
+async def test_the_configured_catalog_opens_either_engine(target: CatalogTarget) -> None:
+    if target.sqlite_path is not None:
+        config = CatalogConfig(CatalogKind.SQLITE, sqlite_path=target.sqlite_path)
+    else:
+        config = CatalogConfig(CatalogKind.POSTGRES, postgres_dsn=target.url)
+    with trio.fail_after(20):
+        # The test server trusts every login, so the password only has to travel, not match.
+        async with await open_configured_async_catalog(
+            config, now_ms=T0, postgres_password=Secret("unused-with-trust-auth")
+        ) as catalog:
+            assert await catalog.schema_version() == LATEST_VERSION
+            assert type(catalog.sync).__name__.lower().startswith(target.engine)
 
 
 async def test_two_recorders_opening_a_fresh_catalog_together(target: CatalogTarget) -> None:
