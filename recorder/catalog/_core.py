@@ -51,12 +51,7 @@ from recorder.catalog.base import (
     StreamState,
     UploadState,
 )
-from recorder.catalog.schema import (
-    LATEST_VERSION,
-    SCHEMA_VERSION_DDL,
-    Engine,
-    pending_migrations,
-)
+from recorder.catalog.schema import MIGRATIONS, SCHEMA_VERSION_DDL, Engine, Migration
 from recorder.errors import CatalogError, LeaseLost
 
 Row = tuple[Any, ...]
@@ -187,18 +182,26 @@ class SqlCatalog(abc.ABC):
 
     # --- schema --------------------------------------------------------------------------
 
-    def migrate(self, now_ms: int) -> int:
-        """Bring the schema to ``LATEST_VERSION`` in one transaction; returns the version."""
+    def migrate(self, now_ms: int, migrations: Sequence[Migration] = MIGRATIONS) -> int:
+        """Apply every migration newer than the database, all in one transaction.
+
+        Either all pending migrations are applied or none is (both engines have transactional
+        DDL). Returns the schema version afterwards. ``migrations`` is for tests of the
+        mechanism; the recorder always uses ``schema.MIGRATIONS``.
+        """
+        latest = migrations[-1].version
         with self._transaction("migrate", write=True) as tx:
             self._lock_for_migration(tx)
             tx.execute(SCHEMA_VERSION_DDL)
             current = self._version(tx)
-            if current > LATEST_VERSION:
+            if current > latest:
                 raise CatalogError(
                     f"catalog schema is version {current}, newer than this recorder knows "
-                    f"({LATEST_VERSION}): upgrade the recorder before using this catalog"
+                    f"({latest}): upgrade the recorder before using this catalog"
                 )
-            for migration in pending_migrations(current):
+            for migration in migrations:
+                if migration.version <= current:
+                    continue
                 for statement in migration.statements[self.engine]:
                     tx.execute(statement)
                 tx.execute(
@@ -206,7 +209,7 @@ class SqlCatalog(abc.ABC):
                     " VALUES (?, ?, ?)",
                     (migration.version, migration.description, now_ms),
                 )
-            return max(current, LATEST_VERSION)
+            return max(current, latest)
 
     def schema_version(self) -> int:
         with self._transaction("schema_version", write=False) as tx:

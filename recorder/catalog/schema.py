@@ -260,8 +260,3 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1].version
-
-
-def pending_migrations(current_version: int) -> tuple[Migration, ...]:
-    """The migrations still to apply on a database at ``current_version``, in order."""
-    return tuple(m for m in MIGRATIONS if m.version > current_version)

@@ -26,7 +26,7 @@ from recorder.catalog import (
     StreamState,
     UploadState,
 )
-from recorder.catalog.schema import LATEST_VERSION, MIGRATIONS
+from recorder.catalog.schema import LATEST_VERSION, MIGRATIONS, Engine, Migration
 from recorder.errors import CatalogError
 from recorder.sink import SealedSegment, SegmentIdentity
 from tests.catalog.conftest import T0, CatalogTarget
@@ -669,3 +669,46 @@ async def test_webhook_dedup_is_atomic_across_connections(target: CatalogTarget)
             nursery.start_soon(trio.to_thread.run_sync, racer, left)
             nursery.start_soon(trio.to_thread.run_sync, racer, right)
     assert [a + b for a, b in zip(left, right, strict=True)] == [1] * rounds
+
+
+async def test_a_new_migration_applies_once_and_a_failing_one_changes_nothing(
+    target: CatalogTarget, catalog: AsyncCatalog
+) -> None:
+    add_column = Migration(
+        version=LATEST_VERSION + 1,
+        description="recordings.note",
+        statements={engine: ("ALTER TABLE recordings ADD COLUMN note TEXT",) for engine in Engine},
+    )
+    broken = Migration(
+        version=LATEST_VERSION + 2,
+        description="half a migration",
+        statements={
+            engine: ("CREATE TABLE half_done (x INTEGER)", "THIS IS NOT SQL") for engine in Engine
+        },
+    )
+
+    opened = await trio.to_thread.run_sync(target.open)
+
+    def migrate(migrations: tuple[Migration, ...]) -> int:
+        return opened.migrate(T0 + 1, migrations)
+
+    def tables_named(name: str) -> int:
+        with target.raw() as raw:
+            if target.engine == "sqlite":
+                sql = "SELECT count(*) FROM sqlite_master WHERE name = ?"
+            else:
+                sql = "SELECT count(*) FROM pg_tables WHERE tablename = %s"
+            return int(raw.execute(sql, (name,)).fetchone()[0])
+
+    with trio.fail_after(20):
+        upgraded = (*MIGRATIONS, add_column)
+        assert await trio.to_thread.run_sync(migrate, upgraded) == LATEST_VERSION + 1
+        assert await trio.to_thread.run_sync(migrate, upgraded) == LATEST_VERSION + 1
+        with pytest.raises(CatalogError, match="migrate"):
+            await trio.to_thread.run_sync(migrate, (*upgraded, broken))
+        opened.close()
+        assert await catalog.schema_version() == LATEST_VERSION + 1
+        assert await trio.to_thread.run_sync(tables_named, "half_done") == 0
+        # A recorder that only knows the older schema now refuses to open this catalog.
+        with pytest.raises(CatalogError, match="newer than this recorder knows"):
+            await trio.to_thread.run_sync(target.open)
