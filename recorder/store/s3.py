@@ -569,8 +569,9 @@ class S3Store:
             problems.append(
                 f"default retention mode is {mode or 'unset'}, policy says {expected_mode}"
             )
-        days = default.get("Days")
-        if "Years" in default:
+        # S3 returns either Days or Years (moto returns both, the unused one as 0).
+        days: int | None = default.get("Days") or None
+        if days is None and default.get("Years"):
             days = default["Years"] * 365
         if days != policy.default_retention_days:
             problems.append(
