@@ -283,7 +283,10 @@ class EncryptedSegmentWriter:
             fmt.record_aad(self._digest, frame[: fmt.FRAME_BODY_SIZE]),
         )
         try:
-            self._write_all(frame + sealed)
+            # writev saves concatenating a chunk-sized buffer just to write it.
+            written = os.writev(self._fd, (frame, sealed))
+            if written < len(frame) + len(sealed):
+                self._write_all((frame + sealed)[written:])
         except OSError as exc:
             self._fail()
             raise _storage_error(exc, "cannot write", self._part) from exc

@@ -68,7 +68,8 @@ def test_recover_after_a_checkpoint_keeps_every_byte(
 
     assert not part.exists()
     path = report.sealed.path
-    assert path is not None and path.name == part.name.removesuffix(".part")
+    assert path is not None
+    assert path.name == part.name.removesuffix(".part")
     plaintext = b"".join(iter_plaintext(path, keyring, expect=make_identity()))
     assert plaintext[44:] == body
     assert plaintext[:44] == wav_header(read_header(path), len(body))
@@ -104,7 +105,8 @@ def test_torn_tail_is_discarded_and_counted(
     assert report.body_bytes_recovered == kept
     assert report.chunks_recovered == len(spans) - 1
     assert report.torn_bytes_discarded == cut - last_offset
-    assert report.stop_reason is not None and str(last_offset) in report.stop_reason
+    assert report.stop_reason is not None
+    assert str(last_offset) in report.stop_reason
     assert report.sealed.path is not None
     assert b"".join(iter_plaintext(report.sealed.path, keyring))[44:] == body[:kept]
 

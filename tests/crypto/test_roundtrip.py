@@ -9,6 +9,7 @@ import stat
 from pathlib import Path
 
 import pytest
+import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -226,3 +227,37 @@ def test_identity_metadata_is_validated(factory: SpoolSinkFactory) -> None:
     bad = SegmentIdentity("r", "mixed", 0, 0, metadata={"x": float("nan")})
     with pytest.raises(LocalProtocolError, match="finite"):
         factory.open(bad)
+
+
+async def test_writes_on_the_trio_thread_with_checkpoints_in_a_worker_thread(
+    factory: SpoolSinkFactory, keyring: RecordingKeyring
+) -> None:
+    """The pipeline's real shape: ``write`` inline, ``checkpoint`` via ``trio.to_thread``."""
+    sink = factory.open(make_identity(), prologue_size=4)
+    pieces = [os.urandom(n % 97 + 1) for n in range(2000)]
+    done = trio.Event()
+
+    async def checkpoints() -> None:
+        while not done.is_set():
+            await trio.to_thread.run_sync(sink.checkpoint)
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(checkpoints)
+            for number, piece in enumerate(pieces):
+                sink.write(piece)
+                if number % 10 == 0:
+                    await trio.lowlevel.checkpoint()
+            done.set()
+        sealed = await trio.to_thread.run_sync(sink.close, b"WAVE")
+    assert sealed.path is not None
+    assert b"".join(iter_plaintext(sealed.path, keyring)) == b"WAVE" + b"".join(pieces)
+
+
+def test_bench_runs(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from recorder.bench.crypto import run
+
+    run(megabytes=1, directory=tmp_path)
+    out = capsys.readouterr().out
+    assert out.count("MB/s") >= 6
+    assert "checkpoint" in out
