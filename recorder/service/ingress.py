@@ -36,7 +36,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
-from recorder.config import MIN_DEDUP_RETENTION_S, Secret
+from recorder.config import MIN_DEDUP_RETENTION_S, Config, Secret
 from recorder.errors import WebhookError
 from recorder.rtms.webhook import (
     SIGNATURE_HEADER,
@@ -134,12 +134,28 @@ class AcceptedWebhook:
     received_s: float
 
 
+class _ClientGone(Exception):
+    """The client disconnected before sending the whole body."""
+
+
 @dataclass(frozen=True, slots=True)
 class IngressSettings:
     secret_token: Secret
     webhook_path: str = "/webhook"
     max_body_bytes: int = 64 * 1024
     replay_window_s: float = 300
+
+    @classmethod
+    def from_config(cls, config: Config) -> IngressSettings:
+        """The ingress part of ``config``. Raises ``ConfigError`` without ZOOM_SECRET_TOKEN."""
+        config.secrets.require("zoom_secret_token")
+        assert config.secrets.zoom_secret_token is not None
+        return cls(
+            secret_token=config.secrets.zoom_secret_token,
+            webhook_path=config.service.webhook_path,
+            max_body_bytes=config.service.max_webhook_body_bytes,
+            replay_window_s=config.service.replay_window_s,
+        )
 
 
 def _json_response(status: int, body: object) -> tuple[int, bytes, bytes]:
@@ -180,7 +196,10 @@ class IngressApp:
             if method != "POST":
                 await _respond(send, 405, b"", b"text/plain", allow=b"POST")
                 return
-            response = await self._webhook(scope, receive)
+            try:
+                response = await self._webhook(scope, receive)
+            except _ClientGone:
+                return
         elif path in ("/healthz", "/readyz", "/metrics"):
             if method not in ("GET", "HEAD"):
                 await _respond(send, 405, b"", b"text/plain", allow=b"GET, HEAD")
@@ -230,7 +249,8 @@ class IngressApp:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                break
+                # Zoom gave up mid-body: nothing to answer, nothing to count; it will retry.
+                raise _ClientGone
             chunk: bytes = message.get("body", b"")
             size += len(chunk)
             if size > limit:

@@ -390,3 +390,35 @@ async def test_serve_http_stops_on_shutdown_trigger() -> None:
         async with httpx.AsyncClient() as client:
             with pytest.raises(httpx.ConnectError):
                 await client.get(f"http://127.0.0.1:{port}/healthz")
+
+
+def test_settings_from_config_need_the_secret_token() -> None:
+    from recorder.config import load_config
+    from recorder.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="ZOOM_SECRET_TOKEN"):
+        IngressSettings.from_config(load_config(None, {"HOME": "/h"}))
+    settings = IngressSettings.from_config(
+        load_config(None, {"HOME": "/h", "ZOOM_SECRET_TOKEN": "tok"})
+    )
+    assert settings.secret_token == Secret("tok")
+    assert (settings.webhook_path, settings.max_body_bytes, settings.replay_window_s) == (
+        "/webhook",
+        65536,
+        300,
+    )
+
+
+async def test_client_disconnect_mid_body_is_neither_answered_nor_counted() -> None:
+    async with running_ingress() as h:
+        with trio.fail_after(10):
+            stream = await trio.open_tcp_stream("127.0.0.1", h.client.base_url.port or 0)
+            await stream.send_all(
+                b'POST /webhook HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n{"event"'
+            )
+            await stream.aclose()
+            await trio.testing.wait_all_tasks_blocked()
+            # The server must survive it and keep serving.
+            assert (await h.client.get("/healthz")).status_code == 200
+        h.assert_no_side_effect()
+        assert h.metric("rtmsrec_webhook_rejections_total", reason="missing_signature") == 0
