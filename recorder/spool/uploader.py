@@ -172,23 +172,20 @@ async def run_uploader(
                     await on_integrity_failure(spooled.job, exc)
                 continue
             except StorageError as exc:
-                stats.upload_failures += 1
-                stats.failures_in_a_row += 1
-                delay = backoff.delay_s(stats.failures_in_a_row)
-                logger.warning(
-                    "upload failed, retrying in %.3gs object_key=%s: %s",
-                    delay,
-                    spooled.job.object_key,
-                    exc,
-                )
-                await trio.sleep(delay)
+                await _back_off(stats, backoff, spooled, exc)
                 break  # start again from the oldest job
+            try:
+                # The order matters for crash safety: data, then catalog, then the job record.
+                # A failure in between leaves the job, which a later pass completes by
+                # verifying the stored object again (so ``on_uploaded`` runs at least once).
+                await spool.remove_data(spooled)
+                if on_uploaded is not None:
+                    await on_uploaded(spooled.job, result)
+                await spool.forget(spooled)
+            except StorageError as exc:
+                await _back_off(stats, backoff, spooled, exc)
+                break
             stats.failures_in_a_row = 0
-            # The order matters for crash safety: data, then catalog, then the job record.
-            await spool.remove_data(spooled)
-            if on_uploaded is not None:
-                await on_uploaded(spooled.job, result)
-            await spool.forget(spooled)
             if uploaded:
                 stats.uploaded += 1
             else:
@@ -199,3 +196,18 @@ async def run_uploader(
                 result.version_id,
                 result.size,
             )
+
+
+async def _back_off(
+    stats: UploaderStats, backoff: Backoff, spooled: SpooledJob, exc: StorageError
+) -> None:
+    stats.upload_failures += 1
+    stats.failures_in_a_row += 1
+    delay = backoff.delay_s(stats.failures_in_a_row)
+    logger.warning(
+        "upload failed, retrying in %.3gs object_key=%s: %s",
+        delay,
+        spooled.job.object_key,
+        exc,
+    )
+    await trio.sleep(delay)

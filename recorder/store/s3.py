@@ -75,6 +75,7 @@ META_PARTS: Final = "recorder-parts"
 #: Bound on the shielded abort of a failed multipart upload, in seconds.
 ABORT_TIMEOUT_S: Final = 30.0
 _NOT_FOUND_CODES: Final = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchVersion"})
+_BUCKET_OPERATIONS: Final = frozenset({"HeadBucket", "GetBucketConfiguration", "ListObjectsV2"})
 _RETRYABLE_CODES: Final = frozenset(
     {
         "500",
@@ -590,6 +591,8 @@ def _translate_client_error(exc: ClientError, operation: str, key: str, bucket: 
     code = str(error.get("Code", "Unknown"))
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     where = f"S3 {operation} s3://{bucket}/{key}"
+    if code == "NoSuchBucket" or (operation in _BUCKET_OPERATIONS and status == 404):
+        return StoreMisconfigured(f"S3 {operation}: bucket {bucket!r} does not exist")
     if code in _NOT_FOUND_CODES or status == 404:
         return ObjectNotFound(f"{where}: no such object")
     if code == "AccessDenied" and operation in ("DeleteObject", "PutObjectRetention"):

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import dataclasses
 import stat
+import subprocess
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +15,24 @@ from recorder.sink import SealedSegment, SegmentIdentity
 from recorder.spool.spool import Spool, upload_job_for
 
 from .helpers import sealed_file
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A separate tmpfs, so a move into the spool crosses filesystems (EXDEV). Needs root."""
+    mount_point = tmp_path / "other-fs"
+    mount_point.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=False)
 
 
 class StepClock:
@@ -126,3 +146,16 @@ async def test_upload_job_for_hashes_the_stored_bytes(tmp_path: Path) -> None:
     assert (made.sha256, made.size) == (job.sha256, job.size)
     assert made.metadata["plaintext-sha256"] == "cd" * 32
     assert made.metadata["recording-id"] == "rec-1"
+
+
+async def test_enqueue_from_another_filesystem_copies_durably(
+    tmp_path: Path, tiny_filesystem: Path
+) -> None:
+    spool = Spool(tmp_path / "spool")
+    source, job = sealed_file(tiny_filesystem / "out", 1)
+    data = source.read_bytes()
+    with trio.fail_after(10):
+        spooled = await spool.enqueue(source, job)
+    assert not source.exists()
+    assert spooled.data_path.read_bytes() == data
+    assert [p.name for p in (tmp_path / "spool").iterdir() if p.name.endswith(".partial")] == []

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from recorder.errors import IntegrityError
+from recorder.errors import CatalogError, IntegrityError
 from recorder.spool.spool import Spool, UploadJob
 from recorder.spool.uploader import Backoff, UploaderStats, run_uploader
-from recorder.store.base import ObjectInfo
+from recorder.store.base import ObjectInfo, PutResult
 from recorder.store.memory import MemoryStore
 
 from .fakes import CorruptingStore, WrappedStore, no_retention, other_sha256, shorter
@@ -248,3 +248,34 @@ async def test_composite_checksum_is_verified_by_reading_back(tmp_path: Path) ->
     [held] = await spool.quarantined()
     assert held.reason is not None
     assert "re-read" in held.reason
+
+
+async def test_catalog_failure_after_upload_is_retried_until_recorded(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    store = MemoryStore()
+    source, job = sealed_file(tmp_path / "out", 1)
+    recorded = Uploaded()
+    calls = 0
+
+    async def flaky_catalog(job: UploadJob, result: PutResult) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise CatalogError("test: catalog briefly unavailable")
+        await recorded(job, result)
+
+    with trio.fail_after(20):
+        await spool.enqueue(source, job)
+        async with trio.open_nursery() as nursery:
+            stats: UploaderStats = await nursery.start(
+                lambda task_status: run_uploader(
+                    spool, store, on_uploaded=flaky_catalog, backoff=FAST, task_status=task_status
+                )
+            )
+            await recorded.wait_for(1)
+            nursery.cancel_scope.cancel()
+    assert calls == 2
+    assert stats.upload_failures == 1
+    assert stats.already_stored == 1, "the retry verified the stored object, it did not re-upload"
+    assert store.uploads == 1
+    assert await spool.pending() == []

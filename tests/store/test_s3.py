@@ -211,3 +211,9 @@ def test_part_sizer_fits_s3_limits() -> None:
     assert PartSizer().parts(0) == [(0, 0)]
     with pytest.raises(StorageError):
         PartSizer().part_size(6 * 2**40)
+
+
+async def test_missing_bucket_is_a_misconfiguration(moto_endpoint: str) -> None:
+    store = s3_store(moto_endpoint, "never-created-" + os.urandom(4).hex())
+    with trio.fail_after(20), pytest.raises(StoreMisconfigured, match="does not exist"):
+        await store.check_ready()
