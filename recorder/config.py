@@ -589,7 +589,7 @@ def _catalog(t: _Table, *, state_dir: Path) -> CatalogConfig:
     if kind is CatalogKind.POSTGRES:
         if not dsn:
             raise t.error("postgres_dsn", 'is required when kind = "postgres"')
-        if _dsn_has_password(dsn):
+        if _dsn_has_password(t, dsn):
             raise t.error(
                 "postgres_dsn",
                 "must not contain a password; set RECORDER_POSTGRES_PASSWORD (or a systemd "
@@ -599,7 +599,7 @@ def _catalog(t: _Table, *, state_dir: Path) -> CatalogConfig:
     return CatalogConfig(kind=kind, sqlite_path=sqlite_path)
 
 
-def _dsn_has_password(dsn: str) -> bool:
+def _dsn_has_password(t: _Table, dsn: str) -> bool:
     # psycopg parses both URL and key=value forms; the message never echoes the DSN.
     from psycopg import conninfo
     from psycopg.errors import ProgrammingError
@@ -607,7 +607,7 @@ def _dsn_has_password(dsn: str) -> bool:
     try:
         return "password" in conninfo.conninfo_to_dict(dsn)
     except ProgrammingError as exc:
-        raise ConfigError("[catalog] postgres_dsn: not a valid libpq connection string") from exc
+        raise t.error("postgres_dsn", "not a valid libpq connection string") from exc
 
 
 def _logging(t: _Table) -> LoggingConfig:
@@ -721,6 +721,17 @@ def parse_config(
     for t in tables.values():
         t.finish()
     return config
+
+
+def for_demo(config: Config) -> Config:
+    """``config`` with RTMS allowed over ``ws://`` to this host: the built-in simulator's setup.
+
+    Only ``recorder demo`` and tests call this; no file can turn it on for loopback hosts
+    without also setting ``allow_insecure_loopback`` explicitly.
+    """
+    hosts = tuple(dict.fromkeys((*config.rtms.allowed_hosts, "127.0.0.1", "::1", "localhost")))
+    rtms = replace(config.rtms, allow_insecure_loopback=True, allowed_hosts=hosts)
+    return replace(config, rtms=rtms)
 
 
 def load_config(path: Path | None, environ: Mapping[str, str]) -> Config:

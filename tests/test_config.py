@@ -18,6 +18,7 @@ from recorder.config import (
     ObjectLockMode,
     Secret,
     StoreKind,
+    for_demo,
     load_config,
     load_secrets,
 )
@@ -148,6 +149,10 @@ def test_relative_paths(tmp_path: Path) -> None:
         ("[keys]\nprovider = 'public'\n", "[keys] public_key_path: is required"),
         ("[catalog]\nkind = 'postgres'\n", "[catalog] postgres_dsn: is required"),
         ("[catalog]\nkind = 'mysql'\n", "[catalog] kind"),
+        (
+            "[catalog]\nkind = 'postgres'\npostgres_dsn = 'x y z'\n",
+            "[catalog] postgres_dsn: not a valid",
+        ),
         ("[logging]\nlevel = 'LOUD'\n", "[logging] level"),
         ("service = 1\n", "expected a [service] table"),
         ("[service\n", "not valid TOML"),
@@ -294,3 +299,12 @@ def test_secrets_never_appear_in_repr_str_or_logs(caplog: pytest.LogCaptureFixtu
     assert "t0ken-value" not in caplog.text
     with pytest.raises(TypeError):
         pickle.dumps(config.secrets.zoom_secret_token)
+
+
+def test_for_demo_allows_ws_to_loopback_only_on_request() -> None:
+    config = load_config(None, {"HOME": "/h"})
+    assert not config.rtms.allow_insecure_loopback
+    demo = for_demo(config)
+    assert demo.rtms.allow_insecure_loopback
+    assert {"127.0.0.1", "localhost", "zoom.us"} <= set(demo.rtms.allowed_hosts)
+    assert demo.storage == config.storage
