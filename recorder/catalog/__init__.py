@@ -60,6 +60,9 @@ from recorder.catalog.base import (
     RecordingStatus as RecordingStatus,
 )
 from recorder.catalog.base import (
+    RenewResult as RenewResult,
+)
+from recorder.catalog.base import (
     StreamEvent as StreamEvent,
 )
 from recorder.catalog.base import (

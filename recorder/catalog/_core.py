@@ -18,6 +18,7 @@ database lock up front (``BEGIN IMMEDIATE``).
 from __future__ import annotations
 
 import abc
+import dataclasses
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -45,6 +46,7 @@ from recorder.catalog.base import (
     RecordingRow,
     RecordingStart,
     RecordingStatus,
+    RenewResult,
     SegmentRow,
     StreamEvent,
     StreamRow,
@@ -309,6 +311,27 @@ class SqlCatalog(abc.ABC):
                 "was taken over or released"
             )
         return Lease(lease.rtms_stream_id, lease.owner, lease.epoch, lease.ttl_ms, expires_ms)
+
+    def renew_many(self, leases: Sequence[Lease], now_ms: int) -> RenewResult:
+        """Renew many leases in one transaction (one fsync / round trip for a whole process).
+
+        Same rule per lease as ``renew``; a lost lease does not stop the others from renewing.
+        """
+        renewed: list[Lease] = []
+        lost: list[Lease] = []
+        with self._transaction("renew_many", write=True) as tx:
+            for lease in leases:
+                expires_ms = now_ms + lease.ttl_ms
+                changed = tx.execute(
+                    """UPDATE streams SET lease_expires_ms = ?
+                        WHERE rtms_stream_id = ? AND lease_owner = ? AND lease_epoch = ?""",
+                    (expires_ms, lease.rtms_stream_id, lease.owner, lease.epoch),
+                )
+                if changed == 1:
+                    renewed.append(dataclasses.replace(lease, expires_ms=expires_ms))
+                else:
+                    lost.append(lease)
+        return RenewResult(tuple(renewed), tuple(lost))
 
     def release(self, lease: Lease) -> bool:
         with self._transaction("release", write=True) as tx:

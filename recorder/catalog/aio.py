@@ -34,6 +34,7 @@ from recorder.catalog.base import (
     RecordingRow,
     RecordingStart,
     RecordingStatus,
+    RenewResult,
     SegmentRow,
     StreamEvent,
     StreamRow,
@@ -99,6 +100,9 @@ class AsyncCatalog:
 
     async def renew(self, lease: Lease, now_ms: int) -> Lease:
         return await self._call(functools.partial(self.sync.renew, lease, now_ms))
+
+    async def renew_many(self, leases: Sequence[Lease], now_ms: int) -> RenewResult:
+        return await self._call(functools.partial(self.sync.renew_many, tuple(leases), now_ms))
 
     async def release(self, lease: Lease) -> bool:
         return await self._call(functools.partial(self.sync.release, lease))

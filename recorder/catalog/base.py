@@ -96,6 +96,14 @@ class Lease:
     expires_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class RenewResult:
+    """What ``renew_many`` did: leases now extended, and leases another owner has taken."""
+
+    renewed: tuple[Lease, ...]
+    lost: tuple[Lease, ...]
+
+
 # --- inputs ----------------------------------------------------------------------------------
 
 
@@ -421,6 +429,10 @@ class Catalog(Protocol):
 
     def renew(self, lease: Lease, now_ms: int) -> Lease:
         """Extend ``lease`` by its ttl. Raises ``LeaseLost`` if another claim happened since."""
+        ...
+
+    def renew_many(self, leases: Sequence[Lease], now_ms: int) -> RenewResult:
+        """Renew every lease in one transaction; lost ones are reported, not raised."""
         ...
 
     def release(self, lease: Lease) -> bool:

@@ -54,6 +54,24 @@ async def test_an_expired_lease_nobody_took_can_still_be_renewed(catalog: AsyncC
         assert (later.epoch, later.expires_ms) == (1, T0 + 4 * TTL_MS)
 
 
+async def test_one_owner_renews_all_its_leases_in_one_call(catalog: AsyncCatalog) -> None:
+    with trio.fail_after(20):
+        mine = [await catalog.try_claim(f"s-{n}", "me", TTL_MS, T0) for n in range(5)]
+        leases = [lease for lease in mine if lease is not None]
+        assert len(leases) == 5
+        # s-3 lapses and is taken over before the batch renew comes round.
+        taken = await catalog.try_claim("s-3", "them", TTL_MS, T0 + TTL_MS)
+        assert taken is not None
+        result = await catalog.renew_many(leases, T0 + TTL_MS + 1)
+        assert result.lost == (leases[3],)
+        assert [lease.rtms_stream_id for lease in result.renewed] == ["s-0", "s-1", "s-2", "s-4"]
+        assert all(lease.expires_ms == T0 + 2 * TTL_MS + 1 for lease in result.renewed)
+        stream = await catalog.get_stream("s-3")
+        assert stream is not None
+        assert stream.lease_owner == "them"
+        assert (await catalog.renew_many([], T0)).renewed == ()
+
+
 async def test_reclaiming_by_the_same_owner_starts_a_new_epoch(catalog: AsyncCatalog) -> None:
     with trio.fail_after(20):
         old = await catalog.try_claim("s-1", "a", TTL_MS, T0)
