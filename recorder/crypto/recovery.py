@@ -14,6 +14,7 @@ workstation, which holds the private key.
 from __future__ import annotations
 
 import enum
+import fcntl
 import logging
 import os
 import secrets
@@ -97,6 +98,18 @@ class RecoveryFailure:
     error: RecorderError
 
 
+class WriterStillAlive(StorageError):
+    """The ``.part`` file is locked by a writer that is still running (another process)."""
+
+
+def _try_lock(stream: BinaryIO) -> bool:
+    try:
+        fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 @dataclass(slots=True)
 class _Walk:
     end: int
@@ -158,6 +171,7 @@ def recover(
             sealed. The file is left in place.
         HeaderMismatch, DecryptionFailed: the header does not authenticate. Left in place.
         KeyProviderError: the data key cannot be unwrapped here (e.g. encrypt-only host).
+        WriterStillAlive: a running writer still holds the file (a ``StorageError``).
         StorageError: the final name exists already, or the file cannot be rewritten.
     """
     part = Path(path)
@@ -169,6 +183,8 @@ def recover(
     source = str(part)
     try:
         with open(part, "r+b") as stream:
+            if not _try_lock(stream):
+                raise WriterStillAlive(f"{part} is held by a live writer; not recovering it")
             try:
                 header = read_header_from(stream, source=source)
             except TruncatedFile as exc:
@@ -287,11 +303,17 @@ def recover_directory(
     keyring: SegmentKeyOpener,
     prologue_builder: PrologueBuilder | None = None,
 ) -> list[RecoveryReport | RecoveryFailure]:
-    """Recover every ``.part`` file in ``directory`` (at startup). One failure stops nothing."""
+    """Recover every ``.part`` file in ``directory`` (at startup). One failure stops nothing.
+
+    Files still locked by a live writer (another worker process sharing the spool) are skipped
+    and left out of the result.
+    """
     results: list[RecoveryReport | RecoveryFailure] = []
     for part in sorted(Path(directory).glob(f"*{PART_SUFFIX}")):
         try:
             results.append(recover(part, keyring, prologue_builder))
+        except WriterStillAlive:
+            logger.debug("skipping segment held by a live writer path=%s", part)
         except RecorderError as exc:
             logger.error("segment recovery failed path=%s error=%s", part, exc)
             results.append(RecoveryFailure(part_path=part, error=exc))

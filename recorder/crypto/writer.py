@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import errno
+import fcntl
 import hashlib
 import logging
 import os
@@ -140,6 +141,8 @@ class EncryptedSegmentWriter:
         except OSError as exc:
             raise _storage_error(exc, "cannot create", self._part) from exc
         try:
+            # Held until close or process death: recovery never touches a live writer's file.
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             self._write_all(self._header.raw + bytes(self._header.prologue_slot_size))
             os.fsync(self._fd)
             fsync_directory(self._part.parent)

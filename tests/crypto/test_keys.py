@@ -192,7 +192,9 @@ def test_encrypt_only_host_cannot_decrypt_what_it_wrote(
     with pytest.raises(DecryptNotPermitted, match="encrypt-only"):
         list(iter_plaintext(sealed.path, host_reader))
     # After a restart the host cannot recover its own .part files either: no private key.
-    part = factory.open(make_identity(segment_index=1)).part_path
+    dead_writer = factory.open(make_identity(segment_index=1))
+    os.close(dead_writer._fd)  # the process died; its lock went with it
+    part = dead_writer.part_path
     with pytest.raises(DecryptNotPermitted):
         recover(part, host_reader)
     assert part.exists()  # left for the workstation

@@ -20,6 +20,7 @@ from recorder.crypto.recovery import (
     PrologueStatus,
     RecoveryFailure,
     RecoveryReport,
+    WriterStillAlive,
     recover,
     recover_directory,
 )
@@ -242,3 +243,17 @@ async def test_sigkilled_writer_loses_at_most_the_last_checkpoint_interval(
         read_header(report.sealed.path), len(body)
     )
     assert report.prologue is PrologueStatus.REBUILT
+
+
+def test_a_live_writers_file_is_never_recovered(
+    factory: SpoolSinkFactory, keyring: RecordingKeyring
+) -> None:
+    live = factory.open(make_identity(segment_index=8), prologue_size=0)
+    live.write(b"still recording")
+    live.checkpoint()
+    with pytest.raises(WriterStillAlive, match="live writer"):
+        recover(live.part_path, keyring)
+    assert recover_directory(factory.directory, keyring) == []
+    sealed = live.close()  # the writer carries on, unharmed
+    assert sealed.path is not None
+    assert b"".join(iter_plaintext(sealed.path, keyring)) == b"still recording"
