@@ -329,9 +329,12 @@ async def serve_media(eng: Engagement, conn: Connection) -> None:
     if audio_params is not None:
         payloads = {}
         for track in eng.program.tracks:
-            payloads[track.name] = await trio.to_thread.run_sync(
-                encode_track, track.pcm, audio_params, limiter=_ENCODE_LIMITER
-            )
+            if eng.options.encode_in_thread:
+                payloads[track.name] = await trio.to_thread.run_sync(
+                    encode_track, track.pcm, audio_params, limiter=_ENCODE_LIMITER
+                )
+            else:
+                payloads[track.name] = encode_track(track.pcm, audio_params)
         conn.audio = SocketAudio(
             params=audio_params,
             payloads=payloads,

@@ -68,6 +68,7 @@ class EngagementOptions:
     webhook_nested: bool = False
     #: Seconds a client has for its first frame after the WebSocket opens.
     handshake_timeout_s: float = 10.0
+    encode_in_thread: bool = True
     #: Unix seconds, for ``event_ts`` of webhooks sent later (failover, stop).
     wall_clock: Callable[[], float] | None = None
 

@@ -130,7 +130,7 @@ _AUDIO_DEFAULTS: Final = AudioParams()
 
 
 def _int_field(sub: Mapping[str, Any], name: str, default: int) -> int | None:
-    value = sub.get(name, default)
+    value = sub.get(name, int(default))
     return value if _is_int(value) else None
 
 

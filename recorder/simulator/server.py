@@ -38,11 +38,12 @@ class RtmsServer:
         self._binary = binary_frames
         self._engagements: dict[str, Engagement] = {}
         self._server: WebSocketServer | None = None
+        self._bound_port: int | None = None
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None, "server not started"
-        return f"ws://{self._host}:{self._server.port}"
+        assert self._bound_port is not None, "server not started"
+        return f"ws://{self._host}:{self._bound_port}"
 
     def register(self, engagement: Engagement) -> None:
         self._engagements[engagement.token] = engagement
@@ -65,6 +66,7 @@ class RtmsServer:
                     task_status=task_status,
                 )
             )
+            self._bound_port = self._server.port
             task_status.started(self)
 
     def _route(self, path: str) -> tuple[Engagement, int, str] | None:

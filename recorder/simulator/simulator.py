@@ -23,6 +23,8 @@ import httpx
 import trio
 
 from recorder.errors import ConfigError
+from recorder.rtms.messages import AudioParams
+from recorder.simulator._codecs import encode_track
 from recorder.simulator.engagement import Engagement, EngagementOptions
 from recorder.simulator.profiles import Profile, get_profile
 from recorder.simulator.program import build_program
@@ -57,6 +59,9 @@ class SimulatorConfig:
     host: str = "127.0.0.1"
     port: int = 0
     handshake_timeout_s: float = 10.0
+    #: Encode audio for a media socket in a worker thread (keeps other engagements smooth).
+    #: Tests on a ``MockClock`` set False: waiting on a thread lets the mock clock jump ahead.
+    encode_in_thread: bool = True
     #: Unix seconds for ``x-zm-request-timestamp`` (kept real under a MockClock).
     wall_clock: Callable[[], float] = field(default=time.time)
 
@@ -85,7 +90,9 @@ class Simulator:
     async def start(self, scenario: Scenario) -> Engagement:
         """Start one engagement: ``*.rtms_started`` goes out, sockets open, steps run."""
         resolved = validate(scenario.resolved())
-        program = await trio.to_thread.run_sync(build_program, resolved)
+        # Milliseconds of numpy work (the fixtures are cached), and no thread hop: a thread wait
+        # lets a MockClock jump to the next deadline.
+        program = build_program(resolved)
         engagement = Engagement(
             resolved,
             program,
@@ -98,12 +105,24 @@ class Simulator:
                 binary_frames=self.config.binary_frames,
                 webhook_nested=self.config.webhook_nested,
                 handshake_timeout_s=self.config.handshake_timeout_s,
+                encode_in_thread=self.config.encode_in_thread,
             ),
         )
         self._server.register(engagement)
         self.engagements.append(engagement)
         await self._nursery.start(engagement.run)
         return engagement
+
+    async def warm_audio(self, scenario: Scenario, formats: Sequence[AudioParams]) -> None:
+        """Encode the scenario's tracks in ``formats`` ahead of time (results are cached).
+
+        A media handshake otherwise encodes on demand, which delays its msg 4 by up to a few
+        hundred milliseconds for Opus; benchmarks and short tests warm up first.
+        """
+        program = build_program(validate(scenario.resolved()))
+        for params in formats:
+            for track in program.tracks:
+                await trio.to_thread.run_sync(encode_track, track.pcm, params)
 
     async def validate_endpoint(self) -> None:
         """``endpoint.url_validation`` against the webhook target; ``WebhookError`` if wrong."""
