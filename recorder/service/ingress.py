@@ -67,6 +67,10 @@ HANDED_ON_KINDS: Final = frozenset(
 #: Zoom's plainTokens are 22 base64url characters; ':' must never be allowed (module docs).
 _PLAIN_TOKEN: Final = re.compile(r"[A-Za-z0-9_\-+/=]{1,128}")
 
+#: Undoing a dedup entry runs shielded (it must happen even if the request is cancelled), so it
+#: gets its own bound.
+FORGET_TIMEOUT_S: Final = 2.0
+
 #: In-memory dedup memory bound: ~100 k keys is a few tens of MB and days of heavy traffic.
 DEFAULT_DEDUP_MAX_KEYS: Final = 100_000
 
@@ -326,8 +330,10 @@ class IngressApp:
             self._handoff.send_nowait(accepted)
         except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
             # Not handed on: forget it so that Zoom's retry is not mistaken for a duplicate.
-            with trio.CancelScope(shield=True):
+            with trio.move_on_after(FORGET_TIMEOUT_S, shield=True) as forgetting:
                 await self._dedup.forget(key)
+            if forgetting.cancelled_caught:
+                logger.error("dedup forget timed out: Zoom's retry may be taken for a duplicate")
             reason = IngressRejection.OVERLOADED
             self._metrics.webhook_rejected(reason)
             logger.error("webhook not accepted: service queue full or closed", extra=context)
