@@ -1,0 +1,199 @@
+"""Streams, their leases (invariant 3) and webhook dedup: the cross-process coordination.
+
+Rule: every operation here that two processes may race on is ONE conditional statement, so it
+is atomic on PostgreSQL under READ COMMITTED (an upsert re-checks its ``WHERE`` against the
+latest committed row version) and on SQLite because writers take the lock up front.
+"""
+
+# ruff: noqa: S608
+# S608 (SQL built from strings) is waived for this module only: every interpolated piece is a
+# module constant or a fixed clause chosen in code, and every value is a bound parameter.
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+
+from recorder.catalog._rows import (
+    _LIVE_STATES_SQL,
+    _STREAM_COLS,
+    TransactionSource,
+    _require_text,
+    _stream,
+)
+from recorder.catalog.base import (
+    Lease,
+    RenewResult,
+    StreamEvent,
+    StreamRow,
+)
+from recorder.errors import CatalogError, LeaseLost
+
+
+class StreamQueries(TransactionSource):
+    """Stream rows, lease claim / renew / release, rejoin queries, dedup keys."""
+
+    # --- streams and leases ----------------------------------------------------------------
+
+    def upsert_stream(self, event: StreamEvent, now_ms: int) -> StreamRow:
+        # An older webhook arriving late (Zoom retries for up to ~85 minutes) must not move the
+        # state backwards, so state and URLs only follow an event at least as new as the last.
+        with self._transaction("upsert_stream", write=True) as tx:
+            row = tx.fetchone(
+                f"""INSERT INTO streams (rtms_stream_id, product, instance_id, state, server_urls,
+                        first_seen_ms, last_event_ts_ms)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (rtms_stream_id) DO UPDATE SET
+                        product = COALESCE(streams.product, excluded.product),
+                        instance_id = COALESCE(streams.instance_id, excluded.instance_id),
+                        state = CASE WHEN excluded.last_event_ts_ms >= streams.last_event_ts_ms
+                            THEN excluded.state ELSE streams.state END,
+                        server_urls = CASE WHEN excluded.server_urls <> '[]'
+                            AND excluded.last_event_ts_ms >= streams.last_event_ts_ms
+                            THEN excluded.server_urls ELSE streams.server_urls END,
+                        last_event_ts_ms = CASE
+                            WHEN excluded.last_event_ts_ms > streams.last_event_ts_ms
+                            THEN excluded.last_event_ts_ms ELSE streams.last_event_ts_ms END
+                    RETURNING {_STREAM_COLS}""",
+                (
+                    event.rtms_stream_id,
+                    event.product.value,
+                    event.instance_id,
+                    event.state.value,
+                    json.dumps(list(event.server_urls)),
+                    now_ms,
+                    event.event_ts_ms,
+                ),
+            )
+            assert row is not None
+            return _stream(row)
+
+    def get_stream(self, rtms_stream_id: str) -> StreamRow | None:
+        with self._transaction("get_stream", write=False) as tx:
+            row = tx.fetchone(
+                f"SELECT {_STREAM_COLS} FROM streams WHERE rtms_stream_id = ?", (rtms_stream_id,)
+            )
+            return None if row is None else _stream(row)
+
+    def try_claim(self, rtms_stream_id: str, owner: str, ttl_ms: int, now_ms: int) -> Lease | None:
+        """Every successful claim starts a new epoch, even a re-claim by the same owner."""
+        _require_text("try_claim", rtms_stream_id=rtms_stream_id, owner=owner)
+        if ttl_ms <= 0:
+            raise CatalogError(f"try_claim: ttl_ms must be positive, got {ttl_ms}")
+        expires_ms = now_ms + ttl_ms
+        with self._transaction("try_claim", write=True) as tx:
+            row = tx.fetchone(
+                """INSERT INTO streams (rtms_stream_id, lease_owner, lease_expires_ms, lease_epoch,
+                        first_seen_ms)
+                    VALUES (?, ?, ?, 1, ?)
+                    ON CONFLICT (rtms_stream_id) DO UPDATE SET
+                        lease_owner = excluded.lease_owner,
+                        lease_expires_ms = excluded.lease_expires_ms,
+                        lease_epoch = streams.lease_epoch + 1
+                    WHERE streams.lease_owner IS NULL
+                        OR streams.lease_expires_ms IS NULL
+                        OR streams.lease_expires_ms <= ?
+                        OR streams.lease_owner = excluded.lease_owner
+                    RETURNING lease_epoch""",
+                (rtms_stream_id, owner, expires_ms, now_ms, now_ms),
+            )
+        if row is None:
+            return None
+        return Lease(rtms_stream_id, owner, int(row[0]), ttl_ms, expires_ms)
+
+    def renew(self, lease: Lease, now_ms: int) -> Lease:
+        """Extend the lease from ``now_ms``.
+
+        A lease that expired but that nobody claimed since is still renewed: the epoch proves no
+        one else held the stream in between. The holder must still stop acting on the stream
+        once ``expires_ms`` passes without a successful renew, because from then on another
+        process may claim it.
+        """
+        expires_ms = now_ms + lease.ttl_ms
+        with self._transaction("renew", write=True) as tx:
+            changed = tx.execute(
+                """UPDATE streams SET lease_expires_ms = ?
+                    WHERE rtms_stream_id = ? AND lease_owner = ? AND lease_epoch = ?""",
+                (expires_ms, lease.rtms_stream_id, lease.owner, lease.epoch),
+            )
+        if changed != 1:
+            raise LeaseLost(
+                f"stream {lease.rtms_stream_id}: lease epoch {lease.epoch} of {lease.owner} "
+                "was taken over or released"
+            )
+        return Lease(lease.rtms_stream_id, lease.owner, lease.epoch, lease.ttl_ms, expires_ms)
+
+    def renew_many(self, leases: Sequence[Lease], now_ms: int) -> RenewResult:
+        """Renew many leases in one transaction (one fsync / round trip for a whole process).
+
+        Same rule per lease as ``renew``; a lost lease does not stop the others from renewing.
+        """
+        renewed: list[Lease] = []
+        lost: list[Lease] = []
+        with self._transaction("renew_many", write=True) as tx:
+            for lease in leases:
+                expires_ms = now_ms + lease.ttl_ms
+                changed = tx.execute(
+                    """UPDATE streams SET lease_expires_ms = ?
+                        WHERE rtms_stream_id = ? AND lease_owner = ? AND lease_epoch = ?""",
+                    (expires_ms, lease.rtms_stream_id, lease.owner, lease.epoch),
+                )
+                if changed == 1:
+                    renewed.append(dataclasses.replace(lease, expires_ms=expires_ms))
+                else:
+                    lost.append(lease)
+        return RenewResult(tuple(renewed), tuple(lost))
+
+    def release(self, lease: Lease) -> bool:
+        with self._transaction("release", write=True) as tx:
+            changed = tx.execute(
+                """UPDATE streams SET lease_owner = NULL, lease_expires_ms = NULL
+                    WHERE rtms_stream_id = ? AND lease_owner = ? AND lease_epoch = ?""",
+                (lease.rtms_stream_id, lease.owner, lease.epoch),
+            )
+        return changed == 1
+
+    def expired_streams_to_rejoin(self, now_ms: int) -> list[StreamRow]:
+        with self._transaction("expired_streams_to_rejoin", write=False) as tx:
+            rows = tx.fetchall(
+                f"""SELECT {_STREAM_COLS} FROM streams
+                    WHERE state IN ({_LIVE_STATES_SQL})
+                        AND (lease_owner IS NULL OR lease_expires_ms IS NULL
+                             OR lease_expires_ms <= ?)
+                    ORDER BY first_seen_ms, rtms_stream_id""",
+                (now_ms,),
+            )
+        return [_stream(row) for row in rows]
+
+    def live_streams_owned_by(self, owner: str) -> list[StreamRow]:
+        with self._transaction("live_streams_owned_by", write=False) as tx:
+            rows = tx.fetchall(
+                f"""SELECT {_STREAM_COLS} FROM streams
+                    WHERE lease_owner = ? AND state IN ({_LIVE_STATES_SQL})
+                    ORDER BY first_seen_ms, rtms_stream_id""",
+                (owner,),
+            )
+        return [_stream(row) for row in rows]
+
+    # --- webhook dedup ---------------------------------------------------------------------
+
+    def first_seen(self, key: str, now_ms: int, ttl_ms: int) -> bool:
+        """True exactly once per ``key`` within ``ttl_ms``, across every process."""
+        _require_text("first_seen", key=key)
+        with self._transaction("first_seen", write=True) as tx:
+            # Webhooks are rare next to media, so purging on every call keeps the table small
+            # without a separate sweeper; the expiry index makes it cheap.
+            tx.execute("DELETE FROM webhook_dedup WHERE expires_ms <= ?", (now_ms,))
+            row = tx.fetchone(
+                """INSERT INTO webhook_dedup (dedup_key, first_seen_ms, expires_ms)
+                    VALUES (?, ?, ?)
+                    ON CONFLICT (dedup_key) DO NOTHING
+                    RETURNING dedup_key""",
+                (key, now_ms, now_ms + ttl_ms),
+            )
+        return row is not None
+
+    def forget(self, key: str) -> None:
+        """Undo ``first_seen`` for a delivery that could not be handed on, so a retry counts."""
+        with self._transaction("forget", write=True) as tx:
+            tx.execute("DELETE FROM webhook_dedup WHERE dedup_key = ?", (key,))
