@@ -20,8 +20,12 @@ from recorder.crypto.reader import read_header as read_header
 from recorder.crypto.recovery import PrologueStatus as PrologueStatus
 from recorder.crypto.recovery import RecoveryFailure as RecoveryFailure
 from recorder.crypto.recovery import RecoveryReport as RecoveryReport
+from recorder.crypto.recovery import WriterStillAlive as WriterStillAlive
 from recorder.crypto.recovery import recover as recover
 from recorder.crypto.recovery import recover_directory as recover_directory
+from recorder.crypto.recovery import recover_directory_async as recover_directory_async
+from recorder.crypto.setup import KeyringSettings as KeyringSettings
+from recorder.crypto.setup import build_keyring as build_keyring
 from recorder.crypto.writer import EncryptedSegmentWriter as EncryptedSegmentWriter
 from recorder.crypto.writer import SpoolSinkFactory as SpoolSinkFactory
 from recorder.crypto.writer import segment_file_name as segment_file_name
@@ -29,6 +33,7 @@ from recorder.crypto.writer import segment_file_name as segment_file_name
 __all__ = [
     "DirectoryRecordingKeyStore",
     "EncryptedSegmentWriter",
+    "KeyringSettings",
     "PrologueStatus",
     "RecordingKeyStore",
     "RecordingKeyring",
@@ -40,10 +45,13 @@ __all__ = [
     "SegmentKeySource",
     "SegmentReader",
     "SpoolSinkFactory",
+    "WriterStillAlive",
+    "build_keyring",
     "digest_segment",
     "iter_plaintext",
     "read_header",
     "recover",
     "recover_directory",
+    "recover_directory_async",
     "segment_file_name",
 ]

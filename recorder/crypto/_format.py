@@ -173,7 +173,10 @@ class SegmentHeader:
 
 
 def _pack_str(value: str, what: str) -> bytes:
-    data = value.encode("utf-8")
+    try:
+        data = value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise LocalProtocolError(f"{what} is not valid Unicode text") from exc
     if len(data) > 0xFFFF:
         raise LocalProtocolError(f"{what} is {len(data)} bytes; at most 65535 fit the header")
     return struct.pack(">H", len(data)) + data
@@ -206,6 +209,8 @@ def build_header(
         raise LocalProtocolError(f"prologue_size {prologue_size} outside 0..{MAX_PROLOGUE_SIZE}")
     if not 0 <= identity.segment_index <= 0xFFFFFFFF:
         raise LocalProtocolError(f"segment_index {identity.segment_index} does not fit 32 bits")
+    if not -(2**63) <= identity.created_ms < 2**63:
+        raise LocalProtocolError(f"created_ms {identity.created_ms} does not fit 64 bits")
     metadata = canonical_json(identity.metadata)
     variable = b"".join(
         (

@@ -210,8 +210,10 @@ class RecordingKeyring:
     ) -> None:
         self._store = store
         self._provider = provider
+        # Explicit unwrappers first: a private key must answer before an encrypt-only
+        # provider for the same key id can refuse.
         self._unwrappers: tuple[KeyUnwrapper, ...] = (
-            (provider, *unwrappers) if provider is not None else tuple(unwrappers)
+            (*unwrappers, provider) if provider is not None else tuple(unwrappers)
         )
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -227,12 +229,19 @@ class RecordingKeyring:
                 cache.popitem(last=False)
 
     def prepare(self, recording_id: str) -> str:
-        """Make sure a recording key exists for ``recording_id``; may call the key service."""
+        """Make sure a recording key exists for ``recording_id``; may call the key service.
+
+        Returns the recording key id. Call it (``prepare_async``) when an engagement starts, so
+        opening the first segment does not wait on the key service.
+        """
+        return self._recording_key(recording_id)[0]
+
+    def _recording_key(self, recording_id: str) -> tuple[str, AESGCM]:
         with self._lock:
             hit = self._current.get(recording_id)
             if hit is not None:
                 self._current.move_to_end(recording_id)
-                return hit[0]
+                return hit
         if self._provider is None:
             raise KeyProviderError("this keyring has no key provider: it can read but not write")
         if self._store.is_destroyed(recording_id):
@@ -259,7 +268,7 @@ class RecordingKeyring:
             rk_id,
             data_key.key_id,
         )
-        return rk_id
+        return rk_id, aead
 
     async def prepare_async(
         self, recording_id: str, *, limiter: trio.CapacityLimiter | None = None
@@ -275,9 +284,7 @@ class RecordingKeyring:
                 self._opened.pop(entry[0], None)
 
     def new_segment_key(self, identity: SegmentIdentity) -> DataKey:
-        rk_id = self.prepare(identity.recording_id)
-        with self._lock:
-            _, aead = self._current[identity.recording_id]
+        rk_id, aead = self._recording_key(identity.recording_id)
         plaintext = secrets.token_bytes(32)
         nonce = secrets.token_bytes(_NONCE_SIZE)
         aad = _segment_aad(identity.recording_id, identity.track, identity.segment_index)

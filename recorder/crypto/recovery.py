@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import trio
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -318,3 +319,16 @@ def recover_directory(
             logger.error("segment recovery failed path=%s error=%s", part, exc)
             results.append(RecoveryFailure(part_path=part, error=exc))
     return results
+
+
+async def recover_directory_async(
+    directory: Path | str,
+    keyring: SegmentKeyOpener,
+    prologue_builder: PrologueBuilder | None = None,
+    *,
+    limiter: trio.CapacityLimiter | None = None,
+) -> list[RecoveryReport | RecoveryFailure]:
+    """``recover_directory`` in a worker thread, for the service's startup."""
+    return await trio.to_thread.run_sync(
+        recover_directory, directory, keyring, prologue_builder, limiter=limiter
+    )

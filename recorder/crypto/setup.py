@@ -1,0 +1,93 @@
+"""Build a keyring from configuration: the one place that knows which backend goes where.
+
+The lead's configuration loader fills a ``KeyringSettings``; the service calls
+``build_keyring`` once at start. Three modes:
+
+* ``local``: a KEK in ``local_key_dir`` (created on first run), the embedded default;
+* ``kms``: an AWS KMS key (``kms_key_id``), optionally with an escrow public key for outages;
+* ``encrypt-only``: only an X25519 public key on this host (``public_key_path``).
+
+``private_key_paths`` adds X25519 private keys for reading (the officers' workstation, or the
+escrow custodian). ``escrow_public_key_path`` wraps the primary in ``FallbackKeyProvider``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from recorder.crypto.keyring import DirectoryRecordingKeyStore, RecordingKeyring
+from recorder.crypto.keys.base import KeyProvider, KeyUnwrapper
+from recorder.crypto.keys.fallback import FallbackAlert, FallbackKeyProvider
+from recorder.crypto.keys.kms import KmsKeyProvider, make_kms_client
+from recorder.crypto.keys.local import LocalKeyProvider
+from recorder.crypto.keys.x25519 import X25519PublicKeyProvider, X25519Unwrapper
+from recorder.errors import ConfigError
+
+KeyMode = Literal["local", "kms", "encrypt-only"]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyringSettings:
+    #: Wrapped recording keys: separate from the spool and the audio; back it up.
+    recording_key_dir: Path
+    mode: KeyMode = "local"
+    local_key_dir: Path | None = None
+    kms_key_id: str | None = None
+    kms_region: str = "us-east-1"
+    kms_endpoint_url: str | None = None
+    #: encrypt-only: the X25519 public key (raw 32 bytes) recording keys are wrapped to.
+    public_key_path: Path | None = None
+    #: Fallback when the primary key service is unreachable (raw 32-byte X25519 public key).
+    escrow_public_key_path: Path | None = None
+    #: X25519 private keys this host may read with (workstation / escrow custodian only).
+    private_key_paths: tuple[Path, ...] = ()
+
+
+def _primary(settings: KeyringSettings) -> KeyProvider:
+    if settings.mode == "local":
+        if settings.local_key_dir is None:
+            raise ConfigError("keys: mode 'local' needs local_key_dir")
+        return LocalKeyProvider(settings.local_key_dir)
+    if settings.mode == "kms":
+        if not settings.kms_key_id:
+            raise ConfigError("keys: mode 'kms' needs kms_key_id (key id, alias or ARN)")
+        client = make_kms_client(region=settings.kms_region, endpoint_url=settings.kms_endpoint_url)
+        return KmsKeyProvider(settings.kms_key_id, client=client)
+    if settings.mode == "encrypt-only":
+        if settings.public_key_path is None:
+            raise ConfigError("keys: mode 'encrypt-only' needs public_key_path")
+        return X25519PublicKeyProvider.from_file(settings.public_key_path)
+    raise ConfigError(f"keys: unknown mode {settings.mode!r} (local, kms or encrypt-only)")
+
+
+def build_keyring(
+    settings: KeyringSettings,
+    *,
+    on_fallback: Callable[[FallbackAlert], None] | None = None,
+) -> RecordingKeyring:
+    """The keyring the writer, the reader and recovery use, as configured."""
+    provider = _primary(settings)
+    if settings.escrow_public_key_path is not None:
+        escrow = X25519PublicKeyProvider.from_file(settings.escrow_public_key_path)
+        provider = FallbackKeyProvider(provider, escrow, on_fallback=on_fallback)
+    unwrappers: list[KeyUnwrapper] = [
+        X25519Unwrapper.from_file(p) for p in settings.private_key_paths
+    ]
+    return RecordingKeyring(
+        DirectoryRecordingKeyStore(settings.recording_key_dir),
+        provider=provider,
+        unwrappers=unwrappers,
+    )
+
+
+def init_local_keys(key_dir: Path) -> str:
+    """Create the local KEK if there is none (``recorder keys init``). Returns its id."""
+    return LocalKeyProvider(key_dir).current_key_id
+
+
+def rotate_local_key(key_dir: Path) -> str:
+    """New current local KEK; old ones stay for reading (``recorder keys rotate``)."""
+    return LocalKeyProvider(key_dir).rotate()
