@@ -25,7 +25,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import trio
@@ -41,6 +41,9 @@ from recorder.spool.spool import Spool, SpooledJob, UploadJob
 from recorder.store.base import ObjectInfo, ObjectStore, PutResult, round_up_to_second
 
 logger: Final = logging.getLogger(__name__)
+
+#: Jobs in flight at once. Each holds at most one multipart part in memory (8 MiB by default).
+DEFAULT_CONCURRENCY: Final = 4
 
 OnUploaded = Callable[[UploadJob, PutResult], Awaitable[None]]
 OnIntegrityFailure = Callable[[UploadJob, IntegrityError], Awaitable[None]]
@@ -69,6 +72,16 @@ class UploaderStats:
     upload_failures: int = 0
     integrity_failures: int = 0
     failures_in_a_row: int = 0
+    _progress: trio.Event = field(default_factory=trio.Event, repr=False, compare=False)
+
+    def _changed(self) -> None:
+        self._progress.set()
+        self._progress = trio.Event()
+
+    async def wait_until(self, condition: Callable[[UploaderStats], bool]) -> None:
+        """Wait until ``condition(self)`` holds (checked after every job ends, either way)."""
+        while not condition(self):
+            await self._progress.wait()
 
 
 async def deliver(spool: Spool, store: ObjectStore, spooled: SpooledJob) -> tuple[PutResult, bool]:
@@ -138,6 +151,7 @@ async def run_uploader(
     store: ObjectStore,
     *,
     backoff: Backoff = Backoff(),
+    concurrency: int = DEFAULT_CONCURRENCY,
     on_uploaded: OnUploaded | None = None,
     on_integrity_failure: OnIntegrityFailure | None = None,
     stats: UploaderStats | None = None,
@@ -145,10 +159,16 @@ async def run_uploader(
 ) -> None:
     """Upload spooled jobs forever; cancel the surrounding scope to stop.
 
-    Pending jobs left by an earlier process are resumed first. ``task_status.started`` hands back
-    the live ``UploaderStats``.
+    Pending jobs left by an earlier process are resumed first. Up to ``concurrency`` jobs are in
+    flight at once, taken oldest first. After a ``StorageError`` no new job is started; once the
+    jobs in flight end, the uploader sleeps ``backoff`` and starts again from the oldest job.
+    ``task_status.started`` hands back the live ``UploaderStats``.
     """
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    uploader = _Uploader(spool, store, on_uploaded, on_integrity_failure)
     stats = stats if stats is not None else UploaderStats()
+    uploader.stats = stats
     task_status.started(stats)
     while True:
         job_added = spool.job_added_event()
@@ -156,58 +176,95 @@ async def run_uploader(
         if not jobs:
             await job_added.wait()
             continue
-        for spooled in jobs:
-            try:
-                result, uploaded = await deliver(spool, store, spooled)
-            except IntegrityError as exc:
-                stats.integrity_failures += 1
-                logger.error(
-                    "integrity failure, local copy kept object_key=%s job=%s: %s",
-                    spooled.job.object_key,
-                    spooled.job_id,
-                    exc,
-                )
-                await spool.quarantine(spooled, str(exc))
-                if on_integrity_failure is not None:
-                    await on_integrity_failure(spooled.job, exc)
-                continue
-            except StorageError as exc:
-                await _back_off(stats, backoff, spooled, exc)
-                break  # start again from the oldest job
-            try:
-                # The order matters for crash safety: data, then catalog, then the job record.
-                # A failure in between leaves the job, which a later pass completes by
-                # verifying the stored object again (so ``on_uploaded`` runs at least once).
-                await spool.remove_data(spooled)
-                if on_uploaded is not None:
-                    await on_uploaded(spooled.job, result)
-                await spool.forget(spooled)
-            except StorageError as exc:
-                await _back_off(stats, backoff, spooled, exc)
-                break
+        failure = await uploader.run_pass(jobs, concurrency)
+        if failure is None:
             stats.failures_in_a_row = 0
-            if uploaded:
-                stats.uploaded += 1
-            else:
-                stats.already_stored += 1
-            logger.info(
-                "uploaded and verified object_key=%s version=%s size=%d",
-                result.key,
-                result.version_id,
-                result.size,
+            continue
+        stats.failures_in_a_row += 1
+        delay = backoff.delay_s(stats.failures_in_a_row)
+        logger.warning("uploads paused for %.3gs after a store failure: %s", delay, failure)
+        await trio.sleep(delay)
+
+
+class _Uploader:
+    def __init__(
+        self,
+        spool: Spool,
+        store: ObjectStore,
+        on_uploaded: OnUploaded | None,
+        on_integrity_failure: OnIntegrityFailure | None,
+    ) -> None:
+        self.spool = spool
+        self.store = store
+        self.on_uploaded = on_uploaded
+        self.on_integrity_failure = on_integrity_failure
+        self.stats = UploaderStats()
+
+    async def run_pass(self, jobs: list[SpooledJob], concurrency: int) -> StorageError | None:
+        """Process ``jobs`` oldest first with bounded concurrency; stop at the first failure."""
+        queue = iter(jobs)  # shared by the workers: each job is taken exactly once
+        failure: StorageError | None = None
+
+        async def worker() -> None:
+            nonlocal failure
+            for spooled in queue:
+                if failure is not None:
+                    return
+                error = await self.process(spooled)
+                if error is not None:
+                    failure = failure or error
+                    return
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(min(concurrency, len(jobs))):
+                nursery.start_soon(worker)
+        return failure
+
+    async def process(self, spooled: SpooledJob) -> StorageError | None:
+        """Deliver, verify and complete one job. Returns the retryable failure, if any."""
+        job = spooled.job
+        try:
+            result, uploaded = await deliver(self.spool, self.store, spooled)
+        except IntegrityError as exc:
+            self.stats.integrity_failures += 1
+            logger.error(
+                "integrity failure, local copy kept object_key=%s job=%s: %s",
+                job.object_key,
+                spooled.job_id,
+                exc,
             )
+            await self.spool.quarantine(spooled, str(exc))
+            if self.on_integrity_failure is not None:
+                await self.on_integrity_failure(job, exc)
+            self.stats._changed()
+            return None
+        except StorageError as exc:
+            return self._failed(spooled, exc)
+        try:
+            # The order matters for crash safety: data, then catalog, then the job record.
+            # A failure in between leaves the job, which a later pass completes by verifying
+            # the stored object again (so ``on_uploaded`` runs at least once).
+            await self.spool.remove_data(spooled)
+            if self.on_uploaded is not None:
+                await self.on_uploaded(job, result)
+            await self.spool.forget(spooled)
+        except StorageError as exc:
+            return self._failed(spooled, exc)
+        if uploaded:
+            self.stats.uploaded += 1
+        else:
+            self.stats.already_stored += 1
+        self.stats._changed()
+        logger.info(
+            "uploaded and verified object_key=%s version=%s size=%d",
+            result.key,
+            result.version_id,
+            result.size,
+        )
+        return None
 
-
-async def _back_off(
-    stats: UploaderStats, backoff: Backoff, spooled: SpooledJob, exc: StorageError
-) -> None:
-    stats.upload_failures += 1
-    stats.failures_in_a_row += 1
-    delay = backoff.delay_s(stats.failures_in_a_row)
-    logger.warning(
-        "upload failed, retrying in %.3gs object_key=%s: %s",
-        delay,
-        spooled.job.object_key,
-        exc,
-    )
-    await trio.sleep(delay)
+    def _failed(self, spooled: SpooledJob, exc: StorageError) -> StorageError:
+        self.stats.upload_failures += 1
+        self.stats._changed()
+        logger.warning("upload failed object_key=%s: %s", spooled.job.object_key, exc)
+        return exc

@@ -21,21 +21,14 @@ class WrappedStore:
         self.inner = inner
         self.puts = 0
         self.put_attempts = 0
-        self._attempted = trio.Event()
         #: While True every put/head raises ``StoreUnavailable``, like an unreachable endpoint.
         self.down = False
         #: When set, ``put`` stores the object and then waits on this event before returning.
         self.hold_after_put: trio.Event | None = None
         self.held = trio.Event()
 
-    async def wait_for_attempts(self, count: int) -> None:
-        while self.put_attempts < count:
-            await self._attempted.wait()
-
     def _note_attempt(self) -> None:
         self.put_attempts += 1
-        self._attempted.set()
-        self._attempted = trio.Event()
 
     async def put(
         self,

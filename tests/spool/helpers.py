@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import trio
-
 from recorder.spool.keys import SegmentKey, object_key
 from recorder.spool.spool import UploadJob
 from recorder.store.base import LockMode, PutResult
@@ -39,19 +37,12 @@ def sealed_file(directory: Path, index: int, size: int = 4096) -> tuple[Path, Up
 
 @dataclass
 class Uploaded:
-    """``on_uploaded`` callback that records calls and lets a test wait for a count."""
+    """``on_uploaded`` callback that records its calls."""
 
     results: list[tuple[UploadJob, PutResult]] = field(default_factory=list)
-    _changed: trio.Event = field(default_factory=trio.Event)
 
     async def __call__(self, job: UploadJob, result: PutResult) -> None:
         self.results.append((job, result))
-        self._changed.set()
-        self._changed = trio.Event()
-
-    async def wait_for(self, count: int) -> None:
-        while len(self.results) < count:
-            await self._changed.wait()
 
     @property
     def keys(self) -> list[str]:

@@ -87,8 +87,7 @@ async def test_s3_outage_spools_then_uploads_and_verifies(
                 source, job = sealed_file(tmp_path / "out", index, size=20_000 + index)
                 await spool.enqueue(source, job)
                 jobs.append(job)
-            # Attempt 4 starts only after failure 3 was counted and backed off.
-            await store.wait_for_attempts(4)
+            await stats.wait_until(lambda s: s.upload_failures >= 3)
 
             during = await spool.stats()
             assert during.pending_count == 5
@@ -98,7 +97,7 @@ async def test_s3_outage_spools_then_uploads_and_verifies(
             assert all(spooled.data_path.exists() for spooled in await spool.pending())
 
             await trio.to_thread.run_sync(moto.start)
-            await uploaded.wait_for(5)
+            await stats.wait_until(lambda s: s.uploaded >= 5)
             nursery.cancel_scope.cancel()
 
         assert sorted(uploaded.keys) == sorted(job.object_key for job in jobs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -37,14 +38,14 @@ async def test_uploads_verifies_and_frees_the_disk(tmp_path: Path) -> None:
                     spool, store, on_uploaded=uploaded, backoff=FAST, task_status=task_status
                 )
             )
-            await uploaded.wait_for(3)
+            await stats.wait_until(lambda s: s.uploaded >= 3)
             # Idle now; a new file wakes it through the spool's event, not a poll.
             source, job = sealed_file(tmp_path / "out", 3)
             await spool.enqueue(source, job)
             jobs.append(job)
-            await uploaded.wait_for(4)
+            await stats.wait_until(lambda s: s.uploaded >= 4)
             nursery.cancel_scope.cancel()
-    assert uploaded.keys == [job.object_key for job in jobs]
+    assert sorted(uploaded.keys) == sorted(job.object_key for job in jobs)
     assert stats.uploaded == 4
     assert stats.upload_failures == 0
     assert list((tmp_path / "spool").iterdir()) == []
@@ -70,14 +71,14 @@ async def test_outage_keeps_everything_local_then_drains(tmp_path: Path) -> None
             for index in range(4):
                 source, job = sealed_file(tmp_path / "out", index)
                 await spool.enqueue(source, job)
-            await store.wait_for_attempts(4)  # starts only after failure 3 was counted
+            await stats.wait_until(lambda s: s.upload_failures >= 3)
             spool_stats = await spool.stats()
             assert spool_stats.pending_count == 4
             assert spool_stats.pending_bytes == 4 * 4096
             assert uploaded.results == []
             assert stats.upload_failures >= 3
             store.down = False
-            await uploaded.wait_for(4)
+            await stats.wait_until(lambda s: s.uploaded >= 4)
             nursery.cancel_scope.cancel()
     assert (await spool.stats()).pending_count == 0
     assert store.puts == 4
@@ -108,7 +109,7 @@ async def test_restart_mid_upload_finishes_exactly_once(tmp_path: Path) -> None:
                     spool, memory, on_uploaded=second_uploaded, task_status=task_status
                 )
             )
-            await second_uploaded.wait_for(1)
+            await stats.wait_until(lambda s: s.uploaded >= 1)
             nursery.cancel_scope.cancel()
     assert memory.uploads == 1, "the object was stored once, under one key"
     assert second_uploaded.keys == [job.object_key]
@@ -139,7 +140,7 @@ async def test_crash_after_local_delete_is_completed_from_the_store(tmp_path: Pa
                     spool, store, on_uploaded=uploaded, task_status=task_status
                 )
             )
-            await uploaded.wait_for(1)
+            await stats.wait_until(lambda s: s.already_stored >= 1)
             nursery.cancel_scope.cancel()
     assert stats.already_stored == 1
     assert stats.uploaded == 0
@@ -204,8 +205,12 @@ async def test_quarantine_does_not_block_other_jobs(tmp_path: Path) -> None:
         await spool.enqueue(bad_source, bad_job)
         await spool.enqueue(good_source, good_job)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(lambda: run_uploader(spool, store, on_uploaded=uploaded))
-            await uploaded.wait_for(1)
+            stats: UploaderStats = await nursery.start(
+                lambda task_status: run_uploader(
+                    spool, store, on_uploaded=uploaded, task_status=task_status
+                )
+            )
+            await stats.wait_until(lambda s: s.uploaded + s.integrity_failures >= 2)
             nursery.cancel_scope.cancel()
     assert uploaded.keys == [good_job.object_key]
     assert [q.job for q in await spool.quarantined()] == [bad_job]
@@ -272,10 +277,51 @@ async def test_catalog_failure_after_upload_is_retried_until_recorded(tmp_path: 
                     spool, store, on_uploaded=flaky_catalog, backoff=FAST, task_status=task_status
                 )
             )
-            await recorded.wait_for(1)
+            await stats.wait_until(lambda s: s.already_stored >= 1)
             nursery.cancel_scope.cancel()
     assert calls == 2
     assert stats.upload_failures == 1
     assert stats.already_stored == 1, "the retry verified the stored object, it did not re-upload"
     assert store.uploads == 1
     assert await spool.pending() == []
+
+
+class CountsInFlight(WrappedStore):
+    """Holds every put until ``expected`` are in flight together, then lets them all go."""
+
+    def __init__(self, inner: MemoryStore, expected: int) -> None:
+        super().__init__(inner)
+        self.expected = expected
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self._all_in = trio.Event()
+
+    async def put(self, key: str, source: Path, **kwargs: Any) -> PutResult:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        if self.in_flight >= self.expected:
+            self._all_in.set()
+        try:
+            await self._all_in.wait()
+            return await super().put(key, source, **kwargs)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_uploads_run_concurrently_up_to_the_limit(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    store = CountsInFlight(MemoryStore(), expected=3)
+    with trio.fail_after(20):
+        for index in range(7):
+            source, job = sealed_file(tmp_path / "out", index)
+            await spool.enqueue(source, job)
+        async with trio.open_nursery() as nursery:
+            stats: UploaderStats = await nursery.start(
+                lambda task_status: run_uploader(
+                    spool, store, concurrency=3, task_status=task_status
+                )
+            )
+            await stats.wait_until(lambda s: s.uploaded >= 7)
+            nursery.cancel_scope.cancel()
+    assert store.most_in_flight == 3
+    assert store.puts == 7
