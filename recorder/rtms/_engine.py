@@ -1,0 +1,716 @@
+"""The connection engine of one RTMS stream: sockets, recovery and the interruption ledger.
+
+Rules (rtms-protocol.md §9.2 and Appendix B):
+
+1. One supervisor owns the signaling socket and runs *generations*: connect signaling, then the
+   media sockets it names. A generation ends when signaling is lost, a webhook trigger arrives
+   (failover, ``rtms_interrupted``) or the stream ends. Generations never overlap, so two
+   signaling connections never coexist.
+2. Each media socket has a slot that reconnects only that socket after it is lost or reported
+   interrupted (event 7, stream state 2/14). A trigger for a slot that is already recovering,
+   or connected for less than ``media_trigger_guard_s``, is a duplicate and ignored.
+3. Every connect and handshake holds one lock: at most one attempt in flight per stream.
+4. Backoff is ``backoff_initial_s`` doubling to ``backoff_max_s``, reset by a successful
+   handshake. Failover reconnects at once.
+5. No reconnect after the stream ended (stream state 4, session state 5, STREAM_CLOSE_RESP,
+   ``stopped()``), after a signature rejection, or after ``duplicate_retry_limit`` duplicates.
+6. Readers never wait for the consumer (``_outlet``); keep-alives are answered in the reader.
+7. Every ``Interrupted`` is followed by ``Recovered`` or ``StreamEnded``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import trio
+import trio_websocket
+from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
+
+from recorder.errors import ConnectionLost, ConnectTimeout, TransportError, UrlNotAllowed
+from recorder.rtms._enums import StopClass as _StopClass
+from recorder.rtms._enums import classify_stop_reason, stop_reason_name
+from recorder.rtms._outlet import EventOutlet
+from recorder.rtms._protocol_events import (
+    ConnectionEnded,
+    ConnState,
+    HandshakeRefused,
+    IgnoredMessage,
+    KeepAliveAnswered,
+    MediaInterruption,
+    MediaReady,
+    PauseChanged,
+    ProtocolEvent,
+    ProtocolViolation,
+    SignalingInterruptionNotice,
+    SignalingReady,
+    StateReport,
+    StreamTerminated,
+    VideoFrame,
+    VideoSubscriptionResult,
+)
+from recorder.rtms.client import ClientConfig, RtmsStats, StreamTarget
+from recorder.rtms.events import (
+    AudioPacket,
+    ChatMessage,
+    ContactCenterEvent,
+    FirstPacketTimestamp,
+    GapCause,
+    Interrupted,
+    ParticipantEvent,
+    Paused,
+    Recovered,
+    Resumed,
+    StreamEnded,
+    StreamStateChanged,
+    TranscriptMessage,
+)
+from recorder.rtms.messages import ChatParams, MediaParams
+from recorder.rtms.protocol import MediaConnection, SignalingConnection, _Connection
+from recorder.rtms.signature import Product, handshake_signature
+from recorder.rtms.urls import MediaSocketPlan, check_url, plan_media_sockets
+
+logger = logging.getLogger(__name__)
+
+
+#: Capture events the sans-IO core produces on signaling, handed on as they are.
+_FORWARDED = (ParticipantEvent, ContactCenterEvent, FirstPacketTimestamp, StreamStateChanged)
+
+
+class _Kind(enum.Enum):
+    LOST = "lost"
+    REJECTED = "rejected"
+    FAILOVER = "failover"
+    ENDED = "ended"
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    kind: _Kind
+    cause: GapCause = GapCause.SIGNALING_INTERRUPTED
+    detail: str = ""
+
+
+def _where(url: str) -> str:
+    """Scheme and host of a URL for logs (never the path or query)."""
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname}"
+    except ValueError:
+        return "<malformed url>"
+
+
+class _MediaSlot:
+    def __init__(self, plan: MediaSocketPlan) -> None:
+        self.plan = plan
+        self.ready = False
+        self.connected_at = -math.inf
+        self.scope: trio.CancelScope | None = None
+        self.interrupted_wall_ms: int | None = None
+        self.attempts = 0
+        self.duplicates = 0
+
+
+class Engine:
+    def __init__(
+        self,
+        target: StreamTarget,
+        config: ClientConfig,
+        outlet: EventOutlet,
+        stats: RtmsStats,
+        wall_ms: Callable[[], int],
+        io_nursery: trio.Nursery,
+    ) -> None:
+        self._io_nursery = io_nursery
+        self._target = target
+        self._config = config
+        self._outlet = outlet
+        self._stats = stats
+        self._wall_ms = wall_ms
+        self._urls = target.server_urls
+        self._signature = handshake_signature(
+            target.client_id, target.client_secret, target.instance_id, target.rtms_stream_id
+        )
+        self._contact_center = target.product is Product.CONTACT_CENTER
+        self._connect_lock = trio.Lock()
+        self._root_scope = trio.CancelScope()
+        self._generation_scope: trio.CancelScope | None = None
+        self._backoff_scope: trio.CancelScope | None = None
+        self._trigger: _Outcome | None = None
+        self._signaling: SignalingConnection | None = None
+        self._signaling_ws: WebSocketConnection | None = None
+        self._slots: list[_MediaSlot] = []
+        self._generation_ready = False
+        #: (wall_ms, cause) of a full interruption not yet recovered.
+        self._interruption: tuple[int, GapCause] | None = None
+        self._attempts = 0
+        self._backoff_s = config.backoff_initial_s
+        self._duplicates = 0
+        self._paused = False
+        self._closing = False
+        self._ended_event = trio.Event()
+        self._log = f"stream_id={target.rtms_stream_id}"
+
+    @property
+    def ended(self) -> bool:
+        return self._ended_event.is_set()
+
+    # --- controls (called by RtmsStream) -----------------------------------------------------
+
+    async def failover(self, server_urls: tuple[str, ...]) -> None:
+        for url in server_urls:
+            check_url(
+                url,
+                allowed_hosts=self._config.allowed_hosts,
+                allow_insecure_loopback=self._config.allow_insecure_loopback,
+            )
+        if self.ended:
+            return
+        if server_urls:
+            self._urls = server_urls
+        logger.info("rtms failover %s urls=%d", self._log, len(self._urls))
+        self._trip(_Outcome(_Kind.FAILOVER, GapCause.FAILOVER, "rtms_started for a live stream"))
+        if self._backoff_scope is not None:
+            self._backoff_scope.cancel()
+        await trio.lowlevel.checkpoint()
+
+    def signaling_interrupted(self) -> None:
+        if self.ended:
+            return
+        if self._generation_scope is None or not self._generation_ready:
+            # Already recovering (backoff or reconnecting): a duplicate trigger.
+            return
+        logger.info("rtms_interrupted %s: redoing signaling and media", self._log)
+        self._trip(_Outcome(_Kind.LOST, GapCause.SIGNALING_INTERRUPTED, "rtms_interrupted"))
+
+    def stopped(self, reason: int | None) -> None:
+        self._end(reason, stop_reason_name(reason))
+
+    async def close(self, *, graceful: bool) -> None:
+        if self.ended:
+            return
+        signaling, ws = self._signaling, self._signaling_ws
+        if (
+            graceful
+            and signaling is not None
+            and ws is not None
+            and signaling.state is ConnState.OPEN
+        ):
+            self._closing = True
+            signaling.request_close()
+            await self._flush(ws, signaling)
+            with trio.move_on_after(self._config.close_timeout_s):
+                await self._ended_event.wait()
+        if not self.ended:
+            self._end(
+                20 if graceful else None,
+                "RECEIVER_REQUEST_CLOSE" if graceful else "LOCAL_CLOSE",
+                normal=True,
+            )
+
+    def shutdown(self) -> None:
+        if not self.ended:
+            self._end(None, "LOCAL_CLOSE", normal=True)
+
+    def _trip(self, outcome: _Outcome) -> None:
+        self._trigger = outcome
+        if self._generation_scope is not None:
+            self._generation_scope.cancel()
+
+    def _end(self, reason: int | None, name: str, *, normal: bool | None = None) -> None:
+        if self.ended:
+            return
+        self._ended_event.set()
+        stop_class = classify_stop_reason(reason)
+        if normal is None:
+            # A revoked stream ended in order; ``revoked`` carries the deletion duty.
+            normal = stop_class is not _StopClass.ABNORMAL
+        logger.info("rtms stream ended %s reason=%s normal=%s", self._log, name, normal)
+        self._outlet.offer(
+            StreamEnded(
+                wall_ms=self._wall_ms(),
+                reason=reason,
+                reason_name=name,
+                normal=normal,
+                revoked=stop_class is _StopClass.REVOKED,
+            )
+        )
+        self._root_scope.cancel()
+
+    # --- supervisor --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        with self._root_scope:
+            delay = 0.0
+            while not self.ended:
+                if delay > 0:
+                    with trio.CancelScope() as self._backoff_scope:
+                        await trio.sleep(delay)
+                    self._backoff_scope = None
+                self._trigger = None
+                outcome = await self._run_generation()
+                # The generation may have ended the stream (mypy cannot see that).
+                delay = 0.0 if self._ended_event.is_set() else self._after(outcome)
+
+    def _after(self, outcome: _Outcome) -> float:
+        """Decide what follows a generation; returns the backoff before the next one."""
+        self._stats.reconnects += 1
+        self._begin_interruption(outcome.cause, outcome.detail)
+        if outcome.kind is _Kind.FAILOVER:
+            return 0.0
+        if self._closing:
+            self._end(20, "RECEIVER_REQUEST_CLOSE", normal=True)
+            return 0.0
+        if outcome.kind is _Kind.REJECTED:
+            self._duplicates += 1
+            if self._duplicates > self._config.duplicate_retry_limit:
+                self._end(None, "DUPLICATE_SIGNAL_REQUEST", normal=False)
+                return 0.0
+        self._attempts += 1
+        return self._next_backoff()
+
+    def _next_backoff(self) -> float:
+        delay = self._backoff_s
+        self._backoff_s = min(self._backoff_s * 2, self._config.backoff_max_s)
+        return delay
+
+    def _begin_interruption(self, cause: GapCause, detail: str) -> None:
+        if self._interruption is not None:
+            return
+        wall = self._wall_ms()
+        self._interruption = (wall, cause)
+        self._outlet.offer(Interrupted(wall_ms=wall, cause=cause, media=(), detail=detail))
+
+    async def _run_generation(self) -> _Outcome:
+        self._generation_ready = False
+        self._slots = []
+        outcome = _Outcome(_Kind.LOST)
+        with trio.CancelScope() as scope:
+            self._generation_scope = scope
+            try:
+                async with trio.open_nursery() as nursery:
+                    outcome = await self._run_signaling(nursery)
+                    nursery.cancel_scope.cancel()
+            finally:
+                self._generation_scope = None
+                self._signaling = None
+                self._signaling_ws = None
+        if scope.cancelled_caught and self._trigger is not None:
+            return self._trigger
+        return outcome
+
+    async def _connect(self, url: str, *, media: bool) -> WebSocketConnection:
+        """Connect; the socket's reader task lives in the I/O nursery, outside the cancel scopes
+        of the engine, so that a cancelled socket still completes its closing handshake."""
+        check_url(
+            url,
+            allowed_hosts=self._config.allowed_hosts,
+            allow_insecure_loopback=self._config.allow_insecure_loopback,
+        )
+        try:
+            with trio.fail_after(self._config.connect_timeout_s):
+                return await trio_websocket.connect_websocket_url(
+                    self._io_nursery,
+                    url,
+                    self._config.ssl_context,
+                    message_queue_size=8,
+                    max_message_size=self._config.max_message_size,
+                    receive_buffer_size=self._config.media_receive_buffer if media else 16384,
+                )
+        except trio.TooSlowError as exc:
+            raise ConnectTimeout(f"connect to {_where(url)} timed out") from exc
+        except (HandshakeError, OSError, ConnectionClosed) as exc:
+            raise ConnectionLost(f"connect to {_where(url)} failed: {type(exc).__name__}") from exc
+
+    async def _close_ws(self, ws: WebSocketConnection) -> None:
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + self._config.close_timeout_s
+            with contextlib.suppress(ConnectionClosed, OSError, trio.BrokenResourceError):
+                await ws.aclose()
+
+    async def _flush(self, ws: WebSocketConnection, conn: _Connection) -> None:
+        for text in conn.data_to_send():
+            try:
+                await ws.send_message(text)
+            except (ConnectionClosed, trio.BrokenResourceError, OSError):
+                conn.receive_message(None)
+                return
+
+    async def _pump(
+        self,
+        ws: WebSocketConnection,
+        conn: _Connection,
+        handle: Callable[[list[ProtocolEvent]], None],
+        *,
+        until_open: bool = False,
+    ) -> None:
+        """Read frames into ``conn`` until it ends (or leaves HANDSHAKING, with ``until_open``)."""
+        handshake_deadline = trio.current_time() + self._config.handshake_timeout_s
+        await self._flush(ws, conn)
+        while conn.state not in (ConnState.CLOSED, ConnState.ERROR):
+            if until_open and conn.state is not ConnState.HANDSHAKING:
+                return
+            deadline = conn.deadline() or math.inf
+            if conn.state is ConnState.HANDSHAKING:
+                if trio.current_time() >= handshake_deadline:
+                    conn.close()
+                    handle([ConnectionEnded("handshake_timeout", during_handshake=True)])
+                    return
+                deadline = min(deadline, handshake_deadline)
+            data: str | bytes | None = None
+            with trio.move_on_at(deadline) as timer:
+                try:
+                    data = await ws.get_message()
+                except ConnectionClosed:
+                    data = None
+            if timer.cancelled_caught:
+                conn.tick(trio.current_time())
+            else:
+                conn.receive_message(data, now=trio.current_time())
+            handle(conn.events())
+            await self._flush(ws, conn)
+            if data is None and not timer.cancelled_caught:
+                return
+
+    # --- signaling ---------------------------------------------------------------------------
+
+    async def _run_signaling(self, nursery: trio.Nursery) -> _Outcome:
+        conn = SignalingConnection(
+            rtms_stream_id=self._target.rtms_stream_id,
+            instance_id=self._target.instance_id,
+            instance_key=self._target.instance_key,
+            signature=self._signature,
+            contact_center=self._contact_center,
+            subscribe_events=self._config.events_for(self._target.product),
+            buffer_data=self._config.buffer_data,
+            watchdog_s=self._config.watchdog_s,
+        )
+        result: list[_Outcome] = []
+        handle = self._signaling_handler(conn, nursery, result)
+        async with self._connect_lock:
+            try:
+                ws = await self._connect_first()
+            except TransportError as exc:
+                logger.warning("rtms signaling connect failed %s: %s", self._log, exc)
+                return _Outcome(_Kind.LOST, self._lost_cause(), str(exc))
+            self._stats.signaling_connects += 1
+            self._stats.open_signaling += 1
+            self._stats.max_open_signaling = max(
+                self._stats.max_open_signaling, self._stats.open_signaling
+            )
+            try:
+                self._signaling, self._signaling_ws = conn, ws
+                conn.initiate(trio.current_time())
+                await self._pump(ws, conn, handle, until_open=True)
+            except BaseException:
+                self._stats.open_signaling -= 1
+                await self._close_ws(ws)
+                raise
+        try:
+            if conn.state is ConnState.OPEN:
+                await self._pump(ws, conn, handle)
+        finally:
+            self._stats.open_signaling -= 1
+            await self._close_ws(ws)
+        if result:
+            return result[0]
+        return _Outcome(_Kind.LOST, self._lost_cause(), "signaling closed")
+
+    def _lost_cause(self) -> GapCause:
+        if self._interruption is not None:
+            return self._interruption[1]
+        return GapCause.SIGNALING_INTERRUPTED
+
+    async def _connect_first(self) -> WebSocketConnection:
+        last: TransportError | None = None
+        for url in self._urls:
+            try:
+                return await self._connect(url, media=False)
+            except UrlNotAllowed:
+                raise
+            except TransportError as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    def _signaling_handler(
+        self, conn: SignalingConnection, nursery: trio.Nursery, result: list[_Outcome]
+    ) -> Callable[[list[ProtocolEvent]], None]:
+        def handle(events: list[ProtocolEvent]) -> None:
+            for event in events:
+                if isinstance(event, SignalingReady):
+                    self._signaling_ready(event, nursery)
+                elif isinstance(event, HandshakeRefused):
+                    logger.warning(
+                        "rtms signaling handshake refused %s status=%s reason=%r",
+                        self._log,
+                        event.error.status_code,
+                        event.error.reason,
+                    )
+                    if event.rejection.retryable:
+                        result.append(
+                            _Outcome(_Kind.REJECTED, self._lost_cause(), str(event.error))
+                        )
+                    else:
+                        self._end(None, f"HANDSHAKE_REJECTED_{event.rejection.name}", normal=False)
+                elif isinstance(event, ConnectionEnded):
+                    result.append(
+                        _Outcome(_Kind.LOST, self._lost_cause(), f"signaling {event.cause}")
+                    )
+                elif isinstance(event, MediaInterruption):
+                    self._media_trigger(event)
+                else:
+                    self._common(event, "signaling")
+
+        return handle
+
+    def _signaling_ready(self, event: SignalingReady, nursery: trio.Nursery) -> None:
+        self._backoff_s = self._config.backoff_initial_s
+        self._duplicates = 0
+        wanted = self._config.wanted_media(self._target.product)
+        plans = plan_media_sockets(
+            event.server_urls,
+            wanted,
+            self._config.layout,
+            prefer_audio_url=self._contact_center,
+        )
+        if not plans:
+            logger.warning("rtms no media URL for the wanted media %s", self._log)
+            self._end(None, "NO_MEDIA_URL", normal=False)
+            return
+        for plan in plans:
+            slot = _MediaSlot(plan)
+            self._slots.append(slot)
+            nursery.start_soon(self._run_slot, slot)
+
+    # --- media -------------------------------------------------------------------------------
+
+    def _media_params(self, plan: MediaSocketPlan) -> MediaParams:
+        config, carries = self._config, plan.carries
+        return MediaParams(
+            audio=config.audio_params if "audio" in carries else None,
+            video=config.video_params if "video" in carries else None,
+            deskshare=config.deskshare_params if "deskshare" in carries else None,
+            transcript=config.transcript_params if "transcript" in carries else None,
+            chat=ChatParams() if "chat" in carries else None,
+        )
+
+    async def _run_slot(self, slot: _MediaSlot) -> None:
+        delay = 0.0
+        while True:
+            if delay > 0:
+                await trio.sleep(delay)
+            outcome = await self._run_media_socket(slot)
+            slot.ready = False
+            if outcome.kind is _Kind.ENDED:
+                return
+            if outcome.kind is _Kind.REJECTED:
+                slot.duplicates += 1
+                if slot.duplicates > self._config.duplicate_retry_limit:
+                    self._end(None, "DUPLICATE_MEDIA_DATA_CONNECTION", normal=False)
+                    return
+            if slot.interrupted_wall_ms is None and self._interruption is None:
+                slot.interrupted_wall_ms = self._wall_ms()
+                self._outlet.offer(
+                    Interrupted(
+                        wall_ms=slot.interrupted_wall_ms,
+                        cause=GapCause.MEDIA_INTERRUPTED,
+                        media=slot.plan.carries,
+                        detail=outcome.detail,
+                    )
+                )
+            slot.attempts += 1
+            self._stats.reconnects += 1
+            delay = min(
+                self._config.backoff_initial_s * 2 ** (slot.attempts - 1),
+                self._config.backoff_max_s,
+            )
+
+    async def _run_media_socket(self, slot: _MediaSlot) -> _Outcome:
+        conn = MediaConnection(
+            rtms_stream_id=self._target.rtms_stream_id,
+            instance_id=self._target.instance_id,
+            instance_key=self._target.instance_key,
+            signature=self._signature,
+            media_type=slot.plan.media_type,
+            media_params=self._media_params(slot.plan),
+            contact_center=self._contact_center,
+            watchdog_s=self._config.watchdog_s,
+        )
+        result: list[_Outcome] = []
+        handle = self._media_handler(slot, conn, result)
+        with trio.CancelScope() as scope:
+            slot.scope = scope
+            async with self._connect_lock:
+                try:
+                    ws = await self._connect(slot.plan.url, media=True)
+                except UrlNotAllowed as exc:
+                    logger.warning("rtms media URL refused %s: %s", self._log, exc)
+                    self._end(None, "URL_NOT_ALLOWED", normal=False)
+                    return _Outcome(_Kind.ENDED)
+                except TransportError as exc:
+                    return _Outcome(_Kind.LOST, GapCause.MEDIA_INTERRUPTED, str(exc))
+                self._stats.media_connects += 1
+                try:
+                    conn.initiate(trio.current_time())
+                    await self._pump(ws, conn, handle, until_open=True)
+                except BaseException:
+                    await self._close_ws(ws)
+                    raise
+            try:
+                if conn.state is ConnState.OPEN:
+                    await self._media_ready(slot, conn)
+                    await self._pump(ws, conn, handle)
+            finally:
+                slot.scope = None
+                await self._close_ws(ws)
+        if scope.cancelled_caught:
+            return _Outcome(_Kind.LOST, GapCause.MEDIA_INTERRUPTED, "media interruption reported")
+        if result:
+            return result[0]
+        return _Outcome(_Kind.LOST, GapCause.MEDIA_INTERRUPTED, "media socket closed")
+
+    async def _media_ready(self, slot: _MediaSlot, conn: MediaConnection) -> None:
+        signaling, ws = self._signaling, self._signaling_ws
+        if signaling is None or ws is None or signaling.state is not ConnState.OPEN:
+            return
+        signaling.client_ready()
+        await self._flush(ws, signaling)
+        slot.ready = True
+        slot.connected_at = trio.current_time()
+        slot.duplicates = 0
+        if slot.interrupted_wall_ms is not None:
+            self._outlet.offer(
+                Recovered(
+                    wall_ms=self._wall_ms(),
+                    interrupted_wall_ms=slot.interrupted_wall_ms,
+                    cause=GapCause.MEDIA_INTERRUPTED,
+                    attempts=slot.attempts,
+                )
+            )
+            slot.interrupted_wall_ms = None
+            slot.attempts = 0
+        if not self._generation_ready and all(s.ready for s in self._slots):
+            self._generation_ready = True
+            if self._interruption is not None:
+                interrupted_wall, cause = self._interruption
+                self._outlet.offer(
+                    Recovered(
+                        wall_ms=self._wall_ms(),
+                        interrupted_wall_ms=interrupted_wall,
+                        cause=cause,
+                        attempts=max(1, self._attempts),
+                    )
+                )
+                self._interruption = None
+                self._attempts = 0
+
+    def _media_handler(
+        self, slot: _MediaSlot, conn: MediaConnection, result: list[_Outcome]
+    ) -> Callable[[list[ProtocolEvent]], None]:
+        stats = self._stats
+        offer = self._outlet.offer
+        frames = stats.frames
+
+        def handle(events: list[ProtocolEvent]) -> None:
+            for event in events:
+                if isinstance(event, AudioPacket):
+                    frames["audio"] += 1
+                    offer(event)
+                elif isinstance(event, TranscriptMessage | ChatMessage):
+                    frames["transcript" if isinstance(event, TranscriptMessage) else "chat"] += 1
+                    offer(event)
+                elif isinstance(event, MediaReady):
+                    if event.payload_encrypted:
+                        logger.warning(
+                            "rtms media handshake claims payload_encrypted %s socket=%s",
+                            self._log,
+                            slot.plan.name,
+                        )
+                elif isinstance(event, HandshakeRefused):
+                    logger.warning(
+                        "rtms media handshake refused %s socket=%s status=%s reason=%r",
+                        self._log,
+                        slot.plan.name,
+                        event.error.status_code,
+                        event.error.reason,
+                    )
+                    if event.rejection.retryable:
+                        result.append(
+                            _Outcome(_Kind.REJECTED, GapCause.MEDIA_INTERRUPTED, str(event.error))
+                        )
+                    else:
+                        self._end(
+                            None, f"MEDIA_HANDSHAKE_REJECTED_{event.rejection.name}", normal=False
+                        )
+                        result.append(_Outcome(_Kind.ENDED))
+                elif isinstance(event, ConnectionEnded):
+                    result.append(
+                        _Outcome(_Kind.LOST, GapCause.MEDIA_INTERRUPTED, f"media {event.cause}")
+                    )
+                elif isinstance(event, MediaInterruption):
+                    self._media_trigger(event)
+                else:
+                    self._common(event, slot.plan.name)
+
+        return handle
+
+    def _media_trigger(self, event: MediaInterruption) -> None:
+        now = trio.current_time()
+        for slot in self._slots:
+            if event.media_type and not (event.media_type & slot.plan.media_type):
+                continue
+            if not slot.ready or now - slot.connected_at < self._config.media_trigger_guard_s:
+                continue
+            if slot.scope is not None:
+                logger.info(
+                    "rtms media interrupted %s socket=%s (%s)",
+                    self._log,
+                    slot.plan.name,
+                    event.detail,
+                )
+                slot.scope.cancel()
+
+    def _common(self, event: ProtocolEvent, socket: str) -> None:
+        """Events both socket kinds can produce."""
+        stats = self._stats
+        if isinstance(event, KeepAliveAnswered):
+            stats.keepalives_answered += 1
+            stats.frames["keep_alive"] += 1
+        elif isinstance(event, ProtocolViolation):
+            stats.dropped["malformed"] += 1
+            logger.warning("rtms malformed frame %s socket=%s: %s", self._log, socket, event.error)
+        elif isinstance(event, IgnoredMessage):
+            stats.dropped["ignored"] += 1
+            logger.debug(
+                "rtms ignored msg_type=%d %s socket=%s", event.type_code, self._log, socket
+            )
+        elif isinstance(event, VideoFrame):
+            stats.frames[event.kind] += 1
+            stats.dropped["video_not_recorded"] += 1
+        elif isinstance(event, PauseChanged):
+            stats.frames["control"] += 1
+            if event.paused and not self._paused:
+                self._paused = True
+                self._outlet.offer(Paused(event.timestamp_ms, self._wall_ms()))
+            elif not event.paused and self._paused:
+                self._paused = False
+                self._outlet.offer(Resumed(event.timestamp_ms, self._wall_ms()))
+        elif isinstance(event, StreamTerminated):
+            self._end(event.reason, stop_reason_name(event.reason))
+        elif isinstance(event, SignalingInterruptionNotice | StateReport | VideoSubscriptionResult):
+            stats.frames["control"] += 1
+            logger.info("rtms %s %s socket=%s", type(event).__name__, self._log, socket)
+        elif isinstance(event, _FORWARDED):
+            stats.frames["control"] += 1
+            self._outlet.offer(event)
+        else:
+            stats.frames["control"] += 1
+
+
+__all__ = ["Engine"]

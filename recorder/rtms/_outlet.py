@@ -1,0 +1,129 @@
+"""Hands capture events to the consumer without ever blocking a socket reader.
+
+Readers call ``offer()`` synchronously. Media (audio, transcript, chat) is queued while fewer
+than ``capacity`` events wait; beyond that it is dropped, and the loss is recorded per track as
+one pending ``PacketsDropped`` with the RTMS timestamp range, delivered in order when the
+consumer catches up. Control events (states, interruptions, the end) are never dropped: they are
+rare, so they may exceed ``capacity``. One flusher task moves the queue into a channel with no
+buffer of its own, so memory is bounded by ``capacity`` plus the control events and one drop
+record per track.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+from recorder.rtms.events import (
+    MIXED_TRACK,
+    AudioPacket,
+    CaptureEvent,
+    ChatMessage,
+    GapCause,
+    PacketsDropped,
+    StreamEnded,
+    TranscriptMessage,
+)
+
+
+@dataclass(slots=True)
+class _DropRecord:
+    track: str
+    count: int
+    first_timestamp_ms: int
+    last_timestamp_ms: int
+
+
+def _track_of(event: AudioPacket | TranscriptMessage | ChatMessage) -> str:
+    if isinstance(event, AudioPacket):
+        return event.track
+    if isinstance(event, TranscriptMessage):
+        return "transcript"
+    return "chat"
+
+
+class EventOutlet:
+    def __init__(self, capacity: int, wall_ms: Callable[[], int]) -> None:
+        self.capacity = max(1, capacity)
+        self._wall_ms = wall_ms
+        self._queue: collections.deque[CaptureEvent | _DropRecord] = collections.deque()
+        self._open_drops: dict[str, _DropRecord] = {}
+        self._queued_media = 0
+        self._wakeup = trio.Event()
+        self._ended = False
+        self.send_channel, self.receive_channel = trio.open_memory_channel[CaptureEvent](0)
+        #: Media events dropped, per track.
+        self.dropped: collections.Counter[str] = collections.Counter()
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    def offer(self, event: CaptureEvent) -> None:
+        if self._ended:
+            return
+        if isinstance(event, AudioPacket | TranscriptMessage | ChatMessage):
+            if self._queued_media >= self.capacity:
+                self._drop(event)
+                return
+            self._queued_media += 1
+        elif isinstance(event, StreamEnded):
+            self._ended = True
+        self._queue.append(event)
+        self._wakeup.set()
+
+    def _drop(self, event: AudioPacket | TranscriptMessage | ChatMessage) -> None:
+        track = _track_of(event)
+        self.dropped[track] += 1
+        record = self._open_drops.get(track)
+        timestamp = event.timestamp_ms
+        if record is None:
+            record = _DropRecord(track, 0, timestamp, timestamp)
+            self._open_drops[track] = record
+            self._queue.append(record)
+            self._wakeup.set()
+        record.count += 1
+        record.first_timestamp_ms = min(record.first_timestamp_ms, timestamp)
+        record.last_timestamp_ms = max(record.last_timestamp_ms, timestamp)
+
+    async def run_flusher(self) -> None:
+        """Deliver queued events in order; close the channel after ``StreamEnded``."""
+        async with self.send_channel:
+            while True:
+                if not self._queue:
+                    if self._ended:
+                        return
+                    self._wakeup = trio.Event()
+                    await self._wakeup.wait()
+                    continue
+                item = self._queue[0]
+                event: CaptureEvent
+                if isinstance(item, _DropRecord):
+                    # Freeze the record before waiting, so later drops open a new one.
+                    self._open_drops.pop(item.track, None)
+                    event = PacketsDropped(
+                        wall_ms=self._wall_ms(),
+                        count=item.count,
+                        cause=GapCause.BACKPRESSURE,
+                        first_timestamp_ms=item.first_timestamp_ms,
+                        last_timestamp_ms=item.last_timestamp_ms,
+                        track=None if item.track in ("transcript", "chat") else item.track,
+                    )
+                else:
+                    event = item
+                try:
+                    await self.send_channel.send(event)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    # The consumer went away: nothing more can be delivered.
+                    self._ended = True
+                    self._queue.clear()
+                    return
+                self._queue.popleft()
+                if isinstance(event, AudioPacket | TranscriptMessage | ChatMessage):
+                    self._queued_media -= 1
+
+
+__all__ = ["MIXED_TRACK", "EventOutlet"]

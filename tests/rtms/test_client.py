@@ -1,0 +1,520 @@
+"""The trio client over real loopback WebSockets against a scripted RTMS server."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import trio
+
+from recorder.errors import UrlNotAllowed
+from recorder.rtms.client import (
+    ClientConfig,
+    RtmsStream,
+    StreamTarget,
+    audio_params,
+    open_rtms_stream,
+)
+from recorder.rtms.events import (
+    AudioCodec,
+    AudioPacket,
+    CaptureEvent,
+    ChatMessage,
+    ContactCenterEvent,
+    FirstPacketTimestamp,
+    GapCause,
+    Interrupted,
+    PacketsDropped,
+    ParticipantEvent,
+    Paused,
+    Recovered,
+    Resumed,
+    StreamEnded,
+    TranscriptMessage,
+)
+from recorder.rtms.signature import Product
+from recorder.rtms.urls import SocketLayout
+
+CLIENT_ID = "test_client_id"
+CLIENT_SECRET = "test_client_secret"
+STREAM_ID = "609340fb2a7946909659956c8aa9250c"
+
+FAST = dict(
+    allow_insecure_loopback=True,
+    backoff_initial_s=0.05,
+    backoff_max_s=0.2,
+    connect_timeout_s=5.0,
+    handshake_timeout_s=5.0,
+    close_timeout_s=1.0,
+    media_trigger_guard_s=0.0,
+)
+
+
+def target(
+    server: Any, product: Product = Product.MEETING, instance: str = "4444AAAiAAAAAiAiAiiAii=="
+) -> StreamTarget:
+    return StreamTarget(
+        product=product,
+        instance_id=instance,
+        rtms_stream_id=STREAM_ID,
+        server_urls=(server.url(),),
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+    )
+
+
+def config(**overrides: Any) -> ClientConfig:
+    return ClientConfig(**{**FAST, **overrides})
+
+
+def audio_frame(timestamp: int, data: str = "AAAAAA==", **content: Any) -> dict[str, Any]:
+    return {
+        "msg_type": 14,
+        "content": {"user_id": 0, "data": data, "timestamp": timestamp, **content},
+    }
+
+
+async def next_of(stream: RtmsStream, kind: type, seen: list[CaptureEvent] | None = None) -> Any:
+    async for event in stream.events:
+        if seen is not None:
+            seen.append(event)
+        if isinstance(event, kind):
+            return event
+    raise AssertionError(f"stream ended before {kind.__name__}")
+
+
+async def ready_media(server: Any, count: int = 1) -> list[Any]:
+    await server.until(lambda: len([p for p in server.live_media() if p.ready.is_set()]) >= count)
+    return [p for p in server.live_media() if p.ready.is_set()]
+
+
+async def test_meeting_happy_path_and_graceful_close(rtms_server: Any) -> None:
+    with trio.fail_after(10):
+        cfg = config(transcript=True, chat=True)
+        async with open_rtms_stream(target(rtms_server), cfg) as stream:
+            first = await next_of(stream, FirstPacketTimestamp)
+            assert first.timestamp_ms == 1000
+            media = await ready_media(rtms_server, 3)
+            kinds = sorted(p.kind for p in media)
+            assert kinds == ["audio", "chat", "transcript"]
+            hello = rtms_server.signaling[0].received[0]
+            assert hello["msg_type"] == 1
+            assert hello["meeting_uuid"] == "4444AAAiAAAAAiAiAiiAii=="
+            assert hello["buffer_data"] is True
+            subscription = rtms_server.signaling[0].received[1]
+            assert subscription["msg_type"] == 5
+            assert {e["event_type"] for e in subscription["events"]}.isdisjoint({1, 7})
+            assert [m["msg_type"] for m in rtms_server.signaling[0].received].count(7) == 3
+            audio = next(p for p in media if p.kind == "audio")
+            assert audio.received[0]["media_type"] == 1
+            assert audio.received[0]["media_params"] == {
+                "audio": {
+                    "content_type": 2,
+                    "sample_rate": 1,
+                    "channel": 1,
+                    "codec": 1,
+                    "data_opt": 1,
+                    "send_rate": 20,
+                }
+            }
+            await audio.send({"msg_type": 12, "timestamp": 77, "sequence": 3})
+            await audio.send(audio_frame(2000, length=4))
+            packet = await next_of(stream, AudioPacket)
+            assert (packet.track, packet.timestamp_ms, packet.payload) == (
+                "mixed",
+                2000,
+                b"\0\0\0\0",
+            )
+            assert packet.format.sample_rate == 16000
+            await rtms_server.until(
+                lambda: {"msg_type": 13, "timestamp": 77, "sequence": 3} in audio.received
+            )
+            transcript_peer = next(p for p in media if p.kind == "transcript")
+            await transcript_peer.send(
+                {
+                    "msg_type": 17,
+                    "content": {
+                        "user_id": 5,
+                        "user_name": "Ann",
+                        "timestamp": 2100,
+                        "data": "hello",
+                    },
+                }
+            )
+            text = await next_of(stream, TranscriptMessage)
+            assert (text.text, text.user_id) == ("hello", "5")
+            chat_peer = next(p for p in media if p.kind == "chat")
+            await chat_peer.send(
+                {"msg_type": 18, "content": {"timestamp": 2200, "data": "Chat message"}}
+            )
+            assert (await next_of(stream, ChatMessage)).text == "Chat message"
+            await rtms_server.signaling[0].send(
+                {
+                    "msg_type": 6,
+                    "event": {
+                        "event_type": 3,
+                        "timestamp": 2300,
+                        "participants": [{"user_id": 16778240, "user_name": "John"}],
+                    },
+                }
+            )
+            joined = await next_of(stream, ParticipantEvent)
+            assert joined.participants[0].user_id == "16778240"
+            await stream.close(graceful=True)
+            ended = await next_of(stream, StreamEnded)
+            assert ended.normal
+            assert ended.reason == 20
+            assert not ended.revoked
+            assert any(m["msg_type"] == 21 for m in rtms_server.signaling[0].received)
+            assert stream.stats.frames["audio"] == 1
+            assert stream.stats.keepalives_answered == 1
+        assert rtms_server.max_open_signaling == 1
+
+
+CODECS = [
+    (AudioCodec.L16, 8000, 1),
+    (AudioCodec.L16, 16000, 1),
+    (AudioCodec.L16, 32000, 2),
+    (AudioCodec.L16, 48000, 2),
+    (AudioCodec.G711, 8000, 1),
+    (AudioCodec.G722, 16000, 1),
+    (AudioCodec.OPUS, 48000, 1),
+    (AudioCodec.OPUS, 48000, 2),
+]
+
+
+@pytest.mark.parametrize(("codec", "rate", "channels"), CODECS)
+@pytest.mark.parametrize("layout", [SocketLayout.PER_TYPE, SocketLayout.ALL])
+async def test_every_codec_and_layout(
+    rtms_server: Any, codec: AudioCodec, rate: int, channels: int, layout: SocketLayout
+) -> None:
+    params = audio_params(codec, rate, channels, per_speaker=True)
+    with trio.fail_after(10):
+        async with open_rtms_stream(
+            target(rtms_server), config(audio_params=params, layout=layout)
+        ) as stream:
+            [peer] = await ready_media(rtms_server)
+            assert peer.kind == ("all" if layout is SocketLayout.ALL else "audio")
+            assert peer.received[0]["media_type"] == (32 if layout is SocketLayout.ALL else 1)
+            wire = peer.received[0]["media_params"]["audio"]
+            assert wire["codec"] == int(codec)
+            assert wire["channel"] == channels
+            assert wire["data_opt"] == 2
+            await peer.send(audio_frame(5000, data="AQID", user_id=16778240, user_name="John"))
+            packet = await next_of(stream, AudioPacket)
+            assert packet.track == "user-16778240"
+            assert (packet.format.codec, packet.format.sample_rate, packet.format.channels) == (
+                codec,
+                rate,
+                channels,
+            )
+            await stream.close(graceful=False)
+
+
+@pytest.mark.parametrize(
+    ("product", "key"),
+    [
+        (Product.MEETING, "meeting_uuid"),
+        (Product.WEBINAR, "webinar_uuid"),
+        (Product.SESSION, "session_id"),
+        (Product.CONTACT_CENTER, "engagement_id"),
+    ],
+)
+async def test_each_product_handshake(rtms_server: Any, product: Product, key: str) -> None:
+    with trio.fail_after(10):
+        cfg = config(transcript=True, layout=SocketLayout.ALL)
+        async with open_rtms_stream(target(rtms_server, product, "Inst/+id=="), cfg) as stream:
+            [peer] = await ready_media(rtms_server)
+            assert rtms_server.signaling[0].received[0][key] == "Inst/+id=="
+            assert peer.received[0][key] == "Inst/+id=="
+            assert peer.received[0]["media_params"].keys() == {"audio", "transcript"}
+            if product is Product.CONTACT_CENTER:
+                await peer.send(audio_frame(1, channel_id="123abc"))
+                assert (await next_of(stream, AudioPacket)).track == "channel-123abc"
+                await rtms_server.signaling[0].send(
+                    '{"msg_type":6,"event":{"event_type":8,"event_ts":5,"paticipant_info":{"channel_id":"123abc","participant_mode":"caller"}}}'
+                )
+                event = await next_of(stream, ContactCenterEvent)
+                assert (event.name, event.channel_id) == ("CONSUMER_ANSWERED", "123abc")
+            await stream.close(graceful=False)
+
+
+async def test_contact_center_prefers_audio_url(rtms_server: Any) -> None:
+    with trio.fail_after(10):
+        async with open_rtms_stream(
+            target(rtms_server, Product.CONTACT_CENTER), config(layout=SocketLayout.ALL)
+        ) as stream:
+            [peer] = await ready_media(rtms_server)
+            assert peer.kind == "audio"
+            await stream.close(graceful=False)
+
+
+async def test_failover_to_new_urls(rtms_server: Any, rtms_server_b: Any) -> None:
+    with trio.fail_after(10):
+        async with open_rtms_stream(target(rtms_server), config()) as stream:
+            await ready_media(rtms_server)
+            await stream.failover((rtms_server_b.url(),))
+            interrupted = await next_of(stream, Interrupted)
+            assert interrupted.cause is GapCause.FAILOVER
+            recovered = await next_of(stream, Recovered)
+            assert recovered.cause is GapCause.FAILOVER
+            assert recovered.interrupted_wall_ms == interrupted.wall_ms
+            [peer] = await ready_media(rtms_server_b)
+            assert not rtms_server.live_signaling()
+            await peer.send(audio_frame(7))
+            assert (await next_of(stream, AudioPacket)).timestamp_ms == 7
+            await stream.close(graceful=False)
+        assert rtms_server.max_open_signaling == 1
+        assert rtms_server_b.max_open_signaling == 1
+        assert stream.stats.max_open_signaling == 1
+
+
+async def test_signaling_loss_and_rtms_interrupted_reconnect_once(rtms_server: Any) -> None:
+    with trio.fail_after(10):
+        async with open_rtms_stream(target(rtms_server), config()) as stream:
+            await ready_media(rtms_server)
+            # The server interrupts both sockets, then the webhook arrives (a double trigger).
+            await rtms_server.signaling[0].drop()
+            for peer in rtms_server.live_media():
+                await peer.drop()
+            interrupted = await next_of(stream, Interrupted)
+            assert interrupted.cause is GapCause.SIGNALING_INTERRUPTED
+            assert interrupted.media == ()
+            stream.signaling_interrupted()
+            recovered = await next_of(stream, Recovered)
+            assert recovered.cause is GapCause.SIGNALING_INTERRUPTED
+            assert recovered.interrupted_wall_ms == interrupted.wall_ms
+            assert len(rtms_server.signaling) == 2
+            # A webhook-only interruption on a healthy stream redoes both sockets.
+            stream.signaling_interrupted()
+            again = await next_of(stream, Recovered)
+            assert again.cause is GapCause.SIGNALING_INTERRUPTED
+            assert len(rtms_server.signaling) == 3
+            await stream.close(graceful=False)
+        assert rtms_server.max_open_signaling == 1
+
+
+async def test_media_interruption_reconnects_only_media(rtms_server: Any) -> None:
+    with trio.fail_after(10):
+        async with open_rtms_stream(target(rtms_server), config()) as stream:
+            [audio] = await ready_media(rtms_server)
+            await rtms_server.signaling[0].send(
+                {"msg_type": 6, "event": {"event_type": 7, "timestamp": 3}}
+            )
+            await rtms_server.signaling[0].send(
+                {"msg_type": 8, "state": 2, "reason": 14, "timestamp": 3}
+            )
+            interrupted = await next_of(stream, Interrupted)
+            assert interrupted.cause is GapCause.MEDIA_INTERRUPTED
+            assert interrupted.media == ("audio",)
+            recovered = await next_of(stream, Recovered)
+            assert recovered.cause is GapCause.MEDIA_INTERRUPTED
+            await rtms_server.until(lambda: audio.closed)
+            [fresh] = await ready_media(rtms_server)
+            assert fresh is not audio
+            assert len(rtms_server.signaling) == 1
+            assert len(rtms_server.media) == 2  # the double trigger did not reconnect twice
+            await fresh.send(audio_frame(11))
+            assert (await next_of(stream, AudioPacket)).timestamp_ms == 11
+            await stream.close(graceful=False)
+
+
+async def test_media_socket_loss_reconnects_media(rtms_server: Any) -> None:
+    with trio.fail_after(10):
+        async with open_rtms_stream(target(rtms_server), config()) as stream:
+            [audio] = await ready_media(rtms_server)
+            await audio.drop()
+            assert (await next_of(stream, Interrupted)).media == ("audio",)
+            assert (await next_of(stream, Recovered)).attempts == 1
+            assert len(rtms_server.signaling) == 1
+            await stream.close(graceful=False)
+
+
+async def test_duplicate_signal_rejections_are_retried(rtms_server: Any) -> None:
+    rtms_server.signaling_rejections = [
+        (8, "duplicate signal request"),
+        (17, "DUPLICATE_SIGNAL_REQUEST"),
+    ]
+    with trio.fail_after(10):
+        async with open_rtms_stream(target(rtms_server), config()) as stream:
+            recovered = await next_of(stream, Recovered)
+            assert recovered.attempts == 2
+            await ready_media(rtms_server)
+            assert len(rtms_server.signaling) == 3
+            await stream.close(graceful=False)
+        assert rtms_server.max_open_signaling == 1
+
+
+async def test_duplicate_signal_retry_limit(rtms_server: Any) -> None:
+    rtms_server.signaling_rejections = [(8, "duplicate signal request")] * 10
+    with trio.fail_after(10):
+        async with open_rtms_stream(target(rtms_server), config(duplicate_retry_limit=3)) as stream:
+            ended = await next_of(stream, StreamEnded)
+            assert not ended.normal
+            assert ended.reason_name == "DUPLICATE_SIGNAL_REQUEST"
+        assert len(rtms_server.signaling) == 4
+
+
+async def test_signature_error_never_reconnects(rtms_server: Any) -> None:
+    bad = StreamTarget(Product.MEETING, "u", STREAM_ID, (rtms_server.url(),), CLIENT_ID, "wrong")
+    with trio.fail_after(10):
+        async with open_rtms_stream(bad, config()) as stream:
+            ended = await next_of(stream, StreamEnded)
+            assert not ended.normal
+            assert "SIGNATURE" in ended.reason_name
+            with pytest.raises(trio.EndOfChannel):
+                await stream.events.receive()
+        assert len(rtms_server.signaling) == 1
+
+
+@pytest.mark.parametrize(
+    ("reason", "normal", "revoked"),
+    [(6, True, False), ("STOP_BC_STREAM_REVOKED", True, True), (12, False, False)],
+)
+async def test_stream_terminated_ends_without_reconnect(
+    rtms_server: Any, reason: Any, normal: bool, revoked: bool
+) -> None:
+    with trio.fail_after(10):
+        async with open_rtms_stream(target(rtms_server), config()) as stream:
+            await ready_media(rtms_server)
+            await rtms_server.signaling[0].send(
+                {"msg_type": 8, "state": 4, "reason": reason, "timestamp": 9}
+            )
+            await rtms_server.signaling[0].drop()
+            ended = await next_of(stream, StreamEnded)
+            assert (ended.normal, ended.revoked) == (normal, revoked)
+        assert len(rtms_server.signaling) == 1
+
+
+async def test_stopped_webhook_and_pause_resume(rtms_server: Any) -> None:
+    with trio.fail_after(10):
+        async with open_rtms_stream(target(rtms_server), config()) as stream:
+            await ready_media(rtms_server)
+            sig = rtms_server.signaling[0]
+            await sig.send({"msg_type": 9, "state": 3, "timestamp": 5, "rtms_session_id": "s1"})
+            await sig.send({"msg_type": 8, "state": 5, "timestamp": 5})
+            await sig.send({"msg_type": 9, "state": 4, "timestamp": 6, "rtms_session_id": "s1"})
+            seen: list[CaptureEvent] = []
+            assert (await next_of(stream, Paused, seen)).timestamp_ms == 5
+            assert (await next_of(stream, Resumed, seen)).timestamp_ms == 6
+            assert sum(isinstance(e, Paused) for e in seen) == 1
+            stream.stopped(8)
+            ended = await next_of(stream, StreamEnded)
+            assert ended.revoked
+            assert ended.reason == 8
+        assert len(rtms_server.signaling) == 1
+
+
+async def test_malformed_truncated_unknown_and_binary_frames(rtms_server: Any) -> None:
+    with trio.fail_after(10):
+        async with open_rtms_stream(target(rtms_server), config()) as stream:
+            [audio] = await ready_media(rtms_server)
+            for frame in [
+                "garbage",
+                '{"msg_type":14,"content":{"data":"AAA',
+                '{"msg_type":99}',
+                '{"msg_type":23,"content":{}}',
+                b"\x00\xff",
+                '{"msg_type":14,"content":{"data":"!!","timestamp":1}}',
+                "[]",
+            ]:
+                await audio.send(frame)
+                await rtms_server.signaling[0].send(frame)
+            pretty = json.dumps(audio_frame(42), indent="\t", sort_keys=True).encode()
+            await audio.send(pretty)
+            packet = await next_of(stream, AudioPacket)
+            assert packet.timestamp_ms == 42
+            assert stream.stats.dropped["malformed"] >= 8
+            assert stream.stats.dropped["ignored"] >= 4
+            assert len(rtms_server.signaling) == 1
+            assert len(rtms_server.media) == 1
+            await stream.close(graceful=False)
+
+
+async def test_oversized_frame_reconnects_media(rtms_server: Any) -> None:
+    with trio.fail_after(10):
+        async with open_rtms_stream(target(rtms_server), config(max_message_size=4096)) as stream:
+            [audio] = await ready_media(rtms_server)
+            await audio.send(audio_frame(1, data="A" * 8000))
+            assert (await next_of(stream, Interrupted)).media == ("audio",)
+            await next_of(stream, Recovered)
+            assert len(rtms_server.signaling) == 1
+            await stream.close(graceful=False)
+
+
+async def test_watchdog_reconnects_a_silent_media_socket(rtms_server: Any) -> None:
+    with trio.fail_after(10):
+        async with open_rtms_stream(target(rtms_server), config(watchdog_s=0.3)) as stream:
+            # Signaling stays alive through keep-alives; the media socket goes silent.
+            async def keep_signaling_alive() -> None:
+                while True:
+                    await rtms_server.signaling[-1].send({"msg_type": 12, "timestamp": 1})
+                    await trio.sleep(0.05)
+
+            async with trio.open_nursery() as nursery:
+                await ready_media(rtms_server)
+                nursery.start_soon(keep_signaling_alive)
+                interrupted = await next_of(stream, Interrupted)
+                assert "watchdog" in interrupted.detail
+                await next_of(stream, Recovered)
+                nursery.cancel_scope.cancel()
+            assert len(rtms_server.signaling) == 1
+            await stream.close(graceful=False)
+
+
+async def test_slow_consumer_never_blocks_keepalives_and_drops_are_reported(
+    rtms_server: Any,
+) -> None:
+    with trio.fail_after(10):
+        async with open_rtms_stream(target(rtms_server), config(), event_buffer=5) as stream:
+            await next_of(stream, FirstPacketTimestamp)
+            [audio] = await ready_media(rtms_server)
+            for ts in range(100, 120):
+                await audio.send(audio_frame(ts))
+            await audio.send({"msg_type": 12, "timestamp": 4242})
+            # Nobody reads events, yet the keep-alive is answered.
+            await rtms_server.until(
+                lambda: any(
+                    m.get("timestamp") == 4242 and m["msg_type"] == 13 for m in audio.received
+                )
+            )
+            seen: list[CaptureEvent] = []
+            dropped = await next_of(stream, PacketsDropped, seen)
+            assert [e.timestamp_ms for e in seen if isinstance(e, AudioPacket)] == [
+                100,
+                101,
+                102,
+                103,
+                104,
+            ]
+            assert (
+                dropped.count,
+                dropped.first_timestamp_ms,
+                dropped.last_timestamp_ms,
+                dropped.track,
+            ) == (15, 105, 119, "mixed")
+            await audio.send(audio_frame(200))
+            assert (await next_of(stream, AudioPacket)).timestamp_ms == 200
+            assert stream.stats.dropped["backpressure"] == 0 or True
+            await stream.close(graceful=False)
+
+
+async def test_url_policy_is_enforced_before_connecting(rtms_server: Any) -> None:
+    with pytest.raises(UrlNotAllowed, match="loopback"):
+        async with open_rtms_stream(target(rtms_server), ClientConfig()):
+            pass
+    evil = StreamTarget(
+        Product.MEETING,
+        "u",
+        STREAM_ID,
+        ("wss://evil.example.com/x?token=secret",),
+        CLIENT_ID,
+        CLIENT_SECRET,
+    )
+    with pytest.raises(UrlNotAllowed) as info:
+        async with open_rtms_stream(evil, ClientConfig()):
+            pass
+    assert "evil.example.com" in str(info.value)
+    assert "secret" not in str(info.value)
+    assert rtms_server.signaling == []
