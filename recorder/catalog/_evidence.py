@@ -26,6 +26,7 @@ from recorder.catalog._rows import (
 from recorder.catalog.base import (
     EvidenceKind,
     EvidenceRef,
+    Lease,
     NewRecordFile,
     NewSegment,
     ParticipantInfo,
@@ -136,12 +137,19 @@ class EvidenceQueries(TransactionSource):
                 raise CatalogError(f"set_contact_center: no recording {recording_id}")
 
     def end_recording(
-        self, recording_id: str, *, ended_ms: int, reason: str, status: RecordingStatus
+        self,
+        recording_id: str,
+        *,
+        ended_ms: int,
+        reason: str,
+        status: RecordingStatus,
+        fence: Lease | None = None,
     ) -> RecordingRow:
         """The first end wins; ending again returns the recording unchanged."""
         if status is RecordingStatus.ACTIVE:
             raise CatalogError("end_recording: status must not be active")
         with self._transaction("end_recording", write=True) as tx:
+            self._check_fence(tx, "end_recording", fence)
             tx.execute(
                 """UPDATE recordings SET ended_ms = ?, end_reason = ?, status = ?
                     WHERE recording_id = ? AND status = 'active'""",
@@ -157,10 +165,13 @@ class EvidenceQueries(TransactionSource):
 
     # --- evidence --------------------------------------------------------------------------
 
-    def add_segment(self, segment: NewSegment, now_ms: int) -> SegmentRow:
+    def add_segment(
+        self, segment: NewSegment, now_ms: int, *, fence: Lease | None = None
+    ) -> SegmentRow:
         """Idempotent on (recording, track, index); a different digest there is refused."""
         s = segment
         with self._transaction("add_segment", write=True) as tx:
+            self._check_fence(tx, "add_segment", fence)
             tx.execute(
                 """INSERT INTO segments (recording_id, track, segment_index, participant_id,
                         object_key, plaintext_sha256, stored_sha256, plaintext_size, stored_size,
@@ -189,10 +200,13 @@ class EvidenceQueries(TransactionSource):
                 )
             return stored
 
-    def add_record_file(self, record: NewRecordFile, now_ms: int) -> RecordFileRow:
+    def add_record_file(
+        self, record: NewRecordFile, now_ms: int, *, fence: Lease | None = None
+    ) -> RecordFileRow:
         """Idempotent on (recording, kind, index); a different digest there is refused."""
         r = record
         with self._transaction("add_record_file", write=True) as tx:
+            self._check_fence(tx, "add_record_file", fence)
             tx.execute(
                 """INSERT INTO records (recording_id, kind, record_index, object_key,
                         plaintext_sha256, stored_sha256, plaintext_size, stored_size, start_ms,
@@ -284,10 +298,12 @@ class EvidenceQueries(TransactionSource):
         start_sample: int | None = None,
         end_sample: int | None = None,
         detail: str = "",
+        fence: Lease | None = None,
     ) -> None:
         if end_ms < start_ms:
             raise CatalogError(f"add_gap: end_ms {end_ms} before start_ms {start_ms}")
         with self._transaction("add_gap", write=True) as tx:
+            self._check_fence(tx, "add_gap", fence)
             tx.execute(
                 """INSERT INTO gaps (recording_id, track, start_ms, end_ms, start_sample,
                         end_sample, cause, detail)
@@ -297,10 +313,17 @@ class EvidenceQueries(TransactionSource):
             )
 
     def add_pause(
-        self, recording_id: str, *, start_ms: int, end_ms: int | None, actor: str | None
+        self,
+        recording_id: str,
+        *,
+        start_ms: int,
+        end_ms: int | None,
+        actor: str | None,
+        fence: Lease | None = None,
     ) -> None:
         """Open a pause (``end_ms=None``) and close it later with the same ``start_ms``."""
         with self._transaction("add_pause", write=True) as tx:
+            self._check_fence(tx, "add_pause", fence)
             tx.execute(
                 """INSERT INTO pauses (recording_id, start_ms, end_ms, actor)
                     VALUES (?, ?, ?, ?)

@@ -17,6 +17,7 @@ from recorder.catalog.base import (
     AuditEvent,
     HoldScope,
     JsonValue,
+    Lease,
     LegalHoldRow,
     Product,
     RecordFileRow,
@@ -27,7 +28,7 @@ from recorder.catalog.base import (
     StreamState,
     UploadState,
 )
-from recorder.errors import CatalogError
+from recorder.errors import CatalogError, LeaseLost
 
 Row = tuple[Any, ...]
 
@@ -136,6 +137,31 @@ def canonical_json(details: Mapping[str, JsonValue] | None) -> str:
 
 class TransactionSource(abc.ABC):
     """What every query mixin needs from an engine: one transaction at a time."""
+
+    #: Appended to the fencing ``SELECT`` so that a concurrent takeover waits for our commit.
+    #: PostgreSQL needs ``FOR SHARE``; SQLite writers already hold the database lock.
+    _fence_lock_sql: str = ""
+
+    def _check_fence(self, tx: Tx, operation: str, fence: Lease | None) -> None:
+        """Refuse the write unless ``fence`` is still the stream's current lease.
+
+        Same rule as ``renew``: an expired lease that nobody has claimed since still counts,
+        because its epoch proves no one else held the stream in between.
+        """
+        if fence is None:
+            return
+        # The suffix is one of two fixed strings chosen by the engine class, never input.
+        sql = (
+            "SELECT 1 FROM streams WHERE rtms_stream_id = ? AND lease_owner = ? AND lease_epoch = ?"
+        )
+        row = tx.fetchone(
+            sql + self._fence_lock_sql, (fence.rtms_stream_id, fence.owner, fence.epoch)
+        )
+        if row is None:
+            raise LeaseLost(
+                f"{operation}: stream {fence.rtms_stream_id} lease epoch {fence.epoch} of "
+                f"{fence.owner} is no longer current"
+            )
 
     @abc.abstractmethod
     def _transaction(self, operation: str, *, write: bool) -> AbstractContextManager[Tx]:

@@ -154,7 +154,13 @@ class AsyncCatalog:
         )
 
     async def end_recording(
-        self, recording_id: str, *, ended_ms: int, reason: str, status: RecordingStatus
+        self,
+        recording_id: str,
+        *,
+        ended_ms: int,
+        reason: str,
+        status: RecordingStatus,
+        fence: Lease | None = None,
     ) -> RecordingRow:
         return await self._call(
             functools.partial(
@@ -163,15 +169,24 @@ class AsyncCatalog:
                 ended_ms=ended_ms,
                 reason=reason,
                 status=status,
+                fence=fence,
             )
         )
 
     # evidence
-    async def add_segment(self, segment: NewSegment, now_ms: int) -> SegmentRow:
-        return await self._call(functools.partial(self.sync.add_segment, segment, now_ms))
+    async def add_segment(
+        self, segment: NewSegment, now_ms: int, *, fence: Lease | None = None
+    ) -> SegmentRow:
+        return await self._call(
+            functools.partial(self.sync.add_segment, segment, now_ms, fence=fence)
+        )
 
-    async def add_record_file(self, record: NewRecordFile, now_ms: int) -> RecordFileRow:
-        return await self._call(functools.partial(self.sync.add_record_file, record, now_ms))
+    async def add_record_file(
+        self, record: NewRecordFile, now_ms: int, *, fence: Lease | None = None
+    ) -> RecordFileRow:
+        return await self._call(
+            functools.partial(self.sync.add_record_file, record, now_ms, fence=fence)
+        )
 
     async def mark_uploaded(
         self,
@@ -207,6 +222,7 @@ class AsyncCatalog:
         start_sample: int | None = None,
         end_sample: int | None = None,
         detail: str = "",
+        fence: Lease | None = None,
     ) -> None:
         await self._call(
             functools.partial(
@@ -219,15 +235,27 @@ class AsyncCatalog:
                 start_sample=start_sample,
                 end_sample=end_sample,
                 detail=detail,
+                fence=fence,
             )
         )
 
     async def add_pause(
-        self, recording_id: str, *, start_ms: int, end_ms: int | None, actor: str | None
+        self,
+        recording_id: str,
+        *,
+        start_ms: int,
+        end_ms: int | None,
+        actor: str | None,
+        fence: Lease | None = None,
     ) -> None:
         await self._call(
             functools.partial(
-                self.sync.add_pause, recording_id, start_ms=start_ms, end_ms=end_ms, actor=actor
+                self.sync.add_pause,
+                recording_id,
+                start_ms=start_ms,
+                end_ms=end_ms,
+                actor=actor,
+                fence=fence,
             )
         )
 

@@ -473,14 +473,27 @@ class Catalog(Protocol):
         agent_name: str | None = None,
     ) -> None: ...
 
+    # Evidence writes take an optional ``fence``: the writer's lease. With it, the write is
+    # refused with ``LeaseLost`` (and nothing is written) once another process has claimed the
+    # stream, so a stalled old owner cannot add evidence after a takeover.
     def end_recording(
-        self, recording_id: str, *, ended_ms: int, reason: str, status: RecordingStatus
+        self,
+        recording_id: str,
+        *,
+        ended_ms: int,
+        reason: str,
+        status: RecordingStatus,
+        fence: Lease | None = None,
     ) -> RecordingRow: ...
 
     # evidence
-    def add_segment(self, segment: NewSegment, now_ms: int) -> SegmentRow: ...
+    def add_segment(
+        self, segment: NewSegment, now_ms: int, *, fence: Lease | None = None
+    ) -> SegmentRow: ...
 
-    def add_record_file(self, record: NewRecordFile, now_ms: int) -> RecordFileRow: ...
+    def add_record_file(
+        self, record: NewRecordFile, now_ms: int, *, fence: Lease | None = None
+    ) -> RecordFileRow: ...
 
     def mark_uploaded(
         self,
@@ -505,10 +518,17 @@ class Catalog(Protocol):
         start_sample: int | None = None,
         end_sample: int | None = None,
         detail: str = "",
+        fence: Lease | None = None,
     ) -> None: ...
 
     def add_pause(
-        self, recording_id: str, *, start_ms: int, end_ms: int | None, actor: str | None
+        self,
+        recording_id: str,
+        *,
+        start_ms: int,
+        end_ms: int | None,
+        actor: str | None,
+        fence: Lease | None = None,
     ) -> None: ...
 
     # holds and audit

@@ -64,6 +64,9 @@ class PostgresCatalog(SqlCatalog):
     """``Catalog`` on PostgreSQL. Thread-safe; at most ``max_connections`` transactions at once."""
 
     engine = Engine.POSTGRES
+    # Holds the stream row for the rest of the transaction: a takeover's claim waits for the
+    # fenced write to commit, so no write lands after a takeover under the old epoch.
+    _fence_lock_sql = " FOR SHARE"
 
     def __init__(
         self,

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 
 import pytest
 import trio
 
-from recorder.catalog import AsyncCatalog, Lease, Product, SqlCatalog, StreamEvent, StreamState
+from recorder.catalog import (
+    AsyncCatalog,
+    Lease,
+    NewRecordFile,
+    NewSegment,
+    Product,
+    RecordingStart,
+    RecordingStatus,
+    SqlCatalog,
+    StreamEvent,
+    StreamState,
+)
 from recorder.errors import LeaseLost
 from tests.catalog.conftest import T0, CatalogTarget
 
@@ -211,3 +223,74 @@ async def test_renew_races_takeover_and_exactly_one_side_holds_the_stream(
             assert stream is not None
             expected = ("b", 2) if claimed is not None else ("a", 1)
             assert (stream.lease_owner, stream.lease_epoch) == expected
+
+
+async def test_fenced_writes_are_refused_once_the_stream_is_taken_over(
+    catalog: AsyncCatalog,
+) -> None:
+    with trio.fail_after(20):
+        old = await catalog.try_claim("s-f", "host-a", TTL_MS, T0)
+        assert old is not None
+        recording = await catalog.upsert_recording(
+            RecordingStart("s-f", Product.MEETING, "m-f", T0), now_ms=T0
+        )
+        rid = recording.recording_id
+        segment = NewSegment(
+            recording_id=rid,
+            track="mixed",
+            segment_index=0,
+            object_key="k/0",
+            plaintext_sha256="a" * 64,
+            plaintext_size=44,
+            stored_size=100,
+            start_ms=T0,
+            end_ms=T0 + 20,
+            start_sample=0,
+            sample_count=320,
+            sample_rate=16_000,
+            codec="L16",
+            key_id="local:k",
+        )
+        await catalog.add_segment(segment, T0 + 1, fence=old)
+        await catalog.add_gap(
+            rid, "mixed", start_ms=T0, end_ms=T0 + 5, cause="lost_packets", fence=old
+        )
+
+        new = await catalog.try_claim("s-f", "host-b", TTL_MS, T0 + TTL_MS)
+        assert new is not None
+        late = dataclasses.replace(segment, segment_index=1, object_key="k/1")
+        with pytest.raises(LeaseLost, match="add_segment"):
+            await catalog.add_segment(late, T0 + TTL_MS + 1, fence=old)
+        with pytest.raises(LeaseLost, match="add_gap"):
+            await catalog.add_gap(
+                rid, "mixed", start_ms=T0 + 9, end_ms=T0 + 10, cause="x", fence=old
+            )
+        with pytest.raises(LeaseLost, match="add_pause"):
+            await catalog.add_pause(rid, start_ms=T0 + 9, end_ms=None, actor=None, fence=old)
+        with pytest.raises(LeaseLost, match="add_record_file"):
+            await catalog.add_record_file(
+                NewRecordFile(rid, "chat", 0, "k/c", "b" * 64, 1, 2, T0, T0 + 1, "local:k"),
+                T0 + TTL_MS + 1,
+                fence=old,
+            )
+        with pytest.raises(LeaseLost, match="end_recording"):
+            await catalog.end_recording(
+                rid,
+                ended_ms=T0 + 99,
+                reason="old owner",
+                status=RecordingStatus.INCOMPLETE,
+                fence=old,
+            )
+
+        detail = await catalog.show(rid)
+        assert detail is not None
+        assert [s.segment_index for s in detail.segments] == [0]
+        assert [g.start_ms for g in detail.gaps] == [T0]
+        assert (detail.pauses, detail.records) == ((), ())
+        assert detail.recording.status is RecordingStatus.ACTIVE
+        # The new owner carries on under its own lease.
+        await catalog.add_segment(late, T0 + TTL_MS + 2, fence=new)
+        ended = await catalog.end_recording(
+            rid, ended_ms=T0 + 99, reason="done", status=RecordingStatus.COMPLETE, fence=new
+        )
+        assert ended.status is RecordingStatus.COMPLETE
