@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import os
 import stat
 from pathlib import Path
@@ -23,6 +24,8 @@ from recorder.sink import EvidenceSink, SegmentIdentity, SinkFactory
 from .conftest import SMALL_CHUNK, make_identity, record_spans, write_segment
 
 WAV_LIKE_PROLOGUE = b"RIFF" + bytes(range(40))
+#: Hypothesis examples share one spool directory: every example gets its own segment name.
+_SEGMENT_NUMBERS = itertools.count()
 
 
 @pytest.mark.parametrize(
@@ -114,7 +117,7 @@ def test_random_write_sequences_round_trip(
     prologue_size: int,
 ) -> None:
     factory = SpoolSinkFactory(tmp_path / "spool", keyring, chunk_size=chunk_size)
-    identity = make_identity(segment_index=int.from_bytes(os.urandom(3), "big"))
+    identity = make_identity(segment_index=next(_SEGMENT_NUMBERS))
     sink = factory.open(identity, prologue_size=prologue_size)
     expected = bytearray()
     for number, size in enumerate(writes, start=1):
