@@ -18,6 +18,7 @@ import logging
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final
 
 import trio
@@ -227,7 +228,6 @@ class Engagement:
                 task_status.started()
                 await self.post_webhook("started", self.started_webhook_payload, self._event_ts)
                 nursery.start_soon(self._pump)
-                nursery.start_soon(self._run_steps)
                 await self.stopped.wait()
                 nursery.cancel_scope.cancel()
         finally:
@@ -238,16 +238,25 @@ class Engagement:
             self.changed()
 
     async def _pump(self) -> None:
+        """The one timeline: before frame ``k`` is produced, every step due by then runs.
+
+        Steps and frames share this task so that "pause at 1.0 s" always lands exactly between
+        frame 49 and frame 50, whatever the scheduler does.
+        """
         end_frame = int(self.scenario.duration_s * 1000 / FRAME_MS)
         frame_s = self.scaled(FRAME_MS / 1000)
+        steps = sorted(self.scenario.steps, key=lambda s: s.at_s)
         frame = 0
         while frame < end_frame:
             if self.scenario.firehose:
+                # As fast as the client reads, but only while someone reads (no 60 s overflow).
                 if not self.feed.audio_sockets:
                     await self._observed.wait_for(lambda: bool(self.feed.audio_sockets))
                 await trio.lowlevel.checkpoint()
             else:
                 await trio.sleep_until(self._start_time + frame * frame_s)
+            while steps and steps[0].at_s * 1000 <= frame * FRAME_MS and not self.stopping:
+                await self.run_step(steps.pop(0))
             if self.stopping:
                 return
             if self.paused:
@@ -258,14 +267,10 @@ class Engagement:
                 if self.stats.frames_sent and not self.streaming.is_set():
                     self.streaming.set()
             frame += 1
+        await trio.sleep_until(self._start_time + end_frame * frame_s)
+        while steps and steps[0].at_s <= self.scenario.duration_s and not self.stopping:
+            await self.run_step(steps.pop(0))
         await self.stop(self.scenario.end_reason)
-
-    async def _run_steps(self) -> None:
-        for step in sorted(self.scenario.steps, key=lambda s: s.at_s):
-            await trio.sleep_until(self._start_time + self.scaled(step.at_s))
-            if self.stopping:
-                return
-            await self.run_step(step)
 
     async def _speaker_events(self, frame: int) -> None:
         """ACTIVE_SPEAKER_CHANGE when an utterance starts (subscribed meetings only)."""
@@ -426,13 +431,25 @@ class Engagement:
                 step.arg_str("kind", "all"), socket=step.arg_str("socket", "signaling")
             )
         elif action is Action.OVERSIZED_FRAME:
-            await self.send_oversized(
-                step.arg_int("bytes", 2 * 2**20), socket=step.arg_str("socket", "media")
+            # A client that refuses the frame stops reading it; the send may then hang until the
+            # client gives up the socket, so it must not hold the timeline.
+            assert self._nursery is not None
+            self._nursery.start_soon(
+                partial(
+                    self.send_oversized,
+                    step.arg_int("bytes", 2 * 2**20),
+                    socket=step.arg_str("socket", "media"),
+                )
             )
+            await trio.lowlevel.checkpoint()
         elif action is Action.DUPLICATE_WEBHOOK:
             await self.resend_webhook(step.arg_str("event", "started"), as_retry=False)
         elif action is Action.RETRY_WEBHOOK:
-            await self.resend_webhook(step.arg_str("event", "started"), as_retry=True)
+            # The retry waits for its (compressed) delay; the timeline does not.
+            assert self._nursery is not None
+            self._nursery.start_soon(
+                partial(self.resend_webhook, step.arg_str("event", "started"), as_retry=True)
+            )
         elif action in (Action.PARTICIPANT_JOIN, Action.PARTICIPANT_LEAVE, Action.ACTIVE_SPEAKER):
             await self._participant_step(step)
         elif action is Action.ZCC_EVENT:

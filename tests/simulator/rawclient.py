@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
 from recorder.rtms.messages import (
@@ -163,3 +164,29 @@ __all__ = [
     "send",
     "signaling",
 ]
+
+
+async def join_audio(
+    target: Target,
+    *,
+    media_type: int = 1,
+    kind: str = "audio",
+    params: MediaParams | None = None,
+    signaling_url: str | None = None,
+    subscribe: list[int] | None = None,
+) -> tuple[Received, Received]:
+    """Signaling + one media socket + CLIENT_READY_ACK; read both until the server closes them."""
+    sig_got, media_got = Received(), Received()
+    async with signaling(target, signaling_url) as (sig, resp):
+        assert resp["status_code"] == 0, resp
+        if subscribe:
+            events = [{"event_type": e, "subscribe": True} for e in subscribe]
+            await send(sig, {"msg_type": 5, "events": events})
+        url = resp["media_server"]["server_urls"][kind]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_all, sig, sig_got)
+            async with media(target, url, media_type, params) as (ws, ok):
+                assert ok["status_code"] == 0, ok
+                await send(sig, {"msg_type": 7, "rtms_stream_id": target.rtms_stream_id})
+                await read_all(ws, media_got)
+    return sig_got, media_got
