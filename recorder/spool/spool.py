@@ -288,7 +288,11 @@ class Spool:
                 raise ObjectExists(f"spool already holds other bytes for {job.object_key!r}")
             if existing.data_path.exists():
                 return existing
-            spooled = existing
+            # A crash between writing the job and moving the data in: finish that enqueue, and
+            # take the job out of quarantine if the uploader already reported the data missing.
+            spooled = replace(existing, state=_STATE_PENDING, reason=None)
+            if spooled != existing:
+                write_atomically(job_path, _job_to_json(spooled), mode=0o600)
         else:
             try:
                 write_atomically(job_path, _job_to_json(spooled), mode=0o600)

@@ -325,3 +325,42 @@ async def test_uploads_run_concurrently_up_to_the_limit(tmp_path: Path) -> None:
             nursery.cancel_scope.cancel()
     assert store.most_in_flight == 3
     assert store.puts == 7
+
+
+async def test_enqueue_interrupted_before_the_move_is_reported_then_completed(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path / "spool")
+    store = MemoryStore()
+    source, job = sealed_file(tmp_path / "out", 1)
+    kept = tmp_path / "kept.seg"
+    kept.write_bytes(source.read_bytes())
+    failed = trio.Event()
+
+    async def on_integrity_failure(job: UploadJob, exc: IntegrityError) -> None:
+        failed.set()
+
+    with trio.fail_after(20):
+        spooled = await spool.enqueue(source, job)
+        # What a crash between "write job" and "move data in" leaves: a job without data.
+        await trio.to_thread.run_sync(spooled.data_path.unlink)
+        async with trio.open_nursery() as nursery:
+            stats: UploaderStats = await nursery.start(
+                lambda task_status: run_uploader(
+                    spool,
+                    store,
+                    on_integrity_failure=on_integrity_failure,
+                    task_status=task_status,
+                )
+            )
+            await failed.wait()
+            [held] = await spool.quarantined()
+            assert held.reason is not None
+            assert "missing" in held.reason
+            # The writer's recovery enqueues the same file again: the job resumes.
+            await spool.enqueue(kept, job)
+            await stats.wait_until(lambda s: s.uploaded >= 1)
+            nursery.cancel_scope.cancel()
+    assert (await store.head(job.object_key)).sha256 == job.sha256
+    assert await spool.quarantined() == []
+    assert await spool.pending() == []
