@@ -158,9 +158,13 @@ class Timeline:
         return raw - self._delay - round(self._correction)
 
     def sample_to_ms(self, sample: int) -> int:
-        """RTMS timestamp of a sample index (inverse of ``position_of``, drift included)."""
+        """RTMS timestamp of the source audio at a sample index, drift included.
+
+        Not ``position_of``'s inverse: a packet at ``ts`` carries audio from ``ts - delay``, and
+        placing it ``delay`` samples early is exactly what makes sample ``s`` be time ``t0 + s``.
+        """
         base = self._t0 if self._t0 is not None else 0
-        offset = sample + self._delay + round(self._correction)
+        offset = sample + round(self._correction)
         return base + (offset * 1000 + self.sample_rate // 2) // self.sample_rate
 
     # --- input ---------------------------------------------------------------------------------
@@ -232,6 +236,13 @@ class Timeline:
                 margin = self.sample_rate * (span_ms + 1000) // 1000
                 window.expires_at = window.start + margin + self._holdback
                 return
+
+    def append_tail(self, pcm: bytes) -> list[TimelineItem]:
+        """Audio that directly follows the last chunk (a decoder's flushed tail)."""
+        if self._t0 is None or not pcm:
+            return []
+        self._insert_at_tail(self._max_end, pcm, len(pcm) // self.frame_bytes)
+        return []
 
     def finish(self) -> list[TimelineItem]:
         """End of the track: emit everything held."""

@@ -1,0 +1,363 @@
+"""The synchronous heart of one engagement's capture: events in, sealed segments out.
+
+No trio here. ``CaptureCore`` owns, per audio track, a decoder, a timeline and a segment writer
+(created on the track's first packet), plus the engagement's records writer. The trio shell
+(``recorder.capture.pipeline``) decides *where* each call runs (inline on the trio thread, or in
+a worker thread for costly decodes and for fsync) and guarantees that no two calls run at once:
+the core is not thread-safe, it is only ever driven by one thread at a time.
+
+What the core does with each event:
+
+* ``AudioPacket``: decode (``DecodeError`` becomes a ``DECODE_ERROR`` gap over the packet's
+  span), place on the track's timeline, write what the timeline releases.
+* ``Interrupted`` / ``Recovered``, ``Paused`` / ``Resumed``: open and close a window on every
+  audio track, so the gap that follows is named after its cause (or recorded as a pause, with
+  the actor). ``PacketsDropped`` with a timestamp range labels that range on its track.
+* Everything else, plus the above and every gap and pause, is a line in the records.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from recorder.audio.decoder import (
+    ALAW,
+    VOICE,
+    AudioDecoder,
+    OutputFormat,
+    decoder_version,
+    make_decoder,
+)
+from recorder.audio.manifest import (
+    EngagementManifest,
+    ManifestEntry,
+    Participant,
+    SegmentManifestEntry,
+)
+from recorder.audio.records import RecordsWriter, SealedRecords
+from recorder.audio.segments import SEGMENT_SECONDS, SegmentWriter, TrackFormat
+from recorder.audio.timeline import Gap, SpanKind, Timeline, TimelineItem
+from recorder.audio.wav import MAX_DATA_LENGTH
+from recorder.errors import DecodeError
+from recorder.rtms.events import (
+    AudioCodec,
+    AudioPacket,
+    CaptureEvent,
+    GapCause,
+    Interrupted,
+    PacketsDropped,
+    Paused,
+    Recovered,
+    Resumed,
+)
+from recorder.sink import SealedSegment, SinkFactory
+
+logger = logging.getLogger(__name__)
+
+#: Per-speaker tracks are silent whenever that person is: RTMS sends nothing (§5.15).
+_USER_TRACK_PREFIX: Final = "user-"
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureConfig:
+    """How one engagement is captured. Units are in the names."""
+
+    output: OutputFormat = VOICE
+    segment_seconds: float = SEGMENT_SECONDS
+    #: Per-segment cap on WAV data bytes (below 4 GiB; see ``recorder.audio.wav``).
+    max_data_length: int = MAX_DATA_LENGTH
+    #: Every open sink is made durable at least this often (a crash loses at most this much).
+    checkpoint_interval_s: float = 1.0
+    #: Bound on sealing everything at the end, on stop, error or cancellation.
+    finalize_timeout_s: float = 15.0
+    tolerance_ms: int = 10
+    holdback_ms: int = 200
+    g711_law: str = ALAW
+    #: Packets decoded per worker-thread hop for codecs that are decoded off the trio thread.
+    decode_batch: int = 16
+    #: Decode everything inline on the trio thread (the bench compares both).
+    decode_inline: bool = False
+    #: Write gaps and pauses of audio tracks into the records too (NO_SPEECH gaps never are).
+    gaps_in_records: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """A sealed segment and its manifest entry, ready for the spool."""
+
+    segment: SealedSegment
+    entry: ManifestEntry
+
+
+@dataclass(slots=True)
+class _Track:
+    decoder: AudioDecoder
+    timeline: Timeline
+    writer: SegmentWriter
+    packet_samples: int
+    counters: dict[str, int] = field(default_factory=dict)
+    #: Cheap to decode on the trio thread (passthrough L16).
+    inline: bool = False
+
+
+class CaptureCore:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        sinks: SinkFactory,
+        *,
+        recording_id: str,
+        originator_reference: str | None = None,
+        config: CaptureConfig | None = None,
+        now_ms: Callable[[], int],
+    ) -> None:
+        self.config = config or CaptureConfig()
+        self.recording_id = recording_id
+        self._reference = originator_reference or recording_id
+        self._sinks = sinks
+        self._now_ms = now_ms
+        self.tracks: dict[str, _Track] = {}
+        self.records = RecordsWriter(
+            sinks,
+            recording_id=recording_id,
+            now_ms=now_ms,
+            segment_seconds=self.config.segment_seconds,
+        )
+        self.manifest = EngagementManifest(recording_id=recording_id)
+        #: Open windows, so tracks that appear during one still get it.
+        self._open_windows: list[tuple[SpanKind, GapCause | None, str | None]] = []
+
+    # --- routing ------------------------------------------------------------------------------
+
+    def is_inline(self, packet: AudioPacket) -> bool:
+        """Whether this packet is cheap enough to handle on the trio thread."""
+        track = self.tracks.get(packet.track)
+        if track is None or track.decoder.source != packet.format:
+            return self.config.decode_inline or _cheap(packet, self.config.output)
+        return track.inline
+
+    # --- events -------------------------------------------------------------------------------
+
+    def handle_audio(self, packet: AudioPacket) -> list[Sealed]:
+        track = self._track_for(packet)
+        try:
+            pcm = track.decoder.decode(packet.payload)
+        except DecodeError as exc:
+            _bump(track.counters, "decode_errors")
+            logger.warning(
+                "undecodable packet recording_id=%s track=%s ts=%d: %s",
+                self.recording_id,
+                packet.track,
+                packet.timestamp_ms,
+                exc,
+            )
+            items = track.timeline.push_undecodable(packet.timestamp_ms, track.packet_samples)
+        else:
+            items = track.timeline.push(packet.timestamp_ms, pcm)
+        if not items:
+            return []
+        return self._write(packet.track, track, items)
+
+    def handle_audio_batch(self, packets: list[AudioPacket]) -> list[Sealed]:
+        sealed: list[Sealed] = []
+        for packet in packets:
+            sealed += self.handle_audio(packet)
+        return sealed
+
+    def handle_event(self, event: CaptureEvent) -> list[Sealed]:
+        """Any non-audio event (audio goes through ``handle_audio``)."""
+        if isinstance(event, AudioPacket):
+            return self.handle_audio(event)
+        if isinstance(event, Interrupted):
+            self._begin_window(SpanKind.GAP, event.cause, None)
+        elif isinstance(event, Recovered):
+            self._end_window(SpanKind.GAP, event.wall_ms - event.interrupted_wall_ms)
+        elif isinstance(event, Paused):
+            self._begin_window(SpanKind.PAUSE, None, event.actor)
+        elif isinstance(event, Resumed):
+            self._end_window(SpanKind.PAUSE, 0)
+        elif isinstance(event, PacketsDropped):
+            self._label_dropped(event)
+        return self._wrap_records(self.records.record_event(event))
+
+    # --- durability ---------------------------------------------------------------------------
+
+    def checkpoint(self) -> None:
+        """Make every open sink durable. Blocking (fsync): the shell runs it in a thread."""
+        for track in self.tracks.values():
+            track.writer.checkpoint()
+        self.records.checkpoint()
+
+    def finish(self, *, interrupted: bool) -> list[Sealed]:
+        """Flush every timeline and seal every open segment. Blocking."""
+        sealed: list[Sealed] = []
+        for name, track in self.tracks.items():
+            try:
+                tail = track.decoder.flush()
+            except DecodeError:
+                tail = b""
+            items: list[TimelineItem] = []
+            if tail:
+                items += track.timeline.append_tail(tail)
+            items += track.timeline.finish()
+            sealed += self._write(name, track, items)
+            closed = track.writer.close(interrupted=interrupted)
+            if closed is not None:
+                sealed.append(self._note(Sealed(closed.sealed, closed.entry)))
+            self._store_counters(name, track)
+        closed_records = self.records.close(interrupted=interrupted)
+        if closed_records is not None:
+            sealed.append(self._note(Sealed(closed_records.sealed, closed_records.entry)))
+        return sealed
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _track_for(self, packet: AudioPacket) -> _Track:
+        track = self.tracks.get(packet.track)
+        if track is not None:
+            source = track.decoder.source
+            if source is packet.format or source == packet.format:
+                return track
+        decoder = make_decoder(packet.format, self.config.output, g711_law=self.config.g711_law)
+        if track is not None:
+            rate = (decoder.output_rate, decoder.output_channels)
+            if rate == (track.decoder.output_rate, track.decoder.output_channels):
+                # Same output format: the track's timeline and segments go on.
+                track.decoder = decoder
+                track.inline = self.config.decode_inline or _cheap(packet, self.config.output)
+                return track
+            raise DecodeError(
+                f"track {packet.track} changed output format mid-stream; not supported"
+            )
+        default_cause = (
+            GapCause.NO_SPEECH
+            if packet.track.startswith(_USER_TRACK_PREFIX)
+            else GapCause.LOST_PACKETS
+        )
+        timeline = Timeline(
+            sample_rate=decoder.output_rate,
+            channels=decoder.output_channels,
+            delay_samples=decoder.delay_samples,
+            default_cause=default_cause,
+            tolerance_ms=self.config.tolerance_ms,
+            holdback_ms=self.config.holdback_ms,
+        )
+        for kind, cause, actor in self._open_windows:
+            timeline.begin_window(cause, kind=kind, actor=actor)
+        fmt = TrackFormat(
+            track=packet.track,
+            sample_rate=decoder.output_rate,
+            channels=decoder.output_channels,
+            source=decoder.description,
+            decoder_version=decoder_version(),
+            participant=Participant(packet.user_id, packet.user_name, packet.channel_id),
+        )
+        writer = SegmentWriter(
+            self._sinks,
+            recording_id=self.recording_id,
+            originator_reference=self._reference,
+            fmt=fmt,
+            sample_to_ms=timeline.sample_to_ms,
+            now_ms=self._now_ms,
+            segment_seconds=self.config.segment_seconds,
+            max_data_length=self.config.max_data_length,
+            drift_samples=lambda: timeline.drift_samples,
+        )
+        track = _Track(
+            decoder=decoder,
+            timeline=timeline,
+            writer=writer,
+            packet_samples=decoder.output_rate * packet.format.packet_ms // 1000,
+            inline=self.config.decode_inline or _cheap(packet, self.config.output),
+        )
+        self.tracks[packet.track] = track
+        logger.info(
+            "track opened recording_id=%s track=%s source=%s",
+            self.recording_id,
+            packet.track,
+            decoder.description,
+        )
+        return track
+
+    def _write(self, name: str, track: _Track, items: list[TimelineItem]) -> list[Sealed]:
+        sealed: list[Sealed] = []
+        writer = track.writer
+        for item in items:
+            for done in writer.write(item):
+                sealed.append(self._note(Sealed(done.sealed, done.entry)))
+            if (
+                isinstance(item, Gap)
+                and self.config.gaps_in_records
+                and item.cause is not GapCause.NO_SPEECH
+            ):
+                timeline = track.timeline
+                sealed += self._wrap_records(
+                    self.records.record_gap(
+                        name,
+                        item,
+                        timeline.sample_to_ms(item.start),
+                        timeline.sample_to_ms(item.end),
+                    )
+                )
+        return sealed
+
+    def _wrap_records(self, done: list[SealedRecords]) -> list[Sealed]:
+        return [self._note(Sealed(result.sealed, result.entry)) for result in done]
+
+    def _note(self, sealed: Sealed) -> Sealed:
+        self.manifest.entries.append(sealed.entry)
+        self.manifest.sealed.append(sealed.segment)
+        return sealed
+
+    def _begin_window(self, kind: SpanKind, cause: GapCause | None, actor: str | None) -> None:
+        self._open_windows.append((kind, cause, actor))
+        for track in self.tracks.values():
+            track.timeline.begin_window(cause, kind=kind, actor=actor)
+
+    def _end_window(self, kind: SpanKind, span_ms: int) -> None:
+        for index in range(len(self._open_windows) - 1, -1, -1):
+            if self._open_windows[index][0] == kind:
+                del self._open_windows[index]
+                break
+        for track in self.tracks.values():
+            track.timeline.end_window(span_ms=max(span_ms, 0), kind=kind)
+
+    def _label_dropped(self, event: PacketsDropped) -> None:
+        if event.first_timestamp_ms is None:
+            return
+        last = event.last_timestamp_ms if event.last_timestamp_ms is not None else 0
+        last = max(last, event.first_timestamp_ms)
+        targets = (
+            [self.tracks[event.track]]
+            if event.track is not None and event.track in self.tracks
+            else list(self.tracks.values())
+        )
+        for track in targets:
+            packet_ms = track.decoder.source.packet_ms
+            track.timeline.label_range(event.first_timestamp_ms, last + packet_ms, event.cause)
+            _bump(track.counters, "dropped_packets", event.count)
+
+    def _store_counters(self, name: str, track: _Track) -> None:
+        counters = dict(track.counters)
+        counters["duplicate_samples"] = track.timeline.duplicate_samples
+        counters["late_samples"] = track.timeline.late_samples
+        counters["priming_samples"] = track.timeline.priming_samples
+        counters["drift_samples"] = track.timeline.drift_samples
+        self.manifest.counters[name] = counters
+
+    def audio_entries(self, track: str | None = None) -> list[SegmentManifestEntry]:
+        return self.manifest.audio_entries(track)
+
+
+def _cheap(packet: AudioPacket, output: OutputFormat) -> bool:
+    """Passthrough L16 costs well under a µs; a worker-thread hop costs tens."""
+    fmt = packet.format
+    return fmt.codec == AudioCodec.L16 and output.resolve(fmt) == (fmt.sample_rate, fmt.channels)
+
+
+def _bump(counters: dict[str, int], key: str, amount: int = 1) -> None:
+    counters[key] = counters.get(key, 0) + amount

@@ -1,0 +1,220 @@
+"""The trio shell around ``CaptureCore``: one engagement's capture, from events to sealed segments.
+
+``run_capture`` reads the RTMS client's event channel until ``StreamEnded`` (or the channel
+closes), and returns the engagement's manifest. Where the work runs, and why:
+
+* **Passthrough L16** (and every non-audio event) is handled inline on the trio thread: it costs
+  about a microsecond, a worker-thread hop costs tens.
+* **Opus, G.722, G.711 and resampled L16** are decoded, placed and written in a worker thread,
+  ``decode_batch`` packets per hop, so the hop is paid once per batch. A batch is cut short
+  whenever the channel runs dry, so nothing waits for a batch to fill.
+* **Checkpoints** (fsync of every open sink) run in a worker thread at least every
+  ``checkpoint_interval_s`` while the engagement is live, so a crash loses at most about that.
+
+The core is never driven by two threads at once: the single consumer task awaits each worker
+call before touching the core again. Queues are bounded: the client's event channel (its size is
+the backpressure; the client counts what it must drop and says so with ``PacketsDropped``) and
+one batch here.
+
+Finalisation on stop, error or cancellation: every open segment is sealed under a shielded,
+time-bounded scope (``finalize_timeout_s``); segments sealed because of cancellation, an error or
+a channel that closed without ``StreamEnded`` are marked ``interrupted`` in their manifest entry.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from recorder.audio.manifest import EngagementManifest, ManifestEntry
+from recorder.capture.core import CaptureConfig, CaptureCore, Sealed
+from recorder.rtms.events import AudioPacket, CaptureEvent, StreamEnded
+from recorder.sink import SealedSegment, SinkFactory
+
+logger = logging.getLogger(__name__)
+
+OnSealed = Callable[[SealedSegment, ManifestEntry], Awaitable[None]]
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def run_capture(
+    events: trio.MemoryReceiveChannel[CaptureEvent],
+    sinks: SinkFactory,
+    *,
+    recording_id: str,
+    originator_reference: str | None = None,
+    config: CaptureConfig | None = None,
+    on_sealed: OnSealed | None = None,
+    decode_limiter: trio.CapacityLimiter | None = None,
+    io_limiter: trio.CapacityLimiter | None = None,
+    now_ms: Callable[[], int] = _wall_ms,
+) -> EngagementManifest:
+    """Capture one engagement; returns its manifest once every segment is sealed.
+
+    Args:
+        events: The client's bounded event channel (``RtmsStream.events``).
+        sinks: Where segments go (``recorder.crypto`` in production).
+        recording_id: One RTMS stream of one engagement/meeting.
+        originator_reference: Engagement or meeting id for BWF ``bext`` (default recording_id).
+        config: Capture settings.
+        on_sealed: Awaited for every sealed segment (hand it to the spool), in seal order.
+        decode_limiter: Shared cap on worker threads decoding, across engagements.
+        io_limiter: Shared cap on worker threads checkpointing and sealing.
+        now_ms: Wall clock (Unix ms) for segment creation times.
+
+    Error handling:
+        An exception from a sink or ``on_sealed`` ends the capture: open segments are still
+        sealed (marked interrupted) before it propagates. Undecodable packets are not errors
+        (they become gaps).
+    """
+    capture = _Capture(
+        events,
+        CaptureCore(
+            sinks,
+            recording_id=recording_id,
+            originator_reference=originator_reference,
+            config=config,
+            now_ms=now_ms,
+        ),
+        on_sealed=on_sealed,
+        decode_limiter=decode_limiter or trio.CapacityLimiter(1),
+        io_limiter=io_limiter or trio.CapacityLimiter(1),
+    )
+    return await capture.run()
+
+
+class _Capture:
+    def __init__(
+        self,
+        events: trio.MemoryReceiveChannel[CaptureEvent],
+        core: CaptureCore,
+        *,
+        on_sealed: OnSealed | None,
+        decode_limiter: trio.CapacityLimiter,
+        io_limiter: trio.CapacityLimiter,
+    ) -> None:
+        self._events = events
+        self._core = core
+        self._config = core.config
+        self._on_sealed = on_sealed
+        self._decode_limiter = decode_limiter
+        self._io_limiter = io_limiter
+        self._batch: list[AudioPacket] = []
+        self._next_checkpoint = 0.0
+
+    async def run(self) -> EngagementManifest:
+        core = self._core
+        try:
+            ended = await self._consume()
+        except BaseException as exc:
+            core.manifest.outcome = "cancelled" if isinstance(exc, trio.Cancelled) else "error"
+            try:
+                await self._finalize(interrupted=True)
+            except Exception:
+                # The original failure is what the caller must see; this one is only logged.
+                logger.exception(
+                    "sealing after a failure failed recording_id=%s", core.recording_id
+                )
+            raise
+        core.manifest.outcome = "ended" if ended else "channel_closed"
+        await self._finalize(interrupted=not ended)
+        return core.manifest
+
+    async def _consume(self) -> bool:
+        """Returns True when the stream ended with ``StreamEnded``."""
+        events = self._events
+        core = self._core
+        batch_size = max(1, self._config.decode_batch)
+        interval = self._config.checkpoint_interval_s
+        self._next_checkpoint = trio.current_time() + interval
+        since_yield = 0
+        while True:
+            try:
+                event = events.receive_nowait()
+            except trio.WouldBlock:
+                await self._drain_batch()
+                if trio.current_time() >= self._next_checkpoint:
+                    await self._checkpoint()
+                received: CaptureEvent | None = None
+                with trio.move_on_at(self._next_checkpoint):
+                    try:
+                        received = await events.receive()
+                    except trio.EndOfChannel:
+                        return False
+                if received is None:
+                    continue
+                event = received
+                since_yield = 0
+            except trio.EndOfChannel:
+                await self._drain_batch()
+                return False
+            if isinstance(event, AudioPacket):
+                if core.is_inline(event):
+                    if self._batch:
+                        await self._drain_batch()
+                    await self._deliver(core.handle_audio(event))
+                else:
+                    self._batch.append(event)
+                    if len(self._batch) >= batch_size:
+                        await self._drain_batch()
+            else:
+                await self._drain_batch()
+                await self._deliver(core.handle_event(event))
+                if isinstance(event, StreamEnded):
+                    return True
+            since_yield += 1
+            if since_yield >= 64:
+                # A channel that never runs dry must not starve checkpoints or other tasks.
+                since_yield = 0
+                if trio.current_time() >= self._next_checkpoint:
+                    await self._drain_batch()
+                    await self._checkpoint()
+                await trio.lowlevel.checkpoint()
+
+    async def _drain_batch(self) -> None:
+        if not self._batch:
+            return
+        batch, self._batch = self._batch, []
+        sealed = await trio.to_thread.run_sync(
+            self._core.handle_audio_batch, batch, limiter=self._decode_limiter
+        )
+        await self._deliver(sealed)
+
+    async def _checkpoint(self) -> None:
+        await trio.to_thread.run_sync(self._core.checkpoint, limiter=self._io_limiter)
+        self._next_checkpoint = trio.current_time() + self._config.checkpoint_interval_s
+
+    async def _deliver(self, sealed: list[Sealed]) -> None:
+        if self._on_sealed is None:
+            return
+        for item in sealed:
+            await self._on_sealed(item.segment, item.entry)
+
+    async def _finalize(self, *, interrupted: bool) -> None:
+        """Seal everything, shielded and time-bounded, whatever ended the capture."""
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + self._config.finalize_timeout_s
+            batch, self._batch = self._batch, []
+            core = self._core
+
+            def seal_all() -> list[Sealed]:
+                sealed = core.handle_audio_batch(batch)
+                return sealed + core.finish(interrupted=interrupted)
+
+            sealed = await trio.to_thread.run_sync(
+                seal_all, limiter=self._io_limiter, abandon_on_cancel=True
+            )
+            await self._deliver(sealed)
+        if scope.cancelled_caught:
+            logger.error(
+                "finalisation timed out recording_id=%s after %.1f s; open segments are left "
+                "to crash recovery",
+                core.recording_id,
+                self._config.finalize_timeout_s,
+            )

@@ -1,0 +1,372 @@
+"""run_capture fed directly with capture events (no sockets): real speech in every codec, faults,
+modes, rotation, cancellation and a one-hour call with flat memory."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import wave
+from collections.abc import Iterable, Iterator
+
+import av
+import numpy as np
+import pytest
+import trio
+
+from recorder.audio.decoder import KEEP_SOURCE, VOICE, OutputFormat
+from recorder.audio.manifest import EngagementManifest, ManifestEntry, SegmentManifestEntry
+from recorder.capture.core import CaptureConfig
+from recorder.capture.pipeline import run_capture
+from recorder.rtms.events import (
+    AudioCodec,
+    AudioFormat,
+    AudioPacket,
+    CaptureEvent,
+    GapCause,
+    Interrupted,
+    Paused,
+    Recovered,
+    Resumed,
+    StreamEnded,
+    TranscriptMessage,
+)
+from recorder.sink import SealedSegment, SegmentIdentity
+from recorder.testing.audio_source import EncodedSpeech, encode_speech, source_pcm
+from recorder.testing.memory_sink import MemorySink, MemorySinkFactory
+
+T0 = 1_763_726_400_000
+END = StreamEnded(T0 + 10**7, 1, "HOST_STOPPED", normal=True)
+
+
+def packets(
+    speech: EncodedSpeech,
+    indexes: Iterable[int] | None = None,
+    track: str = "mixed",
+    t0: int = T0,
+    **who: str,
+) -> Iterator[AudioPacket]:
+    for index in indexes if indexes is not None else range(len(speech.packets)):
+        yield AudioPacket(
+            track, t0 + index * speech.packet_ms, speech.packets[index], speech.format, **who
+        )
+
+
+async def capture(
+    events: Iterable[CaptureEvent],
+    config: CaptureConfig | None = None,
+    sinks: MemorySinkFactory | None = None,
+) -> tuple[EngagementManifest, MemorySinkFactory, list[tuple[SealedSegment, ManifestEntry]]]:
+    sinks = sinks or MemorySinkFactory()
+    sealed: list[tuple[SealedSegment, ManifestEntry]] = []
+
+    async def on_sealed(segment: SealedSegment, entry: ManifestEntry) -> None:
+        sealed.append((segment, entry))
+
+    send, receive = trio.open_memory_channel[CaptureEvent](64)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+
+            async def produce() -> None:
+                async with send:
+                    for event in events:
+                        await send.send(event)
+
+            nursery.start_soon(produce)
+            manifest = await run_capture(
+                receive, sinks, recording_id="rec-1", config=config, on_sealed=on_sealed
+            )
+    return manifest, sinks, sealed
+
+
+def track_audio(sinks: MemorySinkFactory, track: str) -> np.ndarray:
+    bodies = [s.plaintext for s in sinks.sinks if s.identity.track == track]
+    channels = 1
+    frames = []
+    for body in bodies:
+        with wave.open(io.BytesIO(body)) as wav:
+            channels = wav.getnchannels()
+            frames.append(wav.readframes(wav.getnframes()))
+    return np.frombuffer(b"".join(frames), "<i2").reshape(-1, channels)
+
+
+def correlation(x: np.ndarray, y: np.ndarray) -> float:
+    n = min(len(x), len(y))
+    a, b = x[:n].astype(float), y[:n].astype(float)
+    return float(np.dot(a, b) / np.sqrt(np.dot(a, a) * np.dot(b, b)))
+
+
+def reference_decode(codec: str, speech: EncodedSpeech) -> np.ndarray:
+    context = av.CodecContext.create(codec, "r")
+    context.sample_rate = speech.sample_rate
+    context.layout = "mono"
+    frames = [f for p in speech.packets for f in context.decode(av.Packet(p))]
+    return np.concatenate([f.to_ndarray().reshape(-1) for f in frames])
+
+
+L16 = [
+    AudioFormat(AudioCodec.L16, rate, channels, packet_ms=packet_ms)
+    for rate, channels, packet_ms in [
+        (8_000, 1, 20),
+        (16_000, 1, 20),
+        (16_000, 2, 20),
+        (32_000, 1, 40),
+        (48_000, 2, 20),
+        (16_000, 1, 100),
+    ]
+]
+
+
+@pytest.mark.parametrize("fmt", L16, ids=lambda f: f"{f.sample_rate}-{f.channels}-{f.packet_ms}")
+async def test_l16_is_recorded_bit_exact_in_its_own_format(fmt: AudioFormat) -> None:
+    speech = encode_speech("a", fmt)
+    manifest, sinks, sealed = await capture(
+        [*packets(speech), END], CaptureConfig(output=KEEP_SOURCE)
+    )
+    recorded = track_audio(sinks, "mixed")
+    assert recorded.tobytes() == speech.pcm
+    assert manifest.outcome == "ended"
+    assert [entry.track for _, entry in sealed] == ["mixed", "records"]
+    audio = manifest.audio_entries("mixed")[0]
+    assert audio.gaps == ()
+    assert audio.source == f"L16 {fmt.sample_rate} {'mono' if fmt.channels == 1 else 'stereo'}"
+    assert audio.start_ms == T0
+
+
+async def test_g711_is_exactly_the_reference_decode() -> None:
+    speech = encode_speech("b", AudioFormat(AudioCodec.G711, 8_000, 1))
+    manifest, sinks, _ = await capture([*packets(speech), END], CaptureConfig(output=KEEP_SOURCE))
+    recorded = track_audio(sinks, "mixed")[:, 0]
+    assert np.array_equal(recorded, reference_decode("pcm_alaw", speech))
+    assert manifest.audio_entries()[0].source == "G711-ALAW 8000 mono"
+
+
+async def test_g722_is_the_reference_decode_moved_by_its_delay() -> None:
+    speech = encode_speech("c", AudioFormat(AudioCodec.G722, 16_000, 1))
+    _, sinks, _ = await capture([*packets(speech), END])
+    recorded = track_audio(sinks, "mixed")[:, 0]
+    reference = reference_decode("g722", speech)
+    assert np.array_equal(recorded, reference[22:])
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("output", [VOICE, KEEP_SOURCE], ids=["voice", "keep"])
+async def test_opus_correlates_with_the_source_at_its_place(
+    channels: int, output: OutputFormat
+) -> None:
+    speech = encode_speech("a", AudioFormat(AudioCodec.OPUS, 48_000, channels))
+    manifest, sinks, _ = await capture([*packets(speech), END], CaptureConfig(output=output))
+    entry = manifest.audio_entries()[0]
+    recorded = track_audio(sinks, "mixed")[:, 0]
+    source = np.frombuffer(source_pcm("a", entry.sample_rate, 1), "<i2")
+    assert correlation(source, recorded) >= 0.9  # aligned without searching for a lag
+    assert (
+        abs(len(recorded) - len(speech.pcm) // (2 * channels) * entry.sample_rate // 48_000) < 400
+    )
+
+
+async def test_a_two_second_media_drop_is_two_seconds_of_named_silence() -> None:
+    speech = encode_speech("a", AudioFormat(AudioCodec.L16, 16_000, 1), seconds=8)
+    events: list[CaptureEvent] = [*packets(speech, range(100))]
+    events.append(Interrupted(T0 + 2_100, GapCause.MEDIA_INTERRUPTED, ("audio",), "closed"))
+    events.append(Recovered(T0 + 4_100, T0 + 2_100, GapCause.MEDIA_INTERRUPTED))
+    events += [*packets(speech, range(200, 400)), END]
+    manifest, sinks, _ = await capture(events)
+    entry = manifest.audio_entries()[0]
+    assert len(entry.gaps) == 1
+    gap = entry.gaps[0]
+    assert gap.cause == "media_interrupted"
+    assert abs(gap.start_sample - 100 * 320) <= 320
+    assert abs((gap.end_sample - gap.start_sample) - 2 * 16_000) <= 320  # 2 s +- 20 ms
+    assert gap.start_ms == T0 + 2_000
+    recorded = track_audio(sinks, "mixed")[:, 0]
+    source = speech.pcm_array()[:, 0]
+    assert np.array_equal(recorded[: gap.start_sample], source[: gap.start_sample])
+    assert not recorded[gap.start_sample : gap.end_sample].any()
+    assert np.array_equal(recorded[gap.end_sample :], source[gap.end_sample :])
+    records = [
+        line
+        for s in sinks.sinks
+        if s.identity.track == "records"
+        for line in s.plaintext.decode().splitlines()
+    ]
+    assert any('"type":"gap"' in line and "media_interrupted" in line for line in records)
+
+
+async def test_a_pause_is_recorded_as_a_pause_with_its_actor() -> None:
+    speech = encode_speech("b", AudioFormat(AudioCodec.G711, 8_000, 1), seconds=6)
+    events: list[CaptureEvent] = [*packets(speech, range(50))]
+    events += [Paused(T0 + 1_000, T0 + 1_000, actor="agent"), Resumed(T0 + 3_000, T0 + 3_000)]
+    events += [*packets(speech, range(150, 300)), END]
+    manifest, _, _ = await capture(events)
+    entry = manifest.audio_entries()[0]
+    assert entry.gaps == ()
+    assert len(entry.pauses) == 1
+    pause = entry.pauses[0]
+    assert pause.actor == "agent"
+    assert abs(pause.end_sample - pause.start_sample - 2 * 16_000) <= 320
+
+
+async def test_audio_replayed_after_reconnect_lands_in_place_once() -> None:
+    speech = encode_speech("c", AudioFormat(AudioCodec.L16, 16_000, 1), seconds=8)
+    events: list[CaptureEvent] = [*packets(speech, range(150))]
+    events.append(Interrupted(T0 + 3_000, GapCause.SIGNALING_INTERRUPTED))
+    events.append(Recovered(T0 + 6_000, T0 + 3_000, GapCause.SIGNALING_INTERRUPTED))
+    # Zoom replays its buffer from before the drop (overlapping 20 packets we have) to now.
+    events += [*packets(speech, range(130, 400)), END]
+    manifest, sinks, _ = await capture(events)
+    entry = manifest.audio_entries()[0]
+    assert entry.gaps == ()
+    assert manifest.counters["mixed"]["duplicate_samples"] == 20 * 320
+    assert track_audio(sinks, "mixed").tobytes() == speech.pcm
+
+
+async def test_per_speaker_mode_gives_one_track_per_speaker_with_their_speech() -> None:
+    fmt = AudioFormat(AudioCodec.OPUS, 48_000, 1, data_opt=2)
+    a, b = encode_speech("a", fmt), encode_speech("b", fmt)
+    events: list[CaptureEvent] = []
+    for index in range(max(len(a.packets), len(b.packets))):
+        if index < len(a.packets):
+            events += packets(a, [index], "user-1", user_id="1", user_name="Ada")
+        if index < len(b.packets):
+            events += packets(b, [index], "user-2", T0 + 1_000, user_id="2", user_name="Bob")
+    manifest, sinks, _ = await capture([*events, END])
+    assert {e.track for e in manifest.audio_entries()} == {"user-1", "user-2"}
+    ada = manifest.audio_entries("user-1")[0]
+    bob = manifest.audio_entries("user-2")[0]
+    assert (ada.participant.user_name, bob.participant.user_name) == ("Ada", "Bob")
+    assert abs(bob.start_ms - (T0 + 1_000)) <= 2
+    for track, name, other in [("user-1", "a", "b"), ("user-2", "b", "a")]:
+        recorded = track_audio(sinks, track)[:, 0]
+        mine = np.frombuffer(source_pcm(name, 16_000, 1), "<i2")
+        theirs = np.frombuffer(source_pcm(other, 16_000, 1), "<i2")
+        assert correlation(mine, recorded) >= 0.9
+        assert abs(correlation(theirs, recorded)) < 0.3
+
+
+async def test_contact_center_channels_give_one_track_per_channel() -> None:
+    fmt = AudioFormat(AudioCodec.G711, 8_000, 1)
+    agent, caller = encode_speech("a", fmt), encode_speech("b", fmt)
+    events = [
+        *packets(agent, track="channel-agent", channel_id="agent"),
+        *packets(caller, track="channel-caller", channel_id="caller"),
+        END,
+    ]
+    manifest, sinks, _ = await capture(events, CaptureConfig(output=KEEP_SOURCE))
+    assert {e.track for e in manifest.audio_entries()} == {"channel-agent", "channel-caller"}
+    assert manifest.audio_entries("channel-caller")[0].participant.channel_id == "caller"
+    for track, speech in [("channel-agent", agent), ("channel-caller", caller)]:
+        assert correlation(speech.pcm_array()[:, 0], track_audio(sinks, track)[:, 0]) > 0.99
+
+
+async def test_segments_rotate_and_every_hash_matches_its_plaintext() -> None:
+    speech = encode_speech("a", AudioFormat(AudioCodec.L16, 16_000, 1), seconds=10)
+    words = [TranscriptMessage(T0 + i * 1_000, f"word {i}", user_id="1") for i in range(10)]
+    manifest, sinks, sealed = await capture(
+        [*packets(speech), *words, END], CaptureConfig(segment_seconds=3)
+    )
+    audio = manifest.audio_entries("mixed")
+    assert [(e.start_sample, e.end_sample) for e in audio] == [
+        (0, 48_000),
+        (48_000, 96_000),
+        (96_000, 144_000),
+        (144_000, 160_000),
+    ]
+    assert [e.start_ms for e in audio] == [T0, T0 + 3_000, T0 + 6_000, T0 + 9_000]
+    plaintexts = {(s.identity.track, s.identity.segment_index): s.plaintext for s in sinks.sinks}
+    for segment, entry in sealed:
+        assert entry.sha256 == segment.sha256
+        plaintext = plaintexts[(segment.identity.track, segment.identity.segment_index)]
+        assert hashlib.sha256(plaintext).hexdigest() == entry.sha256
+        if isinstance(entry, SegmentManifestEntry):
+            with wave.open(io.BytesIO(plaintext)) as wav:
+                assert wav.getnframes() == entry.end_sample - entry.start_sample
+            with av.open(io.BytesIO(plaintext), format="wav") as container:
+                assert container.streams.audio[0].sample_rate == 16_000
+    assert track_audio(sinks, "mixed").tobytes() == speech.pcm
+    assert len(manifest.records_entries()) >= 3
+
+
+async def test_undecodable_packets_become_decode_error_gaps() -> None:
+    speech = encode_speech("a", AudioFormat(AudioCodec.OPUS, 48_000, 1), seconds=3)
+    events = list(packets(speech))
+    broken = events[40]
+    events[40] = AudioPacket(broken.track, broken.timestamp_ms, b"\xff\xff", broken.format)
+    manifest, _, _ = await capture([*events, END])
+    entry = manifest.audio_entries()[0]
+    assert [g.cause for g in entry.gaps] == ["decode_error"]
+    assert manifest.counters["mixed"]["decode_errors"] == 1
+
+
+async def test_a_channel_closed_without_stream_end_seals_segments_as_interrupted() -> None:
+    speech = encode_speech("a", AudioFormat(AudioCodec.L16, 16_000, 1), seconds=2)
+    manifest, _, sealed = await capture(list(packets(speech)))
+    assert manifest.outcome == "channel_closed"
+    assert sealed
+    assert all(entry.interrupted for _, entry in sealed)
+
+
+async def test_cancellation_seals_every_open_segment_as_interrupted() -> None:
+    speech = encode_speech("a", AudioFormat(AudioCodec.OPUS, 48_000, 2), seconds=4)
+    sinks = MemorySinkFactory()
+    sealed: list[ManifestEntry] = []
+
+    async def on_sealed(segment: SealedSegment, entry: ManifestEntry) -> None:
+        sealed.append(entry)
+
+    # Unbuffered: once the second transcript is taken, everything before it was handled.
+    send, receive = trio.open_memory_channel[CaptureEvent](0)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+
+            async def capture_task() -> None:
+                await run_capture(receive, sinks, recording_id="rec-c", on_sealed=on_sealed)
+
+            nursery.start_soon(capture_task)
+            for packet in packets(speech):
+                await send.send(packet)
+            await send.send(TranscriptMessage(T0, "hello"))
+            await send.send(TranscriptMessage(T0 + 1, "still here"))
+            nursery.cancel_scope.cancel()
+    assert {entry.track for entry in sealed} == {"mixed", "records"}
+    assert all(entry.interrupted for entry in sealed)
+    assert all(sink.sealed is not None for sink in sinks.sinks)
+
+
+class CheckpointSignallingSinks(MemorySinkFactory):
+    """Memory sinks that tell the test (on the trio thread) when a checkpoint happened."""
+
+    def __init__(self, checkpointed: trio.Event) -> None:
+        super().__init__()
+        self._checkpointed = checkpointed
+        self._token = trio.lowlevel.current_trio_token()
+
+    def open(self, identity: SegmentIdentity, *, prologue_size: int = 0) -> MemorySink:
+        sink = super().open(identity, prologue_size=prologue_size)
+        plain_checkpoint = sink.checkpoint
+
+        def checkpoint() -> None:
+            plain_checkpoint()
+            self._token.run_sync_soon(self._checkpointed.set)
+
+        sink.checkpoint = checkpoint  # type: ignore[method-assign]
+        return sink
+
+
+async def test_sinks_are_checkpointed_while_the_call_is_live() -> None:
+    speech = encode_speech("a", AudioFormat(AudioCodec.L16, 16_000, 1), seconds=1)
+    checkpointed = trio.Event()
+    sinks = CheckpointSignallingSinks(checkpointed)
+    send, receive = trio.open_memory_channel[CaptureEvent](8)
+    config = CaptureConfig(checkpoint_interval_s=0.05)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                lambda: run_capture(receive, sinks, recording_id="rec-k", config=config)
+            )
+            async with send:
+                for packet in packets(speech):
+                    await send.send(packet)
+                # The stream stays open and idle: the periodic checkpoint must still come.
+                await checkpointed.wait()
+                assert sinks.sinks[0].sealed is None
+    assert sinks.sinks[0].checkpoints >= 1
