@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Sequence
+from typing import Final
 
 from recorder.catalog._rows import (
     _LIVE_STATES_SQL,
@@ -28,6 +29,14 @@ from recorder.catalog.base import (
     StreamRow,
 )
 from recorder.errors import CatalogError, LeaseLost
+
+#: Renewal needs the same owner AND the same epoch: any claim since then bumped the epoch.
+_RENEW_SQL: Final = """UPDATE streams SET lease_expires_ms = ?
+    WHERE rtms_stream_id = ? AND lease_owner = ? AND lease_epoch = ?"""
+
+
+def _lease_key(lease: Lease) -> tuple[str, str, int]:
+    return (lease.rtms_stream_id, lease.owner, lease.epoch)
 
 
 class StreamQueries(TransactionSource):
@@ -111,17 +120,13 @@ class StreamQueries(TransactionSource):
         """
         expires_ms = now_ms + lease.ttl_ms
         with self._transaction("renew", write=True) as tx:
-            changed = tx.execute(
-                """UPDATE streams SET lease_expires_ms = ?
-                    WHERE rtms_stream_id = ? AND lease_owner = ? AND lease_epoch = ?""",
-                (expires_ms, lease.rtms_stream_id, lease.owner, lease.epoch),
-            )
+            changed = tx.execute(_RENEW_SQL, (expires_ms, *_lease_key(lease)))
         if changed != 1:
             raise LeaseLost(
                 f"stream {lease.rtms_stream_id}: lease epoch {lease.epoch} of {lease.owner} "
                 "was taken over or released"
             )
-        return Lease(lease.rtms_stream_id, lease.owner, lease.epoch, lease.ttl_ms, expires_ms)
+        return dataclasses.replace(lease, expires_ms=expires_ms)
 
     def renew_many(self, leases: Sequence[Lease], now_ms: int) -> RenewResult:
         """Renew many leases in one transaction (one fsync / round trip for a whole process).
@@ -133,12 +138,7 @@ class StreamQueries(TransactionSource):
         with self._transaction("renew_many", write=True) as tx:
             for lease in leases:
                 expires_ms = now_ms + lease.ttl_ms
-                changed = tx.execute(
-                    """UPDATE streams SET lease_expires_ms = ?
-                        WHERE rtms_stream_id = ? AND lease_owner = ? AND lease_epoch = ?""",
-                    (expires_ms, lease.rtms_stream_id, lease.owner, lease.epoch),
-                )
-                if changed == 1:
+                if tx.execute(_RENEW_SQL, (expires_ms, *_lease_key(lease))) == 1:
                     renewed.append(dataclasses.replace(lease, expires_ms=expires_ms))
                 else:
                     lost.append(lease)
@@ -149,7 +149,7 @@ class StreamQueries(TransactionSource):
             changed = tx.execute(
                 """UPDATE streams SET lease_owner = NULL, lease_expires_ms = NULL
                     WHERE rtms_stream_id = ? AND lease_owner = ? AND lease_epoch = ?""",
-                (lease.rtms_stream_id, lease.owner, lease.epoch),
+                _lease_key(lease),
             )
         return changed == 1
 
