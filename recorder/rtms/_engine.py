@@ -154,6 +154,7 @@ class Engine:
         self._paused = False
         self._closing = False
         self._ended_event = trio.Event()
+        self._finished = trio.Event()
         self._log = f"stream_id={target.rtms_stream_id}"
 
     @property
@@ -244,7 +245,17 @@ class Engine:
 
     # --- supervisor --------------------------------------------------------------------------
 
+    async def wait_finished(self) -> None:
+        """Wait until every socket of the engine is closed (bounded by the caller)."""
+        await self._finished.wait()
+
     async def run(self) -> None:
+        try:
+            await self._supervise()
+        finally:
+            self._finished.set()
+
+    async def _supervise(self) -> None:
         with self._root_scope:
             delay = 0.0
             while not self.ended:

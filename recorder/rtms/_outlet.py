@@ -46,7 +46,12 @@ def _track_of(event: AudioPacket | TranscriptMessage | ChatMessage) -> str:
 
 
 class EventOutlet:
-    def __init__(self, capacity: int, wall_ms: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        wall_ms: Callable[[], int],
+        dropped_by_cause: collections.Counter[str] | None = None,
+    ) -> None:
         self.capacity = max(1, capacity)
         self._wall_ms = wall_ms
         self._queue: collections.deque[CaptureEvent | _DropRecord] = collections.deque()
@@ -57,6 +62,9 @@ class EventOutlet:
         self.send_channel, self.receive_channel = trio.open_memory_channel[CaptureEvent](0)
         #: Media events dropped, per track.
         self.dropped: collections.Counter[str] = collections.Counter()
+        self._dropped_by_cause = (
+            dropped_by_cause if dropped_by_cause is not None else collections.Counter()
+        )
 
     @property
     def ended(self) -> bool:
@@ -78,6 +86,7 @@ class EventOutlet:
     def _drop(self, event: AudioPacket | TranscriptMessage | ChatMessage) -> None:
         track = _track_of(event)
         self.dropped[track] += 1
+        self._dropped_by_cause["backpressure"] += 1
         record = self._open_drops.get(track)
         timestamp = event.timestamp_ms
         if record is None:

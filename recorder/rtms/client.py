@@ -241,8 +241,10 @@ async def open_rtms_stream(
     def wall_ms() -> int:
         return int(config.wall_clock() * 1000)
 
-    outlet = EventOutlet(config.event_buffer if event_buffer is None else event_buffer, wall_ms)
     stats = RtmsStats()
+    outlet = EventOutlet(
+        config.event_buffer if event_buffer is None else event_buffer, wall_ms, stats.dropped
+    )
     try:
         async with trio.open_nursery() as nursery:
             engine = Engine(target, config, outlet, stats, wall_ms, nursery)
@@ -252,6 +254,11 @@ async def open_rtms_stream(
                 yield RtmsStream(engine, outlet, stats)
             finally:
                 engine.shutdown()
+                # Let the sockets finish their closing handshakes (their readers live in this
+                # nursery), bounded, even when the caller is being cancelled.
+                with trio.CancelScope(shield=True) as scope:
+                    scope.deadline = trio.current_time() + 2 * config.close_timeout_s
+                    await engine.wait_finished()
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         raise _single(group) from None
