@@ -146,9 +146,14 @@ class EncryptedSegmentWriter:
             self._write_all(self._header.raw + bytes(self._header.prologue_slot_size))
             os.fsync(self._fd)
             fsync_directory(self._part.parent)
-        except BaseException:
+        except BaseException as exc:
             self._state = WriterState.FAILED
             os.close(self._fd)
+            # No audio was written yet: a header-only file is not evidence, only clutter that
+            # recovery would report on every start.
+            self._part.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise _storage_error(exc, "cannot write header of", self._part) from exc
             raise
 
     # --- EvidenceSink ------------------------------------------------------------------------

@@ -264,3 +264,10 @@ def test_bench_runs(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     out = capsys.readouterr().out
     assert out.count("MB/s") >= 6
     assert "checkpoint" in out
+
+
+def test_unwritable_spool_is_a_storage_error(factory: SpoolSinkFactory) -> None:
+    factory.directory.rmdir()
+    factory.directory.write_bytes(b"not a directory")  # ENOTDIR, even for root
+    with pytest.raises(StorageError, match="cannot create"):
+        factory.open(make_identity())
