@@ -209,8 +209,9 @@ class OfficerQueries(TransactionSource):
         """Recordings matching every given filter, newest first.
 
         ``participant`` matches a participant's user id or display name, the Contact Center
-        agent's id or name, or the operator id. ``since_ms``/``until_ms`` select recordings that
-        overlap the window (an unfinished recording extends to now).
+        agent's id or name, or the operator id (names ignore ASCII case; ids are exact).
+        ``since_ms``/``until_ms`` select recordings that overlap the window (an unfinished
+        recording extends to now).
         """
         if not 1 <= limit <= MAX_SEARCH_LIMIT:
             raise CatalogError(f"search: limit must be 1..{MAX_SEARCH_LIMIT}, got {limit}")
@@ -228,8 +229,9 @@ class OfficerQueries(TransactionSource):
         if participant is not None:
             clauses.append(
                 """(EXISTS (SELECT 1 FROM participants p WHERE p.recording_id = r.recording_id
-                        AND (p.user_id = ? OR p.user_name = ?))
-                    OR r.cc_agent_id = ? OR r.cc_agent_name = ? OR r.operator_id = ?)"""
+                        AND (p.user_id = ? OR LOWER(p.user_name) = LOWER(?)))
+                    OR r.cc_agent_id = ? OR LOWER(r.cc_agent_name) = LOWER(?)
+                    OR r.operator_id = ?)"""
             )
             params.extend([participant] * 5)
         if since_ms is not None:

@@ -332,6 +332,8 @@ async def test_search_filters(catalog: AsyncCatalog) -> None:
         assert ids(await catalog.search(stream_id="s-m2")) == [second.recording_id]
         assert ids(await catalog.search(participant="u-9")) == [webinar.recording_id]
         assert ids(await catalog.search(participant="Bob")) == [webinar.recording_id]
+        assert ids(await catalog.search(participant="bOB")) == [webinar.recording_id]
+        assert ids(await catalog.search(participant="U-9")) == [], "ids are exact"
         assert ids(await catalog.search(participant="op-1", limit=1)) == [second.recording_id]
         # The ended meeting is outside a window after its end; unfinished ones extend to now.
         assert ids(await catalog.search(since_ms=T0 + 6_000)) == [
