@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from recorder.crypto._format import SegmentHeader
 from recorder.crypto.keys.base import DataKey, KeyContext, KeyProvider, KeyUnwrapper
-from recorder.crypto.keys.local import _write_private_file, fsync_directory
+from recorder.crypto.keys.local import fsync_directory, make_durable_dir, write_private_file
 from recorder.errors import (
     KeyDestroyed,
     KeyMismatch,
@@ -101,14 +101,14 @@ class DirectoryRecordingKeyStore:
 
     def __init__(self, directory: Path | str) -> None:
         self._dir = Path(directory)
-        self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_durable_dir(self._dir)
 
     def _recording_dir(self, recording_id: str) -> Path:
         return self._dir / recording_key_dirname(recording_id)
 
     def put(self, entry: RecordingKeyEntry) -> None:
         directory = self._recording_dir(entry.recording_id)
-        directory.mkdir(mode=0o700, exist_ok=True)
+        make_durable_dir(directory)
         document = {
             "rk_id": entry.rk_id,
             "recording_id": entry.recording_id,
@@ -116,7 +116,7 @@ class DirectoryRecordingKeyStore:
             "wrapped": base64.b64encode(entry.wrapped).decode("ascii"),
             "created_ms": entry.created_ms,
         }
-        _write_private_file(directory / f"{entry.rk_id}.json", json.dumps(document).encode())
+        write_private_file(directory / f"{entry.rk_id}.json", json.dumps(document).encode())
 
     def get(self, rk_id: str) -> RecordingKeyEntry:
         parts = rk_id.split("-")
@@ -151,11 +151,11 @@ class DirectoryRecordingKeyStore:
 
     def destroy(self, recording_id: str, *, reason: str) -> list[str]:
         directory = self._recording_dir(recording_id)
-        directory.mkdir(mode=0o700, exist_ok=True)
+        make_durable_dir(directory)
         destroyed_utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         tombstone = {"recording_id": recording_id, "destroyed_utc": destroyed_utc, "reason": reason}
         # Tombstone first: a crash halfway still leaves the recording marked as being shredded.
-        _write_private_file(directory / _TOMBSTONE, json.dumps(tombstone).encode())
+        write_private_file(directory / _TOMBSTONE, json.dumps(tombstone).encode())
         destroyed: list[str] = []
         for path in sorted(directory.glob("rk-*.json")):
             # Overwriting is best effort (SSDs and CoW file systems may keep old blocks); the

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from recorder.crypto import _format as fmt
 from recorder.crypto._format import RecordKind
 from recorder.crypto.keyring import SegmentKeySource
-from recorder.crypto.keys.local import fsync_directory
+from recorder.crypto.keys.local import fsync_directory, make_durable_dir
 from recorder.crypto.reader import digest_segment
 from recorder.errors import DigestMismatch, DiskFull, LocalProtocolError, StorageError
 from recorder.sink import SealedSegment, SegmentIdentity
@@ -340,7 +340,7 @@ class SpoolSinkFactory:
         checkpoint_interval_s: float = DEFAULT_CHECKPOINT_INTERVAL_S,
     ) -> None:
         self._dir = Path(directory)
-        self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_durable_dir(self._dir)
         self._keys = keys
         self._chunk_size = chunk_size
         self._interval = checkpoint_interval_s

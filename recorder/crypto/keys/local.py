@@ -36,7 +36,7 @@ _NONCE_SIZE: Final = 12
 _KEK_SIZE: Final = 32
 
 
-def _write_private_file(path: Path, data: bytes) -> None:
+def write_private_file(path: Path, data: bytes) -> None:
     """Write 0600 via a same-directory temp file, fsync, rename, fsync the directory."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -57,6 +57,19 @@ def fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
+def make_durable_dir(path: Path) -> None:
+    """mkdir 0700 (with parents); when it is new, fsync its parent so the entry survives a
+    power loss. A key file in a directory whose own entry was lost is a lost key."""
+    if path.is_dir():
+        return
+    make_durable_dir(path.parent)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        return
+    fsync_directory(path.parent)
+
+
 def _check_private(path: Path, *, directory: bool) -> None:
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
@@ -73,9 +86,9 @@ class LocalKeyProvider:
     def __init__(self, key_dir: Path | str) -> None:
         self._dir = Path(key_dir)
         self._keks: dict[str, AESGCM] = {}
-        self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_durable_dir(self._dir)
         _check_private(self._dir, directory=True)
-        (self._dir / "keks").mkdir(mode=0o700, exist_ok=True)
+        make_durable_dir(self._dir / "keks")
         _check_private(self._dir / "keks", directory=True)
         with self._locked():
             if self._read_current() is None:
@@ -103,8 +116,8 @@ class LocalKeyProvider:
 
     def _create_kek(self) -> str:
         kek_id = f"kek-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(4)}"
-        _write_private_file(self._dir / "keks" / f"{kek_id}.key", secrets.token_bytes(_KEK_SIZE))
-        _write_private_file(self._dir / "current", kek_id.encode("ascii") + b"\n")
+        write_private_file(self._dir / "keks" / f"{kek_id}.key", secrets.token_bytes(_KEK_SIZE))
+        write_private_file(self._dir / "current", kek_id.encode("ascii") + b"\n")
         return kek_id
 
     def rotate(self) -> str:
