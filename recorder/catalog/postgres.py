@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Final
 
 import psycopg
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from recorder.catalog._core import Row, SqlCatalog, Tx
 from recorder.catalog.schema import Engine
@@ -36,6 +36,18 @@ POOL_WAIT_S: Final = 30.0
 def _to_pyformat(sql: str) -> str:
     # The shared queries use ``?``; none of them contains a literal ``?`` or ``%``.
     return sql.replace("?", "%s")
+
+
+#: Shown in ``pg_stat_activity`` unless the DSN names another, so DBAs can tell who is connected.
+DEFAULT_APPLICATION_NAME: Final = "rtms-recorder"
+
+
+def _conninfo(dsn: str, password: str | None) -> str:
+    params = conninfo_to_dict(dsn)
+    params.setdefault("application_name", DEFAULT_APPLICATION_NAME)
+    if password is not None:
+        params["password"] = password
+    return make_conninfo("", **params)
 
 
 class _PostgresTx:
@@ -88,7 +100,7 @@ class PostgresCatalog(SqlCatalog):
         if max_connections < 1:
             raise CatalogError(f"open: max_connections must be >= 1, got {max_connections}")
         try:
-            self._conninfo = dsn if password is None else make_conninfo(dsn, password=password)
+            self._conninfo = _conninfo(dsn, password)
         except psycopg.ProgrammingError as exc:
             raise CatalogError("open: not a valid PostgreSQL connection string") from exc
         self._connect_timeout_s = connect_timeout_s

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
 import stat
 import threading
 from pathlib import Path
 
+import psycopg
 import pytest
 import trio
 import trio.testing
@@ -159,3 +161,31 @@ async def test_a_cancelled_caller_waits_for_its_write_to_finish(
             raw.execute("COMMIT")
         assert returned.is_set()
     assert [e.action for e in await catalog.audit_trail("rec_c")] == ["export"]
+
+
+@pytest.mark.postgres
+async def test_a_killed_postgres_connection_costs_one_call_then_the_pool_reconnects(
+    postgres_dsn: str,
+) -> None:
+    app = f"catalog-test-{secrets.token_hex(4)}"
+    dsn = f"{postgres_dsn}&application_name={app}"
+
+    def kill_our_backends() -> int:
+        with psycopg.connect(postgres_dsn, autocommit=True) as raw:
+            # The timeout form waits until the backend has really exited.
+            row = raw.execute(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000))"
+                " FROM pg_stat_activity WHERE application_name = %s",
+                (app,),
+            ).fetchone()
+            assert row is not None
+            return int(row[0])
+
+    with trio.fail_after(30):
+        async with await open_async_catalog(dsn, now_ms=T0, max_connections=1) as catalog:
+            assert await catalog.first_seen("before", T0, 60_000)
+            assert await trio.to_thread.run_sync(kill_our_backends) == 1
+            with pytest.raises(CatalogError, match="first_seen"):
+                await catalog.first_seen("during", T0, 60_000)
+            assert await catalog.first_seen("after", T0, 60_000)
+            assert not await catalog.first_seen("before", T0 + 1, 60_000)
