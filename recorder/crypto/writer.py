@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import errno
 import fcntl
+import functools
 import hashlib
 import logging
 import os
@@ -30,6 +31,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Final
 
+import trio
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from recorder.crypto import _format as fmt
@@ -348,6 +350,18 @@ class SpoolSinkFactory:
     @property
     def directory(self) -> Path:
         return self._dir
+
+    async def open_async(
+        self,
+        identity: SegmentIdentity,
+        *,
+        prologue_size: int = 0,
+        limiter: trio.CapacityLimiter | None = None,
+    ) -> EncryptedSegmentWriter:
+        """``open`` in a worker thread: it creates and fsyncs a file, and may need a key."""
+        return await trio.to_thread.run_sync(
+            functools.partial(self.open, identity, prologue_size=prologue_size), limiter=limiter
+        )
 
     def open(self, identity: SegmentIdentity, *, prologue_size: int = 0) -> EncryptedSegmentWriter:
         return EncryptedSegmentWriter(

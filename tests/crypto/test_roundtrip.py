@@ -236,7 +236,8 @@ async def test_writes_on_the_trio_thread_with_checkpoints_in_a_worker_thread(
     factory: SpoolSinkFactory, keyring: RecordingKeyring
 ) -> None:
     """The pipeline's real shape: ``write`` inline, ``checkpoint`` via ``trio.to_thread``."""
-    sink = factory.open(make_identity(), prologue_size=4)
+    with trio.fail_after(30):
+        sink = await factory.open_async(make_identity(), prologue_size=4)
     pieces = [os.urandom(n % 97 + 1) for n in range(2000)]
     done = trio.Event()
 
