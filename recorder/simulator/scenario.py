@@ -13,6 +13,8 @@ File shape (TOML; JSON is the same tree)::
     media = ["audio", "transcript"]
     [audio]
     layout = "channels"                 # mixed | per_speaker | channels (ZCC)
+    codec = 2                           # optional hint for the client: media_params values
+    sample_rate = 0
     [[speakers]]
     user_id = "16778240"
     user_name = "Agent Smith"
@@ -216,6 +218,10 @@ class Scenario:
     t0_ms: int = 0
     #: Push audio as fast as possible instead of pacing it (provokes backpressure).
     firehose: bool = False
+    #: A hint for the client: the audio ``media_params`` this scenario is meant to be recorded
+    #: with (wire values: codec, sample_rate, channel, data_opt, send_rate). The simulator serves
+    #: whatever valid params the client asks for.
+    audio_hint: Mapping[str, int] = field(default_factory=dict)
     steps: tuple[Step, ...] = ()
 
     def resolved(self) -> Scenario:
@@ -305,7 +311,14 @@ def scenario_from_mapping(data: Mapping[str, Any], *, default_name: str = "engag
     """Build a scenario from a decoded TOML/JSON tree (``ConfigError`` on anything wrong)."""
     try:
         product = Product(str(data["product"]))
-        layout_name = data.get("audio", {}).get("layout", data.get("layout", "mixed"))
+        audio_table = dict(data.get("audio", {}))
+        layout_name = audio_table.pop("layout", data.get("layout", "mixed"))
+        hint_keys = {"content_type", "codec", "sample_rate", "channel", "data_opt", "send_rate"}
+        if set(audio_table) - hint_keys:
+            raise ConfigError(
+                f"scenario: unknown [audio] keys {sorted(set(audio_table) - hint_keys)}"
+            )
+        audio_hint = {k: int(v) for k, v in audio_table.items()}
         speakers = tuple(
             Speaker(
                 user_id=str(s["user_id"]),
@@ -344,6 +357,7 @@ def scenario_from_mapping(data: Mapping[str, Any], *, default_name: str = "engag
             speakers=speakers,
             steps=tuple(sorted(steps, key=lambda s: s.at_s)),
             media=tuple(str(m) for m in data.get("media", ("audio", "transcript"))),
+            audio_hint=audio_hint,
             **{"name": default_name, **simple},
         )
     except ConfigError:
