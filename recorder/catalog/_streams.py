@@ -154,10 +154,15 @@ class StreamQueries(TransactionSource):
         return changed == 1
 
     def expired_streams_to_rejoin(self, now_ms: int) -> list[StreamRow]:
+        """Live streams nobody holds a fresh lease on, and that a webhook gave URLs for.
+
+        A row that only a claim created has no URLs to connect to, so it is not a candidate.
+        """
         with self._transaction("expired_streams_to_rejoin", write=False) as tx:
             rows = tx.fetchall(
                 f"""SELECT {_STREAM_COLS} FROM streams
                     WHERE state IN ({_LIVE_STATES_SQL})
+                        AND server_urls <> '[]'
                         AND (lease_owner IS NULL OR lease_expires_ms IS NULL
                              OR lease_expires_ms <= ?)
                     ORDER BY first_seen_ms, rtms_stream_id""",

@@ -107,6 +107,8 @@ async def test_rejoin_queries_after_a_restart(catalog: AsyncCatalog) -> None:
             StreamEvent("stopped-mine", Product.MEETING, "m", StreamState.STOPPED, T0 + 1),
             now_ms=T0,
         )
+        # Claimed before any webhook named it: no URLs, nothing to rejoin.
+        assert await catalog.try_claim("claimed-only", "ghost", 1, T0)
         assert await catalog.try_claim("live-mine", "me", TTL_MS, T0)
         assert await catalog.try_claim("stopped-mine", "me", TTL_MS, T0)
         assert await catalog.try_claim("live-theirs", "them", 3 * TTL_MS, T0)
