@@ -247,6 +247,8 @@ def build_header(
 
 def header_length_from_prefix(prefix: bytes, *, source: str) -> int:
     """Validate the first ``FIXED_HEADER_SIZE`` bytes enough to know how many to read."""
+    if len(prefix) >= len(MAGIC) and prefix[: len(MAGIC)] != MAGIC:
+        raise DecryptionFailed(f"{source}: not an rtms-recorder sealed segment (bad magic)")
     if len(prefix) < FIXED_HEADER_SIZE:
         raise TruncatedFile(
             f"{source}: {len(prefix)} bytes, shorter than the {FIXED_HEADER_SIZE}-byte fixed header"

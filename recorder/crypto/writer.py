@@ -169,6 +169,11 @@ class EncryptedSegmentWriter:
         return self._body_size
 
     @property
+    def pending_bytes(self) -> int:
+        """Plaintext held in memory, not yet sealed: always less than one chunk."""
+        return len(self._pending)
+
+    @property
     def state(self) -> WriterState:
         return self._state
 

@@ -124,6 +124,7 @@ def test_random_write_sequences_round_trip(
         piece = os.urandom(size)
         sink.write(piece)
         expected += piece
+        assert sink.pending_bytes < chunk_size  # never more than one chunk of plaintext
         if checkpoint_every and number % checkpoint_every == 0:
             sink.checkpoint()
     assert sink.body_size == len(expected)
