@@ -324,7 +324,15 @@ def iter_plaintext(
     expect: SegmentIdentity | None = None,
     data_key: bytes | None = None,
 ) -> Iterator[bytes]:
-    """Prologue, then body, verified chunk by chunk. Errors surface where they are met."""
+    """Prologue, then body, verified chunk by chunk. Errors surface where they are met.
+
+    Args:
+        source: a path, or any binary stream read strictly forward (file, pipe, HTTP body).
+        keyring: opens the segment's data key (a ``RecordingKeyring``).
+        expect: when given, every field must match the header (metadata included), else
+            ``HeaderMismatch`` before any key is fetched.
+        data_key: the plaintext data key, instead of a keyring (the writer's own read-back).
+    """
     with SegmentReader(source, keyring, expect=expect, data_key=data_key) as reader:
         yield from reader
 
