@@ -45,6 +45,8 @@ from recorder.config import CatalogConfig, Secret
 
 T = TypeVar("T")
 
+#: Longest a shutdown waits for the catalog to close (an in-flight SQLite write finishing).
+CLOSE_TIMEOUT_S: Final = 15.0
 #: Zoom retries a webhook at +5, +20 and +60 minutes (rtms-protocol §8.3): keep keys past that.
 DEFAULT_DEDUP_TTL_MS: Final = 3 * 60 * 60 * 1000
 
@@ -66,9 +68,13 @@ class AsyncCatalog:
         return await trio.to_thread.run_sync(fn, limiter=self._limiter)
 
     async def aclose(self) -> None:
-        # Shielded: closing must happen even while the owner is being cancelled.
-        with trio.CancelScope(shield=True):
-            await self._call(self.sync.close)
+        """Close the catalog; shielded (the owner may be cancelled) and bounded in time.
+
+        Not behind the limiter: a close must not queue behind a stuck call. If it overruns
+        ``CLOSE_TIMEOUT_S`` the worker thread is left to finish closing on its own.
+        """
+        with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S):
+            await trio.to_thread.run_sync(self.sync.close, abandon_on_cancel=True)
 
     async def __aenter__(self) -> AsyncCatalog:
         return self

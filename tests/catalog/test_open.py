@@ -189,3 +189,13 @@ async def test_a_killed_postgres_connection_costs_one_call_then_the_pool_reconne
                 await catalog.first_seen("during", T0, 60_000)
             assert await catalog.first_seen("after", T0, 60_000)
             assert not await catalog.first_seen("before", T0 + 1, 60_000)
+
+
+async def test_aclose_runs_even_when_the_owner_is_cancelled(target: CatalogTarget) -> None:
+    with trio.fail_after(20):
+        catalog = await open_async_catalog(target.url, now_ms=T0)
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await catalog.aclose()
+        with pytest.raises(CatalogError, match="first_seen"):
+            await catalog.first_seen("after-close", T0, 1_000)
