@@ -137,6 +137,41 @@ class OfficerQueries(TransactionSource):
             )
         return row is not None
 
+    def is_instance_on_hold(self, instance_id: str) -> bool:
+        """True if a hold covers the instance or any one of its recordings.
+
+        For whatever spans a whole meeting / engagement, such as its encryption key.
+        """
+        with self._transaction("is_instance_on_hold", write=False) as tx:
+            row = tx.fetchone(
+                """SELECT 1 FROM legal_holds WHERE released_ms IS NULL AND (
+                        (scope = 'instance' AND scope_value = ?)
+                        OR (scope = 'recording' AND scope_value IN (
+                            SELECT recording_id FROM recordings WHERE instance_id = ?)))""",
+                (instance_id, instance_id),
+            )
+        return row is not None
+
+    def is_key_on_hold(self, key_id: str) -> bool:
+        """True if any held segment or record file was sealed under ``key_id``.
+
+        Key destruction (crypto-shredding) asks this first: destroying a key that held evidence
+        depends on would be a deletion in disguise (invariant 8).
+        """
+        with self._transaction("is_key_on_hold", write=False) as tx:
+            row = tx.fetchone(
+                """WITH keyed AS (
+                        SELECT recording_id FROM segments WHERE key_id = ?
+                        UNION SELECT recording_id FROM records WHERE key_id = ?)
+                    SELECT 1 FROM legal_holds WHERE released_ms IS NULL AND (
+                        (scope = 'recording' AND scope_value IN (SELECT recording_id FROM keyed))
+                        OR (scope = 'instance' AND scope_value IN (
+                            SELECT r.instance_id FROM recordings r
+                            WHERE r.recording_id IN (SELECT recording_id FROM keyed))))""",
+                (key_id, key_id),
+            )
+        return row is not None
+
     def holds(self, *, active_only: bool = True) -> list[LegalHoldRow]:
         condition = "WHERE released_ms IS NULL" if active_only else ""
         with self._transaction("holds", write=False) as tx:

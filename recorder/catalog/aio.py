@@ -304,6 +304,12 @@ class AsyncCatalog:
     async def is_on_hold(self, recording_id: str) -> bool:
         return await self._call(functools.partial(self.sync.is_on_hold, recording_id))
 
+    async def is_instance_on_hold(self, instance_id: str) -> bool:
+        return await self._call(functools.partial(self.sync.is_instance_on_hold, instance_id))
+
+    async def is_key_on_hold(self, key_id: str) -> bool:
+        return await self._call(functools.partial(self.sync.is_key_on_hold, key_id))
+
     async def holds(self, *, active_only: bool = True) -> list[LegalHoldRow]:
         return await self._call(functools.partial(self.sync.holds, active_only=active_only))
 

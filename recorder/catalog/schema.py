@@ -257,6 +257,17 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         description="streams, leases, recordings, evidence, holds, dedup, append-only audit log",
         statements={engine: _v1(engine) for engine in Engine},
     ),
+    Migration(
+        version=2,
+        description="find evidence by key id, so key destruction can ask about holds quickly",
+        statements={
+            engine: (
+                "CREATE INDEX segments_by_key ON segments (key_id)",
+                "CREATE INDEX records_by_key ON records (key_id)",
+            )
+            for engine in Engine
+        },
+    ),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1].version

@@ -714,3 +714,54 @@ async def test_a_new_migration_applies_once_and_a_failing_one_changes_nothing(
         # A recorder that only knows the older schema now refuses to open this catalog.
         with pytest.raises(CatalogError, match="newer than this recorder knows"):
             await trio.to_thread.run_sync(target.open)
+
+
+async def test_instance_and_key_holds_cover_what_spans_recordings(catalog: AsyncCatalog) -> None:
+    with trio.fail_after(20):
+        held = await _recording(catalog, "s-k1", instance_id="eng-k")
+        free = await _recording(catalog, "s-k2", instance_id="eng-free")
+        await catalog.add_segment(
+            dataclasses.replace(_segment(held.recording_id), key_id="key-held"), T0
+        )
+        await catalog.add_record_file(
+            NewRecordFile(
+                free.recording_id, "chat", 0, "k/c", SHA_A, 1, 2, T0, T0 + 1, "key-records"
+            ),
+            T0,
+        )
+        await catalog.add_segment(
+            dataclasses.replace(_segment(free.recording_id), key_id="key-free"), T0
+        )
+        for probe in ("key-held", "key-records", "key-free", "key-unused"):
+            assert not await catalog.is_key_on_hold(probe)
+        assert not await catalog.is_instance_on_hold("eng-k")
+
+        by_recording = await catalog.place_hold(
+            matter="M",
+            scope=HoldScope.RECORDING,
+            scope_value=held.recording_id,
+            placed_by="legal",
+            reason="r",
+            now_ms=T0,
+        )
+        assert await catalog.is_key_on_hold("key-held")
+        assert await catalog.is_instance_on_hold("eng-k")
+        assert not await catalog.is_key_on_hold("key-free")
+        assert not await catalog.is_instance_on_hold("eng-free")
+
+        await catalog.place_hold(
+            matter="M2",
+            scope=HoldScope.INSTANCE,
+            scope_value="eng-free",
+            placed_by="legal",
+            reason="r",
+            now_ms=T0,
+        )
+        assert await catalog.is_key_on_hold("key-records"), "record files count too"
+        assert await catalog.is_key_on_hold("key-free")
+        assert await catalog.is_instance_on_hold("eng-free")
+
+        await catalog.release_hold(by_recording.hold_id, released_by="gc", reason="r", now_ms=T0)
+        assert not await catalog.is_key_on_hold("key-held")
+        assert not await catalog.is_instance_on_hold("eng-k")
+        assert not await catalog.is_key_on_hold("key-unused")
