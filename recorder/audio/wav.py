@@ -33,10 +33,10 @@ import datetime as dt
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from recorder.errors import LocalProtocolError
-from recorder.sink import MetadataValue
+from recorder.sink import MetadataValue, SegmentIdentity
 
 BEXT_FIXED_SIZE: Final = 602
 #: Room reserved for the coding history so the header size never depends on its text.
@@ -131,6 +131,23 @@ def build_wav_prologue(metadata: Mapping[str, MetadataValue], body_length: int) 
     frame = 2 * channels
     data_length = min(body_length // frame * frame, MAX_DATA_LENGTH // frame * frame)
     return build_wav_header(sample_rate=rate, channels=channels, data_length=data_length, bext=bext)
+
+
+class _HasIdentity(Protocol):
+    @property
+    def identity(self) -> SegmentIdentity: ...
+
+
+def recovery_prologue(header: _HasIdentity, body_length: int) -> bytes:
+    """The ``prologue_builder`` to hand ``recorder.crypto.recover`` for this recorder's segments.
+
+    Audio segments get their WAV header rebuilt from the sealed file's metadata; records
+    segments (JSON lines) have no prologue.
+    """
+    metadata = header.identity.metadata
+    if metadata.get("kind") != "audio":
+        return b""
+    return build_wav_prologue(metadata, body_length)
 
 
 def _required(metadata: Mapping[str, MetadataValue], key: str) -> str | int | float:
