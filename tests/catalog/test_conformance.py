@@ -303,6 +303,10 @@ async def test_recording_round_trips_through_show_and_search(catalog: AsyncCatal
             )
 
 
+def ids(rows: list[RecordingRow]) -> list[str]:
+    return [row.recording_id for row in rows]
+
+
 async def test_search_filters(catalog: AsyncCatalog) -> None:
     with trio.fail_after(20):
         meeting = await _recording(catalog, "s-m", instance_id="m-1", started_ms=T0)
@@ -317,7 +321,6 @@ async def test_search_filters(catalog: AsyncCatalog) -> None:
             status=RecordingStatus.COMPLETE,
         )
         await catalog.add_participants(webinar.recording_id, [ParticipantInfo("u-9", "Bob")])
-        ids = lambda rows: [r.recording_id for r in rows]  # noqa: E731
 
         assert ids(await catalog.search()) == [
             second.recording_id,
