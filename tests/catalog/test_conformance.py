@@ -29,7 +29,7 @@ from recorder.catalog import (
 from recorder.catalog.schema import LATEST_VERSION, MIGRATIONS, Engine, Migration
 from recorder.errors import CatalogError
 from recorder.sink import SealedSegment, SegmentIdentity
-from tests.catalog.conftest import T0, CatalogTarget
+from tests.catalog.support import T0, CatalogTarget
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64

@@ -22,7 +22,7 @@ from recorder.catalog import (
     StreamState,
 )
 from recorder.errors import LeaseLost
-from tests.catalog.conftest import T0, CatalogTarget
+from tests.catalog.support import T0, CatalogTarget
 
 TTL_MS = 15_000
 

@@ -25,7 +25,7 @@ from recorder.catalog.schema import LATEST_VERSION
 from recorder.catalog.sqlite import SqliteCatalog
 from recorder.config import CatalogConfig, CatalogKind, Secret
 from recorder.errors import CatalogError
-from tests.catalog.conftest import T0, CatalogTarget
+from tests.catalog.support import T0, CatalogTarget
 
 
 async def test_sqlite_url_creates_a_private_file(tmp_path: Path) -> None:

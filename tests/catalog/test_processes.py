@@ -10,7 +10,7 @@ from pathlib import Path
 
 import trio
 
-from tests.catalog.conftest import T0, CatalogTarget
+from tests.catalog.support import T0, CatalogTarget
 
 STREAMS = 100
 REPO = Path(__file__).resolve().parents[2]
