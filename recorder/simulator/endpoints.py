@@ -260,11 +260,18 @@ def _answer_keepalive(eng: Engagement, conn: Connection, obj: Mapping[str, Any])
 
 
 async def _keepalive_loop(eng: Engagement, conn: Connection) -> None:
-    """KEEP_ALIVE_REQ every interval; ``misses`` unanswered in a row break the socket."""
+    """KEEP_ALIVE_REQ every interval; ``misses`` unanswered in a row break the socket.
+
+    A stalled consumer (its TCP window full) cannot even be sent a request: a send that does not
+    finish within one interval is abandoned and counts as unanswered, so a stall is detected and
+    broken like silence. An abandoned send may leave a partial frame; the socket is dead by then.
+    """
     profile = eng.profile
     interval = eng.scaled(profile.keepalive_interval_s)
+    next_at = trio.current_time() + interval
     while True:
-        await trio.sleep(interval)
+        await trio.sleep_until(next_at)
+        next_at += interval
         if conn.closed:
             return
         suppressed = (
@@ -295,8 +302,14 @@ async def _keepalive_loop(eng: Engagement, conn: Connection) -> None:
             with_sequence=profile.keepalive_sequence,
             with_timestamp=profile.keepalive_timestamp,
         )
-        if await conn.send(request):
+        sent = False
+        with trio.move_on_at(next_at):
+            sent = await conn.send(request)
+        if sent:
             eng.stats.keepalives_sent += 1
+            eng.changed()
+        elif not conn.closed:
+            eng.stats.keepalive_sends_stalled += 1
             eng.changed()
 
 

@@ -70,8 +70,6 @@ class EngagementOptions:
     #: Seconds a client has for its first frame after the WebSocket opens.
     handshake_timeout_s: float = 10.0
     encode_in_thread: bool = True
-    #: Unix seconds, for ``event_ts`` of webhooks sent later (failover, stop).
-    wall_clock: Callable[[], float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,10 +188,8 @@ class Engagement:
     # --- clocks ------------------------------------------------------------------------------
 
     def _wall_ms(self) -> int:
-        clock = self.options.wall_clock
-        if clock is None:
-            return self.scenario.t0_ms + int(self.elapsed_s() * 1000)
-        return int(clock() * 1000)
+        """Zoom's wall clock for ``event_ts``: t0 plus scenario time (deterministic in tests)."""
+        return self.scenario.t0_ms + int(self.elapsed_s() * 1000)
 
     def elapsed_s(self) -> float:
         """Scenario seconds since the start (trio clock times ``speed``)."""
@@ -267,7 +263,8 @@ class Engagement:
                 if self.stats.frames_sent and not self.streaming.is_set():
                     self.streaming.set()
             frame += 1
-        await trio.sleep_until(self._start_time + end_frame * frame_s)
+        if not self.scenario.firehose:
+            await trio.sleep_until(self._start_time + end_frame * frame_s)
         while steps and steps[0].at_s <= self.scenario.duration_s and not self.stopping:
             await self.run_step(steps.pop(0))
         await self.stop(self.scenario.end_reason)

@@ -60,6 +60,8 @@ class EngagementStats:
     keepalives_sent: int = 0
     keepalives_answered: int = 0
     keepalives_missed: int = 0
+    #: KEEP_ALIVE_REQs that could not even be written within an interval (stalled consumer).
+    keepalive_sends_stalled: int = 0
     #: Seconds (trio clock) between a KEEP_ALIVE_REQ and its answer, in order.
     keepalive_latencies_s: list[float] = field(default_factory=list)
     #: Garbage / oversized frames the scenario injected.
@@ -93,11 +95,10 @@ class EngagementStats:
 class Observed:
     """A ``trio.Event`` that is re-armed on every change, created only while someone waits."""
 
-    __slots__ = ("_event", "_waiters")
+    __slots__ = ("_event",)
 
     def __init__(self) -> None:
         self._event: trio.Event | None = None
-        self._waiters = 0
 
     def changed(self) -> None:
         if self._event is not None:
