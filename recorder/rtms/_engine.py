@@ -339,10 +339,16 @@ class Engine:
             raise ConnectionLost(f"connect to {_where(url)} failed: {type(exc).__name__}") from exc
 
     async def _close_ws(self, ws: WebSocketConnection) -> None:
+        """Close handshake (bounded, shielded), then make sure the TCP socket is gone."""
         with trio.CancelScope(shield=True) as scope:
             scope.deadline = trio.current_time() + self._config.close_timeout_s
             with contextlib.suppress(ConnectionClosed, OSError, trio.BrokenResourceError):
                 await ws.aclose()
+        # A peer that never answers the close (e.g. stuck sending an oversized frame) would keep
+        # the TCP socket open. trio-websocket 0.12.2 (pinned) has no public abort; closing an
+        # already closed stream is a no-op.
+        with trio.CancelScope(shield=True):
+            await ws._close_stream()
 
     async def _flush(self, ws: WebSocketConnection, conn: _Connection) -> None:
         for text in conn.data_to_send():
@@ -521,10 +527,10 @@ class Engine:
             if outcome.kind is _Kind.ENDED:
                 return
             if outcome.kind is _Kind.REJECTED:
+                # The server has not yet noticed our previous media socket died. Unlike a
+                # duplicate signaling request this is retried with backoff until it clears or
+                # the server ends the stream after its grace period: giving up would lose audio.
                 slot.duplicates += 1
-                if slot.duplicates > self._config.duplicate_retry_limit:
-                    self._end(None, "DUPLICATE_MEDIA_DATA_CONNECTION", normal=False)
-                    return
             if slot.interrupted_wall_ms is None and self._interruption is None:
                 slot.interrupted_wall_ms = self._wall_ms()
                 self._outlet.offer(
