@@ -76,10 +76,14 @@ class CaptureConfig:
     tolerance_ms: int = 10
     holdback_ms: int = 200
     g711_law: str = ALAW
-    #: Packets decoded per worker-thread hop for codecs that are decoded off the trio thread.
+    #: Decode on the trio thread (default). ``python -m recorder.bench.pipeline`` measured it:
+    #: one thread hop per packet triples the CPU per Opus message, batches of 16 still cost
+    #: ~10% more than inline, and paced live streams deliver about one packet per wakeup, so
+    #: batches would not fill. False moves PyAV decoding to worker threads in batches (for
+    #: bulk replays on a host with an idle core: PyAV releases the GIL for part of a decode).
+    decode_inline: bool = True
+    #: Packets per worker-thread hop when ``decode_inline`` is False.
     decode_batch: int = 16
-    #: Decode everything inline on the trio thread (the bench compares both).
-    decode_inline: bool = False
     #: Write gaps and pauses of audio tracks into the records too (NO_SPEECH gaps never are).
     gaps_in_records: bool = True
 

@@ -3,11 +3,13 @@
 ``run_capture`` reads the RTMS client's event channel until ``StreamEnded`` (or the channel
 closes), and returns the engagement's manifest. Where the work runs, and why:
 
-* **Passthrough L16** (and every non-audio event) is handled inline on the trio thread: it costs
-  about a microsecond, a worker-thread hop costs tens.
-* **Opus, G.722, G.711 and resampled L16** are decoded, placed and written in a worker thread,
-  ``decode_batch`` packets per hop, so the hop is paid once per batch. A batch is cut short
-  whenever the channel runs dry, so nothing waits for a batch to fill.
+* **Audio and every other event** are handled inline on the trio thread by default: passthrough
+  L16 costs a few µs, PyAV decodes 6-60 µs, and a worker-thread hop costs more than that
+  (measured in ``recorder.bench.pipeline``; paced live streams bring about one packet per
+  wakeup, so batching cannot amortise the hop).
+* With ``CaptureConfig(decode_inline=False)``, packets that need PyAV (everything but
+  passthrough L16) are decoded, placed and written in a worker thread, ``decode_batch`` per
+  hop. A batch is cut short whenever the channel runs dry, so nothing waits for it to fill.
 * **Checkpoints** (fsync of every open sink) run in a worker thread at least every
   ``checkpoint_interval_s`` while the engagement is live, so a crash loses at most about that.
 

@@ -150,11 +150,13 @@ async def test_g722_is_the_reference_decode_moved_by_its_delay() -> None:
 
 @pytest.mark.parametrize("channels", [1, 2])
 @pytest.mark.parametrize("output", [VOICE, KEEP_SOURCE], ids=["voice", "keep"])
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "threaded"])
 async def test_opus_correlates_with_the_source_at_its_place(
-    channels: int, output: OutputFormat
+    channels: int, output: OutputFormat, inline: bool
 ) -> None:
     speech = encode_speech("a", AudioFormat(AudioCodec.OPUS, 48_000, channels))
-    manifest, sinks, _ = await capture([*packets(speech), END], CaptureConfig(output=output))
+    config = CaptureConfig(output=output, decode_inline=inline, decode_batch=7)
+    manifest, sinks, _ = await capture([*packets(speech), END], config)
     entry = manifest.audio_entries()[0]
     recorded = track_audio(sinks, "mixed")[:, 0]
     source = np.frombuffer(source_pcm("a", entry.sample_rate, 1), "<i2")
@@ -286,12 +288,13 @@ async def test_segments_rotate_and_every_hash_matches_its_plaintext() -> None:
     assert len(manifest.records_entries()) >= 3
 
 
-async def test_undecodable_packets_become_decode_error_gaps() -> None:
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "threaded"])
+async def test_undecodable_packets_become_decode_error_gaps(inline: bool) -> None:
     speech = encode_speech("a", AudioFormat(AudioCodec.OPUS, 48_000, 1), seconds=3)
     events = list(packets(speech))
     broken = events[40]
     events[40] = AudioPacket(broken.track, broken.timestamp_ms, b"\xff\xff", broken.format)
-    manifest, _, _ = await capture([*events, END])
+    manifest, _, _ = await capture([*events, END], CaptureConfig(decode_inline=inline))
     entry = manifest.audio_entries()[0]
     assert [g.cause for g in entry.gaps] == ["decode_error"]
     assert manifest.counters["mixed"]["decode_errors"] == 1
@@ -305,8 +308,10 @@ async def test_a_channel_closed_without_stream_end_seals_segments_as_interrupted
     assert all(entry.interrupted for _, entry in sealed)
 
 
-async def test_cancellation_seals_every_open_segment_as_interrupted() -> None:
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "threaded"])
+async def test_cancellation_seals_every_open_segment_as_interrupted(inline: bool) -> None:
     speech = encode_speech("a", AudioFormat(AudioCodec.OPUS, 48_000, 2), seconds=4)
+    config = CaptureConfig(decode_inline=inline)
     sinks = MemorySinkFactory()
     sealed: list[ManifestEntry] = []
 
@@ -319,7 +324,9 @@ async def test_cancellation_seals_every_open_segment_as_interrupted() -> None:
         async with trio.open_nursery() as nursery:
 
             async def capture_task() -> None:
-                await run_capture(receive, sinks, recording_id="rec-c", on_sealed=on_sealed)
+                await run_capture(
+                    receive, sinks, recording_id="rec-c", config=config, on_sealed=on_sealed
+                )
 
             nursery.start_soon(capture_task)
             for packet in packets(speech):

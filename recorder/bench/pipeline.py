@@ -1,0 +1,161 @@
+"""CPU per message of the trio capture pipeline, and where decoding should run.
+
+Run: ``python -m recorder.bench.pipeline [--engagements 20] [--seconds 20]``.
+
+K engagements run concurrently in one trio process, each fed its packets over a bounded memory
+channel (no sockets: the WebSocket receive cost is in docs/perf-baseline.md §5), through
+``run_capture`` into the encrypting spool sink (``recorder.crypto``). For each codec the pipeline
+is measured with decoding inline on the trio thread and with batched worker-thread decoding at a
+few batch sizes; ``process_time`` covers the worker threads too. It also reports the Python heap
+per engagement at the end of the run (``tracemalloc``, a separate pass), against the design's
+2 MiB per-engagement budget.
+
+Reading the result: passthrough L16 is always handled inline (``CaptureCore.is_inline``), so its
+variants only differ by noise. For codecs that need PyAV, one worker-thread hop per packet costs
+far more than the decode itself; batched hops cost about what inline decoding costs in CPU, and
+PyAV releases the GIL inside FFmpeg for part of the work (two decoding threads ran 1.4x faster
+than one on this 2-core machine), so the trio thread keeps receiving while a batch decodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from recorder.capture.core import CaptureConfig
+from recorder.capture.pipeline import run_capture
+from recorder.rtms.events import AudioCodec, AudioFormat, AudioPacket, CaptureEvent, StreamEnded
+from recorder.sink import SinkFactory
+from recorder.testing.audio_source import encode_speech
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    label: str
+    inline: bool
+    batch: int
+
+
+VARIANTS = (
+    Variant("inline", True, 1),
+    Variant("thread, batch 1", False, 1),
+    Variant("thread, batch 4", False, 4),
+    Variant("thread, batch 16", False, 16),
+)
+
+FORMATS = (
+    ("L16 16k mono", AudioFormat(AudioCodec.L16, 16_000, 1)),
+    ("G.711 8k -> 16k", AudioFormat(AudioCodec.G711, 8_000, 1)),
+    ("Opus 48k mono -> 16k", AudioFormat(AudioCodec.OPUS, 48_000, 1)),
+)
+
+
+def _sinks(root: Path) -> SinkFactory:
+    from recorder.crypto import DirectoryRecordingKeyStore, RecordingKeyring, SpoolSinkFactory
+    from recorder.crypto.keys.local import LocalKeyProvider
+
+    keyring = RecordingKeyring(
+        DirectoryRecordingKeyStore(root / "recording-keys"),
+        provider=LocalKeyProvider(root / "kek"),
+    )
+    return SpoolSinkFactory(root / "spool", keyring)
+
+
+def _events(fmt: AudioFormat, seconds: float) -> list[CaptureEvent]:
+    speech = encode_speech("b", fmt, seconds=seconds)
+    t0 = 1_763_726_400_000
+    events: list[CaptureEvent] = [
+        AudioPacket("mixed", t0 + i * speech.packet_ms, payload, fmt)
+        for i, payload in enumerate(speech.packets)
+    ]
+    events.append(StreamEnded(t0 + len(speech.packets) * 20, 1, "HOST_STOPPED", normal=True))
+    return events
+
+
+async def _run(
+    events: Sequence[CaptureEvent], engagements: int, variant: Variant, root: Path
+) -> int:
+    sinks = _sinks(root)
+    config = CaptureConfig(decode_inline=variant.inline, decode_batch=variant.batch)
+    decode_limiter = trio.CapacityLimiter(2)
+    io_limiter = trio.CapacityLimiter(2)
+
+    async def one(index: int) -> None:
+        send, receive = trio.open_memory_channel[CaptureEvent](64)
+
+        async def produce() -> None:
+            async with send:
+                for event in events:
+                    await send.send(event)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(produce)
+            await run_capture(
+                receive,
+                sinks,
+                recording_id=f"bench-{index}",
+                config=config,
+                decode_limiter=decode_limiter,
+                io_limiter=io_limiter,
+            )
+
+    async with trio.open_nursery() as nursery:
+        for index in range(engagements):
+            nursery.start_soon(one, index)
+    return engagements * (len(events) - 1)
+
+
+def measure(events: Sequence[CaptureEvent], engagements: int, variant: Variant) -> float:
+    with tempfile.TemporaryDirectory(prefix="rtms-bench-") as tmp:
+        start = time.process_time()
+        messages = trio.run(_run, events, engagements, variant, Path(tmp))
+        return (time.process_time() - start) / messages * 1e6
+
+
+def heap_per_engagement(events: Sequence[CaptureEvent], engagements: int) -> float:
+    """Peak traced Python heap during the run, per engagement, in KiB (packets excluded)."""
+    with tempfile.TemporaryDirectory(prefix="rtms-bench-") as tmp:
+        tracemalloc.start()
+        baseline = tracemalloc.get_traced_memory()[0]
+        trio.run(_run, events, engagements, Variant("default", False, 16), Path(tmp))
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return (peak - baseline) / engagements / 1024
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engagements", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    print(
+        f"run_capture, {args.engagements} concurrent engagements x {args.seconds:.0f} s, "
+        "encrypting spool sink; CPU µs per message incl. worker threads (median of "
+        f"{args.rounds})"
+    )
+    for label, fmt in FORMATS:
+        events = _events(fmt, args.seconds)
+        # Warm-up: key creation, imports and codec tables are not per-message costs.
+        measure(events[:50] + events[-1:], 1, VARIANTS[0])
+        cells = []
+        for variant in VARIANTS:
+            runs = [measure(events, args.engagements, variant) for _ in range(args.rounds)]
+            cells.append(f"{variant.label}: {statistics.median(runs):6.1f}")
+        print(f"{label:22} " + " | ".join(cells))
+    events = _events(FORMATS[2][1], args.seconds)
+    heap = heap_per_engagement(events, args.engagements)
+    print(f"peak Python heap per Opus engagement (tracemalloc): {heap:.0f} KiB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
