@@ -136,18 +136,28 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AudioChoice:
+    codec: AudioCodecName = AudioCodecName.L16
+    sample_rate_hz: int = 16_000
+    channels: int = 1
+    packet_ms: int = 20
+    #: One track per active speaker (``data_opt`` 2) instead of the mixed stream.
+    per_speaker: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class RtmsConfig:
     #: Exact host names, or ``*.domain`` for any subdomain of ``domain``.
     allowed_hosts: tuple[str, ...] = ("zoom.us", "*.zoom.us")
     #: Allow ``ws://`` to 127.0.0.1 / ::1 / localhost: tests and the demo only.
     allow_insecure_loopback: bool = False
     media: tuple[MediaKind, ...] = (MediaKind.AUDIO, MediaKind.TRANSCRIPT, MediaKind.CHAT)
-    audio_codec: AudioCodecName = AudioCodecName.L16
-    audio_sample_rate_hz: int = 16_000
-    audio_channels: int = 1
-    audio_packet_ms: int = 20
-    #: One track per active speaker (``data_opt`` 2) instead of the mixed stream.
-    per_speaker: bool = False
+    #: The audio media params to request (``[rtms]`` ``audio_*`` keys and ``per_speaker``).
+    audio: AudioChoice = field(default_factory=lambda: AudioChoice())
+    #: Per-product overrides (``[rtms.audio.<product>]``), e.g. G.711 for Contact Center.
+    audio_by_product: Mapping[Product, AudioChoice] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
     #: Which webhook id signs the handshake, per product (rtms-protocol §14.1).
     handshake_id_keys: Mapping[Product, str] = field(default_factory=lambda: INSTANCE_ID_KEYS)
     backoff_initial_s: float = 3.0
@@ -155,6 +165,9 @@ class RtmsConfig:
     connect_timeout_s: float = 10.0
     #: A socket with no inbound frame (data or keep-alive) for this long is treated as dead.
     keepalive_watchdog_s: float = 35.0
+
+    def audio_for(self, product: Product) -> AudioChoice:
+        return self.audio_by_product.get(product, self.audio)
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,23 +465,54 @@ def _handshake_id_keys(t: _Table) -> Mapping[Product, str]:
     return MappingProxyType(keys)
 
 
-def _rtms(t: _Table) -> RtmsConfig:
-    d = RtmsConfig()
-    codec = t.choice("audio_codec", d.audio_codec, AudioCodecName)
+def _audio_choice(t: _Table, default: AudioChoice, *, prefix: str) -> AudioChoice:
+    """Audio media params from ``t``: the flat ``audio_*`` keys of ``[rtms]`` (``prefix``
+    ``"audio_"``) or the short keys of a ``[rtms.audio.<product>]`` table (``prefix`` ``""``)."""
+    codec = t.choice(f"{prefix}codec", default.codec, AudioCodecName)
     rates, channel_counts = _AUDIO_MATRIX[codec]
-    default_rate = d.audio_sample_rate_hz if d.audio_sample_rate_hz in rates else min(rates)
-    rate = t.integer("audio_sample_rate_hz", default_rate, minimum=1)
+    default_rate = default.sample_rate_hz if default.sample_rate_hz in rates else min(rates)
+    rate = t.integer(f"{prefix}sample_rate_hz", default_rate, minimum=1)
     if rate not in rates:
         raise t.error(
-            "audio_sample_rate_hz",
+            f"{prefix}sample_rate_hz",
             f"{codec} supports {', '.join(str(r) for r in sorted(rates))} Hz, not {rate}",
         )
-    channels = t.integer("audio_channels", d.audio_channels, minimum=1, maximum=2)
+    default_channels = default.channels if default.channels in channel_counts else 1
+    channels = t.integer(f"{prefix}channels", default_channels, minimum=1, maximum=2)
     if channels not in channel_counts:
-        raise t.error("audio_channels", f"{codec} is mono only")
-    packet_ms = t.integer("audio_packet_ms", d.audio_packet_ms, minimum=20, maximum=1000)
+        raise t.error(f"{prefix}channels", f"{codec} is mono only")
+    default_packet = default.packet_ms if codec is AudioCodecName.L16 else 20
+    packet_ms = t.integer(f"{prefix}packet_ms", default_packet, minimum=20, maximum=1000)
     if packet_ms % 20 or (codec is not AudioCodecName.L16 and packet_ms != 20):
-        raise t.error("audio_packet_ms", "must be 20 (L16 also takes multiples of 20 up to 1000)")
+        raise t.error(
+            f"{prefix}packet_ms", "must be 20 (L16 also takes multiples of 20 up to 1000)"
+        )
+    return AudioChoice(
+        codec=codec,
+        sample_rate_hz=rate,
+        channels=channels,
+        packet_ms=packet_ms,
+        per_speaker=t.boolean("per_speaker", default.per_speaker),
+    )
+
+
+def _audio_by_product(t: _Table, default: AudioChoice) -> Mapping[Product, AudioChoice]:
+    sub = t.table("audio")
+    if sub is None:
+        return MappingProxyType({})
+    chosen: dict[Product, AudioChoice] = {}
+    for product in Product:
+        table = sub.table(product.value)
+        if table is not None:
+            chosen[product] = _audio_choice(table, default, prefix="")
+            table.finish()
+    sub.finish()
+    return MappingProxyType(chosen)
+
+
+def _rtms(t: _Table) -> RtmsConfig:
+    d = RtmsConfig()
+    audio = _audio_choice(t, d.audio, prefix="audio_")
     backoff_initial_s = t.number("backoff_initial_s", d.backoff_initial_s, minimum=0.01)
     backoff_max_s = t.number("backoff_max_s", d.backoff_max_s, minimum=0.01)
     if backoff_max_s < backoff_initial_s:
@@ -481,11 +525,8 @@ def _rtms(t: _Table) -> RtmsConfig:
         allowed_hosts=tuple(host.lower() for host in hosts),
         allow_insecure_loopback=t.boolean("allow_insecure_loopback", d.allow_insecure_loopback),
         media=t.choices("media", d.media, MediaKind),
-        audio_codec=codec,
-        audio_sample_rate_hz=rate,
-        audio_channels=channels,
-        audio_packet_ms=packet_ms,
-        per_speaker=t.boolean("per_speaker", d.per_speaker),
+        audio=audio,
+        audio_by_product=_audio_by_product(t, audio),
         handshake_id_keys=_handshake_id_keys(t),
         backoff_initial_s=backoff_initial_s,
         backoff_max_s=backoff_max_s,

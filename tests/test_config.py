@@ -69,8 +69,8 @@ def test_embedded_default_runs_the_demo_locally(tmp_path: Path) -> None:
     assert config.catalog.sqlite_path == state / "catalog.sqlite3"
     assert config.capture.segment_seconds == 300
     assert config.capture.checkpoint_interval_s == 1.0
-    assert config.rtms.audio_codec is AudioCodecName.L16
-    assert config.rtms.audio_sample_rate_hz == 16000
+    assert config.rtms.audio.codec is AudioCodecName.L16
+    assert config.rtms.audio.sample_rate_hz == 16000
     assert config.service.dedup_retention_s >= MIN_DEDUP_RETENTION_S
 
 
@@ -213,8 +213,8 @@ public_key_path = "/etc/rtms-recorder/recipient.pub"
 """,
     )
     config = load_config(path, {})
-    assert config.rtms.audio_codec is AudioCodecName.OPUS
-    assert config.rtms.audio_sample_rate_hz == 48000
+    assert config.rtms.audio.codec is AudioCodecName.OPUS
+    assert config.rtms.audio.sample_rate_hz == 48000
     assert config.rtms.media == (MediaKind.AUDIO, MediaKind.CHAT)
     assert config.rtms.allowed_hosts == ("rtms.example.com", "*.zoom.us")
     assert config.rtms.handshake_id_keys[Product.WEBINAR] == "meeting_uuid"
@@ -308,3 +308,36 @@ def test_for_demo_allows_ws_to_loopback_only_on_request() -> None:
     assert demo.rtms.allow_insecure_loopback
     assert {"127.0.0.1", "localhost", "zoom.us"} <= set(demo.rtms.allowed_hosts)
     assert demo.storage == config.storage
+
+
+def test_audio_per_product_overrides_the_default(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[rtms]
+audio_codec = "l16"
+[rtms.audio.contact_center]
+codec = "g711"
+[rtms.audio.meeting]
+codec = "opus"
+channels = 2
+per_speaker = true
+""",
+    )
+    rtms = load_config(path, {}).rtms
+    assert rtms.audio_for(Product.CONTACT_CENTER).codec is AudioCodecName.G711
+    assert rtms.audio_for(Product.CONTACT_CENTER).sample_rate_hz == 8000
+    meeting = rtms.audio_for(Product.MEETING)
+    assert (meeting.codec, meeting.sample_rate_hz, meeting.channels) == (
+        AudioCodecName.OPUS,
+        48000,
+        2,
+    )
+    assert meeting.per_speaker
+    assert rtms.audio_for(Product.WEBINAR).codec is AudioCodecName.L16
+
+
+def test_audio_per_product_errors_name_the_table(tmp_path: Path) -> None:
+    path = write(tmp_path, "[rtms.audio.contact_center]\ncodec = 'g711'\nchannels = 2\n")
+    with pytest.raises(ConfigError, match=r"\[rtms.audio.contact_center\] channels"):
+        load_config(path, {})
