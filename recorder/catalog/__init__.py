@@ -12,6 +12,9 @@ from recorder.catalog.aio import CatalogWebhookDedup as CatalogWebhookDedup
 from recorder.catalog.aio import open_async_catalog as open_async_catalog
 from recorder.catalog.aio import open_configured_async_catalog as open_configured_async_catalog
 from recorder.catalog.base import (
+    AuditChainCheck as AuditChainCheck,
+)
+from recorder.catalog.base import (
     AuditEvent as AuditEvent,
 )
 from recorder.catalog.base import (

@@ -22,6 +22,7 @@ from recorder.catalog._rows import (
     _RECORDING_COLS,
     _RECORDING_COLS_AS_R,
     _SEGMENT_COLS,
+    AUDIT_GENESIS_HASH,
     TransactionSource,
     Tx,
     _audit,
@@ -30,9 +31,11 @@ from recorder.catalog._rows import (
     _recording,
     _require_text,
     _segment,
+    audit_chain_hash,
     canonical_json,
 )
 from recorder.catalog.base import (
+    AuditChainCheck,
     AuditEvent,
     GapRow,
     HoldScope,
@@ -46,6 +49,8 @@ from recorder.catalog.base import (
 )
 from recorder.errors import CatalogError
 
+#: Events read per query while verifying the chain: bounded memory on a years-long log.
+AUDIT_VERIFY_BATCH: Final = 1_000
 #: Upper bound on ``search(limit=...)``: officers page, they do not dump the catalog.
 MAX_SEARCH_LIMIT: Final = 10_000
 
@@ -199,8 +204,8 @@ class OfficerQueries(TransactionSource):
                 details=details,
             )
 
-    @staticmethod
     def _append_audit(
+        self,
         tx: Tx,
         *,
         actor: str,
@@ -211,11 +216,17 @@ class OfficerQueries(TransactionSource):
         details: Mapping[str, JsonValue] | None,
     ) -> AuditEvent:
         _require_text("append_audit", actor=actor, action=action, target=target)
+        self._lock_audit_chain(tx)
+        last = tx.fetchone("SELECT row_hash FROM audit_log ORDER BY audit_id DESC LIMIT 1")
+        prev_hash = AUDIT_GENESIS_HASH if last is None else str(last[0])
+        details_json = canonical_json(details)
+        row_hash = audit_chain_hash(prev_hash, now_ms, actor, action, target, reason, details_json)
         row = tx.fetchone(
-            f"""INSERT INTO audit_log (at_ms, actor, action, target, reason, details)
-                VALUES (?, ?, ?, ?, ?, ?)
+            f"""INSERT INTO audit_log (at_ms, actor, action, target, reason, details, prev_hash,
+                    row_hash)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 RETURNING {_AUDIT_COLS}""",
-            (now_ms, actor, action, target, reason, canonical_json(details)),
+            (now_ms, actor, action, target, reason, details_json, prev_hash, row_hash),
         )
         assert row is not None
         return _audit(row)
@@ -227,6 +238,36 @@ class OfficerQueries(TransactionSource):
                 (target,),
             )
         return [_audit(row) for row in rows]
+
+    def verify_audit_chain(self) -> AuditChainCheck:
+        """Walk the whole log in order; report the first event that does not chain.
+
+        The triggers stop application code; the chain catches whoever disabled them: an edited
+        event fails its own hash, a deleted one breaks the next link, a forged one inserted
+        without the chain fails either way.
+        """
+        checked = 0
+        prev_hash = AUDIT_GENESIS_HASH
+        after_id = 0
+        with self._transaction("verify_audit_chain", write=False) as tx:
+            while True:
+                rows = tx.fetchall(
+                    """SELECT audit_id, at_ms, actor, action, target, reason, details, prev_hash,
+                            row_hash
+                        FROM audit_log WHERE audit_id > ? ORDER BY audit_id LIMIT ?""",
+                    (after_id, AUDIT_VERIFY_BATCH),
+                )
+                for audit_id, at_ms, actor, action, target, reason, details, prev, stored in rows:
+                    expected = audit_chain_hash(
+                        prev_hash, int(at_ms), actor, action, target, reason, details
+                    )
+                    if prev != prev_hash or stored != expected:
+                        return AuditChainCheck(checked, int(audit_id))
+                    prev_hash = expected
+                    checked += 1
+                    after_id = int(audit_id)
+                if len(rows) < AUDIT_VERIFY_BATCH:
+                    return AuditChainCheck(checked, None)
 
     # --- officers --------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ so a ``SELECT`` and its builder cannot disagree about column order.
 from __future__ import annotations
 
 import abc
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -75,7 +76,7 @@ _HOLD_COLS: Final = (
     "hold_id, matter, scope, scope_value, placed_by, reason, placed_ms, released_by,"
     " released_reason, released_ms"
 )
-_AUDIT_COLS: Final = "audit_id, at_ms, actor, action, target, reason, details"
+_AUDIT_COLS: Final = "audit_id, at_ms, actor, action, target, reason, details, row_hash"
 
 _LIVE_STATES_SQL: Final = ", ".join(f"'{state.value}'" for state in LIVE_STREAM_STATES)
 
@@ -124,6 +125,25 @@ def _audit(row: Row) -> AuditEvent:
     return AuditEvent(int(row[0]), *row[1:])
 
 
+#: The ``prev_hash`` of the first event in the chain.
+AUDIT_GENESIS_HASH: Final = "0" * 64
+
+
+def audit_chain_hash(
+    prev_hash: str, at_ms: int, actor: str, action: str, target: str, reason: str, details: str
+) -> str:
+    """SHA-256 hex over the previous hash and the event's fields as canonical JSON.
+
+    Anyone can recompute it from the table alone: ``sha256(prev_hash + "\n" +
+    json([at_ms, actor, action, target, reason, details]))`` with sorted keys, no spaces and
+    UTF-8 output; ``details`` is the stored JSON text, verbatim.
+    """
+    body = json.dumps(
+        [at_ms, actor, action, target, reason, details], separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
+
+
 def _require_text(operation: str, **values: str | None) -> None:
     missing = [name for name, value in values.items() if value is None or not value.strip()]
     if missing:
@@ -137,6 +157,12 @@ def canonical_json(details: Mapping[str, JsonValue] | None) -> str:
 
 class TransactionSource(abc.ABC):
     """What every query mixin needs from an engine: one transaction at a time."""
+
+    def _lock_audit_chain(self, tx: Tx) -> None:  # noqa: B027 - optional hook, no-op default
+        """Serialise audit appends so each links to the true last event.
+
+        SQLite writers are already serialised by ``BEGIN IMMEDIATE``; PostgreSQL overrides this.
+        """
 
     #: Appended to the fencing ``SELECT`` so that a concurrent takeover waits for our commit.
     #: PostgreSQL needs ``FOR SHARE``; SQLite writers already hold the database lock.

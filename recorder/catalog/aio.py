@@ -18,6 +18,7 @@ import trio
 
 from recorder.catalog._core import SqlCatalog
 from recorder.catalog.base import (
+    AuditChainCheck,
     AuditEvent,
     Catalog,
     EvidenceRef,
@@ -337,6 +338,9 @@ class AsyncCatalog:
 
     async def audit_trail(self, target: str) -> list[AuditEvent]:
         return await self._call(functools.partial(self.sync.audit_trail, target))
+
+    async def verify_audit_chain(self) -> AuditChainCheck:
+        return await self._call(self.sync.verify_audit_chain)
 
     # officers
     async def search(

@@ -385,6 +385,20 @@ class AuditEvent:
     reason: str
     #: Canonical JSON text (sorted keys): what was stored, byte for byte.
     details_json: str
+    #: SHA-256 hex chaining this event to the one before it (``audit_chain_hash``).
+    row_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditChainCheck:
+    """What ``verify_audit_chain`` found: the first event whose hash or link is wrong."""
+
+    events_checked: int
+    first_broken_id: int | None
+
+    @property
+    def intact(self) -> bool:
+        return self.first_broken_id is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -571,6 +585,10 @@ class Catalog(Protocol):
     ) -> AuditEvent: ...
 
     def audit_trail(self, target: str) -> list[AuditEvent]: ...
+
+    def verify_audit_chain(self) -> AuditChainCheck:
+        """Recompute the audit log's hash chain from the first event to the last."""
+        ...
 
     # officers
     def search(

@@ -178,6 +178,13 @@ class PostgresCatalog(SqlCatalog):
             except psycopg.Error as exc:
                 raise CatalogError(f"{operation}: {exc}") from exc
 
+    def _lock_audit_chain(self, tx: Tx) -> None:
+        # Two appends must not both link to the same last event; the lock lasts until commit.
+        tx.fetchone(
+            "SELECT pg_advisory_xact_lock(hashtext(? || current_schema()))",
+            ("rtms-recorder audit chain ",),
+        )
+
     def _lock_for_migration(self, tx: Tx) -> None:
         # Keyed by schema: catalogs in different schemas of one database migrate independently.
         tx.fetchone(

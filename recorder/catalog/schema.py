@@ -268,6 +268,17 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             for engine in Engine
         },
     ),
+    Migration(
+        version=3,
+        description="hash-chain the audit log, so edits made behind the triggers' back show",
+        statements={
+            engine: (
+                "ALTER TABLE audit_log ADD COLUMN prev_hash TEXT",
+                "ALTER TABLE audit_log ADD COLUMN row_hash TEXT",
+            )
+            for engine in Engine
+        },
+    ),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1].version

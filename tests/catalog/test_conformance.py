@@ -11,6 +11,7 @@ import trio
 
 from recorder.catalog import (
     AsyncCatalog,
+    AuditEvent,
     CatalogWebhookDedup,
     EvidenceKind,
     EvidenceRef,
@@ -768,3 +769,105 @@ async def test_instance_and_key_holds_cover_what_spans_recordings(catalog: Async
         assert not await catalog.is_key_on_hold("key-held")
         assert not await catalog.is_instance_on_hold("eng-k")
         assert not await catalog.is_key_on_hold("key-unused")
+
+
+# --- the audit chain -------------------------------------------------------------------------
+
+
+async def _append_events(catalog: AsyncCatalog, count: int) -> list[AuditEvent]:
+    return [
+        await catalog.append_audit(
+            actor=f"officer-{n % 3}",
+            action="export",
+            target=f"rec_{n % 2}",
+            reason=f"request {n}",
+            now_ms=T0 + n,
+            details={"n": n, "note": "ünïcode"},
+        )
+        for n in range(count)
+    ]
+
+
+def _behind_the_triggers_back(target: CatalogTarget, *statements: str) -> None:
+    """What a DBA with table-owner rights could do: switch the guard off and edit."""
+    with target.raw() as raw:
+        if target.engine == "sqlite":
+            raw.execute("DROP TRIGGER audit_log_no_update")
+            raw.execute("DROP TRIGGER audit_log_no_delete")
+        else:
+            raw.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
+        for sql in statements:
+            raw.execute(sql)
+
+
+async def test_the_audit_chain_verifies_when_untouched(catalog: AsyncCatalog) -> None:
+    with trio.fail_after(20):
+        assert (await catalog.verify_audit_chain()).events_checked == 0
+        events = await _append_events(catalog, 5)
+        assert len({e.row_hash for e in events}) == 5
+        check = await catalog.verify_audit_chain()
+        assert (check.events_checked, check.first_broken_id, check.intact) == (5, None, True)
+
+
+@pytest.mark.parametrize(
+    "tampering",
+    [
+        "UPDATE audit_log SET reason = 'nothing to see' WHERE audit_id = {victim}",
+        "UPDATE audit_log SET at_ms = at_ms + 1 WHERE audit_id = {victim}",
+        "DELETE FROM audit_log WHERE audit_id = {victim}",
+    ],
+)
+async def test_the_audit_chain_exposes_edits_made_behind_the_triggers(
+    target: CatalogTarget, catalog: AsyncCatalog, tampering: str
+) -> None:
+    with trio.fail_after(20):
+        events = await _append_events(catalog, 6)
+        victim = events[2].audit_id
+        sql = tampering.format(victim=victim)
+        await trio.to_thread.run_sync(_behind_the_triggers_back, target, sql)
+        check = await catalog.verify_audit_chain()
+        # An edit breaks the edited event; a deletion breaks the link of the one after it.
+        expected = events[3].audit_id if sql.startswith("DELETE") else victim
+        assert (check.first_broken_id, check.events_checked) == (expected, 2)
+
+
+async def test_the_audit_chain_exposes_a_forged_event(
+    target: CatalogTarget, catalog: AsyncCatalog
+) -> None:
+    def forge() -> None:
+        with target.raw() as raw:
+            raw.execute(
+                "INSERT INTO audit_log (at_ms, actor, action, target, reason, details)"
+                " VALUES (1, 'intruder', 'hold.release', 'rec_0', 'forged', '{}')"
+            )
+
+    with trio.fail_after(20):
+        await _append_events(catalog, 3)
+        await trio.to_thread.run_sync(forge)
+        await _append_events(catalog, 1)
+        check = await catalog.verify_audit_chain()
+        assert check.events_checked == 3
+        assert not check.intact
+
+
+async def test_concurrent_appends_from_two_connections_keep_one_chain(
+    target: CatalogTarget, catalog: AsyncCatalog
+) -> None:
+    per_side = 25
+    barrier = threading.Barrier(2, timeout=20)
+
+    def appender(name: str) -> None:
+        other = target.open()
+        try:
+            barrier.wait()
+            for n in range(per_side):
+                other.append_audit(actor=name, action="a", target="t", reason=str(n), now_ms=T0)
+        finally:
+            other.close()
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.to_thread.run_sync, appender, "left")
+            nursery.start_soon(trio.to_thread.run_sync, appender, "right")
+        check = await catalog.verify_audit_chain()
+    assert (check.events_checked, check.intact) == (2 * per_side, True)
