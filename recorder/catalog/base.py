@@ -9,7 +9,10 @@ Rules that hold for every engine behind ``Catalog``:
 3. Evidence rows only move forward: an upload state never goes back from ``verified``, a stream
    state never goes back to an older webhook's state, a lease epoch never decreases.
 4. A legal hold always wins (invariant 8): ``is_on_hold`` is what retention and key destruction ask.
-5. Hold changes are audited in the same transaction as the change itself (invariant 9).
+5. Hold changes are audited in the same transaction as the change itself (invariant 9). The
+   audit log is append-only in the database and hash-chained (``verify_audit_chain``).
+6. Evidence writes may carry the writer's lease as a ``fence``; once another process has
+   claimed the stream they are refused with ``LeaseLost`` and write nothing (invariant 3).
 
 The protocol is synchronous (the engines are blocking DB-API drivers); the trio-facing
 ``AsyncCatalog`` in ``recorder.catalog.aio`` runs each call in a worker thread.
