@@ -21,6 +21,7 @@ from typing import Final
 import av
 import av.error
 import numpy as np
+import numpy.typing as npt
 from av.audio.codeccontext import AudioCodecContext
 from av.audio.frame import AudioFrame
 from av.audio.resampler import AudioResampler
@@ -151,6 +152,53 @@ class L16Decoder(_Resampling):
         frame = AudioFrame.from_ndarray(samples, format="s16", layout=self._layout)
         frame.sample_rate = self._source.sample_rate
         return self._resample(frame)
+
+
+class G711Decoder(_Resampling):
+    """G.711 through a 256-entry table (1.7 µs a packet instead of PyAV's 6, perf-baseline §2).
+
+    The table is PyAV's own decode of every code value, so the output is bit-identical to the
+    ``pcm_alaw`` / ``pcm_mulaw`` decoders (checked in tests); only resampling goes through
+    swresample.
+    """
+
+    def __init__(self, source: AudioFormat, rate: int, channels: int, *, g711_law: str) -> None:
+        super().__init__(source, rate, channels)
+        self._description = describe_source(source, g711_law)
+        self._table = _g711_table(g711_law)
+        self._resampled = (rate, channels) != (source.sample_rate, 1)
+
+    @property
+    def delay_samples(self) -> int:
+        return 0
+
+    @property
+    def description(self) -> str:
+        return self._description
+
+    def decode(self, payload: bytes) -> bytes:
+        if not payload:
+            raise DecodeError("empty G.711 payload")
+        samples = self._table[np.frombuffer(payload, dtype=np.uint8)]
+        if not self._resampled:
+            return samples.tobytes()
+        frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = self._source.sample_rate
+        return self._resample(frame)
+
+
+@functools.cache
+def _g711_table(law: str) -> npt.NDArray[np.int16]:
+    context = av.CodecContext.create("pcm_alaw" if law == ALAW else "pcm_mulaw", "r")
+    assert isinstance(context, AudioCodecContext)
+    context.sample_rate = 8_000
+    context.layout = "mono"
+    frames = context.decode(av.Packet(bytes(range(256))))
+    table = np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype("<i2")
+    if table.shape != (256,):
+        raise DecodeError(f"G.711 table has {table.shape} entries, not 256")
+    table.setflags(write=False)
+    return table
 
 
 class CodecDecoder(_Resampling):

@@ -42,7 +42,11 @@ CASES: tuple[Case, ...] = (
     Case("L16 16k mono (passthrough)", AudioFormat(AudioCodec.L16, 16_000, 1)),
     Case("L16 48k stereo -> 16k mono", AudioFormat(AudioCodec.L16, 48_000, 2)),
     Case("G.711 A-law 8k -> 16k", AudioFormat(AudioCodec.G711, 8_000, 1)),
-    Case("G.711 A-law 8k (kept 8k)", AudioFormat(AudioCodec.G711, 8_000, 1), OutputFormat(8_000)),
+    Case(
+        "G.711 A-law 8k (upsample=False)",
+        AudioFormat(AudioCodec.G711, 8_000, 1),
+        OutputFormat(upsample=False),
+    ),
     Case("G.722 16k", AudioFormat(AudioCodec.G722, 16_000, 1)),
     Case("Opus 48k mono -> 16k", AudioFormat(AudioCodec.OPUS, 48_000, 1)),
     Case("Opus 48k stereo -> 16k mono", AudioFormat(AudioCodec.OPUS, 48_000, 2)),

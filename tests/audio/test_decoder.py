@@ -172,3 +172,18 @@ def test_version_and_description_name_what_decoded_the_audio() -> None:
     g711 = AudioFormat(AudioCodec.G711, 8_000, 1)
     assert describe_source(g711, MULAW) == "G711-MULAW 8000 mono"
     assert make_decoder(g711).description == "G711-ALAW 8000 mono"
+
+
+@pytest.mark.parametrize(("law", "codec_name"), [("alaw", "pcm_alaw"), (MULAW, "pcm_mulaw")])
+def test_g711_table_matches_pyav_for_every_code(law: str, codec_name: str) -> None:
+    fmt = AudioFormat(AudioCodec.G711, 8_000, 1)
+    every_code = bytes(range(256)) * 2
+    ours = np.frombuffer(make_decoder(fmt, KEEP_SOURCE, g711_law=law).decode(every_code), "<i2")
+    assert np.array_equal(ours, _reference(codec_name, (every_code,), 8_000))
+
+
+def test_no_upsampling_keeps_narrowband_sources_at_their_rate() -> None:
+    narrow = OutputFormat(upsample=False)
+    assert make_decoder(AudioFormat(AudioCodec.G711, 8_000, 1), narrow).output_rate == 8_000
+    assert make_decoder(AudioFormat(AudioCodec.OPUS, 48_000, 2), narrow).output_rate == 16_000
+    assert make_decoder(AudioFormat(AudioCodec.L16, 8_000, 1), VOICE).output_rate == 16_000
