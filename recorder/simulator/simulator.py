@@ -124,6 +124,21 @@ class Simulator:
             for track in program.tracks:
                 await trio.to_thread.run_sync(encode_track, track.pcm, params)
 
+    async def send_webhook(
+        self, event: str, payload: Mapping[str, Any], *, event_ts: int | None = None
+    ) -> int | None:
+        """Send any signed webhook once (``rtms.concurrency_near_limit``, out-of-order tests...).
+
+        Returns the HTTP status, or None when delivery failed.
+        """
+        timestamp = int(self.config.wall_clock() * 1000) if event_ts is None else event_ts
+        body = self._sender.body_for(event, timestamp, payload)
+        statuses: list[int | None] = []
+        await self._sender.deliver(
+            event, timestamp, body, lambda d: statuses.append(d.http_status), retry=False
+        )
+        return statuses[0] if statuses else None
+
     async def validate_endpoint(self) -> None:
         """``endpoint.url_validation`` against the webhook target; ``WebhookError`` if wrong."""
         await self._sender.validate_endpoint()

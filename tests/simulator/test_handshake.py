@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recorder.rtms.messages import AudioParams, MediaParams
 from recorder.simulator import (
@@ -395,3 +397,45 @@ async def test_zoom_mock_profile_quirks() -> None:
                 "timestamp": seen[1]["timestamp"],
             }
             assert seen[2]["msg_type"] == 9
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+handshake_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "msg_type": st.sampled_from([1, 3, "1", None, 3.0]),
+        "protocol_version": st.sampled_from([1, 2, "1", None]),
+        "meeting_uuid": st.sampled_from([MEETING, "", 5]),
+        "rtms_stream_id": st.sampled_from([STREAM, "x", None]),
+        "signature": st.sampled_from([GOOD_SIG, GOOD_SIG.upper(), "", 7]),
+        "media_type": st.integers(-1, 70) | json_values,
+        "media_params": json_values
+        | st.fixed_dictionaries(
+            {}, optional={"audio": json_values, "transcript": json_values, "chat": json_values}
+        ),
+        "sequence": json_values,
+    },
+)
+
+
+@given(obj=st.one_of(handshake_like, st.dictionaries(st.text(max_size=6), json_values, max_size=6)))
+@settings(max_examples=300, deadline=None)
+def test_validation_never_crashes_on_arbitrary_json(obj: dict[str, Any]) -> None:
+    status = check_common(obj, 1, EXPECTED)  # type: ignore[arg-type]
+    assert isinstance(status, Status)
+    for url_kind in ("audio", "all", "transcript"):
+        verdict = check_media(
+            obj,
+            EXPECTED,
+            url_kind=url_kind,
+            offered=("audio", "transcript", "chat"),
+            open_kinds=(),
+            unified_open=False,
+        )
+        assert (verdict.params is not None) is (verdict.status is Status.OK)

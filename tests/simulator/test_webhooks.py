@@ -166,3 +166,26 @@ async def test_http_delivery_to_a_real_server() -> None:
     assert [w.http_status for w in eng.stats.webhooks] == [200, 200]
     stopped = json.loads(received[1][1])["payload"]
     assert stopped["stop_reason"] == 6
+
+
+async def test_any_webhook_can_be_sent_signed() -> None:
+    seen: list[tuple[dict[str, str], bytes]] = []
+
+    def ok(headers: Mapping[str, str], body: bytes) -> int:
+        seen.append((dict(headers), body))
+        return 204
+
+    with trio.fail_after(10):
+        async with open_simulator(SimulatorConfig(webhook_handler=ok, secret_token=SECRET)) as sim:
+            status = await sim.send_webhook(
+                "rtms.concurrency_near_limit",
+                {"concurrency_limit": 2000, "concurrency_number": 1700, "percentage": 85},
+                event_ts=1_795_276_197_188,
+            )
+    assert status == 204
+    headers, body = seen[0]
+    verified(headers, body)
+    assert body == (
+        b'{"event":"rtms.concurrency_near_limit","event_ts":1795276197188,"payload":'
+        b'{"concurrency_limit":2000,"concurrency_number":1700,"percentage":85}}'
+    )
