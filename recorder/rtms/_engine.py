@@ -33,6 +33,7 @@ import trio_websocket
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 
 from recorder.errors import ConnectionLost, ConnectTimeout, TransportError, UrlNotAllowed
+from recorder.rtms._backoff import Backoff
 from recorder.rtms._enums import StopClass as _StopClass
 from recorder.rtms._enums import classify_stop_reason, stop_reason_name
 from recorder.rtms._outlet import EventOutlet
@@ -106,13 +107,14 @@ def _where(url: str) -> str:
 
 
 class _MediaSlot:
-    def __init__(self, plan: MediaSocketPlan) -> None:
+    def __init__(self, plan: MediaSocketPlan, backoff: Backoff) -> None:
         self.plan = plan
+        self.backoff = backoff
         self.ready = False
         self.connected_at = -math.inf
         self.scope: trio.CancelScope | None = None
         self.interrupted_wall_ms: int | None = None
-        self.attempts = 0
+        self.interrupted_at: float | None = None
         self.duplicates = 0
 
 
@@ -148,8 +150,11 @@ class Engine:
         self._generation_ready = False
         #: (wall_ms, cause) of a full interruption not yet recovered.
         self._interruption: tuple[int, GapCause] | None = None
+        self._backoff = Backoff(config.backoff_initial_s, config.backoff_max_s)
+        #: Reconnect attempts in the current interruption, reported by ``Recovered``.
         self._attempts = 0
-        self._backoff_s = config.backoff_initial_s
+        #: trio time when the current full interruption began, for ``give_up_after_s``.
+        self._interrupted_at: float | None = None
         self._duplicates = 0
         self._paused = False
         self._closing = False
@@ -282,19 +287,24 @@ class Engine:
             if self._duplicates > self._config.duplicate_retry_limit:
                 self._end(None, "DUPLICATE_SIGNAL_REQUEST", normal=False)
                 return 0.0
+        if self._gave_up(self._interrupted_at):
+            return 0.0
         self._attempts += 1
-        return self._next_backoff()
+        return self._backoff.next()
 
-    def _next_backoff(self) -> float:
-        delay = self._backoff_s
-        self._backoff_s = min(self._backoff_s * 2, self._config.backoff_max_s)
-        return delay
+    def _gave_up(self, since: float | None) -> bool:
+        """RTMS ends a stream whose app stays away past its grace period; so do we."""
+        if since is None or trio.current_time() - since < self._config.give_up_after_s:
+            return False
+        self._end(None, "RECONNECT_GAVE_UP", normal=False)
+        return True
 
     def _begin_interruption(self, cause: GapCause, detail: str) -> None:
         if self._interruption is not None:
             return
         wall = self._wall_ms()
         self._interruption = (wall, cause)
+        self._interrupted_at = trio.current_time()
         self._outlet.offer(Interrupted(wall_ms=wall, cause=cause, media=(), detail=detail))
 
     async def _run_generation(self) -> _Outcome:
@@ -487,8 +497,8 @@ class Engine:
         return handle
 
     def _signaling_ready(self, event: SignalingReady, nursery: trio.Nursery) -> None:
-        self._backoff_s = self._config.backoff_initial_s
         self._duplicates = 0
+        self._backoff.reset()
         wanted = self._config.wanted_media(self._target.product)
         plans = plan_media_sockets(
             event.server_urls,
@@ -501,7 +511,9 @@ class Engine:
             self._end(None, "NO_MEDIA_URL", normal=False)
             return
         for plan in plans:
-            slot = _MediaSlot(plan)
+            slot = _MediaSlot(
+                plan, Backoff(self._config.backoff_initial_s, self._config.backoff_max_s)
+            )
             self._slots.append(slot)
             nursery.start_soon(self._run_slot, slot)
 
@@ -533,6 +545,7 @@ class Engine:
                 slot.duplicates += 1
             if slot.interrupted_wall_ms is None and self._interruption is None:
                 slot.interrupted_wall_ms = self._wall_ms()
+                slot.interrupted_at = trio.current_time()
                 self._outlet.offer(
                     Interrupted(
                         wall_ms=slot.interrupted_wall_ms,
@@ -541,12 +554,10 @@ class Engine:
                         detail=outcome.detail,
                     )
                 )
-            slot.attempts += 1
+            if self._gave_up(slot.interrupted_at):
+                return
             self._stats.reconnects += 1
-            delay = min(
-                self._config.backoff_initial_s * 2 ** (slot.attempts - 1),
-                self._config.backoff_max_s,
-            )
+            delay = slot.backoff.next()
 
     async def _run_media_socket(self, slot: _MediaSlot) -> _Outcome:
         conn = MediaConnection(
@@ -607,11 +618,12 @@ class Engine:
                     wall_ms=self._wall_ms(),
                     interrupted_wall_ms=slot.interrupted_wall_ms,
                     cause=GapCause.MEDIA_INTERRUPTED,
-                    attempts=slot.attempts,
+                    attempts=slot.backoff.attempts,
                 )
             )
             slot.interrupted_wall_ms = None
-            slot.attempts = 0
+            slot.interrupted_at = None
+            slot.backoff.reset()
         if not self._generation_ready and all(s.ready for s in self._slots):
             self._generation_ready = True
             if self._interruption is not None:
@@ -625,6 +637,7 @@ class Engine:
                     )
                 )
                 self._interruption = None
+                self._interrupted_at = None
                 self._attempts = 0
 
     def _media_handler(

@@ -131,6 +131,9 @@ class ClientConfig:
     backoff_max_s: float = 30.0
     #: DUPLICATE_SIGNAL_REQUEST (or duplicate media) rejections retried before giving up.
     duplicate_retry_limit: int = 3
+    #: An interruption not recovered within this long ends the stream (RTMS itself gives up
+    #: after about 60-65 s, §9.1).
+    give_up_after_s: float = 180.0
     connect_timeout_s: float = 10.0
     handshake_timeout_s: float = 10.0
     close_timeout_s: float = 5.0

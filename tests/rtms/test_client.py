@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from recorder.errors import UrlNotAllowed
 from recorder.rtms.client import (
@@ -518,3 +519,55 @@ async def test_url_policy_is_enforced_before_connecting(rtms_server: Any) -> Non
     assert "evil.example.com" in str(info.value)
     assert "secret" not in str(info.value)
     assert rtms_server.signaling == []
+
+
+async def test_backoff_schedule_on_a_mock_clock(rtms_server: Any, mock_clock: Any) -> None:
+    """Default timers (3 s doubling): nothing reconnects early, one attempt at a time."""
+    cfg = ClientConfig(allow_insecure_loopback=True, media_trigger_guard_s=0.0)
+    async with open_rtms_stream(target(rtms_server), cfg) as stream:
+        await ready_media(rtms_server)
+        rtms_server.signaling_rejections = [(8, "duplicate signal request")]
+        await rtms_server.signaling[0].drop()
+        interrupted = await next_of(stream, Interrupted)
+        assert interrupted.cause is GapCause.SIGNALING_INTERRUPTED
+        mock_clock.jump(2.9)
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(rtms_server.signaling) == 1
+        mock_clock.jump(0.2)
+        await rtms_server.until(lambda: len(rtms_server.signaling) == 2)
+        await rtms_server.until(lambda: not rtms_server.live_signaling())
+        await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(5.9)  # the duplicate rejection doubles the delay to 6 s
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(rtms_server.signaling) == 2
+        mock_clock.jump(0.2)
+        recovered = await next_of(stream, Recovered)
+        assert recovered.attempts == 2
+        assert recovered.interrupted_wall_ms == interrupted.wall_ms
+        await stream.close(graceful=False)
+    assert rtms_server.max_open_signaling == 1
+
+
+async def test_gives_up_when_nothing_answers(autojump_clock: Any) -> None:
+    with trio.socket.socket() as sock:
+        await sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dead = StreamTarget(
+        Product.MEETING, "u", STREAM_ID, (f"ws://127.0.0.1:{port}/s",), CLIENT_ID, CLIENT_SECRET
+    )
+    cfg = ClientConfig(allow_insecure_loopback=True, give_up_after_s=100.0)
+    async with open_rtms_stream(dead, cfg) as stream:
+        events = [e async for e in stream.events]
+    assert isinstance(events[0], Interrupted)
+    end = events[-1]
+    assert isinstance(end, StreamEnded)
+    assert end.reason_name == "RECONNECT_GAVE_UP"
+    assert not end.normal
+    assert stream.stats.signaling_connects == 0
+
+
+def test_stream_target_repr_hides_the_secret() -> None:
+    secret_target = StreamTarget(
+        Product.MEETING, "u", STREAM_ID, ("wss://a.zoom.us",), CLIENT_ID, "s3cr3t"
+    )
+    assert "s3cr3t" not in repr(secret_target)

@@ -106,13 +106,16 @@ def to_target(eng: Any) -> StreamTarget:
 
 
 async def record(
-    scenario: Scenario, cfg: ClientConfig, *, limit_s: float = 20
+    scenario: Scenario, cfg: ClientConfig, *, limit_s: float = 20, **sim_options: Any
 ) -> tuple[list[CaptureEvent], Any, RtmsStream]:
     bridge = Bridge()
     events: list[CaptureEvent] = []
     with trio.fail_after(limit_s):
         sim_config = SimulatorConfig(
-            webhook_handler=bridge, speed=SPEED, webhook_retry_delays_s=(0.1, 0.2, 0.3)
+            webhook_handler=bridge,
+            speed=SPEED,
+            webhook_retry_delays_s=(0.1, 0.2, 0.3),
+            **sim_options,
         )
         async with open_simulator(sim_config) as sim:
             # Encode ahead, so that the media handshake is not delayed by on-demand encoding.
@@ -308,3 +311,23 @@ async def test_wrong_secret_ends_without_reconnect() -> None:
             assert "SIGNATURE" in end.reason_name
             assert eng.stats.signaling_accepted == 0
             assert sum(eng.stats.rejected.values()) == 1
+
+
+async def test_binary_json_frames_like_the_official_sdk() -> None:
+    scenario = Scenario(product=Product.MEETING, media=("audio",), duration_s=1.0)
+    events, _eng, stream = await record(scenario, client_config(), binary_frames=True)
+    assert len(packets(events)) >= 5
+    assert stream.stats.dropped["malformed"] == 0
+    assert ended(events).normal
+
+
+async def test_legacy_2025_profile_status_table() -> None:
+    scenario = Scenario(
+        product=Product.MEETING,
+        media=("audio",),
+        duration_s=1.5,
+        steps=(Step(0.4, Action.DROP_MEDIA),),
+    )
+    events, _eng, _ = await record(scenario, client_config(), profile="legacy-2025")
+    assert any(isinstance(e, Recovered) for e in events)
+    assert ended(events).normal
