@@ -62,6 +62,7 @@ class RecordsWriter:
         recording_id: str,
         now_ms: Callable[[], int],
         segment_seconds: float = SEGMENT_SECONDS,
+        first_index: int = 0,
     ) -> None:
         self._sinks = sinks
         self._recording_id = recording_id
@@ -69,7 +70,7 @@ class RecordsWriter:
         self._segment_ms = max(1, round(segment_seconds * 1000))
         self._names: dict[str, str] = {}
         self._sink: EvidenceSink | None = None
-        self._next_index = 0
+        self._next_index = first_index
         self._segment_start_ms = 0
         self._first_ms: int | None = None
         self._last_ms: int | None = None

@@ -82,6 +82,7 @@ class SegmentWriter:
         segment_seconds: float = SEGMENT_SECONDS,
         max_data_length: int = MAX_DATA_LENGTH,
         drift_samples: Callable[[], int] | None = None,
+        first_index: int = 0,
     ) -> None:
         self._sinks = sinks
         self._recording_id = recording_id
@@ -98,7 +99,8 @@ class SegmentWriter:
         self._cap_samples = cap // self._frame
         if self._cap_samples < 1:
             raise LocalProtocolError(f"max_data_length {max_data_length} holds no sample")
-        self._next_index = 0
+        self._first_index = first_index
+        self._next_index = first_index
         self._sink: EvidenceSink | None = None
         self._bext: BextInfo | None = None
         self._start = 0
@@ -117,7 +119,7 @@ class SegmentWriter:
 
     @property
     def segments_sealed(self) -> int:
-        return self._next_index - (1 if self._sink is not None else 0)
+        return self._next_index - self._first_index - (1 if self._sink is not None else 0)
 
     def write(self, item: TimelineItem) -> list[SealedAudio]:
         """Append one timeline item; returns the segments this sealed by rotation."""

@@ -86,6 +86,9 @@ class CaptureConfig:
     decode_batch: int = 16
     #: Write gaps and pauses of audio tracks into the records too (NO_SPEECH gaps never are).
     gaps_in_records: bool = True
+    #: Index of the first segment of every track (a later owner of a stream starts higher, so
+    #: it never reuses an index the previous owner may still recover).
+    first_segment_index: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +133,7 @@ class CaptureCore:
             recording_id=recording_id,
             now_ms=now_ms,
             segment_seconds=self.config.segment_seconds,
+            first_index=self.config.first_segment_index,
         )
         self.manifest = EngagementManifest(recording_id=recording_id)
         #: Open windows, so tracks that appear during one still get it.
@@ -270,6 +274,7 @@ class CaptureCore:
             segment_seconds=self.config.segment_seconds,
             max_data_length=self.config.max_data_length,
             drift_samples=lambda: timeline.drift_samples,
+            first_index=self.config.first_segment_index,
         )
         track = _Track(
             decoder=decoder,

@@ -209,3 +209,15 @@ def test_a_long_gap_is_streamed_as_silence_without_a_big_buffer() -> None:
     assert result.entry.interrupted
     assert result.entry.data_length == RATE * 300 * 2
     assert len(result.entry.gaps) == 1
+
+
+def test_a_later_owner_numbers_segments_from_its_first_index() -> None:
+    sinks = MemorySinkFactory()
+    w = writer(sinks, segment_seconds=1.0, first_index=200_000)
+    sealed = w.write(Audio(0, tone(0, 24_000)))
+    last = w.close()
+    assert last is not None
+    indexes = [s.entry.segment_index for s in sealed] + [last.entry.segment_index]
+    assert indexes == [200_000, 200_001]
+    assert [sink.identity.segment_index for sink in sinks.sinks] == [200_000, 200_001]
+    assert w.segments_sealed == 2
