@@ -45,21 +45,26 @@ class StreamQueries(TransactionSource):
     # --- streams and leases ----------------------------------------------------------------
 
     def upsert_stream(self, event: StreamEvent, now_ms: int) -> StreamRow:
-        # An older webhook arriving late (Zoom retries for up to ~85 minutes) must not move the
-        # state backwards, so state and URLs only follow an event at least as new as the last.
+        # Webhooks arrive in any order (Zoom retries for up to ~85 minutes), so the state
+        # follows the newest event seen and the URLs follow the newest event that carried URLs
+        # (``rtms_interrupted`` has none): the result is the same whatever the delivery order.
+        urls_ts_ms = event.event_ts_ms if event.server_urls else 0
         with self._transaction("upsert_stream", write=True) as tx:
             row = tx.fetchone(
                 f"""INSERT INTO streams (rtms_stream_id, product, instance_id, state, server_urls,
-                        first_seen_ms, last_event_ts_ms)
-                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                        server_urls_ts_ms, first_seen_ms, last_event_ts_ms)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT (rtms_stream_id) DO UPDATE SET
                         product = COALESCE(streams.product, excluded.product),
                         instance_id = COALESCE(streams.instance_id, excluded.instance_id),
                         state = CASE WHEN excluded.last_event_ts_ms >= streams.last_event_ts_ms
                             THEN excluded.state ELSE streams.state END,
                         server_urls = CASE WHEN excluded.server_urls <> '[]'
-                            AND excluded.last_event_ts_ms >= streams.last_event_ts_ms
+                            AND excluded.server_urls_ts_ms >= streams.server_urls_ts_ms
                             THEN excluded.server_urls ELSE streams.server_urls END,
+                        server_urls_ts_ms = CASE
+                            WHEN excluded.server_urls_ts_ms > streams.server_urls_ts_ms
+                            THEN excluded.server_urls_ts_ms ELSE streams.server_urls_ts_ms END,
                         last_event_ts_ms = CASE
                             WHEN excluded.last_event_ts_ms > streams.last_event_ts_ms
                             THEN excluded.last_event_ts_ms ELSE streams.last_event_ts_ms END
@@ -70,6 +75,7 @@ class StreamQueries(TransactionSource):
                     event.instance_id,
                     event.state.value,
                     json.dumps(list(event.server_urls)),
+                    urls_ts_ms,
                     now_ms,
                     event.event_ts_ms,
                 ),

@@ -279,6 +279,14 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             for engine in Engine
         },
     ),
+    Migration(
+        version=4,
+        description="server URLs follow the newest webhook that carried URLs, in any order",
+        statements={
+            engine: ("ALTER TABLE streams ADD COLUMN server_urls_ts_ms BIGINT NOT NULL DEFAULT 0",)
+            for engine in Engine
+        },
+    ),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1].version

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import threading
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recorder.catalog import (
     AsyncCatalog,
@@ -871,3 +874,45 @@ async def test_concurrent_appends_from_two_connections_keep_one_chain(
             nursery.start_soon(trio.to_thread.run_sync, appender, "right")
         check = await catalog.verify_audit_chain()
     assert (check.events_checked, check.intact) == (2 * per_side, True)
+
+
+_stream_events = st.lists(
+    st.tuples(
+        st.integers(min_value=1, max_value=10_000),
+        st.sampled_from(list(StreamState)),
+        st.booleans(),
+    ),
+    min_size=1,
+    max_size=6,
+    unique_by=lambda event: event[0],
+).flatmap(st.permutations)
+
+
+async def test_stream_rows_do_not_depend_on_webhook_delivery_order(target: CatalogTarget) -> None:
+    counter = itertools.count()
+
+    def run_property() -> None:
+        catalog = target.open()
+
+        @settings(max_examples=25, deadline=None)
+        @given(deliveries=_stream_events)
+        def check(deliveries: list[tuple[int, StreamState, bool]]) -> None:
+            sid = f"order-{next(counter)}"
+            for ts, state, has_urls in deliveries:
+                urls = (f"wss://host-{ts}.zoom.us",) if has_urls else ()
+                catalog.upsert_stream(StreamEvent(sid, Product.MEETING, "m", state, ts, urls), T0)
+            row = catalog.get_stream(sid)
+            newest = max(deliveries)
+            with_urls = [d for d in deliveries if d[2]]
+            assert row is not None
+            assert (row.state, row.last_event_ts_ms) == (newest[1], newest[0])
+            expected_urls = (f"wss://host-{max(with_urls)[0]}.zoom.us",) if with_urls else ()
+            assert row.server_urls == expected_urls
+
+        try:
+            check()
+        finally:
+            catalog.close()
+
+    with trio.fail_after(90):
+        await trio.to_thread.run_sync(run_property)
