@@ -123,7 +123,7 @@ class Engagement:
             scenario.rtms_stream_id,
         )
         self.expected = Expected(
-            id_key=scenario.product.id_key,
+            id_key=scenario.handshake_id_key or scenario.product.id_key,
             instance_id=scenario.instance_id,
             rtms_stream_id=scenario.rtms_stream_id,
             signature=self.signature,
@@ -170,7 +170,7 @@ class Engagement:
         s = self.scenario
         return Target(
             product=s.product,
-            id_key=s.product.id_key,
+            id_key=self.expected.id_key,
             instance_id=s.instance_id,
             rtms_stream_id=s.rtms_stream_id,
             client_id=s.client_id,

@@ -116,11 +116,20 @@ class Program:
 
 
 def build_program(scenario: Scenario) -> Program:
-    """Lay the speakers' fixtures out in turns and derive the tracks of the scenario's layout."""
-    gap_frames = max(0, round(scenario.utterance_gap_s * 1000 / FRAME_MS))
+    """Lay the speakers' fixtures out in turns and derive the tracks of the scenario's layout.
+
+    Programs are cached by what they depend on, so a benchmark's hundreds of engagements share
+    one set of PCM arrays (and therefore one set of encoded payloads).
+    """
+    return _build(scenario.layout, scenario.speakers, scenario.utterance_gap_s)
+
+
+@functools.lru_cache(maxsize=64)
+def _build(layout: AudioLayout, speakers: tuple[Speaker, ...], utterance_gap_s: float) -> Program:
+    gap_frames = max(0, round(utterance_gap_s * 1000 / FRAME_MS))
     utterances: list[Utterance] = []
     cursor = gap_frames
-    for speaker in scenario.speakers:
+    for speaker in speakers:
         frames = len(load_fixture(speaker.fixture)) // SAMPLES_PER_FRAME
         utterances.append(
             Utterance(speaker, cursor, cursor + frames, FIXTURE_TEXT[speaker.fixture])
@@ -139,9 +148,9 @@ def build_program(scenario: Scenario) -> Program:
         return pcm
 
     tracks: list[Track]
-    if scenario.layout is AudioLayout.MIXED:
+    if layout is AudioLayout.MIXED:
         tracks = [Track(name="mixed", pcm=placed(utterances), user_id="0")]
-    elif scenario.layout is AudioLayout.PER_SPEAKER:
+    elif layout is AudioLayout.PER_SPEAKER:
         tracks = [
             Track(
                 name=f"user-{s.user_id}",
@@ -150,7 +159,7 @@ def build_program(scenario: Scenario) -> Program:
                 user_name=s.user_name,
                 windows=tuple((u.start_frame, u.end_frame) for u in utterances if u.speaker is s),
             )
-            for s in scenario.speakers
+            for s in speakers
         ]
     else:
         tracks = [
@@ -159,6 +168,6 @@ def build_program(scenario: Scenario) -> Program:
                 pcm=placed([u for u in utterances if u.speaker is s]),
                 channel_id=s.channel_id,
             )
-            for s in scenario.speakers
+            for s in speakers
         ]
     return Program(cycle_frames=cycle_frames, utterances=tuple(utterances), tracks=tuple(tracks))

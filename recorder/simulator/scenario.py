@@ -201,6 +201,9 @@ class Scenario:
     instance_id: str = ""
     #: Empty means "generate one".
     rtms_stream_id: str = ""
+    #: The handshake's instance-id key when a client is expected to use another one than the
+    #: product's (webinars and sessions are unsettled, rtms-protocol §14.1); empty = product key.
+    handshake_id_key: str = ""
     #: OAuth client id/secret; for ``session`` these are the Video SDK key/secret.
     client_id: str = "sim_client_id"
     client_secret: str = "sim_client_secret"  # noqa: S105 (a simulator default, not a secret)
@@ -281,6 +284,10 @@ def validate(scenario: Scenario) -> Scenario:
         raise ConfigError(
             f"scenario {scenario.name}: contact_center offers audio and transcript only"
         )
+    if scenario.handshake_id_key and scenario.handshake_id_key not in _ID_KEYS.values():
+        raise ConfigError(
+            f"scenario {scenario.name}: handshake_id_key must be one of {sorted(_ID_KEYS.values())}"
+        )
     if len(scenario.speakers) > MAX_SPEAKERS:
         raise ConfigError(f"scenario {scenario.name}: at most {MAX_SPEAKERS} speakers")
     for speaker in scenario.speakers:
@@ -346,6 +353,7 @@ def scenario_from_mapping(data: Mapping[str, Any], *, default_name: str = "engag
             "utterance_gap_s",
             "t0_ms",
             "firehose",
+            "handshake_id_key",
         }
         unknown = set(data) - known - {"product", "audio", "layout", "speakers", "steps", "media"}
         if unknown:

@@ -439,3 +439,24 @@ def test_validation_never_crashes_on_arbitrary_json(obj: dict[str, Any]) -> None
             unified_open=False,
         )
         assert (verdict.params is not None) is (verdict.status is Status.OK)
+
+
+async def test_webinar_handshake_key_is_configurable() -> None:
+    """§14.1: webinars may be joined with ``meeting_uuid``; the scenario decides what is valid."""
+    with trio.fail_after(20):
+        async with open_simulator() as sim:
+            default = await sim.start(Scenario(product=Product.WEBINAR, duration_s=30))
+            assert default.target.id_key == "webinar_uuid"
+            async with signaling(default.target) as (_ws, resp):
+                assert resp["status_code"] == 0
+            await default.stop(1)
+            legacy = await sim.start(
+                Scenario(product=Product.WEBINAR, duration_s=30, handshake_id_key="meeting_uuid")
+            )
+            assert legacy.target.id_key == "meeting_uuid"
+            moved = {"meeting_uuid": DROP, "webinar_uuid": legacy.scenario.instance_id}
+            async with signaling(legacy.target, **moved) as (_ws, resp):
+                assert resp["status_code"] == 4
+            async with signaling(legacy.target) as (_ws, resp):
+                assert resp["status_code"] == 0
+            await legacy.stop(1)
