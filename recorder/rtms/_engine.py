@@ -20,19 +20,16 @@ Rules (rtms-protocol.md §9.2 and Appendix B):
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import trio
-import trio_websocket
-from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
+from trio_websocket import WebSocketConnection
 
-from recorder.errors import ConnectionLost, ConnectTimeout, TransportError, UrlNotAllowed
+from recorder.errors import TransportError, UrlNotAllowed
 from recorder.rtms._backoff import Backoff
 from recorder.rtms._enums import StopClass as _StopClass
 from recorder.rtms._enums import classify_stop_reason, stop_reason_name
@@ -55,6 +52,7 @@ from recorder.rtms._protocol_events import (
     VideoFrame,
     VideoSubscriptionResult,
 )
+from recorder.rtms._socket import close_ws, connect, flush, pump
 from recorder.rtms.client import ClientConfig, RtmsStats, StreamTarget
 from recorder.rtms.events import (
     AudioPacket,
@@ -95,15 +93,6 @@ class _Outcome:
     kind: _Kind
     cause: GapCause = GapCause.SIGNALING_INTERRUPTED
     detail: str = ""
-
-
-def _where(url: str) -> str:
-    """Scheme and host of a URL for logs (never the path or query)."""
-    try:
-        parts = urlsplit(url)
-        return f"{parts.scheme}://{parts.hostname}"
-    except ValueError:
-        return "<malformed url>"
 
 
 class _MediaSlot:
@@ -326,47 +315,13 @@ class Engine:
         return outcome
 
     async def _connect(self, url: str, *, media: bool) -> WebSocketConnection:
-        """Connect; the socket's reader task lives in the I/O nursery, outside the cancel scopes
-        of the engine, so that a cancelled socket still completes its closing handshake."""
-        check_url(
-            url,
-            allowed_hosts=self._config.allowed_hosts,
-            allow_insecure_loopback=self._config.allow_insecure_loopback,
-        )
-        try:
-            with trio.fail_after(self._config.connect_timeout_s):
-                return await trio_websocket.connect_websocket_url(
-                    self._io_nursery,
-                    url,
-                    self._config.ssl_context,
-                    message_queue_size=8,
-                    max_message_size=self._config.max_message_size,
-                    receive_buffer_size=self._config.media_receive_buffer if media else 16384,
-                )
-        except trio.TooSlowError as exc:
-            raise ConnectTimeout(f"connect to {_where(url)} timed out") from exc
-        except (HandshakeError, OSError, ConnectionClosed) as exc:
-            raise ConnectionLost(f"connect to {_where(url)} failed: {type(exc).__name__}") from exc
+        return await connect(self._io_nursery, url, self._config, media=media)
 
     async def _close_ws(self, ws: WebSocketConnection) -> None:
-        """Close handshake (bounded, shielded), then make sure the TCP socket is gone."""
-        with trio.CancelScope(shield=True) as scope:
-            scope.deadline = trio.current_time() + self._config.close_timeout_s
-            with contextlib.suppress(ConnectionClosed, OSError, trio.BrokenResourceError):
-                await ws.aclose()
-        # A peer that never answers the close (e.g. stuck sending an oversized frame) would keep
-        # the TCP socket open. trio-websocket 0.12.2 (pinned) has no public abort; closing an
-        # already closed stream is a no-op.
-        with trio.CancelScope(shield=True):
-            await ws._close_stream()
+        await close_ws(ws, self._config.close_timeout_s)
 
     async def _flush(self, ws: WebSocketConnection, conn: _Connection) -> None:
-        for text in conn.data_to_send():
-            try:
-                await ws.send_message(text)
-            except (ConnectionClosed, trio.BrokenResourceError, OSError):
-                conn.receive_message(None)
-                return
+        await flush(ws, conn)
 
     async def _pump(
         self,
@@ -376,33 +331,7 @@ class Engine:
         *,
         until_open: bool = False,
     ) -> None:
-        """Read frames into ``conn`` until it ends (or leaves HANDSHAKING, with ``until_open``)."""
-        handshake_deadline = trio.current_time() + self._config.handshake_timeout_s
-        await self._flush(ws, conn)
-        while conn.state not in (ConnState.CLOSED, ConnState.ERROR):
-            if until_open and conn.state is not ConnState.HANDSHAKING:
-                return
-            deadline = conn.deadline() or math.inf
-            if conn.state is ConnState.HANDSHAKING:
-                if trio.current_time() >= handshake_deadline:
-                    conn.close()
-                    handle([ConnectionEnded("handshake_timeout", during_handshake=True)])
-                    return
-                deadline = min(deadline, handshake_deadline)
-            data: str | bytes | None = None
-            with trio.move_on_at(deadline) as timer:
-                try:
-                    data = await ws.get_message()
-                except ConnectionClosed:
-                    data = None
-            if timer.cancelled_caught:
-                conn.tick(trio.current_time())
-            else:
-                conn.receive_message(data, now=trio.current_time())
-            handle(conn.events())
-            await self._flush(ws, conn)
-            if data is None and not timer.cancelled_caught:
-                return
+        await pump(ws, conn, handle, self._config.handshake_timeout_s, until_open=until_open)
 
     # --- signaling ---------------------------------------------------------------------------
 

@@ -1,0 +1,119 @@
+"""Socket I/O for the engine: connect (with the URL policy), pump frames, flush, close.
+
+The protocol state lives in the sans-IO connections; these helpers only move frames between a
+trio-websocket connection and one of them, and translate library errors at this boundary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import trio
+import trio_websocket
+from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
+
+from recorder.errors import ConnectionLost, ConnectTimeout
+from recorder.rtms._protocol_events import ConnectionEnded, ConnState, ProtocolEvent
+from recorder.rtms.protocol import _Connection
+from recorder.rtms.urls import check_url
+
+if TYPE_CHECKING:
+    from recorder.rtms.client import ClientConfig
+
+
+def _where(url: str) -> str:
+    """Scheme and host of a URL for logs (never the path or query)."""
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname}"
+    except ValueError:
+        return "<malformed url>"
+
+
+async def connect(
+    io_nursery: trio.Nursery, url: str, config: ClientConfig, *, media: bool
+) -> WebSocketConnection:
+    """Connect; the socket's reader task lives in the I/O nursery, outside the cancel scopes
+    of the engine, so that a cancelled socket still completes its closing handshake."""
+    check_url(
+        url,
+        allowed_hosts=config.allowed_hosts,
+        allow_insecure_loopback=config.allow_insecure_loopback,
+    )
+    try:
+        with trio.fail_after(config.connect_timeout_s):
+            return await trio_websocket.connect_websocket_url(
+                io_nursery,
+                url,
+                config.ssl_context,
+                message_queue_size=8,
+                max_message_size=config.max_message_size,
+                receive_buffer_size=config.media_receive_buffer if media else 16384,
+            )
+    except trio.TooSlowError as exc:
+        raise ConnectTimeout(f"connect to {_where(url)} timed out") from exc
+    except (HandshakeError, OSError, ConnectionClosed) as exc:
+        raise ConnectionLost(f"connect to {_where(url)} failed: {type(exc).__name__}") from exc
+
+
+async def close_ws(ws: WebSocketConnection, timeout_s: float) -> None:
+    """Close handshake (bounded, shielded), then make sure the TCP socket is gone."""
+    with trio.CancelScope(shield=True) as scope:
+        scope.deadline = trio.current_time() + timeout_s
+        with contextlib.suppress(ConnectionClosed, OSError, trio.BrokenResourceError):
+            await ws.aclose()
+    # A peer that never answers the close (e.g. stuck sending an oversized frame) would keep
+    # the TCP socket open. trio-websocket 0.12.2 (pinned) has no public abort; closing an
+    # already closed stream is a no-op.
+    with trio.CancelScope(shield=True):
+        await ws._close_stream()
+
+
+async def flush(ws: WebSocketConnection, conn: _Connection) -> None:
+    for text in conn.data_to_send():
+        try:
+            await ws.send_message(text)
+        except (ConnectionClosed, trio.BrokenResourceError, OSError):
+            conn.receive_message(None)
+            return
+
+
+async def pump(
+    ws: WebSocketConnection,
+    conn: _Connection,
+    handle: Callable[[list[ProtocolEvent]], None],
+    handshake_timeout_s: float,
+    *,
+    until_open: bool = False,
+) -> None:
+    """Read frames into ``conn`` until it ends (or leaves HANDSHAKING, with ``until_open``)."""
+    handshake_deadline = trio.current_time() + handshake_timeout_s
+    await flush(ws, conn)
+    while conn.state not in (ConnState.CLOSED, ConnState.ERROR):
+        if until_open and conn.state is not ConnState.HANDSHAKING:
+            return
+        deadline = conn.deadline() or math.inf
+        if conn.state is ConnState.HANDSHAKING:
+            if trio.current_time() >= handshake_deadline:
+                conn.close()
+                handle([ConnectionEnded("handshake_timeout", during_handshake=True)])
+                return
+            deadline = min(deadline, handshake_deadline)
+        data: str | bytes | None = None
+        with trio.move_on_at(deadline) as timer:
+            try:
+                data = await ws.get_message()
+            except ConnectionClosed:
+                data = None
+        if timer.cancelled_caught:
+            conn.tick(trio.current_time())
+        else:
+            conn.receive_message(data, now=trio.current_time())
+        handle(conn.events())
+        await flush(ws, conn)
+        if data is None and not timer.cancelled_caught:
+            return
