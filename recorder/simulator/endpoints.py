@@ -191,6 +191,8 @@ def _subscribe(eng: Engagement, obj: Mapping[str, Any]) -> None:
         message = decode_object(dict(obj))
     except RemoteProtocolError:
         logger.info("ignored a malformed EVENT_SUBSCRIPTION")
+        eng.stats.invalid_subscriptions += 1
+        eng.changed()
         return
     if not isinstance(message, EventSubscription):
         return
@@ -204,10 +206,12 @@ def _subscribe(eng: Engagement, obj: Mapping[str, Any]) -> None:
 
 async def _ready_ack(eng: Engagement, obj: Mapping[str, Any]) -> None:
     stream_id = obj.get("rtms_stream_id")
-    if stream_id is not None and stream_id != eng.scenario.rtms_stream_id:
-        return
     pending = [c for c in eng.unacked if not c.closed]
-    if not pending:
+    if (stream_id is not None and stream_id != eng.scenario.rtms_stream_id) or not pending:
+        # Zoom reports INVALID_CLIENT_READY_ACK (41) in a message type the docs do not name;
+        # the simulator counts it instead of inventing one.
+        eng.stats.invalid_ready_acks += 1
+        eng.changed()
         return
     conn = pending[0]
     eng.unacked.remove(conn)
@@ -221,9 +225,7 @@ async def _start_streaming(eng: Engagement, conn: Connection) -> None:
         eng.feed.transcript_sockets.append(conn)
     if conn.audio is not None:
         await eng.feed.attach_audio(conn, conn.audio)
-        eng.note_reconnected(media=True)
-    elif "audio" not in {k for c in eng.media for k in c.media}:
-        eng.note_reconnected(media=True)
+    eng.note_reconnected(media=True)
     eng.changed()
 
 

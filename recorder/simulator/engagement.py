@@ -408,7 +408,7 @@ class Engagement:
     async def run_step(self, step: Step) -> None:
         action = step.action
         if action is Action.DROP_MEDIA:
-            await self.drop_media()
+            await self.drop_media(step.arg_opt_str("media"))
         elif action is Action.DROP_SIGNALING:
             await self.drop_signaling()
         elif action is Action.FAILOVER:
@@ -558,16 +558,22 @@ class Engagement:
         await self.send_session_state(SessionState.RESUMED)
         await self.send_stream_state(StreamState.RESUMED)
 
-    async def _close_media(self, code: int) -> None:
+    async def _close_media(self, code: int, kind: str | None = None) -> None:
         for conn in list(self.media):
+            if kind is not None and kind not in conn.media:
+                continue
             conn.closed_by_server = True
             self.feed.detach(conn)
+            if conn in self.unacked:
+                self.unacked.remove(conn)
             await conn.close(code)
-        self.unacked.clear()
 
-    async def drop_media(self, *, reason: int = StopReason.DATA_CONNECTION_INTERRUPTED) -> None:
-        """Close the media sockets, send EVENT_UPDATE 7 + STREAM_STATE 2, await a reconnect."""
-        await self._close_media(DROP_CLOSE_CODE)
+    async def drop_media(
+        self, kind: str | None = None, *, reason: int = StopReason.DATA_CONNECTION_INTERRUPTED
+    ) -> None:
+        """Close the media sockets (those carrying ``kind``, or all), send EVENT_UPDATE 7 +
+        STREAM_STATE 2/14 on signaling, and wait the media grace for a reconnect."""
+        await self._close_media(DROP_CLOSE_CODE, kind)
         await self.media_interrupted(reason)
 
     async def media_interrupted(self, reason: int) -> None:

@@ -57,6 +57,10 @@ class EngagementStats:
     #: Connections the server closed because of the duplicate policy ``kick-old``.
     kicked: int = 0
     ready_acks: int = 0
+    #: CLIENT_READY_ACKs with a wrong stream id or no media socket waiting for one.
+    invalid_ready_acks: int = 0
+    #: EVENT_SUBSCRIPTIONs that could not be parsed (ignored, like Zoom answers nothing).
+    invalid_subscriptions: int = 0
     keepalives_sent: int = 0
     keepalives_answered: int = 0
     keepalives_missed: int = 0

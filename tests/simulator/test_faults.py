@@ -429,3 +429,67 @@ async def test_zcc_events_with_plain_int_subscription(
     assert zcc[0]["participant_info"]["participant_mode"] == "caller"
     assert zcc[0]["participant_info"]["channel_id"] == "ch-caller"
     assert "event_ts" in zcc[0]
+
+
+async def test_drop_only_the_transcript_socket_keeps_audio_flowing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    scenario = Scenario(
+        product=Product.MEETING,
+        duration_s=3.0,
+        t0_ms=T0,
+        steps=(Step(1.0, Action.DROP_MEDIA, {"media": "transcript"}),),
+    )
+    with trio.fail_after(60):
+        async with open_simulator(config()) as sim:
+            eng = await sim.start(scenario)
+            target = eng.target
+            async with signaling(target) as (sig, resp):
+                urls = resp["media_server"]["server_urls"]
+                audio_got, transcript_got, sig_got = Received(), Received(), Received()
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(read_all, sig, sig_got)
+                    async with media(target, urls["audio"], 1) as (audio_ws, _):
+                        await send(sig, {"msg_type": 7, "rtms_stream_id": target.rtms_stream_id})
+                        async with media(target, urls["transcript"], 8) as (tr_ws, _):
+                            await send(
+                                sig, {"msg_type": 7, "rtms_stream_id": target.rtms_stream_id}
+                            )
+                            await read_all(tr_ws, transcript_got)
+                        # A third ack with nothing waiting for it is counted as invalid.
+                        await send(sig, {"msg_type": 7, "rtms_stream_id": target.rtms_stream_id})
+                        await read_all(audio_ws, audio_got)
+    assert transcript_got.close_code == 1011
+    assert audio_got.close_code == 1000
+    assert continuous(timestamps(audio_got), 150)
+    assert eng.stats.events_sent[7] == 1
+    assert eng.stats.ready_acks == 2
+    assert eng.stats.invalid_ready_acks == 1
+
+
+async def test_reconnecting_the_dropped_transcript_socket_satisfies_the_grace(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    scenario = Scenario(
+        product=Product.MEETING,
+        duration_s=200.0,
+        media=("transcript",),
+        steps=(Step(1.0, Action.DROP_MEDIA),),
+    )
+    with trio.fail_after(400):
+        async with open_simulator(config()) as sim:
+            eng = await sim.start(scenario)
+            target = eng.target
+            async with signaling(target) as (sig, resp):
+                url = resp["media_server"]["server_urls"]["transcript"]
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(read_all, sig, Received())
+                    for _ in range(2):
+                        async with media(target, url, 8) as (ws, _):
+                            await send(
+                                sig, {"msg_type": 7, "rtms_stream_id": target.rtms_stream_id}
+                            )
+                            await read_all(ws, Received())
+            await eng.finished.wait()
+    assert eng.stats.reconnects == 1
+    assert eng.stats.stop_reason == 6  # ran to its end: the 65 s grace was satisfied

@@ -130,3 +130,24 @@ async def test_keepalive_carries_sequence_and_timestamp_by_default() -> None:
             assert isinstance(msg["sequence"], int)
             assert isinstance(msg["timestamp"], int)
             await eng.stop(1)
+
+
+async def test_docs_form_keepalive_is_matched_by_timestamp(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from dataclasses import replace
+
+    from recorder.simulator import DOC_2026
+
+    profile = replace(DOC_2026, keepalive_sequence=False)
+    with trio.fail_after(300):
+        async with open_simulator(SimulatorConfig(profile=profile)) as sim:
+            eng = await sim.start(Scenario(product=Product.MEETING, duration_s=35))
+            async with signaling(eng.target) as (sig, _resp):
+                got = Received()
+                await read_all(sig, got)
+            await eng.finished.wait()
+    requests = got.keepalives
+    assert requests == 3
+    assert eng.stats.keepalives_answered == 3
+    assert eng.stats.keepalives_missed == 0
