@@ -30,30 +30,36 @@ CLOSE_TIMEOUT_S: Final = 2.0
 
 @dataclass(slots=True)
 class KeepAlive:
-    """KEEP_ALIVE_REQ/RESP bookkeeping for one socket (rtms-protocol §5.11, §9.1)."""
+    """KEEP_ALIVE_REQ/RESP bookkeeping for one socket (rtms-protocol §5.11, §9.1).
 
-    #: Outstanding requests: echo key -> time sent.
-    outstanding: dict[object, float] = field(default_factory=dict)
+    A request may carry ``sequence`` (what the SDK echoes), ``timestamp`` (the docs' form), both,
+    or neither (Zoom's mock); an answer matches a request on whichever of the two it echoes.
+    """
+
+    #: Outstanding requests: (sequence, timestamp, time sent).
+    outstanding: list[tuple[int | None, int | None, float]] = field(default_factory=list)
     #: Unanswered requests in a row.
     consecutive_misses: int = 0
     sequence: int = 0
+    last_timestamp_ms: int = 0
 
     def next_request(
         self, *, now: float, timestamp_ms: int, with_sequence: bool, with_timestamp: bool
     ) -> dict[str, Any]:
-        """The next KEEP_ALIVE_REQ; a still-outstanding previous one counts as a miss."""
+        """The next KEEP_ALIVE_REQ (call ``count_misses`` first)."""
         self.sequence += 1
+        # Unique per request, so that an echoed timestamp alone identifies it.
+        timestamp_ms = max(timestamp_ms, self.last_timestamp_ms + 1)
+        self.last_timestamp_ms = timestamp_ms
         msg: dict[str, Any] = {"msg_type": 12}
         if with_sequence:
             msg["sequence"] = self.sequence
         if with_timestamp:
-            # The timestamp must be unique per request so an echo identifies it.
-            msg["timestamp"] = timestamp_ms + self.sequence % 1000
+            msg["timestamp"] = timestamp_ms
         if not with_sequence and not with_timestamp:
-            # Zoom's mock form: no way to match an answer, so any 13 answers the latest.
+            # Zoom's mock form: nothing to echo, so any KEEP_ALIVE_RESP answers it.
             msg.update({"protocol_version": 1, "status_code": 0})
-        key = msg.get("sequence", msg.get("timestamp", "any"))
-        self.outstanding[key] = now
+        self.outstanding.append((msg.get("sequence"), msg.get("timestamp"), now))
         return msg
 
     def count_misses(self) -> int:
@@ -66,11 +72,15 @@ class KeepAlive:
 
     def answer(self, msg: Mapping[str, Any], *, now: float) -> float | None:
         """Match a KEEP_ALIVE_RESP; return the latency in seconds, or None if it matched nothing."""
-        for key in (msg.get("sequence"), msg.get("timestamp"), "any"):
-            if key is not None and key in self.outstanding:
-                sent = self.outstanding.pop(key)
+        sequence, timestamp = msg.get("sequence"), msg.get("timestamp")
+        for index, (sent_sequence, sent_timestamp, sent_at) in enumerate(self.outstanding):
+            echoed = (sequence is not None and sequence == sent_sequence) or (
+                timestamp is not None and timestamp == sent_timestamp
+            )
+            if echoed or (sent_sequence is None and sent_timestamp is None):
+                del self.outstanding[index]
                 self.consecutive_misses = 0
-                return now - sent
+                return now - sent_at
         return None
 
 

@@ -151,3 +151,23 @@ async def test_docs_form_keepalive_is_matched_by_timestamp(
     assert requests == 3
     assert eng.stats.keepalives_answered == 3
     assert eng.stats.keepalives_missed == 0
+
+
+def test_an_answer_matches_on_whichever_field_it_echoes() -> None:
+    from recorder.simulator.connections import KeepAlive
+
+    both = KeepAlive()
+    request = both.next_request(now=1.0, timestamp_ms=500, with_sequence=True, with_timestamp=True)
+    assert both.answer({"msg_type": 13, "timestamp": request["timestamp"]}, now=1.5) == 0.5
+    request = both.next_request(now=2.0, timestamp_ms=500, with_sequence=True, with_timestamp=True)
+    assert request["timestamp"] == 501  # unique even when the clock did not move
+    assert both.answer({"msg_type": 13, "sequence": 999}, now=2.1) is None
+    assert both.answer({"msg_type": 13, "sequence": request["sequence"]}, now=2.25) == 0.25
+    mock = KeepAlive()
+    request = mock.next_request(now=0.0, timestamp_ms=1, with_sequence=False, with_timestamp=False)
+    assert request == {"msg_type": 12, "protocol_version": 1, "status_code": 0}
+    assert mock.answer({"msg_type": 13}, now=0.5) == 0.5
+    assert mock.count_misses() == 0
+    mock.next_request(now=1.0, timestamp_ms=1, with_sequence=False, with_timestamp=False)
+    assert mock.count_misses() == 1
+    assert mock.consecutive_misses == 1
