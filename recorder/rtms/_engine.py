@@ -190,23 +190,24 @@ class Engine:
         if self.ended:
             return
         signaling, ws = self._signaling, self._signaling_ws
+        asked = False
         if (
             graceful
             and signaling is not None
             and ws is not None
             and signaling.state is ConnState.OPEN
         ):
-            self._closing = True
+            self._closing = asked = True
             signaling.request_close()
             await self._flush(ws, signaling)
             with trio.move_on_after(self._config.close_timeout_s):
                 await self._ended_event.wait()
         if not self.ended:
-            self._end(
-                20 if graceful else None,
-                "RECEIVER_REQUEST_CLOSE" if graceful else "LOCAL_CLOSE",
-                normal=True,
-            )
+            # No STREAM_CLOSE_RESP in time (or no signaling to ask on): end on our side.
+            if asked:
+                self._end(20, "RECEIVER_REQUEST_CLOSE", normal=True)
+            else:
+                self._end(None, "LOCAL_CLOSE", normal=True)
 
     def shutdown(self) -> None:
         if not self.ended:
@@ -265,7 +266,11 @@ class Engine:
     def _after(self, outcome: _Outcome) -> float:
         """Decide what follows a generation; returns the backoff before the next one."""
         self._stats.reconnects += 1
-        self._begin_interruption(outcome.cause, outcome.detail)
+        # A media socket already down when the whole connection went counts from its own start.
+        pending = [s.interrupted_wall_ms for s in self._slots if s.interrupted_wall_ms is not None]
+        self._begin_interruption(
+            outcome.cause, outcome.detail, since_wall_ms=min(pending, default=None)
+        )
         if outcome.kind is _Kind.FAILOVER:
             return 0.0
         if self._closing:
@@ -288,11 +293,13 @@ class Engine:
         self._end(None, "RECONNECT_GAVE_UP", normal=False)
         return True
 
-    def _begin_interruption(self, cause: GapCause, detail: str) -> None:
+    def _begin_interruption(
+        self, cause: GapCause, detail: str, *, since_wall_ms: int | None = None
+    ) -> None:
         if self._interruption is not None:
             return
         wall = self._wall_ms()
-        self._interruption = (wall, cause)
+        self._interruption = (wall if since_wall_ms is None else since_wall_ms, cause)
         self._interrupted_at = trio.current_time()
         self._outlet.offer(Interrupted(wall_ms=wall, cause=cause, media=(), detail=detail))
 

@@ -571,3 +571,41 @@ def test_stream_target_repr_hides_the_secret() -> None:
         Product.MEETING, "u", STREAM_ID, ("wss://a.zoom.us",), CLIENT_ID, "s3cr3t"
     )
     assert "s3cr3t" not in repr(secret_target)
+
+
+async def test_media_then_signaling_loss_is_one_window(rtms_server: Any, mock_clock: Any) -> None:
+    """The full recovery's window starts when the media socket went, not when signaling did."""
+    ticks = iter(range(1_000, 1_000_000, 7))
+    cfg = ClientConfig(
+        allow_insecure_loopback=True,
+        media_trigger_guard_s=0.0,
+        wall_clock=lambda: next(ticks) / 1000,
+    )
+    async with open_rtms_stream(target(rtms_server), cfg) as stream:
+        [audio] = await ready_media(rtms_server)
+        await audio.drop()
+        media_cut = await next_of(stream, Interrupted)
+        assert media_cut.media == ("audio",)
+        await rtms_server.signaling[0].drop()
+        full_cut = await next_of(stream, Interrupted)
+        assert full_cut.media == ()
+        assert full_cut.wall_ms > media_cut.wall_ms
+        await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(3.1)
+        recovered = await next_of(stream, Recovered)
+        assert recovered.cause is GapCause.SIGNALING_INTERRUPTED
+        assert recovered.interrupted_wall_ms == media_cut.wall_ms
+        await stream.close(graceful=False)
+
+
+async def test_close_without_signaling_is_a_local_close(rtms_server: Any, mock_clock: Any) -> None:
+    cfg = ClientConfig(allow_insecure_loopback=True)
+    async with open_rtms_stream(target(rtms_server), cfg) as stream:
+        await ready_media(rtms_server)
+        await rtms_server.signaling[0].drop()
+        await next_of(stream, Interrupted)
+        await stream.close(graceful=True)
+        end = await next_of(stream, StreamEnded)
+        assert end.reason_name == "LOCAL_CLOSE"
+        assert end.reason is None
+    assert not any(m["msg_type"] == 21 for m in rtms_server.signaling[0].received)
