@@ -209,6 +209,15 @@ class Engine:
             else:
                 self._end(None, "LOCAL_CLOSE", normal=True)
 
+    async def subscribe_video(self, user_id: str, subscribe: bool) -> bool:
+        """VIDEO_SUBSCRIPTION_REQ (28); False when signaling is not open right now."""
+        signaling, ws = self._signaling, self._signaling_ws
+        if self.ended or signaling is None or ws is None or signaling.state is not ConnState.OPEN:
+            return False
+        signaling.subscribe_video(user_id, subscribe, self._wall_ms())
+        await self._flush(ws, signaling)
+        return True
+
     def shutdown(self) -> None:
         if not self.ended:
             self._end(None, "LOCAL_CLOSE", normal=True)

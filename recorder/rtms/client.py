@@ -221,6 +221,10 @@ class RtmsStream:
         """End the stream; ``graceful`` asks RTMS to close it (STREAM_CLOSE_REQ) first."""
         await self._engine.close(graceful=graceful)
 
+    async def subscribe_video(self, user_id: str, subscribe: bool = True) -> bool:
+        """Individual video (needs video ``data_opt`` 4); False when signaling is down."""
+        return await self._engine.subscribe_video(user_id, subscribe)
+
 
 @asynccontextmanager
 async def open_rtms_stream(
@@ -288,6 +292,8 @@ class _EngineLike(Protocol):
     def stopped(self, reason: int | None) -> None: ...
 
     async def close(self, *, graceful: bool) -> None: ...
+
+    async def subscribe_video(self, user_id: str, subscribe: bool) -> bool: ...
 
 
 __all__ = [

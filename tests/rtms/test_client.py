@@ -609,3 +609,17 @@ async def test_close_without_signaling_is_a_local_close(rtms_server: Any, mock_c
         assert end.reason_name == "LOCAL_CLOSE"
         assert end.reason is None
     assert not any(m["msg_type"] == 21 for m in rtms_server.signaling[0].received)
+
+
+async def test_video_subscription_request(rtms_server: Any) -> None:
+    with trio.fail_after(10):
+        async with open_rtms_stream(target(rtms_server), config()) as stream:
+            await ready_media(rtms_server)
+            assert await stream.subscribe_video("16778240")
+            await rtms_server.until(
+                lambda: any(m["msg_type"] == 28 for m in rtms_server.signaling[0].received)
+            )
+            request = next(m for m in rtms_server.signaling[0].received if m["msg_type"] == 28)
+            assert (request["user_id"], request["subscribe"]) == (16778240, True)
+            await stream.close(graceful=False)
+            assert not await stream.subscribe_video("16778240")
