@@ -217,6 +217,9 @@ class Spool:
         self._job_added = trio.Event()
         return spooled
 
+    async def orphaned_data(self) -> list[Path]:
+        return await self._run(self.orphaned_data_sync)
+
     async def pending(self) -> list[SpooledJob]:
         """Jobs waiting for upload, oldest first."""
         jobs = await self._run(self._all_jobs)
@@ -293,13 +296,24 @@ class Spool:
             spooled = replace(existing, state=_STATE_PENDING, reason=None)
             if spooled != existing:
                 write_atomically(job_path, _job_to_json(spooled), mode=0o600)
-        else:
-            try:
-                write_atomically(job_path, _job_to_json(spooled), mode=0o600)
-            except OSError as exc:
-                raise StorageError(f"cannot write spool job {job_path}: {exc.strerror}") from exc
+            self._move_in(sealed_file, spooled.data_path)
+            return spooled
+        # Data first, then the job record: the uploader only ever sees a job whose data is in
+        # place. A crash in between leaves data without a job: ``orphaned_data`` finds it.
         self._move_in(sealed_file, spooled.data_path)
+        try:
+            write_atomically(job_path, _job_to_json(spooled), mode=0o600)
+        except OSError as exc:
+            raise StorageError(f"cannot write spool job {job_path}: {exc.strerror}") from exc
         return spooled
+
+    def orphaned_data_sync(self) -> list[Path]:
+        """Spooled data files with no job record (a crash between moving data and job in)."""
+        return sorted(
+            path
+            for path in self.directory.glob("*" + DATA_SUFFIX)
+            if not self._job_path(path.name.removesuffix(DATA_SUFFIX)).exists()
+        )
 
     def _move_in(self, source: Path, target: Path) -> None:
         try:

@@ -159,3 +159,38 @@ async def test_enqueue_from_another_filesystem_copies_durably(
     assert not source.exists()
     assert spooled.data_path.read_bytes() == data
     assert [p.name for p in (tmp_path / "spool").iterdir() if p.name.endswith(".partial")] == []
+
+
+async def test_a_listed_job_always_has_its_data(tmp_path: Path) -> None:
+    """The uploader lists jobs while enqueues run; it must never see a job without data."""
+    spool = Spool(tmp_path / "spool")
+    seen_without_data: list[str] = []
+
+    async def watch(done: trio.Event) -> None:
+        while not done.is_set():
+            for job in await spool.pending():
+                if not job.data_path.exists():
+                    seen_without_data.append(job.job_id)
+            await trio.lowlevel.checkpoint()
+
+    with trio.fail_after(30):
+        done = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch, done)
+            for n in range(40):
+                source, job = sealed_file(tmp_path / "out", n)
+                await spool.enqueue(source, job)
+            done.set()
+    assert seen_without_data == []
+    assert len(await spool.pending()) == 40
+
+
+async def test_data_left_without_a_job_is_reported_as_orphaned(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    source, job = sealed_file(tmp_path / "out", 1)
+    with trio.fail_after(10):
+        spooled = await spool.enqueue(source, job)
+        # The crash window: data moved in, job record not yet written.
+        spooled.data_path.with_name(spooled.job_id + ".job.json").unlink()
+        assert await spool.orphaned_data() == [spooled.data_path]
+        assert await spool.pending() == []
