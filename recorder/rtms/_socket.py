@@ -90,30 +90,42 @@ async def pump(
     *,
     until_open: bool = False,
 ) -> None:
-    """Read frames into ``conn`` until it ends (or leaves HANDSHAKING, with ``until_open``)."""
+    """Read frames into ``conn`` until it ends (or leaves HANDSHAKING, with ``until_open``).
+
+    One cancel scope serves many messages: only its deadline moves per message, and it is
+    lifted while the frame is handled and replies are sent, so a send is never cut in half.
+    """
     handshake_deadline = trio.current_time() + handshake_timeout_s
     await flush(ws, conn)
-    while conn.state not in (ConnState.CLOSED, ConnState.ERROR):
-        if until_open and conn.state is not ConnState.HANDSHAKING:
+    while True:
+        with trio.CancelScope() as timer:
+            while True:
+                if conn.state in _ENDED:
+                    return
+                if until_open and conn.state is not ConnState.HANDSHAKING:
+                    return
+                deadline = conn.deadline() or math.inf
+                if conn.state is ConnState.HANDSHAKING:
+                    deadline = min(deadline, handshake_deadline)
+                timer.deadline = deadline
+                try:
+                    data: str | bytes | None = await ws.get_message()
+                except ConnectionClosed:
+                    data = None
+                timer.deadline = math.inf
+                conn.receive_message(data, now=trio.current_time())
+                handle(conn.events())
+                await flush(ws, conn)
+                if data is None:
+                    return
+        now = trio.current_time()
+        if conn.state is ConnState.HANDSHAKING and now >= handshake_deadline:
+            conn.close()
+            handle([ConnectionEnded("handshake_timeout", during_handshake=True)])
             return
-        deadline = conn.deadline() or math.inf
-        if conn.state is ConnState.HANDSHAKING:
-            if trio.current_time() >= handshake_deadline:
-                conn.close()
-                handle([ConnectionEnded("handshake_timeout", during_handshake=True)])
-                return
-            deadline = min(deadline, handshake_deadline)
-        data: str | bytes | None = None
-        with trio.move_on_at(deadline) as timer:
-            try:
-                data = await ws.get_message()
-            except ConnectionClosed:
-                data = None
-        if timer.cancelled_caught:
-            conn.tick(trio.current_time())
-        else:
-            conn.receive_message(data, now=trio.current_time())
+        conn.tick(now)
         handle(conn.events())
         await flush(ws, conn)
-        if data is None and not timer.cancelled_caught:
-            return
+
+
+_ENDED = (ConnState.CLOSED, ConnState.ERROR)

@@ -481,22 +481,26 @@ async def test_slow_consumer_never_blocks_keepalives_and_drops_are_reported(
                 )
             )
             seen: list[CaptureEvent] = []
-            dropped = await next_of(stream, PacketsDropped, seen)
-            assert [e.timestamp_ms for e in seen if isinstance(e, AudioPacket)] == [
-                100,
-                101,
-                102,
-                103,
-                104,
-            ]
-            assert (
-                dropped.count,
-                dropped.first_timestamp_ms,
-                dropped.last_timestamp_ms,
-                dropped.track,
-            ) == (15, 105, 119, "mixed")
+            while sum(e.count for e in seen if isinstance(e, PacketsDropped)) < 15:
+                seen.append(await stream.events.receive())
             await audio.send(audio_frame(200))
-            assert (await next_of(stream, AudioPacket)).timestamp_ms == 200
+            assert (await next_of(stream, AudioPacket, seen)).timestamp_ms == 200
+            delivered = [e.timestamp_ms for e in seen if isinstance(e, AudioPacket)]
+            assert delivered[:5] == [100, 101, 102, 103, 104]
+            drops = [e for e in seen if isinstance(e, PacketsDropped)]
+            # Every packet is either delivered or inside a reported, contiguous drop range.
+            assert {e.track for e in drops} == {"mixed"}
+            covered = sorted(
+                ts
+                for e in drops
+                for ts in range(e.first_timestamp_ms or 0, (e.last_timestamp_ms or -1) + 1)
+            )
+            assert sum(e.count for e in drops) == len(covered)
+            assert sorted(covered + [t for t in delivered if t < 200]) == list(range(100, 120))
+            # Drops are reported before anything received after them.
+            assert seen.index(drops[0]) < seen.index(
+                next(e for e in seen if getattr(e, "timestamp_ms", 0) == 200)
+            )
             assert stream.stats.dropped["backpressure"] == 15
             await stream.close(graceful=False)
 
