@@ -18,8 +18,8 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import httpx
@@ -78,15 +78,12 @@ class HttpWebhookSink:
         return response.status_code, response.content
 
 
-#: ``(headers, body) -> status`` or ``-> (status, response body)``, sync or async.
-WebhookCallable = Callable[
-    [Mapping[str, str], bytes],
-    "int | tuple[int, bytes] | Awaitable[int] | Awaitable[tuple[int, bytes]]",
-]
-
-
 class CallableWebhookSink:
-    """Delivers to a Python callable, for tests that want the webhooks without HTTP."""
+    """Delivers to a Python callable, for tests that want the webhooks without HTTP.
+
+    The callable gets ``(headers, body)`` and returns a status, or ``(status, response body)``;
+    it may be sync or async.
+    """
 
     def __init__(self, handler: Callable[[Mapping[str, str], bytes], Any]) -> None:
         self._handler = handler
@@ -125,7 +122,6 @@ class WebhookSender:
     timeout_s: float = DEFAULT_TIMEOUT_S
     #: Unix seconds for ``x-zm-request-timestamp`` (the trio clock may be a MockClock).
     wall_clock: Callable[[], float] = time.time
-    _bodies: dict[tuple[str, int], bytes] = field(default_factory=dict)
 
     async def _attempt(self, body: bytes) -> tuple[int, bytes] | None:
         assert self.sink is not None
@@ -160,9 +156,7 @@ class WebhookSender:
         return False
 
     def body_for(self, event: str, event_ts: int, payload: Mapping[str, Any]) -> bytes:
-        body = compact_body(event, event_ts, payload)
-        self._bodies[(event, event_ts)] = body
-        return body
+        return compact_body(event, event_ts, payload)
 
     async def validate_endpoint(self) -> None:
         """Send ``endpoint.url_validation`` and check the reply (rtms-protocol §7.3).
