@@ -237,6 +237,16 @@ class Timeline:
                 window.expires_at = window.start + margin + self._holdback
                 return
 
+    def release_until(self, timestamp_ms: int) -> list[TimelineItem]:
+        """Emit what is older than ``timestamp_ms`` minus the hold-back, without new audio.
+
+        For a silent speaker whose last words would otherwise wait for their next packet (the
+        mixdown needs them in time); gaps after them are still decided by the next packet.
+        """
+        if self._t0 is None:
+            return []
+        return self._emit(min(self.position_of(timestamp_ms) - self._holdback, self._max_end))
+
     def append_tail(self, pcm: bytes) -> list[TimelineItem]:
         """Audio that directly follows the last chunk (a decoder's flushed tail)."""
         if self._t0 is None or not pcm:

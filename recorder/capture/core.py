@@ -37,9 +37,10 @@ from recorder.audio.manifest import (
     Participant,
     SegmentManifestEntry,
 )
+from recorder.audio.mixer import Mixer
 from recorder.audio.records import RecordsWriter, SealedRecords
 from recorder.audio.segments import SEGMENT_SECONDS, SegmentWriter, TrackFormat
-from recorder.audio.timeline import Gap, SpanKind, Timeline, TimelineItem
+from recorder.audio.timeline import Audio, Gap, SpanKind, Timeline, TimelineItem
 from recorder.audio.wav import MAX_DATA_LENGTH
 from recorder.errors import DecodeError
 from recorder.rtms.events import (
@@ -59,6 +60,8 @@ logger = logging.getLogger(__name__)
 
 #: Per-speaker tracks are silent whenever that person is: RTMS sends nothing (§5.15).
 _USER_TRACK_PREFIX: Final = "user-"
+#: The recorder's own sum of the per-speaker tracks (``CaptureConfig.mixdown``).
+MIXDOWN_TRACK: Final = "mixdown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,8 @@ class CaptureConfig:
     decode_batch: int = 16
     #: Write gaps and pauses of audio tracks into the records too (NO_SPEECH gaps never are).
     gaps_in_records: bool = True
+    #: In per-speaker mode, also write a ``mixdown`` track: the speakers summed on one clock.
+    mixdown: bool = False
     #: Index of the first segment of every track (a later owner of a stream starts higher, so
     #: it never reuses an index the previous owner may still recover).
     first_segment_index: int = 0
@@ -108,6 +113,8 @@ class _Track:
     counters: dict[str, int] = field(default_factory=dict)
     #: Cheap to decode on the trio thread (passthrough L16).
     inline: bool = False
+    #: Where this speaker's sample 0 sits on the mixdown (per-speaker tracks only).
+    mix_offset: int | None = None
 
 
 class CaptureCore:
@@ -136,6 +143,8 @@ class CaptureCore:
             first_index=self.config.first_segment_index,
         )
         self.manifest = EngagementManifest(recording_id=recording_id)
+        self._mixer: Mixer | None = None
+        self._mixdown: SegmentWriter | None = None
         #: Open windows, so tracks that appear during one still get it.
         self._open_windows: list[tuple[SpanKind, GapCause | None, str | None]] = []
 
@@ -166,9 +175,10 @@ class CaptureCore:
             items = track.timeline.push_undecodable(packet.timestamp_ms, track.packet_samples)
         else:
             items = track.timeline.push(packet.timestamp_ms, pcm)
-        if not items:
-            return []
-        return self._write(packet.track, track, items)
+        sealed = self._write(packet.track, track, items) if items else []
+        if self._mixer is not None and packet.track.startswith(_USER_TRACK_PREFIX):
+            sealed += self._release_speakers(packet)
+        return sealed
 
     def handle_audio_batch(self, packets: list[AudioPacket]) -> list[Sealed]:
         sealed: list[Sealed] = []
@@ -217,6 +227,13 @@ class CaptureCore:
             if closed is not None:
                 sealed.append(self._note(Sealed(closed.sealed, closed.entry)))
             self._store_counters(name, track)
+        if self._mixer is not None and self._mixdown is not None:
+            for item in self._mixer.finish():
+                sealed += [self._note(Sealed(d.sealed, d.entry)) for d in self._mixdown.write(item)]
+            closed = self._mixdown.close(interrupted=interrupted)
+            if closed is not None:
+                sealed.append(self._note(Sealed(closed.sealed, closed.entry)))
+            self.manifest.counters[MIXDOWN_TRACK] = {"late_samples": self._mixer.late_samples}
         closed_records = self.records.close(interrupted=interrupted)
         if closed_records is not None:
             sealed.append(self._note(Sealed(closed_records.sealed, closed_records.entry)))
@@ -284,6 +301,12 @@ class CaptureCore:
             inline=self.config.decode_inline or _cheap(packet, self.config.output),
         )
         self.tracks[packet.track] = track
+        if (
+            self.config.mixdown
+            and self._mixer is None
+            and packet.track.startswith(_USER_TRACK_PREFIX)
+        ):
+            self._start_mixdown(decoder)
         logger.info(
             "track opened recording_id=%s track=%s source=%s",
             self.recording_id,
@@ -295,9 +318,12 @@ class CaptureCore:
     def _write(self, name: str, track: _Track, items: list[TimelineItem]) -> list[Sealed]:
         sealed: list[Sealed] = []
         writer = track.writer
+        mixing = self._mixer is not None and name.startswith(_USER_TRACK_PREFIX)
         for item in items:
             for done in writer.write(item):
                 sealed.append(self._note(Sealed(done.sealed, done.entry)))
+            if mixing and isinstance(item, Audio):
+                sealed += self._mix(track, item)
             if (
                 isinstance(item, Gap)
                 and self.config.gaps_in_records
@@ -313,6 +339,54 @@ class CaptureCore:
                     )
                 )
         return sealed
+
+    def _mix(self, track: _Track, item: Audio) -> list[Sealed]:
+        mixer, writer = self._mixer, self._mixdown
+        assert mixer is not None
+        assert writer is not None
+        if track.mix_offset is None:
+            anchor = track.timeline.anchor_ms
+            assert anchor is not None
+            track.mix_offset = mixer.offset_for(anchor)
+        sealed: list[Sealed] = []
+        for mixed in mixer.add(track.mix_offset + item.start, item.pcm):
+            sealed += [self._note(Sealed(d.sealed, d.entry)) for d in writer.write(mixed)]
+        return sealed
+
+    def _release_speakers(self, packet: AudioPacket) -> list[Sealed]:
+        """Let silent speakers' held audio reach the mixdown before it moves past them."""
+        sealed: list[Sealed] = []
+        for name, other in self.tracks.items():
+            if name != packet.track and name.startswith(_USER_TRACK_PREFIX):
+                released = other.timeline.release_until(packet.timestamp_ms)
+                if released:
+                    sealed += self._write(name, other, released)
+        return sealed
+
+    def _start_mixdown(self, decoder: AudioDecoder) -> None:
+        mixer = Mixer(
+            sample_rate=decoder.output_rate,
+            channels=decoder.output_channels,
+            holdback_ms=self.config.holdback_ms * 3,
+        )
+        fmt = TrackFormat(
+            track=MIXDOWN_TRACK,
+            sample_rate=decoder.output_rate,
+            channels=decoder.output_channels,
+            source=f"MIXDOWN of per-speaker {decoder.description}",
+            decoder_version=decoder_version(),
+        )
+        self._mixer = mixer
+        self._mixdown = SegmentWriter(
+            self._sinks,
+            recording_id=self.recording_id,
+            originator_reference=self._reference,
+            fmt=fmt,
+            sample_to_ms=mixer.sample_to_ms,
+            now_ms=self._now_ms,
+            segment_seconds=self.config.segment_seconds,
+            max_data_length=self.config.max_data_length,
+        )
 
     def _wrap_records(self, done: list[SealedRecords]) -> list[Sealed]:
         return [self._note(Sealed(result.sealed, result.entry)) for result in done]

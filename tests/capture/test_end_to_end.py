@@ -80,6 +80,7 @@ async def record(
     *,
     output: OutputFormat = VOICE,
     per_speaker: bool = False,
+    mixdown: bool = False,
 ) -> Recording:
     sinks = MemorySinkFactory()
     sealed: list[tuple[SealedSegment, ManifestEntry]] = []
@@ -91,6 +92,8 @@ async def record(
     client_config = ClientConfig(audio_params=params, transcript=True, **CLIENT)  # type: ignore[arg-type]
     with trio.fail_after(30):
         async with open_simulator(SimulatorConfig(speed=SPEED)) as sim:
+            # Encoding on demand can outlast a short accelerated call on a busy machine.
+            await sim.warm_audio(scenario, [params])
             engagement = await sim.start(scenario)
             sim_target = engagement.target
             target = StreamTarget(
@@ -107,7 +110,7 @@ async def record(
                     sinks,
                     recording_id=sim_target.rtms_stream_id,
                     originator_reference=sim_target.instance_id,
-                    config=CaptureConfig(output=output),
+                    config=CaptureConfig(output=output, mixdown=mixdown),
                     on_sealed=on_sealed,
                 )
     return Recording(manifest, sinks, sealed, engagement)
@@ -192,20 +195,25 @@ async def test_g722_is_exactly_the_reference_decode_end_to_end() -> None:
 async def test_opus_correlates_with_the_source_end_to_end(channels: int) -> None:
     rec = await record(meeting(), AudioCodec.OPUS, 48_000, channels)
     recorded = rec.audio("mixed")[:, 0]
+    records = b"".join(s.plaintext for s in rec.sinks.sinks if s.identity.track == "records")
+    assert rec.manifest.audio_entries("mixed"), (rec.manifest.outcome, records)
+    entry = rec.manifest.audio_entries("mixed")[0]
+    diagnostics = (len(recorded), entry.start_ms - T0, entry.gaps, rec.manifest.counters)
+    assert entry.gaps == (), diagnostics
+    assert entry.start_ms == T0, diagnostics
     lag, best = aligned_correlation(rec.source("mixed", 3.0), recorded)
     # The decoder delay is compensated already: alignment may only move a fraction of a ms
     # (SILK-mode Opus at speech bitrates lands a sample or so off CELT's nominal lookahead).
     assert abs(lag) <= 16
     assert best >= 0.9
-    entry = rec.manifest.audio_entries("mixed")[0]
     assert entry.source == f"OPUS 48000 {'mono' if channels == 1 else 'stereo'}"
     assert "libopus=" in entry.decoder_version
 
 
 async def test_per_speaker_mode_yields_one_track_per_speaker() -> None:
     scenario = meeting(8.0, layout=AudioLayout.PER_SPEAKER)
-    rec = await record(scenario, AudioCodec.L16, 16_000, per_speaker=True)
-    tracks = {entry.track for entry in rec.manifest.audio_entries()}
+    rec = await record(scenario, AudioCodec.L16, 16_000, per_speaker=True, mixdown=True)
+    tracks = {entry.track for entry in rec.manifest.audio_entries()} - {"mixdown"}
     # Speakers whose turn starts within the call (RTMS sends nothing for the others).
     frames = int(8.0 * 50)
     speakers = [
@@ -224,6 +232,12 @@ async def test_per_speaker_mode_yields_one_track_per_speaker() -> None:
         assert np.array_equal(recorded, source[: len(recorded)])
         assert entry.participant.user_name
         assert {g.cause for g in entry.gaps} <= {"no_speech"}
+    # The mixdown is every speaker on one clock (here they take turns, so a plain sum).
+    mixdown = rec.audio("mixdown")[:, 0]
+    start = (rec.manifest.audio_entries("mixdown")[0].start_ms - T0) * 16
+    total = sum(rec.source(track, 8.0).astype(np.int32) for track in speakers)
+    assert np.array_equal(mixdown, total[start : start + len(mixdown)])
+    assert len(mixdown) >= 8 * 16_000 - start - 320
     transcripts = [
         line
         for sink in rec.sinks.sinks

@@ -377,3 +377,26 @@ async def test_sinks_are_checkpointed_while_the_call_is_live() -> None:
                 await checkpointed.wait()
                 assert sinks.sinks[0].sealed is None
     assert sinks.sinks[0].checkpoints >= 1
+
+
+async def test_per_speaker_mixdown_sums_the_speakers_on_one_clock() -> None:
+    fmt = AudioFormat(AudioCodec.L16, 16_000, 1, data_opt=2)
+    a, b = encode_speech("a", fmt, seconds=3), encode_speech("b", fmt, seconds=3)
+    events: list[CaptureEvent] = []
+    # Ada speaks 0-3 s, Bob 2-5 s: one second of overlap, then Bob alone.
+    for index in range(250):
+        if index < 150:
+            events += packets(a, [index], "user-1", user_id="1", user_name="Ada")
+        if index >= 100:
+            events += packets(b, [index - 100], "user-2", T0 + 2_000, user_id="2")
+    manifest, sinks, _ = await capture([*events, END], CaptureConfig(mixdown=True))
+    assert {e.track for e in manifest.audio_entries()} == {"user-1", "user-2", "mixdown"}
+    mixed = track_audio(sinks, "mixdown")[:, 0].astype(np.int32)
+    expected = np.zeros(5 * 16_000, np.int32)
+    expected[: 3 * 16_000] += a.pcm_array()[:, 0]
+    expected[2 * 16_000 :] += b.pcm_array()[:, 0]
+    assert np.array_equal(mixed, np.clip(expected, -32768, 32767))
+    assert manifest.counters["mixdown"]["late_samples"] == 0
+    entry = manifest.audio_entries("mixdown")[0]
+    assert entry.start_ms == T0
+    assert entry.source.startswith("MIXDOWN")
