@@ -13,7 +13,7 @@ from pathlib import Path
 
 from recorder.errors import RecorderError
 from recorder.simulator.engagement import Engagement
-from recorder.simulator.scenario import Scenario, load_scenario
+from recorder.simulator.scenario import Scenario, Step, load_scenario
 from recorder.simulator.simulator import SimulatorConfig, open_simulator
 
 logger = logging.getLogger(__name__)
@@ -81,8 +81,17 @@ async def run_simulate(
             )
             for s in scenarios
         ]
+
+    def announce(scenario: Scenario, step: Step) -> None:
+        args = " ".join(f"{k}={v}" for k, v in sorted(step.args.items()) if k != "text")
+        print_fn(f"{scenario.name}: t={step.at_s:g}s {step.action.value} {args}".rstrip())
+
     config = SimulatorConfig(
-        profile=profile, webhook_url=webhook_url, secret_token=secret_token, speed=speed
+        profile=profile,
+        webhook_url=webhook_url,
+        secret_token=secret_token,
+        speed=speed,
+        on_step=announce,
     )
     try:
         async with open_simulator(config) as sim:

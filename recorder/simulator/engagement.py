@@ -70,6 +70,8 @@ class EngagementOptions:
     #: Seconds a client has for its first frame after the WebSocket opens.
     handshake_timeout_s: float = 10.0
     encode_in_thread: bool = True
+    #: Called with each scripted step as it runs (``recorder simulate`` prints them).
+    on_step: Callable[[Scenario, Step], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,6 +408,9 @@ class Engagement:
     # --- faults and lifecycle actions ---------------------------------------------------------
 
     async def run_step(self, step: Step) -> None:
+        """Run one scripted step now (tests may call it directly, outside the timeline)."""
+        if self.options.on_step is not None:
+            self.options.on_step(self.scenario, step)
         action = step.action
         if action is Action.DROP_MEDIA:
             await self.drop_media(step.arg_opt_str("media"))

@@ -24,7 +24,29 @@ File shape (TOML; JSON is the same tree)::
     [[steps]]
     at_s = 5.0
     action = "drop_media"
-    args = { reconnect = true }
+    args = { media = "audio" }
+
+Step actions and their ``args`` (all optional):
+
+=================== ==========================================================================
+``drop_media``      ``media``: close the media sockets carrying it (default all); EVENT_UPDATE
+                    7 + STREAM_STATE 2/14; audio is buffered; reconnect within the media grace
+``drop_signaling``  close every socket, ``*.rtms_interrupted``; reconnect within the grace
+``failover``        new endpoint URLs, old ones refused; a new ``*.rtms_started`` (same stream
+                    id, new ``event_ts``)
+``pause``/``resume`` SESSION_STATE 3/4 + STREAM_STATE 5/6; no media while paused
+``stop``            ``reason`` (1), ``session_stop_reason``, ``webhook_first`` (false)
+``garbage``         ``kind`` (``all`` or one of GARBAGE_KINDS), ``socket`` (signaling|media)
+``oversized_frame`` ``bytes`` (2 MiB), ``socket`` (media)
+``duplicate_webhook`` / ``retry_webhook``  ``event`` (started|stopped|interrupted): same bytes
+``participant_join`` / ``participant_leave`` / ``active_speaker``  ``user_id``, ``user_name``
+``zcc_event``       ``event_type`` (8), ``channel_id``
+``transcript``      ``text``, ``user_id``, ``user_name``, ``channel_id``
+``chat``            ``text``, ``user_id``, ``user_name``
+=================== ==========================================================================
+
+Steps run on the media timeline: a step at ``at_s`` runs before the frame at that time, so
+scripted faults land on exact frame boundaries.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from recorder.simulator._codecs import encode_track
 from recorder.simulator.engagement import Engagement, EngagementOptions
 from recorder.simulator.profiles import Profile, get_profile
 from recorder.simulator.program import build_program
-from recorder.simulator.scenario import Scenario, validate
+from recorder.simulator.scenario import Scenario, Step, validate
 from recorder.simulator.server import RtmsServer
 from recorder.simulator.webhooks import (
     DEFAULT_RETRY_DELAYS_S,
@@ -62,6 +62,8 @@ class SimulatorConfig:
     #: Encode audio for a media socket in a worker thread (keeps other engagements smooth).
     #: Tests on a ``MockClock`` set False: waiting on a thread lets the mock clock jump ahead.
     encode_in_thread: bool = True
+    #: Called with each scripted step as it runs.
+    on_step: Callable[[Scenario, Step], None] | None = None
     #: Unix seconds for ``x-zm-request-timestamp`` (kept real under a MockClock).
     wall_clock: Callable[[], float] = field(default=time.time)
 
@@ -106,6 +108,7 @@ class Simulator:
                 webhook_nested=self.config.webhook_nested,
                 handshake_timeout_s=self.config.handshake_timeout_s,
                 encode_in_thread=self.config.encode_in_thread,
+                on_step=self.config.on_step,
             ),
         )
         self._server.register(engagement)
