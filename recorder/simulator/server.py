@@ -103,5 +103,11 @@ class RtmsServer:
                 await serve_media(engagement, conn)
         except ConnectionClosed:
             conn.mark_closed()
+        except Exception:
+            # A bug triggered by one client must not take the listener (and every other
+            # engagement) down; it is logged with the endpoint only, never the frames.
+            logger.exception("simulator handler failed on a %s socket", kind)
+            engagement.stats.handler_errors += 1
+            engagement.changed()
         finally:
             await conn.close(1000)

@@ -61,6 +61,8 @@ class EngagementStats:
     invalid_ready_acks: int = 0
     #: EVENT_SUBSCRIPTIONs that could not be parsed (ignored, like Zoom answers nothing).
     invalid_subscriptions: int = 0
+    #: Socket handlers that failed with an unexpected error (a simulator bug; tests assert 0).
+    handler_errors: int = 0
     keepalives_sent: int = 0
     keepalives_answered: int = 0
     keepalives_missed: int = 0

@@ -493,3 +493,44 @@ async def test_reconnecting_the_dropped_transcript_socket_satisfies_the_grace(
             await eng.finished.wait()
     assert eng.stats.reconnects == 1
     assert eng.stats.stop_reason == 6  # ran to its end: the 65 s grace was satisfied
+
+
+async def test_hostile_client_frames_are_ignored(autojump_clock: trio.testing.MockClock) -> None:
+    hostile: list[object] = [
+        "not json",
+        b"\x00\x01binary",
+        "[1,2,3]",
+        '{"msg_type":"13"}',
+        '{"msg_type":5,"events":"all"}',
+        '{"msg_type":5,"events":[{"event_type":"x"}]}',
+        '{"msg_type":7,"rtms_stream_id":["x"]}',
+        '{"msg_type":10,"rtms_session_id":{"a":1}}',
+        '{"msg_type":28,"user_id":[1],"subscribe":"yes"}',
+        '{"msg_type":99}',
+        '{"msg_type":13,"sequence":{"a":[]},"timestamp":null}',
+        '{"msg_type":1}',
+        "{" * 5000 + "}" * 5000,
+    ]
+    scenario = Scenario(product=Product.MEETING, duration_s=25, t0_ms=T0)
+    with trio.fail_after(100):
+        async with open_simulator(config()) as sim:
+            eng = await sim.start(scenario)
+            async with signaling(eng.target) as (sig, resp):
+                url = resp["media_server"]["server_urls"]["audio"]
+                sig_got = Received()
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(read_all, sig, sig_got)
+                    async with media(eng.target, url, 1) as (ws, _ok):
+                        for frame in hostile:
+                            await sig.send_message(frame)  # type: ignore[arg-type]
+                            await ws.send_message(frame)  # type: ignore[arg-type]
+                        await send(
+                            sig, {"msg_type": 7, "rtms_stream_id": eng.scenario.rtms_stream_id}
+                        )
+                        got = Received()
+                        await read_all(ws, got)
+    assert eng.stats.handler_errors == 0
+    assert eng.stats.invalid_subscriptions == 2
+    assert continuous(timestamps(got), 1250)
+    assert sig_got.keepalives == 2
+    assert eng.stats.keepalives_answered == 2 + got.keepalives
