@@ -143,6 +143,7 @@ class CaptureCore:
             first_index=self.config.first_segment_index,
         )
         self.manifest = EngagementManifest(recording_id=recording_id)
+        self._paused_wall_ms: int | None = None
         self._mixer: Mixer | None = None
         self._mixdown: SegmentWriter | None = None
         #: Open windows, so tracks that appear during one still get it.
@@ -195,9 +196,12 @@ class CaptureCore:
         elif isinstance(event, Recovered):
             self._end_window(SpanKind.GAP, event.wall_ms - event.interrupted_wall_ms)
         elif isinstance(event, Paused):
+            self._paused_wall_ms = event.wall_ms
             self._begin_window(SpanKind.PAUSE, None, event.actor)
         elif isinstance(event, Resumed):
-            self._end_window(SpanKind.PAUSE, 0)
+            paused = self._paused_wall_ms if self._paused_wall_ms is not None else event.wall_ms
+            self._paused_wall_ms = None
+            self._end_window(SpanKind.PAUSE, event.wall_ms - paused)
         elif isinstance(event, PacketsDropped):
             self._label_dropped(event)
         return self._wrap_records(self.records.record_event(event))
