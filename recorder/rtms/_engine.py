@@ -658,8 +658,17 @@ class Engine:
             stats.keepalives_answered += 1
             stats.frames["keep_alive"] += 1
         elif isinstance(event, ProtocolViolation):
-            stats.dropped["malformed"] += 1
-            logger.warning("rtms malformed frame %s socket=%s: %s", self._log, socket, event.error)
+            count = stats.dropped["malformed"] = stats.dropped["malformed"] + 1
+            # A peer sending garbage at 50 frames/s must not flood the log: 1, 2, 4, 8, ...
+            level = logging.WARNING if count & (count - 1) == 0 else logging.DEBUG
+            logger.log(
+                level,
+                "rtms malformed frame %s socket=%s count=%d: %s",
+                self._log,
+                socket,
+                count,
+                event.error,
+            )
         elif isinstance(event, IgnoredMessage):
             stats.dropped["ignored"] += 1
             logger.debug(
