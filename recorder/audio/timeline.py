@@ -28,6 +28,11 @@ Rules, in the order they apply to each pushed chunk:
 5. **Hold-back.** Items are emitted only once they are ``holdback_ms`` behind the newest audio
    seen, so reordering within that window is repaired before anything is written. ``finish()``
    emits the rest.
+6. **Outliers.** A chunk more than ``confirm_jump_ms`` ahead (a long pause or hold, or a
+   corrupt timestamp) waits for the next chunk: if that one follows it, the jump is real (gap,
+   then both chunks); if it continues the old timeline, the lone chunk is dropped and counted
+   (``outlier_samples``), so one bad timestamp cannot push hours of silence into the segments
+   and turn every later packet into a "duplicate".
 
 Memory is bounded by the hold-back window plus a few small bookkeeping deques, whatever the
 length of the call; gap items carry a length, never silence bytes.
@@ -109,6 +114,7 @@ class Timeline:
         tolerance_ms: int = 10,
         holdback_ms: int = 200,
         follow: float = 1 / 64,
+        confirm_jump_ms: int = 5_000,
     ) -> None:
         self.sample_rate = sample_rate
         self.channels = channels
@@ -118,6 +124,9 @@ class Timeline:
         self._tolerance = sample_rate * tolerance_ms // 1000
         self._holdback = sample_rate * holdback_ms // 1000
         self._follow = follow
+        self._confirm_jump = sample_rate * confirm_jump_ms // 1000
+        #: A chunk that jumped far ahead, waiting for the next chunk to confirm it.
+        self._tentative: tuple[int, bytes] | None = None
         self._t0: int | None = None
         self._correction = 0.0
         #: Next sample index to emit; everything before it has been handed out.
@@ -133,6 +142,7 @@ class Timeline:
         self.duplicate_samples = 0
         self.late_samples = 0
         self.priming_samples = 0
+        self.outlier_samples = 0
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -182,6 +192,28 @@ class Timeline:
         if position < -self._delay - self._tolerance and not self._emitted_any:
             # An earlier packet overtook the first one: the stream starts here, not there.
             position = self._reanchor(timestamp_ms, position)
+        if self._tentative is not None:
+            self._settle_tentative(confirmed_by=position)
+        elif position - self._max_end > self._confirm_jump:
+            self._tentative = (timestamp_ms, pcm)
+            return []
+        self._place(position, pcm, samples)
+        self._expire_windows()
+        return self._emit(self._max_end - self._holdback)
+
+    def _settle_tentative(self, confirmed_by: int | None) -> None:
+        """Rule 6: a huge forward jump is believed once the next packet follows it."""
+        assert self._tentative is not None
+        timestamp_ms, pcm = self._tentative
+        self._tentative = None
+        position = self.position_of(timestamp_ms)
+        samples = len(pcm) // self.frame_bytes
+        if confirmed_by is None or confirmed_by >= position + samples - self._tolerance:
+            self._place(position, pcm, samples)
+        else:
+            self.outlier_samples += samples
+
+    def _place(self, position: int, pcm: bytes, samples: int) -> None:
         tail = self._max_end
         if abs(position - tail) <= self._tolerance:
             if position != tail:
@@ -192,8 +224,6 @@ class Timeline:
             self._insert_at_tail(position, pcm, samples)
         else:
             self._insert_behind(position, pcm, samples)
-        self._expire_windows()
-        return self._emit(self._max_end - self._holdback)
 
     def push_undecodable(self, timestamp_ms: int, samples: int) -> list[TimelineItem]:
         """A packet arrived but did not decode: its span becomes a ``DECODE_ERROR`` gap."""
@@ -249,13 +279,17 @@ class Timeline:
 
     def append_tail(self, pcm: bytes) -> list[TimelineItem]:
         """Audio that directly follows the last chunk (a decoder's flushed tail)."""
+        if self._tentative is not None:
+            self._settle_tentative(confirmed_by=None)
         if self._t0 is None or not pcm:
             return []
         self._insert_at_tail(self._max_end, pcm, len(pcm) // self.frame_bytes)
         return []
 
     def finish(self) -> list[TimelineItem]:
-        """End of the track: emit everything held."""
+        """End of the track: emit everything held (a pending big jump is believed)."""
+        if self._tentative is not None:
+            self._settle_tentative(confirmed_by=None)
         return self._emit(self._max_end)
 
     # --- internals -----------------------------------------------------------------------------

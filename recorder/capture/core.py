@@ -433,6 +433,7 @@ class CaptureCore:
         counters["duplicate_samples"] = track.timeline.duplicate_samples
         counters["late_samples"] = track.timeline.late_samples
         counters["priming_samples"] = track.timeline.priming_samples
+        counters["outlier_samples"] = track.timeline.outlier_samples
         counters["drift_samples"] = track.timeline.drift_samples
         self.manifest.counters[name] = counters
 

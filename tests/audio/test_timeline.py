@@ -260,3 +260,35 @@ def test_any_mix_of_loss_duplication_and_local_reordering_is_placed_exactly(
         assert len(signal) == (max(order) - min(order) + 1) * PACKET
     for gap in gaps:
         assert gap.cause in (GapCause.LOST_PACKETS,)
+
+
+def test_a_lone_packet_with_a_wild_timestamp_is_an_outlier() -> None:
+    timeline = Timeline(sample_rate=RATE, channels=1)
+    pushes = [(ts(i), chunk(i)) for i in range(20)]
+    pushes.insert(10, (ts(10) + 86_400_000, chunk(10)))  # one day ahead, once
+    signal, gaps = render(feed(timeline, pushes))
+    assert gaps == []
+    assert len(signal) == 20 * PACKET
+    assert timeline.outlier_samples == PACKET
+    assert_audio_where_it_belongs(signal)
+
+
+def test_a_long_jump_that_the_next_packet_confirms_is_a_gap() -> None:
+    timeline = Timeline(sample_rate=RATE, channels=1)
+    items = [item for i in range(20) for item in timeline.push(ts(i), chunk(i))]
+    timeline.begin_window(None, kind=SpanKind.PAUSE, actor="agent")
+    timeline.end_window(span_ms=60_000, kind=SpanKind.PAUSE)
+    later = range(3_020, 3_040)  # a minute later
+    items += [item for i in later for item in timeline.push(ts(i), chunk(i))]
+    signal, gaps = render(items + timeline.finish())
+    assert gaps == [Gap(20 * PACKET, 3_020 * PACKET, SpanKind.PAUSE, None, "agent")]
+    assert timeline.outlier_samples == 0
+    assert_audio_where_it_belongs(signal)
+
+
+def test_a_jump_in_the_very_last_packet_is_kept() -> None:
+    timeline = Timeline(sample_rate=RATE, channels=1)
+    pushes = [(ts(i), chunk(i)) for i in [*range(10), 1_000]]
+    signal, gaps = render(feed(timeline, pushes))
+    assert [(g.start, g.end) for g in gaps] == [(10 * PACKET, 1_000 * PACKET)]
+    assert len(signal) == 1_001 * PACKET
