@@ -25,6 +25,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import trio
 from trio_websocket import WebSocketConnection
@@ -53,7 +54,6 @@ from recorder.rtms._protocol_events import (
     VideoSubscriptionResult,
 )
 from recorder.rtms._socket import close_ws, connect, flush, pump
-from recorder.rtms.client import ClientConfig, RtmsStats, StreamTarget
 from recorder.rtms.events import (
     AudioPacket,
     ChatMessage,
@@ -73,6 +73,9 @@ from recorder.rtms.messages import ChatParams, MediaParams
 from recorder.rtms.protocol import MediaConnection, SignalingConnection, _Connection
 from recorder.rtms.signature import Product, handshake_signature
 from recorder.rtms.urls import MediaSocketPlan, check_url, plan_media_sockets
+
+if TYPE_CHECKING:
+    from recorder.rtms.client import ClientConfig, RtmsStats, StreamTarget
 
 logger = logging.getLogger(__name__)
 

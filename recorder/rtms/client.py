@@ -20,6 +20,7 @@ from typing import Final, Protocol
 import trio
 
 from recorder.errors import ConfigError
+from recorder.rtms._engine import Engine
 from recorder.rtms._enums import EventType, MediaType, ZccEventType
 from recorder.rtms._outlet import EventOutlet
 from recorder.rtms.events import AudioCodec, CaptureEvent
@@ -243,7 +244,6 @@ async def open_rtms_stream(
         )
     if not target.server_urls:
         raise ConfigError("StreamTarget.server_urls is empty")
-    from recorder.rtms._engine import Engine
 
     def wall_ms() -> int:
         return int(config.wall_clock() * 1000)

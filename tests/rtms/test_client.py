@@ -525,6 +525,7 @@ async def test_url_policy_is_enforced_before_connecting(rtms_server: Any) -> Non
     assert rtms_server.signaling == []
 
 
+@pytest.mark.timeout(30)  # frozen clock: trio.fail_after cannot guard this one
 async def test_backoff_schedule_on_a_mock_clock(rtms_server: Any, mock_clock: Any) -> None:
     """Default timers (3 s doubling): nothing reconnects early, one attempt at a time."""
     cfg = ClientConfig(allow_insecure_loopback=True, media_trigger_guard_s=0.0)
@@ -560,8 +561,9 @@ async def test_gives_up_when_nothing_answers(autojump_clock: Any) -> None:
         Product.MEETING, "u", STREAM_ID, (f"ws://127.0.0.1:{port}/s",), CLIENT_ID, CLIENT_SECRET
     )
     cfg = ClientConfig(allow_insecure_loopback=True, give_up_after_s=100.0)
-    async with open_rtms_stream(dead, cfg) as stream:
-        events = [e async for e in stream.events]
+    with trio.fail_after(1000):  # virtual seconds on the autojump clock
+        async with open_rtms_stream(dead, cfg) as stream:
+            events = [e async for e in stream.events]
     assert isinstance(events[0], Interrupted)
     end = events[-1]
     assert isinstance(end, StreamEnded)
@@ -577,6 +579,7 @@ def test_stream_target_repr_hides_the_secret() -> None:
     assert "s3cr3t" not in repr(secret_target)
 
 
+@pytest.mark.timeout(30)  # frozen clock: trio.fail_after cannot guard this one
 async def test_media_then_signaling_loss_is_one_window(rtms_server: Any, mock_clock: Any) -> None:
     """The full recovery's window starts when the media socket went, not when signaling did."""
     ticks = iter(range(1_000, 1_000_000, 7))
@@ -602,6 +605,7 @@ async def test_media_then_signaling_loss_is_one_window(rtms_server: Any, mock_cl
         await stream.close(graceful=False)
 
 
+@pytest.mark.timeout(30)  # frozen clock: trio.fail_after cannot guard this one
 async def test_close_without_signaling_is_a_local_close(rtms_server: Any, mock_clock: Any) -> None:
     cfg = ClientConfig(allow_insecure_loopback=True)
     async with open_rtms_stream(target(rtms_server), cfg) as stream:
