@@ -209,10 +209,16 @@ class _Capture:
                 sealed = core.handle_audio_batch(batch)
                 return sealed + core.finish(interrupted=interrupted)
 
+            undelivered: list[Sealed] = []
             sealed = await trio.to_thread.run_sync(
                 seal_all, limiter=self._io_limiter, abandon_on_cancel=True
             )
-            await self._deliver(sealed)
+            undelivered = list(sealed)
+            while undelivered:
+                item = undelivered[0]
+                if self._on_sealed is not None:
+                    await self._on_sealed(item.segment, item.entry)
+                undelivered.pop(0)
         if scope.cancelled_caught:
             logger.error(
                 "finalisation timed out recording_id=%s after %.1f s; open segments are left "
@@ -220,3 +226,11 @@ class _Capture:
                 core.recording_id,
                 self._config.finalize_timeout_s,
             )
+            for item in undelivered:
+                # Sealed and in the manifest, but the spool was not told: say which.
+                logger.error(
+                    "sealed segment not handed on recording_id=%s track=%s segment=%d",
+                    core.recording_id,
+                    item.segment.identity.track,
+                    item.segment.identity.segment_index,
+                )
