@@ -331,3 +331,30 @@ async def test_legacy_2025_profile_status_table() -> None:
     events, _eng, _ = await record(scenario, client_config(), profile="legacy-2025")
     assert any(isinstance(e, Recovered) for e in events)
     assert ended(events).normal
+
+
+async def test_configurable_handshake_key_for_webinars() -> None:
+    """§14.1: a server that wants the webinar id under ``meeting_uuid`` (S17's claim)."""
+    scenario = Scenario(
+        product=Product.WEBINAR, media=("audio",), duration_s=1.0, handshake_id_key="meeting_uuid"
+    )
+    bridge = Bridge()
+    with trio.fail_after(20):
+        async with open_simulator(SimulatorConfig(webhook_handler=bridge, speed=SPEED)) as sim:
+            await sim.warm_audio(scenario, [client_config().audio_params])
+            eng = await sim.start(scenario)
+            base = to_target(eng)
+            keyed = StreamTarget(
+                base.product,
+                base.instance_id,
+                base.rtms_stream_id,
+                base.server_urls,
+                base.client_id,
+                base.client_secret,
+                handshake_instance_key="meeting_uuid",
+            )
+            async with open_rtms_stream(keyed, client_config()) as stream:
+                events = [e async for e in stream.events]
+    assert packets(events)
+    assert ended(events).normal
+    assert eng.stats.signaling_accepted == 1
