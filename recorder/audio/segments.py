@@ -118,6 +118,11 @@ class SegmentWriter:
         return self._sink is not None
 
     @property
+    def next_index(self) -> int:
+        """Index the next segment this writer opens will get."""
+        return self._next_index
+
+    @property
     def segments_sealed(self) -> int:
         return self._next_index - self._first_index - (1 if self._sink is not None else 0)
 

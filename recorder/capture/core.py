@@ -42,7 +42,7 @@ from recorder.audio.records import RecordsWriter, SealedRecords
 from recorder.audio.segments import SEGMENT_SECONDS, SegmentWriter, TrackFormat
 from recorder.audio.timeline import Audio, Gap, SpanKind, Timeline, TimelineItem
 from recorder.audio.wav import MAX_DATA_LENGTH
-from recorder.errors import DecodeError
+from recorder.errors import ConfigError, DecodeError
 from recorder.rtms.events import (
     AudioCodec,
     AudioPacket,
@@ -144,6 +144,7 @@ class CaptureCore:
         )
         self.manifest = EngagementManifest(recording_id=recording_id)
         self._paused_wall_ms: int | None = None
+        self._refused: dict[str, dict[str, int]] = {}
         self._mixer: Mixer | None = None
         self._mixdown: SegmentWriter | None = None
         #: Open windows, so tracks that appear during one still get it.
@@ -161,7 +162,15 @@ class CaptureCore:
     # --- events -------------------------------------------------------------------------------
 
     def handle_audio(self, packet: AudioPacket) -> list[Sealed]:
-        track = self._track_for(packet)
+        track = self.tracks.get(packet.track)
+        sealed: list[Sealed] = []
+        if track is None or not (
+            track.decoder.source is packet.format or track.decoder.source == packet.format
+        ):
+            try:
+                track, sealed = self._open_track(packet, track)
+            except (ConfigError, DecodeError) as exc:
+                return self._refuse(packet, exc)
         try:
             pcm = track.decoder.decode(packet.payload)
         except DecodeError as exc:
@@ -176,7 +185,8 @@ class CaptureCore:
             items = track.timeline.push_undecodable(packet.timestamp_ms, track.packet_samples)
         else:
             items = track.timeline.push(packet.timestamp_ms, pcm)
-        sealed = self._write(packet.track, track, items) if items else []
+        if items:
+            sealed += self._write(packet.track, track, items)
         if self._mixer is not None and packet.track.startswith(_USER_TRACK_PREFIX):
             sealed += self._release_speakers(packet)
         return sealed
@@ -218,19 +228,7 @@ class CaptureCore:
         """Flush every timeline and seal every open segment. Blocking."""
         sealed: list[Sealed] = []
         for name, track in self.tracks.items():
-            try:
-                tail = track.decoder.flush()
-            except DecodeError:
-                tail = b""
-            items: list[TimelineItem] = []
-            if tail:
-                items += track.timeline.append_tail(tail)
-            items += track.timeline.finish()
-            sealed += self._write(name, track, items)
-            closed = track.writer.close(interrupted=interrupted)
-            if closed is not None:
-                sealed.append(self._note(Sealed(closed.sealed, closed.entry)))
-            self._store_counters(name, track)
+            sealed += self._retire(name, track, interrupted=interrupted)
         if self._mixer is not None and self._mixdown is not None:
             for item in self._mixer.finish():
                 sealed += [self._note(Sealed(d.sealed, d.entry)) for d in self._mixdown.write(item)]
@@ -245,23 +243,47 @@ class CaptureCore:
 
     # --- internals ----------------------------------------------------------------------------
 
-    def _track_for(self, packet: AudioPacket) -> _Track:
-        track = self.tracks.get(packet.track)
-        if track is not None:
-            source = track.decoder.source
-            if source is packet.format or source == packet.format:
-                return track
-        decoder = make_decoder(packet.format, self.config.output, g711_law=self.config.g711_law)
-        if track is not None:
-            rate = (decoder.output_rate, decoder.output_channels)
-            if rate == (track.decoder.output_rate, track.decoder.output_channels):
-                # Same output format: the track's timeline and segments go on.
-                track.decoder = decoder
-                track.inline = self.config.decode_inline or _cheap(packet, self.config.output)
-                return track
-            raise DecodeError(
-                f"track {packet.track} changed output format mid-stream; not supported"
+    def _refuse(self, packet: AudioPacket, exc: Exception) -> list[Sealed]:
+        """Audio this recorder cannot decode at all: counted per track, said once in records."""
+        counters = self._refused.setdefault(packet.track, {})
+        _bump(counters, "unsupported_packets")
+        self.manifest.counters.setdefault(packet.track, {}).update(counters)
+        if counters["unsupported_packets"] > 1:
+            return []
+        logger.error(
+            "unsupported audio recording_id=%s track=%s: %s", self.recording_id, packet.track, exc
+        )
+        return self._wrap_records(
+            self.records.write_record(
+                {
+                    "type": "unsupported_audio",
+                    "ts_ms": packet.timestamp_ms,
+                    "clock": "rtms",
+                    "track": packet.track,
+                    "codec": int(packet.format.codec),
+                    "sample_rate": packet.format.sample_rate,
+                    "channels": packet.format.channels,
+                    "error": str(exc),
+                }
             )
+        )
+
+    def _open_track(self, packet: AudioPacket, old: _Track | None) -> tuple[_Track, list[Sealed]]:
+        """A track's first packet, or a packet in a new format (after a reconnect)."""
+        decoder = make_decoder(packet.format, self.config.output, g711_law=self.config.g711_law)
+        if old is None:
+            return self._new_track(packet, decoder, self.config.first_segment_index), []
+        output = (decoder.output_rate, decoder.output_channels)
+        if output == (old.decoder.output_rate, old.decoder.output_channels):
+            # Same output format: the track's timeline and segments go on.
+            old.decoder = decoder
+            old.inline = self.config.decode_inline or _cheap(packet, self.config.output)
+            return old, []
+        # A new output format cannot share a WAV: seal the old timeline, start a new one.
+        sealed = self._retire(packet.track, old, interrupted=False)
+        return self._new_track(packet, decoder, old.writer.next_index), sealed
+
+    def _new_track(self, packet: AudioPacket, decoder: AudioDecoder, first_index: int) -> _Track:
         default_cause = (
             GapCause.NO_SPEECH
             if packet.track.startswith(_USER_TRACK_PREFIX)
@@ -295,7 +317,7 @@ class CaptureCore:
             segment_seconds=self.config.segment_seconds,
             max_data_length=self.config.max_data_length,
             drift_samples=lambda: timeline.drift_samples,
-            first_index=self.config.first_segment_index,
+            first_index=first_index,
         )
         track = _Track(
             decoder=decoder,
@@ -390,6 +412,7 @@ class CaptureCore:
             now_ms=self._now_ms,
             segment_seconds=self.config.segment_seconds,
             max_data_length=self.config.max_data_length,
+            first_index=self.config.first_segment_index,
         )
 
     def _wrap_records(self, done: list[SealedRecords]) -> list[Sealed]:
@@ -428,14 +451,35 @@ class CaptureCore:
             track.timeline.label_range(event.first_timestamp_ms, last + packet_ms, event.cause)
             _bump(track.counters, "dropped_packets", event.count)
 
+    def _retire(self, name: str, track: _Track, *, interrupted: bool) -> list[Sealed]:
+        """Flush a track's decoder and timeline and seal its open segment. Blocking."""
+        try:
+            tail = track.decoder.flush()
+        except DecodeError:
+            tail = b""
+        items: list[TimelineItem] = []
+        if tail:
+            items += track.timeline.append_tail(tail)
+        items += track.timeline.finish()
+        sealed = self._write(name, track, items)
+        closed = track.writer.close(interrupted=interrupted)
+        if closed is not None:
+            sealed.append(self._note(Sealed(closed.sealed, closed.entry)))
+        self._store_counters(name, track)
+        return sealed
+
     def _store_counters(self, name: str, track: _Track) -> None:
-        counters = dict(track.counters)
-        counters["duplicate_samples"] = track.timeline.duplicate_samples
-        counters["late_samples"] = track.timeline.late_samples
-        counters["priming_samples"] = track.timeline.priming_samples
-        counters["outlier_samples"] = track.timeline.outlier_samples
-        counters["drift_samples"] = track.timeline.drift_samples
-        self.manifest.counters[name] = counters
+        timeline = track.timeline
+        counters = self.manifest.counters.setdefault(name, {})
+        for key, value in [
+            *track.counters.items(),
+            ("duplicate_samples", timeline.duplicate_samples),
+            ("late_samples", timeline.late_samples),
+            ("priming_samples", timeline.priming_samples),
+            ("outlier_samples", timeline.outlier_samples),
+            ("drift_samples", timeline.drift_samples),
+        ]:
+            counters[key] = counters.get(key, 0) + value
 
     def audio_entries(self, track: str | None = None) -> list[SegmentManifestEntry]:
         return self.manifest.audio_entries(track)

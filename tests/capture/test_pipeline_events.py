@@ -400,3 +400,29 @@ async def test_per_speaker_mixdown_sums_the_speakers_on_one_clock() -> None:
     entry = manifest.audio_entries("mixdown")[0]
     assert entry.start_ms == T0
     assert entry.source.startswith("MIXDOWN")
+
+
+async def test_a_new_output_format_mid_stream_seals_and_starts_a_new_segment() -> None:
+    narrow = encode_speech("a", AudioFormat(AudioCodec.L16, 16_000, 1), seconds=1)
+    wide = encode_speech("a", AudioFormat(AudioCodec.L16, 48_000, 2), seconds=1)
+    events = [*packets(narrow), *packets(wide, t0=T0 + 1_000), END]
+    manifest, sinks, _ = await capture(events, CaptureConfig(output=KEEP_SOURCE))
+    entries = manifest.audio_entries("mixed")
+    assert [(e.segment_index, e.sample_rate, e.channels) for e in entries] == [
+        (0, 16_000, 1),
+        (1, 48_000, 2),
+    ]
+    assert entries[1].start_ms == T0 + 1_000
+    assert sinks.sinks[1].plaintext[-len(wide.pcm) :] == wide.pcm
+
+
+async def test_audio_in_a_format_nobody_can_decode_is_counted_not_fatal() -> None:
+    good = encode_speech("b", AudioFormat(AudioCodec.L16, 16_000, 1), seconds=1)
+    odd = AudioFormat(AudioCodec.OPUS, 16_000, 1)  # RTMS only sends Opus at 48 kHz
+    strange = [AudioPacket("user-9", T0 + i * 20, b"\x00" * 40, odd) for i in range(5)]
+    manifest, sinks, _ = await capture([*strange, *packets(good), END])
+    assert manifest.outcome == "ended"
+    assert manifest.counters["user-9"]["unsupported_packets"] == 5
+    assert track_audio(sinks, "mixed").tobytes() == good.pcm
+    records = b"".join(s.plaintext for s in sinks.sinks if s.identity.track == "records")
+    assert records.count(b'"type":"unsupported_audio"') == 1
