@@ -125,7 +125,10 @@ class Simulator:
         program = build_program(validate(scenario.resolved()))
         for params in formats:
             for track in program.tracks:
-                await trio.to_thread.run_sync(encode_track, track.pcm, params)
+                if self.config.encode_in_thread:
+                    await trio.to_thread.run_sync(encode_track, track.pcm, params)
+                else:
+                    encode_track(track.pcm, params)
 
     async def send_webhook(
         self, event: str, payload: Mapping[str, Any], *, event_ts: int | None = None

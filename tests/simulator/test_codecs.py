@@ -7,6 +7,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import trio
+import trio.testing
 
 from recorder.rtms.messages import AudioParams, MediaParams
 from recorder.simulator import (
@@ -69,10 +70,11 @@ def best_correlation(
 
 
 async def stream(
-    scenario: Scenario, params: AudioParams, *, speed: float = 4.0, unified: bool = False
+    scenario: Scenario, params: AudioParams, *, unified: bool = False
 ) -> tuple[Engagement, Received, Received]:
-    with trio.fail_after(30):
-        async with open_simulator(SimulatorConfig(speed=speed)) as sim:
+    """Run ``scenario`` to its end with one media socket; the tests run on a MockClock."""
+    with trio.fail_after(300):
+        async with open_simulator(SimulatorConfig(encode_in_thread=False)) as sim:
             await sim.warm_audio(scenario, [params])
             eng = await sim.start(scenario)
             target = eng.target
@@ -113,7 +115,9 @@ FORMATS = [
 @pytest.mark.parametrize(
     "params", FORMATS, ids=lambda p: f"codec{p.codec}-sr{p.sample_rate}-ch{p.channel}"
 )
-async def test_mixed_audio_in_every_codec_decodes_to_the_source(params: AudioParams) -> None:
+async def test_mixed_audio_in_every_codec_decodes_to_the_source(
+    params: AudioParams, autojump_clock: trio.testing.MockClock
+) -> None:
     scenario = Scenario(
         product=Product.MEETING, duration_s=2.0, utterance_gap_s=0.0, t0_ms=1_000_000
     )
@@ -131,7 +135,9 @@ async def test_mixed_audio_in_every_codec_decodes_to_the_source(params: AudioPar
     assert best_correlation(decoded, reference) > 0.85
 
 
-async def test_send_rate_100_packs_five_frames_per_packet() -> None:
+async def test_send_rate_100_packs_five_frames_per_packet(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     scenario = Scenario(product=Product.MEETING, duration_s=1.0, utterance_gap_s=0.0, t0_ms=5_000)
     eng, got, _ = await stream(scenario, AudioParams(send_rate=100))
     packets = got.payloads()
@@ -141,11 +147,13 @@ async def test_send_rate_100_packs_five_frames_per_packet() -> None:
     assert pcm == eng.program.track("mixed").pcm[:16000].astype("<i2").tobytes()
 
 
-async def test_per_speaker_audio_carries_up_to_three_speakers_while_they_talk() -> None:
+async def test_per_speaker_audio_carries_up_to_three_speakers_while_they_talk(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     scenario = Scenario(
         product=Product.MEETING, layout=AudioLayout.PER_SPEAKER, duration_s=20.0, t0_ms=0 + 10
     )
-    eng, got, _ = await stream(scenario, AudioParams(data_opt=2), speed=20.0, unified=True)
+    eng, got, _ = await stream(scenario, AudioParams(data_opt=2), unified=True)
     speakers = eng.scenario.speakers
     assert len(speakers) == 3
     for speaker, utterance in zip(speakers, eng.program.utterances, strict=True):
@@ -170,13 +178,13 @@ async def test_per_speaker_audio_carries_up_to_three_speakers_while_they_talk() 
     assert first["start_time"] == 10 + 20 * eng.program.utterances[0].start_frame
 
 
-async def test_contact_center_channels_carry_each_party() -> None:
+async def test_contact_center_channels_carry_each_party(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     scenario = Scenario(
         product=Product.CONTACT_CENTER, layout=AudioLayout.CHANNELS, duration_s=13.0
     )
-    eng, got, _ = await stream(
-        scenario, AudioParams(codec=2, sample_rate=0), speed=20.0, unified=True
-    )
+    eng, got, _ = await stream(scenario, AudioParams(codec=2, sample_rate=0), unified=True)
     channels = {m["content"]["channel_id"] for m in got.audio}
     assert channels == {"ch-agent", "ch-caller"}
     assert all("user_id" not in m["content"] for m in got.audio)

@@ -11,7 +11,8 @@ from .rawclient import Received, audio_params, media, read_all, recv, send, sign
 
 
 async def test_mixed_l16_meeting_streams_exact_audio_then_stops() -> None:
-    scenario = Scenario(product=Product.MEETING, duration_s=1.0, t0_ms=1_795_276_197_000)
+    """The one test on the real clock: pacing works without a MockClock too."""
+    scenario = Scenario(product=Product.MEETING, duration_s=2.0, t0_ms=1_795_276_197_000)
     with trio.fail_after(20):
         async with open_simulator(SimulatorConfig()) as sim:
             eng = await sim.start(scenario)
@@ -36,12 +37,12 @@ async def test_mixed_l16_meeting_streams_exact_audio_then_stops() -> None:
                         await read_all(ws, got)
             await eng.finished.wait()
     timestamps = [ts for ts, _ in got.payloads()]
-    assert timestamps == [scenario.t0_ms + 20 * k for k in range(50)]
+    assert timestamps == [scenario.t0_ms + 20 * k for k in range(100)]
     assert all(m["content"]["user_id"] == 0 for m in got.audio)
     assert all("user_name" not in m["content"] for m in got.audio)
     assert all(m["content"]["length"] == 640 for m in got.audio)
     pcm = b"".join(p for _, p in got.payloads())
-    expected = eng.program.track("mixed").pcm[: 50 * 320].astype("<i2").tobytes()
+    expected = eng.program.track("mixed").pcm[: 100 * 320].astype("<i2").tobytes()
     assert pcm == expected
     assert np.frombuffer(pcm, "<i2").std() > 100  # real speech, not silence
     assert got.close_code == 1000
