@@ -17,6 +17,7 @@ import argparse
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from recorder.crypto.keyring import DirectoryRecordingKeyStore, RecordingKeyring
@@ -110,12 +111,13 @@ def run(*, megabytes: int = 256, directory: Path | None = None) -> None:
         )
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--megabytes", type=int, default=256)
     parser.add_argument("--dir", type=Path, default=None, help="file system to write on")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     run(megabytes=args.megabytes, directory=args.dir)
+    return 0
 
 
 if __name__ == "__main__":

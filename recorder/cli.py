@@ -1,0 +1,200 @@
+"""The ``recorder`` command.
+
+Subcommands are thin: each parses its arguments and calls one function of the package. Errors of
+the ``RecorderError`` tree are printed as one line (never with secrets) and become the process
+exit code (``recorder.errors`` documents the ranges); ``--traceback`` shows the stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+import trio
+
+from recorder import __version__
+from recorder.errors import RecorderError
+
+logger = logging.getLogger("recorder")
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="TOML configuration file (default: the embedded default; see ops/recorder.toml)",
+    )
+
+
+def _officer_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--actor", required=True, help="who is asking (written to the audit log)")
+    parser.add_argument("--reason", required=True, help="why (written to the audit log)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recorder", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"rtms-recorder {__version__}")
+    parser.add_argument("--traceback", action="store_true", help="show stack traces on errors")
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the recorder service (systemd: Type=notify)")
+    _config_arg(p)
+
+    p = sub.add_parser("demo", help="record simulated engagements on the embedded default")
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="where the demo keeps its catalog, store and keys (default: a new temp directory)",
+    )
+
+    p = sub.add_parser("simulate", help="run RTMS simulator scenarios against a webhook URL")
+    p.add_argument("scenarios", nargs="+", type=Path, help="scenario .toml/.json files")
+    p.add_argument("--webhook-url", required=True)
+    p.add_argument("--profile", default="doc-2026", help="doc-2026, legacy-2025 or zoom-mock")
+    p.add_argument("--speed", type=float, default=1.0, help="scenario seconds per real second")
+    p.add_argument(
+        "--validate-endpoint", action="store_true", help="send endpoint.url_validation first"
+    )
+
+    p = sub.add_parser("check", help="validate configuration, secrets, catalog, store and keys")
+    _config_arg(p)
+
+    p = sub.add_parser("search", help="find recordings in the catalog")
+    _config_arg(p)
+    p.add_argument("--product", choices=["meeting", "webinar", "session", "contact_center"])
+    p.add_argument("--instance", help="meeting/webinar uuid, session id or engagement id")
+    p.add_argument("--stream", help="rtms_stream_id")
+    p.add_argument("--participant", help="participant, caller or agent id or name")
+    p.add_argument("--limit", type=int, default=50)
+
+    p = sub.add_parser("show", help="show one recording: tracks, gaps, pauses, holds")
+    _config_arg(p)
+    p.add_argument("recording_id")
+
+    p = sub.add_parser("verify", help="fetch, decrypt and check every object of recordings")
+    _config_arg(p)
+    p.add_argument("recording_ids", nargs="+")
+    _officer_args(p)
+
+    p = sub.add_parser("export", help="decrypt and verify a recording into WAV files + manifest")
+    _config_arg(p)
+    p.add_argument("recording_id")
+    p.add_argument("--out", type=Path, required=True, help="a new directory to write into")
+    _officer_args(p)
+
+    p = sub.add_parser("bench", help="print performance figures (never used by tests)")
+    p.add_argument("which", choices=["crypto", "audio", "pipeline"])
+    p.add_argument("options", nargs=argparse.REMAINDER, help="passed to the benchmark")
+    return parser
+
+
+async def _with_components(
+    config_path: Path | None, fn: Callable[..., Awaitable[int]], *args: object
+) -> int:
+    from recorder.config import load_config
+    from recorder.service.components import open_components
+
+    config = load_config(config_path, os.environ)
+    async with open_components(config) as c:
+        return await fn(c, *args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    command = args.command
+    if command == "serve":
+        from recorder.config import load_config
+        from recorder.service.app import serve
+        from recorder.service.logs import configure_logging
+
+        config = load_config(args.config, os.environ)
+        configure_logging(
+            args.log_level or config.logging.level,
+            config.logging.format,
+            secrets=[
+                s
+                for s in (
+                    config.secrets.zoom_client_secret,
+                    config.secrets.zoom_secret_token,
+                    config.secrets.video_sdk_secret,
+                )
+                if s is not None
+            ],
+        )
+        return trio.run(serve, config)
+    if command == "demo":
+        from recorder.service.demo import run_demo
+
+        logging.basicConfig(level=args.log_level or "ERROR", format="%(levelname)s %(message)s")
+        if args.state_dir is not None:
+            return trio.run(run_demo, args.state_dir)
+        with tempfile.TemporaryDirectory(prefix="rtms-recorder-demo-") as tmp:
+            demo_code = trio.run(run_demo, Path(tmp))
+            print(f"(the demo's state directory {tmp} is removed now; use --state-dir to keep it)")
+            return demo_code
+    if command == "simulate":
+        from recorder.simulator.cli import run_simulate
+
+        token = os.environ.get("ZOOM_SECRET_TOKEN")
+        if not token:
+            print(
+                "error: ZOOM_SECRET_TOKEN must be set (the webhook secret token)", file=sys.stderr
+            )
+            return 3
+        return trio.run(
+            lambda: run_simulate(
+                list(args.scenarios),
+                webhook_url=args.webhook_url,
+                secret_token=token,
+                profile=args.profile,
+                speed=args.speed,
+                client_id=os.environ.get("ZOOM_CLIENT_ID") or os.environ.get("ZM_RTMS_CLIENT"),
+                client_secret=os.environ.get("ZOOM_CLIENT_SECRET")
+                or os.environ.get("ZM_RTMS_SECRET"),
+                validate_endpoint=args.validate_endpoint,
+            )
+        )
+    if command == "check":
+        from recorder.service.check import run_check
+
+        checked: int = trio.run(run_check, args.config, os.environ, print)
+        return checked
+    if command in ("search", "show", "verify", "export"):
+        from recorder.officer import commands
+
+        fn = {
+            "search": commands.search,
+            "show": commands.show,
+            "verify": commands.verify,
+            "export": commands.export,
+        }[command]
+        return trio.run(_with_components, args.config, fn, args)
+    if command == "bench":
+        import importlib
+
+        module = importlib.import_module(f"recorder.bench.{args.which}")
+        code: int = module.main(args.options)
+        return code
+    raise AssertionError(f"unhandled command {command}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.log_level and args.command not in ("serve", "demo"):
+        logging.basicConfig(level=args.log_level)
+    try:
+        return _run(args)
+    except RecorderError as exc:
+        if args.traceback:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130

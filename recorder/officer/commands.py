@@ -1,0 +1,64 @@
+"""The officer subcommands: ``search``, ``show``, ``verify``, ``export`` (thin, printing)."""
+
+from __future__ import annotations
+
+import argparse
+
+from recorder.catalog.base import Product
+from recorder.officer.export import export_recording
+from recorder.officer.verify import verify_recording
+from recorder.service.components import Components
+from recorder.service.demo import describe
+
+
+async def search(c: Components, args: argparse.Namespace) -> int:
+    rows = await c.catalog.search(
+        product=Product(args.product) if args.product else None,
+        instance_id=args.instance,
+        stream_id=args.stream,
+        participant=args.participant,
+        limit=args.limit,
+    )
+    for r in rows:
+        print(
+            f"{r.recording_id}  {r.product.value:<14} {r.status.value:<10} "
+            f"started_ms={r.started_ms}  {r.instance_id}"
+        )
+    print(f"{len(rows)} recording(s)")
+    return 0
+
+
+async def show(c: Components, args: argparse.Namespace) -> int:
+    detail = await c.catalog.show(args.recording_id)
+    if detail is None:
+        print(f"no recording {args.recording_id!r}")
+        return 2
+    verdict = await verify_recording(
+        c, args.recording_id, actor="recorder show", reason="integrity shown with the listing"
+    )
+    for line in describe(detail, verdict):
+        print(line)
+    return 0
+
+
+async def verify(c: Components, args: argparse.Namespace) -> int:
+    failed = 0
+    for recording_id in args.recording_ids:
+        verdict = await verify_recording(c, recording_id, actor=args.actor, reason=args.reason)
+        state = "OK" if verdict.ok else "FAILED"
+        print(f"{recording_id}: {state} ({len(verdict.objects)} objects)")
+        for obj in verdict.objects:
+            if not verdict.ok:
+                print(f"  {obj.kind} {obj.name} #{obj.index}: {obj.verdict.value} {obj.detail}")
+        failed += not verdict.ok
+    return 90 if failed else 0
+
+
+async def export(c: Components, args: argparse.Namespace) -> int:
+    files = await export_recording(
+        c, args.recording_id, args.out, actor=args.actor, reason=args.reason
+    )
+    for f in files:
+        print(f"{f.name}  {f.size} bytes  sha256 {f.sha256}")
+    print(f"exported {len(files)} file(s) and manifest.json to {args.out}")
+    return 0

@@ -1,0 +1,160 @@
+"""Export a recording for an officer: decrypted WAV files, records and a manifest, verified.
+
+Rule: an export is the only place plaintext audio leaves the recorder, so it is deliberate: the
+output directory must not exist yet (nothing is overwritten), every object is fetched from the
+store and authenticated chunk by chunk while it is written, its SHA-256 must equal the catalog's
+before the file is kept, and the export is audited with actor and reason (invariant 9). Files are
+written 0600 into a 0700 directory; the manifest lists every file with its digest and every gap
+and pause, so the evidence can be checked again without the recorder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, cast
+
+import trio
+
+from recorder.catalog.base import RecordFileRow, RecordingDetail, SegmentRow
+from recorder.crypto.reader import iter_plaintext
+from recorder.errors import DigestMismatch, RecorderError, StorageError
+from recorder.officer.verify import IN_MEMORY_BYTES, fetch_to
+from recorder.service.components import Components
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedFile:
+    name: str
+    sha256: str
+    size: int
+
+
+def _file_name(row: SegmentRow | RecordFileRow) -> str:
+    if isinstance(row, SegmentRow):
+        return f"{row.track}.{row.segment_index:06d}.wav"
+    return f"{row.kind}.{row.record_index:06d}.jsonl"
+
+
+def _decrypt_to(source: BinaryIO, c: Components, target: Path) -> tuple[str, int]:
+    hasher = hashlib.sha256()
+    size = 0
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        for chunk in iter_plaintext(source, c.keyring):
+            hasher.update(chunk)
+            size += len(chunk)
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    return hasher.hexdigest(), size
+
+
+async def _export_one(
+    c: Components, row: SegmentRow | RecordFileRow, out_dir: Path
+) -> ExportedFile:
+    name = _file_name(row)
+    target = out_dir / name
+    with tempfile.SpooledTemporaryFile(max_size=min(row.stored_size, IN_MEMORY_BYTES)) as buf:
+        stored = cast(BinaryIO, buf)
+        await fetch_to(c.store, row.object_key, stored)
+        digest, size = await trio.to_thread.run_sync(_decrypt_to, stored, c, target)
+    if not hmac.compare_digest(digest, row.plaintext_sha256):
+        target.unlink(missing_ok=True)
+        raise DigestMismatch(
+            f"{row.object_key}: decrypted content differs from the digest sealed at recording"
+        )
+    return ExportedFile(name, digest, size)
+
+
+def _manifest(detail: RecordingDetail, files: list[ExportedFile]) -> dict[str, object]:
+    r = detail.recording
+    return {
+        "format": "rtms-recorder export v1",
+        "recording": {
+            "recording_id": r.recording_id,
+            "product": r.product.value,
+            "instance_id": r.instance_id,
+            "rtms_stream_id": r.rtms_stream_id,
+            "started_ms": r.started_ms,
+            "ended_ms": r.ended_ms,
+            "status": r.status.value,
+            "end_reason": r.end_reason,
+            "operator_id": r.operator_id,
+            "cc_queue": r.cc_queue_name,
+            "cc_agent": r.cc_agent_name,
+        },
+        "participants": [
+            {"user_id": p.user_id, "user_name": p.user_name, "role": p.role}
+            for p in detail.participants
+        ],
+        "files": [{"name": f.name, "sha256": f.sha256, "size": f.size} for f in files],
+        "segments": [
+            {
+                "file": _file_name(s),
+                "track": s.track,
+                "participant": s.participant_id,
+                "start_ms": s.start_ms,
+                "end_ms": s.end_ms,
+                "start_sample": s.start_sample,
+                "sample_count": s.sample_count,
+                "sample_rate": s.sample_rate,
+                "source": s.codec,
+                "recovered": s.recovered,
+            }
+            for s in detail.segments
+        ],
+        "gaps": [
+            {
+                "track": g.track,
+                "start_ms": g.start_ms,
+                "end_ms": g.end_ms,
+                "start_sample": g.start_sample,
+                "end_sample": g.end_sample,
+                "cause": g.cause,
+            }
+            for g in detail.gaps
+        ],
+        "pauses": [
+            {"start_ms": p.start_ms, "end_ms": p.end_ms, "actor": p.actor} for p in detail.pauses
+        ],
+        "legal_holds": [
+            {"matter": h.matter, "placed_by": h.placed_by, "active": h.active} for h in detail.holds
+        ],
+    }
+
+
+async def export_recording(
+    c: Components, recording_id: str, out_dir: Path, *, actor: str, reason: str
+) -> list[ExportedFile]:
+    detail = await c.catalog.show(recording_id)
+    if detail is None:
+        raise RecorderError(f"no recording {recording_id!r} in the catalog")
+    try:
+        await trio.Path(out_dir).mkdir(mode=0o700, parents=False, exist_ok=False)
+    except FileExistsError as exc:
+        raise StorageError(f"{out_dir} exists already: an export never overwrites") from exc
+    except OSError as exc:
+        raise StorageError(f"cannot create {out_dir}: {exc.strerror}") from exc
+    # The audit entry comes first: a decrypt that fails half way was still attempted.
+    await c.catalog.append_audit(
+        actor=actor,
+        action="export",
+        target=recording_id,
+        reason=reason,
+        now_ms=time.time_ns() // 1_000_000,
+        details={"out_dir": str(out_dir)},
+    )
+    rows: list[SegmentRow | RecordFileRow] = [*detail.segments, *detail.records]
+    files = [await _export_one(c, row, out_dir) for row in rows]
+    manifest = json.dumps(_manifest(detail, files), indent=2, sort_keys=True).encode()
+    fd = os.open(out_dir / "manifest.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(manifest)
+    return files

@@ -1,0 +1,310 @@
+"""``recorder serve``: the running service, assembled (hypercorn's ``worker_serve`` shape).
+
+One nursery owns everything: the HTTP ingress, the uploader, the engagement supervisor and the
+service loop. The service loop is what tells systemd (``WATCHDOG=1``) and ``/healthz`` that the
+process is alive, so a wedged trio loop stops answering both. Shutdown (SIGTERM, SIGINT, or the
+caller cancelling ``stop``): stop accepting webhooks, give open engagements
+``service.drain_timeout_s``, seal what is left as interrupted, hand the leases back.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Final
+
+import trio
+
+from recorder.audio.decoder import OutputFormat
+from recorder.capture.core import CaptureConfig
+from recorder.catalog.aio import CatalogWebhookDedup
+from recorder.catalog.base import EvidenceKind, EvidenceRef
+from recorder.config import Config, MediaKind
+from recorder.errors import ConfigError, RecorderError
+from recorder.rtms.client import ClientConfig, audio_params
+from recorder.rtms.events import AudioCodec
+from recorder.rtms.webhook import Product
+from recorder.service.components import Components, open_components
+from recorder.service.health import Liveness, Readiness, ReadinessCheck, spool_below_limit
+from recorder.service.ingress import (
+    AcceptedWebhook,
+    IngressApp,
+    IngressSettings,
+    serve_http,
+)
+from recorder.service.metrics import RecorderMetrics
+from recorder.service.recovery import recover_at_startup
+from recorder.service.supervisor import Supervisor, SupervisorSettings
+from recorder.service.systemd import SystemdNotifier
+from recorder.spool.spool import UploadJob
+from recorder.spool.uploader import Backoff, UploaderStats, run_uploader
+from recorder.store.base import PutResult
+
+logger = logging.getLogger(__name__)
+
+#: Webhooks accepted but not yet acted on; beyond this the ingress answers 503 and Zoom retries.
+WEBHOOK_QUEUE: Final = 256
+#: How often the service loop ticks (liveness, spool figures), when systemd asks for nothing.
+SERVICE_TICK_S: Final = 2.0
+
+
+def client_config(config: Config, product: Product) -> ClientConfig:
+    """The RTMS client settings for one product (audio params may differ per product)."""
+    rtms = config.rtms
+    audio = rtms.audio_for(product)
+    return ClientConfig(
+        audio=MediaKind.AUDIO in rtms.media,
+        transcript=MediaKind.TRANSCRIPT in rtms.media,
+        chat=MediaKind.CHAT in rtms.media,
+        audio_params=audio_params(
+            AudioCodec[audio.codec.name],
+            audio.sample_rate_hz,
+            audio.channels,
+            per_speaker=audio.per_speaker,
+            send_rate_ms=audio.packet_ms,
+        ),
+        watchdog_s=rtms.keepalive_watchdog_s,
+        backoff_initial_s=rtms.backoff_initial_s,
+        backoff_max_s=rtms.backoff_max_s,
+        connect_timeout_s=rtms.connect_timeout_s,
+        allowed_hosts=rtms.allowed_hosts,
+        allow_insecure_loopback=rtms.allow_insecure_loopback,
+    )
+
+
+def capture_config(config: Config) -> CaptureConfig:
+    capture = config.capture
+    return CaptureConfig(
+        output=OutputFormat(
+            sample_rate=capture.output_sample_rate_hz, channels=capture.output_channels
+        ),
+        segment_seconds=capture.segment_seconds,
+        checkpoint_interval_s=capture.checkpoint_interval_s,
+    )
+
+
+def credentials_for(config: Config) -> tuple[str, str, str, str] | None:
+    """Client id/secret, and the Video SDK key/secret (falling back to the client's)."""
+    s = config.secrets
+    if s.zoom_client_id is None or s.zoom_client_secret is None:
+        return None
+    sdk_key = s.video_sdk_key or s.zoom_client_id
+    sdk_secret = s.video_sdk_secret or s.zoom_client_secret
+    return (
+        s.zoom_client_id.reveal(),
+        s.zoom_client_secret.reveal(),
+        sdk_key.reveal(),
+        sdk_secret.reveal(),
+    )
+
+
+def default_owner() -> str:
+    """A lease owner name that survives a restart of the same unit on the same host."""
+    return os.environ.get("RECORDER_OWNER") or f"{socket.gethostname()}:{os.getuid()}"
+
+
+@dataclass(slots=True)
+class RunningService:
+    """Handles for the demo and tests: where it listens, what it records."""
+
+    components: Components
+    supervisor: Supervisor
+    uploader: UploaderStats
+    port: int
+    stop: trio.Event
+
+    async def uploads_settled(self) -> None:
+        """Wait until the spool is empty (every sealed file uploaded and verified)."""
+        while True:
+            # Read the counter before the spool, so a job finishing in between still wakes us.
+            seen = _attempts(self.uploader)
+            if not (await self.components.spool.stats()).pending_count:
+                return
+            await self.uploader.wait_until(functools.partial(_moved_on, seen))
+
+
+def _moved_on(seen: int, stats: UploaderStats) -> bool:
+    return _attempts(stats) != seen
+
+
+def _attempts(stats: UploaderStats) -> int:
+    return stats.uploaded + stats.already_stored + stats.upload_failures + stats.integrity_failures
+
+
+async def _on_uploaded(c: Components, job: UploadJob, put: PutResult) -> None:
+    """The uploader verified the stored copy (size, checksum, retention) before calling this."""
+    meta = job.metadata
+    kind = EvidenceKind.RECORD if meta.get("evidence-kind") == "record" else EvidenceKind.SEGMENT
+    ref = EvidenceRef(
+        kind=kind,
+        recording_id=meta["recording-id"],
+        name=meta["track"],
+        index=int(meta["segment-index"]),
+    )
+    now = time.time_ns() // 1_000_000
+    await c.catalog.mark_uploaded(
+        ref, object_key=put.key, version_id=put.version_id, stored_sha256=put.sha256, now_ms=now
+    )
+    await c.catalog.mark_verified(ref, now)
+    c.metrics.upload_succeeded()
+
+
+@asynccontextmanager
+async def run_service(
+    config: Config,
+    *,
+    owner: str | None = None,
+    notifier: SystemdNotifier | None = None,
+    upload_backoff: Backoff | None = None,
+    lease_ttl_s: float = 30.0,
+    rejoin_interval_s: float = 10.0,
+) -> AsyncIterator[RunningService]:
+    """Run the service for the lifetime of the block; set ``stop`` (or leave the block) to drain.
+
+    Raises ``ConfigError`` before anything starts when secrets are missing, and
+    ``StoreMisconfigured`` when the bucket fails its self-check.
+    """
+    creds = credentials_for(config)
+    if creds is None:
+        config.secrets.require("zoom_client_id", "zoom_client_secret")
+        raise ConfigError("Zoom client credentials are missing")  # require() raised already
+    client_id, client_secret, sdk_key, sdk_secret = creds
+    ingress_settings = IngressSettings.from_config(config)
+    notifier = notifier or SystemdNotifier.from_environ()
+    metrics = RecorderMetrics()
+
+    def credentials(product: Product) -> tuple[str, str]:
+        if product is Product.SESSION:
+            return sdk_key, sdk_secret
+        return client_id, client_secret
+
+    async with open_components(config, metrics=metrics) as c:
+        await c.store.self_check(c.store_policy)
+        recovery = await recover_at_startup(c)
+        if recovery.recovered or recovery.requeued or recovery.failed:
+            logger.warning(
+                "startup recovery: recovered=%d requeued=%d failed=%d",
+                len(recovery.recovered),
+                len(recovery.requeued),
+                len(recovery.failed),
+            )
+        liveness = Liveness(config.service.liveness_stale_s)
+        readiness = Readiness(timeout_s=config.service.readiness_check_timeout_s, metrics=metrics)
+        spool_bytes = [0]
+        readiness.register("catalog", _catalog_check(c))
+        readiness.register("store", c.store.check_ready)
+        readiness.register(
+            "spool", spool_below_limit(lambda: spool_bytes[0], config.storage.spool_limit_bytes)
+        )
+        send, receive = trio.open_memory_channel[AcceptedWebhook](WEBHOOK_QUEUE)
+        app = IngressApp(
+            ingress_settings,
+            handoff=send,
+            dedup=CatalogWebhookDedup(c.catalog),
+            metrics=metrics,
+            liveness=liveness,
+            readiness=readiness,
+        )
+        supervisor = Supervisor(
+            c,
+            SupervisorSettings(
+                owner=owner or default_owner(),
+                lease_ttl_s=lease_ttl_s,
+                rejoin_interval_s=rejoin_interval_s,
+            ),
+            client_config=lambda product: client_config(config, product),
+            capture_config=capture_config(config),
+            credentials=credentials,
+        )
+        stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            uploader_stats: UploaderStats = await nursery.start(
+                lambda task_status: run_uploader(
+                    c.spool,
+                    c.store,
+                    backoff=upload_backoff or Backoff(),
+                    on_uploaded=lambda job, put: _on_uploaded(c, job, put),
+                    task_status=task_status,
+                )
+            )
+            await nursery.start(supervisor.run, receive)
+            http_scope = trio.CancelScope()
+            port: int = await nursery.start(_serve_http_in, http_scope, app, config)
+            nursery.start_soon(_service_loop, c, liveness, notifier, spool_bytes)
+            notifier.ready(status=f"listening on port {port}")
+            logger.info("recorder serving port=%d owner=%s", port, supervisor.settings.owner)
+            try:
+                yield RunningService(c, supervisor, uploader_stats, port, stop)
+                await stop.wait()
+            finally:
+                with trio.CancelScope(shield=True):
+                    notifier.stopping(status="draining")
+                    http_scope.cancel()
+                    await supervisor.drain(config.service.drain_timeout_s)
+                    nursery.cancel_scope.cancel()
+
+
+async def _serve_http_in(
+    scope: trio.CancelScope,
+    app: IngressApp,
+    config: Config,
+    *,
+    task_status: trio.TaskStatus[int],
+) -> None:
+    with scope:
+        await serve_http(
+            app, config.service.listen_host, config.service.listen_port, task_status=task_status
+        )
+
+
+def _catalog_check(c: Components) -> ReadinessCheck:
+    async def check() -> None:
+        await c.catalog.schema_version()
+
+    return check
+
+
+async def _service_loop(
+    c: Components, liveness: Liveness, notifier: SystemdNotifier, spool_bytes: list[int]
+) -> None:
+    interval = min(notifier.ping_interval_s or SERVICE_TICK_S, SERVICE_TICK_S)
+    warned_disk = False
+    while True:
+        liveness.tick()
+        notifier.watchdog()
+        try:
+            stats = await c.spool.stats()
+            spool_bytes[0] = stats.pending_bytes
+            c.metrics.set_spool(
+                pending_bytes=stats.pending_bytes,
+                oldest_pending_age_s=stats.oldest_pending_age_s or 0.0,
+            )
+            disk = await c.spool.disk_free()
+            if disk.low and not warned_disk:
+                logger.error(
+                    "spool disk almost full free_bytes=%d warn_below=%d",
+                    disk.free_bytes,
+                    disk.warn_below_bytes,
+                )
+            warned_disk = disk.low
+        except RecorderError as exc:
+            logger.warning("spool figures unavailable: %s", exc)
+        await trio.sleep(interval)
+
+
+async def serve(config: Config) -> int:
+    """``recorder serve``: run until SIGTERM or SIGINT, then drain. Returns the exit code."""
+    async with run_service(config) as service:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                logger.info("signal %s received: draining", signal.Signals(signum).name)
+                service.stop.set()
+                break
+    return 0

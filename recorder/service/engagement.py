@@ -1,0 +1,497 @@
+"""One RTMS stream = one engagement = one trio nursery.
+
+The nursery owns, for the lifetime of the stream: the RTMS client (``open_rtms_stream``), the
+capture pipeline (``run_capture``), the lease renewer, and the relay that tells the catalog and the
+metrics what happened. Sealed segments go to the catalog first (as ``pending``) and then into the
+spool, so a crash between the two leaves a sealed file in the writing directory that startup
+recovery hands to the spool; never an uploaded object the catalog does not know.
+
+Rules:
+
+1. Nothing here raises into the supervisor: a failure ends this engagement (sealing what it has,
+   with the failure recorded as a gap cause) and never cancels another engagement.
+2. Every catalog write is fenced by the lease, so a stalled owner that lost its stream to a
+   takeover cannot add evidence rows behind the new owner's back.
+3. Segment indexes of the n-th ownership of a stream start at ``(n - 1) * EPOCH_INDEX_STRIDE``
+   so that a takeover never reuses the index of a segment the previous owner may still recover.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+import trio
+
+from recorder.audio.manifest import (
+    EngagementManifest,
+    ManifestEntry,
+    RecordsManifestEntry,
+    SegmentManifestEntry,
+)
+from recorder.capture.core import CaptureConfig
+from recorder.capture.pipeline import run_capture
+from recorder.catalog.base import (
+    Lease,
+    NewRecordFile,
+    NewSegment,
+    ParticipantInfo,
+    RecordingStart,
+    RecordingStatus,
+    StreamEvent,
+    StreamState,
+)
+from recorder.catalog.base import Product as CatalogProduct
+from recorder.errors import LeaseLost, RecorderError
+from recorder.rtms.client import ClientConfig, RtmsStream, StreamTarget, open_rtms_stream
+from recorder.rtms.events import (
+    AudioPacket,
+    CaptureEvent,
+    ContactCenterEvent,
+    GapCause,
+    Interrupted,
+    PacketsDropped,
+    ParticipantEvent,
+    Recovered,
+    StreamEnded,
+)
+from recorder.rtms.webhook import Product
+from recorder.service.components import Components
+from recorder.sink import SealedSegment
+from recorder.spool.keys import object_key, segment_key
+from recorder.spool.spool import upload_job_for
+
+logger = logging.getLogger(__name__)
+
+#: Segment indexes reserved per ownership epoch (100,000 five-minute segments = 347 days).
+EPOCH_INDEX_STRIDE: Final = 100_000
+#: Events between the client and the capture pipeline (the relay's own, small, queue).
+RELAY_BUFFER: Final = 64
+#: RTMS event types that name participants joining (meetings) or a ZCC party answering.
+_PARTICIPANT_JOIN: Final = 3
+_ZCC_ANSWERED: Final = frozenset({8, 10})
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class EngagementSpec:
+    """What a ``*.rtms_started`` webhook (or the catalog, on a takeover) says about a stream."""
+
+    product: Product
+    instance_id: str
+    rtms_stream_id: str
+    server_urls: tuple[str, ...]
+    event_ts_ms: int
+    operator_id: str | None = None
+    account_id: str | None = None
+
+
+@dataclass(slots=True)
+class EngagementStatus:
+    """Live figures of one engagement, for the demo's progress line and for tests."""
+
+    recording_id: str | None = None
+    segments_sealed: int = 0
+    seconds_captured: float = 0.0
+    gap_seconds: dict[str, float] = field(default_factory=dict)
+    interruptions: int = 0
+    ended: StreamEnded | None = None
+    outcome: str | None = None
+    error: str | None = None
+
+
+OnEnded = Callable[["Engagement"], Awaitable[None]]
+
+
+class Engagement:
+    """Records one stream until it ends, is taken over, or the service shuts down."""
+
+    def __init__(
+        self,
+        components: Components,
+        spec: EngagementSpec,
+        lease: Lease,
+        *,
+        client_config: ClientConfig,
+        capture_config: CaptureConfig,
+        target_credentials: tuple[str, str],
+        lease_renew_s: float,
+    ) -> None:
+        self.c = components
+        self.spec = spec
+        self.lease = lease
+        self._client_config = client_config
+        self._capture_config = replace(
+            capture_config, first_segment_index=(lease.epoch - 1) * EPOCH_INDEX_STRIDE
+        )
+        self._credentials = target_credentials
+        self._lease_renew_s = lease_renew_s
+        self.status = EngagementStatus()
+        self.stream: RtmsStream | None = None
+        self.cancel_scope = trio.CancelScope()
+        self.finished = trio.Event()
+        self._first_sealed_tracks: set[str] = set()
+
+    @property
+    def stream_id(self) -> str:
+        return self.spec.rtms_stream_id
+
+    def __repr__(self) -> str:
+        return (
+            f"<Engagement stream={self.stream_id} epoch={self.lease.epoch} "
+            f"recording={self.status.recording_id}>"
+        )
+
+    # --- lifetime --------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run to the end; never raises a ``RecorderError`` (it is logged and recorded)."""
+        started = False
+        try:
+            with self.cancel_scope:
+                recording = await self.c.catalog.upsert_recording(
+                    RecordingStart(
+                        rtms_stream_id=self.spec.rtms_stream_id,
+                        product=CatalogProduct(self.spec.product.value),
+                        instance_id=self.spec.instance_id,
+                        started_ms=self.spec.event_ts_ms,
+                        operator_id=self.spec.operator_id,
+                        account_id=self.spec.account_id,
+                    ),
+                    now_ms(),
+                )
+                self.status.recording_id = recording.recording_id
+                await self.c.keyring.prepare_async(recording.recording_id)
+                self.c.metrics.engagement_started()
+                started = True
+                task_status.started()
+                await self._record(recording.recording_id)
+        except RecorderError as exc:
+            self.status.error = f"{type(exc).__name__}: {exc}"
+            logger.error(
+                "engagement failed rtms_stream_id=%s error=%s", self.stream_id, self.status.error
+            )
+        finally:
+            if not started:
+                task_status.started()
+            else:
+                self.c.metrics.engagement_ended()
+            with trio.CancelScope(shield=True), trio.move_on_after(10):
+                await self._finish()
+            self.finished.set()
+
+    async def _record(self, recording_id: str) -> None:
+        client_id, client_secret = self._credentials
+        target = StreamTarget(
+            product=self.spec.product,
+            instance_id=self.spec.instance_id,
+            rtms_stream_id=self.spec.rtms_stream_id,
+            server_urls=self.spec.server_urls,
+            client_id=client_id,
+            client_secret=client_secret,
+        )
+        send, receive = trio.open_memory_channel[CaptureEvent](RELAY_BUFFER)
+        async with open_rtms_stream(target, self._client_config) as stream:
+            self.stream = stream
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._renew_lease, nursery.cancel_scope)
+                nursery.start_soon(self._relay, stream, send)
+                manifest = await run_capture(
+                    receive,
+                    self.c.sinks,
+                    recording_id=recording_id,
+                    originator_reference=self.spec.instance_id,
+                    config=self._capture_config,
+                    on_sealed=self._on_sealed,
+                )
+                self.status.outcome = manifest.outcome
+                nursery.cancel_scope.cancel()
+            await self._close_recording(recording_id, manifest)
+
+    async def _renew_lease(self, scope: trio.CancelScope) -> None:
+        """Keep the lease; watch the stream row for what other processes learned from Zoom."""
+        seen_event_ts = self.spec.event_ts_ms
+        while True:
+            await trio.sleep(self._lease_renew_s)
+            try:
+                self.lease = await self.c.catalog.renew(self.lease, now_ms())
+            except LeaseLost:
+                logger.error(
+                    "lease lost: another recorder owns the stream now rtms_stream_id=%s",
+                    self.stream_id,
+                )
+                self.status.error = "lease lost to another recorder"
+                scope.cancel()
+                return
+            except RecorderError as exc:
+                # The catalog is unreachable: keep recording on the lease we hold; it expires
+                # only after its ttl, and the renewal is retried next round.
+                logger.warning("lease renewal failed rtms_stream_id=%s: %s", self.stream_id, exc)
+                continue
+            row = await self.c.catalog.get_stream(self.stream_id)
+            if row is None or self.stream is None:
+                continue
+            if row.state is StreamState.STOPPED:
+                self.stream.stopped(None)
+            elif row.last_event_ts_ms > seen_event_ts and row.server_urls:
+                # A failover webhook that reached another process of the fleet.
+                seen_event_ts = row.last_event_ts_ms
+                if row.server_urls != self.spec.server_urls:
+                    await self.stream.failover(row.server_urls)
+
+    async def _relay(self, stream: RtmsStream, send: trio.MemorySendChannel[CaptureEvent]) -> None:
+        """Pass every event to the pipeline; tell the catalog and metrics what they need."""
+        metrics = self.c.metrics
+        speakers: set[str] = set()
+        async with send:
+            async for event in stream.events:
+                # Audio is nearly every event: one type check, one set lookup, on to the pipeline.
+                if type(event) is AudioPacket:
+                    if event.track not in speakers:
+                        speakers.add(event.track)
+                        await self._note_speaker(event)
+                    await send.send(event)
+                    continue
+                if isinstance(event, ParticipantEvent | ContactCenterEvent):
+                    await self._note_participants(event)
+                elif isinstance(event, PacketsDropped):
+                    metrics.add_dropped_frames(str(event.cause), event.count)
+                elif isinstance(event, Interrupted):
+                    self.status.interruptions += 1
+                elif isinstance(event, Recovered):
+                    metrics.add_reconnect(str(event.cause))
+                elif isinstance(event, StreamEnded):
+                    self.status.ended = event
+                await send.send(event)
+
+    async def _note_speaker(self, packet: AudioPacket) -> None:
+        """A per-speaker track names its participant; RTMS sends no join for who was there."""
+        recording_id = self.status.recording_id
+        if recording_id is None or packet.user_id is None or packet.user_id == "0":
+            return
+        await self.c.catalog.add_participants(
+            recording_id,
+            [ParticipantInfo(packet.user_id, packet.user_name, first_seen_ms=packet.timestamp_ms)],
+        )
+
+    async def _note_participants(self, event: ParticipantEvent | ContactCenterEvent) -> None:
+        recording_id = self.status.recording_id
+        if recording_id is None:
+            return
+        people: list[ParticipantInfo] = []
+        if isinstance(event, ParticipantEvent) and event.event_type == _PARTICIPANT_JOIN:
+            people = [
+                ParticipantInfo(p.user_id, p.user_name, first_seen_ms=event.timestamp_ms)
+                for p in event.participants
+            ]
+        elif isinstance(event, ContactCenterEvent) and event.event_type in _ZCC_ANSWERED:
+            if event.channel_id:
+                people = [
+                    ParticipantInfo(
+                        event.user_id or f"channel-{event.channel_id}",
+                        event.display_name,
+                        role=event.participant_mode,
+                        first_seen_ms=event.timestamp_ms,
+                    )
+                ]
+            if event.queue_id or event.queue_name:
+                agent = event.participant_mode == "callee"
+                await self.c.catalog.set_contact_center(
+                    recording_id,
+                    queue_id=event.queue_id,
+                    queue_name=event.queue_name,
+                    agent_id=event.user_id if agent else None,
+                    agent_name=event.display_name if agent else None,
+                )
+        if people:
+            await self.c.catalog.add_participants(recording_id, people)
+
+    # --- evidence ---------------------------------------------------------------------------
+
+    def _retain_until(self) -> datetime:
+        return datetime.now(UTC) + timedelta(days=self.c.retention_days)
+
+    def _object_key(self, sealed: SealedSegment, extension: str) -> str:
+        return object_key(
+            segment_key(
+                sealed.identity,
+                product=self.spec.product.value,
+                instance_id=self.spec.instance_id,
+                rtms_stream_id=self.spec.rtms_stream_id,
+                extension=extension,
+            )
+        )
+
+    async def _on_sealed(self, sealed: SealedSegment, entry: ManifestEntry) -> None:
+        """Catalog first (pending), then the spool: see the module docstring."""
+        catalog = self.c.catalog
+        recording_id = sealed.identity.recording_id
+        on_hold = await catalog.is_on_hold(recording_id)
+        retain_until = self._retain_until()
+        retain_ms = int(retain_until.timestamp() * 1000)
+        if isinstance(entry, SegmentManifestEntry):
+            key = self._object_key(sealed, "wav.rec")
+            await catalog.add_segment(
+                NewSegment.from_sealed(
+                    sealed,
+                    object_key=key,
+                    start_ms=entry.start_ms,
+                    end_ms=entry.end_ms,
+                    start_sample=entry.start_sample,
+                    sample_count=entry.end_sample - entry.start_sample,
+                    sample_rate=entry.sample_rate,
+                    codec=entry.source,
+                    retain_until_ms=retain_ms,
+                    participant_id=entry.participant.user_id or entry.participant.channel_id,
+                ),
+                now_ms(),
+                fence=self.lease,
+            )
+            await self._note_spans(entry)
+        else:
+            key = self._object_key(sealed, "jsonl.rec")
+            await catalog.add_record_file(
+                NewRecordFile(
+                    recording_id=recording_id,
+                    kind=entry.track,
+                    record_index=entry.segment_index,
+                    object_key=key,
+                    plaintext_sha256=sealed.sha256,
+                    plaintext_size=sealed.plaintext_size,
+                    stored_size=sealed.stored_size,
+                    start_ms=entry.first_ms or 0,
+                    end_ms=entry.last_ms or 0,
+                    key_id=sealed.key_id,
+                    retain_until_ms=retain_ms,
+                    recovered=sealed.recovered,
+                ),
+                now_ms(),
+                fence=self.lease,
+            )
+        job = await upload_job_for(
+            sealed,
+            object_key=key,
+            retain_until=retain_until,
+            lock_mode=self.c.lock_mode,
+            legal_hold=on_hold,
+        )
+        job = replace(job, metadata={**job.metadata, "evidence-kind": _evidence_kind(entry)})
+        assert sealed.path is not None  # upload_job_for refuses sealed segments without a file
+        await self.c.spool.enqueue(sealed.path, job)
+        self.status.segments_sealed += 1
+
+    async def _note_spans(self, entry: SegmentManifestEntry) -> None:
+        catalog, metrics, lease = self.c.catalog, self.c.metrics, self.lease
+        rate = entry.sample_rate
+        total_s = (entry.end_sample - entry.start_sample) / rate
+        gap_s = 0.0
+        if entry.track not in self._first_sealed_tracks:
+            self._first_sealed_tracks.add(entry.track)
+            await self._note_takeover_gap(entry)
+        for span in entry.gaps:
+            seconds = (span.end_sample - span.start_sample) / rate
+            gap_s += seconds
+            cause = span.cause or "unknown"
+            metrics.add_gap(cause, seconds)
+            self.status.gap_seconds[cause] = self.status.gap_seconds.get(cause, 0.0) + seconds
+            await catalog.add_gap(
+                entry.recording_id,
+                entry.track,
+                start_ms=span.start_ms,
+                end_ms=span.end_ms,
+                cause=cause,
+                start_sample=span.start_sample,
+                end_sample=span.end_sample,
+                fence=lease,
+            )
+        for span in entry.pauses:
+            seconds = (span.end_sample - span.start_sample) / rate
+            gap_s += seconds
+            metrics.add_paused(seconds)
+            await catalog.add_pause(
+                entry.recording_id,
+                start_ms=span.start_ms,
+                end_ms=span.end_ms,
+                actor=span.actor,
+                fence=lease,
+            )
+        metrics.add_capture(expected_s=total_s, captured_s=max(total_s - gap_s, 0.0))
+        self.status.seconds_captured += max(total_s - gap_s, 0.0)
+
+    async def _note_takeover_gap(self, entry: SegmentManifestEntry) -> None:
+        """After a takeover or restart, account for the time nobody recorded this track."""
+        if self.lease.epoch <= 1:
+            return
+        detail = await self.c.catalog.show(entry.recording_id)
+        if detail is None:
+            return
+        earlier = [
+            s.end_ms
+            for s in detail.segments
+            if s.track == entry.track and s.segment_index < self._capture_config.first_segment_index
+        ]
+        if earlier and max(earlier) < entry.start_ms:
+            await self.c.catalog.add_gap(
+                entry.recording_id,
+                entry.track,
+                start_ms=max(earlier),
+                end_ms=entry.start_ms,
+                cause=str(GapCause.RECORDER_RESTART),
+                detail=f"ownership epoch {self.lease.epoch} began",
+                fence=self.lease,
+            )
+
+    async def _close_recording(self, recording_id: str, manifest: EngagementManifest) -> None:
+        ended = self.status.ended
+        if ended is None:
+            # Cancelled (shutdown or lease lost): the stream may still be live; the next owner
+            # (or this process after a restart) rejoins it. Nothing to end here.
+            return
+        status = (
+            RecordingStatus.REVOKED
+            if ended.revoked
+            else RecordingStatus.COMPLETE
+            if ended.normal
+            else RecordingStatus.INCOMPLETE
+        )
+        await self.c.catalog.end_recording(
+            recording_id,
+            ended_ms=ended.wall_ms,
+            reason=ended.reason_name,
+            status=status,
+            fence=self.lease,
+        )
+        await self.c.catalog.upsert_stream(
+            StreamEvent(
+                rtms_stream_id=self.stream_id,
+                product=CatalogProduct(self.spec.product.value),
+                instance_id=self.spec.instance_id,
+                state=StreamState.STOPPED,
+                event_ts_ms=max(self.spec.event_ts_ms, ended.wall_ms),
+            ),
+            now_ms(),
+        )
+        if ended.revoked:
+            # STREAM_REVOKED asks for immediate deletion; retention locks and holds decide
+            # what may go, which is the retention job's work, never the recorder's.
+            logger.warning(
+                "stream revoked: recording marked for deletion review recording_id=%s",
+                recording_id,
+            )
+
+    async def _finish(self) -> None:
+        try:
+            await self.c.catalog.release(self.lease)
+        except RecorderError as exc:
+            logger.warning("lease release failed rtms_stream_id=%s: %s", self.stream_id, exc)
+
+
+def _evidence_kind(entry: ManifestEntry) -> str:
+    return "record" if isinstance(entry, RecordsManifestEntry) else "segment"

@@ -1,0 +1,151 @@
+"""Startup recovery (invariant 6): nothing a crashed recorder had sealed is left behind.
+
+At start, before any engagement runs, the writing directory may hold two kinds of leftovers:
+
+* ``*.part`` files whose writer died: ``recover()`` keeps every authenticated chunk (all audio
+  checkpointed up to about a second before the crash), rebuilds the WAV header, and reports
+  exactly how much was kept;
+* sealed files that never reached the spool (the process died between sealing and enqueueing).
+
+Each is entered into the catalog (marked ``recovered`` when recovery sealed it) and handed to the
+spool, which uploads and verifies it like any other segment.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import trio
+
+from recorder.audio.wav import recovery_prologue
+from recorder.catalog.base import NewRecordFile, NewSegment
+from recorder.crypto.reader import digest_segment
+from recorder.crypto.recovery import RecoveryFailure, RecoveryReport, recover_directory_async
+from recorder.crypto.writer import PART_SUFFIX
+from recorder.errors import RecorderError
+from recorder.service.components import Components
+from recorder.service.engagement import now_ms
+from recorder.sink import SealedSegment
+from recorder.spool.keys import object_key, segment_key
+from recorder.spool.spool import upload_job_for
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class StartupRecovery:
+    recovered: list[RecoveryReport] = field(default_factory=list)
+    failed: list[RecoveryFailure] = field(default_factory=list)
+    requeued: list[Path] = field(default_factory=list)
+
+
+async def recover_at_startup(c: Components) -> StartupRecovery:
+    result = StartupRecovery()
+    for outcome in await recover_directory_async(c.writing_dir, c.keyring, recovery_prologue):
+        if isinstance(outcome, RecoveryFailure):
+            result.failed.append(outcome)
+            logger.error(
+                "segment could not be recovered path=%s error=%s",
+                outcome.part_path,
+                outcome.error,
+            )
+        else:
+            result.recovered.append(outcome)
+            logger.warning(
+                "segment recovered after a crash path=%s body_bytes=%d torn_bytes=%d prologue=%s",
+                outcome.part_path,
+                outcome.body_bytes_recovered,
+                outcome.torn_bytes_discarded,
+                outcome.prologue.value,
+            )
+    # Data a crash left in the spool without its job record goes back through the writing dir.
+    for orphan in await c.spool.orphaned_data():
+        await trio.Path(orphan).rename(c.writing_dir / f"{orphan.stem}.orphan.rtmsenc")
+    sealed_files = sorted(
+        p for p in c.writing_dir.iterdir() if p.is_file() and not p.name.endswith(PART_SUFFIX)
+    )
+    for path in sealed_files:
+        try:
+            await _requeue(c, path)
+            result.requeued.append(path)
+        except RecorderError as exc:
+            logger.error("sealed segment left in place path=%s error=%s", path, exc)
+    return result
+
+
+async def _requeue(c: Components, path: Path) -> None:
+    digest = await trio.to_thread.run_sync(lambda: digest_segment(path, c.keyring))
+    stored_size = (await trio.Path(path).stat()).st_size
+    header = digest.header
+    identity = header.identity
+    sealed = SealedSegment(
+        identity=identity,
+        path=path,
+        plaintext_size=digest.plaintext_size,
+        sha256=digest.sha256,
+        stored_size=stored_size,
+        key_id=header.key_id,
+        recovered=digest.recovered,
+    )
+    detail = await c.catalog.show(identity.recording_id)
+    if detail is None:
+        raise RecorderError(f"{path}: recording {identity.recording_id} is not in the catalog")
+    recording = detail.recording
+    retain_until = datetime.now(UTC) + timedelta(days=c.retention_days)
+    retain_ms = int(retain_until.timestamp() * 1000)
+    audio = identity.metadata.get("kind") == "audio"
+    key = object_key(
+        segment_key(
+            identity,
+            product=recording.product.value,
+            instance_id=recording.instance_id,
+            rtms_stream_id=recording.rtms_stream_id,
+            extension="wav.rec" if audio else "jsonl.rec",
+        )
+    )
+    if audio:
+        rate = int(identity.metadata.get("wav.rate") or 16000)
+        channels = int(identity.metadata.get("wav.channels") or 1)
+        samples = max(digest.plaintext_size - header.prologue_size, 0) // (2 * channels)
+        start_ms = int(identity.metadata.get("bext.origination_ms") or identity.created_ms)
+        await c.catalog.add_segment(
+            NewSegment.from_sealed(
+                sealed,
+                object_key=key,
+                start_ms=start_ms,
+                end_ms=start_ms + samples * 1000 // rate,
+                start_sample=int(identity.metadata.get("start_sample") or 0),
+                sample_count=samples,
+                sample_rate=rate,
+                codec=str(identity.metadata.get("source") or "unknown"),
+                retain_until_ms=retain_ms,
+            ),
+            now_ms(),
+        )
+    else:
+        await c.catalog.add_record_file(
+            NewRecordFile(
+                recording_id=identity.recording_id,
+                kind=identity.track,
+                record_index=identity.segment_index,
+                object_key=key,
+                plaintext_sha256=sealed.sha256,
+                plaintext_size=sealed.plaintext_size,
+                stored_size=sealed.stored_size,
+                start_ms=identity.created_ms,
+                end_ms=identity.created_ms,
+                key_id=sealed.key_id,
+                retain_until_ms=retain_ms,
+                recovered=sealed.recovered,
+            ),
+            now_ms(),
+        )
+    on_hold = await c.catalog.is_on_hold(identity.recording_id)
+    job = await upload_job_for(
+        sealed, object_key=key, retain_until=retain_until, lock_mode=c.lock_mode, legal_hold=on_hold
+    )
+    kind = "segment" if audio else "record"
+    await c.spool.enqueue(path, replace(job, metadata={**job.metadata, "evidence-kind": kind}))

@@ -1,0 +1,233 @@
+"""The engagement supervisor: webhooks in, one engagement nursery per stream out.
+
+Rules:
+
+1. A stream is recorded only under its lease (invariant 3). A ``*.rtms_started`` for a stream
+   this process does not own tries the lease; the loser does nothing but remember the stream.
+   Another ``rtms_started`` for a stream this process already records, with a newer
+   ``event_ts``, is a failover; the same ``event_ts`` again is a retry and does nothing.
+2. ``rtms_interrupted`` and ``rtms_stopped`` go to the local engagement if there is one; the
+   catalog row is updated in every case, so the owner learns of them even when the webhook
+   reached another process of the fleet (the engagement's lease renewer watches the row).
+3. Streams still live whose lease is free or expired (an owner died, or this process restarted)
+   are rejoined by the rejoin loop: that is the takeover after a crash.
+4. Engagements are started in the supervisor's own nursery; one failing never touches another.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+import trio
+
+from recorder.capture.core import CaptureConfig
+from recorder.catalog.base import Product as CatalogProduct
+from recorder.catalog.base import StreamEvent, StreamRow, StreamState
+from recorder.errors import RecorderError
+from recorder.rtms.client import ClientConfig
+from recorder.rtms.webhook import Product, WebhookEvent, WebhookKind
+from recorder.service.components import Components
+from recorder.service.engagement import Engagement, EngagementSpec, now_ms
+from recorder.service.ingress import AcceptedWebhook
+
+logger = logging.getLogger(__name__)
+
+#: The state a webhook kind moves a stream to.
+_STATE_OF: Final = {
+    WebhookKind.STARTED: StreamState.STARTED,
+    WebhookKind.INTERRUPTED: StreamState.INTERRUPTED,
+    WebhookKind.STOPPED: StreamState.STOPPED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorSettings:
+    #: Identifies this process in leases; stable across restarts so a restart reclaims at once.
+    owner: str
+    lease_ttl_s: float = 30.0
+    rejoin_interval_s: float = 10.0
+
+
+Credentials = Callable[[Product], tuple[str, str]]
+
+
+class Supervisor:
+    def __init__(
+        self,
+        components: Components,
+        settings: SupervisorSettings,
+        *,
+        client_config: Callable[[Product], ClientConfig],
+        capture_config: CaptureConfig,
+        credentials: Credentials,
+    ) -> None:
+        self.c = components
+        self.settings = settings
+        self._client_config = client_config
+        self._capture_config = capture_config
+        self._credentials = credentials
+        self.engagements: dict[str, Engagement] = {}
+        #: Every engagement ever started here, for the demo's summary and for tests.
+        self.history: list[Engagement] = []
+        self._nursery: trio.Nursery | None = None
+        self._accepting = True
+
+    # --- lifetime --------------------------------------------------------------------------
+
+    async def run(
+        self,
+        webhooks: trio.MemoryReceiveChannel[AcceptedWebhook],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._rejoin_loop)
+            task_status.started()
+            async with webhooks:
+                async for accepted in webhooks:
+                    if not self._accepting:
+                        continue
+                    try:
+                        await self.handle(accepted.event)
+                    except RecorderError as exc:
+                        # The webhook was answered already; Zoom will not retry. Say so loudly.
+                        logger.error(
+                            "webhook could not be acted on event=%s rtms_stream_id=%s error=%s",
+                            accepted.event.event,
+                            accepted.event.rtms_stream_id,
+                            exc,
+                        )
+            nursery.cancel_scope.cancel()
+
+    async def drain(self, timeout_s: float) -> None:
+        """Stop accepting; give open engagements ``timeout_s``, then seal them as interrupted."""
+        self._accepting = False
+        with trio.move_on_after(timeout_s):
+            for engagement in list(self.engagements.values()):
+                await engagement.finished.wait()
+        for engagement in list(self.engagements.values()):
+            engagement.cancel_scope.cancel()
+        for engagement in list(self.engagements.values()):
+            await engagement.finished.wait()
+
+    # --- webhooks ----------------------------------------------------------------------------
+
+    async def handle(self, event: WebhookEvent) -> None:
+        state = _STATE_OF.get(event.kind)
+        stream_id = event.rtms_stream_id
+        # Zoom always sends event_ts; without it retries and failovers cannot be told apart.
+        event_ts = event.event_ts if event.event_ts is not None else now_ms()
+        if state is None or stream_id is None or event.product is None:
+            logger.info("webhook acknowledged, nothing to do event=%s", event.event)
+            return
+        previous = await self.c.catalog.get_stream(stream_id)
+        await self.c.catalog.upsert_stream(
+            StreamEvent(
+                rtms_stream_id=stream_id,
+                product=CatalogProduct(event.product.value),
+                instance_id=event.instance_id or "",
+                state=state,
+                event_ts_ms=event_ts,
+                server_urls=tuple(event.server_urls),
+            ),
+            now_ms(),
+        )
+        local = self.engagements.get(stream_id)
+        if event.kind is WebhookKind.STARTED:
+            if local is not None:
+                if previous is not None and event_ts > previous.last_event_ts_ms:
+                    logger.info("failover rtms_stream_id=%s", stream_id)
+                    if local.stream is not None:
+                        await local.stream.failover(tuple(event.server_urls))
+                return
+            await self.start(
+                EngagementSpec(
+                    product=event.product,
+                    instance_id=event.instance_id or "",
+                    rtms_stream_id=stream_id,
+                    server_urls=tuple(event.server_urls),
+                    event_ts_ms=event_ts,
+                    operator_id=event.operator_id,
+                    account_id=event.account_id,
+                )
+            )
+        elif local is None or local.stream is None:
+            return
+        elif event.kind is WebhookKind.INTERRUPTED:
+            local.stream.signaling_interrupted()
+        elif event.kind is WebhookKind.STOPPED:
+            local.stream.stopped(event.stop_reason)
+
+    # --- engagements ---------------------------------------------------------------------------
+
+    async def start(self, spec: EngagementSpec) -> Engagement | None:
+        """Claim the stream's lease and start recording it; None when someone else owns it."""
+        if self._nursery is None:
+            raise RuntimeError("Supervisor.start() before run()")
+        if spec.rtms_stream_id in self.engagements or not self._accepting:
+            return None
+        ttl_ms = int(self.settings.lease_ttl_s * 1000)
+        lease = await self.c.catalog.try_claim(
+            spec.rtms_stream_id, self.settings.owner, ttl_ms, now_ms()
+        )
+        if lease is None:
+            logger.info("stream owned by another recorder rtms_stream_id=%s", spec.rtms_stream_id)
+            return None
+        engagement = Engagement(
+            self.c,
+            spec,
+            lease,
+            client_config=self._client_config(spec.product),
+            capture_config=self._capture_config,
+            target_credentials=self._credentials(spec.product),
+            lease_renew_s=self.settings.lease_ttl_s / 3,
+        )
+        self.engagements[spec.rtms_stream_id] = engagement
+        self.history.append(engagement)
+        logger.info(
+            "engagement starting rtms_stream_id=%s epoch=%d", spec.rtms_stream_id, lease.epoch
+        )
+        await self._nursery.start(self._run_engagement, engagement)
+        return engagement
+
+    async def _run_engagement(
+        self, engagement: Engagement, *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        try:
+            await engagement.run(task_status=task_status)
+        finally:
+            self.engagements.pop(engagement.stream_id, None)
+
+    async def _rejoin_loop(self) -> None:
+        while True:
+            try:
+                rows = await self.c.catalog.expired_streams_to_rejoin(now_ms())
+            except RecorderError as exc:
+                logger.warning("rejoin scan failed: %s", exc)
+                rows = []
+            for row in rows:
+                spec = _spec_from_row(row)
+                if spec is not None and row.rtms_stream_id not in self.engagements:
+                    try:
+                        await self.start(spec)
+                    except RecorderError as exc:
+                        logger.warning(
+                            "rejoin failed rtms_stream_id=%s: %s", row.rtms_stream_id, exc
+                        )
+            await trio.sleep(self.settings.rejoin_interval_s)
+
+
+def _spec_from_row(row: StreamRow) -> EngagementSpec | None:
+    if row.product is None or row.instance_id is None or not row.server_urls:
+        return None
+    return EngagementSpec(
+        product=Product(row.product.value),
+        instance_id=row.instance_id,
+        rtms_stream_id=row.rtms_stream_id,
+        server_urls=row.server_urls,
+        event_ts_ms=row.last_event_ts_ms,
+    )
