@@ -113,19 +113,23 @@ async def test_drop_media_event_7_then_replay_with_original_timestamps(
     assert eng.stats.stop_reason == 6
 
 
+@pytest.mark.parametrize(("profile", "grace_s"), [("doc-2026", 65), ("legacy-2025", 30)])
 async def test_media_not_back_within_grace_ends_with_await_reconnection_timeout(
-    autojump_clock: trio.testing.MockClock,
+    profile: str, grace_s: int, autojump_clock: trio.testing.MockClock
 ) -> None:
     hooks = Hooks()
     scenario = Scenario(
         product=Product.MEETING, duration_s=500, steps=(Step(1.0, Action.DROP_MEDIA),)
     )
     with trio.fail_after(200):
-        async with open_simulator(config(hooks)) as sim:
+        async with open_simulator(config(hooks, profile=profile)) as sim:
             eng = await sim.start(scenario)
+            start = trio.current_time()
             sig_got, _ = await join_audio(eng.target)
             await eng.finished.wait()
+            ended_after_s = trio.current_time() - start
     assert eng.stats.stop_reason == 19
+    assert round(ended_after_s) == 1 + grace_s
     assert (8, None, 4, 19) in [
         (m["msg_type"], None, m.get("state"), m.get("reason")) for m in sig_got.other
     ]
