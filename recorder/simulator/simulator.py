@@ -113,8 +113,21 @@ class Simulator:
         )
         self._server.register(engagement)
         self.engagements.append(engagement)
-        await self._nursery.start(engagement.run)
+        await self._nursery.start(self._run, engagement)
         return engagement
+
+    async def _run(
+        self,
+        engagement: Engagement,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        try:
+            await engagement.run(task_status=task_status)
+        finally:
+            # A finished engagement's URLs answer 404 like any unknown path; the routing table
+            # stays as small as the number of live engagements.
+            self._server.unregister(engagement)
 
     async def warm_audio(self, scenario: Scenario, formats: Sequence[AudioParams]) -> None:
         """Encode the scenario's tracks in ``formats`` ahead of time (results are cached).
