@@ -13,23 +13,6 @@ from hypothesis import strategies as st
 
 from recorder.errors import LocalProtocolError, RemoteProtocolError
 from recorder.rtms import messages as m
-from recorder.rtms._protocol_events import (
-    ConnectionEnded,
-    ConnState,
-    HandshakeRefused,
-    IgnoredMessage,
-    KeepAliveAnswered,
-    MediaInterruption,
-    MediaReady,
-    PauseChanged,
-    ProtocolViolation,
-    SignalingInterruptionNotice,
-    SignalingReady,
-    StateReport,
-    StreamTerminated,
-    VideoFrame,
-    VideoSubscriptionResult,
-)
 from recorder.rtms.events import (
     AudioCodec,
     AudioPacket,
@@ -40,7 +23,25 @@ from recorder.rtms.events import (
     StreamStateChanged,
     TranscriptMessage,
 )
-from recorder.rtms.protocol import MediaConnection, SignalingConnection
+from recorder.rtms.protocol import (
+    ConnectionEnded,
+    ConnState,
+    HandshakeRefused,
+    IgnoredMessage,
+    KeepAliveAnswered,
+    MediaConnection,
+    MediaInterruption,
+    MediaReady,
+    PauseChanged,
+    ProtocolViolation,
+    SignalingConnection,
+    SignalingInterruptionNotice,
+    SignalingReady,
+    StateReport,
+    StreamTerminated,
+    VideoFrame,
+    VideoSubscriptionResult,
+)
 from recorder.rtms.signature import handshake_signature
 
 STREAM = "609340fb2a7946909659956c8aa9250c"
