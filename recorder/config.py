@@ -133,6 +133,11 @@ class ServiceConfig:
     readiness_check_timeout_s: float = 5.0
     #: On shutdown, open engagements get this long before their segments are sealed interrupted.
     drain_timeout_s: float = 30.0
+    #: A stream's lease lasts this long unless renewed (every third of it); a process that died
+    #: holding it is taken over by another process of the fleet this long after its last renewal.
+    lease_ttl_s: float = 30.0
+    #: How often streams that are live but whose lease is free or expired are looked for.
+    rejoin_interval_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,6 +442,10 @@ def _service(t: _Table) -> ServiceConfig:
             "readiness_check_timeout_s", d.readiness_check_timeout_s, minimum=0.01, maximum=60
         ),
         drain_timeout_s=t.number("drain_timeout_s", d.drain_timeout_s, minimum=0),
+        lease_ttl_s=t.number("lease_ttl_s", d.lease_ttl_s, minimum=1.0, maximum=3600),
+        rejoin_interval_s=t.number(
+            "rejoin_interval_s", d.rejoin_interval_s, minimum=0.1, maximum=3600
+        ),
     )
 
 

@@ -46,6 +46,7 @@ def test_ops_sample_parses_and_documents_every_key(tmp_path: Path) -> None:
     assert config.retention.policies_dir == Path("/etc/rtms-recorder/policies")
     assert config.rtms.handshake_id_keys[Product.WEBINAR] == "webinar_uuid"
     assert config.capture.output_sample_rate_hz is None
+    assert (config.service.lease_ttl_s, config.service.rejoin_interval_s) == (30.0, 10.0)
     # Uncommenting every "# key = value" line must still parse: the commented keys are real.
     uncommented = re.sub(r"(?m)^# ([a-z_]+ = )", r"\1", SAMPLE.read_text())
     uncommented = uncommented.replace('kind = "sqlite"', 'kind = "postgres"')
@@ -113,6 +114,8 @@ def test_relative_paths(tmp_path: Path) -> None:
             "[service] dedup_retention_s: 3600 is out of range",
         ),
         ("[service]\nreplay_window_s = true\n", "expected an integer, got a boolean"),
+        ("[service]\nlease_ttl_s = 0.2\n", "[service] lease_ttl_s: 0.2 is out of range"),
+        ("[service]\nrejoin_interval_s = 0\n", "[service] rejoin_interval_s"),
         (
             "[rtms]\naudio_codec = 'mp3'\n",
             "[rtms] audio_codec: 'mp3' is not one of l16, g711, g722, opus",

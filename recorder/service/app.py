@@ -163,11 +163,12 @@ async def run_service(
     owner: str | None = None,
     notifier: SystemdNotifier | None = None,
     upload_backoff: Backoff | None = None,
-    lease_ttl_s: float = 30.0,
-    rejoin_interval_s: float = 10.0,
+    lease_ttl_s: float | None = None,
+    rejoin_interval_s: float | None = None,
 ) -> AsyncIterator[RunningService]:
     """Run the service for the lifetime of the block; set ``stop`` (or leave the block) to drain.
 
+    ``lease_ttl_s`` and ``rejoin_interval_s`` override ``[service]`` of the configuration.
     Raises ``ConfigError`` before anything starts when secrets are missing, and
     ``StoreMisconfigured`` when the bucket fails its self-check.
     """
@@ -216,8 +217,8 @@ async def run_service(
             c,
             SupervisorSettings(
                 owner=owner or default_owner(),
-                lease_ttl_s=lease_ttl_s,
-                rejoin_interval_s=rejoin_interval_s,
+                lease_ttl_s=lease_ttl_s or config.service.lease_ttl_s,
+                rejoin_interval_s=rejoin_interval_s or config.service.rejoin_interval_s,
             ),
             client_config=lambda product: client_config(config, product),
             capture_config=capture_config(config),
