@@ -126,24 +126,27 @@ def build_program(scenario: Scenario) -> Program:
 
 @functools.lru_cache(maxsize=64)
 def _build(layout: AudioLayout, speakers: tuple[Speaker, ...], utterance_gap_s: float) -> Program:
-    gap_frames = max(0, round(utterance_gap_s * 1000 / FRAME_MS))
+    # A negative gap makes the next speaker start before the previous one ends (cross-talk):
+    # that is how per-speaker audio gets two or three packets in the same 20 ms.
+    gap_frames = round(utterance_gap_s * 1000 / FRAME_MS)
     utterances: list[Utterance] = []
-    cursor = gap_frames
+    cursor = max(gap_frames, 0)
     for speaker in speakers:
         frames = len(load_fixture(speaker.fixture)) // SAMPLES_PER_FRAME
         utterances.append(
             Utterance(speaker, cursor, cursor + frames, FIXTURE_TEXT[speaker.fixture])
         )
-        cursor += frames + gap_frames
-    cycle_frames = max(cursor, 1)
+        cursor = max(cursor + frames + gap_frames, 0)
+    cycle_frames = max([u.end_frame for u in utterances] + [1]) + max(gap_frames, 0)
     total = cycle_frames * SAMPLES_PER_FRAME
 
     def placed(selected: Sequence[Utterance]) -> Pcm:
-        pcm = np.zeros(total, dtype=np.int16)
+        mix = np.zeros(total, dtype=np.int32)
         for u in selected:
             speech = load_fixture(u.speaker.fixture)
             start = u.start_frame * SAMPLES_PER_FRAME
-            pcm[start : start + len(speech)] = speech
+            mix[start : start + len(speech)] += speech
+        pcm = np.clip(mix, -32768, 32767).astype(np.int16)
         pcm.setflags(write=False)
         return pcm
 

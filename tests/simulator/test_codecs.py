@@ -195,3 +195,25 @@ async def test_contact_center_channels_carry_each_party(
         reference = eng.program.track(f"channel-{channel}").pcm[: 13 * 16000]
         assert best_correlation(decoded, reference) > 0.9
     assert {t["content"]["channel_id"] for t in got.transcripts} == channels
+
+
+async def test_cross_talk_gives_up_to_three_packets_per_20_ms(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    scenario = Scenario(
+        product=Product.MEETING,
+        layout=AudioLayout.PER_SPEAKER,
+        duration_s=10.36,  # one cycle (518 frames): nobody speaks twice
+        utterance_gap_s=-4.0,
+    )
+    eng, got, _ = await stream(scenario, AudioParams(data_opt=2))
+    per_timestamp: dict[int, set[int]] = {}
+    for m in got.audio:
+        per_timestamp.setdefault(m["content"]["timestamp"], set()).add(m["content"]["user_id"])
+    assert max(len(users) for users in per_timestamp.values()) == 3
+    for speaker in eng.scenario.speakers:
+        packets = got.payloads("user_id", int(speaker.user_id))
+        utterance = next(u for u in eng.program.utterances if u.speaker == speaker)
+        pcm = np.frombuffer(b"".join(p for _, p in packets), "<i2")
+        track = eng.program.track(f"user-{speaker.user_id}").pcm
+        assert np.array_equal(pcm, track[utterance.start_frame * 320 : utterance.end_frame * 320])
