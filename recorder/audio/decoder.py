@@ -124,7 +124,7 @@ def describe_source(source: AudioFormat, g711_law: str = ALAW) -> str:
 
 
 def decoder_version() -> str:
-    """PyAV, FFmpeg (libavcodec, libswresample) and libopus versions, for every manifest."""
+    """PyAV, FFmpeg (libavcodec, libswresample) and Opus decoder versions, for manifests."""
     from recorder.audio import pyav
 
     return pyav.version_string()
