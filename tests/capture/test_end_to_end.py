@@ -267,14 +267,18 @@ async def test_contact_center_channels_yield_one_track_per_channel() -> None:
         assert rec.manifest.audio_entries(track)[0].participant.channel_id
 
 
-async def test_media_drop_with_replay_lands_in_place_without_duplicates() -> None:
-    scenario = meeting(4.0, steps=(Step(1.5, Action.DROP_MEDIA),))
+@pytest.mark.parametrize("fault", [Action.DROP_MEDIA, Action.DROP_SIGNALING])
+async def test_a_dropped_connection_replays_in_place_without_duplicates(fault: Action) -> None:
+    scenario = meeting(4.0, steps=(Step(1.5, fault),))
     rec = await record(scenario, AudioCodec.L16, 16_000)
     recorded = rec.audio("mixed")[:, 0]
     assert np.array_equal(recorded, rec.source("mixed", 4.0))
     assert rec.manifest.audio_entries("mixed")[0].gaps == ()
     assert rec.manifest.counters["mixed"]["duplicate_samples"] == 0
     assert rec.engagement.stats.interruptions == 1
+    records = b"".join(s.plaintext for s in rec.sinks.sinks if s.identity.track == "records")
+    assert b'"type":"interrupted"' in records
+    assert b'"type":"recovered"' in records
 
 
 async def test_pause_is_recorded_as_a_pause_end_to_end() -> None:
