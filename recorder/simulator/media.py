@@ -167,7 +167,10 @@ class MediaFeed:
     ) -> None:
         payloads = audio.payloads[track.name]
         cycle = self.program.cycle_frames
-        data = b"".join(payloads[f % cycle] for f in frames)
+        if len(frames) == 1:
+            data = payloads[frames[0] % cycle]
+        else:
+            data = b"".join(payloads[f % cycle] for f in frames)
         timestamp = self.timestamp_ms(frames[0])
         text = (
             self._prefixes[track.name]

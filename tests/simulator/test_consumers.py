@@ -167,3 +167,20 @@ async def test_steps_run_without_any_client(autojump_clock: trio.testing.MockClo
     assert eng.stats.failovers == 1
     assert eng.stats.frames_sent == 0
     assert eng.stats.stop_reason == 6
+
+
+async def test_batched_pacing_keeps_every_timestamp(autojump_clock: trio.testing.MockClock) -> None:
+    scenario = Scenario(
+        product=Product.MEETING,
+        duration_s=3.0,
+        t0_ms=T0,
+        steps=(Step(1.0, Action.PAUSE), Step(1.5, Action.RESUME)),
+    )
+    config = SimulatorConfig(encode_in_thread=False, pace_batch_frames=5)
+    with trio.fail_after(60):
+        async with open_simulator(config) as sim:
+            eng = await sim.start(scenario)
+            _, got = await join_audio(eng.target)
+    ts = [m["content"]["timestamp"] for m in got.audio]
+    expected = [T0 + 20 * k for k in range(150) if not 50 <= k < 75]
+    assert ts == expected
