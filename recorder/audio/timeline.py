@@ -250,10 +250,23 @@ class Timeline:
             self._labels.append(_Label(start, end, SpanKind.GAP, cause, None))
 
     def begin_window(
-        self, cause: GapCause | None, *, kind: SpanKind = SpanKind.GAP, actor: str | None = None
+        self,
+        cause: GapCause | None,
+        *,
+        kind: SpanKind = SpanKind.GAP,
+        actor: str | None = None,
+        at_ms: int | None = None,
     ) -> None:
-        """From now on, a gap is explained by this (an interruption, or a pause with its actor)."""
-        self._windows.append(_Window(kind, cause, actor, self._max_end))
+        """From now on, a gap is explained by this (an interruption, or a pause with its actor).
+
+        ``at_ms`` is the RTMS timestamp the window began at, when known (a pause's state
+        update carries one): the part of the next gap before it keeps the default cause, which
+        matters for a per-speaker track that was already silent when the pause began.
+        """
+        start = self._max_end
+        if at_ms is not None and self._t0 is not None:
+            start = max(start, self.position_of(at_ms))
+        self._windows.append(_Window(kind, cause, actor, start))
 
     def end_window(self, *, span_ms: int = 0, kind: SpanKind | None = None) -> None:
         """The most recent open window (of ``kind``, if given) is over.
@@ -381,7 +394,10 @@ class Timeline:
         window = self._consumable_window()
         if window is None:
             return
-        self._labels.append(_Label(start, end, window.kind, window.cause, window.actor))
+        # A window that began within the jitter tolerance of the hole explains all of it.
+        label_start = start if window.start - start <= self._tolerance else min(window.start, end)
+        if label_start < end:
+            self._labels.append(_Label(label_start, end, window.kind, window.cause, window.actor))
         if window.expires_at is not None:
             self._windows.remove(window)
 

@@ -207,7 +207,7 @@ class CaptureCore:
             self._end_window(SpanKind.GAP, event.wall_ms - event.interrupted_wall_ms)
         elif isinstance(event, Paused):
             self._paused_wall_ms = event.wall_ms
-            self._begin_window(SpanKind.PAUSE, None, event.actor)
+            self._begin_window(SpanKind.PAUSE, None, event.actor, event.timestamp_ms)
         elif isinstance(event, Resumed):
             paused = self._paused_wall_ms if self._paused_wall_ms is not None else event.wall_ms
             self._paused_wall_ms = None
@@ -423,10 +423,16 @@ class CaptureCore:
         self.manifest.sealed.append(sealed.segment)
         return sealed
 
-    def _begin_window(self, kind: SpanKind, cause: GapCause | None, actor: str | None) -> None:
+    def _begin_window(
+        self,
+        kind: SpanKind,
+        cause: GapCause | None,
+        actor: str | None,
+        at_ms: int | None = None,
+    ) -> None:
         self._open_windows.append((kind, cause, actor))
         for track in self.tracks.values():
-            track.timeline.begin_window(cause, kind=kind, actor=actor)
+            track.timeline.begin_window(cause, kind=kind, actor=actor, at_ms=at_ms)
 
     def _end_window(self, kind: SpanKind, span_ms: int) -> None:
         for index in range(len(self._open_windows) - 1, -1, -1):

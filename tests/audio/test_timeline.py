@@ -292,3 +292,17 @@ def test_a_jump_in_the_very_last_packet_is_kept() -> None:
     signal, gaps = render(feed(timeline, pushes))
     assert [(g.start, g.end) for g in gaps] == [(10 * PACKET, 1_000 * PACKET)]
     assert len(signal) == 1_001 * PACKET
+
+
+def test_a_pause_during_a_speakers_silence_starts_at_the_pause_not_at_their_last_word() -> None:
+    timeline = Timeline(sample_rate=RATE, channels=1, default_cause=GapCause.NO_SPEECH)
+    items = [item for i in range(10) for item in timeline.push(ts(i), chunk(i))]
+    # Silent from packet 10; the host pauses at packet 100 and resumes at packet 200.
+    timeline.begin_window(None, kind=SpanKind.PAUSE, actor="host", at_ms=ts(100))
+    timeline.end_window(span_ms=2_000, kind=SpanKind.PAUSE)
+    items += [item for i in range(250, 260) for item in timeline.push(ts(i), chunk(i))]
+    _, gaps = render(items + timeline.finish())
+    assert gaps == [
+        Gap(10 * PACKET, 100 * PACKET, SpanKind.GAP, GapCause.NO_SPEECH),
+        Gap(100 * PACKET, 250 * PACKET, SpanKind.PAUSE, None, "host"),
+    ]
