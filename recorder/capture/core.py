@@ -175,13 +175,17 @@ class CaptureCore:
             pcm = track.decoder.decode(packet.payload)
         except DecodeError as exc:
             _bump(track.counters, "decode_errors")
-            logger.warning(
-                "undecodable packet recording_id=%s track=%s ts=%d: %s",
-                self.recording_id,
-                packet.track,
-                packet.timestamp_ms,
-                exc,
-            )
+            errors = track.counters["decode_errors"]
+            if errors & (errors - 1) == 0:
+                # A stream of garbage must not flood the log: 1st, 2nd, 4th, 8th... are logged.
+                logger.warning(
+                    "undecodable packet recording_id=%s track=%s ts=%d count=%d: %s",
+                    self.recording_id,
+                    packet.track,
+                    packet.timestamp_ms,
+                    errors,
+                    exc,
+                )
             items = track.timeline.push_undecodable(packet.timestamp_ms, track.packet_samples)
         else:
             items = track.timeline.push(packet.timestamp_ms, pcm)
@@ -222,6 +226,8 @@ class CaptureCore:
         """Make every open sink durable. Blocking (fsync): the shell runs it in a thread."""
         for track in self.tracks.values():
             track.writer.checkpoint()
+        if self._mixdown is not None:
+            self._mixdown.checkpoint()
         self.records.checkpoint()
 
     def finish(self, *, interrupted: bool) -> list[Sealed]:
