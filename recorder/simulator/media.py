@@ -111,10 +111,12 @@ class MediaFeed:
         async with self.lock:
             self.next_frame = frame + 1
             live = [c for c in self.audio_sockets if not c.closed]
-            if live:
-                for conn in live:
-                    await self._send_frame(conn, frame, replayed=False)
-            else:
+            for conn in live:
+                await self._send_frame(conn, frame, replayed=False)
+            if not any(not conn.closed for conn in live):
+                # Nobody got it (or the socket died under the send): Zoom keeps it for the
+                # reconnect. A frame that half-arrived is replayed too; clients dedupe by
+                # timestamp, as the SDK's users must (rtms-protocol §15).
                 self._buffer_frame(frame)
             for utterance in self.program.utterances_ending(frame):
                 await self._send_transcript(frame, utterance)
@@ -141,7 +143,10 @@ class MediaFeed:
             self.transcript_sockets.remove(conn)
 
     async def _send_frame(self, conn: Connection, frame: int, *, replayed: bool) -> None:
-        audio = self.audio_sockets[conn]
+        audio = self.audio_sockets.get(conn)
+        if audio is None:
+            # Detached while an earlier send of this frame was in flight.
+            return
         cycle_frame = frame % self.program.cycle_frames
         for track in self.program.tracks:
             if not track.sends(cycle_frame):
