@@ -9,8 +9,11 @@ Rules:
 2. ``rtms_interrupted`` and ``rtms_stopped`` go to the local engagement if there is one; the
    catalog row is updated in every case, so the owner learns of them even when the webhook
    reached another process of the fleet (the engagement's lease renewer watches the row).
-3. Streams still live whose lease is free or expired (an owner died, or this process restarted)
-   are rejoined by the rejoin loop: that is the takeover after a crash.
+   An ``rtms_interrupted`` older than the local engagement's claim is a late retry about an
+   earlier connection and is ignored.
+3. Streams still live whose lease is free or expired (an owner died), or still leased to this
+   owner (this process restarted), are rejoined by the rejoin loop: that is the takeover after
+   a crash.
 4. Engagements are started in the supervisor's own nursery; one failing never touches another.
 """
 
@@ -74,6 +77,8 @@ class Supervisor:
         self.history: list[Engagement] = []
         self._nursery: trio.Nursery | None = None
         self._accepting = True
+        #: Streams whose lease claim is in flight (see ``start``).
+        self._claiming: set[str] = set()
 
     # --- lifetime --------------------------------------------------------------------------
 
@@ -158,6 +163,12 @@ class Supervisor:
         elif local is None or local.stream is None:
             return
         elif event.kind is WebhookKind.INTERRUPTED:
+            if event_ts < local.claimed_ms:
+                # A late retry (Zoom retries for up to 85 minutes) about a connection that broke
+                # before this engagement claimed the stream and connected: tearing down the
+                # healthy connection for it would only cause another interruption.
+                logger.info("stale rtms_interrupted ignored rtms_stream_id=%s", stream_id)
+                return
             local.stream.signaling_interrupted()
         elif event.kind is WebhookKind.STOPPED:
             local.stream.stopped(event.stop_reason)
@@ -168,12 +179,17 @@ class Supervisor:
         """Claim the stream's lease and start recording it; None when someone else owns it."""
         if self._nursery is None:
             raise RuntimeError("Supervisor.start() before run()")
-        if spec.rtms_stream_id in self.engagements or not self._accepting:
+        stream_id = spec.rtms_stream_id
+        if stream_id in self.engagements or stream_id in self._claiming or not self._accepting:
             return None
         ttl_ms = int(self.settings.lease_ttl_s * 1000)
-        lease = await self.c.catalog.try_claim(
-            spec.rtms_stream_id, self.settings.owner, ttl_ms, now_ms()
-        )
+        # The webhook path and the rejoin loop may both start a stream; the same owner may
+        # always re-claim its own lease, so only this in-process guard keeps it to one claim.
+        self._claiming.add(stream_id)
+        try:
+            lease = await self.c.catalog.try_claim(stream_id, self.settings.owner, ttl_ms, now_ms())
+        finally:
+            self._claiming.discard(stream_id)
         if lease is None:
             logger.info("stream owned by another recorder rtms_stream_id=%s", spec.rtms_stream_id)
             return None
@@ -206,6 +222,14 @@ class Supervisor:
         while True:
             try:
                 rows = await self.c.catalog.expired_streams_to_rejoin(now_ms())
+                # After a restart the lease may still name this owner and be unexpired: the
+                # owner id is stable across restarts precisely so that it reclaims at once
+                # (try_claim lets the same owner in) instead of waiting out its own lease.
+                rows += [
+                    row
+                    for row in await self.c.catalog.live_streams_owned_by(self.settings.owner)
+                    if row.rtms_stream_id not in self.engagements
+                ]
             except RecorderError as exc:
                 logger.warning("rejoin scan failed: %s", exc)
                 rows = []
