@@ -134,6 +134,8 @@ class Engagement:
         self._credentials = target_credentials
         self._lease_renew_s = lease_renew_s
         self.status = EngagementStatus()
+        #: Wall-clock ms at which this process claimed the stream (before it connected).
+        self.claimed_ms = now_ms()
         self.stream: RtmsStream | None = None
         self.cancel_scope = trio.CancelScope()
         self.finished = trio.Event()
@@ -196,6 +198,7 @@ class Engagement:
             server_urls=self.spec.server_urls,
             client_id=client_id,
             client_secret=client_secret,
+            handshake_instance_key=self.c.config.rtms.handshake_id_keys.get(self.spec.product),
         )
         send, receive = trio.open_memory_channel[CaptureEvent](RELAY_BUFFER)
         async with open_rtms_stream(target, self._client_config) as stream:
