@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from recorder.errors import ConfigError
+from recorder.rtms.messages import AudioParams
 
 #: Zoom carries at most three speakers per 20 ms in per-speaker mode (rtms-protocol §5.15).
 MAX_SPEAKERS: Final = 3
@@ -248,6 +249,10 @@ class Scenario:
     #: whatever valid params the client asks for.
     audio_hint: Mapping[str, int] = field(default_factory=dict)
     steps: tuple[Step, ...] = ()
+
+    def audio_params(self) -> AudioParams:
+        """``audio_hint`` as the client's audio ``media_params`` (WebSocket defaults elsewhere)."""
+        return AudioParams(**self.audio_hint)
 
     def resolved(self) -> Scenario:
         """A copy with generated ids and default speakers filled in."""

@@ -29,6 +29,8 @@ def test_shipped_scenarios_load_and_cover_the_demo() -> None:
     assert [s.channel_id for s in zcc.speakers] == ["ch-agent", "ch-caller"]
     meeting = scenarios["meeting_per_speaker"]
     assert meeting.audio_hint == {"codec": 4, "sample_rate": 3, "channel": 2, "data_opt": 2}
+    assert meeting.audio_params().codec == 4
+    assert meeting.audio_params().send_rate == 20
     assert len(meeting.speakers) == 3
     faults = [s.action for s in scenarios["g711_drop_failover"].steps]
     assert faults == [Action.DROP_MEDIA, Action.FAILOVER, Action.DUPLICATE_WEBHOOK]
