@@ -63,6 +63,8 @@ from typing import Any, Final
 
 from recorder.errors import ConfigError
 from recorder.rtms.messages import AudioParams
+from recorder.simulator.handshake import confirm_audio
+from recorder.simulator.profiles import Status
 
 #: Zoom carries at most three speakers per 20 ms in per-speaker mode (rtms-protocol §5.15).
 MAX_SPEAKERS: Final = 3
@@ -328,6 +330,12 @@ def validate(scenario: Scenario) -> Scenario:
         raise ConfigError(
             f"scenario {scenario.name}: layout 'channels' needs a channel_id per speaker"
         )
+    if scenario.audio_hint:
+        status, _ = confirm_audio(dict(scenario.audio_hint))
+        if status is not Status.OK:
+            raise ConfigError(
+                f"scenario {scenario.name}: [audio] hint is refused by RTMS: {status.value}"
+            )
     if scenario.duration_s <= 0:
         raise ConfigError(f"scenario {scenario.name}: duration_s must be positive")
     for step in scenario.steps:

@@ -70,6 +70,7 @@ def test_json_and_toml_agree(tmp_path: Path) -> None:
         ({"product": "contact_center", "media": ["audio", "chat"]}, "contact_center"),
         ({"product": "meeting", "audio": {"bitrate": 5}}, "bitrate"),
         ({"product": "meeting", "duration_s": 0}, "duration_s"),
+        ({"product": "meeting", "audio": {"codec": 4, "sample_rate": 1}}, "sample_rate"),
     ],
 )
 def test_scenario_mistakes_are_named(data: dict[str, object], message: str) -> None:
