@@ -25,6 +25,7 @@ a channel that closed without ``StreamEnded`` are marked ``interrupted`` in thei
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -65,7 +66,9 @@ async def run_capture(
         recording_id: One RTMS stream of one engagement/meeting.
         originator_reference: Engagement or meeting id for BWF ``bext`` (default recording_id).
         config: Capture settings.
-        on_sealed: Awaited for every sealed segment (hand it to the spool), in seal order.
+        on_sealed: Awaited for every sealed segment (hand it to the spool), in seal order; at
+            least once: a call interrupted by cancellation is made again by the finaliser, so it
+            must be idempotent.
         decode_limiter: Shared cap on worker threads decoding, across engagements.
         io_limiter: Shared cap on worker threads checkpointing and sealing.
         now_ms: Wall clock (Unix ms) for segment creation times.
@@ -108,6 +111,7 @@ class _Capture:
         self._decode_limiter = decode_limiter
         self._io_limiter = io_limiter
         self._batch: list[AudioPacket] = []
+        self._undelivered: collections.deque[Sealed] = collections.deque()
         self._next_checkpoint = 0.0
 
     async def run(self) -> EngagementManifest:
@@ -193,10 +197,15 @@ class _Capture:
         self._next_checkpoint = trio.current_time() + self._config.checkpoint_interval_s
 
     async def _deliver(self, sealed: list[Sealed]) -> None:
+        """Hand sealed segments on, in order; one interrupted by cancellation stays queued and
+        is handed on by the (shielded) finaliser, so no sealed segment goes unannounced."""
         if self._on_sealed is None:
             return
-        for item in sealed:
+        self._undelivered.extend(sealed)
+        while self._undelivered:
+            item = self._undelivered[0]
             await self._on_sealed(item.segment, item.entry)
+            self._undelivered.popleft()
 
     async def _finalize(self, *, interrupted: bool) -> None:
         """Seal everything, shielded and time-bounded, whatever ended the capture."""
@@ -209,16 +218,13 @@ class _Capture:
                 sealed = core.handle_audio_batch(batch)
                 return sealed + core.finish(interrupted=interrupted)
 
-            undelivered: list[Sealed] = []
+            # Segments sealed before a cancellation but not yet handed on go first.
+            await self._deliver([])
             sealed = await trio.to_thread.run_sync(
                 seal_all, limiter=self._io_limiter, abandon_on_cancel=True
             )
-            undelivered = list(sealed)
-            while undelivered:
-                item = undelivered[0]
-                if self._on_sealed is not None:
-                    await self._on_sealed(item.segment, item.entry)
-                undelivered.pop(0)
+            await self._deliver(sealed)
+        undelivered = self._undelivered
         if scope.cancelled_caught:
             logger.error(
                 "finalisation timed out recording_id=%s after %.1f s; open segments are left "

@@ -426,3 +426,44 @@ async def test_audio_in_a_format_nobody_can_decode_is_counted_not_fatal() -> Non
     assert track_audio(sinks, "mixed").tobytes() == good.pcm
     records = b"".join(s.plaintext for s in sinks.sinks if s.identity.track == "records")
     assert records.count(b'"type":"unsupported_audio"') == 1
+
+
+async def test_a_segment_whose_hand_off_was_cancelled_is_handed_on_by_the_finaliser() -> None:
+    speech = encode_speech("a", AudioFormat(AudioCodec.L16, 16_000, 1), seconds=4)
+    sinks = MemorySinkFactory()
+    delivered: list[tuple[str, int]] = []
+    attempts: list[tuple[str, int]] = []
+    stuck = trio.Event()
+
+    async def on_sealed(segment: SealedSegment, entry: ManifestEntry) -> None:
+        key = (segment.identity.track, segment.identity.segment_index)
+        attempts.append(key)
+        if len(attempts) == 1:
+            stuck.set()
+            await trio.sleep_forever()  # the spool hangs; the engagement gets cancelled
+        delivered.append(key)
+
+    send, receive = trio.open_memory_channel[CaptureEvent](0)
+    config = CaptureConfig(segment_seconds=1)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+
+            async def capture_task() -> None:
+                await run_capture(
+                    receive, sinks, recording_id="rec-h", config=config, on_sealed=on_sealed
+                )
+
+            async def send_all() -> None:
+                for packet in packets(speech):
+                    await send.send(packet)
+
+            nursery.start_soon(capture_task)
+            nursery.start_soon(send_all)
+            await stuck.wait()
+            nursery.cancel_scope.cancel()
+    # At least once: the interrupted hand-off is retried, then everything else follows.
+    assert attempts[0] == ("mixed", 0)
+    assert delivered[0] == ("mixed", 0)
+    assert sorted(delivered) == sorted(
+        {(s.identity.track, s.identity.segment_index) for s in sinks.sinks}
+    )
