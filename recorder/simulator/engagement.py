@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Final
 
 import trio
@@ -26,7 +25,6 @@ import trio
 from recorder.rtms.messages import (
     EventType,
     EventUpdate,
-    Participant,
     SessionState,
     SessionStateUpdate,
     StopReason,
@@ -39,8 +37,9 @@ from recorder.simulator.handshake import Expected
 from recorder.simulator.media import MediaFeed
 from recorder.simulator.profiles import Profile
 from recorder.simulator.program import FRAME_MS, Program
-from recorder.simulator.scenario import Action, Product, Scenario, Step
+from recorder.simulator.scenario import Product, Scenario, Step
 from recorder.simulator.stats import EngagementStats, Observed, WebhookRecord
+from recorder.simulator.steps import run_step
 from recorder.simulator.webhooks import Delivery, WebhookSender
 
 logger = logging.getLogger(__name__)
@@ -48,16 +47,6 @@ logger = logging.getLogger(__name__)
 #: Close code for connections the server drops on purpose (fault steps, failover).
 DROP_CLOSE_CODE: Final = 1011
 FAILOVER_CLOSE_CODE: Final = 1001
-
-#: Frames of garbage the ``garbage`` step can send (rtms-protocol §12.4 edge cases).
-GARBAGE_FRAMES: Final[Mapping[str, tuple[str | bytes, ...]]] = {
-    "non_json": ("this is not json {",),
-    "truncated_json": ('{"msg_type":14,"content":{"user_id":0,"data":"AAAA',),
-    "wrong_types": ('{"msg_type":"14","content":"oops"}', '{"msg_type":6,"event":[1,2]}'),
-    "unknown_type": ('{"msg_type":99,"foo":"bar"}',),
-    "meta_data_audio": ('{"msg_type":23,"content":{}}',),
-    "binary_junk": (b"\x00\xff\xfe\x80 not json",),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,143 +406,13 @@ class Engagement:
         """Run one scripted step now (tests may call it directly, outside the timeline)."""
         if self.options.on_step is not None:
             self.options.on_step(self.scenario, step)
-        action = step.action
-        if action is Action.DROP_MEDIA:
-            await self.drop_media(step.arg_opt_str("media"))
-        elif action is Action.DROP_SIGNALING:
-            await self.drop_signaling()
-        elif action is Action.FAILOVER:
-            await self.failover()
-        elif action is Action.PAUSE:
-            await self.pause()
-        elif action is Action.RESUME:
-            await self.resume()
-        elif action is Action.STOP:
-            await self.stop(
-                step.arg_int("reason", StopReason.HOST_TRIGGERED),
-                webhook_first=step.arg_bool("webhook_first", False),
-                session_stop_reason=step.arg_int("session_stop_reason", step.arg_int("reason", 1)),
-            )
-        elif action is Action.GARBAGE:
-            await self.send_garbage(
-                step.arg_str("kind", "all"), socket=step.arg_str("socket", "signaling")
-            )
-        elif action is Action.OVERSIZED_FRAME:
-            # A client that refuses the frame stops reading it; the send may then hang until the
-            # client gives up the socket, so it must not hold the timeline.
-            assert self._nursery is not None
-            self._nursery.start_soon(
-                partial(
-                    self.send_oversized,
-                    step.arg_int("bytes", 2 * 2**20),
-                    socket=step.arg_str("socket", "media"),
-                )
-            )
-            await trio.lowlevel.checkpoint()
-        elif action is Action.DUPLICATE_WEBHOOK:
-            await self.resend_webhook(step.arg_str("event", "started"), as_retry=False)
-        elif action is Action.RETRY_WEBHOOK:
-            # The retry waits for its (compressed) delay; the timeline does not.
-            assert self._nursery is not None
-            self._nursery.start_soon(
-                partial(self.resend_webhook, step.arg_str("event", "started"), as_retry=True)
-            )
-        elif action in (Action.PARTICIPANT_JOIN, Action.PARTICIPANT_LEAVE, Action.ACTIVE_SPEAKER):
-            await self._participant_step(step)
-        elif action is Action.ZCC_EVENT:
-            await self._zcc_step(step)
-        elif action is Action.TRANSCRIPT:
-            now = self.now_ms()
-            await self.feed.send_transcript_text(
-                step.arg_str("text", ""),
-                user_id=step.arg_opt_str("user_id"),
-                user_name=step.arg_opt_str("user_name"),
-                channel_id=step.arg_opt_str("channel_id"),
-                start_ms=now,
-                end_ms=now,
-            )
-        elif action is Action.CHAT:
-            await self.send_chat(step)
+        await run_step(self, step)
         self.changed()
 
-    async def _participant_step(self, step: Step) -> None:
-        user_id = step.arg_str("user_id", "16790000")
-        user_name = step.args.get("user_name")
-        name = None if user_name is None else str(user_name)
-        if step.action is Action.ACTIVE_SPEAKER:
-            event = EventUpdate(
-                EventType.ACTIVE_SPEAKER_CHANGE, self.now_ms(), user_id=user_id, user_name=name
-            )
-        else:
-            event_type = (
-                EventType.PARTICIPANT_JOIN
-                if step.action is Action.PARTICIPANT_JOIN
-                else EventType.PARTICIPANT_LEAVE
-            )
-            participant = Participant(
-                user_id, name if event_type == EventType.PARTICIPANT_JOIN else None
-            )
-            event = EventUpdate(event_type, self.now_ms(), participants=(participant,))
-        await self.send_event(event)
-
-    async def _zcc_step(self, step: Step) -> None:
-        channel_id = step.arg_str("channel_id", self.scenario.speakers[0].channel_id or "")
-        speaker = next(
-            (s for s in self.scenario.speakers if s.channel_id == channel_id),
-            self.scenario.speakers[0],
-        )
-        info = {
-            "channel_id": channel_id,
-            "participant_mode": speaker.participant_mode or "caller",
-            "queue_id": "sim-queue-01",
-            "queue_name": "Trading Desk",
-            "user_id": speaker.user_id,
-            "display_name": speaker.user_name,
-        }
-        event = EventUpdate(
-            step.arg_int("event_type", 8),
-            self.now_ms(),
-            participant_info=info,
-            timestamp_key="event_ts",
-        )
-        await self.send_event(event)
-
-    async def send_chat(self, step: Step) -> None:
-        user_id = step.arg_str("user_id", self.scenario.speakers[0].user_id)
-        content: dict[str, Any] = {
-            "user_id": int(user_id) if user_id.isdigit() else user_id,
-            "user_name": step.arg_str("user_name", self.scenario.speakers[0].user_name),
-            "timestamp": self.now_ms(),
-            "data": step.arg_str("text", ""),
-        }
-        for conn in [c for c in self.media if "chat" in c.media and c.ready.is_set()]:
-            if await conn.send({"msg_type": 18, "content": content}):
-                self.stats.chats_sent += 1
-
-    def _targets(self, socket: str) -> list[Connection]:
-        return list(self.signaling) if socket == "signaling" else list(self.media)
-
-    async def send_garbage(self, kind: str, *, socket: str) -> None:
-        kinds = list(GARBAGE_FRAMES) if kind == "all" else [kind]
-        for name in kinds:
-            for frame in GARBAGE_FRAMES.get(name, ()):
-                for conn in self._targets(socket):
-                    if await conn.send_raw(frame):
-                        self.stats.garbage_sent += 1
-
-    async def send_oversized(self, size: int, *, socket: str) -> None:
-        """A frame larger than trio-websocket's default 1 MiB limit (a video keyframe's size)."""
-        filler = "A" * size
-        frame = (
-            '{"msg_type":15,"content":{"user_id":0,"data":"'
-            + filler
-            + '","timestamp":'
-            + str(self.now_ms())
-            + "}}"
-        )
-        for conn in self._targets(socket):
-            if await conn.send_raw(frame):
-                self.stats.garbage_sent += 1
+    def spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run ``fn`` in the engagement's nursery (cancelled when the engagement ends)."""
+        if self._nursery is not None and not self.stopping:
+            self._nursery.start_soon(fn)
 
     async def pause(self) -> None:
         if self.paused:
