@@ -132,7 +132,10 @@ async def serve_signaling(eng: Engagement, conn: Connection) -> None:
         # The client broke signaling: Zoom interrupts both sockets and sends the webhook.
         await eng.signaling_interrupted(StopReason.SIGNAL_CONNECTION_INTERRUPTED)
     elif conn.keepalive_failed and not eng.stopping:
-        await eng.signaling_interrupted(StopReason.KEEP_ALIVE_TIMEOUT)
+        if eng.profile.keepalive_failure_grace:
+            await eng.signaling_interrupted(StopReason.KEEP_ALIVE_TIMEOUT)
+        else:
+            await eng.stop(StopReason.KEEP_ALIVE_TIMEOUT)
 
 
 async def _signaling_reader(eng: Engagement, conn: Connection) -> None:

@@ -169,6 +169,9 @@ class Profile:
     string_stop_reasons: bool = False
     #: Validate the media handshake's signature (the mock authenticates no media socket).
     validate_media_signature: bool = True
+    #: After missed keep-alives: interrupt and wait the grace (docs), or end the stream at once
+    #: (Zoom's mock ``terminate()``s the socket, rtms-protocol §9.1).
+    keepalive_failure_grace: bool = True
     #: Close code when the server ends a stream.
     stop_close_code: int = 1000
 
@@ -220,6 +223,7 @@ ZOOM_MOCK: Final = Profile(
     failure_status_code=False,
     string_stop_reasons=True,
     validate_media_signature=False,
+    keepalive_failure_grace=False,
 )
 
 PROFILES: Final[Mapping[str, Profile]] = {p.name: p for p in (DOC_2026, LEGACY_2025, ZOOM_MOCK)}

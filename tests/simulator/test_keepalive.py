@@ -171,3 +171,25 @@ def test_an_answer_matches_on_whichever_field_it_echoes() -> None:
     mock.next_request(now=1.0, timestamp_ms=1, with_sequence=False, with_timestamp=False)
     assert mock.count_misses() == 1
     assert mock.consecutive_misses == 1
+
+
+async def test_zoom_mock_terminates_after_missed_keepalives_without_grace(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from recorder.simulator import ZOOM_MOCK
+
+    hooks = Hooks()
+    config = SimulatorConfig(profile=ZOOM_MOCK, webhook_handler=hooks, secret_token=SECRET)
+    with trio.fail_after(300):
+        async with open_simulator(config) as sim:
+            eng = await sim.start(Scenario(product=Product.MEETING, duration_s=1000))
+            start = trio.current_time()
+            async with signaling(eng.target) as (sig, _resp):
+                got = Received()
+                await read_all(sig, got, answer_keepalive=False)
+            await eng.finished.wait()
+            ended_after_s = trio.current_time() - start
+    assert got.keepalives == 3
+    assert round(ended_after_s) == 20  # 5 s interval, 3 misses, no grace
+    assert hooks.events() == ["meeting.rtms_started", "meeting.rtms_stopped"]
+    assert eng.stats.stop_reason == 24
