@@ -99,6 +99,8 @@ class SegmentWriter:
         self._cap_samples = cap // self._frame
         if self._cap_samples < 1:
             raise LocalProtocolError(f"max_data_length {max_data_length} holds no sample")
+        #: Samples per segment: the rotation duration or the size cap, whichever is smaller.
+        self._limit = min(self._segment_samples, self._cap_samples)
         self._first_index = first_index
         self._next_index = first_index
         self._sink: EvidenceSink | None = None
@@ -132,9 +134,18 @@ class SegmentWriter:
             raise LocalProtocolError(
                 f"track {self._fmt.track}: item at sample {item.start}, expected {self._position}"
             )
-        sealed: list[SealedAudio] = []
         if isinstance(item, Audio):
             pcm = item.pcm
+            count = len(pcm) // self._frame
+            sink = self._sink
+            if sink is not None and self._written + count < self._limit:
+                # The per-packet case: the chunk fits in the open segment.
+                sink.write(pcm)
+                self._written += count
+                self._position = item.start + count
+                return []
+        sealed: list[SealedAudio] = []
+        if isinstance(item, Audio):
             start = item.start
             remaining = len(pcm) // self._frame
             offset = 0
@@ -170,7 +181,7 @@ class SegmentWriter:
     # --- internals -----------------------------------------------------------------------------
 
     def _room(self) -> int:
-        return min(self._segment_samples, self._cap_samples) - self._written
+        return self._limit - self._written
 
     def _ensure_open(self, start: int, sealed: list[SealedAudio]) -> EvidenceSink:
         if self._sink is not None and self._room() <= 0:
