@@ -73,9 +73,7 @@ def make_process(
 ) -> ServeProcess:
     port = free_port()
     path = tmp_path / f"{name}.toml"
-    path.write_text(
-        serve_config_text(state_dir=tmp_path / name, port=port, **config)  # type: ignore[arg-type]
-    )
+    path.write_text(serve_config_text(state_dir=tmp_path / name, port=port, **config))
     env = subprocess_env(secrets_, owner=f"recorder-{name}")
     return ServeProcess(name, path, port, env, tmp_path / f"{name}.log")
 
@@ -144,7 +142,7 @@ async def test_two_processes_record_each_stream_once_and_take_over_a_killed_owne
     procs = {name: make_process(tmp_path, name, secrets_, **shared) for name in ("a", "b")}
     officer = tmp_path / "officer.toml"
     officer.write_text(
-        serve_config_text(state_dir=tmp_path / "officer", port=free_port(), **shared)  # type: ignore[arg-type]
+        serve_config_text(state_dir=tmp_path / "officer", port=free_port(), **shared)
     )
     fan = FanOut([p.webhook_url for p in procs.values()])
     sim_config = SimulatorConfig(
