@@ -235,6 +235,7 @@ async def run_service(
                     task_status=task_status,
                 )
             )
+            nursery.start_soon(_count_upload_failures, uploader_stats, metrics)
             await nursery.start(supervisor.run, receive)
             http_scope = trio.CancelScope()
             port: int = await nursery.start(_serve_http_in, http_scope, app, config)
@@ -250,6 +251,21 @@ async def run_service(
                     http_scope.cancel()
                     await supervisor.drain(config.service.drain_timeout_s)
                     nursery.cancel_scope.cancel()
+
+
+async def _count_upload_failures(stats: UploaderStats, metrics: RecorderMetrics) -> None:
+    """Mirror the uploader's failed attempts into /metrics as they happen (the uploader only
+    counts them in its own stats; without this ``rtmsrec_upload_failures`` never moved)."""
+    reported = stats.upload_failures
+    while True:
+        await stats.wait_until(functools.partial(_failures_differ, reported))
+        for _ in range(stats.upload_failures - reported):
+            metrics.upload_failed()
+        reported = stats.upload_failures
+
+
+def _failures_differ(reported: int, stats: UploaderStats) -> bool:
+    return stats.upload_failures != reported
 
 
 async def _serve_http_in(
