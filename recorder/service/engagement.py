@@ -102,6 +102,8 @@ class EngagementStatus:
     seconds_captured: float = 0.0
     gap_seconds: dict[str, float] = field(default_factory=dict)
     interruptions: int = 0
+    #: Frames the RTMS client could not parse (counted, dropped, never fatal).
+    frames_malformed: int = 0
     ended: StreamEnded | None = None
     outcome: str | None = None
     error: str | None = None
@@ -180,14 +182,35 @@ class Engagement:
             logger.error(
                 "engagement failed rtms_stream_id=%s error=%s", self.stream_id, self.status.error
             )
+        except Exception as exc:
+            # Rule 1 holds even for a bug below us (a library error escaping the RTMS client,
+            # seen with a frame over the size limit arriving while a socket closed): this
+            # engagement ends and releases its lease, so the rejoin loop resumes the stream;
+            # without this the error cancelled every other engagement of the process.
+            self.status.error = f"unexpected {type(exc).__name__}"
+            logger.exception("engagement failed unexpectedly rtms_stream_id=%s", self.stream_id)
         finally:
             if not started:
                 task_status.started()
             else:
                 self.c.metrics.engagement_ended()
+            if self.stream is not None:
+                self._report_malformed(self.stream.stats.dropped.get("malformed", 0))
             with trio.CancelScope(shield=True), trio.move_on_after(10):
                 await self._finish()
             self.finished.set()
+
+    def _report_malformed(self, count: int) -> None:
+        """Malformed frames never reach the relay: the client only counts them (and rate-limits
+        its warnings), so the engagement reports the total when it ends."""
+        self.status.frames_malformed = count
+        if count:
+            self.c.metrics.add_dropped_frames("malformed", count)
+            logger.warning(
+                "engagement received malformed frames rtms_stream_id=%s count=%d",
+                self.stream_id,
+                count,
+            )
 
     async def _record(self, recording_id: str) -> None:
         client_id, client_secret = self._credentials
