@@ -118,6 +118,7 @@ class RunningService:
     supervisor: Supervisor
     uploader: UploaderStats
     port: int
+    #: Set to ask the owner of the block (``serve``) to leave it, which drains the service.
     stop: trio.Event
 
     async def uploads_settled(self) -> None:
@@ -166,7 +167,7 @@ async def run_service(
     lease_ttl_s: float | None = None,
     rejoin_interval_s: float | None = None,
 ) -> AsyncIterator[RunningService]:
-    """Run the service for the lifetime of the block; set ``stop`` (or leave the block) to drain.
+    """Run the service for the lifetime of the block; leaving the block drains it.
 
     ``lease_ttl_s`` and ``rejoin_interval_s`` override ``[service]`` of the configuration.
     Raises ``ConfigError`` before anything starts when secrets are missing, and
@@ -244,7 +245,6 @@ async def run_service(
             logger.info("recorder serving port=%d owner=%s", port, supervisor.settings.owner)
             try:
                 yield RunningService(c, supervisor, uploader_stats, port, stop)
-                await stop.wait()
             finally:
                 with trio.CancelScope(shield=True):
                     notifier.stopping(status="draining")
@@ -318,10 +318,16 @@ async def _service_loop(
 
 async def serve(config: Config) -> int:
     """``recorder serve``: run until SIGTERM or SIGINT, then drain. Returns the exit code."""
-    async with run_service(config) as service:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for signum in signals:
-                logger.info("signal %s received: draining", signal.Signals(signum).name)
-                service.stop.set()
-                break
+    async with run_service(config) as service, trio.open_nursery() as nursery:
+
+        async def on_signal() -> None:
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    logger.info("signal %s received: draining", signal.Signals(signum).name)
+                    service.stop.set()
+                    return
+
+        nursery.start_soon(on_signal)
+        await service.stop.wait()
+        nursery.cancel_scope.cancel()
     return 0

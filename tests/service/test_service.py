@@ -1,0 +1,267 @@
+"""The assembled service in one process: real signed webhooks over HTTP into the ingress, real
+RTMS WebSockets from the project's simulator, the embedded default's SQLite catalog, local store
+and local keys on a temporary directory."""
+
+from __future__ import annotations
+
+import io
+import json
+import stat
+import time
+import wave
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from recorder.catalog.base import RecordingStatus, UploadState
+from recorder.cli import main as cli_main
+from recorder.config import Config
+from recorder.errors import StorageError
+from recorder.officer.export import export_recording
+from recorder.officer.verify import Verdict, verify_recording
+from recorder.rtms.webhook import sign_webhook
+from recorder.service.app import RunningService, run_service
+from recorder.service.demo import demo_config, run_demo
+from recorder.simulator.scenario import Action, AudioLayout, Product, Scenario, Step
+from recorder.simulator.simulator import SimulatorConfig, open_simulator
+from recorder.spool.uploader import Backoff
+
+pytestmark = pytest.mark.slow
+
+
+def short_config(tmp_path: Path) -> Config:
+    config = demo_config(tmp_path)
+    return replace(config, capture=replace(config.capture, segment_seconds=2))
+
+
+@asynccontextmanager
+async def service(config: Config) -> AsyncIterator[RunningService]:
+    async with run_service(
+        config, owner="test", upload_backoff=Backoff(initial_s=0.1, max_s=1.0)
+    ) as running:
+        yield running
+
+
+def zcc_call(config: Config, *, seconds: float = 4.0, **changes: Any) -> Scenario:
+    assert config.secrets.zoom_client_id is not None
+    assert config.secrets.zoom_client_secret is not None
+    return Scenario(
+        product=Product.CONTACT_CENTER,
+        name="zcc",
+        layout=AudioLayout.CHANNELS,
+        duration_s=seconds,
+        client_id=config.secrets.zoom_client_id.reveal(),
+        client_secret=config.secrets.zoom_client_secret.reveal(),
+        **changes,
+    )
+
+
+def secret_token(config: Config) -> str:
+    assert config.secrets.zoom_secret_token is not None
+    return config.secrets.zoom_secret_token.reveal()
+
+
+async def test_a_signed_webhook_becomes_a_verified_recording(tmp_path: Path) -> None:
+    config = short_config(tmp_path)
+    with trio.fail_after(90):
+        async with service(config) as running:
+            url = f"http://127.0.0.1:{running.port}/webhook"
+            sim_config = SimulatorConfig(webhook_url=url, secret_token=secret_token(config))
+            async with open_simulator(sim_config) as sim:
+                eng = await sim.start(zcc_call(config, seconds=5.0))
+                await eng.finished.wait()
+            [engagement] = running.supervisor.history
+            await engagement.finished.wait()
+            await running.uploads_settled()
+            catalog = running.components.catalog
+            [row] = await catalog.search(stream_id=eng.scenario.rtms_stream_id)
+            detail = await catalog.show(row.recording_id)
+            assert detail is not None
+            assert detail.recording.status is RecordingStatus.COMPLETE
+            assert {s.track for s in detail.segments} == {"channel-ch-agent", "channel-ch-caller"}
+            assert all(s.upload_state is UploadState.VERIFIED for s in detail.segments)
+            for track in ("channel-ch-agent", "channel-ch-caller"):
+                seconds = sum(
+                    s.sample_count / s.sample_rate for s in detail.segments if s.track == track
+                )
+                assert seconds == pytest.approx(5.0, abs=0.1)
+            verdict = await verify_recording(
+                running.components, row.recording_id, actor="test", reason="test"
+            )
+            assert verdict.ok, verdict
+            trail = await catalog.audit_trail(row.recording_id)
+            assert [e.action for e in trail] == ["verify"]
+
+
+@dataclass
+class Captured:
+    headers: Mapping[str, str]
+    body: bytes
+
+
+async def test_forged_stale_and_malformed_webhooks_do_nothing_duplicates_connect_once(
+    tmp_path: Path,
+) -> None:
+    config = short_config(tmp_path)
+    token = secret_token(config)
+    captured: list[Captured] = []
+
+    def keep(headers: Mapping[str, str], body: bytes) -> int:
+        captured.append(Captured(headers, body))
+        return 200
+
+    with trio.fail_after(90):
+        async with service(config) as running, httpx.AsyncClient() as http:
+            url = f"http://127.0.0.1:{running.port}/webhook"
+            sim_config = SimulatorConfig(webhook_handler=keep, secret_token=token)
+            async with open_simulator(sim_config) as sim:
+                eng = await sim.start(zcc_call(config, seconds=3.0))
+                started = next(c for c in captured if b"rtms_started" in c.body)
+                now = int(time.time())
+
+                async def post(body: bytes, ts: int, secret: str = token) -> int:
+                    headers = {
+                        "x-zm-request-timestamp": str(ts),
+                        "x-zm-signature": sign_webhook(secret, ts, body),
+                        "content-type": "application/json",
+                    }
+                    return (await http.post(url, content=body, headers=headers)).status_code
+
+                other_stream = started.body.replace(eng.scenario.rtms_stream_id.encode(), b"f" * 32)
+                assert await post(other_stream, now, secret="forged-secret") == 401
+                assert await post(other_stream, now - 3600) == 401
+                assert await post(b'{"event": "meeting.rtms_started", "payload": [', now) == 400
+                assert await running.components.catalog.get_stream("f" * 32) is None
+                assert running.supervisor.history == []
+                for _ in range(5):
+                    assert await post(started.body, now) == 200
+                await eng.wait_for(lambda s: s.signaling_accepted >= 1)
+                await eng.finished.wait()
+            assert eng.stats.signaling_accepted == 1
+            assert eng.stats.signaling_max_open == 1
+            assert len(running.supervisor.history) == 1
+            metrics = (await http.get(f"http://127.0.0.1:{running.port}/metrics")).text
+            assert 'reason="bad_signature"' in metrics or "bad_signature" in metrics
+
+
+async def test_one_broken_engagement_does_not_disturb_the_others(tmp_path: Path) -> None:
+    config = short_config(tmp_path)
+    with trio.fail_after(120):
+        async with service(config) as running:
+            url = f"http://127.0.0.1:{running.port}/webhook"
+            sim_config = SimulatorConfig(webhook_url=url, secret_token=secret_token(config))
+            async with open_simulator(sim_config) as sim:
+                healthy = [await sim.start(zcc_call(config, seconds=4.0)) for _ in range(3)]
+                broken = await sim.start(
+                    zcc_call(
+                        config,
+                        seconds=4.0,
+                        steps=(
+                            Step(1.0, Action.GARBAGE, {"kind": "all", "socket": "media"}),
+                            Step(1.5, Action.GARBAGE, {"kind": "all", "socket": "signaling"}),
+                        ),
+                    )
+                )
+                for eng in [*healthy, broken]:
+                    await eng.finished.wait()
+            for engagement in running.supervisor.history:
+                await engagement.finished.wait()
+            await running.uploads_settled()
+            catalog = running.components.catalog
+            for eng in healthy:
+                [row] = await catalog.search(stream_id=eng.scenario.rtms_stream_id)
+                detail = await catalog.show(row.recording_id)
+                assert detail is not None
+                assert detail.recording.status is RecordingStatus.COMPLETE
+                assert detail.gaps == ()
+                agent = [s for s in detail.segments if s.track == "channel-ch-agent"]
+                assert sum(s.sample_count for s in agent) / 8000 == pytest.approx(4.0, abs=0.1)
+            [row] = await catalog.search(stream_id=broken.scenario.rtms_stream_id)
+            assert row.status in (RecordingStatus.COMPLETE, RecordingStatus.INCOMPLETE)
+
+
+async def test_export_writes_verified_wavs_a_manifest_and_an_audit_entry(tmp_path: Path) -> None:
+    config = short_config(tmp_path)
+    with trio.fail_after(90):
+        async with service(config) as running:
+            url = f"http://127.0.0.1:{running.port}/webhook"
+            sim_config = SimulatorConfig(webhook_url=url, secret_token=secret_token(config))
+            async with open_simulator(sim_config) as sim:
+                eng = await sim.start(zcc_call(config, seconds=3.0))
+                await eng.finished.wait()
+            for engagement in running.supervisor.history:
+                await engagement.finished.wait()
+            await running.uploads_settled()
+            c = running.components
+            [row] = await c.catalog.search(stream_id=eng.scenario.rtms_stream_id)
+            out = tmp_path / "export"
+            files = await export_recording(
+                c, row.recording_id, out, actor="officer-1", reason="FINRA request 42"
+            )
+            wavs = sorted(out.glob("*.wav"))
+            assert len(wavs) == len([f for f in files if f.name.endswith(".wav")]) >= 2
+            for path in wavs:
+                assert stat.S_IMODE(path.stat().st_mode) == 0o600
+                with wave.open(io.BytesIO(path.read_bytes())) as wav:
+                    assert wav.getframerate() == 8000
+                    assert wav.getnframes() > 0
+            manifest = json.loads((out / "manifest.json").read_text())
+            assert {f["name"] for f in manifest["files"]} == {f.name for f in files}
+            assert manifest["recording"]["rtms_stream_id"] == eng.scenario.rtms_stream_id
+            [audit] = await c.catalog.audit_trail(row.recording_id)
+            assert (audit.actor, audit.action, audit.reason) == (
+                "officer-1",
+                "export",
+                "FINRA request 42",
+            )
+            with pytest.raises(StorageError, match="never overwrites"):
+                await export_recording(c, row.recording_id, out, actor="o", reason="again")
+            # A byte flipped in the store is caught by verification, named per object.
+            store_root = config.storage.local_store_path or tmp_path
+            victim = sorted(store_root.rglob("*.wav.rec"))[0]
+            victim.chmod(0o644)
+            data = bytearray(victim.read_bytes())
+            data[len(data) // 2] ^= 0x01
+            victim.write_bytes(bytes(data))
+            verdict = await verify_recording(c, row.recording_id, actor="t", reason="t")
+            assert not verdict.ok
+            assert verdict.count(Verdict.CORRUPT) == 1
+
+
+@pytest.mark.timeout(300)
+async def test_the_demo_ends_with_verified_recordings(tmp_path: Path) -> None:
+    lines: list[str] = []
+    with trio.fail_after(240):
+        code = await run_demo(tmp_path, print_fn=lines.append)
+    text = "\n".join(lines)
+    assert code == 0, text
+    assert "Every recording verified" in text
+    assert text.count("verification: OK") == 4
+    assert "failover" in text
+
+
+def test_check_names_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    for name in ("ZOOM_CLIENT_ID", "ZOOM_CLIENT_SECRET", "ZOOM_SECRET_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    assert cli_main(["check"]) == 3
+    out = capsys.readouterr().out
+    assert "FAIL  secrets" in out
+    assert "ZOOM_CLIENT_ID" in out
+    for part in ("catalog", "store", "keys", "spool"):
+        assert f"ok    {part}" in out
+    monkeypatch.setenv("ZOOM_CLIENT_ID", "id")
+    monkeypatch.setenv("ZOOM_CLIENT_SECRET", "client-secret-value")
+    monkeypatch.setenv("ZOOM_SECRET_TOKEN", "token-value")
+    assert cli_main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert "client-secret-value" not in out
+    assert "token-value" not in out
