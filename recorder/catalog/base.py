@@ -25,19 +25,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from recorder.products import Product as Product
 from recorder.sink import SealedSegment
 
 #: JSON-compatible values allowed in audit details.
 JsonValue = str | int | float | bool | None | Sequence["JsonValue"] | Mapping[str, "JsonValue"]
-
-
-class Product(enum.StrEnum):
-    """What an RTMS stream belongs to (rtms-protocol §2.3)."""
-
-    MEETING = "meeting"
-    WEBINAR = "webinar"
-    SESSION = "session"  #: Video SDK
-    CONTACT_CENTER = "contact_center"
 
 
 class StreamState(enum.StrEnum):

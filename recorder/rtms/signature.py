@@ -14,32 +14,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Final
 
-from recorder.rtms.webhook import Product
+from recorder.products import INSTANCE_ID_KEYS as INSTANCE_ID_KEYS
+from recorder.products import WEBHOOK_EVENT_PREFIXES as WEBHOOK_EVENT_PREFIXES
+from recorder.products import Product as Product
 
 #: The key naming the instance in webhooks and, by default, in the handshakes (§2.3, §14.1).
-INSTANCE_ID_KEYS: Final[Mapping[Product, str]] = MappingProxyType(
-    {
-        Product.MEETING: "meeting_uuid",
-        Product.WEBINAR: "webinar_uuid",
-        Product.SESSION: "session_id",
-        Product.CONTACT_CENTER: "engagement_id",
-    }
-)
-
 #: Webhook event-name prefixes: ``meeting.rtms_started``, ``contact_center.voice_rtms_started``.
-WEBHOOK_EVENT_PREFIXES: Final[Mapping[Product, str]] = MappingProxyType(
-    {
-        Product.MEETING: "meeting.",
-        Product.WEBINAR: "webinar.",
-        Product.SESSION: "session.",
-        Product.CONTACT_CENTER: "contact_center.voice_",
-    }
-)
-
 _LOWER_HEX_SHA256: Final = re.compile(r"[0-9a-f]{64}")
 
 

@@ -28,6 +28,8 @@ from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 
 from recorder.errors import WebhookPayloadError, WebhookSignatureError
+from recorder.products import INSTANCE_ID_KEYS as INSTANCE_ID_KEYS
+from recorder.products import Product as Product
 
 #: Header names as Zoom sends them (HTTP header names are case-insensitive).
 SIGNATURE_HEADER: Final = "x-zm-signature"
@@ -40,16 +42,6 @@ URL_VALIDATION_EVENT: Final = "endpoint.url_validation"
 
 #: ``x-zm-signature`` is ``v0=`` + 64 lowercase hex digits.
 _SIGNATURE_PREFIX: Final = "v0="
-
-
-class Product(enum.StrEnum):
-    """The Zoom product an RTMS stream belongs to (the webhook event's prefix)."""
-
-    MEETING = "meeting"
-    WEBINAR = "webinar"
-    #: Video SDK sessions (signed with the SDK key/secret, §7.1).
-    SESSION = "session"
-    CONTACT_CENTER = "contact_center"
 
 
 class WebhookKind(enum.StrEnum):
@@ -89,15 +81,6 @@ class PayloadRejection(enum.StrEnum):
 
 
 #: Instance id key per product (§7.1): the value that signs the RTMS handshake.
-INSTANCE_ID_KEYS: Final[Mapping[Product, str]] = MappingProxyType(
-    {
-        Product.MEETING: "meeting_uuid",
-        Product.WEBINAR: "webinar_uuid",
-        Product.SESSION: "session_id",
-        Product.CONTACT_CENTER: "engagement_id",
-    }
-)
-
 _PRODUCTS_BY_PREFIX: Final[Mapping[str, Product]] = MappingProxyType({p.value: p for p in Product})
 
 #: When the product's own key is absent, the SDK takes the first present of these (§7.1).

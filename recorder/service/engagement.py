@@ -45,7 +45,6 @@ from recorder.catalog.base import (
     StreamEvent,
     StreamState,
 )
-from recorder.catalog.base import Product as CatalogProduct
 from recorder.errors import LeaseLost, RecorderError
 from recorder.rtms.client import ClientConfig, RtmsStream, StreamTarget, open_rtms_stream
 from recorder.rtms.events import (
@@ -71,6 +70,8 @@ logger = logging.getLogger(__name__)
 EPOCH_INDEX_STRIDE: Final = 100_000
 #: Events between the client and the capture pipeline (the relay's own, small, queue).
 RELAY_BUFFER: Final = 64
+#: ``end_reason`` of a recording whose engagement failed after its stream had stopped.
+RECORDER_FAILURE_REASON: Final = "recorder_failure"
 #: RTMS event types that name participants joining (meetings) or a ZCC party answering.
 _PARTICIPANT_JOIN: Final = 3
 _ZCC_ANSWERED: Final = frozenset({8, 10})
@@ -158,12 +159,13 @@ class Engagement:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run to the end; never raises a ``RecorderError`` (it is logged and recorded)."""
         started = False
+        failed = False
         try:
             with self.cancel_scope:
                 recording = await self.c.catalog.upsert_recording(
                     RecordingStart(
                         rtms_stream_id=self.spec.rtms_stream_id,
-                        product=CatalogProduct(self.spec.product.value),
+                        product=self.spec.product,
                         instance_id=self.spec.instance_id,
                         started_ms=self.spec.event_ts_ms,
                         operator_id=self.spec.operator_id,
@@ -178,6 +180,7 @@ class Engagement:
                 task_status.started()
                 await self._record(recording.recording_id)
         except RecorderError as exc:
+            failed = True
             self.status.error = f"{type(exc).__name__}: {exc}"
             logger.error(
                 "engagement failed rtms_stream_id=%s error=%s", self.stream_id, self.status.error
@@ -187,6 +190,7 @@ class Engagement:
             # seen with a frame over the size limit arriving while a socket closed): this
             # engagement ends and releases its lease, so the rejoin loop resumes the stream;
             # without this the error cancelled every other engagement of the process.
+            failed = True
             self.status.error = f"unexpected {type(exc).__name__}"
             logger.exception("engagement failed unexpectedly rtms_stream_id=%s", self.stream_id)
         finally:
@@ -197,6 +201,8 @@ class Engagement:
             if self.stream is not None:
                 self._report_malformed(self.stream.stats.dropped.get("malformed", 0))
             with trio.CancelScope(shield=True), trio.move_on_after(10):
+                if failed and started and self.status.ended is None:
+                    await self._close_after_failure()
                 await self._finish()
             self.finished.set()
 
@@ -497,7 +503,7 @@ class Engagement:
         await self.c.catalog.upsert_stream(
             StreamEvent(
                 rtms_stream_id=self.stream_id,
-                product=CatalogProduct(self.spec.product.value),
+                product=self.spec.product,
                 instance_id=self.spec.instance_id,
                 state=StreamState.STOPPED,
                 event_ts_ms=max(self.spec.event_ts_ms, ended.wall_ms),
@@ -510,6 +516,31 @@ class Engagement:
             logger.warning(
                 "stream revoked: recording marked for deletion review recording_id=%s",
                 recording_id,
+            )
+
+    async def _close_after_failure(self) -> None:
+        """A failed engagement leaves a live stream to the rejoin loop, which resumes the
+        recording; a stream that stopped meanwhile is rejoined by nobody, so its recording is
+        ended here (incomplete) instead of staying 'active' for ever."""
+        recording_id = self.status.recording_id
+        if recording_id is None:
+            return
+        try:
+            row = await self.c.catalog.get_stream(self.stream_id)
+            if row is None or row.state is not StreamState.STOPPED:
+                return
+            await self.c.catalog.end_recording(
+                recording_id,
+                ended_ms=row.last_event_ts_ms,
+                reason=RECORDER_FAILURE_REASON,
+                status=RecordingStatus.INCOMPLETE,
+                fence=self.lease,
+            )
+        except RecorderError as exc:
+            logger.warning(
+                "recording of a failed engagement left open rtms_stream_id=%s: %s",
+                self.stream_id,
+                exc,
             )
 
     async def _finish(self) -> None:

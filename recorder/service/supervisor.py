@@ -27,7 +27,6 @@ from typing import Final
 import trio
 
 from recorder.capture.core import CaptureConfig
-from recorder.catalog.base import Product as CatalogProduct
 from recorder.catalog.base import StreamEvent, StreamRow, StreamState
 from recorder.errors import RecorderError
 from recorder.rtms.client import ClientConfig
@@ -133,7 +132,7 @@ class Supervisor:
         await self.c.catalog.upsert_stream(
             StreamEvent(
                 rtms_stream_id=stream_id,
-                product=CatalogProduct(event.product.value),
+                product=event.product,
                 instance_id=event.instance_id or "",
                 state=state,
                 event_ts_ms=event_ts,

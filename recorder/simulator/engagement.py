@@ -346,7 +346,7 @@ class Engagement:
         return payload
 
     def _event_name(self, kind: str) -> str:
-        return self.scenario.product.webhook_prefix + kind
+        return f"{self.scenario.product.webhook_prefix}rtms_{kind}"
 
     async def post_webhook(self, kind: str, payload: Mapping[str, Any], event_ts: int) -> None:
         """Deliver ``*.rtms_<kind>``; returns after the first attempt, retries continue behind."""

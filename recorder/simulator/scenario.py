@@ -62,6 +62,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from recorder.errors import ConfigError
+from recorder.products import INSTANCE_ID_KEYS
+from recorder.products import Product as Product
 from recorder.rtms.messages import AudioParams
 from recorder.simulator.handshake import confirm_audio
 from recorder.simulator.profiles import Status
@@ -83,33 +85,6 @@ FIXTURE_TEXT: Final[Mapping[str, str]] = {
         "Confirming the order: two hundred shares, sold at market. "
         "Is there anything else I can do for you?"
     ),
-}
-
-
-class Product(enum.StrEnum):
-    MEETING = "meeting"
-    WEBINAR = "webinar"
-    SESSION = "session"
-    CONTACT_CENTER = "contact_center"
-
-    @property
-    def id_key(self) -> str:
-        """The instance-id key in webhooks and handshakes (rtms-protocol §2.3)."""
-        return _ID_KEYS[self]
-
-    @property
-    def webhook_prefix(self) -> str:
-        """``meeting.rtms_`` ... ``contact_center.voice_rtms_``."""
-        if self is Product.CONTACT_CENTER:
-            return "contact_center.voice_rtms_"
-        return f"{self.value}.rtms_"
-
-
-_ID_KEYS: Final[Mapping[Product, str]] = {
-    Product.MEETING: "meeting_uuid",
-    Product.WEBINAR: "webinar_uuid",
-    Product.SESSION: "session_id",
-    Product.CONTACT_CENTER: "engagement_id",
 }
 
 
@@ -313,9 +288,10 @@ def validate(scenario: Scenario) -> Scenario:
         raise ConfigError(
             f"scenario {scenario.name}: contact_center offers audio and transcript only"
         )
-    if scenario.handshake_id_key and scenario.handshake_id_key not in _ID_KEYS.values():
+    if scenario.handshake_id_key and scenario.handshake_id_key not in INSTANCE_ID_KEYS.values():
         raise ConfigError(
-            f"scenario {scenario.name}: handshake_id_key must be one of {sorted(_ID_KEYS.values())}"
+            f"scenario {scenario.name}: handshake_id_key must be one of "
+            f"{sorted(INSTANCE_ID_KEYS.values())}"
         )
     if len(scenario.speakers) > MAX_SPEAKERS:
         raise ConfigError(f"scenario {scenario.name}: at most {MAX_SPEAKERS} speakers")
