@@ -439,10 +439,19 @@ class Engagement:
             await conn.close(code)
 
     async def drop_media(
-        self, kind: str | None = None, *, reason: int = StopReason.DATA_CONNECTION_INTERRUPTED
+        self,
+        kind: str | None = None,
+        *,
+        reason: int = StopReason.DATA_CONNECTION_INTERRUPTED,
+        lose_s: float = 0.0,
     ) -> None:
         """Close the media sockets (those carrying ``kind``, or all), send EVENT_UPDATE 7 +
-        STREAM_STATE 2/14 on signaling, and wait the media grace for a reconnect."""
+        STREAM_STATE 2/14 on signaling, and wait the media grace for a reconnect.
+
+        ``lose_s`` seconds of audio from the drop on are lost instead of buffered, as when
+        Zoom's buffer does not survive an interruption: the recorder must show a gap there.
+        """
+        self.feed.lose(round(lose_s * 1000 / FRAME_MS))
         await self._close_media(DROP_CLOSE_CODE, kind)
         await self.media_interrupted(reason)
 

@@ -83,6 +83,8 @@ class MediaFeed:
         #: Frames produced so far (the next frame index).
         self.next_frame = 0
         self.buffering = True
+        #: Frames before this one are lost, never sent nor buffered (``drop_media`` ``lose_s``).
+        self.lose_until_frame = 0
 
     def timestamp_ms(self, frame: int) -> int:
         return self.t0_ms + frame * FRAME_MS
@@ -99,6 +101,10 @@ class MediaFeed:
         self._buffer.clear()
         self._stats.buffered_frames = 0
 
+    def lose(self, frames: int) -> None:
+        """The next ``frames`` frames are lost: Zoom's buffer did not survive an interruption."""
+        self.lose_until_frame = self.next_frame + frames
+
     def _buffer_frame(self, frame: int) -> None:
         if len(self._buffer) >= BUFFER_FRAMES:
             self._buffer.popleft()
@@ -110,6 +116,10 @@ class MediaFeed:
         """Frame ``frame`` happened on Zoom's side: send it live, or buffer it."""
         async with self.lock:
             self.next_frame = frame + 1
+            if frame < self.lose_until_frame:
+                self._stats.lost_frames += 1
+                self._observed.changed()
+                return
             live = [c for c in self.audio_sockets if not c.closed]
             for conn in live:
                 await self._send_frame(conn, frame, replayed=False)

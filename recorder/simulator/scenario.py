@@ -30,7 +30,8 @@ Step actions and their ``args`` (all optional):
 
 =================== ==========================================================================
 ``drop_media``      ``media``: close the media sockets carrying it (default all); EVENT_UPDATE
-                    7 + STREAM_STATE 2/14; audio is buffered; reconnect within the media grace
+                    7 + STREAM_STATE 2/14; audio is buffered; reconnect within the media grace;
+                    ``lose_s``: that many seconds from the drop on are lost, not buffered
 ``drop_signaling``  close every socket, ``*.rtms_interrupted``; reconnect within the grace
 ``failover``        new endpoint URLs, old ones refused; a new ``*.rtms_started`` (same stream
                     id, new ``event_ts``)
@@ -120,7 +121,7 @@ class Action(enum.StrEnum):
 
 #: Accepted argument names per action (anything else is a scenario error, caught at load time).
 STEP_ARGS: Final[Mapping[Action, frozenset[str]]] = {
-    Action.DROP_MEDIA: frozenset({"media"}),
+    Action.DROP_MEDIA: frozenset({"media", "lose_s"}),
     Action.DROP_SIGNALING: frozenset(),
     Action.FAILOVER: frozenset(),
     Action.PAUSE: frozenset({"actor"}),
@@ -174,6 +175,12 @@ class Step:
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise ConfigError(f"step {self.action}: argument {name} must be an integer")
         return int(value)
+
+    def arg_float(self, name: str, default: float) -> float:
+        value = self.args.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"step {self.action}: argument {name} must be a number")
+        return float(value)
 
     def arg_str(self, name: str, default: str) -> str:
         value = self.args.get(name, default)

@@ -78,6 +78,8 @@ class EngagementStats:
     buffered_frames: int = 0
     #: Audio frames dropped because the 60 s buffer overflowed (or buffer_data false).
     buffer_dropped_frames: int = 0
+    #: Audio frames a ``drop_media`` step with ``lose_s`` discarded (never delivered).
+    lost_frames: int = 0
     transcripts_sent: int = 0
     chats_sent: int = 0
     events_sent: Counter[int] = field(default_factory=Counter)

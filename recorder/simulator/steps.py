@@ -36,7 +36,7 @@ async def run_step(eng: Engagement, step: Step) -> None:
     """Do what ``step`` says to ``eng`` (see the action table in ``scenario``)."""
     action = step.action
     if action is Action.DROP_MEDIA:
-        await eng.drop_media(step.arg_opt_str("media"))
+        await eng.drop_media(step.arg_opt_str("media"), lose_s=step.arg_float("lose_s", 0.0))
     elif action is Action.DROP_SIGNALING:
         await eng.drop_signaling()
     elif action is Action.FAILOVER:

@@ -244,6 +244,7 @@ async def test_the_demo_ends_with_verified_recordings(tmp_path: Path) -> None:
     assert "Every recording verified" in text
     assert text.count("verification: OK") == 4
     assert "failover" in text
+    assert "media_interrupted" in text
 
 
 def test_check_names_what_is_missing(

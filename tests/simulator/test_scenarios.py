@@ -107,7 +107,7 @@ async def test_run_simulate_drives_every_shipped_scenario_against_http() -> None
     assert code == 0
     assert lines[0].startswith("simulator: profile doc-2026, RTMS endpoints at ws://127.0.0.1:")
     assert sum(line.startswith("started ") for line in lines) == 4
-    assert "g711-drop-failover: t=5s drop_media" in lines
+    assert "g711-drop-failover: t=5s drop_media lose_s=1.5" in lines
     assert "g711-drop-failover: t=12s failover" in lines
     assert "zcc-call: t=19.5s stop reason=22" in lines
     assert "csecret" not in "\n".join(lines)
