@@ -1,10 +1,11 @@
 """One RTMS stream = one engagement = one trio nursery.
 
 The nursery owns, for the lifetime of the stream: the RTMS client (``open_rtms_stream``), the
-capture pipeline (``run_capture``), the lease renewer, and the relay that tells the catalog and the
-metrics what happened. Sealed segments go to the catalog first (as ``pending``) and then into the
-spool, so a crash between the two leaves a sealed file in the writing directory that startup
-recovery hands to the spool; never an uploaded object the catalog does not know.
+capture pipeline (``run_capture``) and the lease renewer; the pipeline shows the engagement
+every non-audio event (``_observe``) so the catalog and the metrics learn what happened, without
+a second hop for each audio packet. Sealed segments go to the catalog first (as ``pending``) and
+then into the spool, so a crash between the two leaves a sealed file in the writing directory
+that startup recovery hands to the spool; never an uploaded object the catalog does not know.
 
 Rules:
 
@@ -68,8 +69,6 @@ logger = logging.getLogger(__name__)
 
 #: Segment indexes reserved per ownership epoch (100,000 five-minute segments = 347 days).
 EPOCH_INDEX_STRIDE: Final = 100_000
-#: Events between the client and the capture pipeline (the relay's own, small, queue).
-RELAY_BUFFER: Final = 64
 #: ``end_reason`` of a recording whose engagement failed after its stream had stopped.
 RECORDER_FAILURE_REASON: Final = "recorder_failure"
 #: RTMS event types that name participants joining (meetings) or a ZCC party answering.
@@ -143,6 +142,7 @@ class Engagement:
         self.cancel_scope = trio.CancelScope()
         self.finished = trio.Event()
         self._first_sealed_tracks: set[str] = set()
+        self._speakers: set[str] = set()
 
     @property
     def stream_id(self) -> str:
@@ -207,7 +207,7 @@ class Engagement:
             self.finished.set()
 
     def _report_malformed(self, count: int) -> None:
-        """Malformed frames never reach the relay: the client only counts them (and rate-limits
+        """Malformed frames never reach the pipeline: the client only counts them (and rate-limits
         its warnings), so the engagement reports the total when it ends."""
         self.status.frames_malformed = count
         if count:
@@ -229,19 +229,18 @@ class Engagement:
             client_secret=client_secret,
             handshake_instance_key=self.c.config.rtms.handshake_id_keys.get(self.spec.product),
         )
-        send, receive = trio.open_memory_channel[CaptureEvent](RELAY_BUFFER)
         async with open_rtms_stream(target, self._client_config) as stream:
             self.stream = stream
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._renew_lease, nursery.cancel_scope)
-                nursery.start_soon(self._relay, stream, send)
                 manifest = await run_capture(
-                    receive,
+                    stream.events,
                     self.c.sinks,
                     recording_id=recording_id,
                     originator_reference=self.spec.instance_id,
                     config=self._capture_config,
                     on_sealed=self._on_sealed,
+                    on_event=self._observe,
                 )
                 self.status.outcome = manifest.outcome
                 nursery.cancel_scope.cancel()
@@ -278,30 +277,22 @@ class Engagement:
                 if row.server_urls != self.spec.server_urls:
                     await self.stream.failover(row.server_urls)
 
-    async def _relay(self, stream: RtmsStream, send: trio.MemorySendChannel[CaptureEvent]) -> None:
-        """Pass every event to the pipeline; tell the catalog and metrics what they need."""
-        metrics = self.c.metrics
-        speakers: set[str] = set()
-        async with send:
-            async for event in stream.events:
-                # Audio is nearly every event: one type check, one set lookup, on to the pipeline.
-                if type(event) is AudioPacket:
-                    if event.track not in speakers:
-                        speakers.add(event.track)
-                        await self._note_speaker(event)
-                    await send.send(event)
-                    continue
-                if isinstance(event, ParticipantEvent | ContactCenterEvent):
-                    await self._note_participants(event)
-                elif isinstance(event, PacketsDropped):
-                    metrics.add_dropped_frames(str(event.cause), event.count)
-                elif isinstance(event, Interrupted):
-                    self.status.interruptions += 1
-                elif isinstance(event, Recovered):
-                    metrics.add_reconnect(str(event.cause))
-                elif isinstance(event, StreamEnded):
-                    self.status.ended = event
-                await send.send(event)
+    async def _observe(self, event: CaptureEvent) -> None:
+        """Called by the pipeline for every non-audio event and each track's first packet."""
+        if type(event) is AudioPacket:
+            if event.track not in self._speakers:
+                self._speakers.add(event.track)
+                await self._note_speaker(event)
+        elif isinstance(event, ParticipantEvent | ContactCenterEvent):
+            await self._note_participants(event)
+        elif isinstance(event, PacketsDropped):
+            self.c.metrics.add_dropped_frames(str(event.cause), event.count)
+        elif isinstance(event, Interrupted):
+            self.status.interruptions += 1
+        elif isinstance(event, Recovered):
+            self.c.metrics.add_reconnect(str(event.cause))
+        elif isinstance(event, StreamEnded):
+            self.status.ended = event
 
     async def _note_speaker(self, packet: AudioPacket) -> None:
         """A per-speaker track names its participant; RTMS sends no join for who was there."""

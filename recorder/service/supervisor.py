@@ -10,7 +10,8 @@ Rules:
    catalog row is updated in every case, so the owner learns of them even when the webhook
    reached another process of the fleet (the engagement's lease renewer watches the row).
    An ``rtms_interrupted`` older than the local engagement's claim is a late retry about an
-   earlier connection and is ignored.
+   earlier connection and is ignored. An ``rtms_stopped`` for a stream no live lease covers
+   ends its still-active recording as incomplete (nobody rejoins a stopped stream).
 3. Streams still live whose lease is free or expired (an owner died), or still leased to this
    owner (this process restarted), are rejoined by the rejoin loop: that is the takeover after
    a crash.
@@ -27,7 +28,7 @@ from typing import Final
 import trio
 
 from recorder.capture.core import CaptureConfig
-from recorder.catalog.base import StreamEvent, StreamRow, StreamState
+from recorder.catalog.base import RecordingStatus, StreamEvent, StreamRow, StreamState
 from recorder.errors import RecorderError
 from recorder.rtms.client import ClientConfig
 from recorder.rtms.webhook import Product, WebhookEvent, WebhookKind
@@ -37,6 +38,8 @@ from recorder.service.ingress import AcceptedWebhook
 
 logger = logging.getLogger(__name__)
 
+#: ``end_reason`` of a recording whose stream stopped while no recorder held its lease.
+OWNER_LOST_REASON: Final = "owner_lost"
 #: The state a webhook kind moves a stream to.
 _STATE_OF: Final = {
     WebhookKind.STARTED: StreamState.STARTED,
@@ -159,7 +162,11 @@ class Supervisor:
                     account_id=event.account_id,
                 )
             )
-        elif local is None or local.stream is None:
+        elif local is None:
+            if event.kind is WebhookKind.STOPPED:
+                await self._close_unowned(stream_id, event_ts)
+            return
+        elif local.stream is None:
             return
         elif event.kind is WebhookKind.INTERRUPTED:
             if event_ts < local.claimed_ms:
@@ -171,6 +178,32 @@ class Supervisor:
             local.stream.signaling_interrupted()
         elif event.kind is WebhookKind.STOPPED:
             local.stream.stopped(event.stop_reason)
+
+    async def _close_unowned(self, stream_id: str, event_ts: int) -> None:
+        """``rtms_stopped`` for a stream nobody holds a live lease on: its owner died or its
+        engagement failed, and no one will rejoin a stopped stream. End its recording (as
+        incomplete) so that it does not stay 'active' for ever; an owner that is alive ends
+        it itself (its lease renewer sees the stopped row)."""
+        row = await self.c.catalog.get_stream(stream_id)
+        if row is None:
+            return
+        if row.lease_owner is not None and (row.lease_expires_ms or 0) > now_ms():
+            return
+        recording = await self.c.catalog.recording_for_stream(stream_id)
+        if recording is None or recording.status is not RecordingStatus.ACTIVE:
+            return
+        logger.warning(
+            "stream stopped while no recorder held it: recording ended incomplete "
+            "rtms_stream_id=%s recording_id=%s",
+            stream_id,
+            recording.recording_id,
+        )
+        await self.c.catalog.end_recording(
+            recording.recording_id,
+            ended_ms=event_ts,
+            reason=OWNER_LOST_REASON,
+            status=RecordingStatus.INCOMPLETE,
+        )
 
     # --- engagements ---------------------------------------------------------------------------
 
