@@ -40,6 +40,7 @@ from recorder.sink import SealedSegment, SinkFactory
 logger = logging.getLogger(__name__)
 
 OnSealed = Callable[[SealedSegment, ManifestEntry], Awaitable[None]]
+OnEvent = Callable[[CaptureEvent], Awaitable[None]]
 
 
 def _wall_ms() -> int:
@@ -54,6 +55,7 @@ async def run_capture(
     originator_reference: str | None = None,
     config: CaptureConfig | None = None,
     on_sealed: OnSealed | None = None,
+    on_event: OnEvent | None = None,
     decode_limiter: trio.CapacityLimiter | None = None,
     io_limiter: trio.CapacityLimiter | None = None,
     now_ms: Callable[[], int] = _wall_ms,
@@ -69,6 +71,9 @@ async def run_capture(
         on_sealed: Awaited for every sealed segment (hand it to the spool), in seal order; at
             least once: a call interrupted by cancellation is made again by the finaliser, so it
             must be idempotent.
+        on_event: Awaited with every event that is not audio, and with the first audio packet
+            of each track, before the pipeline handles it: how the service learns participants,
+            drops and interruptions without a second hop per audio packet.
         decode_limiter: Shared cap on worker threads decoding, across engagements.
         io_limiter: Shared cap on worker threads checkpointing and sealing.
         now_ms: Wall clock (Unix ms) for segment creation times.
@@ -88,6 +93,7 @@ async def run_capture(
             now_ms=now_ms,
         ),
         on_sealed=on_sealed,
+        on_event=on_event,
         decode_limiter=decode_limiter or trio.CapacityLimiter(1),
         io_limiter=io_limiter or trio.CapacityLimiter(1),
     )
@@ -101,6 +107,7 @@ class _Capture:
         core: CaptureCore,
         *,
         on_sealed: OnSealed | None,
+        on_event: OnEvent | None,
         decode_limiter: trio.CapacityLimiter,
         io_limiter: trio.CapacityLimiter,
     ) -> None:
@@ -108,6 +115,7 @@ class _Capture:
         self._core = core
         self._config = core.config
         self._on_sealed = on_sealed
+        self._on_event = on_event
         self._decode_limiter = decode_limiter
         self._io_limiter = io_limiter
         self._batch: list[AudioPacket] = []
@@ -161,6 +169,8 @@ class _Capture:
                 await self._drain_batch()
                 return False
             if isinstance(event, AudioPacket):
+                if self._on_event is not None and event.track not in core.tracks:
+                    await self._on_event(event)
                 if core.is_inline(event):
                     if self._batch:
                         await self._drain_batch()
@@ -171,6 +181,8 @@ class _Capture:
                         await self._drain_batch()
             else:
                 await self._drain_batch()
+                if self._on_event is not None:
+                    await self._on_event(event)
                 await self._deliver(core.handle_event(event))
                 if isinstance(event, StreamEnded):
                     return True

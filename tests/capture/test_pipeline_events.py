@@ -467,3 +467,33 @@ async def test_a_segment_whose_hand_off_was_cancelled_is_handed_on_by_the_finali
     assert sorted(delivered) == sorted(
         {(s.identity.track, s.identity.segment_index) for s in sinks.sinks}
     )
+
+
+async def test_on_event_sees_every_non_audio_event_and_each_tracks_first_packet() -> None:
+    speech = encode_speech("a", AudioFormat(AudioCodec.L16, 16_000, 1), seconds=1.0)
+    transcript = TranscriptMessage(T0 + 500, "hello", user_id="1", user_name="Ann")
+    interrupted = Interrupted(T0 + 600, GapCause.MEDIA_INTERRUPTED)
+    events: list[CaptureEvent] = [
+        *packets(speech, track="user-1", user_id="1", user_name="Ann"),
+        transcript,
+        interrupted,
+        *packets(speech, track="user-2", t0=T0 + 2_000, user_id="2", user_name="Bo"),
+        END,
+    ]
+    seen: list[CaptureEvent] = []
+
+    async def on_event(event: CaptureEvent) -> None:
+        seen.append(event)
+
+    send, receive = trio.open_memory_channel[CaptureEvent](len(events))
+    for event in events:
+        send.send_nowait(event)
+    send.close()
+    with trio.fail_after(30):
+        await run_capture(receive, MemorySinkFactory(), recording_id="rec-1", on_event=on_event)
+    audio_seen = [e for e in seen if isinstance(e, AudioPacket)]
+    assert [(p.track, p.timestamp_ms) for p in audio_seen] == [
+        ("user-1", T0),
+        ("user-2", T0 + 2_000),
+    ]
+    assert [e for e in seen if not isinstance(e, AudioPacket)] == [transcript, interrupted, END]
