@@ -179,7 +179,7 @@ class Supervisor:
         elif event.kind is WebhookKind.STOPPED:
             local.stream.stopped(event.stop_reason)
 
-    async def _close_unowned(self, stream_id: str, event_ts: int) -> None:
+    async def _close_unowned(self, stream_id: str, event_ts: int, *, recheck: bool = True) -> None:
         """``rtms_stopped`` for a stream nobody holds a live lease on: its owner died or its
         engagement failed, and no one will rejoin a stopped stream. End its recording (as
         incomplete) so that it does not stay 'active' for ever; an owner that is alive ends
@@ -187,7 +187,13 @@ class Supervisor:
         row = await self.c.catalog.get_stream(stream_id)
         if row is None:
             return
-        if row.lease_owner is not None and (row.lease_expires_ms or 0) > now_ms():
+        expires_ms = row.lease_expires_ms or 0
+        if row.lease_owner is not None and expires_ms > now_ms():
+            if recheck and row.lease_owner != self.settings.owner and self._nursery is not None:
+                # Another process holds the lease; if it died before ending the recording
+                # (killed right after the stream stopped), only a look after the lease has
+                # lapsed can tell.
+                self._nursery.start_soon(self._close_after_lapse, stream_id, event_ts, expires_ms)
             return
         recording = await self.c.catalog.recording_for_stream(stream_id)
         if recording is None or recording.status is not RecordingStatus.ACTIVE:
@@ -204,6 +210,13 @@ class Supervisor:
             reason=OWNER_LOST_REASON,
             status=RecordingStatus.INCOMPLETE,
         )
+
+    async def _close_after_lapse(self, stream_id: str, event_ts: int, expires_ms: int) -> None:
+        await trio.sleep(max(0.0, (expires_ms - now_ms()) / 1000) + self.settings.rejoin_interval_s)
+        try:
+            await self._close_unowned(stream_id, event_ts, recheck=False)
+        except RecorderError as exc:
+            logger.warning("stopped stream not closed rtms_stream_id=%s: %s", stream_id, exc)
 
     # --- engagements ---------------------------------------------------------------------------
 
