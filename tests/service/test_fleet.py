@@ -29,7 +29,9 @@ from recorder.officer.verify import verify_recording
 from recorder.rtms.events import GapCause
 from recorder.service.components import open_components
 from recorder.service.engagement import EPOCH_INDEX_STRIDE
+from recorder.service.supervisor import OWNER_LOST_REASON
 from recorder.simulator.engagement import Engagement
+from recorder.simulator.scenario import Action, Step
 from recorder.simulator.simulator import SimulatorConfig, open_simulator
 
 from .helpers_fleet import (
@@ -304,4 +306,76 @@ async def test_restarted_single_process_resumes_the_stream_and_recovers_its_part
                     c, detail.recording.recording_id, actor="test", reason="restart test"
                 )
                 assert verdict.ok, verdict
+    await fan.aclose()
+
+
+async def test_a_call_that_ends_while_its_owner_is_dead_is_closed_by_the_fleet(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    """The owner dies and the stream stops before its lease lapses: nobody may rejoin a
+    stopped stream, so the process that got ``rtms_stopped`` ends the recording (incomplete,
+    ``owner_lost``) once the lease has lapsed, instead of leaving it 'active' for ever."""
+    secrets_ = FleetSecrets()
+    shared = {
+        "postgres_dsn": postgres_dsn,
+        "store_dir": tmp_path / "store",
+        "key_dir": tmp_path / "keys",
+    }
+    procs = {name: make_process(tmp_path, name, secrets_, **shared) for name in ("a", "b")}
+    fan = FanOut([p.webhook_url for p in procs.values()])
+    sim_config = SimulatorConfig(
+        webhook_handler=fan,
+        secret_token=secrets_.secret_token,
+        webhook_retry_delays_s=(0.5, 1.0, 2.0),
+    )
+    with trio.fail_after(60):
+        async with (
+            serve_processes(*procs.values()),
+            postgres_catalog(postgres_dsn) as catalog,
+            open_simulator(sim_config) as sim,
+        ):
+            call = await sim.start(meeting(secrets_, name="ending", seconds=30))
+            stream_id = call.scenario.rtms_stream_id
+
+            async def owner_and_sealed() -> tuple[str, int] | None:
+                stream = await catalog.get_stream(stream_id)
+                recording = await catalog.recording_for_stream(stream_id)
+                if stream is None or stream.lease_owner is None or recording is None:
+                    return None
+                detail = await catalog.show(recording.recording_id)
+                if detail is None or not detail.segments:
+                    return None
+                return stream.lease_owner, max(s.end_ms for s in detail.segments)
+
+            owner, sealed_until_ms = await poll(owner_and_sealed)
+            killed = next(p for p in procs.values() if owner == f"recorder-{p.name}")
+            await kill_mid_segment(killed, call, sealed_until_ms)
+            await call.run_step(Step(at_s=0, action=Action.STOP, args={"reason": 6}))
+            await call.finished.wait()
+
+            detail: RecordingDetail | None = None
+
+            async def closed() -> RecordingDetail | None:
+                recording = await catalog.recording_for_stream(stream_id)
+                assert recording is not None
+                if recording.status is RecordingStatus.ACTIVE:
+                    return None
+                return await catalog.show(recording.recording_id)
+
+            with trio.move_on_after(SETTLE_S):
+                detail = await poll(closed)
+            if detail is None:
+                raise AssertionError("the recording stayed active after its stream stopped")
+            assert detail.recording.status is RecordingStatus.INCOMPLETE
+            assert detail.recording.end_reason == OWNER_LOST_REASON
+            assert detail.recording.ended_ms is not None
+            # Nobody connected to the stopped stream after the owner died.
+            assert call.stats.signaling_accepted == 1
+            assert call.stats.signaling_max_open == 1
+
+            # The dead owner comes back: its partial segment joins the closed recording.
+            async with serve_processes(killed):
+                settled = await settled_detail(catalog, stream_id)
+            assert any(s.recovered for s in settled.segments)
+            assert settled.recording.status is RecordingStatus.INCOMPLETE
     await fan.aclose()
