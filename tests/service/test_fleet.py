@@ -162,9 +162,9 @@ async def test_two_processes_record_each_stream_once_and_take_over_a_killed_owne
             victim = await sim.start(meeting(secrets_, name="victim", seconds=16))
             victim_id = victim.scenario.rtms_stream_id
             await calm.finished.wait()
-            # Let the calm call's owner finish it first: a process killed between the stream's
-            # end and its recording's end leaves that recording 'active' until the same process
-            # starts again (a known gap: no other process of the fleet closes it).
+            # Let the calm call's owner finish it first: had its owner been killed between the
+            # stream's end and the recording's end, the fleet would close that recording as
+            # incomplete (see the last test), and this one checks a complete call.
             calm_detail = await settled_detail(catalog, calm.scenario.rtms_stream_id)
 
             # Kill the victim's owner once a segment of its first ownership is in the catalog.
