@@ -7,8 +7,8 @@ import argparse
 from recorder.catalog.base import Product
 from recorder.officer.export import export_recording
 from recorder.officer.verify import verify_recording
+from recorder.officer.views import describe
 from recorder.service.components import Components
-from recorder.service.demo import describe
 
 
 async def search(c: Components, args: argparse.Namespace) -> int:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from importlib import resources
@@ -27,7 +26,6 @@ from typing import Final
 
 import trio
 
-from recorder.catalog.base import RecordingDetail
 from recorder.config import (
     AudioChoice,
     AudioCodecName,
@@ -37,7 +35,8 @@ from recorder.config import (
     load_config,
 )
 from recorder.errors import RecorderError
-from recorder.officer.verify import RecordingVerdict, Verdict, verify_recording
+from recorder.officer.verify import verify_recording
+from recorder.officer.views import describe
 from recorder.rtms.webhook import Product
 from recorder.service.app import RunningService, run_service
 from recorder.simulator.scenario import Scenario, load_scenario
@@ -121,58 +120,6 @@ def _progress(service: RunningService) -> str:
             f"{eng.status.seconds_captured:.0f}s gaps {gaps:.1f}s ({state})"
         )
     return " | ".join(parts) or "waiting for webhooks"
-
-
-def _ms(value: int | None) -> str:
-    if value is None:
-        return "-"
-    return time.strftime("%H:%M:%S", time.gmtime(value / 1000)) + f".{value % 1000:03d}Z"
-
-
-def describe(detail: RecordingDetail, verdict: RecordingVerdict) -> list[str]:
-    """What an officer sees for one recording (also what ``recorder show`` prints)."""
-    r = detail.recording
-    duration = ((r.ended_ms or r.started_ms) - r.started_ms) / 1000
-    lines = [
-        f"{r.product.value} {r.instance_id}",
-        f"  recording {r.recording_id}  stream {r.rtms_stream_id}",
-        f"  {r.status.value}, {duration:.1f} s, ended: {r.end_reason or '-'}",
-    ]
-    if r.cc_queue_name or r.cc_agent_name:
-        lines.append(f"  queue {r.cc_queue_name or '-'}  agent {r.cc_agent_name or '-'}")
-    if detail.participants:
-        names = ", ".join(
-            f"{p.user_name or p.user_id}" + (f" ({p.role})" if p.role else "")
-            for p in detail.participants
-        )
-        lines.append(f"  participants: {names}")
-    tracks: dict[str, list[float]] = {}
-    for seg in detail.segments:
-        tracks.setdefault(seg.track, []).append(seg.sample_count / seg.sample_rate)
-    for track, lengths in sorted(tracks.items()):
-        codec = next(s.codec for s in detail.segments if s.track == track)
-        lines.append(
-            f"  track {track}: {len(lengths)} segment(s), {sum(lengths):.1f} s, source {codec}"
-        )
-    for gap in detail.gaps:
-        lines.append(
-            f"  gap {gap.track} {_ms(gap.start_ms)} .. {_ms(gap.end_ms)} "
-            f"({(gap.end_ms - gap.start_ms) / 1000:.2f} s): {gap.cause}"
-        )
-    for pause in detail.pauses:
-        lines.append(
-            f"  paused {_ms(pause.start_ms)} .. {_ms(pause.end_ms)} by {pause.actor or 'unknown'}"
-        )
-    if detail.records:
-        lines.append(f"  records (transcript, chat, events): {len(detail.records)} file(s)")
-    counts = ", ".join(f"{verdict.count(v)} {v.value}" for v in Verdict if verdict.count(v))
-    lines.append(f"  verification: {'OK' if verdict.ok else 'PROBLEM'} ({counts})")
-    for obj in verdict.objects:
-        if obj.verdict is not Verdict.VERIFIED:
-            lines.append(
-                f"    {obj.kind} {obj.name} #{obj.index}: {obj.verdict.value} {obj.detail}"
-            )
-    return lines
 
 
 async def run_demo(state_dir: Path, *, print_fn: Callable[[str], None] = print) -> int:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import stat
+import sys
 import time
 import wave
 from collections.abc import AsyncIterator, Mapping
@@ -214,14 +216,27 @@ async def test_export_writes_verified_wavs_a_manifest_and_an_audit_entry(tmp_pat
             manifest = json.loads((out / "manifest.json").read_text())
             assert {f["name"] for f in manifest["files"]} == {f.name for f in files}
             assert manifest["recording"]["rtms_stream_id"] == eng.scenario.rtms_stream_id
-            [audit] = await c.catalog.audit_trail(row.recording_id)
-            assert (audit.actor, audit.action, audit.reason) == (
+            audits = await c.catalog.audit_trail(row.recording_id)
+            assert (audits[0].actor, audits[0].action, audits[0].reason) == (
                 "officer-1",
                 "export",
                 "FINRA request 42",
             )
             with pytest.raises(StorageError, match="never overwrites"):
                 await export_recording(c, row.recording_id, out, actor="o", reason="again")
+            # The same through the command line, on the same embedded-default state.
+            env = {**os.environ, "XDG_STATE_HOME": str(tmp_path)}
+            cli = [sys.executable, "-m", "recorder"]
+            listed = await trio.run_process(
+                [*cli, "search", "--product", "contact_center"], env=env, capture_stdout=True
+            )
+            assert row.recording_id in listed.stdout.decode()
+            checked = await trio.run_process(
+                [*cli, "verify", row.recording_id, "--actor", "officer-2", "--reason", "audit"],
+                env=env,
+                capture_stdout=True,
+            )
+            assert f"{row.recording_id}: OK" in checked.stdout.decode()
             # A byte flipped in the store is caught by verification, named per object.
             store_root = config.storage.local_store_path or tmp_path
             victim = sorted(store_root.rglob("*.wav.rec"))[0]

@@ -1,0 +1,60 @@
+"""How a recording is shown to an officer (``recorder show``, the demo's summary)."""
+
+from __future__ import annotations
+
+import time
+
+from recorder.catalog.base import RecordingDetail
+from recorder.officer.verify import RecordingVerdict, Verdict
+
+
+def _ms(value: int | None) -> str:
+    if value is None:
+        return "-"
+    return time.strftime("%H:%M:%S", time.gmtime(value / 1000)) + f".{value % 1000:03d}Z"
+
+
+def describe(detail: RecordingDetail, verdict: RecordingVerdict) -> list[str]:
+    """What an officer sees for one recording (also what ``recorder show`` prints)."""
+    r = detail.recording
+    duration = ((r.ended_ms or r.started_ms) - r.started_ms) / 1000
+    lines = [
+        f"{r.product.value} {r.instance_id}",
+        f"  recording {r.recording_id}  stream {r.rtms_stream_id}",
+        f"  {r.status.value}, {duration:.1f} s, ended: {r.end_reason or '-'}",
+    ]
+    if r.cc_queue_name or r.cc_agent_name:
+        lines.append(f"  queue {r.cc_queue_name or '-'}  agent {r.cc_agent_name or '-'}")
+    if detail.participants:
+        names = ", ".join(
+            f"{p.user_name or p.user_id}" + (f" ({p.role})" if p.role else "")
+            for p in detail.participants
+        )
+        lines.append(f"  participants: {names}")
+    tracks: dict[str, list[float]] = {}
+    for seg in detail.segments:
+        tracks.setdefault(seg.track, []).append(seg.sample_count / seg.sample_rate)
+    for track, lengths in sorted(tracks.items()):
+        codec = next(s.codec for s in detail.segments if s.track == track)
+        lines.append(
+            f"  track {track}: {len(lengths)} segment(s), {sum(lengths):.1f} s, source {codec}"
+        )
+    for gap in detail.gaps:
+        lines.append(
+            f"  gap {gap.track} {_ms(gap.start_ms)} .. {_ms(gap.end_ms)} "
+            f"({(gap.end_ms - gap.start_ms) / 1000:.2f} s): {gap.cause}"
+        )
+    for pause in detail.pauses:
+        lines.append(
+            f"  paused {_ms(pause.start_ms)} .. {_ms(pause.end_ms)} by {pause.actor or 'unknown'}"
+        )
+    if detail.records:
+        lines.append(f"  records (transcript, chat, events): {len(detail.records)} file(s)")
+    counts = ", ".join(f"{verdict.count(v)} {v.value}" for v in Verdict if verdict.count(v))
+    lines.append(f"  verification: {'OK' if verdict.ok else 'PROBLEM'} ({counts})")
+    for obj in verdict.objects:
+        if obj.verdict is not Verdict.VERIFIED:
+            lines.append(
+                f"    {obj.kind} {obj.name} #{obj.index}: {obj.verdict.value} {obj.detail}"
+            )
+    return lines
