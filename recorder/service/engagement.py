@@ -143,6 +143,16 @@ class Engagement:
         self.finished = trio.Event()
         self._first_sealed_tracks: set[str] = set()
         self._speakers: set[str] = set()
+        #: Every line this engagement logs carries its ids as structured fields.
+        self.log = logging.LoggerAdapter(
+            logger,
+            {
+                "rtms_stream_id": spec.rtms_stream_id,
+                "engagement_id": spec.instance_id,
+                "product": spec.product.value,
+                "lease_epoch": lease.epoch,
+            },
+        )
 
     @property
     def stream_id(self) -> str:
@@ -174,6 +184,7 @@ class Engagement:
                     now_ms(),
                 )
                 self.status.recording_id = recording.recording_id
+                self.log.extra = {**(self.log.extra or {}), "recording_id": recording.recording_id}
                 await self.c.keyring.prepare_async(recording.recording_id)
                 self.c.metrics.engagement_started()
                 started = True
@@ -182,9 +193,7 @@ class Engagement:
         except RecorderError as exc:
             failed = True
             self.status.error = f"{type(exc).__name__}: {exc}"
-            logger.error(
-                "engagement failed rtms_stream_id=%s error=%s", self.stream_id, self.status.error
-            )
+            self.log.error("engagement failed error=%s", self.status.error)
         except Exception as exc:
             # Rule 1 holds even for a bug below us (a library error escaping the RTMS client,
             # seen with a frame over the size limit arriving while a socket closed): this
@@ -192,7 +201,7 @@ class Engagement:
             # without this the error cancelled every other engagement of the process.
             failed = True
             self.status.error = f"unexpected {type(exc).__name__}"
-            logger.exception("engagement failed unexpectedly rtms_stream_id=%s", self.stream_id)
+            self.log.exception("engagement failed unexpectedly")
         finally:
             if not started:
                 task_status.started()
@@ -212,11 +221,7 @@ class Engagement:
         self.status.frames_malformed = count
         if count:
             self.c.metrics.add_dropped_frames("malformed", count)
-            logger.warning(
-                "engagement received malformed frames rtms_stream_id=%s count=%d",
-                self.stream_id,
-                count,
-            )
+            self.log.warning("engagement received malformed frames count=%d", count)
 
     async def _record(self, recording_id: str) -> None:
         client_id, client_secret = self._credentials
@@ -254,17 +259,14 @@ class Engagement:
             try:
                 self.lease = await self.c.catalog.renew(self.lease, now_ms())
             except LeaseLost:
-                logger.error(
-                    "lease lost: another recorder owns the stream now rtms_stream_id=%s",
-                    self.stream_id,
-                )
+                self.log.error("lease lost: another recorder owns the stream now")
                 self.status.error = "lease lost to another recorder"
                 scope.cancel()
                 return
             except RecorderError as exc:
                 # The catalog is unreachable: keep recording on the lease we hold; it expires
                 # only after its ttl, and the renewal is retried next round.
-                logger.warning("lease renewal failed rtms_stream_id=%s: %s", self.stream_id, exc)
+                self.log.warning("lease renewal failed: %s", exc)
                 continue
             row = await self.c.catalog.get_stream(self.stream_id)
             if row is None or self.stream is None:
@@ -504,10 +506,7 @@ class Engagement:
         if ended.revoked:
             # STREAM_REVOKED asks for immediate deletion; retention locks and holds decide
             # what may go, which is the retention job's work, never the recorder's.
-            logger.warning(
-                "stream revoked: recording marked for deletion review recording_id=%s",
-                recording_id,
-            )
+            self.log.warning("stream revoked: recording marked for deletion review")
 
     async def _close_after_failure(self) -> None:
         """A failed engagement leaves a live stream to the rejoin loop, which resumes the
@@ -528,17 +527,13 @@ class Engagement:
                 fence=self.lease,
             )
         except RecorderError as exc:
-            logger.warning(
-                "recording of a failed engagement left open rtms_stream_id=%s: %s",
-                self.stream_id,
-                exc,
-            )
+            self.log.warning("recording of a failed engagement left open: %s", exc)
 
     async def _finish(self) -> None:
         try:
             await self.c.catalog.release(self.lease)
         except RecorderError as exc:
-            logger.warning("lease release failed rtms_stream_id=%s: %s", self.stream_id, exc)
+            self.log.warning("lease release failed: %s", exc)
 
 
 def _evidence_kind(entry: ManifestEntry) -> str:
