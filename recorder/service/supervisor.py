@@ -38,6 +38,8 @@ from recorder.service.ingress import AcceptedWebhook
 
 logger = logging.getLogger(__name__)
 
+#: Upper bound of the rejoin back-off for a stream whose engagements keep failing.
+REJOIN_BACKOFF_MAX_S: Final = 60.0
 #: ``end_reason`` of a recording whose stream stopped while no recorder held its lease.
 OWNER_LOST_REASON: Final = "owner_lost"
 #: The state a webhook kind moves a stream to.
@@ -81,6 +83,9 @@ class Supervisor:
         self._accepting = True
         #: Streams whose lease claim is in flight (see ``start``).
         self._claiming: set[str] = set()
+        #: Consecutive failed engagements per stream, and when the rejoin loop may try again.
+        self._rejoin_failures: dict[str, int] = {}
+        self._rejoin_not_before: dict[str, float] = {}
 
     # --- lifetime --------------------------------------------------------------------------
 
@@ -262,6 +267,22 @@ class Supervisor:
             await engagement.run(task_status=task_status)
         finally:
             self.engagements.pop(engagement.stream_id, None)
+            self._note_outcome(engagement)
+
+    def _note_outcome(self, engagement: Engagement) -> None:
+        """Back off rejoining a stream whose engagements keep failing (say its server refuses
+        the connection because the stream ended while this process was down, and the
+        ``rtms_stopped`` never reached it): without this the rejoin loop claimed it, opened a
+        new epoch and a new recording key every ``rejoin_interval_s``, for ever."""
+        stream_id = engagement.stream_id
+        if engagement.status.error is None:
+            self._rejoin_failures.pop(stream_id, None)
+            self._rejoin_not_before.pop(stream_id, None)
+            return
+        failures = self._rejoin_failures.get(stream_id, 0) + 1
+        self._rejoin_failures[stream_id] = failures
+        delay_s = min(self.settings.rejoin_interval_s * 2 ** (failures - 1), REJOIN_BACKOFF_MAX_S)
+        self._rejoin_not_before[stream_id] = trio.current_time() + delay_s
 
     async def _rejoin_loop(self) -> None:
         while True:
@@ -278,7 +299,15 @@ class Supervisor:
             except RecorderError as exc:
                 logger.warning("rejoin scan failed: %s", exc)
                 rows = []
+            # Forget the back-off of streams that are no longer candidates (ended, or owned).
+            candidates = {row.rtms_stream_id for row in rows}
+            for stream_id in [s for s in self._rejoin_not_before if s not in candidates]:
+                self._rejoin_not_before.pop(stream_id, None)
+                self._rejoin_failures.pop(stream_id, None)
+            now = trio.current_time()
             for row in rows:
+                if self._rejoin_not_before.get(row.rtms_stream_id, now) > now:
+                    continue
                 spec = _spec_from_row(row)
                 if spec is not None and row.rtms_stream_id not in self.engagements:
                     try:
