@@ -309,6 +309,73 @@ async def test_restarted_single_process_resumes_the_stream_and_recovers_its_part
     await fan.aclose()
 
 
+async def test_sigterm_drains_hands_the_lease_back_and_a_restart_resumes_the_call(
+    tmp_path: Path,
+) -> None:
+    """Graceful shutdown mid-call: the open segment is sealed (not left as a partial), the
+    lease is handed back, the process exits 0, and the restarted process resumes the stream."""
+    secrets_ = FleetSecrets()
+    proc = make_process(
+        tmp_path,
+        "solo",
+        secrets_,
+        key_dir=tmp_path / "keys",
+        lease_ttl_s=30.0,
+        drain_timeout_s=0.5,
+    )
+    fan = FanOut([proc.webhook_url])
+    sim_config = SimulatorConfig(
+        webhook_handler=fan,
+        secret_token=secrets_.secret_token,
+        webhook_retry_delays_s=(0.5, 1.0, 2.0),
+    )
+    with trio.fail_after(60):
+        async with serve_processes(proc), open_simulator(sim_config) as sim:
+            # Long enough to outlast the shutdown (its sockets' close handshakes take up to the
+            # client's close_timeout_s while Zoom keeps streaming) plus a restart.
+            call = await sim.start(meeting(secrets_, name="call", seconds=16))
+            stream_id = call.scenario.rtms_stream_id
+            async with open_components(load_config(proc.config_path, {})) as c:
+                catalog = c.catalog
+
+                async def sealed() -> int | None:
+                    recording = await catalog.recording_for_stream(stream_id)
+                    if recording is None:
+                        return None
+                    detail = await catalog.show(recording.recording_id)
+                    if detail is None or not detail.segments:
+                        return None
+                    return max(s.end_ms for s in detail.segments)
+
+                sealed_until_ms = await poll(sealed)
+                await call.wait_for(
+                    lambda s: (s.track(TRACK).last_timestamp_ms or 0) >= sealed_until_ms + 1000
+                )
+                proc.terminate()
+                assert await proc.wait() == 0
+                stream = await catalog.get_stream(stream_id)
+                assert stream is not None
+                assert stream.lease_owner is None, "the lease is handed back on shutdown"
+                assert not call.finished.is_set()
+                async with serve_processes(proc):
+                    await call.wait_for(lambda s: s.reconnects >= 1)
+                    await call.finished.wait()
+                    detail = await settled_detail(catalog, stream_id)
+                assert call.stats.signaling_max_open == 1
+                assert call.stats.signaling_accepted == 2
+                assert detail.recording.status is RecordingStatus.COMPLETE
+                assert not any(s.recovered for s in detail.segments), "sealed at the drain"
+                first = [s for s in detail.segments if s.segment_index < EPOCH_INDEX_STRIDE]
+                assert max(s.end_ms for s in first) >= sealed_until_ms + 1000
+                assert all(g.cause == str(GapCause.RECORDER_RESTART) for g in detail.gaps)
+                assert sum(g.end_ms - g.start_ms for g in detail.gaps) <= MAX_LOST_MS
+                assert_contiguous(detail)
+                assert max(s.end_ms for s in detail.segments) == pytest.approx(
+                    call.scenario.t0_ms + 16_000, abs=25
+                )
+    await fan.aclose()
+
+
 async def test_a_call_that_ends_while_its_owner_is_dead_is_closed_by_the_fleet(
     tmp_path: Path, postgres_dsn: str
 ) -> None:
@@ -378,4 +445,61 @@ async def test_a_call_that_ends_while_its_owner_is_dead_is_closed_by_the_fleet(
                 settled = await settled_detail(catalog, stream_id)
             assert any(s.recovered for s in settled.segments)
             assert settled.recording.status is RecordingStatus.INCOMPLETE
+    await fan.aclose()
+
+
+async def test_a_restart_after_the_call_ended_unseen_backs_off_rejoining_it(
+    tmp_path: Path,
+) -> None:
+    """The recorder is down while the call ends and every ``rtms_stopped`` delivery fails: on
+    restart the catalog still says the stream is live, and its server refuses the connection.
+    The rejoin loop must back off such a stream, not claim it (a new epoch and a new recording
+    key each time) every ``rejoin_interval_s`` for ever."""
+    secrets_ = FleetSecrets()
+    proc = make_process(tmp_path, "solo", secrets_, key_dir=tmp_path / "keys", lease_ttl_s=30.0)
+    fan = FanOut([proc.webhook_url])
+    sim_config = SimulatorConfig(
+        webhook_handler=fan,
+        secret_token=secrets_.secret_token,
+        webhook_retry_delays_s=(0.2, 0.2),
+    )
+    rejoin_interval_s = 0.3  # serve_config_text's default
+    window_s = 10 * rejoin_interval_s
+    with trio.fail_after(60):
+        async with serve_processes(proc), open_simulator(sim_config) as sim:
+            call = await sim.start(meeting(secrets_, name="call", seconds=30))
+            stream_id = call.scenario.rtms_stream_id
+            async with open_components(load_config(proc.config_path, {})) as c:
+                catalog = c.catalog
+
+                async def recording() -> bool | None:
+                    return True if await catalog.recording_for_stream(stream_id) else None
+
+                await poll(recording)
+                proc.kill()
+                await proc.wait()
+                await call.run_step(Step(at_s=0, action=Action.STOP, args={"reason": 6}))
+                # Every delivery of rtms_stopped failed: the recorder never learns of the end.
+                await call.wait_for(
+                    lambda s: sum(w.event.endswith("rtms_stopped") for w in s.webhooks) == 3
+                )
+                stopped = [w for w in call.stats.webhooks if w.event.endswith("rtms_stopped")]
+                assert all(w.http_status == 503 for w in stopped), stopped
+
+                async with serve_processes(proc):
+
+                    async def refused_once() -> int | None:
+                        stream = await catalog.get_stream(stream_id)
+                        assert stream is not None
+                        return stream.lease_epoch if stream.lease_epoch >= 3 else None
+
+                    first = await poll(refused_once)
+                    # A measurement window, not a wait for an event: count the claims in it.
+                    # Claiming every interval would make about ten; backing off (0.3, 0.6,
+                    # 1.2, 2.4 s...) makes three or four. A slow machine only makes fewer.
+                    await trio.sleep(window_s)
+                    stream = await catalog.get_stream(stream_id)
+                    assert stream is not None
+                    assert stream.lease_epoch - first <= 5, stream
+                assert call.stats.signaling_accepted == 1
     await fan.aclose()
