@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import dataclasses
 import stat
-import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,24 +13,6 @@ from recorder.sink import SealedSegment, SegmentIdentity
 from recorder.spool.spool import Spool, upload_job_for
 
 from .helpers import sealed_file
-
-
-@pytest.fixture
-def tiny_filesystem(tmp_path: Path) -> Iterator[Path]:
-    """A separate tmpfs, so a move into the spool crosses filesystems (EXDEV). Needs root."""
-    mount_point = tmp_path / "other-fs"
-    mount_point.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=False)
 
 
 class StepClock:

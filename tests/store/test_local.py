@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -96,24 +94,6 @@ async def test_stale_temp_files_are_removed_by_self_check(tmp_path: Path) -> Non
         await LocalStore(root).self_check(StorePolicy())
     assert not stale.exists()
     assert fresh.exists()
-
-
-@pytest.fixture
-def tiny_filesystem(tmp_path: Path) -> Iterator[Path]:
-    """A 256 KiB tmpfs: a real ENOSPC. Needs root (the dev machines and CI run as root)."""
-    mount_point = tmp_path / "tiny"
-    mount_point.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=False)
 
 
 async def test_full_disk_is_disk_full_and_leaves_no_temp(
