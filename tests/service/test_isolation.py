@@ -170,4 +170,3 @@ async def test_garbage_in_one_engagement_leaves_three_healthy_ones_untouched(
                 service.components, row.recording_id, actor="test", reason="isolation"
             )
             assert verdict.ok, verdict
-            service.stop.set()

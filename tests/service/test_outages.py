@@ -188,4 +188,3 @@ async def test_s3_stopped_mid_call_loses_nothing_and_uploads_everything_after(
                         service.components, row.recording_id, actor="test", reason="outage test"
                     )
                     assert verdict.ok, verdict
-                    service.stop.set()
