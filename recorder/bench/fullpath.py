@@ -83,6 +83,8 @@ class RunSpec:
     server_cpu: int
     client_only: bool
     per_speaker: bool
+    #: ``CaptureConfig.checkpoint_interval_s`` (1.0 in production).
+    checkpoint_s: float = 1.0
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -101,6 +103,15 @@ def _pin(cpu: int) -> str:
         return "unpinned"
     os.sched_setaffinity(0, {cpu})
     return f"cpu{cpu}"
+
+
+def _run_delay_s() -> float:
+    """Seconds the main thread waited on a run queue (the core was busy with someone else)."""
+    try:
+        with open("/proc/thread-self/schedstat", encoding="ascii") as stat:
+            return int(stat.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _rss_kib(field: str = "VmRSS") -> int:
@@ -247,7 +258,7 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
     _, codec, rate, channels = CODECS[spec.codec]
     params = audio_params(AudioCodec(codec), rate, channels, per_speaker=spec.per_speaker)
     client_config = ClientConfig(audio_params=params, allow_insecure_loopback=True)
-    capture_config = CaptureConfig()
+    capture_config = CaptureConfig(checkpoint_interval_s=spec.checkpoint_s)
     live: dict[int, _Live] = {}
     all_first = trio.Event()
     timeout_s = spec.ramp_s + spec.seconds + 60
@@ -310,7 +321,8 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
             first_end_wall = min(s.t0_ms for s in live.values()) / 1000 + spec.seconds
             end = trio.current_time() + (first_end_wall - time.time()) - END_MARGIN_S
             window["cpu"], window["wall"] = time.process_time(), time.perf_counter()
-            window["msgs"] = received()
+            window["msgs"], window["waited"] = received(), _run_delay_s()
+            window["main"] = time.thread_time()
             while trio.current_time() + LAG_SAMPLE_S < end:
                 await trio.sleep(LAG_SAMPLE_S)
                 if spec.per_speaker:
@@ -324,6 +336,8 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
             window["cpu"] = time.process_time() - window["cpu"]
             window["wall"] = time.perf_counter() - window["wall"]
             window["msgs"] = received() - window["msgs"]
+            window["waited"] = _run_delay_s() - window["waited"]
+            window["main"] = time.thread_time() - window["main"]
             window["rss"] = _rss_kib()
 
         cpu_start = time.process_time()
@@ -360,7 +374,8 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
             gaps = sum(
                 span.end_sample - span.start_sample for span in entry.spans if span.kind == "gap"
             )
-            recorded += (samples - gaps) * 1000 // (entry.sample_rate * FRAME_MS)
+            # Rounded: Opus priming trims a fraction of the first frame.
+            recorded += round((samples - gaps) * 1000 / (entry.sample_rate * FRAME_MS))
             samples_per_frame = entry.sample_rate * FRAME_MS // 1000
     connects = [s.first_frame_s for s in live.values() if s.first_frame_s is not None]
     return {
@@ -443,11 +458,14 @@ def _row(spec: RunSpec, out: dict[str, Any]) -> str:
     if not window.get("msgs"):
         return f"{head} no steady window (did every engagement stream?)"
     us = window["cpu"] / window["msgs"] * 1e6
+    workers = (window["cpu"] - window["main"]) / window["msgs"] * 1e6
     whole = out["cpu_total"] / max(1, out["msgs"]) * 1e6
     busy = window["cpu"] / window["wall"]
     per_core = spec.engagements / busy if busy > 0 else float("nan")
     sim = out["sim"]
-    lost = sim.get("frames_sent", 0) - out["recorded_frames"] if not spec.client_only else 0
+    # Client-only records nothing: there, frames sent but never received are the loss.
+    kept = out["msgs"] if spec.client_only else out["recorded_frames"]
+    lost = sim.get("frames_sent", 0) - kept
     lags = out["lags_ms"]
     rss = (window["rss"] - out["rss_base"]) / spec.engagements
     connect = out["connect_s"]
@@ -455,7 +473,9 @@ def _row(spec: RunSpec, out: dict[str, Any]) -> str:
     recv = f"{us / RECV_ONLY_US[1]:.2f}-{us / RECV_ONLY_US[0]:.2f}"
     lag = f"{_median(lags):4.0f}/{max(lags):4.0f}" if lags else "   n/a   "
     return (
-        f"{head} {us:6.1f} µs/msg (whole {whole:5.1f}) {busy * 100:5.1f}%core "
+        f"{head} {us:6.1f} µs/msg (threads {workers:4.1f}, whole {whole:5.1f}) "
+        f"{busy * 100:5.1f}%core "
+        f"(waited {window['waited'] / window['wall'] * 100:4.1f}%) "
         f"{per_core:5.0f} streams/core | lost {lost:+d} drop {out['client_dropped']}"
         f"/{out['manifest_dropped']} late {out['late_frames']} lag {lag} ms | "
         f"RSS {rss:5.0f} KiB/eng | connect {_median(connect) * 1000:4.0f}/"
@@ -480,6 +500,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--server-cpu", type=int, default=1)
     parser.add_argument("--per-speaker", action="store_true", help="3 speakers, data_opt 2")
     parser.add_argument("--client-only", action="store_true", help="no capture: client alone")
+    parser.add_argument(
+        "--checkpoint-s", type=float, default=1.0, help="capture checkpoint interval (analysis)"
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: K=25, 4 s, ~20 s")
     args = parser.parse_args(argv)
     if args.quick:
@@ -506,9 +529,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "63-74 µs/msg"
     )
     print(
-        "columns: CPU µs per audio msg in the steady window (whole run) | lost = frames sent - "
+        "columns: CPU µs per audio msg in the steady window (threads = the part spent in worker "
+        "threads; whole = over the whole run) | lost = frames sent - "
         "recorded, drop = client/manifest dropped, late = late frames, lag = median/max ms behind "
-        "real time | VmRSS growth per engagement | connect to first recorded frame median/max"
+        "real time | VmRSS growth per engagement | connect to first recorded frame median/max; "
+        "waited = share of the window the trio thread was runnable but another process had "
+        "its core (noise from other work on the machine)"
     )
     sys.stdout.flush()
     failed = False
@@ -524,6 +550,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 server_cpu=args.server_cpu,
                 client_only=args.client_only,
                 per_speaker=args.per_speaker,
+                checkpoint_s=args.checkpoint_s,
             )
             out = run_config(spec, timeout_s=args.ramp + args.seconds + 90)
             failed = failed or "error" in out
