@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 import trio
 import trio_websocket
+import wsproto.utilities
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 
 from recorder.errors import ConnectionLost, ConnectTimeout
@@ -34,6 +35,46 @@ def _where(url: str) -> str:
         return "<malformed url>"
 
 
+#: What trio-websocket's reader task may raise: a refused upgrade (``ConnectionRejected`` is a
+#: ``HandshakeError``), wsproto refusing a frame (e.g. one over the size limit while closing),
+#: or the transport failing under it.
+_READER_FAILURES: Final = (
+    HandshakeError,
+    wsproto.utilities.LocalProtocolError,
+    wsproto.utilities.RemoteProtocolError,
+    trio.BrokenResourceError,
+    OSError,
+)
+
+
+class _ReaderNursery:
+    """Hands trio-websocket the I/O nursery for its reader task, with the task's failures kept
+    inside this socket.
+
+    trio-websocket raises a refused upgrade (HTTP 404 for a stream that is gone) and some
+    wsproto errors *in its reader task*; started straight in the I/O nursery they would cancel
+    every socket of the stream, and the engagement with them. Here they end only this socket:
+    its message channel closes (the reader's ``async with``), which readers see as a close.
+    """
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        self.failure: BaseException | None = None
+        self.failed = trio.Event()
+
+    def start_soon(
+        self, fn: Callable[..., Awaitable[object]], *args: object, name: object = None
+    ) -> None:
+        async def contained() -> None:
+            try:
+                await fn(*args)
+            except _READER_FAILURES as exc:
+                self.failure = exc
+                self.failed.set()
+
+        self._nursery.start_soon(contained, name=name)
+
+
 async def connect(
     io_nursery: trio.Nursery, url: str, config: ClientConfig, *, media: bool
 ) -> WebSocketConnection:
@@ -44,20 +85,47 @@ async def connect(
         allowed_hosts=config.allowed_hosts,
         allow_insecure_loopback=config.allow_insecure_loopback,
     )
+    readers = _ReaderNursery(io_nursery)
+    connected: list[WebSocketConnection] = []
+
+    async def open_socket(race: trio.CancelScope) -> None:
+        try:
+            connected.append(
+                await trio_websocket.connect_websocket_url(
+                    readers,  # type: ignore[arg-type]  # duck-typed: only start_soon is used
+                    url,
+                    config.ssl_context,
+                    message_queue_size=8,
+                    max_message_size=config.max_message_size,
+                    receive_buffer_size=config.media_receive_buffer if media else 16384,
+                )
+            )
+        except (HandshakeError, OSError, ConnectionClosed) as exc:
+            readers.failure = exc
+        race.cancel()
+
+    async def refused(race: trio.CancelScope) -> None:
+        # A refused upgrade never sets the handshake event connect_websocket_url waits on.
+        await readers.failed.wait()
+        race.cancel()
+
     try:
         with trio.fail_after(config.connect_timeout_s):
-            return await trio_websocket.connect_websocket_url(
-                io_nursery,
-                url,
-                config.ssl_context,
-                message_queue_size=8,
-                max_message_size=config.max_message_size,
-                receive_buffer_size=config.media_receive_buffer if media else 16384,
-            )
+            async with trio.open_nursery() as race:
+                race.start_soon(open_socket, race.cancel_scope)
+                race.start_soon(refused, race.cancel_scope)
     except trio.TooSlowError as exc:
         raise ConnectTimeout(f"connect to {_where(url)} timed out") from exc
-    except (HandshakeError, OSError, ConnectionClosed) as exc:
-        raise ConnectionLost(f"connect to {_where(url)} failed: {type(exc).__name__}") from exc
+    if not connected:
+        failure = readers.failure
+        raise ConnectionLost(f"connect to {_where(url)} failed: {_describe(failure)}") from failure
+    return connected[0]
+
+
+def _describe(failure: BaseException | None) -> str:
+    if isinstance(failure, trio_websocket.ConnectionRejected):
+        return f"upgrade refused with HTTP {failure.status_code}"
+    return type(failure).__name__
 
 
 async def close_ws(ws: WebSocketConnection, timeout_s: float) -> None:

@@ -124,6 +124,7 @@ async def test_forged_stale_and_malformed_webhooks_do_nothing_duplicates_connect
             sim_config = SimulatorConfig(webhook_handler=keep, secret_token=token)
             async with open_simulator(sim_config) as sim:
                 eng = await sim.start(zcc_call(config, seconds=3.0))
+                await eng.wait_for(lambda s: any("rtms_started" in w.event for w in s.webhooks))
                 started = next(c for c in captured if b"rtms_started" in c.body)
                 now = int(time.time())
 
