@@ -61,6 +61,7 @@ from recorder.rtms.events import (
 )
 from recorder.rtms.webhook import Product
 from recorder.service.components import Components
+from recorder.service.metrics import MALFORMED
 from recorder.sink import SealedSegment
 from recorder.spool.keys import object_key, segment_key
 from recorder.spool.spool import upload_job_for
@@ -220,7 +221,7 @@ class Engagement:
         its warnings), so the engagement reports the total when it ends."""
         self.status.frames_malformed = count
         if count:
-            self.c.metrics.add_dropped_frames("malformed", count)
+            self.c.metrics.add_dropped_frames(MALFORMED, count)
             self.log.warning("engagement received malformed frames count=%d", count)
 
     async def _record(self, recording_id: str) -> None:

@@ -45,6 +45,10 @@ WEBHOOK_REJECTION_REASONS: Final = frozenset(
 )
 
 
+#: ``frames_dropped`` cause for frames that were not valid RTMS messages.
+MALFORMED: Final = "malformed"
+
+
 def _label(value: str, allowed: Iterable[str]) -> str:
     return value if value in allowed else OTHER
 
@@ -61,6 +65,8 @@ class RecorderMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self._gap_causes = frozenset(c.value for c in GapCause)
+        #: Frames are also dropped before they are audio at all: malformed on the wire.
+        self._drop_causes = self._gap_causes | {MALFORMED}
         self.active_engagements = Gauge(
             "rtmsrec_active_engagements",
             "Engagements (RTMS streams) this process is recording now.",
@@ -146,6 +152,7 @@ class RecorderMetrics:
         # event (and rate() works from the first increment).
         for cause in self._gap_causes:
             self.capture_gap_seconds.labels(cause=cause)
+        for cause in self._drop_causes:
             self.frames_dropped.labels(cause=cause)
         for reason in WEBHOOK_REJECTION_REASONS:
             self.webhook_rejections.labels(reason=reason)
@@ -177,7 +184,7 @@ class RecorderMetrics:
 
     def add_dropped_frames(self, cause: GapCause | str, count: int) -> None:
         if count > 0:
-            self.frames_dropped.labels(cause=_label(str(cause), self._gap_causes)).inc(count)
+            self.frames_dropped.labels(cause=_label(str(cause), self._drop_causes)).inc(count)
 
     def add_reconnect(self, cause: GapCause | str) -> None:
         self.reconnects.labels(cause=_label(str(cause), self._gap_causes)).inc()

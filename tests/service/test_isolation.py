@@ -149,7 +149,9 @@ async def test_garbage_in_one_engagement_leaves_three_healthy_ones_untouched(
             dropped = sum(
                 float(value)
                 for value in re.findall(
-                    r"^rtmsrec_capture_frames_dropped_total\{[^}]*\} (\S+)$", after, re.MULTILINE
+                    r'^rtmsrec_capture_frames_dropped_total\{cause="malformed"\} (\S+)$',
+                    after,
+                    re.MULTILINE,
                 )
             )
             assert dropped >= malformed
