@@ -1,8 +1,9 @@
 """The object store goes away mid-call (S3 on moto's server, stopped and started again).
 
-Invariant 2 under an outage: sealed segments wait in the local spool (encrypted) while the store
-refuses connections, nothing is dropped, and once the store is back every segment is uploaded,
-read back and verified. Meanwhile ``/readyz`` says the store is the problem (503), and
+Invariant 2 under an outage lasting a minute of the call (the simulator runs the call 8x
+faster): sealed segments wait in the local spool (encrypted) while the store refuses
+connections, nothing is dropped, and once the store is back every segment is uploaded, read
+back and verified. Meanwhile ``/readyz`` says the store is the problem (503), and
 ``/metrics`` counts the failed upload attempts.
 """
 
@@ -35,8 +36,12 @@ from .helpers_fleet import free_port, track_seconds
 
 pytestmark = [pytest.mark.slow]
 
-CALL_S = 12
-SEGMENT_S = 1
+CALL_S = 80
+SEGMENT_S = 4
+#: Call seconds per real second: the store is down for a minute of the call in under 10 s.
+SPEED = 8.0
+#: How much of the call is recorded while the store is down (the issue's "a minute").
+OUTAGE_CALL_S = 60
 
 
 class StoppableMoto(ThreadedMotoServer):
@@ -125,6 +130,7 @@ async def test_s3_stopped_mid_call_loses_nothing_and_uploads_everything_after(
             sim_config = SimulatorConfig(
                 webhook_url=f"{http.base_url}/webhook",
                 secret_token=config.secrets.zoom_secret_token.reveal(),
+                speed=SPEED,
             )
             async with open_simulator(sim_config) as sim:
                 call = await sim.start(
@@ -155,12 +161,15 @@ async def test_s3_stopped_mid_call_loses_nothing_and_uploads_everything_after(
                 assert metric(scraped, "rtmsrec_upload_failures_total") >= 1
                 assert metric(scraped, 'rtmsrec_ready{check="store"}') == 0
 
-                # Five seconds of the call are recorded while the store is down.
+                # A minute of the call is recorded while the store is down.
                 await call.wait_for(
-                    lambda s: (s.track("mixed").last_timestamp_ms or 0) >= stopped_at_ms + 5000
+                    lambda s: (
+                        (s.track("mixed").last_timestamp_ms or 0)
+                        >= stopped_at_ms + OUTAGE_CALL_S * 1000
+                    )
                 )
                 spool = await service.components.spool.stats()
-                assert spool.pending_count >= 3, spool
+                assert spool.pending_count >= OUTAGE_CALL_S // SEGMENT_S - 2, spool
                 assert service.uploader.uploaded == uploaded_before
 
                 # The store comes back (same port, same buckets and objects).
