@@ -150,6 +150,9 @@ class Engine:
         self._duplicates = 0
         self._paused = False
         self._closing = False
+        #: Set when the server ended the stream: the media sockets are read to their end first.
+        self._terminating: tuple[int | None, str] | None = None
+        self._media_changed = trio.Event()
         self._ended_event = trio.Event()
         self._finished = trio.Event()
         self._log = f"stream_id={target.rtms_stream_id}"
@@ -250,6 +253,36 @@ class Engine:
         )
         self._root_scope.cancel()
 
+    def _terminated(self, reason: int | None, name: str) -> None:
+        """The server ended the stream (state 4 / session 5 / close response).
+
+        Audio it sent before ending may still wait unread on the media sockets (a recorder
+        running behind reads it later); cancelling now would throw it away uncounted. So the
+        media sockets are read until the server closes them, bounded by ``close_timeout_s``,
+        and only then does the stream end.
+        """
+        if self.ended or self._terminating is not None:
+            return
+        self._terminating = (reason, name)
+        self._io_nursery.start_soon(self._drain_then_end)
+
+    async def _media_drained(self) -> None:
+        while any(slot.scope is not None for slot in self._slots):
+            await self._media_changed.wait()
+
+    async def _drain_then_end(self) -> None:
+        assert self._terminating is not None
+        with trio.move_on_after(self._config.close_timeout_s) as bound:
+            await self._media_drained()
+        if bound.cancelled_caught:
+            logger.warning(
+                "rtms media sockets still open %.1fs after the stream ended %s; closing them",
+                self._config.close_timeout_s,
+                self._log,
+            )
+        reason, name = self._terminating
+        self._end(reason, name)
+
     # --- supervisor --------------------------------------------------------------------------
 
     async def wait_finished(self) -> None:
@@ -272,6 +305,10 @@ class Engine:
                     self._backoff_scope = None
                 self._trigger = None
                 outcome = await self._run_generation()
+                if self._terminating is not None:
+                    # The drain task ends the stream, within its bound; never reconnect now.
+                    await self._ended_event.wait()
+                    return
                 # The generation may have ended the stream (mypy cannot see that).
                 delay = 0.0 if self._ended_event.is_set() else self._after(outcome)
 
@@ -324,6 +361,9 @@ class Engine:
             try:
                 async with trio.open_nursery() as nursery:
                     outcome = await self._run_signaling(nursery)
+                    if self._terminating is not None:
+                        with trio.move_on_after(self._config.close_timeout_s):
+                            await self._media_drained()
                     nursery.cancel_scope.cancel()
             finally:
                 self._generation_scope = None
@@ -484,7 +524,7 @@ class Engine:
                 await trio.sleep(delay)
             outcome = await self._run_media_socket(slot)
             slot.ready = False
-            if outcome.kind is _Kind.ENDED:
+            if outcome.kind is _Kind.ENDED or self._terminating is not None:
                 return
             if outcome.kind is _Kind.REJECTED:
                 # The server has not yet noticed our previous media socket died. Unlike a
@@ -544,6 +584,8 @@ class Engine:
                     await self._pump(ws, conn, handle)
             finally:
                 slot.scope = None
+                self._media_changed.set()
+                self._media_changed = trio.Event()
                 await self._close_ws(ws)
         if scope.cancelled_caught:
             return _Outcome(_Kind.LOST, GapCause.MEDIA_INTERRUPTED, "media interruption reported")
@@ -689,7 +731,7 @@ class Engine:
                 self._paused = False
                 self._outlet.offer(Resumed(event.timestamp_ms, self._wall_ms()))
         elif isinstance(event, StreamTerminated):
-            self._end(event.reason, stop_reason_name(event.reason))
+            self._terminated(event.reason, stop_reason_name(event.reason))
         elif isinstance(event, SignalingInterruptionNotice | StateReport | VideoSubscriptionResult):
             stats.frames["control"] += 1
             logger.info("rtms %s %s socket=%s", type(event).__name__, self._log, socket)

@@ -631,3 +631,24 @@ async def test_video_subscription_request(rtms_server: Any) -> None:
             assert (request["user_id"], request["subscribe"]) == (16778240, True)
             await stream.close(graceful=False)
             assert not await stream.subscribe_video("16778240")
+
+
+async def test_audio_behind_the_stream_end_is_all_delivered(rtms_server: Any) -> None:
+    """Signaling says the stream ended while audio is still coming on the media socket (another
+    server, further behind): the client reads the media socket to its end before it ends the
+    stream, instead of cancelling that audio away uncounted."""
+    frames = 300
+    with trio.fail_after(20):
+        async with open_rtms_stream(target(rtms_server), config(event_buffer=10_000)) as stream:
+            [audio] = await ready_media(rtms_server)
+            await rtms_server.signaling[0].send(
+                {"msg_type": 8, "state": 4, "reason": 6, "timestamp": 9}
+            )
+            for n in range(frames):
+                await audio.send(audio_frame(1_000 + 20 * n, data="A" * 856))
+            await audio.drop()
+            seen: list[CaptureEvent] = []
+            ended = await next_of(stream, StreamEnded, seen)
+    delivered = [e.timestamp_ms for e in seen if isinstance(e, AudioPacket)]
+    assert delivered == [1_000 + 20 * n for n in range(frames)]
+    assert ended.normal

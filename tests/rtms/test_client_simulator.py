@@ -382,3 +382,16 @@ async def test_a_rejected_http_upgrade_is_a_failed_connect_not_a_crash() -> None
             end = ended(events)
             assert not end.normal
             assert eng.stats.signaling_accepted == 0
+
+
+async def test_a_firehose_call_arrives_whole_up_to_its_end() -> None:
+    """Audio pushed as fast as the socket takes it, then the stream ends: every frame the
+    simulator sent arrives exactly once (the end never cuts off audio already on its way)."""
+    scenario = Scenario(product=Product.MEETING, media=("audio",), duration_s=20.0, firehose=True)
+    events, eng, _stream = await record(scenario, client_config(), limit_s=60)
+    sent = eng.stats.track("mixed").packets
+    received = packets(events)
+    assert sent == 1000
+    assert len(received) == sent
+    assert len({p.timestamp_ms for p in received}) == sent
+    assert ended(events).normal
