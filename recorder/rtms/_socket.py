@@ -160,33 +160,46 @@ async def pump(
 ) -> None:
     """Read frames into ``conn`` until it ends (or leaves HANDSHAKING, with ``until_open``).
 
-    One cancel scope serves many messages: only its deadline moves per message, and it is
-    lifted while the frame is handled and replies are sent, so a send is never cut in half.
+    One cancel scope serves many messages, and its deadline is not touched per message (moving
+    a trio deadline costs several µs): the connection's deadline only ever moves later (an
+    inbound frame refreshes the watchdog, leaving HANDSHAKING drops the handshake timeout), so
+    the scope is armed with the deadline of the moment and, when it fires, ``tick`` decides
+    whether the connection really timed out; if not (frames came in meanwhile), it is re-armed.
+    That costs one wakeup per watchdog period on a busy socket instead of two deadline moves
+    per message. The scope is disarmed while replies are sent, so a send is never cut in half.
     """
     handshake_deadline = trio.current_time() + handshake_timeout_s
+    current_time = trio.current_time
     await flush(ws, conn)
     while True:
         with trio.CancelScope() as timer:
+            armed = False
             while True:
-                if conn.state in _ENDED:
+                state = conn.state
+                if state in _ENDED:
                     return
-                if until_open and conn.state is not ConnState.HANDSHAKING:
+                handshaking = state is ConnState.HANDSHAKING
+                if until_open and not handshaking:
                     return
-                deadline = conn.deadline() or math.inf
-                if conn.state is ConnState.HANDSHAKING:
-                    deadline = min(deadline, handshake_deadline)
-                timer.deadline = deadline
+                if not armed:
+                    deadline = conn.deadline() or math.inf
+                    if handshaking:
+                        deadline = min(deadline, handshake_deadline)
+                    timer.deadline = deadline
+                    armed = True
                 try:
                     data: str | bytes | None = await ws.get_message()
                 except ConnectionClosed:
                     data = None
-                timer.deadline = math.inf
-                conn.receive_message(data, now=trio.current_time())
+                conn.receive_message(data, now=current_time())
                 handle(conn.events())
-                await flush(ws, conn)
-                if data is None:
-                    return
-        now = trio.current_time()
+                if data is None or conn.has_data_to_send():
+                    timer.deadline = math.inf
+                    armed = False
+                    await flush(ws, conn)
+                    if data is None:
+                        return
+        now = current_time()
         if conn.state is ConnState.HANDSHAKING and now >= handshake_deadline:
             conn.close()
             handle([ConnectionEnded("handshake_timeout", during_handshake=True)])

@@ -140,6 +140,9 @@ class _Connection:
         out, self._events = self._events, []
         return out
 
+    def has_data_to_send(self) -> bool:
+        return bool(self._outbox)
+
     def data_to_send(self) -> list[str]:
         out, self._outbox = self._outbox, []
         return out

@@ -464,6 +464,35 @@ async def test_watchdog_reconnects_a_silent_media_socket(rtms_server: Any) -> No
             await stream.close(graceful=False)
 
 
+async def test_watchdog_survives_many_periods_of_flowing_audio(rtms_server: Any) -> None:
+    """Audio alone (no replies) keeps a media socket alive across many watchdog periods; the
+    watchdog still fires once it goes silent (the pump re-arms its timer lazily)."""
+    with trio.fail_after(10):
+        async with open_rtms_stream(target(rtms_server), config(watchdog_s=0.3)) as stream:
+
+            async def keep_signaling_alive() -> None:
+                while True:
+                    await rtms_server.signaling[-1].send({"msg_type": 12, "timestamp": 1})
+                    await trio.sleep(0.05)
+
+            async with trio.open_nursery() as nursery:
+                [audio] = await ready_media(rtms_server)
+                nursery.start_soon(keep_signaling_alive)
+                seen: list[CaptureEvent] = []
+                for i in range(25):  # 1.25 s: more than four watchdog periods
+                    await audio.send(audio_frame(1000 + i))
+                    packet = await next_of(stream, AudioPacket, seen)
+                    assert packet.timestamp_ms == 1000 + i
+                    await trio.sleep(0.05)
+                assert not [e for e in seen if isinstance(e, Interrupted)]
+                interrupted = await next_of(stream, Interrupted)
+                assert "watchdog" in interrupted.detail
+                await next_of(stream, Recovered)
+                nursery.cancel_scope.cancel()
+            assert len(rtms_server.signaling) == 1
+            await stream.close(graceful=False)
+
+
 async def test_slow_consumer_never_blocks_keepalives_and_drops_are_reported(
     rtms_server: Any,
 ) -> None:
