@@ -82,6 +82,7 @@ from recorder.rtms._wire_media import (
     _parse_chat,
     _parse_transcript,
     binary_content,
+    fast_audio_content,
 )
 from recorder.rtms._wire_requests import (
     ClientReadyAck,
@@ -692,6 +693,7 @@ __all__ = [
     "decode_object",
     "encode",
     "event_name",
+    "fast_audio_content",
     "is_success",
     "load_object",
     "parse_stop_reason",

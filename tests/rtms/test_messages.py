@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 # ruff: noqa: E501  (wire fixtures are kept verbatim from rtms-protocol.md §12.4)
+import base64
 import contextlib
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -323,3 +325,127 @@ def test_decode_arbitrary_json_raises_only_remote_protocol_error(value: object) 
 def test_decode_arbitrary_frames_raises_only_remote_protocol_error(frame: bytes | str) -> None:
     with contextlib.suppress(RemoteProtocolError):
         m.decode(frame)
+
+
+# --- the msg 14 fast path ----------------------------------------------------------------------
+
+
+def _tolerant_audio(frame: str | bytes) -> object:
+    """What the tolerant decoder makes of a frame, as the fast path would have to return it."""
+    try:
+        obj = m.load_object(frame)
+        content = obj.get("content")
+        if obj["msg_type"] != 14 or type(content) is not dict:
+            return "not audio"
+        return m.binary_content(content, "14")
+    except RemoteProtocolError as exc:
+        return exc
+
+
+def _assert_fast_agrees(frame: str | bytes) -> None:
+    fast = m.fast_audio_content(frame)
+    if fast is not None:
+        assert fast == _tolerant_audio(frame)
+
+
+_b64_text = st.text(alphabet="ABCDQRwxyz0189+/=-_ \\n", max_size=12)
+_b64 = st.binary(max_size=9).map(lambda b: base64.b64encode(b).decode())
+_odd = st.none() | st.booleans() | st.floats(allow_nan=False) | st.text(max_size=4)
+_wide_int = st.integers() | st.integers(min_value=-(2**70), max_value=2**70)
+
+
+def _mostly(good: st.SearchStrategy[object], odd: st.SearchStrategy[object]) -> Any:
+    """``good`` about four times in five: most generated frames should reach the fast path."""
+    return st.sampled_from([True, True, True, True, False]).flatmap(lambda ok: good if ok else odd)
+
+
+audio_contents = st.fixed_dictionaries(
+    {
+        "data": _mostly(_b64, _b64_text | _odd),
+        "timestamp": _mostly(st.integers(), _wide_int | _odd),
+    },
+    optional={
+        "length": _mostly(st.integers(min_value=0, max_value=9), _odd),
+        "user_id": _mostly(st.integers(min_value=0, max_value=2**32) | st.text(max_size=4), _odd),
+        "user_name": _mostly(st.text(max_size=6), _odd),
+        "channel_id": _mostly(st.text(max_size=4), _wide_int | _odd),
+    },
+).flatmap(
+    lambda content: _mostly(
+        st.just(content),
+        st.fixed_dictionaries({"sequence": _wide_int}).map(lambda extra: {**content, **extra}),
+    )
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    _mostly(st.just(14), st.sampled_from([15, 1]) | st.booleans() | st.floats(allow_nan=False)),
+    _mostly(audio_contents, json_values),
+    st.booleans(),
+    st.booleans(),
+    st.sampled_from(["", "dup_ts", "dup_data", "escaped_key", "bom", "indent"]),
+)
+def test_fast_audio_path_never_disagrees_with_the_tolerant_decoder(
+    msg_type: object, content: object, ascii_only: bool, as_bytes: bool, twist: str
+) -> None:
+    frame = json.dumps({"msg_type": msg_type, "content": content}, ensure_ascii=ascii_only)
+    if twist == "indent":
+        frame = json.dumps({"msg_type": msg_type, "content": content}, indent=2)
+    elif twist == "dup_ts":
+        frame = frame.replace('"content": {', '"content": {"timestamp": 7, ', 1)
+    elif twist == "dup_data":
+        frame = frame.replace('"content": {', '"content": {"data": "QQ==", ', 1)
+    elif twist == "escaped_key":
+        frame = frame.replace('"timestamp"', '"timest\\u0061mp"')
+    elif twist == "bom":
+        frame = "\ufeff" + frame
+    _assert_fast_agrees(frame.encode() if as_bytes else frame)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"msg_type":14,"content":{"user_id":0,"data":"AAAAAA==","length":4,"timestamp":1}}',
+        '{"msg_type":14,"content":{"channel_id":"123abc","data":"AAAAAA==","timestamp":1}}',
+        '{"msg_type":14,"content":{"user_id":16778240,"user_name":"J","data":"QUJD","timestamp":1}}',
+        '{"msg_type":14,"content":{"data":"QUJ\\u0044\\/A==","timestamp":1}}',
+        '{"msg_type":14,"content":{"data":"QR==","timestamp":1}}',
+        '{"msg_type":14,"content":{"data":"QQ","timestamp":1}}',
+        '{"msg_type":14,"content":{"data":"====","timestamp":1}}',
+        '{"msg_type":14,"content":{"data":"QUJD\\n","timestamp":1}}',
+        '{"msg_type":14,"content":{"data":"","timestamp":1}}',
+        '{"msg_type":14,"content":{"data":"QUJD","timestamp":1.0}}',
+        '{"msg_type":14,"content":{"data":"QUJD","timestamp":true}}',
+        '{"msg_type":14,"content":{"data":"QUJD","timestamp":1,"length":true}}',
+        '{"msg_type":14,"content":{"data":"QUJD","timestamp":1,"length":3.0}}',
+        '{"msg_type":14,"content":{"data":"QUJD","timestamp":1,"length":4}}',
+        '{"msg_type":14,"content":{"data":"QUJD","timestamp":1,"user_id":true}}',
+        '{"msg_type":14,"content":{"data":"QUJD","timestamp":1,"user_name":"\\ud800"}}',
+        '{"msg_type":14,"content":{"data":"QUJD","timestamp":1,"user_name":5}}',
+        '{"msg_type":14,"content":{"data":"QUJD","timestamp":1},"x":NaN}',
+        '{"msg_type":14,"content":{"data":"QUJD","timestamp":1,"timest\\u0061mp":2}}',
+        '{"msg_type":14,"content":{"data":"QUJD","timestamp":99999999999999999999999}}',
+        '{"msg_type":14,"content":{"data":"QUJD","timestamp":1,"user_id":' + "9" * 5000 + "}}",
+        '{"msg_type":14,"x":' + "9" * 5000 + ',"content":{"data":"QUJD","timestamp":1}}',
+        '{"msg_type":14,"x":' + "[" * 990 + "]" * 990 + ',"content":{"data":"QUJD","timestamp":1}}',
+        '{"msg_type":15,"msg_type":14,"content":{"data":"QUJD","timestamp":1}}',
+        '{"msg_type":14,"msg_type":15,"content":{"data":"QUJD","timestamp":1}}',
+        '{"msg_type":14.0,"content":{"data":"QUJD","timestamp":1}}',
+        '{"msg_type":14,"content":null}',
+        '{"msg_type":14,"content":{"data":"QUJD","timestamp":1}} x',
+        '\ufeff{"msg_type":14,"content":{"data":"QUJD","timestamp":1}}',
+        b'{"msg_type":14,"content":{"data":"QUJD","timestamp":1,"user_name":"\xed\xa0\x80"}}',
+        '{"msg_type":14,"content":{"data":"QUJD","timestamp":1}}'.encode("utf-16"),
+        b"\xef\xbb\xbf" + b'{"msg_type":14,"content":{"data":"QUJD","timestamp":1}}',
+    ],
+)
+def test_fast_audio_path_on_odd_frames(frame: str | bytes) -> None:
+    _assert_fast_agrees(frame)
+
+
+def test_fast_audio_path_takes_the_documented_shape() -> None:
+    frame = '{"msg_type":14,"content":{"user_id":7,"user_name":"J","data":"QUJD","length":3,"timestamp":5}}'
+    assert m.fast_audio_content(frame) == (5, b"ABC", "7", "J", None)
+    assert m.fast_audio_content(frame.replace('"length":3', '"length":4')) is None
+    assert m.fast_audio_content(frame.replace("14", "15", 1)) is None
