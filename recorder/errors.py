@@ -18,6 +18,7 @@ boto3, PyAV, psycopg, cryptography) are translated at the module that calls the 
     ├── TransportError ............. network I/O failed
     │   ├── ConnectTimeout
     │   ├── ConnectionLost
+    │   │   └── UpgradeRefused ..... the HTTP upgrade was answered with an error status
     │   └── UrlNotAllowed .......... an RTMS URL outside the allowed scheme/host list
     ├── DecodeError ................ one audio packet could not be decoded (becomes a gap)
     ├── StorageError ............... spool, object store or catalog could not do their job
@@ -132,6 +133,14 @@ class ConnectionLost(TransportError):
 
 class UrlNotAllowed(TransportError):
     pass
+
+
+class UpgradeRefused(ConnectionLost):
+    """The server answered the WebSocket upgrade with an HTTP error (e.g. 404: no such stream)."""
+
+    def __init__(self, message: str, http_status: int) -> None:
+        super().__init__(message)
+        self.http_status = http_status
 
 
 # --- Audio -----------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import trio
 from trio_websocket import WebSocketConnection
 
-from recorder.errors import TransportError, UrlNotAllowed
+from recorder.errors import TransportError, UpgradeRefused, UrlNotAllowed
 from recorder.rtms._backoff import Backoff
 from recorder.rtms._enums import StopClass as _StopClass
 from recorder.rtms._enums import classify_stop_reason, stop_reason_name
@@ -410,6 +410,14 @@ class Engine:
         async with self._connect_lock:
             try:
                 ws = await self._connect_first()
+            except UpgradeRefused as exc:
+                if 400 <= exc.http_status < 500:
+                    # The server says this stream is not there (ended, or a stale URL): retrying
+                    # the same URL cannot help. A failover brings new URLs through a webhook,
+                    # and the service's rejoin loop has its own back-off.
+                    logger.warning("rtms signaling refused %s: %s", self._log, exc)
+                    self._end(None, f"SIGNALING_REFUSED_HTTP_{exc.http_status}", normal=False)
+                return _Outcome(_Kind.LOST, self._lost_cause(), str(exc))
             except TransportError as exc:
                 logger.warning("rtms signaling connect failed %s: %s", self._log, exc)
                 return _Outcome(_Kind.LOST, self._lost_cause(), str(exc))

@@ -17,7 +17,7 @@ import trio_websocket
 import wsproto.utilities
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 
-from recorder.errors import ConnectionLost, ConnectTimeout
+from recorder.errors import ConnectionLost, ConnectTimeout, UpgradeRefused
 from recorder.rtms._protocol_events import ConnectionEnded, ConnState, ProtocolEvent
 from recorder.rtms.protocol import _Connection
 from recorder.rtms.urls import check_url
@@ -118,6 +118,10 @@ async def connect(
         raise ConnectTimeout(f"connect to {_where(url)} timed out") from exc
     if not connected:
         failure = readers.failure
+        if isinstance(failure, trio_websocket.ConnectionRejected):
+            raise UpgradeRefused(
+                f"connect to {_where(url)} failed: {_describe(failure)}", failure.status_code
+            ) from failure
         raise ConnectionLost(f"connect to {_where(url)} failed: {_describe(failure)}") from failure
     return connected[0]
 

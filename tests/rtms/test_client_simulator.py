@@ -361,9 +361,9 @@ async def test_configurable_handshake_key_for_webinars() -> None:
 
 
 async def test_a_rejected_http_upgrade_is_a_failed_connect_not_a_crash() -> None:
-    """A URL the server answers with 404 (a stream that is gone, a stale failover URL) must end
-    in the client's own recovery and, finally, a StreamEnded; never an exception that takes
-    down every engagement in the process (trio-websocket raises it in its reader task)."""
+    """A signaling URL the server answers with 404 (a stream that is gone, a stale failover
+    URL) ends the stream with that reason; never an exception that takes down every engagement
+    in the process (trio-websocket raises it in its reader task)."""
     scenario = Scenario(product=Product.MEETING, media=("audio",), duration_s=1.0)
     with trio.fail_after(20):
         async with open_simulator(SimulatorConfig(speed=SPEED)) as sim:
@@ -377,10 +377,12 @@ async def test_a_rejected_http_upgrade_is_a_failed_connect_not_a_crash() -> None
                 good.client_id,
                 good.client_secret,
             )
-            async with open_rtms_stream(gone, client_config(give_up_after_s=0.5)) as stream:
+            async with open_rtms_stream(gone, client_config()) as stream:
                 events = [e async for e in stream.events]
             end = ended(events)
             assert not end.normal
+            # The server says the stream is not there: no pointless retries of the same URL.
+            assert end.reason_name == "SIGNALING_REFUSED_HTTP_404"
             assert eng.stats.signaling_accepted == 0
 
 
