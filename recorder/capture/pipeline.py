@@ -43,6 +43,10 @@ OnSealed = Callable[[SealedSegment, ManifestEntry], Awaitable[None]]
 OnEvent = Callable[[CaptureEvent], Awaitable[None]]
 
 
+#: Events handled without a schedule point at most (a channel that never runs dry).
+_YIELD_EVERY = 64
+
+
 def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -121,6 +125,7 @@ class _Capture:
         self._batch: list[AudioPacket] = []
         self._undelivered: collections.deque[Sealed] = collections.deque()
         self._next_checkpoint = 0.0
+        self._since_yield = 0
 
     async def run(self) -> EngagementManifest:
         core = self._core
@@ -141,33 +146,37 @@ class _Capture:
         return core.manifest
 
     async def _consume(self) -> bool:
-        """Returns True when the stream ended with ``StreamEnded``."""
-        events = self._events
+        """Returns True when the stream ended with ``StreamEnded``.
+
+        Cheap audio (the common case: a known track, decoded inline, nothing sealed) is handled
+        by ``_receive`` inside one wait scope whose deadline is the next checkpoint, so a paced
+        stream does not pay for a new cancel scope per message. Everything that awaits anything
+        but the channel (``on_event``, handing sealed segments on, batches, checkpoints) runs
+        here, outside that scope, so the checkpoint deadline only ever interrupts a wait.
+        """
         core = self._core
-        batch_size = max(1, self._config.decode_batch)
-        interval = self._config.checkpoint_interval_s
-        self._next_checkpoint = trio.current_time() + interval
-        since_yield = 0
+        self._next_checkpoint = trio.current_time() + self._config.checkpoint_interval_s
+        self._since_yield = 0
         while True:
+            event: CaptureEvent | None = None
             try:
-                event = events.receive_nowait()
-            except trio.WouldBlock:
+                with trio.move_on_at(self._next_checkpoint):
+                    event = await self._receive()
+            except trio.EndOfChannel:
+                await self._deliver([])
+                await self._drain_batch()
+                return False
+            if self._undelivered:
+                await self._deliver([])
+            if event is None:
+                # Housekeeping: the channel ran dry, a batch is full, a checkpoint is due.
                 await self._drain_batch()
                 if trio.current_time() >= self._next_checkpoint:
                     await self._checkpoint()
-                received: CaptureEvent | None = None
-                with trio.move_on_at(self._next_checkpoint):
-                    try:
-                        received = await events.receive()
-                    except trio.EndOfChannel:
-                        return False
-                if received is None:
-                    continue
-                event = received
-                since_yield = 0
-            except trio.EndOfChannel:
-                await self._drain_batch()
-                return False
+                if self._since_yield >= _YIELD_EVERY:
+                    self._since_yield = 0
+                    await trio.lowlevel.checkpoint()
+                continue
             if isinstance(event, AudioPacket):
                 if self._on_event is not None and event.track not in core.tracks:
                     await self._on_event(event)
@@ -177,7 +186,7 @@ class _Capture:
                     await self._deliver(core.handle_audio(event))
                 else:
                     self._batch.append(event)
-                    if len(self._batch) >= batch_size:
+                    if len(self._batch) >= max(1, self._config.decode_batch):
                         await self._drain_batch()
             else:
                 await self._drain_batch()
@@ -186,13 +195,51 @@ class _Capture:
                 await self._deliver(core.handle_event(event))
                 if isinstance(event, StreamEnded):
                     return True
-            since_yield += 1
-            if since_yield >= 64:
+            self._since_yield += 1
+
+    async def _receive(self) -> CaptureEvent | None:
+        """Handle cheap audio until an event needs ``_consume`` (returned) or housekeeping is
+        due (None). Runs inside the checkpoint wait scope: awaits only the channel and bare
+        schedule points, where a cancellation loses nothing; the core is driven synchronously.
+        """
+        events = self._events
+        core = self._core
+        tracks = core.tracks
+        check_tracks = self._on_event is not None
+        keep_sealed = self._on_sealed is not None
+        batch = self._batch
+        batch_size = max(1, self._config.decode_batch)
+        while True:
+            try:
+                event = events.receive_nowait()
+            except trio.WouldBlock:
+                if self._batch or trio.current_time() >= self._next_checkpoint:
+                    return None
+                event = await events.receive()
+                self._since_yield = 0
+            if not isinstance(event, AudioPacket) or (check_tracks and event.track not in tracks):
+                return event
+            if core.is_inline(event):
+                if batch:
+                    return event
+                sealed = core.handle_audio(event)
+                if sealed:
+                    if keep_sealed:
+                        # Handed on by _consume before anything else (or by the finaliser).
+                        self._undelivered.extend(sealed)
+                    self._since_yield += 1
+                    return None
+            else:
+                batch.append(event)
+                if len(batch) >= batch_size:
+                    self._since_yield += 1
+                    return None
+            self._since_yield += 1
+            if self._since_yield >= _YIELD_EVERY:
                 # A channel that never runs dry must not starve checkpoints or other tasks.
-                since_yield = 0
                 if trio.current_time() >= self._next_checkpoint:
-                    await self._drain_batch()
-                    await self._checkpoint()
+                    return None
+                self._since_yield = 0
                 await trio.lowlevel.checkpoint()
 
     async def _drain_batch(self) -> None:

@@ -497,3 +497,43 @@ async def test_on_event_sees_every_non_audio_event_and_each_tracks_first_packet(
         ("user-2", T0 + 2_000),
     ]
     assert [e for e in seen if not isinstance(e, AudioPacket)] == [transcript, interrupted, END]
+
+
+async def test_a_paced_stream_is_checkpointed_every_interval() -> None:
+    """One packet per wakeup, as live streams bring them: the wait itself must not let the
+    checkpoint deadline slip (the consumer keeps one wait scope across many packets)."""
+    speech = encode_speech("a", AudioFormat(AudioCodec.L16, 16_000, 1), seconds=1)
+    sinks = MemorySinkFactory()
+    send, receive = trio.open_memory_channel[CaptureEvent](8)
+    config = CaptureConfig(checkpoint_interval_s=0.05)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                lambda: run_capture(receive, sinks, recording_id="rec-p", config=config)
+            )
+            async with send:
+                start = trio.current_time()
+                for index, packet in enumerate(packets(speech, range(30))):
+                    await trio.sleep_until(start + index * 0.01)
+                    await send.send(packet)
+                await send.send(END)
+    # 0.3 s at one checkpoint per 0.05 s; generous for a loaded machine.
+    assert sinks.sinks[0].checkpoints >= 3
+
+
+async def test_a_channel_that_never_runs_dry_is_still_checkpointed() -> None:
+    speech = encode_speech("a", AudioFormat(AudioCodec.L16, 16_000, 1), seconds=60)
+    sinks = MemorySinkFactory()
+    send, receive = trio.open_memory_channel[CaptureEvent](len(speech.packets) + 1)
+    for packet in packets(speech):
+        send.send_nowait(packet)
+    send.send_nowait(END)
+    send.close()
+    config = CaptureConfig(checkpoint_interval_s=0.0)
+    with trio.fail_after(60):
+        manifest = await run_capture(receive, sinks, recording_id="rec-f", config=config)
+    assert manifest.outcome == "ended"
+    audio = [s for s in sinks.sinks if s.identity.track == "mixed"]
+    # Checked every 64 packets at the latest, with a checkpoint due every time.
+    assert sum(s.checkpoints for s in audio) >= len(speech.packets) // 64 - 1
+    assert track_audio(sinks, "mixed").tobytes() == speech.pcm
