@@ -165,6 +165,9 @@ class G711Decoder(_Resampling):
         self._description = describe_source(source, g711_law)
         self._table = _g711_table(g711_law)
         self._resampled = (rate, channels) != (source.sample_rate, 1)
+        taps = _half_band_taps() if (rate, channels) == (2 * source.sample_rate, 1) else None
+        #: 8 kHz to 16 kHz mono (the default): swresample's own filter, applied here.
+        self._doubler = _Doubler(taps) if taps is not None else None
 
     @property
     def delay_samples(self) -> int:
@@ -180,9 +183,112 @@ class G711Decoder(_Resampling):
         samples = self._table[np.frombuffer(payload, dtype=np.uint8)]
         if not self._resampled:
             return samples.tobytes()
+        if self._doubler is not None:
+            if self._doubler.started or len(samples) > _Doubler.SIDE:
+                return self._doubler.push(samples)
+            # Too short to mirror the start from: swresample does it, for the whole track.
+            self._doubler = None
         frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = self._source.sample_rate
         return self._resample(frame)
+
+    def flush(self) -> bytes:
+        if self._doubler is not None:
+            return self._doubler.flush()
+        return super().flush()
+
+
+class _Doubler:
+    """2x upsampling of s16 mono with swresample's own half-band filter, in numpy.
+
+    ``AudioResampler`` costs about 20 µs a 20 ms G.711 packet at 8 to 16 kHz; this costs a few.
+    What swresample does for an exact 2x ratio, and so what this does (``_half_band_taps`` reads
+    the taps out of the installed libswresample): every even output sample is the input sample,
+    every odd one a 32-tap symmetric filter over the 16 input samples either side; the stream
+    starts and ends mirrored; the last 16 input samples are held back until more arrive (the
+    first chunk is 16 samples short, ``flush()`` hands them out), so the output is time-aligned
+    exactly like swresample's. swresample sums in floating point, this in integers: about 3% of
+    the odd samples of speech differ from its output by 1 (of 32768), near full scale by up to 4.
+    """
+
+    SIDE: Final = 16
+
+    def __init__(self, taps: npt.NDArray[np.float64]) -> None:
+        self._taps = taps
+        #: Input not yet output, plus the 15 samples before it that the filter still needs.
+        self._pending: npt.NDArray[np.float64] | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._pending is not None
+
+    def push(self, samples: npt.NDArray[np.int16]) -> bytes:
+        """More than ``SIDE`` samples the first time (the start is mirrored from them)."""
+        side = self.SIDE
+        x = samples.astype(np.float64)
+        if self._pending is None:
+            ext = np.concatenate((x[side - 1 : 0 : -1], x))
+        else:
+            ext = np.concatenate((self._pending, x))
+        return self._emit(ext)
+
+    def flush(self) -> bytes:
+        if self._pending is None:
+            return b""
+        pending = self._pending
+        # The end is mirrored onto itself: the last input sample is used twice, as swresample.
+        tail = pending[-1 : -self.SIDE - 1 : -1]
+        return self._emit(np.concatenate((pending, tail)), final=True)
+
+    def _emit(self, ext: npt.NDArray[np.float64], *, final: bool = False) -> bytes:
+        span = 2 * self.SIDE - 1
+        count = len(ext) - span
+        self._pending = None if final else ext[count:]
+        if count <= 0:
+            return b""
+        # The taps are scaled by 2**-15, so every product and sum is exact in float64 (far
+        # below 2**53): floor(sum + 1/2) is swresample's integer (s + 2**14) >> 15.
+        odd = np.convolve(ext, self._taps, mode="valid")
+        odd += 0.5
+        np.floor(odd, out=odd)
+        np.minimum(odd, 32_767.0, out=odd)
+        np.maximum(odd, -32_768.0, out=odd)
+        out = np.empty(2 * count, dtype="<i2")
+        out[0::2] = ext[self.SIDE - 1 : self.SIDE - 1 + count]
+        out[1::2] = odd
+        return out.tobytes()
+
+
+@functools.cache
+def _half_band_taps() -> npt.NDArray[np.float64] | None:
+    """swresample's 8 to 16 kHz filter (s16 mono), read from its response to an impulse.
+
+    None if its shape is not what ``_Doubler`` applies (even outputs untouched, 32 symmetric taps
+    for the odd ones): a libswresample that resamples differently keeps being used instead.
+    """
+    length, at = 256, 128
+    impulse = np.zeros((1, length), dtype=np.int16)
+    impulse[0, at] = -32_768
+    frame = AudioFrame.from_ndarray(impulse, format="s16", layout="mono")
+    frame.sample_rate = 8_000
+    resampler = AudioResampler(format="s16", layout="mono", rate=16_000)
+    frames = [*resampler.resample(frame), *resampler.resample(None)]
+    response = -np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.int64)
+    if len(response) != 2 * length:
+        return None
+    centre = 2 * at
+    even = response[0::2].copy()
+    odd = response[1::2]
+    # The odd output between inputs n and n+1 weighs input n-15 .. n+16.
+    taps = odd[at - 16 : at + 16][::-1] / 32_768.0  # exact: a power of two
+    even[at] -= 32_768
+    outside = np.delete(odd, np.arange(at - 16, at + 16))
+    if even.any() or outside.any() or response[centre] != 32_768:
+        return None
+    if not np.array_equal(taps, taps[::-1]):
+        return None
+    taps.setflags(write=False)
+    return taps
 
 
 @functools.cache
@@ -260,5 +366,6 @@ def version_string() -> str:
         "libavcodec={}.{}.{}".format(*libs["libavcodec"]),
         "libswresample={}.{}.{}".format(*libs["libswresample"]),
         "opus=ffmpeg-native",
+        "g711-8k-16k=swresample-taps-numpy",
     ]
     return " ".join(parts)

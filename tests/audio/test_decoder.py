@@ -186,3 +186,55 @@ def test_no_upsampling_keeps_narrowband_sources_at_their_rate() -> None:
     assert make_decoder(AudioFormat(AudioCodec.G711, 8_000, 1), narrow).output_rate == 8_000
     assert make_decoder(AudioFormat(AudioCodec.OPUS, 48_000, 2), narrow).output_rate == 16_000
     assert make_decoder(AudioFormat(AudioCodec.L16, 8_000, 1), VOICE).output_rate == 16_000
+
+
+def _swresample(packets: tuple[bytes, ...], law: str) -> list[bytes]:
+    """G.711 to 16 kHz the way PyAV's AudioResampler does it, one chunk per packet + flush."""
+    from av.audio.frame import AudioFrame
+    from av.audio.resampler import AudioResampler
+
+    context = av.CodecContext.create("pcm_alaw" if law == "alaw" else "pcm_mulaw", "r")
+    context.sample_rate = 8_000
+    context.layout = "mono"
+    resampler = AudioResampler(format="s16", layout="mono", rate=16_000)
+    chunks = []
+    for packet in packets:
+        samples = np.concatenate(
+            [f.to_ndarray().reshape(-1) for f in context.decode(av.Packet(packet))]
+        )
+        frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = 8_000
+        chunks.append(b"".join(f.to_ndarray().tobytes() for f in resampler.resample(frame)))
+    chunks.append(b"".join(f.to_ndarray().tobytes() for f in resampler.resample(None)))
+    return chunks
+
+
+@pytest.mark.parametrize("law", ["alaw", "mulaw"])
+@pytest.mark.parametrize("speaker", ["a", "b"])
+def test_g711_to_16k_matches_swresample_in_timing_and_within_one_lsb(
+    speaker: str, law: str
+) -> None:
+    fmt = AudioFormat(AudioCodec.G711, 8_000, 1)
+    speech = encode_speech(speaker, fmt, g711_law=law)
+    decoder = make_decoder(fmt, VOICE, g711_law=law)
+    ours = [decoder.decode(p) for p in speech.packets] + [decoder.flush()]
+    theirs = _swresample(speech.packets, law)
+    # Same chunk lengths: the timeline places every chunk exactly where it did with swresample.
+    assert [len(c) for c in ours] == [len(c) for c in theirs]
+    a = np.frombuffer(b"".join(ours), "<i2").astype(np.int32)
+    b = np.frombuffer(b"".join(theirs), "<i2").astype(np.int32)
+    assert np.abs(a - b).max() <= 1
+    assert np.count_nonzero(a - b) < 0.05 * len(a)
+    # Every even sample is the G.711 sample itself.
+    assert np.array_equal(
+        a[0::2], _reference("pcm_alaw" if law == "alaw" else "pcm_mulaw", speech.packets, 8_000)
+    )
+
+
+def test_g711_to_16k_with_a_tiny_first_packet_still_decodes_every_sample() -> None:
+    fmt = AudioFormat(AudioCodec.G711, 8_000, 1)
+    speech = encode_speech("a", fmt)
+    decoder = make_decoder(fmt, VOICE)
+    packets = (speech.packets[0][:8], *speech.packets[1:20])
+    pcm = b"".join(decoder.decode(p) for p in packets) + decoder.flush()
+    assert len(pcm) == 2 * 2 * (8 + 19 * 160)
