@@ -196,6 +196,14 @@ class _Capture:
                 if isinstance(event, StreamEnded):
                     return True
             self._since_yield += 1
+            if self._since_yield >= _YIELD_EVERY:
+                # Events that all need this path (none handled by _receive) must not starve
+                # checkpoints or other tasks either.
+                self._since_yield = 0
+                if trio.current_time() >= self._next_checkpoint:
+                    await self._drain_batch()
+                    await self._checkpoint()
+                await trio.lowlevel.checkpoint()
 
     async def _receive(self) -> CaptureEvent | None:
         """Handle cheap audio until an event needs ``_consume`` (returned) or housekeeping is

@@ -537,3 +537,20 @@ async def test_a_channel_that_never_runs_dry_is_still_checkpointed() -> None:
     # Checked every 64 packets at the latest, with a checkpoint due every time.
     assert sum(s.checkpoints for s in audio) >= len(speech.packets) // 64 - 1
     assert track_audio(sinks, "mixed").tobytes() == speech.pcm
+
+
+async def test_a_channel_of_non_audio_events_that_never_runs_dry_is_still_checkpointed() -> None:
+    speech = encode_speech("a", AudioFormat(AudioCodec.L16, 16_000, 1), seconds=1)
+    words = [TranscriptMessage(T0 + i, f"word {i}", user_id="1") for i in range(2_000)]
+    events: list[CaptureEvent] = [*packets(speech, range(30)), *words, END]
+    sinks = MemorySinkFactory()
+    send, receive = trio.open_memory_channel[CaptureEvent](len(events))
+    for event in events:
+        send.send_nowait(event)
+    send.close()
+    config = CaptureConfig(checkpoint_interval_s=0.0)
+    with trio.fail_after(60):
+        manifest = await run_capture(receive, sinks, recording_id="rec-t", config=config)
+    assert manifest.outcome == "ended"
+    audio = [s for s in sinks.sinks if s.identity.track == "mixed"]
+    assert sum(s.checkpoints for s in audio) >= len(words) // 64 - 1
