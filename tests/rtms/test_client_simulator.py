@@ -150,14 +150,16 @@ def ended(events: list[CaptureEvent]) -> StreamEnded:
 async def test_each_product_records_audio_transcript_events(
     product: Product, layout: AudioLayout, track_prefix: str
 ) -> None:
-    steps = [Step(0.2, Action.TRANSCRIPT, {"text": "hello there", "user_id": "16778240"})]
+    # Zoom does not buffer transcripts: the line must come after the transcript socket is
+    # ready, so it is said late in the call (0.5 s of wall time at SPEED), not at its start.
+    steps = [Step(2.0, Action.TRANSCRIPT, {"text": "hello there", "user_id": "16778240"})]
     if product is Product.CONTACT_CENTER:
-        steps.append(Step(0.3, Action.ZCC_EVENT, {"event_type": 12, "channel_id": "ch-agent"}))
+        steps.append(Step(2.2, Action.ZCC_EVENT, {"event_type": 12, "channel_id": "ch-agent"}))
     else:
         steps.append(
-            Step(0.3, Action.PARTICIPANT_JOIN, {"user_id": "33556610", "user_name": "Dana"})
+            Step(2.2, Action.PARTICIPANT_JOIN, {"user_id": "33556610", "user_name": "Dana"})
         )
-    scenario = Scenario(product=product, layout=layout, duration_s=1.5, steps=tuple(steps))
+    scenario = Scenario(product=product, layout=layout, duration_s=3.0, steps=tuple(steps))
     params = audio_params(AudioCodec.L16, 16000, per_speaker=layout is AudioLayout.PER_SPEAKER)
     events, eng, stream = await record(
         scenario, client_config(transcript=True, audio_params=params)
