@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import stat
 import sys
 import time
@@ -30,6 +31,7 @@ from recorder.officer.verify import Verdict, verify_recording
 from recorder.rtms.webhook import sign_webhook
 from recorder.service.app import RunningService, run_service
 from recorder.service.demo import demo_config, run_demo
+from recorder.simulator.engagement import Engagement as SimEngagement
 from recorder.simulator.scenario import Action, AudioLayout, Product, Scenario, Step
 from recorder.simulator.simulator import SimulatorConfig, open_simulator
 from recorder.spool.uploader import Backoff
@@ -69,18 +71,28 @@ def secret_token(config: Config) -> str:
     return config.secrets.zoom_secret_token.reveal()
 
 
+async def record_calls(
+    running: RunningService, config: Config, *scenarios: Scenario
+) -> list[SimEngagement]:
+    """Run ``scenarios`` through the service over signed webhooks; return once every recording
+    ended and every sealed file is uploaded and verified."""
+    url = f"http://127.0.0.1:{running.port}/webhook"
+    sim_config = SimulatorConfig(webhook_url=url, secret_token=secret_token(config))
+    async with open_simulator(sim_config) as sim:
+        calls = [await sim.start(scenario) for scenario in scenarios]
+        for call in calls:
+            await call.finished.wait()
+    for engagement in running.supervisor.history:
+        await engagement.finished.wait()
+    await running.uploads_settled()
+    return calls
+
+
 async def test_a_signed_webhook_becomes_a_verified_recording(tmp_path: Path) -> None:
     config = short_config(tmp_path)
     with trio.fail_after(90):
         async with service(config) as running:
-            url = f"http://127.0.0.1:{running.port}/webhook"
-            sim_config = SimulatorConfig(webhook_url=url, secret_token=secret_token(config))
-            async with open_simulator(sim_config) as sim:
-                eng = await sim.start(zcc_call(config, seconds=5.0))
-                await eng.finished.wait()
-            [engagement] = running.supervisor.history
-            await engagement.finished.wait()
-            await running.uploads_settled()
+            [eng] = await record_calls(running, config, zcc_call(config, seconds=5.0))
             catalog = running.components.catalog
             [row] = await catalog.search(stream_id=eng.scenario.rtms_stream_id)
             detail = await catalog.show(row.recording_id)
@@ -150,32 +162,28 @@ async def test_forged_stale_and_malformed_webhooks_do_nothing_duplicates_connect
             assert eng.stats.signaling_max_open == 1
             assert len(running.supervisor.history) == 1
             metrics = (await http.get(f"http://127.0.0.1:{running.port}/metrics")).text
-            assert 'reason="bad_signature"' in metrics or "bad_signature" in metrics
+            rejected = re.findall(
+                r'^rtmsrec_webhook_rejections_total\{reason="(\w+)"\} (\S+)$', metrics, re.M
+            )
+            counts = {reason: float(value) for reason, value in rejected}
+            assert counts["bad_signature"] == 1
+            assert counts["stale_timestamp"] == 1
 
 
 async def test_one_broken_engagement_does_not_disturb_the_others(tmp_path: Path) -> None:
     config = short_config(tmp_path)
     with trio.fail_after(120):
         async with service(config) as running:
-            url = f"http://127.0.0.1:{running.port}/webhook"
-            sim_config = SimulatorConfig(webhook_url=url, secret_token=secret_token(config))
-            async with open_simulator(sim_config) as sim:
-                healthy = [await sim.start(zcc_call(config, seconds=4.0)) for _ in range(3)]
-                broken = await sim.start(
-                    zcc_call(
-                        config,
-                        seconds=4.0,
-                        steps=(
-                            Step(1.0, Action.GARBAGE, {"kind": "all", "socket": "media"}),
-                            Step(1.5, Action.GARBAGE, {"kind": "all", "socket": "signaling"}),
-                        ),
-                    )
-                )
-                for eng in [*healthy, broken]:
-                    await eng.finished.wait()
-            for engagement in running.supervisor.history:
-                await engagement.finished.wait()
-            await running.uploads_settled()
+            garbage = (
+                Step(1.0, Action.GARBAGE, {"kind": "all", "socket": "media"}),
+                Step(1.5, Action.GARBAGE, {"kind": "all", "socket": "signaling"}),
+            )
+            *healthy, broken = await record_calls(
+                running,
+                config,
+                *(zcc_call(config, seconds=4.0) for _ in range(3)),
+                zcc_call(config, seconds=4.0, steps=garbage),
+            )
             catalog = running.components.catalog
             for eng in healthy:
                 [row] = await catalog.search(stream_id=eng.scenario.rtms_stream_id)
@@ -193,14 +201,7 @@ async def test_export_writes_verified_wavs_a_manifest_and_an_audit_entry(tmp_pat
     config = short_config(tmp_path)
     with trio.fail_after(90):
         async with service(config) as running:
-            url = f"http://127.0.0.1:{running.port}/webhook"
-            sim_config = SimulatorConfig(webhook_url=url, secret_token=secret_token(config))
-            async with open_simulator(sim_config) as sim:
-                eng = await sim.start(zcc_call(config, seconds=3.0))
-                await eng.finished.wait()
-            for engagement in running.supervisor.history:
-                await engagement.finished.wait()
-            await running.uploads_settled()
+            [eng] = await record_calls(running, config, zcc_call(config, seconds=3.0))
             c = running.components
             [row] = await c.catalog.search(stream_id=eng.scenario.rtms_stream_id)
             out = tmp_path / "export"
