@@ -32,6 +32,7 @@ from recorder.rtms.client import ClientConfig, audio_params
 from recorder.rtms.events import AudioCodec
 from recorder.rtms.webhook import Product
 from recorder.service.components import Components, open_components
+from recorder.service.evidence import EVIDENCE_KIND_KEY
 from recorder.service.health import Liveness, Readiness, ReadinessCheck, spool_below_limit
 from recorder.service.ingress import (
     AcceptedWebhook,
@@ -142,7 +143,7 @@ def _attempts(stats: UploaderStats) -> int:
 async def _on_uploaded(c: Components, job: UploadJob, put: PutResult) -> None:
     """The uploader verified the stored copy (size, checksum, retention) before calling this."""
     meta = job.metadata
-    kind = EvidenceKind.RECORD if meta.get("evidence-kind") == "record" else EvidenceKind.SEGMENT
+    kind = EvidenceKind(meta.get(EVIDENCE_KIND_KEY, EvidenceKind.SEGMENT.value))
     ref = EvidenceRef(
         kind=kind,
         recording_id=meta["recording-id"],

@@ -23,7 +23,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import trio
@@ -31,12 +30,12 @@ import trio
 from recorder.audio.manifest import (
     EngagementManifest,
     ManifestEntry,
-    RecordsManifestEntry,
     SegmentManifestEntry,
 )
 from recorder.capture.core import CaptureConfig
 from recorder.capture.pipeline import run_capture
 from recorder.catalog.base import (
+    EvidenceKind,
     Lease,
     NewRecordFile,
     NewSegment,
@@ -61,10 +60,9 @@ from recorder.rtms.events import (
 )
 from recorder.rtms.webhook import Product
 from recorder.service.components import Components
+from recorder.service.evidence import evidence_key, retain_until, spool_sealed
 from recorder.service.metrics import MALFORMED
 from recorder.sink import SealedSegment
-from recorder.spool.keys import object_key, segment_key
-from recorder.spool.spool import upload_job_for
 
 logger = logging.getLogger(__name__)
 
@@ -341,29 +339,24 @@ class Engagement:
 
     # --- evidence ---------------------------------------------------------------------------
 
-    def _retain_until(self) -> datetime:
-        return datetime.now(UTC) + timedelta(days=self.c.retention_days)
-
-    def _object_key(self, sealed: SealedSegment, extension: str) -> str:
-        return object_key(
-            segment_key(
-                sealed.identity,
-                product=self.spec.product.value,
-                instance_id=self.spec.instance_id,
-                rtms_stream_id=self.spec.rtms_stream_id,
-                extension=extension,
-            )
+    def _object_key(self, sealed: SealedSegment, kind: EvidenceKind) -> str:
+        return evidence_key(
+            sealed.identity,
+            kind,
+            product=self.spec.product.value,
+            instance_id=self.spec.instance_id,
+            rtms_stream_id=self.spec.rtms_stream_id,
         )
 
     async def _on_sealed(self, sealed: SealedSegment, entry: ManifestEntry) -> None:
         """Catalog first (pending), then the spool: see the module docstring."""
         catalog = self.c.catalog
         recording_id = sealed.identity.recording_id
-        on_hold = await catalog.is_on_hold(recording_id)
-        retain_until = self._retain_until()
-        retain_ms = int(retain_until.timestamp() * 1000)
+        retain = retain_until(self.c)
+        retain_ms = int(retain.timestamp() * 1000)
         if isinstance(entry, SegmentManifestEntry):
-            key = self._object_key(sealed, "wav.rec")
+            kind = EvidenceKind.SEGMENT
+            key = self._object_key(sealed, kind)
             await catalog.add_segment(
                 NewSegment.from_sealed(
                     sealed,
@@ -382,7 +375,8 @@ class Engagement:
             )
             await self._note_spans(entry)
         else:
-            key = self._object_key(sealed, "jsonl.rec")
+            kind = EvidenceKind.RECORD
+            key = self._object_key(sealed, kind)
             await catalog.add_record_file(
                 NewRecordFile(
                     recording_id=recording_id,
@@ -401,16 +395,7 @@ class Engagement:
                 now_ms(),
                 fence=self.lease,
             )
-        job = await upload_job_for(
-            sealed,
-            object_key=key,
-            retain_until=retain_until,
-            lock_mode=self.c.lock_mode,
-            legal_hold=on_hold,
-        )
-        job = replace(job, metadata={**job.metadata, "evidence-kind": _evidence_kind(entry)})
-        assert sealed.path is not None  # upload_job_for refuses sealed segments without a file
-        await self.c.spool.enqueue(sealed.path, job)
+        await spool_sealed(self.c, sealed, kind, key=key, retain=retain)
         self.status.segments_sealed += 1
 
     async def _note_spans(self, entry: SegmentManifestEntry) -> None:
@@ -535,7 +520,3 @@ class Engagement:
             await self.c.catalog.release(self.lease)
         except RecorderError as exc:
             self.log.warning("lease release failed: %s", exc)
-
-
-def _evidence_kind(entry: ManifestEntry) -> str:
-    return "record" if isinstance(entry, RecordsManifestEntry) else "segment"

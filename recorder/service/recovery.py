@@ -14,23 +14,21 @@ spool, which uploads and verifies it like any other segment.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
 
 from recorder.audio.wav import recovery_prologue
-from recorder.catalog.base import NewRecordFile, NewSegment
+from recorder.catalog.base import EvidenceKind, NewRecordFile, NewSegment
 from recorder.crypto.reader import digest_segment
 from recorder.crypto.recovery import RecoveryFailure, RecoveryReport, recover_directory_async
 from recorder.crypto.writer import PART_SUFFIX
 from recorder.errors import RecorderError
 from recorder.service.components import Components
 from recorder.service.engagement import now_ms
+from recorder.service.evidence import evidence_key, retain_until, spool_sealed
 from recorder.sink import SealedSegment
-from recorder.spool.keys import object_key, segment_key
-from recorder.spool.spool import upload_job_for
 
 logger = logging.getLogger(__name__)
 
@@ -94,17 +92,16 @@ async def _requeue(c: Components, path: Path) -> None:
     if detail is None:
         raise RecorderError(f"{path}: recording {identity.recording_id} is not in the catalog")
     recording = detail.recording
-    retain_until = datetime.now(UTC) + timedelta(days=c.retention_days)
-    retain_ms = int(retain_until.timestamp() * 1000)
+    retain = retain_until(c)
+    retain_ms = int(retain.timestamp() * 1000)
     audio = identity.metadata.get("kind") == "audio"
-    key = object_key(
-        segment_key(
-            identity,
-            product=recording.product.value,
-            instance_id=recording.instance_id,
-            rtms_stream_id=recording.rtms_stream_id,
-            extension="wav.rec" if audio else "jsonl.rec",
-        )
+    kind = EvidenceKind.SEGMENT if audio else EvidenceKind.RECORD
+    key = evidence_key(
+        identity,
+        kind,
+        product=recording.product.value,
+        instance_id=recording.instance_id,
+        rtms_stream_id=recording.rtms_stream_id,
     )
     if audio:
         rate = int(identity.metadata.get("wav.rate") or 16000)
@@ -143,9 +140,4 @@ async def _requeue(c: Components, path: Path) -> None:
             ),
             now_ms(),
         )
-    on_hold = await c.catalog.is_on_hold(identity.recording_id)
-    job = await upload_job_for(
-        sealed, object_key=key, retain_until=retain_until, lock_mode=c.lock_mode, legal_hold=on_hold
-    )
-    kind = "segment" if audio else "record"
-    await c.spool.enqueue(path, replace(job, metadata={**job.metadata, "evidence-kind": kind}))
+    await spool_sealed(c, sealed, kind, key=key, retain=retain)

@@ -1,0 +1,63 @@
+"""Where a sealed segment goes once the catalog knows it: its object key and the spool.
+
+Shared by live engagements and startup recovery, so that a segment gets the same object key,
+retention, legal hold and upload job whichever of the two hands it on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from recorder.catalog.base import EvidenceKind
+from recorder.service.components import Components
+from recorder.sink import SealedSegment, SegmentIdentity
+from recorder.spool.keys import object_key, segment_key
+from recorder.spool.spool import upload_job_for
+
+#: Object name endings: the stored bytes are encrypted (``.rec``) WAV or JSON lines.
+_EXTENSIONS: Final = {EvidenceKind.SEGMENT: "wav.rec", EvidenceKind.RECORD: "jsonl.rec"}
+#: Upload-job metadata key the uploader's callback reads to update the right catalog table.
+EVIDENCE_KIND_KEY: Final = "evidence-kind"
+
+
+def retain_until(c: Components) -> datetime:
+    return datetime.now(UTC) + timedelta(days=c.retention_days)
+
+
+def evidence_key(
+    identity: SegmentIdentity,
+    kind: EvidenceKind,
+    *,
+    product: str,
+    instance_id: str,
+    rtms_stream_id: str,
+) -> str:
+    return object_key(
+        segment_key(
+            identity,
+            product=product,
+            instance_id=instance_id,
+            rtms_stream_id=rtms_stream_id,
+            extension=_EXTENSIONS[kind],
+        )
+    )
+
+
+async def spool_sealed(
+    c: Components,
+    sealed: SealedSegment,
+    kind: EvidenceKind,
+    *,
+    key: str,
+    retain: datetime,
+) -> None:
+    """Queue ``sealed`` for upload under ``key``; a legal hold on its recording travels along."""
+    on_hold = await c.catalog.is_on_hold(sealed.identity.recording_id)
+    job = await upload_job_for(
+        sealed, object_key=key, retain_until=retain, lock_mode=c.lock_mode, legal_hold=on_hold
+    )
+    job = replace(job, metadata={**job.metadata, EVIDENCE_KIND_KEY: kind.value})
+    assert sealed.path is not None  # upload_job_for refuses sealed segments without a file
+    await c.spool.enqueue(sealed.path, job)
