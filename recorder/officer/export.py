@@ -15,7 +15,6 @@ import hmac
 import json
 import os
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
@@ -26,7 +25,7 @@ from recorder.catalog.base import RecordFileRow, RecordingDetail, SegmentRow
 from recorder.crypto.reader import iter_plaintext
 from recorder.errors import DigestMismatch, RecorderError, StorageError
 from recorder.officer.verify import IN_MEMORY_BYTES, fetch_to
-from recorder.service.components import Components
+from recorder.service.components import Components, now_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +147,7 @@ async def export_recording(
         action="export",
         target=recording_id,
         reason=reason,
-        now_ms=time.time_ns() // 1_000_000,
+        now_ms=now_ms(),
         details={"out_dir": str(out_dir)},
     )
     rows: list[SegmentRow | RecordFileRow] = [*detail.segments, *detail.records]

@@ -13,7 +13,6 @@ import enum
 import hashlib
 import hmac
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from recorder.catalog.base import RecordFileRow, SegmentRow, UploadState
 from recorder.crypto.keyring import RecordingKeyring
 from recorder.crypto.reader import digest_segment
 from recorder.errors import IntegrityError, ObjectNotFound, RecorderError
-from recorder.service.components import Components
+from recorder.service.components import Components, now_ms
 from recorder.store.base import ObjectStore
 
 #: Objects up to this size are verified in memory; larger ones through a temporary file.
@@ -129,7 +128,7 @@ async def verify_recording(
         action="verify",
         target=recording_id,
         reason=reason,
-        now_ms=time.time_ns() // 1_000_000,
+        now_ms=now_ms(),
         details={v.value: result.count(v) for v in Verdict},
     )
     return result

@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 import socket
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from recorder.errors import ConfigError, RecorderError
 from recorder.rtms.client import ClientConfig, audio_params
 from recorder.rtms.events import AudioCodec
 from recorder.rtms.webhook import Product
-from recorder.service.components import Components, open_components
+from recorder.service.components import Components, now_ms, open_components
 from recorder.service.evidence import EVIDENCE_KIND_KEY
 from recorder.service.health import Liveness, Readiness, ReadinessCheck, spool_below_limit
 from recorder.service.ingress import (
@@ -150,7 +149,7 @@ async def _on_uploaded(c: Components, job: UploadJob, put: PutResult) -> None:
         name=meta["track"],
         index=int(meta["segment-index"]),
     )
-    now = time.time_ns() // 1_000_000
+    now = now_ms()
     await c.catalog.mark_uploaded(
         ref, object_key=put.key, version_id=put.version_id, stored_sha256=put.sha256, now_ms=now
     )

@@ -7,7 +7,6 @@ the exit code of the first failure's error class.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
@@ -37,7 +36,7 @@ async def _run_one(name: str, check: Check, print_fn: Callable[[str], None]) -> 
 def _checks(config: Config) -> list[tuple[str, Check]]:
     from recorder.catalog.aio import open_configured_async_catalog
     from recorder.crypto.setup import build_keyring
-    from recorder.service.components import keyring_settings, open_store
+    from recorder.service.components import keyring_settings, now_ms, open_store
 
     async def secrets() -> str:
         config.secrets.require("zoom_client_id", "zoom_client_secret", "zoom_secret_token")
@@ -46,7 +45,7 @@ def _checks(config: Config) -> list[tuple[str, Check]]:
     async def catalog() -> str:
         cat = await open_configured_async_catalog(
             config.catalog,
-            now_ms=time.time_ns() // 1_000_000,
+            now_ms=now_ms(),
             postgres_password=config.secrets.postgres_password,
         )
         try:

@@ -38,7 +38,8 @@ RECORDING_KEYS_DIR: Final = "recording-keys"
 KEK_DIR: Final = "kek"
 
 
-def _now_ms() -> int:
+def now_ms() -> int:
+    """Unix milliseconds, UTC: the unit of every time the catalog stores."""
     return time.time_ns() // 1_000_000
 
 
@@ -117,7 +118,7 @@ async def open_components(
     for directory in (storage.state_dir, storage.spool_dir, writing_dir, config.keys.key_dir):
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     catalog = await open_configured_async_catalog(
-        config.catalog, now_ms=_now_ms(), postgres_password=config.secrets.postgres_password
+        config.catalog, now_ms=now_ms(), postgres_password=config.secrets.postgres_password
     )
     try:
         metrics = metrics or RecorderMetrics()

@@ -20,7 +20,6 @@ Rules:
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Final
@@ -59,7 +58,7 @@ from recorder.rtms.events import (
     StreamEnded,
 )
 from recorder.rtms.webhook import Product
-from recorder.service.components import Components
+from recorder.service.components import Components, now_ms
 from recorder.service.evidence import evidence_key, retain_until, spool_sealed
 from recorder.service.metrics import MALFORMED
 from recorder.sink import SealedSegment
@@ -73,10 +72,6 @@ RECORDER_FAILURE_REASON: Final = "recorder_failure"
 #: RTMS event types that name participants joining (meetings) or a ZCC party answering.
 _PARTICIPANT_JOIN: Final = 3
 _ZCC_ANSWERED: Final = frozenset({8, 10})
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True, slots=True)

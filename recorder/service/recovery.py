@@ -25,8 +25,7 @@ from recorder.crypto.reader import digest_segment
 from recorder.crypto.recovery import RecoveryFailure, RecoveryReport, recover_directory_async
 from recorder.crypto.writer import PART_SUFFIX
 from recorder.errors import RecorderError
-from recorder.service.components import Components
-from recorder.service.engagement import now_ms
+from recorder.service.components import Components, now_ms
 from recorder.service.evidence import evidence_key, retain_until, spool_sealed
 from recorder.sink import SealedSegment
 

@@ -32,8 +32,8 @@ from recorder.catalog.base import RecordingStatus, StreamEvent, StreamRow, Strea
 from recorder.errors import RecorderError
 from recorder.rtms.client import ClientConfig
 from recorder.rtms.webhook import Product, WebhookEvent, WebhookKind
-from recorder.service.components import Components
-from recorder.service.engagement import Engagement, EngagementSpec, now_ms
+from recorder.service.components import Components, now_ms
+from recorder.service.engagement import Engagement, EngagementSpec
 from recorder.service.ingress import AcceptedWebhook
 
 logger = logging.getLogger(__name__)
@@ -323,7 +323,7 @@ def _spec_from_row(row: StreamRow) -> EngagementSpec | None:
     if row.product is None or row.instance_id is None or not row.server_urls:
         return None
     return EngagementSpec(
-        product=Product(row.product.value),
+        product=row.product,
         instance_id=row.instance_id,
         rtms_stream_id=row.rtms_stream_id,
         server_urls=row.server_urls,
