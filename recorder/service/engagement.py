@@ -137,6 +137,8 @@ class Engagement:
         self.finished = trio.Event()
         self._first_sealed_tracks: set[str] = set()
         self._speakers: set[str] = set()
+        #: ``event_ts`` of the newest ``rtms_started`` acted on.
+        self._failover_event_ts = spec.event_ts_ms
         #: Every line this engagement logs carries its ids as structured fields.
         self.log = logging.LoggerAdapter(
             logger,
@@ -247,7 +249,6 @@ class Engagement:
 
     async def _renew_lease(self, scope: trio.CancelScope) -> None:
         """Keep the lease; watch the stream row for what other processes learned from Zoom."""
-        seen_event_ts = self.spec.event_ts_ms
         while True:
             await trio.sleep(self._lease_renew_s)
             try:
@@ -267,11 +268,20 @@ class Engagement:
                 continue
             if row.state is StreamState.STOPPED:
                 self.stream.stopped(None)
-            elif row.last_event_ts_ms > seen_event_ts and row.server_urls:
+            elif row.server_urls:
                 # A failover webhook that reached another process of the fleet.
-                seen_event_ts = row.last_event_ts_ms
-                if row.server_urls != self.spec.server_urls:
-                    await self.stream.failover(row.server_urls)
+                await self.failover(row.last_event_ts_ms, row.server_urls)
+
+    async def failover(self, event_ts_ms: int, server_urls: tuple[str, ...]) -> None:
+        """Reconnect to new server URLs, once per failover ``rtms_started``.
+
+        The webhook reaches this process (the supervisor calls this) and the catalog row (the
+        lease renewer sees it); whichever comes first acts, the other finds it already done.
+        """
+        if event_ts_ms <= self._failover_event_ts or self.stream is None:
+            return
+        self._failover_event_ts = event_ts_ms
+        await self.stream.failover(server_urls)
 
     async def _observe(self, event: CaptureEvent) -> None:
         """Called by the pipeline for every non-audio event and each track's first packet."""

@@ -153,8 +153,7 @@ class Supervisor:
             if local is not None:
                 if previous is not None and event_ts > previous.last_event_ts_ms:
                     logger.info("failover rtms_stream_id=%s", stream_id)
-                    if local.stream is not None:
-                        await local.stream.failover(tuple(event.server_urls))
+                    await local.failover(event_ts, tuple(event.server_urls))
                 return
             await self.start(
                 EngagementSpec(

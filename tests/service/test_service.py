@@ -45,9 +45,9 @@ def short_config(tmp_path: Path) -> Config:
 
 
 @asynccontextmanager
-async def service(config: Config) -> AsyncIterator[RunningService]:
+async def service(config: Config, **options: Any) -> AsyncIterator[RunningService]:
     async with run_service(
-        config, owner="test", upload_backoff=Backoff(initial_s=0.1, max_s=1.0)
+        config, owner="test", upload_backoff=Backoff(initial_s=0.1, max_s=1.0), **options
     ) as running:
         yield running
 
@@ -111,6 +111,23 @@ async def test_a_signed_webhook_becomes_a_verified_recording(tmp_path: Path) -> 
             assert verdict.ok, verdict
             trail = await catalog.audit_trail(row.recording_id)
             assert [e.action for e in trail] == ["verify"]
+
+
+async def test_a_failover_reconnects_once(tmp_path: Path) -> None:
+    """The failover webhook reaches the supervisor, and its new URLs reach the catalog row the
+    lease renewer watches: the engagement must reconnect once, not once for each."""
+    config = short_config(tmp_path)
+    with trio.fail_after(90):
+        # Renewing every 0.2 s, the renewer looks at the row several times after the failover.
+        async with service(config, lease_ttl_s=0.6) as running:
+            [call] = await record_calls(
+                running,
+                config,
+                zcc_call(config, seconds=4.0, steps=(Step(1.5, Action.FAILOVER),)),
+            )
+    assert call.stats.failovers == 1
+    assert call.stats.signaling_accepted == 2
+    assert call.stats.signaling_max_open == 1
 
 
 @dataclass
