@@ -53,6 +53,8 @@ class SealedSegment:
     key_id: str
     #: True when this segment was sealed by crash recovery or an interrupted shutdown.
     recovered: bool = False
+    #: SHA-256 hex of the stored (encrypted) file, when the sink computed it while sealing.
+    stored_sha256: str | None = None
 
 
 class EvidenceSink(Protocol):

@@ -202,7 +202,7 @@ class NewSegment:
             retain_until_ms=retain_until_ms,
             participant_id=participant_id,
             recovered=sealed.recovered,
-            stored_sha256=stored_sha256,
+            stored_sha256=stored_sha256 or sealed.stored_sha256,
         )
 
 

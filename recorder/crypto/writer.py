@@ -29,7 +29,7 @@ import secrets
 import threading
 import urllib.parse
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final, cast
 
 import trio
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -84,6 +84,27 @@ def _storage_error(exc: OSError, what: str, path: Path) -> StorageError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return DiskFull(f"{what} {path}: disk full")
     return StorageError(f"{what} {path}: {exc.strerror or exc}")
+
+
+class _HashingReader:
+    """A read-only file view that hashes every byte read through it."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._hash = hashlib.sha256()
+        self._size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self._hash.update(data)
+        self._size += len(data)
+        return data
+
+    def finish(self) -> tuple[str, int]:
+        """Hash whatever the reader left unread too; returns (sha256 hex, size) of the file."""
+        while self.read(1 << 20):
+            continue
+        return self._hash.hexdigest(), self._size
 
 
 class EncryptedSegmentWriter:
@@ -269,7 +290,14 @@ class EncryptedSegmentWriter:
             except OSError as exc:
                 self._fail()
                 raise _storage_error(exc, "cannot seal", self._part) from exc
-        verified = digest_segment(self._path, data_key=self._data_key, expect=self._identity)
+        # One read of the sealed file both verifies the plaintext and hashes the stored bytes,
+        # so the spool need not read the file again for its upload checksum.
+        with open(self._path, "rb") as stored:
+            hashing = _HashingReader(stored)
+            verified = digest_segment(
+                cast(BinaryIO, hashing), data_key=self._data_key, expect=self._identity
+            )
+            stored_sha256, stored_size = hashing.finish()
         expected_size = self._prologue_size + self._body_size
         if verified.plaintext_size != expected_size:
             raise DigestMismatch(
@@ -280,8 +308,9 @@ class EncryptedSegmentWriter:
             path=self._path,
             plaintext_size=verified.plaintext_size,
             sha256=verified.sha256,
-            stored_size=self._path.stat().st_size,
+            stored_size=stored_size,
             key_id=self._key_id,
+            stored_sha256=stored_sha256,
         )
 
     # --- internals ---------------------------------------------------------------------------

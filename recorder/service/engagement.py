@@ -396,6 +396,7 @@ class Engagement:
                     key_id=sealed.key_id,
                     retain_until_ms=retain_ms,
                     recovered=sealed.recovered,
+                    stored_sha256=sealed.stored_sha256,
                 ),
                 now_ms(),
                 fence=self.lease,

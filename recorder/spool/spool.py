@@ -116,7 +116,10 @@ async def upload_job_for(
     """The job for a sealed segment file: hashes the stored bytes (in a thread)."""
     if sealed.path is None:
         raise StorageError("sealed segment has no file to spool")
-    digest, size = await trio.to_thread.run_sync(sha256_of_file, sealed.path)
+    if sealed.stored_sha256 is not None:
+        digest, size = sealed.stored_sha256, sealed.stored_size
+    else:
+        digest, size = await trio.to_thread.run_sync(sha256_of_file, sealed.path)
     identity = sealed.identity
     return UploadJob(
         object_key=object_key,

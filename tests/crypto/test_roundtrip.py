@@ -69,6 +69,16 @@ def test_no_plaintext_in_the_sealed_file(factory: SpoolSinkFactory) -> None:
     assert b"RIFFWAVE" not in stored
 
 
+def test_sealing_reports_the_digest_and_size_of_the_stored_file(
+    factory: SpoolSinkFactory,
+) -> None:
+    sealed = write_segment(factory, make_identity(), b"audio" * 5_000, prologue=b"RIFF")
+    assert sealed.path is not None
+    stored = sealed.path.read_bytes()
+    assert sealed.stored_sha256 == hashlib.sha256(stored).hexdigest()
+    assert sealed.stored_size == len(stored)
+
+
 def test_sealed_file_and_part_are_private(factory: SpoolSinkFactory) -> None:
     sink = factory.open(make_identity(), prologue_size=0)
     assert isinstance(sink.part_path, Path)
