@@ -24,6 +24,7 @@ import trio
 
 from recorder.catalog.base import RecordingDetail, SegmentRow
 from recorder.simulator.scenario import Product, Scenario
+from recorder.simulator.simulator import SimulatorConfig
 
 RECORDER = Path(sys.executable).with_name("recorder")
 #: How often another process's state is looked at (catalog rows, /readyz).
@@ -253,6 +254,17 @@ class FanOut:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def fleet_simulator(
+    fan: FanOut, secrets_: FleetSecrets, *, retry_delays_s: tuple[float, ...] = (0.5, 1.0, 2.0)
+) -> SimulatorConfig:
+    """A simulator whose signed webhooks go to every process of the fleet."""
+    return SimulatorConfig(
+        webhook_handler=fan,
+        secret_token=secrets_.secret_token,
+        webhook_retry_delays_s=retry_delays_s,
+    )
 
 
 async def poll(check: Callable[[], Awaitable[T | None]], interval_s: float = POLL_S) -> T:

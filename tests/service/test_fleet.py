@@ -32,12 +32,13 @@ from recorder.service.engagement import EPOCH_INDEX_STRIDE
 from recorder.service.supervisor import OWNER_LOST_REASON
 from recorder.simulator.engagement import Engagement
 from recorder.simulator.scenario import Action, Step
-from recorder.simulator.simulator import SimulatorConfig, open_simulator
+from recorder.simulator.simulator import open_simulator
 
 from .helpers_fleet import (
     FanOut,
     FleetSecrets,
     ServeProcess,
+    fleet_simulator,
     free_port,
     meeting,
     poll,
@@ -147,11 +148,7 @@ async def test_two_processes_record_each_stream_once_and_take_over_a_killed_owne
         serve_config_text(state_dir=tmp_path / "officer", port=free_port(), **shared)
     )
     fan = FanOut([p.webhook_url for p in procs.values()])
-    sim_config = SimulatorConfig(
-        webhook_handler=fan,
-        secret_token=secrets_.secret_token,
-        webhook_retry_delays_s=(0.5, 1.0, 2.0),
-    )
+    sim_config = fleet_simulator(fan, secrets_)
     with trio.fail_after(110):
         async with (
             serve_processes(*procs.values()),
@@ -253,11 +250,7 @@ async def test_restarted_single_process_resumes_the_stream_and_recovers_its_part
     # lease it held before the crash has expired.
     proc = make_process(tmp_path, "solo", secrets_, key_dir=tmp_path / "keys", lease_ttl_s=30.0)
     fan = FanOut([proc.webhook_url])
-    sim_config = SimulatorConfig(
-        webhook_handler=fan,
-        secret_token=secrets_.secret_token,
-        webhook_retry_delays_s=(0.5, 1.0, 2.0),
-    )
+    sim_config = fleet_simulator(fan, secrets_)
     with trio.fail_after(90):
         async with (
             serve_processes(proc),
@@ -324,11 +317,7 @@ async def test_sigterm_drains_hands_the_lease_back_and_a_restart_resumes_the_cal
         drain_timeout_s=0.5,
     )
     fan = FanOut([proc.webhook_url])
-    sim_config = SimulatorConfig(
-        webhook_handler=fan,
-        secret_token=secrets_.secret_token,
-        webhook_retry_delays_s=(0.5, 1.0, 2.0),
-    )
+    sim_config = fleet_simulator(fan, secrets_)
     with trio.fail_after(60):
         async with serve_processes(proc), open_simulator(sim_config) as sim:
             # Long enough to outlast the shutdown (its sockets' close handshakes take up to the
@@ -390,11 +379,7 @@ async def test_a_call_that_ends_while_its_owner_is_dead_is_closed_by_the_fleet(
     }
     procs = {name: make_process(tmp_path, name, secrets_, **shared) for name in ("a", "b")}
     fan = FanOut([p.webhook_url for p in procs.values()])
-    sim_config = SimulatorConfig(
-        webhook_handler=fan,
-        secret_token=secrets_.secret_token,
-        webhook_retry_delays_s=(0.5, 1.0, 2.0),
-    )
+    sim_config = fleet_simulator(fan, secrets_)
     with trio.fail_after(60):
         async with (
             serve_processes(*procs.values()),
@@ -459,11 +444,7 @@ async def test_a_restart_after_the_call_ended_unseen_closes_the_dead_stream_once
     secrets_ = FleetSecrets()
     proc = make_process(tmp_path, "solo", secrets_, key_dir=tmp_path / "keys", lease_ttl_s=30.0)
     fan = FanOut([proc.webhook_url])
-    sim_config = SimulatorConfig(
-        webhook_handler=fan,
-        secret_token=secrets_.secret_token,
-        webhook_retry_delays_s=(0.2, 0.2),
-    )
+    sim_config = fleet_simulator(fan, secrets_, retry_delays_s=(0.2, 0.2))
     rejoin_interval_s = 0.3  # serve_config_text's default
     window_s = 10 * rejoin_interval_s
     with trio.fail_after(60):
