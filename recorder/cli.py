@@ -19,6 +19,7 @@ import trio
 
 from recorder import __version__
 from recorder.errors import RecorderError
+from recorder.products import Product
 
 logger = logging.getLogger("recorder")
 
@@ -69,11 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="find recordings in the catalog")
     _config_arg(p)
-    p.add_argument("--product", choices=["meeting", "webinar", "session", "contact_center"])
-    p.add_argument("--instance", help="meeting/webinar uuid, session id or engagement id")
+    p.add_argument("--product", choices=[product.value for product in Product])
+    p.add_argument("--instance", help="meeting/webinar uuid, session, engagement or call id")
     p.add_argument("--stream", help="rtms_stream_id")
     p.add_argument("--participant", help="participant, caller or agent id or name")
     p.add_argument("--limit", type=int, default=50)
+    p.add_argument(
+        "--failed",
+        action="store_true",
+        help="list failed starts (rtms.start_failed, concurrency_limited), orphans included",
+    )
 
     p = sub.add_parser("show", help="show one recording: tracks, gaps, pauses, holds")
     _config_arg(p)

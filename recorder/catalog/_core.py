@@ -1,7 +1,7 @@
 """Every catalog query, written once for both engines.
 
-Rule: this package-private layer (``_core`` with ``_streams``, ``_evidence``, ``_officers``)
-holds all SQL that reads or writes catalog rows; the engine modules
+Rule: this package-private layer (``_core`` with ``_streams``, ``_evidence``, ``_officers``,
+``_lifecycle``) holds all SQL that reads or writes catalog rows; the engine modules
 (``sqlite.py``, ``postgres.py``) only open connections, run transactions and translate driver
 errors. Queries use ``?`` placeholders and the portable subset both engines share
 (``INSERT ... ON CONFLICT ... DO UPDATE ... WHERE``, ``RETURNING``, ``CASE``, ``COALESCE``), so the
@@ -19,6 +19,7 @@ import abc
 from collections.abc import Sequence
 
 from recorder.catalog._evidence import EvidenceQueries
+from recorder.catalog._lifecycle import LifecycleQueries
 from recorder.catalog._officers import OfficerQueries
 from recorder.catalog._rows import Row as Row
 from recorder.catalog._rows import Tx as Tx
@@ -27,7 +28,7 @@ from recorder.catalog.schema import MIGRATIONS, SCHEMA_VERSION_DDL, Engine, Migr
 from recorder.errors import CatalogError
 
 
-class SqlCatalog(StreamQueries, EvidenceQueries, OfficerQueries, abc.ABC):
+class SqlCatalog(StreamQueries, EvidenceQueries, OfficerQueries, LifecycleQueries, abc.ABC):
     """The ``Catalog`` implementation shared by both engines."""
 
     engine: Engine

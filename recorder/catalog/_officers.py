@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from recorder.catalog._lifecycle import lifecycle_events_of_recording
 from recorder.catalog._rows import (
     _AUDIT_COLS,
     _GAP_COLS,
@@ -366,6 +367,7 @@ class OfficerQueries(TransactionSource):
                     ORDER BY hold_id""",
                 (recording_id, recording.instance_id),
             )
+            lifecycle = lifecycle_events_of_recording(tx, recording_id)
         return RecordingDetail(
             recording=recording,
             participants=tuple(ParticipantRow(*p) for p in participants),
@@ -374,4 +376,5 @@ class OfficerQueries(TransactionSource):
             pauses=tuple(PauseRow(*p) for p in pauses),
             records=tuple(_record_file(r) for r in records),
             holds=tuple(_hold(h) for h in holds),
+            lifecycle_events=tuple(lifecycle),
         )

@@ -26,6 +26,8 @@ from recorder.catalog.base import (
     JsonValue,
     Lease,
     LegalHoldRow,
+    LifecycleEventRow,
+    NewLifecycleEvent,
     NewRecordFile,
     NewSegment,
     ParticipantInfo,
@@ -369,6 +371,28 @@ class AsyncCatalog:
 
     async def show(self, recording_id: str) -> RecordingDetail | None:
         return await self._call(functools.partial(self.sync.show, recording_id))
+
+    # lifecycle evidence
+    async def add_lifecycle_event(self, event: NewLifecycleEvent) -> tuple[LifecycleEventRow, bool]:
+        return await self._call(functools.partial(self.sync.add_lifecycle_event, event))
+
+    async def lifecycle_events(
+        self,
+        *,
+        failed_only: bool = False,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        limit: int = 100,
+    ) -> list[LifecycleEventRow]:
+        return await self._call(
+            functools.partial(
+                self.sync.lifecycle_events,
+                failed_only=failed_only,
+                since_ms=since_ms,
+                until_ms=until_ms,
+                limit=limit,
+            )
+        )
 
 
 async def open_async_catalog(

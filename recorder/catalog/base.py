@@ -397,6 +397,58 @@ class AuditChainCheck:
 
 
 @dataclass(frozen=True, slots=True)
+class NewLifecycleEvent:
+    """A verified lifecycle webhook (``rtms.start_failed``, ``rtms.concurrency_*``), whole."""
+
+    #: Retries of one delivery share it (``recorder.rtms.webhook.dedup_key``): stored once.
+    dedup_key: str
+    #: The event name, e.g. ``rtms.start_failed``.
+    event: str
+    #: ``start_failed`` or ``concurrency`` (``WebhookKind``).
+    kind: str
+    #: A recording did not happen because of it (start failed, concurrency limit reached), as
+    #: opposed to a warning (``rtms.concurrency_near_limit``).
+    failed: bool
+    product: Product | None
+    event_ts_ms: int | None
+    received_ms: int
+    rtms_stream_id: str | None
+    #: The first instance id present (meeting_uuid, engagement_id, call_id, ...).
+    instance_id: str | None
+    #: Every id field the event named, as sent.
+    ids: Mapping[str, str]
+    reason: str | None
+    #: The body exactly as signed (UTF-8 JSON text).
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleEventRow:
+    event_id: int
+    event: str
+    kind: str
+    failed: bool
+    product: Product | None
+    event_ts_ms: int | None
+    received_ms: int
+    rtms_stream_id: str | None
+    instance_id: str | None
+    #: Canonical JSON of the id fields the event named.
+    ids_json: str
+    reason: str | None
+    body: str
+    #: The recording it belongs to (by stream id, else the newest of its instance), if any.
+    recording_id: str | None
+    #: A stream or instance the catalog knows matches it (even without a recording).
+    stream_known: bool
+
+    @property
+    def orphan(self) -> bool:
+        """Names nothing the catalog knows: a stream that was expected and never reached us."""
+        return self.recording_id is None and not self.stream_known
+
+
+@dataclass(frozen=True, slots=True)
 class RecordingDetail:
     """Everything an officer sees for one recording (``recorder show``)."""
 
@@ -407,6 +459,8 @@ class RecordingDetail:
     pauses: tuple[PauseRow, ...] = ()
     records: tuple[RecordFileRow, ...] = ()
     holds: tuple[LegalHoldRow, ...] = field(default=())
+    #: ``rtms.start_failed`` and concurrency events naming this recording's stream or instance.
+    lifecycle_events: tuple[LifecycleEventRow, ...] = ()
 
     @property
     def on_hold(self) -> bool:
@@ -599,3 +653,20 @@ class Catalog(Protocol):
     ) -> list[RecordingRow]: ...
 
     def show(self, recording_id: str) -> RecordingDetail | None: ...
+
+    # lifecycle evidence
+    def add_lifecycle_event(self, event: NewLifecycleEvent) -> tuple[LifecycleEventRow, bool]:
+        """Store ``event`` once per ``dedup_key``; True when it was new (False: a retry)."""
+        ...
+
+    def lifecycle_events(
+        self,
+        *,
+        failed_only: bool = False,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        limit: int = 100,
+    ) -> list[LifecycleEventRow]:
+        """Newest first; ``failed_only``: start failures and refusals for concurrency, not the
+        near-limit warnings."""
+        ...

@@ -287,6 +287,33 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             for engine in Engine
         },
     ),
+    Migration(
+        version=6,
+        description="lifecycle events (rtms.start_failed, concurrency), kept whole as evidence",
+        statements={
+            engine: (
+                f"""CREATE TABLE lifecycle_events (
+                    event_id {_IDENTITY[engine]},
+                    dedup_key TEXT NOT NULL UNIQUE,
+                    event TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    failed BOOLEAN NOT NULL,
+                    product TEXT,
+                    event_ts_ms BIGINT,
+                    received_ms BIGINT NOT NULL,
+                    rtms_stream_id TEXT,
+                    instance_id TEXT,
+                    ids TEXT NOT NULL DEFAULT '{{}}',
+                    reason TEXT,
+                    body TEXT NOT NULL
+                )""",
+                "CREATE INDEX lifecycle_events_by_stream ON lifecycle_events (rtms_stream_id)",
+                "CREATE INDEX lifecycle_events_by_instance ON lifecycle_events (instance_id)",
+                "CREATE INDEX lifecycle_events_by_received ON lifecycle_events (received_ms)",
+            )
+            for engine in Engine
+        },
+    ),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1].version

@@ -7,11 +7,13 @@ import argparse
 from recorder.catalog.base import Product
 from recorder.officer.export import export_recording
 from recorder.officer.verify import verify_recording
-from recorder.officer.views import describe
+from recorder.officer.views import describe, describe_lifecycle_event
 from recorder.service.components import Components
 
 
 async def search(c: Components, args: argparse.Namespace) -> int:
+    if getattr(args, "failed", False):
+        return await search_failed(c, args.limit)
     rows = await c.catalog.search(
         product=Product(args.product) if args.product else None,
         instance_id=args.instance,
@@ -25,6 +27,16 @@ async def search(c: Components, args: argparse.Namespace) -> int:
             f"started_ms={r.started_ms}  {r.instance_id}"
         )
     print(f"{len(rows)} recording(s)")
+    return 0
+
+
+async def search_failed(c: Components, limit: int) -> int:
+    """``recorder search --failed``: starts that failed, newest first, orphans included."""
+    events = await c.catalog.lifecycle_events(failed_only=True, limit=limit)
+    for event in events:
+        print(describe_lifecycle_event(event))
+    orphans = sum(1 for event in events if event.orphan)
+    print(f"{len(events)} failed start(s), {orphans} orphan(s)")
     return 0
 
 

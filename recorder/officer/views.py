@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from recorder.catalog.base import RecordingDetail
+from recorder.catalog.base import LifecycleEventRow, RecordingDetail
 from recorder.officer.verify import RecordingVerdict, Verdict
 
 
@@ -12,6 +12,29 @@ def _ms(value: int | None) -> str:
     if value is None:
         return "-"
     return time.strftime("%H:%M:%S", time.gmtime(value / 1000)) + f".{value % 1000:03d}Z"
+
+
+def utc_time(value_ms: int | None) -> str:
+    """A full UTC date and time to the millisecond, for lists that span days."""
+    if value_ms is None:
+        return "-"
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(value_ms // 1000))
+    return f"{stamp}.{value_ms % 1000:03d}Z"
+
+
+def describe_lifecycle_event(event: LifecycleEventRow) -> str:
+    """One line per lifecycle event: when, what, which ids, why, what it belongs to."""
+    if event.recording_id is not None:
+        belongs = f"recording {event.recording_id}"
+    elif event.stream_known:
+        belongs = "known stream, no recording"
+    else:
+        belongs = "orphan"
+    named = event.rtms_stream_id or event.instance_id or "no id"
+    product = "-" if event.product is None else event.product.value
+    reason = repr(event.reason) if event.reason else "no reason given"
+    when = utc_time(event.received_ms)
+    return f"{when}  {event.event}  {product}  {named}  {reason}  ({belongs})"
 
 
 def describe(detail: RecordingDetail, verdict: RecordingVerdict) -> list[str]:
@@ -50,6 +73,9 @@ def describe(detail: RecordingDetail, verdict: RecordingVerdict) -> list[str]:
         )
     if detail.records:
         lines.append(f"  records (transcript, chat, events): {len(detail.records)} file(s)")
+    for event in detail.lifecycle_events:
+        label = "failed start" if event.failed else "lifecycle"
+        lines.append(f"  {label}: {describe_lifecycle_event(event)}")
     counts = ", ".join(f"{verdict.count(v)} {v.value}" for v in Verdict if verdict.count(v))
     lines.append(f"  verification: {'OK' if verdict.ok else 'PROBLEM'} ({counts})")
     for obj in verdict.objects:

@@ -12,6 +12,11 @@ Rule 3: retries are byte-identical (same ``event_ts``); failover is a new ``rtms
 new ``event_ts``. ``dedup_key`` therefore keys on (event, stream or instance id, ``event_ts``) and
 never on the stream id alone (§8.3).
 
+Rule 4: names Zoom spells two ways are normalised here, once: ``phone.call_rtms_started`` is
+``phone.rtms_started`` (rtms-protocol §16). Lifecycle events (``rtms.start_failed``,
+``rtms.concurrency_*``) have no documented payload: their parse never refuses a field it does not
+understand, because the body itself is the evidence (kept whole by the caller).
+
 Every rejection carries a fixed ``reason`` string (a metrics label): see ``SignatureRejection`` and
 ``PayloadRejection``.
 """
@@ -54,6 +59,8 @@ class WebhookKind(enum.StrEnum):
     URL_VALIDATION = "url_validation"
     #: ``rtms.concurrency_near_limit`` / ``*.concurrency_limited``: operational, no stream action.
     CONCURRENCY = "concurrency"
+    #: ``rtms.start_failed``: a stream that was expected and did not start (evidence, §16).
+    START_FAILED = "start_failed"
     #: Anything else: acknowledged and logged, never acted upon.
     OTHER = "other"
 
@@ -80,11 +87,34 @@ class PayloadRejection(enum.StrEnum):
     WRONG_TYPE = "wrong_type"
 
 
+#: Lifecycle events: stored whole as evidence, never acted on as a stream (rtms-protocol §16).
+LIFECYCLE_KINDS: Final = frozenset({WebhookKind.START_FAILED, WebhookKind.CONCURRENCY})
+
+#: Id fields a lifecycle event may name its stream or instance by (§16), in the order they are
+#: matched: the stream first, then the instance ids of every product.
+LIFECYCLE_ID_KEYS: Final = (
+    "rtms_stream_id",
+    "meeting_uuid",
+    "webinar_uuid",
+    "engagement_id",
+    "call_id",
+    "session_id",
+)
+
+#: Where a lifecycle event's reason may be (§16), first present wins.
+_FAILURE_REASON_KEYS: Final = ("reason", "error_message", "message")
+
 #: Instance id key per product (§7.1): the value that signs the RTMS handshake.
 _PRODUCTS_BY_PREFIX: Final[Mapping[str, Product]] = MappingProxyType({p.value: p for p in Product})
 
 #: When the product's own key is absent, the SDK takes the first present of these (§7.1).
-_INSTANCE_ID_FALLBACK_ORDER: Final = ("meeting_uuid", "webinar_uuid", "session_id", "engagement_id")
+_INSTANCE_ID_FALLBACK_ORDER: Final = (
+    "meeting_uuid",
+    "webinar_uuid",
+    "session_id",
+    "engagement_id",
+    "call_id",
+)
 
 #: RTMS_STOP_REASON names (§6.10), including legacy names; the mock sends names, not numbers.
 _STOP_REASON_NUMBERS: Final[Mapping[str, int]] = MappingProxyType(
@@ -134,7 +164,8 @@ class WebhookHeaders(NamedTuple):
 class WebhookEvent:
     """One verified, parsed Zoom webhook."""
 
-    #: The event name verbatim, e.g. ``contact_center.voice_rtms_started``.
+    #: The event name, e.g. ``contact_center.voice_rtms_started``; Zoom Phone's
+    #: ``phone.call_rtms_*`` aliases are normalised to ``phone.rtms_*``.
     event: str
     #: ``event_ts`` in Unix milliseconds; identical on Zoom's retries. None only for events that
     #: are not about a stream (kind ``other`` / ``concurrency``) and carried none.
@@ -142,7 +173,7 @@ class WebhookEvent:
     kind: WebhookKind
     #: None for events that belong to no product (url validation, ``rtms.*``, unknown prefixes).
     product: Product | None
-    #: ``meeting_uuid`` / ``webinar_uuid`` / ``session_id`` / ``engagement_id``, verbatim.
+    #: ``meeting_uuid`` / ``webinar_uuid`` / ``session_id`` / ``engagement_id`` / ``call_id``.
     instance_id: str | None
     #: Which payload key ``instance_id`` came from.
     instance_id_key: str | None
@@ -157,6 +188,8 @@ class WebhookEvent:
     session_key: str | None = None
     #: ``endpoint.url_validation`` only.
     plain_token: str | None = None
+    #: Lifecycle events only: ``reason``, ``error_message`` or ``message``, first present.
+    failure_reason: str | None = None
     #: The decoded ``payload`` object as received (read-only), kept for the records.
     payload: Mapping[str, Any] = field(
         default_factory=lambda: MappingProxyType({}), compare=False, repr=False
@@ -280,6 +313,14 @@ def _reject(message: str, reason: PayloadRejection) -> WebhookPayloadError:
     return WebhookPayloadError(message, reason=reason)
 
 
+def normalised_event_name(event: str) -> str:
+    """``phone.call_rtms_started`` is ``phone.rtms_started``; other names are unchanged."""
+    prefix = Product.PHONE.webhook_prefix
+    if event.startswith(prefix + "call_rtms_"):
+        return prefix + event.removeprefix(prefix + "call_")
+    return event
+
+
 def _classify(event: str) -> tuple[WebhookKind, Product | None]:
     if event == URL_VALIDATION_EVENT:
         return WebhookKind.URL_VALIDATION, None
@@ -287,6 +328,8 @@ def _classify(event: str) -> tuple[WebhookKind, Product | None]:
     product = _PRODUCTS_BY_PREFIX.get(prefix)
     if "concurrency" in action:
         return WebhookKind.CONCURRENCY, product
+    if action.endswith("start_failed"):
+        return WebhookKind.START_FAILED, product
     if product is None:
         return WebhookKind.OTHER, None
     # Contact Center names its events voice_rtms_*; the others rtms_*.
@@ -435,6 +478,7 @@ def parse_webhook(raw_body: bytes) -> WebhookEvent:
     event = body.get("event")
     if not isinstance(event, str) or not event:
         raise _reject("event is missing or not a string", PayloadRejection.MISSING_FIELD)
+    event = normalised_event_name(event)
     payload = body.get("payload", {})
     if not isinstance(payload, dict):
         raise _reject("payload must be a JSON object", PayloadRejection.WRONG_TYPE)
@@ -458,6 +502,9 @@ def parse_webhook(raw_body: bytes) -> WebhookEvent:
             payload=frozen_payload,
         )
 
+    if kind in LIFECYCLE_KINDS:
+        return _lifecycle_event(event, body, kind, product, fields, frozen_payload)
+
     instance_id, instance_id_key = _instance_id(fields, product)
     if about_a_stream and instance_id is None:
         assert product is not None
@@ -479,6 +526,74 @@ def parse_webhook(raw_body: bytes) -> WebhookEvent:
         session_key=fields.text("session_key"),
         payload=frozen_payload,
     )
+
+
+def _lifecycle_event(
+    event: str,
+    body: Mapping[str, Any],
+    kind: WebhookKind,
+    product: Product | None,
+    fields: _Fields,
+    payload: Mapping[str, Any],
+) -> WebhookEvent:
+    """A lifecycle event never fails to parse over a field: the whole body is the evidence."""
+    ids = lifecycle_ids(payload)
+    instance_key: str | None = next((key for key in LIFECYCLE_ID_KEYS[1:] if key in ids), None)
+    if product is not None and INSTANCE_ID_KEYS[product] in ids:
+        instance_key = INSTANCE_ID_KEYS[product]
+    try:
+        event_ts = _event_ts(body, required=False)
+    except WebhookPayloadError:
+        event_ts = None
+    return WebhookEvent(
+        event=event,
+        event_ts=event_ts,
+        kind=kind,
+        product=product,
+        instance_id=None if instance_key is None else ids[instance_key],
+        instance_id_key=instance_key,
+        rtms_stream_id=ids.get("rtms_stream_id"),
+        operator_id=_lenient_text(fields.raw("operator_id")),
+        account_id=_lenient_text(fields.raw("account_id")),
+        failure_reason=next(
+            (
+                text
+                for text in (_lenient_text(fields.raw(key)) for key in _FAILURE_REASON_KEYS)
+                if text
+            ),
+            None,
+        ),
+        payload=payload,
+    )
+
+
+def _lenient_text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def lifecycle_ids(payload: Mapping[str, Any]) -> dict[str, str]:
+    """The id fields of ``LIFECYCLE_ID_KEYS`` present in ``payload`` (``payload.object``,
+    ``payload`` and ``payload.id_field`` are all looked in, §8.1 and §8.2); non-text values are
+    left out (they stay in the stored body)."""
+    layers: list[Mapping[str, Any]] = []
+    for layer in (payload.get("object"), payload):
+        if isinstance(layer, dict):
+            layers.append(layer)
+            nested = layer.get("id_field")
+            if isinstance(nested, dict):
+                layers.append(nested)
+    ids: dict[str, str] = {}
+    for key in LIFECYCLE_ID_KEYS:
+        for layer in layers:
+            text = _lenient_text(layer.get(key))
+            if text:
+                ids[key] = text
+                break
+    return ids
 
 
 def dedup_key(event: WebhookEvent) -> str:

@@ -39,6 +39,7 @@ from recorder.service.ingress import (
     IngressSettings,
     serve_http,
 )
+from recorder.service.lifecycle import CatalogLifecycleEvidence
 from recorder.service.metrics import RecorderMetrics
 from recorder.service.recovery import recover_at_startup
 from recorder.service.supervisor import Supervisor, SupervisorSettings
@@ -213,6 +214,7 @@ async def run_service(
             metrics=metrics,
             liveness=liveness,
             readiness=readiness,
+            lifecycle=CatalogLifecycleEvidence(c.catalog, metrics),
         )
         supervisor = Supervisor(
             c,

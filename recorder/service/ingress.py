@@ -37,8 +37,9 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from recorder.config import MIN_DEDUP_RETENTION_S, Config, Secret
-from recorder.errors import WebhookError
+from recorder.errors import RecorderError, WebhookError
 from recorder.rtms.webhook import (
+    LIFECYCLE_KINDS,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     WebhookEvent,
@@ -85,6 +86,19 @@ class WebhookDedup(Protocol):
     async def forget(self, key: str) -> None:
         """Undo ``first_seen`` for a delivery that could not be handed on, so a retry counts."""
         ...
+
+
+class LifecycleEvidence(Protocol):
+    """Stores lifecycle webhooks (``rtms.start_failed``, ``rtms.concurrency_*``) as evidence."""
+
+    async def record(self, event: WebhookEvent, raw_body: bytes, received_s: float) -> bool:
+        """Store ``event`` whole; False for a retry already stored. Raises ``RecorderError``
+        when it could not be stored."""
+        ...
+
+
+#: Bound on storing one lifecycle event before answering (Zoom waits 3 s at most).
+LIFECYCLE_STORE_TIMEOUT_S: Final = 2.0
 
 
 class MemoryWebhookDedup:
@@ -179,8 +193,10 @@ class IngressApp:
         liveness: Liveness,
         readiness: Readiness,
         clock: Callable[[], float] = time.time,
+        lifecycle: LifecycleEvidence | None = None,
     ) -> None:
         self._settings = settings
+        self._lifecycle = lifecycle
         self._handoff = handoff
         self._dedup = dedup
         self._metrics = metrics
@@ -295,6 +311,8 @@ class IngressApp:
 
         if event.kind is WebhookKind.URL_VALIDATION:
             return self._url_validation(event, signed=headers.signature is not None)
+        if event.kind in LIFECYCLE_KINDS and self._lifecycle is not None:
+            return await self._store_lifecycle(self._lifecycle, event, raw_body, now_s)
         if event.kind not in HANDED_ON_KINDS:
             logger.info("webhook acknowledged, not acted on", extra={"event": event.event})
             return 200, b"", b"text/plain"
@@ -340,6 +358,24 @@ class IngressApp:
             return _json_response(503, {"error": reason.value})
         logger.info("webhook accepted", extra=context)
         return 200, b"", b"text/plain"
+
+    async def _store_lifecycle(
+        self, lifecycle: LifecycleEvidence, event: WebhookEvent, raw_body: bytes, now_s: float
+    ) -> tuple[int, bytes, bytes]:
+        """Lifecycle events are evidence, not work: stored before the answer, so a 200 means
+        stored (a 503 makes Zoom deliver it again)."""
+        with trio.move_on_after(LIFECYCLE_STORE_TIMEOUT_S) as storing:
+            try:
+                if not await lifecycle.record(event, raw_body, now_s):
+                    self._metrics.webhook_duplicate()
+                return 200, b"", b"text/plain"
+            except RecorderError as exc:
+                logger.error("lifecycle webhook not stored event=%s: %s", event.event, exc)
+        if storing.cancelled_caught:
+            logger.error("lifecycle webhook not stored in time event=%s", event.event)
+        reason = IngressRejection.EVIDENCE_NOT_STORED
+        self._metrics.webhook_rejected(reason)
+        return _json_response(503, {"error": reason.value})
 
 
 def _parse_if_url_validation(raw_body: bytes) -> WebhookEvent | None:

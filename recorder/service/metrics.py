@@ -18,6 +18,7 @@ from typing import Final
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from recorder.products import Product
 from recorder.rtms.events import GapCause
 from recorder.rtms.webhook import PayloadRejection, SignatureRejection, WebhookKind
 
@@ -35,6 +36,8 @@ class IngressRejection(enum.StrEnum):
     OVERLOADED = "overloaded"
     #: ``endpoint.url_validation`` with a plainToken we refuse to sign (see ingress).
     BAD_PLAIN_TOKEN = "bad_plain_token"  # noqa: S105 - a label, not a credential
+    #: A lifecycle event (``rtms.start_failed``...) could not be stored: 503, Zoom retries.
+    EVIDENCE_NOT_STORED = "evidence_not_stored"
 
 
 #: Every reason a webhook can be refused for: the only values of the ``reason`` label.
@@ -44,6 +47,14 @@ WEBHOOK_REJECTION_REASONS: Final = frozenset(
     | {r.value for r in IngressRejection}
 )
 
+
+#: The ``event`` label of lifecycle events: the name after its product prefix (``rtms.``,
+#: ``meeting.rtms_``...), so ``meeting.rtms_concurrency_limited`` counts as ``concurrency_limited``.
+LIFECYCLE_EVENT_LABELS: Final = frozenset(
+    {"start_failed", "concurrency_limited", "concurrency_near_limit"}
+)
+#: The ``product`` label of a lifecycle event that names no product.
+UNKNOWN_PRODUCT: Final = "unknown"
 
 #: ``frames_dropped`` cause for frames that were not valid RTMS messages.
 MALFORMED: Final = "malformed"
@@ -142,6 +153,12 @@ class RecorderMetrics:
             "Upload attempts that failed (each is retried; the spool keeps the segment).",
             registry=r,
         )
+        self.lifecycle_events = Counter(
+            "rtmsrec_lifecycle_events",
+            "Lifecycle webhooks stored as evidence (retries not counted), by event and product.",
+            ["event", "product"],
+            registry=r,
+        )
         self.readiness = Gauge(
             "rtmsrec_ready",
             "1 when the named readiness check passed at its last run, else 0.",
@@ -158,6 +175,9 @@ class RecorderMetrics:
             self.webhook_rejections.labels(reason=reason)
         for kind in WebhookKind:
             self.webhooks_received.labels(kind=kind.value)
+        for event in LIFECYCLE_EVENT_LABELS:
+            for product in (*(p.value for p in Product), UNKNOWN_PRODUCT):
+                self.lifecycle_events.labels(event=event, product=product)
 
     # --- Capture ---------------------------------------------------------------------------
 
@@ -199,6 +219,14 @@ class RecorderMetrics:
 
     def webhook_rejected(self, reason: str) -> None:
         self.webhook_rejections.labels(reason=_label(reason, WEBHOOK_REJECTION_REASONS)).inc()
+
+    def lifecycle_event(self, event: str, product: Product | None) -> None:
+        """One lifecycle webhook stored (``rtms.start_failed``, ``rtms.concurrency_*``)."""
+        name = event.rpartition(".")[2].removeprefix("rtms_")
+        self.lifecycle_events.labels(
+            event=_label(name, LIFECYCLE_EVENT_LABELS),
+            product=UNKNOWN_PRODUCT if product is None else product.value,
+        ).inc()
 
     # --- Spool and uploads -------------------------------------------------------------------
 
