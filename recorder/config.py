@@ -462,7 +462,7 @@ def _handshake_id_keys(t: _Table) -> Mapping[Product, str]:
     keys = dict(INSTANCE_ID_KEYS)
     sub = t.table("handshake_id_key")
     if sub is not None:
-        allowed = ("meeting_uuid", "webinar_uuid", "session_id", "engagement_id")
+        allowed = tuple(INSTANCE_ID_KEYS.values())
         for product in Product:
             value = sub.optional_string(product.value)
             if value is None:

@@ -71,7 +71,7 @@ from recorder.rtms.events import (
 )
 from recorder.rtms.messages import ChatParams, MediaParams
 from recorder.rtms.protocol import MediaConnection, SignalingConnection, _Connection
-from recorder.rtms.signature import Product, handshake_signature
+from recorder.rtms.signature import handshake_signature
 from recorder.rtms.urls import MediaSocketPlan, check_url, plan_media_sockets
 
 if TYPE_CHECKING:
@@ -130,7 +130,8 @@ class Engine:
         self._signature = handshake_signature(
             target.client_id, target.client_secret, target.instance_id, target.rtms_stream_id
         )
-        self._contact_center = target.product is Product.CONTACT_CENTER
+        # Contact Center and Zoom Phone: per-channel audio, the voice event namespace.
+        self._contact_center = target.product.is_voice_call
         self._connect_lock = trio.Lock()
         self._root_scope = trio.CancelScope()
         self._generation_scope: trio.CancelScope | None = None

@@ -159,8 +159,8 @@ class ClientConfig:
             wanted |= MediaType.AUDIO
         if self.transcript:
             wanted |= MediaType.TRANSCRIPT
-        if product is not Product.CONTACT_CENTER:
-            # ZCC offers audio and transcript only (§2).
+        if not product.is_voice_call:
+            # ZCC and Zoom Phone offer audio and transcript only (§2.3, §16).
             if self.chat:
                 wanted |= MediaType.CHAT
             if self.video:
@@ -172,7 +172,9 @@ class ClientConfig:
     def events_for(self, product: Product) -> tuple[int, ...]:
         if self.subscribe_events is not None:
             return self.subscribe_events
-        if product is Product.CONTACT_CENTER:
+        if product.is_voice_call:
+            # Zoom Phone's call events use the voice numbers too (the SDK's EVENT_USER_HOLD
+            # is documented "for phone calls").
             return DEFAULT_CONTACT_CENTER_EVENTS
         return tuple(int(e) for e in DEFAULT_MEETING_EVENTS)
 

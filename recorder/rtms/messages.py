@@ -248,6 +248,22 @@ _EVENT_KNOWN_KEYS: Final = frozenset(
 )
 
 
+def _event_type(event: JsonObject, where: str) -> int:
+    """``event_type``, or Zoom Phone's ``event_code`` (rtms-protocol §16: Phone sends
+    ``event_code`` only; its values are not published). A numeric code is read in the voice
+    namespace like ``event_type``; a named code gives 0 (UNDEFINED) and stays verbatim in
+    ``extra`` (``event_code``), where the voice-event parser takes its name from."""
+    if "event_type" in event or "event_code" not in event:
+        return _req_int(event, "event_type", where)
+    code = event["event_code"]
+    if type(code) is int:
+        return code
+    if isinstance(code, str) and code.strip():
+        text = code.strip()
+        return int(text) if text.isascii() and text.isdigit() and len(text) < 10 else 0
+    raise _fail(where, "event_code", "must be an integer or a name")
+
+
 def _parse_event(obj: JsonObject, where: str) -> EventUpdate:
     event = _opt_object(obj, "event", where)
     if event is None:
@@ -269,7 +285,7 @@ def _parse_event(obj: JsonObject, where: str) -> EventUpdate:
     if info is None:
         info = _opt_object(event, "paticipant_info", where)
     return EventUpdate(
-        event_type=_req_int(event, "event_type", where),
+        event_type=_event_type(event, where),
         timestamp_ms=_opt_int(event, timestamp_key, where),
         user_id=_opt_id(event, "user_id", where),
         user_name=_opt_str(event, "user_name"),

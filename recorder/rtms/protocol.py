@@ -452,10 +452,16 @@ def _contact_center_event(msg: EventUpdate, timestamp: int) -> ContactCenterEven
         value = info.pop(key, None)
         values[key] = str(value) if isinstance(value, str | int) else None
     extra: dict[str, object] = {**dict(msg.extra), **info}
+    # Zoom Phone may name its event_code instead of numbering it (see messages._event_type).
+    code = msg.extra.get("event_code")
+    if isinstance(code, str) and not code.strip().isdigit():
+        name = code.strip().upper()
+    else:
+        name = event_name(msg.event_type, contact_center=True)
     return ContactCenterEvent(
         timestamp_ms=timestamp,
         event_type=msg.event_type,
-        name=event_name(msg.event_type, contact_center=True),
+        name=name,
         channel_id=values["channel_id"],
         participant_mode=values["participant_mode"],
         queue_id=values["queue_id"],

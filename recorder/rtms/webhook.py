@@ -581,10 +581,10 @@ def lifecycle_ids(payload: Mapping[str, Any]) -> dict[str, str]:
     left out (they stay in the stored body)."""
     layers: list[Mapping[str, Any]] = []
     for layer in (payload.get("object"), payload):
-        if isinstance(layer, dict):
+        if isinstance(layer, Mapping):
             layers.append(layer)
             nested = layer.get("id_field")
-            if isinstance(nested, dict):
+            if isinstance(nested, Mapping):
                 layers.append(nested)
     ids: dict[str, str] = {}
     for key in LIFECYCLE_ID_KEYS:

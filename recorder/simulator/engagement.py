@@ -63,6 +63,9 @@ class EngagementOptions:
     pace_batch_frames: int = 1
     #: Called with each scripted step as it runs (``recorder simulate`` prints them).
     on_step: Callable[[Scenario, Step], None] | None = None
+    #: Zoom Phone webhooks named ``phone.call_rtms_*`` (one of Zoom's samples) instead of
+    #: ``phone.rtms_*`` (rtms-protocol §16).
+    phone_call_event_names: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +73,7 @@ class Target:
     """Everything a client needs to join an engagement without a webhook."""
 
     product: Product
-    #: ``meeting_uuid`` / ``webinar_uuid`` / ``session_id`` / ``engagement_id``.
+    #: ``meeting_uuid`` / ``webinar_uuid`` / ``session_id`` / ``engagement_id`` / ``call_id``.
     id_key: str
     instance_id: str
     rtms_stream_id: str
@@ -268,7 +271,7 @@ class Engagement:
 
     async def _speaker_events(self, frame: int) -> None:
         """ACTIVE_SPEAKER_CHANGE when an utterance starts (subscribed meetings only)."""
-        if self.scenario.product is Product.CONTACT_CENTER:
+        if self.scenario.product.is_voice_call:
             return
         cycle_frame = frame % self.program.cycle_frames
         for u in self.program.utterances:
@@ -294,7 +297,11 @@ class Engagement:
         """EVENT_UPDATE, only if subscribed (1 and 7 are automatic, §5.6)."""
         if not automatic and event.event_type not in self.subscribed:
             return
-        if await self.send_signaling(event.to_wire()):
+        msg = event.to_wire()
+        if self.scenario.product is Product.PHONE:
+            # Zoom Phone numbers every event with event_code only (rtms-protocol §16).
+            msg["event"]["event_code"] = msg["event"].pop("event_type")
+        if await self.send_signaling(msg):
             self.stats.events_sent[event.event_type] += 1
             self.changed()
 
@@ -340,13 +347,34 @@ class Engagement:
 
     def _started_payload(self) -> dict[str, Any]:
         payload = self._id_fields()
-        if self.scenario.product is not Product.CONTACT_CENTER:
+        if not self.scenario.product.is_voice_call:
             payload["operator_id"] = "sim-operator"
         payload["server_urls"] = self.server_urls
         return payload
 
     def _event_name(self, kind: str) -> str:
-        return f"{self.scenario.product.webhook_prefix}rtms_{kind}"
+        prefix = self.scenario.product.webhook_prefix
+        if self.scenario.product is Product.PHONE and self.options.phone_call_event_names:
+            prefix += "call_"
+        return f"{prefix}rtms_{kind}"
+
+    def lifecycle_payload(self, reason: str | None = None) -> dict[str, Any]:
+        """An ``rtms.start_failed`` / ``rtms.concurrency_*`` payload naming this engagement.
+
+        Zoom documents no payload for ``rtms.start_failed`` (rtms-protocol §16): it carries
+        the ids the recorder must match on, and a reason.
+        """
+        payload = self._id_fields()
+        payload["operator_id"] = "sim-operator"
+        if reason is not None:
+            payload["reason"] = reason
+        return payload
+
+    async def post_lifecycle(self, event: str, payload: Mapping[str, Any]) -> None:
+        """Deliver a signed lifecycle webhook (with Zoom's retries, like every other one)."""
+        event_ts = self._wall_ms()
+        body = self._sender.body_for(event, event_ts, payload)
+        await self._start_delivery(event, event_ts, body, retry=True, first_attempt=1)
 
     async def post_webhook(self, kind: str, payload: Mapping[str, Any], event_ts: int) -> None:
         """Deliver ``*.rtms_<kind>``; returns after the first attempt, retries continue behind."""

@@ -7,12 +7,12 @@ server, the profile and the webhook sender decide how it looks on the wire.
 File shape (TOML; JSON is the same tree)::
 
     name = "zcc-call"
-    product = "contact_center"          # meeting | webinar | session | contact_center
+    product = "contact_center"          # meeting | webinar | session | contact_center | phone
     duration_s = 20
     instance_id = "LjjdDBo5SkGneP8qY4SvuQ"   # optional; generated when absent
     media = ["audio", "transcript"]
     [audio]
-    layout = "channels"                 # mixed | per_speaker | channels (ZCC)
+    layout = "channels"                 # mixed | per_speaker | channels (ZCC, Phone)
     codec = 2                           # optional hint for the client: media_params values
     sample_rate = 0
     [[speakers]]
@@ -41,7 +41,10 @@ Step actions and their ``args`` (all optional):
 ``oversized_frame`` ``bytes`` (2 MiB), ``socket`` (media)
 ``duplicate_webhook`` / ``retry_webhook``  ``event`` (started|stopped|interrupted): same bytes
 ``participant_join`` / ``participant_leave`` / ``active_speaker``  ``user_id``, ``user_name``
-``zcc_event``       ``event_type`` (8), ``channel_id``
+``zcc_event``       ``event_type`` (8), ``channel_id``; a Zoom Phone call sends it as
+                    ``event_code`` (12 hold, 13 resume, 18..21 transfer)
+``lifecycle_webhook`` ``event`` (start_failed | concurrency_limited | concurrency_near_limit),
+                    ``reason``: a signed ``rtms.<event>`` naming this engagement's ids
 ``transcript``      ``text``, ``user_id``, ``user_name``, ``channel_id``
 ``chat``            ``text``, ``user_id``, ``user_name``
 =================== ==========================================================================
@@ -117,7 +120,13 @@ class Action(enum.StrEnum):
     ZCC_EVENT = "zcc_event"
     TRANSCRIPT = "transcript"
     CHAT = "chat"
+    LIFECYCLE_WEBHOOK = "lifecycle_webhook"
 
+
+#: What the ``lifecycle_webhook`` step can send (``rtms.<name>``, rtms-protocol §8.1, §16).
+LIFECYCLE_EVENTS: Final = frozenset(
+    {"start_failed", "concurrency_limited", "concurrency_near_limit"}
+)
 
 #: Accepted argument names per action (anything else is a scenario error, caught at load time).
 STEP_ARGS: Final[Mapping[Action, frozenset[str]]] = {
@@ -137,6 +146,7 @@ STEP_ARGS: Final[Mapping[Action, frozenset[str]]] = {
     Action.ZCC_EVENT: frozenset({"event_type", "channel_id"}),
     Action.TRANSCRIPT: frozenset({"text", "user_id", "user_name", "channel_id"}),
     Action.CHAT: frozenset({"text", "user_id", "user_name"}),
+    Action.LIFECYCLE_WEBHOOK: frozenset({"event", "reason"}),
 }
 
 #: Garbage frame kinds for ``Action.GARBAGE`` (``kind = "all"`` sends every one).
@@ -203,7 +213,8 @@ class Scenario:
 
     product: Product
     name: str = "engagement"
-    #: meeting_uuid / webinar_uuid / session_id / engagement_id; may hold ``/``, ``+``, ``=``.
+    #: meeting_uuid / webinar_uuid / session_id / engagement_id / call_id; may hold ``/``,
+    #: ``+``, ``=``.
     #: Empty means "generate one".
     instance_id: str = ""
     #: Empty means "generate one".
@@ -257,6 +268,12 @@ def _generated_uuid() -> str:
 
 
 def default_speakers(product: Product) -> tuple[Speaker, ...]:
+    if product is Product.PHONE:
+        # The two legs of a call: whoever called and whoever answered.
+        return (
+            Speaker("caller-01", "Caller", "speech_b", channel_id="1", participant_mode="caller"),
+            Speaker("callee-01", "Trader", "speech_a", channel_id="2", participant_mode="callee"),
+        )
     if product is Product.CONTACT_CENTER:
         return (
             Speaker(
@@ -288,12 +305,9 @@ def validate(scenario: Scenario) -> Scenario:
         raise ConfigError(
             f"scenario {scenario.name}: media must be a subset of {sorted(_MEDIA_NAMES)}"
         )
-    if scenario.product is Product.CONTACT_CENTER and not set(scenario.media) <= {
-        "audio",
-        "transcript",
-    }:
+    if scenario.product.is_voice_call and not set(scenario.media) <= {"audio", "transcript"}:
         raise ConfigError(
-            f"scenario {scenario.name}: contact_center offers audio and transcript only"
+            f"scenario {scenario.name}: {scenario.product.value} offers audio and transcript only"
         )
     if scenario.handshake_id_key and scenario.handshake_id_key not in INSTANCE_ID_KEYS.values():
         raise ConfigError(
@@ -326,6 +340,14 @@ def validate(scenario: Scenario) -> Scenario:
         if unknown:
             raise ConfigError(
                 f"scenario {scenario.name}: step {step.action} has unknown args {sorted(unknown)}"
+            )
+        if (
+            step.action is Action.LIFECYCLE_WEBHOOK
+            and step.arg_str("event", "start_failed") not in LIFECYCLE_EVENTS
+        ):
+            raise ConfigError(
+                f"scenario {scenario.name}: lifecycle_webhook event must be one of "
+                f"{sorted(LIFECYCLE_EVENTS)}"
             )
         if step.at_s < 0:
             raise ConfigError(f"scenario {scenario.name}: step {step.action} at a negative time")

@@ -50,6 +50,8 @@ class SimulatorConfig:
     secret_token: str = "sim_secret_token"  # noqa: S105 (a simulator default, not a secret)
     #: ``payload.object`` instead of the official flat payload.
     webhook_nested: bool = False
+    #: Zoom Phone webhooks as ``phone.call_rtms_*`` instead of ``phone.rtms_*`` (§16).
+    phone_call_event_names: bool = False
     webhook_retry_delays_s: Sequence[float] = DEFAULT_RETRY_DELAYS_S
     webhook_timeout_s: float = DEFAULT_TIMEOUT_S
     #: Scenario seconds per trio second (2.0 runs a call twice as fast; timers scale too).
@@ -110,6 +112,7 @@ class Simulator:
                 speed=self.config.speed,
                 binary_frames=self.config.binary_frames,
                 webhook_nested=self.config.webhook_nested,
+                phone_call_event_names=self.config.phone_call_event_names,
                 handshake_timeout_s=self.config.handshake_timeout_s,
                 encode_in_thread=self.config.encode_in_thread,
                 on_step=self.config.on_step,

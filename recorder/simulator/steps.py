@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
+from recorder.products import Product
 from recorder.rtms.messages import EventType, EventUpdate, Participant, StopReason
 from recorder.simulator.scenario import Action, Step
 
@@ -88,6 +89,9 @@ async def run_step(eng: Engagement, step: Step) -> None:
         )
     elif action is Action.CHAT:
         await send_chat(eng, step)
+    elif action is Action.LIFECYCLE_WEBHOOK:
+        name = step.arg_str("event", "start_failed")  # checked by scenario.validate
+        await eng.post_lifecycle(f"rtms.{name}", eng.lifecycle_payload(step.arg_opt_str("reason")))
 
 
 async def participant_event(eng: Engagement, step: Step) -> None:
@@ -112,6 +116,8 @@ async def participant_event(eng: Engagement, step: Step) -> None:
 
 
 async def zcc_event(eng: Engagement, step: Step) -> None:
+    """A voice-call event: Contact Center (``event_type``, with its queue) or Zoom Phone
+    (``event_code``, no queue: ``Engagement.send_event``)."""
     channel_id = step.arg_str("channel_id", eng.scenario.speakers[0].channel_id or "")
     speaker = next(
         (s for s in eng.scenario.speakers if s.channel_id == channel_id),
@@ -120,11 +126,11 @@ async def zcc_event(eng: Engagement, step: Step) -> None:
     info = {
         "channel_id": channel_id,
         "participant_mode": speaker.participant_mode or "caller",
-        "queue_id": "sim-queue-01",
-        "queue_name": "Trading Desk",
         "user_id": speaker.user_id,
         "display_name": speaker.user_name,
     }
+    if eng.scenario.product is Product.CONTACT_CENTER:
+        info |= {"queue_id": "sim-queue-01", "queue_name": "Trading Desk"}
     event = EventUpdate(
         step.arg_int("event_type", 8),
         eng.now_ms(),

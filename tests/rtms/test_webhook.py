@@ -332,7 +332,7 @@ def test_concurrency_events(body: dict[str, object]) -> None:
 @pytest.mark.parametrize(
     "body",
     [
-        {"event": "phone.rtms_started", "event_ts": 1, "payload": {"x": 1}},
+        {"event": "zoom_room.rtms_started", "event_ts": 1, "payload": {"x": 1}},
         {"event": "meeting.participant_joined", "event_ts": 1, "payload": {}},
         {"event": "something.new"},
     ],
