@@ -128,7 +128,7 @@ def test_relative_paths(tmp_path: Path) -> None:
         ("[rtms]\nallowed_hosts = ['wss://zoom.us']\n", "is not a host name"),
         ("[rtms]\nbackoff_initial_s = 5\nbackoff_max_s = 1\n", "backoff_max_s"),
         ("[rtms.handshake_id_key]\nwebinar = 'webinar_id'\n", "[rtms.handshake_id_key] webinar"),
-        ("[rtms.handshake_id_key]\nzoom_room = 'x'\n", "[rtms.handshake_id_key] zoom_room: unknown key"),
+        ("[rtms.handshake_id_key]\nroom = 'x'\n", "[rtms.handshake_id_key] room: unknown key"),
         ("[capture]\nsegment_seconds = 0\n", "[capture] segment_seconds"),
         ("[capture]\ncheckpoint_interval_s = 5\n", "[capture] checkpoint_interval_s"),
         ("[capture]\noutput_sample_rate_hz = 12345\n", 'expected "source" or one of'),

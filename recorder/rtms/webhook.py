@@ -484,7 +484,8 @@ def parse_webhook(raw_body: bytes) -> WebhookEvent:
         raise _reject("payload must be a JSON object", PayloadRejection.WRONG_TYPE)
     kind, product = _classify(event)
     about_a_stream = kind in (WebhookKind.STARTED, WebhookKind.STOPPED, WebhookKind.INTERRUPTED)
-    event_ts = _event_ts(body, required=about_a_stream)
+    # Lifecycle events read their own event_ts, leniently (``_lifecycle_event``).
+    event_ts = None if kind in LIFECYCLE_KINDS else _event_ts(body, required=about_a_stream)
     fields = _Fields(payload)
     frozen_payload = MappingProxyType(payload)
 

@@ -97,9 +97,12 @@ async def test_events_belong_to_the_recording_they_name(catalog: AsyncCatalog) -
 
     rows = {row.body: row for row in await catalog.lifecycle_events()}
     assert len(rows) == 5
-    by_key = {json.loads(r.body)["payload"].get("rtms_stream_id", r.event): r for r in rows.values()}
+    by_key = {
+        json.loads(r.body)["payload"].get("rtms_stream_id", r.event): r for r in rows.values()
+    }
     assert by_key["stream-a"].recording_id == known.recording_id
-    assert by_key["stream-c"].recording_id is None and by_key["stream-c"].stream_known
+    assert by_key["stream-c"].recording_id is None
+    assert by_key["stream-c"].stream_known
     assert by_key["nobody"].orphan
     instance_only = next(r for r in rows.values() if r.instance_id == "call-b")
     assert instance_only.recording_id == newer.recording_id
@@ -115,7 +118,8 @@ async def test_events_belong_to_the_recording_they_name(catalog: AsyncCatalog) -
     assert newer_detail is not None
     assert [e.instance_id for e in newer_detail.lifecycle_events] == ["call-b"]
     older_detail = await catalog.show(older.recording_id)
-    assert older_detail is not None and older_detail.lifecycle_events == ()
+    assert older_detail is not None
+    assert older_detail.lifecycle_events == ()
 
 
 async def test_a_start_failed_before_its_recording_attaches_once_the_recording_exists(
