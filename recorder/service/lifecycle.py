@@ -98,6 +98,8 @@ class CatalogLifecycleEvidence:
             belongs = f"recording {row.recording_id}"
         elif row.stream_known:
             belongs = "a known stream without a recording"
+        elif not record.ids:
+            belongs = "no stream (it names none)"
         else:
             belongs = "nothing known (orphan)"
         reason = (record.reason or "-")[:MAX_LOGGED_REASON]
