@@ -101,6 +101,8 @@ def test_product_keys_and_prefixes() -> None:
         "webinar_uuid",
         "session_id",
         "engagement_id",
+        "call_id",
     ]
     assert webhook_event_prefix(Product.CONTACT_CENTER) == "contact_center.voice_"
+    assert webhook_event_prefix(Product.PHONE) == "phone."
     assert webhook_event_prefix(Product.SESSION) == "session."

@@ -53,7 +53,15 @@ def test_json_and_toml_agree(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"product": "phone"}, "phone"),
+        ({"product": "zoom_room"}, "zoom_room"),
+        ({"product": "phone", "media": ["audio", "video"]}, "phone offers audio"),
+        (
+            {
+                "product": "phone",
+                "steps": [{"at_s": 1, "action": "lifecycle_webhook", "args": {"event": "stopped"}}],
+            },
+            "lifecycle_webhook event",
+        ),
         ({"product": "meeting", "colour": "red"}, "colour"),
         ({"product": "meeting", "steps": [{"at_s": 1, "action": "explode"}]}, "explode"),
         (
