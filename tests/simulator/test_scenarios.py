@@ -22,7 +22,14 @@ from .httpserver import http_server
 def test_shipped_scenarios_load_and_cover_the_demo() -> None:
     paths = builtin_scenarios()
     scenarios = {p.stem: load_scenario(p) for p in paths}
-    assert set(scenarios) == {"zcc_call", "meeting_per_speaker", "g711_drop_failover", "webinar"}
+    assert set(scenarios) == {
+        "zcc_call",
+        "meeting_per_speaker",
+        "g711_drop_failover",
+        "webinar",
+        "phone_call",
+    }
+    assert scenarios["phone_call"].product is Product.PHONE
     zcc = scenarios["zcc_call"]
     assert zcc.product is Product.CONTACT_CENTER
     assert zcc.layout is AudioLayout.CHANNELS
@@ -114,7 +121,7 @@ async def test_run_simulate_drives_every_shipped_scenario_against_http() -> None
             nursery.cancel_scope.cancel()
     assert code == 0
     assert lines[0].startswith("simulator: profile doc-2026, RTMS endpoints at ws://127.0.0.1:")
-    assert sum(line.startswith("started ") for line in lines) == 4
+    assert sum(line.startswith("started ") for line in lines) == 5
     assert "g711-drop-failover: t=5s drop_media lose_s=1.5" in lines
     assert "g711-drop-failover: t=12s failover" in lines
     assert "zcc-call: t=19.5s stop reason=22" in lines
@@ -122,6 +129,7 @@ async def test_run_simulate_drives_every_shipped_scenario_against_http() -> None
     events = [parse_webhook(body).event for _, body in received]
     assert events.count("contact_center.voice_rtms_started") == 4  # 2 calls + failover + duplicate
     assert "webinar.rtms_stopped" in events
+    assert {"phone.rtms_started", "phone.rtms_stopped", "rtms.start_failed"} <= set(events)
     for headers, body in received:
         verify_webhook("cli_token", headers, body, now_s=float(headers["x-zm-request-timestamp"]))
 
