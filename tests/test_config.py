@@ -344,3 +344,22 @@ def test_audio_per_product_errors_name_the_table(tmp_path: Path) -> None:
     path = write(tmp_path, "[rtms.audio.contact_center]\ncodec = 'g711'\nchannels = 2\n")
     with pytest.raises(ConfigError, match=r"\[rtms.audio.contact_center\] channels"):
         load_config(path, {})
+
+
+def test_zoom_phone_has_its_own_audio_table_and_handshake_key(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[rtms.audio.phone]
+codec = "g711"
+[rtms.handshake_id_key]
+phone = "call_id"
+""",
+    )
+    rtms = load_config(path, {}).rtms
+    assert rtms.audio_for(Product.PHONE).codec is AudioCodecName.G711
+    assert rtms.audio_for(Product.CONTACT_CENTER).codec is AudioCodecName.L16
+    assert rtms.handshake_id_keys[Product.PHONE] == "call_id"
+    bad = write(tmp_path, "[rtms.audio.phone]\ncodec = 'g711'\nsample_rate_hz = 16000\n")
+    with pytest.raises(ConfigError, match=r"\[rtms.audio.phone\]"):
+        load_config(bad, {})

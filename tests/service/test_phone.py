@@ -237,3 +237,9 @@ async def test_failed_starts_are_stored_shown_counted_and_logged(
     assert any(orphan_stream in line and "(orphan)" in line for line in lines)
     assert any(call.scenario.rtms_stream_id in line for line in lines)
     assert not any("concurrency_near_limit" in line for line in lines)
+    by_product = await trio.run_process(
+        [*cli, "search", "--product", "phone"], env=env, capture_stdout=True
+    )
+    found = by_product.stdout.decode()
+    assert row.recording_id in found
+    assert found.splitlines()[-1] == "1 recording(s)"
