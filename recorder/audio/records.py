@@ -222,7 +222,9 @@ class RecordsWriter:
         if isinstance(event, ContactCenterEvent):
             self.remember_speaker(event.user_id, event.display_name)
             return {
-                "type": "contact_center",
+                # Zoom Phone numbers its call events with event_code only (rtms-protocol §16);
+                # Contact Center's come with event_type.
+                "type": "call_event" if "event_code" in event.extra else "contact_center",
                 "ts_ms": event.timestamp_ms,
                 "clock": "rtms",
                 "event": event.name,

@@ -130,6 +130,7 @@ async def test_a_phone_call_records_each_leg_with_its_call_events(tmp_path: Path
         ("TRANSFER_INITIATED", "2"),
     ]
     phone_events = [r for r in records if r.get("event_type") is not None]
+    assert all(r["type"] == "call_event" for r in phone_events)
     assert all(r["extra"]["event_code"] == r["event_type"] for r in phone_events)
     [transcript] = [r for r in records if r["type"] == "transcript"]
     assert (transcript["text"], transcript["channel_id"]) == ("one moment please", "2")
