@@ -53,6 +53,18 @@ class FallbackKeyProvider:
     def fallback_count(self) -> int:
         return self._count
 
+    @property
+    def escrow(self) -> X25519PublicKeyProvider:
+        return self._escrow
+
+    @property
+    def current_key_id(self) -> str:
+        return self._primary.current_key_id
+
+    def wrap_key(self, plaintext: bytes, context: KeyContext) -> DataKey:
+        """Re-wrapping goes to the primary only: moving keys *to* escrow is never intended."""
+        return self._primary.wrap_key(plaintext, context)
+
     def handles(self, key_id: str) -> bool:
         return self._escrow.handles(key_id) or self._primary.handles(key_id)
 
