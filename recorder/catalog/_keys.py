@@ -17,7 +17,7 @@ from typing import Final
 
 from recorder.catalog._rows import Row, TransactionSource, _require_text
 from recorder.catalog.base import KekUsage, RecordingKeyRow
-from recorder.errors import CatalogError, IntegrityError, KeyDestroyed
+from recorder.errors import CatalogError, HoldActive, IntegrityError, KeyDestroyed
 from recorder.evidence_destruction import DestructionRecord, destruction_record_from_json
 
 _KEY_COLS: Final = (
@@ -113,6 +113,21 @@ class KeyQueries(TransactionSource):
     def destroy_recording_keys(self, recording_id: str, *, reason: str, now_ms: int) -> list[str]:
         _require_text("destroy_recording_keys", recording_id=recording_id, reason=reason)
         with self._transaction("destroy_recording_keys", write=True) as tx:
+            # A hold always wins (invariant 8); checked again in the destroying transaction so a
+            # hold placed after the caller's own check still stops it (SQLite writers are
+            # serialised; on PostgreSQL the window is this transaction's READ COMMITTED read).
+            held = tx.fetchone(
+                """SELECT hold_id FROM legal_holds WHERE released_ms IS NULL AND (
+                        (scope = 'recording' AND scope_value = ?)
+                        OR (scope = 'instance' AND scope_value IN (
+                            SELECT instance_id FROM recordings WHERE recording_id = ?)))""",
+                (recording_id, recording_id),
+            )
+            if held is not None:
+                raise HoldActive(
+                    f"recording {recording_id!r} is under legal hold {held[0]}; its keys may "
+                    "not be destroyed"
+                )
             # The recording's tombstone first: from this commit on no key can be added for it.
             tx.execute(
                 """INSERT INTO recording_key_tombstones (recording_id, destroyed_ms, reason)

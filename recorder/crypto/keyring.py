@@ -401,6 +401,13 @@ class RecordingKeyring:
         wrapped = bytes((_WRAP_VERSION,)) + nonce + aead.encrypt(nonce, plaintext, aad)
         return DataKey(plaintext=plaintext, wrapped=wrapped, key_id=rk_id)
 
+    def open_recording_key(self, rk_id: str, recording_id: str) -> None:
+        """Unwrap one recording key (checks only; the key stays inside the keyring).
+
+        Raises ``KeyDestroyed`` for a shredded key, like every read of it would.
+        """
+        self._open_recording_key(rk_id, recording_id)
+
     def _open_recording_key(self, rk_id: str, recording_id: str) -> AESGCM:
         with self._lock:
             cached = self._opened.get(rk_id)
@@ -420,17 +427,35 @@ class RecordingKeyring:
                 f"recording key {rk_id} belongs to recording {entry.recording_id!r}, "
                 f"not {recording_id!r}"
             )
+        aead = AESGCM(self._unwrap_entry(entry))
+        self._remember(self._opened, rk_id, aead)
+        return aead
+
+    def _unwrap_entry(self, entry: RecordingKeyEntry) -> bytes:
         for unwrapper in self._unwrappers:
             if unwrapper.handles(entry.kek_key_id):
-                material = unwrapper.unwrap(
-                    entry.wrapped, entry.kek_key_id, KeyContext(recording_id)
+                return unwrapper.unwrap(
+                    entry.wrapped, entry.kek_key_id, KeyContext(entry.recording_id)
                 )
-                aead = AESGCM(material)
-                self._remember(self._opened, rk_id, aead)
-                return aead
         raise KeyNotFound(
-            f"no key backend here holds KEK {entry.kek_key_id} (needed for recording key {rk_id})"
+            f"no key backend here holds KEK {entry.kek_key_id} "
+            f"(needed for recording key {entry.rk_id})"
         )
+
+    @property
+    def provider(self) -> KeyProvider | None:
+        return self._provider
+
+    def rewrap(self, entry: RecordingKeyEntry) -> DataKey:
+        """The same recording key, wrapped under the provider's current KEK (``keys rewrap``).
+
+        The returned ``DataKey.plaintext`` is the recording key: callers store ``wrapped`` and
+        ``key_id`` only.
+        """
+        if self._provider is None:
+            raise KeyProviderError("this keyring has no key provider to re-wrap keys to")
+        material = self._unwrap_entry(entry)
+        return self._provider.wrap_key(material, KeyContext(entry.recording_id))
 
     def unwrap_segment_key(self, header: SegmentHeader) -> bytes:
         identity = header.identity

@@ -38,7 +38,8 @@ logger = logging.getLogger(__name__)
 WRITING_DIR: Final = "writing"
 RECORDING_KEYS_DIR: Final = "recording-keys"
 #: Recording keys the catalog could not take, kept durably until ``sync_spilled`` moves them.
-ESCROW_SPILL_DIR: Final = "escrow-spill"
+#: The directory older versions kept every recording key in: synced into the catalog too.
+ESCROW_SPILL_DIR: Final = RECORDING_KEYS_DIR
 KEK_DIR: Final = "kek"
 
 

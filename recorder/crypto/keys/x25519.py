@@ -115,6 +115,10 @@ class X25519Unwrapper:
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot load X25519 private key {path}: {exc}") from exc
 
+    @property
+    def public_key(self) -> X25519PublicKey:
+        return self._private.public_key()
+
     def handles(self, key_id: str) -> bool:
         return key_id == self.key_id
 
