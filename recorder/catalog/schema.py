@@ -391,7 +391,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     ),
     Migration(
         version=7,
-        description="recording keys in the catalog (tombstoned, never deleted), destruction records",
+        description="recording keys in the catalog, tombstones, destruction records",
         statements={engine: _v7(engine) for engine in Engine},
     ),
 )
