@@ -241,3 +241,31 @@ async def test_rotate_rewrap_resume_and_shred(
     assert_not_in(caplog.text.encode(), before, "the logs")
     assert_not_in((status + rotated + out).encode(), before, "command output")
     assert_private(config.keys.key_dir)
+
+
+async def test_check_reads_an_existing_installation_and_changes_nothing(tmp_path: Path) -> None:
+    config = demo_config(tmp_path)
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path), "ZOOM_CLIENT_ID": "id"}
+    env |= {"ZOOM_CLIENT_SECRET": "s", "ZOOM_SECRET_TOKEN": "t"}
+    with trio.fail_after(60):
+        async with open_components(config) as c:
+            await trio.to_thread.run_sync(c.keyring.prepare, "existing")
+            usage = await c.catalog.kek_usage()
+
+        def snapshot() -> dict[str, tuple[int, int]]:
+            return {
+                str(p): (p.stat().st_size, p.stat().st_mtime_ns)
+                for p in tmp_path.rglob("*")
+                # SQLite's own shared-memory and (empty) WAL files come and go with any reader.
+                if p.is_file()
+                and not p.name.endswith("-shm")
+                and not (p.name.endswith("-wal") and p.stat().st_size == 0)
+            }
+
+        before = snapshot()
+        _, out = await cli(env, "check")
+        assert "ok    catalog: sqlite reachable, schema version" in out
+        assert "ok    keys: local KEK local:kek-" in out
+        assert snapshot() == before
+        async with open_components(config) as c:
+            assert await c.catalog.kek_usage() == usage
