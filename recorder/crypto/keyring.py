@@ -4,7 +4,8 @@ Three layers (docs/encrypted-format.md, "Key hierarchy")::
 
     KEK (local file, KMS key, or an X25519 public key)      held by a KeyProvider
      └─ recording key: random 256-bit, one per recording    wrapped by the KEK, kept in a
-        │                                                   RecordingKeyStore, NOT beside the audio
+        │                                                   RecordingKeyStore (the catalog:
+        │                                                   ``keystore.py``), NOT beside the audio
         └─ segment data key: random 256-bit, one per file   wrapped by the recording key, kept in
                                                             the segment header (WORM storage)
 

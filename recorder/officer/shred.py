@@ -28,7 +28,7 @@ from typing import BinaryIO, cast
 import trio
 
 from recorder.catalog.aio import AsyncCatalog
-from recorder.catalog.base import RecordFileRow, SegmentRow, UploadState
+from recorder.catalog.base import RecordFileRow, RecordingStatus, SegmentRow, UploadState
 from recorder.crypto.keyring import RecordingKeyring
 from recorder.crypto.reader import iter_plaintext
 from recorder.errors import CatalogError, HoldActive, IntegrityError, KeyDestroyed, RecorderError
@@ -69,6 +69,10 @@ class CryptoShredder:
         detail = await catalog.show(recording_id)
         if detail is None:
             raise CatalogError(f"shred: no recording {recording_id!r}")
+        if detail.recording.status is RecordingStatus.ACTIVE:
+            # A live recorder holds this recording's key in memory and would keep sealing with
+            # it; destroy keys only of recordings that have ended.
+            raise CatalogError(f"shred: recording {recording_id!r} is still being recorded")
         rows: list[SegmentRow | RecordFileRow] = [*detail.segments, *detail.records]
         stored_keys = await catalog.recording_keys_of(recording_id)
         key_ids = tuple(sorted({r.key_id for r in rows} | {k.rk_id for k in stored_keys}))

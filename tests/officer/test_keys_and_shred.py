@@ -269,3 +269,100 @@ async def test_check_reads_an_existing_installation_and_changes_nothing(tmp_path
         assert snapshot() == before
         async with open_components(config) as c:
             assert await c.catalog.kek_usage() == usage
+
+
+async def test_init_and_export_public_make_private_keys_0600_and_never_overwrite(
+    tmp_path: Path,
+) -> None:
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    private, public = tmp_path / "officer.x25519", tmp_path / "officer.x25519.pub"
+    with trio.fail_after(60):
+        _, out = await cli(
+            env, "keys", "init", "--x25519", "--private", str(private), "--public", str(public)
+        )
+        assert stat.S_IMODE(private.stat().st_mode) == 0o600
+        key_id = out.split()[4].rstrip(":")
+        assert key_id.startswith("x25519:")
+        code, out = await cli(
+            env,
+            "keys",
+            "init",
+            "--x25519",
+            "--private",
+            str(private),
+            "--public",
+            str(public),
+            check=False,
+        )
+        assert code == 3
+        assert "refusing to overwrite" in out
+        again = tmp_path / "again.pub"
+        _, out = await cli(
+            env, "keys", "export-public", "--private", str(private), "--out", str(again)
+        )
+        assert key_id in out
+        assert again.read_bytes() == public.read_bytes()
+        code, out = await cli(
+            env,
+            "keys",
+            "export-public",
+            "--private",
+            str(private),
+            "--out",
+            str(again),
+            check=False,
+        )
+        assert code == 3
+        # The local KEK of the embedded default: created once, 0600, then refused.
+        _, out = await cli(env, "keys", "init")
+        assert "created local KEK local:kek-" in out
+        code, out = await cli(env, "keys", "init", check=False)
+        assert code == 3
+        assert "refusing to overwrite" in out
+        assert_private(tmp_path / "state" / "rtms-recorder" / "keys")
+
+
+async def test_escrowed_keys_are_counted_alerted_and_rewrapped_to_the_primary(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from recorder.catalog.aio import open_async_catalog
+    from recorder.crypto.keys import generate_x25519_keypair
+    from recorder.crypto.keys.x25519 import X25519Unwrapper
+    from recorder.officer import keys as key_commands
+    from recorder.service.components import open_keyring
+    from recorder.service.metrics import RecorderMetrics
+
+    generate_x25519_keypair(tmp_path / "escrow.x25519", tmp_path / "escrow.pub")
+    escrow_id = X25519Unwrapper.from_file(tmp_path / "escrow.x25519").key_id
+    config = demo_config(tmp_path)
+    config = replace(
+        config, keys=replace(config.keys, escrow_public_key_path=tmp_path / "escrow.pub")
+    )
+    assert config.catalog.sqlite_path is not None
+    metrics = RecorderMetrics()
+    with trio.fail_after(60):
+        # The catalog goes away under a running recorder: the key is escrowed, never lost.
+        dead = await open_async_catalog(f"sqlite:///{config.catalog.sqlite_path}", now_ms=1)
+        keyring = await trio.to_thread.run_sync(open_keyring, config, dead, metrics)
+        await dead.aclose()
+        rk_id = await trio.to_thread.run_sync(keyring.prepare, "rec-escrowed")
+        assert 'rtmsrec_key_escrow_total{cause="key_store_unavailable"} 1.0' in (
+            metrics.render().decode()
+        )
+        assert "ALERT key store unreachable" in caplog.text
+        assert rk_id in caplog.text
+        # The next start moves it into the catalog; an officer holding the escrow private key
+        # re-wraps it under the primary KEK.
+        officer_config = replace(
+            config,
+            keys=replace(config.keys, private_key_paths=(tmp_path / "escrow.x25519",)),
+        )
+        async with open_components(officer_config) as c:
+            [row] = await c.catalog.recording_keys_of("rec-escrowed")
+            assert row.kek_key_id == escrow_id
+            args = type("Args", (), {"reason": "escrow cleanup", "from_kek": escrow_id})()
+            assert await key_commands.rewrap(c, args) == 0  # type: ignore[arg-type]
+            [row] = await c.catalog.recording_keys_of("rec-escrowed")
+            assert row.kek_key_id.startswith("local:kek-")
+        async with open_components(config) as c:  # no escrow private key needed any more
+            await trio.to_thread.run_sync(c.keyring.open_recording_key, rk_id, "rec-escrowed")

@@ -4,7 +4,8 @@ When the primary provider (usually KMS) raises ``KeyUnavailable``, ``FallbackKey
 wraps the new key to a pre-provisioned escrow X25519 public key, counts it, logs one line
 (no key material) and calls ``on_fallback`` so the service can raise an alert metric. Segments
 wrapped this way are readable only with the escrow private key, held offline by the custodian;
-re-wrapping them under the primary KEK later is an officer's task (not automated yet).
+``recorder keys rewrap`` on a host holding the escrow private key moves them back under the
+primary KEK (audited, resumable).
 
 Any other primary error (wrong configuration, missing key) is *not* papered over: it raises.
 """
