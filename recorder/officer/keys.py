@@ -26,7 +26,7 @@ from recorder.crypto.keys.x25519 import X25519Unwrapper, generate_x25519_keypair
 from recorder.crypto.setup import init_local_keys, rotate_local_key
 from recorder.errors import ConfigError, KeyProviderError
 from recorder.officer.shred import CryptoShredder
-from recorder.service.components import KEK_DIR, Components, now_ms
+from recorder.service.components import KEK_DIR, RECORDING_KEYS_DIR, Components, now_ms
 
 #: Keys re-wrapped per page (one progress line and one audit event per page).
 REWRAP_PAGE = 100
@@ -68,7 +68,7 @@ async def status(c: Components, args: argparse.Namespace) -> int:
         {provider.escrow.key_id} if isinstance(provider, FallbackKeyProvider) else set[str]()
     )
     escrowed = sum(u.live for u in usage if u.kek_key_id in escrow_ids)
-    spill = keys.key_dir / "recording-keys"
+    spill = keys.key_dir / RECORDING_KEYS_DIR
     spilled = len(list(spill.glob("*/rk-*.json"))) if spill.is_dir() else 0
     print(f"escrow use: {escrowed} key(s) wrapped to the escrow key; {spilled} not yet in catalog")
     records = await c.catalog.destruction_records()
