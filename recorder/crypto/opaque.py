@@ -72,4 +72,5 @@ def scan_opaque(path: Path) -> OpaqueScan:
             body_bytes += frame.length
             chunks += 1
             sealed = frame.kind in RecordKind.LAST_KINDS
-    return OpaqueScan(header, body_bytes, chunks, end, sealed)
+    # A file that ends inside the prologue slot has no clean body at all.
+    return OpaqueScan(header, body_bytes, chunks, min(end, size), sealed)
