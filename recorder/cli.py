@@ -115,7 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("shred", help="crypto-shred one recording (refused under legal hold)")
     _config_arg(p)
     p.add_argument("recording_id")
-    p.add_argument("--reason", required=True, help="the authority (audited; actor = OS user)")
+    p.add_argument("--reason", help="the authority (audited; actor = OS user)")
+    p.add_argument(
+        "--verify", action="store_true", help="re-check the recording's destruction records"
+    )
 
     p = sub.add_parser("bench", help="print performance figures (never used by tests)")
     p.add_argument("which", choices=["crypto", "audio", "pipeline", "fullpath"])

@@ -234,6 +234,15 @@ def export_public(args: argparse.Namespace) -> int:
 
 async def shred(c: Components, args: argparse.Namespace) -> int:
     shredder = CryptoShredder(c.catalog, c.keyring, c.store)
+    if args.verify:
+        for checked in await shredder.verify(args.recording_id):
+            print(
+                f"destruction record sha256 {checked.sha256()} of {checked.recording_id}: "
+                f"verified ({len(checked.key_ids)} key(s) still destroyed; decrypt still fails)"
+            )
+        return 0
+    if not args.reason:
+        raise ConfigError("shred needs --reason (the authority, written to the audit log)")
     record = await shredder.shred(args.recording_id, actor=os_actor(), rule=f"manual:{args.reason}")
     print(f"recording {record.recording_id}: {record.method.value}")
     print(f"  keys destroyed: {', '.join(record.key_ids) or '(none)'}")

@@ -135,6 +135,30 @@ class CryptoShredder:
         )
         return record
 
+    async def verify(self, recording_id: str) -> list[DestructionRecord]:
+        """Check the recording's destruction records again, now: each record's stored SHA-256
+        (checked as it is read), every key it names still a tombstone, decryption still failing.
+
+        Raises ``IntegrityError`` naming what no longer holds; returns the records checked.
+        """
+        records = await self._catalog.destruction_records(recording_id)
+        if not records:
+            raise IntegrityError(f"no destruction record for recording {recording_id!r}")
+        detail = await self._catalog.show(recording_id)
+        rows: list[SegmentRow | RecordFileRow] = (
+            [] if detail is None else [*detail.segments, *detail.records]
+        )
+        for record in records:
+            for key_id in record.key_ids:
+                row = await self._catalog.get_recording_key(key_id)
+                if row is None or not row.destroyed or row.wrapped is not None:
+                    raise IntegrityError(
+                        f"destruction record of {recording_id!r} names key {key_id}, which is "
+                        "no longer a tombstone in the key store (restored from a backup?)"
+                    )
+            await self._verify_destroyed(recording_id, rows, record.key_ids)
+        return records
+
     async def _verify_destroyed(
         self,
         recording_id: str,

@@ -232,6 +232,11 @@ async def test_rotate_rewrap_resume_and_shred(
             tombstones = await c.catalog.recording_keys_of(held)
             assert tombstones
             assert all(k.destroyed and k.wrapped is None for k in tombstones)
+        _, verified = await cli(env, "shred", held, "--verify")
+        assert f"destruction record sha256 {record.sha256()}" in verified
+        code, out = await cli(env, "shred", other, "--verify", check=False)
+        assert code == 90
+        assert "no destruction record" in out
 
     catalog_bytes = b"".join(
         p.read_bytes() for p in config.storage.state_dir.rglob("catalog*") if p.is_file()
