@@ -17,6 +17,7 @@ from typing import Final
 
 from recorder.catalog._rows import Row, TransactionSource, _require_text
 from recorder.catalog.base import KekUsage, RecordingKeyRow
+from recorder.catalog.schema import Engine
 from recorder.errors import CatalogError, HoldActive, IntegrityError, KeyDestroyed
 from recorder.evidence_destruction import DestructionRecord, destruction_record_from_json
 
@@ -114,8 +115,11 @@ class KeyQueries(TransactionSource):
         _require_text("destroy_recording_keys", recording_id=recording_id, reason=reason)
         with self._transaction("destroy_recording_keys", write=True) as tx:
             # A hold always wins (invariant 8); checked again in the destroying transaction so a
-            # hold placed after the caller's own check still stops it (SQLite writers are
-            # serialised; on PostgreSQL the window is this transaction's READ COMMITTED read).
+            # hold placed after the caller's own check still stops it. SQLite writers are
+            # serialised already; on PostgreSQL a SHARE lock makes a concurrent place_hold wait
+            # for this commit (or this check wait for its), so no hold slips in between.
+            if getattr(self, "engine", None) is Engine.POSTGRES:
+                tx.execute("LOCK TABLE legal_holds IN SHARE MODE")
             held = tx.fetchone(
                 """SELECT hold_id FROM legal_holds WHERE released_ms IS NULL AND (
                         (scope = 'recording' AND scope_value = ?)
