@@ -96,6 +96,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="a new directory to write into")
     _officer_args(p)
 
+    p = sub.add_parser("keys", help="recording keys: status, init, rotate, rewrap, export-public")
+    keys = p.add_subparsers(dest="keys_command", required=True)
+    k = keys.add_parser("status", help="providers, KEK ids, recording keys per KEK, escrow use")
+    _config_arg(k)
+    k = keys.add_parser("init", help="create a local KEK, or an officer X25519 key pair (0600)")
+    _config_arg(k)
+    k.add_argument("--x25519", action="store_true", help="create an X25519 key pair instead")
+    k.add_argument("--private", type=Path, help="with --x25519: the private key file (0600)")
+    k.add_argument("--public", type=Path, help="with --x25519: the public key file")
+    k = keys.add_parser("rotate", help="new local KEK; new recordings use it (audited)")
+    _config_arg(k)
+    k.add_argument("--reason", required=True, help="why (written to the audit log)")
+    k = keys.add_parser(
+        "rewrap", help="re-wrap recording keys to the current KEK (resumable, audited)"
+    )
+    _config_arg(k)
+    k.add_argument("--from-kek", default=None, help="only keys under this KEK id (or escrow)")
+    k.add_argument("--reason", required=True, help="why (written to the audit log)")
+    k = keys.add_parser("export-public", help="public half of an X25519 private key")
+    k.add_argument("--private", type=Path, required=True)
+    k.add_argument("--out", type=Path, required=True, help="a new file for the raw public key")
+
+    p = sub.add_parser("shred", help="crypto-shred one recording (refused under legal hold)")
+    _config_arg(p)
+    p.add_argument("recording_id")
+    p.add_argument("--reason", help="the authority (audited; actor = OS user)")
+    p.add_argument(
+        "--verify", action="store_true", help="re-check the recording's destruction records"
+    )
+
     p = sub.add_parser("bench", help="print performance figures (never used by tests)")
     p.add_argument("which", choices=["crypto", "audio", "pipeline", "fullpath"])
     p.add_argument("options", nargs=argparse.REMAINDER, help="passed to the benchmark")
@@ -182,6 +212,26 @@ def _run(args: argparse.Namespace) -> int:
             "export": commands.export,
         }[command]
         return trio.run(_with_components, args.config, fn, args)
+    if command == "keys":
+        from recorder.officer import keys as key_commands
+
+        sub_command = args.keys_command
+        if sub_command == "export-public":
+            return key_commands.export_public(args)
+        if sub_command == "init":
+            from recorder.config import load_config
+
+            return key_commands.init(load_config(args.config, os.environ), args)
+        key_fn = {
+            "status": key_commands.status,
+            "rotate": key_commands.rotate,
+            "rewrap": key_commands.rewrap,
+        }[sub_command]
+        return trio.run(_with_components, args.config, key_fn, args)
+    if command == "shred":
+        from recorder.officer import keys as key_commands
+
+        return trio.run(_with_components, args.config, key_commands.shred, args)
     if command == "bench":
         import importlib
 

@@ -220,6 +220,8 @@ class KeysConfig:
     public_key_path: Path | None = None
     #: Offline escrow key: wrap to it when the key service is down, never drop audio.
     escrow_public_key_path: Path | None = None
+    #: Officer hosts only: X25519 private keys (0600) that unwrap recording keys for reading.
+    private_key_paths: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -624,6 +626,9 @@ def _keys(t: _Table, *, state_dir: Path) -> KeysConfig:
         kms_endpoint_url=t.optional_string("kms_endpoint_url"),
         public_key_path=t.path("public_key_path", None, base=state_dir),
         escrow_public_key_path=t.path("escrow_public_key_path", None, base=state_dir),
+        private_key_paths=tuple(
+            state_dir / Path(item).expanduser() for item in t.strings("private_key_paths", ())
+        ),
     )
     if provider is KeyProviderKind.KMS and not keys.kms_key_id:
         raise t.error("kms_key_id", 'is required when provider = "kms"')

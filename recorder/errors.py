@@ -46,6 +46,7 @@ boto3, PyAV, psycopg, cryptography) are translated at the module that calls the 
     └── PolicyError (4)
         ├── PolicyParseError ....... a policies/*.toml file is invalid
         └── LegalHoldViolation ..... an action would break a legal hold
+            └── HoldActive ......... refused: a hold applies to what would be destroyed
 
 Exit codes follow borg's ranges: 0 success, 1 warning, 2 generic error, 3-99 specific errors,
 128+N killed by signal N.
@@ -260,3 +261,7 @@ class PolicyParseError(PolicyError):
 
 class LegalHoldViolation(PolicyError):
     pass
+
+
+class HoldActive(LegalHoldViolation):
+    """Destruction refused because a legal hold applies (retention and shredding check it)."""

@@ -19,6 +19,7 @@ import abc
 from collections.abc import Sequence
 
 from recorder.catalog._evidence import EvidenceQueries
+from recorder.catalog._keys import KeyQueries
 from recorder.catalog._lifecycle import LifecycleQueries
 from recorder.catalog._officers import OfficerQueries
 from recorder.catalog._rows import Row as Row
@@ -28,7 +29,9 @@ from recorder.catalog.schema import MIGRATIONS, SCHEMA_VERSION_DDL, Engine, Migr
 from recorder.errors import CatalogError
 
 
-class SqlCatalog(StreamQueries, EvidenceQueries, OfficerQueries, LifecycleQueries, abc.ABC):
+class SqlCatalog(
+    StreamQueries, EvidenceQueries, OfficerQueries, LifecycleQueries, KeyQueries, abc.ABC
+):
     """The ``Catalog`` implementation shared by both engines."""
 
     engine: Engine

@@ -24,6 +24,7 @@ from recorder.catalog.base import (
     EvidenceRef,
     HoldScope,
     JsonValue,
+    KekUsage,
     Lease,
     LegalHoldRow,
     LifecycleEventRow,
@@ -34,6 +35,7 @@ from recorder.catalog.base import (
     Product,
     RecordFileRow,
     RecordingDetail,
+    RecordingKeyRow,
     RecordingRow,
     RecordingStart,
     RecordingStatus,
@@ -45,6 +47,7 @@ from recorder.catalog.base import (
 from recorder.catalog.connect import open_catalog, open_configured_catalog
 from recorder.catalog.postgres import DEFAULT_MAX_CONNECTIONS, PostgresCatalog
 from recorder.config import CatalogConfig, Secret
+from recorder.evidence_destruction import DestructionRecord
 
 T = TypeVar("T")
 
@@ -393,6 +396,60 @@ class AsyncCatalog:
                 limit=limit,
             )
         )
+
+    # recording keys and destruction records
+    async def put_recording_key(self, row: RecordingKeyRow) -> None:
+        await self._call(functools.partial(self.sync.put_recording_key, row))
+
+    async def get_recording_key(self, rk_id: str) -> RecordingKeyRow | None:
+        return await self._call(functools.partial(self.sync.get_recording_key, rk_id))
+
+    async def recording_keys_of(self, recording_id: str) -> list[RecordingKeyRow]:
+        return await self._call(functools.partial(self.sync.recording_keys_of, recording_id))
+
+    async def recording_key_tombstone(self, recording_id: str) -> tuple[int, str] | None:
+        return await self._call(functools.partial(self.sync.recording_key_tombstone, recording_id))
+
+    async def destroy_recording_keys(
+        self, recording_id: str, *, reason: str, now_ms: int
+    ) -> list[str]:
+        return await self._call(
+            functools.partial(
+                self.sync.destroy_recording_keys, recording_id, reason=reason, now_ms=now_ms
+            )
+        )
+
+    async def kek_usage(self) -> list[KekUsage]:
+        return await self._call(self.sync.kek_usage)
+
+    async def recording_keys_not_under(
+        self, kek_key_id: str, *, after_rk_id: str = "", limit: int = 100
+    ) -> list[RecordingKeyRow]:
+        return await self._call(
+            functools.partial(
+                self.sync.recording_keys_not_under, kek_key_id, after_rk_id=after_rk_id, limit=limit
+            )
+        )
+
+    async def rewrap_recording_key(
+        self, rk_id: str, *, old_kek_key_id: str, new_kek_key_id: str, wrapped: bytes, now_ms: int
+    ) -> bool:
+        return await self._call(
+            functools.partial(
+                self.sync.rewrap_recording_key,
+                rk_id,
+                old_kek_key_id=old_kek_key_id,
+                new_kek_key_id=new_kek_key_id,
+                wrapped=wrapped,
+                now_ms=now_ms,
+            )
+        )
+
+    async def add_destruction_record(self, record: DestructionRecord) -> None:
+        await self._call(functools.partial(self.sync.add_destruction_record, record))
+
+    async def destruction_records(self, recording_id: str | None = None) -> list[DestructionRecord]:
+        return await self._call(functools.partial(self.sync.destruction_records, recording_id))
 
 
 async def open_async_catalog(

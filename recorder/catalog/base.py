@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from recorder.evidence_destruction import DestructionRecord
 from recorder.products import Product as Product
 from recorder.sink import SealedSegment
 
@@ -467,6 +468,34 @@ class RecordingDetail:
         return any(hold.active for hold in self.holds)
 
 
+@dataclass(frozen=True, slots=True)
+class RecordingKeyRow:
+    """One recording key as the catalog holds it: wrapped (never plain), or its tombstone."""
+
+    rk_id: str
+    recording_id: str
+    kek_key_id: str
+    #: The key wrapped under ``kek_key_id``; ``None`` once destroyed (the row is a tombstone).
+    wrapped: bytes | None = field(repr=False)
+    created_ms: int
+    rewrapped_ms: int | None = None
+    destroyed_ms: int | None = None
+    destroy_reason: str | None = None
+
+    @property
+    def destroyed(self) -> bool:
+        return self.destroyed_ms is not None
+
+
+@dataclass(frozen=True, slots=True)
+class KekUsage:
+    """How many recording keys one KEK wraps (``recorder keys status``)."""
+
+    kek_key_id: str
+    live: int
+    destroyed: int
+
+
 # --- the seam --------------------------------------------------------------------------------
 
 
@@ -669,4 +698,44 @@ class Catalog(Protocol):
     ) -> list[LifecycleEventRow]:
         """Newest first; ``failed_only``: start failures and refusals for concurrency, not the
         near-limit warnings."""
+        ...
+
+    # recording keys (wrapped only) and destruction records
+    def put_recording_key(self, row: RecordingKeyRow) -> None:
+        """Store a wrapped recording key, committed on return. Idempotent for the same row.
+
+        Raises ``KeyDestroyed`` when the recording was shredded (its tombstone refuses new keys).
+        """
+        ...
+
+    def get_recording_key(self, rk_id: str) -> RecordingKeyRow | None: ...
+
+    def recording_keys_of(self, recording_id: str) -> list[RecordingKeyRow]: ...
+
+    def recording_key_tombstone(self, recording_id: str) -> tuple[int, str] | None:
+        """``(destroyed_ms, reason)`` when the recording's keys were destroyed."""
+        ...
+
+    def destroy_recording_keys(self, recording_id: str, *, reason: str, now_ms: int) -> list[str]:
+        """Tombstone the recording and every key of it (one transaction); returns their ids."""
+        ...
+
+    def kek_usage(self) -> list[KekUsage]: ...
+
+    def recording_keys_not_under(
+        self, kek_key_id: str, *, after_rk_id: str = "", limit: int = 100
+    ) -> list[RecordingKeyRow]:
+        """Live keys wrapped under any other KEK, in ``rk_id`` order after ``after_rk_id``."""
+        ...
+
+    def rewrap_recording_key(
+        self, rk_id: str, *, old_kek_key_id: str, new_kek_key_id: str, wrapped: bytes, now_ms: int
+    ) -> bool:
+        """Replace the wrapping if the key is still live under ``old_kek_key_id``."""
+        ...
+
+    def add_destruction_record(self, record: DestructionRecord) -> None: ...
+
+    def destruction_records(self, recording_id: str | None = None) -> list[DestructionRecord]:
+        """Oldest first; raises ``IntegrityError`` when a stored record's digest does not match."""
         ...

@@ -251,6 +251,108 @@ def _v1(engine: Engine) -> tuple[str, ...]:
     return tables + _GUARDS_V1[engine]
 
 
+# Migration 7 (keys): the recording-key store, its tombstones and the destruction records.
+_KEYS_TABLES_V7: Final = (
+    """CREATE TABLE recording_keys (
+        rk_id TEXT PRIMARY KEY,
+        recording_id TEXT NOT NULL,
+        kek_key_id TEXT NOT NULL,
+        wrapped TEXT,
+        created_ms BIGINT NOT NULL,
+        rewrapped_ms BIGINT,
+        destroyed_ms BIGINT,
+        destroy_reason TEXT
+    )""",
+    "CREATE INDEX recording_keys_by_recording ON recording_keys (recording_id)",
+    "CREATE INDEX recording_keys_by_kek ON recording_keys (kek_key_id)",
+    """CREATE TABLE recording_key_tombstones (
+        recording_id TEXT PRIMARY KEY,
+        destroyed_ms BIGINT NOT NULL,
+        reason TEXT NOT NULL
+    )""",
+    """CREATE TABLE destruction_records (
+        id {identity},
+        recording_id TEXT NOT NULL,
+        method TEXT NOT NULL,
+        record_json TEXT NOT NULL,
+        record_sha256 TEXT NOT NULL,
+        destroyed_ms BIGINT NOT NULL
+    )""",
+    "CREATE INDEX destruction_records_by_recording ON destruction_records (recording_id, id)",
+)
+
+_KEYS_GUARDS_V7: Final = {
+    Engine.SQLITE: (
+        """CREATE TRIGGER destruction_records_no_update BEFORE UPDATE ON destruction_records
+        BEGIN SELECT RAISE(ABORT, 'destruction_records is append-only'); END""",
+        """CREATE TRIGGER destruction_records_no_delete BEFORE DELETE ON destruction_records
+        BEGIN SELECT RAISE(ABORT, 'destruction_records is append-only'); END""",
+        """CREATE TRIGGER recording_key_tombstones_no_change
+        BEFORE UPDATE ON recording_key_tombstones
+        BEGIN SELECT RAISE(ABORT, 'a key tombstone is permanent'); END""",
+        """CREATE TRIGGER recording_key_tombstones_no_delete
+        BEFORE DELETE ON recording_key_tombstones
+        BEGIN SELECT RAISE(ABORT, 'a key tombstone is permanent'); END""",
+        """CREATE TRIGGER recording_keys_no_delete BEFORE DELETE ON recording_keys
+        BEGIN SELECT RAISE(ABORT, 'recording keys are destroyed by tombstone, never deleted');
+        END""",
+        """CREATE TRIGGER recording_keys_not_after_shred BEFORE INSERT ON recording_keys
+        WHEN EXISTS (SELECT 1 FROM recording_key_tombstones
+                     WHERE recording_id = NEW.recording_id)
+        BEGIN SELECT RAISE(ABORT, 'recording key destroyed: the recording was shredded'); END""",
+        """CREATE TRIGGER recording_keys_tombstone_final BEFORE UPDATE ON recording_keys
+        WHEN OLD.destroyed_ms IS NOT NULL OR NEW.rk_id IS NOT OLD.rk_id
+            OR NEW.recording_id IS NOT OLD.recording_id
+            OR (NEW.destroyed_ms IS NOT NULL AND NEW.wrapped IS NOT NULL)
+            OR (NEW.destroyed_ms IS NULL AND NEW.wrapped IS NULL)
+        BEGIN SELECT RAISE(ABORT, 'recording key destroyed: a tombstone cannot be undone'); END""",
+    ),
+    Engine.POSTGRES: (
+        """CREATE TRIGGER destruction_records_append_only
+        BEFORE UPDATE OR DELETE ON destruction_records
+        FOR EACH ROW EXECUTE FUNCTION
+        recorder_refuse_change('destruction_records is append-only')""",
+        """CREATE TRIGGER destruction_records_no_truncate BEFORE TRUNCATE ON destruction_records
+        FOR EACH STATEMENT EXECUTE FUNCTION
+        recorder_refuse_change('destruction_records is append-only')""",
+        """CREATE TRIGGER recording_key_tombstones_permanent
+        BEFORE UPDATE OR DELETE ON recording_key_tombstones
+        FOR EACH ROW EXECUTE FUNCTION recorder_refuse_change('a key tombstone is permanent')""",
+        """CREATE TRIGGER recording_keys_no_delete BEFORE DELETE ON recording_keys
+        FOR EACH ROW EXECUTE FUNCTION
+        recorder_refuse_change('recording keys are destroyed by tombstone, never deleted')""",
+        """CREATE FUNCTION recorder_recording_key_guard() RETURNS trigger LANGUAGE plpgsql
+        AS $body$
+        BEGIN
+            IF TG_OP = 'INSERT' THEN
+                IF EXISTS (SELECT 1 FROM recording_key_tombstones
+                           WHERE recording_id = NEW.recording_id) THEN
+                    RAISE EXCEPTION 'recording key destroyed: the recording was shredded'
+                        USING ERRCODE = 'integrity_constraint_violation';
+                END IF;
+            ELSIF OLD.destroyed_ms IS NOT NULL
+                OR NEW.rk_id IS DISTINCT FROM OLD.rk_id
+                OR NEW.recording_id IS DISTINCT FROM OLD.recording_id
+                OR (NEW.destroyed_ms IS NOT NULL AND NEW.wrapped IS NOT NULL)
+                OR (NEW.destroyed_ms IS NULL AND NEW.wrapped IS NULL)
+            THEN
+                RAISE EXCEPTION 'recording key destroyed: a tombstone cannot be undone'
+                    USING ERRCODE = 'integrity_constraint_violation';
+            END IF;
+            RETURN NEW;
+        END
+        $body$""",
+        """CREATE TRIGGER recording_keys_guard BEFORE INSERT OR UPDATE ON recording_keys
+        FOR EACH ROW EXECUTE FUNCTION recorder_recording_key_guard()""",
+    ),
+}
+
+
+def _v7(engine: Engine) -> tuple[str, ...]:
+    tables = tuple(ddl.format(identity=_IDENTITY[engine]) for ddl in _KEYS_TABLES_V7)
+    return tables + _KEYS_GUARDS_V7[engine]
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
         version=1,
@@ -313,6 +415,11 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             )
             for engine in Engine
         },
+    ),
+    Migration(
+        version=7,
+        description="recording keys in the catalog, tombstones, destruction records",
+        statements={engine: _v7(engine) for engine in Engine},
     ),
 )
 

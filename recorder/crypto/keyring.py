@@ -4,7 +4,8 @@ Three layers (docs/encrypted-format.md, "Key hierarchy")::
 
     KEK (local file, KMS key, or an X25519 public key)      held by a KeyProvider
      └─ recording key: random 256-bit, one per recording    wrapped by the KEK, kept in a
-        │                                                   RecordingKeyStore, NOT beside the audio
+        │                                                   RecordingKeyStore (the catalog:
+        │                                                   ``keystore.py``), NOT beside the audio
         └─ segment data key: random 256-bit, one per file   wrapped by the recording key, kept in
                                                             the segment header (WORM storage)
 
@@ -45,6 +46,7 @@ from recorder.errors import (
     KeyNotFound,
     KeyProviderError,
     LegalHoldViolation,
+    StorageError,
 )
 from recorder.sink import SegmentIdentity
 
@@ -130,9 +132,10 @@ class DirectoryRecordingKeyStore:
             if tombstone.exists():
                 info = json.loads(tombstone.read_bytes())
                 raise KeyDestroyed(
-                    f"recording key {rk_id} of recording {info.get('recording_id')!r} was "
-                    f"destroyed (crypto-shredded) at {info.get('destroyed_utc')}: "
-                    f"{info.get('reason')}; this segment can no longer be decrypted"
+                    f"key destroyed: recording key {rk_id} of recording "
+                    f"{info.get('recording_id')!r} was crypto-shredded at "
+                    f"{info.get('destroyed_utc')} ({info.get('reason')}); this segment can no "
+                    "longer be decrypted"
                 ) from exc
             raise KeyNotFound(
                 f"recording key {rk_id} not found in key store {self._dir} "
@@ -148,6 +151,22 @@ class DirectoryRecordingKeyStore:
 
     def is_destroyed(self, recording_id: str) -> bool:
         return (self._recording_dir(recording_id) / _TOMBSTONE).exists()
+
+    def entries(self) -> list[RecordingKeyEntry]:
+        """Every live entry (the escrow spill syncs these into the catalog)."""
+        found = []
+        for path in sorted(self._dir.glob("*/rk-*.json")):
+            try:
+                found.append(self.get(path.stem))
+            except KeyNotFound:
+                continue
+        return found
+
+    def discard(self, entry: RecordingKeyEntry) -> None:
+        """Remove one entry once it is safely stored elsewhere (no tombstone: not a shred)."""
+        path = self._recording_dir(entry.recording_id) / f"{entry.rk_id}.json"
+        path.unlink(missing_ok=True)
+        fsync_directory(path.parent)
 
     def destroy(self, recording_id: str, *, reason: str) -> list[str]:
         directory = self._recording_dir(recording_id)
@@ -190,14 +209,30 @@ class SegmentKeyOpener(Protocol):
     def unwrap_segment_key(self, header: SegmentHeader) -> bytes: ...
 
 
+@dataclass(frozen=True, slots=True)
+class EscrowEvent:
+    """A recording key that could not go to the key store and went to the local escrow spill."""
+
+    recording_id: str
+    rk_id: str
+    #: The KEK the spilled copy is wrapped under (the escrow public key when one is configured).
+    kek_key_id: str
+    #: Why the key store refused (ours: names ids, never key material).
+    reason: str
+
+
 class RecordingKeyring:
     """Segment keys under per-recording keys under a KEK.
 
     Args:
-        store: where wrapped recording keys live.
+        store: where wrapped recording keys live (the catalog, so they outlive the host).
         provider: wraps new recording keys (None on a read-only workstation).
         unwrappers: extra backends for reading (e.g. the escrow private key, old KMS keys).
         cache_size: recording keys kept in memory (32 bytes each), least recently used dropped.
+        spill: a durable local store for keys the ``store`` could not take (never memory only);
+            ``sync_spilled`` moves them into ``store`` later.
+        escrow: when given, a spilled key is wrapped to this (offline escrow) public key.
+        on_escrow: told about every spilled key (metrics, alerts); must not raise.
     """
 
     def __init__(
@@ -207,9 +242,15 @@ class RecordingKeyring:
         provider: KeyProvider | None = None,
         unwrappers: Sequence[KeyUnwrapper] = (),
         cache_size: int = 1024,
+        spill: DirectoryRecordingKeyStore | None = None,
+        escrow: KeyProvider | None = None,
+        on_escrow: Callable[[EscrowEvent], None] | None = None,
     ) -> None:
         self._store = store
         self._provider = provider
+        self._spill = spill
+        self._escrow = escrow
+        self._on_escrow = on_escrow
         # Explicit unwrappers first: a private key must answer before an encrypt-only
         # provider for the same key id can refuse.
         self._unwrappers: tuple[KeyUnwrapper, ...] = (
@@ -244,21 +285,29 @@ class RecordingKeyring:
                 return hit
         if self._provider is None:
             raise KeyProviderError("this keyring has no key provider: it can read but not write")
-        if self._store.is_destroyed(recording_id):
+        try:
+            destroyed = self._store.is_destroyed(recording_id)
+        except StorageError:
+            # Unreachable key store: recording goes on (escrow path below); a key made here
+            # for a shredded recording is refused and destroyed when the spill syncs.
+            destroyed = False
+        if destroyed:
             raise KeyDestroyed(
                 f"recording {recording_id!r} was crypto-shredded; refusing to create new keys"
             )
         data_key = self._provider.new_data_key(KeyContext(recording_id))
         rk_id = new_recording_key_id(recording_id)
-        self._store.put(
-            RecordingKeyEntry(
-                rk_id=rk_id,
-                recording_id=recording_id,
-                kek_key_id=data_key.key_id,
-                wrapped=data_key.wrapped,
-                created_ms=int(time.time() * 1000),
-            )
+        entry = RecordingKeyEntry(
+            rk_id=rk_id,
+            recording_id=recording_id,
+            kek_key_id=data_key.key_id,
+            wrapped=data_key.wrapped,
+            created_ms=int(time.time() * 1000),
         )
+        try:
+            self._store.put(entry)
+        except StorageError as exc:
+            self._escrow_spill(entry, data_key.plaintext, exc)
         aead = AESGCM(data_key.plaintext)
         self._remember(self._current, recording_id, (rk_id, aead))
         self._remember(self._opened, rk_id, aead)
@@ -269,6 +318,74 @@ class RecordingKeyring:
             data_key.key_id,
         )
         return rk_id, aead
+
+    def _escrow_spill(self, entry: RecordingKeyEntry, plaintext: bytes, cause: Exception) -> None:
+        """The key store refused: keep the key durably on local disk, never only in memory."""
+        if self._spill is None:
+            raise KeyProviderError(
+                f"recording key {entry.rk_id} of recording {entry.recording_id!r} could not be "
+                f"stored ({cause}) and no local escrow spill is configured; not recording "
+                "with a key that exists only in memory"
+            ) from cause
+        spilled = entry
+        if self._escrow is not None:
+            escrowed = self._escrow.wrap_key(plaintext, KeyContext(entry.recording_id))
+            spilled = RecordingKeyEntry(
+                rk_id=entry.rk_id,
+                recording_id=entry.recording_id,
+                kek_key_id=escrowed.key_id,
+                wrapped=escrowed.wrapped,
+                created_ms=entry.created_ms,
+            )
+        try:
+            self._spill.put(spilled)
+        except OSError as exc:
+            raise KeyProviderError(
+                f"recording key {entry.rk_id}: key store and local escrow spill both failed "
+                f"({cause}; {exc.strerror or exc})"
+            ) from exc
+        event = EscrowEvent(entry.recording_id, entry.rk_id, spilled.kek_key_id, str(cause))
+        logger.error(
+            "recording key not stored in the key store; kept in the local escrow spill "
+            "recording_id=%s rk_id=%s kek=%s reason=%s",
+            event.recording_id,
+            event.rk_id,
+            event.kek_key_id,
+            event.reason,
+        )
+        if self._on_escrow is not None:
+            try:
+                self._on_escrow(event)
+            except Exception:
+                logger.exception("escrow alert callback failed")
+
+    def sync_spilled(self) -> int:
+        """Move keys from the local escrow spill into the key store; returns how many moved.
+
+        A key whose recording was shredded meanwhile is destroyed here too (the store refuses
+        it with ``KeyDestroyed``).
+        """
+        if self._spill is None:
+            return 0
+        moved = 0
+        for entry in self._spill.entries():
+            try:
+                self._store.put(entry)
+            except KeyDestroyed:
+                self._spill.destroy(entry.recording_id, reason="recording shredded before sync")
+                continue
+            except StorageError as exc:
+                logger.warning("escrow spill not synced yet rk_id=%s error=%s", entry.rk_id, exc)
+                return moved
+            self._spill.discard(entry)
+            moved += 1
+        return moved
+
+    def clear_cache(self) -> None:
+        """Forget every recording key held in memory."""
+        with self._lock:
+            self._current.clear()
+            self._opened.clear()
 
     async def prepare_async(
         self, recording_id: str, *, limiter: trio.CapacityLimiter | None = None
@@ -291,28 +408,61 @@ class RecordingKeyring:
         wrapped = bytes((_WRAP_VERSION,)) + nonce + aead.encrypt(nonce, plaintext, aad)
         return DataKey(plaintext=plaintext, wrapped=wrapped, key_id=rk_id)
 
+    def open_recording_key(self, rk_id: str, recording_id: str) -> None:
+        """Unwrap one recording key (checks only; the key stays inside the keyring).
+
+        Raises ``KeyDestroyed`` for a shredded key, like every read of it would.
+        """
+        self._open_recording_key(rk_id, recording_id)
+
     def _open_recording_key(self, rk_id: str, recording_id: str) -> AESGCM:
         with self._lock:
             cached = self._opened.get(rk_id)
         if cached is not None:
             return cached
-        entry = self._store.get(rk_id)
+        try:
+            entry = self._store.get(rk_id)
+        except KeyDestroyed:
+            raise
+        except KeyNotFound:
+            if self._spill is None:
+                raise
+            # Written while the key store was unreachable and not synced yet.
+            entry = self._spill.get(rk_id)
         if entry.recording_id != recording_id:
             raise KeyMismatch(
                 f"recording key {rk_id} belongs to recording {entry.recording_id!r}, "
                 f"not {recording_id!r}"
             )
+        aead = AESGCM(self._unwrap_entry(entry))
+        self._remember(self._opened, rk_id, aead)
+        return aead
+
+    def _unwrap_entry(self, entry: RecordingKeyEntry) -> bytes:
         for unwrapper in self._unwrappers:
             if unwrapper.handles(entry.kek_key_id):
-                material = unwrapper.unwrap(
-                    entry.wrapped, entry.kek_key_id, KeyContext(recording_id)
+                return unwrapper.unwrap(
+                    entry.wrapped, entry.kek_key_id, KeyContext(entry.recording_id)
                 )
-                aead = AESGCM(material)
-                self._remember(self._opened, rk_id, aead)
-                return aead
         raise KeyNotFound(
-            f"no key backend here holds KEK {entry.kek_key_id} (needed for recording key {rk_id})"
+            f"no key backend here holds KEK {entry.kek_key_id} "
+            f"(needed for recording key {entry.rk_id})"
         )
+
+    @property
+    def provider(self) -> KeyProvider | None:
+        return self._provider
+
+    def rewrap(self, entry: RecordingKeyEntry) -> DataKey:
+        """The same recording key, wrapped under the provider's current KEK (``keys rewrap``).
+
+        The returned ``DataKey.plaintext`` is the recording key: callers store ``wrapped`` and
+        ``key_id`` only.
+        """
+        if self._provider is None:
+            raise KeyProviderError("this keyring has no key provider to re-wrap keys to")
+        material = self._unwrap_entry(entry)
+        return self._provider.wrap_key(material, KeyContext(entry.recording_id))
 
     def unwrap_segment_key(self, header: SegmentHeader) -> bytes:
         identity = header.identity
@@ -347,6 +497,11 @@ class RecordingKeyring:
             self._opened.clear()
         del entry
         destroyed = self._store.destroy(recording_id, reason=reason)
+        if self._spill is not None:
+            # The escrow copy, if the key was ever spilled: every place the key lives.
+            destroyed += [
+                k for k in self._spill.destroy(recording_id, reason=reason) if k not in destroyed
+            ]
         logger.warning(
             "recording keys destroyed recording_id=%s count=%d reason=%s",
             recording_id,

@@ -18,7 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from recorder.crypto.keyring import DirectoryRecordingKeyStore, RecordingKeyring
+from recorder.crypto.keyring import (
+    DirectoryRecordingKeyStore,
+    EscrowEvent,
+    RecordingKeyring,
+    RecordingKeyStore,
+)
 from recorder.crypto.keys.base import KeyProvider, KeyUnwrapper
 from recorder.crypto.keys.fallback import FallbackAlert, FallbackKeyProvider
 from recorder.crypto.keys.kms import KmsKeyProvider, make_kms_client
@@ -44,13 +49,17 @@ class KeyringSettings:
     escrow_public_key_path: Path | None = None
     #: X25519 private keys this host may read with (workstation / escrow custodian only).
     private_key_paths: tuple[Path, ...] = ()
+    #: Where keys the key store could not take are kept durably (escrow spill); None: nowhere.
+    spill_dir: Path | None = None
+    #: False for ``recorder check``: a missing local KEK is reported, not created.
+    create_local_kek: bool = True
 
 
 def _primary(settings: KeyringSettings) -> KeyProvider:
     if settings.mode == "local":
         if settings.local_key_dir is None:
             raise ConfigError("keys: mode 'local' needs local_key_dir")
-        return LocalKeyProvider(settings.local_key_dir)
+        return LocalKeyProvider(settings.local_key_dir, create=settings.create_local_kek)
     if settings.mode == "kms":
         if not settings.kms_key_id:
             raise ConfigError("keys: mode 'kms' needs kms_key_id (key id, alias or ARN)")
@@ -63,28 +72,52 @@ def _primary(settings: KeyringSettings) -> KeyProvider:
     raise ConfigError(f"keys: unknown mode {settings.mode!r} (local, kms or encrypt-only)")
 
 
-def build_keyring(
+def build_provider(
     settings: KeyringSettings,
     *,
     on_fallback: Callable[[FallbackAlert], None] | None = None,
-) -> RecordingKeyring:
-    """The keyring the writer, the reader and recovery use, as configured."""
+) -> KeyProvider:
+    """The configured KEK backend, wrapped in the escrow fallback when one is configured."""
     provider = _primary(settings)
     if settings.escrow_public_key_path is not None:
         escrow = X25519PublicKeyProvider.from_file(settings.escrow_public_key_path)
         provider = FallbackKeyProvider(provider, escrow, on_fallback=on_fallback)
+    return provider
+
+
+def build_keyring(
+    settings: KeyringSettings,
+    *,
+    store: RecordingKeyStore | None = None,
+    on_fallback: Callable[[FallbackAlert], None] | None = None,
+    on_escrow: Callable[[EscrowEvent], None] | None = None,
+) -> RecordingKeyring:
+    """The keyring the writer, the reader and recovery use, as configured.
+
+    ``store`` is the catalog's key store in the service; without it keys go to the directory
+    ``recording_key_dir`` (tests, and reading keys an older version kept there).
+    """
+    provider = build_provider(settings, on_fallback=on_fallback)
     unwrappers: list[KeyUnwrapper] = [
         X25519Unwrapper.from_file(p) for p in settings.private_key_paths
     ]
+    escrow = provider.escrow if isinstance(provider, FallbackKeyProvider) else None
     return RecordingKeyring(
-        DirectoryRecordingKeyStore(settings.recording_key_dir),
+        store if store is not None else DirectoryRecordingKeyStore(settings.recording_key_dir),
         provider=provider,
         unwrappers=unwrappers,
+        spill=None
+        if settings.spill_dir is None
+        else DirectoryRecordingKeyStore(settings.spill_dir),
+        escrow=escrow,
+        on_escrow=on_escrow,
     )
 
 
 def init_local_keys(key_dir: Path) -> str:
-    """Create the local KEK if there is none (``recorder keys init``). Returns its id."""
+    """Create the local KEK (``recorder keys init``); refuses when one exists. Returns its id."""
+    if (Path(key_dir) / "current").exists():
+        raise ConfigError(f"refusing to overwrite: {key_dir} already holds a local KEK")
     return LocalKeyProvider(key_dir).current_key_id
 
 

@@ -24,6 +24,7 @@ import trio
 from recorder.catalog.base import RecordFileRow, RecordingDetail, SegmentRow
 from recorder.crypto.reader import iter_plaintext
 from recorder.errors import DigestMismatch, RecorderError, StorageError
+from recorder.officer.opaque import is_opaque, recovered_copy
 from recorder.officer.verify import IN_MEMORY_BYTES, fetch_to
 from recorder.service.components import Components, now_ms
 
@@ -55,6 +56,11 @@ def _decrypt_to(source: BinaryIO, c: Components, target: Path) -> tuple[str, int
     return hasher.hexdigest(), size
 
 
+def _decrypt_opaque_to(stored: BinaryIO, c: Components, target: Path) -> tuple[str, int]:
+    with recovered_copy(stored, c.keyring) as sealed:
+        return _decrypt_to(sealed, c, target)
+
+
 async def _export_one(
     c: Components, row: SegmentRow | RecordFileRow, out_dir: Path
 ) -> ExportedFile:
@@ -63,6 +69,10 @@ async def _export_one(
     with tempfile.SpooledTemporaryFile(max_size=min(row.stored_size, IN_MEMORY_BYTES)) as buf:
         stored = cast(BinaryIO, buf)
         await fetch_to(c.store, row.object_key, stored)
+        if is_opaque(row.plaintext_sha256):
+            # Uploaded by a host that could not decrypt: recovered and authenticated here.
+            digest, size = await trio.to_thread.run_sync(_decrypt_opaque_to, stored, c, target)
+            return ExportedFile(name, digest, size)
         digest, size = await trio.to_thread.run_sync(_decrypt_to, stored, c, target)
     if not hmac.compare_digest(digest, row.plaintext_sha256):
         target.unlink(missing_ok=True)

@@ -24,6 +24,7 @@ from recorder.catalog.base import RecordFileRow, SegmentRow, UploadState
 from recorder.crypto.keyring import RecordingKeyring
 from recorder.crypto.reader import digest_segment
 from recorder.errors import IntegrityError, ObjectNotFound, RecorderError
+from recorder.officer.opaque import is_opaque, recovered_copy
 from recorder.service.components import Components, now_ms
 from recorder.store.base import ObjectStore
 
@@ -81,6 +82,11 @@ async def fetch_to(store: ObjectStore, key: str, sink: IO[bytes]) -> str:
     return hasher.hexdigest()
 
 
+def _digest_opaque(stored: BinaryIO, keyring: RecordingKeyring) -> None:
+    with recovered_copy(stored, keyring) as sealed:
+        digest_segment(sealed, keyring)
+
+
 async def verify_object(
     store: ObjectStore,
     keyring: RecordingKeyring,
@@ -102,6 +108,9 @@ async def verify_object(
             stored_sha = await fetch_to(store, row.object_key, buf)
             if row.stored_sha256 and not hmac.compare_digest(stored_sha, row.stored_sha256):
                 return verdict(Verdict.CORRUPT, "stored bytes differ from what was uploaded")
+            if is_opaque(row.plaintext_sha256):
+                await trio.to_thread.run_sync(_digest_opaque, buf, keyring)
+                return verdict(Verdict.VERIFIED, "opaque upload: authenticated after recovery")
             digest = await trio.to_thread.run_sync(lambda: digest_segment(buf, keyring))
     except ObjectNotFound:
         return verdict(Verdict.MISSING, "object not in the store")

@@ -21,7 +21,9 @@ import trio
 from recorder.catalog.aio import AsyncCatalog, open_configured_async_catalog
 from recorder.config import Config, KeyProviderKind, StoreKind
 from recorder.config import ObjectLockMode as ConfiguredLockMode
-from recorder.crypto.keyring import RecordingKeyring
+from recorder.crypto.keyring import EscrowEvent, RecordingKeyring
+from recorder.crypto.keys.fallback import FallbackAlert
+from recorder.crypto.keystore import CatalogRecordingKeyStore
 from recorder.crypto.setup import KeyringSettings, build_keyring
 from recorder.crypto.writer import SpoolSinkFactory
 from recorder.errors import ConfigError
@@ -35,6 +37,9 @@ logger = logging.getLogger(__name__)
 #: Sealed-as-written segments live here until they move into the spool's queue.
 WRITING_DIR: Final = "writing"
 RECORDING_KEYS_DIR: Final = "recording-keys"
+#: Recording keys the catalog could not take, kept durably until ``sync_spilled`` moves them.
+#: The directory older versions kept every recording key in: synced into the catalog too.
+ESCROW_SPILL_DIR: Final = RECORDING_KEYS_DIR
 KEK_DIR: Final = "kek"
 
 
@@ -74,6 +79,8 @@ def keyring_settings(config: Config) -> KeyringSettings:
         kms_endpoint_url=keys.kms_endpoint_url,
         public_key_path=keys.public_key_path,
         escrow_public_key_path=keys.escrow_public_key_path,
+        private_key_paths=keys.private_key_paths,
+        spill_dir=keys.key_dir / ESCROW_SPILL_DIR,
     )
 
 
@@ -108,6 +115,43 @@ async def open_store(config: Config) -> tuple[ObjectStore, StorePolicy, LockMode
     return await open_s3_store(store_config), policy, mode, s3.retention_days
 
 
+def open_keyring(
+    config: Config, catalog: AsyncCatalog, metrics: RecorderMetrics
+) -> RecordingKeyring:
+    """The keyring on the catalog's key store, escrow alerts counted. Blocking (thread)."""
+
+    def on_fallback(alert: FallbackAlert) -> None:
+        metrics.key_escrowed("key_service_unavailable")
+        logger.error(
+            "ALERT key service unreachable: recording key wrapped to the escrow key "
+            "recording_id=%s escrow_key_id=%s",
+            alert.recording_id,
+            alert.escrow_key_id,
+        )
+
+    def on_escrow(event: EscrowEvent) -> None:
+        metrics.key_escrowed("key_store_unavailable")
+        logger.error(
+            "ALERT key store unreachable: recording key kept in the local escrow spill "
+            "recording_id=%s rk_id=%s",
+            event.recording_id,
+            event.rk_id,
+        )
+
+    keyring = build_keyring(
+        keyring_settings(config),
+        store=CatalogRecordingKeyStore(catalog.sync),
+        on_fallback=on_fallback,
+        on_escrow=on_escrow,
+    )
+    moved = keyring.sync_spilled()
+    if moved:
+        logger.warning(
+            "recording keys moved from the escrow spill into the catalog count=%d", moved
+        )
+    return keyring
+
+
 @asynccontextmanager
 async def open_components(
     config: Config, *, metrics: RecorderMetrics | None = None
@@ -122,15 +166,7 @@ async def open_components(
     )
     try:
         metrics = metrics or RecorderMetrics()
-        keyring = await trio.to_thread.run_sync(
-            lambda: build_keyring(
-                keyring_settings(config),
-                on_fallback=lambda alert: logger.error(
-                    "key service unreachable: recording keys wrapped to the escrow key alert=%s",
-                    type(alert).__name__,
-                ),
-            )
-        )
+        keyring = await trio.to_thread.run_sync(open_keyring, config, catalog, metrics)
         store, policy, lock_mode, retention_days = await open_store(config)
         spool = Spool(storage.spool_dir / "queue")
         sinks = SpoolSinkFactory(

@@ -55,6 +55,9 @@ LIFECYCLE_EVENT_LABELS: Final = frozenset(
 )
 #: The ``product`` label of a lifecycle event that names no product.
 UNKNOWN_PRODUCT: Final = "unknown"
+#: Why a recording key took the escrow path: the KMS/KEK could not wrap it, or the key store
+#: (catalog) could not take it.
+KEY_ESCROW_CAUSES: Final = frozenset({"key_service_unavailable", "key_store_unavailable"})
 
 #: ``frames_dropped`` cause for frames that were not valid RTMS messages.
 MALFORMED: Final = "malformed"
@@ -141,6 +144,12 @@ class RecorderMetrics:
         self.spool_oldest_pending_age_seconds = Gauge(
             "rtmsrec_upload_spool_oldest_pending_age_seconds",
             "Age of the oldest segment still waiting in the spool (0 when empty).",
+            registry=r,
+        )
+        self.key_escrow = Counter(
+            "rtmsrec_key_escrow",
+            "Recording keys that took the escrow path, by cause (alerts: any increase).",
+            ["cause"],
             registry=r,
         )
         self.uploads = Counter(
@@ -233,6 +242,10 @@ class RecorderMetrics:
     def set_spool(self, *, pending_bytes: int, oldest_pending_age_s: float) -> None:
         self.spool_bytes.set(pending_bytes)
         self.spool_oldest_pending_age_seconds.set(max(0.0, oldest_pending_age_s))
+
+    def key_escrowed(self, cause: str) -> None:
+        """A recording key went the escrow path (``KEY_ESCROW_CAUSES``)."""
+        self.key_escrow.labels(_label(cause, KEY_ESCROW_CAUSES)).inc()
 
     def upload_succeeded(self) -> None:
         self.uploads.inc()

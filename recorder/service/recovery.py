@@ -14,17 +14,26 @@ spool, which uploads and verifies it like any other segment.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import trio
 
 from recorder.audio.wav import recovery_prologue
-from recorder.catalog.base import EvidenceKind, NewRecordFile, NewSegment
+from recorder.catalog.base import (
+    EvidenceKind,
+    NewRecordFile,
+    NewSegment,
+    RecordFileRow,
+    SegmentRow,
+)
+from recorder.crypto._format import SegmentHeader
+from recorder.crypto.keys.local import fsync_directory
+from recorder.crypto.opaque import OPAQUE_PLAINTEXT_DIGEST, scan_opaque
 from recorder.crypto.reader import digest_segment
 from recorder.crypto.recovery import RecoveryFailure, RecoveryReport, recover_directory_async
 from recorder.crypto.writer import PART_SUFFIX
-from recorder.errors import RecorderError
+from recorder.errors import DecryptNotPermitted, RecorderError, StorageError
 from recorder.service.components import Components, now_ms
 from recorder.service.evidence import evidence_key, retain_until, spool_sealed
 from recorder.sink import SealedSegment
@@ -42,6 +51,9 @@ class StartupRecovery:
 async def recover_at_startup(c: Components) -> StartupRecovery:
     result = StartupRecovery()
     for outcome in await recover_directory_async(c.writing_dir, c.keyring, recovery_prologue):
+        if isinstance(outcome, RecoveryFailure) and isinstance(outcome.error, DecryptNotPermitted):
+            await _ship_opaque_or_keep(c, outcome.part_path, result)
+            continue
         if isinstance(outcome, RecoveryFailure):
             result.failed.append(outcome)
             logger.error(
@@ -68,6 +80,8 @@ async def recover_at_startup(c: Components) -> StartupRecovery:
         try:
             await _requeue(c, path)
             result.requeued.append(path)
+        except DecryptNotPermitted:
+            await _ship_opaque_or_keep(c, path, result)
         except RecorderError as exc:
             logger.error("sealed segment left in place path=%s error=%s", path, exc)
     return result
@@ -77,9 +91,8 @@ async def _requeue(c: Components, path: Path) -> None:
     digest = await trio.to_thread.run_sync(lambda: digest_segment(path, c.keyring))
     stored_size = (await trio.Path(path).stat()).st_size
     header = digest.header
-    identity = header.identity
     sealed = SealedSegment(
-        identity=identity,
+        identity=header.identity,
         path=path,
         plaintext_size=digest.plaintext_size,
         sha256=digest.sha256,
@@ -87,9 +100,16 @@ async def _requeue(c: Components, path: Path) -> None:
         key_id=header.key_id,
         recovered=digest.recovered,
     )
+    await _enter_and_spool(c, sealed, header)
+
+
+async def _enter_and_spool(c: Components, sealed: SealedSegment, header: SegmentHeader) -> None:
+    identity = header.identity
     detail = await c.catalog.show(identity.recording_id)
     if detail is None:
-        raise RecorderError(f"{path}: recording {identity.recording_id} is not in the catalog")
+        raise RecorderError(
+            f"{sealed.path}: recording {identity.recording_id} is not in the catalog"
+        )
     recording = detail.recording
     retain = retain_until(c)
     retain_ms = int(retain.timestamp() * 1000)
@@ -105,7 +125,7 @@ async def _requeue(c: Components, path: Path) -> None:
     if audio:
         rate = int(identity.metadata.get("wav.rate") or 16000)
         channels = int(identity.metadata.get("wav.channels") or 1)
-        samples = max(digest.plaintext_size - header.prologue_size, 0) // (2 * channels)
+        samples = max(sealed.plaintext_size - header.prologue_size, 0) // (2 * channels)
         start_ms = int(identity.metadata.get("bext.origination_ms") or identity.created_ms)
         await c.catalog.add_segment(
             NewSegment.from_sealed(
@@ -140,3 +160,73 @@ async def _requeue(c: Components, path: Path) -> None:
             now_ms(),
         )
     await spool_sealed(c, sealed, kind, key=key, retain=retain)
+
+
+# --- encrypt-only and escrow hosts: upload what cannot be decrypted here as an opaque blob ---
+
+
+async def _ship_opaque_or_keep(c: Components, path: Path, result: StartupRecovery) -> None:
+    """This host may not decrypt ``path`` (public key, KMS without Decrypt, escrow-wrapped key).
+
+    The file still leaves local disk: its framing is checked without a key, it is entered with
+    the digests the writer already recorded (or marked opaque when there are none) and uploaded
+    byte for byte; the uploader's stored SHA-256 and read-back checks apply as for any object.
+    An officer holding the key recovers and authenticates it on read.
+    """
+    try:
+        sealed, header = await trio.to_thread.run_sync(_opaque_sealed, path)
+        known = await _writer_digests(c, sealed)
+        if known is not None:
+            sealed = replace(sealed, sha256=known[0], plaintext_size=known[1], recovered=known[2])
+        await _enter_and_spool(c, sealed, header)
+    except RecorderError as exc:
+        logger.error("undecryptable segment left in place path=%s error=%s", path, exc)
+        return
+    result.requeued.append(path)
+    logger.warning(
+        "segment uploaded as an opaque blob (this host cannot decrypt) path=%s "
+        "recording_id=%s track=%s segment=%d",
+        path,
+        sealed.identity.recording_id,
+        sealed.identity.track,
+        sealed.identity.segment_index,
+    )
+
+
+def _opaque_sealed(path: Path) -> tuple[SealedSegment, SegmentHeader]:
+    scan = scan_opaque(path)
+    final = path
+    if path.name.endswith(PART_SUFFIX):
+        final = path.with_name(path.name[: -len(PART_SUFFIX)])
+        if final.exists():
+            raise StorageError(f"cannot ship {path}: {final} exists already")
+        path.rename(final)
+        fsync_directory(final.parent)
+    header = scan.header
+    sealed = SealedSegment(
+        identity=header.identity,
+        path=final,
+        plaintext_size=header.prologue_size + scan.body_bytes,
+        sha256=OPAQUE_PLAINTEXT_DIGEST,
+        stored_size=final.stat().st_size,
+        key_id=header.key_id,
+        recovered=not scan.sealed or path != final,
+    )
+    return sealed, header
+
+
+async def _writer_digests(c: Components, sealed: SealedSegment) -> tuple[str, int, bool] | None:
+    """The plaintext digest the writer recorded in the catalog when it sealed this file."""
+    identity = sealed.identity
+    detail = await c.catalog.show(identity.recording_id)
+    if detail is None:
+        return None
+    rows: list[SegmentRow | RecordFileRow] = [*detail.segments, *detail.records]
+    for row in rows:
+        if isinstance(row, SegmentRow):
+            name, index = row.track, row.segment_index
+        else:
+            name, index = row.kind, row.record_index
+        if (name, index, row.key_id) == (identity.track, identity.segment_index, sealed.key_id):
+            return row.plaintext_sha256, row.plaintext_size, row.recovered
+    return None

@@ -32,8 +32,11 @@ def _round_trip(
 def test_local_mode(tmp_path: Path) -> None:
     settings = KeyringSettings(recording_key_dir=tmp_path / "rk", local_key_dir=tmp_path / "kek")
     _round_trip(tmp_path, settings, settings)
-    first = init_local_keys(tmp_path / "kek")
-    assert rotate_local_key(tmp_path / "kek") != first
+    with pytest.raises(ConfigError, match="refusing to overwrite"):
+        init_local_keys(tmp_path / "kek")
+    first = init_local_keys(tmp_path / "kek2")
+    assert (tmp_path / "kek2" / "current").stat().st_mode & 0o077 == 0
+    assert rotate_local_key(tmp_path / "kek2") != first
 
 
 async def test_kms_mode(tmp_path: Path, moto_endpoint: str) -> None:

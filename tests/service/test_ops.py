@@ -160,7 +160,9 @@ def test_python_stack_runs_with_memory_deny_write_execute() -> None:
     assert result.stdout.strip() == "ok"
 
 
-@pytest.mark.parametrize("name", ["iam-policy.json", "iam-retention-policy.json"])
+@pytest.mark.parametrize(
+    "name", ["iam-policy.json", "iam-officer-policy.json", "iam-retention-policy.json"]
+)
 def test_iam_policies_are_valid_documents_scoped_to_one_bucket(name: str) -> None:
     policy = json.loads((OPS / name).read_text())
     assert policy["Version"] == "2012-10-17"
@@ -206,17 +208,39 @@ def test_recorder_role_cannot_delete_and_kms_use_is_bound_to_our_context() -> No
         "s3:GetBucketObjectLockConfiguration",
         "s3:GetBucketVersioning",
         "kms:GenerateDataKey",
-        "kms:Decrypt",
     } <= allowed
     assert not any("Delete" in action or "*" in action for action in allowed)
-    assert {"s3:DeleteObject", "s3:DeleteObjectVersion", "s3:BypassGovernanceRetention"} <= (
-        denied_actions("iam-policy.json")
-    )
+    # Encrypt-only: the recorder role can never unwrap a recording key (issue 10).
+    assert "kms:Decrypt" not in allowed
+    assert {
+        "s3:DeleteObject",
+        "s3:DeleteObjectVersion",
+        "s3:BypassGovernanceRetention",
+        "kms:Decrypt",
+    } <= denied_actions("iam-policy.json")
     policy = json.loads((OPS / "iam-policy.json").read_text())
+    [lift] = [
+        s
+        for s in policy["Statement"]
+        if s["Effect"] == "Deny" and s["Action"] == ["s3:PutObjectLegalHold"]
+    ]
+    assert lift["Condition"] == {"StringEquals": {"s3:object-lock-legal-hold": "OFF"}}
     for statement in policy["Statement"]:
+        if statement["Action"] == "s3:PutObjectLegalHold":
+            assert statement["Condition"]["StringEquals"]["s3:object-lock-legal-hold"] == "ON"
         if statement["Action"] in ("kms:GenerateDataKey", "kms:Decrypt"):
             condition = statement["Condition"]
             assert condition["Null"]["kms:EncryptionContext:rtms-recorder:recording-id"] == "false"
+
+
+def test_officer_role_decrypts_and_manages_holds_but_never_deletes() -> None:
+    allowed = allowed_actions("iam-officer-policy.json")
+    assert {"kms:Decrypt", "kms:Encrypt", "s3:GetObject", "s3:PutObjectLegalHold"} <= allowed
+    assert "kms:GenerateDataKey" not in allowed
+    assert not any("Delete" in action or "*" in action for action in allowed)
+    assert {"s3:DeleteObject", "s3:BypassGovernanceRetention", "kms:ScheduleKeyDeletion"} <= (
+        denied_actions("iam-officer-policy.json")
+    )
 
 
 def test_retention_role_deletes_but_cannot_touch_locks_or_holds() -> None:

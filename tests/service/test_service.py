@@ -293,6 +293,8 @@ def test_check_names_what_is_missing(
     assert "ZOOM_CLIENT_ID" in out
     for part in ("catalog", "store", "keys", "spool"):
         assert f"ok    {part}" in out
+    # check reads: no catalog, directory or key is created by it.
+    assert list(tmp_path.iterdir()) == []
     monkeypatch.setenv("ZOOM_CLIENT_ID", "id")
     monkeypatch.setenv("ZOOM_CLIENT_SECRET", "client-secret-value")
     monkeypatch.setenv("ZOOM_SECRET_TOKEN", "token-value")

@@ -75,6 +75,15 @@ class KeyProvider(KeyUnwrapper, Protocol):
         """A fresh random 32-byte key, wrapped for ``context``. May block on a network call."""
         ...
 
+    @property
+    def current_key_id(self) -> str:
+        """The KEK new keys are wrapped under (``keys status``, ``keys rewrap``' target)."""
+        ...
+
+    def wrap_key(self, plaintext: bytes, context: KeyContext) -> DataKey:
+        """Wrap an existing key under the current KEK (re-wrapping, escrow copies)."""
+        ...
+
 
 async def new_data_key_async(
     provider: KeyProvider, context: KeyContext, *, limiter: trio.CapacityLimiter | None = None

@@ -4,7 +4,8 @@ When the primary provider (usually KMS) raises ``KeyUnavailable``, ``FallbackKey
 wraps the new key to a pre-provisioned escrow X25519 public key, counts it, logs one line
 (no key material) and calls ``on_fallback`` so the service can raise an alert metric. Segments
 wrapped this way are readable only with the escrow private key, held offline by the custodian;
-re-wrapping them under the primary KEK later is an officer's task (not automated yet).
+``recorder keys rewrap`` on a host holding the escrow private key moves them back under the
+primary KEK (audited, resumable).
 
 Any other primary error (wrong configuration, missing key) is *not* papered over: it raises.
 """
@@ -52,6 +53,18 @@ class FallbackKeyProvider:
     @property
     def fallback_count(self) -> int:
         return self._count
+
+    @property
+    def escrow(self) -> X25519PublicKeyProvider:
+        return self._escrow
+
+    @property
+    def current_key_id(self) -> str:
+        return self._primary.current_key_id
+
+    def wrap_key(self, plaintext: bytes, context: KeyContext) -> DataKey:
+        """Re-wrapping goes to the primary only: moving keys *to* escrow is never intended."""
+        return self._primary.wrap_key(plaintext, context)
 
     def handles(self, key_id: str) -> bool:
         return self._escrow.handles(key_id) or self._primary.handles(key_id)

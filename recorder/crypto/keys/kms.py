@@ -68,6 +68,34 @@ class KmsKeyProvider:
     def __init__(self, kms_key_id: str, *, client: KMSClient) -> None:
         self._kms_key_id = kms_key_id
         self._client = client
+        self._arn: str | None = None
+
+    @property
+    def current_key_id(self) -> str:
+        """``kms:`` + the key's ARN (an alias is resolved once, with DescribeKey)."""
+        if self._arn is None:
+            try:
+                response = self._client.describe_key(KeyId=self._kms_key_id)
+            except (ClientError, BotoCoreError) as exc:
+                raise _translate(exc, "DescribeKey", KEY_ID_PREFIX + self._kms_key_id) from exc
+            self._arn = response["KeyMetadata"]["Arn"]
+        return KEY_ID_PREFIX + self._arn
+
+    def wrap_key(self, plaintext: bytes, context: KeyContext) -> DataKey:
+        """KMS Encrypt (an encrypt-only role may have it: it never reveals a key)."""
+        try:
+            response = self._client.encrypt(
+                KeyId=self._kms_key_id,
+                Plaintext=plaintext,
+                EncryptionContext=context.encryption_context(),
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, "Encrypt", KEY_ID_PREFIX + self._kms_key_id) from exc
+        return DataKey(
+            plaintext=plaintext,
+            wrapped=response["CiphertextBlob"],
+            key_id=KEY_ID_PREFIX + response["KeyId"],
+        )
 
     def handles(self, key_id: str) -> bool:
         return key_id.startswith(KEY_ID_PREFIX)

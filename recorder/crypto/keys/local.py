@@ -83,9 +83,20 @@ def _check_private(path: Path, *, directory: bool) -> None:
 class LocalKeyProvider:
     """KEKs in a local directory, created on first use. Thread-safe for reads and wraps."""
 
-    def __init__(self, key_dir: Path | str) -> None:
+    def __init__(self, key_dir: Path | str, *, create: bool = True) -> None:
         self._dir = Path(key_dir)
         self._keks: dict[str, AESGCM] = {}
+        if not create:
+            # ``recorder check`` and officers: read what is there, never make a key.
+            if not self._dir.is_dir():
+                raise KeyNotFound(f"no local key directory {self._dir} (run `recorder keys init`)")
+            _check_private(self._dir, directory=True)
+            if self._read_current() is None:
+                raise KeyNotFound(
+                    f"no local KEK in {self._dir} (run `recorder keys init`, or let "
+                    "`recorder serve` create it on first start)"
+                )
+            return
         make_durable_dir(self._dir)
         _check_private(self._dir, directory=True)
         make_durable_dir(self._dir / "keks")
@@ -162,8 +173,10 @@ class LocalKeyProvider:
         return key_id.startswith(KEY_ID_PREFIX)
 
     def new_data_key(self, context: KeyContext) -> DataKey:
+        return self.wrap_key(secrets.token_bytes(_KEK_SIZE), context)
+
+    def wrap_key(self, plaintext: bytes, context: KeyContext) -> DataKey:
         key_id = self.current_key_id
-        plaintext = secrets.token_bytes(_KEK_SIZE)
         nonce = secrets.token_bytes(_NONCE_SIZE)
         sealed = self._kek(key_id).encrypt(nonce, plaintext, _aad(key_id, context))
         return DataKey(

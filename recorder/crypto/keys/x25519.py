@@ -72,8 +72,14 @@ class X25519PublicKeyProvider:
     def handles(self, key_id: str) -> bool:
         return key_id == self.key_id
 
+    @property
+    def current_key_id(self) -> str:
+        return self.key_id
+
     def new_data_key(self, context: KeyContext) -> DataKey:
-        plaintext = secrets.token_bytes(32)
+        return self.wrap_key(secrets.token_bytes(32), context)
+
+    def wrap_key(self, plaintext: bytes, context: KeyContext) -> DataKey:
         ephemeral = X25519PrivateKey.generate()
         ephemeral_raw = _raw_public(ephemeral.public_key())
         aead = _wrap_key(ephemeral.exchange(self._public), ephemeral_raw, self._raw)
@@ -108,6 +114,10 @@ class X25519Unwrapper:
             return cls(X25519PrivateKey.from_private_bytes(path.read_bytes()))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot load X25519 private key {path}: {exc}") from exc
+
+    @property
+    def public_key(self) -> X25519PublicKey:
+        return self._private.public_key()
 
     def handles(self, key_id: str) -> bool:
         return key_id == self.key_id
