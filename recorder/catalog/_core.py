@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from recorder.catalog._evidence import EvidenceQueries
 from recorder.catalog._officers import OfficerQueries
+from recorder.catalog._retention import RetentionQueries
 from recorder.catalog._rows import Row as Row
 from recorder.catalog._rows import Tx as Tx
 from recorder.catalog._streams import StreamQueries
@@ -27,7 +28,7 @@ from recorder.catalog.schema import MIGRATIONS, SCHEMA_VERSION_DDL, Engine, Migr
 from recorder.errors import CatalogError
 
 
-class SqlCatalog(StreamQueries, EvidenceQueries, OfficerQueries, abc.ABC):
+class SqlCatalog(StreamQueries, EvidenceQueries, RetentionQueries, OfficerQueries, abc.ABC):
     """The ``Catalog`` implementation shared by both engines."""
 
     engine: Engine

@@ -251,6 +251,76 @@ def _v1(engine: Engine) -> tuple[str, ...]:
     return tables + _GUARDS_V1[engine]
 
 
+_RETENTION_TABLES_V8: Final = (
+    "ALTER TABLE recordings ADD COLUMN policy_name TEXT",
+    "ALTER TABLE recordings ADD COLUMN policy_sha256 TEXT",
+    "ALTER TABLE recordings ADD COLUMN policy_retain_days INTEGER",
+    """CREATE TABLE destruction_records (
+        id {identity},
+        recording_id TEXT NOT NULL,
+        method TEXT NOT NULL,
+        record_json TEXT NOT NULL,
+        record_sha256 TEXT NOT NULL,
+        destroyed_ms BIGINT NOT NULL
+    )""",
+    "CREATE INDEX destruction_records_by_recording ON destruction_records (recording_id)",
+    """CREATE TABLE retention_lock (
+        lock_name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid BIGINT NOT NULL,
+        acquired_ms BIGINT NOT NULL,
+        expires_ms BIGINT NOT NULL
+    )""",
+    """CREATE TABLE hold_rules (
+        rule_id {identity},
+        matter TEXT NOT NULL,
+        rule_json TEXT NOT NULL,
+        placed_by TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        placed_ms BIGINT NOT NULL,
+        released_by TEXT,
+        released_reason TEXT,
+        released_ms BIGINT
+    )""",
+    """CREATE TABLE account_events (
+        account_id TEXT NOT NULL,
+        event TEXT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        recorded_by TEXT NOT NULL,
+        PRIMARY KEY (account_id, event)
+    )""",
+)
+
+_RETENTION_GUARDS_V8: Final = {
+    Engine.SQLITE: (
+        """CREATE TRIGGER destruction_records_no_update BEFORE UPDATE ON destruction_records
+        BEGIN SELECT RAISE(ABORT, 'destruction_records is append-only'); END""",
+        """CREATE TRIGGER destruction_records_no_delete BEFORE DELETE ON destruction_records
+        BEGIN SELECT RAISE(ABORT, 'destruction_records is append-only'); END""",
+        """CREATE TRIGGER hold_rules_no_delete BEFORE DELETE ON hold_rules
+        BEGIN SELECT RAISE(ABORT, 'hold rules are released, never deleted'); END""",
+    ),
+    Engine.POSTGRES: (
+        """CREATE TRIGGER destruction_records_append_only
+        BEFORE UPDATE OR DELETE ON destruction_records
+        FOR EACH ROW EXECUTE FUNCTION
+        recorder_refuse_change('destruction_records is append-only')""",
+        """CREATE TRIGGER destruction_records_no_truncate BEFORE TRUNCATE ON destruction_records
+        FOR EACH STATEMENT EXECUTE FUNCTION
+        recorder_refuse_change('destruction_records is append-only')""",
+        """CREATE TRIGGER hold_rules_no_delete BEFORE DELETE ON hold_rules
+        FOR EACH ROW EXECUTE FUNCTION
+        recorder_refuse_change('hold rules are released, never deleted')""",
+    ),
+}
+
+
+def _v8(engine: Engine) -> tuple[str, ...]:
+    tables = tuple(ddl.format(identity=_IDENTITY[engine]) for ddl in _RETENTION_TABLES_V8)
+    return tables + _RETENTION_GUARDS_V8[engine]
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
         version=1,
@@ -286,6 +356,11 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             engine: ("ALTER TABLE streams ADD COLUMN server_urls_ts_ms BIGINT NOT NULL DEFAULT 0",)
             for engine in Engine
         },
+    ),
+    Migration(
+        version=8,
+        description="retention: policy per recording, destruction records, run lock, hold rules",
+        statements={engine: _v8(engine) for engine in Engine},
     ),
 )
 
