@@ -125,6 +125,20 @@ class RetentionQueries(OfficerQueries):
             self._join_hold_rules(tx, recording_id, now_ms)
             return str(row[0]), str(row[1]), int(row[2])
 
+    def recording_policy(self, recording_id: str) -> tuple[str, str, int] | None:
+        """(name, sha256, days) of the policy stored with the recording, if any yet."""
+        with self._transaction("recording_policy", write=False) as tx:
+            row = tx.fetchone(
+                """SELECT policy_name, policy_sha256, policy_retain_days FROM recordings
+                    WHERE recording_id = ?""",
+                (recording_id,),
+            )
+        if row is None:
+            raise CatalogError(f"recording_policy: no recording {recording_id}")
+        if row[0] is None:
+            return None
+        return str(row[0]), str(row[1]), int(row[2])
+
     def retention_inventory(self) -> list[RetentionFacts]:
         """Every recording without a destruction record, with what retention decides on."""
         with self._transaction("retention_inventory", write=False) as tx:

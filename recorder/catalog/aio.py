@@ -387,6 +387,9 @@ class AsyncCatalog:
             )
         )
 
+    async def recording_policy(self, recording_id: str) -> tuple[str, str, int] | None:
+        return await self._call(functools.partial(self.sync.recording_policy, recording_id))
+
     async def retention_inventory(self) -> list[RetentionFacts]:
         return await self._call(self.sync.retention_inventory)
 

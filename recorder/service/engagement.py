@@ -359,7 +359,7 @@ class Engagement:
         """Catalog first (pending), then the spool: see the module docstring."""
         catalog = self.c.catalog
         recording_id = sealed.identity.recording_id
-        retain = retain_until(self.c)
+        retain = await retain_until(self.c, recording_id)
         retain_ms = int(retain.timestamp() * 1000)
         if isinstance(entry, SegmentManifestEntry):
             kind = EvidenceKind.SEGMENT

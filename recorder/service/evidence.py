@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from recorder.catalog.base import EvidenceKind
-from recorder.service.components import Components
+from recorder.retention.assign import assign_policy
+from recorder.service.components import Components, now_ms
 from recorder.sink import SealedSegment, SegmentIdentity
 from recorder.spool.keys import object_key, segment_key
 from recorder.spool.spool import upload_job_for
@@ -22,8 +23,10 @@ _EXTENSIONS: Final = {EvidenceKind.SEGMENT: "wav.rec", EvidenceKind.RECORD: "jso
 EVIDENCE_KIND_KEY: Final = "evidence-kind"
 
 
-def retain_until(c: Components) -> datetime:
-    return datetime.now(UTC) + timedelta(days=c.retention_days)
+async def retain_until(c: Components, recording_id: str) -> datetime:
+    """Upload time plus the period of the recording's retention policy (``policies/*.toml``)."""
+    days = await assign_policy(c.catalog, c.policies, recording_id, now_ms())
+    return datetime.now(UTC) + timedelta(days=days)
 
 
 def evidence_key(

@@ -91,7 +91,7 @@ async def _requeue(c: Components, path: Path) -> None:
     if detail is None:
         raise RecorderError(f"{path}: recording {identity.recording_id} is not in the catalog")
     recording = detail.recording
-    retain = retain_until(c)
+    retain = await retain_until(c, identity.recording_id)
     retain_ms = int(retain.timestamp() * 1000)
     audio = identity.metadata.get("kind") == "audio"
     kind = EvidenceKind.SEGMENT if audio else EvidenceKind.RECORD
