@@ -1,5 +1,8 @@
 """The pure retention engine: the rule table of ``recorder.retention.engine``, row by row."""
 
+# ruff: noqa: E501
+# E501 is waived here only: the rule table reads best as one case per line.
+
 from __future__ import annotations
 
 from dataclasses import replace

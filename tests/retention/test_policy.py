@@ -86,7 +86,8 @@ def test_shipped_examples_load_with_their_periods() -> None:
     assert policies.default.name == "default"
     assert policies.default.retain_days == 90
     for policy in policies.policies:
-        assert policy.authority and policy.description
+        assert policy.authority
+        assert policy.description
         assert len(policy.sha256) == 64
 
 
