@@ -52,6 +52,13 @@ class SqlCatalog(StreamQueries, EvidenceQueries, RetentionQueries, OfficerQuerie
         mechanism; the recorder always uses ``schema.MIGRATIONS``.
         """
         latest = migrations[-1].version
+        # An up-to-date catalog needs no DDL at all, so a role without CREATE (the PostgreSQL
+        # service role of ops/postgres-grants.sql) can open it; migrations run as the owner.
+        try:
+            if self.schema_version() == latest:
+                return latest
+        except CatalogError:
+            pass  # no schema_version table yet: create it below
         with self._transaction("migrate", write=True) as tx:
             self._lock_for_migration(tx)
             tx.execute(SCHEMA_VERSION_DDL)
