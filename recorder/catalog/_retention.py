@@ -46,6 +46,8 @@ from recorder.evidence_destruction import (
 _HOLD_RULE_COLS: Final = (
     "rule_id, matter, rule_json, placed_by, reason, placed_ms, released_by, released_ms"
 )
+#: Rows of recordings that still exist as far as retention is concerned.
+_NOT_DESTROYED: Final = "recording_id NOT IN (SELECT recording_id FROM destruction_records)"
 #: Upper bound of one ``audit_events`` page.
 MAX_AUDIT_PAGE: Final = 10_000
 
@@ -152,16 +154,17 @@ class RetentionQueries(OfficerQueries):
             )
             people: dict[str, list[tuple[str, str | None]]] = {}
             for rid, user_id, user_name in tx.fetchall(
-                "SELECT recording_id, user_id, user_name FROM participants ORDER BY user_id"
+                f"""SELECT recording_id, user_id, user_name FROM participants
+                    WHERE {_NOT_DESTROYED} ORDER BY user_id"""
             ):
                 people.setdefault(rid, []).append((user_id, user_name))
             objects: dict[str, list[StoredObjectRow]] = {}
             for rid, *values in tx.fetchall(
-                """SELECT recording_id, object_key, version_id, stored_sha256, retain_until_ms,
-                        upload_state, key_id FROM segments
+                f"""SELECT recording_id, object_key, version_id, stored_sha256, retain_until_ms,
+                        upload_state, key_id FROM segments WHERE {_NOT_DESTROYED}
                     UNION ALL
                     SELECT recording_id, object_key, version_id, stored_sha256, retain_until_ms,
-                        upload_state, key_id FROM records
+                        upload_state, key_id FROM records WHERE {_NOT_DESTROYED}
                     ORDER BY 2"""
             ):
                 key, version, sha, until, state, key_id = values
