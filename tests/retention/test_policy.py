@@ -71,7 +71,7 @@ def recording(**overrides: object) -> RecordingRow:
 
 
 def write(directory: Path, **files: str) -> Path:
-    directory.mkdir(exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (directory / f"{name}.toml").write_text(text)
     return directory
