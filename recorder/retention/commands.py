@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+from recorder.catalog.base import UploadState
 from recorder.errors import AuditLogTampered, ConfigError, RecorderError
 from recorder.evidence_destruction import RecordingShredder
 from recorder.officer.actor import os_actor
@@ -190,8 +191,20 @@ async def hold_place(c: Components, args: argparse.Namespace) -> int:
         )
         for hold in placed:
             print(f"hold #{hold.hold_id} on {hold.scope_value} (matter {hold.matter})")
+            await _note_spooled(c, hold.scope_value)
     await _seal(c)
     return 0
+
+
+async def _note_spooled(c: Components, recording_id: str) -> None:
+    detail = await c.catalog.show(recording_id)
+    rows = [*detail.segments, *detail.records] if detail else []
+    pending = sum(row.upload_state is UploadState.PENDING for row in rows)
+    if pending:
+        print(
+            f"  {pending} object(s) of {recording_id} are still in the spool: they get the store "
+            "hold from `recorder hold sync` (hourly) once uploaded"
+        )
 
 
 async def hold_release(c: Components, args: argparse.Namespace) -> int:

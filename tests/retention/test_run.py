@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -148,6 +149,14 @@ async def test_store_lock_is_never_forced_and_failure_is_named(
     assert "store legal hold is on" in report.outcomes[0].detail
     assert len(await store.list(f"cc/{locked.recording_id}/")) == 2
     assert await catalog.destruction_records() == []
+
+    # The store locks a version longer than the catalog knows: never forced, the failure named.
+    longer = await make_recording(catalog, store, tmp_path)
+    await store.extend_retention(longer.keys[1], clock.now() + timedelta(days=9))
+    report = await run_retention(context(catalog, store, policies, clock, None))
+    failed = {o.recording_id: o.detail for o in report.failed}
+    assert "the store locks it until" in failed[longer.recording_id]
+    assert len(await store.list(f"cc/{longer.recording_id}/")) == 2
 
     # A shred decision with no shredder wired fails, named, and destroys nothing.
     phi = await make_recording(catalog, store, tmp_path, queue="phi")
