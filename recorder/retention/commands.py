@@ -198,8 +198,8 @@ async def hold_place(c: Components, args: argparse.Namespace) -> int:
 
 async def _note_spooled(c: Components, recording_id: str) -> None:
     detail = await c.catalog.show(recording_id)
-    rows = [*detail.segments, *detail.records] if detail else []
-    pending = sum(row.upload_state is UploadState.PENDING for row in rows)
+    states = [row.upload_state for row in (*detail.segments, *detail.records)] if detail else []
+    pending = states.count(UploadState.PENDING)
     if pending:
         print(
             f"  {pending} object(s) of {recording_id} are still in the spool: they get the store "
