@@ -198,7 +198,9 @@ async def hold_place(c: Components, args: argparse.Namespace) -> int:
 
 async def _note_spooled(c: Components, recording_id: str) -> None:
     detail = await c.catalog.show(recording_id)
-    states = [row.upload_state for row in (*detail.segments, *detail.records)] if detail else []
+    if detail is None:
+        return
+    states = [s.upload_state for s in detail.segments] + [r.upload_state for r in detail.records]
     pending = states.count(UploadState.PENDING)
     if pending:
         print(
