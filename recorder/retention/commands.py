@@ -21,6 +21,7 @@ from recorder.retention.audit_heads import (
     write_head,
 )
 from recorder.retention.engine import Plan, Verdict, iso
+from recorder.retention.extend import extend_locks_for_event
 from recorder.retention.policy import check_policies
 from recorder.service.components import Components, now_ms
 
@@ -124,6 +125,11 @@ async def retention_event(c: Components, args: argparse.Namespace) -> int:
         args.account, args.event, at_ms=at, recorded_by=os_actor(), now_ms=now_ms()
     )
     print(f"account {args.account}: {args.event} at {iso(at)}")
+    extended = await extend_locks_for_event(
+        c.catalog, c.store, c.policies, account_id=args.account, event=args.event, now_ms=now_ms()
+    )
+    if extended:
+        print(f"{extended} object version(s) now locked for the extended period")
     return 0
 
 

@@ -14,6 +14,7 @@ from recorder.errors import RetentionRunBusy
 from recorder.evidence_destruction import DestructionMethod
 from recorder.retention.apply import RetentionContext, make_plan, run_retention
 from recorder.retention.assign import assign_policy
+from recorder.retention.extend import extend_locks_for_event
 from recorder.retention.holds import place_holds, release_hold
 from recorder.retention.policy import PolicySet, load_policies
 from recorder.store.local import LocalStore
@@ -282,3 +283,40 @@ async def test_a_future_matter_holds_new_recordings_from_their_creation(
     clock.ms = T0 + 100 * DAY_MS
     report = await run_retention(context(catalog, store, policies, clock, None))
     assert [o.recording_id for o in report.outcomes] == [other.recording_id]
+
+
+async def test_mifid_extension_extends_store_locks_and_retention(
+    catalog: AsyncCatalog, store: LocalStore, clock: Clock, tmp_path: Path
+) -> None:
+    mifid = (
+        GOOD.replace('name = "desk"', 'name = "mifid"')
+        .replace('cc_queues = ["desk"]', 'accounts = ["eu-firm"]')
+        .replace('period = "6y"', 'period = "5d"\nextendable_to = "7d"\nextend_on = "nca"')
+    )
+    policies = load_policies(write(tmp_path / "mifid", mifid=mifid, default=DEFAULT))
+    extended = await make_recording(catalog, store, tmp_path, account="eu-firm")
+    plain = await make_recording(catalog, store, tmp_path, account="eu-firm")
+    for made in (extended, plain):
+        await assign_policy(catalog, policies, made.recording_id, T0)
+    # The authority asks about one account: in this test, both recordings belong to it.
+    await catalog.record_account_event(
+        "eu-firm", "nca", at_ms=T0 + DAY_MS, recorded_by="os:compliance", now_ms=T0 + DAY_MS
+    )
+    count = await extend_locks_for_event(
+        catalog, store, policies, account_id="eu-firm", event="nca", now_ms=T0 + DAY_MS
+    )
+    assert count == 4  # two objects each
+    info = await store.head(extended.keys[0])
+    assert info.retain_until is not None
+    assert info.retain_until.timestamp() * 1000 >= T0 + 60_000 + 7 * DAY_MS
+    clock.ms = T0 + 6 * DAY_MS
+    plan = await make_plan(context(catalog, store, policies, clock, None))
+    assert plan.to_destroy == ()
+    assert all(d.reason.startswith("retained until") for d in plan.decisions)
+    clock.ms = T0 + 8 * DAY_MS
+    report = await run_retention(context(catalog, store, policies, clock, None))
+    assert sorted(o.recording_id for o in report.outcomes if o.result == "destroyed") == sorted(
+        [extended.recording_id, plain.recording_id]
+    )
+    trail = await catalog.audit_events(action="retention.account_event")
+    assert [(e.actor, e.target) for e in trail] == [("os:compliance", "eu-firm")]
