@@ -38,7 +38,13 @@ from typing import Final
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from recorder.catalog.aio import AsyncCatalog
-from recorder.errors import HoldActive, ObjectNotFound, RecorderError, RetentionRunBusy
+from recorder.errors import (
+    HoldActive,
+    KeyDestroyed,
+    ObjectNotFound,
+    RecorderError,
+    RetentionRunBusy,
+)
 from recorder.evidence_destruction import (
     DestroyedObject,
     DestructionMethod,
@@ -215,12 +221,28 @@ async def _destroy(ctx: RetentionContext, decision: Decision, run_id: str) -> De
     if decision.action is ExpiryAction.CRYPTO_SHRED:
         if ctx.shredder is None:
             raise RecorderError("policy says crypto_shred but no RecordingShredder is configured")
-        return await ctx.shredder.shred(rid, actor=actor, rule=decision.policy)
+        try:
+            return await ctx.shredder.shred(rid, actor=actor, rule=decision.policy)
+        except KeyDestroyed as exc:
+            # An earlier run shredded the keys and died before writing the record: the
+            # destruction happened, so it is recorded now rather than failing forever.
+            return _record(
+                decision,
+                DestructionMethod.CRYPTO_ERASE,
+                actor,
+                ctx.now_ms(),
+                f"keys already destroyed by an earlier, interrupted run ({exc})",
+            )
     verification = await _delete_all_versions(ctx, decision)
-    now = ctx.now_ms()
+    return _record(decision, DestructionMethod.OBJECT_DELETE, actor, ctx.now_ms(), verification)
+
+
+def _record(
+    decision: Decision, method: DestructionMethod, actor: str, now: int, verification: str
+) -> DestructionRecord:
     return DestructionRecord(
-        recording_id=rid,
-        method=DestructionMethod.OBJECT_DELETE,
+        recording_id=decision.recording_id,
+        method=method,
         objects=tuple(
             DestroyedObject(o.object_key, o.version_id, o.stored_sha256 or "")
             for o in decision.objects

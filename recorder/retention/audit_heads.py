@@ -143,7 +143,8 @@ async def write_head(
     if keys:
         last = await _read_json(store, keys[-1])
         body = last["body"]
-        assert isinstance(body, dict)
+        if not isinstance(body, dict):
+            raise AuditLogTampered(f"{keys[-1]}: the head's body is not an object")
         last_id = int(body["last_id"])
         prev_sha = hashlib.sha256(_canonical(last)).hexdigest()
     hashes: list[list[object]] = []
@@ -215,9 +216,17 @@ async def verify_audit(
             document = await _read_json(store, object_key)
             body = document["body"]
             signature = bytes.fromhex(str(document["signature"]))
-            assert isinstance(body, dict)
+            if not isinstance(body, dict):
+                raise TypeError("the head's body is not an object")
             public_key.verify(signature, _canonical(body))
-        except (InvalidSignature, KeyError, ValueError, AssertionError, ObjectNotFound) as exc:
+        except (
+            InvalidSignature,
+            KeyError,
+            TypeError,
+            ValueError,
+            ObjectNotFound,
+            AuditLogTampered,
+        ) as exc:
             return AuditVerdict(0, len(signed), None, f"{object_key}: bad head ({exc!r})")
         if body.get("prev_head_sha256") != prev_sha or int(body["after_id"]) != prev_last:
             return AuditVerdict(

@@ -146,3 +146,31 @@ def test_signing_key_is_0600_and_refused_otherwise(tmp_path: Path) -> None:
         load_signing_key(path)
     with pytest.raises(ConfigError, match="does not exist"):
         load_signing_key(tmp_path / "none.key", create=False)
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"not json", b"[]", b'{"body": 1, "signature": "00"}', b'{"body": {}, "signature": 5}'],
+)
+async def test_a_garbage_head_is_reported_not_a_crash(
+    catalog: AsyncCatalog, tmp_path: Path, garbage: bytes
+) -> None:
+    import hashlib
+
+    store = LocalStore(tmp_path / "store")
+    key = load_signing_key(tmp_path / "audit.key")
+    await catalog.append_audit(actor="os:a", action="x", target="t", reason="", now_ms=T0)
+    source = tmp_path / "garbage.json"
+    source.write_bytes(garbage)
+    await store.put(
+        "audit/heads/00000000000000000001.json",
+        source,
+        sha256=hashlib.sha256(garbage).hexdigest(),
+        retain_until=None,
+    )
+    del key
+    verdict = await verify_audit(
+        catalog, store, load_public_key(public_path(tmp_path / "audit.key"))
+    )
+    assert not verdict.ok
+    assert "bad head" in verdict.problem

@@ -320,3 +320,19 @@ async def test_mifid_extension_extends_store_locks_and_retention(
     )
     trail = await catalog.audit_events(action="retention.account_event")
     assert [(e.actor, e.target) for e in trail] == [("os:compliance", "eu-firm")]
+
+
+async def test_keys_shredded_by_a_run_that_died_are_recorded_by_the_next(
+    catalog: AsyncCatalog, store: LocalStore, policies: PolicySet, clock: Clock, tmp_path: Path
+) -> None:
+    phi = await make_recording(catalog, store, tmp_path, queue="phi")
+    shredder = MemoryShredder(
+        catalog, {phi.recording_id: ["rk_1"]}, now_ms=clock.now_ms, refuse_twice=True
+    )
+    clock.ms = T0 + 100 * DAY_MS
+    await shredder.shred(phi.recording_id, actor="retention-run:died", rule="policy:phi@x")
+    report = await run_retention(context(catalog, store, policies, clock, shredder))
+    assert [o.result for o in report.outcomes] == ["destroyed"]
+    (record,) = await catalog.destruction_records(phi.recording_id)
+    assert record.method is DestructionMethod.CRYPTO_ERASE
+    assert "earlier, interrupted run" in record.verification
