@@ -9,7 +9,8 @@ Rules:
    them, ``load_policies`` refuses a directory with any.
 2. Exactly one policy is the ``default = true`` one, with no ``[match]``: a recording that
    matches nothing else gets it, never nothing. A directory that does not exist gives the
-   built-in default (``BUILTIN_DEFAULT``: seven years, delete), never an empty set.
+   built-in default (``BUILTIN_DEFAULT``: the store's configured ``retention_days``, seven years
+   unless set, then delete), never an empty set.
 3. When several policies match, the longest period wins (ties: the name first in sort order):
    keeping too long is a fixable mistake, deleting too early is not.
 4. A period is ``<n>d``, ``<n>w`` or ``<n>y``; a year is 365.25 days rounded up over the whole
@@ -24,7 +25,7 @@ import math
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -146,6 +147,19 @@ class PolicySet:
 
 
 BUILTIN_POLICIES: Final = PolicySet((BUILTIN_DEFAULT,), BUILTIN_DEFAULT)
+
+
+def builtin_policies(days: int) -> PolicySet:
+    """The built-in default keeping ``days`` (a store's configured ``retention_days``)."""
+    if days == BUILTIN_DEFAULT.retain_days:
+        return BUILTIN_POLICIES
+    default = replace(
+        BUILTIN_DEFAULT,
+        description=f"No policies directory: keep {days} days, then delete.",
+        retain_days=days,
+        sha256=hashlib.sha256(f"rtms-recorder builtin-default {days}d delete".encode()).hexdigest(),
+    )
+    return PolicySet((default,), default)
 
 
 # --- matching --------------------------------------------------------------------------------
@@ -430,10 +444,15 @@ def parse_policy(path: str, raw: bytes) -> tuple[Policy | None, list[PolicyProbl
     )
 
 
-def check_policies(directory: Path) -> tuple[PolicySet | None, list[PolicyProblem]]:
-    """Parse every ``*.toml`` in ``directory``; the set is ``None`` when anything is wrong."""
+def check_policies(
+    directory: Path, *, builtin_days: int = BUILTIN_DEFAULT.retain_days
+) -> tuple[PolicySet | None, list[PolicyProblem]]:
+    """Parse every ``*.toml`` in ``directory``; the set is ``None`` when anything is wrong.
+
+    No directory (or no files in it): the built-in default, keeping ``builtin_days``.
+    """
     if not directory.is_dir():
-        return BUILTIN_POLICIES, []
+        return builtin_policies(builtin_days), []
     problems: list[PolicyProblem] = []
     policies: list[Policy] = []
     for path in sorted(directory.glob("*.toml")):
@@ -450,7 +469,7 @@ def check_policies(directory: Path) -> tuple[PolicySet | None, list[PolicyProble
     if problems:
         return None, problems
     if not policies:
-        return BUILTIN_POLICIES, []
+        return builtin_policies(builtin_days), []
     default = next(p for p in policies if p.default)
     return PolicySet(tuple(policies), default), []
 
@@ -488,9 +507,9 @@ def _cross_file_problems(policies: Sequence[Policy]) -> list[PolicyProblem]:
     return problems
 
 
-def load_policies(directory: Path) -> PolicySet:
+def load_policies(directory: Path, *, builtin_days: int = BUILTIN_DEFAULT.retain_days) -> PolicySet:
     """The policies in ``directory``; ``PolicyParseError`` lists every problem with file:line."""
-    policies, problems = check_policies(directory)
+    policies, problems = check_policies(directory, builtin_days=builtin_days)
     if policies is None:
         raise PolicyParseError("; ".join(str(p) for p in problems))
     return policies

@@ -151,7 +151,7 @@ async def open_components(
             writing_dir=writing_dir,
             lock_mode=lock_mode,
             retention_days=retention_days,
-            policies=load_policies(config.retention.policies_dir),
+            policies=load_policies(config.retention.policies_dir, builtin_days=retention_days),
         )
     finally:
         with trio.CancelScope(shield=True):

@@ -145,6 +145,10 @@ def test_a_missing_directory_gives_the_builtin_default_never_nothing(tmp_path: P
     policies = load_policies(tmp_path / "absent")
     assert policies.default is BUILTIN_DEFAULT
     assert select_policy(policies, recording()) is BUILTIN_DEFAULT
+    # The store's configured retention_days is what the built-in default keeps.
+    short = load_policies(tmp_path / "absent", builtin_days=1)
+    assert select_policy(short, recording()).retain_days == 1
+    assert short.default.sha256 != BUILTIN_DEFAULT.sha256
 
 
 def test_unmatched_recording_gets_the_default_and_longest_match_wins(tmp_path: Path) -> None:
