@@ -10,12 +10,12 @@ import pytest
 import trio
 
 from recorder.catalog import AsyncCatalog, HoldScope, open_async_catalog
-from recorder.errors import RetentionRunBusy
+from recorder.errors import CatalogError, RetentionRunBusy
 from recorder.evidence_destruction import DestructionMethod
 from recorder.retention.apply import RetentionContext, make_plan, run_retention
 from recorder.retention.assign import assign_policy
 from recorder.retention.extend import extend_locks_for_event
-from recorder.retention.holds import place_holds, release_hold
+from recorder.retention.holds import HoldSearch, find_recordings, place_holds, release_hold
 from recorder.retention.policy import PolicySet, load_policies
 from recorder.store.local import LocalStore
 from recorder.testing.memory_shredder import MemoryShredder
@@ -336,3 +336,32 @@ async def test_keys_shredded_by_a_run_that_died_are_recorded_by_the_next(
     (record,) = await catalog.destruction_records(phi.recording_id)
     assert record.method is DestructionMethod.CRYPTO_ERASE
     assert "earlier, interrupted run" in record.verification
+
+
+async def test_a_search_hold_takes_a_participant_queue_or_time_range(
+    catalog: AsyncCatalog, store: LocalStore, tmp_path: Path
+) -> None:
+    early = await make_recording(catalog, store, tmp_path, queue="desk")
+    late = await make_recording(catalog, store, tmp_path, queue="desk", started_ms=T0 + 9 * DAY_MS)
+    other = await make_recording(
+        catalog, store, tmp_path, queue="other", participants=[("u-7", "Eve")]
+    )
+    by_queue_and_time = await find_recordings(
+        catalog, HoldSearch(queue="DESK", since_ms=T0 + 5 * DAY_MS)
+    )
+    assert [r.recording_id for r in by_queue_and_time] == [late.recording_id]
+    by_participant = await find_recordings(catalog, HoldSearch(participant="eve"))
+    assert [r.recording_id for r in by_participant] == [other.recording_id]
+    with pytest.raises(CatalogError, match="at least one filter"):
+        await find_recordings(catalog, HoldSearch())
+    held = await place_holds(
+        catalog,
+        store,
+        matter="m",
+        reason="r",
+        actor="os:counsel",
+        recording_ids=[r.recording_id for r in by_queue_and_time],
+        now_ms=T0,
+    )
+    assert [h.scope_value for h in held] == [late.recording_id]
+    assert not await catalog.is_on_hold(early.recording_id)
