@@ -9,6 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from recorder.catalog.base import (
     HoldScope,
@@ -27,6 +29,10 @@ END = 1_000 * MS_PER_DAY  # the recording ends on day 1000
 
 @pytest.fixture
 def policies(tmp_path: Path) -> PolicySet:
+    return policies_in(tmp_path)
+
+
+def policies_in(tmp_path: Path) -> PolicySet:
     shred = GOOD.replace('name = "desk"', 'name = "phi"').replace('"desk"]', '"phi"]')
     shred = shred.replace('period = "6y"', 'period = "10d"').replace('"delete"', '"crypto_shred"')
     closure = GOOD.replace('name = "desk"', 'name = "closure"').replace('"desk"]', '"acct"]')
@@ -110,3 +116,68 @@ def test_evaluate_is_pure(policies: PolicySet) -> None:
     first = evaluate(inputs, policies, [], END + 30 * DAY + 1)
     assert first == evaluate(inputs, policies, [], END + 30 * DAY + 1)
     assert [d.verdict for d in first.decisions] == [Verdict.DESTROY, Verdict.KEEP]
+
+
+objects_strategy = st.lists(
+    st.builds(
+        StoredObjectRow,
+        object_key=st.sampled_from(["k1", "k2", "k3"]),
+        version_id=st.none(),
+        stored_sha256=st.none(),
+        retain_until_ms=st.one_of(st.none(), st.integers(0, END + 200 * DAY)),
+        upload_state=st.sampled_from(list(UploadState)),
+        key_id=st.just("rk"),
+    ),
+    max_size=4,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ended=st.one_of(st.none(), st.integers(0, END + 100 * DAY)),
+    objects=objects_strategy,
+    held=st.sampled_from(["none", "recording", "instance", "released"]),
+    stored_days=st.one_of(st.none(), st.integers(1, 400)),
+    queue=st.sampled_from([None, "phi", "desk"]),
+    now=st.integers(0, END + 400 * DAY),
+)
+def test_never_destroys_what_a_rule_keeps(
+    tmp_path_factory: pytest.TempPathFactory,
+    ended: int | None,
+    objects: list[StoredObjectRow],
+    held: str,
+    stored_days: int | None,
+    queue: str | None,
+    now: int,
+) -> None:
+    policies = _POLICIES.get("set") or _POLICIES.setdefault(
+        "set", policies_in(tmp_path_factory.mktemp("p"))
+    )
+    holds = {
+        "none": [],
+        "recording": [hold(HoldScope.RECORDING, "rec_1")],
+        "instance": [hold(HoldScope.INSTANCE, "i1")],
+        "released": [hold(HoldScope.RECORDING, "rec_1", released=True)],
+    }[held]
+    subject = facts(
+        ended_ms=ended,
+        product=Product.CONTACT_CENTER,
+        cc_queue_name=queue,
+        objects=tuple(objects),
+        policy_name="old" if stored_days else None,
+        policy_sha256="f" * 64 if stored_days else None,
+        policy_retain_days=stored_days,
+    )
+    (decision,) = evaluate([subject], policies, holds, now).decisions
+    event(decision.verdict.value)
+    if decision.verdict is Verdict.DESTROY:
+        assert ended is not None
+        assert held in ("none", "released")
+        assert all(o.retain_until_ms is None or o.retain_until_ms <= now for o in objects)
+        assert all(o.upload_state is not UploadState.PENDING for o in objects)
+        assert decision.expires_ms is not None
+        assert decision.expires_ms <= now
+        assert decision.expires_ms >= ended + (stored_days or 0) * DAY
+
+
+_POLICIES: dict[str, PolicySet] = {}
