@@ -83,6 +83,7 @@ def _retention_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     q.add_argument("--all", action="store_true", help="released ones too")
     q = hsub.add_parser("sync", help="re-mirror catalog holds onto every stored version")
     _config_arg(q)
+    q.add_argument("--all", action="store_true", help="every recording, not only held ones")
 
     p = sub.add_parser("audit", help="the audit log: list, verify, seal")
     asub = p.add_subparsers(dest="audit_command", required=True)

@@ -250,7 +250,7 @@ async def hold_list(c: Components, args: argparse.Namespace) -> int:
 
 
 async def hold_sync(c: Components, args: argparse.Namespace) -> int:
-    changed = await hold_ops.sync_store_holds(c.catalog, c.store)
+    changed = await hold_ops.sync_store_holds(c.catalog, c.store, every_recording=args.all)
     print(f"{changed} object version(s) brought in line with the catalog's holds")
     return 0
 

@@ -230,11 +230,19 @@ async def hold_drift(catalog: AsyncCatalog, store: ObjectStore, recording_id: st
     return problems
 
 
-async def sync_store_holds(catalog: AsyncCatalog, store: ObjectStore) -> int:
-    """Re-mirror every recording that has (or had) a hold; returns versions changed."""
+async def sync_store_holds(
+    catalog: AsyncCatalog, store: ObjectStore, *, every_recording: bool = False
+) -> int:
+    """Re-mirror every recording that has (or had) a hold; returns versions changed.
+
+    ``every_recording`` also visits recordings that never had a hold (a store hold set behind
+    the catalog's back); it reads every stored version's state, so it is slow on big stores.
+    """
     recordings: set[str] = set()
     for hold in await catalog.holds(active_only=False):
         recordings.update(await covered_recordings(catalog, hold))
+    if every_recording:
+        recordings.update(f.recording.recording_id for f in await catalog.retention_inventory())
     changed = 0
     for rid in sorted(recordings):
         changed += await mirror_recording(catalog, store, rid)

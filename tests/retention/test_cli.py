@@ -192,3 +192,23 @@ async def test_hold_commands_hold_list_release(tmp_path: Path) -> None:
     assert "released hold #1" in released.stdout.decode()
     run = await trio.run_process([*CLI, "retention", "run"], env=env, capture_stdout=True)
     assert f"destroyed {recordings[0]}" in run.stdout.decode()
+
+
+async def test_verify_reports_hold_drift_between_catalog_and_store(tmp_path: Path) -> None:
+    recordings = await populate(tmp_path, 1)
+    env = env_for(tmp_path)
+    store = LocalStore(state_dir(tmp_path) / "store")
+    [key, *_] = await store.list(f"cc/{recordings[0]}/")
+    await store.set_legal_hold(key, True)  # the store holds what the catalog does not
+    checked = await trio.run_process(
+        [*CLI, "verify", recordings[0], "--reason", "audit"],
+        env=env,
+        capture_stdout=True,
+        check=False,
+    )
+    out = checked.stdout.decode()
+    assert checked.returncode == 90
+    assert f"hold drift: {key} version None: store legal hold on, catalog says not held" in out
+    synced = await trio.run_process([*CLI, "hold", "sync", "--all"], env=env, capture_stdout=True)
+    assert "1 object version(s)" in synced.stdout.decode()
+    assert not (await store.head(key)).legal_hold
