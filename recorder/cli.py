@@ -34,8 +34,73 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def _officer_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--actor", required=True, help="who is asking (written to the audit log)")
+    # The actor is the OS user running the command (recorder.officer.actor), never typed in.
     parser.add_argument("--reason", required=True, help="why (written to the audit log)")
+
+
+def _retention_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("policies", help="retention policy files")
+    psub = p.add_subparsers(dest="policies_command", required=True)
+    q = psub.add_parser("check", help="validate policies/*.toml; errors name file and line")
+    _config_arg(q)
+    q.add_argument("--dir", type=Path, default=None, help="policies directory (default: config)")
+
+    p = sub.add_parser("retention", help="plan or run retention (delete / crypto-shred)")
+    rsub = p.add_subparsers(dest="retention_command", required=True)
+    q = rsub.add_parser("plan", help="dry run: what a run would destroy now, and why")
+    _config_arg(q)
+    q.add_argument("--json", action="store_true", help="machine-readable plan")
+    q = rsub.add_parser("run", help="apply the plan (one run at a time; safe to re-run)")
+    _config_arg(q)
+    q = rsub.add_parser("event", help="report an account event a policy counts from")
+    _config_arg(q)
+    q.add_argument("account")
+    q.add_argument("event", help="e.g. account_closed, nca_extension")
+    q.add_argument("--at", help="when it happened (ISO 8601; default now)")
+
+    p = sub.add_parser("hold", help="legal holds (mirrored to the store's legal hold)")
+    hsub = p.add_subparsers(dest="hold_command", required=True)
+    q = hsub.add_parser("place", help="hold recordings, a search, an instance or future matches")
+    _config_arg(q)
+    q.add_argument("--matter", required=True)
+    q.add_argument("--reason", required=True)
+    q.add_argument("--recording", action="append", help="a recording id (repeatable)")
+    q.add_argument("--instance", help="every recording of this meeting / engagement")
+    q.add_argument("--participant", help="search: participant, caller or agent id or name")
+    q.add_argument("--queue", help="search: Contact Center queue id or name")
+    q.add_argument("--since", help="search: overlapping from (ISO 8601)")
+    q.add_argument("--until", help="search: overlapping until (ISO 8601)")
+    q.add_argument("--future", action="store_true", help="future matches join (a hold rule)")
+    q.add_argument("--product", help="with --future: product")
+    q.add_argument("--account", help="with --future: account id")
+    q = hsub.add_parser("release", help="release one hold or every hold of a matter")
+    _config_arg(q)
+    which = q.add_mutually_exclusive_group(required=True)
+    which.add_argument("--hold", type=int)
+    which.add_argument("--matter")
+    q.add_argument("--reason", required=True)
+    q = hsub.add_parser("list", help="active holds and hold rules")
+    _config_arg(q)
+    q.add_argument("--all", action="store_true", help="released ones too")
+    q = hsub.add_parser("sync", help="re-mirror catalog holds onto every stored version")
+    _config_arg(q)
+    q.add_argument("--all", action="store_true", help="every recording, not only held ones")
+
+    p = sub.add_parser("audit", help="the audit log: list, verify, seal")
+    asub = p.add_subparsers(dest="audit_command", required=True)
+    q = asub.add_parser("list", help="audit events, oldest first")
+    _config_arg(q)
+    q.add_argument("--actor")
+    q.add_argument("--action")
+    q.add_argument("--recording", help="events about this recording (their target)")
+    q.add_argument("--since", help="ISO 8601")
+    q.add_argument("--until", help="ISO 8601")
+    q.add_argument("--limit", type=int, default=1000)
+    q = asub.add_parser("verify", help="check the log against its chain and signed heads")
+    _config_arg(q)
+    q.add_argument("--public-key", type=Path, default=None, help="default: <signing key>.pub")
+    q = asub.add_parser("seal", help="write a signed head of new events to the store now")
+    _config_arg(q)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--verify", action="store_true", help="re-check the recording's destruction records"
     )
+
+    _retention_parsers(sub)
 
     p = sub.add_parser("bench", help="print performance figures (never used by tests)")
     p.add_argument("which", choices=["crypto", "audio", "pipeline", "fullpath"])
@@ -232,6 +299,30 @@ def _run(args: argparse.Namespace) -> int:
         from recorder.officer import keys as key_commands
 
         return trio.run(_with_components, args.config, key_commands.shred, args)
+
+    if command == "policies":
+        from recorder.config import load_config
+        from recorder.retention.commands import policies_check
+
+        directory = args.dir or load_config(args.config, os.environ).retention.policies_dir
+        return policies_check(directory)
+    if command in ("retention", "hold", "audit"):
+        from recorder.retention import commands as rc
+
+        sub_command = getattr(args, f"{command}_command")
+        retention_fn: Callable[..., Awaitable[int]] = {
+            ("retention", "plan"): rc.retention_plan,
+            ("retention", "run"): rc.retention_run,
+            ("retention", "event"): rc.retention_event,
+            ("hold", "place"): rc.hold_place,
+            ("hold", "release"): rc.hold_release,
+            ("hold", "list"): rc.hold_list,
+            ("hold", "sync"): rc.hold_sync,
+            ("audit", "list"): rc.audit_list,
+            ("audit", "verify"): rc.audit_verify,
+            ("audit", "seal"): rc.audit_seal,
+        }[(command, sub_command)]
+        return trio.run(_with_components, args.config, retention_fn, args)
     if command == "bench":
         import importlib
 

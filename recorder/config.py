@@ -235,6 +235,8 @@ class CatalogConfig:
 @dataclass(frozen=True, slots=True)
 class RetentionConfig:
     policies_dir: Path
+    #: Ed25519 key (0600, outside the catalog) that signs audit heads in the WORM store.
+    audit_signing_key: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -762,6 +764,9 @@ def parse_config(
     retention_table = tables["retention"]
     policies_dir = retention_table.path("policies_dir", state_dir / "policies", base=state_dir)
     assert policies_dir is not None
+    audit_key = retention_table.path(
+        "audit_signing_key", state_dir / "audit-signing.key", base=state_dir
+    )
     config = Config(
         service=_service(tables["service"]),
         rtms=_rtms(tables["rtms"]),
@@ -769,7 +774,7 @@ def parse_config(
         storage=storage,
         keys=_keys(tables["keys"], state_dir=state_dir),
         catalog=_catalog(tables["catalog"], state_dir=state_dir),
-        retention=RetentionConfig(policies_dir=policies_dir),
+        retention=RetentionConfig(policies_dir=policies_dir, audit_signing_key=audit_key),
         logging=_logging(tables["logging"]),
         secrets=load_secrets(environ),
     )

@@ -42,11 +42,13 @@ boto3, PyAV, psycopg, cryptography) are translated at the module that calls the 
     │   ├── DecryptionFailed (92) .. a chunk failed authentication
     │   ├── TruncatedFile (93) ..... the final chunk is missing
     │   ├── ChunkOrderError (94) ... chunks reordered, duplicated or spliced from another file
-    │   └── HeaderMismatch (95) .... header does not belong to this key / recording
+    │   ├── HeaderMismatch (95) .... header does not belong to this key / recording
+    │   └── AuditLogTampered (96) .. the audit log disagrees with its signed tree heads
     └── PolicyError (4)
         ├── PolicyParseError ....... a policies/*.toml file is invalid
-        └── LegalHoldViolation ..... an action would break a legal hold
-            └── HoldActive ......... refused: a hold applies to what would be destroyed
+        ├── LegalHoldViolation ..... an action would break a legal hold
+        │   └── HoldActive ......... refused: the recording (or its key) is under legal hold
+        └── RetentionRunBusy (75) .. another retention run holds the catalog's retention lock
 
 Exit codes follow borg's ranges: 0 success, 1 warning, 2 generic error, 3-99 specific errors,
 128+N killed by signal N.
@@ -248,6 +250,10 @@ class HeaderMismatch(IntegrityError):
     exit_code = 95
 
 
+class AuditLogTampered(IntegrityError):
+    exit_code = 96
+
+
 # --- Policy ----------------------------------------------------------------------------------
 
 
@@ -264,4 +270,9 @@ class LegalHoldViolation(PolicyError):
 
 
 class HoldActive(LegalHoldViolation):
-    """Destruction refused because a legal hold applies (retention and shredding check it)."""
+    """Refused: a legal hold covers the recording (or evidence sealed under the key)."""
+
+
+class RetentionRunBusy(PolicyError):
+    #: EX_TEMPFAIL: the timer fires again; the run that holds the lock is doing the work.
+    exit_code = 75

@@ -22,6 +22,7 @@ from recorder.catalog._evidence import EvidenceQueries
 from recorder.catalog._keys import KeyQueries
 from recorder.catalog._lifecycle import LifecycleQueries
 from recorder.catalog._officers import OfficerQueries
+from recorder.catalog._retention import RetentionQueries
 from recorder.catalog._rows import Row as Row
 from recorder.catalog._rows import Tx as Tx
 from recorder.catalog._streams import StreamQueries
@@ -30,7 +31,13 @@ from recorder.errors import CatalogError
 
 
 class SqlCatalog(
-    StreamQueries, EvidenceQueries, OfficerQueries, LifecycleQueries, KeyQueries, abc.ABC
+    StreamQueries,
+    EvidenceQueries,
+    RetentionQueries,
+    OfficerQueries,
+    LifecycleQueries,
+    KeyQueries,
+    abc.ABC,
 ):
     """The ``Catalog`` implementation shared by both engines."""
 
@@ -55,6 +62,13 @@ class SqlCatalog(
         mechanism; the recorder always uses ``schema.MIGRATIONS``.
         """
         latest = migrations[-1].version
+        # An up-to-date catalog needs no DDL at all, so a role without CREATE (the PostgreSQL
+        # service role of ops/postgres-grants.sql) can open it; migrations run as the owner.
+        try:
+            if self.schema_version() == latest:
+                return latest
+        except CatalogError:
+            pass  # no schema_version table yet: create it below
         with self._transaction("migrate", write=True) as tx:
             self._lock_for_migration(tx)
             tx.execute(SCHEMA_VERSION_DDL)

@@ -190,7 +190,11 @@ class KeyQueries(TransactionSource):
             rule=record.rule,
             actor=record.actor,
         )
+        digest = record.sha256()
         with self._transaction("add_destruction_record", write=True) as tx:
+            # The same record again (a retention re-run after a crash) changes nothing.
+            if tx.fetchone("SELECT 1 FROM destruction_records WHERE record_sha256 = ?", (digest,)):
+                return
             tx.execute(
                 """INSERT INTO destruction_records (recording_id, method, record_json,
                         record_sha256, destroyed_ms)
@@ -199,7 +203,7 @@ class KeyQueries(TransactionSource):
                     record.recording_id,
                     record.method.value,
                     record.canonical_json(),
-                    record.sha256(),
+                    digest,
                     record.destroyed_ms,
                 ),
             )

@@ -46,6 +46,7 @@ from recorder.catalog.base import (
 )
 from recorder.catalog.connect import open_catalog, open_configured_catalog
 from recorder.catalog.postgres import DEFAULT_MAX_CONNECTIONS, PostgresCatalog
+from recorder.catalog.retention_types import HoldRuleRow, RetentionFacts, RetentionLockRow
 from recorder.config import CatalogConfig, Secret
 from recorder.evidence_destruction import DestructionRecord
 
@@ -450,6 +451,126 @@ class AsyncCatalog:
 
     async def destruction_records(self, recording_id: str | None = None) -> list[DestructionRecord]:
         return await self._call(functools.partial(self.sync.destruction_records, recording_id))
+
+    # retention, hold rules, destruction records
+    async def set_recording_policy(
+        self, recording_id: str, *, name: str, sha256: str, retain_days: int, now_ms: int
+    ) -> tuple[str, str, int]:
+        return await self._call(
+            functools.partial(
+                self.sync.set_recording_policy,
+                recording_id,
+                name=name,
+                sha256=sha256,
+                retain_days=retain_days,
+                now_ms=now_ms,
+            )
+        )
+
+    async def recording_policy(self, recording_id: str) -> tuple[str, str, int] | None:
+        return await self._call(functools.partial(self.sync.recording_policy, recording_id))
+
+    async def retention_inventory(self) -> list[RetentionFacts]:
+        return await self._call(self.sync.retention_inventory)
+
+    async def record_account_event(
+        self, account_id: str, event: str, *, at_ms: int, recorded_by: str, now_ms: int
+    ) -> None:
+        await self._call(
+            functools.partial(
+                self.sync.record_account_event,
+                account_id,
+                event,
+                at_ms=at_ms,
+                recorded_by=recorded_by,
+                now_ms=now_ms,
+            )
+        )
+
+    async def acquire_retention_lock(
+        self,
+        *,
+        holder: str,
+        host: str,
+        pid: int,
+        ttl_ms: int,
+        now_ms: int,
+        replace_holder: str | None = None,
+    ) -> bool:
+        return await self._call(
+            functools.partial(
+                self.sync.acquire_retention_lock,
+                holder=holder,
+                host=host,
+                pid=pid,
+                ttl_ms=ttl_ms,
+                now_ms=now_ms,
+                replace_holder=replace_holder,
+            )
+        )
+
+    async def release_retention_lock(self, holder: str) -> bool:
+        return await self._call(functools.partial(self.sync.release_retention_lock, holder))
+
+    async def retention_lock(self) -> RetentionLockRow | None:
+        return await self._call(self.sync.retention_lock)
+
+    async def add_hold_rule(
+        self, *, matter: str, rule: Mapping[str, str], placed_by: str, reason: str, now_ms: int
+    ) -> HoldRuleRow:
+        return await self._call(
+            functools.partial(
+                self.sync.add_hold_rule,
+                matter=matter,
+                rule=dict(rule),
+                placed_by=placed_by,
+                reason=reason,
+                now_ms=now_ms,
+            )
+        )
+
+    async def release_hold_rule(
+        self, rule_id: int, *, released_by: str, reason: str, now_ms: int
+    ) -> HoldRuleRow:
+        return await self._call(
+            functools.partial(
+                self.sync.release_hold_rule,
+                rule_id,
+                released_by=released_by,
+                reason=reason,
+                now_ms=now_ms,
+            )
+        )
+
+    async def hold_rules(self, *, active_only: bool = True) -> list[HoldRuleRow]:
+        return await self._call(functools.partial(self.sync.hold_rules, active_only=active_only))
+
+    async def join_hold_rules(self, recording_id: str, now_ms: int) -> list[LegalHoldRow]:
+        return await self._call(functools.partial(self.sync.join_hold_rules, recording_id, now_ms))
+
+    async def audit_events(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        after_id: int = 0,
+        limit: int = 1_000,
+    ) -> list[AuditEvent]:
+        return await self._call(
+            functools.partial(
+                self.sync.audit_events,
+                actor=actor,
+                action=action,
+                target=target,
+                since_ms=since_ms,
+                until_ms=until_ms,
+                after_id=after_id,
+                limit=limit,
+            )
+        )
 
 
 async def open_async_catalog(

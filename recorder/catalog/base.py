@@ -23,11 +23,14 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from recorder.evidence_destruction import DestructionRecord
 from recorder.products import Product as Product
 from recorder.sink import SealedSegment
+
+if TYPE_CHECKING:
+    from recorder.catalog.retention_types import HoldRuleRow, RetentionFacts, RetentionLockRow
 
 #: JSON-compatible values allowed in audit details.
 JsonValue = str | int | float | bool | None | Sequence["JsonValue"] | Mapping[str, "JsonValue"]
@@ -739,3 +742,55 @@ class Catalog(Protocol):
     def destruction_records(self, recording_id: str | None = None) -> list[DestructionRecord]:
         """Oldest first; raises ``IntegrityError`` when a stored record's digest does not match."""
         ...
+
+    # retention, hold rules, destruction records (recorder.catalog._retention)
+    def set_recording_policy(
+        self, recording_id: str, *, name: str, sha256: str, retain_days: int, now_ms: int
+    ) -> tuple[str, str, int]: ...
+
+    def recording_policy(self, recording_id: str) -> tuple[str, str, int] | None: ...
+
+    def retention_inventory(self) -> list[RetentionFacts]: ...
+
+    def record_account_event(
+        self, account_id: str, event: str, *, at_ms: int, recorded_by: str, now_ms: int
+    ) -> None: ...
+
+    def acquire_retention_lock(
+        self,
+        *,
+        holder: str,
+        host: str,
+        pid: int,
+        ttl_ms: int,
+        now_ms: int,
+        replace_holder: str | None = None,
+    ) -> bool: ...
+
+    def release_retention_lock(self, holder: str) -> bool: ...
+
+    def retention_lock(self) -> RetentionLockRow | None: ...
+
+    def add_hold_rule(
+        self, *, matter: str, rule: Mapping[str, str], placed_by: str, reason: str, now_ms: int
+    ) -> HoldRuleRow: ...
+
+    def release_hold_rule(
+        self, rule_id: int, *, released_by: str, reason: str, now_ms: int
+    ) -> HoldRuleRow: ...
+
+    def hold_rules(self, *, active_only: bool = True) -> list[HoldRuleRow]: ...
+
+    def join_hold_rules(self, recording_id: str, now_ms: int) -> list[LegalHoldRow]: ...
+
+    def audit_events(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        after_id: int = 0,
+        limit: int = 1_000,
+    ) -> list[AuditEvent]: ...

@@ -353,6 +353,58 @@ def _v7(engine: Engine) -> tuple[str, ...]:
     return tables + _KEYS_GUARDS_V7[engine]
 
 
+# Migration 8 (retention): the policy in force per recording, the run lock, hold rules and
+# account events (destruction_records came with migration 7).
+_RETENTION_TABLES_V8: Final = (
+    "ALTER TABLE recordings ADD COLUMN policy_name TEXT",
+    "ALTER TABLE recordings ADD COLUMN policy_sha256 TEXT",
+    "ALTER TABLE recordings ADD COLUMN policy_retain_days INTEGER",
+    """CREATE TABLE retention_lock (
+        lock_name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid BIGINT NOT NULL,
+        acquired_ms BIGINT NOT NULL,
+        expires_ms BIGINT NOT NULL
+    )""",
+    """CREATE TABLE hold_rules (
+        rule_id {identity},
+        matter TEXT NOT NULL,
+        rule_json TEXT NOT NULL,
+        placed_by TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        placed_ms BIGINT NOT NULL,
+        released_by TEXT,
+        released_reason TEXT,
+        released_ms BIGINT
+    )""",
+    """CREATE TABLE account_events (
+        account_id TEXT NOT NULL,
+        event TEXT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        recorded_by TEXT NOT NULL,
+        PRIMARY KEY (account_id, event)
+    )""",
+)
+
+_RETENTION_GUARDS_V8: Final = {
+    Engine.SQLITE: (
+        """CREATE TRIGGER hold_rules_no_delete BEFORE DELETE ON hold_rules
+        BEGIN SELECT RAISE(ABORT, 'hold rules are released, never deleted'); END""",
+    ),
+    Engine.POSTGRES: (
+        """CREATE TRIGGER hold_rules_no_delete BEFORE DELETE ON hold_rules
+        FOR EACH ROW EXECUTE FUNCTION
+        recorder_refuse_change('hold rules are released, never deleted')""",
+    ),
+}
+
+
+def _v8(engine: Engine) -> tuple[str, ...]:
+    tables = tuple(ddl.format(identity=_IDENTITY[engine]) for ddl in _RETENTION_TABLES_V8)
+    return tables + _RETENTION_GUARDS_V8[engine]
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
         version=1,
@@ -420,6 +472,11 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         version=7,
         description="recording keys in the catalog, tombstones, destruction records",
         statements={engine: _v7(engine) for engine in Engine},
+    ),
+    Migration(
+        version=8,
+        description="retention: policy per recording, run lock, hold rules, account events",
+        statements={engine: _v8(engine) for engine in Engine},
     ),
 )
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 
 from recorder.catalog.base import Product
+from recorder.officer.actor import os_actor
 from recorder.officer.export import export_recording
 from recorder.officer.verify import verify_recording
 from recorder.officer.views import describe, describe_lifecycle_event
-from recorder.service.components import Components
+from recorder.retention.holds import hold_drift
+from recorder.service.components import Components, now_ms
 
 
 async def search(c: Components, args: argparse.Namespace) -> int:
@@ -20,6 +22,23 @@ async def search(c: Components, args: argparse.Namespace) -> int:
         stream_id=args.stream,
         participant=args.participant,
         limit=args.limit,
+    )
+    filters = {
+        "product": args.product,
+        "instance": args.instance,
+        "stream": args.stream,
+        "participant": args.participant,
+    }
+    await c.catalog.append_audit(
+        actor=os_actor(),
+        action="search",
+        target="recordings",
+        reason="recorder search",
+        now_ms=now_ms(),
+        details={
+            "filters": {k: v for k, v in filters.items() if v},
+            "results": [r.recording_id for r in rows],
+        },
     )
     for r in rows:
         print(
@@ -46,7 +65,7 @@ async def show(c: Components, args: argparse.Namespace) -> int:
         print(f"no recording {args.recording_id!r}")
         return 2
     verdict = await verify_recording(
-        c, args.recording_id, actor="recorder show", reason="integrity shown with the listing"
+        c, args.recording_id, actor=os_actor(), reason="recorder show: integrity with the listing"
     )
     for line in describe(detail, verdict):
         print(line)
@@ -56,19 +75,23 @@ async def show(c: Components, args: argparse.Namespace) -> int:
 async def verify(c: Components, args: argparse.Namespace) -> int:
     failed = 0
     for recording_id in args.recording_ids:
-        verdict = await verify_recording(c, recording_id, actor=args.actor, reason=args.reason)
-        state = "OK" if verdict.ok else "FAILED"
+        verdict = await verify_recording(c, recording_id, actor=os_actor(), reason=args.reason)
+        drift = await hold_drift(c.catalog, c.store, recording_id)
+        ok = verdict.ok and not drift
+        state = "OK" if ok else "FAILED"
         print(f"{recording_id}: {state} ({len(verdict.objects)} objects)")
         for obj in verdict.objects:
             if not verdict.ok:
                 print(f"  {obj.kind} {obj.name} #{obj.index}: {obj.verdict.value} {obj.detail}")
-        failed += not verdict.ok
+        for line in drift:
+            print(f"  hold drift: {line}")
+        failed += not ok
     return 90 if failed else 0
 
 
 async def export(c: Components, args: argparse.Namespace) -> int:
     files = await export_recording(
-        c, args.recording_id, args.out, actor=args.actor, reason=args.reason
+        c, args.recording_id, args.out, actor=os_actor(), reason=args.reason
     )
     for f in files:
         print(f"{f.name}  {f.size} bytes  sha256 {f.sha256}")

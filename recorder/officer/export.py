@@ -82,9 +82,17 @@ async def _export_one(
     return ExportedFile(name, digest, size)
 
 
-def _manifest(detail: RecordingDetail, files: list[ExportedFile]) -> dict[str, object]:
+def _manifest(
+    detail: RecordingDetail,
+    files: list[ExportedFile],
+    policy: tuple[str, str, int] | None = None,
+) -> dict[str, object]:
     r = detail.recording
     return {
+        # The retention policy in force and the SHA-256 of its file: proves which rule applied.
+        "retention_policy": (
+            {"name": policy[0], "sha256": policy[1], "retain_days": policy[2]} if policy else None
+        ),
         "format": "rtms-recorder export v1",
         "recording": {
             "recording_id": r.recording_id,
@@ -162,7 +170,8 @@ async def export_recording(
     )
     rows: list[SegmentRow | RecordFileRow] = [*detail.segments, *detail.records]
     files = [await _export_one(c, row, out_dir) for row in rows]
-    manifest = json.dumps(_manifest(detail, files), indent=2, sort_keys=True).encode()
+    policy = await c.catalog.recording_policy(recording_id)
+    manifest = json.dumps(_manifest(detail, files, policy), indent=2, sort_keys=True).encode()
     fd = os.open(out_dir / "manifest.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(manifest)

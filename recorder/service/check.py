@@ -112,9 +112,19 @@ def _checks(config: Config) -> list[tuple[str, Check]]:
         state = "" if directory.exists() else " (not created yet)"
         return f"{directory} writable{state}, {free // 2**20} MiB free"
 
+    async def policies() -> str:
+        from recorder.retention.policy import load_policies
+
+        found = load_policies(config.retention.policies_dir)
+        return (
+            f"{len(found.policies)} retention policies in {config.retention.policies_dir}, "
+            f"default {found.default.name!r} ({found.default.retain_days} days)"
+        )
+
     return [
         ("secrets", secrets),
         ("catalog", catalog),
+        ("policies", policies),
         ("store", store),
         ("keys", keys),
         ("spool", spool),

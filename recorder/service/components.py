@@ -27,6 +27,7 @@ from recorder.crypto.keystore import CatalogRecordingKeyStore
 from recorder.crypto.setup import KeyringSettings, build_keyring
 from recorder.crypto.writer import SpoolSinkFactory
 from recorder.errors import ConfigError
+from recorder.retention.policy import BUILTIN_POLICIES, PolicySet, load_policies
 from recorder.service.metrics import RecorderMetrics
 from recorder.spool.spool import Spool
 from recorder.store.base import LockMode, ObjectStore, StorePolicy
@@ -61,6 +62,8 @@ class Components:
     writing_dir: Path
     lock_mode: LockMode
     retention_days: int
+    #: Retention policies (``[retention] policies_dir``); they set each upload's retain-until.
+    policies: PolicySet = BUILTIN_POLICIES
 
 
 def keyring_settings(config: Config) -> KeyringSettings:
@@ -184,6 +187,7 @@ async def open_components(
             writing_dir=writing_dir,
             lock_mode=lock_mode,
             retention_days=retention_days,
+            policies=load_policies(config.retention.policies_dir, builtin_days=retention_days),
         )
     finally:
         with trio.CancelScope(shield=True):

@@ -180,6 +180,8 @@ class Engagement:
                     now_ms(),
                 )
                 self.status.recording_id = recording.recording_id
+                # A matter whose rule matches this recording holds it from its first moment.
+                await self.c.catalog.join_hold_rules(recording.recording_id, now_ms())
                 self.log.extra = {**(self.log.extra or {}), "recording_id": recording.recording_id}
                 await self.c.keyring.prepare_async(recording.recording_id)
                 self.c.metrics.engagement_started()
@@ -357,7 +359,7 @@ class Engagement:
         """Catalog first (pending), then the spool: see the module docstring."""
         catalog = self.c.catalog
         recording_id = sealed.identity.recording_id
-        retain = retain_until(self.c)
+        retain = await retain_until(self.c, recording_id)
         retain_ms = int(retain.timestamp() * 1000)
         if isinstance(entry, SegmentManifestEntry):
             kind = EvidenceKind.SEGMENT

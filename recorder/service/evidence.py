@@ -11,10 +11,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from recorder.catalog.base import EvidenceKind
-from recorder.service.components import Components
+from recorder.retention.assign import assign_policy
+from recorder.retention.policy import PolicyLockMode
+from recorder.service.components import Components, now_ms
 from recorder.sink import SealedSegment, SegmentIdentity
 from recorder.spool.keys import object_key, segment_key
 from recorder.spool.spool import upload_job_for
+from recorder.store.base import LockMode
 
 #: Object name endings: the stored bytes are encrypted (``.rec``) WAV or JSON lines.
 _EXTENSIONS: Final = {EvidenceKind.SEGMENT: "wav.rec", EvidenceKind.RECORD: "jsonl.rec"}
@@ -22,8 +25,19 @@ _EXTENSIONS: Final = {EvidenceKind.SEGMENT: "wav.rec", EvidenceKind.RECORD: "jso
 EVIDENCE_KIND_KEY: Final = "evidence-kind"
 
 
-def retain_until(c: Components) -> datetime:
-    return datetime.now(UTC) + timedelta(days=c.retention_days)
+async def retain_until(c: Components, recording_id: str) -> datetime:
+    """Upload time plus the period of the recording's retention policy (``policies/*.toml``)."""
+    days = await assign_policy(c.catalog, c.policies, recording_id, now_ms())
+    return datetime.now(UTC) + timedelta(days=days)
+
+
+async def lock_mode_for(c: Components, recording_id: str) -> LockMode:
+    """The stricter of the store's lock mode and the recording's policy's: compliance wins."""
+    stored = await c.catalog.recording_policy(recording_id)
+    policy = c.policies.by_name(stored[0]) if stored else None
+    if policy is not None and policy.lock_mode is PolicyLockMode.COMPLIANCE:
+        return LockMode.COMPLIANCE
+    return c.lock_mode
 
 
 def evidence_key(
@@ -55,8 +69,9 @@ async def spool_sealed(
 ) -> None:
     """Queue ``sealed`` for upload under ``key``; a legal hold on its recording travels along."""
     on_hold = await c.catalog.is_on_hold(sealed.identity.recording_id)
+    lock_mode = await lock_mode_for(c, sealed.identity.recording_id)
     job = await upload_job_for(
-        sealed, object_key=key, retain_until=retain, lock_mode=c.lock_mode, legal_hold=on_hold
+        sealed, object_key=key, retain_until=retain, lock_mode=lock_mode, legal_hold=on_hold
     )
     job = replace(job, metadata={**job.metadata, EVIDENCE_KIND_KEY: kind.value})
     assert sealed.path is not None  # upload_job_for refuses sealed segments without a file

@@ -111,7 +111,7 @@ async def _enter_and_spool(c: Components, sealed: SealedSegment, header: Segment
             f"{sealed.path}: recording {identity.recording_id} is not in the catalog"
         )
     recording = detail.recording
-    retain = retain_until(c)
+    retain = await retain_until(c, identity.recording_id)
     retain_ms = int(retain.timestamp() * 1000)
     audio = identity.metadata.get("kind") == "audio"
     kind = EvidenceKind.SEGMENT if audio else EvidenceKind.RECORD

@@ -24,7 +24,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final, Protocol, runtime_checkable
 
 from recorder.errors import StorageError
 
@@ -140,6 +140,13 @@ class ObjectStore(Protocol):
     async def self_check(self, policy: StorePolicy) -> None:
         """Startup check that the store can keep the ``policy``; raises ``StoreMisconfigured``."""
         ...
+
+
+@runtime_checkable
+class VersionedObjects(Protocol):
+    """Stores that can name every version of a key (retention deletes and holds all of them)."""
+
+    async def list_versions(self, key: str) -> list[str | None]: ...
 
 
 def round_up_to_second(moment: datetime) -> datetime:

@@ -245,6 +245,14 @@ class LocalStore:
     async def delete(self, key: str, *, version_id: str | None = None) -> None:
         await self._run(partial(self._delete_sync, key, version_id))
 
+    async def list_versions(self, key: str) -> builtins.list[str | None]:
+        """The one version a directory keeps (``[None]``), or none."""
+
+        def exists() -> builtins.list[str | None]:
+            return [None] if self._path(key).is_file() else []
+
+        return await self._run(exists)
+
     async def list(self, prefix: str = "") -> list[str]:
         return await self._run(partial(self._list_sync, prefix))
 

@@ -8,6 +8,7 @@ waiting. Setting ``unavailable = True`` makes every call raise ``StoreUnavailabl
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import hmac
 import itertools
@@ -179,6 +180,10 @@ class MemoryStore:
         versions.remove(version)
         if not versions:
             del self._objects[key]
+
+    async def list_versions(self, key: str) -> builtins.list[str | None]:
+        self._check_available()
+        return [v.version_id for v in reversed(self._objects.get(key, []))]
 
     async def list(self, prefix: str = "") -> list[str]:
         self._check_available()

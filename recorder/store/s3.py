@@ -523,6 +523,20 @@ class S3Store:
 
         await self._call("DeleteObject", key, delete_object)
 
+    async def list_versions(self, key: str) -> builtins.list[str | None]:
+        """Version ids of every stored version of ``key`` (delete markers excluded), oldest last."""
+
+        def list_object_versions() -> builtins.list[str | None]:
+            versions: builtins.list[str | None] = []
+            paginator = self._client.get_paginator("list_object_versions")
+            for page in paginator.paginate(Bucket=self._bucket, Prefix=key):
+                versions.extend(
+                    item.get("VersionId") for item in page.get("Versions", []) if item["Key"] == key
+                )
+            return versions
+
+        return await self._call("ListObjectVersions", key, list_object_versions)
+
     async def list(self, prefix: str = "") -> list[str]:
         def list_keys() -> list[str]:
             keys: list[str] = []

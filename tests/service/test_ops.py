@@ -15,6 +15,8 @@ UNITS = {
     "recorder.service": "rtms-recorder.service",
     "recorder-retention.service": "rtms-recorder-retention.service",
     "recorder-retention.timer": "rtms-recorder-retention.timer",
+    "recorder-audit-seal.service": "rtms-recorder-audit-seal.service",
+    "recorder-audit-seal.timer": "rtms-recorder-audit-seal.timer",
 }
 EXEC_PATH = "/opt/rtms-recorder/bin/recorder"
 
@@ -114,6 +116,35 @@ def test_retention_units() -> None:
     timer = unit_settings("recorder-retention.timer")
     assert timer["Persistent"] == ["true"]
     assert timer["OnCalendar"]
+    seal = unit_settings("recorder-audit-seal.service")
+    assert seal["ExecStart"] == [
+        f"{EXEC_PATH} hold sync --config /etc/rtms-recorder/recorder.toml",
+        f"{EXEC_PATH} audit seal --config /etc/rtms-recorder/recorder.toml",
+    ]
+    assert seal["User"] == service["User"]
+    assert unit_settings("recorder-audit-seal.timer")["Persistent"] == ["true"]
+
+
+def test_scheduled_commands_are_real_recorder_commands() -> None:
+    """Every ExecStart and cron line parses as a recorder command (no stale names)."""
+    from recorder.cli import build_parser
+
+    commands = [
+        command
+        for name in ("recorder-retention.service", "recorder-audit-seal.service")
+        for command in unit_settings(name)["ExecStart"]
+    ]
+    for line in (OPS / "recorder-retention.cron").read_text().splitlines():
+        if line.strip() and not line.startswith("#") and "=" not in line.split()[0]:
+            fields = line.split()
+            assert fields[5] == "rtms-recorder"  # the same user as the units
+            commands.extend(part.strip() for part in " ".join(fields[6:]).split("&&"))
+    assert len(commands) == 6
+    for command in commands:
+        argv = command.split()
+        assert argv[0] == EXEC_PATH
+        args = build_parser().parse_args(argv[1:])
+        assert args.command in ("retention", "audit", "hold")
 
 
 _MDWE_PROBE = """

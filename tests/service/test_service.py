@@ -251,7 +251,7 @@ async def test_export_writes_verified_wavs_a_manifest_and_an_audit_entry(tmp_pat
             )
             assert row.recording_id in listed.stdout.decode()
             checked = await trio.run_process(
-                [*cli, "verify", row.recording_id, "--actor", "officer-2", "--reason", "audit"],
+                [*cli, "verify", row.recording_id, "--reason", "audit"],
                 env=env,
                 capture_stdout=True,
             )
