@@ -142,6 +142,21 @@ class RecorderMetrics:
             "Upload attempts that failed (each is retried; the spool keeps the segment).",
             registry=r,
         )
+        self.recovered_segments = Counter(
+            "rtmsrec_recovery_segments_recovered",
+            "Segments a crashed writer left behind, sealed by startup recovery.",
+            registry=r,
+        )
+        self.recovery_failures = Counter(
+            "rtmsrec_recovery_failures",
+            "Files startup recovery could not recover (quarantined, or left for the next start).",
+            registry=r,
+        )
+        self.recovery_corrupt_chunks = Counter(
+            "rtmsrec_recovery_corrupt_chunks",
+            "Sealed chunks that failed authentication at recovery (skipped, recorded as gaps).",
+            registry=r,
+        )
         self.readiness = Gauge(
             "rtmsrec_ready",
             "1 when the named readiness check passed at its last run, else 0.",
@@ -211,6 +226,16 @@ class RecorderMetrics:
 
     def upload_failed(self) -> None:
         self.upload_failures.inc()
+
+    # --- Startup recovery ----------------------------------------------------------------------
+
+    def segment_recovered(self, *, corrupt_chunks: int = 0) -> None:
+        self.recovered_segments.inc()
+        if corrupt_chunks > 0:
+            self.recovery_corrupt_chunks.inc(corrupt_chunks)
+
+    def recovery_failed(self) -> None:
+        self.recovery_failures.inc()
 
     # --- Readiness ---------------------------------------------------------------------------
 
