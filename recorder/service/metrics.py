@@ -157,6 +157,17 @@ class RecorderMetrics:
             "Sealed chunks that failed authentication at recovery (skipped, recorded as gaps).",
             registry=r,
         )
+        self.upload_quarantined = Counter(
+            "rtmsrec_upload_quarantined",
+            "Upload jobs set aside (integrity failure, or upload_max_attempts failed attempts); "
+            "their data stays in the spool until `recorder spool retry`.",
+            registry=r,
+        )
+        self.spool_quarantined_jobs = Gauge(
+            "rtmsrec_upload_spool_quarantined_jobs",
+            "Upload jobs in quarantine now (readable ones; unreadable job files are logged).",
+            registry=r,
+        )
         self.readiness = Gauge(
             "rtmsrec_ready",
             "1 when the named readiness check passed at its last run, else 0.",
@@ -226,6 +237,12 @@ class RecorderMetrics:
 
     def upload_failed(self) -> None:
         self.upload_failures.inc()
+
+    def upload_job_quarantined(self) -> None:
+        self.upload_quarantined.inc()
+
+    def set_spool_quarantined(self, jobs: int) -> None:
+        self.spool_quarantined_jobs.set(jobs)
 
     # --- Startup recovery ----------------------------------------------------------------------
 
