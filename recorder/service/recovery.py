@@ -32,16 +32,15 @@ from recorder.crypto._format import SegmentHeader
 from recorder.crypto.reader import digest_segment
 from recorder.crypto.recovery import (
     HOLES_KEY,
-    QUARANTINE_DIR,
     RecoveredHole,
     RecoveryFailure,
     RecoveryReport,
     holes_from_metadata,
-    quarantine_file,
     recover_directory_async,
 )
 from recorder.crypto.writer import PART_SUFFIX
 from recorder.errors import IntegrityError, RecorderError
+from recorder.quarantine import QUARANTINE_DIR, quarantine_file
 from recorder.rtms.events import GapCause
 from recorder.service.components import Components, now_ms
 from recorder.service.evidence import evidence_key, retain_until, spool_sealed

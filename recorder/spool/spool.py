@@ -45,6 +45,7 @@ from typing import Final, TypeVar
 import trio
 
 from recorder.errors import DiskFull, ObjectExists, SpoolJobUnreadable, StorageError
+from recorder.quarantine import QUARANTINE_DIR, REASON_SUFFIX, quarantine_file
 from recorder.sink import SealedSegment
 from recorder.store.base import LockMode, normalize_sha256, sha256_of_file
 from recorder.store.local import write_atomically
@@ -60,9 +61,6 @@ STATE_QUARANTINED: Final = "quarantined"
 STATE_UNREADABLE: Final = "unreadable"
 _STATE_PENDING: Final = STATE_PENDING
 _STATE_QUARANTINED: Final = STATE_QUARANTINED
-#: Unreadable job files go here, under the spool directory, with the reason beside them.
-QUARANTINE_DIR: Final = "quarantine"
-REASON_SUFFIX: Final = ".reason.json"
 #: Longest error text kept in a job file.
 _MAX_ERROR_TEXT: Final = 500
 
@@ -490,32 +488,13 @@ class Spool:
 
     def _set_aside(self, path: Path, error: BaseException) -> None:
         """Move one unreadable job file into quarantine (never fatal, never deleted)."""
-        quarantine = self.directory / QUARANTINE_DIR
-        reason = error_text(error)
         try:
-            quarantine.mkdir(mode=0o700, exist_ok=True)
-            target = quarantine / path.name
-            serial = 1
-            while target.exists():
-                target = quarantine / f"{path.name}.{serial}"
-                serial += 1
-            note = {"reason": reason, "quarantined_at": self._now().isoformat()}
-            write_atomically(
-                target.with_name(target.name + REASON_SUFFIX),
-                json.dumps(note, sort_keys=True).encode(),
-                mode=0o600,
+            quarantine_file(
+                path, self.directory / QUARANTINE_DIR, reason=error_text(error), error=error
             )
-            os.replace(path, target)
-            _fsync_dir(quarantine)
-            _fsync_dir(self.directory)
-        except FileNotFoundError:
-            return  # gone meanwhile (completed or set aside by another lister)
-        except OSError as exc:
-            logger.error("unreadable spool job left in place path=%s: %s (%s)", path, reason, exc)
-            return
-        logger.error(
-            "unreadable spool job quarantined path=%s kept_at=%s: %s", path, target, reason
-        )
+        except StorageError as exc:
+            if path.exists():  # else: completed, or set aside by another lister meanwhile
+                logger.error("unreadable spool job left in place path=%s: %s", path, exc)
 
     def _unreadable_sync(self) -> list[UnreadableJob]:
         quarantine = self.directory / QUARANTINE_DIR

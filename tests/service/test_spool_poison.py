@@ -21,9 +21,10 @@ import trio
 
 from recorder.catalog.base import UploadState
 from recorder.cli import main as cli_main
+from recorder.quarantine import QUARANTINE_DIR
 from recorder.service.components import open_components
 from recorder.spool.admin import RETRY_ACTION
-from recorder.spool.spool import JOB_SUFFIX, QUARANTINE_DIR, Spool, UploadJob, job_id_for
+from recorder.spool.spool import JOB_SUFFIX, Spool, UploadJob, job_id_for
 from recorder.store.base import LockMode
 
 from .test_service import record_calls, service, short_config, zcc_call

@@ -17,10 +17,9 @@ import pytest
 import trio
 
 from recorder.errors import StorageError, StoreUnavailable
+from recorder.quarantine import QUARANTINE_DIR, REASON_SUFFIX
 from recorder.spool.spool import (
     JOB_SUFFIX,
-    QUARANTINE_DIR,
-    REASON_SUFFIX,
     STATE_QUARANTINED,
     Spool,
     job_id_for,
