@@ -92,8 +92,10 @@ async def recover_at_startup(c: Components) -> StartupRecovery:
                 len(outcome.holes),
                 outcome.prologue.value,
             )
-    # Data a crash left in the spool without its job record goes back through the writing dir.
+    # Data a crash left in the spool without its job record goes back through the writing dir,
+    # and so does the data of a job file that cannot be read (listing sets that file aside).
     try:
+        await c.spool.jobs()
         for orphan in await c.spool.orphaned_data():
             await trio.Path(orphan).rename(c.writing_dir / f"{orphan.stem}.orphan.rtmsenc")
     except (OSError, RecorderError) as exc:

@@ -19,10 +19,13 @@ from pathlib import Path
 import pytest
 import trio
 
-from recorder.catalog.base import UploadState
+from recorder.audio.segments import SegmentWriter, TrackFormat
+from recorder.audio.timeline import Audio
+from recorder.catalog.base import EvidenceKind, UploadState
 from recorder.cli import main as cli_main
 from recorder.quarantine import QUARANTINE_DIR
 from recorder.service.components import open_components
+from recorder.service.evidence import evidence_key, retain_until, spool_sealed
 from recorder.spool.admin import RETRY_ACTION
 from recorder.spool.spool import JOB_SUFFIX, Spool, UploadJob, job_id_for
 from recorder.store.base import LockMode
@@ -101,3 +104,53 @@ async def test_a_poison_job_and_an_unreadable_job_never_stop_the_service(
     assert entry.action == RETRY_ACTION
     assert entry.actor.startswith("os:")
     assert entry.reason == "bucket fixed"
+
+
+async def test_the_data_of_an_unreadable_job_file_is_requeued_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    config = short_config(tmp_path)
+    with trio.fail_after(120):
+        async with service(config) as running:
+            [eng] = await record_calls(running, config, zcc_call(config, seconds=2.0))
+            [row] = await running.components.catalog.search(stream_id=eng.scenario.rtms_stream_id)
+        # A segment sealed and spooled, whose job file then became unreadable.
+        async with open_components(config) as c:
+            writer = SegmentWriter(
+                c.sinks,
+                recording_id=row.recording_id,
+                originator_reference="test",
+                fmt=TrackFormat("user-late", 16000, 1, "L16 16000 mono", "test"),
+                sample_to_ms=lambda sample: 1_763_726_400_000 + sample // 16,
+                now_ms=lambda: 1_763_726_400_000,
+            )
+            writer.write(Audio(0, b"\1\0" * 16000))
+            sealed = writer.close()
+            assert sealed is not None
+            recording = row
+            await spool_sealed(
+                c,
+                sealed.sealed,
+                EvidenceKind.SEGMENT,
+                key=evidence_key(
+                    sealed.sealed.identity,
+                    EvidenceKind.SEGMENT,
+                    product=recording.product.value,
+                    instance_id=recording.instance_id,
+                    rtms_stream_id=recording.rtms_stream_id,
+                ),
+                retain=retain_until(c),
+            )
+            [job] = await c.spool.pending()
+        job_file = config.storage.spool_dir / "queue" / (job.job_id + JOB_SUFFIX)
+        job_file.write_bytes(b"\0garbage")
+
+        async with service(config) as running:
+            await running.uploads_settled()
+            detail = await running.components.catalog.show(row.recording_id)
+            assert detail is not None
+            [late] = [s for s in detail.segments if s.track == "user-late"]
+            assert late.upload_state is UploadState.VERIFIED
+            assert late.sample_count == 16000
+    kept = config.storage.spool_dir / "queue" / QUARANTINE_DIR / job_file.name
+    assert kept.read_bytes() == b"\0garbage"
