@@ -196,12 +196,13 @@ async def run_uploader(
         job_added = spool.job_added_event()
         jobs = await spool.pending()
         now = spool.now()
-        due = [job for job in jobs if job.due(now)]
+        due = [job for job in jobs if job.due(now) and uploader.wait_s(job) <= 0]
         if not due:
             waits = [
-                (job.next_attempt_at - now).total_seconds()
-                for job in jobs
+                max((job.next_attempt_at - now).total_seconds(), uploader.wait_s(job))
                 if job.next_attempt_at is not None
+                else uploader.wait_s(job)
+                for job in jobs
             ]
             # Rescan now and then: ``recorder spool retry`` runs in another process.
             with trio.move_on_after(max(0.0, min([*waits, rescan_s]))):
@@ -234,6 +235,14 @@ class _Uploader:
         self.backoff = backoff
         self.max_attempts = max_attempts
         self.stats = UploaderStats()
+        #: Job id -> trio time before which it is not retried, for jobs whose failure could not
+        #: be written to their job file (a full disk must not turn into a busy retry loop).
+        self._not_before: dict[str, float] = {}
+
+    def wait_s(self, spooled: SpooledJob) -> float:
+        """Seconds until this process may try ``spooled`` again (<= 0: now)."""
+        not_before = self._not_before.get(spooled.job_id)
+        return 0.0 if not_before is None else not_before - trio.current_time()
 
     async def run_pass(self, jobs: list[SpooledJob], concurrency: int) -> StoreUnavailable | None:
         """Process ``jobs`` oldest first with bounded concurrency; stop at a store outage."""
@@ -294,6 +303,7 @@ class _Uploader:
         except Exception as exc:  # as above: contained to this job
             await self._failed(spooled, exc, counted=True)
             return None
+        self._not_before.pop(spooled.job_id, None)
         if uploaded:
             self.stats.uploaded += 1
         else:
@@ -328,6 +338,9 @@ class _Uploader:
             failed = dataclasses.replace(spooled, attempts=attempts, last_error=error_text(exc))
             if await self._contained(self.spool.quarantine(failed, reason), spooled):
                 self.stats.quarantined += 1
+            else:
+                delay = self.backoff.delay_s(attempts)
+                self._not_before[spooled.job_id] = trio.current_time() + delay
         else:
             delay = self.backoff.delay_s(max(attempts, 1))
             logger.warning(
@@ -338,10 +351,11 @@ class _Uploader:
                 delay,
                 error_text(exc),
             )
-            await self._contained(
+            if not await self._contained(
                 self.spool.record_failure(spooled, exc, retry_after_s=delay, counted=counted),
                 spooled,
-            )
+            ):
+                self._not_before[spooled.job_id] = trio.current_time() + delay
         self.stats._changed()
 
     async def _contained(self, step: Awaitable[object], spooled: SpooledJob) -> bool:
