@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import trio
 
-from recorder.errors import StorageError, StoreUnavailable
+from recorder.errors import DiskFull, StorageError, StoreUnavailable
 from recorder.quarantine import QUARANTINE_DIR, REASON_SUFFIX
 from recorder.spool.spool import (
     JOB_SUFFIX,
@@ -248,3 +248,30 @@ async def test_requeue_takes_a_job_out_of_quarantine(tmp_path: Path) -> None:
             nursery.cancel_scope.cancel()
     assert uploaded.keys == [poison]
     assert await spool.quarantined() == []
+
+
+class JobFilesCannotBeWritten(Spool):
+    """A spool on a full disk: job files cannot be rewritten (data moves still work)."""
+
+    async def _write_job(self, spooled: Any) -> None:
+        raise DiskFull("test: no space left for the job file")
+
+
+async def test_a_failure_that_cannot_be_persisted_still_backs_off(tmp_path: Path) -> None:
+    spool = JobFilesCannotBeWritten(tmp_path / "spool")
+    [poison] = await _enqueue(spool, tmp_path, range(1))
+    store = RefusesKeys(MemoryStore(), {poison})
+    uploaded = Uploaded()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            stats: UploaderStats = await nursery.start(
+                lambda task_status: run_uploader(
+                    spool, store, on_uploaded=uploaded, backoff=SLOW, task_status=task_status
+                )
+            )
+            await stats.wait_until(lambda s: s.upload_failures >= 1)
+            [good] = await _enqueue(spool, tmp_path, range(1, 2))
+            await stats.wait_until(lambda s: s.uploaded >= 1)
+            nursery.cancel_scope.cancel()
+    assert uploaded.keys == [good]
+    assert store.refusals == 1, "no busy retry loop although the backoff was not persisted"
