@@ -58,7 +58,7 @@ DEFAULT_CONCURRENCY: Final = 4
 #: Counted failures after which a job is quarantined (``[storage] upload_max_attempts``).
 DEFAULT_MAX_ATTEMPTS: Final = 10
 #: An idle uploader looks at the spool again after this long, even if nothing woke it.
-DEFAULT_RESCAN_S: Final = 30.0
+DEFAULT_RESCAN_S: Final = 5.0
 
 OnUploaded = Callable[[UploadJob, PutResult], Awaitable[None]]
 OnIntegrityFailure = Callable[[UploadJob, IntegrityError], Awaitable[None]]
