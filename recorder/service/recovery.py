@@ -108,11 +108,11 @@ async def recover_at_startup(c: Components) -> StartupRecovery:
             await _requeue(c, path)
             result.requeued.append(path)
         except Exception as exc:  # containment per file is the point
+            c.metrics.recovery_failed()
             if isinstance(exc, RecorderError) and not isinstance(exc, IntegrityError):
                 # The catalog, a key service or the disk: not this file's fault; next start.
                 logger.error("sealed segment left in place path=%s error=%s", path, exc)
                 continue
-            c.metrics.recovery_failed()
             logger.error(
                 "sealed segment cannot be requeued path=%s error=%s: %s",
                 path,
