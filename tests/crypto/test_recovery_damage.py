@@ -23,8 +23,10 @@ from recorder.crypto.recovery import (
     HOLES_KEY,
     QUARANTINE_DIR,
     RecoveredHole,
+    RecoveryFailure,
     holes_from_metadata,
     recover,
+    recover_directory,
 )
 from recorder.crypto.writer import SpoolSinkFactory
 
@@ -244,3 +246,25 @@ def _check_flips(root: Path, flips: list[tuple[int, int, int]]) -> None:
     assert lost == {c for c in damaged if c < last_good}
     assert report.quarantined is not None
     assert report.quarantined.exists()
+
+
+def test_a_recovery_interrupted_before_the_original_moved_is_finished_safely(
+    factory: SpoolSinkFactory, keyring: RecordingKeyring
+) -> None:
+    """Killed between sealing the new file and moving the original: the next start keeps both."""
+    body = os.urandom(SMALL_CHUNK * 3)
+    part = _part_with_chunks(factory, body)
+    original = part.read_bytes()
+    report = recover(part, keyring)
+    assert report.quarantined is not None
+    part.write_bytes(original)  # as if the move into quarantine had not happened yet
+
+    [outcome] = recover_directory(factory.directory, keyring)
+
+    assert isinstance(outcome, RecoveryFailure)
+    assert "exists already" in str(outcome.error)
+    assert outcome.quarantined is not None
+    assert outcome.quarantined.read_bytes() == original
+    assert report.sealed.path is not None
+    assert b"".join(iter_plaintext(report.sealed.path, keyring)) == body
+    assert not part.exists()
