@@ -149,17 +149,10 @@ class RecordScanner:
 
     def resync(self, start: int, index: int) -> Record | None:
         """The first record from ``start`` on that authenticates at ``index`` or later."""
-        needle = self.header.file_id
-        offset = start
-        while offset < self.size:
-            block = os.pread(self.fd, _SCAN_BLOCK + len(needle) - 1, offset)
-            at = block.find(needle)
-            while at != -1:
-                found = self.authentic_at(offset + at, index, exact=False)
-                if found is not None:
-                    return found
-                at = block.find(needle, at + 1)
-            offset += _SCAN_BLOCK
+        for at in self._file_id_offsets(start, self.size):
+            found = self.authentic_at(at, index, exact=False)
+            if found is not None:
+                return found
         return None
 
     def lost_length(self, start: int, end: int, first: int, stop: int) -> int | None:
@@ -192,16 +185,28 @@ class RecordScanner:
         return total if 0 <= rest <= unknown * self.header.chunk_size else None
 
     def _frames_between(self, start: int, end: int) -> list[tuple[int, Frame]]:
-        needle = self.header.file_id
-        data = os.pread(self.fd, end - start, start)
+        """Every frame that passes its checks in ``start..end`` (read a block at a time)."""
         found: list[tuple[int, Frame]] = []
-        at = data.find(needle)
-        while at != -1:
-            frame = self._frame_at(start + at)
+        for at in self._file_id_offsets(start, end):
+            frame = self._frame_at(at)
             if frame is not None:
-                found.append((start + at, frame))
-            at = data.find(needle, at + 1)
+                found.append((at, frame))
         return found
+
+    def _file_id_offsets(self, start: int, end: int) -> Iterator[int]:
+        """Offsets in ``start..end`` where the file id begins; memory bounded by one block."""
+        needle = self.header.file_id
+        offset = start
+        while offset < end:
+            # The overlap lets a file id that straddles two blocks be found in the first.
+            block = os.pread(self.fd, min(_SCAN_BLOCK + len(needle) - 1, end - offset), offset)
+            at = block.find(needle)
+            while at != -1 and at < _SCAN_BLOCK:
+                yield offset + at
+                at = block.find(needle, at + 1)
+            if not block:
+                return
+            offset += _SCAN_BLOCK
 
     def _frame_at(self, offset: int) -> Frame | None:
         raw = os.pread(self.fd, fmt.FRAME_SIZE, offset)

@@ -11,11 +11,13 @@ import os
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recorder.crypto import _format as fmt
 from recorder.crypto._format import SegmentHeader
+from recorder.crypto._salvage import _SCAN_BLOCK
 from recorder.crypto.keyring import RecordingKeyring
 from recorder.crypto.reader import digest_segment, iter_plaintext, read_header
 from recorder.crypto.recovery import (
@@ -153,20 +155,22 @@ def test_records_leave_holes_out_and_still_name_them(
     assert plaintext == body[SMALL_CHUNK : 7 * SMALL_CHUNK] + body[8 * SMALL_CHUNK :]
 
 
+# The scan reads 1 MiB blocks: a file id straddling a block boundary must still be found.
+@pytest.mark.parametrize("stray", [77, _SCAN_BLOCK - 4, _SCAN_BLOCK + 10])
 def test_stray_bytes_between_records_are_skipped_without_a_hole(
-    factory: SpoolSinkFactory, keyring: RecordingKeyring
+    factory: SpoolSinkFactory, keyring: RecordingKeyring, stray: int
 ) -> None:
     body = os.urandom(SMALL_CHUNK * 4)
     part = _part_with_chunks(factory, body)
     spans = record_spans(part)
     data = part.read_bytes()
     cut = spans[2][0]
-    part.write_bytes(data[:cut] + os.urandom(77) + data[cut:])
+    part.write_bytes(data[:cut] + os.urandom(stray) + data[cut:])
 
     report = recover(part, keyring, zero_fill_holes=_zero_fill)
 
     assert report.holes == ()
-    assert report.skipped_bytes == 77
+    assert report.skipped_bytes == stray
     assert report.chunks_recovered == 4
     assert report.sealed.path is not None
     assert b"".join(iter_plaintext(report.sealed.path, keyring)) == body
