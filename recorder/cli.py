@@ -14,12 +14,16 @@ import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
 from recorder import __version__
 from recorder.errors import RecorderError
 from recorder.products import Product
+
+if TYPE_CHECKING:
+    from recorder.service.components import Components
 
 logger = logging.getLogger("recorder")
 
@@ -193,6 +197,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     _retention_parsers(sub)
 
+    p = sub.add_parser("spool", help="upload jobs: list them, retry quarantined ones")
+    spool = p.add_subparsers(dest="spool_command", required=True)
+    q = spool.add_parser("list", help="every job: state, attempts, next attempt, last error")
+    _config_arg(q)
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q = spool.add_parser("retry", help="put quarantined jobs back in the queue (audited)")
+    _config_arg(q)
+    q.add_argument("jobs", nargs="*", metavar="JOB", help="job ids (see `recorder spool list`)")
+    q.add_argument("--all-quarantined", action="store_true", help="every quarantined job")
+    q.add_argument("--reason", default="operator retry", help="why (written to the audit log)")
+
     p = sub.add_parser("bench", help="print performance figures (never used by tests)")
     p.add_argument("which", choices=["crypto", "audio", "pipeline", "fullpath"])
     p.add_argument("options", nargs=argparse.REMAINDER, help="passed to the benchmark")
@@ -208,6 +223,30 @@ async def _with_components(
     config = load_config(config_path, os.environ)
     async with open_components(config) as c:
         return await fn(c, *args)
+
+
+async def _spool_command(c: Components, args: argparse.Namespace) -> int:
+    from recorder.service.components import now_ms
+    from recorder.spool import admin
+
+    if args.spool_command == "list":
+        views = await admin.job_views(c.spool)
+        print(admin.render_json(views) if args.json else admin.render_table(views))
+        return 0
+    requeued = await admin.retry_jobs(
+        c.spool,
+        c.catalog,
+        job_ids=args.jobs,
+        all_quarantined=args.all_quarantined,
+        actor=admin.os_actor(),
+        reason=args.reason,
+        now_ms=now_ms(),
+    )
+    for job in requeued:
+        print(f"requeued {job.job_id} {job.job.object_key}")
+    if not requeued:
+        print("no quarantined job to retry")
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -323,6 +362,12 @@ def _run(args: argparse.Namespace) -> int:
             ("audit", "seal"): rc.audit_seal,
         }[(command, sub_command)]
         return trio.run(_with_components, args.config, retention_fn, args)
+
+    if command == "spool":
+        if args.spool_command == "retry" and bool(args.jobs) == bool(args.all_quarantined):
+            print("error: name the jobs to retry, or give --all-quarantined", file=sys.stderr)
+            return 2
+        return trio.run(_with_components, args.config, _spool_command, args)
     if command == "bench":
         import importlib
 

@@ -205,6 +205,10 @@ class StorageConfig:
     spool_dir: Path
     spool_warn_bytes: int = 1 * _GIB
     spool_limit_bytes: int = 8 * _GIB
+    #: Failed attempts after which an upload job is quarantined (store outages do not count).
+    upload_max_attempts: int = 10
+    #: Longest wait between two attempts of one failing upload job (exponential from 1 s).
+    upload_backoff_max_s: float = 300.0
     store: StoreKind = StoreKind.LOCAL
     local_store_path: Path | None = None
     s3: S3Config | None = None
@@ -612,6 +616,12 @@ def _storage(t: _Table, *, config_dir: Path, default_state_dir: Path) -> Storage
         spool_dir=t.path("spool_dir", d.spool_dir, base=state_dir) or d.spool_dir,
         spool_warn_bytes=spool_warn,
         spool_limit_bytes=spool_limit,
+        upload_max_attempts=t.integer(
+            "upload_max_attempts", d.upload_max_attempts, minimum=1, maximum=1000
+        ),
+        upload_backoff_max_s=t.number(
+            "upload_backoff_max_s", d.upload_backoff_max_s, minimum=1.0, maximum=86400.0
+        ),
         store=store,
         local_store_path=local_store_path if store is StoreKind.LOCAL else None,
         s3=s3 if store is StoreKind.S3 else None,

@@ -21,7 +21,7 @@ boto3, PyAV, psycopg, cryptography) are translated at the module that calls the 
     │   │   └── UpgradeRefused ..... the HTTP upgrade was answered with an error status
     │   └── UrlNotAllowed .......... an RTMS URL outside the allowed scheme/host list
     ├── DecodeError ................ one audio packet could not be decoded (becomes a gap)
-    ├── StorageError ............... spool, object store or catalog could not do their job
+    ├── StorageError ............... the spool, a local file or the object store failed
     │   ├── StoreUnavailable ....... the object store cannot be reached right now (retry)
     │   ├── ObjectLocked ........... refused: retention lock or legal hold still applies
     │   ├── ObjectNotFound ......... no object (or version) under that key
@@ -29,8 +29,9 @@ boto3, PyAV, psycopg, cryptography) are translated at the module that calls the 
     │   ├── StoreMisconfigured ..... bucket Object Lock / versioning differ from policy
     │   ├── UploadFailed
     │   ├── DiskFull
-    │   ├── CatalogError
-    │   └── LeaseLost .............. another process owns the stream now
+    │   └── SpoolJobUnreadable ..... one spool job file cannot be parsed (that job is set aside)
+    ├── CatalogError ............... the catalog could not do its job (never "store down")
+    ├── LeaseLost .................. another process owns the stream now (a verdict, not a fault)
     ├── KeyProviderError ........... key material missing, unreachable or not allowed
     │   ├── KeyUnavailable ......... the key service cannot be reached right now (retry)
     │   ├── DecryptNotPermitted .... this host holds an encrypt-only key
@@ -188,11 +189,20 @@ class DiskFull(StorageError):
     pass
 
 
-class CatalogError(StorageError):
+class SpoolJobUnreadable(StorageError):
+    """One spool job file is not a job this recorder can read: it is that job's problem only."""
+
+
+# --- Catalog and ownership -------------------------------------------------------------------
+# Not ``StorageError``s: a catalog outage, a refused catalog write and a lost lease each call
+# for their own response, and none of them means the object store is down.
+
+
+class CatalogError(RecorderError):
     pass
 
 
-class LeaseLost(StorageError):
+class LeaseLost(RecorderError):
     pass
 
 

@@ -154,8 +154,10 @@ class RecordsWriter:
     def _seal(self, *, interrupted: bool) -> SealedRecords:
         sink = self._sink
         assert sink is not None
-        self._sink = None
-        sealed = sink.close(b"")
+        try:
+            sealed = sink.close(b"")
+        finally:
+            self._sink = None
         entry = RecordsManifestEntry(
             recording_id=self._recording_id,
             segment_index=sink.identity.segment_index,

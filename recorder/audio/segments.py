@@ -254,15 +254,19 @@ class SegmentWriter:
         sink, bext = self._sink, self._bext
         assert sink is not None
         assert bext is not None
-        self._sink = None
         data_length = self._written * self._frame
-        header = build_wav_header(
-            sample_rate=self._fmt.sample_rate,
-            channels=self._fmt.channels,
-            data_length=data_length,
-            bext=bext,
-        )
-        sealed = sink.close(header)
+        try:
+            header = build_wav_header(
+                sample_rate=self._fmt.sample_rate,
+                channels=self._fmt.channels,
+                data_length=data_length,
+                bext=bext,
+            )
+            sealed = sink.close(header)
+        finally:
+            # Dropped only once close() has run: a failed close releases its file (descriptor
+            # and lock) itself and leaves the .part for recovery; the writer never reuses it.
+            self._sink = None
         end = self._start + self._written
         entry = SegmentManifestEntry(
             recording_id=self._recording_id,

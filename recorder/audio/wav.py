@@ -49,6 +49,9 @@ MAX_DATA_LENGTH: Final = ((2**32 - 1) - (HEADER_SIZE - 8) - 1) // 4 * 4
 ORIGINATOR: Final = "rtms-recorder"
 _ORIGINATOR_REFERENCE_SIZE: Final = 32
 _DESCRIPTION_SIZE: Final = 256
+#: Bounds that keep every ``fmt `` field inside its 16/32 bits.
+_MAX_SAMPLE_RATE: Final = 384_000
+_MAX_CHANNELS: Final = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +131,10 @@ def build_wav_prologue(metadata: Mapping[str, MetadataValue], body_length: int) 
         )
     except (TypeError, ValueError) as exc:
         raise LocalProtocolError(f"segment metadata cannot describe a WAV header: {exc}") from exc
+    if not (1 <= rate <= _MAX_SAMPLE_RATE and 1 <= channels <= _MAX_CHANNELS):
+        raise LocalProtocolError(
+            f"segment metadata cannot describe a WAV header: {rate} Hz, {channels} channels"
+        )
     frame = 2 * channels
     data_length = min(body_length // frame * frame, MAX_DATA_LENGTH // frame * frame)
     return build_wav_header(sample_rate=rate, channels=channels, data_length=data_length, bext=bext)
@@ -161,18 +168,41 @@ def _ascii(text: str, size: int) -> bytes:
     return text.encode("ascii", "replace")[:size].ljust(size, b"\0")
 
 
+#: Origination times a BWF date field can hold (years 1970..9999); anything else is omitted.
+_MIN_ORIGINATION_MS: Final = 0
+_MAX_ORIGINATION_MS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+
+
+def origination_fits(origination_ms: int) -> bool:
+    """True when ``origination_ms`` can be written as a BWF OriginationDate/Time."""
+    return _MIN_ORIGINATION_MS <= origination_ms <= _MAX_ORIGINATION_MS
+
+
 def _bext_body(bext: BextInfo, sample_rate: int) -> bytes:
-    origin = dt.datetime.fromtimestamp(bext.origination_ms / 1000, tz=dt.UTC)
-    midnight = origin.replace(hour=0, minute=0, second=0, microsecond=0)
-    since_midnight_ms = bext.origination_ms - int(midnight.timestamp() * 1000)
-    time_reference = since_midnight_ms * sample_rate // 1000
+    # A header field never raises: a hostile or mis-scaled timestamp (µs, far future, negative)
+    # leaves date, time and time reference empty and says so in the description, so the segment
+    # still seals and the manifest (which keeps origination_ms whole) tells the true story.
+    description = bext.description
+    date_time = bytes(10 + 8)
+    time_reference = 0
+    if origination_fits(bext.origination_ms):
+        origin = dt.datetime.fromtimestamp(bext.origination_ms / 1000, tz=dt.UTC)
+        midnight = origin.replace(hour=0, minute=0, second=0, microsecond=0)
+        since_midnight_ms = bext.origination_ms - int(midnight.timestamp() * 1000)
+        time_reference = max(0, since_midnight_ms) * sample_rate // 1000
+        date_time = (
+            f"{origin.year:04d}-{origin.month:02d}-{origin.day:02d}"
+            f"{origin.hour:02d}:{origin.minute:02d}:{origin.second:02d}"
+        ).encode("ascii")
+    else:
+        note = f" [origination {bext.origination_ms} ms out of range: date omitted]"
+        description = description[: _DESCRIPTION_SIZE - len(note)] + note
     body = bytearray()
-    body += _ascii(bext.description, _DESCRIPTION_SIZE)
+    body += _ascii(description, _DESCRIPTION_SIZE)
     body += _ascii(ORIGINATOR, 32)
     body += _ascii(bext.originator_reference, _ORIGINATOR_REFERENCE_SIZE)
-    body += origin.strftime("%Y-%m-%d").encode("ascii")
-    body += origin.strftime("%H:%M:%S").encode("ascii")
-    body += struct.pack("<II", time_reference & 0xFFFFFFFF, time_reference >> 32)
+    body += date_time
+    body += struct.pack("<II", time_reference & 0xFFFFFFFF, (time_reference >> 32) & 0xFFFFFFFF)
     body += struct.pack("<H", 2)  # BWF version 2: loudness fields present (left 0: unknown)
     body += bytes(64)  # UMID: none
     body += bytes(10)  # loudness value, range, max true peak, max momentary, max short-term

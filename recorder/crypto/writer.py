@@ -290,6 +290,9 @@ class EncryptedSegmentWriter:
             except OSError as exc:
                 self._fail()
                 raise _storage_error(exc, "cannot seal", self._part) from exc
+            except BaseException:
+                self._fail()
+                raise
         # One read of the sealed file both verifies the plaintext and hashes the stored bytes,
         # so the spool need not read the file again for its upload checksum.
         with open(self._path, "rb") as stored:

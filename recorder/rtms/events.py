@@ -46,6 +46,8 @@ class GapCause(enum.StrEnum):
     BACKPRESSURE = "backpressure"
     #: Muted participant / nobody speaking in per-speaker mode: RTMS sends nothing.
     NO_SPEECH = "no_speech"
+    #: Recorded, but the sealed chunk holding it failed authentication at crash recovery.
+    CORRUPT_CHUNK = "corrupt_chunk"
 
 
 @dataclass(frozen=True, slots=True)

@@ -233,7 +233,8 @@ async def run_service(
                 lambda task_status: run_uploader(
                     c.spool,
                     c.store,
-                    backoff=upload_backoff or Backoff(),
+                    backoff=upload_backoff or Backoff(max_s=config.storage.upload_backoff_max_s),
+                    max_attempts=config.storage.upload_max_attempts,
                     on_uploaded=lambda job, put: _on_uploaded(c, job, put),
                     task_status=task_status,
                 )
@@ -259,15 +260,22 @@ async def _count_upload_failures(stats: UploaderStats, metrics: RecorderMetrics)
     """Mirror the uploader's failed attempts into /metrics as they happen (the uploader only
     counts them in its own stats; without this ``rtmsrec_upload_failures`` never moved)."""
     reported = stats.upload_failures
+    quarantined = stats.quarantined + stats.integrity_failures
     while True:
-        await stats.wait_until(functools.partial(_failures_differ, reported))
+        await stats.wait_until(functools.partial(_failures_differ, reported, quarantined))
         for _ in range(stats.upload_failures - reported):
             metrics.upload_failed()
+        for _ in range(stats.quarantined + stats.integrity_failures - quarantined):
+            metrics.upload_job_quarantined()
         reported = stats.upload_failures
+        quarantined = stats.quarantined + stats.integrity_failures
 
 
-def _failures_differ(reported: int, stats: UploaderStats) -> bool:
-    return stats.upload_failures != reported
+def _failures_differ(reported: int, quarantined: int, stats: UploaderStats) -> bool:
+    return (
+        stats.upload_failures != reported
+        or stats.quarantined + stats.integrity_failures != quarantined
+    )
 
 
 async def _serve_http_in(
@@ -305,6 +313,7 @@ async def _service_loop(
                 pending_bytes=stats.pending_bytes,
                 oldest_pending_age_s=stats.oldest_pending_age_s or 0.0,
             )
+            c.metrics.set_spool_quarantined(stats.quarantined_count)
             disk = await c.spool.disk_free()
             if disk.low and not warned_disk:
                 logger.error(

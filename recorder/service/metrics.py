@@ -168,6 +168,32 @@ class RecorderMetrics:
             ["event", "product"],
             registry=r,
         )
+        self.recovered_segments = Counter(
+            "rtmsrec_recovery_segments_recovered",
+            "Segments a crashed writer left behind, sealed by startup recovery.",
+            registry=r,
+        )
+        self.recovery_failures = Counter(
+            "rtmsrec_recovery_failures",
+            "Files startup recovery could not recover (quarantined, or left for the next start).",
+            registry=r,
+        )
+        self.recovery_corrupt_chunks = Counter(
+            "rtmsrec_recovery_corrupt_chunks",
+            "Sealed chunks that failed authentication at recovery (skipped, recorded as gaps).",
+            registry=r,
+        )
+        self.upload_quarantined = Counter(
+            "rtmsrec_upload_quarantined",
+            "Upload jobs set aside (integrity failure, or upload_max_attempts failed attempts); "
+            "their data stays in the spool until `recorder spool retry`.",
+            registry=r,
+        )
+        self.spool_quarantined_jobs = Gauge(
+            "rtmsrec_upload_spool_quarantined_jobs",
+            "Upload jobs in quarantine now (readable ones; unreadable job files are logged).",
+            registry=r,
+        )
         self.readiness = Gauge(
             "rtmsrec_ready",
             "1 when the named readiness check passed at its last run, else 0.",
@@ -252,6 +278,22 @@ class RecorderMetrics:
 
     def upload_failed(self) -> None:
         self.upload_failures.inc()
+
+    def upload_job_quarantined(self) -> None:
+        self.upload_quarantined.inc()
+
+    def set_spool_quarantined(self, jobs: int) -> None:
+        self.spool_quarantined_jobs.set(jobs)
+
+    # --- Startup recovery ----------------------------------------------------------------------
+
+    def segment_recovered(self, *, corrupt_chunks: int = 0) -> None:
+        self.recovered_segments.inc()
+        if corrupt_chunks > 0:
+            self.recovery_corrupt_chunks.inc(corrupt_chunks)
+
+    def recovery_failed(self) -> None:
+        self.recovery_failures.inc()
 
     # --- Readiness ---------------------------------------------------------------------------
 

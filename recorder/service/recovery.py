@@ -8,11 +8,18 @@ At start, before any engagement runs, the writing directory may hold two kinds o
 * sealed files that never reached the spool (the process died between sealing and enqueueing).
 
 Each is entered into the catalog (marked ``recovered`` when recovery sealed it) and handed to the
-spool, which uploads and verifies it like any other segment.
+spool, which uploads and verifies it like any other segment. Chunks that failed authentication
+are holes in a recovered segment: each becomes a ``corrupt_chunk`` gap in the catalog.
+
+Nothing here can stop the service from starting: every error is contained to its file. A file
+that is the problem (unreadable, corrupt, or an unexpected error) is moved to ``quarantine/`` with
+its reason beside it and counted in ``rtmsrec_recovery_failures``; a file that waits on something
+else (the catalog, a key service, the disk) stays where it is for the next start.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,12 +38,21 @@ from recorder.crypto._format import SegmentHeader
 from recorder.crypto.keys.local import fsync_directory
 from recorder.crypto.opaque import OPAQUE_PLAINTEXT_DIGEST, scan_opaque
 from recorder.crypto.reader import digest_segment
-from recorder.crypto.recovery import RecoveryFailure, RecoveryReport, recover_directory_async
+from recorder.crypto.recovery import (
+    HOLES_KEY,
+    RecoveredHole,
+    RecoveryFailure,
+    RecoveryReport,
+    holes_from_metadata,
+    recover_directory_async,
+)
 from recorder.crypto.writer import PART_SUFFIX
-from recorder.errors import DecryptNotPermitted, RecorderError, StorageError
+from recorder.errors import DecryptNotPermitted, IntegrityError, RecorderError, StorageError
+from recorder.quarantine import QUARANTINE_DIR, quarantine_file
+from recorder.rtms.events import GapCause
 from recorder.service.components import Components, now_ms
 from recorder.service.evidence import evidence_key, retain_until, spool_sealed
-from recorder.sink import SealedSegment
+from recorder.sink import SealedSegment, SegmentIdentity
 
 logger = logging.getLogger(__name__)
 
@@ -46,33 +62,55 @@ class StartupRecovery:
     recovered: list[RecoveryReport] = field(default_factory=list)
     failed: list[RecoveryFailure] = field(default_factory=list)
     requeued: list[Path] = field(default_factory=list)
+    #: Sealed files that could not be requeued and were quarantined.
+    quarantined: list[Path] = field(default_factory=list)
+
+
+def zero_fills_holes(header: SegmentHeader) -> bool:
+    """Audio keeps its timeline across a hole (zero samples); records simply lack the bytes."""
+    return header.identity.metadata.get("kind") == "audio"
 
 
 async def recover_at_startup(c: Components) -> StartupRecovery:
     result = StartupRecovery()
-    for outcome in await recover_directory_async(c.writing_dir, c.keyring, recovery_prologue):
+    for outcome in await recover_directory_async(
+        c.writing_dir, c.keyring, recovery_prologue, zero_fill_holes=zero_fills_holes
+    ):
         if isinstance(outcome, RecoveryFailure) and isinstance(outcome.error, DecryptNotPermitted):
             await _ship_opaque_or_keep(c, outcome.part_path, result)
             continue
         if isinstance(outcome, RecoveryFailure):
             result.failed.append(outcome)
+            c.metrics.recovery_failed()
             logger.error(
-                "segment could not be recovered path=%s error=%s",
+                "segment could not be recovered path=%s quarantined=%s error=%s: %s",
                 outcome.part_path,
+                outcome.quarantined,
+                type(outcome.error).__name__,
                 outcome.error,
             )
         else:
             result.recovered.append(outcome)
+            c.metrics.segment_recovered(
+                corrupt_chunks=sum(h.end_chunk - h.first_chunk for h in outcome.holes)
+            )
             logger.warning(
-                "segment recovered after a crash path=%s body_bytes=%d torn_bytes=%d prologue=%s",
+                "segment recovered after a crash path=%s body_bytes=%d torn_bytes=%d holes=%d "
+                "prologue=%s",
                 outcome.part_path,
                 outcome.body_bytes_recovered,
                 outcome.torn_bytes_discarded,
+                len(outcome.holes),
                 outcome.prologue.value,
             )
-    # Data a crash left in the spool without its job record goes back through the writing dir.
-    for orphan in await c.spool.orphaned_data():
-        await trio.Path(orphan).rename(c.writing_dir / f"{orphan.stem}.orphan.rtmsenc")
+    # Data a crash left in the spool without its job record goes back through the writing dir,
+    # and so does the data of a job file that cannot be read (listing sets that file aside).
+    try:
+        await c.spool.jobs()
+        for orphan in await c.spool.orphaned_data():
+            await trio.Path(orphan).rename(c.writing_dir / f"{orphan.stem}.orphan.rtmsenc")
+    except (OSError, RecorderError) as exc:
+        logger.error("orphaned spool data left in place: %s", exc)
     sealed_files = sorted(
         p for p in c.writing_dir.iterdir() if p.is_file() and not p.name.endswith(PART_SUFFIX)
     )
@@ -82,8 +120,31 @@ async def recover_at_startup(c: Components) -> StartupRecovery:
             result.requeued.append(path)
         except DecryptNotPermitted:
             await _ship_opaque_or_keep(c, path, result)
-        except RecorderError as exc:
-            logger.error("sealed segment left in place path=%s error=%s", path, exc)
+        except Exception as exc:  # containment per file is the point
+            c.metrics.recovery_failed()
+            if isinstance(exc, RecorderError) and not isinstance(exc, IntegrityError):
+                # The catalog, a key service or the disk: not this file's fault; next start.
+                logger.error("sealed segment left in place path=%s error=%s", path, exc)
+                continue
+            logger.error(
+                "sealed segment cannot be requeued path=%s error=%s: %s",
+                path,
+                type(exc).__name__,
+                exc,
+            )
+            try:
+                kept = await trio.to_thread.run_sync(
+                    functools.partial(
+                        quarantine_file,
+                        path,
+                        c.writing_dir / QUARANTINE_DIR,
+                        reason=f"cannot requeue: {type(exc).__name__}: {exc}",
+                        error=exc,
+                    )
+                )
+                result.quarantined.append(kept)
+            except RecorderError as move_error:
+                logger.error("could not quarantine path=%s: %s", path, move_error)
     return result
 
 
@@ -122,6 +183,7 @@ async def _enter_and_spool(c: Components, sealed: SealedSegment, header: Segment
         instance_id=recording.instance_id,
         rtms_stream_id=recording.rtms_stream_id,
     )
+    holes = holes_from_metadata(identity.metadata.get(HOLES_KEY))
     if audio:
         rate = int(identity.metadata.get("wav.rate") or 16000)
         channels = int(identity.metadata.get("wav.channels") or 1)
@@ -159,6 +221,8 @@ async def _enter_and_spool(c: Components, sealed: SealedSegment, header: Segment
             ),
             now_ms(),
         )
+    if holes:
+        await _record_holes(c, identity, holes)
     await spool_sealed(c, sealed, kind, key=key, retain=retain)
 
 
@@ -230,3 +294,53 @@ async def _writer_digests(c: Components, sealed: SealedSegment) -> tuple[str, in
         if (name, index, row.key_id) == (identity.track, identity.segment_index, sealed.key_id):
             return row.plaintext_sha256, row.plaintext_size, row.recovered
     return None
+
+
+async def _record_holes(
+    c: Components, identity: SegmentIdentity, holes: tuple[RecoveredHole, ...]
+) -> None:
+    """Each hole recovery left in a segment is a ``corrupt_chunk`` gap, exact where derivable."""
+    meta = identity.metadata
+    cause = GapCause.CORRUPT_CHUNK.value
+    where = f"segment {identity.segment_index} of track {identity.track}"
+    if meta.get("kind") != "audio":
+        # Records carry their own times; the hole has no timeline place to point at.
+        detail = "; ".join(
+            f"chunks {h.first_chunk}..{h.end_chunk - 1} ({h.length} bytes) at body offset "
+            f"{h.body_offset}"
+            for h in holes
+        )
+        await c.catalog.add_gap(
+            identity.recording_id,
+            identity.track,
+            start_ms=identity.created_ms,
+            end_ms=identity.created_ms,
+            cause=cause,
+            detail=f"{where}: records lost: {detail}",
+        )
+        return
+    rate = int(meta.get("wav.rate") or 16000)
+    frame = 2 * int(meta.get("wav.channels") or 1)
+    first_sample = int(meta.get("start_sample") or 0)
+    origin_ms = int(meta.get("bext.origination_ms") or identity.created_ms)
+    for hole in holes:
+        if hole.length is None:
+            continue  # audio stops at such damage (recovery), so no hole of unknown length
+        start = hole.body_offset // frame
+        end = -(-(hole.body_offset + hole.length) // frame)
+        start_ms = origin_ms + start * 1000 // rate
+        end_ms = origin_ms + -(-end * 1000 // rate)
+        await c.catalog.add_gap(
+            identity.recording_id,
+            identity.track,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            cause=cause,
+            start_sample=first_sample + start,
+            end_sample=first_sample + end,
+            detail=(
+                f"{where}: chunks {hole.first_chunk}..{hole.end_chunk - 1} failed "
+                "authentication at recovery; written as silence"
+            ),
+        )
+        c.metrics.add_gap(cause, (end - start) / rate)

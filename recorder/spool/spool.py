@@ -15,8 +15,13 @@ Rules:
    the uploader finishes by verifying the stored object (it never needs the data again).
 3. **One object key, one job.** Enqueueing a different file for a key that has a job raises
    ``ObjectExists``; the same bytes again is a no-op.
-4. Jobs that failed verification are *quarantined* (state in the job file): they keep their data
-   and are not retried until an operator looks.
+4. Jobs that failed verification, or failed ``max_attempts`` times, are *quarantined* (state in
+   the job file): they keep their data and are not retried until an operator runs
+   ``recorder spool retry``. Each failed attempt is persisted in the job (attempts, next attempt,
+   last error), so a restart keeps a job's backoff.
+5. **One unreadable job file is that job's problem only.** It is moved, unchanged, into
+   ``<dir>/quarantine/`` with a ``.reason.json`` beside it; its data (if any) is then data
+   without a job, which startup recovery requeues from the segment's own authenticated header.
 
 Blocking file I/O runs in worker threads under a ``CapacityLimiter``.
 """
@@ -27,18 +32,20 @@ import errno
 import hashlib
 import hmac
 import json
+import logging
 import os
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Final, TypeVar
 
 import trio
 
-from recorder.errors import DiskFull, ObjectExists, StorageError
+from recorder.errors import DiskFull, ObjectExists, SpoolJobUnreadable, StorageError
+from recorder.quarantine import QUARANTINE_DIR, REASON_SUFFIX, quarantine_file
 from recorder.sink import SealedSegment
 from recorder.store.base import LockMode, normalize_sha256, sha256_of_file
 from recorder.store.local import write_atomically
@@ -48,10 +55,18 @@ JOB_SUFFIX: Final = ".job.json"
 #: Free space below which ``disk_free()`` reports ``low`` (the service raises an alert).
 DEFAULT_WARN_FREE_BYTES: Final = 2 * 2**30  # 2 GiB
 DEFAULT_IO_THREADS: Final = 2
-_STATE_PENDING: Final = "pending"
-_STATE_QUARANTINED: Final = "quarantined"
+STATE_PENDING: Final = "pending"
+STATE_QUARANTINED: Final = "quarantined"
+#: A job file that could not be read (listed from the quarantine directory).
+STATE_UNREADABLE: Final = "unreadable"
+_STATE_PENDING: Final = STATE_PENDING
+_STATE_QUARANTINED: Final = STATE_QUARANTINED
+#: Longest error text kept in a job file.
+_MAX_ERROR_TEXT: Final = 500
 
 _T = TypeVar("_T")
+
+logger = logging.getLogger(__name__)
 
 
 def _utc_now() -> datetime:
@@ -79,6 +94,24 @@ class SpooledJob:
     state: str = _STATE_PENDING
     #: Why a quarantined job was set aside.
     reason: str | None = None
+    #: Failed upload attempts so far (persisted: a restart keeps the backoff).
+    attempts: int = 0
+    #: Not retried before this time (None: at once).
+    next_attempt_at: datetime | None = None
+    #: The last failure, as ``ErrorClass: message``.
+    last_error: str | None = None
+
+    def due(self, now: datetime) -> bool:
+        return self.next_attempt_at is None or self.next_attempt_at <= now
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadableJob:
+    """A job file the spool could not parse, set aside in the quarantine directory."""
+
+    job_id: str
+    path: Path
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,13 +186,30 @@ def _job_to_json(spooled: SpooledJob) -> bytes:
             "enqueued_at": spooled.enqueued_at.isoformat(),
             "state": spooled.state,
             "reason": spooled.reason,
+            "attempts": spooled.attempts,
+            "next_attempt_at": (
+                spooled.next_attempt_at.isoformat() if spooled.next_attempt_at else None
+            ),
+            "last_error": spooled.last_error,
         },
         sort_keys=True,
     ).encode()
 
 
 def _job_from_json(raw: bytes, directory: Path, job_id: str) -> SpooledJob:
+    """Parse a job file; anything malformed is ``SpoolJobUnreadable`` naming what was wrong."""
+    try:
+        return _parse_job(raw, directory, job_id)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise SpoolJobUnreadable(
+            f"spool job {job_id} is unreadable: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _parse_job(raw: bytes, directory: Path, job_id: str) -> SpooledJob:
     doc = json.loads(raw)
+    if not isinstance(doc, dict):
+        raise TypeError(f"a job is a JSON object, not {type(doc).__name__}")
     job = UploadJob(
         object_key=str(doc["object_key"]),
         sha256=str(doc["sha256"]),
@@ -175,8 +225,22 @@ def _job_from_json(raw: bytes, directory: Path, job_id: str) -> SpooledJob:
         data_path=directory / (job_id + DATA_SUFFIX),
         enqueued_at=datetime.fromisoformat(doc["enqueued_at"]),
         state=str(doc["state"]),
-        reason=doc.get("reason"),
+        reason=_optional_str(doc.get("reason")),
+        attempts=int(doc.get("attempts") or 0),
+        next_attempt_at=(
+            datetime.fromisoformat(doc["next_attempt_at"]) if doc.get("next_attempt_at") else None
+        ),
+        last_error=_optional_str(doc.get("last_error")),
     )
+
+
+def _optional_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def error_text(exc: BaseException) -> str:
+    """``ErrorClass: message``, bounded, for a job file and ``recorder spool list``."""
+    return f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_TEXT]
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -262,6 +326,64 @@ class Spool:
         )
         return marked
 
+    async def jobs(self) -> list[SpooledJob]:
+        """Every readable job, pending and quarantined, oldest first."""
+        return await self._run(self._all_jobs)
+
+    async def unreadable(self) -> list[UnreadableJob]:
+        """Job files set aside because they could not be read."""
+        return await self._run(self._unreadable_sync)
+
+    async def record_failure(
+        self, spooled: SpooledJob, error: BaseException, *, retry_after_s: float, counted: bool
+    ) -> SpooledJob:
+        """Persist a failed attempt: the job is not retried for ``retry_after_s``."""
+        failed = replace(
+            spooled,
+            attempts=spooled.attempts + (1 if counted else 0),
+            next_attempt_at=self._now() + timedelta(seconds=retry_after_s),
+            last_error=error_text(error),
+        )
+        await self._write_job(failed)
+        return failed
+
+    async def requeue(self, job_id: str) -> SpooledJob:
+        """Take a quarantined job out of quarantine: pending, attempts reset, due at once."""
+
+        def requeue() -> SpooledJob:
+            path = self._job_path(job_id)
+            try:
+                raw = path.read_bytes()
+            except FileNotFoundError as exc:
+                raise StorageError(f"no spool job {job_id!r}") from exc
+            spooled = _job_from_json(raw, self.directory, job_id)
+            if spooled.state != _STATE_QUARANTINED:
+                raise StorageError(f"spool job {job_id} is {spooled.state}, not quarantined")
+            pending = replace(
+                spooled, state=_STATE_PENDING, reason=None, attempts=0, next_attempt_at=None
+            )
+            write_atomically(path, _job_to_json(pending), mode=0o600)
+            return pending
+
+        pending = await self._run(requeue)
+        self._job_added.set()
+        self._job_added = trio.Event()
+        return pending
+
+    def now(self) -> datetime:
+        return self._now()
+
+    async def _write_job(self, spooled: SpooledJob) -> None:
+        def write() -> None:
+            try:
+                write_atomically(self._job_path(spooled.job_id), _job_to_json(spooled), mode=0o600)
+            except OSError as exc:
+                raise StorageError(
+                    f"cannot write spool job {spooled.job_id}: {exc.strerror or exc}"
+                ) from exc
+
+        await self._run(write)
+
     async def stats(self) -> SpoolStats:
         jobs = await self._run(self._all_jobs)
         now = self._now()
@@ -288,8 +410,13 @@ class Spool:
         job_id = job_id_for(job.object_key)
         spooled = SpooledJob(job, job_id, self.directory / (job_id + DATA_SUFFIX), self._now())
         job_path = self._job_path(job_id)
+        existing: SpooledJob | None = None
         if job_path.exists():
-            existing = _job_from_json(job_path.read_bytes(), self.directory, job_id)
+            try:
+                existing = _job_from_json(job_path.read_bytes(), self.directory, job_id)
+            except SpoolJobUnreadable as exc:
+                self._set_aside(job_path, exc)
+        if existing is not None:
             if not hmac.compare_digest(existing.job.sha256, job.sha256):
                 raise ObjectExists(f"spool already holds other bytes for {job.object_key!r}")
             if existing.data_path.exists():
@@ -354,10 +481,38 @@ class Spool:
                 jobs.append(_job_from_json(path.read_bytes(), self.directory, job_id))
             except FileNotFoundError:
                 continue  # completed while we listed
-            except (ValueError, KeyError, TypeError) as exc:
-                raise StorageError(f"spool job {path} is unreadable") from exc
+            except (SpoolJobUnreadable, OSError) as exc:
+                self._set_aside(path, exc)
         jobs.sort(key=lambda job: (job.enqueued_at, job.job_id))
         return jobs
+
+    def _set_aside(self, path: Path, error: BaseException) -> None:
+        """Move one unreadable job file into quarantine (never fatal, never deleted)."""
+        try:
+            quarantine_file(
+                path, self.directory / QUARANTINE_DIR, reason=error_text(error), error=error
+            )
+        except StorageError as exc:
+            if path.exists():  # else: completed, or set aside by another lister meanwhile
+                logger.error("unreadable spool job left in place path=%s: %s", path, exc)
+
+    def _unreadable_sync(self) -> list[UnreadableJob]:
+        quarantine = self.directory / QUARANTINE_DIR
+        if not quarantine.is_dir():
+            return []
+        found: list[UnreadableJob] = []
+        for path in sorted(quarantine.iterdir()):
+            if path.name.endswith(REASON_SUFFIX) or JOB_SUFFIX not in path.name:
+                continue
+            reason = "unreadable"
+            try:
+                note = json.loads(path.with_name(path.name + REASON_SUFFIX).read_bytes())
+                reason = str(note.get("reason") or reason)
+            except (OSError, ValueError, AttributeError):
+                pass
+            job_id = path.name.split(JOB_SUFFIX, 1)[0]
+            found.append(UnreadableJob(job_id=job_id, path=path, reason=reason))
+        return found
 
 
 def _size_or_zero(path: Path) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import struct
@@ -17,6 +18,8 @@ from recorder.crypto._format import SegmentHeader
 from recorder.crypto.keyring import RecordingKeyring
 from recorder.crypto.reader import SegmentReader, iter_plaintext, read_header
 from recorder.crypto.recovery import (
+    QUARANTINE_DIR,
+    REASON_SUFFIX,
     PrologueStatus,
     RecoveryFailure,
     RecoveryReport,
@@ -180,7 +183,8 @@ def test_recover_directory_reports_each_file(
 ) -> None:
     good = _unfinished(factory, b"abc")
     torn_header = factory.directory / "torn.rtmsenc.part"
-    torn_header.write_bytes(good.read_bytes()[:50])
+    torn_bytes = good.read_bytes()[:50]
+    torn_header.write_bytes(torn_bytes)
     results = recover_directory(factory.directory, keyring, wav_header)
     by_path = {r.part_path: r for r in results}
     assert isinstance(by_path[good], RecoveryReport)
@@ -188,7 +192,15 @@ def test_recover_directory_reports_each_file(
     assert isinstance(failure, RecoveryFailure)
     assert isinstance(failure.error, TruncatedFile)
     assert "nothing to recover" in str(failure.error)
-    assert torn_header.exists()  # never deleted
+    # Never deleted: moved unchanged into quarantine, with the reason beside it.
+    assert not torn_header.exists()
+    assert failure.quarantined == factory.directory / QUARANTINE_DIR / torn_header.name
+    assert failure.quarantined.read_bytes() == torn_bytes
+    note = json.loads(failure.quarantined.with_name(torn_header.name + REASON_SUFFIX).read_text())
+    assert "nothing to recover" in note["reason"]
+    assert note["error"] == "TruncatedFile"
+    # A second start finds nothing left to do.
+    assert recover_directory(factory.directory, keyring, wav_header) == []
 
 
 async def _read_lines(stream: trio.abc.ReceiveStream, lines: list[str], enough: trio.Event) -> None:
