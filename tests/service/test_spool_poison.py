@@ -139,7 +139,7 @@ async def test_the_data_of_an_unreadable_job_file_is_requeued_at_the_next_start(
                     instance_id=recording.instance_id,
                     rtms_stream_id=recording.rtms_stream_id,
                 ),
-                retain=retain_until(c),
+                retain=await retain_until(c, row.recording_id),
             )
             [job] = await c.spool.pending()
         job_file = config.storage.spool_dir / "queue" / (job.job_id + JOB_SUFFIX)
