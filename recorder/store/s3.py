@@ -15,8 +15,13 @@ Rules:
    (re)applied explicitly, which S3 allows for the same or a later date.
 5. ``delete`` without a version id deletes the *current version* permanently (a delete marker
    would hide the object without removing it, which is not what retention asks for).
-6. ``put`` refuses to create a second version with different bytes (``ObjectExists``); the same
-   bytes are an idempotent success.
+6. ``put`` never creates a second version: PutObject and CompleteMultipartUpload carry
+   ``If-None-Match: *``, so of two racing writers exactly one creates the object and the other
+   gets 412. The loser then judges the existing object by its SHA-256: the same bytes are an
+   idempotent success (returning *that* version), different bytes a named ``ObjectExists``
+   conflict. A check-then-put would let both win and leave two versions.
+7. ``put`` returns the version id S3 assigned; callers read back, verify and export *that*
+   version, so a later version written by anyone else cannot change what the catalog points to.
 """
 
 from __future__ import annotations
@@ -75,6 +80,7 @@ META_PARTS: Final = "recorder-parts"
 #: Bound on the shielded abort of a failed multipart upload, in seconds.
 ABORT_TIMEOUT_S: Final = 30.0
 _NOT_FOUND_CODES: Final = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchVersion"})
+_CONDITIONAL_WRITES: Final = frozenset({"PutObject", "CompleteMultipartUpload"})
 _BUCKET_OPERATIONS: Final = frozenset({"HeadBucket", "GetBucketConfiguration", "ListObjectsV2"})
 _RETRYABLE_CODES: Final = frozenset(
     {
@@ -183,6 +189,10 @@ def _read_span(opener: Callable[[Path], BinaryIO], source: Path, offset: int, le
     return data
 
 
+class _AlreadyExists(ObjectExists):
+    """A conditional write (``If-None-Match: *``) found the key taken; ``put`` judges it."""
+
+
 class S3Store:
     """An ``ObjectStore`` on one S3 bucket with Object Lock enabled."""
 
@@ -238,23 +248,22 @@ class S3Store:
         expected = normalize_sha256(sha256)
         until = round_up_to_second(retain_until) if retain_until is not None else None
         size = await trio.to_thread.run_sync(lambda: source.stat().st_size)
-        try:
-            existing = await self.head(key)
-        except ObjectNotFound:
-            existing = None
-        if existing is not None:
-            return await self._reput(existing, expected, until, lock_mode, legal_hold)
         lock: dict[str, object] = {}
         if until is not None:
             lock["ObjectLockMode"] = lock_mode.value
             lock["ObjectLockRetainUntilDate"] = until
         lock["ObjectLockLegalHoldStatus"] = "ON" if legal_hold else "OFF"
         meta = dict(metadata or {})
-        if size <= self.config.multipart_threshold_bytes:
-            version_id = await self._put_single(key, source, expected, lock, meta)
-        else:
-            version_id = await self._put_multipart(key, source, size, expected, lock, meta)
-            await self._ensure_locks(key, version_id, until, lock_mode, legal_hold)
+        try:
+            if size <= self.config.multipart_threshold_bytes:
+                version_id = await self._put_single(key, source, expected, lock, meta)
+            else:
+                version_id = await self._put_multipart(key, source, size, expected, lock, meta)
+                await self._ensure_locks(key, version_id, until, lock_mode, legal_hold)
+        except _AlreadyExists:
+            # The conditional write lost (a retry of our own upload, or a racing writer).
+            existing = await self.head(key)
+            return await self._reput(existing, expected, until, lock_mode, legal_hold)
         return PutResult(key, version_id, size, expected)
 
     async def _put_single(
@@ -273,6 +282,7 @@ class S3Store:
                     ChecksumAlgorithm="SHA256",
                     ChecksumSHA256=_hex_to_b64(expected),
                     Metadata=meta,
+                    IfNoneMatch="*",
                     **lock,  # type: ignore[arg-type]
                 )
             return response.get("VersionId")
@@ -293,6 +303,14 @@ class S3Store:
         if not hmac.compare_digest(actual, expected):
             raise DigestMismatch(f"put {key!r}: source bytes do not match the given sha256")
         meta = {**meta, META_SHA256: expected, META_PARTS: str(len(spans))}
+        # A cheap look before sending many parts: a resumed job usually finds its object there.
+        # Only an optimisation; the conditional CompleteMultipartUpload below decides races.
+        try:
+            await self.head(key)
+        except ObjectNotFound:
+            pass
+        else:
+            raise _AlreadyExists(key)
         created = await self._call(
             "CreateMultipartUpload",
             key,
@@ -327,6 +345,7 @@ class S3Store:
                     Key=key,
                     UploadId=upload_id,
                     MultipartUpload={"Parts": completed},
+                    IfNoneMatch="*",
                 ),
             )
         except BaseException:
@@ -399,7 +418,11 @@ class S3Store:
         legal_hold: bool,
     ) -> PutResult:
         if not hmac.compare_digest(existing.sha256, expected):
-            raise ObjectExists(f"put {existing.key!r}: a different object already exists")
+            raise ObjectExists(
+                f"put s3://{self._bucket}/{existing.key}: conflict, version "
+                f"{existing.version_id} holds different bytes (sha256 {existing.sha256[:12]}..., "
+                f"ours {expected[:12]}...); objects are never overwritten"
+            )
         mode = existing.lock_mode or lock_mode
         await self._ensure_locks(existing.key, existing.version_id, until, mode, legal_hold)
         return PutResult(existing.key, existing.version_id, existing.size, existing.sha256)
@@ -593,6 +616,11 @@ def _translate_client_error(exc: ClientError, operation: str, key: str, bucket: 
     where = f"S3 {operation} s3://{bucket}/{key}"
     if code == "NoSuchBucket" or (operation in _BUCKET_OPERATIONS and status == 404):
         return StoreMisconfigured(f"S3 {operation}: bucket {bucket!r} does not exist")
+    if operation in _CONDITIONAL_WRITES and (code == "PreconditionFailed" or status == 412):
+        return _AlreadyExists(f"{where}: the key exists already (conditional write refused)")
+    if code == "ConditionalRequestConflict":
+        # S3: a concurrent conditional write to the same key was in flight; retry later.
+        return StoreUnavailable(f"{where}: {code}")
     if code in _NOT_FOUND_CODES or status == 404:
         return ObjectNotFound(f"{where}: no such object")
     if code == "AccessDenied" and operation in ("DeleteObject", "PutObjectRetention"):
