@@ -13,7 +13,7 @@ import sys
 import time
 import wave
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from recorder.simulator.engagement import Engagement as SimEngagement
 from recorder.simulator.scenario import Action, AudioLayout, Product, Scenario, Step
 from recorder.simulator.simulator import SimulatorConfig, open_simulator
 from recorder.spool.uploader import Backoff
+from recorder.store.local import LocalStore
 
 pytestmark = pytest.mark.slow
 
@@ -266,6 +267,91 @@ async def test_export_writes_verified_wavs_a_manifest_and_an_audit_entry(tmp_pat
             verdict = await verify_recording(c, row.recording_id, actor="t", reason="t")
             assert not verdict.ok
             assert verdict.count(Verdict.CORRUPT) == 1
+
+
+class _InterruptingStore:
+    """The real store, but opening ``key`` interrupts the export the way ``interrupt`` says."""
+
+    def __init__(self, store: Any, key: str, interrupt: Any) -> None:
+        self._store, self._key, self._interrupt = store, key, interrupt
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def open(self, key: str, **kwargs: Any) -> Any:
+        if key == self._key:
+            self._interrupt()
+        return self._store.open(key, **kwargs)
+
+
+async def test_a_failed_export_leaves_no_plaintext_and_names_the_object(tmp_path: Path) -> None:
+    config = short_config(tmp_path)
+    with trio.fail_after(90):
+        async with service(config) as running:
+            [eng] = await record_calls(running, config, zcc_call(config, seconds=3.0))
+            c = running.components
+            [row] = await c.catalog.search(stream_id=eng.scenario.rtms_stream_id)
+            detail = await c.catalog.show(row.recording_id)
+            assert detail is not None
+            second = [*detail.segments, *detail.records][1]
+            store_root = config.storage.local_store_path
+            assert store_root is not None
+            exports = tmp_path / "exports"
+            exports.mkdir()
+
+            # Interrupted by cancellation and by Ctrl-C after the first file was decrypted.
+            def cancel() -> None:
+                scope.cancel()
+
+            def ctrl_c() -> None:
+                raise KeyboardInterrupt
+
+            for interrupt in (cancel, ctrl_c):
+                store = _InterruptingStore(c.store, second.object_key, interrupt)
+                expected = (
+                    pytest.raises(KeyboardInterrupt) if interrupt is ctrl_c else nullcontext()
+                )
+                with trio.CancelScope() as scope, expected:
+                    await export_recording(
+                        replace(c, store=store),
+                        row.recording_id,
+                        exports / "x",
+                        actor="o",
+                        reason="r",
+                    )
+                assert list(exports.iterdir()) == [], interrupt
+
+        # The second object corrupted in the store: the CLI exits non-zero naming it.
+        victim = LocalStore(store_root)._path(second.object_key)
+        victim.chmod(0o644)
+        data = bytearray(victim.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        victim.write_bytes(bytes(data))
+        env = {**os.environ, "XDG_STATE_HOME": str(tmp_path)}
+        out = exports / "case-42"
+        done = await trio.run_process(
+            [
+                sys.executable,
+                "-m",
+                "recorder",
+                "export",
+                row.recording_id,
+                "--out",
+                str(out),
+                "--actor",
+                "officer-1",
+                "--reason",
+                "review",
+            ],
+            env=env,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+        assert done.returncode != 0
+        assert second.object_key in done.stderr.decode()
+        assert list(exports.iterdir()) == []
+        assert not list(await trio.to_thread.run_sync(lambda: list(tmp_path.rglob("*.wav"))))
 
 
 @pytest.mark.timeout(300)
