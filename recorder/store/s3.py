@@ -117,6 +117,8 @@ class S3Config:
     #: ``self_check`` refuses a bucket whose lock/versioning differ from policy. Tests only: False.
     verify_bucket_config: bool = True
     addressing_style: Literal["auto", "virtual", "path"] = "auto"
+    #: ``[storage.s3] prefix``: prepended to every key on the wire; callers never see it.
+    key_prefix: str = ""
 
 
 def build_s3_client(config: S3Config) -> S3Client:
@@ -207,9 +209,14 @@ class S3Store:
         self.config = config
         self._client = client
         self._bucket = config.bucket
+        self._prefix = config.key_prefix
         self._limiter = limiter or trio.CapacityLimiter(config.io_threads)
         # A seam for tests that need a source failing mid-upload; production opens the path.
         self._open_source = source_opener
+
+    def _wire(self, key: str) -> str:
+        """The S3 key of the store key ``key`` (``key_prefix`` in front)."""
+        return self._prefix + key
 
     # --- the one place boto3 is called --------------------------------------------------------
 
@@ -277,7 +284,7 @@ class S3Store:
             with self._open_source(source) as body:
                 response = self._client.put_object(
                     Bucket=self._bucket,
-                    Key=key,
+                    Key=self._wire(key),
                     Body=body,
                     ChecksumAlgorithm="SHA256",
                     ChecksumSHA256=_hex_to_b64(expected),
@@ -316,7 +323,7 @@ class S3Store:
             key,
             lambda: self._client.create_multipart_upload(
                 Bucket=self._bucket,
-                Key=key,
+                Key=self._wire(key),
                 ChecksumAlgorithm="SHA256",
                 Metadata=meta,
                 **lock,  # type: ignore[arg-type]
@@ -342,7 +349,7 @@ class S3Store:
                 key,
                 lambda: self._client.complete_multipart_upload(
                     Bucket=self._bucket,
-                    Key=key,
+                    Key=self._wire(key),
                     UploadId=upload_id,
                     MultipartUpload={"Parts": completed},
                     IfNoneMatch="*",
@@ -370,7 +377,7 @@ class S3Store:
             raise DigestMismatch(f"put {key!r}: part {number} changed since it was hashed")
         response = self._client.upload_part(
             Bucket=self._bucket,
-            Key=key,
+            Key=self._wire(key),
             UploadId=upload_id,
             PartNumber=number,
             Body=data,
@@ -386,7 +393,7 @@ class S3Store:
                     "AbortMultipartUpload",
                     key,
                     lambda: self._client.abort_multipart_upload(
-                        Bucket=self._bucket, Key=key, UploadId=upload_id
+                        Bucket=self._bucket, Key=self._wire(key), UploadId=upload_id
                     ),
                 )
             except StorageError as exc:
@@ -434,7 +441,7 @@ class S3Store:
             kwargs: dict[str, str] = {"VersionId": version_id} if version_id else {}
             self._client.put_object_retention(
                 Bucket=self._bucket,
-                Key=key,
+                Key=self._wire(key),
                 Retention={"Mode": mode.value, "RetainUntilDate": until},
                 **kwargs,  # type: ignore[arg-type]
             )
@@ -446,7 +453,7 @@ class S3Store:
             kwargs: dict[str, str] = {"VersionId": version_id} if version_id else {}
             response = self._client.head_object(
                 Bucket=self._bucket,
-                Key=key,
+                Key=self._wire(key),
                 ChecksumMode="ENABLED",
                 **kwargs,  # type: ignore[arg-type]
             )
@@ -487,7 +494,7 @@ class S3Store:
             kwargs: dict[str, str] = {"VersionId": version_id} if version_id else {}
             return self._client.get_object(
                 Bucket=self._bucket,
-                Key=key,
+                Key=self._wire(key),
                 **kwargs,  # type: ignore[arg-type]
             )["Body"]
 
@@ -513,7 +520,7 @@ class S3Store:
             kwargs: dict[str, str] = {"VersionId": version_id} if version_id else {}
             self._client.put_object_legal_hold(
                 Bucket=self._bucket,
-                Key=key,
+                Key=self._wire(key),
                 LegalHold={"Status": "ON" if on else "OFF"},
                 **kwargs,  # type: ignore[arg-type]
             )
@@ -540,7 +547,7 @@ class S3Store:
             kwargs: dict[str, str] = {"VersionId": info.version_id} if info.version_id else {}
             self._client.delete_object(
                 Bucket=self._bucket,
-                Key=key,
+                Key=self._wire(key),
                 **kwargs,  # type: ignore[arg-type]
             )
 
@@ -550,16 +557,27 @@ class S3Store:
         def list_keys() -> list[str]:
             keys: list[str] = []
             paginator = self._client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
-                keys.extend(item["Key"] for item in page.get("Contents", []))
+            for page in paginator.paginate(Bucket=self._bucket, Prefix=self._wire(prefix)):
+                keys.extend(item["Key"][len(self._prefix) :] for item in page.get("Contents", []))
             return sorted(keys)
 
         return await self._call("ListObjectsV2", prefix, list_keys)
 
     async def check_ready(self) -> None:
-        await self._call("HeadBucket", "", lambda: self._client.head_bucket(Bucket=self._bucket))
+        # A one-key listing under our prefix rather than HeadBucket: both need s3:ListBucket on
+        # real S3, but this one is the request the shipped IAM policy is written around, and
+        # emulators (moto) that invent an s3:HeadBucket action answer it the same way.
+        await self._call(
+            "ListObjectsV2",
+            "",
+            lambda: self._client.list_objects_v2(
+                Bucket=self._bucket, Prefix=self._prefix, MaxKeys=1
+            ),
+        )
 
     async def self_check(self, policy: StorePolicy) -> None:
+        # Reachable and listable under our key prefix (what HEAD of a missing key relies on).
+        await self.check_ready()
         problems = await self._call(
             "GetBucketConfiguration", "", partial(self._differences, policy)
         )
