@@ -8,6 +8,7 @@ officer commands all open the same ``Components``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from recorder.catalog.aio import AsyncCatalog, open_configured_async_catalog
 from recorder.config import Config, KeyProviderKind, StoreKind
 from recorder.config import ObjectLockMode as ConfiguredLockMode
 from recorder.crypto.keyring import RecordingKeyring
+from recorder.crypto.keys.fallback import FallbackAlert
 from recorder.crypto.setup import KeyringSettings, build_keyring
 from recorder.crypto.writer import SpoolSinkFactory
 from recorder.errors import ConfigError
@@ -56,6 +58,14 @@ class Components:
     writing_dir: Path
     lock_mode: LockMode
     retention_days: int
+
+
+def _key_service_fell_back(metrics: RecorderMetrics, alert: FallbackAlert) -> None:
+    metrics.key_service_fallback()
+    logger.error(
+        "key service unreachable: recording keys wrapped to the escrow key alert=%s",
+        type(alert).__name__,
+    )
 
 
 def keyring_settings(config: Config) -> KeyringSettings:
@@ -126,10 +136,7 @@ async def open_components(
         keyring = await trio.to_thread.run_sync(
             lambda: build_keyring(
                 keyring_settings(config),
-                on_fallback=lambda alert: logger.error(
-                    "key service unreachable: recording keys wrapped to the escrow key alert=%s",
-                    type(alert).__name__,
-                ),
+                on_fallback=functools.partial(_key_service_fell_back, metrics),
             )
         )
         store, policy, lock_mode, retention_days = await open_store(config)

@@ -56,6 +56,9 @@ LIFECYCLE_EVENT_LABELS: Final = frozenset(
 #: The ``product`` label of a lifecycle event that names no product.
 UNKNOWN_PRODUCT: Final = "unknown"
 
+#: ``stage`` of ``recovery_failures``: a ``.part`` not recovered, a sealed file not requeued.
+RECOVERY_STAGES: Final = frozenset({"recover", "requeue"})
+
 #: ``frames_dropped`` cause for frames that were not valid RTMS messages.
 MALFORMED: Final = "malformed"
 
@@ -159,6 +162,33 @@ class RecorderMetrics:
             ["event", "product"],
             registry=r,
         )
+        self.integrity_failures = Counter(
+            "rtmsrec_upload_integrity_failures",
+            "Uploads whose stored copy did not match (different bytes, failed read-back): the "
+            "local copy is kept aside; each one needs an operator.",
+            registry=r,
+        )
+        self.spool_warning = Gauge(
+            "rtmsrec_upload_spool_warning",
+            "1 while the spool holds more than spool_warn_bytes (uploads are falling behind).",
+            registry=r,
+        )
+        self.key_service_fallbacks = Counter(
+            "rtmsrec_key_service_fallbacks",
+            "Recording keys wrapped to the offline escrow key because the key service failed.",
+            registry=r,
+        )
+        self.recovery_failures = Counter(
+            "rtmsrec_recovery_failures",
+            "Segments a startup recovery could not recover or requeue (left in place), by stage.",
+            ["stage"],
+            registry=r,
+        )
+        self.leases_lost = Counter(
+            "rtmsrec_leases_lost",
+            "Engagements ended because another recorder took over their stream's lease.",
+            registry=r,
+        )
         self.readiness = Gauge(
             "rtmsrec_ready",
             "1 when the named readiness check passed at its last run, else 0.",
@@ -175,6 +205,8 @@ class RecorderMetrics:
             self.webhook_rejections.labels(reason=reason)
         for kind in WebhookKind:
             self.webhooks_received.labels(kind=kind.value)
+        for stage in RECOVERY_STAGES:
+            self.recovery_failures.labels(stage=stage)
         for event in LIFECYCLE_EVENT_LABELS:
             for product in (*(p.value for p in Product), UNKNOWN_PRODUCT):
                 self.lifecycle_events.labels(event=event, product=product)
@@ -239,6 +271,23 @@ class RecorderMetrics:
 
     def upload_failed(self) -> None:
         self.upload_failures.inc()
+
+    def integrity_failed(self) -> None:
+        self.integrity_failures.inc()
+
+    def set_spool_warning(self, on: bool) -> None:
+        self.spool_warning.set(1 if on else 0)
+
+    # --- Keys, recovery, leases --------------------------------------------------------------
+
+    def key_service_fallback(self) -> None:
+        self.key_service_fallbacks.inc()
+
+    def recovery_failed(self, stage: str) -> None:
+        self.recovery_failures.labels(stage=_label(stage, RECOVERY_STAGES)).inc()
+
+    def lease_lost(self) -> None:
+        self.leases_lost.inc()
 
     # --- Readiness ---------------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ async def recover_at_startup(c: Components) -> StartupRecovery:
     for outcome in await recover_directory_async(c.writing_dir, c.keyring, recovery_prologue):
         if isinstance(outcome, RecoveryFailure):
             result.failed.append(outcome)
+            c.metrics.recovery_failed("recover")
             logger.error(
                 "segment could not be recovered path=%s error=%s",
                 outcome.part_path,
@@ -69,6 +70,7 @@ async def recover_at_startup(c: Components) -> StartupRecovery:
             await _requeue(c, path)
             result.requeued.append(path)
         except RecorderError as exc:
+            c.metrics.recovery_failed("requeue")
             logger.error("sealed segment left in place path=%s error=%s", path, exc)
     return result
 

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import re
+import sqlite3
 import stat
 import sys
 import time
@@ -34,8 +35,11 @@ from recorder.service.demo import demo_config, run_demo
 from recorder.simulator.engagement import Engagement as SimEngagement
 from recorder.simulator.scenario import Action, AudioLayout, Product, Scenario, Step
 from recorder.simulator.simulator import SimulatorConfig, open_simulator
+from recorder.spool.spool import Spool
 from recorder.spool.uploader import Backoff
 from recorder.store.local import LocalStore
+
+from ..spool.helpers import sealed_file
 
 pytestmark = pytest.mark.slow
 
@@ -352,6 +356,57 @@ async def test_a_failed_export_leaves_no_plaintext_and_names_the_object(tmp_path
         assert second.object_key in done.stderr.decode()
         assert list(exports.iterdir()) == []
         assert not list(await trio.to_thread.run_sync(lambda: list(tmp_path.rglob("*.wav"))))
+
+
+async def test_documented_keys_work_dedup_retention_keys_readiness_and_spool_warning(
+    tmp_path: Path,
+) -> None:
+    """``dedup_retention_s`` sets how long dedup keys live, /readyz runs the ``keys`` check, and
+    a spool above ``spool_warn_bytes`` raises the warning metric and a /readyz note (still
+    ready). The spool is kept full by one job the store refuses (its key is a directory)."""
+    base = short_config(tmp_path)
+    config = replace(
+        base,
+        service=replace(base.service, dedup_retention_s=30_000),
+        storage=replace(base.storage, spool_warn_bytes=1000),
+    )
+    store_root = config.storage.local_store_path
+    assert store_root is not None
+    source, job = sealed_file(tmp_path / "stuck", 0)
+    await Spool(config.storage.spool_dir / "queue").enqueue(source, job)
+    LocalStore(store_root)._path(job.object_key).mkdir(parents=True)
+    with trio.fail_after(90):
+        async with service(config) as running, httpx.AsyncClient() as http:
+            base_url = f"http://127.0.0.1:{running.port}"
+            await record_calls_started(running, config)
+            metrics = ""
+            while "rtmsrec_upload_spool_warning 1.0" not in metrics:
+                await trio.sleep(0.1)
+                metrics = (await http.get(f"{base_url}/metrics")).text
+            ready = await http.get(f"{base_url}/readyz")
+            assert ready.status_code == 200, ready.text
+            checks = ready.json()["checks"]
+            assert checks["keys"] == {"ok": True}
+            assert "above the warning level of 1000" in checks["spool"]["note"]
+            assert checks["spool"]["ok"] is True
+            assert "rtmsrec_upload_integrity_failures_total 0.0" in metrics
+            assert 'rtmsrec_recovery_failures_total{stage="recover"} 0.0' in metrics
+    sqlite_path = config.catalog.sqlite_path
+    assert sqlite_path is not None
+    with sqlite3.connect(sqlite_path) as db:
+        lifetimes = {
+            row[0] for row in db.execute("SELECT expires_ms - first_seen_ms FROM webhook_dedup")
+        }
+    assert lifetimes == {30_000_000}
+
+
+async def record_calls_started(running: RunningService, config: Config) -> None:
+    """One short call through the service, up to its recording's end (uploads may lag)."""
+    url = f"http://127.0.0.1:{running.port}/webhook"
+    sim_config = SimulatorConfig(webhook_url=url, secret_token=secret_token(config))
+    async with open_simulator(sim_config) as sim:
+        call = await sim.start(zcc_call(config, seconds=1.0))
+        await call.finished.wait()
 
 
 @pytest.mark.timeout(300)
