@@ -14,7 +14,7 @@ import sys
 import time
 import wave
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager, closing, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -393,10 +393,9 @@ async def test_documented_keys_work_dedup_retention_keys_readiness_and_spool_war
             assert 'rtmsrec_recovery_failures_total{stage="recover"} 0.0' in metrics
     sqlite_path = config.catalog.sqlite_path
     assert sqlite_path is not None
-    with sqlite3.connect(sqlite_path) as db:
-        lifetimes = {
-            row[0] for row in db.execute("SELECT expires_ms - first_seen_ms FROM webhook_dedup")
-        }
+    with closing(sqlite3.connect(sqlite_path)) as db:
+        rows = db.execute("SELECT expires_ms - first_seen_ms FROM webhook_dedup").fetchall()
+    lifetimes = {row[0] for row in rows}
     assert lifetimes == {30_000_000}
 
 
