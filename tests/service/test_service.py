@@ -4,6 +4,7 @@ and local keys on a temporary directory."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -358,12 +359,13 @@ async def test_a_failed_export_leaves_no_plaintext_and_names_the_object(tmp_path
         assert not list(await trio.to_thread.run_sync(lambda: list(tmp_path.rglob("*.wav"))))
 
 
-async def test_documented_keys_work_dedup_retention_keys_readiness_and_spool_warning(
+async def test_documented_keys_work_and_failures_are_counted(
     tmp_path: Path,
 ) -> None:
     """``dedup_retention_s`` sets how long dedup keys live, /readyz runs the ``keys`` check, and
     a spool above ``spool_warn_bytes`` raises the warning metric and a /readyz note (still
-    ready). The spool is kept full by one job the store refuses (its key is a directory)."""
+    ready). The spool is kept full by one job the store refuses (its key is a directory); a
+    second job meets other bytes under its key and counts as an integrity failure."""
     base = short_config(tmp_path)
     config = replace(
         base,
@@ -375,6 +377,16 @@ async def test_documented_keys_work_dedup_retention_keys_readiness_and_spool_war
     source, job = sealed_file(tmp_path / "stuck", 0)
     await Spool(config.storage.spool_dir / "queue").enqueue(source, job)
     LocalStore(store_root)._path(job.object_key).mkdir(parents=True)
+    # And one job whose key already holds other bytes: an integrity failure, counted.
+    clashing, clash_job = sealed_file(tmp_path / "clash", 1)
+    other, _ = sealed_file(tmp_path / "other", 1)
+    await LocalStore(store_root).put(
+        clash_job.object_key,
+        other,
+        sha256=hashlib.sha256(other.read_bytes()).hexdigest(),
+        retain_until=clash_job.retain_until,
+    )
+    await Spool(config.storage.spool_dir / "queue").enqueue(clashing, clash_job)
     with trio.fail_after(90):
         async with service(config) as running, httpx.AsyncClient() as http:
             base_url = f"http://127.0.0.1:{running.port}"
@@ -389,7 +401,9 @@ async def test_documented_keys_work_dedup_retention_keys_readiness_and_spool_war
             assert checks["keys"] == {"ok": True}
             assert "above the warning level of 1000" in checks["spool"]["note"]
             assert checks["spool"]["ok"] is True
-            assert "rtmsrec_upload_integrity_failures_total 0.0" in metrics
+            while "rtmsrec_upload_integrity_failures_total 1.0" not in metrics:
+                await trio.sleep(0.1)
+                metrics = (await http.get(f"{base_url}/metrics")).text
             assert 'rtmsrec_recovery_failures_total{stage="recover"} 0.0' in metrics
     sqlite_path = config.catalog.sqlite_path
     assert sqlite_path is not None
