@@ -17,10 +17,13 @@ from recorder.crypto.setup import KeyringSettings, key_service_probe
 from recorder.crypto.writer import PART_SUFFIX
 from recorder.errors import RecorderError
 from recorder.service.app import _keys_check
-from recorder.service.components import open_components
+from recorder.service.components import now_ms, open_components
 from recorder.service.demo import demo_config
 from recorder.service.metrics import RecorderMetrics
 from recorder.service.recovery import recover_at_startup
+from recorder.simulator.simulator import SimulatorConfig, open_simulator
+
+from .test_service import secret_token, service, short_config, zcc_call
 
 
 def _value(metrics: RecorderMetrics, name: str, **labels: str) -> float | None:
@@ -90,3 +93,24 @@ async def test_the_keys_probe_wraps_with_the_configured_kms_key(
         await trio.to_thread.run_sync(probe_for(key_id))
         with pytest.raises(RecorderError, match="not found"):
             await trio.to_thread.run_sync(probe_for("11111111-2222-3333-4444-555555555555"))
+
+
+@pytest.mark.slow
+async def test_a_lost_lease_is_counted(tmp_path: Path) -> None:
+    config = short_config(tmp_path)
+    with trio.fail_after(60):
+        async with service(config, lease_ttl_s=0.6) as running:
+            url = f"http://127.0.0.1:{running.port}/webhook"
+            sim_config = SimulatorConfig(webhook_url=url, secret_token=secret_token(config))
+            async with open_simulator(sim_config) as sim:
+                call = await sim.start(zcc_call(config, seconds=30.0))
+                await call.wait_for(lambda s: s.signaling_accepted >= 1)
+                # Another recorder claims the stream (its clock says our lease ran out).
+                stolen = await running.components.catalog.try_claim(
+                    call.scenario.rtms_stream_id, "thief", 60_000, now_ms() + 60_000
+                )
+                assert stolen is not None
+                [engagement] = running.supervisor.history
+                await engagement.finished.wait()
+            metrics = running.components.metrics
+            assert _value(metrics, "rtmsrec_leases_lost_total") == 1
