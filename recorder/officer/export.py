@@ -95,15 +95,22 @@ def _rename_noreplace(source: Path, target: Path) -> None:
     """
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     renameat2 = getattr(libc, "renameat2", None)
-    if renameat2 is None:  # pragma: no cover - glibc < 2.28 or not Linux
-        if target.exists():
-            raise FileExistsError(errno.EEXIST, "exists", str(target))
-        source.rename(target)
-        return
-    at_fdcwd, rename_noreplace = -100, 1
-    if renameat2(at_fdcwd, os.fsencode(source), at_fdcwd, os.fsencode(target), rename_noreplace):
+    if renameat2 is not None:
+        at_fdcwd, rename_noreplace = -100, 1
+        if not renameat2(
+            at_fdcwd, os.fsencode(source), at_fdcwd, os.fsencode(target), rename_noreplace
+        ):
+            return
         code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code), str(target))
+        if code == errno.EEXIST:
+            raise FileExistsError(code, os.strerror(code), str(target))
+        if code not in (errno.EINVAL, errno.ENOSYS):
+            raise OSError(code, os.strerror(code), str(target))
+    # No renameat2 (old glibc) or a file system without RENAME_NOREPLACE: check, then rename
+    # (plain rename still refuses a non-empty target directory).
+    if target.exists():  # pragma: no cover - only on such systems
+        raise FileExistsError(errno.EEXIST, "exists", str(target))
+    source.rename(target)  # pragma: no cover
 
 
 def _manifest(detail: RecordingDetail, files: list[ExportedFile]) -> dict[str, object]:
