@@ -577,6 +577,14 @@ def _capture(t: _Table) -> CaptureConfig:
     )
 
 
+def _key_prefix(t: _Table, default: str) -> str:
+    """``[storage.s3] prefix``: prepended to every object key; empty or ``a/b/`` style."""
+    prefix = t.string("prefix", default)
+    if prefix and (not prefix.endswith("/") or prefix.startswith("/") or "//" in prefix):
+        raise t.error("prefix", 'must be empty or like "tenant/" (no leading "/", ends in "/")')
+    return prefix
+
+
 def _s3(t: _Table | None) -> S3Config | None:
     if t is None:
         return None
@@ -588,7 +596,7 @@ def _s3(t: _Table | None) -> S3Config | None:
         bucket=bucket,
         region=t.optional_string("region"),
         endpoint_url=t.optional_string("endpoint_url"),
-        prefix=t.string("prefix", d.prefix),
+        prefix=_key_prefix(t, d.prefix),
         object_lock_mode=t.choice("object_lock_mode", d.object_lock_mode, ObjectLockMode),
         retention_days=t.integer("retention_days", d.retention_days, minimum=1, maximum=36500),
         verify_tls=t.boolean("verify_tls", d.verify_tls),

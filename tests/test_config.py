@@ -41,7 +41,7 @@ def test_ops_sample_parses_and_documents_every_key(tmp_path: Path) -> None:
     assert config.storage.store is StoreKind.S3
     assert config.storage.s3 is not None
     assert config.storage.s3.object_lock_mode is ObjectLockMode.COMPLIANCE
-    assert config.storage.s3.prefix == "recordings/"
+    assert config.storage.s3.prefix == ""
     assert config.keys.provider is KeyProviderKind.KMS
     assert config.retention.policies_dir == Path("/etc/rtms-recorder/policies")
     assert config.rtms.handshake_id_keys[Product.WEBINAR] == "webinar_uuid"
@@ -363,3 +363,16 @@ phone = "call_id"
     bad = write(tmp_path, "[rtms.audio.phone]\ncodec = 'g711'\nsample_rate_hz = 16000\n")
     with pytest.raises(ConfigError, match=r"\[rtms.audio.phone\]"):
         load_config(bad, {})
+
+
+@pytest.mark.parametrize("prefix", ["tenant-a", "/tenant-a/", "a//b/"])
+def test_s3_key_prefix_must_be_a_clean_folder(tmp_path: Path, prefix: str) -> None:
+    path = write(
+        tmp_path, f'[storage]\nstore = "s3"\n[storage.s3]\nbucket = "b"\nprefix = "{prefix}"\n'
+    )
+    with pytest.raises(ConfigError, match="prefix"):
+        load_config(path, {})
+    good = write(tmp_path, '[storage]\nstore = "s3"\n[storage.s3]\nbucket = "b"\nprefix = "t/a/"\n')
+    s3 = load_config(good, {}).storage.s3
+    assert s3 is not None
+    assert s3.prefix == "t/a/"

@@ -24,7 +24,7 @@ from recorder.crypto.keyring import (
     RecordingKeyring,
     RecordingKeyStore,
 )
-from recorder.crypto.keys.base import KeyProvider, KeyUnwrapper
+from recorder.crypto.keys.base import KeyContext, KeyProvider, KeyUnwrapper
 from recorder.crypto.keys.fallback import FallbackAlert, FallbackKeyProvider
 from recorder.crypto.keys.kms import KmsKeyProvider, make_kms_client
 from recorder.crypto.keys.local import LocalKeyProvider
@@ -124,3 +124,22 @@ def init_local_keys(key_dir: Path) -> str:
 def rotate_local_key(key_dir: Path) -> str:
     """New current local KEK; old ones stay for reading (``recorder keys rotate``)."""
     return LocalKeyProvider(key_dir).rotate()
+
+
+#: The recording id of the readiness probe's throw-away data key (KMS logs show it as such).
+READINESS_PROBE_ID = "readiness-probe"
+
+
+def key_service_probe(settings: KeyringSettings) -> Callable[[], None]:
+    """A blocking readiness probe (``/readyz`` check ``keys``): the configured *primary* key
+    provider wraps a throw-away data key, the same call (and IAM permission) a new recording
+    needs. It never goes through the escrow fallback: a probe is not a recording, and falling
+    back would both hide the outage and count a fallback that did not happen.
+    """
+    provider = _primary(settings)
+    context = KeyContext(recording_id=READINESS_PROBE_ID, purpose="readiness-probe")
+
+    def probe() -> None:
+        provider.new_data_key(context)  # the plaintext key is dropped unused
+
+    return probe

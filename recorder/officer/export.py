@@ -6,14 +6,24 @@ store and authenticated chunk by chunk while it is written, its SHA-256 must equ
 before the file is kept, and the export is audited with actor and reason (invariant 9). Files are
 written 0600 into a 0700 directory; the manifest lists every file with its digest and every gap
 and pause, so the evidence can be checked again without the recorder.
+
+An export is all or nothing: it is built in a hidden 0700 staging directory beside the target and
+renamed into place (never replacing anything) only once every file verified and the manifest is
+written. Any failure, a corrupt object, a full disk, cancellation or Ctrl-C, removes every
+decrypted byte it wrote, so no plaintext is ever left behind by an export that did not finish.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import errno
 import hashlib
 import hmac
 import json
 import os
+import secrets
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +33,7 @@ import trio
 
 from recorder.catalog.base import RecordFileRow, RecordingDetail, SegmentRow
 from recorder.crypto.reader import iter_plaintext
-from recorder.errors import DigestMismatch, RecorderError, StorageError
+from recorder.errors import DigestMismatch, IntegrityError, RecorderError, StorageError
 from recorder.officer.opaque import is_opaque, recovered_copy
 from recorder.officer.verify import IN_MEMORY_BYTES, fetch_to
 from recorder.service.components import Components, now_ms
@@ -68,18 +78,49 @@ async def _export_one(
     target = out_dir / name
     with tempfile.SpooledTemporaryFile(max_size=min(row.stored_size, IN_MEMORY_BYTES)) as buf:
         stored = cast(BinaryIO, buf)
-        await fetch_to(c.store, row.object_key, stored)
-        if is_opaque(row.plaintext_sha256):
-            # Uploaded by a host that could not decrypt: recovered and authenticated here.
-            digest, size = await trio.to_thread.run_sync(_decrypt_opaque_to, stored, c, target)
-            return ExportedFile(name, digest, size)
-        digest, size = await trio.to_thread.run_sync(_decrypt_to, stored, c, target)
+        stored_sha = await fetch_to(c.store, row.object_key, stored, version_id=row.version_id)
+        if row.stored_sha256 and not hmac.compare_digest(stored_sha, row.stored_sha256):
+            raise DigestMismatch(
+                f"{row.object_key}: stored bytes differ from what was uploaded; export stopped"
+            )
+        try:
+            if is_opaque(row.plaintext_sha256):
+                # Uploaded by a host that could not decrypt: recovered and authenticated here.
+                digest, size = await trio.to_thread.run_sync(_decrypt_opaque_to, stored, c, target)
+                return ExportedFile(name, digest, size)
+            digest, size = await trio.to_thread.run_sync(_decrypt_to, stored, c, target)
+        except IntegrityError as exc:
+            raise type(exc)(f"{row.object_key}: {exc}; export stopped") from exc
     if not hmac.compare_digest(digest, row.plaintext_sha256):
-        target.unlink(missing_ok=True)
         raise DigestMismatch(
             f"{row.object_key}: decrypted content differs from the digest sealed at recording"
         )
     return ExportedFile(name, digest, size)
+
+
+def _rename_noreplace(source: Path, target: Path) -> None:
+    """``rename(2)`` that fails with ``FileExistsError`` instead of replacing ``target``.
+
+    Plain ``rename`` silently replaces an empty directory; renameat2(RENAME_NOREPLACE) does not.
+    """
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is not None:
+        at_fdcwd, rename_noreplace = -100, 1
+        if not renameat2(
+            at_fdcwd, os.fsencode(source), at_fdcwd, os.fsencode(target), rename_noreplace
+        ):
+            return
+        code = ctypes.get_errno()
+        if code == errno.EEXIST:
+            raise FileExistsError(code, os.strerror(code), str(target))
+        if code not in (errno.EINVAL, errno.ENOSYS):
+            raise OSError(code, os.strerror(code), str(target))
+    # No renameat2 (old glibc) or a file system without RENAME_NOREPLACE: check, then rename
+    # (plain rename still refuses a non-empty target directory).
+    if target.exists():  # pragma: no cover - only on such systems
+        raise FileExistsError(errno.EEXIST, "exists", str(target))
+    source.rename(target)  # pragma: no cover
 
 
 def _manifest(
@@ -153,12 +194,46 @@ async def export_recording(
     detail = await c.catalog.show(recording_id)
     if detail is None:
         raise RecorderError(f"no recording {recording_id!r} in the catalog")
+    if await trio.Path(out_dir).exists():
+        raise StorageError(f"{out_dir} exists already: an export never overwrites")
+    staging = out_dir.with_name(f".{out_dir.name}.partial-{secrets.token_hex(6)}")
     try:
-        await trio.Path(out_dir).mkdir(mode=0o700, parents=False, exist_ok=False)
-    except FileExistsError as exc:
-        raise StorageError(f"{out_dir} exists already: an export never overwrites") from exc
+        await trio.Path(staging).mkdir(mode=0o700, parents=False, exist_ok=False)
     except OSError as exc:
-        raise StorageError(f"cannot create {out_dir}: {exc.strerror}") from exc
+        raise StorageError(f"cannot create {staging}: {exc.strerror}") from exc
+    try:
+        files = await _export_into(c, detail, recording_id, staging, out_dir, actor, reason)
+        await trio.to_thread.run_sync(_publish, staging, out_dir)
+    except BaseException:
+        # Synchronous on purpose: it must also run under cancellation and KeyboardInterrupt.
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return files
+
+
+def _publish(staging: Path, out_dir: Path) -> None:
+    try:
+        _rename_noreplace(staging, out_dir)
+    except FileExistsError as exc:
+        raise StorageError(f"{out_dir} appeared during the export: never overwritten") from exc
+    except OSError as exc:
+        raise StorageError(f"cannot move the export into {out_dir}: {exc.strerror}") from exc
+    fd = os.open(out_dir.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+async def _export_into(
+    c: Components,
+    detail: RecordingDetail,
+    recording_id: str,
+    staging: Path,
+    out_dir: Path,
+    actor: str,
+    reason: str,
+) -> list[ExportedFile]:
     # The audit entry comes first: a decrypt that fails half way was still attempted.
     await c.catalog.append_audit(
         actor=actor,
@@ -169,10 +244,12 @@ async def export_recording(
         details={"out_dir": str(out_dir)},
     )
     rows: list[SegmentRow | RecordFileRow] = [*detail.segments, *detail.records]
-    files = [await _export_one(c, row, out_dir) for row in rows]
+    files = [await _export_one(c, row, staging) for row in rows]
     policy = await c.catalog.recording_policy(recording_id)
     manifest = json.dumps(_manifest(detail, files, policy), indent=2, sort_keys=True).encode()
-    fd = os.open(out_dir / "manifest.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(staging / "manifest.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(manifest)
+        out.flush()
+        os.fsync(out.fileno())
     return files

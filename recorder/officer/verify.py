@@ -71,10 +71,16 @@ def _buffer(size: int) -> Iterator[BinaryIO]:
         yield cast(BinaryIO, buf)
 
 
-async def fetch_to(store: ObjectStore, key: str, sink: IO[bytes]) -> str:
-    """Copy an object into ``sink``; returns the SHA-256 hex of the stored bytes."""
+async def fetch_to(
+    store: ObjectStore, key: str, sink: IO[bytes], *, version_id: str | None = None
+) -> str:
+    """Copy an object (the cataloged ``version_id`` of it) into ``sink``; returns its SHA-256.
+
+    Reading by version matters: a later version of the key (a racing or hostile writer) must not
+    stand in for, or be mistaken as a corruption of, the evidence the catalog recorded.
+    """
     hasher = hashlib.sha256()
-    async with store.open(key) as chunks:
+    async with store.open(key, version_id=version_id) as chunks:
         async for chunk in chunks:
             hasher.update(chunk)
             await trio.to_thread.run_sync(sink.write, chunk)
@@ -105,7 +111,7 @@ async def verify_object(
         return verdict(Verdict.PENDING, "not uploaded yet")
     try:
         with _buffer(row.stored_size) as buf:
-            stored_sha = await fetch_to(store, row.object_key, buf)
+            stored_sha = await fetch_to(store, row.object_key, buf, version_id=row.version_id)
             if row.stored_sha256 and not hmac.compare_digest(stored_sha, row.stored_sha256):
                 return verdict(Verdict.CORRUPT, "stored bytes differ from what was uploaded")
             if is_opaque(row.plaintext_sha256):

@@ -26,11 +26,12 @@ from recorder.capture.core import CaptureConfig
 from recorder.catalog.aio import CatalogWebhookDedup
 from recorder.catalog.base import EvidenceKind, EvidenceRef
 from recorder.config import Config, MediaKind
+from recorder.crypto.setup import key_service_probe
 from recorder.errors import ConfigError, RecorderError
 from recorder.rtms.client import ClientConfig, audio_params
 from recorder.rtms.events import AudioCodec
 from recorder.rtms.webhook import Product
-from recorder.service.components import Components, now_ms, open_components
+from recorder.service.components import Components, keyring_settings, now_ms, open_components
 from recorder.service.evidence import EVIDENCE_KIND_KEY
 from recorder.service.health import Liveness, Readiness, ReadinessCheck, spool_below_limit
 from recorder.service.ingress import (
@@ -203,14 +204,20 @@ async def run_service(
         spool_bytes = [0]
         readiness.register("catalog", _catalog_check(c))
         readiness.register("store", c.store.check_ready)
+        readiness.register("keys", _keys_check(config))
         readiness.register(
-            "spool", spool_below_limit(lambda: spool_bytes[0], config.storage.spool_limit_bytes)
+            "spool",
+            spool_below_limit(
+                lambda: spool_bytes[0],
+                config.storage.spool_limit_bytes,
+                warn_bytes=config.storage.spool_warn_bytes,
+            ),
         )
         send, receive = trio.open_memory_channel[AcceptedWebhook](WEBHOOK_QUEUE)
         app = IngressApp(
             ingress_settings,
             handoff=send,
-            dedup=CatalogWebhookDedup(c.catalog),
+            dedup=CatalogWebhookDedup(c.catalog, ttl_ms=config.service.dedup_retention_s * 1000),
             metrics=metrics,
             liveness=liveness,
             readiness=readiness,
@@ -236,6 +243,7 @@ async def run_service(
                     backoff=upload_backoff or Backoff(max_s=config.storage.upload_backoff_max_s),
                     max_attempts=config.storage.upload_max_attempts,
                     on_uploaded=lambda job, put: _on_uploaded(c, job, put),
+                    on_integrity_failure=lambda job, exc: _on_integrity_failure(metrics),
                     task_status=task_status,
                 )
             )
@@ -291,6 +299,20 @@ async def _serve_http_in(
         )
 
 
+async def _on_integrity_failure(metrics: RecorderMetrics) -> None:
+    metrics.integrity_failed()
+
+
+def _keys_check(config: Config) -> ReadinessCheck:
+    """``keys``: the configured key service wraps a data key (see ``key_service_probe``)."""
+    probe = key_service_probe(keyring_settings(config))
+
+    async def check() -> None:
+        await trio.to_thread.run_sync(probe)
+
+    return check
+
+
 def _catalog_check(c: Components) -> ReadinessCheck:
     async def check() -> None:
         await c.catalog.schema_version()
@@ -303,12 +325,24 @@ async def _service_loop(
 ) -> None:
     interval = min(notifier.ping_interval_s or SERVICE_TICK_S, SERVICE_TICK_S)
     warned_disk = False
+    warned_spool = False
+    warn_bytes = c.config.storage.spool_warn_bytes
     while True:
         liveness.tick()
         notifier.watchdog()
         try:
             stats = await c.spool.stats()
             spool_bytes[0] = stats.pending_bytes
+            spool_high = stats.pending_bytes > warn_bytes
+            c.metrics.set_spool_warning(spool_high)
+            if spool_high and not warned_spool:
+                logger.warning(
+                    "spool above its warning size: uploads are falling behind "
+                    "pending_bytes=%d spool_warn_bytes=%d",
+                    stats.pending_bytes,
+                    warn_bytes,
+                )
+            warned_spool = spool_high
             c.metrics.set_spool(
                 pending_bytes=stats.pending_bytes,
                 oldest_pending_age_s=stats.oldest_pending_age_s or 0.0,

@@ -112,6 +112,7 @@ async def open_store(config: Config) -> tuple[ObjectStore, StorePolicy, LockMode
         region=s3.region or "us-east-1",
         verify_tls=s3.verify_tls,
         verify_bucket_config=s3.bucket_self_check,
+        key_prefix=s3.prefix,
     )
     mode = _lock_mode(s3.object_lock_mode)
     policy = StorePolicy(lock_mode=mode, require_object_lock=True, require_versioning=True)

@@ -256,6 +256,7 @@ class Engagement:
             try:
                 self.lease = await self.c.catalog.renew(self.lease, now_ms())
             except LeaseLost:
+                self.c.metrics.lease_lost()
                 self.log.error("lease lost: another recorder owns the stream now")
                 self.status.error = "lease lost to another recorder"
                 scope.cancel()

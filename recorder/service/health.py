@@ -7,7 +7,8 @@ slow bucket.
 
 Readiness answers "should Zoom's webhooks come here now?": named async checks (catalog, store,
 keys, spool) run concurrently, each under its own timeout. A check passes by returning and fails
-by raising (``RecorderError`` subclasses carry the message shown) or by timing out.
+by raising (``RecorderError`` subclasses carry the message shown) or by timing out. A passing
+check may return a short note (the spool above its warning size): shown, but still ready.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from recorder.service.metrics import RecorderMetrics
 
 logger = logging.getLogger(__name__)
 
-#: A readiness check: returns when ready, raises when not.
-ReadinessCheck = Callable[[], Awaitable[None]]
+#: A readiness check: returns when ready (optionally a note worth showing), raises when not.
+ReadinessCheck = Callable[[], Awaitable[str | None]]
 
 #: Failure texts are shown to whoever can reach /readyz; keep them short.
 _MAX_DETAIL_CHARS: Final = 300
@@ -56,6 +57,8 @@ class CheckResult:
     ok: bool
     #: Why it failed (empty when ok).
     detail: str = ""
+    #: What a passing check wants an operator to see (empty when nothing).
+    note: str = ""
 
 
 class Readiness:
@@ -80,7 +83,7 @@ class Readiness:
         result: CheckResult
         try:
             with trio.fail_after(self._timeout_s):
-                await check()
+                note = await check()
         except trio.TooSlowError:
             result = CheckResult(name, False, f"timed out after {self._timeout_s:g} s")
         except RecorderError as exc:
@@ -91,7 +94,7 @@ class Readiness:
             logger.exception("readiness check failed unexpectedly", extra={"check": name})
             result = CheckResult(name, False, f"unexpected {type(exc).__name__}")
         else:
-            result = CheckResult(name, True)
+            result = CheckResult(name, True, note=(note or "")[:_MAX_DETAIL_CHARS])
         if self._metrics is not None:
             self._metrics.set_ready(name, result.ok)
         results.append(result)
@@ -106,12 +109,18 @@ class Readiness:
         return all(r.ok for r in by_name.values()), by_name
 
 
-def spool_below_limit(pending_bytes: Callable[[], int], limit_bytes: int) -> ReadinessCheck:
-    """A readiness check that fails while the spool holds more than ``limit_bytes``."""
+def spool_below_limit(
+    pending_bytes: Callable[[], int], limit_bytes: int, *, warn_bytes: int | None = None
+) -> ReadinessCheck:
+    """A readiness check that fails while the spool holds more than ``limit_bytes`` and notes
+    (still ready) when it holds more than ``warn_bytes``."""
 
-    async def check() -> None:
+    async def check() -> str | None:
         used = pending_bytes()
         if used > limit_bytes:
             raise StorageError(f"spool holds {used} bytes, above the limit of {limit_bytes}")
+        if warn_bytes is not None and used > warn_bytes:
+            return f"spool holds {used} bytes, above the warning level of {warn_bytes}"
+        return None
 
     return check

@@ -252,7 +252,11 @@ class IngressApp:
         body = {
             "ready": ready,
             "checks": {
-                name: {"ok": r.ok, **({"error": r.detail} if not r.ok else {})}
+                name: {
+                    "ok": r.ok,
+                    **({"error": r.detail} if not r.ok else {}),
+                    **({"note": r.note} if r.note else {}),
+                }
                 for name, r in results.items()
             },
         }

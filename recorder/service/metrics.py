@@ -59,6 +59,9 @@ UNKNOWN_PRODUCT: Final = "unknown"
 #: (catalog) could not take it.
 KEY_ESCROW_CAUSES: Final = frozenset({"key_service_unavailable", "key_store_unavailable"})
 
+#: ``stage`` of ``recovery_failures``: a ``.part`` not recovered, a sealed file not requeued.
+RECOVERY_STAGES: Final = frozenset({"recover", "requeue"})
+
 #: ``frames_dropped`` cause for frames that were not valid RTMS messages.
 MALFORMED: Final = "malformed"
 
@@ -173,11 +176,6 @@ class RecorderMetrics:
             "Segments a crashed writer left behind, sealed by startup recovery.",
             registry=r,
         )
-        self.recovery_failures = Counter(
-            "rtmsrec_recovery_failures",
-            "Files startup recovery could not recover (quarantined, or left for the next start).",
-            registry=r,
-        )
         self.recovery_corrupt_chunks = Counter(
             "rtmsrec_recovery_corrupt_chunks",
             "Sealed chunks that failed authentication at recovery (skipped, recorded as gaps).",
@@ -192,6 +190,29 @@ class RecorderMetrics:
         self.spool_quarantined_jobs = Gauge(
             "rtmsrec_upload_spool_quarantined_jobs",
             "Upload jobs in quarantine now (readable ones; unreadable job files are logged).",
+            registry=r,
+        )
+        self.integrity_failures = Counter(
+            "rtmsrec_upload_integrity_failures",
+            "Uploads whose stored copy did not match (different bytes, failed read-back): the "
+            "local copy is kept aside; each one needs an operator.",
+            registry=r,
+        )
+        self.spool_warning = Gauge(
+            "rtmsrec_upload_spool_warning",
+            "1 while the spool holds more than spool_warn_bytes (uploads are falling behind).",
+            registry=r,
+        )
+        self.recovery_failures = Counter(
+            "rtmsrec_recovery_failures",
+            "Files startup recovery could not recover or requeue (quarantined, or left for the "
+            "next start), by stage.",
+            ["stage"],
+            registry=r,
+        )
+        self.leases_lost = Counter(
+            "rtmsrec_leases_lost",
+            "Engagements ended because another recorder took over their stream's lease.",
             registry=r,
         )
         self.readiness = Gauge(
@@ -210,6 +231,8 @@ class RecorderMetrics:
             self.webhook_rejections.labels(reason=reason)
         for kind in WebhookKind:
             self.webhooks_received.labels(kind=kind.value)
+        for stage in RECOVERY_STAGES:
+            self.recovery_failures.labels(stage=stage)
         for event in LIFECYCLE_EVENT_LABELS:
             for product in (*(p.value for p in Product), UNKNOWN_PRODUCT):
                 self.lifecycle_events.labels(event=event, product=product)
@@ -292,8 +315,19 @@ class RecorderMetrics:
         if corrupt_chunks > 0:
             self.recovery_corrupt_chunks.inc(corrupt_chunks)
 
-    def recovery_failed(self) -> None:
-        self.recovery_failures.inc()
+    def integrity_failed(self) -> None:
+        self.integrity_failures.inc()
+
+    def set_spool_warning(self, on: bool) -> None:
+        self.spool_warning.set(1 if on else 0)
+
+    # --- Keys, recovery, leases --------------------------------------------------------------
+
+    def recovery_failed(self, stage: str) -> None:
+        self.recovery_failures.labels(stage=_label(stage, RECOVERY_STAGES)).inc()
+
+    def lease_lost(self) -> None:
+        self.leases_lost.inc()
 
     # --- Readiness ---------------------------------------------------------------------------
 

@@ -81,7 +81,7 @@ async def recover_at_startup(c: Components) -> StartupRecovery:
             continue
         if isinstance(outcome, RecoveryFailure):
             result.failed.append(outcome)
-            c.metrics.recovery_failed()
+            c.metrics.recovery_failed("recover")
             logger.error(
                 "segment could not be recovered path=%s quarantined=%s error=%s: %s",
                 outcome.part_path,
@@ -121,7 +121,7 @@ async def recover_at_startup(c: Components) -> StartupRecovery:
         except DecryptNotPermitted:
             await _ship_opaque_or_keep(c, path, result)
         except Exception as exc:  # containment per file is the point
-            c.metrics.recovery_failed()
+            c.metrics.recovery_failed("requeue")
             if isinstance(exc, RecorderError) and not isinstance(exc, IntegrityError):
                 # The catalog, a key service or the disk: not this file's fault; next start.
                 logger.error("sealed segment left in place path=%s error=%s", path, exc)

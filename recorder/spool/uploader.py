@@ -112,9 +112,12 @@ async def deliver(spool: Spool, store: ObjectStore, spooled: SpooledJob) -> tupl
     job = spooled.job
     has_data = await trio.to_thread.run_sync(spooled.data_path.exists)
     uploaded = False
+    # The version our PUT created (or found identical): read back and catalog exactly that one,
+    # never "whatever is current", which a racing writer could have replaced.
+    version_id: str | None = None
     if has_data:
         try:
-            await store.put(
+            put = await store.put(
                 job.object_key,
                 spooled.data_path,
                 sha256=job.sha256,
@@ -125,11 +128,12 @@ async def deliver(spool: Spool, store: ObjectStore, spooled: SpooledJob) -> tupl
             )
         except ObjectExists as exc:
             raise DigestMismatch(
-                f"{job.object_key!r}: the store holds different bytes under this key"
+                f"{job.object_key!r}: the store holds different bytes under this key ({exc})"
             ) from exc
         uploaded = True
+        version_id = put.version_id
     try:
-        info = await store.head(job.object_key)
+        info = await store.head(job.object_key, version_id=version_id)
     except ObjectNotFound as exc:
         if has_data:
             raise

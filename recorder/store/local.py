@@ -14,7 +14,11 @@ Writes follow borg's SaveFile: temp file in the same directory, write, fsync, re
 fsync the directory. The lock record is written *before* the object appears, so an object is
 never visible without its lock; a lock record without an object (a crash in between) is ignored
 and replaced by the next put. The object itself is published with ``os.link`` rather than
-``os.replace`` so that even a concurrent writer in another process can never overwrite it.
+``os.replace`` so that even a concurrent writer in another process can never overwrite it, and
+the check, the lock record and the link happen under an exclusive ``flock`` on the object's
+directory, which every process (and thread) writing or updating a lock record in it takes: two
+processes racing on one key can neither both "win" nor leave one's record beside the other's
+bytes.
 Retention and legal hold are enforced on ``delete`` against the injectable clock ``now``.
 
 All blocking file I/O runs in worker threads under one ``CapacityLimiter``.
@@ -25,6 +29,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import errno
+import fcntl
 import hashlib
 import hmac
 import json
@@ -124,6 +129,21 @@ def _fsync_dir(directory: Path) -> None:
 
 def _disk_full(exc: OSError, path: Path) -> DiskFull:
     return DiskFull(f"no space left on the device holding {path} ({exc.strerror})")
+
+
+@contextlib.contextmanager
+def _directory_locked(directory: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``directory``: one writer of its keys at a time, host-wide.
+
+    ``flock`` locks belong to an open file description, so two threads of one process that
+    each open the directory exclude each other too.
+    """
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 @contextlib.contextmanager
@@ -305,6 +325,7 @@ class LocalStore:
             raise StorageError(f"put {key!r}: the key is already a prefix of other objects")
         if path.exists():
             return self._reput(key, path, wanted)
+        # Copy and hash outside the directory lock; only publishing is serialised.
         try:
             with _temp_beside(path) as (temp, handle):
                 digest = hashlib.sha256()
@@ -320,13 +341,14 @@ class LocalStore:
                     raise DigestMismatch(f"put {key!r}: source bytes do not match the sha256")
                 os.chmod(temp, _READ_ONLY)
                 wanted.size = size
-                with self._records_lock:
+                with self._records_lock, _directory_locked(path.parent):
+                    if path.exists():
+                        # Lost a race with another writer of the same key: judge its bytes.
+                        return self._reput_locked(key, wanted)
+                    # A record without an object is a crash's leftover: ours replaces it.
                     write_atomically(self._record_path(path), wanted.to_json())
-                try:
+                    # link, not rename: never replaces, even if the lock were bypassed.
                     os.link(temp, path)
-                except FileExistsError:
-                    # Lost a race with another writer of the same key: judge its bytes.
-                    return self._reput(key, path, wanted)
             _fsync_dir(path.parent)
         except OSError as exc:
             if exc.errno in _NO_SPACE_ERRNOS:
@@ -335,6 +357,10 @@ class LocalStore:
         return PutResult(key, None, size, wanted.sha256)
 
     def _reput(self, key: str, path: Path, wanted: _LockRecord) -> PutResult:
+        with self._records_lock, _directory_locked(path.parent):
+            return self._reput_locked(key, wanted)
+
+    def _reput_locked(self, key: str, wanted: _LockRecord) -> PutResult:
         def merge(record: _LockRecord) -> None:
             if not hmac.compare_digest(record.sha256, wanted.sha256):
                 raise ObjectExists(f"put {key!r}: a different object already exists")
@@ -345,20 +371,29 @@ class LocalStore:
                 record.lock_mode = record.lock_mode or wanted.lock_mode
             record.legal_hold = record.legal_hold or wanted.legal_hold
 
-        record = self._update_record(key, None, merge)
+        record = self._change_record(key, None, merge)
         return PutResult(key, None, record.size, record.sha256)
 
     def _update_record(
         self, key: str, version_id: str | None, change: Callable[[_LockRecord], None]
     ) -> _LockRecord:
-        with self._records_lock:
-            record = self._read_record(key, version_id)
-            before = record.to_json()
-            change(record)
-            after = record.to_json()
-            if after != before:
-                write_atomically(self._record_path(self._path(key)), after)
-            return record
+        path = self._path(key)
+        if not path.parent.is_dir():
+            raise ObjectNotFound(f"no object {key!r}")
+        with self._records_lock, _directory_locked(path.parent):
+            return self._change_record(key, version_id, change)
+
+    def _change_record(
+        self, key: str, version_id: str | None, change: Callable[[_LockRecord], None]
+    ) -> _LockRecord:
+        """Read-modify-write of a lock record; the caller holds both locks."""
+        record = self._read_record(key, version_id)
+        before = record.to_json()
+        change(record)
+        after = record.to_json()
+        if after != before:
+            write_atomically(self._record_path(self._path(key)), after)
+        return record
 
     def _head_sync(self, key: str, version_id: str | None) -> ObjectInfo:
         record = self._read_record(key, version_id)
@@ -375,7 +410,9 @@ class LocalStore:
 
     def _delete_sync(self, key: str, version_id: str | None) -> None:
         path = self._path(key)
-        with self._records_lock:
+        if not path.parent.is_dir():
+            raise ObjectNotFound(f"no object {key!r}")
+        with self._records_lock, _directory_locked(path.parent):
             try:
                 record = self._read_record(key, version_id)
             except ObjectNotFound:

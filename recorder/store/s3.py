@@ -15,8 +15,13 @@ Rules:
    (re)applied explicitly, which S3 allows for the same or a later date.
 5. ``delete`` without a version id deletes the *current version* permanently (a delete marker
    would hide the object without removing it, which is not what retention asks for).
-6. ``put`` refuses to create a second version with different bytes (``ObjectExists``); the same
-   bytes are an idempotent success.
+6. ``put`` never creates a second version: PutObject and CompleteMultipartUpload carry
+   ``If-None-Match: *``, so of two racing writers exactly one creates the object and the other
+   gets 412. The loser then judges the existing object by its SHA-256: the same bytes are an
+   idempotent success (returning *that* version), different bytes a named ``ObjectExists``
+   conflict. A check-then-put would let both win and leave two versions.
+7. ``put`` returns the version id S3 assigned; callers read back, verify and export *that*
+   version, so a later version written by anyone else cannot change what the catalog points to.
 """
 
 from __future__ import annotations
@@ -75,6 +80,7 @@ META_PARTS: Final = "recorder-parts"
 #: Bound on the shielded abort of a failed multipart upload, in seconds.
 ABORT_TIMEOUT_S: Final = 30.0
 _NOT_FOUND_CODES: Final = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchVersion"})
+_CONDITIONAL_WRITES: Final = frozenset({"PutObject", "CompleteMultipartUpload"})
 _BUCKET_OPERATIONS: Final = frozenset({"HeadBucket", "GetBucketConfiguration", "ListObjectsV2"})
 _RETRYABLE_CODES: Final = frozenset(
     {
@@ -111,6 +117,8 @@ class S3Config:
     #: ``self_check`` refuses a bucket whose lock/versioning differ from policy. Tests only: False.
     verify_bucket_config: bool = True
     addressing_style: Literal["auto", "virtual", "path"] = "auto"
+    #: ``[storage.s3] prefix``: prepended to every key on the wire; callers never see it.
+    key_prefix: str = ""
 
 
 def build_s3_client(config: S3Config) -> S3Client:
@@ -183,6 +191,10 @@ def _read_span(opener: Callable[[Path], BinaryIO], source: Path, offset: int, le
     return data
 
 
+class _AlreadyExists(ObjectExists):
+    """A conditional write (``If-None-Match: *``) found the key taken; ``put`` judges it."""
+
+
 class S3Store:
     """An ``ObjectStore`` on one S3 bucket with Object Lock enabled."""
 
@@ -197,9 +209,14 @@ class S3Store:
         self.config = config
         self._client = client
         self._bucket = config.bucket
+        self._prefix = config.key_prefix
         self._limiter = limiter or trio.CapacityLimiter(config.io_threads)
         # A seam for tests that need a source failing mid-upload; production opens the path.
         self._open_source = source_opener
+
+    def _wire(self, key: str) -> str:
+        """The S3 key of the store key ``key`` (``key_prefix`` in front)."""
+        return self._prefix + key
 
     # --- the one place boto3 is called --------------------------------------------------------
 
@@ -238,23 +255,22 @@ class S3Store:
         expected = normalize_sha256(sha256)
         until = round_up_to_second(retain_until) if retain_until is not None else None
         size = await trio.to_thread.run_sync(lambda: source.stat().st_size)
-        try:
-            existing = await self.head(key)
-        except ObjectNotFound:
-            existing = None
-        if existing is not None:
-            return await self._reput(existing, expected, until, lock_mode, legal_hold)
         lock: dict[str, object] = {}
         if until is not None:
             lock["ObjectLockMode"] = lock_mode.value
             lock["ObjectLockRetainUntilDate"] = until
         lock["ObjectLockLegalHoldStatus"] = "ON" if legal_hold else "OFF"
         meta = dict(metadata or {})
-        if size <= self.config.multipart_threshold_bytes:
-            version_id = await self._put_single(key, source, expected, lock, meta)
-        else:
-            version_id = await self._put_multipart(key, source, size, expected, lock, meta)
-            await self._ensure_locks(key, version_id, until, lock_mode, legal_hold)
+        try:
+            if size <= self.config.multipart_threshold_bytes:
+                version_id = await self._put_single(key, source, expected, lock, meta)
+            else:
+                version_id = await self._put_multipart(key, source, size, expected, lock, meta)
+                await self._ensure_locks(key, version_id, until, lock_mode, legal_hold)
+        except _AlreadyExists:
+            # The conditional write lost (a retry of our own upload, or a racing writer).
+            existing = await self.head(key)
+            return await self._reput(existing, expected, until, lock_mode, legal_hold)
         return PutResult(key, version_id, size, expected)
 
     async def _put_single(
@@ -268,11 +284,12 @@ class S3Store:
             with self._open_source(source) as body:
                 response = self._client.put_object(
                     Bucket=self._bucket,
-                    Key=key,
+                    Key=self._wire(key),
                     Body=body,
                     ChecksumAlgorithm="SHA256",
                     ChecksumSHA256=_hex_to_b64(expected),
                     Metadata=meta,
+                    IfNoneMatch="*",
                     **lock,  # type: ignore[arg-type]
                 )
             return response.get("VersionId")
@@ -293,12 +310,20 @@ class S3Store:
         if not hmac.compare_digest(actual, expected):
             raise DigestMismatch(f"put {key!r}: source bytes do not match the given sha256")
         meta = {**meta, META_SHA256: expected, META_PARTS: str(len(spans))}
+        # A cheap look before sending many parts: a resumed job usually finds its object there.
+        # Only an optimisation; the conditional CompleteMultipartUpload below decides races.
+        try:
+            await self.head(key)
+        except ObjectNotFound:
+            pass
+        else:
+            raise _AlreadyExists(key)
         created = await self._call(
             "CreateMultipartUpload",
             key,
             lambda: self._client.create_multipart_upload(
                 Bucket=self._bucket,
-                Key=key,
+                Key=self._wire(key),
                 ChecksumAlgorithm="SHA256",
                 Metadata=meta,
                 **lock,  # type: ignore[arg-type]
@@ -324,9 +349,10 @@ class S3Store:
                 key,
                 lambda: self._client.complete_multipart_upload(
                     Bucket=self._bucket,
-                    Key=key,
+                    Key=self._wire(key),
                     UploadId=upload_id,
                     MultipartUpload={"Parts": completed},
+                    IfNoneMatch="*",
                 ),
             )
         except BaseException:
@@ -351,7 +377,7 @@ class S3Store:
             raise DigestMismatch(f"put {key!r}: part {number} changed since it was hashed")
         response = self._client.upload_part(
             Bucket=self._bucket,
-            Key=key,
+            Key=self._wire(key),
             UploadId=upload_id,
             PartNumber=number,
             Body=data,
@@ -367,7 +393,7 @@ class S3Store:
                     "AbortMultipartUpload",
                     key,
                     lambda: self._client.abort_multipart_upload(
-                        Bucket=self._bucket, Key=key, UploadId=upload_id
+                        Bucket=self._bucket, Key=self._wire(key), UploadId=upload_id
                     ),
                 )
             except StorageError as exc:
@@ -399,7 +425,11 @@ class S3Store:
         legal_hold: bool,
     ) -> PutResult:
         if not hmac.compare_digest(existing.sha256, expected):
-            raise ObjectExists(f"put {existing.key!r}: a different object already exists")
+            raise ObjectExists(
+                f"put s3://{self._bucket}/{existing.key}: conflict, version "
+                f"{existing.version_id} holds different bytes (sha256 {existing.sha256[:12]}..., "
+                f"ours {expected[:12]}...); objects are never overwritten"
+            )
         mode = existing.lock_mode or lock_mode
         await self._ensure_locks(existing.key, existing.version_id, until, mode, legal_hold)
         return PutResult(existing.key, existing.version_id, existing.size, existing.sha256)
@@ -411,7 +441,7 @@ class S3Store:
             kwargs: dict[str, str] = {"VersionId": version_id} if version_id else {}
             self._client.put_object_retention(
                 Bucket=self._bucket,
-                Key=key,
+                Key=self._wire(key),
                 Retention={"Mode": mode.value, "RetainUntilDate": until},
                 **kwargs,  # type: ignore[arg-type]
             )
@@ -423,7 +453,7 @@ class S3Store:
             kwargs: dict[str, str] = {"VersionId": version_id} if version_id else {}
             response = self._client.head_object(
                 Bucket=self._bucket,
-                Key=key,
+                Key=self._wire(key),
                 ChecksumMode="ENABLED",
                 **kwargs,  # type: ignore[arg-type]
             )
@@ -464,7 +494,7 @@ class S3Store:
             kwargs: dict[str, str] = {"VersionId": version_id} if version_id else {}
             return self._client.get_object(
                 Bucket=self._bucket,
-                Key=key,
+                Key=self._wire(key),
                 **kwargs,  # type: ignore[arg-type]
             )["Body"]
 
@@ -490,7 +520,7 @@ class S3Store:
             kwargs: dict[str, str] = {"VersionId": version_id} if version_id else {}
             self._client.put_object_legal_hold(
                 Bucket=self._bucket,
-                Key=key,
+                Key=self._wire(key),
                 LegalHold={"Status": "ON" if on else "OFF"},
                 **kwargs,  # type: ignore[arg-type]
             )
@@ -517,7 +547,7 @@ class S3Store:
             kwargs: dict[str, str] = {"VersionId": info.version_id} if info.version_id else {}
             self._client.delete_object(
                 Bucket=self._bucket,
-                Key=key,
+                Key=self._wire(key),
                 **kwargs,  # type: ignore[arg-type]
             )
 
@@ -541,16 +571,27 @@ class S3Store:
         def list_keys() -> list[str]:
             keys: list[str] = []
             paginator = self._client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
-                keys.extend(item["Key"] for item in page.get("Contents", []))
+            for page in paginator.paginate(Bucket=self._bucket, Prefix=self._wire(prefix)):
+                keys.extend(item["Key"][len(self._prefix) :] for item in page.get("Contents", []))
             return sorted(keys)
 
         return await self._call("ListObjectsV2", prefix, list_keys)
 
     async def check_ready(self) -> None:
-        await self._call("HeadBucket", "", lambda: self._client.head_bucket(Bucket=self._bucket))
+        # A one-key listing under our prefix rather than HeadBucket: both need s3:ListBucket on
+        # real S3, but this one is the request the shipped IAM policy is written around, and
+        # emulators (moto) that invent an s3:HeadBucket action answer it the same way.
+        await self._call(
+            "ListObjectsV2",
+            "",
+            lambda: self._client.list_objects_v2(
+                Bucket=self._bucket, Prefix=self._prefix, MaxKeys=1
+            ),
+        )
 
     async def self_check(self, policy: StorePolicy) -> None:
+        # Reachable and listable under our key prefix (what HEAD of a missing key relies on).
+        await self.check_ready()
         problems = await self._call(
             "GetBucketConfiguration", "", partial(self._differences, policy)
         )
@@ -607,6 +648,11 @@ def _translate_client_error(exc: ClientError, operation: str, key: str, bucket: 
     where = f"S3 {operation} s3://{bucket}/{key}"
     if code == "NoSuchBucket" or (operation in _BUCKET_OPERATIONS and status == 404):
         return StoreMisconfigured(f"S3 {operation}: bucket {bucket!r} does not exist")
+    if operation in _CONDITIONAL_WRITES and (code == "PreconditionFailed" or status == 412):
+        return _AlreadyExists(f"{where}: the key exists already (conditional write refused)")
+    if code == "ConditionalRequestConflict":
+        # S3: a concurrent conditional write to the same key was in flight; retry later.
+        return StoreUnavailable(f"{where}: {code}")
     if code in _NOT_FOUND_CODES or status == 404:
         return ObjectNotFound(f"{where}: no such object")
     if code == "AccessDenied" and operation in ("DeleteObject", "PutObjectRetention"):

@@ -96,6 +96,9 @@ def test_recorder_unit_has_the_hardening_compliance_asks_for() -> None:
         "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
         "MemoryDenyWriteExecute": "yes",
         "SystemCallFilter": "@system-service",
+        # Plaintext audio and data keys must reach neither a core dump nor swap.
+        "LimitCORE": "0",
+        "MemorySwapMax": "0",
         "ExecStart": f"{EXEC_PATH} serve --config /etc/rtms-recorder/recorder.toml",
     }
     for key, value in expected.items():

@@ -4,16 +4,18 @@ and local keys on a temporary directory."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import re
+import sqlite3
 import stat
 import sys
 import time
 import wave
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,11 @@ from recorder.service.demo import demo_config, run_demo
 from recorder.simulator.engagement import Engagement as SimEngagement
 from recorder.simulator.scenario import Action, AudioLayout, Product, Scenario, Step
 from recorder.simulator.simulator import SimulatorConfig, open_simulator
+from recorder.spool.spool import Spool
 from recorder.spool.uploader import Backoff
+from recorder.store.local import LocalStore
+
+from ..spool.helpers import sealed_file
 
 pytestmark = pytest.mark.slow
 
@@ -266,6 +272,154 @@ async def test_export_writes_verified_wavs_a_manifest_and_an_audit_entry(tmp_pat
             verdict = await verify_recording(c, row.recording_id, actor="t", reason="t")
             assert not verdict.ok
             assert verdict.count(Verdict.CORRUPT) == 1
+
+
+class _InterruptingStore:
+    """The real store, but opening ``key`` interrupts the export the way ``interrupt`` says."""
+
+    def __init__(self, store: Any, key: str, interrupt: Any) -> None:
+        self._store, self._key, self._interrupt = store, key, interrupt
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def open(self, key: str, **kwargs: Any) -> Any:
+        if key == self._key:
+            self._interrupt()
+        return self._store.open(key, **kwargs)
+
+
+async def test_a_failed_export_leaves_no_plaintext_and_names_the_object(tmp_path: Path) -> None:
+    config = short_config(tmp_path)
+    with trio.fail_after(90):
+        async with service(config) as running:
+            [eng] = await record_calls(running, config, zcc_call(config, seconds=3.0))
+            c = running.components
+            [row] = await c.catalog.search(stream_id=eng.scenario.rtms_stream_id)
+            detail = await c.catalog.show(row.recording_id)
+            assert detail is not None
+            second = [*detail.segments, *detail.records][1]
+            store_root = config.storage.local_store_path
+            assert store_root is not None
+            exports = tmp_path / "exports"
+            exports.mkdir()
+
+            # Interrupted by cancellation and by Ctrl-C after the first file was decrypted.
+            def cancel() -> None:
+                scope.cancel()
+
+            def ctrl_c() -> None:
+                raise KeyboardInterrupt
+
+            for interrupt in (cancel, ctrl_c):
+                store = _InterruptingStore(c.store, second.object_key, interrupt)
+                expected = (
+                    pytest.raises(KeyboardInterrupt) if interrupt is ctrl_c else nullcontext()
+                )
+                with trio.CancelScope() as scope, expected:
+                    await export_recording(
+                        replace(c, store=store),
+                        row.recording_id,
+                        exports / "x",
+                        actor="o",
+                        reason="r",
+                    )
+                assert list(exports.iterdir()) == [], interrupt
+
+        # The second object corrupted in the store: the CLI exits non-zero naming it.
+        victim = LocalStore(store_root)._path(second.object_key)
+        victim.chmod(0o644)
+        data = bytearray(victim.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        victim.write_bytes(bytes(data))
+        env = {**os.environ, "XDG_STATE_HOME": str(tmp_path)}
+        out = exports / "case-42"
+        done = await trio.run_process(
+            [
+                sys.executable,
+                "-m",
+                "recorder",
+                "export",
+                row.recording_id,
+                "--out",
+                str(out),
+                "--actor",
+                "officer-1",
+                "--reason",
+                "review",
+            ],
+            env=env,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+        assert done.returncode != 0
+        assert second.object_key in done.stderr.decode()
+        assert list(exports.iterdir()) == []
+        assert not list(await trio.to_thread.run_sync(lambda: list(tmp_path.rglob("*.wav"))))
+
+
+async def test_documented_keys_work_and_failures_are_counted(
+    tmp_path: Path,
+) -> None:
+    """``dedup_retention_s`` sets how long dedup keys live, /readyz runs the ``keys`` check, and
+    a spool above ``spool_warn_bytes`` raises the warning metric and a /readyz note (still
+    ready). The spool is kept full by one job the store refuses (its key is a directory); a
+    second job meets other bytes under its key and counts as an integrity failure."""
+    base = short_config(tmp_path)
+    config = replace(
+        base,
+        service=replace(base.service, dedup_retention_s=30_000),
+        storage=replace(base.storage, spool_warn_bytes=1000),
+    )
+    store_root = config.storage.local_store_path
+    assert store_root is not None
+    source, job = sealed_file(tmp_path / "stuck", 0)
+    await Spool(config.storage.spool_dir / "queue").enqueue(source, job)
+    LocalStore(store_root)._path(job.object_key).mkdir(parents=True)
+    # And one job whose key already holds other bytes: an integrity failure, counted.
+    clashing, clash_job = sealed_file(tmp_path / "clash", 1)
+    other, _ = sealed_file(tmp_path / "other", 1)
+    await LocalStore(store_root).put(
+        clash_job.object_key,
+        other,
+        sha256=hashlib.sha256(other.read_bytes()).hexdigest(),
+        retain_until=clash_job.retain_until,
+    )
+    await Spool(config.storage.spool_dir / "queue").enqueue(clashing, clash_job)
+    with trio.fail_after(90):
+        async with service(config) as running, httpx.AsyncClient() as http:
+            base_url = f"http://127.0.0.1:{running.port}"
+            await record_calls_started(running, config)
+            metrics = ""
+            while "rtmsrec_upload_spool_warning 1.0" not in metrics:
+                await trio.sleep(0.1)
+                metrics = (await http.get(f"{base_url}/metrics")).text
+            ready = await http.get(f"{base_url}/readyz")
+            assert ready.status_code == 200, ready.text
+            checks = ready.json()["checks"]
+            assert checks["keys"] == {"ok": True}
+            assert "above the warning level of 1000" in checks["spool"]["note"]
+            assert checks["spool"]["ok"] is True
+            while "rtmsrec_upload_integrity_failures_total 1.0" not in metrics:
+                await trio.sleep(0.1)
+                metrics = (await http.get(f"{base_url}/metrics")).text
+            assert 'rtmsrec_recovery_failures_total{stage="recover"} 0.0' in metrics
+    sqlite_path = config.catalog.sqlite_path
+    assert sqlite_path is not None
+    with closing(sqlite3.connect(sqlite_path)) as db:
+        rows = db.execute("SELECT expires_ms - first_seen_ms FROM webhook_dedup").fetchall()
+    lifetimes = {row[0] for row in rows}
+    assert lifetimes == {30_000_000}
+
+
+async def record_calls_started(running: RunningService, config: Config) -> None:
+    """One short call through the service, up to its recording's end (uploads may lag)."""
+    url = f"http://127.0.0.1:{running.port}/webhook"
+    sim_config = SimulatorConfig(webhook_url=url, secret_token=secret_token(config))
+    async with open_simulator(sim_config) as sim:
+        call = await sim.start(zcc_call(config, seconds=1.0))
+        await call.finished.wait()
 
 
 @pytest.mark.timeout(300)

@@ -113,7 +113,7 @@ async def test_poison_part_files_never_stop_the_service(tmp_path: Path) -> None:
             assert gap.track == "user-flipped"
             # Chunk 1 is body bytes 65536..131071: samples 32768..65535 of the segment.
             assert (gap.start_sample, gap.end_sample) == (32768, 65536)
-            assert _metric(running, "rtmsrec_recovery_failures_total") == 2.0
+            assert _metric(running, 'rtmsrec_recovery_failures_total{stage="recover"}') == 2.0
             assert _metric(running, "rtmsrec_recovery_segments_recovered_total") == 3.0
             assert _metric(running, "rtmsrec_recovery_corrupt_chunks_total") == 1.0
 
