@@ -41,6 +41,7 @@ from recorder.crypto._format import SegmentHeader
 from recorder.crypto.keys.base import DataKey, KeyContext, KeyProvider, KeyUnwrapper
 from recorder.crypto.keys.local import fsync_directory, make_durable_dir, write_private_file
 from recorder.errors import (
+    CatalogError,
     KeyDestroyed,
     KeyMismatch,
     KeyNotFound,
@@ -287,7 +288,7 @@ class RecordingKeyring:
             raise KeyProviderError("this keyring has no key provider: it can read but not write")
         try:
             destroyed = self._store.is_destroyed(recording_id)
-        except StorageError:
+        except (StorageError, CatalogError):
             # Unreachable key store: recording goes on (escrow path below); a key made here
             # for a shredded recording is refused and destroyed when the spill syncs.
             destroyed = False
@@ -306,7 +307,7 @@ class RecordingKeyring:
         )
         try:
             self._store.put(entry)
-        except StorageError as exc:
+        except (StorageError, CatalogError) as exc:
             self._escrow_spill(entry, data_key.plaintext, exc)
         aead = AESGCM(data_key.plaintext)
         self._remember(self._current, recording_id, (rk_id, aead))
@@ -374,7 +375,7 @@ class RecordingKeyring:
             except KeyDestroyed:
                 self._spill.destroy(entry.recording_id, reason="recording shredded before sync")
                 continue
-            except StorageError as exc:
+            except (StorageError, CatalogError) as exc:
                 logger.warning("escrow spill not synced yet rk_id=%s error=%s", entry.rk_id, exc)
                 return moved
             self._spill.discard(entry)

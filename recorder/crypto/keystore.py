@@ -46,7 +46,7 @@ class CatalogRecordingKeyStore:
         self._catalog = catalog
 
     def put(self, entry: RecordingKeyEntry) -> None:
-        """Committed on return. ``CatalogError`` (a ``StorageError``) when it could not be."""
+        """Committed on return. ``CatalogError`` when it could not be (the keyring then escrows)."""
         self._catalog.put_recording_key(
             RecordingKeyRow(
                 rk_id=entry.rk_id,

@@ -225,6 +225,8 @@ class RecorderMetrics:
         # event (and rate() works from the first increment).
         for cause in self._gap_causes:
             self.capture_gap_seconds.labels(cause=cause)
+        for cause in KEY_ESCROW_CAUSES:
+            self.key_escrow.labels(cause=cause)
         for cause in self._drop_causes:
             self.frames_dropped.labels(cause=cause)
         for reason in WEBHOOK_REJECTION_REASONS:

@@ -135,9 +135,8 @@ async def settled(catalog: AsyncCatalog, stream_id: str) -> RecordingDetail:
             return None
         detail = await catalog.show(rows[0].recording_id)
         assert detail is not None
-        if not detail.segments or any(
-            s.upload_state is not UploadState.VERIFIED for s in detail.segments
-        ):
+        evidence = [*detail.segments, *detail.records]
+        if not detail.segments or any(e.upload_state is not UploadState.VERIFIED for e in evidence):
             return None
         return detail
 

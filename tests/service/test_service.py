@@ -343,8 +343,6 @@ async def test_a_failed_export_leaves_no_plaintext_and_names_the_object(tmp_path
                 row.recording_id,
                 "--out",
                 str(out),
-                "--actor",
-                "officer-1",
                 "--reason",
                 "review",
             ],
