@@ -13,7 +13,9 @@ Rules (rtms-protocol.md §9.2 and Appendix B):
 4. Backoff is ``backoff_initial_s`` doubling to ``backoff_max_s``, reset by a successful
    handshake. Failover reconnects at once.
 5. No reconnect after the stream ended (stream state 4, session state 5, STREAM_CLOSE_RESP,
-   ``stopped()``), after a signature rejection, or after ``duplicate_retry_limit`` duplicates.
+   ``stopped()``). A refused handshake is retried, drops an optional socket or ends the
+   stream as ``_refusals`` decides: only audio is essential, only signature and authentication
+   failures are final at once.
 6. Readers never wait for the consumer (``_outlet``); keep-alives are answered in the reader.
 7. Every ``Interrupted`` is followed by ``Recovered`` or ``StreamEnded``.
 """
@@ -32,8 +34,8 @@ from trio_websocket import WebSocketConnection
 
 from recorder.errors import TransportError, UpgradeRefused, UrlNotAllowed
 from recorder.rtms._backoff import Backoff
+from recorder.rtms._enums import MediaType, classify_stop_reason, stop_reason_name
 from recorder.rtms._enums import StopClass as _StopClass
-from recorder.rtms._enums import classify_stop_reason, stop_reason_name
 from recorder.rtms._outlet import EventOutlet
 from recorder.rtms._protocol_events import (
     ConnectionEnded,
@@ -53,6 +55,7 @@ from recorder.rtms._protocol_events import (
     VideoFrame,
     VideoSubscriptionResult,
 )
+from recorder.rtms._refusals import RefusalAction, RefusalLedger
 from recorder.rtms._socket import close_ws, connect, flush, pump
 from recorder.rtms.events import (
     AudioPacket,
@@ -61,6 +64,7 @@ from recorder.rtms.events import (
     FirstPacketTimestamp,
     GapCause,
     Interrupted,
+    MediaSocketDropped,
     ParticipantEvent,
     Paused,
     Recovered,
@@ -89,6 +93,8 @@ class _Kind(enum.Enum):
     REJECTED = "rejected"
     FAILOVER = "failover"
     ENDED = "ended"
+    #: An optional media socket was refused for good (``_refusals`` rule 2).
+    DROPPED = "dropped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,12 +102,18 @@ class _Outcome:
     kind: _Kind
     cause: GapCause = GapCause.SIGNALING_INTERRUPTED
     detail: str = ""
+    status_code: int | None = None
+    reason: str = ""
 
 
 class _MediaSlot:
-    def __init__(self, plan: MediaSocketPlan, backoff: Backoff) -> None:
+    def __init__(self, plan: MediaSocketPlan, backoff: Backoff, ledger: RefusalLedger) -> None:
         self.plan = plan
         self.backoff = backoff
+        self.ledger = ledger
+        #: Only audio is essential: a socket without audio may be dropped, never the stream.
+        self.essential = ledger.essential
+        self.dropped = False
         self.ready = False
         self.connected_at = -math.inf
         self.scope: trio.CancelScope | None = None
@@ -143,11 +155,18 @@ class Engine:
         #: (wall_ms, cause) of a full interruption not yet recovered.
         self._interruption: tuple[int, GapCause] | None = None
         self._backoff = Backoff(config.backoff_initial_s, config.backoff_max_s)
+        self._signaling_refusals = RefusalLedger(
+            essential=True,
+            per_code_limit=config.refusal_retry_limit,
+            duplicate_limit=config.duplicate_retry_limit,
+        )
+        #: Wall ms when the current generation's signaling handshake succeeded: an
+        #: ``rtms_interrupted`` stamped before it is about an earlier generation (a late retry).
+        self._generation_started_ms: int | None = None
         #: Reconnect attempts in the current interruption, reported by ``Recovered``.
         self._attempts = 0
         #: trio time when the current full interruption began, for ``give_up_after_s``.
         self._interrupted_at: float | None = None
-        self._duplicates = 0
         self._paused = False
         self._closing = False
         #: Set when the server ended the stream: the media sockets are read to their end first.
@@ -180,11 +199,32 @@ class Engine:
             self._backoff_scope.cancel()
         await trio.lowlevel.checkpoint()
 
-    def signaling_interrupted(self) -> None:
+    def signaling_interrupted(
+        self, server_urls: tuple[str, ...] = (), *, event_ts_ms: int | None = None
+    ) -> None:
+        """Scenario 2. ``server_urls`` from the webhook win over the stored ones (§16);
+        ``event_ts_ms`` older than the live generation means that generation already recovered
+        from what the webhook reports, so it is left alone."""
+        for url in server_urls:
+            check_url(
+                url,
+                allowed_hosts=self._config.allowed_hosts,
+                allow_insecure_loopback=self._config.allow_insecure_loopback,
+            )
         if self.ended:
             return
+        if server_urls:
+            self._urls = server_urls
         if self._generation_scope is None or not self._generation_ready:
             # Already recovering (backoff or reconnecting): a duplicate trigger.
+            return
+        started = self._generation_started_ms
+        if event_ts_ms is not None and started is not None and event_ts_ms < started:
+            logger.info(
+                "rtms_interrupted %s from before the live connection (%d ms earlier): ignored",
+                self._log,
+                started - event_ts_ms,
+            )
             return
         logger.info("rtms_interrupted %s: redoing signaling and media", self._log)
         self._trip(_Outcome(_Kind.LOST, GapCause.SIGNALING_INTERRUPTED, "rtms_interrupted"))
@@ -325,11 +365,6 @@ class Engine:
         if self._closing:
             self._end(20, "RECEIVER_REQUEST_CLOSE", normal=True)
             return 0.0
-        if outcome.kind is _Kind.REJECTED:
-            self._duplicates += 1
-            if self._duplicates > self._config.duplicate_retry_limit:
-                self._end(None, "DUPLICATE_SIGNAL_REQUEST", normal=False)
-                return 0.0
         if self._gave_up(self._interrupted_at):
             return 0.0
         self._attempts += 1
@@ -354,6 +389,7 @@ class Engine:
 
     async def _run_generation(self) -> _Outcome:
         self._generation_ready = False
+        self._generation_started_ms = None
         self._slots = []
         outcome = _Outcome(_Kind.LOST)
         with trio.CancelScope() as scope:
@@ -475,12 +511,18 @@ class Engine:
                         event.error.status_code,
                         event.error.reason,
                     )
-                    if event.rejection.retryable:
+                    decision = self._signaling_refusals.on_refusal(
+                        event.error.status_code, event.rejection
+                    )
+                    if decision.action is RefusalAction.RETRY:
                         result.append(
                             _Outcome(_Kind.REJECTED, self._lost_cause(), str(event.error))
                         )
                     else:
-                        self._end(None, f"HANDSHAKE_REJECTED_{event.rejection.name}", normal=False)
+                        logger.warning(
+                            "rtms signaling refused for good %s: %s", self._log, decision.why
+                        )
+                        self._end(None, _refused_name(event.rejection.name), normal=False)
                 elif isinstance(event, ConnectionEnded):
                     result.append(
                         _Outcome(_Kind.LOST, self._lost_cause(), f"signaling {event.cause}")
@@ -493,7 +535,8 @@ class Engine:
         return handle
 
     def _signaling_ready(self, event: SignalingReady, nursery: trio.Nursery) -> None:
-        self._duplicates = 0
+        self._signaling_refusals.on_success()
+        self._generation_started_ms = self._wall_ms()
         self._backoff.reset()
         wanted = self._config.wanted_media(self._target.product)
         plans = plan_media_sockets(
@@ -507,8 +550,14 @@ class Engine:
             self._end(None, "NO_MEDIA_URL", normal=False)
             return
         for plan in plans:
+            essential = "audio" in plan.carries or not (wanted & MediaType.AUDIO)
+            ledger = RefusalLedger(
+                essential=essential,
+                per_code_limit=self._config.refusal_retry_limit,
+                duplicate_limit=self._config.duplicate_retry_limit,
+            )
             slot = _MediaSlot(
-                plan, Backoff(self._config.backoff_initial_s, self._config.backoff_max_s)
+                plan, Backoff(self._config.backoff_initial_s, self._config.backoff_max_s), ledger
             )
             self._slots.append(slot)
             nursery.start_soon(self._run_slot, slot)
@@ -534,10 +583,10 @@ class Engine:
             slot.ready = False
             if outcome.kind is _Kind.ENDED or self._terminating is not None:
                 return
+            if outcome.kind is _Kind.DROPPED:
+                self._drop_slot(slot, outcome)
+                return
             if outcome.kind is _Kind.REJECTED:
-                # The server has not yet noticed our previous media socket died. Unlike a
-                # duplicate signaling request this is retried with backoff until it clears or
-                # the server ends the stream after its grace period: giving up would lose audio.
                 slot.duplicates += 1
             if slot.interrupted_wall_ms is None and self._interruption is None:
                 slot.interrupted_wall_ms = self._wall_ms()
@@ -550,10 +599,36 @@ class Engine:
                         detail=outcome.detail,
                     )
                 )
+            if not slot.essential and _past(slot.interrupted_at, self._config.give_up_after_s):
+                self._drop_slot(slot, _Outcome(_Kind.DROPPED, detail="not back within the grace"))
+                return
             if self._gave_up(slot.interrupted_at):
                 return
             self._stats.reconnects += 1
             delay = slot.backoff.next()
+
+    def _drop_slot(self, slot: _MediaSlot, outcome: _Outcome) -> None:
+        """Rule 2 of ``_refusals``: go on without an optional socket, and say so in the record."""
+        slot.dropped = True
+        self._stats.media_sockets_dropped += 1
+        logger.warning(
+            "rtms optional media socket dropped %s socket=%s status=%s: %s",
+            self._log,
+            slot.plan.name,
+            outcome.status_code,
+            outcome.detail,
+        )
+        self._outlet.offer(
+            MediaSocketDropped(
+                wall_ms=self._wall_ms(),
+                media=slot.plan.carries,
+                status_code=outcome.status_code,
+                reason=outcome.reason,
+                detail=outcome.detail,
+            )
+        )
+        # The generation may have waited only for this socket.
+        self._check_generation_ready()
 
     async def _run_media_socket(self, slot: _MediaSlot) -> _Outcome:
         conn = MediaConnection(
@@ -610,6 +685,7 @@ class Engine:
         slot.ready = True
         slot.connected_at = trio.current_time()
         slot.duplicates = 0
+        slot.ledger.on_success()
         if slot.interrupted_wall_ms is not None:
             self._outlet.offer(
                 Recovered(
@@ -622,7 +698,13 @@ class Engine:
             slot.interrupted_wall_ms = None
             slot.interrupted_at = None
             slot.backoff.reset()
-        if not self._generation_ready and all(s.ready for s in self._slots):
+        self._check_generation_ready()
+
+    def _check_generation_ready(self) -> None:
+        """The connection is back once every essential socket is (optional ones follow alone)."""
+        if self._generation_ready or not self._slots:
+            return
+        if all(s.ready for s in self._slots if s.essential and not s.dropped):
             self._generation_ready = True
             if self._interruption is not None:
                 interrupted_wall, cause = self._interruption
@@ -668,13 +750,30 @@ class Engine:
                         event.error.status_code,
                         event.error.reason,
                     )
-                    if event.rejection.retryable:
+                    decision = slot.ledger.on_refusal(event.error.status_code, event.rejection)
+                    if decision.action is RefusalAction.RETRY:
                         result.append(
                             _Outcome(_Kind.REJECTED, GapCause.MEDIA_INTERRUPTED, str(event.error))
                         )
+                    elif decision.action is RefusalAction.DROP:
+                        result.append(
+                            _Outcome(
+                                _Kind.DROPPED,
+                                GapCause.MEDIA_INTERRUPTED,
+                                decision.why,
+                                event.error.status_code,
+                                event.error.reason,
+                            )
+                        )
                     else:
+                        logger.warning(
+                            "rtms media refused for good %s socket=%s: %s",
+                            self._log,
+                            slot.plan.name,
+                            decision.why,
+                        )
                         self._end(
-                            None, f"MEDIA_HANDSHAKE_REJECTED_{event.rejection.name}", normal=False
+                            None, "MEDIA_" + _refused_name(event.rejection.name), normal=False
                         )
                         result.append(_Outcome(_Kind.ENDED))
                 elif isinstance(event, ConnectionEnded):
@@ -748,6 +847,16 @@ class Engine:
             self._outlet.offer(event)
         else:
             stats.frames["control"] += 1
+
+
+def _refused_name(rejection: str) -> str:
+    if rejection == "DUPLICATE_SIGNAL":
+        return "DUPLICATE_SIGNAL_REQUEST"
+    return f"HANDSHAKE_REJECTED_{rejection}"
+
+
+def _past(since: float | None, limit_s: float) -> bool:
+    return since is not None and trio.current_time() - since >= limit_s
 
 
 __all__ = ["Engine"]

@@ -130,8 +130,11 @@ class ClientConfig:
     watchdog_s: float = 65.0
     backoff_initial_s: float = 3.0
     backoff_max_s: float = 30.0
-    #: DUPLICATE_SIGNAL_REQUEST (or duplicate media) rejections retried before giving up.
+    #: DUPLICATE_SIGNAL_REQUEST rejections in a row retried before giving up.
     duplicate_retry_limit: int = 3
+    #: Refusals in a row with the same other status (45, legacy 1, 13...) retried before an
+    #: essential socket ends the stream or an optional one is dropped (``_refusals``).
+    refusal_retry_limit: int = 5
     #: An interruption not recovered within this long ends the stream (RTMS itself gives up
     #: after about 60-65 s, §9.1).
     give_up_after_s: float = 180.0
@@ -191,6 +194,8 @@ class RtmsStats:
     media_connects: int = 0
     open_signaling: int = 0
     max_open_signaling: int = 0
+    #: Optional (non-audio) media sockets given up after refusals.
+    media_sockets_dropped: int = 0
 
 
 class RtmsStream:
@@ -210,9 +215,15 @@ class RtmsStream:
         """Scenario 1: a new ``rtms_started`` for this stream. Reconnect to these URLs now."""
         await self._engine.failover(server_urls)
 
-    def signaling_interrupted(self) -> None:
-        """Scenario 2: ``*.rtms_interrupted``. Redo signaling and media after backoff."""
-        self._engine.signaling_interrupted()
+    def signaling_interrupted(
+        self, server_urls: tuple[str, ...] = (), *, event_ts_ms: int | None = None
+    ) -> None:
+        """Scenario 2: ``*.rtms_interrupted``. Redo signaling and media after backoff.
+
+        ``server_urls``: the webhook's, when it carries any (they replace the stored ones).
+        ``event_ts_ms``: its ``event_ts``; one older than the live connection is ignored.
+        """
+        self._engine.signaling_interrupted(server_urls, event_ts_ms=event_ts_ms)
 
     def stopped(self, reason: int | None) -> None:
         """``*.rtms_stopped``: finish; never reconnect."""
@@ -287,7 +298,9 @@ class _EngineLike(Protocol):
 
     async def failover(self, server_urls: tuple[str, ...]) -> None: ...
 
-    def signaling_interrupted(self) -> None: ...
+    def signaling_interrupted(
+        self, server_urls: tuple[str, ...] = (), *, event_ts_ms: int | None = None
+    ) -> None: ...
 
     def stopped(self, reason: int | None) -> None: ...
 
