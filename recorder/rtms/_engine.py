@@ -32,7 +32,12 @@ from typing import TYPE_CHECKING
 import trio
 from trio_websocket import WebSocketConnection
 
-from recorder.errors import TransportError, UpgradeRefused, UrlNotAllowed
+from recorder.errors import (
+    TransportError,
+    UnsupportedProtocolVersion,
+    UpgradeRefused,
+    UrlNotAllowed,
+)
 from recorder.rtms._backoff import Backoff
 from recorder.rtms._enums import MediaType, classify_stop_reason, stop_reason_name
 from recorder.rtms._enums import StopClass as _StopClass
@@ -527,6 +532,9 @@ class Engine:
                     result.append(
                         _Outcome(_Kind.LOST, self._lost_cause(), f"signaling {event.cause}")
                     )
+                elif _speaks_v2(event):
+                    logger.error("rtms signaling answered in V2 %s: %s", self._log, event)
+                    self._end(None, "UNSUPPORTED_PROTOCOL_VERSION", normal=False)
                 elif isinstance(event, MediaInterruption):
                     self._media_trigger(event)
                 else:
@@ -780,10 +788,24 @@ class Engine:
                     result.append(
                         _Outcome(_Kind.LOST, GapCause.MEDIA_INTERRUPTED, f"media {event.cause}")
                     )
+                elif _speaks_v2(event):
+                    assert isinstance(event, ProtocolViolation)
+                    logger.error(
+                        "rtms media answered in V2 %s socket=%s", self._log, slot.plan.name
+                    )
+                    if slot.essential:
+                        self._end(None, "UNSUPPORTED_PROTOCOL_VERSION", normal=False)
+                        result.append(_Outcome(_Kind.ENDED))
+                    else:
+                        detail = str(event.error)
+                        result.append(_Outcome(_Kind.DROPPED, GapCause.MEDIA_INTERRUPTED, detail))
                 elif isinstance(event, MediaInterruption):
                     self._media_trigger(event)
                 else:
                     self._common(event, slot.plan.name)
+            slow = conn.take_slow_path_count()
+            if slow:
+                stats.audio_slow_path += slow
 
         return handle
 
@@ -847,6 +869,15 @@ class Engine:
             self._outlet.offer(event)
         else:
             stats.frames["control"] += 1
+
+
+def _speaks_v2(event: ProtocolEvent) -> bool:
+    """A handshake answered in RTMS V2: the connection failed closed, by name (§16)."""
+    return (
+        isinstance(event, ProtocolViolation)
+        and event.fatal
+        and isinstance(event.error, UnsupportedProtocolVersion)
+    )
 
 
 def _refused_name(rejection: str) -> str:

@@ -196,6 +196,9 @@ class RtmsStats:
     max_open_signaling: int = 0
     #: Optional (non-audio) media sockets given up after refusals.
     media_sockets_dropped: int = 0
+    #: Audio frames decoded by the tolerant path because the one-pass decoder could not take
+    #: them (an odd shape, or malformed): a rising count means Zoom changed the frame format.
+    audio_slow_path: int = 0
 
 
 class RtmsStream:
