@@ -235,7 +235,12 @@ class Engine:
         self._trip(_Outcome(_Kind.LOST, GapCause.SIGNALING_INTERRUPTED, "rtms_interrupted"))
 
     def stopped(self, reason: int | None) -> None:
-        self._end(reason, stop_reason_name(reason))
+        """``*.rtms_stopped``: never reconnect, but read what the media sockets still hold.
+
+        The webhook can overtake the media (§8.3: ordering is not guaranteed), so the stream
+        ends the way a server-ended one does: after the bounded drain of ``_terminated``.
+        """
+        self._terminated(reason, stop_reason_name(reason))
 
     async def close(self, *, graceful: bool) -> None:
         if self.ended:
@@ -299,7 +304,7 @@ class Engine:
         self._root_scope.cancel()
 
     def _terminated(self, reason: int | None, name: str) -> None:
-        """The server ended the stream (state 4 / session 5 / close response).
+        """The server ended the stream (state 4 / session 5 / close response / rtms_stopped).
 
         Audio it sent before ending may still wait unread on the media sockets (a recorder
         running behind reads it later); cancelling now would throw it away uncounted. So the

@@ -148,6 +148,9 @@ class ClientConfig:
     allow_insecure_loopback: bool = False
     #: Media events queued for the consumer before dropping (counted) starts.
     event_buffer: int = 500
+    #: Control events waiting behind a full channel before informational ones are dropped
+    #: (counted and surfaced); events that shape the audio record are never dropped (_outlet).
+    control_event_buffer: int = 1000
     #: Keep ``buffer_data`` true: audio buffered before the connection is delivered (§5.1).
     buffer_data: bool = True
     max_message_size: int = MAX_MESSAGE_SIZE
@@ -186,7 +189,8 @@ class RtmsStats:
 
     #: Inbound frames by kind: audio, transcript, chat, video, deskshare, keep_alive, control.
     frames: collections.Counter[str] = field(default_factory=collections.Counter)
-    #: Frames not handed on, by cause: backpressure, malformed, ignored, video_not_recorded.
+    #: Frames not handed on, by cause: backpressure, malformed, ignored, video_not_recorded,
+    #: control_backlog (informational control events behind a full backlog), after_end.
     dropped: collections.Counter[str] = field(default_factory=collections.Counter)
     reconnects: int = 0
     keepalives_answered: int = 0
@@ -229,7 +233,8 @@ class RtmsStream:
         self._engine.signaling_interrupted(server_urls, event_ts_ms=event_ts_ms)
 
     def stopped(self, reason: int | None) -> None:
-        """``*.rtms_stopped``: finish; never reconnect."""
+        """``*.rtms_stopped``: finish after reading what the media sockets still hold (bounded
+        by ``close_timeout_s``); never reconnect."""
         self._engine.stopped(reason)
 
     async def close(self, *, graceful: bool = True) -> None:
@@ -264,7 +269,10 @@ async def open_rtms_stream(
 
     stats = RtmsStats()
     outlet = EventOutlet(
-        config.event_buffer if event_buffer is None else event_buffer, wall_ms, stats.dropped
+        config.event_buffer if event_buffer is None else event_buffer,
+        wall_ms,
+        stats.dropped,
+        control_capacity=config.control_event_buffer,
     )
     try:
         async with trio.open_nursery() as nursery:
