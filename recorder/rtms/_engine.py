@@ -210,12 +210,17 @@ class Engine:
         """Scenario 2. ``server_urls`` from the webhook win over the stored ones (§16);
         ``event_ts_ms`` older than the live generation means that generation already recovered
         from what the webhook reports, so it is left alone."""
-        for url in server_urls:
-            check_url(
-                url,
-                allowed_hosts=self._config.allowed_hosts,
-                allow_insecure_loopback=self._config.allow_insecure_loopback,
-            )
+        try:
+            for url in server_urls:
+                check_url(
+                    url,
+                    allowed_hosts=self._config.allowed_hosts,
+                    allow_insecure_loopback=self._config.allow_insecure_loopback,
+                )
+        except UrlNotAllowed as exc:
+            # The stored URLs passed the policy: reconnect there rather than not at all.
+            logger.warning("rtms_interrupted URLs refused %s: %s", self._log, exc)
+            server_urls = ()
         if self.ended:
             return
         if server_urls:
