@@ -75,6 +75,8 @@ async def serve_signaling(eng: Engagement, conn: Connection) -> None:
     status = check_common(obj, MsgType.SIGNALING_HAND_SHAKE_REQ, eng.expected)
     if status is Status.OK and eng.stopping:
         status = Status.UNKNOWN_STREAM
+    if status is Status.OK:
+        status = eng.refusals.next_refusal("signaling") or status
     live = [c for c in eng.signaling if not c.closed]
     if status is Status.OK and live:
         policy = eng.profile.duplicate_policy
@@ -338,6 +340,8 @@ async def serve_media(eng: Engagement, conn: Connection) -> None:
     status = verdict.status
     if status is Status.OK and eng.stopping:
         status = Status.UNKNOWN_STREAM
+    if status is Status.OK:
+        status = eng.refusals.next_refusal(conn.kind) or status
     if status is not Status.OK:
         await _reject(eng, conn, status, msg_type=MsgType.DATA_HAND_SHAKE_RESP, where="media")
         return
