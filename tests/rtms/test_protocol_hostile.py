@@ -234,6 +234,9 @@ _frames = st.one_of(
             AUDIO,
             AUDIO[:-7],
             '{"msg_type":2,"status_code":0,"protocol_version":2}',
+            '{"msg_type":2,"status_code":0,"media_server":{"server_urls":{"audio":"wss://a"}}}',
+            '{"msg_type":4,"status_code":0,"reason":""}',
+            '{"msg_type":4,"status_code":0,"media_params":{"audio":{"content_type":1,"codec":2}}}',
             '{"msg_type":4,"status_code":45,"reason":"internal exception"}',
             '{"msg_type":8,"state":2,"reason":99}',
             '{"msg_type":6,"event":{"event_code":7}}',
@@ -247,24 +250,37 @@ def _mutate(frame: str | bytes, cut: int) -> str | bytes:
     return frame[: max(0, len(frame) - cut)]
 
 
-@settings(max_examples=200, deadline=None)
+def _connection(media_socket: bool, handshaking: bool) -> ConnectionPair:
+    if not handshaking:
+        return open_media() if media_socket else open_signaling()
+    pair = media() if media_socket else signaling()
+    pair.conn.initiate(0.0)
+    pair.conn.data_to_send()
+    return pair
+
+
+@settings(max_examples=300, deadline=None)
 @given(
+    st.booleans(),
     st.booleans(),
     st.lists(st.tuples(_frames, st.integers(min_value=0, max_value=5)), max_size=12),
     st.integers(min_value=0, max_value=2**40),
 )
 def test_arbitrary_frames_never_raise_and_keepalives_are_always_answered(
-    media_socket: bool, frames: list[tuple[str | bytes, int]], stamp: int
+    media_socket: bool,
+    handshaking: bool,
+    frames: list[tuple[str | bytes, int]],
+    stamp: int,
 ) -> None:
-    pair: ConnectionPair = open_media() if media_socket else open_signaling()
+    pair = _connection(media_socket, handshaking)
     for frame, cut in frames:
         pair.conn.receive_message(_mutate(frame, cut))
         for event in pair.conn.events():
             if isinstance(event, ProtocolViolation):
                 assert isinstance(event.error, RecorderError)
         pair.conn.data_to_send()
-        if pair.conn.state is not ConnState.OPEN:
-            return  # a stream end or close: the connection is over, by the rules
+        if pair.conn.state not in (ConnState.OPEN, ConnState.HANDSHAKING):
+            return  # refused, failed closed, or ended: the conversation is over, by the rules
         keep_alive = json.dumps({"msg_type": 12, "timestamp": stamp})
         pair.conn.receive_message(keep_alive if stamp % 2 else keep_alive.encode())
         assert KeepAliveAnswered() in pair.conn.events()
