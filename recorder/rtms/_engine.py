@@ -156,6 +156,8 @@ class Engine:
         self._signaling: SignalingConnection | None = None
         self._signaling_ws: WebSocketConnection | None = None
         self._slots: list[_MediaSlot] = []
+        #: Optional sockets refused for good: later generations do not ask for them again.
+        self._dropped_sockets: set[str] = set()
         self._generation_ready = False
         #: (wall_ms, cause) of a full interruption not yet recovered.
         self._interruption: tuple[int, GapCause] | None = None
@@ -568,6 +570,8 @@ class Engine:
             self._end(None, "NO_MEDIA_URL", normal=False)
             return
         for plan in plans:
+            if plan.name in self._dropped_sockets:
+                continue
             essential = "audio" in plan.carries or not (wanted & MediaType.AUDIO)
             ledger = RefusalLedger(
                 essential=essential,
@@ -628,6 +632,7 @@ class Engine:
     def _drop_slot(self, slot: _MediaSlot, outcome: _Outcome) -> None:
         """Rule 2 of ``_refusals``: go on without an optional socket, and say so in the record."""
         slot.dropped = True
+        self._dropped_sockets.add(slot.plan.name)
         self._stats.media_sockets_dropped += 1
         logger.warning(
             "rtms optional media socket dropped %s socket=%s status=%s: %s",

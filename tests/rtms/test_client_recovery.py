@@ -83,6 +83,10 @@ async def test_a_refused_transcript_socket_never_stops_the_audio(rtms_server: An
                 await audio.send(audio_frame(1000 + 20 * i))
             for _ in range(200):
                 await next_of(stream, AudioPacket, seen)
+            # A later generation does not ask for the dropped socket again.
+            stream.signaling_interrupted()
+            await next_of(stream, Recovered, seen)
+            assert len([p for p in rtms_server.media if p.kind == "transcript"]) == 1
             await stream.close(graceful=False)
             async for event in stream.events:
                 seen.append(event)
