@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recorder.errors import WebhookSignatureError
 from recorder.rtms.webhook import (
@@ -87,3 +89,42 @@ def test_header_names_are_case_insensitive_in_maps_and_asgi_pairs() -> None:
     picked = pick_headers(asgi)
     assert picked.signature == headers["x-zm-signature"]
     assert picked.timestamp == headers["x-zm-request-timestamp"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.binary(max_size=80)
+    | st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+        lambda children: (
+            st.lists(children, max_size=3)
+            | st.dictionaries(st.text(max_size=6), children, max_size=3)
+        ),
+        max_leaves=8,
+    ).map(lambda value: json.dumps({"event": "x", "v": value}, indent=2).encode()),
+    st.booleans(),
+)
+def test_any_body_verifies_or_is_refused_by_name(body: bytes, sign_compact: bool) -> None:
+    signed = body
+    if sign_compact:
+        try:
+            signed = json.dumps(json.loads(body), separators=(",", ":"), ensure_ascii=False).encode(
+                "utf-8", errors="surrogatepass"
+            )
+        except (ValueError, RecursionError):
+            signed = b"unrelated"
+    headers = signed_headers(_FALLBACK_SECRET, 1_732_000_000, signed)
+    if signed != body and not (sign_compact and _is_object(body)):
+        with pytest.raises(WebhookSignatureError, match="does not match"):
+            verify_webhook_request(_FALLBACK_SECRET, headers, body, now_s=1_732_000_000)
+        return
+    verified = verify_webhook_request(_FALLBACK_SECRET, headers, body, now_s=1_732_000_000)
+    # Whatever verified is exactly what was signed.
+    assert verified.body == signed
+
+
+def _is_object(body: bytes) -> bool:
+    try:
+        return isinstance(json.loads(body.decode("utf-8")), dict)
+    except (ValueError, RecursionError):
+        return False
