@@ -50,9 +50,10 @@ WEBHOOK_REJECTION_REASONS: Final = frozenset(
 
 #: ``frames_dropped`` cause for frames that were not valid RTMS messages.
 MALFORMED: Final = "malformed"
-#: ``frames_dropped`` causes the RTMS client counts itself (``RtmsStats.dropped``): events offered
-#: after the stream ended, informational control events behind a full backlog.
-CLIENT_DROP_CAUSES: Final = frozenset({"after_end", "control_backlog"})
+#: ``frames_dropped`` causes the RTMS client counts itself (``RtmsStats.dropped``) and reports
+#: in no event: what was offered after the stream ended. (Drops behind a full channel or control
+#: backlog arrive as ``PacketsDropped`` events, cause ``backpressure``.)
+CLIENT_DROP_CAUSES: Final = frozenset({"after_end"})
 
 
 def _label(value: str, allowed: Iterable[str]) -> str:
