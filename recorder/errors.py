@@ -85,8 +85,14 @@ class UnsupportedProtocolVersion(RemoteProtocolError):
     (Protobuf), a handshake answer with ``protocol_version`` 2 or V2-only fields
     (``srt_passphrase``, ``srt_pbkey_length``), or ``event_code`` without ``event_type``.
 
-    V2 is not public; it is refused by name, never misparsed as V1.
+    V2 is not public; it is refused by name, never misparsed as V1. ``explicit`` is False when
+    the frame merely is not JSON (Protobuf, or garbage): the client retries that a few times
+    before it gives up, where an explicit V2 answer is final at once.
     """
+
+    def __init__(self, message: str, *, explicit: bool = True) -> None:
+        super().__init__(message)
+        self.explicit = explicit
 
 
 class HandshakeRejected(ProtocolError):

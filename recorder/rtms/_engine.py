@@ -39,7 +39,7 @@ from recorder.errors import (
     UrlNotAllowed,
 )
 from recorder.rtms._backoff import Backoff
-from recorder.rtms._enums import MediaType, classify_stop_reason, stop_reason_name
+from recorder.rtms._enums import MediaType, Rejection, classify_stop_reason, stop_reason_name
 from recorder.rtms._enums import StopClass as _StopClass
 from recorder.rtms._outlet import EventOutlet
 from recorder.rtms._protocol_events import (
@@ -544,9 +544,18 @@ class Engine:
                     result.append(
                         _Outcome(_Kind.LOST, self._lost_cause(), f"signaling {event.cause}")
                     )
-                elif _speaks_v2(event):
-                    logger.error("rtms signaling answered in V2 %s: %s", self._log, event)
-                    self._end(None, "UNSUPPORTED_PROTOCOL_VERSION", normal=False)
+                elif isinstance(event, ProtocolViolation) and _v2_error(event) is not None:
+                    action = _v2_action(self._signaling_refusals, _v2_error(event))
+                    logger.error(
+                        "rtms signaling answered in V2 %s (%s): %s",
+                        self._log,
+                        action.value,
+                        event.error,
+                    )
+                    if action is RefusalAction.RETRY:
+                        result.append(_Outcome(_Kind.REJECTED, self._lost_cause(), "V2 answer"))
+                    else:
+                        self._end(None, "UNSUPPORTED_PROTOCOL_VERSION", normal=False)
                 elif isinstance(event, MediaInterruption):
                     self._media_trigger(event)
                 else:
@@ -803,17 +812,23 @@ class Engine:
                     result.append(
                         _Outcome(_Kind.LOST, GapCause.MEDIA_INTERRUPTED, f"media {event.cause}")
                     )
-                elif _speaks_v2(event):
-                    assert isinstance(event, ProtocolViolation)
+                elif isinstance(event, ProtocolViolation) and _v2_error(event) is not None:
+                    action = _v2_action(slot.ledger, _v2_error(event))
                     logger.error(
-                        "rtms media answered in V2 %s socket=%s", self._log, slot.plan.name
+                        "rtms media answered in V2 %s socket=%s (%s): %s",
+                        self._log,
+                        slot.plan.name,
+                        action.value,
+                        event.error,
                     )
-                    if slot.essential:
+                    detail = str(event.error)
+                    if action is RefusalAction.RETRY:
+                        result.append(_Outcome(_Kind.REJECTED, GapCause.MEDIA_INTERRUPTED, detail))
+                    elif action is RefusalAction.DROP:
+                        result.append(_Outcome(_Kind.DROPPED, GapCause.MEDIA_INTERRUPTED, detail))
+                    else:
                         self._end(None, "UNSUPPORTED_PROTOCOL_VERSION", normal=False)
                         result.append(_Outcome(_Kind.ENDED))
-                    else:
-                        detail = str(event.error)
-                        result.append(_Outcome(_Kind.DROPPED, GapCause.MEDIA_INTERRUPTED, detail))
                 elif isinstance(event, MediaInterruption):
                     self._media_trigger(event)
                 else:
@@ -886,13 +901,19 @@ class Engine:
             stats.frames["control"] += 1
 
 
-def _speaks_v2(event: ProtocolEvent) -> bool:
-    """A handshake answered in RTMS V2: the connection failed closed, by name (§16)."""
-    return (
-        isinstance(event, ProtocolViolation)
-        and event.fatal
-        and isinstance(event.error, UnsupportedProtocolVersion)
-    )
+def _v2_error(event: ProtocolViolation) -> UnsupportedProtocolVersion | None:
+    """The error of a handshake answered in RTMS V2 (the connection failed closed, §16)."""
+    error = event.error
+    return error if event.fatal and isinstance(error, UnsupportedProtocolVersion) else None
+
+
+def _v2_action(ledger: RefusalLedger, error: UnsupportedProtocolVersion | None) -> RefusalAction:
+    """An explicit V2 answer is final; a frame that is merely not JSON may have been garbage, so
+    it is retried like a transient refusal, up to the ledger's limit."""
+    assert error is not None
+    if not error.explicit:
+        return ledger.on_refusal(None, Rejection.UNREADABLE).action
+    return RefusalAction.END if ledger.essential else RefusalAction.DROP
 
 
 def _refused_name(rejection: str) -> str:

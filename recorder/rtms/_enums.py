@@ -432,6 +432,9 @@ class Rejection(enum.Enum):
     #: Anything else (45 INTERNAL_EXCEPTION, legacy 1 CONNECTION_TIMEOUT, 13 SESSION_NOT_FOUND
     #: after a reconnect, ...): possibly transient.
     OTHER = "other"
+    #: No V1 answer at all: a binary frame that is not JSON (an RTMS V2 server, or garbage).
+    #: Never produced by ``classify_rejection``; the engine reports it to the refusal ledger.
+    UNREADABLE = "unreadable"
 
     @property
     def final(self) -> bool:

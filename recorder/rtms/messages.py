@@ -535,7 +535,7 @@ def load_object(data: str | bytes | bytearray) -> JsonObject:
     except (ValueError, RecursionError) as exc:
         if isinstance(data, bytes | bytearray):
             raise UnsupportedProtocolVersion(
-                "binary frame is not JSON (an RTMS V2 Protobuf frame?)"
+                "binary frame is not JSON (an RTMS V2 Protobuf frame?)", explicit=False
             ) from exc
         raise RemoteProtocolError("frame is not valid JSON") from exc
     if not isinstance(obj, dict):

@@ -67,6 +67,8 @@ class ScriptedRtms:
         self.media_refusal: Callable[[Peer], tuple[int, str] | None] | None = None
         #: Fields added to the successful signaling answer (a V2 server adds its own).
         self.signaling_answer_extra: dict[str, Any] = {}
+        #: Frames sent instead of the answer to the next signaling handshakes (then closed).
+        self.signaling_junk: list[str | bytes] = []
         #: Confirmed media_params override for msg 4 (None = echo the request).
         self.confirm_params: dict[str, Any] | None = None
         self.send_first_packet = True
@@ -137,6 +139,10 @@ class ScriptedRtms:
                             {"msg_type": 2, "status_code": 3, "reason": "invalid signature"}
                         )
                         continue
+                    if self.signaling_junk:
+                        await peer.send(self.signaling_junk.pop(0))
+                        await peer.ws.aclose()
+                        return
                     if self.signaling_rejections:
                         code, reason = self.signaling_rejections.pop(0)
                         await peer.send({"msg_type": 2, "status_code": code, "reason": reason})

@@ -122,6 +122,25 @@ async def test_a_repeating_status_ends_after_its_limit(rtms_server: Any) -> None
     assert len(rtms_server.signaling) == 3
 
 
+async def test_a_binary_answer_is_retried_a_few_times_then_named(rtms_server: Any) -> None:
+    # One Protobuf-looking frame instead of the answer may have been garbage: retried.
+    rtms_server.signaling_junk = [b"\x08\x02\x12\x00"]
+    with trio.fail_after(10):
+        async with open_rtms_stream(target(rtms_server), config()) as stream:
+            [audio] = await ready_media(rtms_server)
+            await audio.send(audio_frame(1000))
+            await next_of(stream, AudioPacket)
+            assert len(rtms_server.signaling) == 2
+            await stream.close(graceful=False)
+    # A server that only ever answers in binary is V2: the stream ends by that name.
+    rtms_server.signaling_junk = [b"\x08\x02\x12\x00"] * 10
+    with trio.fail_after(10):
+        async with open_rtms_stream(target(rtms_server), config(refusal_retry_limit=2)) as stream:
+            end = await next_of(stream, StreamEnded)
+    assert end.reason_name == "UNSUPPORTED_PROTOCOL_VERSION"
+    assert len(rtms_server.signaling) == 2 + 3
+
+
 async def test_a_v2_handshake_answer_ends_the_stream_by_name(rtms_server: Any) -> None:
     rtms_server.signaling_answer_extra = {"protocol_version": 2, "srt_passphrase": "x"}
     with trio.fail_after(10):

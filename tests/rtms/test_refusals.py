@@ -37,10 +37,12 @@ def ledger(*, essential: bool) -> RefusalLedger:
         (True, [(16, Rejection.DUPLICATE_MEDIA)] * 10, [RETRY] * 10),
         (True, [(15, Rejection.ALL_CONNECTION_EXISTS)] * 10, [RETRY] * 10),
         (False, [(16, Rejection.DUPLICATE_MEDIA)] * 3, [RETRY, RETRY, DROP]),
+        # An answer that was not V1 JSON at all: retried like a transient status.
+        (True, [(None, Rejection.UNREADABLE)] * 3, [RETRY, RETRY, END]),
     ],
 )
 def test_refusal_table(
-    essential: bool, refusals: list[tuple[int, Rejection]], expected: list[RefusalAction]
+    essential: bool, refusals: list[tuple[int | None, Rejection]], expected: list[RefusalAction]
 ) -> None:
     book = ledger(essential=essential)
     assert [book.on_refusal(code, kind).action for code, kind in refusals] == expected
