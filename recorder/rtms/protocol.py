@@ -210,7 +210,8 @@ class _Connection:
         try:
             obj = load_object(data)
         except UnsupportedProtocolVersion as exc:
-            # A V2 (Protobuf) frame where the handshake answer is due: V1 will never follow.
+            # A V2 (Protobuf) frame where the handshake answer is due: fail closed, by name (the
+            # engine retries a few times, in case it was one garbage frame).
             if self._state is ConnState.HANDSHAKING:
                 self._fail(ProtocolViolation(exc, fatal=True))
             else:
