@@ -11,7 +11,9 @@ Rules (rtms-protocol.md §9.2 and Appendix B):
    or connected for less than ``media_trigger_guard_s``, is a duplicate and ignored.
 3. Every connect and handshake holds one lock: at most one attempt in flight per stream.
 4. Backoff is ``backoff_initial_s`` doubling to ``backoff_max_s``, reset by a successful
-   handshake. Failover reconnects at once.
+   handshake. Failover reconnects at once. What follows a loss (reconnect after how long, end,
+   drop an optional socket) is decided by the pure ``_recovery``; what follows a refused
+   handshake by the pure ``_refusals``.
 5. No reconnect after the stream ended (stream state 4, session state 5, STREAM_CLOSE_RESP,
    ``stopped()``). A refused handshake is retried, drops an optional socket or ends the
    stream as ``_refusals`` decides: only audio is essential, only signature and authentication
@@ -38,7 +40,6 @@ from recorder.errors import (
     UpgradeRefused,
     UrlNotAllowed,
 )
-from recorder.rtms._backoff import Backoff
 from recorder.rtms._enums import MediaType, Rejection, classify_stop_reason, stop_reason_name
 from recorder.rtms._enums import StopClass as _StopClass
 from recorder.rtms._outlet import EventOutlet
@@ -60,6 +61,7 @@ from recorder.rtms._protocol_events import (
     VideoFrame,
     VideoSubscriptionResult,
 )
+from recorder.rtms._recovery import Recovery, Step
 from recorder.rtms._refusals import RefusalAction, RefusalLedger
 from recorder.rtms._socket import close_ws, connect, flush, pump
 from recorder.rtms.events import (
@@ -112,9 +114,9 @@ class _Outcome:
 
 
 class _MediaSlot:
-    def __init__(self, plan: MediaSocketPlan, backoff: Backoff, ledger: RefusalLedger) -> None:
+    def __init__(self, plan: MediaSocketPlan, recovery: Recovery, ledger: RefusalLedger) -> None:
         self.plan = plan
-        self.backoff = backoff
+        self.recovery = recovery
         self.ledger = ledger
         #: Only audio is essential: a socket without audio may be dropped, never the stream.
         self.essential = ledger.essential
@@ -123,7 +125,6 @@ class _MediaSlot:
         self.connected_at = -math.inf
         self.scope: trio.CancelScope | None = None
         self.interrupted_wall_ms: int | None = None
-        self.interrupted_at: float | None = None
         self.duplicates = 0
 
 
@@ -161,7 +162,11 @@ class Engine:
         self._generation_ready = False
         #: (wall_ms, cause) of a full interruption not yet recovered.
         self._interruption: tuple[int, GapCause] | None = None
-        self._backoff = Backoff(config.backoff_initial_s, config.backoff_max_s)
+        self._recovery = Recovery(
+            initial_s=config.backoff_initial_s,
+            max_s=config.backoff_max_s,
+            give_up_after_s=config.give_up_after_s,
+        )
         self._signaling_refusals = RefusalLedger(
             essential=True,
             per_code_limit=config.refusal_retry_limit,
@@ -170,10 +175,6 @@ class Engine:
         #: Wall ms when the current generation's signaling handshake succeeded: an
         #: ``rtms_interrupted`` stamped before it is about an earlier generation (a late retry).
         self._generation_started_ms: int | None = None
-        #: Reconnect attempts in the current interruption, reported by ``Recovered``.
-        self._attempts = 0
-        #: trio time when the current full interruption began, for ``give_up_after_s``.
-        self._interrupted_at: float | None = None
         self._paused = False
         self._closing = False
         #: Set when the server ended the stream: the media sockets are read to their end first.
@@ -377,22 +378,13 @@ class Engine:
         self._begin_interruption(
             outcome.cause, outcome.detail, since_wall_ms=min(pending, default=None)
         )
-        if outcome.kind is _Kind.FAILOVER:
+        step = self._recovery.lost(
+            trio.current_time(), failover=outcome.kind is _Kind.FAILOVER, closing=self._closing
+        )
+        if step.step is not Step.RECONNECT:
+            self._end(step.reason, step.name, normal=step.normal)
             return 0.0
-        if self._closing:
-            self._end(20, "RECEIVER_REQUEST_CLOSE", normal=True)
-            return 0.0
-        if self._gave_up(self._interrupted_at):
-            return 0.0
-        self._attempts += 1
-        return self._backoff.next()
-
-    def _gave_up(self, since: float | None) -> bool:
-        """RTMS ends a stream whose app stays away past its grace period; so do we."""
-        if since is None or trio.current_time() - since < self._config.give_up_after_s:
-            return False
-        self._end(None, "RECONNECT_GAVE_UP", normal=False)
-        return True
+        return step.delay_s
 
     def _begin_interruption(
         self, cause: GapCause, detail: str, *, since_wall_ms: int | None = None
@@ -401,7 +393,6 @@ class Engine:
             return
         wall = self._wall_ms()
         self._interruption = (wall if since_wall_ms is None else since_wall_ms, cause)
-        self._interrupted_at = trio.current_time()
         self._outlet.offer(Interrupted(wall_ms=wall, cause=cause, media=(), detail=detail))
 
     async def _run_generation(self) -> _Outcome:
@@ -566,7 +557,7 @@ class Engine:
     def _signaling_ready(self, event: SignalingReady, nursery: trio.Nursery) -> None:
         self._signaling_refusals.on_success()
         self._generation_started_ms = self._wall_ms()
-        self._backoff.reset()
+        self._recovery.handshake_ok()
         wanted = self._config.wanted_media(self._target.product)
         plans = plan_media_sockets(
             event.server_urls,
@@ -587,9 +578,13 @@ class Engine:
                 per_code_limit=self._config.refusal_retry_limit,
                 duplicate_limit=self._config.duplicate_retry_limit,
             )
-            slot = _MediaSlot(
-                plan, Backoff(self._config.backoff_initial_s, self._config.backoff_max_s), ledger
+            recovery = Recovery(
+                initial_s=self._config.backoff_initial_s,
+                max_s=self._config.backoff_max_s,
+                give_up_after_s=self._config.give_up_after_s,
+                essential=essential,
             )
+            slot = _MediaSlot(plan, recovery, ledger)
             self._slots.append(slot)
             nursery.start_soon(self._run_slot, slot)
 
@@ -619,9 +614,10 @@ class Engine:
                 return
             if outcome.kind is _Kind.REJECTED:
                 slot.duplicates += 1
-            if slot.interrupted_wall_ms is None and self._interruption is None:
+            # During a full interruption the stream's own clock and events cover this socket.
+            own = self._interruption is None
+            if slot.interrupted_wall_ms is None and own:
                 slot.interrupted_wall_ms = self._wall_ms()
-                slot.interrupted_at = trio.current_time()
                 self._outlet.offer(
                     Interrupted(
                         wall_ms=slot.interrupted_wall_ms,
@@ -630,13 +626,15 @@ class Engine:
                         detail=outcome.detail,
                     )
                 )
-            if not slot.essential and _past(slot.interrupted_at, self._config.give_up_after_s):
-                self._drop_slot(slot, _Outcome(_Kind.DROPPED, detail="not back within the grace"))
+            step = slot.recovery.lost(trio.current_time(), clock=own)
+            if step.step is Step.DROP:
+                self._drop_slot(slot, _Outcome(_Kind.DROPPED, detail=step.name))
                 return
-            if self._gave_up(slot.interrupted_at):
+            if step.step is Step.END:
+                self._end(step.reason, step.name, normal=step.normal)
                 return
             self._stats.reconnects += 1
-            delay = slot.backoff.next()
+            delay = step.delay_s
 
     def _drop_slot(self, slot: _MediaSlot, outcome: _Outcome) -> None:
         """Rule 2 of ``_refusals``: go on without an optional socket, and say so in the record."""
@@ -718,18 +716,17 @@ class Engine:
         slot.connected_at = trio.current_time()
         slot.duplicates = 0
         slot.ledger.on_success()
+        attempts = slot.recovery.recovered()
         if slot.interrupted_wall_ms is not None:
             self._outlet.offer(
                 Recovered(
                     wall_ms=self._wall_ms(),
                     interrupted_wall_ms=slot.interrupted_wall_ms,
                     cause=GapCause.MEDIA_INTERRUPTED,
-                    attempts=slot.backoff.attempts,
+                    attempts=attempts,
                 )
             )
             slot.interrupted_wall_ms = None
-            slot.interrupted_at = None
-            slot.backoff.reset()
         self._check_generation_ready()
 
     def _check_generation_ready(self) -> None:
@@ -745,12 +742,10 @@ class Engine:
                         wall_ms=self._wall_ms(),
                         interrupted_wall_ms=interrupted_wall,
                         cause=cause,
-                        attempts=max(1, self._attempts),
+                        attempts=max(1, self._recovery.recovered()),
                     )
                 )
                 self._interruption = None
-                self._interrupted_at = None
-                self._attempts = 0
 
     def _media_handler(
         self, slot: _MediaSlot, conn: MediaConnection, result: list[_Outcome]
@@ -920,10 +915,6 @@ def _refused_name(rejection: str) -> str:
     if rejection == "DUPLICATE_SIGNAL":
         return "DUPLICATE_SIGNAL_REQUEST"
     return f"HANDSHAKE_REJECTED_{rejection}"
-
-
-def _past(since: float | None, limit_s: float) -> bool:
-    return since is not None and trio.current_time() - since >= limit_s
 
 
 __all__ = ["Engine"]
