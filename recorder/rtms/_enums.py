@@ -467,7 +467,13 @@ def classify_rejection(status_code: int | None, reason: str, *, signaling: bool)
     if "not support" in text:
         return Rejection.UNSUPPORTED
     if signaling:
-        if status_code in (StatusCode.INVALID_SIGNATURE, LegacyStatusCode.INVALID_SIGNATURE):
+        # Zoom's 2026 helper stops on 14, 15, 16; table A's 14-16 are media-only codes, so on
+        # signaling 14 and 15 are the legacy SIGNATURE_NOT_EXIST and INVALID_SIGNATURE.
+        if status_code in (
+            StatusCode.INVALID_SIGNATURE,
+            LegacyStatusCode.INVALID_SIGNATURE,
+            LegacyStatusCode.SIGNATURE_NOT_EXIST,
+        ):
             return Rejection.SIGNATURE
         if status_code in (
             StatusCode.DUPLICATE_SIGNAL_REQUEST,

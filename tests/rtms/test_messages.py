@@ -257,6 +257,7 @@ def test_enum_helpers() -> None:
         (8, "", True, m.Rejection.DUPLICATE_SIGNAL),
         (3, "invalid signature", True, m.Rejection.SIGNATURE),
         (15, "", True, m.Rejection.SIGNATURE),
+        (14, "", True, m.Rejection.SIGNATURE),
         (None, "Invalid signature", True, m.Rejection.SIGNATURE),
         (16, "", False, m.Rejection.DUPLICATE_MEDIA),
         (31, "DUPLICATE_MEDIA_DATA_CONNECTION", False, m.Rejection.DUPLICATE_MEDIA),
