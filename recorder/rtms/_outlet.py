@@ -24,6 +24,7 @@ drop record per track.
 from __future__ import annotations
 
 import collections
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -44,6 +45,8 @@ from recorder.rtms.events import (
     StreamEnded,
     TranscriptMessage,
 )
+
+logger = logging.getLogger(__name__)
 
 #: Control events that shape the audio record (gap causes, pauses, the end): never dropped.
 _AUDIO_SHAPING = (Interrupted, Recovered, Paused, Resumed, MediaSocketDropped, StreamEnded)
@@ -133,6 +136,14 @@ class EventOutlet:
                 self._drop_control()
                 return
             self.control_over_bound += 1
+            count = self.control_over_bound
+            if count & (count - 1) == 0:  # 1, 2, 4, 8...: surfaced, never a flood
+                logger.warning(
+                    "rtms consumer stalled: %d audio-shaping events kept beyond the control "
+                    "backlog of %d",
+                    count,
+                    self.control_capacity,
+                )
         self._control_waiting += 1
         self._backlog.append(event)
         self._wakeup.set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 
+import pytest
 import trio
 
 from recorder.rtms._outlet import CONTROL_TRACK, EventOutlet
@@ -42,7 +43,9 @@ async def _drain(outlet: EventOutlet) -> list[CaptureEvent]:
     return received
 
 
-async def test_control_backlog_is_bounded_and_audio_shaping_events_are_kept() -> None:
+async def test_control_backlog_is_bounded_and_audio_shaping_events_are_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     dropped: collections.Counter[str] = collections.Counter()
     outlet = EventOutlet(2, lambda: 0, dropped, control_capacity=3)
     outlet.offer(_packet(0))
@@ -57,6 +60,9 @@ async def test_control_backlog_is_bounded_and_audio_shaping_events_are_kept() ->
     assert dropped["control_backlog"] == 3
     assert dropped["after_end"] == 1
     assert outlet.control_over_bound == 3  # Interrupted, Recovered, StreamEnded
+    # Surfaced in the log at 1 and 2 (powers of two), never once per event.
+    stalled = [r for r in caplog.records if "consumer stalled" in r.getMessage()]
+    assert len(stalled) == 2
 
     received = await _drain(outlet)
     kinds = [type(e).__name__ for e in received]
