@@ -32,6 +32,7 @@ from recorder.rtms.messages import (
 from recorder.simulator._codecs import encode_track
 from recorder.simulator.connections import Connection
 from recorder.simulator.engagement import Engagement
+from recorder.simulator.faults import V2_ANSWER_FIELDS
 from recorder.simulator.handshake import check_common, check_media
 from recorder.simulator.media import SocketAudio
 from recorder.simulator.profiles import DuplicatePolicy, Status
@@ -112,6 +113,7 @@ async def serve_signaling(eng: Engagement, conn: Connection) -> None:
                 "status_code": 0,
                 "reason": "",
                 "media_server": {"server_urls": eng.media_server_urls()},
+                **(V2_ANSWER_FIELDS if eng.scenario.faults.v2_answer else {}),
             }
         )
         await eng.send_event(

@@ -10,6 +10,7 @@ Scenario file shape (TOML)::
     unknown_media_fields = true          # a new, unknown JSON field in every media frame
     v2_frame_every = 50                  # a binary Protobuf-like (RTMS V2) frame every 50 packets
     stopped_webhook_lead_s = 2.0         # rtms_stopped 2 s before the media ends
+    v2_answer = false                    # answer the signaling handshake as RTMS V2 would
     [[faults.refusals]]
     socket = "transcript"                # "signaling" or a media URL name (audio, all, ...)
     status = "transcript_not_supported"  # a ``profiles.Status`` value
@@ -54,6 +55,13 @@ class Faults:
     #: ``rtms_stopped`` goes out this many seconds before the scheduled end, while media still
     #: flows (ordering is not guaranteed, rtms-protocol §8.3); 0 = after the sockets close.
     stopped_webhook_lead_s: float = 0.0
+    #: Answer the signaling handshake as an RTMS V2 server would (``protocol_version`` 2 and
+    #: SRT fields, ``V2_ANSWER_FIELDS``).
+    v2_answer: bool = False
+
+
+#: What ``Faults.v2_answer`` adds to the signaling answer (rtms-protocol §16).
+V2_ANSWER_FIELDS: Final = {"protocol_version": 2, "srt_passphrase": "sim", "srt_pbkey_length": 16}
 
 
 class RefusalBook:
@@ -75,7 +83,13 @@ class RefusalBook:
 
 def faults_from_mapping(data: Mapping[str, Any]) -> Faults:
     """The ``[faults]`` table of a scenario file (``ConfigError`` naming what is wrong)."""
-    known = {"refusals", "unknown_media_fields", "v2_frame_every", "stopped_webhook_lead_s"}
+    known = {
+        "refusals",
+        "unknown_media_fields",
+        "v2_frame_every",
+        "stopped_webhook_lead_s",
+        "v2_answer",
+    }
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"scenario: unknown [faults] keys {sorted(unknown)}")
@@ -91,10 +105,12 @@ def faults_from_mapping(data: Mapping[str, Any]) -> Faults:
         unknown_media_fields=bool(data.get("unknown_media_fields", False)),
         v2_frame_every=int(data.get("v2_frame_every", 0)),
         stopped_webhook_lead_s=float(data.get("stopped_webhook_lead_s", 0.0)),
+        v2_answer=bool(data.get("v2_answer", False)),
     )
 
 
 __all__ = [
+    "V2_ANSWER_FIELDS",
     "V2_BINARY_FRAME",
     "Faults",
     "HandshakeRefusal",

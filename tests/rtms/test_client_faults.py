@@ -195,6 +195,21 @@ async def test_an_unknown_field_in_every_media_frame_stays_on_the_fast_path() ->
     assert any(isinstance(e, TranscriptMessage) and e.text == "still here" for e in hostile_events)
 
 
+async def test_a_v2_answer_ends_that_stream_by_name_and_no_other() -> None:
+    hostile = Scenario(
+        product=Product.MEETING, media=("audio",), duration_s=2.0, faults=Faults(v2_answer=True)
+    )
+    cfg = client_config()
+    (healthy_events, hostile_events), (healthy, eng), _ = await record_side_by_side(hostile, cfg)
+    assert_bit_exact(healthy_events, healthy, cfg.audio_params)
+    end = ended(hostile_events)
+    assert end.reason_name == "UNSUPPORTED_PROTOCOL_VERSION"
+    assert not end.normal
+    assert not packets(hostile_events)
+    assert eng.stats.signaling_accepted == 1  # never retried: an explicit V2 answer is final
+    assert ended(healthy_events).normal
+
+
 async def test_v2_binary_frames_are_dropped_alone_and_counted() -> None:
     hostile = Scenario(
         product=Product.MEETING,

@@ -18,6 +18,7 @@ def test_faults_load_from_a_scenario_table() -> None:
                 "unknown_media_fields": True,
                 "v2_frame_every": 25,
                 "stopped_webhook_lead_s": 1.5,
+                "v2_answer": True,
                 "refusals": [
                     {"socket": "transcript", "status": "transcript_not_supported", "times": 0},
                     {"socket": "signaling", "status": "internal_exception"},
@@ -33,6 +34,7 @@ def test_faults_load_from_a_scenario_table() -> None:
         unknown_media_fields=True,
         v2_frame_every=25,
         stopped_webhook_lead_s=1.5,
+        v2_answer=True,
     )
 
 
