@@ -11,6 +11,7 @@ boto3, PyAV, psycopg, cryptography) are translated at the module that calls the 
     ├── ProtocolError .............. the RTMS conversation went wrong
     │   ├── LocalProtocolError ..... *we* tried something the protocol state forbids
     │   ├── RemoteProtocolError .... the peer sent something malformed or out of order
+    │   │   └── UnsupportedProtocolVersion  an RTMS V2 answer (Protobuf, SRT, event_code)
     │   └── HandshakeRejected ...... the server answered a handshake with a non-zero status
     ├── WebhookError ............... a webhook we refuse (answered 4xx, no side effect)
     │   ├── WebhookSignatureError .. missing, forged or stale ``x-zm-signature``
@@ -81,6 +82,21 @@ class LocalProtocolError(ProtocolError):
 
 class RemoteProtocolError(ProtocolError):
     pass
+
+
+class UnsupportedProtocolVersion(RemoteProtocolError):
+    """The peer answered in RTMS V2 (rtms-protocol §16): a binary frame that is not JSON
+    (Protobuf), a handshake answer with ``protocol_version`` 2 or V2-only fields
+    (``srt_passphrase``, ``srt_pbkey_length``), or ``event_code`` without ``event_type``.
+
+    V2 is not public; it is refused by name, never misparsed as V1. ``explicit`` is False when
+    the frame merely is not JSON (Protobuf, or garbage): the client retries that a few times
+    before it gives up, where an explicit V2 answer is final at once.
+    """
+
+    def __init__(self, message: str, *, explicit: bool = True) -> None:
+        super().__init__(message)
+        self.explicit = explicit
 
 
 class HandshakeRejected(ProtocolError):

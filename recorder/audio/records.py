@@ -28,6 +28,7 @@ from recorder.rtms.events import (
     ContactCenterEvent,
     FirstPacketTimestamp,
     Interrupted,
+    MediaSocketDropped,
     PacketsDropped,
     ParticipantEvent,
     Paused,
@@ -290,6 +291,15 @@ class RecordsWriter:
                 "track": event.track,
                 "first_timestamp_ms": event.first_timestamp_ms,
                 "last_timestamp_ms": event.last_timestamp_ms,
+            }
+        if isinstance(event, MediaSocketDropped):
+            return {
+                **self._when(None, event.wall_ms),
+                "type": "media_socket_dropped",
+                "media": list(event.media),
+                "status_code": event.status_code,
+                "reason": event.reason,
+                "detail": event.detail,
             }
         assert isinstance(event, StreamEnded)
         return {

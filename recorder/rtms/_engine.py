@@ -11,9 +11,13 @@ Rules (rtms-protocol.md §9.2 and Appendix B):
    or connected for less than ``media_trigger_guard_s``, is a duplicate and ignored.
 3. Every connect and handshake holds one lock: at most one attempt in flight per stream.
 4. Backoff is ``backoff_initial_s`` doubling to ``backoff_max_s``, reset by a successful
-   handshake. Failover reconnects at once.
+   handshake. Failover reconnects at once. What follows a loss (reconnect after how long, end,
+   drop an optional socket) is decided by the pure ``_recovery``; what follows a refused
+   handshake by the pure ``_refusals``.
 5. No reconnect after the stream ended (stream state 4, session state 5, STREAM_CLOSE_RESP,
-   ``stopped()``), after a signature rejection, or after ``duplicate_retry_limit`` duplicates.
+   ``stopped()``). A refused handshake is retried, drops an optional socket or ends the
+   stream as ``_refusals`` decides: only audio is essential, only signature and authentication
+   failures are final at once.
 6. Readers never wait for the consumer (``_outlet``); keep-alives are answered in the reader.
 7. Every ``Interrupted`` is followed by ``Recovered`` or ``StreamEnded``.
 """
@@ -30,10 +34,14 @@ from typing import TYPE_CHECKING
 import trio
 from trio_websocket import WebSocketConnection
 
-from recorder.errors import TransportError, UpgradeRefused, UrlNotAllowed
-from recorder.rtms._backoff import Backoff
+from recorder.errors import (
+    TransportError,
+    UnsupportedProtocolVersion,
+    UpgradeRefused,
+    UrlNotAllowed,
+)
+from recorder.rtms._enums import MediaType, Rejection, classify_stop_reason, stop_reason_name
 from recorder.rtms._enums import StopClass as _StopClass
-from recorder.rtms._enums import classify_stop_reason, stop_reason_name
 from recorder.rtms._outlet import EventOutlet
 from recorder.rtms._protocol_events import (
     ConnectionEnded,
@@ -53,6 +61,8 @@ from recorder.rtms._protocol_events import (
     VideoFrame,
     VideoSubscriptionResult,
 )
+from recorder.rtms._recovery import Recovery, Step
+from recorder.rtms._refusals import RefusalAction, RefusalLedger
 from recorder.rtms._socket import close_ws, connect, flush, pump
 from recorder.rtms.events import (
     AudioPacket,
@@ -61,6 +71,7 @@ from recorder.rtms.events import (
     FirstPacketTimestamp,
     GapCause,
     Interrupted,
+    MediaSocketDropped,
     ParticipantEvent,
     Paused,
     Recovered,
@@ -89,6 +100,8 @@ class _Kind(enum.Enum):
     REJECTED = "rejected"
     FAILOVER = "failover"
     ENDED = "ended"
+    #: An optional media socket was refused for good (``_refusals`` rule 2).
+    DROPPED = "dropped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,17 +109,22 @@ class _Outcome:
     kind: _Kind
     cause: GapCause = GapCause.SIGNALING_INTERRUPTED
     detail: str = ""
+    status_code: int | None = None
+    reason: str = ""
 
 
 class _MediaSlot:
-    def __init__(self, plan: MediaSocketPlan, backoff: Backoff) -> None:
+    def __init__(self, plan: MediaSocketPlan, recovery: Recovery, ledger: RefusalLedger) -> None:
         self.plan = plan
-        self.backoff = backoff
+        self.recovery = recovery
+        self.ledger = ledger
+        #: Only audio is essential: a socket without audio may be dropped, never the stream.
+        self.essential = ledger.essential
+        self.dropped = False
         self.ready = False
         self.connected_at = -math.inf
         self.scope: trio.CancelScope | None = None
         self.interrupted_wall_ms: int | None = None
-        self.interrupted_at: float | None = None
         self.duplicates = 0
 
 
@@ -140,15 +158,24 @@ class Engine:
         self._signaling: SignalingConnection | None = None
         self._signaling_ws: WebSocketConnection | None = None
         self._slots: list[_MediaSlot] = []
+        #: Optional sockets refused for good: later generations do not ask for them again.
+        self._dropped_sockets: set[str] = set()
         self._generation_ready = False
         #: (wall_ms, cause) of a full interruption not yet recovered.
         self._interruption: tuple[int, GapCause] | None = None
-        self._backoff = Backoff(config.backoff_initial_s, config.backoff_max_s)
-        #: Reconnect attempts in the current interruption, reported by ``Recovered``.
-        self._attempts = 0
-        #: trio time when the current full interruption began, for ``give_up_after_s``.
-        self._interrupted_at: float | None = None
-        self._duplicates = 0
+        self._recovery = Recovery(
+            initial_s=config.backoff_initial_s,
+            max_s=config.backoff_max_s,
+            give_up_after_s=config.give_up_after_s,
+        )
+        self._signaling_refusals = RefusalLedger(
+            essential=True,
+            per_code_limit=config.refusal_retry_limit,
+            duplicate_limit=config.duplicate_retry_limit,
+        )
+        #: Wall ms when the current generation's signaling handshake succeeded: an
+        #: ``rtms_interrupted`` stamped before it is about an earlier generation (a late retry).
+        self._generation_started_ms: int | None = None
         self._paused = False
         self._closing = False
         #: Set when the server ended the stream: the media sockets are read to their end first.
@@ -181,17 +208,48 @@ class Engine:
             self._backoff_scope.cancel()
         await trio.lowlevel.checkpoint()
 
-    def signaling_interrupted(self) -> None:
+    def signaling_interrupted(
+        self, server_urls: tuple[str, ...] = (), *, event_ts_ms: int | None = None
+    ) -> None:
+        """Scenario 2. ``server_urls`` from the webhook win over the stored ones (§16);
+        ``event_ts_ms`` older than the live generation means that generation already recovered
+        from what the webhook reports, so it is left alone."""
+        try:
+            for url in server_urls:
+                check_url(
+                    url,
+                    allowed_hosts=self._config.allowed_hosts,
+                    allow_insecure_loopback=self._config.allow_insecure_loopback,
+                )
+        except UrlNotAllowed as exc:
+            # The stored URLs passed the policy: reconnect there rather than not at all.
+            logger.warning("rtms_interrupted URLs refused %s: %s", self._log, exc)
+            server_urls = ()
         if self.ended:
             return
+        if server_urls:
+            self._urls = server_urls
         if self._generation_scope is None or not self._generation_ready:
             # Already recovering (backoff or reconnecting): a duplicate trigger.
+            return
+        started = self._generation_started_ms
+        if event_ts_ms is not None and started is not None and event_ts_ms < started:
+            logger.info(
+                "rtms_interrupted %s from before the live connection (%d ms earlier): ignored",
+                self._log,
+                started - event_ts_ms,
+            )
             return
         logger.info("rtms_interrupted %s: redoing signaling and media", self._log)
         self._trip(_Outcome(_Kind.LOST, GapCause.SIGNALING_INTERRUPTED, "rtms_interrupted"))
 
     def stopped(self, reason: int | None) -> None:
-        self._end(reason, stop_reason_name(reason))
+        """``*.rtms_stopped``: never reconnect, but read what the media sockets still hold.
+
+        The webhook can overtake the media (§8.3: ordering is not guaranteed), so the stream
+        ends the way a server-ended one does: after the bounded drain of ``_terminated``.
+        """
+        self._terminated(reason, stop_reason_name(reason))
 
     async def close(self, *, graceful: bool) -> None:
         if self.ended:
@@ -255,7 +313,7 @@ class Engine:
         self._root_scope.cancel()
 
     def _terminated(self, reason: int | None, name: str) -> None:
-        """The server ended the stream (state 4 / session 5 / close response).
+        """The server ended the stream (state 4 / session 5 / close response / rtms_stopped).
 
         Audio it sent before ending may still wait unread on the media sockets (a recorder
         running behind reads it later); cancelling now would throw it away uncounted. So the
@@ -321,27 +379,13 @@ class Engine:
         self._begin_interruption(
             outcome.cause, outcome.detail, since_wall_ms=min(pending, default=None)
         )
-        if outcome.kind is _Kind.FAILOVER:
+        step = self._recovery.lost(
+            trio.current_time(), failover=outcome.kind is _Kind.FAILOVER, closing=self._closing
+        )
+        if step.step is not Step.RECONNECT:
+            self._end(step.reason, step.name, normal=step.normal)
             return 0.0
-        if self._closing:
-            self._end(20, "RECEIVER_REQUEST_CLOSE", normal=True)
-            return 0.0
-        if outcome.kind is _Kind.REJECTED:
-            self._duplicates += 1
-            if self._duplicates > self._config.duplicate_retry_limit:
-                self._end(None, "DUPLICATE_SIGNAL_REQUEST", normal=False)
-                return 0.0
-        if self._gave_up(self._interrupted_at):
-            return 0.0
-        self._attempts += 1
-        return self._backoff.next()
-
-    def _gave_up(self, since: float | None) -> bool:
-        """RTMS ends a stream whose app stays away past its grace period; so do we."""
-        if since is None or trio.current_time() - since < self._config.give_up_after_s:
-            return False
-        self._end(None, "RECONNECT_GAVE_UP", normal=False)
-        return True
+        return step.delay_s
 
     def _begin_interruption(
         self, cause: GapCause, detail: str, *, since_wall_ms: int | None = None
@@ -350,11 +394,11 @@ class Engine:
             return
         wall = self._wall_ms()
         self._interruption = (wall if since_wall_ms is None else since_wall_ms, cause)
-        self._interrupted_at = trio.current_time()
         self._outlet.offer(Interrupted(wall_ms=wall, cause=cause, media=(), detail=detail))
 
     async def _run_generation(self) -> _Outcome:
         self._generation_ready = False
+        self._generation_started_ms = None
         self._slots = []
         outcome = _Outcome(_Kind.LOST)
         with trio.CancelScope() as scope:
@@ -476,16 +520,34 @@ class Engine:
                         event.error.status_code,
                         event.error.reason,
                     )
-                    if event.rejection.retryable:
+                    decision = self._signaling_refusals.on_refusal(
+                        event.error.status_code, event.rejection
+                    )
+                    if decision.action is RefusalAction.RETRY:
                         result.append(
                             _Outcome(_Kind.REJECTED, self._lost_cause(), str(event.error))
                         )
                     else:
-                        self._end(None, f"HANDSHAKE_REJECTED_{event.rejection.name}", normal=False)
+                        logger.warning(
+                            "rtms signaling refused for good %s: %s", self._log, decision.why
+                        )
+                        self._end(None, _refused_name(event.rejection.name), normal=False)
                 elif isinstance(event, ConnectionEnded):
                     result.append(
                         _Outcome(_Kind.LOST, self._lost_cause(), f"signaling {event.cause}")
                     )
+                elif isinstance(event, ProtocolViolation) and _v2_error(event) is not None:
+                    action = _v2_action(self._signaling_refusals, _v2_error(event))
+                    logger.error(
+                        "rtms signaling answered in V2 %s (%s): %s",
+                        self._log,
+                        action.value,
+                        event.error,
+                    )
+                    if action is RefusalAction.RETRY:
+                        result.append(_Outcome(_Kind.REJECTED, self._lost_cause(), "V2 answer"))
+                    else:
+                        self._end(None, "UNSUPPORTED_PROTOCOL_VERSION", normal=False)
                 elif isinstance(event, MediaInterruption):
                     self._media_trigger(event)
                 else:
@@ -494,8 +556,9 @@ class Engine:
         return handle
 
     def _signaling_ready(self, event: SignalingReady, nursery: trio.Nursery) -> None:
-        self._duplicates = 0
-        self._backoff.reset()
+        self._signaling_refusals.on_success()
+        self._generation_started_ms = self._wall_ms()
+        self._recovery.handshake_ok()
         wanted = self._config.wanted_media(self._target.product)
         plans = plan_media_sockets(
             event.server_urls,
@@ -508,9 +571,21 @@ class Engine:
             self._end(None, "NO_MEDIA_URL", normal=False)
             return
         for plan in plans:
-            slot = _MediaSlot(
-                plan, Backoff(self._config.backoff_initial_s, self._config.backoff_max_s)
+            if plan.name in self._dropped_sockets:
+                continue
+            essential = "audio" in plan.carries or not (wanted & MediaType.AUDIO)
+            ledger = RefusalLedger(
+                essential=essential,
+                per_code_limit=self._config.refusal_retry_limit,
+                duplicate_limit=self._config.duplicate_retry_limit,
             )
+            recovery = Recovery(
+                initial_s=self._config.backoff_initial_s,
+                max_s=self._config.backoff_max_s,
+                give_up_after_s=self._config.give_up_after_s,
+                essential=essential,
+            )
+            slot = _MediaSlot(plan, recovery, ledger)
             self._slots.append(slot)
             nursery.start_soon(self._run_slot, slot)
 
@@ -535,14 +610,15 @@ class Engine:
             slot.ready = False
             if outcome.kind is _Kind.ENDED or self._terminating is not None:
                 return
+            if outcome.kind is _Kind.DROPPED:
+                self._drop_slot(slot, outcome)
+                return
             if outcome.kind is _Kind.REJECTED:
-                # The server has not yet noticed our previous media socket died. Unlike a
-                # duplicate signaling request this is retried with backoff until it clears or
-                # the server ends the stream after its grace period: giving up would lose audio.
                 slot.duplicates += 1
-            if slot.interrupted_wall_ms is None and self._interruption is None:
+            # During a full interruption the stream's own clock and events cover this socket.
+            own = self._interruption is None
+            if slot.interrupted_wall_ms is None and own:
                 slot.interrupted_wall_ms = self._wall_ms()
-                slot.interrupted_at = trio.current_time()
                 self._outlet.offer(
                     Interrupted(
                         wall_ms=slot.interrupted_wall_ms,
@@ -551,10 +627,39 @@ class Engine:
                         detail=outcome.detail,
                     )
                 )
-            if self._gave_up(slot.interrupted_at):
+            step = slot.recovery.lost(trio.current_time(), clock=own)
+            if step.step is Step.DROP:
+                self._drop_slot(slot, _Outcome(_Kind.DROPPED, detail=step.name))
+                return
+            if step.step is Step.END:
+                self._end(step.reason, step.name, normal=step.normal)
                 return
             self._stats.reconnects += 1
-            delay = slot.backoff.next()
+            delay = step.delay_s
+
+    def _drop_slot(self, slot: _MediaSlot, outcome: _Outcome) -> None:
+        """Rule 2 of ``_refusals``: go on without an optional socket, and say so in the record."""
+        slot.dropped = True
+        self._dropped_sockets.add(slot.plan.name)
+        self._stats.media_sockets_dropped += 1
+        logger.warning(
+            "rtms optional media socket dropped %s socket=%s status=%s: %s",
+            self._log,
+            slot.plan.name,
+            outcome.status_code,
+            outcome.detail,
+        )
+        self._outlet.offer(
+            MediaSocketDropped(
+                wall_ms=self._wall_ms(),
+                media=slot.plan.carries,
+                status_code=outcome.status_code,
+                reason=outcome.reason,
+                detail=outcome.detail,
+            )
+        )
+        # The generation may have waited only for this socket.
+        self._check_generation_ready()
 
     async def _run_media_socket(self, slot: _MediaSlot) -> _Outcome:
         conn = MediaConnection(
@@ -611,19 +716,25 @@ class Engine:
         slot.ready = True
         slot.connected_at = trio.current_time()
         slot.duplicates = 0
+        slot.ledger.on_success()
+        attempts = slot.recovery.recovered()
         if slot.interrupted_wall_ms is not None:
             self._outlet.offer(
                 Recovered(
                     wall_ms=self._wall_ms(),
                     interrupted_wall_ms=slot.interrupted_wall_ms,
                     cause=GapCause.MEDIA_INTERRUPTED,
-                    attempts=slot.backoff.attempts,
+                    attempts=attempts,
                 )
             )
             slot.interrupted_wall_ms = None
-            slot.interrupted_at = None
-            slot.backoff.reset()
-        if not self._generation_ready and all(s.ready for s in self._slots):
+        self._check_generation_ready()
+
+    def _check_generation_ready(self) -> None:
+        """The connection is back once every essential socket is (optional ones follow alone)."""
+        if self._generation_ready or not self._slots:
+            return
+        if all(s.ready for s in self._slots if s.essential and not s.dropped):
             self._generation_ready = True
             if self._interruption is not None:
                 interrupted_wall, cause = self._interruption
@@ -632,12 +743,10 @@ class Engine:
                         wall_ms=self._wall_ms(),
                         interrupted_wall_ms=interrupted_wall,
                         cause=cause,
-                        attempts=max(1, self._attempts),
+                        attempts=max(1, self._recovery.recovered()),
                     )
                 )
                 self._interruption = None
-                self._interrupted_at = None
-                self._attempts = 0
 
     def _media_handler(
         self, slot: _MediaSlot, conn: MediaConnection, result: list[_Outcome]
@@ -669,23 +778,60 @@ class Engine:
                         event.error.status_code,
                         event.error.reason,
                     )
-                    if event.rejection.retryable:
+                    decision = slot.ledger.on_refusal(event.error.status_code, event.rejection)
+                    if decision.action is RefusalAction.RETRY:
                         result.append(
                             _Outcome(_Kind.REJECTED, GapCause.MEDIA_INTERRUPTED, str(event.error))
                         )
+                    elif decision.action is RefusalAction.DROP:
+                        result.append(
+                            _Outcome(
+                                _Kind.DROPPED,
+                                GapCause.MEDIA_INTERRUPTED,
+                                decision.why,
+                                event.error.status_code,
+                                event.error.reason,
+                            )
+                        )
                     else:
+                        logger.warning(
+                            "rtms media refused for good %s socket=%s: %s",
+                            self._log,
+                            slot.plan.name,
+                            decision.why,
+                        )
                         self._end(
-                            None, f"MEDIA_HANDSHAKE_REJECTED_{event.rejection.name}", normal=False
+                            None, "MEDIA_" + _refused_name(event.rejection.name), normal=False
                         )
                         result.append(_Outcome(_Kind.ENDED))
                 elif isinstance(event, ConnectionEnded):
                     result.append(
                         _Outcome(_Kind.LOST, GapCause.MEDIA_INTERRUPTED, f"media {event.cause}")
                     )
+                elif isinstance(event, ProtocolViolation) and _v2_error(event) is not None:
+                    action = _v2_action(slot.ledger, _v2_error(event))
+                    logger.error(
+                        "rtms media answered in V2 %s socket=%s (%s): %s",
+                        self._log,
+                        slot.plan.name,
+                        action.value,
+                        event.error,
+                    )
+                    detail = str(event.error)
+                    if action is RefusalAction.RETRY:
+                        result.append(_Outcome(_Kind.REJECTED, GapCause.MEDIA_INTERRUPTED, detail))
+                    elif action is RefusalAction.DROP:
+                        result.append(_Outcome(_Kind.DROPPED, GapCause.MEDIA_INTERRUPTED, detail))
+                    else:
+                        self._end(None, "UNSUPPORTED_PROTOCOL_VERSION", normal=False)
+                        result.append(_Outcome(_Kind.ENDED))
                 elif isinstance(event, MediaInterruption):
                     self._media_trigger(event)
                 else:
                     self._common(event, slot.plan.name)
+            slow = conn.take_slow_path_count()
+            if slow:
+                stats.audio_slow_path += slow
 
         return handle
 
@@ -749,6 +895,27 @@ class Engine:
             self._outlet.offer(event)
         else:
             stats.frames["control"] += 1
+
+
+def _v2_error(event: ProtocolViolation) -> UnsupportedProtocolVersion | None:
+    """The error of a handshake answered in RTMS V2 (the connection failed closed, §16)."""
+    error = event.error
+    return error if event.fatal and isinstance(error, UnsupportedProtocolVersion) else None
+
+
+def _v2_action(ledger: RefusalLedger, error: UnsupportedProtocolVersion | None) -> RefusalAction:
+    """An explicit V2 answer is final; a frame that is merely not JSON may have been garbage, so
+    it is retried like a transient refusal, up to the ledger's limit."""
+    assert error is not None
+    if not error.explicit:
+        return ledger.on_refusal(None, Rejection.UNREADABLE).action
+    return RefusalAction.END if ledger.essential else RefusalAction.DROP
+
+
+def _refused_name(rejection: str) -> str:
+    if rejection == "DUPLICATE_SIGNAL":
+        return "DUPLICATE_SIGNAL_REQUEST"
+    return f"HANDSHAKE_REJECTED_{rejection}"
 
 
 __all__ = ["Engine"]

@@ -416,18 +416,30 @@ class LegacyStatusCode(enum.IntEnum):
 
 
 class Rejection(enum.Enum):
-    """Why a handshake was refused, decided from ``reason`` text first, then the code (§6.14)."""
+    """Why a handshake was refused, decided from ``reason`` text first, then the code (§6.14).
+
+    What each kind leads to (retry, drop an optional socket, end) is decided by ``_refusals``.
+    """
 
     SIGNATURE = "signature"
+    #: Authentication failed for another reason than the signature (credentials, app disabled).
+    AUTH = "auth"
     DUPLICATE_SIGNAL = "duplicate_signal"
     DUPLICATE_MEDIA = "duplicate_media"
     ALL_CONNECTION_EXISTS = "all_connection_exists"
+    #: The stream does not offer this media ("media type transcript not support"): permanent.
+    UNSUPPORTED = "unsupported"
+    #: Anything else (45 INTERNAL_EXCEPTION, legacy 1 CONNECTION_TIMEOUT, 13 SESSION_NOT_FOUND
+    #: after a reconnect, ...): possibly transient.
     OTHER = "other"
+    #: No V1 answer at all: a binary frame that is not JSON (an RTMS V2 server, or garbage).
+    #: Never produced by ``classify_rejection``; the engine reports it to the refusal ledger.
+    UNREADABLE = "unreadable"
 
     @property
-    def retryable(self) -> bool:
-        """Duplicates mean the server has not yet noticed our previous connection died."""
-        return self in (Rejection.DUPLICATE_SIGNAL, Rejection.DUPLICATE_MEDIA)
+    def final(self) -> bool:
+        """Retrying with the same credentials cannot succeed."""
+        return self in (Rejection.SIGNATURE, Rejection.AUTH)
 
 
 def is_success(status_code: int | None) -> bool:
@@ -444,14 +456,24 @@ def classify_rejection(status_code: int | None, reason: str, *, signaling: bool)
     text = reason.lower().replace("_", " ")
     if "signature" in text:
         return Rejection.SIGNATURE
+    if "authenticat" in text or "unauthori" in text:
+        return Rejection.AUTH
     if "duplicate signal" in text:
         return Rejection.DUPLICATE_SIGNAL
     if "duplicate media" in text:
         return Rejection.DUPLICATE_MEDIA
     if "all connection" in text:
         return Rejection.ALL_CONNECTION_EXISTS
+    if "not support" in text:
+        return Rejection.UNSUPPORTED
     if signaling:
-        if status_code in (StatusCode.INVALID_SIGNATURE, LegacyStatusCode.INVALID_SIGNATURE):
+        # Zoom's 2026 helper stops on 14, 15, 16; table A's 14-16 are media-only codes, so on
+        # signaling 14 and 15 are the legacy SIGNATURE_NOT_EXIST and INVALID_SIGNATURE.
+        if status_code in (
+            StatusCode.INVALID_SIGNATURE,
+            LegacyStatusCode.INVALID_SIGNATURE,
+            LegacyStatusCode.SIGNATURE_NOT_EXIST,
+        ):
             return Rejection.SIGNATURE
         if status_code in (
             StatusCode.DUPLICATE_SIGNAL_REQUEST,

@@ -3,16 +3,28 @@
 Readers call ``offer()`` synchronously. Media (audio, transcript, chat) is handed on while fewer
 than ``capacity`` events wait; beyond that it is dropped, and the loss is recorded per track as
 one pending ``PacketsDropped`` with the RTMS timestamp range, delivered in order when the
-consumer catches up. Control events (states, interruptions, the end) are never dropped: they are
-rare, so they may exceed ``capacity``. Events go straight into a channel of ``capacity`` with
-``send_nowait`` (no task hop on the hot path); only what waits behind a full channel goes to a
-backlog that one flusher task delivers. Memory is bounded by ``capacity`` plus the control
-events and one drop record per track.
+consumer catches up. Events go straight into a channel of ``capacity`` with ``send_nowait`` (no
+task hop on the hot path); only what waits behind a full channel goes to a backlog that one
+flusher task delivers.
+
+Control events wait in that backlog, at most ``control_capacity`` of them:
+
+* Events that shape the audio record (interruptions and recoveries, pause and resume, a dropped
+  socket, the end) are never dropped. Beyond the bound they are still kept, and counted
+  (``control_over_bound``): the engine's backoff limits how fast they can come.
+* Informational events (participants, contact center events, stream states, first packet)
+  beyond the bound are dropped, counted (``control_backlog``) and surfaced in order as one
+  ``PacketsDropped`` with ``track="control"`` and no timestamps, so no audio gap is relabelled.
+
+Anything offered after ``StreamEnded`` is counted (``after_end``), never silently lost.
+Memory is bounded by ``capacity``, ``control_capacity`` plus the audio-shaping events, and one
+drop record per track.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,18 +36,31 @@ from recorder.rtms.events import (
     CaptureEvent,
     ChatMessage,
     GapCause,
+    Interrupted,
+    MediaSocketDropped,
     PacketsDropped,
+    Paused,
+    Recovered,
+    Resumed,
     StreamEnded,
     TranscriptMessage,
 )
+
+logger = logging.getLogger(__name__)
+
+#: Control events that shape the audio record (gap causes, pauses, the end): never dropped.
+_AUDIO_SHAPING = (Interrupted, Recovered, Paused, Resumed, MediaSocketDropped, StreamEnded)
+#: ``PacketsDropped.track`` of informational control events dropped behind a full backlog.
+CONTROL_TRACK = "control"
+DEFAULT_CONTROL_CAPACITY = 1000
 
 
 @dataclass(slots=True)
 class _DropRecord:
     track: str
     count: int
-    first_timestamp_ms: int
-    last_timestamp_ms: int
+    first_timestamp_ms: int | None
+    last_timestamp_ms: int | None
 
 
 def _track_of(event: AudioPacket | TranscriptMessage | ChatMessage) -> str:
@@ -52,8 +77,13 @@ class EventOutlet:
         capacity: int,
         wall_ms: Callable[[], int],
         dropped_by_cause: collections.Counter[str] | None = None,
+        *,
+        control_capacity: int = DEFAULT_CONTROL_CAPACITY,
     ) -> None:
         self.capacity = max(1, capacity)
+        self.control_capacity = max(1, control_capacity)
+        #: Control events now in the backlog (drop records are bounded per track instead).
+        self._control_waiting = 0
         self._wall_ms = wall_ms
         #: Events waiting behind a full channel: control events and drop records only.
         self._backlog: collections.deque[CaptureEvent | _DropRecord] = collections.deque()
@@ -68,6 +98,8 @@ class EventOutlet:
         self._dropped_by_cause = (
             dropped_by_cause if dropped_by_cause is not None else collections.Counter()
         )
+        #: Audio-shaping control events kept beyond ``control_capacity`` (never dropped).
+        self.control_over_bound = 0
 
     @property
     def ended(self) -> bool:
@@ -76,6 +108,7 @@ class EventOutlet:
     def offer(self, event: CaptureEvent) -> None:
         """Hand on ``event`` now if the channel has room; never waits."""
         if self._ended:
+            self._dropped_by_cause["after_end"] += 1
             return
         media = isinstance(event, AudioPacket | TranscriptMessage | ChatMessage)
         if isinstance(event, StreamEnded):
@@ -98,6 +131,20 @@ class EventOutlet:
             assert isinstance(event, AudioPacket | TranscriptMessage | ChatMessage)
             self._drop(event)
             return
+        if self._control_waiting >= self.control_capacity:
+            if not isinstance(event, _AUDIO_SHAPING):
+                self._drop_control()
+                return
+            self.control_over_bound += 1
+            count = self.control_over_bound
+            if count & (count - 1) == 0:  # 1, 2, 4, 8...: surfaced, never a flood
+                logger.warning(
+                    "rtms consumer stalled: %d audio-shaping events kept beyond the control "
+                    "backlog of %d",
+                    count,
+                    self.control_capacity,
+                )
+        self._control_waiting += 1
         self._backlog.append(event)
         self._wakeup.set()
 
@@ -113,8 +160,21 @@ class EventOutlet:
             self._backlog.append(record)
             self._wakeup.set()
         record.count += 1
-        record.first_timestamp_ms = min(record.first_timestamp_ms, timestamp)
-        record.last_timestamp_ms = max(record.last_timestamp_ms, timestamp)
+        first, last = record.first_timestamp_ms, record.last_timestamp_ms
+        record.first_timestamp_ms = timestamp if first is None else min(first, timestamp)
+        record.last_timestamp_ms = timestamp if last is None else max(last, timestamp)
+
+    def _drop_control(self) -> None:
+        """An informational control event behind a full backlog: counted, surfaced in order."""
+        self.dropped[CONTROL_TRACK] += 1
+        self._dropped_by_cause["control_backlog"] += 1
+        record = self._open_drops.get(CONTROL_TRACK)
+        if record is None:
+            record = _DropRecord(CONTROL_TRACK, 0, None, None)
+            self._open_drops[CONTROL_TRACK] = record
+            self._backlog.append(record)
+            self._wakeup.set()
+        record.count += 1
 
     async def run_flusher(self) -> None:
         """Deliver the backlog in order, waiting for room; close the channel after the end."""
@@ -141,13 +201,15 @@ class EventOutlet:
                     )
                 else:
                     event = item
+                    self._control_waiting -= 1
                 try:
                     await self.send_channel.send(event)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     self._ended = True
                     self._backlog.clear()
+                    self._control_waiting = 0
                     return
                 self._backlog.popleft()
 
 
-__all__ = ["MIXED_TRACK", "EventOutlet"]
+__all__ = ["CONTROL_TRACK", "MIXED_TRACK", "EventOutlet"]

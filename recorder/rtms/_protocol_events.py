@@ -89,7 +89,8 @@ class MediaInterruption:
 
 @dataclass(frozen=True, slots=True)
 class SignalingInterruptionNotice:
-    """Stream state 2/13: wait for ``rtms_interrupted`` (§5.8)."""
+    """Stream state 2 with a reason naming signaling (12, 13, 15) or no socket at all: reported,
+    not acted upon; ``rtms_interrupted`` or the socket's own loss drives recovery (§5.8)."""
 
     detail: str = ""
 

@@ -113,7 +113,7 @@ def binary_content(
 _Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
-class _FastAudioContent(msgspec.Struct, forbid_unknown_fields=True):
+class _FastAudioContent(msgspec.Struct):
     data: bytes  # msgspec decodes the base64 itself (perf-baseline §5)
     timestamp: _Int64
     length: _Int64 | None = None
@@ -122,10 +122,13 @@ class _FastAudioContent(msgspec.Struct, forbid_unknown_fields=True):
     channel_id: str | _Int64 | None = None
 
 
-class _FastAudioFrame(msgspec.Struct, forbid_unknown_fields=True):
+class _FastAudioFrame(msgspec.Struct):
     msg_type: Literal[14]
     content: _FastAudioContent
 
+
+#: Bytes of a fast-path frame besides its base64 payload: the documented fields take ~150.
+_MAX_ENVELOPE = 1024
 
 _fast_audio_decoder: msgspec.json.Decoder[_FastAudioFrame] = msgspec.json.Decoder(_FastAudioFrame)
 
@@ -135,16 +138,23 @@ def fast_audio_content(
 ) -> tuple[int, bytes, str | None, str | None, str | None] | None:
     """``binary_content`` of a msg 14 frame in exactly the documented shape, in one pass.
 
-    Only the documented fields, with their documented types, JSON in UTF-8: anything else
-    (another ``msg_type``, an unknown or oddly typed field, malformed JSON or base64, a
-    ``length`` that does not match) returns None, and the tolerant decoder (``load_object`` and
-    ``binary_content``) decides, so results and errors are those of the tolerant path.
+    The documented fields, with their documented types, JSON in UTF-8. Fields it does not know
+    are skipped (the tolerant path ignores them too), so one new Zoom field does not send every
+    frame down the slower path. Anything else (another ``msg_type``, a missing or oddly typed
+    documented field, malformed JSON or base64, a ``length`` that does not match) returns None,
+    and the tolerant decoder (``load_object`` and ``binary_content``) decides, so results and
+    errors are those of the tolerant path.
     """
     try:
         content = _fast_audio_decoder.decode(data).content
     except Exception:  # malformed or unusual: the tolerant decoder has the final word
         return None
     payload = content.data
+    if len(data) - 4 * ((len(payload) + 2) // 3) > _MAX_ENVELOPE:
+        # Skipped unknown fields are not parsed, so values the tolerant parser refuses (an
+        # integer of thousands of digits, nesting past its recursion limit) would pass here.
+        # Both need kilobytes: such a frame goes to the tolerant path, which decides.
+        return None
     length = content.length
     if length is not None and length != len(payload):
         return None

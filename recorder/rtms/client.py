@@ -130,8 +130,11 @@ class ClientConfig:
     watchdog_s: float = 65.0
     backoff_initial_s: float = 3.0
     backoff_max_s: float = 30.0
-    #: DUPLICATE_SIGNAL_REQUEST (or duplicate media) rejections retried before giving up.
+    #: DUPLICATE_SIGNAL_REQUEST rejections in a row retried before giving up.
     duplicate_retry_limit: int = 3
+    #: Refusals in a row with the same other status (45, legacy 1, 13...) retried before an
+    #: essential socket ends the stream or an optional one is dropped (``_refusals``).
+    refusal_retry_limit: int = 5
     #: An interruption not recovered within this long ends the stream (RTMS itself gives up
     #: after about 60-65 s, §9.1).
     give_up_after_s: float = 180.0
@@ -145,6 +148,9 @@ class ClientConfig:
     allow_insecure_loopback: bool = False
     #: Media events queued for the consumer before dropping (counted) starts.
     event_buffer: int = 500
+    #: Control events waiting behind a full channel before informational ones are dropped
+    #: (counted and surfaced); events that shape the audio record are never dropped (_outlet).
+    control_event_buffer: int = 1000
     #: Keep ``buffer_data`` true: audio buffered before the connection is delivered (§5.1).
     buffer_data: bool = True
     max_message_size: int = MAX_MESSAGE_SIZE
@@ -185,7 +191,8 @@ class RtmsStats:
 
     #: Inbound frames by kind: audio, transcript, chat, video, deskshare, keep_alive, control.
     frames: collections.Counter[str] = field(default_factory=collections.Counter)
-    #: Frames not handed on, by cause: backpressure, malformed, ignored, video_not_recorded.
+    #: Frames not handed on, by cause: backpressure, malformed, ignored, video_not_recorded,
+    #: control_backlog (informational control events behind a full backlog), after_end.
     dropped: collections.Counter[str] = field(default_factory=collections.Counter)
     reconnects: int = 0
     keepalives_answered: int = 0
@@ -193,6 +200,11 @@ class RtmsStats:
     media_connects: int = 0
     open_signaling: int = 0
     max_open_signaling: int = 0
+    #: Optional (non-audio) media sockets given up after refusals.
+    media_sockets_dropped: int = 0
+    #: Audio frames decoded by the tolerant path because the one-pass decoder could not take
+    #: them (an odd shape, or malformed): a rising count means Zoom changed the frame format.
+    audio_slow_path: int = 0
 
 
 class RtmsStream:
@@ -212,12 +224,19 @@ class RtmsStream:
         """Scenario 1: a new ``rtms_started`` for this stream. Reconnect to these URLs now."""
         await self._engine.failover(server_urls)
 
-    def signaling_interrupted(self) -> None:
-        """Scenario 2: ``*.rtms_interrupted``. Redo signaling and media after backoff."""
-        self._engine.signaling_interrupted()
+    def signaling_interrupted(
+        self, server_urls: tuple[str, ...] = (), *, event_ts_ms: int | None = None
+    ) -> None:
+        """Scenario 2: ``*.rtms_interrupted``. Redo signaling and media after backoff.
+
+        ``server_urls``: the webhook's, when it carries any (they replace the stored ones).
+        ``event_ts_ms``: its ``event_ts``; one older than the live connection is ignored.
+        """
+        self._engine.signaling_interrupted(server_urls, event_ts_ms=event_ts_ms)
 
     def stopped(self, reason: int | None) -> None:
-        """``*.rtms_stopped``: finish; never reconnect."""
+        """``*.rtms_stopped``: finish after reading what the media sockets still hold (bounded
+        by ``close_timeout_s``); never reconnect."""
         self._engine.stopped(reason)
 
     async def close(self, *, graceful: bool = True) -> None:
@@ -252,7 +271,10 @@ async def open_rtms_stream(
 
     stats = RtmsStats()
     outlet = EventOutlet(
-        config.event_buffer if event_buffer is None else event_buffer, wall_ms, stats.dropped
+        config.event_buffer if event_buffer is None else event_buffer,
+        wall_ms,
+        stats.dropped,
+        control_capacity=config.control_event_buffer,
     )
     try:
         async with trio.open_nursery() as nursery:
@@ -289,7 +311,9 @@ class _EngineLike(Protocol):
 
     async def failover(self, server_urls: tuple[str, ...]) -> None: ...
 
-    def signaling_interrupted(self) -> None: ...
+    def signaling_interrupted(
+        self, server_urls: tuple[str, ...] = (), *, event_ts_ms: int | None = None
+    ) -> None: ...
 
     def stopped(self, reason: int | None) -> None: ...
 

@@ -205,6 +205,22 @@ class PacketsDropped:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaSocketDropped:
+    """An optional (non-audio) media socket was refused for good; the stream goes on without it.
+
+    Only sockets that carry no audio are ever dropped (audio refused for good ends the stream).
+    """
+
+    wall_ms: int
+    #: The media the dropped socket would have carried (``transcript``, ``chat``...).
+    media: tuple[str, ...]
+    status_code: int | None
+    #: The server's ``reason`` verbatim.
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class StreamEnded:
     """The stream is over: no more events follow."""
 
@@ -230,5 +246,6 @@ CaptureEvent = (
     | Interrupted
     | Recovered
     | PacketsDropped
+    | MediaSocketDropped
     | StreamEnded
 )

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
-from recorder.errors import RemoteProtocolError
+from recorder.errors import RemoteProtocolError, UnsupportedProtocolVersion
 from recorder.rtms._enums import (
     INSTANCE_KEYS,
     MEDIA_KEYS,
@@ -134,7 +134,27 @@ class SignalingHandshakeResponse:
         return out
 
 
+#: Handshake answer fields only RTMS V2 sends (SRT transport for data connections, §16).
+_V2_ONLY_FIELDS: Final = ("srt_passphrase", "srt_pbkey_length")
+
+
+def _refuse_v2(obj: JsonObject, where: str) -> None:
+    """A V2 handshake answer is refused by name: its media would not be V1 JSON (§16)."""
+    version = obj.get("protocol_version")
+    if type(version) is int and version != PROTOCOL_VERSION:
+        raise UnsupportedProtocolVersion(
+            f"msg {where}: protocol_version {version}; this client speaks version "
+            f"{PROTOCOL_VERSION} (JSON) only"
+        )
+    for key in _V2_ONLY_FIELDS:
+        if key in obj:
+            raise UnsupportedProtocolVersion(
+                f"msg {where}: field {key!r} belongs to RTMS V2 (SRT), which is not supported"
+            )
+
+
 def _parse_signaling_response(obj: JsonObject, where: str) -> SignalingHandshakeResponse:
+    _refuse_v2(obj, where)
     urls: dict[str, str] = {}
     media_server = _opt_object(obj, "media_server", where)
     if media_server is not None:
@@ -183,6 +203,7 @@ class DataHandshakeResponse:
 
 
 def _parse_data_response(obj: JsonObject, where: str) -> DataHandshakeResponse:
+    _refuse_v2(obj, where)
     params = _opt_object(obj, "media_params", where)
     # The doc JSON says payload_encrypted, its field table payload_encryption (§13.6).
     encrypted = _opt_bool(obj, "payload_encrypted", where)
@@ -281,6 +302,10 @@ def _parse_event(obj: JsonObject, where: str) -> EventUpdate:
             user_id = _opt_id(item, "user_id", where + " participants")
             if user_id is not None:
                 participants.append(Participant(user_id, _opt_str(item, "user_name")))
+    if "event_type" not in event and "event_code" in event:
+        raise UnsupportedProtocolVersion(
+            f"msg {where}: 'event_code' without 'event_type' is the RTMS V2 event form"
+        )
     info = _opt_object(event, "participant_info", where)
     if info is None:
         info = _opt_object(event, "paticipant_info", where)
@@ -516,10 +541,18 @@ def encode(msg: Message) -> str:
 
 
 def load_object(data: str | bytes | bytearray) -> JsonObject:
-    """Parse one frame (text or binary) into a JSON object with an integer ``msg_type``."""
+    """Parse one frame (text or binary) into a JSON object with an integer ``msg_type``.
+
+    A binary frame that is not JSON is what RTMS V2 sends (Protobuf, §16): it raises
+    ``UnsupportedProtocolVersion`` (a ``RemoteProtocolError``) so that it is named as such.
+    """
     try:
         obj = json.loads(data)
     except (ValueError, RecursionError) as exc:
+        if isinstance(data, bytes | bytearray):
+            raise UnsupportedProtocolVersion(
+                "binary frame is not JSON (an RTMS V2 Protobuf frame?)", explicit=False
+            ) from exc
         raise RemoteProtocolError("frame is not valid JSON") from exc
     if not isinstance(obj, dict):
         raise RemoteProtocolError(f"frame is JSON {type(obj).__name__}, expected an object")

@@ -19,11 +19,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from recorder.errors import HandshakeRejected, LocalProtocolError, RemoteProtocolError
+from recorder.errors import (
+    HandshakeRejected,
+    LocalProtocolError,
+    RemoteProtocolError,
+    UnsupportedProtocolVersion,
+)
 from recorder.rtms._enums import (
+    ContentType,
     EventType,
     MsgType,
     SessionState,
+    StopReason,
     StreamState,
     classify_rejection,
     event_name,
@@ -95,9 +102,18 @@ from recorder.rtms.messages import (
     fast_audio_content,
     load_object,
 )
+from recorder.rtms.rtp import l16_to_little_endian, rtp_payload
 
 #: No inbound frame of any type for this long means the socket is dead (§9.1).
 DEFAULT_WATCHDOG_S: Final = 65.0
+
+#: STREAM_STATE_UPDATE 2 (INTERRUPTED) reasons that name a media connection: redo only media
+#: (§9.2 case 3). Those naming signaling or the instance wait for ``rtms_interrupted`` or the
+#: socket's own loss; any other reason (keep-alive timeout, exceptions, unknown) names no socket
+#: and is only reported, never acted upon: a wrong guess would tear down healthy media.
+_MEDIA_INTERRUPTION_REASONS: Final = frozenset(
+    {StopReason.DATA_CONNECTION_INTERRUPTED, StopReason.DATA_CONNECTION_CLOSED_ABNORMALLY}
+)
 
 #: Sent automatically; subscribing to them is an error (§5.6).
 _AUTOMATIC_EVENTS: Final = frozenset({EventType.FIRST_PACKET_TIMESTAMP, 7})
@@ -193,6 +209,14 @@ class _Connection:
             self._last_inbound = now
         try:
             obj = load_object(data)
+        except UnsupportedProtocolVersion as exc:
+            # A V2 (Protobuf) frame where the handshake answer is due: fail closed, by name (the
+            # engine retries a few times, in case it was one garbage frame).
+            if self._state is ConnState.HANDSHAKING:
+                self._fail(ProtocolViolation(exc, fatal=True))
+            else:
+                self._events.append(ProtocolViolation(exc))
+            return
         except RemoteProtocolError as exc:
             self._events.append(ProtocolViolation(exc))
             return
@@ -241,10 +265,10 @@ class _Connection:
         )
         detail = f"stream state {msg.state} reason {msg.reason}"
         if msg.state == StreamState.INTERRUPTED:
-            if msg.reason == 13:
-                self._events.append(SignalingInterruptionNotice(detail))
-            else:
+            if msg.reason in _MEDIA_INTERRUPTION_REASONS:
                 self._events.append(MediaInterruption(0, detail))
+            else:
+                self._events.append(SignalingInterruptionNotice(detail))
         elif msg.state == StreamState.TERMINATED:
             self._events.append(StreamTerminated(msg.reason, msg.timestamp_ms, "stream"))
         elif msg.state == StreamState.PAUSED:
@@ -523,6 +547,13 @@ class MediaConnection(_Connection):
         self._requested = media_params or MediaParams()
         self.media_params: MediaParams | None = None
         self.audio_format: AudioFormat | None = None
+        #: Audio frames the one-pass decoder could not take (an unusual shape, or malformed),
+        #: decoded by the tolerant path instead: ``take_slow_path_count`` hands them to metrics.
+        self._slow_path = 0
+
+    def take_slow_path_count(self) -> int:
+        count, self._slow_path = self._slow_path, 0
+        return count
 
     def initiate(self, now: float) -> None:
         """Queue DATA_HAND_SHAKE_REQ (3)."""
@@ -594,6 +625,7 @@ class MediaConnection(_Connection):
         if self._state is not ConnState.OPEN or fmt is None:
             self._events.append(IgnoredMessage(MsgType.MEDIA_DATA_AUDIO))
             return
+        self._slow_path += 1
         content = obj.get("content")
         if type(content) is not dict:
             self._events.append(
@@ -616,6 +648,14 @@ class MediaConnection(_Connection):
         user_name: str | None,
         channel_id: str | None,
     ) -> None:
+        if fmt.content_type == ContentType.RTP:
+            try:
+                payload = rtp_payload(payload)
+                if fmt.codec is AudioCodec.L16:
+                    payload = l16_to_little_endian(payload)
+            except RemoteProtocolError as exc:
+                self._events.append(ProtocolViolation(exc))
+                return
         if channel_id is not None:
             track = "channel-" + channel_id
         elif user_id is None or user_id == "0" or fmt.data_opt == 1:

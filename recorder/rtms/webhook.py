@@ -1,7 +1,10 @@
 """Zoom webhooks for RTMS: sign, verify, answer URL validation, parse. Pure functions, no I/O.
 
 Rule 1: the signature is checked on the **raw body bytes exactly as received**, before anything
-parses them (rtms-protocol §7.4). Re-serialised JSON never verifies (§12.3).
+acts on them (rtms-protocol §7.4). Only where that fails is the compact re-serialisation of the
+parsed body tried (``json.dumps(body, separators=(",", ":"), ensure_ascii=False)``, what Zoom's
+own worker signs, §16); ``verify_webhook_request`` then returns those bytes, so what is acted on
+is exactly what was signed. Header names are matched case-insensitively.
 
 Rule 2: a verified webhook is still only *data*: ``parse_webhook`` turns it into a typed, frozen
 ``WebhookEvent`` or raises ``WebhookPayloadError`` naming what is wrong. It accepts the official
@@ -27,7 +30,7 @@ import enum
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, NamedTuple
@@ -153,6 +156,16 @@ _STOP_REASON_NUMBERS: Final[Mapping[str, int]] = MappingProxyType(
 )
 
 
+class VerifiedWebhook(NamedTuple):
+    """A request whose signature verified: act on ``body``, which is what was signed."""
+
+    timestamp_s: int
+    #: The raw body, or its compact re-serialisation when only that verified.
+    body: bytes
+    #: True when only the compact re-serialisation verified (§16's fallback).
+    reserialised: bool
+
+
 class WebhookHeaders(NamedTuple):
     """The two header values ``verify_webhook`` needs, when the caller has already picked them."""
 
@@ -218,12 +231,21 @@ def signed_headers(secret_token: str, timestamp_s: int, raw_body: bytes) -> dict
     }
 
 
-def _pick_headers(headers: Mapping[str, str] | WebhookHeaders) -> WebhookHeaders:
+def pick_headers(
+    headers: Mapping[str, str] | Iterable[tuple[bytes, bytes]] | WebhookHeaders,
+) -> WebhookHeaders:
+    """The two signature headers from a mapping or ASGI ``(name, value)`` byte pairs, in any
+    case (HTTP header names are case-insensitive)."""
     if isinstance(headers, WebhookHeaders):
         return headers
+    pairs: Iterable[tuple[str | bytes, str | bytes]] = (
+        headers.items() if isinstance(headers, Mapping) else headers
+    )
     signature: str | None = None
     timestamp: str | None = None
-    for name, value in headers.items():
+    for raw_name, raw_value in pairs:
+        name = raw_name.decode("latin-1") if isinstance(raw_name, bytes) else raw_name
+        value = raw_value.decode("latin-1") if isinstance(raw_value, bytes) else raw_value
         lowered = name.lower()
         if lowered == SIGNATURE_HEADER:
             signature = value
@@ -240,23 +262,55 @@ def verify_webhook(
     now_s: float,
     replay_window_s: float = DEFAULT_REPLAY_WINDOW_S,
 ) -> int:
-    """Check ``x-zm-signature`` over the raw body and the request timestamp's freshness.
+    """``verify_webhook_request``, returning only the verified request timestamp."""
+    return verify_webhook_request(
+        secret_token, headers, raw_body, now_s=now_s, replay_window_s=replay_window_s
+    ).timestamp_s
+
+
+def _compact(raw_body: bytes) -> bytes | None:
+    """The body as Zoom's own worker re-serialises it before signing (§16), or None."""
+    try:
+        body = json.loads(raw_body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(body, dict):
+        return None
+    try:
+        text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    except (ValueError, RecursionError):
+        return None
+    compact = text.encode("utf-8", errors="surrogatepass")
+    return None if compact == raw_body else compact
+
+
+def verify_webhook_request(
+    secret_token: str,
+    headers: Mapping[str, str] | Iterable[tuple[bytes, bytes]] | WebhookHeaders,
+    raw_body: bytes,
+    *,
+    now_s: float,
+    replay_window_s: float = DEFAULT_REPLAY_WINDOW_S,
+) -> VerifiedWebhook:
+    """Check ``x-zm-signature`` and the request timestamp's freshness; say what was signed.
 
     Args:
         secret_token: the app's webhook Secret Token (not the client secret).
-        headers: the request headers (any case), or the two values as ``WebhookHeaders``.
+        headers: the request headers (any case; a mapping or ASGI byte pairs), or the two
+            values as ``WebhookHeaders``.
         raw_body: the request body exactly as received.
         now_s: the current Unix time in seconds.
         replay_window_s: how far the request timestamp may be from ``now_s`` either way.
 
     Returns:
-        The verified request timestamp (Unix seconds).
+        The verified request timestamp (Unix seconds) and the body to act on: the raw bytes,
+        or, when only they fail, their compact re-serialisation that verified instead.
 
     Raises:
         WebhookSignatureError: with ``reason`` one of ``SignatureRejection``. The MAC is checked
             before freshness, so ``stale_timestamp`` means an authentic but replayed request.
     """
-    signature, timestamp = _pick_headers(headers)
+    signature, timestamp = pick_headers(headers)
     if not signature:
         raise WebhookSignatureError(
             f"missing {SIGNATURE_HEADER} header", reason=SignatureRejection.MISSING_SIGNATURE
@@ -278,12 +332,16 @@ def verify_webhook(
         )
     timestamp_s = int(stripped)
     # The MAC covers the header value as sent, so sign the unstripped text.
-    message = b"v0:" + timestamp.encode("utf-8") + b":" + raw_body
-    expected = (_SIGNATURE_PREFIX + _hmac_hex(secret_token, message)).encode("ascii")
-    if not hmac.compare_digest(expected, signature.encode("utf-8")):
-        raise WebhookSignatureError(
-            f"{SIGNATURE_HEADER} does not match the body", reason=SignatureRejection.BAD_SIGNATURE
-        )
+    presented = signature.encode("utf-8", errors="surrogatepass")
+    signed_body, reserialised = raw_body, False
+    if not _signature_matches(secret_token, timestamp, raw_body, presented):
+        compact = _compact(raw_body)
+        if compact is None or not _signature_matches(secret_token, timestamp, compact, presented):
+            raise WebhookSignatureError(
+                f"{SIGNATURE_HEADER} does not match the body",
+                reason=SignatureRejection.BAD_SIGNATURE,
+            )
+        signed_body, reserialised = compact, True
     age_s = now_s - timestamp_s
     if age_s > replay_window_s:
         raise WebhookSignatureError(
@@ -295,7 +353,13 @@ def verify_webhook(
             f"request timestamp is {-age_s:.0f} s in the future (window {replay_window_s:g} s)",
             reason=SignatureRejection.FUTURE_TIMESTAMP,
         )
-    return timestamp_s
+    return VerifiedWebhook(timestamp_s, signed_body, reserialised)
+
+
+def _signature_matches(secret_token: str, timestamp: str, body: bytes, presented: bytes) -> bool:
+    message = b"v0:" + timestamp.encode("utf-8", errors="surrogatepass") + b":" + body
+    expected = (_SIGNATURE_PREFIX + _hmac_hex(secret_token, message)).encode("ascii")
+    return hmac.compare_digest(expected, presented)
 
 
 def url_validation_response(secret_token: str, plain_token: str) -> dict[str, str]:

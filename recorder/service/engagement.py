@@ -207,6 +207,7 @@ class Engagement:
                 self.c.metrics.engagement_ended()
             if self.stream is not None:
                 self._report_malformed(self.stream.stats.dropped.get("malformed", 0))
+                self.c.metrics.add_rtms_stream_stats(self.stream.stats)
             with trio.CancelScope(shield=True), trio.move_on_after(10):
                 if failed and started and self.status.ended is None:
                     await self._close_after_failure()

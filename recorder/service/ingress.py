@@ -40,15 +40,14 @@ from recorder.config import MIN_DEDUP_RETENTION_S, Config, Secret
 from recorder.errors import RecorderError, WebhookError
 from recorder.rtms.webhook import (
     LIFECYCLE_KINDS,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
     WebhookEvent,
     WebhookHeaders,
     WebhookKind,
     dedup_key,
     parse_webhook,
+    pick_headers,
     url_validation_response,
-    verify_webhook,
+    verify_webhook_request,
 )
 from recorder.service.health import Liveness, Readiness
 from recorder.service.metrics import METRICS_CONTENT_TYPE, IngressRejection, RecorderMetrics
@@ -303,12 +302,13 @@ class IngressApp:
         window_s = self._settings.replay_window_s
         try:
             event = _parse_if_url_validation(raw_body)
+            signed_body = raw_body
             if event is None or headers.signature is not None or headers.timestamp is not None:
-                verify_webhook(
+                signed_body = verify_webhook_request(
                     secret_token, headers, raw_body, now_s=now_s, replay_window_s=window_s
-                )
+                ).body
             if event is None:
-                event = parse_webhook(raw_body)
+                event = parse_webhook(signed_body)
         except WebhookError as exc:
             return self._reject(exc)
         self._metrics.webhook_received(event.kind)
@@ -397,14 +397,7 @@ def _parse_if_url_validation(raw_body: bytes) -> WebhookEvent | None:
 
 
 def _webhook_headers(scope: Scope) -> WebhookHeaders:
-    signature: str | None = None
-    timestamp: str | None = None
-    for name, value in scope["headers"]:
-        if name == SIGNATURE_HEADER.encode():
-            signature = value.decode("latin-1")
-        elif name == TIMESTAMP_HEADER.encode():
-            timestamp = value.decode("latin-1")
-    return WebhookHeaders(signature=signature, timestamp=timestamp)
+    return pick_headers(scope["headers"])
 
 
 async def _respond(

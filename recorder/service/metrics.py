@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -21,6 +21,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from recorder.products import Product
 from recorder.rtms.events import GapCause
 from recorder.rtms.webhook import PayloadRejection, SignatureRejection, WebhookKind
+
+if TYPE_CHECKING:
+    from recorder.rtms.client import RtmsStats
 
 #: The Content-Type of ``render()``'s output.
 METRICS_CONTENT_TYPE: Final[str] = CONTENT_TYPE_LATEST
@@ -64,6 +67,10 @@ RECOVERY_STAGES: Final = frozenset({"recover", "requeue"})
 
 #: ``frames_dropped`` cause for frames that were not valid RTMS messages.
 MALFORMED: Final = "malformed"
+#: ``frames_dropped`` causes the RTMS client counts itself (``RtmsStats.dropped``) and reports
+#: in no event: what was offered after the stream ended. (Drops behind a full channel or control
+#: backlog arrive as ``PacketsDropped`` events, cause ``backpressure``.)
+CLIENT_DROP_CAUSES: Final = frozenset({"after_end"})
 
 
 def _label(value: str, allowed: Iterable[str]) -> str:
@@ -83,7 +90,7 @@ class RecorderMetrics:
         r = self.registry
         self._gap_causes = frozenset(c.value for c in GapCause)
         #: Frames are also dropped before they are audio at all: malformed on the wire.
-        self._drop_causes = self._gap_causes | {MALFORMED}
+        self._drop_causes = self._gap_causes | {MALFORMED} | CLIENT_DROP_CAUSES
         self.active_engagements = Gauge(
             "rtmsrec_active_engagements",
             "Engagements (RTMS streams) this process is recording now.",
@@ -215,6 +222,17 @@ class RecorderMetrics:
             "Engagements ended because another recorder took over their stream's lease.",
             registry=r,
         )
+        self.rtms_audio_slow_path = Counter(
+            "rtmsrec_rtms_audio_slow_path_frames",
+            "Audio frames the one-pass decoder could not take, decoded by the tolerant path "
+            "instead (a rising rate means RTMS changed its frame shape).",
+            registry=r,
+        )
+        self.rtms_media_sockets_dropped = Counter(
+            "rtmsrec_rtms_media_sockets_dropped",
+            "Optional (non-audio) media sockets given up after refusals; the stream went on.",
+            registry=r,
+        )
         self.readiness = Gauge(
             "rtmsrec_ready",
             "1 when the named readiness check passed at its last run, else 0.",
@@ -265,6 +283,16 @@ class RecorderMetrics:
     def add_dropped_frames(self, cause: GapCause | str, count: int) -> None:
         if count > 0:
             self.frames_dropped.labels(cause=_label(str(cause), self._drop_causes)).inc(count)
+
+    def add_rtms_stream_stats(self, stats: RtmsStats) -> None:
+        """The RTMS client's own counts of one stream, reported once when it ends (malformed
+        frames are reported by the engagement itself)."""
+        for cause in CLIENT_DROP_CAUSES:
+            self.add_dropped_frames(cause, stats.dropped.get(cause, 0))
+        if stats.audio_slow_path:
+            self.rtms_audio_slow_path.inc(stats.audio_slow_path)
+        if stats.media_sockets_dropped:
+            self.rtms_media_sockets_dropped.inc(stats.media_sockets_dropped)
 
     def add_reconnect(self, cause: GapCause | str) -> None:
         self.reconnects.labels(cause=_label(str(cause), self._gap_causes)).inc()

@@ -179,7 +179,7 @@ class Supervisor:
                 # healthy connection for it would only cause another interruption.
                 logger.info("stale rtms_interrupted ignored rtms_stream_id=%s", stream_id)
                 return
-            local.stream.signaling_interrupted()
+            local.stream.signaling_interrupted(tuple(event.server_urls), event_ts_ms=event_ts)
         elif event.kind is WebhookKind.STOPPED:
             local.stream.stopped(event.stop_reason)
 

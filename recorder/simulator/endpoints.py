@@ -32,6 +32,7 @@ from recorder.rtms.messages import (
 from recorder.simulator._codecs import encode_track
 from recorder.simulator.connections import Connection
 from recorder.simulator.engagement import Engagement
+from recorder.simulator.faults import V2_ANSWER_FIELDS
 from recorder.simulator.handshake import check_common, check_media
 from recorder.simulator.media import SocketAudio
 from recorder.simulator.profiles import DuplicatePolicy, Status
@@ -75,6 +76,8 @@ async def serve_signaling(eng: Engagement, conn: Connection) -> None:
     status = check_common(obj, MsgType.SIGNALING_HAND_SHAKE_REQ, eng.expected)
     if status is Status.OK and eng.stopping:
         status = Status.UNKNOWN_STREAM
+    if status is Status.OK:
+        status = eng.refusals.next_refusal("signaling") or status
     live = [c for c in eng.signaling if not c.closed]
     if status is Status.OK and live:
         policy = eng.profile.duplicate_policy
@@ -110,6 +113,7 @@ async def serve_signaling(eng: Engagement, conn: Connection) -> None:
                 "status_code": 0,
                 "reason": "",
                 "media_server": {"server_urls": eng.media_server_urls()},
+                **(V2_ANSWER_FIELDS if eng.scenario.faults.v2_answer else {}),
             }
         )
         await eng.send_event(
@@ -338,6 +342,8 @@ async def serve_media(eng: Engagement, conn: Connection) -> None:
     status = verdict.status
     if status is Status.OK and eng.stopping:
         status = Status.UNKNOWN_STREAM
+    if status is Status.OK:
+        status = eng.refusals.next_refusal(conn.kind) or status
     if status is not Status.OK:
         await _reject(eng, conn, status, msg_type=MsgType.DATA_HAND_SHAKE_RESP, where="media")
         return

@@ -33,6 +33,7 @@ from recorder.rtms.messages import (
 )
 from recorder.rtms.signature import handshake_signature
 from recorder.simulator.connections import Connection
+from recorder.simulator.faults import RefusalBook
 from recorder.simulator.handshake import Expected
 from recorder.simulator.media import MediaFeed
 from recorder.simulator.profiles import Profile
@@ -110,8 +111,14 @@ class Engagement:
         self.stats = EngagementStats()
         self._observed = Observed()
         self.feed = MediaFeed(
-            program, t0_ms=scenario.t0_ms, stats=self.stats, observed=self._observed
+            program,
+            t0_ms=scenario.t0_ms,
+            stats=self.stats,
+            observed=self._observed,
+            faults=scenario.faults,
         )
+        #: Which handshakes the scenario's faults refuse.
+        self.refusals = RefusalBook(scenario.faults)
         self.signature = handshake_signature(
             scenario.client_id,
             scenario.client_secret,
@@ -140,6 +147,8 @@ class Engagement:
         self.paused = False
         self.stopping = False
         self.buffer_decided = False
+        #: ``rtms_stopped`` already went out ahead of the media (``Faults.stopped_webhook_lead_s``).
+        self._stopped_webhook_sent = False
         self._reconnected = trio.Event()
         self._grace_token = 0
         self._nursery: trio.Nursery | None = None
@@ -242,8 +251,12 @@ class Engagement:
         # wakes once per batch (never early, up to batch-1 frames late): fewer wake-ups for
         # benchmarks that run hundreds of engagements.
         batch = max(1, self.options.pace_batch_frames)
+        lead_s = self.scenario.faults.stopped_webhook_lead_s
+        early_stop_frame = end_frame - round(lead_s * 1000 / FRAME_MS) if lead_s > 0 else -1
         frame = 0
         while frame < end_frame:
+            if frame == early_stop_frame and not self.stopping:
+                await self._post_stopped(self.scenario.end_reason)
             if self.scenario.firehose:
                 # As fast as the client reads, but only while someone reads (no 60 s overflow).
                 if not self.feed.audio_sockets:
@@ -569,10 +582,9 @@ class Engagement:
             return
         self.stopping = True
         self.stats.stop_reason = reason
-        payload = {**self._id_fields(), "stop_reason": reason}
         with trio.CancelScope(shield=True):
             if webhook_first:
-                await self.post_webhook("stopped", payload, self._wall_ms())
+                await self._post_stopped(reason)
             await self.send_stream_state(StreamState.TERMINATED, reason)
             await self.send_session_state(
                 SessionState.STOPPED, reason if session_stop_reason is None else session_stop_reason
@@ -581,6 +593,13 @@ class Engagement:
                 conn.closed_by_server = True
                 await conn.close(self.profile.stop_close_code)
             if not webhook_first:
-                await self.post_webhook("stopped", payload, self._wall_ms())
+                await self._post_stopped(reason)
         self.stopped.set()
         self.changed()
+
+    async def _post_stopped(self, reason: int) -> None:
+        if self._stopped_webhook_sent:
+            return
+        self._stopped_webhook_sent = True
+        payload = {**self._id_fields(), "stop_reason": reason}
+        await self.post_webhook("stopped", payload, self._wall_ms())

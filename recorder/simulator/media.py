@@ -25,6 +25,12 @@ import trio
 
 from recorder.rtms.messages import AudioParams, MediaTranscript
 from recorder.simulator.connections import Connection
+from recorder.simulator.faults import (
+    UNKNOWN_CONTENT_FIELD,
+    UNKNOWN_TOP_FIELD,
+    V2_BINARY_FRAME,
+    Faults,
+)
 from recorder.simulator.program import FRAME_MS, Program, Track, Utterance
 from recorder.simulator.stats import EngagementStats, Observed
 
@@ -39,7 +45,7 @@ def _wire_user_id(user_id: str) -> int | str:
     return int(user_id) if user_id.isdigit() and len(user_id) <= 10 else user_id
 
 
-def _content_prefix(track: Track) -> str:
+def _content_prefix(track: Track, *, unknown_fields: bool = False) -> str:
     """Everything of a msg 14 before the base64 data, for one track."""
     fields: dict[str, object] = {}
     if track.channel_id is not None:
@@ -49,6 +55,15 @@ def _content_prefix(track: Track) -> str:
         if track.user_name is not None:
             fields["user_name"] = track.user_name
     head = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)[1:-1]
+    if unknown_fields:
+        return (
+            '{"msg_type":14,'
+            + UNKNOWN_TOP_FIELD
+            + '"content":{'
+            + UNKNOWN_CONTENT_FIELD
+            + head
+            + ',"data":"'
+        )
     return '{"msg_type":14,"content":{' + head + ',"data":"'
 
 
@@ -68,14 +83,26 @@ class MediaFeed:
     """Produces frames on Zoom's clock and delivers them to whichever sockets are ready."""
 
     def __init__(
-        self, program: Program, *, t0_ms: int, stats: EngagementStats, observed: Observed
+        self,
+        program: Program,
+        *,
+        t0_ms: int,
+        stats: EngagementStats,
+        observed: Observed,
+        faults: Faults | None = None,
     ) -> None:
         self.program = program
+        self._faults = faults or Faults()
         self.t0_ms = t0_ms
         self._stats = stats
         self._observed = observed
         self._buffer: deque[int] = deque()
-        self._prefixes = {track.name: _content_prefix(track) for track in program.tracks}
+        unknown = self._faults.unknown_media_fields
+        self._prefixes = {
+            track.name: _content_prefix(track, unknown_fields=unknown) for track in program.tracks
+        }
+        #: Audio packets sent per socket (for ``Faults.v2_frame_every``).
+        self._packets_on: dict[Connection, int] = {}
         #: Ready sockets carrying audio / transcript, in the order they became ready.
         self.audio_sockets: dict[Connection, SocketAudio] = {}
         self.transcript_sockets: list[Connection] = []
@@ -149,6 +176,7 @@ class MediaFeed:
 
     def detach(self, conn: Connection) -> None:
         self.audio_sockets.pop(conn, None)
+        self._packets_on.pop(conn, None)
         if conn in self.transcript_sockets:
             self.transcript_sockets.remove(conn)
 
@@ -187,6 +215,11 @@ class MediaFeed:
         else:
             data = b"".join(payloads[f % cycle] for f in frames)
         timestamp = self.timestamp_ms(frames[0])
+        every = self._faults.v2_frame_every
+        if every:
+            sent = self._packets_on[conn] = self._packets_on.get(conn, 0) + 1
+            if sent % every == 0 and await conn.send_raw(V2_BINARY_FRAME):
+                self._stats.garbage_sent += 1
         text = (
             self._prefixes[track.name]
             + base64.b64encode(data).decode("ascii")
@@ -236,6 +269,9 @@ class MediaFeed:
             end_ms=end_ms,
             language=ENGLISH,
         ).to_wire()
+        if self._faults.unknown_media_fields:
+            message = {"zoom_future": {"v": 2}, **message}
+            message["content"] = {"audio_level": -31, **message["content"]}
         for conn in list(self.transcript_sockets):
             if await conn.send(message):
                 self._stats.transcripts_sent += 1

@@ -52,6 +52,8 @@ class Status(enum.Enum):
     INVALID_EVENTS = "invalid_events"
     INVALID_EVENT_TYPE = "invalid_event_type"
     DUPLICATE_VIDEO_SUBSCRIPTION = "duplicate_video_subscription"
+    #: A server-side failure that clears on retry (fault injection).
+    INTERNAL_EXCEPTION = "internal_exception"
 
 
 #: Table A, the 2026 docs (rtms-protocol §6.14 A). Protocol version and missing-field problems
@@ -91,6 +93,7 @@ TABLE_A: Final[Mapping[Status, tuple[int, str]]] = {
     Status.INVALID_CHAT_PARAMS: (38, "invalid media chat params"),
     Status.INVALID_CLIENT_READY_ACK: (41, "invalid client ready ack"),
     Status.DUPLICATE_VIDEO_SUBSCRIPTION: (44, "duplicate video subscription"),
+    Status.INTERNAL_EXCEPTION: (45, "internal exception"),
 }
 
 #: Table B, the 2025 docs and Zoom's mock (rtms-protocol §6.14 B). The legacy table itemises
@@ -130,6 +133,7 @@ TABLE_B: Final[Mapping[Status, tuple[int, str]]] = {
     Status.INVALID_CHAT_PARAMS: (33, "invalid media params: chat"),
     Status.INVALID_CLIENT_READY_ACK: (3, "invalid json msg: client ready ack"),
     Status.DUPLICATE_VIDEO_SUBSCRIPTION: (3, "invalid json msg: video subscription"),
+    Status.INTERNAL_EXCEPTION: (1, "connection timeout"),
 }
 
 

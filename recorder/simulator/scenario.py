@@ -69,6 +69,7 @@ from recorder.errors import ConfigError
 from recorder.products import INSTANCE_ID_KEYS
 from recorder.products import Product as Product
 from recorder.rtms.messages import AudioParams
+from recorder.simulator.faults import Faults, faults_from_mapping
 from recorder.simulator.handshake import confirm_audio
 from recorder.simulator.profiles import Status
 
@@ -244,6 +245,8 @@ class Scenario:
     #: whatever valid params the client asks for.
     audio_hint: Mapping[str, int] = field(default_factory=dict)
     steps: tuple[Step, ...] = ()
+    #: Refused handshakes and odd frame shapes (``recorder.simulator.faults``).
+    faults: Faults = field(default_factory=Faults)
 
     def audio_params(self) -> AudioParams:
         """``audio_hint`` as the client's audio ``media_params`` (WebSocket defaults elsewhere)."""
@@ -395,7 +398,8 @@ def scenario_from_mapping(data: Mapping[str, Any], *, default_name: str = "engag
             "firehose",
             "handshake_id_key",
         }
-        unknown = set(data) - known - {"product", "audio", "layout", "speakers", "steps", "media"}
+        structured = {"product", "audio", "layout", "speakers", "steps", "media", "faults"}
+        unknown = set(data) - known - structured
         if unknown:
             raise ConfigError(f"scenario: unknown keys {sorted(unknown)}")
         simple: dict[str, Any] = {k: data[k] for k in known if k in data}
@@ -406,6 +410,7 @@ def scenario_from_mapping(data: Mapping[str, Any], *, default_name: str = "engag
             steps=tuple(sorted(steps, key=lambda s: s.at_s)),
             media=tuple(str(m) for m in data.get("media", ("audio", "transcript"))),
             audio_hint=audio_hint,
+            faults=faults_from_mapping(dict(data.get("faults", {}))),
             **{"name": default_name, **simple},
         )
     except ConfigError:

@@ -63,6 +63,12 @@ class ScriptedRtms:
         #: Status codes (and reasons) to answer the next signaling handshakes with.
         self.signaling_rejections: list[tuple[int | None, str]] = []
         self.media_rejections: list[tuple[int | None, str]] = []
+        #: Per media socket: a (status_code, reason) to refuse every handshake with, or None.
+        self.media_refusal: Callable[[Peer], tuple[int, str] | None] | None = None
+        #: Fields added to the successful signaling answer (a V2 server adds its own).
+        self.signaling_answer_extra: dict[str, Any] = {}
+        #: Frames sent instead of the answer to the next signaling handshakes (then closed).
+        self.signaling_junk: list[str | bytes] = []
         #: Confirmed media_params override for msg 4 (None = echo the request).
         self.confirm_params: dict[str, Any] | None = None
         self.send_first_packet = True
@@ -133,6 +139,10 @@ class ScriptedRtms:
                             {"msg_type": 2, "status_code": 3, "reason": "invalid signature"}
                         )
                         continue
+                    if self.signaling_junk:
+                        await peer.send(self.signaling_junk.pop(0))
+                        await peer.ws.aclose()
+                        return
                     if self.signaling_rejections:
                         code, reason = self.signaling_rejections.pop(0)
                         await peer.send({"msg_type": 2, "status_code": code, "reason": reason})
@@ -146,6 +156,7 @@ class ScriptedRtms:
                             "status_code": 0,
                             "reason": "",
                             "media_server": {"server_urls": self.server_urls()},
+                            **self.signaling_answer_extra,
                         }
                     )
                     if self.send_first_packet:
@@ -187,8 +198,11 @@ class ScriptedRtms:
                         {"msg_type": 4, "status_code": 3, "reason": "invalid signature"}
                     )
                     continue
-                if self.media_rejections:
-                    code, reason = self.media_rejections.pop(0)
+                refusal = None if self.media_refusal is None else self.media_refusal(peer)
+                if refusal is None and self.media_rejections:
+                    refusal = self.media_rejections.pop(0)
+                if refusal is not None:
+                    code, reason = refusal
                     await peer.send({"msg_type": 4, "status_code": code, "reason": reason})
                     continue
                 params = (

@@ -257,20 +257,24 @@ def test_enum_helpers() -> None:
         (8, "", True, m.Rejection.DUPLICATE_SIGNAL),
         (3, "invalid signature", True, m.Rejection.SIGNATURE),
         (15, "", True, m.Rejection.SIGNATURE),
+        (14, "", True, m.Rejection.SIGNATURE),
         (None, "Invalid signature", True, m.Rejection.SIGNATURE),
         (16, "", False, m.Rejection.DUPLICATE_MEDIA),
         (31, "DUPLICATE_MEDIA_DATA_CONNECTION", False, m.Rejection.DUPLICATE_MEDIA),
         (15, "", False, m.Rejection.ALL_CONNECTION_EXISTS),
         (2, "invalid rtms stream id", True, m.Rejection.OTHER),
+        (45, "internal exception", True, m.Rejection.OTHER),
+        (13, "session not found", True, m.Rejection.OTHER),
+        (1, "connection timeout", False, m.Rejection.OTHER),
+        (12, "media type transcript not support", False, m.Rejection.UNSUPPORTED),
+        (18, "AUTHENTICATION_FAILURE", True, m.Rejection.AUTH),
     ],
 )
 def test_rejection_classification(
     code: int | None, reason: str, signaling: bool, expected: m.Rejection
 ) -> None:
     assert m.classify_rejection(code, reason, signaling=signaling) is expected
-    assert expected.retryable == (
-        expected in (m.Rejection.DUPLICATE_SIGNAL, m.Rejection.DUPLICATE_MEDIA)
-    )
+    assert expected.final == (expected in (m.Rejection.SIGNATURE, m.Rejection.AUTH))
     assert not m.is_success(code) or code == 0
 
 

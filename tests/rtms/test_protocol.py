@@ -186,7 +186,7 @@ def test_signaling_rejection_fails_closed(
     [event] = pair.peer_sends(answer)
     assert isinstance(event, HandshakeRefused)
     assert event.rejection is rejection
-    assert event.rejection.retryable is retryable
+    assert event.rejection.final is not retryable
     assert event.error.status_code == answer.get("status_code")
     assert pair.conn.state is ConnState.ERROR
     # Fail closed: peer data is ignored, local calls refuse.
