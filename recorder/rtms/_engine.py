@@ -40,6 +40,7 @@ from recorder.errors import (
     UpgradeRefused,
     UrlNotAllowed,
 )
+from recorder.products import Product
 from recorder.rtms._enums import MediaType, Rejection, classify_stop_reason, stop_reason_name
 from recorder.rtms._enums import StopClass as _StopClass
 from recorder.rtms._outlet import EventOutlet
@@ -446,6 +447,7 @@ class Engine:
             instance_key=self._target.instance_key,
             signature=self._signature,
             contact_center=self._contact_center,
+            event_code=self._target.product is Product.PHONE,
             subscribe_events=self._config.events_for(self._target.product),
             buffer_data=self._config.buffer_data,
             watchdog_s=self._config.watchdog_s,

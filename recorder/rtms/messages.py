@@ -235,10 +235,14 @@ class EventUpdate:
     extra: Mapping[str, Any] = field(default_factory=dict)
     #: ZCC events use ``event_ts``, meeting events ``timestamp``.
     timestamp_key: str = "timestamp"
+    #: The event came with ``event_code`` and no ``event_type``: Zoom Phone's form, and the RTMS
+    #: V2 form everywhere else (the connection, which knows its product, decides).
+    event_code_only: bool = False
 
     def to_wire(self) -> JsonObject:
         event: JsonObject = dict(self.extra)
-        event["event_type"] = int(self.event_type)
+        if not self.event_code_only:
+            event["event_type"] = int(self.event_type)
         if self.timestamp_ms is not None:
             event[self.timestamp_key] = self.timestamp_ms
         if self.user_id is not None:
@@ -302,10 +306,6 @@ def _parse_event(obj: JsonObject, where: str) -> EventUpdate:
             user_id = _opt_id(item, "user_id", where + " participants")
             if user_id is not None:
                 participants.append(Participant(user_id, _opt_str(item, "user_name")))
-    if "event_type" not in event and "event_code" in event:
-        raise UnsupportedProtocolVersion(
-            f"msg {where}: 'event_code' without 'event_type' is the RTMS V2 event form"
-        )
     info = _opt_object(event, "participant_info", where)
     if info is None:
         info = _opt_object(event, "paticipant_info", where)
@@ -318,6 +318,7 @@ def _parse_event(obj: JsonObject, where: str) -> EventUpdate:
         participant_info=info,
         extra={k: v for k, v in event.items() if k not in _EVENT_KNOWN_KEYS},
         timestamp_key=timestamp_key,
+        event_code_only="event_type" not in event and "event_code" in event,
     )
 
 

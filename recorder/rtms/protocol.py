@@ -358,12 +358,16 @@ class SignalingConnection(_Connection):
         instance_key: str,
         signature: str,
         contact_center: bool = False,
+        event_code: bool = False,
         subscribe_events: tuple[int, ...] = (),
         buffer_data: bool = True,
         sequence: int = 1,
         watchdog_s: float = DEFAULT_WATCHDOG_S,
     ) -> None:
         super().__init__(contact_center=contact_center, watchdog_s=watchdog_s)
+        #: Zoom Phone sends ``event_code`` only (rtms-protocol §16); on the V1 products that form
+        #: is RTMS V2, refused by name.
+        self._event_code = event_code
         self._request = SignalingHandshakeRequest(
             rtms_stream_id=rtms_stream_id,
             signature=signature,
@@ -438,6 +442,15 @@ class SignalingConnection(_Connection):
             self._send(EventSubscription(tuple((e, True) for e in self._subscribe)))
 
     def _event_update(self, msg: EventUpdate) -> None:
+        if msg.event_code_only and not self._event_code:
+            self._events.append(
+                ProtocolViolation(
+                    UnsupportedProtocolVersion(
+                        "msg 6 event: 'event_code' without 'event_type' is the RTMS V2 event form"
+                    )
+                )
+            )
+            return
         timestamp = msg.timestamp_ms
         if timestamp is not None:
             self._last_rtms_ms = timestamp

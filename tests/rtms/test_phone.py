@@ -12,13 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recorder.errors import RemoteProtocolError
+from recorder.errors import RemoteProtocolError, UnsupportedProtocolVersion
 from recorder.products import INSTANCE_ID_KEYS, Product
 from recorder.rtms import messages as m
 from recorder.rtms.client import ClientConfig
 from recorder.rtms.events import ContactCenterEvent, FirstPacketTimestamp
 from recorder.rtms.messages import MediaType
-from recorder.rtms.protocol import SignalingConnection
+from recorder.rtms.protocol import ProtocolViolation, SignalingConnection
 from recorder.rtms.signature import handshake_signature
 from recorder.rtms.webhook import (
     LIFECYCLE_KINDS,
@@ -199,13 +199,14 @@ def test_the_phone_handshake_is_signed_over_the_call_id() -> None:
 # --- event_code --------------------------------------------------------------------------
 
 
-def open_phone_signaling() -> SignalingConnection:
+def open_phone_signaling(*, event_code: bool = True) -> SignalingConnection:
     conn = SignalingConnection(
         rtms_stream_id=STREAM,
         instance_id=CALL_ID,
         instance_key="call_id",
         signature="0" * 64,
         contact_center=True,
+        event_code=event_code,
         subscribe_events=(12, 13),
     )
     conn.initiate(0.0)
@@ -267,3 +268,12 @@ def test_event_type_wins_when_both_are_sent() -> None:
     msg = m.decode(json.dumps({"msg_type": 6, "event": {"event_type": 2, "event_code": 12}}))
     assert isinstance(msg, m.EventUpdate)
     assert msg.event_type == 2
+
+
+def test_event_code_only_is_refused_as_v2_on_contact_center() -> None:
+    """The same event_code-only form is RTMS V2 on a V1 product: named, never misparsed."""
+    conn = open_phone_signaling(event_code=False)
+    conn.receive_message(json.dumps({"msg_type": 6, "event": {"event_code": 12, "event_ts": 5}}))
+    [event] = [e for e in conn.events() if isinstance(e, ProtocolViolation)]
+    assert isinstance(event.error, UnsupportedProtocolVersion)
+    assert not event.fatal
