@@ -42,6 +42,9 @@ from recorder.sink import EvidenceSink, SealedSegment, SegmentIdentity, SinkFact
 RECORDS_TRACK: Final = "records"
 #: Speaker names remembered per engagement; a bound, since a webinar can have thousands.
 _MAX_NAMES: Final = 10_000
+#: How far past its segment's end (beyond the wall-clock time elapsed) a record's timestamp may
+#: be and still rotate by it; a wilder one is written where it is, and rotation goes on.
+_FUTURE_SKEW_MS: Final = 3_600_000
 
 JsonObject = dict[str, object]
 
@@ -72,6 +75,7 @@ class RecordsWriter:
         self._sink: EvidenceSink | None = None
         self._next_index = first_index
         self._segment_start_ms = 0
+        self._opened_wall_ms = 0
         self._first_ms: int | None = None
         self._last_ms: int | None = None
         self._counts: dict[str, int] = {}
@@ -111,7 +115,7 @@ class RecordsWriter:
         ts_ms = record["ts_ms"]
         assert isinstance(ts_ms, int)
         sealed: list[SealedRecords] = []
-        if self._sink is not None and ts_ms >= self._segment_start_ms + self._segment_ms:
+        if self._sink is not None and self._due(ts_ms):
             sealed.append(self._seal(interrupted=False))
         if self._sink is None:
             self._open(ts_ms)
@@ -137,6 +141,16 @@ class RecordsWriter:
 
     # --- internals -----------------------------------------------------------------------------
 
+    def _due(self, ts_ms: int) -> bool:
+        """Rotate by the records' own clock, and by the recorder's: a record stamped far in the
+        future (a hostile or broken timestamp) would otherwise start a segment that no later
+        record reaches, and rotation would stop for the rest of the call."""
+        elapsed = self._now_ms() - self._opened_wall_ms
+        if elapsed >= self._segment_ms:
+            return True
+        due = self._segment_start_ms + self._segment_ms
+        return due <= ts_ms <= due + max(elapsed, 0) + _FUTURE_SKEW_MS
+
     def _open(self, ts_ms: int) -> None:
         identity = SegmentIdentity(
             recording_id=self._recording_id,
@@ -147,6 +161,7 @@ class RecordsWriter:
         )
         self._sink = self._sinks.open(identity, prologue_size=0)
         self._next_index += 1
+        self._opened_wall_ms = self._now_ms()
         self._segment_start_ms = ts_ms
         self._first_ms = self._last_ms = None
         self._counts = {}

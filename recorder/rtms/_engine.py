@@ -21,6 +21,7 @@ Rules (rtms-protocol.md §9.2 and Appendix B):
 from __future__ import annotations
 
 import enum
+import itertools
 import logging
 import math
 from collections.abc import Callable
@@ -80,6 +81,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+#: Interruption ids, unique in the process so a stale ``Recovered`` never closes another's.
+_INTERRUPTION_IDS = itertools.count(1)
 #: Capture events the sans-IO core produces on signaling, handed on as they are.
 _FORWARDED = (ParticipantEvent, ContactCenterEvent, FirstPacketTimestamp, StreamStateChanged)
 
@@ -106,6 +109,7 @@ class _MediaSlot:
         self.connected_at = -math.inf
         self.scope: trio.CancelScope | None = None
         self.interrupted_wall_ms: int | None = None
+        self.interruption_id = 0
         self.interrupted_at: float | None = None
         self.duplicates = 0
 
@@ -142,6 +146,11 @@ class Engine:
         self._generation_ready = False
         #: (wall_ms, cause) of a full interruption not yet recovered.
         self._interruption: tuple[int, GapCause] | None = None
+        #: Pairs each ``Interrupted`` with its ``Recovered`` (capture names gaps by it).
+        self._interruption_id = 0
+        #: (id, wall_ms) of media interruptions that the full one swallowed: their sockets are
+        #: gone, so they recover with it.
+        self._subsumed: list[tuple[int, int]] = []
         self._backoff = Backoff(config.backoff_initial_s, config.backoff_max_s)
         #: Reconnect attempts in the current interruption, reported by ``Recovered``.
         self._attempts = 0
@@ -174,6 +183,9 @@ class Engine:
             return
         if server_urls:
             self._urls = server_urls
+        if self._interruption is not None:
+            # Already down (the old server's sockets died first): that was the failover.
+            self._interruption = (self._interruption[0], GapCause.FAILOVER)
         logger.info("rtms failover %s urls=%d", self._log, len(self._urls))
         self._trip(_Outcome(_Kind.FAILOVER, GapCause.FAILOVER, "rtms_started for a live stream"))
         if self._backoff_scope is not None:
@@ -317,6 +329,14 @@ class Engine:
         self._stats.reconnects += 1
         # A media socket already down when the whole connection went counts from its own start.
         pending = [s.interrupted_wall_ms for s in self._slots if s.interrupted_wall_ms is not None]
+        self._subsumed += [
+            (s.interruption_id, s.interrupted_wall_ms)
+            for s in self._slots
+            if s.interrupted_wall_ms is not None and s.interruption_id
+        ]
+        if self._trigger is not None and self._trigger.kind is _Kind.FAILOVER:
+            # The generation ended on its own just as the failover came: it was the failover.
+            outcome = self._trigger
         self._begin_interruption(
             outcome.cause, outcome.detail, since_wall_ms=min(pending, default=None)
         )
@@ -350,7 +370,16 @@ class Engine:
         wall = self._wall_ms()
         self._interruption = (wall if since_wall_ms is None else since_wall_ms, cause)
         self._interrupted_at = trio.current_time()
-        self._outlet.offer(Interrupted(wall_ms=wall, cause=cause, media=(), detail=detail))
+        self._interruption_id = next(_INTERRUPTION_IDS)
+        self._outlet.offer(
+            Interrupted(
+                wall_ms=wall,
+                cause=cause,
+                media=(),
+                detail=detail,
+                interruption_id=self._interruption_id,
+            )
+        )
 
     async def _run_generation(self) -> _Outcome:
         self._generation_ready = False
@@ -542,12 +571,14 @@ class Engine:
             if slot.interrupted_wall_ms is None and self._interruption is None:
                 slot.interrupted_wall_ms = self._wall_ms()
                 slot.interrupted_at = trio.current_time()
+                slot.interruption_id = next(_INTERRUPTION_IDS)
                 self._outlet.offer(
                     Interrupted(
                         wall_ms=slot.interrupted_wall_ms,
                         cause=GapCause.MEDIA_INTERRUPTED,
                         media=slot.plan.carries,
                         detail=outcome.detail,
+                        interruption_id=slot.interruption_id,
                     )
                 )
             if self._gave_up(slot.interrupted_at):
@@ -617,6 +648,7 @@ class Engine:
                     interrupted_wall_ms=slot.interrupted_wall_ms,
                     cause=GapCause.MEDIA_INTERRUPTED,
                     attempts=slot.backoff.attempts,
+                    interruption_id=slot.interruption_id,
                 )
             )
             slot.interrupted_wall_ms = None
@@ -626,12 +658,25 @@ class Engine:
             self._generation_ready = True
             if self._interruption is not None:
                 interrupted_wall, cause = self._interruption
+                recovered_wall = self._wall_ms()
+                for media_id, media_wall in self._subsumed:
+                    self._outlet.offer(
+                        Recovered(
+                            wall_ms=recovered_wall,
+                            interrupted_wall_ms=media_wall,
+                            cause=GapCause.MEDIA_INTERRUPTED,
+                            attempts=max(1, self._attempts),
+                            interruption_id=media_id,
+                        )
+                    )
+                self._subsumed = []
                 self._outlet.offer(
                     Recovered(
                         wall_ms=self._wall_ms(),
                         interrupted_wall_ms=interrupted_wall,
                         cause=cause,
                         attempts=max(1, self._attempts),
+                        interruption_id=self._interruption_id,
                     )
                 )
                 self._interruption = None

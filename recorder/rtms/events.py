@@ -46,6 +46,9 @@ class GapCause(enum.StrEnum):
     BACKPRESSURE = "backpressure"
     #: Muted participant / nobody speaking in per-speaker mode: RTMS sends nothing.
     NO_SPEECH = "no_speech"
+    #: The sender's timestamps jumped further than the recorder's clock allows (a clock reset,
+    #: seconds or microseconds instead of ms): the span's length is the wall-clock estimate.
+    TIMESTAMP_DISCONTINUITY = "timestamp_discontinuity"
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +180,13 @@ class Interrupted:
     #: Which media sockets are affected; empty for a signaling (full) interruption.
     media: tuple[str, ...] = ()
     detail: str = ""
+    #: Pairs this with its ``Recovered`` (0: unpaired, from an older producer).
+    interruption_id: int = 0
+
+    @property
+    def affects_audio(self) -> bool:
+        """A transcript or chat socket going down never explains missing audio."""
+        return not self.media or "audio" in self.media
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +197,9 @@ class Recovered:
     interrupted_wall_ms: int
     cause: GapCause
     attempts: int = 1
+    #: The ``Interrupted`` this ends; ``cause`` is the true one, which may have become known
+    #: only during the interruption (a failover while the signaling was already down).
+    interruption_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
