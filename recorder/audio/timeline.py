@@ -9,7 +9,8 @@ Rules, in the order they apply to each pushed chunk:
 0. **Sanity.** ``push`` takes the recorder's clock (``now_ms``) beside each RTMS timestamp. A
    track is not anchored on one packet: the first ``anchor_packets`` chunks are held and the
    track anchors on the largest group of them that agree (their timestamps advance as the
-   recorder's clock does, within ``confirm_jump_ms``); the others are outliers. So a first
+   recorder's clock does, within ``holdback_ms``), at the group's earliest timestamp; the others
+   are outliers. Until two agree, the oldest held chunk is dropped as each new one comes. So a first
    packet in seconds, 0 or µs neither anchors the track nor moves the hold-back horizon.
 1. **Anchor.** The anchor chunk puts sample 0 at its timestamp ``t0``. A chunk's *nominal*
    position is ``(ts - t0) * rate / 1000 - delay_samples - correction`` (``delay_samples`` is the
@@ -41,12 +42,13 @@ Rules, in the order they apply to each pushed chunk:
 5. **Hold-back.** Items are emitted only once they are ``holdback_ms`` behind the newest audio
    seen, so reordering within that window is repaired before anything is written. ``finish()``
    emits the rest.
-6. **Outliers.** A chunk more than ``confirm_jump_ms`` ahead (a long pause or hold, or a
-   corrupt timestamp), more than ``plausible_lead_ms`` behind, or whose timestamp ran further
-   ahead of the recorder's clock than rule 7 allows, waits for the next chunk: if that one
-   follows it, the jump is real; if it continues the old timeline, the lone chunk is dropped
-   and counted (``outlier_samples``; a lone chunk behind takes rule 4 instead), so one bad
-   timestamp cannot push silence into the segments nor turn later packets into "duplicates".
+6. **Outliers.** A chunk more than ``holdback_ms`` ahead (a pause, a silent speaker, a long
+   hold, or a corrupt timestamp), more than ``plausible_lead_ms`` behind, or whose timestamp ran
+   further ahead of the recorder's clock than rule 7 allows, waits for the next chunk: if that
+   one follows it (later, and agreeing within ``confirm_jump_ms``), the jump is real; if it
+   continues the old timeline, the lone chunk is dropped and counted (``outlier_samples``; a
+   lone chunk behind takes rule 4 instead). So one bad timestamp cannot push silence into the
+   segments, lose the packets it jumped over, nor turn later packets into "duplicates".
 7. **Plausibility.** A confirmed jump becomes a gap of that length only if it is plausible:
    since the last anchor the timestamps may not run more than ``plausible_lead_ms`` ahead of the
    recorder's clock (Zoom replays at most 60 s of buffered audio at once, §9.4); without a
@@ -63,6 +65,7 @@ length of the call; gap items carry a length, never silence bytes.
 from __future__ import annotations
 
 import enum
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Final
@@ -175,8 +178,8 @@ class Timeline:
         self._delay = delay_samples
         self._tolerance = sample_rate * tolerance_ms // 1000
         self._holdback = sample_rate * holdback_ms // 1000
+        self._holdback_ms = holdback_ms
         self._follow = follow
-        self._confirm_jump = sample_rate * confirm_jump_ms // 1000
         self._confirm_jump_ms = confirm_jump_ms
         self._anchor_packets = max(1, anchor_packets)
         self._plausible_lead_ms = plausible_lead_ms
@@ -191,6 +194,8 @@ class Timeline:
         #: (recorder ms, end sample) of the last chunk placed at the tail, for rule 7.
         self._last_tail_now: int | None = None
         self._last_chunk_samples = 0
+        #: Chunks taken since the anchor (an overtaken anchor is repaired only at first).
+        self._accepted = 0
         self._t0: int | None = None
         self._correction = 0.0
         #: Next sample index to emit; everything before it has been handed out.
@@ -279,15 +284,18 @@ class Timeline:
             return []
         return self._anchor(final=False)
 
-    def _agree(self, a: _Chunk, b: _Chunk) -> bool:
+    def _agree(self, a: _Chunk, b: _Chunk, within_ms: int) -> bool:
         """Two chunks are on one timeline: their timestamps advance as the clock does."""
         clock = 0 if a.now_ms is None or b.now_ms is None else b.now_ms - a.now_ms
-        return abs((b.timestamp_ms - a.timestamp_ms) - clock) <= self._confirm_jump_ms
+        return abs((b.timestamp_ms - a.timestamp_ms) - clock) <= within_ms
 
     def _anchor(self, *, final: bool) -> list[TimelineItem]:
         """Rule 0: anchor on the largest agreeing group of the held chunks."""
         held = self._probation
-        support = [sum(self._agree(a, b) for b in held) for a in held]
+        # Tighter than a jump's confirmation: an anchor a little off would make every later
+        # packet "behind" it, beyond what the hold-back repairs.
+        within = self._holdback_ms
+        support = [sum(self._agree(a, b, within) for b in held) for a in held]
         best = max(range(len(held)), key=lambda i: (support[i], -i))
         if support[best] < 2 and not final and len(held) > 1:
             # Nothing agrees yet: the oldest is dropped, the others wait for company.
@@ -295,11 +303,14 @@ class Timeline:
             self.outlier_samples += dropped.samples
             return []
         self._probation = []
-        group = [c for c in held if self._agree(held[best], c)]
+        group = [c for c in held if self._agree(held[best], c, within)]
         for chunk in held:
             if chunk not in group:
                 self.outlier_samples += chunk.samples
-        first = group[0]
+        # The earliest timestamp anchors (a later one that arrived first would make it late).
+        first = min(group, key=lambda c: c.timestamp_ms if c.pcm is not None else math.inf)
+        group.remove(first)
+        group.insert(0, first)
         self._t0 = first.timestamp_ms
         self._reference = (first.timestamp_ms, first.now_ms)
         out: list[TimelineItem] = []
@@ -315,13 +326,18 @@ class Timeline:
         return out
 
     def _accept(self, chunk: _Chunk) -> list[TimelineItem]:
+        self._accepted += 1
         position = self.position_of(chunk.timestamp_ms)
         if (
             position < -self._delay - self._tolerance
             and not self._emitted_any
-            and -self._delay - position <= self._holdback + self._tolerance
+            and self._accepted < 2 * self._anchor_packets
+            and -self._delay - position
+            <= self._anchor_packets * self._last_chunk_samples + self._tolerance
         ):
-            # An earlier packet overtook the first one: the stream starts here, not there.
+            # An earlier packet overtook the anchor group: the stream starts here, not there.
+            # Only by a few packets and right after anchoring: a stray further back or later
+            # would shift the whole track.
             position = self._reanchor(chunk.timestamp_ms, position)
         far = self._is_far(chunk, position)
         tentative = self._tentative
@@ -340,7 +356,9 @@ class Timeline:
 
     def _is_far(self, chunk: _Chunk, position: int) -> bool:
         ahead = position - self._max_end
-        if ahead > self._confirm_jump or -ahead > self._plausible_lead:
+        if ahead > self._holdback or -ahead > self._plausible_lead:
+            # Believed at once, a jump past the hold-back would write its hole before the
+            # packets it skipped could arrive, and lose them if the jump was a bad timestamp.
             return True
         return ahead > self._tolerance and self._lead_ms(chunk) > self._plausible_lead_ms
 
@@ -355,7 +373,7 @@ class Timeline:
         """Rule 6: the chunk after a far one continues from it."""
         if second.timestamp_ms < first.timestamp_ms:
             return False
-        return self._agree(first, second)
+        return self._agree(first, second, self._confirm_jump_ms)
 
     def _reject(self, chunk: _Chunk) -> None:
         """The old timeline went on: a lone far chunk ahead is an outlier; one behind is late."""
@@ -391,9 +409,7 @@ class Timeline:
             elapsed = chunk.now_ms - self._last_tail_now - previous_ms
         length = min(max(1, self.sample_rate * elapsed // 1000), self._plausible_lead)
         start = self._max_end
-        label = _Label(
-            start, start + length, SpanKind.GAP, GapCause.TIMESTAMP_DISCONTINUITY, None
-        )
+        label = _Label(start, start + length, SpanKind.GAP, GapCause.TIMESTAMP_DISCONTINUITY, None)
         self._pending.append((start, start + length, None, label))
         self._max_end = start + length
         # t0 such that the chunk's nominal position is the new tail (to within a millisecond;

@@ -628,7 +628,13 @@ async def test_media_then_signaling_loss_is_one_window(rtms_server: Any, mock_cl
         assert full_cut.wall_ms > media_cut.wall_ms
         await trio.testing.wait_all_tasks_blocked()
         mock_clock.jump(3.1)
+        # Every Interrupted gets its own Recovered: the media one, swallowed by the full one,
+        # recovers with it (an unpaired window would name every later gap).
+        media_back = await next_of(stream, Recovered)
+        assert media_back.interruption_id == media_cut.interruption_id
+        assert media_back.cause is GapCause.MEDIA_INTERRUPTED
         recovered = await next_of(stream, Recovered)
+        assert recovered.interruption_id == full_cut.interruption_id != media_cut.interruption_id
         assert recovered.cause is GapCause.SIGNALING_INTERRUPTED
         assert recovered.interrupted_wall_ms == media_cut.wall_ms
         await stream.close(graceful=False)
