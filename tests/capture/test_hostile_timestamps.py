@@ -218,7 +218,8 @@ def test_transcript_and_chat_troubles_never_name_an_audio_gap() -> None:
     h.finish()
     assert h.gaps() == [(GapCause.LOST_PACKETS.value, 50 * PACKET, 60 * PACKET)]
     kinds = [r["type"] for r in h.records()]
-    assert "interrupted" in kinds and "packets_dropped" in kinds  # still on the record
+    assert "interrupted" in kinds  # still on the record
+    assert "packets_dropped" in kinds
 
 
 def test_late_packets_rename_the_gap_they_missed() -> None:
@@ -256,17 +257,13 @@ def test_any_timestamp_sequence_is_recorded_bounded_named_and_once(
     written_before = 0
     lead_samples = RATE * 70
     for action, value in steps:
-        timestamp: int | None = None
         if action == "skip":
             index += value
         elif action == "back":
             index = max(0, index - value)
         elif action == "shift":
             shift += value
-        if action == "garbage":
-            timestamp = value
-        else:
-            timestamp = T0 + index * 20 + shift
+        timestamp = value if action == "garbage" else T0 + index * 20 + shift
         h.clock.ms = C0 + index * 20
         h.sealed += h.core.handle_audio(AudioPacket("mixed", timestamp, payload(index), FMT))
         if action != "dup":
