@@ -10,8 +10,10 @@ Rules, in the order they apply to each pushed chunk:
    track is not anchored on one packet: the first ``anchor_packets`` chunks are held and the
    track anchors on the largest group of them that agree (their timestamps advance as the
    recorder's clock does, within ``holdback_ms``), at the group's earliest timestamp; the others
-   are outliers. Until two agree, the oldest held chunk is dropped as each new one comes. So a first
-   packet in seconds, 0 or µs neither anchors the track nor moves the hold-back horizon.
+   are outliers. Until two agree, the oldest held chunk is dropped as each new one comes. So a
+   first packet in seconds, 0 or µs neither anchors the track nor moves the hold-back horizon.
+   A packet the capture boundary refused for its timestamp (``note_refused``) names the hole
+   the next chunk opens at the tail, up to its length: ``BAD_TIMESTAMP``.
 1. **Anchor.** The anchor chunk puts sample 0 at its timestamp ``t0``. A chunk's *nominal*
    position is ``(ts - t0) * rate / 1000 - delay_samples - correction`` (``delay_samples`` is the
    decoder's lookahead, see ``recorder.audio.decoder``). What lands before sample 0 is codec
@@ -196,6 +198,8 @@ class Timeline:
         self._last_chunk_samples = 0
         #: Chunks taken since the anchor (an overtaken anchor is repaired only at first).
         self._accepted = 0
+        #: Samples of packets refused for their timestamp since the last chunk (``note_refused``).
+        self._refused_samples = 0
         self._t0: int | None = None
         self._correction = 0.0
         #: Next sample index to emit; everything before it has been handed out.
@@ -426,6 +430,7 @@ class Timeline:
             self._place_undecodable(position, chunk.samples)
         else:
             self._place(position, chunk.pcm, chunk.samples)
+        self._refused_samples = 0
         if position >= self._max_end - chunk.samples - self._tolerance:
             self._last_tail_now = chunk.now_ms
             self._last_chunk_samples = chunk.samples
@@ -543,6 +548,12 @@ class Timeline:
         out = self._settle()
         return out + self._emit(self._max_end)
 
+    def note_refused(self, samples: int) -> None:
+        """A packet of ``samples`` arrived here but was refused for its timestamp: the hole the
+        next chunk opens at the tail is its, up to that length (``BAD_TIMESTAMP``)."""
+        if self._t0 is not None:
+            self._refused_samples += samples
+
     def take_late_spans(self) -> list[tuple[int, int]]:
         """Sample ranges of emitted gaps that late packets would have filled (rule 4)."""
         spans = list(self._late_spans)
@@ -654,6 +665,12 @@ class Timeline:
         self.duplicate_samples += (end - start) - late
 
     def _open_hole(self, start: int, end: int) -> None:
+        if self._refused_samples:
+            # First, so it wins over a window for its own span (labels sort stably).
+            refused_end = min(end, start + self._refused_samples + self._tolerance)
+            self._labels.append(
+                _Label(start, refused_end, SpanKind.GAP, GapCause.BAD_TIMESTAMP, None)
+            )
         if not self._windows:
             return
         # A window that began within a packet of the hole explains all of it from the start.

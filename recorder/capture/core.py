@@ -304,6 +304,10 @@ class CaptureCore:
         """A timestamp that is not Unix ms (seconds, µs, 0, negative): the packet is refused."""
         count = self._bad_timestamps.get(packet.track, 0) + 1
         self._bad_timestamps[packet.track] = count
+        track = self.tracks.get(packet.track)
+        if track is not None:
+            # Where it arrived is where its audio is missing: that gap is named after it.
+            track.timeline.note_refused(track.packet_samples)
         self.manifest.counters.setdefault(packet.track, {})["bad_timestamp_packets"] = count
         if count & (count - 1):
             return []

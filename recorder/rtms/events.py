@@ -49,6 +49,8 @@ class GapCause(enum.StrEnum):
     #: The sender's timestamps jumped further than the recorder's clock allows (a clock reset,
     #: seconds or microseconds instead of ms): the span's length is the wall-clock estimate.
     TIMESTAMP_DISCONTINUITY = "timestamp_discontinuity"
+    #: A packet arrived with a timestamp that cannot be Unix ms (seconds, µs, 0...): refused.
+    BAD_TIMESTAMP = "bad_timestamp"
 
 
 @dataclass(frozen=True, slots=True)

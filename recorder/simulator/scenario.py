@@ -44,6 +44,8 @@ Step actions and their ``args`` (all optional):
 ``zcc_event``       ``event_type`` (8), ``channel_id``
 ``transcript``      ``text``, ``user_id``, ``user_name``, ``channel_id``
 ``chat``            ``text``, ``user_id``, ``user_name``
+``timestamp_fault`` ``kind`` (one of TIMESTAMP_FAULT_KINDS), ``frames`` (1): the next audio
+                    packets sent carry a broken timestamp (the first replayed one, at 0 s)
 =================== ==========================================================================
 
 Steps run on the media timeline: a step at ``at_s`` runs before the frame at that time, so
@@ -117,6 +119,7 @@ class Action(enum.StrEnum):
     ZCC_EVENT = "zcc_event"
     TRANSCRIPT = "transcript"
     CHAT = "chat"
+    TIMESTAMP_FAULT = "timestamp_fault"
 
 
 #: Accepted argument names per action (anything else is a scenario error, caught at load time).
@@ -137,6 +140,7 @@ STEP_ARGS: Final[Mapping[Action, frozenset[str]]] = {
     Action.ZCC_EVENT: frozenset({"event_type", "channel_id"}),
     Action.TRANSCRIPT: frozenset({"text", "user_id", "user_name", "channel_id"}),
     Action.CHAT: frozenset({"text", "user_id", "user_name"}),
+    Action.TIMESTAMP_FAULT: frozenset({"kind", "frames"}),
 }
 
 #: Garbage frame kinds for ``Action.GARBAGE`` (``kind = "all"`` sends every one).
@@ -147,6 +151,16 @@ GARBAGE_KINDS: Final = (
     "unknown_type",
     "meta_data_audio",
     "binary_junk",
+)
+
+#: Broken timestamps for ``Action.TIMESTAMP_FAULT``: what a buggy sender gets wrong.
+TIMESTAMP_FAULT_KINDS: Final = (
+    "seconds",
+    "microseconds",
+    "zero",
+    "negative",
+    "max_int64",
+    "far_future",
 )
 
 ArgValue = str | int | float | bool
@@ -329,6 +343,14 @@ def validate(scenario: Scenario) -> Scenario:
             )
         if step.at_s < 0:
             raise ConfigError(f"scenario {scenario.name}: step {step.action} at a negative time")
+        if (
+            step.action is Action.TIMESTAMP_FAULT
+            and step.arg_str("kind", "seconds") not in TIMESTAMP_FAULT_KINDS
+        ):
+            raise ConfigError(
+                f"scenario {scenario.name}: timestamp_fault kind must be one of "
+                f"{', '.join(TIMESTAMP_FAULT_KINDS)}"
+            )
     return scenario
 
 

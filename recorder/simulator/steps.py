@@ -88,6 +88,8 @@ async def run_step(eng: Engagement, step: Step) -> None:
         )
     elif action is Action.CHAT:
         await send_chat(eng, step)
+    elif action is Action.TIMESTAMP_FAULT:
+        eng.feed.break_timestamps(step.arg_str("kind", "seconds"), step.arg_int("frames", 1))
 
 
 async def participant_event(eng: Engagement, step: Step) -> None:

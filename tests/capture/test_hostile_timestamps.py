@@ -135,6 +135,16 @@ def test_impossible_timestamps_are_refused_at_the_boundary_and_said() -> None:
     assert [r["count"] for r in said] == [1, 2, 4]  # 1st, 2nd, 4th: never a flood
 
 
+def test_a_frame_whose_timestamp_broke_leaves_a_gap_named_after_it() -> None:
+    """The sender broke packet 40's timestamp (µs): its 20 ms are missing, and say why."""
+    h = Harness()
+    for i in range(100):
+        h.audio(i, (T0 + i * 20) * 1000 if i == 40 else None)
+    h.finish()
+    assert h.gaps() == [(GapCause.BAD_TIMESTAMP.value, 40 * PACKET, 41 * PACKET)]
+    assert_exact(h.signal())
+
+
 def test_a_first_frame_off_by_a_day_costs_only_itself() -> None:
     h = Harness()
     h.audio(0, T0 + 86_400_000)
