@@ -283,6 +283,7 @@ class RecordsWriter:
                 "cause": event.cause.value,
                 "media": list(event.media),
                 "detail": event.detail,
+                "interruption_id": event.interruption_id,
             }
         if isinstance(event, Recovered):
             return {
@@ -291,6 +292,7 @@ class RecordsWriter:
                 "cause": event.cause.value,
                 "interrupted_wall_ms": event.interrupted_wall_ms,
                 "attempts": event.attempts,
+                "interruption_id": event.interruption_id,
             }
         if isinstance(event, PacketsDropped):
             return {
