@@ -196,10 +196,11 @@ async def test_hostile_timestamps_and_a_drop_before_a_failover_beside_a_healthy_
     interrupted = [r for r in lines if r["type"] == "interrupted"]
     recovered = [r for r in lines if r["type"] == "recovered"]
     assert len(interrupted) == len(recovered)
-    assert [r["cause"] for r in interrupted if r["media"] != ["transcript"]] == [
-        "media_interrupted",
-        "failover",
-    ]
+    audio_cuts = [r["cause"] for r in interrupted if r["media"] != ["transcript"]]
+    # The full interruption is called what the client knew when it began (the old server's
+    # sockets may close before the rtms_started webhook arrives); its recovery, the true cause.
+    assert audio_cuts[0] == "media_interrupted"
+    assert audio_cuts[1:] in (["failover"], ["signaling_interrupted"])
     assert [r["cause"] for r in recovered][-1] == "failover"
     # Paired by id: each interruption recovers exactly once.
     assert sorted(r["interruption_id"] for r in interrupted) == sorted(
