@@ -76,6 +76,8 @@ logger = logging.getLogger(__name__)
 _USER_TRACK_PREFIX: Final = "user-"
 #: The recorder's own sum of the per-speaker tracks (``CaptureConfig.mixdown``).
 MIXDOWN_TRACK: Final = "mixdown"
+#: Interruption and pause windows kept open at once (each ``Recovered`` closes its own).
+_MAX_OPEN_WINDOWS: Final = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -538,6 +540,10 @@ class CaptureCore:
         *,
         window_id: int = 0,
     ) -> None:
+        if len(self._open_windows) >= _MAX_OPEN_WINDOWS:
+            # Never closed (a producer that lost track): the oldest goes, as in the timeline.
+            stale_id = self._open_windows.pop(0)[0]
+            self._audio_interruptions.discard(stale_id)
         self._open_windows.append((window_id, kind, cause, actor))
         for track in self.tracks.values():
             track.timeline.begin_window(

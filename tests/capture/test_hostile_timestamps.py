@@ -232,6 +232,23 @@ def test_transcript_and_chat_troubles_never_name_an_audio_gap() -> None:
     assert "packets_dropped" in kinds
 
 
+def test_interruptions_that_never_recover_keep_memory_bounded() -> None:
+    h = Harness()
+    for i in range(20):
+        h.audio(i)
+    for n in range(1, 2_000):
+        h.event(Interrupted(C0, GapCause.MEDIA_INTERRUPTED, media=("audio",), interruption_id=n))
+    assert len(h.core._open_windows) <= 32
+    assert len(h.core._audio_interruptions) <= 32
+    assert len(h.core.tracks["mixed"].timeline._windows) <= 32
+    # A recovery of one still open closes it; its gap is named.
+    h.event(Recovered(C0 + 1_000, C0, GapCause.MEDIA_INTERRUPTED, interruption_id=1_999))
+    for i in range(70, 80):
+        h.audio(i)
+    h.finish()
+    assert h.gaps() == [(GapCause.MEDIA_INTERRUPTED.value, 20 * PACKET, 70 * PACKET)]
+
+
 def test_late_packets_rename_the_gap_they_missed() -> None:
     h = Harness()
     for i in range(100):
