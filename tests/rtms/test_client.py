@@ -641,6 +641,26 @@ async def test_media_then_signaling_loss_is_one_window(rtms_server: Any, mock_cl
 
 
 @pytest.mark.timeout(30)  # frozen clock: trio.fail_after cannot guard this one
+async def test_a_failover_while_signaling_is_down_is_named_failover(
+    rtms_server: Any, rtms_server_b: Any, mock_clock: Any
+) -> None:
+    """The old server's sockets die first, then its rtms_started arrives: the gap is a
+    failover's, said by the Recovered of the same interruption."""
+    cfg = ClientConfig(allow_insecure_loopback=True, media_trigger_guard_s=0.0)
+    async with open_rtms_stream(target(rtms_server), cfg) as stream:
+        await ready_media(rtms_server)
+        await rtms_server.signaling[0].drop()
+        cut = await next_of(stream, Interrupted)
+        assert cut.cause is GapCause.SIGNALING_INTERRUPTED
+        await stream.failover((rtms_server_b.url(),))
+        await ready_media(rtms_server_b)
+        recovered = await next_of(stream, Recovered)
+        assert recovered.interruption_id == cut.interruption_id
+        assert recovered.cause is GapCause.FAILOVER
+        await stream.close(graceful=False)
+
+
+@pytest.mark.timeout(30)  # frozen clock: trio.fail_after cannot guard this one
 async def test_close_without_signaling_is_a_local_close(rtms_server: Any, mock_clock: Any) -> None:
     cfg = ClientConfig(allow_insecure_loopback=True)
     async with open_rtms_stream(target(rtms_server), cfg) as stream:
