@@ -266,7 +266,23 @@ class Timeline:
 
         ``now_ms`` is the recorder's clock when the chunk arrived (rules 0 and 7).
         """
-        chunk = _Chunk(timestamp_ms, now_ms, pcm, len(pcm) // self.frame_bytes)
+        samples = len(pcm) // self.frame_bytes
+        if self._t0 is not None and self._tentative is None:
+            position = self.position_of(timestamp_ms)
+            tail = self._max_end
+            if -self._tolerance <= position - tail <= self._tolerance:
+                # The per-packet case (rule 2 only): the chunk continues the track.
+                self._accepted += 1
+                if position != tail:
+                    self._correction += (position - tail) * self._follow
+                self._insert_at_tail(tail, pcm, samples)
+                self._last_tail_now = now_ms
+                self._last_chunk_samples = samples
+                self._refused_samples = 0
+                if self._windows:
+                    self._expire_windows()
+                return self._emit(self._max_end - self._holdback)
+        chunk = _Chunk(timestamp_ms, now_ms, pcm, samples)
         if self._t0 is None:
             return self._hold_for_anchor(chunk)
         return self._accept(chunk)
