@@ -232,6 +232,12 @@ class Timeline:
         return self._cursor
 
     @property
+    def holding(self) -> bool:
+        """Whether the last chunk is held, unplaced (before the anchor, or a jump awaiting
+        confirmation): its timestamp must not move anything else yet."""
+        return self._t0 is None or self._tentative is not None
+
+    @property
     def has_late_spans(self) -> bool:
         return bool(self._late_spans)
 

@@ -229,7 +229,12 @@ class CaptureCore:
             sealed += self._write(packet.track, track, items)
         if track.timeline.has_late_spans:
             sealed += self._name_late(packet.track, track)
-        if self._mixer is not None and packet.track.startswith(_USER_TRACK_PREFIX):
+        if (
+            self._mixer is not None
+            and packet.track.startswith(_USER_TRACK_PREFIX)
+            and not track.timeline.holding
+        ):
+            # A timestamp its own track does not believe yet must not release the others.
             sealed += self._release_speakers(packet)
         return sealed
 

@@ -314,3 +314,21 @@ def test_any_timestamp_sequence_is_recorded_bounded_named_and_once(
         for gap in entry.gaps:
             assert gap.cause in {c.value for c in GapCause}
     assert len(h.signal()) == cursor
+
+
+def test_a_far_future_packet_of_one_speaker_releases_no_other_speaker_early() -> None:
+    """Per-speaker tracks are released to the mixdown by the others' timestamps: a bad one
+    must not flush a speaker's hold-back, or that speaker's reordered packets come too late."""
+    h = Harness(CaptureConfig(segment_seconds=60, mixdown=True))
+    order = [*range(30), 31, 30, *range(32, 60)]
+    for i in order:
+        h.audio(i, track="user-1")
+        if i == 31:
+            # While user-1's packet 30 is still on its way.
+            h.audio(i, T0 + 31 * 20 + 3_600_000, track="user-2")
+        h.audio(i, track="user-2")
+    h.finish()
+    for track in ("user-1", "user-2"):
+        assert h.gaps(track) == [], track
+        assert_exact(h.signal(track))
+        assert h.core.manifest.counters[track]["late_samples"] == 0, track
