@@ -569,9 +569,14 @@ class CaptureCore:
             )
 
     def _label_dropped(self, event: PacketsDropped) -> None:
-        if event.first_timestamp_ms is None:
+        if event.first_timestamp_ms is None or not is_plausible_timestamp_ms(
+            event.first_timestamp_ms
+        ):
             return
         last = event.last_timestamp_ms if event.last_timestamp_ms is not None else 0
+        if not is_plausible_timestamp_ms(last):
+            # The range came from the dropped packets' own timestamps, bad ones included.
+            last = event.first_timestamp_ms
         last = max(last, event.first_timestamp_ms)
         if event.track is None:
             targets = list(self.tracks.values())

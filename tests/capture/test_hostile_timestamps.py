@@ -332,3 +332,25 @@ def test_a_far_future_packet_of_one_speaker_releases_no_other_speaker_early() ->
         assert h.gaps(track) == [], track
         assert_exact(h.signal(track))
         assert h.core.manifest.counters[track]["late_samples"] == 0, track
+
+
+def test_a_drop_range_with_a_broken_timestamp_names_only_what_it_can() -> None:
+    h = Harness()
+    for i in range(50):
+        h.audio(i)
+    # The outlet's range spans the dropped packets' own timestamps: one was garbage.
+    h.event(
+        PacketsDropped(
+            C0, 5, first_timestamp_ms=T0 + 1_000, last_timestamp_ms=2**63 - 1, track="mixed"
+        )
+    )
+    h.event(
+        PacketsDropped(C0, 5, first_timestamp_ms=0, last_timestamp_ms=T0 + 5_000, track="mixed")
+    )
+    for i in [*range(51, 150), *range(160, 200)]:
+        h.audio(i)
+    h.finish()
+    assert h.gaps() == [
+        (GapCause.BACKPRESSURE.value, 50 * PACKET, 51 * PACKET),
+        (GapCause.LOST_PACKETS.value, 150 * PACKET, 160 * PACKET),
+    ]
