@@ -60,8 +60,11 @@ Rules, in the order they apply to each pushed chunk:
    sample, so the manifest shows it). Either way no gap is longer than the wall-clock time it
    stands for plus ``plausible_lead_ms``, and the work per chunk is bounded by that.
 
-Memory is bounded by the hold-back window plus a few small bookkeeping deques, whatever the
-length of the call; gap items carry a length, never silence bytes.
+Memory is bounded by the hold-back window plus a few small bookkeeping deques (labels, windows,
+recent gaps, late spans, the ``anchor_packets`` held before the anchor), whatever the length of
+the call or the timestamps sent; gap items carry a length, never silence bytes. Work per chunk
+is bounded too: no loop runs over a timestamp difference, and rule 7 keeps every gap within the
+wall-clock time it stands for.
 """
 
 from __future__ import annotations
