@@ -43,6 +43,9 @@ from recorder.sink import EvidenceSink, SealedSegment, SegmentIdentity, SinkFact
 RECORDS_TRACK: Final = "records"
 #: Speaker names remembered per engagement; a bound, since a webinar can have thousands.
 _MAX_NAMES: Final = 10_000
+#: How far past its segment's end (beyond the wall-clock time elapsed) a record's timestamp may
+#: be and still rotate by it; a wilder one is written where it is, and rotation goes on.
+_FUTURE_SKEW_MS: Final = 3_600_000
 
 JsonObject = dict[str, object]
 
@@ -73,6 +76,7 @@ class RecordsWriter:
         self._sink: EvidenceSink | None = None
         self._next_index = first_index
         self._segment_start_ms = 0
+        self._opened_wall_ms = 0
         self._first_ms: int | None = None
         self._last_ms: int | None = None
         self._counts: dict[str, int] = {}
@@ -112,7 +116,7 @@ class RecordsWriter:
         ts_ms = record["ts_ms"]
         assert isinstance(ts_ms, int)
         sealed: list[SealedRecords] = []
-        if self._sink is not None and ts_ms >= self._segment_start_ms + self._segment_ms:
+        if self._sink is not None and self._due(ts_ms):
             sealed.append(self._seal(interrupted=False))
         if self._sink is None:
             self._open(ts_ms)
@@ -138,6 +142,16 @@ class RecordsWriter:
 
     # --- internals -----------------------------------------------------------------------------
 
+    def _due(self, ts_ms: int) -> bool:
+        """Rotate by the records' own clock, and by the recorder's: a record stamped far in the
+        future (a hostile or broken timestamp) would otherwise start a segment that no later
+        record reaches, and rotation would stop for the rest of the call."""
+        elapsed = self._now_ms() - self._opened_wall_ms
+        if elapsed >= self._segment_ms:
+            return True
+        due = self._segment_start_ms + self._segment_ms
+        return due <= ts_ms <= due + max(elapsed, 0) + _FUTURE_SKEW_MS
+
     def _open(self, ts_ms: int) -> None:
         identity = SegmentIdentity(
             recording_id=self._recording_id,
@@ -148,6 +162,7 @@ class RecordsWriter:
         )
         self._sink = self._sinks.open(identity, prologue_size=0)
         self._next_index += 1
+        self._opened_wall_ms = self._now_ms()
         self._segment_start_ms = ts_ms
         self._first_ms = self._last_ms = None
         self._counts = {}
@@ -273,6 +288,7 @@ class RecordsWriter:
                 "cause": event.cause.value,
                 "media": list(event.media),
                 "detail": event.detail,
+                "interruption_id": event.interruption_id,
             }
         if isinstance(event, Recovered):
             return {
@@ -281,6 +297,7 @@ class RecordsWriter:
                 "cause": event.cause.value,
                 "interrupted_wall_ms": event.interrupted_wall_ms,
                 "attempts": event.attempts,
+                "interruption_id": event.interruption_id,
             }
         if isinstance(event, PacketsDropped):
             return {

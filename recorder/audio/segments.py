@@ -38,6 +38,7 @@ from recorder.audio.wav import (
     coding_history,
 )
 from recorder.errors import LocalProtocolError
+from recorder.rtms.events import GapCause
 from recorder.sink import EvidenceSink, SealedSegment, SegmentIdentity, SinkFactory
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ logger = logging.getLogger(__name__)
 SEGMENT_SECONDS: Final = 300
 #: Silence is written in blocks of this many bytes.
 _ZERO_BLOCK: Final = bytes(64 * 1024)
+#: Gap causes that say only "nothing arrived", which a later fact may name better.
+_RENAMEABLE: Final = frozenset({GapCause.LOST_PACKETS.value, GapCause.NO_SPEECH.value})
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +180,43 @@ class SegmentWriter:
         if self._sink is None:
             return None
         return self._seal(interrupted=interrupted)
+
+    def relabel(self, start: int, end: int, cause: GapCause) -> None:
+        """Name the part ``start``..``end`` of a gap already written in the open segment.
+
+        Late packets learn the true cause of a gap only after its silence was written; spans of
+        a sealed segment stay as they were (the records say the rest). Only unexplained gaps
+        (``LOST_PACKETS``, ``NO_SPEECH``) are renamed; an interruption or pause keeps its name.
+        """
+        if self._sink is None:
+            return
+        renamed: list[SpanRecord] = []
+        for span in self._spans:
+            cut_start, cut_end = max(start, span.start_sample), min(end, span.end_sample)
+            if cut_end <= cut_start or span.kind != "gap" or span.cause not in _RENAMEABLE:
+                renamed.append(span)
+                continue
+            pieces = [
+                (span.start_sample, cut_start, span.cause),
+                (cut_start, cut_end, cause.value),
+                (cut_end, span.end_sample, span.cause),
+            ]
+            renamed += [
+                SpanRecord(
+                    kind=span.kind,
+                    cause=piece_cause,
+                    actor=span.actor,
+                    start_sample=a,
+                    end_sample=b,
+                    segment_start_sample=a - self._start,
+                    segment_end_sample=b - self._start,
+                    start_ms=self._sample_to_ms(a),
+                    end_ms=self._sample_to_ms(b),
+                )
+                for a, b, piece_cause in pieces
+                if b > a
+            ]
+        self._spans = renamed
 
     # --- internals -----------------------------------------------------------------------------
 

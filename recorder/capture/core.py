@@ -12,7 +12,14 @@ What the core does with each event:
   span), place on the track's timeline, write what the timeline releases.
 * ``Interrupted`` / ``Recovered``, ``Paused`` / ``Resumed``: open and close a window on every
   audio track, so the gap that follows is named after its cause (or recorded as a pause, with
-  the actor). ``PacketsDropped`` with a timestamp range labels that range on its track.
+  the actor). Interruptions are paired by id, and ``Recovered`` brings the true cause; one that
+  only concerns a transcript or chat socket opens no window. ``PacketsDropped`` with a
+  timestamp range labels that range on its own audio track (never on another one).
+* A packet whose timestamp cannot be Unix milliseconds is refused at this boundary (counted
+  ``bad_timestamp_packets``, said in the records); the timeline bounds every other timestamp
+  by the recorder's monotonic clock (``clock_ms``; see ``recorder.audio.timeline`` rule 7).
+* Late packets (rule 4 of the timeline) name the gap they missed ``LATE_PACKETS``: in the open
+  segment's manifest entry and in the records.
 * Everything else, plus the above and every gap and pause, is a line in the records.
 """
 
@@ -40,7 +47,14 @@ from recorder.audio.manifest import (
 from recorder.audio.mixer import Mixer
 from recorder.audio.records import RecordsWriter, SealedRecords
 from recorder.audio.segments import SEGMENT_SECONDS, SegmentWriter, TrackFormat
-from recorder.audio.timeline import Audio, Gap, SpanKind, Timeline, TimelineItem
+from recorder.audio.timeline import (
+    Audio,
+    Gap,
+    SpanKind,
+    Timeline,
+    TimelineItem,
+    is_plausible_timestamp_ms,
+)
 from recorder.audio.wav import MAX_DATA_LENGTH
 from recorder.errors import ConfigError, DecodeError
 from recorder.rtms.events import (
@@ -62,6 +76,8 @@ logger = logging.getLogger(__name__)
 _USER_TRACK_PREFIX: Final = "user-"
 #: The recorder's own sum of the per-speaker tracks (``CaptureConfig.mixdown``).
 MIXDOWN_TRACK: Final = "mixdown"
+#: Interruption and pause windows kept open at once (each ``Recovered`` closes its own).
+_MAX_OPEN_WINDOWS: Final = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +110,10 @@ class CaptureConfig:
     #: Index of the first segment of every track (a later owner of a stream starts higher, so
     #: it never reuses an index the previous owner may still recover).
     first_segment_index: int = 0
+    #: How far a live stream's timestamps may run ahead of the recorder's monotonic clock since
+    #: a track's anchor (Zoom replays up to 60 s of buffered audio at once, §9.4). A confirmed
+    #: jump beyond it is a ``TIMESTAMP_DISCONTINUITY``, never written as silence.
+    plausible_lead_ms: int = 90_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,12 +148,17 @@ class CaptureCore:
         originator_reference: str | None = None,
         config: CaptureConfig | None = None,
         now_ms: Callable[[], int],
+        clock_ms: Callable[[], int] | None = None,
     ) -> None:
+        """``clock_ms`` is a monotonic clock in ms that advances as the sender's does (trio's,
+        so a MockClock test agrees with the simulator); None for offline replays fed faster than
+        real time, where only the timeline's ``max_gap_ms`` bounds a gap."""
         self.config = config or CaptureConfig()
         self.recording_id = recording_id
         self._reference = originator_reference or recording_id
         self._sinks = sinks
         self._now_ms = now_ms
+        self._clock_ms = clock_ms
         self.tracks: dict[str, _Track] = {}
         self.records = RecordsWriter(
             sinks,
@@ -147,8 +172,11 @@ class CaptureCore:
         self._refused: dict[str, dict[str, int]] = {}
         self._mixer: Mixer | None = None
         self._mixdown: SegmentWriter | None = None
-        #: Open windows, so tracks that appear during one still get it.
-        self._open_windows: list[tuple[SpanKind, GapCause | None, str | None]] = []
+        #: Open windows (id, kind, cause, actor), so tracks that appear during one still get it.
+        self._open_windows: list[tuple[int, SpanKind, GapCause | None, str | None]] = []
+        #: Interruption ids with an audio window open, so each ``Recovered`` closes its own.
+        self._audio_interruptions: set[int] = set()
+        self._bad_timestamps: dict[str, int] = {}
 
     # --- routing ------------------------------------------------------------------------------
 
@@ -166,6 +194,8 @@ class CaptureCore:
     # --- events -------------------------------------------------------------------------------
 
     def handle_audio(self, packet: AudioPacket) -> list[Sealed]:
+        if not is_plausible_timestamp_ms(packet.timestamp_ms):
+            return self._refuse_timestamp(packet)
         track = self.tracks.get(packet.track)
         sealed: list[Sealed] = []
         if track is None or not (
@@ -190,12 +220,21 @@ class CaptureCore:
                     errors,
                     exc,
                 )
-            items = track.timeline.push_undecodable(packet.timestamp_ms, track.packet_samples)
+            items = track.timeline.push_undecodable(
+                packet.timestamp_ms, track.packet_samples, now_ms=self._clock()
+            )
         else:
-            items = track.timeline.push(packet.timestamp_ms, pcm)
+            items = track.timeline.push(packet.timestamp_ms, pcm, now_ms=self._clock())
         if items:
             sealed += self._write(packet.track, track, items)
-        if self._mixer is not None and packet.track.startswith(_USER_TRACK_PREFIX):
+        if track.timeline.has_late_spans:
+            sealed += self._name_late(packet.track, track)
+        if (
+            self._mixer is not None
+            and packet.track.startswith(_USER_TRACK_PREFIX)
+            and not track.timeline.holding
+        ):
+            # A timestamp its own track does not believe yet must not release the others.
             sealed += self._release_speakers(packet)
         return sealed
 
@@ -210,9 +249,21 @@ class CaptureCore:
         if isinstance(event, AudioPacket):
             return self.handle_audio(event)
         if isinstance(event, Interrupted):
-            self._begin_window(SpanKind.GAP, event.cause, None)
+            if event.affects_audio:
+                if event.interruption_id:
+                    self._audio_interruptions.add(event.interruption_id)
+                self._begin_window(SpanKind.GAP, event.cause, None, window_id=event.interruption_id)
         elif isinstance(event, Recovered):
-            self._end_window(SpanKind.GAP, event.wall_ms - event.interrupted_wall_ms)
+            if not event.interruption_id:
+                self._end_window(SpanKind.GAP, event.wall_ms - event.interrupted_wall_ms)
+            elif event.interruption_id in self._audio_interruptions:
+                self._audio_interruptions.discard(event.interruption_id)
+                self._end_window(
+                    SpanKind.GAP,
+                    event.wall_ms - event.interrupted_wall_ms,
+                    window_id=event.interruption_id,
+                    cause=event.cause,
+                )
         elif isinstance(event, Paused):
             self._paused_wall_ms = event.wall_ms
             self._begin_window(SpanKind.PAUSE, None, event.actor, event.timestamp_ms)
@@ -252,6 +303,57 @@ class CaptureCore:
         return sealed
 
     # --- internals ----------------------------------------------------------------------------
+
+    def _clock(self) -> int | None:
+        return None if self._clock_ms is None else self._clock_ms()
+
+    def _refuse_timestamp(self, packet: AudioPacket) -> list[Sealed]:
+        """A timestamp that is not Unix ms (seconds, µs, 0, negative): the packet is refused."""
+        count = self._bad_timestamps.get(packet.track, 0) + 1
+        self._bad_timestamps[packet.track] = count
+        track = self.tracks.get(packet.track)
+        if track is not None:
+            # Where it arrived is where its audio is missing: that gap is named after it.
+            track.timeline.note_refused(track.packet_samples)
+        self.manifest.counters.setdefault(packet.track, {})["bad_timestamp_packets"] = count
+        if count & (count - 1):
+            return []
+        # 1st, 2nd, 4th, 8th...: a stream of them must not flood the log or the records.
+        logger.warning(
+            "audio packet with an impossible timestamp refused recording_id=%s track=%s "
+            "ts=%d count=%d",
+            self.recording_id,
+            packet.track,
+            packet.timestamp_ms,
+            count,
+        )
+        return self._wrap_records(
+            self.records.write_record(
+                {
+                    "type": "bad_timestamp",
+                    "ts_ms": self._now_ms(),
+                    "clock": "wall",
+                    "track": packet.track,
+                    "timestamp_ms": packet.timestamp_ms,
+                    "count": count,
+                }
+            )
+        )
+
+    def _name_late(self, name: str, track: _Track) -> list[Sealed]:
+        """Late packets missed a gap already written: that gap's cause is ``LATE_PACKETS``."""
+        sealed: list[Sealed] = []
+        timeline = track.timeline
+        for start, end in timeline.take_late_spans():
+            track.writer.relabel(start, end, GapCause.LATE_PACKETS)
+            if self.config.gaps_in_records:
+                late = Gap(start, end, SpanKind.GAP, GapCause.LATE_PACKETS)
+                sealed += self._wrap_records(
+                    self.records.record_gap(
+                        name, late, timeline.sample_to_ms(start), timeline.sample_to_ms(end)
+                    )
+                )
+        return sealed
 
     def _refuse(self, packet: AudioPacket, exc: Exception) -> list[Sealed]:
         """Audio this recorder cannot decode at all: counted per track, said once in records."""
@@ -306,9 +408,10 @@ class CaptureCore:
             default_cause=default_cause,
             tolerance_ms=self.config.tolerance_ms,
             holdback_ms=self.config.holdback_ms,
+            plausible_lead_ms=self.config.plausible_lead_ms,
         )
-        for kind, cause, actor in self._open_windows:
-            timeline.begin_window(cause, kind=kind, actor=actor)
+        for window_id, kind, cause, actor in self._open_windows:
+            timeline.begin_window(cause, kind=kind, actor=actor, window_id=window_id)
         fmt = TrackFormat(
             track=packet.track,
             sample_rate=decoder.output_rate,
@@ -439,29 +542,49 @@ class CaptureCore:
         cause: GapCause | None,
         actor: str | None,
         at_ms: int | None = None,
+        *,
+        window_id: int = 0,
     ) -> None:
-        self._open_windows.append((kind, cause, actor))
+        if len(self._open_windows) >= _MAX_OPEN_WINDOWS:
+            # Never closed (a producer that lost track): the oldest goes, as in the timeline.
+            stale_id = self._open_windows.pop(0)[0]
+            self._audio_interruptions.discard(stale_id)
+        self._open_windows.append((window_id, kind, cause, actor))
         for track in self.tracks.values():
-            track.timeline.begin_window(cause, kind=kind, actor=actor, at_ms=at_ms)
+            track.timeline.begin_window(
+                cause, kind=kind, actor=actor, at_ms=at_ms, window_id=window_id
+            )
 
-    def _end_window(self, kind: SpanKind, span_ms: int) -> None:
+    def _end_window(
+        self, kind: SpanKind, span_ms: int, *, window_id: int = 0, cause: GapCause | None = None
+    ) -> None:
         for index in range(len(self._open_windows) - 1, -1, -1):
-            if self._open_windows[index][0] == kind:
+            open_id, open_kind, _, _ = self._open_windows[index]
+            if (open_id == window_id) if window_id else (open_kind == kind):
                 del self._open_windows[index]
                 break
         for track in self.tracks.values():
-            track.timeline.end_window(span_ms=max(span_ms, 0), kind=kind)
+            track.timeline.end_window(
+                span_ms=max(span_ms, 0), kind=kind, window_id=window_id, cause=cause
+            )
 
     def _label_dropped(self, event: PacketsDropped) -> None:
-        if event.first_timestamp_ms is None:
+        if event.first_timestamp_ms is None or not is_plausible_timestamp_ms(
+            event.first_timestamp_ms
+        ):
             return
         last = event.last_timestamp_ms if event.last_timestamp_ms is not None else 0
+        if not is_plausible_timestamp_ms(last):
+            # The range came from the dropped packets' own timestamps, bad ones included.
+            last = event.first_timestamp_ms
         last = max(last, event.first_timestamp_ms)
-        targets = (
-            [self.tracks[event.track]]
-            if event.track is not None and event.track in self.tracks
-            else list(self.tracks.values())
-        )
+        if event.track is None:
+            targets = list(self.tracks.values())
+        elif event.track in self.tracks:
+            targets = [self.tracks[event.track]]
+        else:
+            # A transcript or chat drop, or audio of a track not yet heard: no audio to name.
+            return
         for track in targets:
             packet_ms = track.decoder.source.packet_ms
             track.timeline.label_range(event.first_timestamp_ms, last + packet_ms, event.cause)
@@ -493,6 +616,7 @@ class CaptureCore:
             ("late_samples", timeline.late_samples),
             ("priming_samples", timeline.priming_samples),
             ("outlier_samples", timeline.outlier_samples),
+            ("discontinuities", timeline.discontinuities),
             ("drift_samples", timeline.drift_samples),
         ]:
             counters[key] = counters.get(key, 0) + value

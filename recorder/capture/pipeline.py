@@ -29,6 +29,7 @@ import collections
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 import trio
 
@@ -51,6 +52,13 @@ def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def trio_clock_ms() -> Callable[[], int]:
+    """trio's clock in ms, readable from worker threads: monotonic, and the simulator's too
+    (a MockClock moves both). Call in async context."""
+    clock = trio.lowlevel.current_clock()
+    return lambda: int(clock.current_time() * 1000)
+
+
 async def run_capture(
     events: trio.MemoryReceiveChannel[CaptureEvent],
     sinks: SinkFactory,
@@ -63,6 +71,7 @@ async def run_capture(
     decode_limiter: trio.CapacityLimiter | None = None,
     io_limiter: trio.CapacityLimiter | None = None,
     now_ms: Callable[[], int] = _wall_ms,
+    clock_ms: Callable[[], int] | Literal["trio"] | None = "trio",
 ) -> EngagementManifest:
     """Capture one engagement; returns its manifest once every segment is sealed.
 
@@ -81,6 +90,8 @@ async def run_capture(
         decode_limiter: Shared cap on worker threads decoding, across engagements.
         io_limiter: Shared cap on worker threads checkpointing and sealing.
         now_ms: Wall clock (Unix ms) for segment creation times.
+        clock_ms: Monotonic clock (ms) that bounds how far timestamps may jump (timeline rule
+            7): ``"trio"`` for trio's; None for offline replays fed faster than real time.
 
     Error handling:
         An exception from a sink or ``on_sealed`` ends the capture: open segments are still
@@ -95,6 +106,7 @@ async def run_capture(
             originator_reference=originator_reference,
             config=config,
             now_ms=now_ms,
+            clock_ms=trio_clock_ms() if clock_ms == "trio" else clock_ms,
         ),
         on_sealed=on_sealed,
         on_event=on_event,

@@ -25,6 +25,7 @@ Rules (rtms-protocol.md §9.2 and Appendix B):
 from __future__ import annotations
 
 import enum
+import itertools
 import logging
 import math
 from collections.abc import Callable
@@ -92,6 +93,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+#: Interruption ids, unique in the process so a stale ``Recovered`` never closes another's.
+_INTERRUPTION_IDS = itertools.count(1)
 #: Capture events the sans-IO core produces on signaling, handed on as they are.
 _FORWARDED = (ParticipantEvent, ContactCenterEvent, FirstPacketTimestamp, StreamStateChanged)
 
@@ -126,6 +129,7 @@ class _MediaSlot:
         self.connected_at = -math.inf
         self.scope: trio.CancelScope | None = None
         self.interrupted_wall_ms: int | None = None
+        self.interruption_id = 0
         self.duplicates = 0
 
 
@@ -164,6 +168,11 @@ class Engine:
         self._generation_ready = False
         #: (wall_ms, cause) of a full interruption not yet recovered.
         self._interruption: tuple[int, GapCause] | None = None
+        #: Pairs each ``Interrupted`` with its ``Recovered`` (capture names gaps by it).
+        self._interruption_id = 0
+        #: (id, wall_ms) of media interruptions that the full one swallowed: their sockets are
+        #: gone, so they recover with it.
+        self._subsumed: list[tuple[int, int]] = []
         self._recovery = Recovery(
             initial_s=config.backoff_initial_s,
             max_s=config.backoff_max_s,
@@ -203,6 +212,9 @@ class Engine:
             return
         if server_urls:
             self._urls = server_urls
+        if self._interruption is not None:
+            # Already down (the old server's sockets died first): that was the failover.
+            self._interruption = (self._interruption[0], GapCause.FAILOVER)
         logger.info("rtms failover %s urls=%d", self._log, len(self._urls))
         self._trip(_Outcome(_Kind.FAILOVER, GapCause.FAILOVER, "rtms_started for a live stream"))
         if self._backoff_scope is not None:
@@ -377,6 +389,14 @@ class Engine:
         self._stats.reconnects += 1
         # A media socket already down when the whole connection went counts from its own start.
         pending = [s.interrupted_wall_ms for s in self._slots if s.interrupted_wall_ms is not None]
+        self._subsumed += [
+            (s.interruption_id, s.interrupted_wall_ms)
+            for s in self._slots
+            if s.interrupted_wall_ms is not None and s.interruption_id
+        ]
+        if self._trigger is not None and self._trigger.kind is _Kind.FAILOVER:
+            # The generation ended on its own just as the failover came: it was the failover.
+            outcome = self._trigger
         self._begin_interruption(
             outcome.cause, outcome.detail, since_wall_ms=min(pending, default=None)
         )
@@ -395,7 +415,16 @@ class Engine:
             return
         wall = self._wall_ms()
         self._interruption = (wall if since_wall_ms is None else since_wall_ms, cause)
-        self._outlet.offer(Interrupted(wall_ms=wall, cause=cause, media=(), detail=detail))
+        self._interruption_id = next(_INTERRUPTION_IDS)
+        self._outlet.offer(
+            Interrupted(
+                wall_ms=wall,
+                cause=cause,
+                media=(),
+                detail=detail,
+                interruption_id=self._interruption_id,
+            )
+        )
 
     async def _run_generation(self) -> _Outcome:
         self._generation_ready = False
@@ -621,12 +650,14 @@ class Engine:
             own = self._interruption is None
             if slot.interrupted_wall_ms is None and own:
                 slot.interrupted_wall_ms = self._wall_ms()
+                slot.interruption_id = next(_INTERRUPTION_IDS)
                 self._outlet.offer(
                     Interrupted(
                         wall_ms=slot.interrupted_wall_ms,
                         cause=GapCause.MEDIA_INTERRUPTED,
                         media=slot.plan.carries,
                         detail=outcome.detail,
+                        interruption_id=slot.interruption_id,
                     )
                 )
             step = slot.recovery.lost(trio.current_time(), clock=own)
@@ -727,6 +758,7 @@ class Engine:
                     interrupted_wall_ms=slot.interrupted_wall_ms,
                     cause=GapCause.MEDIA_INTERRUPTED,
                     attempts=attempts,
+                    interruption_id=slot.interruption_id,
                 )
             )
             slot.interrupted_wall_ms = None
@@ -740,12 +772,26 @@ class Engine:
             self._generation_ready = True
             if self._interruption is not None:
                 interrupted_wall, cause = self._interruption
+                attempts = max(1, self._recovery.recovered())
+                recovered_wall = self._wall_ms()
+                for media_id, media_wall in self._subsumed:
+                    self._outlet.offer(
+                        Recovered(
+                            wall_ms=recovered_wall,
+                            interrupted_wall_ms=media_wall,
+                            cause=GapCause.MEDIA_INTERRUPTED,
+                            attempts=attempts,
+                            interruption_id=media_id,
+                        )
+                    )
+                self._subsumed = []
                 self._outlet.offer(
                     Recovered(
-                        wall_ms=self._wall_ms(),
+                        wall_ms=recovered_wall,
                         interrupted_wall_ms=interrupted_wall,
                         cause=cause,
-                        attempts=max(1, self._recovery.recovered()),
+                        attempts=attempts,
+                        interruption_id=self._interruption_id,
                     )
                 )
                 self._interruption = None

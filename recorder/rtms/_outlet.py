@@ -197,7 +197,9 @@ class EventOutlet:
                         cause=GapCause.BACKPRESSURE,
                         first_timestamp_ms=item.first_timestamp_ms,
                         last_timestamp_ms=item.last_timestamp_ms,
-                        track=None if item.track in ("transcript", "chat") else item.track,
+                        # Named even for transcript and chat: the capture core then never
+                        # lets their drops name an audio gap.
+                        track=item.track,
                     )
                 else:
                     event = item

@@ -48,6 +48,11 @@ class GapCause(enum.StrEnum):
     NO_SPEECH = "no_speech"
     #: Recorded, but the sealed chunk holding it failed authentication at crash recovery.
     CORRUPT_CHUNK = "corrupt_chunk"
+    #: The sender's timestamps jumped further than the recorder's clock allows (a clock reset,
+    #: seconds or microseconds instead of ms): the span's length is the wall-clock estimate.
+    TIMESTAMP_DISCONTINUITY = "timestamp_discontinuity"
+    #: A packet arrived with a timestamp that cannot be Unix ms (seconds, µs, 0...): refused.
+    BAD_TIMESTAMP = "bad_timestamp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +184,13 @@ class Interrupted:
     #: Which media sockets are affected; empty for a signaling (full) interruption.
     media: tuple[str, ...] = ()
     detail: str = ""
+    #: Pairs this with its ``Recovered`` (0: unpaired, from an older producer).
+    interruption_id: int = 0
+
+    @property
+    def affects_audio(self) -> bool:
+        """A transcript or chat socket going down never explains missing audio."""
+        return not self.media or "audio" in self.media
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +201,9 @@ class Recovered:
     interrupted_wall_ms: int
     cause: GapCause
     attempts: int = 1
+    #: The ``Interrupted`` this ends; ``cause`` is the true one, which may have become known
+    #: only during the interruption (a failover while the signaling was already down).
+    interruption_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)

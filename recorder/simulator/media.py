@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -38,6 +38,15 @@ from recorder.simulator.stats import EngagementStats, Observed
 BUFFER_FRAMES: Final = 60_000 // FRAME_MS
 #: RTMS transcript language id for English (§6.13).
 ENGLISH: Final = 9
+#: How each ``timestamp_fault`` kind breaks a packet's true timestamp (ms).
+_BROKEN_TIMESTAMPS: Final[dict[str, Callable[[int], int]]] = {
+    "seconds": lambda ms: ms // 1000,
+    "microseconds": lambda ms: ms * 1000,
+    "zero": lambda ms: 0,
+    "negative": lambda ms: -ms,
+    "max_int64": lambda ms: 2**63 - 1,
+    "far_future": lambda ms: ms + 3_600_000,
+}
 
 
 def _wire_user_id(user_id: str) -> int | str:
@@ -112,6 +121,8 @@ class MediaFeed:
         self.buffering = True
         #: Frames before this one are lost, never sent nor buffered (``drop_media`` ``lose_s``).
         self.lose_until_frame = 0
+        #: Broken-timestamp kinds for the next packets sent (``timestamp_fault`` step).
+        self._broken: deque[str] = deque()
 
     def timestamp_ms(self, frame: int) -> int:
         return self.t0_ms + frame * FRAME_MS
@@ -131,6 +142,12 @@ class MediaFeed:
     def lose(self, frames: int) -> None:
         """The next ``frames`` frames are lost: Zoom's buffer did not survive an interruption."""
         self.lose_until_frame = self.next_frame + frames
+
+    def break_timestamps(self, kind: str, packets: int) -> None:
+        """The next ``packets`` audio packets sent carry a ``kind`` of broken timestamp."""
+        if kind not in _BROKEN_TIMESTAMPS:
+            raise ValueError(f"unknown timestamp fault {kind!r}")
+        self._broken.extend([kind] * max(0, packets))
 
     def _buffer_frame(self, frame: int) -> None:
         if len(self._buffer) >= BUFFER_FRAMES:
@@ -220,13 +237,17 @@ class MediaFeed:
             sent = self._packets_on[conn] = self._packets_on.get(conn, 0) + 1
             if sent % every == 0 and await conn.send_raw(V2_BINARY_FRAME):
                 self._stats.garbage_sent += 1
+        wire_timestamp = timestamp
+        if self._broken:
+            wire_timestamp = _BROKEN_TIMESTAMPS[self._broken.popleft()](timestamp)
+            self._stats.timestamp_faults_sent += 1
         text = (
             self._prefixes[track.name]
             + base64.b64encode(data).decode("ascii")
             + '","length":'
             + str(len(data))
             + ',"timestamp":'
-            + str(timestamp)
+            + str(wire_timestamp)
             + "}}"
         )
         if await conn.send_text(text):

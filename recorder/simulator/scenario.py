@@ -47,6 +47,8 @@ Step actions and their ``args`` (all optional):
                     ``reason``: a signed ``rtms.<event>`` naming this engagement's ids
 ``transcript``      ``text``, ``user_id``, ``user_name``, ``channel_id``
 ``chat``            ``text``, ``user_id``, ``user_name``
+``timestamp_fault`` ``kind`` (one of TIMESTAMP_FAULT_KINDS), ``frames`` (1): the next audio
+                    packets sent carry a broken timestamp (the first replayed one, at 0 s)
 =================== ==========================================================================
 
 Steps run on the media timeline: a step at ``at_s`` runs before the frame at that time, so
@@ -122,6 +124,7 @@ class Action(enum.StrEnum):
     TRANSCRIPT = "transcript"
     CHAT = "chat"
     LIFECYCLE_WEBHOOK = "lifecycle_webhook"
+    TIMESTAMP_FAULT = "timestamp_fault"
 
 
 #: What the ``lifecycle_webhook`` step can send (``rtms.<name>``, rtms-protocol §8.1, §16).
@@ -148,6 +151,7 @@ STEP_ARGS: Final[Mapping[Action, frozenset[str]]] = {
     Action.TRANSCRIPT: frozenset({"text", "user_id", "user_name", "channel_id"}),
     Action.CHAT: frozenset({"text", "user_id", "user_name"}),
     Action.LIFECYCLE_WEBHOOK: frozenset({"event", "reason"}),
+    Action.TIMESTAMP_FAULT: frozenset({"kind", "frames"}),
 }
 
 #: Garbage frame kinds for ``Action.GARBAGE`` (``kind = "all"`` sends every one).
@@ -158,6 +162,16 @@ GARBAGE_KINDS: Final = (
     "unknown_type",
     "meta_data_audio",
     "binary_junk",
+)
+
+#: Broken timestamps for ``Action.TIMESTAMP_FAULT``: what a buggy sender gets wrong.
+TIMESTAMP_FAULT_KINDS: Final = (
+    "seconds",
+    "microseconds",
+    "zero",
+    "negative",
+    "max_int64",
+    "far_future",
 )
 
 ArgValue = str | int | float | bool
@@ -354,6 +368,14 @@ def validate(scenario: Scenario) -> Scenario:
             )
         if step.at_s < 0:
             raise ConfigError(f"scenario {scenario.name}: step {step.action} at a negative time")
+        if (
+            step.action is Action.TIMESTAMP_FAULT
+            and step.arg_str("kind", "seconds") not in TIMESTAMP_FAULT_KINDS
+        ):
+            raise ConfigError(
+                f"scenario {scenario.name}: timestamp_fault kind must be one of "
+                f"{', '.join(TIMESTAMP_FAULT_KINDS)}"
+            )
     return scenario
 
 

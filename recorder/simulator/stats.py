@@ -72,6 +72,8 @@ class EngagementStats:
     keepalive_latencies_s: list[float] = field(default_factory=list)
     #: Garbage / oversized frames the scenario injected.
     garbage_sent: int = 0
+    #: Audio packets sent with a broken timestamp (``timestamp_fault`` steps).
+    timestamp_faults_sent: int = 0
     frames_sent: int = 0
     tracks: dict[str, TrackStats] = field(default_factory=dict)
     #: Audio frames buffered while no audio socket was ready, not yet delivered.

@@ -92,6 +92,8 @@ async def run_step(eng: Engagement, step: Step) -> None:
     elif action is Action.LIFECYCLE_WEBHOOK:
         name = step.arg_str("event", "start_failed")  # checked by scenario.validate
         await eng.post_lifecycle(f"rtms.{name}", eng.lifecycle_payload(step.arg_opt_str("reason")))
+    elif action is Action.TIMESTAMP_FAULT:
+        eng.feed.break_timestamps(step.arg_str("kind", "seconds"), step.arg_int("frames", 1))
 
 
 async def participant_event(eng: Engagement, step: Step) -> None:

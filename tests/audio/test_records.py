@@ -112,3 +112,29 @@ def test_records_rotate_by_time_and_unicode_survives() -> None:
     texts = [r["text"] for sink in sinks.sinks for r in lines(sink.plaintext)]
     assert texts[3] == "Grüße 3 — ok"
     assert len(texts) == 35
+
+
+def test_one_far_future_record_does_not_stop_rotation() -> None:
+    """A record stamped ten years ahead is written where it comes; rotation goes on by the
+    records' own clock, and by the recorder's when no record reaches the segment's end."""
+    sinks = MemorySinkFactory()
+    wall = [T0]
+    writer = RecordsWriter(sinks, recording_id="rec-3", now_ms=lambda: wall[0], segment_seconds=10)
+    sealed = []
+    for second in range(35):
+        wall[0] = T0 + second * 1000
+        if second == 5:
+            sealed += writer.record_event(TranscriptMessage(T0 + 10 * 365 * 86_400_000, "wild"))
+        sealed += writer.record_event(TranscriptMessage(T0 + second * 1000, f"line {second}"))
+    assert [e.entry.count for e in sealed] == [11, 10, 10]
+
+
+def test_a_far_future_first_record_does_not_stop_rotation_either() -> None:
+    sinks = MemorySinkFactory()
+    wall = [T0]
+    writer = RecordsWriter(sinks, recording_id="rec-4", now_ms=lambda: wall[0], segment_seconds=10)
+    sealed = writer.record_event(TranscriptMessage(T0 + 10 * 365 * 86_400_000, "wild"))
+    for second in range(35):
+        wall[0] = T0 + second * 1000
+        sealed += writer.record_event(TranscriptMessage(T0 + second * 1000, f"line {second}"))
+    assert len(sealed) == 3

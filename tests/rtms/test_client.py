@@ -628,9 +628,35 @@ async def test_media_then_signaling_loss_is_one_window(rtms_server: Any, mock_cl
         assert full_cut.wall_ms > media_cut.wall_ms
         await trio.testing.wait_all_tasks_blocked()
         mock_clock.jump(3.1)
+        # Every Interrupted gets its own Recovered: the media one, swallowed by the full one,
+        # recovers with it (an unpaired window would name every later gap).
+        media_back = await next_of(stream, Recovered)
+        assert media_back.interruption_id == media_cut.interruption_id
+        assert media_back.cause is GapCause.MEDIA_INTERRUPTED
         recovered = await next_of(stream, Recovered)
+        assert recovered.interruption_id == full_cut.interruption_id != media_cut.interruption_id
         assert recovered.cause is GapCause.SIGNALING_INTERRUPTED
         assert recovered.interrupted_wall_ms == media_cut.wall_ms
+        await stream.close(graceful=False)
+
+
+@pytest.mark.timeout(30)  # frozen clock: trio.fail_after cannot guard this one
+async def test_a_failover_while_signaling_is_down_is_named_failover(
+    rtms_server: Any, rtms_server_b: Any, mock_clock: Any
+) -> None:
+    """The old server's sockets die first, then its rtms_started arrives: the gap is a
+    failover's, said by the Recovered of the same interruption."""
+    cfg = ClientConfig(allow_insecure_loopback=True, media_trigger_guard_s=0.0)
+    async with open_rtms_stream(target(rtms_server), cfg) as stream:
+        await ready_media(rtms_server)
+        await rtms_server.signaling[0].drop()
+        cut = await next_of(stream, Interrupted)
+        assert cut.cause is GapCause.SIGNALING_INTERRUPTED
+        await stream.failover((rtms_server_b.url(),))
+        await ready_media(rtms_server_b)
+        recovered = await next_of(stream, Recovered)
+        assert recovered.interruption_id == cut.interruption_id
+        assert recovered.cause is GapCause.FAILOVER
         await stream.close(graceful=False)
 
 

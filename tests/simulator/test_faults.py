@@ -11,6 +11,7 @@ import trio
 import trio.testing
 from trio_websocket import HandshakeError, open_websocket_url
 
+from recorder.errors import ConfigError
 from recorder.rtms.webhook import verify_webhook
 from recorder.simulator import (
     Action,
@@ -20,6 +21,7 @@ from recorder.simulator import (
     Step,
     open_simulator,
 )
+from recorder.simulator.scenario import validate
 
 from .rawclient import Received, join_audio, media, read_all, recv, send, signaling
 
@@ -538,3 +540,39 @@ async def test_hostile_client_frames_are_ignored(autojump_clock: trio.testing.Mo
     assert continuous(timestamps(got), 1250)
     assert sig_got.keepalives == 2
     assert eng.stats.keepalives_answered == 2 + got.keepalives
+
+
+async def test_timestamp_faults_break_exactly_the_next_packets(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A first frame in seconds (the first replayed one), then two in µs at 1 s."""
+    scenario = Scenario(
+        product=Product.MEETING,
+        duration_s=2.0,
+        t0_ms=T0,
+        steps=(
+            Step(0.0, Action.TIMESTAMP_FAULT, {"kind": "seconds"}),
+            Step(1.0, Action.TIMESTAMP_FAULT, {"kind": "microseconds", "frames": 2}),
+        ),
+    )
+    with trio.fail_after(60):
+        async with open_simulator(config()) as sim:
+            eng = await sim.start(scenario)
+            _, got = await join_audio(eng.target)
+            await eng.finished.wait()
+    sent = timestamps(got)
+    assert eng.stats.timestamp_faults_sent == 3
+    assert sent[0] == T0 // 1000
+    assert sent[50:52] == [(T0 + 1_000) * 1000, (T0 + 1_020) * 1000]
+    honest = [t for i, t in enumerate(sent) if i not in (0, 50, 51)]
+    assert honest == [T0 + 20 * k for k in range(100) if k not in (0, 50, 51)]
+
+
+def test_an_unknown_timestamp_fault_is_refused_at_load() -> None:
+    with pytest.raises(ConfigError, match="timestamp_fault kind"):
+        validate(
+            Scenario(
+                product=Product.MEETING,
+                steps=(Step(0.0, Action.TIMESTAMP_FAULT, {"kind": "nanoseconds"}),),
+            )
+        )
