@@ -16,15 +16,19 @@ Rules:
 * The segment is opened lazily, when its first sample arrives, so an engagement that ends right
   after a rotation does not leave an empty segment behind.
 
-Blocking: ``write`` appends to the sink (buffered, encrypted as written); ``checkpoint`` and
-``close`` make things durable and must run off the trio thread.
+Blocking: ``write`` appends to the sink (buffered, encrypted as written). A full or closed
+segment is detached from the writer and returned as a ``PendingAudioSeal``: its prologue and
+manifest entry are fixed at once, and ``seal()`` (close, fsync, rename, read-back) is the only
+blocking part, run off the trio thread by whoever drives the writer (``recorder.capture``).
+``checkpoint`` is blocking too. ``sample_offset`` places a track reopened after a retirement on
+its old sample axis: item positions come from a fresh timeline, segments carry absolute ones.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from recorder.audio.manifest import Participant, SegmentManifestEntry, SpanRecord
@@ -67,6 +71,44 @@ class SealedAudio:
     entry: SegmentManifestEntry
 
 
+@dataclass(frozen=True, slots=True)
+class PendingAudioSeal:
+    """A segment detached from its writer: nobody writes to ``sink`` any more."""
+
+    sink: EvidenceSink
+    prologue: bytes
+    #: Complete but for what only sealing tells (digest, sizes, key id).
+    entry: SegmentManifestEntry
+
+    @property
+    def track(self) -> str:
+        return self.entry.track
+
+    @property
+    def segment_index(self) -> int:
+        return self.entry.segment_index
+
+    def seal(self) -> SealedAudio:
+        """Close the segment (blocking: fsync, rename, read-back)."""
+        sealed = self.sink.close(self.prologue)
+        entry = replace(
+            self.entry,
+            sha256=sealed.sha256,
+            plaintext_size=sealed.plaintext_size,
+            stored_size=sealed.stored_size,
+            key_id=sealed.key_id,
+            recovered=sealed.recovered,
+        )
+        logger.debug(
+            "segment sealed recording_id=%s track=%s segment=%d samples=%d",
+            entry.recording_id,
+            entry.track,
+            entry.segment_index,
+            entry.end_sample - entry.start_sample,
+        )
+        return SealedAudio(sealed, entry)
+
+
 class SegmentWriter:
     """See the module docstring. One per track; not thread-safe (one owner at a time)."""
 
@@ -83,6 +125,8 @@ class SegmentWriter:
         max_data_length: int = MAX_DATA_LENGTH,
         drift_samples: Callable[[], int] | None = None,
         first_index: int = 0,
+        sample_offset: int = 0,
+        absence: SpanRecord | None = None,
     ) -> None:
         self._sinks = sinks
         self._recording_id = recording_id
@@ -110,6 +154,10 @@ class SegmentWriter:
         self._spans: list[SpanRecord] = []
         #: Next absolute sample expected (items must be contiguous).
         self._position: int | None = None
+        #: Added to every item position (a reopened track's fresh timeline starts at 0).
+        self._offset = sample_offset
+        #: The time this track was retired before this writer, told by its first segment.
+        self._absence = absence
 
     @property
     def track(self) -> str:
@@ -128,11 +176,12 @@ class SegmentWriter:
     def segments_sealed(self) -> int:
         return self._next_index - self._first_index - (1 if self._sink is not None else 0)
 
-    def write(self, item: TimelineItem) -> list[SealedAudio]:
-        """Append one timeline item; returns the segments this sealed by rotation."""
-        if self._position is not None and item.start != self._position:
+    def write(self, item: TimelineItem) -> list[PendingAudioSeal]:
+        """Append one timeline item; returns the segments this detached by rotation."""
+        item_start = item.start + self._offset
+        if self._position is not None and item_start != self._position:
             raise LocalProtocolError(
-                f"track {self._fmt.track}: item at sample {item.start}, expected {self._position}"
+                f"track {self._fmt.track}: item at sample {item_start}, expected {self._position}"
             )
         if isinstance(item, Audio):
             pcm = item.pcm
@@ -142,11 +191,11 @@ class SegmentWriter:
                 # The per-packet case: the chunk fits in the open segment.
                 sink.write(pcm)
                 self._written += count
-                self._position = item.start + count
+                self._position = item_start + count
                 return []
-        sealed: list[SealedAudio] = []
+        sealed: list[PendingAudioSeal] = []
         if isinstance(item, Audio):
-            start = item.start
+            start = item_start
             remaining = len(pcm) // self._frame
             offset = 0
             while remaining:
@@ -161,10 +210,10 @@ class SegmentWriter:
                 offset += take
                 start += take
                 remaining -= take
-            self._position = item.start + len(pcm) // self._frame
+            self._position = item_start + len(pcm) // self._frame
         else:
             self._write_gap(item, sealed)
-            self._position = item.end
+            self._position = item.end + self._offset
         return sealed
 
     def checkpoint(self) -> None:
@@ -172,8 +221,8 @@ class SegmentWriter:
         if self._sink is not None:
             self._sink.checkpoint()
 
-    def close(self, *, interrupted: bool = False) -> SealedAudio | None:
-        """Seal the open segment, if any (blocking)."""
+    def close(self, *, interrupted: bool = False) -> PendingAudioSeal | None:
+        """Detach the open segment, if any, for sealing."""
         if self._sink is None:
             return None
         return self._seal(interrupted=interrupted)
@@ -183,7 +232,7 @@ class SegmentWriter:
     def _room(self) -> int:
         return self._limit - self._written
 
-    def _ensure_open(self, start: int, sealed: list[SealedAudio]) -> EvidenceSink:
+    def _ensure_open(self, start: int, sealed: list[PendingAudioSeal]) -> EvidenceSink:
         if self._sink is not None and self._room() <= 0:
             sealed.append(self._seal(interrupted=False))
         if self._sink is None:
@@ -222,11 +271,11 @@ class SegmentWriter:
         self._written = 0
         self._spans = []
 
-    def _write_gap(self, gap: Gap, sealed: list[SealedAudio]) -> None:
-        start = gap.start
-        while start < gap.end:
+    def _write_gap(self, gap: Gap, sealed: list[PendingAudioSeal]) -> None:
+        start, gap_end = gap.start + self._offset, gap.end + self._offset
+        while start < gap_end:
             sink = self._ensure_open(start, sealed)
-            take = min(gap.end - start, self._room())
+            take = min(gap_end - start, self._room())
             self._spans.append(
                 SpanRecord(
                     kind=gap.kind.value,
@@ -250,7 +299,7 @@ class SegmentWriter:
             self._written += take
             start += take
 
-    def _seal(self, *, interrupted: bool) -> SealedAudio:
+    def _seal(self, *, interrupted: bool) -> PendingAudioSeal:
         sink, bext = self._sink, self._bext
         assert sink is not None
         assert bext is not None
@@ -262,8 +311,8 @@ class SegmentWriter:
             data_length=data_length,
             bext=bext,
         )
-        sealed = sink.close(header)
         end = self._start + self._written
+        absence, self._absence = self._absence, None
         entry = SegmentManifestEntry(
             recording_id=self._recording_id,
             originator_reference=self._reference,
@@ -279,20 +328,13 @@ class SegmentWriter:
             source=self._fmt.source,
             decoder_version=self._fmt.decoder_version,
             spans=tuple(self._spans),
-            sha256=sealed.sha256,
-            plaintext_size=sealed.plaintext_size,
-            stored_size=sealed.stored_size,
-            key_id=sealed.key_id,
+            sha256="",
+            plaintext_size=0,
+            stored_size=0,
+            key_id="",
             data_length=data_length,
             interrupted=interrupted,
-            recovered=sealed.recovered,
             drift_samples=self._drift() if self._drift is not None else 0,
+            absence=absence,
         )
-        logger.debug(
-            "segment sealed recording_id=%s track=%s segment=%d samples=%d",
-            self._recording_id,
-            self._fmt.track,
-            entry.segment_index,
-            self._written,
-        )
-        return SealedAudio(sealed, entry)
+        return PendingAudioSeal(sink, header, entry)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recorder.audio.decoder import VOICE, OutputFormat
+from recorder.capture.actions import run_inline
 from recorder.capture.core import CaptureConfig, CaptureCore
 from recorder.rtms.events import AudioCodec, AudioFormat, AudioPacket
 from recorder.sink import SinkFactory
@@ -86,12 +87,15 @@ def measure(
         )
         handle = core.handle_audio
         # The first packet opens the decoder, timeline and (after hold-back) the segment.
-        handle(packets[0])
+        run_inline(handle(packets[0]))
         start = time.process_time()
         for packet in packets[1:]:
-            handle(packet)
+            actions = handle(packet)
+            if actions:
+                # Segment opens and seals, inline here (the service runs them in threads).
+                run_inline(actions)
         elapsed = time.process_time() - start
-        core.finish(interrupted=False)
+        run_inline(core.finish(interrupted=False))
     return elapsed / (len(packets) - 1) * 1e6
 
 

@@ -46,6 +46,9 @@ class GapCause(enum.StrEnum):
     BACKPRESSURE = "backpressure"
     #: Muted participant / nobody speaking in per-speaker mode: RTMS sends nothing.
     NO_SPEECH = "no_speech"
+    #: The track's participant left (meeting leave, ZCC transfer or conference leave) and the
+    #: track was retired until their audio came back.
+    PARTICIPANT_LEFT = "participant_left"
 
 
 @dataclass(frozen=True, slots=True)
