@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recorder.audio.decoder import VOICE, OutputFormat
-from recorder.capture.actions import run_inline
 from recorder.capture.core import CaptureConfig, CaptureCore
 from recorder.rtms.events import AudioCodec, AudioFormat, AudioPacket
 from recorder.sink import SinkFactory
@@ -87,15 +86,15 @@ def measure(
         )
         handle = core.handle_audio
         # The first packet opens the decoder, timeline and (after hold-back) the segment.
-        run_inline(handle(packets[0]))
+        core.run_inline(handle(packets[0]))
         start = time.process_time()
         for packet in packets[1:]:
             actions = handle(packet)
             if actions:
                 # Segment opens and seals, inline here (the service runs them in threads).
-                run_inline(actions)
+                core.run_inline(actions)
         elapsed = time.process_time() - start
-        run_inline(core.finish(interrupted=False))
+        core.run_inline(core.finish(interrupted=False))
     return elapsed / (len(packets) - 1) * 1e6
 
 

@@ -65,6 +65,7 @@ from recorder.capture.actions import (
     DeferringSinkFactory,
     Sealed,
     SealSegment,
+    run_inline,
 )
 from recorder.errors import ConfigError, DecodeError
 from recorder.rtms.events import (
@@ -336,6 +337,14 @@ class CaptureCore:
     def note(self, sealed: Sealed) -> None:
         """A ``SealSegment`` completed (the shell calls this on the core's thread)."""
         self.manifest.note(sealed.segment, sealed.entry)
+
+    def run_inline(self, actions: list[Action]) -> list[Sealed]:
+        """Run actions on this thread and note what they sealed: for tests, benchmarks and
+        tools with no event loop to keep responsive (the shell runs them in threads)."""
+        sealed = run_inline(actions)
+        for item in sealed:
+            self.note(item)
+        return sealed
 
     # --- internals ----------------------------------------------------------------------------
 

@@ -242,6 +242,8 @@ class Engagement:
                     config=self._capture_config,
                     on_sealed=self._on_sealed,
                     on_event=self._observe,
+                    # Entries go to the catalog as they are sealed; none are kept.
+                    keep_entries=False,
                 )
                 self.status.outcome = manifest.outcome
                 nursery.cancel_scope.cancel()
@@ -412,7 +414,16 @@ class Engagement:
         if entry.track not in self._first_sealed_tracks:
             self._first_sealed_tracks.add(entry.track)
             await self._note_takeover_gap(entry)
-        for span in entry.gaps:
+        gaps, pauses = entry.gaps, entry.pauses
+        absence = entry.absence
+        if absence is not None:
+            # A retired track's absence is in no WAV, but it is a gap (or pause) all the same.
+            total_s += (absence.end_sample - absence.start_sample) / rate
+            if absence.kind == "pause":
+                pauses = (absence, *pauses)
+            else:
+                gaps = (absence, *gaps)
+        for span in gaps:
             seconds = (span.end_sample - span.start_sample) / rate
             gap_s += seconds
             cause = span.cause or "unknown"
@@ -428,7 +439,7 @@ class Engagement:
                 end_sample=span.end_sample,
                 fence=lease,
             )
-        for span in entry.pauses:
+        for span in pauses:
             seconds = (span.end_sample - span.start_sample) / rate
             gap_s += seconds
             metrics.add_paused(seconds)
