@@ -206,3 +206,33 @@ def test_a_deferred_sink_keeps_bytes_in_memory_until_opened_then_writes_them_fir
     assert sink.buffered_bytes == 0
     assert sink.close(b"").plaintext_size == 6
     assert sinks.sinks[0].plaintext == b"abcdef"
+
+
+def test_a_decoder_swap_mid_stream_flushes_the_old_decoder_into_the_timeline() -> None:
+    """48 kHz L16 resampled to 16 kHz, then (after a reconnect) 16 kHz passthrough: the
+    resampler's held tail is written before the new decoder's audio, and the new decoder's
+    delay (none) places what follows: 2 s of packets make exactly 2 s of track, no gap."""
+    from recorder.testing.audio_source import encode_speech
+
+    clock = Clock()
+    core, sinks = make_core(clock)
+    before = encode_speech("a", AudioFormat(AudioCodec.L16, 48_000, 1, 20), seconds=1.0)
+    after = encode_speech("a", AudioFormat(AudioCodec.L16, 16_000, 1, 20), seconds=1.0)
+    for index, payload in enumerate(before.packets):
+        core.run_inline(
+            core.handle_audio(AudioPacket("mixed", T0 + index * 20, payload, before.format))
+        )
+    start = T0 + len(before.packets) * 20
+    for index, payload in enumerate(after.packets):
+        core.run_inline(
+            core.handle_audio(AudioPacket("mixed", start + index * 20, payload, after.format))
+        )
+    core.run_inline(core.finish(interrupted=False))
+    (entry,) = core.manifest.audio_entries("mixed")
+    assert entry.gaps == ()
+    # Without the flush the resampler's last 16 samples were lost (31,984).
+    assert entry.end_sample - entry.start_sample == 32_000
+    assert core.manifest.counters["mixed"]["duplicate_samples"] == 0
+    body = audio_of(sinks, "mixed")[0]
+    # The passthrough second is bit-exact and ends the track.
+    assert body[-len(after.pcm) :] == b"".join(after.packets)
