@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     _officer_args(p)
 
     p = sub.add_parser("bench", help="print performance figures (never used by tests)")
-    p.add_argument("which", choices=["crypto", "audio", "pipeline", "fullpath"])
+    p.add_argument("which", choices=["crypto", "audio", "pipeline", "fullpath", "segments"])
     p.add_argument("options", nargs=argparse.REMAINDER, help="passed to the benchmark")
     return parser
 
