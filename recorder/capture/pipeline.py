@@ -371,6 +371,7 @@ class _Capture:
         started: their ``.part`` files are left for startup recovery, and the manifest says so.
         """
         core = self._core
+        failure: Exception | None = None
         with trio.CancelScope(shield=True) as scope:
             scope.deadline = trio.current_time() + self._config.finalize_timeout_s
             batch, self._batch = self._batch, []
@@ -385,8 +386,23 @@ class _Capture:
             # Segments sealed before a cancellation but not yet handed on go first.
             await self._deliver()
             while self._actions:
-                await self._run_head(abandon_on_cancel=True)
+                try:
+                    await self._run_head(abandon_on_cancel=True)
+                except Exception as exc:
+                    # One segment that cannot be sealed (its .part stays for startup recovery)
+                    # must not keep the other tracks' segments from being sealed.
+                    action = self._actions.popleft()
+                    logger.error(
+                        "segment %s failed recording_id=%s: %s",
+                        "open" if isinstance(action, OpenSegment) else "seal",
+                        core.recording_id,
+                        exc,
+                    )
+                    failure = failure or exc
+                    continue
                 await self._deliver()
+        if failure is not None and not scope.cancelled_caught:
+            raise failure
         if scope.cancelled_caught:
             core.manifest.finalize_timed_out = True
             unsealed = [a for a in self._actions if isinstance(a, SealSegment)]

@@ -6,12 +6,14 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pytest
 import trio
 
 from recorder.audio.manifest import EngagementManifest, ManifestEntry
 from recorder.audio.wav import HEADER_SIZE
 from recorder.capture.core import CaptureConfig
 from recorder.capture.pipeline import run_capture, segment_io_limiter
+from recorder.errors import StorageError
 from recorder.rtms.events import (
     AudioCodec,
     AudioFormat,
@@ -145,3 +147,38 @@ async def test_a_finaliser_out_of_time_abandons_the_seal_and_says_so() -> None:
 async def test_every_engagement_shares_one_segment_io_limiter() -> None:
     assert segment_io_limiter() is segment_io_limiter()
     assert segment_io_limiter().total_tokens >= 1
+
+
+class BrokenTrack:
+    """A ``SinkFactory`` seam whose segments of one track cannot be sealed (a failing disk)."""
+
+    def __init__(self, broken: str) -> None:
+        self.memory = MemorySinkFactory()
+        self.broken = broken
+
+    def open(self, identity: SegmentIdentity, *, prologue_size: int = 0) -> MemorySink:
+        sink = self.memory.open(identity, prologue_size=prologue_size)
+        if identity.track == self.broken:
+            sink.close = _refuse_to_seal  # type: ignore[method-assign]
+        return sink
+
+
+def _refuse_to_seal(prologue: bytes = b"") -> SealedSegment:
+    raise StorageError("cannot seal: disk full")
+
+
+async def test_a_segment_that_cannot_be_sealed_does_not_keep_the_others_from_it() -> None:
+    disk = BrokenTrack("user-bad")
+    send, receive = trio.open_memory_channel[CaptureEvent](256)
+    per_speaker = AudioFormat(AudioCodec.L16, 16_000, 1, 20, data_opt=2)
+    async with send:
+        for index, payload in enumerate(voice(20)):
+            for track in ("user-bad", "user-good"):
+                packet = AudioPacket(track, T0 + index * 20, payload, per_speaker)
+                await send.send(packet)
+        await send.send(END)
+    with trio.fail_after(30), pytest.raises(StorageError, match="disk full"):
+        await run_capture(receive, disk, recording_id="rec-broken", config=CaptureConfig())
+    good = [s for s in disk.memory.sinks if s.identity.track == "user-good"]
+    assert [s.sealed is not None for s in good] == [True]
+    assert good[0].plaintext[HEADER_SIZE:] == b"".join(voice(20))
