@@ -80,6 +80,11 @@ class EvidenceSink(Protocol):
         """Seal the last chunk and the prologue; the segment is complete and immutable after."""
         ...
 
+    def discard(self) -> None:
+        """Remove a segment nothing was ever written to (a pre-opened spare nobody needed).
+        Refuses (``LocalProtocolError``) once it holds a byte: evidence is never discarded."""
+        ...
+
 
 class SinkFactory(Protocol):
     def open(self, identity: SegmentIdentity, *, prologue_size: int = 0) -> EvidenceSink:

@@ -15,6 +15,12 @@ Rules:
   sample ranges relative to the segment and absolute, and UTC times.
 * The segment is opened lazily, when its first sample arrives, so an engagement that ends right
   after a rotation does not leave an empty segment behind.
+* The next segment is **pre-opened** ``preopen_s`` before the open one is full: its start sample
+  is known exactly (this one's start plus the rotation length) and its origination time is
+  fixed then, from the clock as it stands (the drift correction moves it by a millisecond at
+  most meanwhile); the full segment's end time is that same instant, so the two abut exactly.
+  A spare that is not needed (the track ends or retires first) is discarded unwritten and its
+  index reused.
 
 Blocking: ``write`` appends to the sink (buffered, encrypted as written). A full or closed
 segment is detached from the writer and returned as a ``PendingAudioSeal``: its prologue and
@@ -27,6 +33,7 @@ its old sample axis: item positions come from a fresh timeline, segments carry a
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Final
@@ -50,6 +57,18 @@ logger = logging.getLogger(__name__)
 SEGMENT_SECONDS: Final = 300
 #: Silence is written in blocks of this many bytes.
 _ZERO_BLOCK: Final = bytes(64 * 1024)
+#: The next segment is opened this long before the open one is full (see module doc).
+PREOPEN_SECONDS: Final = 2.0
+_NEVER: Final = sys.maxsize
+
+
+@dataclass(frozen=True, slots=True)
+class _Spare:
+    """The next segment, opened ahead: nothing is written to it until the rotation."""
+
+    sink: EvidenceSink
+    bext: BextInfo
+    start: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +146,7 @@ class SegmentWriter:
         first_index: int = 0,
         sample_offset: int = 0,
         absence: SpanRecord | None = None,
+        preopen_s: float = PREOPEN_SECONDS,
     ) -> None:
         self._sinks = sinks
         self._recording_id = recording_id
@@ -158,6 +178,13 @@ class SegmentWriter:
         self._offset = sample_offset
         #: The time this track was retired before this writer, told by its first segment.
         self._absence = absence
+        #: Samples before the limit at which the next segment is pre-opened (0: never).
+        self._preopen = (
+            min(round(preopen_s * fmt.sample_rate), self._limit // 2) if preopen_s > 0 else 0
+        )
+        #: ``_written`` value that triggers the pre-open of the next segment.
+        self._preopen_at = _NEVER
+        self._spare: _Spare | None = None
 
     @property
     def track(self) -> str:
@@ -174,7 +201,8 @@ class SegmentWriter:
 
     @property
     def segments_sealed(self) -> int:
-        return self._next_index - self._first_index - (1 if self._sink is not None else 0)
+        unsealed = (self._sink is not None) + (self._spare is not None)
+        return self._next_index - self._first_index - unsealed
 
     def write(self, item: TimelineItem) -> list[PendingAudioSeal]:
         """Append one timeline item; returns the segments this detached by rotation."""
@@ -192,6 +220,8 @@ class SegmentWriter:
                 sink.write(pcm)
                 self._written += count
                 self._position = item_start + count
+                if self._written >= self._preopen_at:
+                    self._preopen_next()
                 return []
         sealed: list[PendingAudioSeal] = []
         if isinstance(item, Audio):
@@ -214,6 +244,8 @@ class SegmentWriter:
         else:
             self._write_gap(item, sealed)
             self._position = item.end + self._offset
+        if self._written >= self._preopen_at:
+            self._preopen_next()
         return sealed
 
     def checkpoint(self) -> None:
@@ -222,10 +254,14 @@ class SegmentWriter:
             self._sink.checkpoint()
 
     def close(self, *, interrupted: bool = False) -> PendingAudioSeal | None:
-        """Detach the open segment, if any, for sealing."""
-        if self._sink is None:
-            return None
-        return self._seal(interrupted=interrupted)
+        """Detach the open segment, if any, for sealing; discard an unneeded spare."""
+        pending = self._seal(interrupted=interrupted) if self._sink is not None else None
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.sink.discard()
+            # The spare took the last index; the next segment (after a reopen) reuses it.
+            self._next_index -= 1
+        return pending
 
     # --- internals -----------------------------------------------------------------------------
 
@@ -241,9 +277,29 @@ class SegmentWriter:
         return self._sink
 
     def _open(self, start: int) -> None:
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.start == start:
+            self._sink, self._bext = spare.sink, spare.bext
+        else:
+            if spare is not None:
+                # Unreachable by rotation (segments abut); kept safe all the same.
+                spare.sink.discard()
+            self._sink, self._bext = self._open_sink(start)
+        self._start = start
+        self._written = 0
+        self._spans = []
+        self._preopen_at = self._limit - self._preopen if self._preopen else _NEVER
+
+    def _preopen_next(self) -> None:
+        self._preopen_at = _NEVER
+        start = self._start + self._limit
+        sink, bext = self._open_sink(start)
+        self._spare = _Spare(sink, bext, start)
+
+    def _open_sink(self, start: int) -> tuple[EvidenceSink, BextInfo]:
         fmt = self._fmt
         origination_ms = self._sample_to_ms(start)
-        self._bext = BextInfo(
+        bext = BextInfo(
             originator_reference=self._reference,
             origination_ms=origination_ms,
             description=f"{self._recording_id} {fmt.track} #{self._next_index}",
@@ -254,9 +310,7 @@ class SegmentWriter:
                 decoder_version=fmt.decoder_version,
             ),
         )
-        metadata = bext_metadata(
-            sample_rate=fmt.sample_rate, channels=fmt.channels, bext=self._bext
-        )
+        metadata = bext_metadata(sample_rate=fmt.sample_rate, channels=fmt.channels, bext=bext)
         metadata.update({"kind": "audio", "source": fmt.source, "start_sample": start})
         identity = SegmentIdentity(
             recording_id=self._recording_id,
@@ -265,11 +319,9 @@ class SegmentWriter:
             created_ms=self._now_ms(),
             metadata=metadata,
         )
-        self._sink = self._sinks.open(identity, prologue_size=HEADER_SIZE)
+        sink = self._sinks.open(identity, prologue_size=HEADER_SIZE)
         self._next_index += 1
-        self._start = start
-        self._written = 0
-        self._spans = []
+        return sink, bext
 
     def _write_gap(self, gap: Gap, sealed: list[PendingAudioSeal]) -> None:
         start, gap_end = gap.start + self._offset, gap.end + self._offset
@@ -312,6 +364,13 @@ class SegmentWriter:
             bext=bext,
         )
         end = self._start + self._written
+        spare = self._spare
+        # The next segment's origination was fixed when it was pre-opened: the two abut.
+        end_ms = (
+            spare.bext.origination_ms
+            if spare is not None and spare.start == end
+            else self._sample_to_ms(end)
+        )
         absence, self._absence = self._absence, None
         entry = SegmentManifestEntry(
             recording_id=self._recording_id,
@@ -320,7 +379,7 @@ class SegmentWriter:
             segment_index=sink.identity.segment_index,
             participant=self._fmt.participant,
             start_ms=bext.origination_ms,
-            end_ms=self._sample_to_ms(end),
+            end_ms=end_ms,
             start_sample=self._start,
             end_sample=end,
             sample_rate=self._fmt.sample_rate,

@@ -10,6 +10,8 @@ core therefore never opens or seals a file itself:
   memory (plaintext in RAM only, invariant 1); the first ``write`` or ``checkpoint`` after the
   open completes moves them into the real, encrypting sink. The buffer holds what arrives
   during one open: about 30 ms of audio.
+* A pre-opened spare that turns out unneeded (the track retired first) is discarded by a
+  ``DiscardSegment``, after its open, in a worker thread too.
 * A rotation, a retirement or the end of a track detaches the full segment from its writer and
   returns a ``SealSegment``: the prologue and the manifest entry are computed on the core's
   thread, the blocking ``close`` runs in a worker thread on a sink nobody else writes to any
@@ -51,13 +53,21 @@ class DeferredSink:
         "_buffer",
         "_factory",
         "_identity",
+        "_owner",
         "_prologue_size",
         "_ready",
         "_real",
-    )  # fmt: skip
+    )
 
-    def __init__(self, factory: SinkFactory, identity: SegmentIdentity, prologue_size: int) -> None:
+    def __init__(
+        self,
+        factory: SinkFactory,
+        identity: SegmentIdentity,
+        prologue_size: int,
+        owner: DeferringSinkFactory | None = None,
+    ) -> None:
         self._factory = factory
+        self._owner = owner
         self._identity = identity
         self._prologue_size = prologue_size
         self._real: EvidenceSink | None = None
@@ -111,6 +121,21 @@ class DeferredSink:
             )
         return real.close(prologue)
 
+    def discard(self) -> None:
+        """Queue the removal of this unwritten segment (after its open, in a worker thread)."""
+        if self._body_size:
+            raise LocalProtocolError(f"refusing to discard segment {self._identity.segment_index}")
+        if self._owner is None:
+            self.discard_now()
+        else:
+            self._owner.queued.append(DiscardSegment(self))
+
+    def discard_now(self) -> None:
+        """Blocking: a worker thread, once ``open_now`` ran."""
+        real = self._real if self._real is not None else self._ready
+        if real is not None:
+            real.discard()
+
     def _attach(self) -> EvidenceSink | None:
         ready = self._ready
         if ready is None:
@@ -130,7 +155,7 @@ class DeferringSinkFactory:
         self.queued: list[Action] = []
 
     def open(self, identity: SegmentIdentity, *, prologue_size: int = 0) -> DeferredSink:
-        sink = DeferredSink(self._factory, identity, prologue_size)
+        sink = DeferredSink(self._factory, identity, prologue_size, owner=self)
         self.queued.append(OpenSegment(sink))
         return sink
 
@@ -145,6 +170,15 @@ class OpenSegment:
 
 
 @dataclass(frozen=True, slots=True)
+class DiscardSegment:
+    sink: DeferredSink
+
+    def run(self) -> None:
+        """Blocking: run in a worker thread, after the segment's ``OpenSegment``."""
+        self.sink.discard_now()
+
+
+@dataclass(frozen=True, slots=True)
 class SealSegment:
     #: Seals one detached segment and returns it with its manifest entry (blocking).
     seal: Callable[[], Sealed]
@@ -156,15 +190,15 @@ class SealSegment:
         return self.seal()
 
 
-Action = OpenSegment | SealSegment
+Action = OpenSegment | DiscardSegment | SealSegment
 
 
 def run_inline(actions: Sequence[Action]) -> list[Sealed]:
     """Run actions in order on the calling thread; returns what was sealed, in seal order."""
     sealed: list[Sealed] = []
     for action in actions:
-        if isinstance(action, OpenSegment):
-            action.run()
-        else:
+        if isinstance(action, SealSegment):
             sealed.append(action.run())
+        else:
+            action.run()
     return sealed

@@ -41,7 +41,7 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from recorder.audio.manifest import EngagementManifest, ManifestEntry
-from recorder.capture.actions import Action, OpenSegment, Sealed, SealSegment
+from recorder.capture.actions import Action, Sealed, SealSegment
 from recorder.capture.core import CaptureConfig, CaptureCore
 from recorder.rtms.events import AudioPacket, CaptureEvent, StreamEnded
 from recorder.sink import SealedSegment, SinkFactory
@@ -337,7 +337,7 @@ class _Capture:
         """
         action = self._actions[0]
         limiter = self._io_limiter
-        if isinstance(action, OpenSegment):
+        if not isinstance(action, SealSegment):
             await trio.to_thread.run_sync(
                 action.run, limiter=limiter, abandon_on_cancel=abandon_on_cancel
             )
@@ -393,8 +393,8 @@ class _Capture:
                     # must not keep the other tracks' segments from being sealed.
                     action = self._actions.popleft()
                     logger.error(
-                        "segment %s failed recording_id=%s: %s",
-                        "open" if isinstance(action, OpenSegment) else "seal",
+                        "segment action %s failed recording_id=%s: %s",
+                        type(action).__name__,
                         core.recording_id,
                         exc,
                     )

@@ -7,7 +7,9 @@
 3. ``checkpoint`` (from a worker thread, at least once a second; ``needs_checkpoint(now)``
    says when): the partial chunk is sealed as a shorter chunk and the file is fsynced. This is
    what bounds a crash's loss to about one checkpoint interval.
-4. ``close(prologue)``: the last chunk is sealed with the last-chunk flag, the prologue is sealed
+4. ``discard()`` instead, for a pre-opened segment nothing was written to: the header-only
+   ``.part`` is removed (it is no evidence).
+5. ``close(prologue)``: the last chunk is sealed with the last-chunk flag, the prologue is sealed
    into its slot, the file is fsynced, renamed to its final name and the directory fsynced. The
    file is then read back and decrypted to produce the SHA-256 of prologue + body: the digest
    vouches for what is on disk, not for what was meant to be written.
@@ -58,6 +60,8 @@ class WriterState(enum.Enum):
     CLOSED = "closed"
     #: An I/O error happened; the ``.part`` file is left for ``recover``.
     FAILED = "failed"
+    #: Removed before anything was written (a pre-opened spare that was not needed).
+    DISCARDED = "discarded"
 
 
 def _slug(value: str) -> str:
@@ -312,6 +316,18 @@ class EncryptedSegmentWriter:
             key_id=self._key_id,
             stored_sha256=stored_sha256,
         )
+
+    def discard(self) -> None:
+        """Remove this segment's ``.part``: allowed only while nothing was written to it."""
+        with self._sync_lock, self._lock:
+            if self._state is not WriterState.OPEN or self._body_size:
+                raise LocalProtocolError(
+                    f"refusing to discard {self._part}: {self._state.value}, "
+                    f"{self._body_size} bytes written"
+                )
+            self._state = WriterState.DISCARDED
+            os.close(self._fd)
+            self._part.unlink(missing_ok=True)
 
     # --- internals ---------------------------------------------------------------------------
 

@@ -229,3 +229,33 @@ def test_a_later_owner_numbers_segments_from_its_first_index() -> None:
     assert indexes == [200_000, 200_001]
     assert [sink.identity.segment_index for sink in sinks.sinks] == [200_000, 200_001]
     assert w.segments_sealed == 2
+
+
+def test_the_next_segment_is_pre_opened_and_adopted_at_the_rotation() -> None:
+    sinks = MemorySinkFactory()
+    w = writer(sinks, segment_seconds=1, preopen_s=0.25)
+    # 0.75 s written: the next segment is opened now, a quarter of a second ahead.
+    assert w.write(Audio(0, tone(0, 12_000))) == []
+    assert [s.identity.segment_index for s in sinks.sinks] == [0, 1]
+    assert sinks.sinks[1].identity.metadata["start_sample"] == RATE
+    done = [p.seal() for p in w.write(Audio(12_000, tone(12_000, 8_000)))]
+    # The rotation opened nothing: it adopted the spare (segment 1 holds only 0.25 s, too
+    # little to pre-open segment 2).
+    assert [s.identity.segment_index for s in sinks.sinks] == [0, 1]
+    last = _sealed(w.close())
+    assert last is not None
+    first = done[0].entry
+    assert (first.end_sample, first.end_ms) == (last.entry.start_sample, last.entry.start_ms)
+    assert last.entry.segment_index == 1
+
+
+def test_an_unneeded_spare_is_discarded_and_its_index_reused() -> None:
+    sinks = MemorySinkFactory()
+    w = writer(sinks, segment_seconds=1, preopen_s=0.25)
+    w.write(Audio(0, tone(0, 13_000)))
+    assert len(sinks.sinks) == 2
+    sealed = _sealed(w.close())
+    assert sealed is not None
+    assert [s.identity.segment_index for s in sinks.sinks] == [0]
+    assert w.next_index == 1
+    assert w.segments_sealed == 1

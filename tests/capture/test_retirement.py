@@ -7,7 +7,13 @@ import numpy as np
 
 from recorder.audio.manifest import SegmentManifestEntry
 from recorder.audio.wav import HEADER_SIZE
-from recorder.capture.actions import DeferredSink, OpenSegment, SealSegment, run_inline
+from recorder.capture.actions import (
+    DeferredSink,
+    DiscardSegment,
+    OpenSegment,
+    SealSegment,
+    run_inline,
+)
 from recorder.capture.core import CaptureConfig, CaptureCore
 from recorder.rtms.events import (
     AudioCodec,
@@ -236,3 +242,18 @@ def test_a_decoder_swap_mid_stream_flushes_the_old_decoder_into_the_timeline() -
     body = audio_of(sinks, "mixed")[0]
     # The passthrough second is bit-exact and ends the track.
     assert body[-len(after.pcm) :] == b"".join(after.packets)
+
+
+def test_a_retired_track_discards_its_pre_opened_spare_and_reuses_the_index() -> None:
+    clock = Clock()
+    core, sinks = make_core(clock, segment_seconds=1)
+    speak(core, "user-eve", T0, voice(8, 40))  # 0.8 s: the spare is open from 0.5 s on
+    assert [s.identity.segment_index for s in sinks.sinks] == [0, 1]
+    actions = core.retire_silent(clock.ms)
+    actions += core.retire_silent(clock.ms + 1_000)
+    assert any(isinstance(a, DiscardSegment) for a in actions)
+    core.run_inline(actions)
+    assert [(s.identity.segment_index, s.sealed is not None) for s in sinks.sinks] == [(0, True)]
+    speak(core, "user-eve", T0 + 10_000, voice(9, 5))
+    core.run_inline(core.finish(interrupted=False))
+    assert [e.segment_index for e in core.manifest.audio_entries("user-eve")] == [0, 1]

@@ -59,6 +59,9 @@ class _SlowSink:
     def checkpoint(self) -> None:
         self._sink.checkpoint()
 
+    def discard(self) -> None:
+        self._sink.discard()
+
     def close(self, prologue: bytes = b"") -> SealedSegment:
         self._disk.closing_threads.add(threading.get_ident())
         self._disk.sealing.set()

@@ -68,6 +68,10 @@ class _Counted:
     def checkpoint(self) -> None:
         self._sink.checkpoint()
 
+    def discard(self) -> None:
+        self._sink.discard()
+        self._owner.open_now -= 1
+
     def close(self, prologue: bytes = b"") -> SealedSegment:
         sealed = self._sink.close(prologue)
         self._owner.open_now -= 1

@@ -193,6 +193,23 @@ def test_sink_protocol_conformance_and_misuse(factory: SpoolSinkFactory) -> None
         sink.close(b"abcd")
 
 
+def test_an_unwritten_segment_can_be_discarded_a_written_one_never(
+    factory: SpoolSinkFactory,
+) -> None:
+    spare = factory.open(make_identity(segment_index=1), prologue_size=4)
+    assert spare.part_path.exists()
+    spare.discard()
+    assert spare.state is WriterState.DISCARDED
+    assert not spare.part_path.exists()
+    assert list(factory.directory.iterdir()) == []
+    written = factory.open(make_identity(segment_index=2), prologue_size=4)
+    written.write(b"evidence")
+    with pytest.raises(LocalProtocolError, match="refusing to discard"):
+        written.discard()
+    assert written.part_path.exists()
+    written.close(b"abcd")
+
+
 def test_segment_names_are_safe_deterministic_and_never_reused(
     factory: SpoolSinkFactory,
 ) -> None:
