@@ -6,8 +6,9 @@ here is asserted by tests.
 1. **Stall per first packet and per rotation.** One engagement's ``CaptureCore`` writes L16
    into the encrypting spool sink (AES-GCM, fsync, real files), rotating every second. Each
    ``handle_audio`` call is timed on the calling thread (what the trio thread pays), and the
-   first packet, every rotating packet and the packet after it (which moves the bytes buffered
-   during the open into the new file) are reported apart. The actions they return (open,
+   first packet, every rotating packet, the packet that pre-opens the next segment and the
+   packet after an open (which moves any bytes buffered during the open into the new file) are
+   reported apart. The actions they return (open,
    seal) then run in a worker thread, as the shell runs them; their own time, which is what the
    event loop used to pay inline, is printed beside for comparison.
 2. **Speakers each speaking once, in turn.** One engagement through ``run_capture`` (the real
@@ -66,6 +67,7 @@ def stalls(rotations: int) -> None:
     speech = encode_speech("a", fmt, seconds=float(rotations + 1))
     first: list[float] = []
     rotating: list[float] = []
+    preopening: list[float] = []
     attaching: list[float] = []
     steady: list[float] = []
     inline_open: list[float] = []
@@ -87,6 +89,8 @@ def stalls(rotations: int) -> None:
                 first.append(spent)
             elif any(isinstance(a, SealSegment) for a in actions):
                 rotating.append(spent)
+            elif any(isinstance(a, OpenSegment) for a in actions):
+                preopening.append(spent)
             elif after_open:
                 attaching.append(spent)
             else:
@@ -115,6 +119,7 @@ def stalls(rotations: int) -> None:
     print(f"{_ms(statistics.median(first[1:])).strip()} / {_ms(max(first[1:])).strip()}")
     print(f"   rotating packet: median / worst of {len(rotating)} ", end="")
     print(f"{_ms(statistics.median(rotating)).strip()} / {_ms(max(rotating)).strip()}")
+    print(f"   packet pre-opening the next one  {_ms(max(preopening))} (worst)")
     print(f"   packet after an open, worst      {_ms(max(attaching))}")
     print(f"   any other packet: median / worst {_ms(statistics.median(steady))} / ", end="")
     print(_ms(max(steady)).strip())
