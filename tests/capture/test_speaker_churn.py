@@ -18,7 +18,7 @@ from recorder.rtms.urls import split_server_urls
 from recorder.rtms.webhook import Product as RtmsProduct
 from recorder.simulator import AudioLayout, Product, Scenario, SimulatorConfig, open_simulator
 from recorder.simulator.program import build_program
-from recorder.simulator.scenario import validate
+from recorder.simulator.scenario import scenario_from_mapping, validate
 from recorder.sink import SealedSegment, SegmentIdentity
 from recorder.testing.memory_sink import MemorySink, MemorySinkFactory
 
@@ -103,6 +103,18 @@ def test_a_crowd_is_per_speaker_and_in_turn_only() -> None:
     assert windows[1] == ((14, 24),)
     with pytest.raises(ConfigError, match="strictly in turn"):
         validate(Scenario(product=Product.MEETING, crowd=5).resolved())
+    # The same from a scenario file (`recorder simulate`).
+    loaded = scenario_from_mapping(
+        {
+            "product": "meeting",
+            "audio": {"layout": "per_speaker"},
+            "crowd": 300,
+            "utterance_s": 0.2,
+            "utterance_gap_s": 0.04,
+        }
+    )
+    assert len(loaded.resolved().speakers) == SPEAKERS
+    assert loaded.resolved().resolved().speakers == loaded.resolved().speakers
 
 
 async def test_three_hundred_speakers_each_once_stay_bounded_and_bit_exact() -> None:
