@@ -417,12 +417,26 @@ class Engagement:
         gaps, pauses = entry.gaps, entry.pauses
         absence = entry.absence
         if absence is not None:
-            # A retired track's absence is in no WAV, but it is a gap (or pause) all the same.
-            total_s += (absence.end_sample - absence.start_sample) / rate
+            # A retired track's absence is in no WAV (no sample range), but it is a gap (or a
+            # pause) all the same.
+            seconds = (absence.end_sample - absence.start_sample) / rate
+            total_s += seconds
             if absence.kind == "pause":
                 pauses = (absence, *pauses)
             else:
-                gaps = (absence, *gaps)
+                gap_s += seconds
+                cause = absence.cause or "unknown"
+                metrics.add_gap(cause, seconds)
+                self.status.gap_seconds[cause] = self.status.gap_seconds.get(cause, 0.0) + seconds
+                await catalog.add_gap(
+                    entry.recording_id,
+                    entry.track,
+                    start_ms=absence.start_ms,
+                    end_ms=absence.end_ms,
+                    cause=cause,
+                    detail="track retired; no audio until it reopened",
+                    fence=lease,
+                )
         for span in gaps:
             seconds = (span.end_sample - span.start_sample) / rate
             gap_s += seconds
