@@ -3,7 +3,11 @@ free it; its next packet reopens it on the same sample axis; the time between is
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from recorder.audio.manifest import SegmentManifestEntry
 from recorder.audio.wav import HEADER_SIZE
@@ -257,3 +261,83 @@ def test_a_retired_track_discards_its_pre_opened_spare_and_reuses_the_index() ->
     speak(core, "user-eve", T0 + 10_000, voice(9, 5))
     core.run_inline(core.finish(interrupted=False))
     assert [e.segment_index for e in core.manifest.audio_entries("user-eve")] == [0, 1]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(
+                st.just("speak"),
+                st.integers(0, 3),
+                st.integers(1, 12),
+                st.integers(0, 3_000),
+            ),
+            st.tuples(st.just("wait"), st.integers(0, 3), st.integers(0, 4), st.integers(0, 3_000)),
+            st.tuples(st.just("leave"), st.integers(0, 3), st.integers(0, 0), st.integers(0, 0)),
+        ),
+        max_size=25,
+    )
+)
+def test_retirement_never_loses_or_repeats_a_sample_and_accounts_for_all_time(
+    steps: list[tuple[str, int, int, int]],
+) -> None:
+    """Random speaking turns, silences, leaves and retirement checks: every sample a speaker
+    sent is in their segments once, in order, on one clock; every stretch between two segments
+    of a track is either nothing (a rotation) or an absence that covers it exactly."""
+    clock = Clock()
+    core, sinks = make_core(clock, segment_seconds=1)
+    sent: dict[str, list[bytes]] = {}
+    next_ms: dict[str, int] = {}
+    first_ms: dict[str, int] = {}
+    seed = 0
+    for kind, who, count, pause_ms in steps:
+        track = f"user-{who}"
+        clock.ms += pause_ms
+        if kind == "speak":
+            start = max(next_ms.get(track, 0), clock.ms)
+            seed += 1
+            pcm = voice(seed, count)
+            first_ms.setdefault(track, start)
+            speak(core, track, start, pcm)
+            sent.setdefault(track, []).extend(pcm)
+            next_ms[track] = start + 20 * count
+            clock.ms = max(clock.ms, next_ms[track])
+        elif kind == "wait":
+            for _ in range(count):
+                core.run_inline(core.retire_silent(clock.ms))
+                clock.ms += 500
+        else:
+            leave = ParticipantEvent(clock.ms, 4, "PARTICIPANT_LEAVE", (Participant(str(who)),))
+            core.run_inline(core.handle_event(leave))
+    core.run_inline(core.finish(interrupted=False))
+    for track, pcm in sent.items():
+        entries = sorted(core.manifest.audio_entries(track), key=lambda e: e.segment_index)
+        assert [e.segment_index for e in entries] == list(range(len(entries)))
+        heard = b""
+        for entry in entries:
+            # Same clock: sample s of the track is t0 + s / 16 ms.
+            assert entry.start_ms == first_ms[track] + entry.start_sample // 16
+            body = next(
+                s.plaintext[HEADER_SIZE:]
+                for s in sinks.sinks
+                if s.identity.track == track and s.identity.segment_index == entry.segment_index
+            )
+            assert len(body) == 2 * (entry.end_sample - entry.start_sample)
+            cursor = 0
+            for span in sorted(entry.spans, key=lambda s: s.segment_start_sample):
+                # Gaps inside a segment are silence; everything else is what was sent.
+                heard += body[2 * cursor : 2 * span.segment_start_sample]
+                silence = body[2 * span.segment_start_sample : 2 * span.segment_end_sample]
+                assert silence == bytes(len(silence))
+                cursor = span.segment_end_sample
+            heard += body[2 * cursor :]
+        assert heard == b"".join(pcm), track
+        for before, after in itertools.pairwise(entries):
+            if after.absence is None:
+                assert after.start_sample == before.end_sample
+            else:
+                assert after.absence.start_sample == before.end_sample
+                assert after.absence.end_sample == after.start_sample
+                assert after.absence.start_ms == before.end_ms
+                assert after.absence.cause in {"no_speech", "participant_left"}
