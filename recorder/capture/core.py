@@ -349,7 +349,8 @@ class CaptureCore:
     # --- internals ----------------------------------------------------------------------------
 
     def _take(self, actions: list[Action]) -> list[Action]:
-        """Opens queued by the sink factory go first: a segment is opened before it is sealed."""
+        """Opens (and discards) queued by the sink factory go first: a segment is opened before
+        it is sealed or discarded."""
         opens = self._deferring.queued
         if not opens:
             return actions
@@ -409,8 +410,8 @@ class CaptureCore:
         output = (decoder.output_rate, decoder.output_channels)
         if output == (old.decoder.output_rate, old.decoder.output_channels):
             # Same output format: the track's timeline and segments go on. The old decoder's
-            # held-back tail belongs before the new decoder's first output, and the new
-            # decoder's own delay replaces the old one's (docs: a swap must not keep it).
+            # held-back tail belongs before the new decoder's first output (a resampler holds
+            # ~1 ms), and what follows is placed by the new decoder's lookahead, not the old.
             self._flush_decoder(packet.track, old, actions)
             old.timeline.set_delay(decoder.delay_samples)
             old.decoder = decoder
