@@ -16,8 +16,10 @@ closes), and returns the engagement's manifest. Where the work runs, and why:
 * **Segment opens and seals** never run on the trio thread: the core returns them as actions
   (``recorder.capture.actions``) and ``_run_actions`` runs them in order, each in a worker
   thread under one process-wide ``CapacityLimiter`` (``segment_io_limiter``), while the consumer
-  goes on: audio arriving during a seal is already written into the next segment. More than
-  ``_MAX_PENDING_ACTIONS`` waiting makes the consumer wait (a disk that cannot keep up).
+  goes on: audio arriving during a seal is already written into the next segment. ``_hand_on``
+  hands sealed segments to ``on_sealed`` in seal order, so a slow catalog delays no open. More
+  than ``_MAX_PENDING_ACTIONS`` waiting makes the consumer wait (a disk or catalog that cannot
+  keep up).
 
 The core is never driven by two threads at once: the single consumer task awaits each worker
 call before touching the core again. Queues are bounded: the client's event channel (its size is
@@ -158,7 +160,11 @@ class _Capture:
         #: Segment opens and seals the core asked for, run in order by ``_run_actions``; the
         #: head is removed only once it completed.
         self._actions: collections.deque[Action] = collections.deque()
-        self._actions_changed = trio.Event()
+        #: Set when actions are submitted (``_run_actions`` waits), when a sealed segment is
+        #: ready to hand on (``_hand_on`` waits), and on any progress (backpressure waits).
+        self._work_added = trio.Event()
+        self._sealed_ready = trio.Event()
+        self._progress = trio.Event()
         self._undelivered: collections.deque[Sealed] = collections.deque()
         self._next_checkpoint = 0.0
         self._since_yield = 0
@@ -168,6 +174,7 @@ class _Capture:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._run_actions)
+                nursery.start_soon(self._hand_on)
                 ended = await self._consume()
                 nursery.cancel_scope.cancel()
         except BaseException as exc:
@@ -207,7 +214,7 @@ class _Capture:
             except trio.EndOfChannel:
                 await self._drain_batch()
                 return False
-            if len(self._actions) > _MAX_PENDING_ACTIONS:
+            if self._backlog() > _MAX_PENDING_ACTIONS:
                 await self._wait_for_actions()
             if event is None:
                 # Housekeeping: the channel ran dry, a batch is full, a checkpoint is due.
@@ -274,7 +281,7 @@ class _Capture:
                 if actions:
                     # Never awaited here: segment I/O runs in ``_run_actions``.
                     self._submit(actions)
-                    if len(self._actions) > _MAX_PENDING_ACTIONS:
+                    if self._backlog() > _MAX_PENDING_ACTIONS:
                         self._since_yield += 1
                         return None
             else:
@@ -309,23 +316,36 @@ class _Capture:
     def _submit(self, actions: list[Action]) -> None:
         if actions:
             self._actions.extend(actions)
-            self._actions_changed.set()
+            self._work_added.set()
+
+    def _backlog(self) -> int:
+        return len(self._actions) + len(self._undelivered)
 
     async def _wait_for_actions(self) -> None:
-        """Backpressure: a disk that cannot keep up slows the consumer (and, through the
-        client's bounded channel, shows as counted drops) instead of growing a queue."""
-        while len(self._actions) > _MAX_PENDING_ACTIONS // 2:
-            self._actions_changed = trio.Event()
-            await self._actions_changed.wait()
+        """Backpressure: a disk or a catalog that cannot keep up slows the consumer (and,
+        through the client's bounded channel, shows as counted drops) instead of growing a
+        queue."""
+        while self._backlog() > _MAX_PENDING_ACTIONS // 2:
+            self._progress = trio.Event()
+            await self._progress.wait()
 
     async def _run_actions(self) -> None:
         """Runs the core's segment opens and seals in order, each in a worker thread."""
         while True:
             if not self._actions:
-                self._actions_changed = trio.Event()
-                await self._actions_changed.wait()
+                self._work_added = trio.Event()
+                await self._work_added.wait()
                 continue
             await self._run_head(abandon_on_cancel=False)
+
+    async def _hand_on(self) -> None:
+        """Hands sealed segments on (``on_sealed``: catalog, spool) apart from ``_run_actions``,
+        so a slow catalog never holds up the next segment's open."""
+        while True:
+            if not self._undelivered:
+                self._sealed_ready = trio.Event()
+                await self._sealed_ready.wait()
+                continue
             await self._deliver()
 
     async def _run_head(self, *, abandon_on_cancel: bool) -> None:
@@ -350,7 +370,8 @@ class _Capture:
             self._core.note(sealed)
             if self._on_sealed is not None:
                 self._undelivered.append(sealed)
-        self._actions_changed.set()
+                self._sealed_ready.set()
+        self._progress.set()
 
     async def _deliver(self) -> None:
         """Hand sealed segments on, in order; one interrupted by cancellation stays queued and
@@ -361,6 +382,7 @@ class _Capture:
             item = self._undelivered[0]
             await self._on_sealed(item.segment, item.entry)
             self._undelivered.popleft()
+            self._progress.set()
 
     async def _finalize(self, *, interrupted: bool) -> None:
         """Seal everything, shielded and time-bounded, whatever ended the capture.

@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import pytest
 import trio
+import trio.testing
 
 from recorder.audio.manifest import EngagementManifest, ManifestEntry
 from recorder.audio.wav import HEADER_SIZE
@@ -185,3 +186,45 @@ async def test_a_segment_that_cannot_be_sealed_does_not_keep_the_others_from_it(
     good = [s for s in disk.memory.sinks if s.identity.track == "user-good"]
     assert [s.sealed is not None for s in good] == [True]
     assert good[0].plaintext[HEADER_SIZE:] == b"".join(voice(20))
+
+
+async def test_a_slow_catalog_holds_up_no_segment_open() -> None:
+    """``on_sealed`` (the catalog and spool) stalls on the first sealed segment; a speaker who
+    starts meanwhile still gets a segment opened, and nothing is handed on out of order."""
+    sinks = MemorySinkFactory()
+    catalog_free = trio.Event()
+    handed_on: list[tuple[str, int]] = []
+
+    async def on_sealed(segment: SealedSegment, entry: ManifestEntry) -> None:
+        await catalog_free.wait()
+        handed_on.append((entry.track, entry.segment_index))
+
+    per_speaker = AudioFormat(AudioCodec.L16, 16_000, 1, 20, data_opt=2)
+    send, receive = trio.open_memory_channel[CaptureEvent](256)
+    config = CaptureConfig(segment_seconds=1, holdback_ms=40)
+    manifest: EngagementManifest | None = None
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+
+            async def capture() -> None:
+                nonlocal manifest
+                manifest = await run_capture(
+                    receive, sinks, recording_id="rec-cat", config=config, on_sealed=on_sealed
+                )
+
+            nursery.start_soon(capture)
+            for index, payload in enumerate(voice(60)):
+                await send.send(AudioPacket("user-a", T0 + index * 20, payload, per_speaker))
+            # user-a's first segment is sealed and stuck in on_sealed; user-b starts talking.
+            for index, payload in enumerate(voice(20)):
+                await send.send(
+                    AudioPacket("user-b", T0 + 1_200 + index * 20, payload, per_speaker)
+                )
+            while not any(s.identity.track == "user-b" for s in sinks.sinks):
+                await trio.testing.wait_all_tasks_blocked()
+            assert handed_on == []
+            catalog_free.set()
+            await send.send(END)
+    assert manifest is not None
+    assert handed_on[0] == ("user-a", 0)
+    assert sorted(handed_on) == sorted((e.track, e.segment_index) for e in manifest.entries)
