@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 #: Metadata values bound to a segment (authenticated, never secret).
 MetadataValue = str | int | float | bool | None
@@ -89,4 +89,21 @@ class EvidenceSink(Protocol):
 class SinkFactory(Protocol):
     def open(self, identity: SegmentIdentity, *, prologue_size: int = 0) -> EvidenceSink:
         """Open a new segment. ``close()`` must be given a prologue of exactly this size."""
+        ...
+
+
+class SpareSink(EvidenceSink, Protocol):
+    """A segment opened ahead of its rotation, kept where crash recovery does not look."""
+
+    def adopt(self) -> None:
+        """It is the live segment now (before its first byte): recovery must find it."""
+        ...
+
+
+@runtime_checkable
+class SpareSinkFactory(SinkFactory, Protocol):
+    """A ``SinkFactory`` that can open segments ahead of time (``SegmentWriter`` pre-opens)."""
+
+    def open_spare(self, identity: SegmentIdentity, *, prologue_size: int = 0) -> SpareSink:
+        """``open``, but a crash before ``adopt`` leaves no segment behind."""
         ...

@@ -49,7 +49,14 @@ from recorder.audio.wav import (
     coding_history,
 )
 from recorder.errors import LocalProtocolError
-from recorder.sink import EvidenceSink, SealedSegment, SegmentIdentity, SinkFactory
+from recorder.sink import (
+    EvidenceSink,
+    SealedSegment,
+    SegmentIdentity,
+    SinkFactory,
+    SpareSink,
+    SpareSinkFactory,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +73,7 @@ _NEVER: Final = sys.maxsize
 class _Spare:
     """The next segment, opened ahead: nothing is written to it until the rotation."""
 
-    sink: EvidenceSink
+    sink: SpareSink
     bext: BextInfo
     start: int
 
@@ -178,9 +185,14 @@ class SegmentWriter:
         self._offset = sample_offset
         #: The time this track was retired before this writer, told by its first segment.
         self._absence = absence
+        #: Where spares come from: only a factory that keeps them out of crash recovery's
+        #: sight (``SpareSinkFactory``) pre-opens.
+        self._spares = sinks if isinstance(sinks, SpareSinkFactory) else None
         #: Samples before the limit at which the next segment is pre-opened (0: never).
         self._preopen = (
-            min(round(preopen_s * fmt.sample_rate), self._limit // 2) if preopen_s > 0 else 0
+            min(round(preopen_s * fmt.sample_rate), self._limit // 2)
+            if preopen_s > 0 and self._spares is not None
+            else 0
         )
         #: ``_written`` value that triggers the pre-open of the next segment.
         self._preopen_at = _NEVER
@@ -279,6 +291,7 @@ class SegmentWriter:
     def _open(self, start: int) -> None:
         spare, self._spare = self._spare, None
         if spare is not None and spare.start == start:
+            spare.sink.adopt()
             self._sink, self._bext = spare.sink, spare.bext
         else:
             if spare is not None:
@@ -292,11 +305,20 @@ class SegmentWriter:
 
     def _preopen_next(self) -> None:
         self._preopen_at = _NEVER
+        assert self._spares is not None
         start = self._start + self._limit
-        sink, bext = self._open_sink(start)
+        identity, bext = self._identity(start)
+        sink = self._spares.open_spare(identity, prologue_size=HEADER_SIZE)
+        self._next_index += 1
         self._spare = _Spare(sink, bext, start)
 
     def _open_sink(self, start: int) -> tuple[EvidenceSink, BextInfo]:
+        identity, bext = self._identity(start)
+        sink = self._sinks.open(identity, prologue_size=HEADER_SIZE)
+        self._next_index += 1
+        return sink, bext
+
+    def _identity(self, start: int) -> tuple[SegmentIdentity, BextInfo]:
         fmt = self._fmt
         origination_ms = self._sample_to_ms(start)
         bext = BextInfo(
@@ -319,9 +341,7 @@ class SegmentWriter:
             created_ms=self._now_ms(),
             metadata=metadata,
         )
-        sink = self._sinks.open(identity, prologue_size=HEADER_SIZE)
-        self._next_index += 1
-        return sink, bext
+        return identity, bext
 
     def _write_gap(self, gap: Gap, sealed: list[PendingAudioSeal]) -> None:
         start, gap_end = gap.start + self._offset, gap.end + self._offset

@@ -29,7 +29,14 @@ from dataclasses import dataclass
 
 from recorder.audio.manifest import ManifestEntry
 from recorder.errors import LocalProtocolError
-from recorder.sink import EvidenceSink, SealedSegment, SegmentIdentity, SinkFactory
+from recorder.sink import (
+    EvidenceSink,
+    SealedSegment,
+    SegmentIdentity,
+    SinkFactory,
+    SpareSink,
+    SpareSinkFactory,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +56,7 @@ class DeferredSink:
     """
 
     __slots__ = (
+        "_adopt_pending",
         "_body_size",
         "_buffer",
         "_factory",
@@ -57,6 +65,8 @@ class DeferredSink:
         "_prologue_size",
         "_ready",
         "_real",
+        "_spare",
+        "_spare_sink",
     )
 
     def __init__(
@@ -65,9 +75,14 @@ class DeferredSink:
         identity: SegmentIdentity,
         prologue_size: int,
         owner: DeferringSinkFactory | None = None,
+        *,
+        spare: bool = False,
     ) -> None:
         self._factory = factory
         self._owner = owner
+        self._spare = spare
+        self._spare_sink: SpareSink | None = None
+        self._adopt_pending = False
         self._identity = identity
         self._prologue_size = prologue_size
         self._real: EvidenceSink | None = None
@@ -96,7 +111,14 @@ class DeferredSink:
         """Open the real sink (blocking: a worker thread). Publishes it; the owner attaches it."""
         if self._ready is not None:
             raise LocalProtocolError(f"segment {self._identity.segment_index} opened twice")
-        self._ready = self._factory.open(self._identity, prologue_size=self._prologue_size)
+        if self._spare:
+            assert isinstance(self._factory, SpareSinkFactory)
+            spare = self._factory.open_spare(self._identity, prologue_size=self._prologue_size)
+            # Published before ``_ready``: whoever sees the sink can adopt it.
+            self._spare_sink = spare
+            self._ready = spare
+        else:
+            self._ready = self._factory.open(self._identity, prologue_size=self._prologue_size)
 
     def write(self, data: bytes) -> None:
         real = self._real if self._real is not None else self._attach()
@@ -121,6 +143,13 @@ class DeferredSink:
             )
         return real.close(prologue)
 
+    def adopt(self) -> None:
+        """The spare is the live segment now; adopted by whoever attaches the opened sink."""
+        self._adopt_pending = True
+        real = self._real if self._real is not None else self._attach()
+        if real is not None and self._adopt_pending:
+            self._adopt()
+
     def discard(self) -> None:
         """Queue the removal of this unwritten segment (after its open, in a worker thread)."""
         if self._body_size:
@@ -136,10 +165,19 @@ class DeferredSink:
         if real is not None:
             real.discard()
 
+    def _adopt(self) -> None:
+        self._adopt_pending = False
+        if self._spare_sink is None:
+            raise LocalProtocolError(f"segment {self._identity.segment_index} is not a spare")
+        self._spare_sink.adopt()
+
     def _attach(self) -> EvidenceSink | None:
         ready = self._ready
         if ready is None:
             return None
+        if self._adopt_pending:
+            # Before the first byte: a spare's bytes only ever go where recovery finds them.
+            self._adopt()
         if self._buffer:
             ready.write(bytes(self._buffer))
             self._buffer = bytearray()
@@ -154,8 +192,18 @@ class DeferringSinkFactory:
         self._factory = factory
         self.queued: list[Action] = []
 
+    @property
+    def supports_spares(self) -> bool:
+        return isinstance(self._factory, SpareSinkFactory)
+
     def open(self, identity: SegmentIdentity, *, prologue_size: int = 0) -> DeferredSink:
         sink = DeferredSink(self._factory, identity, prologue_size, owner=self)
+        self.queued.append(OpenSegment(sink))
+        return sink
+
+    def open_spare(self, identity: SegmentIdentity, *, prologue_size: int = 0) -> DeferredSink:
+        """Only when ``supports_spares``."""
+        sink = DeferredSink(self._factory, identity, prologue_size, owner=self, spare=True)
         self.queued.append(OpenSegment(sink))
         return sink
 

@@ -53,6 +53,7 @@ from recorder.audio.manifest import (
 from recorder.audio.mixer import Mixer
 from recorder.audio.records import PendingRecordsSeal, RecordsWriter
 from recorder.audio.segments import (
+    PREOPEN_SECONDS,
     SEGMENT_SECONDS,
     PendingAudioSeal,
     SegmentWriter,
@@ -187,6 +188,8 @@ class CaptureCore:
         self._reference = originator_reference or recording_id
         self._deferring = DeferringSinkFactory(sinks)
         self._sinks = self._deferring
+        #: Segments are pre-opened where the sink keeps spares out of crash recovery's sight.
+        self._preopen_s = PREOPEN_SECONDS if self._deferring.supports_spares else 0.0
         self._now_ms = now_ms
         self.tracks: dict[str, _Track] = {}
         #: Retired tracks, by name (a few numbers each).
@@ -506,6 +509,7 @@ class CaptureCore:
             first_index=first_index,
             sample_offset=sample_offset,
             absence=absence,
+            preopen_s=self._preopen_s,
         )
         track = _Track(
             decoder=decoder,
@@ -601,6 +605,7 @@ class CaptureCore:
             segment_seconds=self.config.segment_seconds,
             max_data_length=self.config.max_data_length,
             first_index=self.config.first_segment_index,
+            preopen_s=self._preopen_s,
         )
 
     def _begin_window(

@@ -7,12 +7,17 @@
 3. ``checkpoint`` (from a worker thread, at least once a second; ``needs_checkpoint(now)``
    says when): the partial chunk is sealed as a shorter chunk and the file is fsynced. This is
    what bounds a crash's loss to about one checkpoint interval.
-4. ``discard()`` instead, for a pre-opened segment nothing was written to: the header-only
-   ``.part`` is removed (it is no evidence).
-5. ``close(prologue)``: the last chunk is sealed with the last-chunk flag, the prologue is sealed
+4. ``close(prologue)``: the last chunk is sealed with the last-chunk flag, the prologue is sealed
    into its slot, the file is fsynced, renamed to its final name and the directory fsynced. The
    file is then read back and decrypted to produce the SHA-256 of prologue + body: the digest
    vouches for what is on disk, not for what was meant to be written.
+
+**Spares.** ``SpoolSinkFactory.open_spare`` opens the next segment of a track ahead of its
+rotation, under ``.spare/`` where crash recovery does not look: a crash then leaves no empty
+segment behind (the factory deletes stale header-only spares when it starts, and moves one that
+holds data, which only an adopted spare whose rename a crash undid can, back for recovery).
+``adopt()`` moves it beside the others before its first byte (a rename; the directory entry is
+made durable by the next checkpoint or the seal); ``discard()`` removes a spare never needed.
 
 Locking: ``write`` runs on the trio thread, ``checkpoint`` on a worker thread. A lock guards the
 chunk buffer and the file offset; fsync runs outside it so ``write`` never waits for the disk.
@@ -40,14 +45,22 @@ from recorder.crypto import _format as fmt
 from recorder.crypto._format import RecordKind
 from recorder.crypto.keyring import SegmentKeySource
 from recorder.crypto.keys.local import fsync_directory, make_durable_dir
-from recorder.crypto.reader import digest_segment
-from recorder.errors import DigestMismatch, DiskFull, LocalProtocolError, StorageError
+from recorder.crypto.reader import digest_segment, read_header_from
+from recorder.errors import (
+    DigestMismatch,
+    DiskFull,
+    LocalProtocolError,
+    RecorderError,
+    StorageError,
+)
 from recorder.sink import SealedSegment, SegmentIdentity
 
 logger = logging.getLogger(__name__)
 
 SEALED_SUFFIX: Final = ".rtmsenc"
 PART_SUFFIX: Final = ".part"
+#: Pre-opened segments wait here, out of crash recovery's sight, until adopted.
+SPARE_DIR: Final = ".spare"
 DEFAULT_CHECKPOINT_INTERVAL_S: Final = 1.0
 #: File names stay well under the 255-byte limit of common file systems.
 _MAX_SLUG: Final = 80
@@ -123,9 +136,16 @@ class EncryptedSegmentWriter:
         prologue_size: int = 0,
         chunk_size: int = fmt.DEFAULT_CHUNK_SIZE,
         checkpoint_interval_s: float = DEFAULT_CHECKPOINT_INTERVAL_S,
+        spare: bool = False,
     ) -> None:
         self._path = Path(path)
         self._part = self._path.with_name(self._path.name + PART_SUFFIX)
+        #: Not adopted yet: the file waits under ``.spare/`` (see the module docstring).
+        self._spare = spare
+        #: A rename since the last directory fsync (adoption).
+        self._dir_unsynced = False
+        if spare:
+            self._part = self._path.parent / SPARE_DIR / self._part.name
         self._identity = identity
         self._prologue_size = prologue_size
         self._chunk_size = chunk_size
@@ -262,15 +282,55 @@ class EncryptedSegmentWriter:
                 self._unsynced = False
             try:
                 os.fsync(self._fd)
+                if self._dir_unsynced:
+                    # The adoption's rename, durable with the bytes it now holds.
+                    fsync_directory(self._part.parent)
+                    self._dir_unsynced = False
             except OSError as exc:
                 self._fail()
                 raise _storage_error(exc, "cannot fsync", self._part) from exc
+
+    def adopt(self) -> None:
+        """A spare becomes the track's live segment: moved to where crash recovery finds it.
+
+        A rename in one directory tree (microseconds, no fsync here): called before the first
+        byte is written, by whoever writes; the next checkpoint fsyncs the directory.
+        """
+        with self._lock:
+            if not self._spare:
+                return
+            if self._state is not WriterState.OPEN or self._body_size:
+                raise LocalProtocolError(f"adopt of a {self._state.value} spare {self._part}")
+            target = self._path.with_name(self._path.name + PART_SUFFIX)
+            try:
+                os.rename(self._part, target)
+            except OSError as exc:
+                self._fail()
+                raise _storage_error(exc, "cannot adopt", self._part) from exc
+            self._part = target
+            self._spare = False
+            self._dir_unsynced = True
+
+    def discard(self) -> None:
+        """Remove this segment's ``.part``: allowed only while nothing was written to it."""
+        with self._sync_lock, self._lock:
+            if self._state is not WriterState.OPEN or self._body_size:
+                raise LocalProtocolError(
+                    f"refusing to discard {self._part}: {self._state.value}, "
+                    f"{self._body_size} bytes written"
+                )
+            self._state = WriterState.DISCARDED
+            os.close(self._fd)
+            self._part.unlink(missing_ok=True)
 
     def close(self, prologue: bytes = b"") -> SealedSegment:
         if len(prologue) != self._prologue_size:
             raise LocalProtocolError(
                 f"prologue is {len(prologue)} bytes, segment declared {self._prologue_size}"
             )
+        if self._spare:
+            # Sealed without being adopted (nothing written): it still becomes a segment.
+            self.adopt()
         with self._sync_lock, self._lock:
             if self._state is not WriterState.OPEN:
                 raise LocalProtocolError(f"close of a {self._state.value} segment {self._path}")
@@ -316,18 +376,6 @@ class EncryptedSegmentWriter:
             key_id=self._key_id,
             stored_sha256=stored_sha256,
         )
-
-    def discard(self) -> None:
-        """Remove this segment's ``.part``: allowed only while nothing was written to it."""
-        with self._sync_lock, self._lock:
-            if self._state is not WriterState.OPEN or self._body_size:
-                raise LocalProtocolError(
-                    f"refusing to discard {self._part}: {self._state.value}, "
-                    f"{self._body_size} bytes written"
-                )
-            self._state = WriterState.DISCARDED
-            os.close(self._fd)
-            self._part.unlink(missing_ok=True)
 
     # --- internals ---------------------------------------------------------------------------
 
@@ -393,9 +441,11 @@ class SpoolSinkFactory:
     ) -> None:
         self._dir = Path(directory)
         make_durable_dir(self._dir)
+        make_durable_dir(self._dir / SPARE_DIR)
         self._keys = keys
         self._chunk_size = chunk_size
         self._interval = checkpoint_interval_s
+        self._reclaim_spares()
 
     @property
     def directory(self) -> Path:
@@ -422,3 +472,48 @@ class SpoolSinkFactory:
             chunk_size=self._chunk_size,
             checkpoint_interval_s=self._interval,
         )
+
+    def open_spare(
+        self, identity: SegmentIdentity, *, prologue_size: int = 0
+    ) -> EncryptedSegmentWriter:
+        """``open`` for a segment opened ahead of its rotation (see the module docstring)."""
+        return EncryptedSegmentWriter(
+            self._dir / segment_file_name(identity),
+            identity,
+            keys=self._keys,
+            prologue_size=prologue_size,
+            chunk_size=self._chunk_size,
+            checkpoint_interval_s=self._interval,
+            spare=True,
+        )
+
+    def _reclaim_spares(self) -> None:
+        """Spares a crashed process left: header-only ones go; one holding data (an adoption
+        whose rename the crash undid) goes back beside the others for crash recovery. A spare
+        still locked belongs to a live process sharing this directory and is left alone."""
+        for part in sorted((self._dir / SPARE_DIR).glob(f"*{PART_SUFFIX}")):
+            try:
+                fd = os.open(part, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                size = os.fstat(fd).st_size
+                try:
+                    with os.fdopen(os.dup(fd), "rb") as stream:
+                        body_offset = read_header_from(stream, source=str(part)).body_offset
+                except (RecorderError, OSError):
+                    body_offset = size  # a torn header: it was being created, nothing in it
+                if size <= body_offset:
+                    part.unlink(missing_ok=True)
+                    logger.info("stale spare segment removed path=%s", part)
+                else:
+                    os.rename(part, self._dir / part.name)
+                    logger.warning("spare segment holding data moved for recovery path=%s", part)
+            finally:
+                os.close(fd)
+        fsync_directory(self._dir / SPARE_DIR)
+        fsync_directory(self._dir)

@@ -15,8 +15,12 @@ class MemorySink:
         identity: SegmentIdentity,
         prologue_size: int,
         on_discard: Callable[[MemorySink], None] | None = None,
+        *,
+        spare: bool = False,
     ) -> None:
         self._on_discard = on_discard
+        #: Opened ahead and not adopted yet (``recorder.sink.SpareSink``).
+        self.spare = spare
         self._identity = identity
         self._prologue_size = prologue_size
         self._body = bytearray()
@@ -39,6 +43,11 @@ class MemorySink:
 
     def checkpoint(self) -> None:
         self.checkpoints += 1
+
+    def adopt(self) -> None:
+        if self._body:
+            raise LocalProtocolError("adopt after a write")
+        self.spare = False
 
     def discard(self) -> None:
         if self.sealed is not None or self._body:
@@ -73,5 +82,10 @@ class MemorySinkFactory:
 
     def open(self, identity: SegmentIdentity, *, prologue_size: int = 0) -> MemorySink:
         sink = MemorySink(identity, prologue_size, self.sinks.remove)
+        self.sinks.append(sink)
+        return sink
+
+    def open_spare(self, identity: SegmentIdentity, *, prologue_size: int = 0) -> MemorySink:
+        sink = MemorySink(identity, prologue_size, self.sinks.remove, spare=True)
         self.sinks.append(sink)
         return sink

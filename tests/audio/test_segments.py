@@ -238,10 +238,12 @@ def test_the_next_segment_is_pre_opened_and_adopted_at_the_rotation() -> None:
     assert w.write(Audio(0, tone(0, 12_000))) == []
     assert [s.identity.segment_index for s in sinks.sinks] == [0, 1]
     assert sinks.sinks[1].identity.metadata["start_sample"] == RATE
+    assert sinks.sinks[1].spare, "opened where crash recovery does not look"
     done = [p.seal() for p in w.write(Audio(12_000, tone(12_000, 8_000)))]
     # The rotation opened nothing: it adopted the spare (segment 1 holds only 0.25 s, too
     # little to pre-open segment 2).
     assert [s.identity.segment_index for s in sinks.sinks] == [0, 1]
+    assert not sinks.sinks[1].spare
     last = _sealed(w.close())
     assert last is not None
     first = done[0].entry
