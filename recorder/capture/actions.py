@@ -67,7 +67,12 @@ class DeferredSink:
         "_real",
         "_spare",
         "_spare_sink",
+        "write",
     )
+
+    #: Appends to the body. Until the real sink is attached, into memory; then it *is* the
+    #: real sink's ``write``, so the per-packet path pays no extra call.
+    write: Callable[[bytes], None]
 
     def __init__(
         self,
@@ -89,6 +94,7 @@ class DeferredSink:
         self._ready: EvidenceSink | None = None
         self._buffer = bytearray()
         self._body_size = 0
+        self.write = self._write_buffered
 
     @property
     def identity(self) -> SegmentIdentity:
@@ -96,7 +102,8 @@ class DeferredSink:
 
     @property
     def body_size(self) -> int:
-        return self._body_size
+        real = self._real
+        return real.body_size if real is not None else self._body_size
 
     @property
     def opened(self) -> bool:
@@ -120,13 +127,13 @@ class DeferredSink:
         else:
             self._ready = self._factory.open(self._identity, prologue_size=self._prologue_size)
 
-    def write(self, data: bytes) -> None:
-        real = self._real if self._real is not None else self._attach()
+    def _write_buffered(self, data: bytes) -> None:
+        real = self._attach()
         if real is None:
             self._buffer += data
+            self._body_size += len(data)
         else:
             real.write(data)
-        self._body_size += len(data)
 
     def checkpoint(self) -> None:
         """Durable up to here if the real sink is open; bytes still waiting for it are not."""
@@ -152,7 +159,7 @@ class DeferredSink:
 
     def discard(self) -> None:
         """Queue the removal of this unwritten segment (after its open, in a worker thread)."""
-        if self._body_size:
+        if self.body_size:
             raise LocalProtocolError(f"refusing to discard segment {self._identity.segment_index}")
         if self._owner is None:
             self.discard_now()
@@ -182,6 +189,7 @@ class DeferredSink:
             ready.write(bytes(self._buffer))
             self._buffer = bytearray()
         self._real = ready
+        self.write = ready.write
         return ready
 
 
