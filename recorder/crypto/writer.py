@@ -34,6 +34,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 import urllib.parse
 from pathlib import Path
 from typing import BinaryIO, Final, cast
@@ -61,6 +62,8 @@ SEALED_SUFFIX: Final = ".rtmsenc"
 PART_SUFFIX: Final = ".part"
 #: Pre-opened segments wait here, out of crash recovery's sight, until adopted.
 SPARE_DIR: Final = ".spare"
+#: A header-only spare younger than this may be a live writer's (see ``_reclaim_spares``).
+_SPARE_GRACE_S: Final = 30.0
 DEFAULT_CHECKPOINT_INTERVAL_S: Final = 1.0
 #: File names stay well under the 255-byte limit of common file systems.
 _MAX_SLUG: Final = 80
@@ -490,7 +493,9 @@ class SpoolSinkFactory:
     def _reclaim_spares(self) -> None:
         """Spares a crashed process left: header-only ones go; one holding data (an adoption
         whose rename the crash undid) goes back beside the others for crash recovery. A spare
-        still locked belongs to a live process sharing this directory and is left alone."""
+        still locked belongs to a live process sharing this directory and is left alone, and so
+        is a header-only one younger than ``_SPARE_GRACE_S`` (a live writer may have created it
+        an instant before taking its lock)."""
         for part in sorted((self._dir / SPARE_DIR).glob(f"*{PART_SUFFIX}")):
             try:
                 fd = os.open(part, os.O_RDONLY | os.O_CLOEXEC)
@@ -501,13 +506,16 @@ class SpoolSinkFactory:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     continue
-                size = os.fstat(fd).st_size
+                status = os.fstat(fd)
+                size = status.st_size
                 try:
                     with os.fdopen(os.dup(fd), "rb") as stream:
                         body_offset = read_header_from(stream, source=str(part)).body_offset
                 except (RecorderError, OSError):
                     body_offset = size  # a torn header: it was being created, nothing in it
                 if size <= body_offset:
+                    if time.time() - status.st_mtime < _SPARE_GRACE_S:
+                        continue
                     part.unlink(missing_ok=True)
                     logger.info("stale spare segment removed path=%s", part)
                 else:

@@ -7,6 +7,7 @@ import io
 import itertools
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -238,6 +239,9 @@ def test_stale_spares_of_a_crashed_process_leave_no_empty_segment(
     live = first.open_spare(make_identity(segment_index=6), prologue_size=4)
     for crashed in (header_only, adopted_then_crashed):
         os.close(crashed._fd)  # the process died: its locks are gone
+    # ... a while ago (a header-only spare younger than the grace may be a live writer's).
+    old = time.time() - 60
+    os.utime(header_only.part_path, (old, old))
     second = SpoolSinkFactory(tmp_path / "spool", keyring, chunk_size=SMALL_CHUNK)
     spares = sorted(p.name for p in (second.directory / SPARE_DIR).iterdir())
     # The live process's spare is left alone; the header-only one is gone.
