@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--reason", default="operator retry", help="why (written to the audit log)")
 
     p = sub.add_parser("bench", help="print performance figures (never used by tests)")
-    p.add_argument("which", choices=["crypto", "audio", "pipeline", "fullpath", "wire"])
+    p.add_argument("which", choices=["crypto", "audio", "pipeline", "fullpath", "wire", "segments"])
     p.add_argument("options", nargs=argparse.REMAINDER, help="passed to the benchmark")
     return parser
 

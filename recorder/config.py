@@ -183,6 +183,9 @@ class CaptureConfig:
     output_channels: int | None = None
     segment_seconds: int = 300
     checkpoint_interval_s: float = 1.0
+    #: A per-speaker or per-channel track silent this long is sealed and freed until its next
+    #: packet (0: never). Leaving participants are retired at once.
+    retire_after_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -574,6 +577,7 @@ def _capture(t: _Table) -> CaptureConfig:
         checkpoint_interval_s=t.number(
             "checkpoint_interval_s", d.checkpoint_interval_s, minimum=0.05, maximum=1.0
         ),
+        retire_after_s=t.number("retire_after_s", d.retire_after_s, minimum=0.0, maximum=86400.0),
     )
 
 

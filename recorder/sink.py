@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 #: Metadata values bound to a segment (authenticated, never secret).
 MetadataValue = str | int | float | bool | None
@@ -80,8 +80,30 @@ class EvidenceSink(Protocol):
         """Seal the last chunk and the prologue; the segment is complete and immutable after."""
         ...
 
+    def discard(self) -> None:
+        """Remove a segment nothing was ever written to (a pre-opened spare nobody needed).
+        Refuses (``LocalProtocolError``) once it holds a byte: evidence is never discarded."""
+        ...
+
 
 class SinkFactory(Protocol):
     def open(self, identity: SegmentIdentity, *, prologue_size: int = 0) -> EvidenceSink:
         """Open a new segment. ``close()`` must be given a prologue of exactly this size."""
+        ...
+
+
+class SpareSink(EvidenceSink, Protocol):
+    """A segment opened ahead of its rotation, kept where crash recovery does not look."""
+
+    def adopt(self) -> None:
+        """It is the live segment now (before its first byte): recovery must find it."""
+        ...
+
+
+@runtime_checkable
+class SpareSinkFactory(SinkFactory, Protocol):
+    """A ``SinkFactory`` that can open segments ahead of time (``SegmentWriter`` pre-opens)."""
+
+    def open_spare(self, identity: SegmentIdentity, *, prologue_size: int = 0) -> SpareSink:
+        """``open``, but a crash before ``adopt`` leaves no segment behind."""
         ...

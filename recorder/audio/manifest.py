@@ -87,6 +87,10 @@ class SegmentManifestEntry:
     recovered: bool = False
     #: Placement correction that followed the sender's clock, at the segment's end (samples).
     drift_samples: int = 0
+    #: The first segment of a track reopened after a retirement: the time between the track's
+    #: previous segment and this one, which no WAV holds (no silence is written for it), with
+    #: its cause. Sample positions are on the track's axis; ``segment_*`` are negative.
+    absence: SpanRecord | None = None
 
     @property
     def gaps(self) -> tuple[SpanRecord, ...]:
@@ -126,6 +130,7 @@ class SegmentManifestEntry:
             "interrupted": self.interrupted,
             "recovered": self.recovered,
             "drift_samples": self.drift_samples,
+            "absence": self.absence.to_dict() if self.absence is not None else None,
         }
 
 
@@ -180,6 +185,20 @@ class EngagementManifest:
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
     #: How the engagement ended: ``ended``, ``cancelled``, ``error``, ``channel_closed``.
     outcome: str = "ended"
+    #: Keep every entry and sealed segment here. Production hands each on as it is sealed
+    #: (``on_sealed``) and keeps none: 3 speakers cost ~1.8 MiB an hour otherwise.
+    keep_entries: bool = True
+    #: Sealed segments, entries included or not.
+    sealed_count: int = 0
+    #: Finalisation ran out of time: segments still being sealed were left to startup
+    #: recovery (their ``.part`` files), and are not in ``entries``.
+    finalize_timed_out: bool = False
+
+    def note(self, sealed: SealedSegment, entry: ManifestEntry) -> None:
+        self.sealed_count += 1
+        if self.keep_entries:
+            self.entries.append(entry)
+            self.sealed.append(sealed)
 
     def audio_entries(self, track: str | None = None) -> list[SegmentManifestEntry]:
         return [

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from recorder.audio.manifest import RecordsManifestEntry
@@ -56,6 +56,35 @@ class SealedRecords:
     entry: RecordsManifestEntry
 
 
+@dataclass(frozen=True, slots=True)
+class PendingRecordsSeal:
+    """A records segment detached from its writer; ``seal()`` is the blocking part."""
+
+    sink: EvidenceSink
+    #: Complete but for what only sealing tells (digest, sizes, key id).
+    entry: RecordsManifestEntry
+
+    @property
+    def track(self) -> str:
+        return self.entry.track
+
+    @property
+    def segment_index(self) -> int:
+        return self.entry.segment_index
+
+    def seal(self) -> SealedRecords:
+        sealed = self.sink.close(b"")
+        entry = replace(
+            self.entry,
+            sha256=sealed.sha256,
+            plaintext_size=sealed.plaintext_size,
+            stored_size=sealed.stored_size,
+            key_id=sealed.key_id,
+            recovered=sealed.recovered,
+        )
+        return SealedRecords(sealed, entry)
+
+
 class RecordsWriter:
     """Writes one engagement's records; not thread-safe (one owner at a time)."""
 
@@ -87,7 +116,7 @@ class RecordsWriter:
                 self._names.pop(next(iter(self._names)))
             self._names[user_id] = user_name
 
-    def record_event(self, event: CaptureEvent) -> list[SealedRecords]:
+    def record_event(self, event: CaptureEvent) -> list[PendingRecordsSeal]:
         """Write the record for one capture event (audio packets only teach speaker names)."""
         if isinstance(event, AudioPacket):
             self.remember_speaker(event.user_id, event.user_name)
@@ -95,7 +124,9 @@ class RecordsWriter:
         line = self._to_record(event)
         return self.write_record(line)
 
-    def record_gap(self, track: str, gap: Gap, start_ms: int, end_ms: int) -> list[SealedRecords]:
+    def record_gap(
+        self, track: str, gap: Gap, start_ms: int, end_ms: int
+    ) -> list[PendingRecordsSeal]:
         """A gap or pause on an audio track, so the transcript view shows where audio is missing."""
         return self.write_record(
             {
@@ -111,11 +142,11 @@ class RecordsWriter:
             }
         )
 
-    def write_record(self, record: Mapping[str, object]) -> list[SealedRecords]:
+    def write_record(self, record: Mapping[str, object]) -> list[PendingRecordsSeal]:
         """Append one JSON object (must carry ``type`` and ``ts_ms``); rotates by time."""
         ts_ms = record["ts_ms"]
         assert isinstance(ts_ms, int)
-        sealed: list[SealedRecords] = []
+        sealed: list[PendingRecordsSeal] = []
         if self._sink is not None and self._due(ts_ms):
             sealed.append(self._seal(interrupted=False))
         if self._sink is None:
@@ -135,7 +166,7 @@ class RecordsWriter:
         if self._sink is not None:
             self._sink.checkpoint()
 
-    def close(self, *, interrupted: bool = False) -> SealedRecords | None:
+    def close(self, *, interrupted: bool = False) -> PendingRecordsSeal | None:
         if self._sink is None:
             return None
         return self._seal(interrupted=interrupted)
@@ -167,13 +198,10 @@ class RecordsWriter:
         self._first_ms = self._last_ms = None
         self._counts = {}
 
-    def _seal(self, *, interrupted: bool) -> SealedRecords:
+    def _seal(self, *, interrupted: bool) -> PendingRecordsSeal:
         sink = self._sink
         assert sink is not None
-        try:
-            sealed = sink.close(b"")
-        finally:
-            self._sink = None
+        self._sink = None
         entry = RecordsManifestEntry(
             recording_id=self._recording_id,
             segment_index=sink.identity.segment_index,
@@ -181,14 +209,13 @@ class RecordsWriter:
             last_ms=self._last_ms,
             count=sum(self._counts.values()),
             counts=dict(self._counts),
-            sha256=sealed.sha256,
-            plaintext_size=sealed.plaintext_size,
-            stored_size=sealed.stored_size,
-            key_id=sealed.key_id,
+            sha256="",
+            plaintext_size=0,
+            stored_size=0,
+            key_id="",
             interrupted=interrupted,
-            recovered=sealed.recovered,
         )
-        return SealedRecords(sealed, entry)
+        return PendingRecordsSeal(sink, entry)
 
     def _name(self, user_id: str | None, user_name: str | None) -> str | None:
         if user_name:

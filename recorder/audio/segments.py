@@ -15,16 +15,27 @@ Rules:
   sample ranges relative to the segment and absolute, and UTC times.
 * The segment is opened lazily, when its first sample arrives, so an engagement that ends right
   after a rotation does not leave an empty segment behind.
+* The next segment is **pre-opened** ``preopen_s`` before the open one is full: its start sample
+  is known exactly (this one's start plus the rotation length) and its origination time is
+  fixed then, from the clock as it stands (the drift correction moves it by a millisecond at
+  most meanwhile); the full segment's end time is that same instant, so the two abut exactly.
+  A spare that is not needed (the track ends or retires first) is discarded unwritten and its
+  index reused.
 
-Blocking: ``write`` appends to the sink (buffered, encrypted as written); ``checkpoint`` and
-``close`` make things durable and must run off the trio thread.
+Blocking: ``write`` appends to the sink (buffered, encrypted as written). A full or closed
+segment is detached from the writer and returned as a ``PendingAudioSeal``: its prologue and
+manifest entry are fixed at once, and ``seal()`` (close, fsync, rename, read-back) is the only
+blocking part, run off the trio thread by whoever drives the writer (``recorder.capture``).
+``checkpoint`` is blocking too. ``sample_offset`` places a track reopened after a retirement on
+its old sample axis: item positions come from a fresh timeline, segments carry absolute ones.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from recorder.audio.manifest import Participant, SegmentManifestEntry, SpanRecord
@@ -39,7 +50,14 @@ from recorder.audio.wav import (
 )
 from recorder.errors import LocalProtocolError
 from recorder.rtms.events import GapCause
-from recorder.sink import EvidenceSink, SealedSegment, SegmentIdentity, SinkFactory
+from recorder.sink import (
+    EvidenceSink,
+    SealedSegment,
+    SegmentIdentity,
+    SinkFactory,
+    SpareSink,
+    SpareSinkFactory,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +67,18 @@ SEGMENT_SECONDS: Final = 300
 _ZERO_BLOCK: Final = bytes(64 * 1024)
 #: Gap causes that say only "nothing arrived", which a later fact may name better.
 _RENAMEABLE: Final = frozenset({GapCause.LOST_PACKETS.value, GapCause.NO_SPEECH.value})
+#: The next segment is opened this long before the open one is full (see module doc).
+PREOPEN_SECONDS: Final = 2.0
+_NEVER: Final = sys.maxsize
+
+
+@dataclass(frozen=True, slots=True)
+class _Spare:
+    """The next segment, opened ahead: nothing is written to it until the rotation."""
+
+    sink: SpareSink
+    bext: BextInfo
+    start: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +100,44 @@ class SealedAudio:
     entry: SegmentManifestEntry
 
 
+@dataclass(frozen=True, slots=True)
+class PendingAudioSeal:
+    """A segment detached from its writer: nobody writes to ``sink`` any more."""
+
+    sink: EvidenceSink
+    prologue: bytes
+    #: Complete but for what only sealing tells (digest, sizes, key id).
+    entry: SegmentManifestEntry
+
+    @property
+    def track(self) -> str:
+        return self.entry.track
+
+    @property
+    def segment_index(self) -> int:
+        return self.entry.segment_index
+
+    def seal(self) -> SealedAudio:
+        """Close the segment (blocking: fsync, rename, read-back)."""
+        sealed = self.sink.close(self.prologue)
+        entry = replace(
+            self.entry,
+            sha256=sealed.sha256,
+            plaintext_size=sealed.plaintext_size,
+            stored_size=sealed.stored_size,
+            key_id=sealed.key_id,
+            recovered=sealed.recovered,
+        )
+        logger.debug(
+            "segment sealed recording_id=%s track=%s segment=%d samples=%d",
+            entry.recording_id,
+            entry.track,
+            entry.segment_index,
+            entry.end_sample - entry.start_sample,
+        )
+        return SealedAudio(sealed, entry)
+
+
 class SegmentWriter:
     """See the module docstring. One per track; not thread-safe (one owner at a time)."""
 
@@ -86,6 +154,9 @@ class SegmentWriter:
         max_data_length: int = MAX_DATA_LENGTH,
         drift_samples: Callable[[], int] | None = None,
         first_index: int = 0,
+        sample_offset: int = 0,
+        absence: SpanRecord | None = None,
+        preopen_s: float = PREOPEN_SECONDS,
     ) -> None:
         self._sinks = sinks
         self._recording_id = recording_id
@@ -113,6 +184,22 @@ class SegmentWriter:
         self._spans: list[SpanRecord] = []
         #: Next absolute sample expected (items must be contiguous).
         self._position: int | None = None
+        #: Added to every item position (a reopened track's fresh timeline starts at 0).
+        self._offset = sample_offset
+        #: The time this track was retired before this writer, told by its first segment.
+        self._absence = absence
+        #: Where spares come from: only a factory that keeps them out of crash recovery's
+        #: sight (``SpareSinkFactory``) pre-opens.
+        self._spares = sinks if isinstance(sinks, SpareSinkFactory) else None
+        #: Samples before the limit at which the next segment is pre-opened (0: never).
+        self._preopen = (
+            min(round(preopen_s * fmt.sample_rate), self._limit // 2)
+            if preopen_s > 0 and self._spares is not None
+            else 0
+        )
+        #: ``_written`` value that triggers the pre-open of the next segment.
+        self._preopen_at = _NEVER
+        self._spare: _Spare | None = None
 
     @property
     def track(self) -> str:
@@ -129,13 +216,15 @@ class SegmentWriter:
 
     @property
     def segments_sealed(self) -> int:
-        return self._next_index - self._first_index - (1 if self._sink is not None else 0)
+        unsealed = (self._sink is not None) + (self._spare is not None)
+        return self._next_index - self._first_index - unsealed
 
-    def write(self, item: TimelineItem) -> list[SealedAudio]:
-        """Append one timeline item; returns the segments this sealed by rotation."""
-        if self._position is not None and item.start != self._position:
+    def write(self, item: TimelineItem) -> list[PendingAudioSeal]:
+        """Append one timeline item; returns the segments this detached by rotation."""
+        item_start = item.start + self._offset
+        if self._position is not None and item_start != self._position:
             raise LocalProtocolError(
-                f"track {self._fmt.track}: item at sample {item.start}, expected {self._position}"
+                f"track {self._fmt.track}: item at sample {item_start}, expected {self._position}"
             )
         if isinstance(item, Audio):
             pcm = item.pcm
@@ -145,11 +234,13 @@ class SegmentWriter:
                 # The per-packet case: the chunk fits in the open segment.
                 sink.write(pcm)
                 self._written += count
-                self._position = item.start + count
+                self._position = item_start + count
+                if self._written >= self._preopen_at:
+                    self._preopen_next()
                 return []
-        sealed: list[SealedAudio] = []
+        sealed: list[PendingAudioSeal] = []
         if isinstance(item, Audio):
-            start = item.start
+            start = item_start
             remaining = len(pcm) // self._frame
             offset = 0
             while remaining:
@@ -164,10 +255,12 @@ class SegmentWriter:
                 offset += take
                 start += take
                 remaining -= take
-            self._position = item.start + len(pcm) // self._frame
+            self._position = item_start + len(pcm) // self._frame
         else:
             self._write_gap(item, sealed)
-            self._position = item.end
+            self._position = item.end + self._offset
+        if self._written >= self._preopen_at:
+            self._preopen_next()
         return sealed
 
     def checkpoint(self) -> None:
@@ -175,11 +268,15 @@ class SegmentWriter:
         if self._sink is not None:
             self._sink.checkpoint()
 
-    def close(self, *, interrupted: bool = False) -> SealedAudio | None:
-        """Seal the open segment, if any (blocking)."""
-        if self._sink is None:
-            return None
-        return self._seal(interrupted=interrupted)
+    def close(self, *, interrupted: bool = False) -> PendingAudioSeal | None:
+        """Detach the open segment, if any, for sealing; discard an unneeded spare."""
+        pending = self._seal(interrupted=interrupted) if self._sink is not None else None
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.sink.discard()
+            # The spare took the last index; the next segment (after a reopen) reuses it.
+            self._next_index -= 1
+        return pending
 
     def relabel(self, start: int, end: int, cause: GapCause) -> None:
         """Name the part ``start``..``end`` of a gap already written in the open segment.
@@ -223,7 +320,7 @@ class SegmentWriter:
     def _room(self) -> int:
         return self._limit - self._written
 
-    def _ensure_open(self, start: int, sealed: list[SealedAudio]) -> EvidenceSink:
+    def _ensure_open(self, start: int, sealed: list[PendingAudioSeal]) -> EvidenceSink:
         if self._sink is not None and self._room() <= 0:
             sealed.append(self._seal(interrupted=False))
         if self._sink is None:
@@ -232,9 +329,39 @@ class SegmentWriter:
         return self._sink
 
     def _open(self, start: int) -> None:
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.start == start:
+            spare.sink.adopt()
+            self._sink, self._bext = spare.sink, spare.bext
+        else:
+            if spare is not None:
+                # Unreachable by rotation (segments abut); kept safe all the same.
+                spare.sink.discard()
+            self._sink, self._bext = self._open_sink(start)
+        self._start = start
+        self._written = 0
+        self._spans = []
+        self._preopen_at = self._limit - self._preopen if self._preopen else _NEVER
+
+    def _preopen_next(self) -> None:
+        self._preopen_at = _NEVER
+        assert self._spares is not None
+        start = self._start + self._limit
+        identity, bext = self._identity(start)
+        sink = self._spares.open_spare(identity, prologue_size=HEADER_SIZE)
+        self._next_index += 1
+        self._spare = _Spare(sink, bext, start)
+
+    def _open_sink(self, start: int) -> tuple[EvidenceSink, BextInfo]:
+        identity, bext = self._identity(start)
+        sink = self._sinks.open(identity, prologue_size=HEADER_SIZE)
+        self._next_index += 1
+        return sink, bext
+
+    def _identity(self, start: int) -> tuple[SegmentIdentity, BextInfo]:
         fmt = self._fmt
         origination_ms = self._sample_to_ms(start)
-        self._bext = BextInfo(
+        bext = BextInfo(
             originator_reference=self._reference,
             origination_ms=origination_ms,
             description=f"{self._recording_id} {fmt.track} #{self._next_index}",
@@ -245,9 +372,7 @@ class SegmentWriter:
                 decoder_version=fmt.decoder_version,
             ),
         )
-        metadata = bext_metadata(
-            sample_rate=fmt.sample_rate, channels=fmt.channels, bext=self._bext
-        )
+        metadata = bext_metadata(sample_rate=fmt.sample_rate, channels=fmt.channels, bext=bext)
         metadata.update({"kind": "audio", "source": fmt.source, "start_sample": start})
         identity = SegmentIdentity(
             recording_id=self._recording_id,
@@ -256,17 +381,13 @@ class SegmentWriter:
             created_ms=self._now_ms(),
             metadata=metadata,
         )
-        self._sink = self._sinks.open(identity, prologue_size=HEADER_SIZE)
-        self._next_index += 1
-        self._start = start
-        self._written = 0
-        self._spans = []
+        return identity, bext
 
-    def _write_gap(self, gap: Gap, sealed: list[SealedAudio]) -> None:
-        start = gap.start
-        while start < gap.end:
+    def _write_gap(self, gap: Gap, sealed: list[PendingAudioSeal]) -> None:
+        start, gap_end = gap.start + self._offset, gap.end + self._offset
+        while start < gap_end:
             sink = self._ensure_open(start, sealed)
-            take = min(gap.end - start, self._room())
+            take = min(gap_end - start, self._room())
             self._spans.append(
                 SpanRecord(
                     kind=gap.kind.value,
@@ -290,24 +411,26 @@ class SegmentWriter:
             self._written += take
             start += take
 
-    def _seal(self, *, interrupted: bool) -> SealedAudio:
+    def _seal(self, *, interrupted: bool) -> PendingAudioSeal:
         sink, bext = self._sink, self._bext
         assert sink is not None
         assert bext is not None
         data_length = self._written * self._frame
-        try:
-            header = build_wav_header(
-                sample_rate=self._fmt.sample_rate,
-                channels=self._fmt.channels,
-                data_length=data_length,
-                bext=bext,
-            )
-            sealed = sink.close(header)
-        finally:
-            # Dropped only once close() has run: a failed close releases its file (descriptor
-            # and lock) itself and leaves the .part for recovery; the writer never reuses it.
-            self._sink = None
+        header = build_wav_header(
+            sample_rate=self._fmt.sample_rate,
+            channels=self._fmt.channels,
+            data_length=data_length,
+            bext=bext,
+        )
         end = self._start + self._written
+        spare = self._spare
+        # The next segment's origination was fixed when it was pre-opened: the two abut.
+        end_ms = (
+            spare.bext.origination_ms
+            if spare is not None and spare.start == end
+            else self._sample_to_ms(end)
+        )
+        absence, self._absence = self._absence, None
         entry = SegmentManifestEntry(
             recording_id=self._recording_id,
             originator_reference=self._reference,
@@ -315,7 +438,7 @@ class SegmentWriter:
             segment_index=sink.identity.segment_index,
             participant=self._fmt.participant,
             start_ms=bext.origination_ms,
-            end_ms=self._sample_to_ms(end),
+            end_ms=end_ms,
             start_sample=self._start,
             end_sample=end,
             sample_rate=self._fmt.sample_rate,
@@ -323,20 +446,13 @@ class SegmentWriter:
             source=self._fmt.source,
             decoder_version=self._fmt.decoder_version,
             spans=tuple(self._spans),
-            sha256=sealed.sha256,
-            plaintext_size=sealed.plaintext_size,
-            stored_size=sealed.stored_size,
-            key_id=sealed.key_id,
+            sha256="",
+            plaintext_size=0,
+            stored_size=0,
+            key_id="",
             data_length=data_length,
             interrupted=interrupted,
-            recovered=sealed.recovered,
             drift_samples=self._drift() if self._drift is not None else 0,
+            absence=absence,
         )
-        logger.debug(
-            "segment sealed recording_id=%s track=%s segment=%d samples=%d",
-            self._recording_id,
-            self._fmt.track,
-            entry.segment_index,
-            self._written,
-        )
-        return SealedAudio(sealed, entry)
+        return PendingAudioSeal(sink, header, entry)

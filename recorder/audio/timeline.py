@@ -266,6 +266,12 @@ class Timeline:
         offset = sample + round(self._correction)
         return base + (offset * 1000 + self.sample_rate // 2) // self.sample_rate
 
+    def set_delay(self, delay_samples: int) -> None:
+        """A new decoder took over mid-stream (after the old one's tail was appended): later
+        chunks are placed by its lookahead, not the old one's. Its priming overlaps the tail and
+        is dropped as duplicate rather than written twice."""
+        self._delay = delay_samples
+
     # --- input ---------------------------------------------------------------------------------
 
     def push(

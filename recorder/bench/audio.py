@@ -86,12 +86,15 @@ def measure(
         )
         handle = core.handle_audio
         # The first packet opens the decoder, timeline and (after hold-back) the segment.
-        handle(packets[0])
+        core.run_inline(handle(packets[0]))
         start = time.process_time()
         for packet in packets[1:]:
-            handle(packet)
+            actions = handle(packet)
+            if actions:
+                # Segment opens and seals, inline here (the service runs them in threads).
+                core.run_inline(actions)
         elapsed = time.process_time() - start
-        core.finish(interrupted=False)
+        core.run_inline(core.finish(interrupted=False))
     return elapsed / (len(packets) - 1) * 1e6
 
 

@@ -1,4 +1,4 @@
-"""The synchronous heart of one engagement's capture: events in, sealed segments out.
+r"""The synchronous heart of one engagement's capture: events in, sealed segments out.
 
 No trio here. ``CaptureCore`` owns, per audio track, a decoder, a timeline and a segment writer
 (created on the track's first packet), plus the engagement's records writer. The trio shell
@@ -21,12 +21,25 @@ What the core does with each event:
 * Late packets (rule 4 of the timeline) name the gap they missed ``LATE_PACKETS``: in the open
   segment's manifest entry and in the records.
 * Everything else, plus the above and every gap and pause, is a line in the records.
+
+Segment files are never opened or sealed here: every handler returns ``Action``\s
+(``recorder.capture.actions``) that the shell runs in worker threads, so a rotation costs the
+event loop nothing.
+
+**Retirement.** A per-speaker or per-channel track whose participant left (meeting leave, ZCC
+transfer completed or participant left) or that has been silent for ``retire_after_s`` is
+retired: its decoder flushed into the timeline, its segment sealed, its decoder and timeline
+freed. Only a few numbers stay (``_Dormant``). Its next packet reopens it lazily under the same
+track id, on the same sample axis, with the next segment index; the time in between holds no
+silence in any WAV and is told by the reopened track's first manifest entry (``absence``) with
+its cause: the window (interruption, pause) that covered it, else ``participant_left``, else the
+track's default cause. 300 speakers who each spoke once cost as much as three.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -40,13 +53,19 @@ from recorder.audio.decoder import (
 )
 from recorder.audio.manifest import (
     EngagementManifest,
-    ManifestEntry,
     Participant,
     SegmentManifestEntry,
+    SpanRecord,
 )
 from recorder.audio.mixer import Mixer
-from recorder.audio.records import RecordsWriter, SealedRecords
-from recorder.audio.segments import SEGMENT_SECONDS, SegmentWriter, TrackFormat
+from recorder.audio.records import PendingRecordsSeal, RecordsWriter
+from recorder.audio.segments import (
+    PREOPEN_SECONDS,
+    SEGMENT_SECONDS,
+    PendingAudioSeal,
+    SegmentWriter,
+    TrackFormat,
+)
 from recorder.audio.timeline import (
     Audio,
     Gap,
@@ -56,19 +75,28 @@ from recorder.audio.timeline import (
     is_plausible_timestamp_ms,
 )
 from recorder.audio.wav import MAX_DATA_LENGTH
+from recorder.capture.actions import (
+    Action,
+    DeferringSinkFactory,
+    Sealed,
+    SealSegment,
+    run_inline,
+)
 from recorder.errors import ConfigError, DecodeError
 from recorder.rtms.events import (
     AudioCodec,
     AudioPacket,
     CaptureEvent,
+    ContactCenterEvent,
     GapCause,
     Interrupted,
     PacketsDropped,
+    ParticipantEvent,
     Paused,
     Recovered,
     Resumed,
 )
-from recorder.sink import SealedSegment, SinkFactory
+from recorder.sink import SinkFactory
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +106,14 @@ _USER_TRACK_PREFIX: Final = "user-"
 MIXDOWN_TRACK: Final = "mixdown"
 #: Interruption and pause windows kept open at once (each ``Recovered`` closes its own).
 _MAX_OPEN_WINDOWS: Final = 32
+_CHANNEL_TRACK_PREFIX: Final = "channel-"
+#: RTMS_EVENT_TYPE participant leave (docs/rtms-protocol.md §6.14).
+_PARTICIPANT_LEAVE: Final = 4
+#: ZCC events after which a channel's participant is gone: transfer completed, conference
+#: participant left.
+_CHANNEL_LEFT_EVENTS: Final = frozenset({21, 29})
+
+__all__ = ["Action", "CaptureConfig", "CaptureCore", "Sealed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,14 +150,26 @@ class CaptureConfig:
     #: a track's anchor (Zoom replays up to 60 s of buffered audio at once, §9.4). A confirmed
     #: jump beyond it is a ``TIMESTAMP_DISCONTINUITY``, never written as silence.
     plausible_lead_ms: int = 90_000
+    #: A per-speaker or per-channel track silent this long (wall clock, checked at each
+    #: checkpoint) is retired: sealed, decoder freed, reopened by its next packet. 0: never.
+    retire_after_s: float = 60.0
 
 
-@dataclass(frozen=True, slots=True)
-class Sealed:
-    """A sealed segment and its manifest entry, ready for the spool."""
+@dataclass(slots=True)
+class _Dormant:
+    """What a retired track keeps: its place on its own clock, and why it is absent."""
 
-    segment: SealedSegment
-    entry: ManifestEntry
+    end_sample: int
+    #: RTMS time of ``end_sample`` (drift included).
+    end_ms: int
+    next_index: int
+    sample_rate: int
+    channels: int
+    kind: SpanKind
+    cause: GapCause | None
+    actor: str | None = None
+    #: An interruption or pause began while the track was retired: it names the absence.
+    window_seen: bool = False
 
 
 @dataclass(slots=True)
@@ -135,6 +183,12 @@ class _Track:
     inline: bool = False
     #: Where this speaker's sample 0 sits on the mixdown (per-speaker tracks only).
     mix_offset: int | None = None
+    #: Where the timeline's sample 0 sits on the track's axis (non-zero after a reopen).
+    sample_offset: int = 0
+    #: A packet arrived since the last retirement check.
+    heard: bool = True
+    #: Wall ms of the retirement check that first found the track silent.
+    silent_since_ms: int | None = None
 
 
 class CaptureCore:
@@ -156,12 +210,17 @@ class CaptureCore:
         self.config = config or CaptureConfig()
         self.recording_id = recording_id
         self._reference = originator_reference or recording_id
-        self._sinks = sinks
+        self._deferring = DeferringSinkFactory(sinks)
+        self._sinks = self._deferring
+        #: Segments are pre-opened where the sink keeps spares out of crash recovery's sight.
+        self._preopen_s = PREOPEN_SECONDS if self._deferring.supports_spares else 0.0
         self._now_ms = now_ms
         self._clock_ms = clock_ms
         self.tracks: dict[str, _Track] = {}
+        #: Retired tracks, by name (a few numbers each).
+        self.dormant: dict[str, _Dormant] = {}
         self.records = RecordsWriter(
-            sinks,
+            self._deferring,
             recording_id=recording_id,
             now_ms=now_ms,
             segment_seconds=self.config.segment_seconds,
@@ -178,6 +237,9 @@ class CaptureCore:
         self._audio_interruptions: set[int] = set()
         self._bad_timestamps: dict[str, int] = {}
 
+    def now_ms(self) -> int:
+        return self._now_ms()
+
     # --- routing ------------------------------------------------------------------------------
 
     def is_inline(self, packet: AudioPacket) -> bool:
@@ -193,18 +255,19 @@ class CaptureCore:
 
     # --- events -------------------------------------------------------------------------------
 
-    def handle_audio(self, packet: AudioPacket) -> list[Sealed]:
+    def handle_audio(self, packet: AudioPacket) -> list[Action]:
         if not is_plausible_timestamp_ms(packet.timestamp_ms):
             return self._refuse_timestamp(packet)
         track = self.tracks.get(packet.track)
-        sealed: list[Sealed] = []
+        actions: list[Action] = []
         if track is None or not (
             track.decoder.source is packet.format or track.decoder.source == packet.format
         ):
             try:
-                track, sealed = self._open_track(packet, track)
+                track = self._open_track(packet, track, actions)
             except (ConfigError, DecodeError) as exc:
                 return self._refuse(packet, exc)
+        track.heard = True
         try:
             pcm = track.decoder.decode(packet.payload)
         except DecodeError as exc:
@@ -226,28 +289,31 @@ class CaptureCore:
         else:
             items = track.timeline.push(packet.timestamp_ms, pcm, now_ms=self._clock())
         if items:
-            sealed += self._write(packet.track, track, items)
+            self._write(packet.track, track, items, actions)
         if track.timeline.has_late_spans:
-            sealed += self._name_late(packet.track, track)
+            self._name_late(packet.track, track, actions)
         if (
             self._mixer is not None
             and packet.track.startswith(_USER_TRACK_PREFIX)
             and not track.timeline.holding
         ):
             # A timestamp its own track does not believe yet must not release the others.
-            sealed += self._release_speakers(packet)
-        return sealed
+            self._release_speakers(packet, actions)
+        if actions or self._deferring.queued:
+            return self._take(actions)
+        return actions
 
-    def handle_audio_batch(self, packets: list[AudioPacket]) -> list[Sealed]:
-        sealed: list[Sealed] = []
+    def handle_audio_batch(self, packets: list[AudioPacket]) -> list[Action]:
+        actions: list[Action] = []
         for packet in packets:
-            sealed += self.handle_audio(packet)
-        return sealed
+            actions += self.handle_audio(packet)
+        return actions
 
-    def handle_event(self, event: CaptureEvent) -> list[Sealed]:
+    def handle_event(self, event: CaptureEvent) -> list[Action]:
         """Any non-audio event (audio goes through ``handle_audio``)."""
         if isinstance(event, AudioPacket):
             return self.handle_audio(event)
+        actions: list[Action] = []
         if isinstance(event, Interrupted):
             if event.affects_audio:
                 if event.interruption_id:
@@ -273,9 +339,33 @@ class CaptureCore:
             self._end_window(SpanKind.PAUSE, event.wall_ms - paused)
         elif isinstance(event, PacketsDropped):
             self._label_dropped(event)
-        return self._wrap_records(self.records.record_event(event))
+        elif isinstance(event, ParticipantEvent) and event.event_type == _PARTICIPANT_LEAVE:
+            for participant in event.participants:
+                self._retire_track(_USER_TRACK_PREFIX + participant.user_id, actions, left=True)
+        elif (
+            isinstance(event, ContactCenterEvent)
+            and event.event_type in _CHANNEL_LEFT_EVENTS
+            and event.channel_id
+        ):
+            self._retire_track(_CHANNEL_TRACK_PREFIX + event.channel_id, actions, left=True)
+        self._seal_records(self.records.record_event(event), actions)
+        return self._take(actions)
 
     # --- durability ---------------------------------------------------------------------------
+
+    def retire_silent(self, now_ms: int) -> list[Action]:
+        """Retire tracks silent for ``retire_after_s`` (the shell calls this at checkpoints)."""
+        limit_ms = self.config.retire_after_s * 1000
+        if limit_ms <= 0:
+            return []
+        actions: list[Action] = []
+        for name, track in list(self.tracks.items()):
+            if track.heard:
+                track.heard = False
+                track.silent_since_ms = now_ms
+            elif track.silent_since_ms is not None and now_ms - track.silent_since_ms >= limit_ms:
+                self._retire_track(name, actions, left=False)
+        return self._take(actions)
 
     def checkpoint(self) -> None:
         """Make every open sink durable. Blocking (fsync): the shell runs it in a thread."""
@@ -285,21 +375,29 @@ class CaptureCore:
             self._mixdown.checkpoint()
         self.records.checkpoint()
 
-    def finish(self, *, interrupted: bool) -> list[Sealed]:
-        """Flush every timeline and seal every open segment. Blocking."""
-        sealed: list[Sealed] = []
+    def finish(self, *, interrupted: bool) -> list[Action]:
+        """Flush every timeline and detach every open segment for sealing."""
+        actions: list[Action] = []
         for name, track in self.tracks.items():
-            sealed += self._retire(name, track, interrupted=interrupted)
+            self._retire(name, track, actions, interrupted=interrupted)
         if self._mixer is not None and self._mixdown is not None:
             for item in self._mixer.finish():
-                sealed += [self._note(Sealed(d.sealed, d.entry)) for d in self._mixdown.write(item)]
-            closed = self._mixdown.close(interrupted=interrupted)
-            if closed is not None:
-                sealed.append(self._note(Sealed(closed.sealed, closed.entry)))
+                self._seal_audio(self._mixdown.write(item), actions)
+            self._seal_audio([self._mixdown.close(interrupted=interrupted)], actions)
             self.manifest.counters[MIXDOWN_TRACK] = {"late_samples": self._mixer.late_samples}
-        closed_records = self.records.close(interrupted=interrupted)
-        if closed_records is not None:
-            sealed.append(self._note(Sealed(closed_records.sealed, closed_records.entry)))
+        self._seal_records([self.records.close(interrupted=interrupted)], actions)
+        return self._take(actions)
+
+    def note(self, sealed: Sealed) -> None:
+        """A ``SealSegment`` completed (the shell calls this on the core's thread)."""
+        self.manifest.note(sealed.segment, sealed.entry)
+
+    def run_inline(self, actions: list[Action]) -> list[Sealed]:
+        """Run actions on this thread and note what they sealed: for tests, benchmarks and
+        tools with no event loop to keep responsive (the shell runs them in threads)."""
+        sealed = run_inline(actions)
+        for item in sealed:
+            self.note(item)
         return sealed
 
     # --- internals ----------------------------------------------------------------------------
@@ -307,7 +405,7 @@ class CaptureCore:
     def _clock(self) -> int | None:
         return None if self._clock_ms is None else self._clock_ms()
 
-    def _refuse_timestamp(self, packet: AudioPacket) -> list[Sealed]:
+    def _refuse_timestamp(self, packet: AudioPacket) -> list[Action]:
         """A timestamp that is not Unix ms (seconds, µs, 0, negative): the packet is refused."""
         count = self._bad_timestamps.get(packet.track, 0) + 1
         self._bad_timestamps[packet.track] = count
@@ -327,7 +425,8 @@ class CaptureCore:
             packet.timestamp_ms,
             count,
         )
-        return self._wrap_records(
+        actions: list[Action] = []
+        self._seal_records(
             self.records.write_record(
                 {
                     "type": "bad_timestamp",
@@ -337,25 +436,49 @@ class CaptureCore:
                     "timestamp_ms": packet.timestamp_ms,
                     "count": count,
                 }
-            )
+            ),
+            actions,
         )
+        return self._take(actions)
 
-    def _name_late(self, name: str, track: _Track) -> list[Sealed]:
+    def _name_late(self, name: str, track: _Track, actions: list[Action]) -> None:
         """Late packets missed a gap already written: that gap's cause is ``LATE_PACKETS``."""
-        sealed: list[Sealed] = []
         timeline = track.timeline
         for start, end in timeline.take_late_spans():
             track.writer.relabel(start, end, GapCause.LATE_PACKETS)
             if self.config.gaps_in_records:
                 late = Gap(start, end, SpanKind.GAP, GapCause.LATE_PACKETS)
-                sealed += self._wrap_records(
+                self._seal_records(
                     self.records.record_gap(
                         name, late, timeline.sample_to_ms(start), timeline.sample_to_ms(end)
-                    )
+                    ),
+                    actions,
                 )
-        return sealed
 
-    def _refuse(self, packet: AudioPacket, exc: Exception) -> list[Sealed]:
+    def _take(self, actions: list[Action]) -> list[Action]:
+        """Opens (and discards) queued by the sink factory go first: a segment is opened before
+        it is sealed or discarded."""
+        opens = self._deferring.queued
+        if not opens:
+            return actions
+        self._deferring.queued = []
+        return [*opens, *actions]
+
+    def _seal_audio(
+        self, pending: Sequence[PendingAudioSeal | None], actions: list[Action]
+    ) -> None:
+        for item in pending:
+            if item is not None:
+                actions.append(SealSegment(_audio_sealer(item), item.track, item.segment_index))
+
+    def _seal_records(
+        self, pending: Sequence[PendingRecordsSeal | None], actions: list[Action]
+    ) -> None:
+        for item in pending:
+            if item is not None:
+                actions.append(SealSegment(_records_sealer(item), item.track, item.segment_index))
+
+    def _refuse(self, packet: AudioPacket, exc: Exception) -> list[Action]:
         """Audio this recorder cannot decode at all: counted per track, said once in records."""
         counters = self._refused.setdefault(packet.track, {})
         _bump(counters, "unsupported_packets")
@@ -365,7 +488,8 @@ class CaptureCore:
         logger.error(
             "unsupported audio recording_id=%s track=%s: %s", self.recording_id, packet.track, exc
         )
-        return self._wrap_records(
+        actions: list[Action] = []
+        self._seal_records(
             self.records.write_record(
                 {
                     "type": "unsupported_audio",
@@ -377,25 +501,75 @@ class CaptureCore:
                     "channels": packet.format.channels,
                     "error": str(exc),
                 }
-            )
+            ),
+            actions,
         )
+        return self._take(actions)
 
-    def _open_track(self, packet: AudioPacket, old: _Track | None) -> tuple[_Track, list[Sealed]]:
-        """A track's first packet, or a packet in a new format (after a reconnect)."""
+    def _open_track(self, packet: AudioPacket, old: _Track | None, actions: list[Action]) -> _Track:
+        """A track's first packet, its first after a retirement, or one in a new format."""
         decoder = make_decoder(packet.format, self.config.output, g711_law=self.config.g711_law)
         if old is None:
-            return self._new_track(packet, decoder, self.config.first_segment_index), []
+            dormant = self.dormant.pop(packet.track, None)
+            if dormant is not None:
+                return self._reopen_track(packet, decoder, dormant)
+            return self._new_track(packet, decoder, self.config.first_segment_index)
         output = (decoder.output_rate, decoder.output_channels)
         if output == (old.decoder.output_rate, old.decoder.output_channels):
-            # Same output format: the track's timeline and segments go on.
+            # Same output format: the track's timeline and segments go on. The old decoder's
+            # held-back tail belongs before the new decoder's first output (a resampler holds
+            # ~1 ms), and what follows is placed by the new decoder's lookahead, not the old.
+            self._flush_decoder(packet.track, old, actions)
+            old.timeline.set_delay(decoder.delay_samples)
             old.decoder = decoder
             old.inline = self.config.decode_inline or _cheap(packet, self.config.output)
-            return old, []
+            return old
         # A new output format cannot share a WAV: seal the old timeline, start a new one.
-        sealed = self._retire(packet.track, old, interrupted=False)
-        return self._new_track(packet, decoder, old.writer.next_index), sealed
+        self._retire(packet.track, old, actions, interrupted=False)
+        del self.tracks[packet.track]
+        return self._new_track(packet, decoder, old.writer.next_index)
 
-    def _new_track(self, packet: AudioPacket, decoder: AudioDecoder, first_index: int) -> _Track:
+    def _reopen_track(
+        self, packet: AudioPacket, decoder: AudioDecoder, dormant: _Dormant
+    ) -> _Track:
+        """The same track id, on the same clock: its sample axis goes on from where it stopped."""
+        if (decoder.output_rate, decoder.output_channels) != (
+            dormant.sample_rate,
+            dormant.channels,
+        ):
+            # Another output format is another axis: start one (the old segments stay as they
+            # are; the new ones say their own format).
+            return self._new_track(packet, decoder, dormant.next_index)
+        rate = dormant.sample_rate
+        elapsed = ((packet.timestamp_ms - dormant.end_ms) * rate + 500) // 1000
+        offset = dormant.end_sample + max(elapsed, 0)
+        absence = None
+        if offset > dormant.end_sample:
+            absence = SpanRecord(
+                kind=dormant.kind.value,
+                cause=dormant.cause.value if dormant.cause is not None else None,
+                actor=dormant.actor,
+                start_sample=dormant.end_sample,
+                end_sample=offset,
+                segment_start_sample=dormant.end_sample - offset,
+                segment_end_sample=0,
+                start_ms=dormant.end_ms,
+                end_ms=max(packet.timestamp_ms, dormant.end_ms),
+            )
+        track = self._new_track(
+            packet, decoder, dormant.next_index, sample_offset=offset, absence=absence
+        )
+        return track
+
+    def _new_track(
+        self,
+        packet: AudioPacket,
+        decoder: AudioDecoder,
+        first_index: int,
+        *,
+        sample_offset: int = 0,
+        absence: SpanRecord | None = None,
+    ) -> _Track:
         default_cause = (
             GapCause.NO_SPEECH
             if packet.track.startswith(_USER_TRACK_PREFIX)
@@ -420,17 +594,27 @@ class CaptureCore:
             decoder_version=decoder_version(),
             participant=Participant(packet.user_id, packet.user_name, packet.channel_id),
         )
+        if sample_offset:
+            to_ms = timeline.sample_to_ms
+
+            def sample_to_ms(sample: int) -> int:
+                return to_ms(sample - sample_offset)
+        else:
+            sample_to_ms = timeline.sample_to_ms
         writer = SegmentWriter(
             self._sinks,
             recording_id=self.recording_id,
             originator_reference=self._reference,
             fmt=fmt,
-            sample_to_ms=timeline.sample_to_ms,
+            sample_to_ms=sample_to_ms,
             now_ms=self._now_ms,
             segment_seconds=self.config.segment_seconds,
             max_data_length=self.config.max_data_length,
             drift_samples=lambda: timeline.drift_samples,
             first_index=first_index,
+            sample_offset=sample_offset,
+            absence=absence,
+            preopen_s=self._preopen_s,
         )
         track = _Track(
             decoder=decoder,
@@ -438,6 +622,7 @@ class CaptureCore:
             writer=writer,
             packet_samples=decoder.output_rate * packet.format.packet_ms // 1000,
             inline=self.config.decode_inline or _cheap(packet, self.config.output),
+            sample_offset=sample_offset,
         )
         self.tracks[packet.track] = track
         if (
@@ -447,39 +632,42 @@ class CaptureCore:
         ):
             self._start_mixdown(decoder)
         logger.info(
-            "track opened recording_id=%s track=%s source=%s",
+            "track %s recording_id=%s track=%s source=%s",
+            "reopened" if first_index != self.config.first_segment_index else "opened",
             self.recording_id,
             packet.track,
             decoder.description,
         )
         return track
 
-    def _write(self, name: str, track: _Track, items: list[TimelineItem]) -> list[Sealed]:
-        sealed: list[Sealed] = []
+    def _write(
+        self, name: str, track: _Track, items: list[TimelineItem], actions: list[Action]
+    ) -> None:
         writer = track.writer
         mixing = self._mixer is not None and name.startswith(_USER_TRACK_PREFIX)
         for item in items:
-            for done in writer.write(item):
-                sealed.append(self._note(Sealed(done.sealed, done.entry)))
+            done = writer.write(item)
+            if done:
+                self._seal_audio(done, actions)
             if mixing and isinstance(item, Audio):
-                sealed += self._mix(track, item)
+                self._mix(track, item, actions)
             if (
                 isinstance(item, Gap)
                 and self.config.gaps_in_records
                 and item.cause is not GapCause.NO_SPEECH
             ):
                 timeline = track.timeline
-                sealed += self._wrap_records(
+                self._seal_records(
                     self.records.record_gap(
                         name,
                         item,
                         timeline.sample_to_ms(item.start),
                         timeline.sample_to_ms(item.end),
-                    )
+                    ),
+                    actions,
                 )
-        return sealed
 
-    def _mix(self, track: _Track, item: Audio) -> list[Sealed]:
+    def _mix(self, track: _Track, item: Audio, actions: list[Action]) -> None:
         mixer, writer = self._mixer, self._mixdown
         assert mixer is not None
         assert writer is not None
@@ -487,20 +675,16 @@ class CaptureCore:
             anchor = track.timeline.anchor_ms
             assert anchor is not None
             track.mix_offset = mixer.offset_for(anchor)
-        sealed: list[Sealed] = []
         for mixed in mixer.add(track.mix_offset + item.start, item.pcm):
-            sealed += [self._note(Sealed(d.sealed, d.entry)) for d in writer.write(mixed)]
-        return sealed
+            self._seal_audio(writer.write(mixed), actions)
 
-    def _release_speakers(self, packet: AudioPacket) -> list[Sealed]:
+    def _release_speakers(self, packet: AudioPacket, actions: list[Action]) -> None:
         """Let silent speakers' held audio reach the mixdown before it moves past them."""
-        sealed: list[Sealed] = []
         for name, other in self.tracks.items():
             if name != packet.track and name.startswith(_USER_TRACK_PREFIX):
                 released = other.timeline.release_until(packet.timestamp_ms)
                 if released:
-                    sealed += self._write(name, other, released)
-        return sealed
+                    self._write(name, other, released, actions)
 
     def _start_mixdown(self, decoder: AudioDecoder) -> None:
         mixer = Mixer(
@@ -526,15 +710,8 @@ class CaptureCore:
             segment_seconds=self.config.segment_seconds,
             max_data_length=self.config.max_data_length,
             first_index=self.config.first_segment_index,
+            preopen_s=self._preopen_s,
         )
-
-    def _wrap_records(self, done: list[SealedRecords]) -> list[Sealed]:
-        return [self._note(Sealed(result.sealed, result.entry)) for result in done]
-
-    def _note(self, sealed: Sealed) -> Sealed:
-        self.manifest.entries.append(sealed.entry)
-        self.manifest.sealed.append(sealed.segment)
-        return sealed
 
     def _begin_window(
         self,
@@ -554,6 +731,10 @@ class CaptureCore:
             track.timeline.begin_window(
                 cause, kind=kind, actor=actor, at_ms=at_ms, window_id=window_id
             )
+        for dormant in self.dormant.values():
+            if not dormant.window_seen:
+                dormant.window_seen = True
+                dormant.kind, dormant.cause, dormant.actor = kind, cause, actor
 
     def _end_window(
         self, kind: SpanKind, span_ms: int, *, window_id: int = 0, cause: GapCause | None = None
@@ -590,22 +771,61 @@ class CaptureCore:
             track.timeline.label_range(event.first_timestamp_ms, last + packet_ms, event.cause)
             _bump(track.counters, "dropped_packets", event.count)
 
-    def _retire(self, name: str, track: _Track, *, interrupted: bool) -> list[Sealed]:
-        """Flush a track's decoder and timeline and seal its open segment. Blocking."""
+    def _retire_track(self, name: str, actions: list[Action], *, left: bool) -> None:
+        """Seal a per-speaker or per-channel track and free it; its next packet reopens it."""
+        track = self.tracks.get(name)
+        if track is None or not name.startswith((_USER_TRACK_PREFIX, _CHANNEL_TRACK_PREFIX)):
+            return
+        self._retire(name, track, actions, interrupted=False)
+        del self.tracks[name]
+        timeline = track.timeline
+        end_sample = track.sample_offset + timeline.emitted_samples
+        if self._open_windows:
+            _, kind, cause, actor = self._open_windows[-1]
+        else:
+            kind, cause, actor = (
+                SpanKind.GAP,
+                GapCause.PARTICIPANT_LEFT if left else timeline.default_cause,
+                None,
+            )
+        self.dormant[name] = _Dormant(
+            end_sample=end_sample,
+            end_ms=timeline.sample_to_ms(timeline.emitted_samples),
+            next_index=track.writer.next_index,
+            sample_rate=timeline.sample_rate,
+            channels=timeline.channels,
+            kind=kind,
+            cause=cause,
+            actor=actor,
+            window_seen=bool(self._open_windows),
+        )
+        logger.info(
+            "track retired recording_id=%s track=%s reason=%s",
+            self.recording_id,
+            name,
+            "left" if left else "silent",
+        )
+
+    def _flush_decoder(self, name: str, track: _Track, actions: list[Action]) -> None:
+        """Whatever the decoder still holds goes onto the timeline, right after its audio."""
         try:
             tail = track.decoder.flush()
         except DecodeError:
             tail = b""
-        items: list[TimelineItem] = []
         if tail:
-            items += track.timeline.append_tail(tail)
-        items += track.timeline.finish()
-        sealed = self._write(name, track, items)
-        closed = track.writer.close(interrupted=interrupted)
-        if closed is not None:
-            sealed.append(self._note(Sealed(closed.sealed, closed.entry)))
+            items = track.timeline.append_tail(tail)
+            if items:
+                self._write(name, track, items, actions)
+
+    def _retire(
+        self, name: str, track: _Track, actions: list[Action], *, interrupted: bool
+    ) -> None:
+        """Flush a track's decoder and timeline and detach its open segment for sealing."""
+        self._flush_decoder(name, track, actions)
+        self._write(name, track, track.timeline.finish(), actions)
+        self._seal_audio([track.writer.close(interrupted=interrupted)], actions)
         self._store_counters(name, track)
-        return sealed
+        track.counters.clear()
 
     def _store_counters(self, name: str, track: _Track) -> None:
         timeline = track.timeline
@@ -623,6 +843,22 @@ class CaptureCore:
 
     def audio_entries(self, track: str | None = None) -> list[SegmentManifestEntry]:
         return self.manifest.audio_entries(track)
+
+
+def _audio_sealer(pending: PendingAudioSeal) -> Callable[[], Sealed]:
+    def seal() -> Sealed:
+        done = pending.seal()
+        return Sealed(done.sealed, done.entry)
+
+    return seal
+
+
+def _records_sealer(pending: PendingRecordsSeal) -> Callable[[], Sealed]:
+    def seal() -> Sealed:
+        done = pending.seal()
+        return Sealed(done.sealed, done.entry)
+
+    return seal
 
 
 def _cheap(packet: AudioPacket, output: OutputFormat) -> bool:

@@ -11,7 +11,15 @@ closes), and returns the engagement's manifest. Where the work runs, and why:
   passthrough L16) are decoded, placed and written in a worker thread, ``decode_batch`` per
   hop. A batch is cut short whenever the channel runs dry, so nothing waits for it to fill.
 * **Checkpoints** (fsync of every open sink) run in a worker thread at least every
-  ``checkpoint_interval_s`` while the engagement is live, so a crash loses at most about that.
+  ``checkpoint_interval_s`` while the engagement is live, so a crash loses at most about that;
+  each checkpoint first retires tracks silent for ``retire_after_s``.
+* **Segment opens and seals** never run on the trio thread: the core returns them as actions
+  (``recorder.capture.actions``) and ``_run_actions`` runs them in order, each in a worker
+  thread under one process-wide ``CapacityLimiter`` (``segment_io_limiter``), while the consumer
+  goes on: audio arriving during a seal is already written into the next segment. ``_hand_on``
+  hands sealed segments to ``on_sealed`` in seal order, so a slow catalog delays no open. More
+  than ``_MAX_PENDING_ACTIONS`` waiting makes the consumer wait (a disk or catalog that cannot
+  keep up).
 
 The core is never driven by two threads at once: the single consumer task awaits each worker
 call before touching the core again. Queues are bounded: the client's event channel (its size is
@@ -21,6 +29,8 @@ one batch here.
 Finalisation on stop, error or cancellation: every open segment is sealed under a shielded,
 time-bounded scope (``finalize_timeout_s``); segments sealed because of cancellation, an error or
 a channel that closed without ``StreamEnded`` are marked ``interrupted`` in their manifest entry.
+A seal still running at the deadline is abandoned to its thread, which only touches its own
+segment; the manifest says ``finalize_timed_out`` and its ``.part`` is startup recovery's.
 """
 
 from __future__ import annotations
@@ -34,7 +44,8 @@ from typing import Literal
 import trio
 
 from recorder.audio.manifest import EngagementManifest, ManifestEntry
-from recorder.capture.core import CaptureConfig, CaptureCore, Sealed
+from recorder.capture.actions import Action, Sealed, SealSegment
+from recorder.capture.core import CaptureConfig, CaptureCore
 from recorder.rtms.events import AudioPacket, CaptureEvent, StreamEnded
 from recorder.sink import SealedSegment, SinkFactory
 
@@ -46,6 +57,23 @@ OnEvent = Callable[[CaptureEvent], Awaitable[None]]
 
 #: Events handled without a schedule point at most (a channel that never runs dry).
 _YIELD_EVERY = 64
+#: Segment opens and seals waiting for a worker thread before the consumer waits for them.
+_MAX_PENDING_ACTIONS = 256
+#: Worker threads doing segment I/O (open, checkpoint, seal) across the whole process.
+_SEGMENT_IO_THREADS = 4
+_SEGMENT_IO_LIMITER: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar(
+    "segment_io_limiter"
+)
+
+
+def segment_io_limiter() -> trio.CapacityLimiter:
+    """The one limiter every engagement's segment I/O shares (trio's rule: one per resource)."""
+    try:
+        return _SEGMENT_IO_LIMITER.get()
+    except LookupError:
+        limiter = trio.CapacityLimiter(_SEGMENT_IO_THREADS)
+        _SEGMENT_IO_LIMITER.set(limiter)
+        return limiter
 
 
 def _wall_ms() -> int:
@@ -72,6 +100,7 @@ async def run_capture(
     io_limiter: trio.CapacityLimiter | None = None,
     now_ms: Callable[[], int] = _wall_ms,
     clock_ms: Callable[[], int] | Literal["trio"] | None = "trio",
+    keep_entries: bool = True,
 ) -> EngagementManifest:
     """Capture one engagement; returns its manifest once every segment is sealed.
 
@@ -88,8 +117,11 @@ async def run_capture(
             of each track, before the pipeline handles it: how the service learns participants,
             drops and interruptions without a second hop per audio packet.
         decode_limiter: Shared cap on worker threads decoding, across engagements.
-        io_limiter: Shared cap on worker threads checkpointing and sealing.
-        now_ms: Wall clock (Unix ms) for segment creation times.
+        io_limiter: Cap on worker threads opening, checkpointing and sealing segments; by
+            default the one process-wide ``segment_io_limiter()``.
+        now_ms: Wall clock (Unix ms) for segment creation times and track retirement.
+        keep_entries: Keep every manifest entry in the returned manifest. False when
+            ``on_sealed`` is where entries go (the service): memory then stays flat.
         clock_ms: Monotonic clock (ms) that bounds how far timestamps may jump (timeline rule
             7): ``"trio"`` for trio's; None for offline replays fed faster than real time.
 
@@ -98,20 +130,22 @@ async def run_capture(
         sealed (marked interrupted) before it propagates. Undecodable packets are not errors
         (they become gaps).
     """
+    core = CaptureCore(
+        sinks,
+        recording_id=recording_id,
+        originator_reference=originator_reference,
+        config=config,
+        now_ms=now_ms,
+        clock_ms=trio_clock_ms() if clock_ms == "trio" else clock_ms,
+    )
+    core.manifest.keep_entries = keep_entries
     capture = _Capture(
         events,
-        CaptureCore(
-            sinks,
-            recording_id=recording_id,
-            originator_reference=originator_reference,
-            config=config,
-            now_ms=now_ms,
-            clock_ms=trio_clock_ms() if clock_ms == "trio" else clock_ms,
-        ),
+        core,
         on_sealed=on_sealed,
         on_event=on_event,
         decode_limiter=decode_limiter or trio.CapacityLimiter(1),
-        io_limiter=io_limiter or trio.CapacityLimiter(1),
+        io_limiter=io_limiter or segment_io_limiter(),
     )
     return await capture.run()
 
@@ -135,6 +169,14 @@ class _Capture:
         self._decode_limiter = decode_limiter
         self._io_limiter = io_limiter
         self._batch: list[AudioPacket] = []
+        #: Segment opens and seals the core asked for, run in order by ``_run_actions``; the
+        #: head is removed only once it completed.
+        self._actions: collections.deque[Action] = collections.deque()
+        #: Set when actions are submitted (``_run_actions`` waits), when a sealed segment is
+        #: ready to hand on (``_hand_on`` waits), and on any progress (backpressure waits).
+        self._work_added = trio.Event()
+        self._sealed_ready = trio.Event()
+        self._progress = trio.Event()
         self._undelivered: collections.deque[Sealed] = collections.deque()
         self._next_checkpoint = 0.0
         self._since_yield = 0
@@ -142,9 +184,14 @@ class _Capture:
     async def run(self) -> EngagementManifest:
         core = self._core
         try:
-            ended = await self._consume()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._run_actions)
+                nursery.start_soon(self._hand_on)
+                ended = await self._consume()
+                nursery.cancel_scope.cancel()
         except BaseException as exc:
-            core.manifest.outcome = "cancelled" if isinstance(exc, trio.Cancelled) else "error"
+            failure = _unwrap(exc)
+            core.manifest.outcome = "cancelled" if isinstance(failure, trio.Cancelled) else "error"
             try:
                 await self._finalize(interrupted=True)
             except Exception:
@@ -152,6 +199,8 @@ class _Capture:
                 logger.exception(
                     "sealing after a failure failed recording_id=%s", core.recording_id
                 )
+            if failure is not exc:
+                raise failure from None
             raise
         core.manifest.outcome = "ended" if ended else "channel_closed"
         await self._finalize(interrupted=not ended)
@@ -163,7 +212,7 @@ class _Capture:
         Cheap audio (the common case: a known track, decoded inline, nothing sealed) is handled
         by ``_receive`` inside one wait scope whose deadline is the next checkpoint, so a paced
         stream does not pay for a new cancel scope per message. Everything that awaits anything
-        but the channel (``on_event``, handing sealed segments on, batches, checkpoints) runs
+        but the channel (``on_event``, batches, checkpoints, backpressure from segment I/O) runs
         here, outside that scope, so the checkpoint deadline only ever interrupts a wait.
         """
         core = self._core
@@ -175,11 +224,10 @@ class _Capture:
                 with trio.move_on_at(self._next_checkpoint):
                     event = await self._receive()
             except trio.EndOfChannel:
-                await self._deliver([])
                 await self._drain_batch()
                 return False
-            if self._undelivered:
-                await self._deliver([])
+            if self._backlog() > _MAX_PENDING_ACTIONS:
+                await self._wait_for_actions()
             if event is None:
                 # Housekeeping: the channel ran dry, a batch is full, a checkpoint is due.
                 await self._drain_batch()
@@ -195,7 +243,7 @@ class _Capture:
                 if core.is_inline(event):
                     if self._batch:
                         await self._drain_batch()
-                    await self._deliver(core.handle_audio(event))
+                    self._submit(core.handle_audio(event))
                 else:
                     self._batch.append(event)
                     if len(self._batch) >= max(1, self._config.decode_batch):
@@ -204,7 +252,7 @@ class _Capture:
                 await self._drain_batch()
                 if self._on_event is not None:
                     await self._on_event(event)
-                await self._deliver(core.handle_event(event))
+                self._submit(core.handle_event(event))
                 if isinstance(event, StreamEnded):
                     return True
             self._since_yield += 1
@@ -226,7 +274,6 @@ class _Capture:
         core = self._core
         tracks = core.tracks
         check_tracks = self._on_event is not None
-        keep_sealed = self._on_sealed is not None
         batch = self._batch
         batch_size = max(1, self._config.decode_batch)
         while True:
@@ -242,13 +289,13 @@ class _Capture:
             if core.is_inline(event):
                 if batch:
                     return event
-                sealed = core.handle_audio(event)
-                if sealed:
-                    if keep_sealed:
-                        # Handed on by _consume before anything else (or by the finaliser).
-                        self._undelivered.extend(sealed)
-                    self._since_yield += 1
-                    return None
+                actions = core.handle_audio(event)
+                if actions:
+                    # Never awaited here: segment I/O runs in ``_run_actions``.
+                    self._submit(actions)
+                    if self._backlog() > _MAX_PENDING_ACTIONS:
+                        self._since_yield += 1
+                        return None
             else:
                 batch.append(event)
                 if len(batch) >= batch_size:
@@ -266,52 +313,148 @@ class _Capture:
         if not self._batch:
             return
         batch, self._batch = self._batch, []
-        sealed = await trio.to_thread.run_sync(
+        actions = await trio.to_thread.run_sync(
             self._core.handle_audio_batch, batch, limiter=self._decode_limiter
         )
-        await self._deliver(sealed)
+        self._submit(actions)
 
     async def _checkpoint(self) -> None:
+        self._submit(self._core.retire_silent(self._core.now_ms()))
         await trio.to_thread.run_sync(self._core.checkpoint, limiter=self._io_limiter)
         self._next_checkpoint = trio.current_time() + self._config.checkpoint_interval_s
 
-    async def _deliver(self, sealed: list[Sealed]) -> None:
+    # --- segment I/O --------------------------------------------------------------------------
+
+    def _submit(self, actions: list[Action]) -> None:
+        if actions:
+            self._actions.extend(actions)
+            self._work_added.set()
+
+    def _backlog(self) -> int:
+        return len(self._actions) + len(self._undelivered)
+
+    async def _wait_for_actions(self) -> None:
+        """Backpressure: a disk or a catalog that cannot keep up slows the consumer (and,
+        through the client's bounded channel, shows as counted drops) instead of growing a
+        queue."""
+        while self._backlog() > _MAX_PENDING_ACTIONS // 2:
+            self._progress = trio.Event()
+            await self._progress.wait()
+
+    async def _run_actions(self) -> None:
+        """Runs the core's segment opens and seals in order, each in a worker thread."""
+        while True:
+            if not self._actions:
+                self._work_added = trio.Event()
+                await self._work_added.wait()
+                continue
+            await self._run_head(abandon_on_cancel=False)
+
+    async def _hand_on(self) -> None:
+        """Hands sealed segments on (``on_sealed``: catalog, spool) apart from ``_run_actions``,
+        so a slow catalog never holds up the next segment's open."""
+        while True:
+            if not self._undelivered:
+                self._sealed_ready = trio.Event()
+                await self._sealed_ready.wait()
+                continue
+            await self._deliver()
+
+    async def _run_head(self, *, abandon_on_cancel: bool) -> None:
+        """Run the oldest action; it leaves the queue only once it completed.
+
+        Without ``abandon_on_cancel`` a cancellation waits for the thread, so its result is
+        never lost. With it (the finaliser's deadline) the thread is left to finish on its own
+        segment, which nothing else refers to any more: nothing shared changes after.
+        """
+        action = self._actions[0]
+        limiter = self._io_limiter
+        if not isinstance(action, SealSegment):
+            await trio.to_thread.run_sync(
+                action.run, limiter=limiter, abandon_on_cancel=abandon_on_cancel
+            )
+            self._actions.popleft()
+        else:
+            sealed = await trio.to_thread.run_sync(
+                action.run, limiter=limiter, abandon_on_cancel=abandon_on_cancel
+            )
+            self._actions.popleft()
+            self._core.note(sealed)
+            if self._on_sealed is not None:
+                self._undelivered.append(sealed)
+                self._sealed_ready.set()
+        self._progress.set()
+
+    async def _deliver(self) -> None:
         """Hand sealed segments on, in order; one interrupted by cancellation stays queued and
         is handed on by the (shielded) finaliser, so no sealed segment goes unannounced."""
         if self._on_sealed is None:
             return
-        self._undelivered.extend(sealed)
         while self._undelivered:
             item = self._undelivered[0]
             await self._on_sealed(item.segment, item.entry)
             self._undelivered.popleft()
+            self._progress.set()
 
     async def _finalize(self, *, interrupted: bool) -> None:
-        """Seal everything, shielded and time-bounded, whatever ended the capture."""
+        """Seal everything, shielded and time-bounded, whatever ended the capture.
+
+        The core is only touched on this thread (or in a thread this awaits to the end); each
+        blocking seal runs in a worker thread on its own segment. At the deadline the seal in
+        progress is abandoned to its thread (which touches nothing shared) and the rest are not
+        started: their ``.part`` files are left for startup recovery, and the manifest says so.
+        """
+        core = self._core
+        failure: Exception | None = None
         with trio.CancelScope(shield=True) as scope:
             scope.deadline = trio.current_time() + self._config.finalize_timeout_s
             batch, self._batch = self._batch, []
-            core = self._core
-
-            def seal_all() -> list[Sealed]:
-                sealed = core.handle_audio_batch(batch)
-                return sealed + core.finish(interrupted=interrupted)
-
+            if batch:
+                # Bounded CPU and buffered writes; waited for, so the core is never shared.
+                self._submit(
+                    await trio.to_thread.run_sync(
+                        core.handle_audio_batch, batch, limiter=self._decode_limiter
+                    )
+                )
+            self._submit(core.finish(interrupted=interrupted))
             # Segments sealed before a cancellation but not yet handed on go first.
-            await self._deliver([])
-            sealed = await trio.to_thread.run_sync(
-                seal_all, limiter=self._io_limiter, abandon_on_cancel=True
-            )
-            await self._deliver(sealed)
-        undelivered = self._undelivered
+            await self._deliver()
+            while self._actions:
+                try:
+                    await self._run_head(abandon_on_cancel=True)
+                except Exception as exc:
+                    # One segment that cannot be sealed (its .part stays for startup recovery)
+                    # must not keep the other tracks' segments from being sealed.
+                    action = self._actions.popleft()
+                    logger.error(
+                        "segment action %s failed recording_id=%s: %s",
+                        type(action).__name__,
+                        core.recording_id,
+                        exc,
+                    )
+                    failure = failure or exc
+                    continue
+                await self._deliver()
+        if failure is not None and not scope.cancelled_caught:
+            raise failure
         if scope.cancelled_caught:
+            core.manifest.finalize_timed_out = True
+            unsealed = [a for a in self._actions if isinstance(a, SealSegment)]
             logger.error(
-                "finalisation timed out recording_id=%s after %.1f s; open segments are left "
-                "to crash recovery",
+                "finalisation timed out recording_id=%s after %.1f s; %d segment(s) not sealed "
+                "are left to startup recovery",
                 core.recording_id,
                 self._config.finalize_timeout_s,
+                len(unsealed),
             )
-            for item in undelivered:
+            for action in unsealed:
+                logger.error(
+                    "segment left unsealed recording_id=%s track=%s segment=%d",
+                    core.recording_id,
+                    action.track,
+                    action.segment_index,
+                )
+            for item in self._undelivered:
                 # Sealed and in the manifest, but the spool was not told: say which.
                 logger.error(
                     "sealed segment not handed on recording_id=%s track=%s segment=%d",
@@ -319,3 +462,10 @@ class _Capture:
                     item.segment.identity.track,
                     item.segment.identity.segment_index,
                 )
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The nursery wraps what failed in a group; a single failure is re-raised as itself."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc

@@ -12,6 +12,13 @@
    file is then read back and decrypted to produce the SHA-256 of prologue + body: the digest
    vouches for what is on disk, not for what was meant to be written.
 
+**Spares.** ``SpoolSinkFactory.open_spare`` opens the next segment of a track ahead of its
+rotation, under ``.spare/`` where crash recovery does not look: a crash then leaves no empty
+segment behind (the factory deletes stale header-only spares when it starts, and moves one that
+holds data, which only an adopted spare whose rename a crash undid can, back for recovery).
+``adopt()`` moves it beside the others before its first byte (a rename; the directory entry is
+made durable by the next checkpoint or the seal); ``discard()`` removes a spare never needed.
+
 Locking: ``write`` runs on the trio thread, ``checkpoint`` on a worker thread. A lock guards the
 chunk buffer and the file offset; fsync runs outside it so ``write`` never waits for the disk.
 """
@@ -27,6 +34,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 import urllib.parse
 from pathlib import Path
 from typing import BinaryIO, Final, cast
@@ -38,14 +46,24 @@ from recorder.crypto import _format as fmt
 from recorder.crypto._format import RecordKind
 from recorder.crypto.keyring import SegmentKeySource
 from recorder.crypto.keys.local import fsync_directory, make_durable_dir
-from recorder.crypto.reader import digest_segment
-from recorder.errors import DigestMismatch, DiskFull, LocalProtocolError, StorageError
+from recorder.crypto.reader import digest_segment, read_header_from
+from recorder.errors import (
+    DigestMismatch,
+    DiskFull,
+    LocalProtocolError,
+    RecorderError,
+    StorageError,
+)
 from recorder.sink import SealedSegment, SegmentIdentity
 
 logger = logging.getLogger(__name__)
 
 SEALED_SUFFIX: Final = ".rtmsenc"
 PART_SUFFIX: Final = ".part"
+#: Pre-opened segments wait here, out of crash recovery's sight, until adopted.
+SPARE_DIR: Final = ".spare"
+#: A header-only spare younger than this may be a live writer's (see ``_reclaim_spares``).
+_SPARE_GRACE_S: Final = 30.0
 DEFAULT_CHECKPOINT_INTERVAL_S: Final = 1.0
 #: File names stay well under the 255-byte limit of common file systems.
 _MAX_SLUG: Final = 80
@@ -58,6 +76,8 @@ class WriterState(enum.Enum):
     CLOSED = "closed"
     #: An I/O error happened; the ``.part`` file is left for ``recover``.
     FAILED = "failed"
+    #: Removed before anything was written (a pre-opened spare that was not needed).
+    DISCARDED = "discarded"
 
 
 def _slug(value: str) -> str:
@@ -119,9 +139,16 @@ class EncryptedSegmentWriter:
         prologue_size: int = 0,
         chunk_size: int = fmt.DEFAULT_CHUNK_SIZE,
         checkpoint_interval_s: float = DEFAULT_CHECKPOINT_INTERVAL_S,
+        spare: bool = False,
     ) -> None:
         self._path = Path(path)
         self._part = self._path.with_name(self._path.name + PART_SUFFIX)
+        #: Not adopted yet: the file waits under ``.spare/`` (see the module docstring).
+        self._spare = spare
+        #: A rename since the last directory fsync (adoption).
+        self._dir_unsynced = False
+        if spare:
+            self._part = self._path.parent / SPARE_DIR / self._part.name
         self._identity = identity
         self._prologue_size = prologue_size
         self._chunk_size = chunk_size
@@ -258,15 +285,55 @@ class EncryptedSegmentWriter:
                 self._unsynced = False
             try:
                 os.fsync(self._fd)
+                if self._dir_unsynced:
+                    # The adoption's rename, durable with the bytes it now holds.
+                    fsync_directory(self._part.parent)
+                    self._dir_unsynced = False
             except OSError as exc:
                 self._fail()
                 raise _storage_error(exc, "cannot fsync", self._part) from exc
+
+    def adopt(self) -> None:
+        """A spare becomes the track's live segment: moved to where crash recovery finds it.
+
+        A rename in one directory tree (microseconds, no fsync here): called before the first
+        byte is written, by whoever writes; the next checkpoint fsyncs the directory.
+        """
+        with self._lock:
+            if not self._spare:
+                return
+            if self._state is not WriterState.OPEN or self._body_size:
+                raise LocalProtocolError(f"adopt of a {self._state.value} spare {self._part}")
+            target = self._path.with_name(self._path.name + PART_SUFFIX)
+            try:
+                os.rename(self._part, target)
+            except OSError as exc:
+                self._fail()
+                raise _storage_error(exc, "cannot adopt", self._part) from exc
+            self._part = target
+            self._spare = False
+            self._dir_unsynced = True
+
+    def discard(self) -> None:
+        """Remove this segment's ``.part``: allowed only while nothing was written to it."""
+        with self._sync_lock, self._lock:
+            if self._state is not WriterState.OPEN or self._body_size:
+                raise LocalProtocolError(
+                    f"refusing to discard {self._part}: {self._state.value}, "
+                    f"{self._body_size} bytes written"
+                )
+            self._state = WriterState.DISCARDED
+            os.close(self._fd)
+            self._part.unlink(missing_ok=True)
 
     def close(self, prologue: bytes = b"") -> SealedSegment:
         if len(prologue) != self._prologue_size:
             raise LocalProtocolError(
                 f"prologue is {len(prologue)} bytes, segment declared {self._prologue_size}"
             )
+        if self._spare:
+            # Sealed without being adopted (nothing written): it still becomes a segment.
+            self.adopt()
         with self._sync_lock, self._lock:
             if self._state is not WriterState.OPEN:
                 raise LocalProtocolError(f"close of a {self._state.value} segment {self._path}")
@@ -380,9 +447,11 @@ class SpoolSinkFactory:
     ) -> None:
         self._dir = Path(directory)
         make_durable_dir(self._dir)
+        make_durable_dir(self._dir / SPARE_DIR)
         self._keys = keys
         self._chunk_size = chunk_size
         self._interval = checkpoint_interval_s
+        self._reclaim_spares()
 
     @property
     def directory(self) -> Path:
@@ -409,3 +478,53 @@ class SpoolSinkFactory:
             chunk_size=self._chunk_size,
             checkpoint_interval_s=self._interval,
         )
+
+    def open_spare(
+        self, identity: SegmentIdentity, *, prologue_size: int = 0
+    ) -> EncryptedSegmentWriter:
+        """``open`` for a segment opened ahead of its rotation (see the module docstring)."""
+        return EncryptedSegmentWriter(
+            self._dir / segment_file_name(identity),
+            identity,
+            keys=self._keys,
+            prologue_size=prologue_size,
+            chunk_size=self._chunk_size,
+            checkpoint_interval_s=self._interval,
+            spare=True,
+        )
+
+    def _reclaim_spares(self) -> None:
+        """Spares a crashed process left: header-only ones go; one holding data (an adoption
+        whose rename the crash undid) goes back beside the others for crash recovery. A spare
+        still locked belongs to a live process sharing this directory and is left alone, and so
+        is a header-only one younger than ``_SPARE_GRACE_S`` (a live writer may have created it
+        an instant before taking its lock)."""
+        for part in sorted((self._dir / SPARE_DIR).glob(f"*{PART_SUFFIX}")):
+            try:
+                fd = os.open(part, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                status = os.fstat(fd)
+                size = status.st_size
+                try:
+                    with os.fdopen(os.dup(fd), "rb") as stream:
+                        body_offset = read_header_from(stream, source=str(part)).body_offset
+                except (RecorderError, OSError):
+                    body_offset = size  # a torn header: it was being created, nothing in it
+                if size <= body_offset:
+                    if time.time() - status.st_mtime < _SPARE_GRACE_S:
+                        continue
+                    part.unlink(missing_ok=True)
+                    logger.info("stale spare segment removed path=%s", part)
+                else:
+                    os.rename(part, self._dir / part.name)
+                    logger.warning("spare segment holding data moved for recovery path=%s", part)
+            finally:
+                os.close(fd)
+        fsync_directory(self._dir / SPARE_DIR)
+        fsync_directory(self._dir)

@@ -53,6 +53,9 @@ class GapCause(enum.StrEnum):
     TIMESTAMP_DISCONTINUITY = "timestamp_discontinuity"
     #: A packet arrived with a timestamp that cannot be Unix ms (seconds, µs, 0...): refused.
     BAD_TIMESTAMP = "bad_timestamp"
+    #: The track's participant left (meeting leave, ZCC transfer or conference leave) and the
+    #: track was retired until their audio came back.
+    PARTICIPANT_LEFT = "participant_left"
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,7 @@ def capture_config(config: Config) -> CaptureConfig:
         ),
         segment_seconds=capture.segment_seconds,
         checkpoint_interval_s=capture.checkpoint_interval_s,
+        retire_after_s=capture.retire_after_s,
     )
 
 

@@ -245,6 +245,8 @@ class Engagement:
                     config=self._capture_config,
                     on_sealed=self._on_sealed,
                     on_event=self._observe,
+                    # Entries go to the catalog as they are sealed; none are kept.
+                    keep_entries=False,
                 )
                 self.status.outcome = manifest.outcome
                 nursery.cancel_scope.cancel()
@@ -416,7 +418,30 @@ class Engagement:
         if entry.track not in self._first_sealed_tracks:
             self._first_sealed_tracks.add(entry.track)
             await self._note_takeover_gap(entry)
-        for span in entry.gaps:
+        gaps, pauses = entry.gaps, entry.pauses
+        absence = entry.absence
+        if absence is not None:
+            # A retired track's absence is in no WAV (no sample range), but it is a gap (or a
+            # pause) all the same.
+            seconds = (absence.end_sample - absence.start_sample) / rate
+            total_s += seconds
+            if absence.kind == "pause":
+                pauses = (absence, *pauses)
+            else:
+                gap_s += seconds
+                cause = absence.cause or "unknown"
+                metrics.add_gap(cause, seconds)
+                self.status.gap_seconds[cause] = self.status.gap_seconds.get(cause, 0.0) + seconds
+                await catalog.add_gap(
+                    entry.recording_id,
+                    entry.track,
+                    start_ms=absence.start_ms,
+                    end_ms=absence.end_ms,
+                    cause=cause,
+                    detail="track retired; no audio until it reopened",
+                    fence=lease,
+                )
+        for span in gaps:
             seconds = (span.end_sample - span.start_sample) / rate
             gap_s += seconds
             cause = span.cause or "unknown"
@@ -432,7 +457,7 @@ class Engagement:
                 end_sample=span.end_sample,
                 fence=lease,
             )
-        for span in entry.pauses:
+        for span in pauses:
             seconds = (span.end_sample - span.start_sample) / rate
             gap_s += seconds
             metrics.add_paused(seconds)

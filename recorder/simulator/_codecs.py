@@ -19,7 +19,7 @@ import numpy as np
 
 from recorder.errors import ConfigError
 from recorder.rtms.messages import AudioParams, PayloadType, SampleRate
-from recorder.simulator.program import FRAME_MS, SOURCE_RATE_HZ, Pcm
+from recorder.simulator.program import FRAME_MS, SOURCE_RATE_HZ, Pcm, Track
 
 #: Opus bit rate per channel; speech stays intelligible and correlates well after decoding.
 OPUS_BITRATE_PER_CHANNEL: Final = 32_000
@@ -102,3 +102,29 @@ def encode_track(pcm: Pcm, params: AudioParams) -> Sequence[bytes]:
     return _encode_cached(
         pcm.astype("<i2").tobytes(), params.codec, params.sample_rate, params.channel
     )
+
+
+class _PlacedPayloads(Sequence[bytes]):
+    """A crowd speaker's payloads, indexed by cycle frame like a full cycle's (only the frames
+    of its one window are ever asked for)."""
+
+    __slots__ = ("_payloads", "_start")
+
+    def __init__(self, payloads: Sequence[bytes], start: int) -> None:
+        self._payloads = payloads
+        self._start = start
+
+    def __len__(self) -> int:
+        return self._start + len(self._payloads)
+
+    def __getitem__(self, index: int) -> bytes:  # type: ignore[override]
+        if index < self._start:
+            raise IndexError(f"frame {index} is before this speaker's utterance")
+        return self._payloads[index - self._start]
+
+
+def encode_program_track(track: Track, params: AudioParams) -> Sequence[bytes]:
+    """``encode_track`` of a program track; a crowd speaker encodes only its utterance."""
+    if track.clip is None:
+        return encode_track(track.pcm, params)
+    return _PlacedPayloads(encode_track(track.clip, params), track.clip_start)

@@ -29,7 +29,7 @@ from recorder.rtms.messages import (
     StreamState,
     decode_object,
 )
-from recorder.simulator._codecs import encode_track
+from recorder.simulator._codecs import encode_program_track
 from recorder.simulator.connections import Connection
 from recorder.simulator.engagement import Engagement
 from recorder.simulator.faults import V2_ANSWER_FIELDS
@@ -355,10 +355,10 @@ async def serve_media(eng: Engagement, conn: Connection) -> None:
         for track in eng.program.tracks:
             if eng.options.encode_in_thread:
                 payloads[track.name] = await trio.to_thread.run_sync(
-                    encode_track, track.pcm, audio_params, limiter=_ENCODE_LIMITER
+                    encode_program_track, track, audio_params, limiter=_ENCODE_LIMITER
                 )
             else:
-                payloads[track.name] = encode_track(track.pcm, audio_params)
+                payloads[track.name] = encode_program_track(track, audio_params)
         conn.audio = SocketAudio(
             params=audio_params,
             payloads=payloads,

@@ -10,6 +10,10 @@ decoded against ``Track.pcm`` to prove the audio survived the wire.
 * ``per_speaker``: one track per speaker, frames sent only while that speaker talks (Zoom sends
   nothing for silent participants, rtms-protocol §5.15).
 * ``channels`` (ZCC): one track per SIP channel, every frame sent, each with its party's voice.
+
+A *crowd* (more speakers than Zoom carries at once, speaking strictly in turn, e.g. 300 who each
+speak once) keeps per-speaker tracks small: each keeps only its one utterance (``Track.clip``,
+a view of the fixture) and where it starts, never a cycle-long array of silence.
 """
 
 from __future__ import annotations
@@ -25,7 +29,13 @@ import numpy as np
 import numpy.typing as npt
 
 from recorder.errors import ConfigError
-from recorder.simulator.scenario import FIXTURE_TEXT, AudioLayout, Scenario, Speaker
+from recorder.simulator.scenario import (
+    FIXTURE_TEXT,
+    MAX_SPEAKERS,
+    AudioLayout,
+    Scenario,
+    Speaker,
+)
 
 #: Every RTMS audio packet covers a multiple of 20 ms (rtms-protocol §5.3).
 FRAME_MS: Final = 20
@@ -81,6 +91,19 @@ class Track:
     channel_id: str | None = None
     #: Per-speaker tracks send only inside these cycle-frame windows; None = always.
     windows: tuple[tuple[int, int], ...] | None = None
+    #: A crowd speaker's one utterance, starting at cycle frame ``clip_start`` (``pcm`` is then
+    #: empty: ``cycle_pcm`` builds it on demand).
+    clip: Pcm | None = None
+    clip_start: int = 0
+
+    def cycle_pcm(self, cycle_frames: int) -> Pcm:
+        """One cycle of this track's PCM, silence included."""
+        if self.clip is None:
+            return self.pcm
+        pcm = np.zeros(cycle_frames * SAMPLES_PER_FRAME, dtype=np.int16)
+        start = self.clip_start * SAMPLES_PER_FRAME
+        pcm[start : start + len(self.clip)] = self.clip
+        return pcm
 
     def sends(self, cycle_frame: int) -> bool:
         if self.windows is None:
@@ -121,18 +144,28 @@ def build_program(scenario: Scenario) -> Program:
     Programs are cached by what they depend on, so a benchmark's hundreds of engagements share
     one set of PCM arrays (and therefore one set of encoded payloads).
     """
-    return _build(scenario.layout, scenario.speakers, scenario.utterance_gap_s)
+    return _build(
+        scenario.layout, scenario.speakers, scenario.utterance_gap_s, scenario.utterance_s
+    )
 
 
 @functools.lru_cache(maxsize=64)
-def _build(layout: AudioLayout, speakers: tuple[Speaker, ...], utterance_gap_s: float) -> Program:
+def _build(
+    layout: AudioLayout,
+    speakers: tuple[Speaker, ...],
+    utterance_gap_s: float,
+    utterance_s: float = 0.0,
+) -> Program:
     # A negative gap makes the next speaker start before the previous one ends (cross-talk):
     # that is how per-speaker audio gets two or three packets in the same 20 ms.
     gap_frames = round(utterance_gap_s * 1000 / FRAME_MS)
     utterances: list[Utterance] = []
     cursor = max(gap_frames, 0)
+    cut_frames = round(utterance_s * 1000 / FRAME_MS) if utterance_s > 0 else None
     for speaker in speakers:
         frames = len(load_fixture(speaker.fixture)) // SAMPLES_PER_FRAME
+        if cut_frames is not None:
+            frames = max(1, min(frames, cut_frames))
         utterances.append(
             Utterance(speaker, cursor, cursor + frames, FIXTURE_TEXT[speaker.fixture])
         )
@@ -143,7 +176,9 @@ def _build(layout: AudioLayout, speakers: tuple[Speaker, ...], utterance_gap_s: 
     def placed(selected: Sequence[Utterance]) -> Pcm:
         mix = np.zeros(total, dtype=np.int32)
         for u in selected:
-            speech = load_fixture(u.speaker.fixture)
+            speech = load_fixture(u.speaker.fixture)[
+                : (u.end_frame - u.start_frame) * SAMPLES_PER_FRAME
+            ]
             start = u.start_frame * SAMPLES_PER_FRAME
             mix[start : start + len(speech)] += speech
         pcm = np.clip(mix, -32768, 32767).astype(np.int16)
@@ -153,6 +188,23 @@ def _build(layout: AudioLayout, speakers: tuple[Speaker, ...], utterance_gap_s: 
     tracks: list[Track]
     if layout is AudioLayout.MIXED:
         tracks = [Track(name="mixed", pcm=placed(utterances), user_id="0")]
+    elif layout is AudioLayout.PER_SPEAKER and len(speakers) > MAX_SPEAKERS:
+        # A crowd, strictly in turn: one utterance per speaker, kept as a view of its fixture.
+        empty = np.zeros(0, dtype=np.int16)
+        tracks = [
+            Track(
+                name=f"user-{u.speaker.user_id}",
+                pcm=empty,
+                user_id=u.speaker.user_id,
+                user_name=u.speaker.user_name,
+                windows=((u.start_frame, u.end_frame),),
+                clip=load_fixture(u.speaker.fixture)[
+                    : (u.end_frame - u.start_frame) * SAMPLES_PER_FRAME
+                ],
+                clip_start=u.start_frame,
+            )
+            for u in utterances
+        ]
     elif layout is AudioLayout.PER_SPEAKER:
         tracks = [
             Track(

@@ -21,6 +21,8 @@ File shape (TOML; JSON is the same tree)::
     fixture = "speech_a"
     channel_id = "ch-agent"              # ZCC: one SIP channel per party
     participant_mode = "callee"
+    # crowd = 300                       # per_speaker only: 300 more speakers, strictly in turn
+    # utterance_s = 0.4                 # cut every utterance to this long (0: whole fixture)
     [[steps]]
     at_s = 5.0
     action = "drop_media"
@@ -250,6 +252,12 @@ class Scenario:
     end_reason: int = 6
     #: Pause between two utterances, so per-speaker silence is visible.
     utterance_gap_s: float = 0.5
+    #: Cut every utterance to this many seconds (0: each speaker says their whole fixture).
+    utterance_s: float = 0.0
+    #: Per-speaker layout: this many generated speakers (``crowd-0001``...) speak after the
+    #: listed ones, strictly in turn, each once per cycle: the speaker churn of a town hall
+    #: (300 who each speak once must cost what three do once they are silent).
+    crowd: int = 0
     #: The stream's t0: Unix milliseconds of the rtms_started moment; 0 = the wall clock at start.
     t0_ms: int = 0
     #: Push audio as fast as possible instead of pacing it (provokes backpressure).
@@ -270,7 +278,11 @@ class Scenario:
         """A copy with generated ids and default speakers filled in."""
         instance_id = self.instance_id or _generated_uuid()
         stream_id = self.rtms_stream_id or secrets.token_hex(16)
-        speakers = self.speakers or default_speakers(self.product)
+        speakers = self.speakers or (() if self.crowd else default_speakers(self.product))
+        crowd = crowd_speakers(self.crowd)
+        if crowd and speakers[-len(crowd) :] != crowd:
+            # Idempotent: a resolved scenario already holds its crowd.
+            speakers += crowd
         t0_ms = self.t0_ms or int(time.time() * 1000)
         return replace(
             self, instance_id=instance_id, rtms_stream_id=stream_id, speakers=speakers, t0_ms=t0_ms
@@ -282,6 +294,15 @@ def _generated_uuid() -> str:
     import base64
 
     return base64.b64encode(secrets.token_bytes(16)).decode("ascii")
+
+
+def crowd_speakers(count: int) -> tuple[Speaker, ...]:
+    """``count`` speakers with distinct ids and names, cycling through the speech fixtures."""
+    fixtures = sorted(FIXTURE_TEXT)
+    return tuple(
+        Speaker(f"crowd-{n:04d}", f"Speaker {n}", fixtures[n % len(fixtures)])
+        for n in range(1, count + 1)
+    )
 
 
 def default_speakers(product: Product) -> tuple[Speaker, ...]:
@@ -331,7 +352,16 @@ def validate(scenario: Scenario) -> Scenario:
             f"scenario {scenario.name}: handshake_id_key must be one of "
             f"{sorted(INSTANCE_ID_KEYS.values())}"
         )
-    if len(scenario.speakers) > MAX_SPEAKERS:
+    if scenario.crowd < 0 or scenario.utterance_s < 0:
+        raise ConfigError(f"scenario {scenario.name}: crowd and utterance_s cannot be negative")
+    if scenario.crowd and (
+        scenario.layout is not AudioLayout.PER_SPEAKER or scenario.utterance_gap_s < 0
+    ):
+        raise ConfigError(
+            f"scenario {scenario.name}: a crowd speaks per speaker and strictly in turn "
+            "(layout 'per_speaker', utterance_gap_s >= 0)"
+        )
+    if len(scenario.speakers) > MAX_SPEAKERS and not scenario.crowd:
         raise ConfigError(f"scenario {scenario.name}: at most {MAX_SPEAKERS} speakers")
     for speaker in scenario.speakers:
         if speaker.fixture not in FIXTURE_TEXT:
@@ -416,6 +446,8 @@ def scenario_from_mapping(data: Mapping[str, Any], *, default_name: str = "engag
             "duration_s",
             "end_reason",
             "utterance_gap_s",
+            "utterance_s",
+            "crowd",
             "t0_ms",
             "firehose",
             "handshake_id_key",

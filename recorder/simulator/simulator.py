@@ -24,7 +24,7 @@ import trio
 
 from recorder.errors import ConfigError
 from recorder.rtms.messages import AudioParams
-from recorder.simulator._codecs import encode_track
+from recorder.simulator._codecs import encode_program_track
 from recorder.simulator.engagement import Engagement, EngagementOptions
 from recorder.simulator.profiles import Profile, get_profile
 from recorder.simulator.program import build_program
@@ -147,9 +147,9 @@ class Simulator:
         for params in formats:
             for track in program.tracks:
                 if self.config.encode_in_thread:
-                    await trio.to_thread.run_sync(encode_track, track.pcm, params)
+                    await trio.to_thread.run_sync(encode_program_track, track, params)
                 else:
-                    encode_track(track.pcm, params)
+                    encode_program_track(track, params)
 
     async def send_webhook(
         self, event: str, payload: Mapping[str, Any], *, event_ts: int | None = None

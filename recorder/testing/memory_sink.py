@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 from recorder.errors import LocalProtocolError
 from recorder.sink import SealedSegment, SegmentIdentity
 
 
 class MemorySink:
-    def __init__(self, identity: SegmentIdentity, prologue_size: int) -> None:
+    def __init__(
+        self,
+        identity: SegmentIdentity,
+        prologue_size: int,
+        on_discard: Callable[[MemorySink], None] | None = None,
+        *,
+        spare: bool = False,
+    ) -> None:
+        self._on_discard = on_discard
+        #: Opened ahead and not adopted yet (``recorder.sink.SpareSink``).
+        self.spare = spare
         self._identity = identity
         self._prologue_size = prologue_size
         self._body = bytearray()
@@ -32,6 +43,17 @@ class MemorySink:
 
     def checkpoint(self) -> None:
         self.checkpoints += 1
+
+    def adopt(self) -> None:
+        if self._body:
+            raise LocalProtocolError("adopt after a write")
+        self.spare = False
+
+    def discard(self) -> None:
+        if self.sealed is not None or self._body:
+            raise LocalProtocolError("refusing to discard a sealed or written segment")
+        if self._on_discard is not None:
+            self._on_discard(self)
 
     def close(self, prologue: bytes = b"") -> SealedSegment:
         if self.sealed is not None:
@@ -59,6 +81,11 @@ class MemorySinkFactory:
         self.sinks: list[MemorySink] = []
 
     def open(self, identity: SegmentIdentity, *, prologue_size: int = 0) -> MemorySink:
-        sink = MemorySink(identity, prologue_size)
+        sink = MemorySink(identity, prologue_size, self.sinks.remove)
+        self.sinks.append(sink)
+        return sink
+
+    def open_spare(self, identity: SegmentIdentity, *, prologue_size: int = 0) -> MemorySink:
+        sink = MemorySink(identity, prologue_size, self.sinks.remove, spare=True)
         self.sinks.append(sink)
         return sink

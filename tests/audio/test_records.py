@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from recorder.audio.records import RecordsWriter
+from recorder.audio.records import PendingRecordsSeal, RecordsWriter, SealedRecords
 from recorder.audio.timeline import Gap, SpanKind
 from recorder.rtms.events import (
     AudioCodec,
@@ -33,6 +33,11 @@ def lines(plaintext: bytes) -> list[dict[str, object]]:
     return [json.loads(line) for line in plaintext.decode("utf-8").splitlines()]
 
 
+def _sealed(pending: PendingRecordsSeal | None) -> SealedRecords | None:
+    """The writer only detaches a segment; sealing it is the caller's (blocking) step."""
+    return pending.seal() if pending is not None else None
+
+
 def test_every_event_kind_becomes_one_line_with_names_filled_in() -> None:
     sinks = MemorySinkFactory()
     writer = RecordsWriter(sinks, recording_id="rec-1", now_ms=lambda: T0 + 99)
@@ -56,7 +61,7 @@ def test_every_event_kind_becomes_one_line_with_names_filled_in() -> None:
     writer.record_gap(
         "mixed", Gap(0, 32_000, SpanKind.GAP, GapCause.MEDIA_INTERRUPTED), T0 + 70, T0 + 2070
     )
-    result = writer.close()
+    result = _sealed(writer.close())
     assert result is not None
     plaintext = sinks.sinks[0].plaintext
     assert hashlib.sha256(plaintext).hexdigest() == result.entry.sha256
@@ -99,10 +104,11 @@ def test_records_rotate_by_time_and_unicode_survives() -> None:
     writer = RecordsWriter(sinks, recording_id="rec-2", now_ms=lambda: T0, segment_seconds=10)
     sealed = []
     for second in range(35):
-        sealed += writer.record_event(
+        pending = writer.record_event(
             TranscriptMessage(T0 + second * 1000, f"Grüße {second} — ok", user_name="Zoë")
         )
-    last = writer.close(interrupted=True)
+        sealed += [p.seal() for p in pending]
+    last = _sealed(writer.close(interrupted=True))
     assert last is not None
     entries = [s.entry for s in sealed] + [last.entry]
     assert [e.count for e in entries] == [10, 10, 10, 5]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from recorder.audio.manifest import Participant
-from recorder.audio.segments import SegmentWriter, TrackFormat
+from recorder.audio.segments import PendingAudioSeal, SealedAudio, SegmentWriter, TrackFormat
 from recorder.audio.timeline import Audio, Gap, SpanKind
 from recorder.audio.wav import (
     HEADER_SIZE,
@@ -53,6 +53,11 @@ def writer(sinks: MemorySinkFactory, **kwargs: object) -> SegmentWriter:
     return SegmentWriter(sinks, **options)  # type: ignore[arg-type]
 
 
+def _sealed(pending: PendingAudioSeal | None) -> SealedAudio | None:
+    """The writer only detaches a segment; sealing it is the caller's (blocking) step."""
+    return pending.seal() if pending is not None else None
+
+
 def tone(start: int, samples: int, channels: int = 1) -> bytes:
     values = (np.arange(start, start + samples) % 20_000 + 1).astype("<i2")
     return np.repeat(values, channels).tobytes()
@@ -64,7 +69,7 @@ def test_a_segment_is_a_valid_bwf_for_wave_and_pyav() -> None:
     w.write(Audio(0, tone(0, 8_000)))
     w.write(Gap(8_000, 24_000, SpanKind.GAP, GapCause.MEDIA_INTERRUPTED))
     w.write(Audio(24_000, tone(24_000, 8_000)))
-    result = w.close()
+    result = _sealed(w.close())
     assert result is not None
     plaintext = sinks.sinks[0].plaintext
     assert hashlib.sha256(plaintext).hexdigest() == result.entry.sha256
@@ -99,7 +104,7 @@ def test_bext_carries_reference_origination_time_reference_and_history() -> None
     sinks = MemorySinkFactory()
     w = writer(sinks)
     w.write(Audio(0, tone(0, 320)))
-    w.close()
+    _sealed(w.close())
     bext = parse_bext(sinks.sinks[0].plaintext[:HEADER_SIZE])
     assert bext.originator == "rtms-recorder"
     assert bext.originator_reference == ("engagement-" + "x" * 40)[:32]
@@ -119,11 +124,14 @@ def test_segments_rotate_at_the_configured_duration_and_abut() -> None:
     # 3.5 s in 300 ms items (not aligned to the 1 s boundary) with a gap crossing a boundary.
     while position < 56_000:
         if 20_000 <= position < 36_000:
-            sealed += w.write(Gap(position, position + 4_800, SpanKind.PAUSE, None, "agent"))
+            sealed += [
+                p.seal()
+                for p in w.write(Gap(position, position + 4_800, SpanKind.PAUSE, None, "agent"))
+            ]
         else:
-            sealed += w.write(Audio(position, tone(position, 4_800)))
+            sealed += [p.seal() for p in w.write(Audio(position, tone(position, 4_800)))]
         position += 4_800
-    last = w.close()
+    last = _sealed(w.close())
     assert last is not None
     entries = [s.entry for s in sealed] + [last.entry]
     assert [(e.start_sample, e.end_sample) for e in entries] == [
@@ -152,8 +160,8 @@ def test_segments_rotate_at_the_configured_duration_and_abut() -> None:
 def test_the_size_cap_rotates_before_riff_could_overflow() -> None:
     sinks = MemorySinkFactory()
     w = writer(sinks, fmt=fmt(channels=2), max_data_length=1_000)  # 250 stereo frames
-    sealed = w.write(Audio(0, tone(0, 1_000, channels=2)))
-    last = w.close()
+    sealed = [p.seal() for p in w.write(Audio(0, tone(0, 1_000, channels=2)))]
+    last = _sealed(w.close())
     assert last is not None
     lengths = [s.entry.data_length for s in sealed] + [last.entry.data_length]
     assert lengths == [1_000, 1_000, 1_000, 1_000]
@@ -175,7 +183,7 @@ def test_recovery_rebuilds_the_exact_header_from_metadata() -> None:
     sinks = MemorySinkFactory()
     w = writer(sinks, fmt=fmt(channels=2))
     w.write(Audio(0, tone(0, 1_234, channels=2)))
-    w.close()
+    _sealed(w.close())
     sink = sinks.sinks[0]
     body = sink.plaintext[HEADER_SIZE:]
     assert build_wav_prologue(sink.identity.metadata, len(body)) == sink.plaintext[:HEADER_SIZE]
@@ -204,7 +212,7 @@ def test_a_long_gap_is_streamed_as_silence_without_a_big_buffer() -> None:
     sinks = MemorySinkFactory()
     w = writer(sinks, segment_seconds=600)
     w.write(Gap(0, RATE * 300, SpanKind.GAP, GapCause.SIGNALING_INTERRUPTED))
-    result = w.close(interrupted=True)
+    result = _sealed(w.close(interrupted=True))
     assert result is not None
     assert result.entry.interrupted
     assert result.entry.data_length == RATE * 300 * 2
@@ -214,10 +222,42 @@ def test_a_long_gap_is_streamed_as_silence_without_a_big_buffer() -> None:
 def test_a_later_owner_numbers_segments_from_its_first_index() -> None:
     sinks = MemorySinkFactory()
     w = writer(sinks, segment_seconds=1.0, first_index=200_000)
-    sealed = w.write(Audio(0, tone(0, 24_000)))
-    last = w.close()
+    sealed = [p.seal() for p in w.write(Audio(0, tone(0, 24_000)))]
+    last = _sealed(w.close())
     assert last is not None
     indexes = [s.entry.segment_index for s in sealed] + [last.entry.segment_index]
     assert indexes == [200_000, 200_001]
     assert [sink.identity.segment_index for sink in sinks.sinks] == [200_000, 200_001]
     assert w.segments_sealed == 2
+
+
+def test_the_next_segment_is_pre_opened_and_adopted_at_the_rotation() -> None:
+    sinks = MemorySinkFactory()
+    w = writer(sinks, segment_seconds=1, preopen_s=0.25)
+    # 0.75 s written: the next segment is opened now, a quarter of a second ahead.
+    assert w.write(Audio(0, tone(0, 12_000))) == []
+    assert [s.identity.segment_index for s in sinks.sinks] == [0, 1]
+    assert sinks.sinks[1].identity.metadata["start_sample"] == RATE
+    assert sinks.sinks[1].spare, "opened where crash recovery does not look"
+    done = [p.seal() for p in w.write(Audio(12_000, tone(12_000, 8_000)))]
+    # The rotation opened nothing: it adopted the spare (segment 1 holds only 0.25 s, too
+    # little to pre-open segment 2).
+    assert [s.identity.segment_index for s in sinks.sinks] == [0, 1]
+    assert not sinks.sinks[1].spare
+    last = _sealed(w.close())
+    assert last is not None
+    first = done[0].entry
+    assert (first.end_sample, first.end_ms) == (last.entry.start_sample, last.entry.start_ms)
+    assert last.entry.segment_index == 1
+
+
+def test_an_unneeded_spare_is_discarded_and_its_index_reused() -> None:
+    sinks = MemorySinkFactory()
+    w = writer(sinks, segment_seconds=1, preopen_s=0.25)
+    w.write(Audio(0, tone(0, 13_000)))
+    assert len(sinks.sinks) == 2
+    sealed = _sealed(w.close())
+    assert sealed is not None
+    assert [s.identity.segment_index for s in sinks.sinks] == [0]
+    assert w.next_index == 1
+    assert w.segments_sealed == 1

@@ -54,6 +54,9 @@ class HashingSink:
     def checkpoint(self) -> None:
         return None
 
+    def discard(self) -> None:
+        assert self._size == 0
+
     def close(self, prologue: bytes = b"") -> SealedSegment:
         assert len(prologue) == self._prologue_size
         return SealedSegment(

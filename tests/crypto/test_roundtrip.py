@@ -7,6 +7,7 @@ import io
 import itertools
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from recorder.crypto import _format as fmt
 from recorder.crypto.keyring import RecordingKeyring
 from recorder.crypto.reader import SegmentReader, digest_segment, iter_plaintext, read_header
-from recorder.crypto.writer import SpoolSinkFactory, WriterState, segment_file_name
+from recorder.crypto.writer import SPARE_DIR, SpoolSinkFactory, WriterState, segment_file_name
 from recorder.errors import HeaderMismatch, LocalProtocolError, StorageError
 from recorder.sink import EvidenceSink, SegmentIdentity, SinkFactory
 
@@ -193,6 +194,63 @@ def test_sink_protocol_conformance_and_misuse(factory: SpoolSinkFactory) -> None
         sink.close(b"abcd")
 
 
+def test_an_unwritten_segment_can_be_discarded_a_written_one_never(
+    factory: SpoolSinkFactory,
+) -> None:
+    spare = factory.open_spare(make_identity(segment_index=1), prologue_size=4)
+    # A spare waits where crash recovery does not look.
+    assert spare.part_path.parent == factory.directory / SPARE_DIR
+    spare.discard()
+    assert spare.state is WriterState.DISCARDED
+    assert not spare.part_path.exists()
+    assert list(factory.directory.glob("*.part")) == []
+    written = factory.open(make_identity(segment_index=2), prologue_size=4)
+    written.write(b"evidence")
+    with pytest.raises(LocalProtocolError, match="refusing to discard"):
+        written.discard()
+    assert written.part_path.exists()
+    written.close(b"abcd")
+
+
+def test_an_adopted_spare_is_where_recovery_finds_it_and_seals_like_any_segment(
+    factory: SpoolSinkFactory, keyring: RecordingKeyring
+) -> None:
+    spare = factory.open_spare(make_identity(segment_index=3), prologue_size=4)
+    spare.adopt()
+    assert spare.part_path.parent == factory.directory
+    spare.write(b"after adoption")
+    spare.checkpoint()
+    sealed = spare.close(b"abcd")
+    assert sealed.path is not None
+    assert b"".join(iter_plaintext(sealed.path, keyring)) == b"abcdafter adoption"
+    with pytest.raises(LocalProtocolError, match="refusing to discard"):
+        spare.discard()
+
+
+def test_stale_spares_of_a_crashed_process_leave_no_empty_segment(
+    tmp_path: Path, keyring: RecordingKeyring
+) -> None:
+    first = SpoolSinkFactory(tmp_path / "spool", keyring, chunk_size=SMALL_CHUNK)
+    header_only = first.open_spare(make_identity(segment_index=4), prologue_size=4)
+    adopted_then_crashed = first.open_spare(make_identity(segment_index=5), prologue_size=4)
+    # A crash undid the adoption's rename after data was written and fsynced.
+    adopted_then_crashed.write(b"x" * 200)
+    adopted_then_crashed.checkpoint()
+    live = first.open_spare(make_identity(segment_index=6), prologue_size=4)
+    for crashed in (header_only, adopted_then_crashed):
+        os.close(crashed._fd)  # the process died: its locks are gone
+    # ... a while ago (a header-only spare younger than the grace may be a live writer's).
+    old = time.time() - 60
+    os.utime(header_only.part_path, (old, old))
+    second = SpoolSinkFactory(tmp_path / "spool", keyring, chunk_size=SMALL_CHUNK)
+    spares = sorted(p.name for p in (second.directory / SPARE_DIR).iterdir())
+    # The live process's spare is left alone; the header-only one is gone.
+    assert spares == [live.part_path.name]
+    moved = second.directory / adopted_then_crashed.part_path.name
+    assert moved.exists(), "the spare holding data is back where recovery finds it"
+    live.discard()
+
+
 def test_segment_names_are_safe_deterministic_and_never_reused(
     factory: SpoolSinkFactory,
 ) -> None:
@@ -279,6 +337,7 @@ def test_bench_runs(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
 
 
 def test_unwritable_spool_is_a_storage_error(factory: SpoolSinkFactory) -> None:
+    (factory.directory / SPARE_DIR).rmdir()
     factory.directory.rmdir()
     factory.directory.write_bytes(b"not a directory")  # ENOTDIR, even for root
     with pytest.raises(StorageError, match="cannot create"):
