@@ -415,6 +415,9 @@ class SegmentWriter:
         sink, bext = self._sink, self._bext
         assert sink is not None
         assert bext is not None
+        # Detached here, closed by the pending seal (``sink.close`` releases its descriptor and
+        # lock even when it fails, leaving the .part for recovery).
+        self._sink = None
         data_length = self._written * self._frame
         header = build_wav_header(
             sample_rate=self._fmt.sample_rate,
