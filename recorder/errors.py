@@ -31,6 +31,7 @@ boto3, PyAV, psycopg, cryptography) are translated at the module that calls the 
     │   ├── DiskFull
     │   ├── CatalogError
     │   └── LeaseLost .............. another process owns the stream now
+    │       └── LeaseExpired ....... not renewed in time: this process fenced itself
     ├── KeyProviderError ........... key material missing, unreachable or not allowed
     │   ├── KeyUnavailable ......... the key service cannot be reached right now (retry)
     │   ├── DecryptNotPermitted .... this host holds an encrypt-only key
@@ -191,6 +192,11 @@ class CatalogError(StorageError):
 
 class LeaseLost(StorageError):
     pass
+
+
+class LeaseExpired(LeaseLost):
+    """This process could not renew its lease in time and fenced itself (stopped recording),
+    before another process could take the stream over: not a takeover, a lost catalog."""
 
 
 # --- Keys ------------------------------------------------------------------------------------
