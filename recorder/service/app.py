@@ -41,7 +41,7 @@ from recorder.service.ingress import (
 from recorder.service.instance import lock_instance, owner_id
 from recorder.service.metrics import RecorderMetrics
 from recorder.service.outbox import CatalogOutbox
-from recorder.service.recovery import recover_at_startup
+from recorder.service.recovery import recover_at_startup, requeue_orphans
 from recorder.service.supervisor import Supervisor, SupervisorSettings
 from recorder.service.systemd import SystemdNotifier
 from recorder.spool.spool import UploadJob
@@ -348,6 +348,12 @@ async def _evidence_sweep(c: Components, supervisor: Supervisor) -> None:
             continue
         if written:
             logger.warning("evidence sweep: %d journaled catalog intents reconciled", written)
+        held = frozenset(
+            path for e in supervisor.engagements.values() for path in e.evidence.held_paths
+        )
+        requeued = await requeue_orphans(c, skip=held, min_age_s=EVIDENCE_SWEEP_S)
+        if requeued:
+            logger.warning("evidence sweep: %d orphaned sealed segments requeued", len(requeued))
 
 
 async def _service_loop(

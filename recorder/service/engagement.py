@@ -439,7 +439,9 @@ class Engagement:
                 )
             )
         self.evidence.submit(
-            intent, functools.partial(spool_sealed, self.c, sealed, kind, key=key, retain=retain)
+            intent,
+            functools.partial(spool_sealed, self.c, sealed, kind, key=key, retain=retain),
+            holds=sealed.path,
         )
         if isinstance(entry, SegmentManifestEntry):
             self._note_spans(entry)

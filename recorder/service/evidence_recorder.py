@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -275,6 +276,13 @@ async def reconcile_journals(
     return written
 
 
+async def _then_releasing(held: set[Path], path: Path, then: Then) -> None:
+    try:
+        await then()
+    finally:
+        held.discard(path)
+
+
 # --- the recorder ----------------------------------------------------------------------------
 
 
@@ -315,14 +323,25 @@ class EvidenceRecorder:
         self._wake = trio.Event()
         self._closing = False
         self.stats = RecorderStats()
+        #: Sealed files whose hand-off to the spool is still to come (the sweep leaves them).
+        self.held_paths: set[Path] = set()
 
     @property
     def degraded(self) -> bool:
         """True while intents wait in the journal for the catalog to come back."""
         return self._journaled
 
-    def submit(self, intent: Intent, then: Then | None = None) -> None:
-        """Queue ``intent``; never blocks, never raises (overflow goes to the journal)."""
+    def submit(
+        self, intent: Intent, then: Then | None = None, *, holds: Path | None = None
+    ) -> None:
+        """Queue ``intent``; never blocks, never raises (overflow goes to the journal).
+
+        ``holds`` names a sealed file that ``then`` hands on: the orphan sweep leaves it alone
+        while this recorder may still do so.
+        """
+        if holds is not None and then is not None:
+            self.held_paths.add(holds)
+            then = functools.partial(_then_releasing, self.held_paths, holds, then)
         if len(self._pending) >= self._queue_size:
             self._log.warning("evidence queue full: intent journaled op=%s", intent.op)
             self._spill([(intent, then)])
