@@ -30,6 +30,7 @@ from recorder.catalog.base import RecordingDetail, RecordingStatus
 from recorder.config import CatalogConfig, CatalogKind
 from recorder.service.components import CLOCK_OFFSET_ENV
 from recorder.simulator.engagement import Engagement as SimEngagement
+from recorder.simulator.scenario import Action, Step
 from recorder.simulator.simulator import SimulatorConfig, open_simulator
 
 from .helpers_fleet import (
@@ -389,4 +390,33 @@ async def test_catalog_unavailable_mid_call_loses_nothing_and_is_reconciled(
                     assert "journaled intents reconciled" in log
                     assert not list((tmp_path / "solo" / "evidence-journal").iterdir())
             proxy.stop()
+    await fan.aclose()
+
+
+async def test_rtms_interrupted_recovers_in_one_reconnect_without_a_spurious_failover(
+    tmp_path: Path,
+) -> None:
+    """The interrupted webhook makes the row's newest event newer than the start, with the old
+    URLs; a lease keeper that took that for a failover reconnected a healthy stream on its next
+    renew. Renews here come every 2 s (about 2, 4, 6 s into the call); the drop at 2.5 s has
+    recovered (0.2 s backoff) well before the renew at 4 s looks at the row."""
+    secrets_ = FleetSecrets()
+    proc = make_process(tmp_path, "solo", secrets_, key_dir=tmp_path / "keys", lease_ttl_s=6.0)
+    fan = FanOut([proc.webhook_url])
+    scenario_steps = (Step(2.5, Action.DROP_SIGNALING),)
+    with trio.fail_after(60):
+        async with (
+            serve_processes(proc),
+            catalog_at(None, tmp_path / "solo" / "catalog.sqlite3") as catalog,
+            open_simulator(fleet_simulator(fan, secrets_)) as sim,
+        ):
+            call = await sim.start(
+                meeting(secrets_, name="interrupted", seconds=8, steps=scenario_steps)
+            )
+            await call.finished.wait()
+            detail = await settled_detail(catalog, call.scenario.rtms_stream_id)
+            assert call.stats.signaling_accepted == 2, "one reconnect, no failover after it"
+            assert call.stats.signaling_max_open == 1
+            assert detail.recording.status is RecordingStatus.COMPLETE
+            assert lost_ms(call, detail) <= 50, lost_ms(call, detail)
     await fan.aclose()
