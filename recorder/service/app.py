@@ -328,16 +328,19 @@ def _catalog_check(c: Components) -> ReadinessCheck:
     return check
 
 
-#: How often journals of ended engagements are replayed (the catalog may have been away).
-EVIDENCE_SWEEP_S: Final = 30.0
+#: The evidence sweep runs every rejoin interval, but not more often than this.
+EVIDENCE_SWEEP_MIN_S: Final = 5.0
+#: A sealed file younger than this may be on its way to the spool already: the sweep waits.
+ORPHAN_MIN_AGE_S: Final = 10.0
 
 
 async def _evidence_sweep(c: Components, supervisor: Supervisor) -> None:
     """Reconcile evidence journals that no live engagement is writing any more (rule 2 of
-    ``evidence_recorder``): a catalog outage that outlasted an engagement heals here, not only
-    at the next restart."""
+    ``evidence_recorder``), then requeue sealed files nobody will hand on: a catalog outage
+    that outlasted an engagement heals here, not only at the next restart."""
+    interval_s = max(supervisor.settings.rejoin_interval_s, EVIDENCE_SWEEP_MIN_S)
     while True:
-        await trio.sleep(EVIDENCE_SWEEP_S)
+        await trio.sleep(interval_s)
         busy = frozenset(e.evidence.journal_path for e in supervisor.engagements.values())
         try:
             written = await reconcile_journals(
@@ -351,7 +354,7 @@ async def _evidence_sweep(c: Components, supervisor: Supervisor) -> None:
         held = frozenset(
             path for e in supervisor.engagements.values() for path in e.evidence.held_paths
         )
-        requeued = await requeue_orphans(c, skip=held, min_age_s=EVIDENCE_SWEEP_S)
+        requeued = await requeue_orphans(c, skip=held, min_age_s=ORPHAN_MIN_AGE_S)
         if requeued:
             logger.warning("evidence sweep: %d orphaned sealed segments requeued", len(requeued))
 

@@ -41,6 +41,7 @@ from .helpers_fleet import (
     free_port,
     meeting,
     poll,
+    segments_of,
     serve_config_text,
     serve_processes,
     subprocess_env,
@@ -90,9 +91,22 @@ async def catalog_at(dsn: str | None, sqlite_path: Path | None) -> AsyncIterator
 
 
 def lost_ms(sim: SimEngagement, detail: RecordingDetail) -> float:
-    """What Zoom sent on the track minus what the catalog holds as recorded audio."""
+    """What Zoom sent on the track minus what the catalog holds as recorded audio (printed:
+    the figures of the table in ops/INSTALL.md come from ``pytest -s`` of this module)."""
     sent_ms = sim.scenario.duration_s * 1000
-    return sent_ms - track_seconds(detail, TRACK) * 1000
+    # The union of the segments' spans: audio two owners both recorded counts once.
+    covered_ms = 0
+    reached_ms = None
+    for segment in segments_of(detail, TRACK):
+        start = segment.start_ms if reached_ms is None else max(segment.start_ms, reached_ms)
+        covered_ms += max(0, segment.end_ms - start)
+        reached_ms = max(reached_ms or segment.end_ms, segment.end_ms)
+    lost = sent_ms - min(covered_ms, track_seconds(detail, TRACK) * 1000)
+    print(
+        f"fault-matrix {sim.scenario.name}: sent_ms={sent_ms:.0f} lost_ms={lost:.0f}"
+        f" connections={sim.stats.signaling_accepted} max_open={sim.stats.signaling_max_open}"
+    )
+    return lost
 
 
 class KillAfterAck:
@@ -314,15 +328,29 @@ async def test_a_partitioned_owner_fences_itself_before_the_other_takes_over(
                 await proxy.partition()
                 # The other process takes over once the lease ran out on the catalog's clock.
                 await call.wait_for(lambda s: s.signaling_accepted >= 2)
+                assert "fencing" in owner.log_tail(200)
+                # The partition heals: the fenced owner's journaled evidence (its last segments,
+                # sealed when it fenced itself) reaches the catalog through its sweep.
+                proxy.heal()
                 await call.finished.wait()
+                await settled_detail(catalog, stream_id)
+
+                async def reconciled() -> RecordingDetail | None:
+                    rows = await catalog.search(stream_id=stream_id)
+                    detail = await catalog.show(rows[0].recording_id)
+                    assert detail is not None
+                    covered = track_seconds(detail, TRACK) * 1000
+                    return detail if covered >= 16_000 - MAX_LOST_MS else None
+
+                with trio.move_on_after(30):
+                    await poll(reconciled, interval_s=0.5)
                 detail = await settled_detail(catalog, stream_id)
                 row = await catalog.get_stream(stream_id)
                 assert row is not None
                 assert row.lease_epoch >= 2
                 assert call.stats.signaling_max_open == 1, "two connections at once"
                 assert owner.running, "the partitioned process stays up"
-                assert "fencing" in owner.log_tail(200)
-                assert detail.segments
+                assert lost_ms(call, detail) <= MAX_LOST_MS, lost_ms(call, detail)
             proxy.stop()
     await fan.aclose()
 
