@@ -19,12 +19,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 import trio
 
-from recorder.catalog.aio import AsyncCatalog
-from recorder.catalog.base import Lease, StreamRow, StreamState
+from recorder.catalog.base import Lease, StreamRow
 from recorder.errors import LeaseExpired, LeaseLost, RecorderError
 
 logger = logging.getLogger(__name__)
@@ -54,12 +53,20 @@ class LeaseTimers:
 OnRow = Callable[[StreamRow], Awaitable[None]]
 
 
+class LeaseCatalog(Protocol):
+    """What the keeper needs of the catalog (``AsyncCatalog`` is one)."""
+
+    async def renew(self, lease: Lease, now_ms: int | None = None) -> Lease: ...
+
+    async def get_stream(self, rtms_stream_id: str) -> StreamRow | None: ...
+
+
 class LeaseKeeper:
     """Runs beside the capture; raises ``LeaseLost`` or ``LeaseExpired`` to end it."""
 
     def __init__(
         self,
-        catalog: AsyncCatalog,
+        catalog: LeaseCatalog,
         lease: Lease,
         timers: LeaseTimers,
         *,
@@ -122,5 +129,3 @@ class LeaseKeeper:
                 await self._on_row(row)
 
 
-def is_stopped(row: StreamRow) -> bool:
-    return row.state is StreamState.STOPPED
