@@ -231,8 +231,9 @@ class Engagement:
                 await self.evidence.close(timeout_s=5)
                 if failed and started and self.status.ended is None:
                     await self._close_after_failure()
-                if not self.status.lease_lost:
-                    await self._finish()
+                # Epoch-checked: a lease another process took is left alone; a self-fenced one
+                # is handed back if the catalog is reachable again, so takeover need not wait.
+                await self._finish()
             self.finished.set()
 
     def _report_malformed(self, count: int) -> None:

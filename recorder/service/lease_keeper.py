@@ -127,5 +127,3 @@ class LeaseKeeper:
                 continue
             if row is not None:
                 await self._on_row(row)
-
-

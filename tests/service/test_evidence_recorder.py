@@ -183,3 +183,22 @@ async def test_a_hostile_journal_line_is_a_catalog_error_not_a_crash(
                 return
             with pytest.raises(CatalogError):
                 await intents.apply_intent(catalog, intent, fence=None, now_ms=T0)
+
+
+async def test_a_takeover_inside_the_first_segment_still_writes_a_restart_gap(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(30):
+        async with sqlite_catalog(tmp_path / "catalog.sqlite3") as catalog:
+            recording_id = await new_recording(catalog)
+            # The first owner sealed nothing on this track before it died.
+            takeover = intents.takeover_gap(
+                recording_id, "mixed", start_ms=T0 + 3_000, first_segment_index=100_000, epoch=2
+            )
+            await intents.apply_intent(catalog, takeover, fence=None, now_ms=T0)
+            detail = await catalog.show(recording_id)
+            assert detail is not None
+            [gap] = detail.gaps
+            assert (gap.start_ms, gap.end_ms) == (T0, T0 + 3_000)
+            assert gap.cause == "recorder_restart"
+            assert gap.detail == "ownership epoch 2 began"
