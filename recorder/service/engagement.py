@@ -69,6 +69,8 @@ logger = logging.getLogger(__name__)
 
 #: Segment indexes reserved per ownership epoch (100,000 five-minute segments = 347 days).
 EPOCH_INDEX_STRIDE: Final = 100_000
+#: After the capture ended, how long its last catalog intents may take before they are journaled.
+EVIDENCE_DRAIN_S: Final = 10.0
 #: ``end_reason`` of a recording whose engagement failed after its stream had stopped.
 RECORDER_FAILURE_REASON: Final = "recorder_failure"
 #: RTMS event types that name participants joining (meetings) or a ZCC party answering.
@@ -132,7 +134,10 @@ class Engagement:
         #: Wall-clock ms at which this process claimed the stream (before it connected).
         self.claimed_ms = now_ms()
         self.stream: RtmsStream | None = None
+        #: Cancels the capture only (``cancel``): the lease keeper and the evidence recorder
+        #: go on until what the capture sealed on its way out is in the catalog.
         self.cancel_scope = trio.CancelScope()
+        self._setup_scope = trio.CancelScope()
         self.finished = trio.Event()
         self._first_sealed_tracks: set[str] = set()
         self._speakers: set[str] = set()
@@ -164,6 +169,11 @@ class Engagement:
             log=self.log,
         )
 
+    def cancel(self) -> None:
+        """End the recording (shutdown): seal what is open, write it down, hand the lease back."""
+        self._setup_scope.cancel()
+        self.cancel_scope.cancel()
+
     @property
     def lease(self) -> Lease:
         return self.keeper.lease
@@ -185,7 +195,7 @@ class Engagement:
         started = False
         failed = False
         try:
-            with self.cancel_scope:
+            with self._setup_scope:
                 recording = await self.c.catalog.upsert_recording(
                     RecordingStart(
                         rtms_stream_id=self.spec.rtms_stream_id,
@@ -202,6 +212,7 @@ class Engagement:
                 self.c.metrics.engagement_started()
                 started = True
                 task_status.started()
+            if started:
                 await self._record(recording.recording_id)
         except LeaseLost as exc:
             failed = True
@@ -270,21 +281,26 @@ class Engagement:
             # Beside the handshake, not before it: a slow key service no longer delays the
             # connection (the first segment waits for the key only if it is still not there).
             outer.start_soon(self._prepare_key, recording_id)
-            async with open_rtms_stream(target, self._client_config) as stream:
-                self.stream = stream
-                manifest = await run_capture(
-                    stream.events,
-                    self.c.sinks,
-                    recording_id=recording_id,
-                    originator_reference=self.spec.instance_id,
-                    config=self._capture_config,
-                    on_sealed=self._on_sealed,
-                    on_event=self._observe,
-                )
-                self.status.outcome = manifest.outcome
-            self._close_recording(recording_id)
+            with self.cancel_scope:
+                async with open_rtms_stream(target, self._client_config) as stream:
+                    self.stream = stream
+                    manifest = await run_capture(
+                        stream.events,
+                        self.c.sinks,
+                        recording_id=recording_id,
+                        originator_reference=self.spec.instance_id,
+                        config=self._capture_config,
+                        on_sealed=self._on_sealed,
+                        on_event=self._observe,
+                    )
+                    self.status.outcome = manifest.outcome
+            if not self.cancel_scope.cancelled_caught:
+                self._close_recording(recording_id)
             self.evidence.finish()
-            await evidence_done.wait()
+            # Still under a renewed lease, so these writes pass the fence; bounded, and what
+            # is left over is journaled by ``close``.
+            with trio.move_on_after(EVIDENCE_DRAIN_S):
+                await evidence_done.wait()
             outer.cancel_scope.cancel()
 
     async def _run_evidence(self, done: trio.Event) -> None:

@@ -130,7 +130,7 @@ class Supervisor:
             for engagement in list(self.engagements.values()):
                 await engagement.finished.wait()
         for engagement in list(self.engagements.values()):
-            engagement.cancel_scope.cancel()
+            engagement.cancel()
         for engagement in list(self.engagements.values()):
             await engagement.finished.wait()
 

@@ -163,7 +163,9 @@ async def test_stopping_the_process_that_acknowledged_rtms_started_loses_no_call
             catalog_at(dsn, sqlite_path) as catalog,
             open_simulator(sim_config) as sim,
         ):
-            call = await sim.start(meeting(secrets_, name="acked", seconds=6))
+            # Longer than the drain (5 s) plus the closing handshake, so that the stream is still
+            # live when the drained process hands its lease back.
+            call = await sim.start(meeting(secrets_, name="acked", seconds=14))
             await a.wait()
             assert delivery.acked_started
             await call.finished.wait()
