@@ -44,7 +44,7 @@ from recorder.catalog.base import (
     StreamRow,
     StreamState,
 )
-from recorder.errors import LeaseLost, RecorderError
+from recorder.errors import LeaseExpired, LeaseLost, RecorderError
 from recorder.rtms.client import ClientConfig, RtmsStream, StreamTarget, open_rtms_stream
 from recorder.rtms.events import (
     AudioPacket,
@@ -62,7 +62,7 @@ from recorder.service.components import Components, now_ms
 from recorder.service.evidence import evidence_key, retain_until, spool_sealed
 from recorder.service.evidence_recorder import JOURNAL_DIR, JOURNAL_SUFFIX, EvidenceRecorder
 from recorder.service.lease_keeper import LeaseKeeper, LeaseTimers
-from recorder.service.metrics import MALFORMED
+from recorder.service.metrics import MALFORMED, LeaseLoss
 from recorder.sink import SealedSegment
 
 logger = logging.getLogger(__name__)
@@ -167,6 +167,7 @@ class Engagement:
             fence=lambda: self.keeper.lease,
             now_ms=now_ms,
             log=self.log,
+            on_journaled=components.metrics.intents_journaled,
         )
 
     def cancel(self) -> None:
@@ -218,6 +219,8 @@ class Engagement:
             failed = True
             self.status.error = f"{type(exc).__name__}: {exc}"
             self.status.lease_lost = True
+            fenced = isinstance(exc, LeaseExpired)
+            self.c.metrics.lease_lost(LeaseLoss.FENCED if fenced else LeaseLoss.TAKEN_OVER)
             self.log.error("engagement ended: %s", self.status.error)
         except RecorderError as exc:
             failed = True

@@ -307,6 +307,7 @@ class EvidenceRecorder:
         write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S,
         retry_s: float = DEFAULT_RETRY_S,
         log: logging.LoggerAdapter[logging.Logger] | None = None,
+        on_journaled: Callable[[int], None] | None = None,
     ) -> None:
         self._catalog = catalog
         self.journal_path = journal_path
@@ -316,6 +317,7 @@ class EvidenceRecorder:
         self._write_timeout_s = write_timeout_s
         self._retry_s = retry_s
         self._log = log or logging.LoggerAdapter(logger, {})
+        self._on_journaled = on_journaled or (lambda count: None)
         self._pending: collections.deque[tuple[Intent, Then | None]] = collections.deque()
         #: Follow-ups of journaled intents, run once the journal has been replayed.
         self._deferred: list[Then] = []
@@ -355,6 +357,7 @@ class EvidenceRecorder:
         self._deferred.extend(then for _, then in items if then is not None)
         self._journaled = True
         self.stats.journaled += len(items)
+        self._on_journaled(len(items))
 
     async def _journal(self, items: list[tuple[Intent, Then | None]]) -> None:
         intents = [intent for intent, _ in items]
@@ -362,6 +365,7 @@ class EvidenceRecorder:
         self._deferred.extend(then for _, then in items if then is not None)
         self._journaled = True
         self.stats.journaled += len(items)
+        self._on_journaled(len(items))
 
     async def run(self) -> None:
         """Write until ``finish`` was called and everything is written (or journaled)."""

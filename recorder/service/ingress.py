@@ -374,7 +374,7 @@ class IngressApp:
             first = await outbox.accept(key, now_s, event)
         except RecorderError as exc:
             # Nothing was committed: Zoom's retry will find neither the key nor the row.
-            reason = IngressRejection.OVERLOADED
+            reason = IngressRejection.CATALOG_UNAVAILABLE
             self._metrics.webhook_rejected(reason)
             logger.error(
                 "webhook not accepted: outbox write failed", extra={**context, "error": str(exc)}

@@ -35,6 +35,17 @@ class IngressRejection(enum.StrEnum):
     OVERLOADED = "overloaded"
     #: ``endpoint.url_validation`` with a plainToken we refuse to sign (see ingress).
     BAD_PLAIN_TOKEN = "bad_plain_token"  # noqa: S105 - a label, not a credential
+    #: The webhook outbox (catalog) could not commit: answered 503 so that Zoom retries.
+    CATALOG_UNAVAILABLE = "catalog_unavailable"
+
+
+class LeaseLoss(enum.StrEnum):
+    """Why an engagement stopped holding its stream's lease (``rtmsrec_leases_lost``)."""
+
+    #: Another process claimed the stream (this one had stalled past its lease).
+    TAKEN_OVER = "taken_over"
+    #: This process could not renew in time and stopped itself (catalog unreachable).
+    FENCED = "fenced"
 
 
 #: Every reason a webhook can be refused for: the only values of the ``reason`` label.
@@ -148,6 +159,20 @@ class RecorderMetrics:
             ["check"],
             registry=r,
         )
+        self.leases_lost = Counter(
+            "rtmsrec_leases_lost",
+            "Engagements that stopped because their lease was taken over or could not be kept.",
+            ["cause"],
+            registry=r,
+        )
+        self.catalog_intents_journaled = Counter(
+            "rtmsrec_catalog_intents_journaled",
+            "Catalog writes of live calls journaled locally because the catalog could not take "
+            "them (reconciled later; nothing is lost).",
+            registry=r,
+        )
+        for loss in LeaseLoss:
+            self.leases_lost.labels(cause=loss.value)
         # Pre-create every labelled series so dashboards see zeros, not gaps, before the first
         # event (and rate() works from the first increment).
         for cause in self._gap_causes:
@@ -188,6 +213,13 @@ class RecorderMetrics:
 
     def add_reconnect(self, cause: GapCause | str) -> None:
         self.reconnects.labels(cause=_label(str(cause), self._gap_causes)).inc()
+
+    def lease_lost(self, cause: LeaseLoss) -> None:
+        self.leases_lost.labels(cause=cause.value).inc()
+
+    def intents_journaled(self, count: int) -> None:
+        if count > 0:
+            self.catalog_intents_journaled.inc(count)
 
     # --- Webhooks ------------------------------------------------------------------------------
 

@@ -331,6 +331,13 @@ async def test_a_partitioned_owner_fences_itself_before_the_other_takes_over(
                 # The other process takes over once the lease ran out on the catalog's clock.
                 await call.wait_for(lambda s: s.signaling_accepted >= 2)
                 assert "fencing" in owner.log_tail(200)
+                async with httpx.AsyncClient() as client:
+
+                    async def fenced_counted() -> bool | None:
+                        metrics = (await client.get(f"{owner.base_url}/metrics")).text
+                        return 'rtmsrec_leases_lost_total{cause="fenced"} 1.0' in metrics or None
+
+                    await poll(fenced_counted)
                 # The partition heals: the fenced owner's journaled evidence (its last segments,
                 # sealed when it fenced itself) reaches the catalog through its sweep.
                 proxy.heal()

@@ -47,6 +47,7 @@ class Outboxed:
     catalog: AsyncCatalog
     received: trio.MemoryReceiveChannel[AcceptedWebhook]
     path: Path
+    metrics: RecorderMetrics
 
     async def post(self, body: bytes) -> httpx.Response:
         return await self.client.post(
@@ -85,7 +86,7 @@ async def outboxed_ingress(tmp_path: Path, *, queue_size: int = 8) -> AsyncItera
         async with catalog, trio.open_nursery() as nursery:
             port = await nursery.start(serve_http, app, "127.0.0.1", 0)
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-                yield Outboxed(client, catalog, receive, path)
+                yield Outboxed(client, catalog, receive, path, metrics)
             nursery.cancel_scope.cancel()
 
 
@@ -135,6 +136,8 @@ async def test_a_catalog_that_cannot_commit_answers_503_and_leaves_no_key(tmp_pa
         try:
             blocker.execute("BEGIN EXCLUSIVE")
             assert (await h.post(STARTED_BODY)).status_code == 503
+            rendered = h.metrics.render().decode()
+            assert 'rtmsrec_webhook_rejections_total{reason="catalog_unavailable"} 1.0' in rendered
         finally:
             blocker.execute("ROLLBACK")
             blocker.close()
