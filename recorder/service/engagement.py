@@ -1,13 +1,13 @@
 """One RTMS stream = one engagement = one trio nursery.
 
-The nursery owns, for the lifetime of the stream, three parts with one job each: the RTMS client
-and capture pipeline (``open_rtms_stream``, ``run_capture``: the stream observer is ``_observe``,
-which sees every non-audio event), the ``LeaseKeeper`` (renews on the catalog's clock, watches
-the row, fences itself) and the ``EvidenceRecorder`` (every catalog write, off the capture task,
-journaled when the catalog cannot take it). Sealed segments go to the catalog first (as
-``pending``) and then into the spool, so a crash between the two leaves a sealed file in the
-writing directory that recovery hands to the spool; never an uploaded object the catalog does not
-know.
+The nursery owns, for the lifetime of the stream, parts with one job each: the RTMS client and
+capture pipeline (``open_rtms_stream``, ``run_capture``), the ``StreamObserver`` (what the
+capture sees becomes evidence intents, metrics and status), the ``LeaseKeeper`` (renews on the
+catalog's clock, watches the row, fences itself) and the ``EvidenceRecorder`` (every catalog
+write, off the capture task, journaled when the catalog cannot take it). Sealed segments go to
+the catalog first (as ``pending``) and then into the spool, so a crash between the two leaves a
+sealed file in the writing directory that recovery hands to the spool; never an uploaded object
+the catalog does not know.
 
 Rules:
 
@@ -23,22 +23,16 @@ Rules:
 
 from __future__ import annotations
 
-import functools
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Final
 
 import trio
 
-from recorder.audio.manifest import ManifestEntry, SegmentManifestEntry
 from recorder.capture.core import CaptureConfig
 from recorder.capture.pipeline import run_capture
 from recorder.catalog.base import (
-    EvidenceKind,
     Lease,
-    NewRecordFile,
-    NewSegment,
-    ParticipantInfo,
     RecordingStart,
     RecordingStatus,
     StreamRow,
@@ -46,24 +40,14 @@ from recorder.catalog.base import (
 )
 from recorder.errors import LeaseExpired, LeaseLost, RecorderError
 from recorder.rtms.client import ClientConfig, RtmsStream, StreamTarget, open_rtms_stream
-from recorder.rtms.events import (
-    AudioPacket,
-    CaptureEvent,
-    ContactCenterEvent,
-    Interrupted,
-    PacketsDropped,
-    ParticipantEvent,
-    Recovered,
-    StreamEnded,
-)
-from recorder.rtms.webhook import Product
 from recorder.service import evidence_recorder as intents
 from recorder.service.components import Components, now_ms
-from recorder.service.evidence import evidence_key, retain_until, spool_sealed
 from recorder.service.evidence_recorder import JOURNAL_DIR, JOURNAL_SUFFIX, EvidenceRecorder
 from recorder.service.lease_keeper import LeaseKeeper, LeaseTimers
 from recorder.service.metrics import MALFORMED, LeaseLoss
-from recorder.sink import SealedSegment
+from recorder.service.observer import StreamObserver
+from recorder.service.status import EngagementSpec as EngagementSpec
+from recorder.service.status import EngagementStatus
 
 logger = logging.getLogger(__name__)
 
@@ -73,40 +57,6 @@ EPOCH_INDEX_STRIDE: Final = 100_000
 EVIDENCE_DRAIN_S: Final = 10.0
 #: ``end_reason`` of a recording whose engagement failed after its stream had stopped.
 RECORDER_FAILURE_REASON: Final = "recorder_failure"
-#: RTMS event types that name participants joining (meetings) or a ZCC party answering.
-_PARTICIPANT_JOIN: Final = 3
-_ZCC_ANSWERED: Final = frozenset({8, 10})
-
-
-@dataclass(frozen=True, slots=True)
-class EngagementSpec:
-    """What a ``*.rtms_started`` webhook (or the catalog, on a takeover) says about a stream."""
-
-    product: Product
-    instance_id: str
-    rtms_stream_id: str
-    server_urls: tuple[str, ...]
-    event_ts_ms: int
-    operator_id: str | None = None
-    account_id: str | None = None
-
-
-@dataclass(slots=True)
-class EngagementStatus:
-    """Live figures of one engagement, for the demo's progress line and for tests."""
-
-    recording_id: str | None = None
-    segments_sealed: int = 0
-    seconds_captured: float = 0.0
-    gap_seconds: dict[str, float] = field(default_factory=dict)
-    interruptions: int = 0
-    #: Frames the RTMS client could not parse (counted, dropped, never fatal).
-    frames_malformed: int = 0
-    ended: StreamEnded | None = None
-    outcome: str | None = None
-    error: str | None = None
-    #: The lease was taken over, or this process fenced itself (``LeaseExpired``).
-    lease_lost: bool = False
 
 
 class Engagement:
@@ -139,8 +89,6 @@ class Engagement:
         self.cancel_scope = trio.CancelScope()
         self._setup_scope = trio.CancelScope()
         self.finished = trio.Event()
-        self._first_sealed_tracks: set[str] = set()
-        self._speakers: set[str] = set()
         #: ``event_ts`` of the newest ``rtms_started`` acted on.
         self._failover_event_ts = spec.event_ts_ms
         #: Every line this engagement logs carries its ids as structured fields.
@@ -168,6 +116,14 @@ class Engagement:
             now_ms=now_ms,
             log=self.log,
             on_journaled=components.metrics.intents_journaled,
+        )
+        self.observer = StreamObserver(
+            components,
+            spec,
+            self.status,
+            self.evidence,
+            epoch=lease.epoch,
+            first_segment_index=self._capture_config.first_segment_index,
         )
 
     def cancel(self) -> None:
@@ -293,8 +249,8 @@ class Engagement:
                         recording_id=recording_id,
                         originator_reference=self.spec.instance_id,
                         config=self._capture_config,
-                        on_sealed=self._on_sealed,
-                        on_event=self._observe,
+                        on_sealed=self.observer.on_sealed,
+                        on_event=self.observer.observe,
                     )
                     self.status.outcome = manifest.outcome
             if not self.cancel_scope.cancelled_caught:
@@ -336,183 +292,6 @@ class Engagement:
             return
         self._failover_event_ts = event_ts_ms
         await self.stream.failover(server_urls)
-
-    async def _observe(self, event: CaptureEvent) -> None:
-        """Called by the pipeline for every non-audio event and each track's first packet."""
-        if type(event) is AudioPacket:
-            if event.track not in self._speakers:
-                self._speakers.add(event.track)
-                self._note_speaker(event)
-        elif isinstance(event, ParticipantEvent | ContactCenterEvent):
-            self._note_participants(event)
-        elif isinstance(event, PacketsDropped):
-            self.c.metrics.add_dropped_frames(str(event.cause), event.count)
-        elif isinstance(event, Interrupted):
-            self.status.interruptions += 1
-        elif isinstance(event, Recovered):
-            self.c.metrics.add_reconnect(str(event.cause))
-        elif isinstance(event, StreamEnded):
-            self.status.ended = event
-
-    def _note_speaker(self, packet: AudioPacket) -> None:
-        """A per-speaker track names its participant; RTMS sends no join for who was there."""
-        recording_id = self.status.recording_id
-        if recording_id is None or packet.user_id is None or packet.user_id == "0":
-            return
-        self.evidence.submit(
-            intents.participants(
-                recording_id,
-                [
-                    ParticipantInfo(
-                        packet.user_id, packet.user_name, first_seen_ms=packet.timestamp_ms
-                    )
-                ],
-            )
-        )
-
-    def _note_participants(self, event: ParticipantEvent | ContactCenterEvent) -> None:
-        recording_id = self.status.recording_id
-        if recording_id is None:
-            return
-        people: list[ParticipantInfo] = []
-        if isinstance(event, ParticipantEvent) and event.event_type == _PARTICIPANT_JOIN:
-            people = [
-                ParticipantInfo(p.user_id, p.user_name, first_seen_ms=event.timestamp_ms)
-                for p in event.participants
-            ]
-        elif isinstance(event, ContactCenterEvent) and event.event_type in _ZCC_ANSWERED:
-            if event.channel_id:
-                people = [
-                    ParticipantInfo(
-                        event.user_id or f"channel-{event.channel_id}",
-                        event.display_name,
-                        role=event.participant_mode,
-                        first_seen_ms=event.timestamp_ms,
-                    )
-                ]
-            if event.queue_id or event.queue_name:
-                agent = event.participant_mode == "callee"
-                self.evidence.submit(
-                    intents.contact_center(
-                        recording_id,
-                        queue_id=event.queue_id,
-                        queue_name=event.queue_name,
-                        agent_id=event.user_id if agent else None,
-                        agent_name=event.display_name if agent else None,
-                    )
-                )
-        if people:
-            self.evidence.submit(intents.participants(recording_id, people))
-
-    # --- evidence ---------------------------------------------------------------------------
-
-    def _object_key(self, sealed: SealedSegment, kind: EvidenceKind) -> str:
-        return evidence_key(
-            sealed.identity,
-            kind,
-            product=self.spec.product.value,
-            instance_id=self.spec.instance_id,
-            rtms_stream_id=self.spec.rtms_stream_id,
-        )
-
-    async def _on_sealed(self, sealed: SealedSegment, entry: ManifestEntry) -> None:
-        """Catalog first (pending), then the spool: both by the evidence recorder, so the
-        capture never waits for them (see the module docstring)."""
-        recording_id = sealed.identity.recording_id
-        retain = retain_until(self.c)
-        retain_ms = int(retain.timestamp() * 1000)
-        if isinstance(entry, SegmentManifestEntry):
-            kind = EvidenceKind.SEGMENT
-            key = self._object_key(sealed, kind)
-            intent = intents.segment(
-                NewSegment.from_sealed(
-                    sealed,
-                    object_key=key,
-                    start_ms=entry.start_ms,
-                    end_ms=entry.end_ms,
-                    start_sample=entry.start_sample,
-                    sample_count=entry.end_sample - entry.start_sample,
-                    sample_rate=entry.sample_rate,
-                    codec=entry.source,
-                    retain_until_ms=retain_ms,
-                    participant_id=entry.participant.user_id or entry.participant.channel_id,
-                )
-            )
-        else:
-            kind = EvidenceKind.RECORD
-            key = self._object_key(sealed, kind)
-            intent = intents.record_file(
-                NewRecordFile(
-                    recording_id=recording_id,
-                    kind=entry.track,
-                    record_index=entry.segment_index,
-                    object_key=key,
-                    plaintext_sha256=sealed.sha256,
-                    plaintext_size=sealed.plaintext_size,
-                    stored_size=sealed.stored_size,
-                    start_ms=entry.first_ms or 0,
-                    end_ms=entry.last_ms or 0,
-                    key_id=sealed.key_id,
-                    retain_until_ms=retain_ms,
-                    recovered=sealed.recovered,
-                    stored_sha256=sealed.stored_sha256,
-                )
-            )
-        self.evidence.submit(
-            intent,
-            functools.partial(spool_sealed, self.c, sealed, kind, key=key, retain=retain),
-            holds=sealed.path,
-        )
-        if isinstance(entry, SegmentManifestEntry):
-            self._note_spans(entry)
-        self.status.segments_sealed += 1
-
-    def _note_spans(self, entry: SegmentManifestEntry) -> None:
-        metrics = self.c.metrics
-        rate = entry.sample_rate
-        total_s = (entry.end_sample - entry.start_sample) / rate
-        gap_s = 0.0
-        if entry.track not in self._first_sealed_tracks:
-            self._first_sealed_tracks.add(entry.track)
-            if self.lease.epoch > 1:
-                # After a takeover or restart, account for the time nobody recorded this track.
-                self.evidence.submit(
-                    intents.takeover_gap(
-                        entry.recording_id,
-                        entry.track,
-                        start_ms=entry.start_ms,
-                        first_segment_index=self._capture_config.first_segment_index,
-                        epoch=self.lease.epoch,
-                    )
-                )
-        for span in entry.gaps:
-            seconds = (span.end_sample - span.start_sample) / rate
-            gap_s += seconds
-            cause = span.cause or "unknown"
-            metrics.add_gap(cause, seconds)
-            self.status.gap_seconds[cause] = self.status.gap_seconds.get(cause, 0.0) + seconds
-            self.evidence.submit(
-                intents.gap(
-                    entry.recording_id,
-                    entry.track,
-                    start_ms=span.start_ms,
-                    end_ms=span.end_ms,
-                    cause=cause,
-                    start_sample=span.start_sample,
-                    end_sample=span.end_sample,
-                )
-            )
-        for span in entry.pauses:
-            seconds = (span.end_sample - span.start_sample) / rate
-            gap_s += seconds
-            metrics.add_paused(seconds)
-            self.evidence.submit(
-                intents.pause(
-                    entry.recording_id, start_ms=span.start_ms, end_ms=span.end_ms, actor=span.actor
-                )
-            )
-        metrics.add_capture(expected_s=total_s, captured_s=max(total_s - gap_s, 0.0))
-        self.status.seconds_captured += max(total_s - gap_s, 0.0)
 
     def _close_recording(self, recording_id: str) -> None:
         ended = self.status.ended
