@@ -237,7 +237,11 @@ def _append(path: Path, intents: list[Intent]) -> None:
 
 def _read(path: Path) -> list[Intent]:
     intents: list[Intent] = []
-    for line in path.read_bytes().splitlines():
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    for line in data.splitlines():
         if not line.strip():
             continue
         try:
@@ -248,13 +252,36 @@ def _read(path: Path) -> list[Intent]:
     return intents
 
 
+#: Where intents the catalog refuses for good go (kept for an operator, never replayed).
+REJECTED_SUFFIX: Final = ".rejected"
+
+
 async def replay_journal(catalog: AsyncCatalog, path: Path, now_ms: int) -> int:
-    """Write every intent of ``path`` (unfenced, rule 5); delete it once all went in."""
+    """Write every intent of ``path`` (unfenced, rule 5); delete it once all went in.
+
+    An intent the catalog refuses while it answers otherwise (a digest conflict, a malformed
+    line) is set aside in ``<path>.rejected`` and logged, so that one bad intent never blocks
+    the journal behind it; while the catalog does not answer at all, the error is raised.
+    """
     intents = await trio.to_thread.run_sync(_read, path)
+    rejected: list[Intent] = []
     for intent in intents:
-        await apply_intent(catalog, intent, fence=None, now_ms=now_ms)
+        try:
+            await apply_intent(catalog, intent, fence=None, now_ms=now_ms)
+        except RecorderError as exc:
+            await catalog.schema_version()  # raises while the catalog is unreachable
+            logger.error(
+                "evidence journal: intent refused by the catalog, set aside op=%s path=%s: %s",
+                intent.op,
+                path,
+                exc,
+            )
+            rejected.append(intent)
+    if rejected:
+        rejected_path = path.with_name(path.name + REJECTED_SUFFIX)
+        await trio.to_thread.run_sync(_append, rejected_path, rejected)
     await trio.Path(path).unlink(missing_ok=True)
-    return len(intents)
+    return len(intents) - len(rejected)
 
 
 async def reconcile_journals(
@@ -352,8 +379,15 @@ class EvidenceRecorder:
         self._wake.set()
 
     def _spill(self, items: list[tuple[Intent, Then | None]]) -> None:
-        # Rare (queue overflow, or at close); the write is small.
-        _append(self.journal_path, [intent for intent, _ in items])
+        # Rare (queue overflow); the write is small.
+        try:
+            _append(self.journal_path, [intent for intent, _ in items])
+        except OSError as exc:
+            # The journal cannot take it either (disk full?): keep it in memory, over the
+            # bound, rather than lose it; the sealed files themselves are on disk regardless.
+            self._log.error("evidence journal unwritable, intent kept in memory: %s", exc)
+            self._pending.extend(items)
+            return
         self._deferred.extend(then for _, then in items if then is not None)
         self._journaled = True
         self.stats.journaled += len(items)
@@ -361,7 +395,13 @@ class EvidenceRecorder:
 
     async def _journal(self, items: list[tuple[Intent, Then | None]]) -> None:
         intents = [intent for intent, _ in items]
-        await trio.to_thread.run_sync(_append, self.journal_path, intents)
+        try:
+            await trio.to_thread.run_sync(_append, self.journal_path, intents)
+        except OSError as exc:
+            self._log.error("evidence journal unwritable, intents kept in memory: %s", exc)
+            self._pending.extendleft(reversed(items))
+            await trio.sleep(self._retry_s)  # neither catalog nor disk: do not spin
+            return
         self._deferred.extend(then for _, then in items if then is not None)
         self._journaled = True
         self.stats.journaled += len(items)

@@ -202,3 +202,27 @@ async def test_a_takeover_inside_the_first_segment_still_writes_a_restart_gap(
             assert (gap.start_ms, gap.end_ms) == (T0, T0 + 3_000)
             assert gap.cause == "recorder_restart"
             assert gap.detail == "ownership epoch 2 began"
+
+
+async def test_an_intent_the_catalog_refuses_for_good_is_set_aside_not_blocking(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / intents.JOURNAL_DIR
+    directory.mkdir()
+    with trio.fail_after(30):
+        async with sqlite_catalog(tmp_path / "catalog.sqlite3") as catalog:
+            recording_id = await new_recording(catalog)
+            path = directory / "s-1-1.jsonl"
+            # A gap whose end precedes its start: the catalog refuses it every time.
+            bad = intents.gap(recording_id, "mixed", start_ms=T0 + 10, end_ms=T0, cause="x")
+            good = intents.participants(recording_id, [person(7)])
+            path.write_bytes(bad.to_line() + good.to_line())
+            assert await reconcile_journals(catalog, tmp_path, T0) == 1
+            assert not path.exists()
+            rejected = directory / ("s-1-1.jsonl" + intents.REJECTED_SUFFIX)
+            assert [Intent.from_line(line) for line in rejected.read_bytes().splitlines()] == [bad]
+            detail = await catalog.show(recording_id)
+            assert detail is not None
+            assert [p.user_id for p in detail.participants] == ["user-7"]
+            # The set-aside file is never replayed again.
+            assert await reconcile_journals(catalog, tmp_path, T0) == 0
