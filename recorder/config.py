@@ -135,7 +135,9 @@ class ServiceConfig:
     drain_timeout_s: float = 30.0
     #: A stream's lease lasts this long unless renewed (every third of it); a process that died
     #: holding it is taken over by another process of the fleet this long after its last renewal.
-    lease_ttl_s: float = 30.0
+    #: 45 s renewed every 15 s is Zoom's own figure, inside its reconnect window; times are the
+    #: catalog's clock. A holder that could not renew for 80 % of it stops recording itself.
+    lease_ttl_s: float = 45.0
     #: How often streams that are live but whose lease is free or expired are looked for.
     rejoin_interval_s: float = 10.0
 

@@ -33,6 +33,7 @@ boto3, PyAV, psycopg, cryptography) are translated at the module that calls the 
     │   └── SpoolJobUnreadable ..... one spool job file cannot be parsed (that job is set aside)
     ├── CatalogError ............... the catalog could not do its job (never "store down")
     ├── LeaseLost .................. another process owns the stream now (a verdict, not a fault)
+    │   └── LeaseExpired ........... not renewed in time: this process fenced itself
     ├── KeyProviderError ........... key material missing, unreachable or not allowed
     │   ├── KeyUnavailable ......... the key service cannot be reached right now (retry)
     │   ├── DecryptNotPermitted .... this host holds an encrypt-only key
@@ -220,6 +221,11 @@ class CatalogError(RecorderError):
 
 class LeaseLost(RecorderError):
     pass
+
+
+class LeaseExpired(LeaseLost):
+    """This process could not renew its lease in time and fenced itself (stopped recording),
+    before another process could take the stream over: not a takeover, a lost catalog."""
 
 
 # --- Keys ------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ def test_ops_sample_parses_and_documents_every_key(tmp_path: Path) -> None:
     assert config.retention.policies_dir == Path("/etc/rtms-recorder/policies")
     assert config.rtms.handshake_id_keys[Product.WEBINAR] == "webinar_uuid"
     assert config.capture.output_sample_rate_hz is None
-    assert (config.service.lease_ttl_s, config.service.rejoin_interval_s) == (30.0, 10.0)
+    assert (config.service.lease_ttl_s, config.service.rejoin_interval_s) == (45.0, 10.0)
     # Uncommenting every "# key = value" line must still parse: the commented keys are real.
     uncommented = re.sub(r"(?m)^# ([a-z_]+ = )", r"\1", SAMPLE.read_text())
     uncommented = uncommented.replace('kind = "sqlite"', 'kind = "postgres"')

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Final
 
 from recorder.catalog._rows import (
     _RECORD_COLS,
@@ -38,6 +39,9 @@ from recorder.catalog.base import (
     UploadState,
 )
 from recorder.errors import CatalogError
+
+#: The gap cause a takeover writes (``GapCause.RECORDER_RESTART``); late recovery may cover it.
+_RECORDER_RESTART: Final = "recorder_restart"
 
 
 class EvidenceQueries(TransactionSource):
@@ -198,6 +202,8 @@ class EvidenceQueries(TransactionSource):
                     f"add_segment: {s.recording_id}/{s.track}/{s.segment_index} is already "
                     "catalogued with a different digest"
                 )
+            if s.recovered:
+                self._cover_gaps(tx, s, now_ms)
             return stored
 
     def add_record_file(
@@ -286,6 +292,27 @@ class EvidenceQueries(TransactionSource):
     ) -> UploadState | None:
         row = tx.fetchone(f"SELECT upload_state FROM {table} WHERE {where}", key)
         return None if row is None else UploadState(row[0])
+
+    @staticmethod
+    def _cover_gaps(tx: Tx, s: NewSegment, now_ms: int) -> None:
+        """A dead owner's partial segment, recovered after the new owner recorded a
+        ``recorder_restart`` gap over the same time: append what of the gap it covers (the
+        officers' view trims the gap by it; the gap row stays as written)."""
+        tx.execute(
+            """INSERT INTO gap_coverage (recording_id, track, gap_start_ms, cause,
+                    covered_start_ms, covered_end_ms, segment_index, at_ms)
+                SELECT recording_id, track, start_ms, cause,
+                    CASE WHEN start_ms > ? THEN start_ms ELSE ? END,
+                    CASE WHEN end_ms < ? THEN end_ms ELSE ? END, ?, ?
+                FROM gaps
+                WHERE recording_id = ? AND track = ? AND cause = ?
+                    AND start_ms < ? AND end_ms > ?
+                ON CONFLICT DO NOTHING""",
+            (
+                s.start_ms, s.start_ms, s.end_ms, s.end_ms, s.segment_index, now_ms,
+                s.recording_id, s.track, _RECORDER_RESTART, s.end_ms, s.start_ms,
+            ),
+        )  # fmt: skip
 
     def add_gap(
         self,

@@ -9,7 +9,8 @@ wins (invariant 8): ``is_on_hold`` fails closed on an unknown recording.
 # module constant or a fixed clause chosen in code, and every value is a bound parameter.
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from recorder.catalog._lifecycle import lifecycle_events_of_recording
@@ -24,6 +25,7 @@ from recorder.catalog._rows import (
     _RECORDING_COLS_AS_R,
     _SEGMENT_COLS,
     AUDIT_GENESIS_HASH,
+    Row,
     TransactionSource,
     Tx,
     _audit,
@@ -352,6 +354,12 @@ class OfficerQueries(TransactionSource):
                 f"SELECT {_GAP_COLS} FROM gaps WHERE recording_id = ? ORDER BY start_ms, track",
                 key,
             )
+            coverage = tx.fetchall(
+                """SELECT track, gap_start_ms, cause, covered_start_ms, covered_end_ms,
+                        segment_index
+                    FROM gap_coverage WHERE recording_id = ?""",
+                key,
+            )
             pauses = tx.fetchall(
                 f"SELECT {_PAUSE_COLS} FROM pauses WHERE recording_id = ? ORDER BY start_ms", key
             )
@@ -372,9 +380,45 @@ class OfficerQueries(TransactionSource):
             recording=recording,
             participants=tuple(ParticipantRow(*p) for p in participants),
             segments=tuple(_segment(s) for s in segments),
-            gaps=tuple(GapRow(*g) for g in gaps),
+            gaps=_amended_gaps([GapRow(*g) for g in gaps], coverage),
             pauses=tuple(PauseRow(*p) for p in pauses),
             records=tuple(_record_file(r) for r in records),
             holds=tuple(_hold(h) for h in holds),
             lifecycle_events=tuple(lifecycle),
         )
+
+
+def _amended_gaps(gaps: list[GapRow], coverage: Sequence[Row]) -> tuple[GapRow, ...]:
+    """Gaps as they stand after late recoveries: each ``gap_coverage`` row removes the time a
+    recovered segment turned out to hold from its gap (trimming or splitting it; a gap wholly
+    covered disappears). The stored gap rows are never changed; this is the view."""
+    covered: dict[tuple[str, int, str], list[tuple[int, int, int]]] = {}
+    for track, gap_start, cause, start, end, index in coverage:
+        covered.setdefault((track, int(gap_start), cause), []).append(
+            (int(start), int(end), int(index))
+        )
+    out: list[GapRow] = []
+    for gap in gaps:
+        spans = sorted(covered.get((gap.track, gap.start_ms, gap.cause), []))
+        if not spans:
+            out.append(gap)
+            continue
+        pieces = [(gap.start_ms, gap.end_ms)]
+        for start, end, _ in spans:
+            pieces = [
+                piece
+                for lo, hi in pieces
+                for piece in ((lo, min(hi, start)), (max(lo, end), hi))
+                if piece[1] > piece[0]
+            ]
+        indexes = ", ".join(str(index) for _, _, index in spans)
+        note = f"partly covered by recovered segment(s) {indexes}"
+        detail = f"{gap.detail}; {note}" if gap.detail else note
+        out.extend(
+            dataclasses.replace(
+                gap, start_ms=lo, end_ms=hi, start_sample=None, end_sample=None, detail=detail
+            )
+            for lo, hi in pieces
+        )
+    out.sort(key=lambda g: (g.start_ms, g.track))
+    return tuple(out)

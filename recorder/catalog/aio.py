@@ -105,22 +105,22 @@ class AsyncCatalog:
         return await self._call(functools.partial(self.sync.get_stream, rtms_stream_id))
 
     async def try_claim(
-        self, rtms_stream_id: str, owner: str, ttl_ms: int, now_ms: int
+        self, rtms_stream_id: str, owner: str, ttl_ms: int, now_ms: int | None = None
     ) -> Lease | None:
         return await self._call(
             functools.partial(self.sync.try_claim, rtms_stream_id, owner, ttl_ms, now_ms)
         )
 
-    async def renew(self, lease: Lease, now_ms: int) -> Lease:
+    async def renew(self, lease: Lease, now_ms: int | None = None) -> Lease:
         return await self._call(functools.partial(self.sync.renew, lease, now_ms))
 
-    async def renew_many(self, leases: Sequence[Lease], now_ms: int) -> RenewResult:
+    async def renew_many(self, leases: Sequence[Lease], now_ms: int | None = None) -> RenewResult:
         return await self._call(functools.partial(self.sync.renew_many, tuple(leases), now_ms))
 
     async def release(self, lease: Lease) -> bool:
         return await self._call(functools.partial(self.sync.release, lease))
 
-    async def expired_streams_to_rejoin(self, now_ms: int) -> list[StreamRow]:
+    async def expired_streams_to_rejoin(self, now_ms: int | None = None) -> list[StreamRow]:
         return await self._call(functools.partial(self.sync.expired_streams_to_rejoin, now_ms))
 
     async def live_streams_owned_by(self, owner: str) -> list[StreamRow]:
@@ -131,6 +131,16 @@ class AsyncCatalog:
 
     async def forget(self, key: str) -> None:
         await self._call(functools.partial(self.sync.forget, key))
+
+    async def accept_webhook(
+        self, key: str, now_ms: int, ttl_ms: int, event: StreamEvent | None
+    ) -> bool:
+        return await self._call(
+            functools.partial(self.sync.accept_webhook, key, now_ms, ttl_ms, event)
+        )
+
+    async def database_now_ms(self) -> int:
+        return await self._call(self.sync.database_now_ms)
 
     # recordings
     async def upsert_recording(self, start: RecordingStart, now_ms: int) -> RecordingRow:

@@ -256,6 +256,9 @@ class StreamRow:
     lease_epoch: int
     first_seen_ms: int
     last_event_ts_ms: int
+    #: ``event_ts`` of the newest webhook that carried ``server_urls`` (an ``rtms_started``):
+    #: a failover is a newer one of these, never merely a newer ``last_event_ts_ms``.
+    server_urls_ts_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -514,19 +517,23 @@ class Catalog(Protocol):
 
     def get_stream(self, rtms_stream_id: str) -> StreamRow | None: ...
 
-    def try_claim(self, rtms_stream_id: str, owner: str, ttl_ms: int, now_ms: int) -> Lease | None:
+    def try_claim(
+        self, rtms_stream_id: str, owner: str, ttl_ms: int, now_ms: int | None = None
+    ) -> Lease | None:
         """Take the stream's lease if it is free, expired or already ``owner``'s.
+
+        Lease times are the database's clock when ``now_ms`` is ``None`` (the service's case).
 
         Returns ``None`` when someone else holds a live lease. The stream row is created when
         missing (``product`` and ``instance_id`` unknown until a webhook names them).
         """
         ...
 
-    def renew(self, lease: Lease, now_ms: int) -> Lease:
+    def renew(self, lease: Lease, now_ms: int | None = None) -> Lease:
         """Extend ``lease`` by its ttl. Raises ``LeaseLost`` if another claim happened since."""
         ...
 
-    def renew_many(self, leases: Sequence[Lease], now_ms: int) -> RenewResult:
+    def renew_many(self, leases: Sequence[Lease], now_ms: int | None = None) -> RenewResult:
         """Renew every lease in one transaction; lost ones are reported, not raised."""
         ...
 
@@ -534,7 +541,7 @@ class Catalog(Protocol):
         """Hand the lease back; ``False`` if it was no longer ours (nothing changed then)."""
         ...
 
-    def expired_streams_to_rejoin(self, now_ms: int) -> list[StreamRow]:
+    def expired_streams_to_rejoin(self, now_ms: int | None = None) -> list[StreamRow]:
         """Live streams with URLs whose lease is free or expired: candidates for ``try_claim``."""
         ...
 
@@ -547,6 +554,14 @@ class Catalog(Protocol):
 
     def forget(self, key: str) -> None:
         """Drop ``key`` so that the next delivery counts as first seen again."""
+        ...
+
+    def accept_webhook(self, key: str, now_ms: int, ttl_ms: int, event: StreamEvent | None) -> bool:
+        """``first_seen`` and, when first seen, ``upsert_stream(event)``, in one transaction."""
+        ...
+
+    def database_now_ms(self) -> int:
+        """The database's clock (Unix ms): the clock every lease is timed by."""
         ...
 
     # recordings

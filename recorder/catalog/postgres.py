@@ -79,6 +79,7 @@ class PostgresCatalog(SqlCatalog):
     # Holds the stream row for the rest of the transaction: a takeover's claim waits for the
     # fenced write to commit, so no write lands after a takeover under the old epoch.
     _fence_lock_sql = " FOR SHARE"
+    _now_sql = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
 
     def __init__(
         self,

@@ -442,6 +442,27 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         },
     ),
     Migration(
+        version=5,
+        description="gap coverage: audio recovered late covers part of a recorded gap "
+        "(appended, the gap row itself is never rewritten)",
+        statements={
+            engine: (
+                """CREATE TABLE gap_coverage (
+                    recording_id TEXT NOT NULL REFERENCES recordings (recording_id),
+                    track TEXT NOT NULL,
+                    gap_start_ms BIGINT NOT NULL,
+                    cause TEXT NOT NULL,
+                    covered_start_ms BIGINT NOT NULL,
+                    covered_end_ms BIGINT NOT NULL,
+                    segment_index BIGINT NOT NULL,
+                    at_ms BIGINT NOT NULL,
+                    PRIMARY KEY (recording_id, track, gap_start_ms, cause, segment_index)
+                )""",
+            )
+            for engine in Engine
+        },
+    ),
+    Migration(
         version=6,
         description="lifecycle events (rtms.start_failed, concurrency), kept whole as evidence",
         statements={

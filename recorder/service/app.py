@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import signal
-import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final
@@ -33,6 +31,7 @@ from recorder.rtms.events import AudioCodec
 from recorder.rtms.webhook import Product
 from recorder.service.components import Components, keyring_settings, now_ms, open_components
 from recorder.service.evidence import EVIDENCE_KIND_KEY
+from recorder.service.evidence_recorder import reconcile_journals
 from recorder.service.health import Liveness, Readiness, ReadinessCheck, spool_below_limit
 from recorder.service.ingress import (
     AcceptedWebhook,
@@ -40,9 +39,11 @@ from recorder.service.ingress import (
     IngressSettings,
     serve_http,
 )
+from recorder.service.instance import lock_instance, owner_id
 from recorder.service.lifecycle import CatalogLifecycleEvidence
 from recorder.service.metrics import RecorderMetrics
-from recorder.service.recovery import recover_at_startup
+from recorder.service.outbox import CatalogOutbox
+from recorder.service.recovery import recover_at_startup, requeue_orphans
 from recorder.service.supervisor import Supervisor, SupervisorSettings
 from recorder.service.systemd import SystemdNotifier
 from recorder.spool.spool import UploadJob
@@ -108,9 +109,10 @@ def credentials_for(config: Config) -> tuple[str, str, str, str] | None:
     )
 
 
-def default_owner() -> str:
-    """A lease owner name that survives a restart of the same unit on the same host."""
-    return os.environ.get("RECORDER_OWNER") or f"{socket.gethostname()}:{os.getuid()}"
+def default_owner(instance_id: str) -> str:
+    """This process's lease owner: unique per live process (one per state dir, which is
+    locked), the same after a restart so that the restart reclaims its leases at once."""
+    return owner_id(instance_id)
 
 
 @dataclass(slots=True)
@@ -190,9 +192,45 @@ async def run_service(
             return sdk_key, sdk_secret
         return client_id, client_secret
 
+    instance = lock_instance(config.storage.state_dir)
+    try:
+        async with _open_service(
+            config,
+            instance.instance_id,
+            owner=owner,
+            notifier=notifier,
+            metrics=metrics,
+            ingress_settings=ingress_settings,
+            credentials=credentials,
+            upload_backoff=upload_backoff,
+            lease_ttl_s=lease_ttl_s,
+            rejoin_interval_s=rejoin_interval_s,
+        ) as service:
+            yield service
+    finally:
+        instance.release()
+
+
+@asynccontextmanager
+async def _open_service(
+    config: Config,
+    instance_id: str,
+    *,
+    owner: str | None,
+    notifier: SystemdNotifier,
+    metrics: RecorderMetrics,
+    ingress_settings: IngressSettings,
+    credentials: Callable[[Product], tuple[str, str]],
+    upload_backoff: Backoff | None,
+    lease_ttl_s: float | None,
+    rejoin_interval_s: float | None,
+) -> AsyncIterator[RunningService]:
     async with open_components(config, metrics=metrics) as c:
         await c.store.self_check(c.store_policy)
         recovery = await recover_at_startup(c)
+        reconciled = await reconcile_journals(c.catalog, config.storage.state_dir, now_ms())
+        if reconciled:
+            logger.warning("startup: %d journaled catalog intents reconciled", reconciled)
         if recovery.recovered or recovery.requeued or recovery.failed:
             logger.warning(
                 "startup recovery: recovered=%d requeued=%d failed=%d",
@@ -223,11 +261,12 @@ async def run_service(
             liveness=liveness,
             readiness=readiness,
             lifecycle=CatalogLifecycleEvidence(c.catalog, metrics),
+            outbox=CatalogOutbox(c.catalog, dedup_ttl_ms=config.service.dedup_retention_s * 1000),
         )
         supervisor = Supervisor(
             c,
             SupervisorSettings(
-                owner=owner or default_owner(),
+                owner=owner or default_owner(instance_id),
                 lease_ttl_s=lease_ttl_s or config.service.lease_ttl_s,
                 rejoin_interval_s=rejoin_interval_s or config.service.rejoin_interval_s,
             ),
@@ -253,6 +292,7 @@ async def run_service(
             http_scope = trio.CancelScope()
             port: int = await nursery.start(_serve_http_in, http_scope, app, config)
             nursery.start_soon(_service_loop, c, liveness, notifier, spool_bytes)
+            nursery.start_soon(_evidence_sweep, c, supervisor)
             notifier.ready(status=f"listening on port {port}")
             logger.info("recorder serving port=%d owner=%s", port, supervisor.settings.owner)
             try:
@@ -319,6 +359,37 @@ def _catalog_check(c: Components) -> ReadinessCheck:
         await c.catalog.schema_version()
 
     return check
+
+
+#: The evidence sweep runs every rejoin interval, but not more often than this.
+EVIDENCE_SWEEP_MIN_S: Final = 5.0
+#: A sealed file younger than this may be on its way to the spool already: the sweep waits.
+ORPHAN_MIN_AGE_S: Final = 10.0
+
+
+async def _evidence_sweep(c: Components, supervisor: Supervisor) -> None:
+    """Reconcile evidence journals that no live engagement is writing any more (rule 2 of
+    ``evidence_recorder``), then requeue sealed files nobody will hand on: a catalog outage
+    that outlasted an engagement heals here, not only at the next restart."""
+    interval_s = max(supervisor.settings.rejoin_interval_s, EVIDENCE_SWEEP_MIN_S)
+    while True:
+        await trio.sleep(interval_s)
+        busy = frozenset(e.evidence.journal_path for e in supervisor.engagements.values())
+        try:
+            written = await reconcile_journals(
+                c.catalog, c.config.storage.state_dir, now_ms(), busy=busy
+            )
+        except RecorderError as exc:
+            logger.warning("evidence sweep failed: %s", exc)
+            continue
+        if written:
+            logger.warning("evidence sweep: %d journaled catalog intents reconciled", written)
+        held = frozenset(
+            path for e in supervisor.engagements.values() for path in e.evidence.held_paths
+        )
+        requeued = await requeue_orphans(c, skip=held, min_age_s=ORPHAN_MIN_AGE_S)
+        if requeued:
+            logger.warning("evidence sweep: %d orphaned sealed segments requeued", len(requeued))
 
 
 async def _service_loop(

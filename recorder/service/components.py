@@ -9,6 +9,7 @@ officer commands all open the same ``Components``.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -44,9 +45,15 @@ ESCROW_SPILL_DIR: Final = RECORDING_KEYS_DIR
 KEK_DIR: Final = "kek"
 
 
+#: Fault injection for the fault-matrix tests: this process's wall clock runs this many ms off
+#: (a host whose NTP failed). Leases must not care: they are timed by the catalog's clock.
+CLOCK_OFFSET_ENV: Final = "RECORDER_FAULT_CLOCK_OFFSET_MS"
+_CLOCK_OFFSET_MS: Final = int(os.environ.get(CLOCK_OFFSET_ENV, "0") or 0)
+
+
 def now_ms() -> int:
     """Unix milliseconds, UTC: the unit of every time the catalog stores."""
-    return time.time_ns() // 1_000_000
+    return time.time_ns() // 1_000_000 + _CLOCK_OFFSET_MS
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,109 +1,62 @@
 """One RTMS stream = one engagement = one trio nursery.
 
-The nursery owns, for the lifetime of the stream: the RTMS client (``open_rtms_stream``), the
-capture pipeline (``run_capture``) and the lease renewer; the pipeline shows the engagement
-every non-audio event (``_observe``) so the catalog and the metrics learn what happened, without
-a second hop for each audio packet. Sealed segments go to the catalog first (as ``pending``) and
-then into the spool, so a crash between the two leaves a sealed file in the writing directory
-that startup recovery hands to the spool; never an uploaded object the catalog does not know.
+The nursery owns, for the lifetime of the stream, parts with one job each: the RTMS client and
+capture pipeline (``open_rtms_stream``, ``run_capture``), the ``StreamObserver`` (what the
+capture sees becomes evidence intents, metrics and status), the ``LeaseKeeper`` (renews on the
+catalog's clock, watches the row, fences itself) and the ``EvidenceRecorder`` (every catalog
+write, off the capture task, journaled when the catalog cannot take it). Sealed segments go to
+the catalog first (as ``pending``) and then into the spool, so a crash between the two leaves a
+sealed file in the writing directory that recovery hands to the spool; never an uploaded object
+the catalog does not know.
 
 Rules:
 
 1. Nothing here raises into the supervisor: a failure ends this engagement (sealing what it has,
    with the failure recorded as a gap cause) and never cancels another engagement.
-2. Every catalog write is fenced by the lease, so a stalled owner that lost its stream to a
+2. Live catalog writes are fenced by the lease, so a stalled owner that lost its stream to a
    takeover cannot add evidence rows behind the new owner's back.
 3. Segment indexes of the n-th ownership of a stream start at ``(n - 1) * EPOCH_INDEX_STRIDE``
    so that a takeover never reuses the index of a segment the previous owner may still recover.
+4. Capture never waits on the catalog: the recording key is prepared beside the handshake, and
+   evidence intents are submitted, not awaited.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Final
 
 import trio
 
-from recorder.audio.manifest import (
-    EngagementManifest,
-    ManifestEntry,
-    SegmentManifestEntry,
-)
 from recorder.capture.core import CaptureConfig
 from recorder.capture.pipeline import run_capture
 from recorder.catalog.base import (
-    EvidenceKind,
     Lease,
-    NewRecordFile,
-    NewSegment,
-    ParticipantInfo,
     RecordingStart,
     RecordingStatus,
-    StreamEvent,
+    StreamRow,
     StreamState,
 )
-from recorder.errors import LeaseLost, RecorderError
+from recorder.errors import LeaseExpired, LeaseLost, RecorderError
 from recorder.rtms.client import ClientConfig, RtmsStream, StreamTarget, open_rtms_stream
-from recorder.rtms.events import (
-    AudioPacket,
-    CaptureEvent,
-    ContactCenterEvent,
-    GapCause,
-    Interrupted,
-    PacketsDropped,
-    ParticipantEvent,
-    Recovered,
-    StreamEnded,
-)
-from recorder.rtms.webhook import Product
+from recorder.service import evidence_recorder as intents
 from recorder.service.components import Components, now_ms
-from recorder.service.evidence import evidence_key, retain_until, spool_sealed
-from recorder.service.metrics import MALFORMED
-from recorder.sink import SealedSegment
+from recorder.service.evidence_recorder import JOURNAL_DIR, JOURNAL_SUFFIX, EvidenceRecorder
+from recorder.service.lease_keeper import LeaseKeeper, LeaseTimers
+from recorder.service.metrics import MALFORMED, LeaseLoss
+from recorder.service.observer import StreamObserver
+from recorder.service.status import EngagementSpec as EngagementSpec
+from recorder.service.status import EngagementStatus
 
 logger = logging.getLogger(__name__)
 
 #: Segment indexes reserved per ownership epoch (100,000 five-minute segments = 347 days).
 EPOCH_INDEX_STRIDE: Final = 100_000
+#: After the capture ended, how long its last catalog intents may take before they are journaled.
+EVIDENCE_DRAIN_S: Final = 10.0
 #: ``end_reason`` of a recording whose engagement failed after its stream had stopped.
 RECORDER_FAILURE_REASON: Final = "recorder_failure"
-#: RTMS event types that name participants joining (meetings) or a ZCC party answering.
-_PARTICIPANT_JOIN: Final = 3
-_ZCC_ANSWERED: Final = frozenset({8, 10})
-
-
-@dataclass(frozen=True, slots=True)
-class EngagementSpec:
-    """What a ``*.rtms_started`` webhook (or the catalog, on a takeover) says about a stream."""
-
-    product: Product
-    instance_id: str
-    rtms_stream_id: str
-    server_urls: tuple[str, ...]
-    event_ts_ms: int
-    operator_id: str | None = None
-    account_id: str | None = None
-
-
-@dataclass(slots=True)
-class EngagementStatus:
-    """Live figures of one engagement, for the demo's progress line and for tests."""
-
-    recording_id: str | None = None
-    segments_sealed: int = 0
-    seconds_captured: float = 0.0
-    gap_seconds: dict[str, float] = field(default_factory=dict)
-    interruptions: int = 0
-    #: Frames the RTMS client could not parse (counted, dropped, never fatal).
-    frames_malformed: int = 0
-    ended: StreamEnded | None = None
-    outcome: str | None = None
-    error: str | None = None
-
-
-OnEnded = Callable[["Engagement"], Awaitable[None]]
 
 
 class Engagement:
@@ -118,25 +71,24 @@ class Engagement:
         client_config: ClientConfig,
         capture_config: CaptureConfig,
         target_credentials: tuple[str, str],
-        lease_renew_s: float,
+        lease_timers: LeaseTimers,
     ) -> None:
         self.c = components
         self.spec = spec
-        self.lease = lease
         self._client_config = client_config
         self._capture_config = replace(
             capture_config, first_segment_index=(lease.epoch - 1) * EPOCH_INDEX_STRIDE
         )
         self._credentials = target_credentials
-        self._lease_renew_s = lease_renew_s
         self.status = EngagementStatus()
         #: Wall-clock ms at which this process claimed the stream (before it connected).
         self.claimed_ms = now_ms()
         self.stream: RtmsStream | None = None
+        #: Cancels the capture only (``cancel``): the lease keeper and the evidence recorder
+        #: go on until what the capture sealed on its way out is in the catalog.
         self.cancel_scope = trio.CancelScope()
+        self._setup_scope = trio.CancelScope()
         self.finished = trio.Event()
-        self._first_sealed_tracks: set[str] = set()
-        self._speakers: set[str] = set()
         #: ``event_ts`` of the newest ``rtms_started`` acted on.
         self._failover_event_ts = spec.event_ts_ms
         #: Every line this engagement logs carries its ids as structured fields.
@@ -149,6 +101,39 @@ class Engagement:
                 "lease_epoch": lease.epoch,
             },
         )
+        self.keeper = LeaseKeeper(
+            components.catalog, lease, lease_timers, on_row=self._on_row, log=self.log
+        )
+        journal = (
+            components.config.storage.state_dir
+            / JOURNAL_DIR
+            / f"{_safe(spec.rtms_stream_id)}-{lease.epoch}{JOURNAL_SUFFIX}"
+        )
+        self.evidence = EvidenceRecorder(
+            components.catalog,
+            journal,
+            fence=lambda: self.keeper.lease,
+            now_ms=now_ms,
+            log=self.log,
+            on_journaled=components.metrics.intents_journaled,
+        )
+        self.observer = StreamObserver(
+            components,
+            spec,
+            self.status,
+            self.evidence,
+            epoch=lease.epoch,
+            first_segment_index=self._capture_config.first_segment_index,
+        )
+
+    def cancel(self) -> None:
+        """End the recording (shutdown): seal what is open, write it down, hand the lease back."""
+        self._setup_scope.cancel()
+        self.cancel_scope.cancel()
+
+    @property
+    def lease(self) -> Lease:
+        return self.keeper.lease
 
     @property
     def stream_id(self) -> str:
@@ -167,7 +152,7 @@ class Engagement:
         started = False
         failed = False
         try:
-            with self.cancel_scope:
+            with self._setup_scope:
                 recording = await self.c.catalog.upsert_recording(
                     RecordingStart(
                         rtms_stream_id=self.spec.rtms_stream_id,
@@ -183,11 +168,18 @@ class Engagement:
                 # A matter whose rule matches this recording holds it from its first moment.
                 await self.c.catalog.join_hold_rules(recording.recording_id, now_ms())
                 self.log.extra = {**(self.log.extra or {}), "recording_id": recording.recording_id}
-                await self.c.keyring.prepare_async(recording.recording_id)
                 self.c.metrics.engagement_started()
                 started = True
                 task_status.started()
+            if started:
                 await self._record(recording.recording_id)
+        except LeaseLost as exc:
+            failed = True
+            self.status.error = f"{type(exc).__name__}: {exc}"
+            self.status.lease_lost = True
+            fenced = isinstance(exc, LeaseExpired)
+            self.c.metrics.lease_lost(LeaseLoss.FENCED if fenced else LeaseLoss.TAKEN_OVER)
+            self.log.error("engagement ended: %s", self.status.error)
         except RecorderError as exc:
             failed = True
             self.status.error = f"{type(exc).__name__}: {exc}"
@@ -209,8 +201,11 @@ class Engagement:
                 self._report_malformed(self.stream.stats.dropped.get("malformed", 0))
                 self.c.metrics.add_rtms_stream_stats(self.stream.stats)
             with trio.CancelScope(shield=True), trio.move_on_after(10):
+                await self.evidence.close(timeout_s=5)
                 if failed and started and self.status.ended is None:
                     await self._close_after_failure()
+                # Epoch-checked: a lease another process took is left alone; a self-fenced one
+                # is handed back if the catalog is reachable again, so takeover need not wait.
                 await self._finish()
             self.finished.set()
 
@@ -233,268 +228,77 @@ class Engagement:
             client_secret=client_secret,
             handshake_instance_key=self.c.config.rtms.handshake_id_keys.get(self.spec.product),
         )
-        async with open_rtms_stream(target, self._client_config) as stream:
-            self.stream = stream
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._renew_lease, nursery.cancel_scope)
-                manifest = await run_capture(
-                    stream.events,
-                    self.c.sinks,
-                    recording_id=recording_id,
-                    originator_reference=self.spec.instance_id,
-                    config=self._capture_config,
-                    on_sealed=self._on_sealed,
-                    on_event=self._observe,
-                    # Entries go to the catalog as they are sealed; none are kept.
-                    keep_entries=False,
-                )
-                self.status.outcome = manifest.outcome
-                nursery.cancel_scope.cancel()
-            await self._close_recording(recording_id, manifest)
+        try:
+            await self._record_in(recording_id, target)
+        except BaseExceptionGroup as group:
+            raise _single(group) from None
 
-    async def _renew_lease(self, scope: trio.CancelScope) -> None:
-        """Keep the lease; watch the stream row for what other processes learned from Zoom."""
-        while True:
-            await trio.sleep(self._lease_renew_s)
-            try:
-                self.lease = await self.c.catalog.renew(self.lease, now_ms())
-            except LeaseLost:
-                self.c.metrics.lease_lost()
-                self.log.error("lease lost: another recorder owns the stream now")
-                self.status.error = "lease lost to another recorder"
-                scope.cancel()
-                return
-            except RecorderError as exc:
-                # The catalog is unreachable: keep recording on the lease we hold; it expires
-                # only after its ttl, and the renewal is retried next round.
-                self.log.warning("lease renewal failed: %s", exc)
-                continue
-            row = await self.c.catalog.get_stream(self.stream_id)
-            if row is None or self.stream is None:
-                continue
-            if row.state is StreamState.STOPPED:
-                self.stream.stopped(None)
-            elif row.server_urls:
-                # A failover webhook that reached another process of the fleet.
-                await self.failover(row.last_event_ts_ms, row.server_urls)
+    async def _record_in(self, recording_id: str, target: StreamTarget) -> None:
+        async with trio.open_nursery() as outer:
+            # The lease keeper runs from before the handshake (it fences even a handshake that
+            # hangs) until the evidence recorder has written what the capture handed it.
+            outer.start_soon(self.keeper.run)
+            evidence_done = trio.Event()
+            outer.start_soon(self._run_evidence, evidence_done)
+            # Beside the handshake, not before it: a slow key service no longer delays the
+            # connection (the first segment waits for the key only if it is still not there).
+            outer.start_soon(self._prepare_key, recording_id)
+            with self.cancel_scope:
+                async with open_rtms_stream(target, self._client_config) as stream:
+                    self.stream = stream
+                    manifest = await run_capture(
+                        stream.events,
+                        self.c.sinks,
+                        recording_id=recording_id,
+                        originator_reference=self.spec.instance_id,
+                        config=self._capture_config,
+                        on_sealed=self.observer.on_sealed,
+                        on_event=self.observer.observe,
+                        # Entries go to the catalog as they are sealed; none are kept.
+                        keep_entries=False,
+                    )
+                    self.status.outcome = manifest.outcome
+            if not self.cancel_scope.cancelled_caught:
+                self._close_recording(recording_id)
+            self.evidence.finish()
+            # Still under a renewed lease, so these writes pass the fence; bounded, and what
+            # is left over is journaled by ``close``.
+            with trio.move_on_after(EVIDENCE_DRAIN_S):
+                await evidence_done.wait()
+            outer.cancel_scope.cancel()
+
+    async def _run_evidence(self, done: trio.Event) -> None:
+        try:
+            await self.evidence.run()
+        finally:
+            done.set()
+
+    async def _prepare_key(self, recording_id: str) -> None:
+        await self.c.keyring.prepare_async(recording_id)
+
+    async def _on_row(self, row: StreamRow) -> None:
+        """What another process of the fleet learned from Zoom, via the stream row."""
+        if self.stream is None:
+            return
+        if row.state is StreamState.STOPPED:
+            self.stream.stopped(None)
+        elif row.server_urls and row.server_urls_ts_ms > self._failover_event_ts:
+            # Only a newer rtms_started WITH URLs is a failover; an rtms_interrupted is newer
+            # too (``last_event_ts_ms``) but names no new server.
+            await self.failover(row.server_urls_ts_ms, row.server_urls)
 
     async def failover(self, event_ts_ms: int, server_urls: tuple[str, ...]) -> None:
         """Reconnect to new server URLs, once per failover ``rtms_started``.
 
         The webhook reaches this process (the supervisor calls this) and the catalog row (the
-        lease renewer sees it); whichever comes first acts, the other finds it already done.
+        lease keeper sees it); whichever comes first acts, the other finds it already done.
         """
         if event_ts_ms <= self._failover_event_ts or self.stream is None:
             return
         self._failover_event_ts = event_ts_ms
         await self.stream.failover(server_urls)
 
-    async def _observe(self, event: CaptureEvent) -> None:
-        """Called by the pipeline for every non-audio event and each track's first packet."""
-        if type(event) is AudioPacket:
-            if event.track not in self._speakers:
-                self._speakers.add(event.track)
-                await self._note_speaker(event)
-        elif isinstance(event, ParticipantEvent | ContactCenterEvent):
-            await self._note_participants(event)
-        elif isinstance(event, PacketsDropped):
-            self.c.metrics.add_dropped_frames(str(event.cause), event.count)
-        elif isinstance(event, Interrupted):
-            self.status.interruptions += 1
-        elif isinstance(event, Recovered):
-            self.c.metrics.add_reconnect(str(event.cause))
-        elif isinstance(event, StreamEnded):
-            self.status.ended = event
-
-    async def _note_speaker(self, packet: AudioPacket) -> None:
-        """A per-speaker track names its participant; RTMS sends no join for who was there."""
-        recording_id = self.status.recording_id
-        if recording_id is None or packet.user_id is None or packet.user_id == "0":
-            return
-        await self.c.catalog.add_participants(
-            recording_id,
-            [ParticipantInfo(packet.user_id, packet.user_name, first_seen_ms=packet.timestamp_ms)],
-        )
-
-    async def _note_participants(self, event: ParticipantEvent | ContactCenterEvent) -> None:
-        recording_id = self.status.recording_id
-        if recording_id is None:
-            return
-        people: list[ParticipantInfo] = []
-        if isinstance(event, ParticipantEvent) and event.event_type == _PARTICIPANT_JOIN:
-            people = [
-                ParticipantInfo(p.user_id, p.user_name, first_seen_ms=event.timestamp_ms)
-                for p in event.participants
-            ]
-        elif isinstance(event, ContactCenterEvent) and event.event_type in _ZCC_ANSWERED:
-            if event.channel_id:
-                people = [
-                    ParticipantInfo(
-                        event.user_id or f"channel-{event.channel_id}",
-                        event.display_name,
-                        role=event.participant_mode,
-                        first_seen_ms=event.timestamp_ms,
-                    )
-                ]
-            if event.queue_id or event.queue_name:
-                agent = event.participant_mode == "callee"
-                await self.c.catalog.set_contact_center(
-                    recording_id,
-                    queue_id=event.queue_id,
-                    queue_name=event.queue_name,
-                    agent_id=event.user_id if agent else None,
-                    agent_name=event.display_name if agent else None,
-                )
-        if people:
-            await self.c.catalog.add_participants(recording_id, people)
-
-    # --- evidence ---------------------------------------------------------------------------
-
-    def _object_key(self, sealed: SealedSegment, kind: EvidenceKind) -> str:
-        return evidence_key(
-            sealed.identity,
-            kind,
-            product=self.spec.product.value,
-            instance_id=self.spec.instance_id,
-            rtms_stream_id=self.spec.rtms_stream_id,
-        )
-
-    async def _on_sealed(self, sealed: SealedSegment, entry: ManifestEntry) -> None:
-        """Catalog first (pending), then the spool: see the module docstring."""
-        catalog = self.c.catalog
-        recording_id = sealed.identity.recording_id
-        retain = await retain_until(self.c, recording_id)
-        retain_ms = int(retain.timestamp() * 1000)
-        if isinstance(entry, SegmentManifestEntry):
-            kind = EvidenceKind.SEGMENT
-            key = self._object_key(sealed, kind)
-            await catalog.add_segment(
-                NewSegment.from_sealed(
-                    sealed,
-                    object_key=key,
-                    start_ms=entry.start_ms,
-                    end_ms=entry.end_ms,
-                    start_sample=entry.start_sample,
-                    sample_count=entry.end_sample - entry.start_sample,
-                    sample_rate=entry.sample_rate,
-                    codec=entry.source,
-                    retain_until_ms=retain_ms,
-                    participant_id=entry.participant.user_id or entry.participant.channel_id,
-                ),
-                now_ms(),
-                fence=self.lease,
-            )
-            await self._note_spans(entry)
-        else:
-            kind = EvidenceKind.RECORD
-            key = self._object_key(sealed, kind)
-            await catalog.add_record_file(
-                NewRecordFile(
-                    recording_id=recording_id,
-                    kind=entry.track,
-                    record_index=entry.segment_index,
-                    object_key=key,
-                    plaintext_sha256=sealed.sha256,
-                    plaintext_size=sealed.plaintext_size,
-                    stored_size=sealed.stored_size,
-                    start_ms=entry.first_ms or 0,
-                    end_ms=entry.last_ms or 0,
-                    key_id=sealed.key_id,
-                    retain_until_ms=retain_ms,
-                    recovered=sealed.recovered,
-                    stored_sha256=sealed.stored_sha256,
-                ),
-                now_ms(),
-                fence=self.lease,
-            )
-        await spool_sealed(self.c, sealed, kind, key=key, retain=retain)
-        self.status.segments_sealed += 1
-
-    async def _note_spans(self, entry: SegmentManifestEntry) -> None:
-        catalog, metrics, lease = self.c.catalog, self.c.metrics, self.lease
-        rate = entry.sample_rate
-        total_s = (entry.end_sample - entry.start_sample) / rate
-        gap_s = 0.0
-        if entry.track not in self._first_sealed_tracks:
-            self._first_sealed_tracks.add(entry.track)
-            await self._note_takeover_gap(entry)
-        gaps, pauses = entry.gaps, entry.pauses
-        absence = entry.absence
-        if absence is not None:
-            # A retired track's absence is in no WAV (no sample range), but it is a gap (or a
-            # pause) all the same.
-            seconds = (absence.end_sample - absence.start_sample) / rate
-            total_s += seconds
-            if absence.kind == "pause":
-                pauses = (absence, *pauses)
-            else:
-                gap_s += seconds
-                cause = absence.cause or "unknown"
-                metrics.add_gap(cause, seconds)
-                self.status.gap_seconds[cause] = self.status.gap_seconds.get(cause, 0.0) + seconds
-                await catalog.add_gap(
-                    entry.recording_id,
-                    entry.track,
-                    start_ms=absence.start_ms,
-                    end_ms=absence.end_ms,
-                    cause=cause,
-                    detail="track retired; no audio until it reopened",
-                    fence=lease,
-                )
-        for span in gaps:
-            seconds = (span.end_sample - span.start_sample) / rate
-            gap_s += seconds
-            cause = span.cause or "unknown"
-            metrics.add_gap(cause, seconds)
-            self.status.gap_seconds[cause] = self.status.gap_seconds.get(cause, 0.0) + seconds
-            await catalog.add_gap(
-                entry.recording_id,
-                entry.track,
-                start_ms=span.start_ms,
-                end_ms=span.end_ms,
-                cause=cause,
-                start_sample=span.start_sample,
-                end_sample=span.end_sample,
-                fence=lease,
-            )
-        for span in pauses:
-            seconds = (span.end_sample - span.start_sample) / rate
-            gap_s += seconds
-            metrics.add_paused(seconds)
-            await catalog.add_pause(
-                entry.recording_id,
-                start_ms=span.start_ms,
-                end_ms=span.end_ms,
-                actor=span.actor,
-                fence=lease,
-            )
-        metrics.add_capture(expected_s=total_s, captured_s=max(total_s - gap_s, 0.0))
-        self.status.seconds_captured += max(total_s - gap_s, 0.0)
-
-    async def _note_takeover_gap(self, entry: SegmentManifestEntry) -> None:
-        """After a takeover or restart, account for the time nobody recorded this track."""
-        if self.lease.epoch <= 1:
-            return
-        detail = await self.c.catalog.show(entry.recording_id)
-        if detail is None:
-            return
-        earlier = [
-            s.end_ms
-            for s in detail.segments
-            if s.track == entry.track and s.segment_index < self._capture_config.first_segment_index
-        ]
-        if earlier and max(earlier) < entry.start_ms:
-            await self.c.catalog.add_gap(
-                entry.recording_id,
-                entry.track,
-                start_ms=max(earlier),
-                end_ms=entry.start_ms,
-                cause=str(GapCause.RECORDER_RESTART),
-                detail=f"ownership epoch {self.lease.epoch} began",
-                fence=self.lease,
-            )
-
-    async def _close_recording(self, recording_id: str, manifest: EngagementManifest) -> None:
+    def _close_recording(self, recording_id: str) -> None:
         ended = self.status.ended
         if ended is None:
             # Cancelled (shutdown or lease lost): the stream may still be live; the next owner
@@ -507,22 +311,18 @@ class Engagement:
             if ended.normal
             else RecordingStatus.INCOMPLETE
         )
-        await self.c.catalog.end_recording(
-            recording_id,
-            ended_ms=ended.wall_ms,
-            reason=ended.reason_name,
-            status=status,
-            fence=self.lease,
+        self.evidence.submit(
+            intents.end_recording(
+                recording_id, ended_ms=ended.wall_ms, reason=ended.reason_name, status=status.value
+            )
         )
-        await self.c.catalog.upsert_stream(
-            StreamEvent(
-                rtms_stream_id=self.stream_id,
-                product=self.spec.product,
-                instance_id=self.spec.instance_id,
-                state=StreamState.STOPPED,
-                event_ts_ms=max(self.spec.event_ts_ms, ended.wall_ms),
-            ),
-            now_ms(),
+        self.evidence.submit(
+            intents.stream_stopped(
+                self.stream_id,
+                self.spec.product.value,
+                self.spec.instance_id,
+                max(self.spec.event_ts_ms, ended.wall_ms),
+            )
         )
         if ended.revoked:
             # STREAM_REVOKED asks for immediate deletion; retention locks and holds decide
@@ -555,3 +355,16 @@ class Engagement:
             await self.c.catalog.release(self.lease)
         except RecorderError as exc:
             self.log.warning("lease release failed: %s", exc)
+
+
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception of a nursery that failed for one reason (a lost lease, say)."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
+
+
+def _safe(name: str) -> str:
+    """A stream id as a file name (ids are base64-ish: '/' and '+' may appear)."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)

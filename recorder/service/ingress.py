@@ -5,10 +5,15 @@ inside the replay window, *before* it is parsed; a forged, stale, oversized or m
 answered 401 / 413 / 400, counted by reason, and leaves no trace: nothing is deduplicated,
 queued or stored.
 
-Rule 2: the answer never waits on the work. A verified stream event is deduplicated and offered
-to a bounded trio channel with ``send_nowait``; the service consumes it. Zoom's 3 s budget is
-spent only on verification, one dedup lookup and the channel offer. If the channel is full the
-dedup entry is forgotten again and the answer is 503, so Zoom's retry delivers it later.
+Rule 2: the answer never waits on the work, and a 200 is a promise. With a ``WebhookOutbox``
+(the service's: the catalog), a verified stream event's dedup key AND its stream row (state,
+URLs, ``event_ts``) are committed in one transaction before the 200; the bounded channel offer
+that follows is only a wake-up, and the rejoin loop of any process is the durable path from the
+catalog to an engagement. A failed commit is answered 503 with nothing written, so Zoom's retry
+is never taken for a duplicate. Without an outbox (``WebhookDedup`` only), the event is
+deduplicated and offered to the channel; if the channel is full the dedup entry is forgotten
+again and the answer is 503. Zoom's 3 s budget is spent on verification, one transaction and the
+channel offer.
 
 Rule 3: retries collapse. Dedup keys are (event, stream or instance id, ``event_ts``): the same
 delivery five times is handed on once; a failover ``rtms_started`` (new ``event_ts``) is not a
@@ -28,7 +33,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -98,6 +103,17 @@ class LifecycleEvidence(Protocol):
 
 #: Bound on storing one lifecycle event before answering (Zoom waits 3 s at most).
 LIFECYCLE_STORE_TIMEOUT_S: Final = 2.0
+
+
+class WebhookOutbox(Protocol):
+    """Durably records a verified webhook before it is acknowledged (rule 2)."""
+
+    async def accept(self, key: str, now_s: float, event: WebhookEvent) -> bool:
+        """Record ``key`` and what ``event`` says, atomically; False for a duplicate.
+
+        Raises ``RecorderError`` when nothing could be recorded (the caller answers 503).
+        """
+        ...
 
 
 class MemoryWebhookDedup:
@@ -193,11 +209,13 @@ class IngressApp:
         readiness: Readiness,
         clock: Callable[[], float] = time.time,
         lifecycle: LifecycleEvidence | None = None,
+        outbox: WebhookOutbox | None = None,
     ) -> None:
         self._settings = settings
         self._lifecycle = lifecycle
         self._handoff = handoff
         self._dedup = dedup
+        self._outbox = outbox
         self._metrics = metrics
         self._liveness = liveness
         self._readiness = readiness
@@ -343,6 +361,8 @@ class IngressApp:
             "instance_id": event.instance_id,
             "event_ts": event.event_ts,
         }
+        if self._outbox is not None:
+            return await self._hand_on_durably(self._outbox, event, raw_body, now_s, key, context)
         if not await self._dedup.first_seen(key, now_s):
             self._metrics.webhook_duplicate()
             logger.info("duplicate webhook dropped", extra=context)
@@ -380,6 +400,38 @@ class IngressApp:
         reason = IngressRejection.EVIDENCE_NOT_STORED
         self._metrics.webhook_rejected(reason)
         return _json_response(503, {"error": reason.value})
+
+    async def _hand_on_durably(
+        self,
+        outbox: WebhookOutbox,
+        event: WebhookEvent,
+        raw_body: bytes,
+        now_s: float,
+        key: str,
+        context: Mapping[str, object],
+    ) -> tuple[int, bytes, bytes]:
+        try:
+            first = await outbox.accept(key, now_s, event)
+        except RecorderError as exc:
+            # Nothing was committed: Zoom's retry will find neither the key nor the row.
+            reason = IngressRejection.CATALOG_UNAVAILABLE
+            self._metrics.webhook_rejected(reason)
+            logger.error(
+                "webhook not accepted: outbox write failed", extra={**context, "error": str(exc)}
+            )
+            return _json_response(503, {"error": reason.value})
+        if not first:
+            self._metrics.webhook_duplicate()
+            logger.info("duplicate webhook dropped", extra=context)
+            return 200, b"", b"text/plain"
+        accepted = AcceptedWebhook(event=event, dedup_key=key, raw_body=raw_body, received_s=now_s)
+        try:
+            self._handoff.send_nowait(accepted)
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            # The catalog holds it: the rejoin loop (here or in another process) acts on it.
+            logger.warning("webhook recorded, wake-up not delivered: left to the rejoin loop")
+        logger.info("webhook accepted", extra=context)
+        return 200, b"", b"text/plain"
 
 
 def _parse_if_url_validation(raw_body: bytes) -> WebhookEvent | None:

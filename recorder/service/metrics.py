@@ -41,6 +41,17 @@ class IngressRejection(enum.StrEnum):
     BAD_PLAIN_TOKEN = "bad_plain_token"  # noqa: S105 - a label, not a credential
     #: A lifecycle event (``rtms.start_failed``...) could not be stored: 503, Zoom retries.
     EVIDENCE_NOT_STORED = "evidence_not_stored"
+    #: The webhook outbox (catalog) could not commit: answered 503 so that Zoom retries.
+    CATALOG_UNAVAILABLE = "catalog_unavailable"
+
+
+class LeaseLoss(enum.StrEnum):
+    """Why an engagement stopped holding its stream's lease (``rtmsrec_leases_lost``)."""
+
+    #: Another process claimed the stream (this one had stalled past its lease).
+    TAKEN_OVER = "taken_over"
+    #: This process could not renew in time and stopped itself (catalog unreachable).
+    FENCED = "fenced"
 
 
 #: Every reason a webhook can be refused for: the only values of the ``reason`` label.
@@ -217,11 +228,6 @@ class RecorderMetrics:
             ["stage"],
             registry=r,
         )
-        self.leases_lost = Counter(
-            "rtmsrec_leases_lost",
-            "Engagements ended because another recorder took over their stream's lease.",
-            registry=r,
-        )
         self.rtms_audio_slow_path = Counter(
             "rtmsrec_rtms_audio_slow_path_frames",
             "Audio frames the one-pass decoder could not take, decoded by the tolerant path "
@@ -239,6 +245,20 @@ class RecorderMetrics:
             ["check"],
             registry=r,
         )
+        self.leases_lost = Counter(
+            "rtmsrec_leases_lost",
+            "Engagements that stopped because their lease was taken over or could not be kept.",
+            ["cause"],
+            registry=r,
+        )
+        self.catalog_intents_journaled = Counter(
+            "rtmsrec_catalog_intents_journaled",
+            "Catalog writes of live calls journaled locally because the catalog could not take "
+            "them (reconciled later; nothing is lost).",
+            registry=r,
+        )
+        for loss in LeaseLoss:
+            self.leases_lost.labels(cause=loss.value)
         # Pre-create every labelled series so dashboards see zeros, not gaps, before the first
         # event (and rate() works from the first increment).
         for cause in self._gap_causes:
@@ -296,6 +316,13 @@ class RecorderMetrics:
 
     def add_reconnect(self, cause: GapCause | str) -> None:
         self.reconnects.labels(cause=_label(str(cause), self._gap_causes)).inc()
+
+    def lease_lost(self, cause: LeaseLoss) -> None:
+        self.leases_lost.labels(cause=cause.value).inc()
+
+    def intents_journaled(self, count: int) -> None:
+        if count > 0:
+            self.catalog_intents_journaled.inc(count)
 
     # --- Webhooks ------------------------------------------------------------------------------
 
@@ -355,9 +382,6 @@ class RecorderMetrics:
 
     def recovery_failed(self, stage: str) -> None:
         self.recovery_failures.labels(stage=_label(stage, RECOVERY_STAGES)).inc()
-
-    def lease_lost(self) -> None:
-        self.leases_lost.inc()
 
     # --- Readiness ---------------------------------------------------------------------------
 

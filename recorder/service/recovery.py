@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -344,3 +345,22 @@ async def _record_holes(
             ),
         )
         c.metrics.add_gap(cause, (end - start) / rate)
+
+
+async def requeue_orphans(c: Components, *, skip: frozenset[Path], min_age_s: float) -> list[Path]:
+    """The periodic sweep's half of recovery: sealed files in the writing directory that no
+    live engagement will hand on (not in ``skip``, older than ``min_age_s``) are catalogued and
+    spooled, as at startup; a catalog outage that outlasted a call heals without a restart."""
+    requeued: list[Path] = []
+    now_s = time.time()
+    for path in sorted(c.writing_dir.iterdir()):
+        if path.name.endswith(PART_SUFFIX) or path in skip or not path.is_file():
+            continue
+        try:
+            if now_s - path.stat().st_mtime < min_age_s:
+                continue
+            await _requeue(c, path)
+            requeued.append(path)
+        except (RecorderError, FileNotFoundError) as exc:
+            logger.warning("sealed segment not requeued yet path=%s error=%s", path, exc)
+    return requeued

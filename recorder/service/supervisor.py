@@ -2,13 +2,20 @@
 
 Rules:
 
+0. The catalog is the outbox. The ingress commits each accepted webhook's stream row together
+   with its dedup key before answering 200 (``recorder.service.outbox``); what reaches ``run``
+   is only a wake-up. The rejoin loop, which starts every live stream with URLs and no live
+   lease, is the durable path from an acknowledged ``rtms_started`` to an engagement: a crash,
+   a drain or an error between the 200 and the start loses nothing, any process picks it up.
 1. A stream is recorded only under its lease (invariant 3). A ``*.rtms_started`` for a stream
    this process does not own tries the lease; the loser does nothing but remember the stream.
    Another ``rtms_started`` for a stream this process already records, with a newer
    ``event_ts``, is a failover; the same ``event_ts`` again is a retry and does nothing.
+   Each start runs in its own task: one slow claim or key service never delays another call.
 2. ``rtms_interrupted`` and ``rtms_stopped`` go to the local engagement if there is one; the
-   catalog row is updated in every case, so the owner learns of them even when the webhook
-   reached another process of the fleet (the engagement's lease renewer watches the row).
+   catalog row was updated by the ingress in every case, so the owner learns of them even when
+   the webhook reached another process of the fleet (the engagement's lease keeper watches the
+   row).
    An ``rtms_interrupted`` older than the local engagement's claim is a late retry about an
    earlier connection and is ignored. An ``rtms_stopped`` for a stream no live lease covers
    ends its still-active recording as incomplete (nobody rejoins a stopped stream).
@@ -28,13 +35,14 @@ from typing import Final
 import trio
 
 from recorder.capture.core import CaptureConfig
-from recorder.catalog.base import RecordingStatus, StreamEvent, StreamRow, StreamState
+from recorder.catalog.base import RecordingStatus, StreamRow
 from recorder.errors import RecorderError
 from recorder.rtms.client import ClientConfig
 from recorder.rtms.webhook import Product, WebhookEvent, WebhookKind
 from recorder.service.components import Components, now_ms
 from recorder.service.engagement import Engagement, EngagementSpec
 from recorder.service.ingress import AcceptedWebhook
+from recorder.service.lease_keeper import DEFAULT_LEASE_TTL_S, LeaseTimers
 
 logger = logging.getLogger(__name__)
 
@@ -42,19 +50,16 @@ logger = logging.getLogger(__name__)
 REJOIN_BACKOFF_MAX_S: Final = 60.0
 #: ``end_reason`` of a recording whose stream stopped while no recorder held its lease.
 OWNER_LOST_REASON: Final = "owner_lost"
-#: The state a webhook kind moves a stream to.
-_STATE_OF: Final = {
-    WebhookKind.STARTED: StreamState.STARTED,
-    WebhookKind.INTERRUPTED: StreamState.INTERRUPTED,
-    WebhookKind.STOPPED: StreamState.STOPPED,
-}
+#: The kinds the supervisor acts on (the ingress already wrote their stream rows).
+_ACTED_ON: Final = frozenset({WebhookKind.STARTED, WebhookKind.INTERRUPTED, WebhookKind.STOPPED})
 
 
 @dataclass(frozen=True, slots=True)
 class SupervisorSettings:
-    #: Identifies this process in leases; stable across restarts so a restart reclaims at once.
+    #: Identifies this process in leases: unique per live process, persisted per state dir so
+    #: a restart reclaims at once (``recorder.service.instance``).
     owner: str
-    lease_ttl_s: float = 30.0
+    lease_ttl_s: float = DEFAULT_LEASE_TTL_S
     rejoin_interval_s: float = 10.0
 
 
@@ -86,6 +91,8 @@ class Supervisor:
         #: Consecutive failed engagements per stream, and when the rejoin loop may try again.
         self._rejoin_failures: dict[str, int] = {}
         self._rejoin_not_before: dict[str, float] = {}
+        #: Set to run the rejoin loop now (a start failed: the catalog row is the retry).
+        self._rejoin_now = trio.Event()
 
     # --- lifetime --------------------------------------------------------------------------
 
@@ -106,13 +113,14 @@ class Supervisor:
                     try:
                         await self.handle(accepted.event)
                     except RecorderError as exc:
-                        # The webhook was answered already; Zoom will not retry. Say so loudly.
-                        logger.error(
-                            "webhook could not be acted on event=%s rtms_stream_id=%s error=%s",
+                        # The catalog row is committed (rule 0): the rejoin loop acts on it.
+                        logger.warning(
+                            "webhook left to the rejoin loop event=%s rtms_stream_id=%s error=%s",
                             accepted.event.event,
                             accepted.event.rtms_stream_id,
                             exc,
                         )
+                        self._rejoin_now.set()
             nursery.cancel_scope.cancel()
 
     async def drain(self, timeout_s: float) -> None:
@@ -122,40 +130,27 @@ class Supervisor:
             for engagement in list(self.engagements.values()):
                 await engagement.finished.wait()
         for engagement in list(self.engagements.values()):
-            engagement.cancel_scope.cancel()
+            engagement.cancel()
         for engagement in list(self.engagements.values()):
             await engagement.finished.wait()
 
     # --- webhooks ----------------------------------------------------------------------------
 
     async def handle(self, event: WebhookEvent) -> None:
-        state = _STATE_OF.get(event.kind)
+        """Act on a webhook whose stream row the ingress has committed (rule 0)."""
         stream_id = event.rtms_stream_id
         # Zoom always sends event_ts; without it retries and failovers cannot be told apart.
         event_ts = event.event_ts if event.event_ts is not None else now_ms()
-        if state is None or stream_id is None or event.product is None:
+        if event.kind not in _ACTED_ON or stream_id is None or event.product is None:
             logger.info("webhook acknowledged, nothing to do event=%s", event.event)
             return
-        previous = await self.c.catalog.get_stream(stream_id)
-        await self.c.catalog.upsert_stream(
-            StreamEvent(
-                rtms_stream_id=stream_id,
-                product=event.product,
-                instance_id=event.instance_id or "",
-                state=state,
-                event_ts_ms=event_ts,
-                server_urls=tuple(event.server_urls),
-            ),
-            now_ms(),
-        )
         local = self.engagements.get(stream_id)
         if event.kind is WebhookKind.STARTED:
             if local is not None:
-                if previous is not None and event_ts > previous.last_event_ts_ms:
-                    logger.info("failover rtms_stream_id=%s", stream_id)
-                    await local.failover(event_ts, tuple(event.server_urls))
+                # The engagement acts once per newer event_ts (a retry is no failover).
+                await local.failover(event_ts, tuple(event.server_urls))
                 return
-            await self.start(
+            self.start_soon(
                 EngagementSpec(
                     product=event.product,
                     instance_id=event.instance_id or "",
@@ -192,7 +187,8 @@ class Supervisor:
         if row is None:
             return
         expires_ms = row.lease_expires_ms or 0
-        if row.lease_owner is not None and expires_ms > now_ms():
+        # Lease expiries are the catalog's clock, never this host's.
+        if row.lease_owner is not None and expires_ms > await self.c.catalog.database_now_ms():
             if recheck and row.lease_owner != self.settings.owner and self._nursery is not None:
                 # Another process holds the lease; if it died before ending the recording
                 # (killed right after the stream stopped), only a look after the lease has
@@ -216,13 +212,27 @@ class Supervisor:
         )
 
     async def _close_after_lapse(self, stream_id: str, event_ts: int, expires_ms: int) -> None:
-        await trio.sleep(max(0.0, (expires_ms - now_ms()) / 1000) + self.settings.rejoin_interval_s)
         try:
+            remaining_ms = expires_ms - await self.c.catalog.database_now_ms()
+            await trio.sleep(max(0.0, remaining_ms / 1000) + self.settings.rejoin_interval_s)
             await self._close_unowned(stream_id, event_ts, recheck=False)
         except RecorderError as exc:
             logger.warning("stopped stream not closed rtms_stream_id=%s: %s", stream_id, exc)
 
     # --- engagements ---------------------------------------------------------------------------
+
+    def start_soon(self, spec: EngagementSpec) -> None:
+        """``start`` in its own task, so that starts never wait for each other (rule 1)."""
+        if self._nursery is None:
+            raise RuntimeError("Supervisor.start_soon() before run()")
+        self._nursery.start_soon(self._start_logged, spec)
+
+    async def _start_logged(self, spec: EngagementSpec) -> None:
+        try:
+            await self.start(spec)
+        except RecorderError as exc:
+            logger.warning("start failed rtms_stream_id=%s: %s", spec.rtms_stream_id, exc)
+            self._rejoin_now.set()
 
     async def start(self, spec: EngagementSpec) -> Engagement | None:
         """Claim the stream's lease and start recording it; None when someone else owns it."""
@@ -236,7 +246,8 @@ class Supervisor:
         # always re-claim its own lease, so only this in-process guard keeps it to one claim.
         self._claiming.add(stream_id)
         try:
-            lease = await self.c.catalog.try_claim(stream_id, self.settings.owner, ttl_ms, now_ms())
+            # The catalog's clock times the lease (``now_ms`` left out): see lease_keeper.
+            lease = await self.c.catalog.try_claim(stream_id, self.settings.owner, ttl_ms)
         finally:
             self._claiming.discard(stream_id)
         if lease is None:
@@ -249,7 +260,7 @@ class Supervisor:
             client_config=self._client_config(spec.product),
             capture_config=self._capture_config,
             target_credentials=self._credentials(spec.product),
-            lease_renew_s=self.settings.lease_ttl_s / 3,
+            lease_timers=LeaseTimers.for_ttl(self.settings.lease_ttl_s),
         )
         self.engagements[spec.rtms_stream_id] = engagement
         self.history.append(engagement)
@@ -286,7 +297,7 @@ class Supervisor:
     async def _rejoin_loop(self) -> None:
         while True:
             try:
-                rows = await self.c.catalog.expired_streams_to_rejoin(now_ms())
+                rows = await self.c.catalog.expired_streams_to_rejoin()
                 # After a restart the lease may still name this owner and be unexpired: the
                 # owner id is stable across restarts precisely so that it reclaims at once
                 # (try_claim lets the same owner in) instead of waiting out its own lease.
@@ -309,13 +320,10 @@ class Supervisor:
                     continue
                 spec = _spec_from_row(row)
                 if spec is not None and row.rtms_stream_id not in self.engagements:
-                    try:
-                        await self.start(spec)
-                    except RecorderError as exc:
-                        logger.warning(
-                            "rejoin failed rtms_stream_id=%s: %s", row.rtms_stream_id, exc
-                        )
-            await trio.sleep(self.settings.rejoin_interval_s)
+                    self.start_soon(spec)
+            with trio.move_on_after(self.settings.rejoin_interval_s):
+                await self._rejoin_now.wait()
+            self._rejoin_now = trio.Event()
 
 
 def _spec_from_row(row: StreamRow) -> EngagementSpec | None:

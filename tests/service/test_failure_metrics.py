@@ -113,4 +113,4 @@ async def test_a_lost_lease_is_counted(tmp_path: Path) -> None:
                 [engagement] = running.supervisor.history
                 await engagement.finished.wait()
             metrics = running.components.metrics
-            assert _value(metrics, "rtmsrec_leases_lost_total") == 1
+            assert _value(metrics, "rtmsrec_leases_lost_total", cause="taken_over") == 1

@@ -176,7 +176,7 @@ async def test_two_processes_record_each_stream_once_and_take_over_a_killed_owne
                 return stream.lease_owner, max(s.end_ms for s in detail.segments)
 
             owner, sealed_until_ms = await poll(first_owner)
-            killed = next(p for p in procs.values() if owner == f"recorder-{p.name}")
+            killed = next(p for p in procs.values() if owner.startswith(f"recorder-{p.name}/"))
             survivor = next(p for p in procs.values() if p is not killed)
             await kill_mid_segment(killed, victim, sealed_until_ms)
             assert not victim.finished.is_set(), "the call must still be live at the kill"
@@ -400,7 +400,7 @@ async def test_a_call_that_ends_while_its_owner_is_dead_is_closed_by_the_fleet(
                 return stream.lease_owner, max(s.end_ms for s in detail.segments)
 
             owner, sealed_until_ms = await poll(owner_and_sealed)
-            killed = next(p for p in procs.values() if owner == f"recorder-{p.name}")
+            killed = next(p for p in procs.values() if owner.startswith(f"recorder-{p.name}/"))
             await kill_mid_segment(killed, call, sealed_until_ms)
             await call.run_step(Step(at_s=0, action=Action.STOP, args={"reason": 6}))
             await call.finished.wait()
