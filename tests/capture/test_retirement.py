@@ -167,7 +167,9 @@ def test_a_transfer_retires_the_channel_and_an_interruption_names_the_absence() 
     transfer = ContactCenterEvent(T0 + 300, 21, "TRANSFER_COMPLETED", channel_id="agent")
     core.run_inline(core.handle_event(transfer))
     assert "channel-agent" in core.dormant
-    core.run_inline(core.handle_event(Interrupted(T0 + 400, GapCause.MEDIA_INTERRUPTED, "drop")))
+    core.run_inline(
+        core.handle_event(Interrupted(T0 + 400, GapCause.MEDIA_INTERRUPTED, detail="drop"))
+    )
     core.run_inline(
         core.handle_audio(AudioPacket("channel-agent", T0 + 5_000, voice(6, 1)[0], channel))
     )
