@@ -80,9 +80,10 @@ def test_the_real_writer_seals_a_segment_with_a_hostile_origin(
     )
     before = _open_fds()
     writer.write(Audio(0, b"\1\0" * RATE))
-    sealed = writer.close()
-    assert sealed is not None
+    pending = writer.close()  # detached from the writer; sealing is the shell's blocking step
+    assert pending is not None
     assert not writer.is_open
+    sealed = pending.seal()
     assert _open_fds() == before  # the sink's descriptor (and its lock) are released
     assert sealed.entry.start_ms == origin_ms  # the manifest keeps the true value whole
     assert sealed.sealed.path is not None
@@ -112,9 +113,11 @@ def test_a_failed_seal_releases_the_file_for_recovery(tmp_path: Path) -> None:
     [part] = (tmp_path / "spool").glob("*.part")
     blocker = part.with_name(part.name.removesuffix(".part"))
     blocker.mkdir()  # the rename at seal fails
-    with pytest.raises(StorageError):
-        writer.close()
+    pending = writer.close()
+    assert pending is not None
     assert not writer.is_open
+    with pytest.raises(StorageError):
+        pending.seal()
     assert _open_fds() == before  # nothing leaked: descriptor and flock are gone
     blocker.rmdir()
     report = recover(part, keyring)  # would be refused as "held by a live writer" on a leak
