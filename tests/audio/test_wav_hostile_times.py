@@ -122,3 +122,46 @@ def test_a_failed_seal_releases_the_file_for_recovery(tmp_path: Path) -> None:
     blocker.rmdir()
     report = recover(part, keyring)  # would be refused as "held by a live writer" on a leak
     assert report.was_complete
+
+
+def test_a_seal_that_fails_while_the_file_is_held_releases_it_for_recovery(
+    tmp_path: Path,
+) -> None:
+    """The last record cannot be written (the file may not grow: a full disk, a quota). The
+    descriptor, and the lock it carries, are still held at that point: the failed seal must
+    release them, or recovery refuses the ``.part`` as held by a live writer."""
+    import resource
+    import signal
+
+    from recorder.crypto.recovery import recover
+    from recorder.errors import StorageError
+
+    keyring = _keyring(tmp_path / "keys")
+    sinks = SpoolSinkFactory(tmp_path / "spool", keyring)
+    writer = SegmentWriter(
+        sinks,
+        recording_id="rec-full",
+        originator_reference="eng",
+        fmt=TrackFormat("mixed", RATE, 1, "L16 16000 mono", "test"),
+        sample_to_ms=lambda sample: 1_763_726_400_000 + sample * 1000 // RATE,
+        now_ms=lambda: 1_763_726_400_000,
+    )
+    before = _open_fds()
+    writer.write(Audio(0, b"\1\0" * RATE))
+    [part] = (tmp_path / "spool").glob("*.part")
+    pending = writer.close()
+    assert pending is not None
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a signal
+    resource.setrlimit(resource.RLIMIT_FSIZE, (part.stat().st_size, limits[1]))
+    try:
+        with pytest.raises(StorageError):
+            pending.seal()
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert _open_fds() == before  # the descriptor and its flock are gone
+    assert part.exists()  # left for recovery, not sealed under its final name
+    report = recover(part, keyring)  # refused as "held by a live writer" on a leak
+    assert report.sealed.path is not None
+    assert report.sealed.path.exists()
