@@ -278,6 +278,14 @@ class SegmentWriter:
             self._next_index -= 1
         return pending
 
+    def place(self, sample_offset: int, absence: SpanRecord | None) -> None:
+        """Where a reopened track's fresh timeline sits on the track's axis, and the absence
+        before it: known only once that timeline anchored, always before its first item."""
+        if self._position is not None or self._sink is not None:
+            raise LocalProtocolError(f"track {self.track} placed after it was written to")
+        self._offset = sample_offset
+        self._absence = absence
+
     def relabel(self, start: int, end: int, cause: GapCause) -> None:
         """Name the part ``start``..``end`` of a gap already written in the open segment.
 

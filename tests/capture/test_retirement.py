@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -59,6 +60,7 @@ def make_core(clock: Clock, **config: object) -> tuple[CaptureCore, MemorySinkFa
         recording_id="rec-r",
         config=CaptureConfig(**options),  # type: ignore[arg-type]
         now_ms=clock,
+        clock_ms=clock,
     )
     return core, sinks
 
@@ -137,6 +139,45 @@ def test_a_speaker_who_returns_reopens_the_same_track_on_the_same_clock() -> Non
     # No hour of silence in any WAV: each segment holds exactly what was said.
     assert audio_of(sinks, "user-ada") == [b"".join(first), b"".join(second)]
     assert after.to_dict()["absence"] == absence.to_dict()
+
+
+@pytest.mark.parametrize("first_back", ["reordered", "outlier"])
+def test_a_returning_speaker_is_placed_by_the_anchor_not_by_the_first_packet(
+    first_back: str,
+) -> None:
+    """A reopened track's fresh timeline anchors on agreeing packets, not on the first one: the
+    place on the track's axis (and the absence before it) must come from that anchor. The first
+    packet back may be overtaken by an earlier one, or be an outlier the anchoring drops."""
+    clock = Clock()
+    core, sinks = make_core(clock)
+    first, second = voice(1, 25), voice(2, 25)
+    speak(core, "user-ada", T0, first)
+    clock.ms += 2_000
+    core.run_inline(core.retire_silent(clock.ms))
+    core.run_inline(core.retire_silent(clock.ms + 1_000))
+    assert "user-ada" not in core.tracks
+    back_ms = T0 + 600_000
+    clock.ms = back_ms
+    packets = [
+        AudioPacket("user-ada", back_ms + index * 20, payload, L16, user_id="ada")
+        for index, payload in enumerate(second)
+    ]
+    if first_back == "reordered":
+        packets[0], packets[1] = packets[1], packets[0]
+    else:
+        stray = AudioPacket("user-ada", back_ms + 1_800_000, voice(3, 1)[0], L16, user_id="ada")
+        packets.insert(0, stray)
+    for packet in packets:
+        core.run_inline(core.handle_audio(packet))
+    core.run_inline(core.finish(interrupted=False))
+    before, after = core.manifest.audio_entries("user-ada")
+    assert after.start_sample == (back_ms - T0) * 16
+    assert after.start_ms == back_ms
+    absence = after.absence
+    assert absence is not None
+    assert (absence.start_sample, absence.end_sample) == (before.end_sample, after.start_sample)
+    assert (absence.start_ms, absence.end_ms) == (before.end_ms, back_ms)
+    assert audio_of(sinks, "user-ada") == [b"".join(first), b"".join(second)]
 
 
 def test_a_participant_who_leaves_is_retired_at_once_and_the_absence_says_so() -> None:
@@ -317,9 +358,15 @@ def test_retirement_never_loses_or_repeats_a_sample_and_accounts_for_all_time(
         entries = sorted(core.manifest.audio_entries(track), key=lambda e: e.segment_index)
         assert [e.segment_index for e in entries] == list(range(len(entries)))
         heard = b""
+        drift_ms = 0
         for entry in entries:
-            # Same clock: sample s of the track is t0 + s / 16 ms.
-            assert entry.start_ms == first_ms[track] + entry.start_sample // 16
+            # Same clock: sample s of the track is t0 + s / 16 ms, but for the placement the
+            # timeline moved to follow the sender's jitter (each entry says how far; rounding
+            # to a whole ms adds one). A reopen on the wrong clock is off by a packet or more.
+            drift_ms += -(-abs(entry.drift_samples) // 16)
+            assert abs(entry.start_ms - (first_ms[track] + entry.start_sample // 16)) <= (
+                drift_ms + 1
+            )
             body = next(
                 s.plaintext[HEADER_SIZE:]
                 for s in sinks.sinks
