@@ -287,7 +287,8 @@ class SegmentWriter:
         self._absence = absence
 
     def relabel(self, start: int, end: int, cause: GapCause) -> None:
-        """Name the part ``start``..``end`` of a gap already written in the open segment.
+        """Name the part ``start``..``end`` (timeline positions) of a gap already written in the
+        open segment.
 
         Late packets learn the true cause of a gap only after its silence was written; spans of
         a sealed segment stay as they were (the records say the rest). Only unexplained gaps
@@ -295,6 +296,8 @@ class SegmentWriter:
         """
         if self._sink is None:
             return
+        # Timeline positions, like the items written; the spans are on the track's axis.
+        start, end = start + self._offset, end + self._offset
         renamed: list[SpanRecord] = []
         for span in self._spans:
             cut_start, cut_end = max(start, span.start_sample), min(end, span.end_sample)

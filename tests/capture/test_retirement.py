@@ -390,3 +390,29 @@ def test_retirement_never_loses_or_repeats_a_sample_and_accounts_for_all_time(
                 assert after.absence.end_sample == after.start_sample
                 assert after.absence.start_ms == before.end_ms
                 assert after.absence.cause in {"no_speech", "participant_left"}
+
+
+def test_late_packets_rename_the_gap_they_missed_on_a_reopened_track() -> None:
+    """Late-packet relabelling speaks the timeline's positions; a reopened track's spans are on
+    the track's axis, further on by the retirement's absence."""
+    clock = Clock()
+    core, _ = make_core(clock, gaps_in_records=False)
+    speak(core, "user-ada", T0, voice(1, 5))
+    clock.ms += 2_000
+    core.run_inline(core.retire_silent(clock.ms))
+    core.run_inline(core.retire_silent(clock.ms + 1_000))
+    assert "user-ada" not in core.tracks
+    back_ms = T0 + 600_000
+    clock.ms = back_ms
+    second = voice(2, 20)
+    order = [index for index in range(20) if index != 8] + [8]
+    for index in order:
+        packet = AudioPacket("user-ada", back_ms + index * 20, second[index], L16, user_id="ada")
+        core.run_inline(core.handle_audio(packet))
+    core.run_inline(core.finish(interrupted=False))
+    _, after = core.manifest.audio_entries("user-ada")
+    start = (back_ms - T0) * 16
+    assert after.start_sample == start
+    assert [(g.cause, g.start_sample, g.end_sample) for g in after.gaps] == [
+        (GapCause.LATE_PACKETS.value, start + 8 * 320, start + 9 * 320)
+    ]
