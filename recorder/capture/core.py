@@ -170,6 +170,8 @@ class _Dormant:
     actor: str | None = None
     #: An interruption or pause began while the track was retired: it names the absence.
     window_seen: bool = False
+    #: The interruption naming the absence, whose ``Recovered`` may tell its true cause.
+    window_id: int = 0
 
 
 @dataclass(slots=True)
@@ -744,6 +746,7 @@ class CaptureCore:
             if not dormant.window_seen:
                 dormant.window_seen = True
                 dormant.kind, dormant.cause, dormant.actor = kind, cause, actor
+                dormant.window_id = window_id
 
     def _end_window(
         self, kind: SpanKind, span_ms: int, *, window_id: int = 0, cause: GapCause | None = None
@@ -757,6 +760,10 @@ class CaptureCore:
             track.timeline.end_window(
                 span_ms=max(span_ms, 0), kind=kind, window_id=window_id, cause=cause
             )
+        if window_id and cause is not None:
+            for dormant in self.dormant.values():
+                if dormant.window_id == window_id:
+                    dormant.cause = cause
 
     def _label_dropped(self, event: PacketsDropped) -> None:
         if event.first_timestamp_ms is None or not is_plausible_timestamp_ms(
@@ -793,8 +800,9 @@ class CaptureCore:
             return
         timeline = track.timeline
         end_sample = track.sample_offset + timeline.emitted_samples
+        window_id = 0
         if self._open_windows:
-            _, kind, cause, actor = self._open_windows[-1]
+            window_id, kind, cause, actor = self._open_windows[-1]
         else:
             kind, cause, actor = (
                 SpanKind.GAP,
@@ -811,6 +819,7 @@ class CaptureCore:
             cause=cause,
             actor=actor,
             window_seen=bool(self._open_windows),
+            window_id=window_id,
         )
         logger.info(
             "track retired recording_id=%s track=%s reason=%s",

@@ -29,6 +29,7 @@ from recorder.rtms.events import (
     Interrupted,
     Participant,
     ParticipantEvent,
+    Recovered,
 )
 from recorder.testing.memory_sink import MemorySinkFactory
 
@@ -416,3 +417,30 @@ def test_late_packets_rename_the_gap_they_missed_on_a_reopened_track() -> None:
     assert [(g.cause, g.start_sample, g.end_sample) for g in after.gaps] == [
         (GapCause.LATE_PACKETS.value, start + 8 * 320, start + 9 * 320)
     ]
+
+
+def test_a_recovery_that_names_the_true_cause_names_a_retired_tracks_absence() -> None:
+    """A failover learnt only during the interruption: ``Recovered`` carries the true cause for
+    its interruption id, and a track retired meanwhile says that cause too."""
+    clock = Clock()
+    core, _ = make_core(clock)
+    channel = AudioFormat(AudioCodec.L16, 16_000, 1, 20, data_opt=2)
+    for index, payload in enumerate(voice(5, 10)):
+        core.run_inline(
+            core.handle_audio(
+                AudioPacket("channel-agent", T0 + index * 20, payload, channel, channel_id="agent")
+            )
+        )
+    transfer = ContactCenterEvent(T0 + 300, 21, "TRANSFER_COMPLETED", channel_id="agent")
+    core.run_inline(core.handle_event(transfer))
+    down = Interrupted(T0 + 400, GapCause.SIGNALING_INTERRUPTED, interruption_id=7)
+    core.run_inline(core.handle_event(down))
+    back = Recovered(T0 + 4_000, T0 + 400, GapCause.FAILOVER, interruption_id=7)
+    core.run_inline(core.handle_event(back))
+    core.run_inline(
+        core.handle_audio(AudioPacket("channel-agent", T0 + 5_000, voice(6, 1)[0], channel))
+    )
+    core.run_inline(core.finish(interrupted=False))
+    absence = core.manifest.audio_entries("channel-agent")[1].absence
+    assert absence is not None
+    assert absence.cause == GapCause.FAILOVER.value
