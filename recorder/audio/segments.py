@@ -278,8 +278,17 @@ class SegmentWriter:
             self._next_index -= 1
         return pending
 
+    def place(self, sample_offset: int, absence: SpanRecord | None) -> None:
+        """Where a reopened track's fresh timeline sits on the track's axis, and the absence
+        before it: known only once that timeline anchored, always before its first item."""
+        if self._position is not None or self._sink is not None:
+            raise LocalProtocolError(f"track {self.track} placed after it was written to")
+        self._offset = sample_offset
+        self._absence = absence
+
     def relabel(self, start: int, end: int, cause: GapCause) -> None:
-        """Name the part ``start``..``end`` of a gap already written in the open segment.
+        """Name the part ``start``..``end`` (timeline positions) of a gap already written in the
+        open segment.
 
         Late packets learn the true cause of a gap only after its silence was written; spans of
         a sealed segment stay as they were (the records say the rest). Only unexplained gaps
@@ -287,6 +296,8 @@ class SegmentWriter:
         """
         if self._sink is None:
             return
+        # Timeline positions, like the items written; the spans are on the track's axis.
+        start, end = start + self._offset, end + self._offset
         renamed: list[SpanRecord] = []
         for span in self._spans:
             cut_start, cut_end = max(start, span.start_sample), min(end, span.end_sample)

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from recorder.audio.decoder import (
@@ -82,7 +82,7 @@ from recorder.capture.actions import (
     SealSegment,
     run_inline,
 )
-from recorder.errors import ConfigError, DecodeError
+from recorder.errors import ConfigError, DecodeError, LocalProtocolError
 from recorder.rtms.events import (
     AudioCodec,
     AudioPacket,
@@ -170,6 +170,8 @@ class _Dormant:
     actor: str | None = None
     #: An interruption or pause began while the track was retired: it names the absence.
     window_seen: bool = False
+    #: The interruption naming the absence, whose ``Recovered`` may tell its true cause.
+    window_id: int = 0
 
 
 @dataclass(slots=True)
@@ -185,6 +187,8 @@ class _Track:
     mix_offset: int | None = None
     #: Where the timeline's sample 0 sits on the track's axis (non-zero after a reopen).
     sample_offset: int = 0
+    #: Reopened after a retirement and not yet anchored: its ``sample_offset`` is not known.
+    reopened: _Dormant | None = None
     #: A packet arrived since the last retirement check.
     heard: bool = True
     #: Wall ms of the retirement check that first found the track silent.
@@ -540,8 +544,18 @@ class CaptureCore:
             # Another output format is another axis: start one (the old segments stay as they
             # are; the new ones say their own format).
             return self._new_track(packet, decoder, dormant.next_index)
+        # Where it resumes is known only once its fresh timeline anchors (on agreeing packets,
+        # not on this one, which may be an outlier or overtaken): ``_place_reopened``.
+        return self._new_track(packet, decoder, dormant.next_index, reopened=dormant)
+
+    def _place_reopened(self, track: _Track, dormant: _Dormant) -> None:
+        """The reopened track's timeline anchored: put its sample 0 on the track's axis."""
+        track.reopened = None
+        anchor_ms = track.timeline.anchor_ms
+        if anchor_ms is None:
+            raise LocalProtocolError(f"track {track.writer.track} placed before it anchored")
         rate = dormant.sample_rate
-        elapsed = ((packet.timestamp_ms - dormant.end_ms) * rate + 500) // 1000
+        elapsed = ((anchor_ms - dormant.end_ms) * rate + 500) // 1000
         offset = dormant.end_sample + max(elapsed, 0)
         absence = None
         if offset > dormant.end_sample:
@@ -554,12 +568,10 @@ class CaptureCore:
                 segment_start_sample=dormant.end_sample - offset,
                 segment_end_sample=0,
                 start_ms=dormant.end_ms,
-                end_ms=max(packet.timestamp_ms, dormant.end_ms),
+                end_ms=max(anchor_ms, dormant.end_ms),
             )
-        track = self._new_track(
-            packet, decoder, dormant.next_index, sample_offset=offset, absence=absence
-        )
-        return track
+        track.sample_offset = offset
+        track.writer.place(offset, absence)
 
     def _new_track(
         self,
@@ -567,8 +579,7 @@ class CaptureCore:
         decoder: AudioDecoder,
         first_index: int,
         *,
-        sample_offset: int = 0,
-        absence: SpanRecord | None = None,
+        reopened: _Dormant | None = None,
     ) -> _Track:
         default_cause = (
             GapCause.NO_SPEECH
@@ -594,11 +605,11 @@ class CaptureCore:
             decoder_version=decoder_version(),
             participant=Participant(packet.user_id, packet.user_name, packet.channel_id),
         )
-        if sample_offset:
+        if reopened is not None:
             to_ms = timeline.sample_to_ms
 
             def sample_to_ms(sample: int) -> int:
-                return to_ms(sample - sample_offset)
+                return to_ms(sample - track.sample_offset)
         else:
             sample_to_ms = timeline.sample_to_ms
         writer = SegmentWriter(
@@ -612,8 +623,6 @@ class CaptureCore:
             max_data_length=self.config.max_data_length,
             drift_samples=lambda: timeline.drift_samples,
             first_index=first_index,
-            sample_offset=sample_offset,
-            absence=absence,
             preopen_s=self._preopen_s,
         )
         track = _Track(
@@ -622,7 +631,7 @@ class CaptureCore:
             writer=writer,
             packet_samples=decoder.output_rate * packet.format.packet_ms // 1000,
             inline=self.config.decode_inline or _cheap(packet, self.config.output),
-            sample_offset=sample_offset,
+            reopened=reopened,
         )
         self.tracks[packet.track] = track
         if (
@@ -643,6 +652,8 @@ class CaptureCore:
     def _write(
         self, name: str, track: _Track, items: list[TimelineItem], actions: list[Action]
     ) -> None:
+        if track.reopened is not None:
+            self._place_reopened(track, track.reopened)
         writer = track.writer
         mixing = self._mixer is not None and name.startswith(_USER_TRACK_PREFIX)
         for item in items:
@@ -735,6 +746,7 @@ class CaptureCore:
             if not dormant.window_seen:
                 dormant.window_seen = True
                 dormant.kind, dormant.cause, dormant.actor = kind, cause, actor
+                dormant.window_id = window_id
 
     def _end_window(
         self, kind: SpanKind, span_ms: int, *, window_id: int = 0, cause: GapCause | None = None
@@ -748,6 +760,10 @@ class CaptureCore:
             track.timeline.end_window(
                 span_ms=max(span_ms, 0), kind=kind, window_id=window_id, cause=cause
             )
+        if window_id and cause is not None:
+            for dormant in self.dormant.values():
+                if dormant.window_id == window_id:
+                    dormant.cause = cause
 
     def _label_dropped(self, event: PacketsDropped) -> None:
         if event.first_timestamp_ms is None or not is_plausible_timestamp_ms(
@@ -778,10 +794,15 @@ class CaptureCore:
             return
         self._retire(name, track, actions, interrupted=False)
         del self.tracks[name]
+        if track.reopened is not None:
+            # Reopened and never placed (nothing came out of its timeline): the absence goes on.
+            self.dormant[name] = replace(track.reopened, next_index=track.writer.next_index)
+            return
         timeline = track.timeline
         end_sample = track.sample_offset + timeline.emitted_samples
+        window_id = 0
         if self._open_windows:
-            _, kind, cause, actor = self._open_windows[-1]
+            window_id, kind, cause, actor = self._open_windows[-1]
         else:
             kind, cause, actor = (
                 SpanKind.GAP,
@@ -798,6 +819,7 @@ class CaptureCore:
             cause=cause,
             actor=actor,
             window_seen=bool(self._open_windows),
+            window_id=window_id,
         )
         logger.info(
             "track retired recording_id=%s track=%s reason=%s",

@@ -80,9 +80,10 @@ def test_the_real_writer_seals_a_segment_with_a_hostile_origin(
     )
     before = _open_fds()
     writer.write(Audio(0, b"\1\0" * RATE))
-    sealed = writer.close()
-    assert sealed is not None
+    pending = writer.close()  # detached from the writer; sealing is the shell's blocking step
+    assert pending is not None
     assert not writer.is_open
+    sealed = pending.seal()
     assert _open_fds() == before  # the sink's descriptor (and its lock) are released
     assert sealed.entry.start_ms == origin_ms  # the manifest keeps the true value whole
     assert sealed.sealed.path is not None
@@ -112,10 +113,55 @@ def test_a_failed_seal_releases_the_file_for_recovery(tmp_path: Path) -> None:
     [part] = (tmp_path / "spool").glob("*.part")
     blocker = part.with_name(part.name.removesuffix(".part"))
     blocker.mkdir()  # the rename at seal fails
-    with pytest.raises(StorageError):
-        writer.close()
+    pending = writer.close()
+    assert pending is not None
     assert not writer.is_open
+    with pytest.raises(StorageError):
+        pending.seal()
     assert _open_fds() == before  # nothing leaked: descriptor and flock are gone
     blocker.rmdir()
     report = recover(part, keyring)  # would be refused as "held by a live writer" on a leak
     assert report.was_complete
+
+
+def test_a_seal_that_fails_while_the_file_is_held_releases_it_for_recovery(
+    tmp_path: Path,
+) -> None:
+    """The last record cannot be written (the file may not grow: a full disk, a quota). The
+    descriptor, and the lock it carries, are still held at that point: the failed seal must
+    release them, or recovery refuses the ``.part`` as held by a live writer."""
+    import resource
+    import signal
+
+    from recorder.crypto.recovery import recover
+    from recorder.errors import StorageError
+
+    keyring = _keyring(tmp_path / "keys")
+    sinks = SpoolSinkFactory(tmp_path / "spool", keyring)
+    writer = SegmentWriter(
+        sinks,
+        recording_id="rec-full",
+        originator_reference="eng",
+        fmt=TrackFormat("mixed", RATE, 1, "L16 16000 mono", "test"),
+        sample_to_ms=lambda sample: 1_763_726_400_000 + sample * 1000 // RATE,
+        now_ms=lambda: 1_763_726_400_000,
+    )
+    before = _open_fds()
+    writer.write(Audio(0, b"\1\0" * RATE))
+    [part] = (tmp_path / "spool").glob("*.part")
+    pending = writer.close()
+    assert pending is not None
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a signal
+    resource.setrlimit(resource.RLIMIT_FSIZE, (part.stat().st_size, limits[1]))
+    try:
+        with pytest.raises(StorageError):
+            pending.seal()
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert _open_fds() == before  # the descriptor and its flock are gone
+    assert part.exists()  # left for recovery, not sealed under its final name
+    report = recover(part, keyring)  # refused as "held by a live writer" on a leak
+    assert report.sealed.path is not None
+    assert report.sealed.path.exists()

@@ -70,13 +70,13 @@ class Harness:
 
     def audio(self, index: int, timestamp: int | None = None, track: str = "mixed") -> None:
         self.clock.ms = C0 + index * 20
-        self.sealed += self.core.handle_audio(packet(index, timestamp, track))
+        self.sealed += self.core.run_inline(self.core.handle_audio(packet(index, timestamp, track)))
 
     def event(self, event: CaptureEvent) -> None:
-        self.sealed += self.core.handle_event(event)
+        self.sealed += self.core.run_inline(self.core.handle_event(event))
 
     def finish(self) -> None:
-        self.sealed += self.core.finish(interrupted=False)
+        self.sealed += self.core.run_inline(self.core.finish(interrupted=False))
 
     def entries(self, track: str = "mixed") -> list[SegmentManifestEntry]:
         return [
@@ -293,7 +293,9 @@ def test_any_timestamp_sequence_is_recorded_bounded_named_and_once(
         timestamp = value if action == "garbage" else T0 + index * 20 + shift
         # The recorder's clock is monotonic whatever the sender claims; a skip takes real time.
         h.clock.ms += 20 * (value if action == "skip" else 1)
-        h.sealed += h.core.handle_audio(AudioPacket("mixed", timestamp, payload(index), FMT))
+        h.sealed += h.core.run_inline(
+            h.core.handle_audio(AudioPacket("mixed", timestamp, payload(index), FMT))
+        )
         if action != "dup":
             index += 1
         written = sum(s.body_size for s in h.sinks.sinks if s.identity.track == "mixed")

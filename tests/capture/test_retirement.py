@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,6 +29,7 @@ from recorder.rtms.events import (
     Interrupted,
     Participant,
     ParticipantEvent,
+    Recovered,
 )
 from recorder.testing.memory_sink import MemorySinkFactory
 
@@ -59,6 +61,7 @@ def make_core(clock: Clock, **config: object) -> tuple[CaptureCore, MemorySinkFa
         recording_id="rec-r",
         config=CaptureConfig(**options),  # type: ignore[arg-type]
         now_ms=clock,
+        clock_ms=clock,
     )
     return core, sinks
 
@@ -139,6 +142,45 @@ def test_a_speaker_who_returns_reopens_the_same_track_on_the_same_clock() -> Non
     assert after.to_dict()["absence"] == absence.to_dict()
 
 
+@pytest.mark.parametrize("first_back", ["reordered", "outlier"])
+def test_a_returning_speaker_is_placed_by_the_anchor_not_by_the_first_packet(
+    first_back: str,
+) -> None:
+    """A reopened track's fresh timeline anchors on agreeing packets, not on the first one: the
+    place on the track's axis (and the absence before it) must come from that anchor. The first
+    packet back may be overtaken by an earlier one, or be an outlier the anchoring drops."""
+    clock = Clock()
+    core, sinks = make_core(clock)
+    first, second = voice(1, 25), voice(2, 25)
+    speak(core, "user-ada", T0, first)
+    clock.ms += 2_000
+    core.run_inline(core.retire_silent(clock.ms))
+    core.run_inline(core.retire_silent(clock.ms + 1_000))
+    assert "user-ada" not in core.tracks
+    back_ms = T0 + 600_000
+    clock.ms = back_ms
+    packets = [
+        AudioPacket("user-ada", back_ms + index * 20, payload, L16, user_id="ada")
+        for index, payload in enumerate(second)
+    ]
+    if first_back == "reordered":
+        packets[0], packets[1] = packets[1], packets[0]
+    else:
+        stray = AudioPacket("user-ada", back_ms + 1_800_000, voice(3, 1)[0], L16, user_id="ada")
+        packets.insert(0, stray)
+    for packet in packets:
+        core.run_inline(core.handle_audio(packet))
+    core.run_inline(core.finish(interrupted=False))
+    before, after = core.manifest.audio_entries("user-ada")
+    assert after.start_sample == (back_ms - T0) * 16
+    assert after.start_ms == back_ms
+    absence = after.absence
+    assert absence is not None
+    assert (absence.start_sample, absence.end_sample) == (before.end_sample, after.start_sample)
+    assert (absence.start_ms, absence.end_ms) == (before.end_ms, back_ms)
+    assert audio_of(sinks, "user-ada") == [b"".join(first), b"".join(second)]
+
+
 def test_a_participant_who_leaves_is_retired_at_once_and_the_absence_says_so() -> None:
     clock = Clock()
     core, sinks = make_core(clock, retire_after_s=0.0)
@@ -167,7 +209,9 @@ def test_a_transfer_retires_the_channel_and_an_interruption_names_the_absence() 
     transfer = ContactCenterEvent(T0 + 300, 21, "TRANSFER_COMPLETED", channel_id="agent")
     core.run_inline(core.handle_event(transfer))
     assert "channel-agent" in core.dormant
-    core.run_inline(core.handle_event(Interrupted(T0 + 400, GapCause.MEDIA_INTERRUPTED, "drop")))
+    core.run_inline(
+        core.handle_event(Interrupted(T0 + 400, GapCause.MEDIA_INTERRUPTED, detail="drop"))
+    )
     core.run_inline(
         core.handle_audio(AudioPacket("channel-agent", T0 + 5_000, voice(6, 1)[0], channel))
     )
@@ -315,9 +359,15 @@ def test_retirement_never_loses_or_repeats_a_sample_and_accounts_for_all_time(
         entries = sorted(core.manifest.audio_entries(track), key=lambda e: e.segment_index)
         assert [e.segment_index for e in entries] == list(range(len(entries)))
         heard = b""
+        drift_ms = 0
         for entry in entries:
-            # Same clock: sample s of the track is t0 + s / 16 ms.
-            assert entry.start_ms == first_ms[track] + entry.start_sample // 16
+            # Same clock: sample s of the track is t0 + s / 16 ms, but for the placement the
+            # timeline moved to follow the sender's jitter (each entry says how far; rounding
+            # to a whole ms adds one). A reopen on the wrong clock is off by a packet or more.
+            drift_ms += -(-abs(entry.drift_samples) // 16)
+            assert abs(entry.start_ms - (first_ms[track] + entry.start_sample // 16)) <= (
+                drift_ms + 1
+            )
             body = next(
                 s.plaintext[HEADER_SIZE:]
                 for s in sinks.sinks
@@ -341,3 +391,56 @@ def test_retirement_never_loses_or_repeats_a_sample_and_accounts_for_all_time(
                 assert after.absence.end_sample == after.start_sample
                 assert after.absence.start_ms == before.end_ms
                 assert after.absence.cause in {"no_speech", "participant_left"}
+
+
+def test_late_packets_rename_the_gap_they_missed_on_a_reopened_track() -> None:
+    """Late-packet relabelling speaks the timeline's positions; a reopened track's spans are on
+    the track's axis, further on by the retirement's absence."""
+    clock = Clock()
+    core, _ = make_core(clock, gaps_in_records=False)
+    speak(core, "user-ada", T0, voice(1, 5))
+    clock.ms += 2_000
+    core.run_inline(core.retire_silent(clock.ms))
+    core.run_inline(core.retire_silent(clock.ms + 1_000))
+    assert "user-ada" not in core.tracks
+    back_ms = T0 + 600_000
+    clock.ms = back_ms
+    second = voice(2, 20)
+    order = [index for index in range(20) if index != 8] + [8]
+    for index in order:
+        packet = AudioPacket("user-ada", back_ms + index * 20, second[index], L16, user_id="ada")
+        core.run_inline(core.handle_audio(packet))
+    core.run_inline(core.finish(interrupted=False))
+    _, after = core.manifest.audio_entries("user-ada")
+    start = (back_ms - T0) * 16
+    assert after.start_sample == start
+    assert [(g.cause, g.start_sample, g.end_sample) for g in after.gaps] == [
+        (GapCause.LATE_PACKETS.value, start + 8 * 320, start + 9 * 320)
+    ]
+
+
+def test_a_recovery_that_names_the_true_cause_names_a_retired_tracks_absence() -> None:
+    """A failover learnt only during the interruption: ``Recovered`` carries the true cause for
+    its interruption id, and a track retired meanwhile says that cause too."""
+    clock = Clock()
+    core, _ = make_core(clock)
+    channel = AudioFormat(AudioCodec.L16, 16_000, 1, 20, data_opt=2)
+    for index, payload in enumerate(voice(5, 10)):
+        core.run_inline(
+            core.handle_audio(
+                AudioPacket("channel-agent", T0 + index * 20, payload, channel, channel_id="agent")
+            )
+        )
+    transfer = ContactCenterEvent(T0 + 300, 21, "TRANSFER_COMPLETED", channel_id="agent")
+    core.run_inline(core.handle_event(transfer))
+    down = Interrupted(T0 + 400, GapCause.SIGNALING_INTERRUPTED, interruption_id=7)
+    core.run_inline(core.handle_event(down))
+    back = Recovered(T0 + 4_000, T0 + 400, GapCause.FAILOVER, interruption_id=7)
+    core.run_inline(core.handle_event(back))
+    core.run_inline(
+        core.handle_audio(AudioPacket("channel-agent", T0 + 5_000, voice(6, 1)[0], channel))
+    )
+    core.run_inline(core.finish(interrupted=False))
+    absence = core.manifest.audio_entries("channel-agent")[1].absence
+    assert absence is not None
+    assert absence.cause == GapCause.FAILOVER.value

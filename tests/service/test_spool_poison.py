@@ -125,8 +125,9 @@ async def test_the_data_of_an_unreadable_job_file_is_requeued_at_the_next_start(
                 now_ms=lambda: 1_763_726_400_000,
             )
             writer.write(Audio(0, b"\1\0" * 16000))
-            sealed = writer.close()
-            assert sealed is not None
+            pending = writer.close()
+            assert pending is not None
+            sealed = pending.seal()
             recording = row
             await spool_sealed(
                 c,
