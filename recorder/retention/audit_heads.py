@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import stat
 import tempfile
 from collections.abc import Callable
@@ -46,6 +45,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from recorder.catalog.aio import AsyncCatalog
+from recorder.crypto.keys.local import write_private_file
 from recorder.errors import AuditLogTampered, ConfigError, ObjectNotFound
 from recorder.officer.verify import fetch_to
 from recorder.store.base import LockMode, ObjectStore
@@ -68,11 +68,13 @@ def load_signing_key(path: Path, *, create: bool = True) -> Ed25519PrivateKey:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         key = Ed25519PrivateKey.generate()
         raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(raw)
-        public_path(path).write_text(public_hex(key.public_key()) + "\n")
-        return key
+        try:
+            write_private_file(path, raw, replace=False)
+        except FileExistsError:
+            pass  # another process (a concurrent run) made it first: use that one
+        else:
+            public_path(path).write_text(public_hex(key.public_key()) + "\n")
+            return key
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise ConfigError(f"audit signing key {path} is mode {mode:o}; it must be 0600")

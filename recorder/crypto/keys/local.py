@@ -36,8 +36,12 @@ _NONCE_SIZE: Final = 12
 _KEK_SIZE: Final = 32
 
 
-def write_private_file(path: Path, data: bytes) -> None:
-    """Write 0600 via a same-directory temp file, fsync, rename, fsync the directory."""
+def write_private_file(path: Path, data: bytes, *, replace: bool = True) -> None:
+    """Write 0600 via a same-directory temp file, fsync, rename, fsync the directory.
+
+    ``replace=False`` never replaces an existing ``path`` (``FileExistsError``): two processes
+    creating the same key at once keep one, whole (``link`` is atomic and refuses a target).
+    """
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -45,7 +49,13 @@ def write_private_file(path: Path, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, path)
+    if replace:
+        os.replace(tmp, path)
+    else:
+        try:
+            os.link(tmp, path)
+        finally:
+            tmp.unlink()
     fsync_directory(path.parent)
 
 
