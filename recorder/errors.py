@@ -42,7 +42,12 @@ boto3, PyAV, psycopg, cryptography) are translated at the module that calls the 
     │   ├── DecryptionFailed (92) .. a chunk failed authentication
     │   ├── TruncatedFile (93) ..... the final chunk is missing
     │   ├── ChunkOrderError (94) ... chunks reordered, duplicated or spliced from another file
-    │   └── HeaderMismatch (95) .... header does not belong to this key / recording
+    │   ├── HeaderMismatch (95) .... header does not belong to this key / recording
+    │   └── BundleError ............ an export bundle failed ``recorder verify-export``
+    │       ├── BundleSignatureInvalid (84)  manifest signature wrong (or another key's)
+    │       ├── BundleFileTampered (85) .... a file's bytes differ from the manifest
+    │       ├── BundleFileMissing (86) ..... a file the manifest lists is not there
+    │       └── BundleInconsistent (87) .... manifest malformed, contradicts itself or its files
     └── PolicyError (4)
         ├── PolicyParseError ....... a policies/*.toml file is invalid
         └── LegalHoldViolation ..... an action would break a legal hold
@@ -246,6 +251,26 @@ class ChunkOrderError(IntegrityError):
 
 class HeaderMismatch(IntegrityError):
     exit_code = 95
+
+
+class BundleError(IntegrityError):
+    pass
+
+
+class BundleSignatureInvalid(BundleError):
+    exit_code = 84
+
+
+class BundleFileTampered(BundleError):
+    exit_code = 85
+
+
+class BundleFileMissing(BundleError):
+    exit_code = 86
+
+
+class BundleInconsistent(BundleError):
+    exit_code = 87
 
 
 # --- Policy ----------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from recorder.catalog.base import Product
-from recorder.officer.export import export_recording
 from recorder.officer.verify import verify_recording
 from recorder.officer.views import describe, describe_lifecycle_event
 from recorder.service.components import Components
@@ -64,13 +63,3 @@ async def verify(c: Components, args: argparse.Namespace) -> int:
                 print(f"  {obj.kind} {obj.name} #{obj.index}: {obj.verdict.value} {obj.detail}")
         failed += not verdict.ok
     return 90 if failed else 0
-
-
-async def export(c: Components, args: argparse.Namespace) -> int:
-    files = await export_recording(
-        c, args.recording_id, args.out, actor=args.actor, reason=args.reason
-    )
-    for f in files:
-        print(f"{f.name}  {f.size} bytes  sha256 {f.sha256}")
-    print(f"exported {len(files)} file(s) and manifest.json to {args.out}")
-    return 0
