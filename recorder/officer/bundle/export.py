@@ -63,6 +63,8 @@ from recorder.officer.opaque import is_opaque, recovered_copy
 from recorder.officer.verify import IN_MEMORY_BYTES
 from recorder.service.components import Components, now_ms
 
+#: Tracks of one recording exported at the same time (worker threads; memory is per track).
+TRACKS_AT_ONCE: Final = 2
 #: How long the failure cleanup may take before it is abandoned (it is shielded).
 CLEANUP_TIMEOUT_S: Final = 60.0
 
@@ -111,10 +113,14 @@ async def _fetch(c: Components, row: SegmentRow | RecordFileRow, spool: IO[bytes
     if row.upload_state is UploadState.PENDING:
         raise StorageError(f"{row.object_key}: not uploaded yet (still in the spool)")
     hasher = hashlib.sha256()
+
+    def take(chunk: bytes) -> None:
+        hasher.update(chunk)
+        spool.write(chunk)
+
     async with c.store.open(row.object_key, version_id=row.version_id) as chunks:
         async for chunk in chunks:
-            hasher.update(chunk)
-            await trio.to_thread.run_sync(spool.write, chunk)
+            await trio.to_thread.run_sync(take, chunk)
     spool.seek(0)
     if row.stored_sha256 is not None and not hmac.compare_digest(
         hasher.hexdigest(), row.stored_sha256.lower()
@@ -263,11 +269,29 @@ async def _export_recording(
     for seg in detail.segments:
         by_track.setdefault(seg.track, []).append(seg)
     sources: list[listening.Source] = []
-    for track in sorted(by_track):
-        plan = plan_track(track, by_track[track], [g for g in detail.gaps if g.track == track])
+    plans = {
+        track: plan_track(track, segs, [g for g in detail.gaps if g.track == track])
+        for track, segs in by_track.items()
+    }
+    written: dict[str, tuple[str, int, int]] = {}
+
+    async def one_track(track: str) -> None:
+        async with limiter:
+            target = rdir / "audio" / f"{track}.wav"
+            writer, channels = await _write_track(c, plans[track], target, tally)
+            sha, size = await trio.to_thread.run_sync(writer.close)
+            written[track] = (sha, size, channels)
+
+    # Tracks are independent files: decrypting, hashing and writing release the GIL, so
+    # ``TRACKS_AT_ONCE`` tracks use that many cores.
+    limiter = trio.CapacityLimiter(TRACKS_AT_ONCE)
+    async with trio.open_nursery() as nursery:
+        for track in sorted(plans):
+            nursery.start_soon(one_track, track)
+    for track in sorted(plans):
+        plan = plans[track]
         target = rdir / "audio" / f"{track}.wav"
-        writer, channels = await _write_track(c, plan, target, tally)
-        sha, size = await trio.to_thread.run_sync(writer.close)
+        sha, size, channels = written[track]
         out.audio_bytes += size
         out.files.append(
             _file(

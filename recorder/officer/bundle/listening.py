@@ -131,14 +131,20 @@ def write_listening(target: Path, layout: Layout, mixed: Mixed) -> tuple[str, in
             track_file = src.path.open("rb")
             track_file.seek(PLAIN_HEADER_SIZE)
             files.append((src, track_file))
-        acc: npt.NDArray[np.int32] = np.zeros((BLOCK_FRAMES, layout.channels), dtype=np.int32)
+        # One mono source per output channel (the usual call, or one mixed track): samples
+        # are placed, not summed, so no 32-bit accumulator or clipping is needed.
+        placed = _one_source_per_channel(layout)
+        dtype = np.dtype("<i2") if placed else np.dtype(np.int32)
+        acc = np.zeros((BLOCK_FRAMES, layout.channels), dtype=dtype)
         for block_start in range(0, mixed.frames, BLOCK_FRAMES):
             count = min(BLOCK_FRAMES, mixed.frames - block_start)
             acc[:count] = 0
             for src, handle in files:
                 _add(acc, src, handle, mixed.offsets[src.track], block_start, count)
-            out = np.clip(acc[:count], -32768, 32767).astype("<i2")
-            writer.write(out.tobytes())
+            if placed:
+                writer.write(acc[:count].tobytes())
+            else:
+                writer.write(np.clip(acc[:count], -32768, 32767).astype("<i2").tobytes())
     except BaseException:
         writer.abort()
         raise
@@ -148,8 +154,15 @@ def write_listening(target: Path, layout: Layout, mixed: Mixed) -> tuple[str, in
     return writer.close()
 
 
+def _one_source_per_channel(layout: Layout) -> bool:
+    if any(src.channels != 1 or src.side is Side.BOTH for src in layout.sources):
+        return False
+    sides = [src.side for src in layout.sources]
+    return len(sides) == len(set(sides))
+
+
 def _add(
-    acc: npt.NDArray[np.int32],
+    acc: npt.NDArray[np.int32] | npt.NDArray[np.int16],
     src: Source,
     handle: BinaryIO,
     offset: int,
@@ -162,8 +175,11 @@ def _add(
         return
     # Tracks are read strictly forward: the handle sits at frame ``first - offset`` already.
     raw = handle.read((last - first) * 2 * src.channels)
-    samples = np.frombuffer(raw, dtype="<i2").reshape(-1, src.channels).astype(np.int32)
-    mono = samples[:, 0] if src.channels == 1 else samples.sum(axis=1) // src.channels
+    samples = np.frombuffer(raw, dtype="<i2").reshape(-1, src.channels)
+    if src.channels == 1:
+        mono = samples[:, 0]
+    else:
+        mono = (samples.astype(np.int32).sum(axis=1) // src.channels).astype(np.int16)
     rows = slice(first - block_start, first - block_start + len(mono))
     if src.side is Side.LEFT:
         acc[rows, 0] += mono

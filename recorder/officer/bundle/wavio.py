@@ -38,21 +38,22 @@ class SegmentPcm:
         self.sample_rate = 0
         self.data_length = 0
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[memoryview]:
         hasher = hashlib.sha256()
         head = bytearray()
         remaining = -1
         for chunk in self._plaintext:
             hasher.update(chunk)
+            view = memoryview(chunk)
             if remaining < 0:
                 head += chunk
                 if len(head) < HEADER_SIZE:
                     continue
                 self._parse(bytes(head[:HEADER_SIZE]))
                 remaining = self.data_length
-                chunk = bytes(head[HEADER_SIZE:])
-            if remaining > 0 and chunk:
-                piece = chunk[:remaining] if len(chunk) > remaining else chunk
+                view = memoryview(bytes(head[HEADER_SIZE:]))
+            if remaining > 0 and len(view):
+                piece = view[:remaining] if len(view) > remaining else view
                 remaining -= len(piece)
                 yield piece
         if remaining != 0:
