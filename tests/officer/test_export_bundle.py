@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import sys
 import wave
 from dataclasses import dataclass, replace
@@ -289,10 +290,46 @@ async def record_and_check(tmp_path: Path, config: Config) -> None:
             await check_bundle(rec, c, out, per_segment)
 
             if config.storage.store is StoreKind.LOCAL:
+                await check_cli_export(tmp_path, row.recording_id)
                 await check_failed_export_leaves_nothing(c, config, detail, tmp_path, key)
             else:
                 await check_newer_version_is_not_read(c, config, detail, tmp_path, key)
     await check_verify_export(out, public, tmp_path)
+
+
+async def check_cli_export(tmp_path: Path, recording_id: str) -> None:
+    """The commands as an officer runs them, on the embedded default's state."""
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path)}
+    cli = [sys.executable, "-m", "recorder"]
+
+    async def run(*args: str) -> tuple[int, str]:
+        done = await trio.run_process(
+            [*cli, *args], env=env, capture_stdout=True, capture_stderr=True, check=False
+        )
+        return done.returncode, (done.stdout + done.stderr).decode()
+
+    code, text = await run("keys", "init", "--export-signing")
+    assert code == 0, text
+    [key] = (tmp_path / "rtms-recorder").rglob("export-signing.ed25519")
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    code, text = await run("keys", "init", "--export-signing")
+    assert code == 3, text  # never overwritten
+    assert "refusing to overwrite" in text
+    public = tmp_path / "cli.pub"
+    code, text = await run("keys", "export-signing-public", "--out", str(public))
+    assert code == 0, text
+    bundle = tmp_path / "cli-bundle"
+    code, text = await run("export", recording_id, "--out", str(bundle), "--reason", "SEC 17a-4")
+    assert code == 0, text
+    assert "exported 1 recording(s)" in text
+    code, text = await run("verify-export", str(bundle), "--public-key", str(public))
+    assert code == 0, text
+    code, text = await run(
+        "export", "no-such-recording", "--out", str(tmp_path / "x"), "--reason", "r"
+    )
+    assert code == 2, text
+    assert "no-such-recording" in text
+    assert not (tmp_path / "x").exists()
 
 
 async def check_failed_export_leaves_nothing(

@@ -101,6 +101,18 @@ class _RecordingOut:
     audio_bytes: int = 0
 
 
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error a caller should see from a failed track nursery: the first ``RecorderError``
+    (naming its object), else the group itself (cancellation, a bug)."""
+    matched, _ = group.split(RecorderError)
+    if matched is None:
+        return group
+    leaf: BaseException = matched
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    return leaf
+
+
 def _named(exc: RecorderError, name: str) -> RecorderError:
     """The error, its message naming ``name`` (the object or file that failed)."""
     if name not in str(exc):
@@ -285,9 +297,12 @@ async def _export_recording(
     # Tracks are independent files: decrypting, hashing and writing release the GIL, so
     # ``TRACKS_AT_ONCE`` tracks use that many cores.
     limiter = trio.CapacityLimiter(TRACKS_AT_ONCE)
-    async with trio.open_nursery() as nursery:
-        for track in sorted(plans):
-            nursery.start_soon(one_track, track)
+    try:
+        async with trio.open_nursery() as nursery:
+            for track in sorted(plans):
+                nursery.start_soon(one_track, track)
+    except BaseExceptionGroup as group:
+        raise _first_error(group) from group
     for track in sorted(plans):
         plan = plans[track]
         target = rdir / "audio" / f"{track}.wav"

@@ -48,6 +48,10 @@ def _one_paragraph(text: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def speaker_name(record: dict[str, object], channel_names: dict[str, str]) -> str:
     name = record.get("user_name")
     if isinstance(name, str) and name:
@@ -148,7 +152,7 @@ def write_vtt(out: BinaryIO, cues: list[Cue], zero_ms: int) -> None:
         start = max(0, cue.start_ms - zero_ms)
         end = max(start + 1, cue_end(cues, number - 1) - zero_ms)
         text = _escape(_one_paragraph(cue.text)) or "..."
-        voice = _escape(cue.speaker).replace("\n", " ")
+        voice = _escape(_one_line(cue.speaker)) or "unknown speaker"
         block = f"\n{number}\n{vtt_time(start)} --> {vtt_time(end)}\n<v {voice}>{text}\n"
         out.write(block.encode("utf-8"))
 
@@ -158,5 +162,6 @@ def write_text(out: BinaryIO, cues: list[Cue], zero_ms: int) -> None:
         utc = dt.datetime.fromtimestamp(cue.start_ms / 1000, tz=dt.UTC)
         stamp = utc.strftime("%Y-%m-%d %H:%M:%S") + f".{cue.start_ms % 1000:03d}Z"
         text = " ".join(_one_paragraph(cue.text).split("\n"))
-        line = f"[{vtt_time(cue.start_ms - zero_ms)}  {stamp}] {cue.speaker}: {text}\n"
+        speaker = _one_line(cue.speaker) or "unknown speaker"
+        line = f"[{vtt_time(cue.start_ms - zero_ms)}  {stamp}] {speaker}: {text}\n"
         out.write(line.encode("utf-8"))

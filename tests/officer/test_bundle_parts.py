@@ -1,0 +1,133 @@
+"""The pure parts of the export bundle: track plans across segment joins and timeline restarts,
+and transcripts whatever text and names RTMS sends."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from recorder.catalog.base import GapRow, SegmentRow, UploadState
+from recorder.officer.bundle.plan import Filler, Placed, PlanError, plan_track
+from recorder.officer.bundle.transcript import RecordsSplitter, write_vtt
+from tests.officer.test_export_bundle import parse_webvtt
+
+RATE = 8000
+
+
+def segment(
+    index: int, start_sample: int, count: int, start_ms: int, rate: int = RATE
+) -> SegmentRow:
+    return SegmentRow(
+        recording_id="r",
+        track="mixed",
+        segment_index=index,
+        participant_id=None,
+        object_key=f"k/{index}",
+        version_id=None,
+        plaintext_sha256="0" * 64,
+        stored_sha256=None,
+        plaintext_size=0,
+        stored_size=0,
+        start_ms=start_ms,
+        end_ms=start_ms + count * 1000 // rate,
+        start_sample=start_sample,
+        sample_count=count,
+        sample_rate=rate,
+        codec="L16",
+        key_id="k",
+        retain_until_ms=None,
+        upload_state=UploadState.VERIFIED,
+        recovered=False,
+        uploaded_ms=None,
+        verified_ms=None,
+    )
+
+
+def gap(start_ms: int, end_ms: int, cause: str, samples: tuple[int, int] | None = None) -> GapRow:
+    return GapRow(
+        "r", "mixed", start_ms, end_ms, *(samples or (None, None)), cause=cause, detail=""
+    )
+
+
+def test_segments_of_one_timeline_are_laid_end_to_end_in_index_order() -> None:
+    plan = plan_track("mixed", [segment(1, 8000, 8000, 1000), segment(0, 0, 8000, 0)], [])
+    assert [
+        (p.segment.segment_index, p.position) for p in plan.pieces if isinstance(p, Placed)
+    ] == [
+        (0, 0),
+        (1, 8000),
+    ]
+    assert plan.fillers == ()
+    assert plan.total_samples == 16000
+
+
+def test_a_new_timeline_is_placed_by_the_rtms_clock_with_listed_silence_between() -> None:
+    # A takeover: the second owner's timeline starts at sample 0 again, 500 ms later.
+    takeover = gap(1000, 1500, "takeover")
+    plan = plan_track("mixed", [segment(0, 0, 8000, 0), segment(1, 0, 8000, 1500)], [takeover])
+    [filler] = plan.fillers
+    assert filler == Filler(position=8000, count=4000, start_ms=1000, end_ms=1500, cause="takeover")
+    assert plan.total_samples == 20000
+    [listed] = plan.gaps
+    assert (listed.wav_start_sample, listed.wav_end_sample) == (8000, 12000)
+
+
+def test_samples_the_timeline_skipped_between_segments_are_filled() -> None:
+    plan = plan_track("mixed", [segment(0, 0, 8000, 0), segment(1, 12000, 8000, 1500)], [])
+    [filler] = plan.fillers
+    assert (filler.position, filler.count, filler.cause) == (8000, 4000, "not_recorded")
+
+
+def test_a_gap_inside_a_segment_is_listed_at_its_exact_samples() -> None:
+    inside = gap(250, 500, "media_interrupted", (2000, 4000))
+    plan = plan_track("mixed", [segment(0, 0, 8000, 0), segment(1, 8000, 8000, 1000)], [inside])
+    [listed] = plan.gaps
+    assert (listed.wav_start_sample, listed.wav_end_sample, listed.cause) == (
+        2000,
+        4000,
+        "media_interrupted",
+    )
+
+
+def test_a_rate_change_inside_a_track_is_refused_by_name() -> None:
+    with pytest.raises(PlanError, match="segment 1 is 16000 Hz"):
+        plan_track("mixed", [segment(0, 0, 8000, 0), segment(1, 8000, 16000, 1000, 16000)], [])
+
+
+texts = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=80)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 10**7), texts, texts),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_any_transcript_text_and_speaker_make_a_webvtt_file_that_parses(
+    items: list[tuple[int, str, str]],
+) -> None:
+    chat, events = io.BytesIO(), io.BytesIO()
+    splitter = RecordsSplitter(chat, events)
+    for start, speaker, text in items:
+        record = {"type": "transcript", "ts_ms": start, "user_name": speaker, "text": text}
+        splitter.feed(json.dumps(record).encode())
+    splitter.finish()
+    out = io.BytesIO()
+    write_vtt(out, splitter.cues, 0)
+    cues = parse_webvtt(out.getvalue().decode("utf-8"))
+    assert len(cues) == len(items)
+    ordered = sorted(items, key=lambda item: item[0])
+    assert [c.start_ms for c in cues] == [start for start, _, _ in ordered]
+    # The words come back as sent, one cue each, blank lines and line-end kinds aside.
+    expected = []
+    for _, _, text in ordered:
+        lines = [line.strip() for line in text.replace("\r", "\n").split("\n")]
+        expected.append("\n".join(line for line in lines if line) or "...")
+    assert [c.text for c in cues] == expected
+    assert json.loads(chat.getvalue()) == []
+    assert json.loads(events.getvalue()) == []
