@@ -70,11 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="find recordings in the catalog")
     _config_arg(p)
-    p.add_argument("--product", choices=[product.value for product in Product])
-    p.add_argument("--instance", help="meeting/webinar uuid, session, engagement or call id")
-    p.add_argument("--stream", help="rtms_stream_id")
-    p.add_argument("--participant", help="participant, caller or agent id or name")
-    p.add_argument("--limit", type=int, default=50)
+    from recorder.officer.search import add_arguments as search_arguments
+
+    search_arguments(p)
     p.add_argument(
         "--failed",
         action="store_true",

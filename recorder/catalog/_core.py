@@ -24,13 +24,20 @@ from recorder.catalog._lifecycle import LifecycleQueries
 from recorder.catalog._officers import OfficerQueries
 from recorder.catalog._rows import Row as Row
 from recorder.catalog._rows import Tx as Tx
+from recorder.catalog._search import SearchQueries
 from recorder.catalog._streams import StreamQueries
 from recorder.catalog.schema import MIGRATIONS, SCHEMA_VERSION_DDL, Engine, Migration
 from recorder.errors import CatalogError
 
 
 class SqlCatalog(
-    StreamQueries, EvidenceQueries, OfficerQueries, LifecycleQueries, KeyQueries, abc.ABC
+    StreamQueries,
+    EvidenceQueries,
+    OfficerQueries,
+    SearchQueries,
+    LifecycleQueries,
+    KeyQueries,
+    abc.ABC,
 ):
     """The ``Catalog`` implementation shared by both engines."""
 

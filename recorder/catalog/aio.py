@@ -46,6 +46,7 @@ from recorder.catalog.base import (
 )
 from recorder.catalog.connect import open_catalog, open_configured_catalog
 from recorder.catalog.postgres import DEFAULT_MAX_CONNECTIONS, PostgresCatalog
+from recorder.catalog.search import RecordingQuery, SearchPage
 from recorder.config import CatalogConfig, Secret
 from recorder.evidence_destruction import DestructionRecord
 
@@ -374,6 +375,9 @@ class AsyncCatalog:
 
     async def show(self, recording_id: str) -> RecordingDetail | None:
         return await self._call(functools.partial(self.sync.show, recording_id))
+
+    async def search_recordings(self, query: RecordingQuery) -> SearchPage:
+        return await self._call(functools.partial(self.sync.search_recordings, query))
 
     # lifecycle evidence
     async def add_lifecycle_event(self, event: NewLifecycleEvent) -> tuple[LifecycleEventRow, bool]:

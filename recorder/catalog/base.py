@@ -23,11 +23,14 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from recorder.evidence_destruction import DestructionRecord
 from recorder.products import Product as Product
 from recorder.sink import SealedSegment
+
+if TYPE_CHECKING:
+    from recorder.catalog.search import RecordingQuery, SearchPage
 
 #: JSON-compatible values allowed in audit details.
 JsonValue = str | int | float | bool | None | Sequence["JsonValue"] | Mapping[str, "JsonValue"]
@@ -682,6 +685,10 @@ class Catalog(Protocol):
     ) -> list[RecordingRow]: ...
 
     def show(self, recording_id: str) -> RecordingDetail | None: ...
+
+    def search_recordings(self, query: RecordingQuery) -> SearchPage:
+        """One page of ``recorder.catalog.search.RecordingQuery`` results, newest first."""
+        ...
 
     # lifecycle evidence
     def add_lifecycle_event(self, event: NewLifecycleEvent) -> tuple[LifecycleEventRow, bool]:

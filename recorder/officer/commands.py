@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from recorder.catalog.base import Product
 from recorder.officer.verify import verify_recording
 from recorder.officer.views import describe, describe_lifecycle_event
 from recorder.service.components import Components
@@ -13,20 +12,9 @@ from recorder.service.components import Components
 async def search(c: Components, args: argparse.Namespace) -> int:
     if getattr(args, "failed", False):
         return await search_failed(c, args.limit)
-    rows = await c.catalog.search(
-        product=Product(args.product) if args.product else None,
-        instance_id=args.instance,
-        stream_id=args.stream,
-        participant=args.participant,
-        limit=args.limit,
-    )
-    for r in rows:
-        print(
-            f"{r.recording_id}  {r.product.value:<14} {r.status.value:<10} "
-            f"started_ms={r.started_ms}  {r.instance_id}"
-        )
-    print(f"{len(rows)} recording(s)")
-    return 0
+    from recorder.officer.search import search as search_recordings
+
+    return await search_recordings(c, args)
 
 
 async def search_failed(c: Components, limit: int) -> int:
