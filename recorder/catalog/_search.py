@@ -36,11 +36,15 @@ def _in_list(values: tuple[str, ...]) -> str:
     return ", ".join("?" for _ in values)
 
 
-def _role_clause(roles: tuple[str, ...]) -> str:
-    return f"""r.recording_id IN (SELECT p.recording_id FROM participants p
+def _role_select(roles: tuple[str, ...]) -> str:
+    return f"""SELECT p.recording_id FROM participants p
             WHERE p.role IN ({_in_list(roles)}) AND p.user_id = ?
             UNION SELECT p.recording_id FROM participants p
-            WHERE p.role IN ({_in_list(roles)}) AND LOWER(p.user_name) = LOWER(?))"""
+            WHERE p.role IN ({_in_list(roles)}) AND LOWER(p.user_name) = LOWER(?)"""
+
+
+def _role_clause(roles: tuple[str, ...]) -> str:
+    return f"r.recording_id IN ({_role_select(roles)})"
 
 
 def _clauses(query: RecordingQuery) -> tuple[list[str], list[object]]:
@@ -59,12 +63,19 @@ def _clauses(query: RecordingQuery) -> tuple[list[str], list[object]]:
         clauses.append(f"r.status IN ({_in_list(tuple(s.value for s in query.statuses))})")
         params.extend(s.value for s in query.statuses)
     if query.any_id is not None:
+        # One indexed lookup per id column, unioned: an OR across columns would make both
+        # engines walk every recording.
         clauses.append(
-            """(r.recording_id = ? OR r.instance_id = ? OR r.rtms_stream_id = ?
-                OR r.meeting_number = ? OR r.account_id = ? OR r.operator_id = ?
-                OR r.cc_queue_id = ? OR r.cc_agent_id = ?
-                OR r.recording_id IN (SELECT p.recording_id FROM participants p
-                    WHERE p.user_id = ?))"""
+            """r.recording_id IN (
+                SELECT recording_id FROM recordings WHERE recording_id = ?
+                UNION SELECT recording_id FROM recordings WHERE instance_id = ?
+                UNION SELECT recording_id FROM recordings WHERE rtms_stream_id = ?
+                UNION SELECT recording_id FROM recordings WHERE meeting_number = ?
+                UNION SELECT recording_id FROM recordings WHERE account_id = ?
+                UNION SELECT recording_id FROM recordings WHERE operator_id = ?
+                UNION SELECT recording_id FROM recordings WHERE cc_queue_id = ?
+                UNION SELECT recording_id FROM recordings WHERE cc_agent_id = ?
+                UNION SELECT p.recording_id FROM participants p WHERE p.user_id = ?)"""
         )
         params.extend([query.any_id] * 9)
     if query.participant is not None:
@@ -76,8 +87,10 @@ def _clauses(query: RecordingQuery) -> tuple[list[str], list[object]]:
         params.extend([query.participant] * 2)
     if query.agent is not None:
         clauses.append(
-            f"""(r.cc_agent_id = ? OR LOWER(r.cc_agent_name) = LOWER(?)
-                OR {_role_clause(AGENT_ROLES)})"""
+            f"""r.recording_id IN (
+                SELECT recording_id FROM recordings WHERE cc_agent_id = ?
+                UNION SELECT recording_id FROM recordings WHERE LOWER(cc_agent_name) = LOWER(?)
+                UNION {_role_select(AGENT_ROLES)})"""
         )
         params.extend([query.agent, query.agent])
         params.extend([*AGENT_ROLES, query.agent, *AGENT_ROLES, query.agent])
@@ -85,7 +98,11 @@ def _clauses(query: RecordingQuery) -> tuple[list[str], list[object]]:
         clauses.append(_role_clause(CALLER_ROLES))
         params.extend([*CALLER_ROLES, query.caller, *CALLER_ROLES, query.caller])
     if query.queue is not None:
-        clauses.append("(r.cc_queue_id = ? OR LOWER(r.cc_queue_name) = LOWER(?))")
+        clauses.append(
+            """r.recording_id IN (SELECT recording_id FROM recordings WHERE cc_queue_id = ?
+                UNION SELECT recording_id FROM recordings
+                WHERE LOWER(cc_queue_name) = LOWER(?))"""
+        )
         params.extend([query.queue, query.queue])
     if query.gap_cause is not None:
         clauses.append("r.recording_id IN (SELECT g.recording_id FROM gaps g WHERE g.cause = ?)")
@@ -93,7 +110,14 @@ def _clauses(query: RecordingQuery) -> tuple[list[str], list[object]]:
     elif query.has_gaps:
         clauses.append("r.recording_id IN (SELECT g.recording_id FROM gaps g)")
     if query.on_hold:
-        clauses.append(_ON_HOLD)
+        clauses.append(
+            """r.recording_id IN (
+                SELECT h.scope_value FROM legal_holds h
+                WHERE h.released_ms IS NULL AND h.scope = 'recording'
+                UNION SELECT held.recording_id FROM recordings held JOIN legal_holds h
+                    ON h.scope = 'instance' AND h.scope_value = held.instance_id
+                WHERE h.released_ms IS NULL)"""
+        )
     if query.after is not None:
         try:
             started, recording_id = decode_cursor(query.after)
