@@ -79,9 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="list failed starts (rtms.start_failed, concurrency_limited), orphans included",
     )
 
-    p = sub.add_parser("show", help="show one recording: tracks, gaps, pauses, holds")
+    p = sub.add_parser("show", help="everything about one recording (verified now, audited)")
     _config_arg(p)
     p.add_argument("recording_id")
+    p.add_argument("--json", action="store_true", help="machine-readable (schema show/1)")
+    p.add_argument("--tz", default=None, help="time zone for times shown (default UTC)")
+    p.add_argument("--no-verify", action="store_true", help="skip re-verifying every object")
+    p.add_argument("--actor", default=None, help="who is asking (default: the OS user)")
+    p.add_argument("--reason", default=None, help="why (audited; default 'recorder show')")
 
     p = sub.add_parser("verify", help="fetch, decrypt and check every object of recordings")
     _config_arg(p)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from recorder.officer.verify import verify_recording
-from recorder.officer.views import describe, describe_lifecycle_event
+from recorder.officer.views import describe_lifecycle_event
 from recorder.service.components import Components
 
 
@@ -28,16 +28,9 @@ async def search_failed(c: Components, limit: int) -> int:
 
 
 async def show(c: Components, args: argparse.Namespace) -> int:
-    detail = await c.catalog.show(args.recording_id)
-    if detail is None:
-        print(f"no recording {args.recording_id!r}")
-        return 2
-    verdict = await verify_recording(
-        c, args.recording_id, actor="recorder show", reason="integrity shown with the listing"
-    )
-    for line in describe(detail, verdict):
-        print(line)
-    return 0
+    from recorder.officer.show import show as show_recording
+
+    return await show_recording(c, args)
 
 
 async def verify(c: Components, args: argparse.Namespace) -> int:

@@ -291,6 +291,7 @@ async def record_and_check(tmp_path: Path, config: Config) -> None:
 
             if config.storage.store is StoreKind.LOCAL:
                 await check_cli_export(tmp_path, row.recording_id)
+                await check_cli_show(tmp_path, detail)
                 await check_failed_export_leaves_nothing(c, config, detail, tmp_path, key)
             else:
                 await check_newer_version_is_not_read(c, config, detail, tmp_path, key)
@@ -330,6 +331,54 @@ async def check_cli_export(tmp_path: Path, recording_id: str) -> None:
     assert code == 2, text
     assert "no-such-recording" in text
     assert not (tmp_path / "x").exists()
+
+
+async def check_cli_show(tmp_path: Path, detail: RecordingDetail) -> None:
+    """``recorder show --json``: the whole story of the recording in one document."""
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path)}
+    rid = detail.recording.recording_id
+    done = await trio.run_process(
+        [sys.executable, "-m", "recorder", "show", rid, "--json", "--reason", "case 7"],
+        env=env,
+        capture_stdout=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout
+    doc = json.loads(done.stdout)
+    assert doc["schema"] == "rtms-recorder.show/1"
+    assert doc["recording"]["recording_id"] == rid
+    roles = {p["user_name"]: p["role"] for p in doc["participants"]}
+    assert roles == {"Agent": "callee", "Caller": "caller"}
+    agent = next(p for p in doc["participants"] if p["user_name"] == "Agent")
+    assert [e["event"] for e in agent["presence"]] == ["USER_ANSWERED"]
+    tracks = {t["track"]: t for t in doc["tracks"]}
+    assert set(tracks) == {"channel-ch-agent", "channel-ch-caller"}
+    for track in tracks.values():
+        gap_ms = sum(g.end_ms - g.start_ms for g in detail.gaps if g.track == track["track"])
+        assert track["gap_ms"] == gap_ms > 0
+        assert track["captured_ms"] == track["covered_ms"] - gap_ms
+        assert track["expected_ms"] == detail.recording.ended_ms - detail.recording.started_ms
+        assert len(track["segments"]) >= 4
+    assert {g["cause"] for g in doc["gaps"]} == {g.cause for g in detail.gaps}
+    assert [c["text"] for c in doc["transcript"]["excerpt"]] == [t for _, _, t in TRANSCRIPTS]
+    assert doc["verification"]["ok"] is True
+    assert doc["verification"]["last_verified_ms"] is not None
+    actions = [(a["action"], a["reason"]) for a in doc["audit_trail"]]
+    assert ("export", "FINRA 4511") in actions
+    assert ("verify", "case 7") in actions
+    assert ("show", "case 7") in actions
+    assert doc["legal_holds"] == []
+    done = await trio.run_process(
+        [sys.executable, "-m", "recorder", "show", rid, "--no-verify", "--tz", "Europe/Paris"],
+        env=env,
+        capture_stdout=True,
+        check=False,
+    )
+    text = done.stdout.decode()
+    assert done.returncode == 0, text
+    assert "Agent (callee)" in text
+    assert "Certainly --> one moment" in text
+    assert "CET" in text
 
 
 async def check_failed_export_leaves_nothing(

@@ -140,7 +140,7 @@ async def _fetch(c: Components, row: SegmentRow | RecordFileRow, spool: IO[bytes
         raise DigestMismatch(f"{row.object_key}: stored object differs from the catalog's digest")
 
 
-async def _with_object(
+async def with_object(
     c: Components,
     row: SegmentRow | RecordFileRow,
     work: Callable[[Iterator[bytes], str | None], None],
@@ -203,7 +203,7 @@ async def _write_track(
                     )
 
             try:
-                await _with_object(c, seg, copy)
+                await with_object(c, seg, copy)
             except RecorderError as exc:
                 raise _named(exc, seg.object_key) from exc
             except OSError as exc:
@@ -244,7 +244,7 @@ async def _export_records(
                     )
 
             try:
-                await _with_object(c, row, split)
+                await with_object(c, row, split)
             except RecorderError as exc:
                 raise _named(exc, row.object_key) from exc
             except (OSError, ValueError) as exc:
