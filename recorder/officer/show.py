@@ -23,6 +23,7 @@ from recorder.errors import RecorderError
 from recorder.officer.bundle.export import with_object
 from recorder.officer.keys import os_actor
 from recorder.officer.verify import RecordingVerdict, Verdict, verify_recording
+from recorder.officer.views import describe_lifecycle_event
 from recorder.officer.when import show_duration, show_time, zone
 
 if TYPE_CHECKING:
@@ -255,6 +256,7 @@ def document(
                 "received_ms": e.received_ms,
                 "reason": e.reason,
                 "rtms_stream_id": e.rtms_stream_id,
+                "summary": describe_lifecycle_event(e),
             }
             for e in detail.lifecycle_events
         ],
@@ -355,7 +357,7 @@ def render(doc: dict[str, object], tz: dt.tzinfo) -> list[str]:
     lines.append(f"  last verified {t(check['last_verified_ms'])}")
     for e in doc["lifecycle_events"]:  # type: ignore[attr-defined]
         label = "failed start" if e["failed"] else "lifecycle"
-        lines.append(f"  {label}: {e['event']} {t(e['received_ms'])} {e['reason'] or ''}")
+        lines.append(f"  {label}: {e['summary']}")
     lines.append("audit trail:")
     for a in doc["audit_trail"]:  # type: ignore[attr-defined]
         lines.append(f"  {t(a['at_ms'])}  {a['actor']}  {a['action']}  {a['reason']}")
