@@ -1,9 +1,10 @@
 """``search_recordings``: the officer's search, one keyset page at a time (both engines).
 
-Each filter is a clause over ``recordings r`` chosen in code, values always bound. Filters on
-other tables are ``r.recording_id IN (SELECT ...)`` semi-joins, so the engine can drive the
-query from the selective side's index (a name, a queue, a gap cause) instead of walking every
-recording in time order. Migration 14 adds the indexes these clauses use.
+Each filter is a clause over ``recordings r`` chosen in code, values always bound. Rare matches
+on other tables (a name, an id) are ``r.recording_id IN (SELECT ... UNION ...)`` of indexed
+lookups, so the engine starts from the selective side; common ones (gaps, a few percent of
+recordings) are ``EXISTS`` probes while walking recordings newest first, which finds a page
+without collecting every match. Migration 14 adds the indexes these clauses use.
 """
 
 # ruff: noqa: S608
@@ -98,17 +99,18 @@ def _clauses(query: RecordingQuery) -> tuple[list[str], list[object]]:
         clauses.append(_role_clause(CALLER_ROLES))
         params.extend([*CALLER_ROLES, query.caller, *CALLER_ROLES, query.caller])
     if query.queue is not None:
-        clauses.append(
-            """r.recording_id IN (SELECT recording_id FROM recordings WHERE cc_queue_id = ?
-                UNION SELECT recording_id FROM recordings
-                WHERE LOWER(cc_queue_name) = LOWER(?))"""
-        )
+        # Columns of the recording itself: both engines combine the two indexes.
+        clauses.append("(r.cc_queue_id = ? OR LOWER(r.cc_queue_name) = LOWER(?))")
         params.extend([query.queue, query.queue])
+    # Gaps are common (a few percent of recordings): walking recordings newest first and
+    # probing each one's gaps finds a page long before materialising every gapped recording.
     if query.gap_cause is not None:
-        clauses.append("r.recording_id IN (SELECT g.recording_id FROM gaps g WHERE g.cause = ?)")
+        clauses.append(
+            "EXISTS (SELECT 1 FROM gaps g WHERE g.recording_id = r.recording_id AND g.cause = ?)"
+        )
         params.append(query.gap_cause)
     elif query.has_gaps:
-        clauses.append("r.recording_id IN (SELECT g.recording_id FROM gaps g)")
+        clauses.append("EXISTS (SELECT 1 FROM gaps g WHERE g.recording_id = r.recording_id)")
     if query.on_hold:
         clauses.append(
             """r.recording_id IN (

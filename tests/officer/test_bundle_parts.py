@@ -3,16 +3,25 @@ and transcripts whatever text and names RTMS sends."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import struct
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 
 from recorder.catalog.base import GapRow, SegmentRow, UploadState
+from recorder.errors import BundleInconsistent
+from recorder.officer.bundle.manifest import BUNDLE_FORMAT, canonical, file_entry
 from recorder.officer.bundle.plan import Filler, Placed, PlanError, plan_track
+from recorder.officer.bundle.signing import sign
 from recorder.officer.bundle.transcript import RecordsSplitter, write_vtt
+from recorder.officer.bundle.verify import verify_bundle
+from recorder.officer.bundle.wavio import wav_header
 from tests.officer.test_export_bundle import parse_webvtt
 
 RATE = 8000
@@ -131,3 +140,71 @@ def test_any_transcript_text_and_speaker_make_a_webvtt_file_that_parses(
     assert [c.text for c in cues] == expected
     assert json.loads(chat.getvalue()) == []
     assert json.loads(events.getvalue()) == []
+
+
+def _signed_bundle(root: Path, audio: bytes, key: Ed25519PrivateKey) -> None:
+    """A one-track bundle whose manifest says frames 4..8 were filled with silence."""
+    frames = len(audio) // 2
+    (root / "r1" / "audio").mkdir(parents=True)
+    wav = root / "r1" / "audio" / "mixed.wav"
+    wav.write_bytes(wav_header(sample_rate=RATE, channels=1, frames=frames) + audio)
+    digest = hashlib.sha256(wav.read_bytes()).hexdigest()
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "actor": "o",
+        "reason": "r",
+        "recordings": [
+            {
+                "recording_id": "r1",
+                "files": [
+                    file_entry(
+                        "r1/audio/mixed.wav",
+                        digest,
+                        wav.stat().st_size,
+                        "track",
+                        sample_rate=RATE,
+                        channels=1,
+                        frames=frames,
+                    )
+                ],
+                "export_audit_event": {
+                    "target": "r1",
+                    "action": "export",
+                    "actor": "o",
+                    "reason": "r",
+                },
+                "tracks": [
+                    {
+                        "track": "mixed",
+                        "file": "r1/audio/mixed.wav",
+                        "channels": 1,
+                        "frames": frames,
+                        "segments": [
+                            {"wav_start_frame": 0, "frames": 4},
+                            {"wav_start_frame": 8, "frames": frames - 8},
+                        ],
+                        "filled": [{"wav_start_frame": 4, "frames": 4}],
+                        "gaps": [],
+                    }
+                ],
+            }
+        ],
+    }
+    body = canonical(manifest)
+    (root / "manifest.json").write_bytes(body)
+    (root / "manifest.sig").write_bytes(sign(key, body).to_json())
+
+
+def test_verify_export_checks_that_filled_spans_are_silent(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    good = tmp_path / "good"
+    _signed_bundle(good, struct.pack("<16h", *([100] * 4 + [0] * 4 + [200] * 8)), key)
+    assert verify_bundle(good, key.public_key()).ok
+    # Signed and hashed consistently, but "silence" that holds audio: inconsistent (87).
+    bad = tmp_path / "bad"
+    _signed_bundle(bad, struct.pack("<16h", *([100] * 4 + [0, 7, 0, 0] + [200] * 8)), key)
+    report = verify_bundle(bad, key.public_key())
+    gravest = report.gravest()
+    assert isinstance(gravest, BundleInconsistent)
+    assert gravest.exit_code == 87
+    assert "filled silence holds audio" in str(gravest)

@@ -169,7 +169,7 @@ def _check_recording(
             BundleInconsistent(f"{recording_id}: the export audit event is not this export's")
         )
     for index, item in enumerate(_list(recording.get("tracks"), f"{recording_id} tracks")):
-        _check_track(_mapping(item, f"{recording_id} tracks[{index}]"), entries, report)
+        _check_track(root, _mapping(item, f"{recording_id} tracks[{index}]"), entries, report)
 
 
 def _check_file(root: Path, path: str, entry: Mapping[str, object], report: BundleReport) -> None:
@@ -203,7 +203,30 @@ def _check_file(root: Path, path: str, entry: Mapping[str, object], report: Bund
             )
 
 
+def _check_filled_silent(path: Path, track: Mapping[str, object], report: BundleReport) -> None:
+    """Silence the manifest says was filled in must be silence in the file."""
+    channels = _int(track.get("channels"), f"track {track.get('track')} channels")
+    frame = 2 * channels
+    with path.open("rb") as handle:
+        for item in _list(track.get("filled"), f"track {track.get('track')} filled"):
+            fill = _mapping(item, "filled span")
+            start = _int(fill.get("wav_start_frame"), "filled start")
+            remaining = _int(fill.get("frames"), "filled frames") * frame
+            handle.seek(PLAIN_HEADER_SIZE + start * frame)
+            while remaining > 0:
+                block = handle.read(min(remaining, 1 << 20))
+                if not block or block.count(0) != len(block):
+                    report.problems.append(
+                        BundleInconsistent(
+                            f"{path.name}: a span listed as filled silence holds audio"
+                        )
+                    )
+                    return
+                remaining -= len(block)
+
+
 def _check_track(
+    root: Path,
     track: Mapping[str, object],
     entries: Mapping[str, Mapping[str, object]],
     report: BundleReport,
@@ -238,6 +261,9 @@ def _check_track(
                 f"track {name}: segments and filled spans do not add up to its length"
             )
         )
+    path = root / str(track.get("file"))
+    if path.is_file():
+        _check_filled_silent(path, track, report)
     for item in _list(track.get("gaps"), f"track {name} gaps"):
         gap = _mapping(item, f"track {name} gap")
         start = _int(gap.get("wav_start_frame"), f"track {name} gap start")
