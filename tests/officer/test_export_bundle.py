@@ -13,6 +13,7 @@ import json
 import os
 import re
 import stat
+import subprocess
 import sys
 import wave
 from dataclasses import dataclass, replace
@@ -298,6 +299,12 @@ async def record_and_check(tmp_path: Path, config: Config) -> None:
     await check_verify_export(out, public, tmp_path)
 
 
+def exited_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
 async def check_cli_export(tmp_path: Path, recording_id: str) -> None:
     """The commands as an officer runs them, on the embedded default's state."""
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path)}
@@ -320,11 +327,28 @@ async def check_cli_export(tmp_path: Path, recording_id: str) -> None:
     code, text = await run("keys", "export-signing-public", "--out", str(public))
     assert code == 0, text
     bundle = tmp_path / "cli-bundle"
-    code, text = await run("export", recording_id, "--out", str(bundle), "--reason", "SEC 17a-4")
+    # What an export killed outright left beside the target is removed by the next one; a
+    # partial directory whose owner still runs is another export at work and stays.
+    dead_pid = await trio.to_thread.run_sync(exited_pid)
+    abandoned = tmp_path / ".cli-bundle.partial-killed"
+    abandoned.mkdir()
+    (abandoned / ".owner-pid").write_text(str(dead_pid))
+    (abandoned / "decrypted.wav").write_bytes(b"RIFF plaintext")
+    busy = tmp_path / ".cli-bundle.partial-busy"
+    busy.mkdir()
+    (busy / ".owner-pid").write_text(str(os.getpid()))
+    code, text = await run(
+        "export", "--product", "contact_center", "--out", str(bundle), "--reason", "SEC 17a-4"
+    )
     assert code == 0, text
     assert "exported 1 recording(s)" in text
+    assert not abandoned.exists()
+    assert busy.exists()
+    busy.joinpath(".owner-pid").unlink()
+    busy.rmdir()
     code, text = await run("verify-export", str(bundle), "--public-key", str(public))
     assert code == 0, text
+    assert [r["recording_id"] for r in manifest_json(bundle)["recordings"]] == [recording_id]
     code, text = await run(
         "export", "no-such-recording", "--out", str(tmp_path / "x"), "--reason", "r"
     )

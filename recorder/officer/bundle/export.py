@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,10 @@ from recorder.service.components import Components, now_ms
 
 #: Tracks of one recording exported at the same time (worker threads; memory is per track).
 TRACKS_AT_ONCE: Final = 2
+#: In a partial bundle directory: the exporting process's pid (removed before the rename).
+OWNER_FILE: Final = ".owner-pid"
+#: A partial directory without an owner file is only taken for abandoned after this long.
+OWNERLESS_GRACE_S: Final = 60.0
 #: How long the failure cleanup may take before it is abandoned (it is shielded).
 CLEANUP_TIMEOUT_S: Final = 60.0
 
@@ -492,8 +497,10 @@ async def export_bundle(
     if not reason.strip():
         raise RecorderError("an export needs a reason (written to the audit log)")
     details = await _details(c, recording_ids)
+    await trio.to_thread.run_sync(remove_abandoned, out_dir)
     try:
-        root = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+        root = Path(tempfile.mkdtemp(prefix=_partial_prefix(out_dir), dir=out_dir.parent))
+        _write_new(root / OWNER_FILE, str(os.getpid()).encode())
     except OSError as exc:
         raise StorageError(f"cannot create a directory beside {out_dir}: {exc.strerror}") from exc
     tally = _Tally(
@@ -534,6 +541,7 @@ async def export_bundle(
         body = canonical(manifest)
         _write_new(root / MANIFEST_NAME, body)
         _write_new(root / SIGNATURE_NAME, sign(signing_key, body).to_json())
+        (root / OWNER_FILE).unlink()
         _fsync_tree(root)
         if out_dir.exists():
             raise StorageError(f"{out_dir} appeared while exporting: an export never overwrites")
@@ -551,6 +559,46 @@ async def export_bundle(
         audio_bytes,
         hashlib.sha256(body).hexdigest(),
     )
+
+
+def _partial_prefix(out_dir: Path) -> str:
+    return f".{out_dir.name}.partial-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_abandoned(out_dir: Path) -> list[Path]:
+    """Remove what an export to ``out_dir`` killed outright (SIGKILL, power loss) left behind.
+
+    A partial directory whose owner process is gone holds decrypted audio nobody will finish;
+    one whose owner still runs is another export in progress and is left alone.
+    """
+    removed = []
+    for partial in out_dir.parent.glob(_partial_prefix(out_dir) + "*"):
+        try:
+            owner = int((partial / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            # No owner yet: an export just starting, or one killed before it wrote it.
+            try:
+                age_s = time.time() - partial.stat().st_mtime
+            except OSError:
+                continue
+            if age_s < OWNERLESS_GRACE_S:
+                continue
+            owner = -1
+        if owner > 0 and _alive(owner):
+            continue
+        shutil.rmtree(partial, ignore_errors=True)
+        removed.append(partial)
+    return removed
 
 
 def _write_new(path: Path, data: bytes) -> None:
