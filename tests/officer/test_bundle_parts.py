@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recorder.catalog.base import GapRow, SegmentRow, UploadState
@@ -208,3 +208,48 @@ def test_verify_export_checks_that_filled_spans_are_silent(tmp_path: Path) -> No
     assert isinstance(gravest, BundleInconsistent)
     assert gravest.exit_code == 87
     assert "filled silence holds audio" in str(gravest)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def _paths(value: object, prefix: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    found = [prefix]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += _paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += _paths(item, (*prefix, index))
+    return found
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_a_hostile_signed_manifest_is_reported_never_crashes_the_verifier(
+    tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
+) -> None:
+    """Whatever a signer put in the manifest, verify-export reports problems and stops."""
+    key = Ed25519PrivateKey.generate()
+    root = tmp_path_factory.mktemp("bundle")
+    _signed_bundle(root, struct.pack("<16h", *([100] * 4 + [0] * 4 + [200] * 8)), key)
+    manifest = json.loads((root / "manifest.json").read_bytes())
+    target = data.draw(st.sampled_from(_paths(manifest)[1:]))
+    replacement = data.draw(json_values)
+    holder = manifest
+    for step in target[:-1]:
+        holder = holder[step]
+    holder[target[-1]] = replacement
+    body = canonical(manifest)
+    (root / "manifest.json").write_bytes(body)
+    (root / "manifest.sig").write_bytes(sign(key, body).to_json())
+    report = verify_bundle(root, key.public_key())
+    assert all(problem.exit_code in (84, 85, 86, 87) for problem in report.problems)

@@ -128,6 +128,9 @@ def verify_bundle(root: Path, public: Ed25519PublicKey) -> BundleReport:
             _check_recording(root, recording, manifest, listed, report)
     except BundleError as exc:
         report.problems.append(exc)
+    except (ValueError, OSError, struct.error) as exc:
+        # A hostile or broken manifest (a NUL in a path, a WAV shorter than its header...).
+        report.problems.append(BundleInconsistent(f"{MANIFEST_NAME}: {exc}"))
     present = {
         p.relative_to(root).as_posix()
         for p in root.rglob("*")
@@ -203,15 +206,22 @@ def _check_file(root: Path, path: str, entry: Mapping[str, object], report: Bund
             )
 
 
-def _check_filled_silent(path: Path, track: Mapping[str, object], report: BundleReport) -> None:
+def _check_filled_silent(
+    path: Path, track: Mapping[str, object], frames: int, report: BundleReport
+) -> None:
     """Silence the manifest says was filled in must be silence in the file."""
     channels = _int(track.get("channels"), f"track {track.get('track')} channels")
+    if channels < 1:
+        raise BundleInconsistent(f"track {track.get('track')}: {channels} channels")
     frame = 2 * channels
     with path.open("rb") as handle:
         for item in _list(track.get("filled"), f"track {track.get('track')} filled"):
             fill = _mapping(item, "filled span")
             start = _int(fill.get("wav_start_frame"), "filled start")
-            remaining = _int(fill.get("frames"), "filled frames") * frame
+            count = _int(fill.get("frames"), "filled frames")
+            if not 0 <= start <= start + count <= frames:
+                raise BundleInconsistent(f"{path.name}: a filled span lies outside the file")
+            remaining = count * frame
             handle.seek(PLAIN_HEADER_SIZE + start * frame)
             while remaining > 0:
                 block = handle.read(min(remaining, 1 << 20))
@@ -234,8 +244,10 @@ def _check_track(
     name = track.get("track")
     frames = _int(track.get("frames"), f"track {name} frames")
     entry = entries.get(str(track.get("file")))
-    if entry is None or entry.get("frames") != frames:
+    if entry is None or entry.get("frames") != frames or entry.get("kind") != "track":
+        # Only files listed (inside the bundle, hashed) are ever read for the checks below.
         report.problems.append(BundleInconsistent(f"track {name}: no file entry of its length"))
+        return
     spans: list[tuple[int, int]] = []
     for item in _list(track.get("segments"), f"track {name} segments"):
         seg = _mapping(item, f"track {name} segment")
@@ -262,8 +274,8 @@ def _check_track(
             )
         )
     path = root / str(track.get("file"))
-    if path.is_file():
-        _check_filled_silent(path, track, report)
+    if path.is_file() and entry.get("channels") == track.get("channels"):
+        _check_filled_silent(path, track, frames, report)
     for item in _list(track.get("gaps"), f"track {name} gaps"):
         gap = _mapping(item, f"track {name} gap")
         start = _int(gap.get("wav_start_frame"), f"track {name} gap start")
