@@ -1,4 +1,4 @@
-"""Export throughput for one large recording: ``recorder bench export [--minutes 60]``.
+"""Export throughput for one large recording: ``recorder bench export [--minutes 120]``.
 
 Builds a Contact Center recording of two legs (16 kHz mono, five-minute segments) the way the
 recorder seals them: encrypted segment files from the real spool sink and keyring, put into the
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import resource
 import tempfile
 import time
 from collections.abc import Sequence
@@ -164,13 +165,15 @@ async def run(minutes: int, directory: Path | None) -> None:
                 f"  every byte of the bundle (tracks + stereo listening file + manifest): "
                 f"{total / _MB:.0f} MB, {total / _MB / elapsed:.0f} MB/s\n"
                 f"  per CPU second: {result.audio_bytes / _MB / cpu:.0f} MB/s of track audio\n"
+                f"  peak RSS of the process (sealing included): "
+                f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB\n"
                 f"  manifest sha256 {digest}"
             )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=int, default=60, help="length of the call")
+    parser.add_argument("--minutes", type=int, default=120, help="length of the call")
     parser.add_argument("--dir", type=Path, default=None, help="where the state lives")
     args = parser.parse_args(argv)
     trio.run(run, args.minutes, args.dir)
