@@ -139,31 +139,47 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="find recordings in the catalog")
     _config_arg(p)
-    p.add_argument("--product", choices=[product.value for product in Product])
-    p.add_argument("--instance", help="meeting/webinar uuid, session, engagement or call id")
-    p.add_argument("--stream", help="rtms_stream_id")
-    p.add_argument("--participant", help="participant, caller or agent id or name")
-    p.add_argument("--limit", type=int, default=50)
+    from recorder.officer.search import add_arguments as search_arguments
+
+    search_arguments(p)
     p.add_argument(
         "--failed",
         action="store_true",
         help="list failed starts (rtms.start_failed, concurrency_limited), orphans included",
     )
 
-    p = sub.add_parser("show", help="show one recording: tracks, gaps, pauses, holds")
+    p = sub.add_parser("show", help="everything about one recording (verified now, audited)")
     _config_arg(p)
     p.add_argument("recording_id")
+    p.add_argument("--json", action="store_true", help="machine-readable (schema show/1)")
+    p.add_argument("--tz", default=None, help="time zone for times shown (default UTC)")
+    p.add_argument("--no-verify", action="store_true", help="skip re-verifying every object")
+    p.add_argument("--actor", default=None, help="who is asking (default: the OS user)")
+    p.add_argument("--reason", default=None, help="why (audited; default 'recorder show')")
 
     p = sub.add_parser("verify", help="fetch, decrypt and check every object of recordings")
     _config_arg(p)
     p.add_argument("recording_ids", nargs="+")
     _officer_args(p)
 
-    p = sub.add_parser("export", help="decrypt and verify a recording into WAV files + manifest")
+    p = sub.add_parser(
+        "export", help="a signed bundle: whole-call WAVs, listening file, transcript, manifest"
+    )
     _config_arg(p)
-    p.add_argument("recording_id")
+    p.add_argument("recording_ids", nargs="*", help="recordings to export (and/or a search)")
     p.add_argument("--out", type=Path, required=True, help="a new directory to write into")
-    _officer_args(p)
+    p.add_argument("--reason", required=True, help="why (written to the audit log)")
+    p.add_argument("--actor", default=None, help="who is asking (default: the OS user)")
+    p.add_argument("--signing-key", type=Path, default=None, help="Ed25519 key (0600)")
+    p.add_argument("--product", choices=[product.value for product in Product])
+    p.add_argument("--instance", help="also export the recordings of this instance id")
+    p.add_argument("--stream", help="also export the recording of this rtms_stream_id")
+    p.add_argument("--participant", help="also export recordings with this participant")
+    p.add_argument("--limit", type=int, default=1000, help="most recordings a search adds")
+
+    p = sub.add_parser("verify-export", help="re-check an export bundle offline (public key)")
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--public-key", type=Path, required=True, help="raw Ed25519 public key file")
 
     p = sub.add_parser("keys", help="recording keys: status, init, rotate, rewrap, export-public")
     keys = p.add_subparsers(dest="keys_command", required=True)
@@ -174,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--x25519", action="store_true", help="create an X25519 key pair instead")
     k.add_argument("--private", type=Path, help="with --x25519: the private key file (0600)")
     k.add_argument("--public", type=Path, help="with --x25519: the public key file")
+    k.add_argument(
+        "--export-signing",
+        action="store_true",
+        help="create the Ed25519 export signing key instead (--private, default in key_dir)",
+    )
     k = keys.add_parser("rotate", help="new local KEK; new recordings use it (audited)")
     _config_arg(k)
     k.add_argument("--reason", required=True, help="why (written to the audit log)")
@@ -185,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--reason", required=True, help="why (written to the audit log)")
     k = keys.add_parser("export-public", help="public half of an X25519 private key")
     k.add_argument("--private", type=Path, required=True)
+    k.add_argument("--out", type=Path, required=True, help="a new file for the raw public key")
+    k = keys.add_parser(
+        "export-signing-public", help="public half of the export signing key (for verifiers)"
+    )
+    _config_arg(k)
+    k.add_argument("--private", type=Path, default=None, help="default: key_dir's signing key")
     k.add_argument("--out", type=Path, required=True, help="a new file for the raw public key")
 
     p = sub.add_parser("shred", help="crypto-shred one recording (refused under legal hold)")
@@ -209,7 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--reason", default="operator retry", help="why (written to the audit log)")
 
     p = sub.add_parser("bench", help="print performance figures (never used by tests)")
-    p.add_argument("which", choices=["crypto", "audio", "pipeline", "fullpath", "wire", "segments"])
+    p.add_argument(
+        "which",
+        choices=["crypto", "audio", "pipeline", "fullpath", "wire", "segments", "export", "search"],
+    )
     p.add_argument("options", nargs=argparse.REMAINDER, help="passed to the benchmark")
     return parser
 
@@ -308,14 +338,21 @@ def _run(args: argparse.Namespace) -> int:
 
         checked: int = trio.run(run_check, args.config, os.environ, print)
         return checked
-    if command in ("search", "show", "verify", "export"):
+    if command == "export":
+        from recorder.officer.bundle import commands as bundle_commands
+
+        return trio.run(_with_components, args.config, bundle_commands.export, args)
+    if command == "verify-export":
+        from recorder.officer.bundle import commands as bundle_commands
+
+        return bundle_commands.verify_export(args)
+    if command in ("search", "show", "verify"):
         from recorder.officer import commands
 
         fn = {
             "search": commands.search,
             "show": commands.show,
             "verify": commands.verify,
-            "export": commands.export,
         }[command]
         return trio.run(_with_components, args.config, fn, args)
     if command == "keys":
@@ -324,10 +361,16 @@ def _run(args: argparse.Namespace) -> int:
         sub_command = args.keys_command
         if sub_command == "export-public":
             return key_commands.export_public(args)
-        if sub_command == "init":
+        if sub_command in ("init", "export-signing-public"):
             from recorder.config import load_config
+            from recorder.officer.bundle import commands as bundle_commands
 
-            return key_commands.init(load_config(args.config, os.environ), args)
+            config = load_config(args.config, os.environ)
+            if sub_command == "export-signing-public":
+                return bundle_commands.export_signing_public(config, args)
+            if args.export_signing:
+                return bundle_commands.init_signing(config, args)
+            return key_commands.init(config, args)
         key_fn = {
             "status": key_commands.status,
             "rotate": key_commands.rotate,

@@ -46,7 +46,12 @@ boto3, PyAV, psycopg, cryptography) are translated at the module that calls the 
     │   ├── TruncatedFile (93) ..... the final chunk is missing
     │   ├── ChunkOrderError (94) ... chunks reordered, duplicated or spliced from another file
     │   ├── HeaderMismatch (95) .... header does not belong to this key / recording
-    │   └── AuditLogTampered (96) .. the audit log disagrees with its signed tree heads
+    │   ├── AuditLogTampered (96) .. the audit log disagrees with its signed tree heads
+    │   └── BundleError ............ an export bundle failed ``recorder verify-export``
+    │       ├── BundleSignatureInvalid (84)  manifest signature wrong (or another key's)
+    │       ├── BundleFileTampered (85) .... a file's bytes differ from the manifest
+    │       ├── BundleFileMissing (86) ..... a file the manifest lists is not there
+    │       └── BundleInconsistent (87) .... manifest malformed, contradicts itself or its files
     └── PolicyError (4)
         ├── PolicyParseError ....... a policies/*.toml file is invalid
         ├── LegalHoldViolation ..... an action would break a legal hold
@@ -284,6 +289,26 @@ class HeaderMismatch(IntegrityError):
 
 class AuditLogTampered(IntegrityError):
     exit_code = 96
+
+
+class BundleError(IntegrityError):
+    pass
+
+
+class BundleSignatureInvalid(BundleError):
+    exit_code = 84
+
+
+class BundleFileTampered(BundleError):
+    exit_code = 85
+
+
+class BundleFileMissing(BundleError):
+    exit_code = 86
+
+
+class BundleInconsistent(BundleError):
+    exit_code = 87
 
 
 # --- Policy ----------------------------------------------------------------------------------

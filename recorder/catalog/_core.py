@@ -25,6 +25,7 @@ from recorder.catalog._officers import OfficerQueries
 from recorder.catalog._retention import RetentionQueries
 from recorder.catalog._rows import Row as Row
 from recorder.catalog._rows import Tx as Tx
+from recorder.catalog._search import SearchQueries
 from recorder.catalog._streams import StreamQueries
 from recorder.catalog.schema import MIGRATIONS, SCHEMA_VERSION_DDL, Engine, Migration
 from recorder.errors import CatalogError
@@ -35,6 +36,7 @@ class SqlCatalog(
     EvidenceQueries,
     RetentionQueries,
     OfficerQueries,
+    SearchQueries,
     LifecycleQueries,
     KeyQueries,
     abc.ABC,

@@ -47,6 +47,7 @@ from recorder.catalog.base import (
 from recorder.catalog.connect import open_catalog, open_configured_catalog
 from recorder.catalog.postgres import DEFAULT_MAX_CONNECTIONS, PostgresCatalog
 from recorder.catalog.retention_types import HoldRuleRow, RetentionFacts, RetentionLockRow
+from recorder.catalog.search import RecordingQuery, SearchPage
 from recorder.config import CatalogConfig, Secret
 from recorder.evidence_destruction import DestructionRecord
 
@@ -385,6 +386,9 @@ class AsyncCatalog:
 
     async def show(self, recording_id: str) -> RecordingDetail | None:
         return await self._call(functools.partial(self.sync.show, recording_id))
+
+    async def search_recordings(self, query: RecordingQuery) -> SearchPage:
+        return await self._call(functools.partial(self.sync.search_recordings, query))
 
     # lifecycle evidence
     async def add_lifecycle_event(self, event: NewLifecycleEvent) -> tuple[LifecycleEventRow, bool]:

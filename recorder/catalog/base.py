@@ -31,6 +31,7 @@ from recorder.sink import SealedSegment
 
 if TYPE_CHECKING:
     from recorder.catalog.retention_types import HoldRuleRow, RetentionFacts, RetentionLockRow
+    from recorder.catalog.search import RecordingQuery, SearchPage
 
 #: JSON-compatible values allowed in audit details.
 JsonValue = str | int | float | bool | None | Sequence["JsonValue"] | Mapping[str, "JsonValue"]
@@ -700,6 +701,10 @@ class Catalog(Protocol):
     ) -> list[RecordingRow]: ...
 
     def show(self, recording_id: str) -> RecordingDetail | None: ...
+
+    def search_recordings(self, query: RecordingQuery) -> SearchPage:
+        """One page of ``recorder.catalog.search.RecordingQuery`` results, newest first."""
+        ...
 
     # lifecycle evidence
     def add_lifecycle_event(self, event: NewLifecycleEvent) -> tuple[LifecycleEventRow, bool]:

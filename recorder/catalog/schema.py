@@ -405,6 +405,23 @@ def _v8(engine: Engine) -> tuple[str, ...]:
     return tables + _RETENTION_GUARDS_V8[engine]
 
 
+#: ``search_recordings`` (``recorder.catalog._search``): keyset paging newest first, every id it
+#: matches, and names compared as ``LOWER(...)`` (expression indexes, on both engines).
+_SEARCH_INDEXES_V14: Final = (
+    "CREATE INDEX recordings_by_started_id ON recordings (started_ms, recording_id)",
+    "CREATE INDEX recordings_by_product_started ON recordings (product, started_ms)",
+    "CREATE INDEX recordings_by_status_started ON recordings (status, started_ms)",
+    "CREATE INDEX recordings_by_meeting_number ON recordings (meeting_number)",
+    "CREATE INDEX recordings_by_account ON recordings (account_id)",
+    "CREATE INDEX recordings_by_operator ON recordings (operator_id)",
+    "CREATE INDEX recordings_by_queue_id ON recordings (cc_queue_id)",
+    "CREATE INDEX recordings_by_queue_name ON recordings (LOWER(cc_queue_name))",
+    "CREATE INDEX recordings_by_agent_name ON recordings (LOWER(cc_agent_name))",
+    "CREATE INDEX participants_by_lower_name ON participants (LOWER(user_name))",
+    "CREATE INDEX gaps_by_cause ON gaps (cause, recording_id)",
+)
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
         version=1,
@@ -498,6 +515,11 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         version=8,
         description="retention: policy per recording, run lock, hold rules, account events",
         statements={engine: _v8(engine) for engine in Engine},
+    ),
+    Migration(
+        version=14,
+        description="officer search: time order with a tie-break, every id, names without case",
+        statements={engine: _SEARCH_INDEXES_V14 for engine in Engine},
     ),
 )
 

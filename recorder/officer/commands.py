@@ -4,49 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from recorder.catalog.base import Product
 from recorder.officer.actor import os_actor
-from recorder.officer.export import export_recording
 from recorder.officer.verify import verify_recording
-from recorder.officer.views import describe, describe_lifecycle_event
+from recorder.officer.views import describe_lifecycle_event
 from recorder.retention.holds import hold_drift
-from recorder.service.components import Components, now_ms
+from recorder.service.components import Components
 
 
 async def search(c: Components, args: argparse.Namespace) -> int:
     if getattr(args, "failed", False):
         return await search_failed(c, args.limit)
-    rows = await c.catalog.search(
-        product=Product(args.product) if args.product else None,
-        instance_id=args.instance,
-        stream_id=args.stream,
-        participant=args.participant,
-        limit=args.limit,
-    )
-    filters = {
-        "product": args.product,
-        "instance": args.instance,
-        "stream": args.stream,
-        "participant": args.participant,
-    }
-    await c.catalog.append_audit(
-        actor=os_actor(),
-        action="search",
-        target="recordings",
-        reason="recorder search",
-        now_ms=now_ms(),
-        details={
-            "filters": {k: v for k, v in filters.items() if v},
-            "results": [r.recording_id for r in rows],
-        },
-    )
-    for r in rows:
-        print(
-            f"{r.recording_id}  {r.product.value:<14} {r.status.value:<10} "
-            f"started_ms={r.started_ms}  {r.instance_id}"
-        )
-    print(f"{len(rows)} recording(s)")
-    return 0
+    from recorder.officer.search import search as search_recordings
+
+    return await search_recordings(c, args)
 
 
 async def search_failed(c: Components, limit: int) -> int:
@@ -60,16 +30,9 @@ async def search_failed(c: Components, limit: int) -> int:
 
 
 async def show(c: Components, args: argparse.Namespace) -> int:
-    detail = await c.catalog.show(args.recording_id)
-    if detail is None:
-        print(f"no recording {args.recording_id!r}")
-        return 2
-    verdict = await verify_recording(
-        c, args.recording_id, actor=os_actor(), reason="recorder show: integrity with the listing"
-    )
-    for line in describe(detail, verdict):
-        print(line)
-    return 0
+    from recorder.officer.show import show as show_recording
+
+    return await show_recording(c, args)
 
 
 async def verify(c: Components, args: argparse.Namespace) -> int:
@@ -87,13 +50,3 @@ async def verify(c: Components, args: argparse.Namespace) -> int:
             print(f"  hold drift: {line}")
         failed += not ok
     return 90 if failed else 0
-
-
-async def export(c: Components, args: argparse.Namespace) -> int:
-    files = await export_recording(
-        c, args.recording_id, args.out, actor=os_actor(), reason=args.reason
-    )
-    for f in files:
-        print(f"{f.name}  {f.size} bytes  sha256 {f.sha256}")
-    print(f"exported {len(files)} file(s) and manifest.json to {args.out}")
-    return 0

@@ -1,0 +1,625 @@
+"""``recorder export``: a signed bundle of whole recordings, built beside its target, renamed
+into place only when complete.
+
+Rule: an export is the only place plaintext leaves the recorder, so nothing partial may remain
+or look complete. Everything is written into a 0700 temporary directory next to ``--out``; any
+failure removes it (shielded) and the error names the object; only a finished, signed bundle is
+renamed to ``--out``, which must not exist (nothing is overwritten). Each object is read from the
+store, its stored SHA-256 compared with the catalog's, every chunk authenticated while it is
+written, and its plaintext SHA-256 compared with the digest sealed at recording. Each recording's
+export is audited before anything is decrypted (invariant 9), and the audit event is in the
+signed manifest. Memory stays bounded: encrypted objects are spooled to disk past a threshold
+and plaintext passes through one chunk at a time.
+
+Bundle layout::
+
+    manifest.json            every file's SHA-256, sources, gaps, holds, audit events
+    manifest.sig             Ed25519 signature of manifest.json (``recorder verify-export``)
+    <recording_id>/audio/<track>.wav    one continuous WAV per track
+    <recording_id>/listening.wav        stereo (calls) or mono (meetings) on one clock
+    <recording_id>/transcript.txt, transcript.vtt, chat.json, events.json
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, BinaryIO, Final, cast
+
+import trio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from recorder.catalog.base import (
+    AuditEvent,
+    RecordFileRow,
+    RecordingDetail,
+    RecordingStatus,
+    SegmentRow,
+    UploadState,
+)
+from recorder.crypto.reader import iter_plaintext
+from recorder.errors import DigestMismatch, RecorderError, StorageError
+from recorder.officer.bundle import listening, transcript
+from recorder.officer.bundle.manifest import (
+    BUNDLE_FORMAT,
+    MANIFEST_NAME,
+    SIGNATURE_NAME,
+    canonical,
+    file_entry,
+    recording_entry,
+    source_entry,
+)
+from recorder.officer.bundle.plan import Filler, Placed, TrackPlan, plan_track
+from recorder.officer.bundle.signing import key_id, sign
+from recorder.officer.bundle.wavio import SegmentPcm, WavWriter
+from recorder.officer.opaque import is_opaque, recovered_copy
+from recorder.officer.verify import IN_MEMORY_BYTES
+from recorder.service.components import Components, now_ms
+
+#: Tracks of one recording exported at the same time (worker threads; memory is per track).
+TRACKS_AT_ONCE: Final = 2
+#: In a partial bundle directory: the exporting process's pid (removed before the rename).
+OWNER_FILE: Final = ".owner-pid"
+#: A partial directory without an owner file is only taken for abandoned after this long.
+OWNERLESS_GRACE_S: Final = 60.0
+#: How long the failure cleanup may take before it is abandoned (it is shielded).
+CLEANUP_TIMEOUT_S: Final = 60.0
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(slots=True)
+class BundleResult:
+    out_dir: Path
+    recordings: list[str]
+    files: int
+    audio_bytes: int
+    manifest_sha256: str
+
+
+@dataclass(slots=True)
+class _Tally:
+    total: int
+    done: int = 0
+    progress: Progress | None = None
+
+    def add(self, count: int, label: str) -> None:
+        self.done += count
+        if self.progress is not None:
+            self.progress(self.done, self.total, label)
+
+
+@dataclass(slots=True)
+class _RecordingOut:
+    files: list[dict[str, object]] = field(default_factory=list)
+    sources: list[dict[str, object]] = field(default_factory=list)
+    tracks: list[dict[str, object]] = field(default_factory=list)
+    listening: dict[str, object] | None = None
+    audio_bytes: int = 0
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error a caller should see from a failed track nursery: the first ``RecorderError``
+    (naming its object), else the group itself (cancellation, a bug)."""
+    matched, _ = group.split(RecorderError)
+    if matched is None:
+        return group
+    leaf: BaseException = matched
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    return leaf
+
+
+def _named(exc: RecorderError, name: str) -> RecorderError:
+    """The error, its message naming ``name`` (the object or file that failed)."""
+    if name not in str(exc):
+        exc.args = (f"{name}: {exc}",)
+    return exc
+
+
+async def _fetch(c: Components, row: SegmentRow | RecordFileRow, spool: IO[bytes]) -> None:
+    """The stored object (the catalog's version) into ``spool``; checks the stored digest."""
+    if row.upload_state is UploadState.PENDING:
+        raise StorageError(f"{row.object_key}: not uploaded yet (still in the spool)")
+    hasher = hashlib.sha256()
+
+    def take(chunk: bytes) -> None:
+        hasher.update(chunk)
+        spool.write(chunk)
+
+    async with c.store.open(row.object_key, version_id=row.version_id) as chunks:
+        async for chunk in chunks:
+            await trio.to_thread.run_sync(take, chunk)
+    spool.seek(0)
+    if row.stored_sha256 is not None and not hmac.compare_digest(
+        hasher.hexdigest(), row.stored_sha256.lower()
+    ):
+        raise DigestMismatch(f"{row.object_key}: stored object differs from the catalog's digest")
+
+
+async def with_object(
+    c: Components,
+    row: SegmentRow | RecordFileRow,
+    work: Callable[[Iterator[bytes], str | None], None],
+) -> None:
+    with tempfile.SpooledTemporaryFile(max_size=min(row.stored_size, IN_MEMORY_BYTES)) as spooled:
+        stored = cast(BinaryIO, spooled)
+        await _fetch(c, row, stored)
+
+        def run() -> None:
+            if is_opaque(row.plaintext_sha256):
+                # Uploaded by a host that could not decrypt: recovered and authenticated here.
+                with recovered_copy(stored, c.keyring) as sealed:
+                    work(iter_plaintext(sealed, c.keyring), None)
+            else:
+                work(iter_plaintext(stored, c.keyring), row.plaintext_sha256)
+
+        await trio.to_thread.run_sync(run)
+
+
+async def _write_track(
+    c: Components, plan: TrackPlan, target: Path, tally: _Tally
+) -> tuple[WavWriter, int]:
+    writer: WavWriter | None = None
+    channels = 0
+    try:
+        for piece in plan.pieces:
+            if isinstance(piece, Filler):
+                assert writer is not None  # a track's first piece is always a segment
+                await trio.to_thread.run_sync(writer.write_silence, piece.count)
+                continue
+            seg = piece.segment
+
+            def copy(chunks: Iterator[bytes], expected: str | None, seg: SegmentRow = seg) -> None:
+                nonlocal writer, channels
+                pcm = SegmentPcm(seg.object_key, chunks, expected)
+                for block in pcm:
+                    if writer is None:
+                        channels = pcm.channels
+                        writer = WavWriter(
+                            target,
+                            sample_rate=plan.sample_rate,
+                            channels=channels,
+                            frames=plan.total_samples,
+                        )
+                    if pcm.channels != channels:
+                        raise StorageError(f"{seg.object_key}: channel count changes in the track")
+                    writer.write(block)
+                if pcm.data_length != seg.sample_count * 2 * pcm.channels:
+                    raise StorageError(
+                        f"{seg.object_key}: {pcm.data_length} bytes of audio, the catalog says "
+                        f"{seg.sample_count} samples"
+                    )
+                if writer is None:  # a segment without samples
+                    channels = pcm.channels
+                    writer = WavWriter(
+                        target,
+                        sample_rate=plan.sample_rate,
+                        channels=channels,
+                        frames=plan.total_samples,
+                    )
+
+            try:
+                await with_object(c, seg, copy)
+            except RecorderError as exc:
+                raise _named(exc, seg.object_key) from exc
+            except OSError as exc:
+                raise StorageError(f"{seg.object_key}: {exc}") from exc
+            tally.add(seg.plaintext_size, seg.object_key)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    assert writer is not None
+    return writer, channels
+
+
+async def _export_records(
+    c: Components, detail: RecordingDetail, rdir: Path, tally: _Tally
+) -> transcript.RecordsSplitter:
+    chat_fd = os.open(rdir / "chat.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    events_fd = os.open(rdir / "events.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(chat_fd, "wb") as chat, os.fdopen(events_fd, "wb") as events:
+        splitter = transcript.RecordsSplitter(chat, events)
+        for row in sorted(detail.records, key=lambda r: r.record_index):
+
+            def split(
+                chunks: Iterator[bytes], expected: str | None, row: RecordFileRow = row
+            ) -> None:
+                hasher = hashlib.sha256()
+                pending = b""
+                for chunk in chunks:
+                    hasher.update(chunk)
+                    *lines, pending = (pending + chunk).split(b"\n")
+                    for line in lines:
+                        splitter.feed(line)
+                splitter.feed(pending)
+                if expected is not None and not hmac.compare_digest(hasher.hexdigest(), expected):
+                    raise DigestMismatch(
+                        f"{row.object_key}: decrypted content differs from the digest sealed "
+                        "at recording"
+                    )
+
+            try:
+                await with_object(c, row, split)
+            except RecorderError as exc:
+                raise _named(exc, row.object_key) from exc
+            except (OSError, ValueError) as exc:
+                raise StorageError(f"{row.object_key}: {exc}") from exc
+            tally.add(row.plaintext_size, row.object_key)
+        splitter.finish()
+    return splitter
+
+
+def _file(
+    root: Path, path: Path, sha256: str, size: int, kind: str, **extra: object
+) -> dict[str, object]:
+    return file_entry(path.relative_to(root).as_posix(), sha256, size, kind, **extra)
+
+
+def _hash_file(path: Path) -> tuple[str, int]:
+    hasher = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            hasher.update(block)
+            size += len(block)
+    return hasher.hexdigest(), size
+
+
+async def _export_recording(
+    c: Components, detail: RecordingDetail, root: Path, audit: AuditEvent, tally: _Tally
+) -> dict[str, object]:
+    r = detail.recording
+    rdir = root / r.recording_id
+    (rdir / "audio").mkdir(mode=0o700, parents=True)
+    out = _RecordingOut()
+    by_track: dict[str, list[SegmentRow]] = {}
+    for seg in detail.segments:
+        by_track.setdefault(seg.track, []).append(seg)
+    sources: list[listening.Source] = []
+    plans = {
+        track: plan_track(track, segs, [g for g in detail.gaps if g.track == track])
+        for track, segs in by_track.items()
+    }
+    written: dict[str, tuple[str, int, int]] = {}
+
+    async def one_track(track: str) -> None:
+        async with limiter:
+            target = rdir / "audio" / f"{track}.wav"
+            writer, channels = await _write_track(c, plans[track], target, tally)
+            sha, size = await trio.to_thread.run_sync(writer.close)
+            written[track] = (sha, size, channels)
+
+    # Tracks are independent files: decrypting, hashing and writing release the GIL, so
+    # ``TRACKS_AT_ONCE`` tracks use that many cores.
+    limiter = trio.CapacityLimiter(TRACKS_AT_ONCE)
+    try:
+        async with trio.open_nursery() as nursery:
+            for track in sorted(plans):
+                nursery.start_soon(one_track, track)
+    except BaseExceptionGroup as group:
+        raise _first_error(group) from group
+    for track in sorted(plans):
+        plan = plans[track]
+        target = rdir / "audio" / f"{track}.wav"
+        sha, size, channels = written[track]
+        out.audio_bytes += size
+        out.files.append(
+            _file(
+                root,
+                target,
+                sha,
+                size,
+                "track",
+                track=track,
+                sample_rate=plan.sample_rate,
+                channels=channels,
+                frames=plan.total_samples,
+                start_ms=plan.start_ms,
+            )
+        )
+        out.tracks.append(_track_entry(plan, target.relative_to(root).as_posix(), channels))
+        sources.append(
+            listening.Source(
+                track,
+                target,
+                plan.start_ms,
+                plan.sample_rate,
+                channels,
+                plan.total_samples,
+                listening.Side.MONO,
+            )
+        )
+        out.sources += [
+            source_entry(s) for s in sorted(by_track[track], key=lambda s: s.segment_index)
+        ]
+    splitter = await _export_records(c, detail, rdir, tally)
+    out.sources += [
+        source_entry(row) for row in sorted(detail.records, key=lambda r: r.record_index)
+    ]
+    roles = {p.user_id: p.role for p in detail.participants if p.role}
+    roles.update(splitter.track_roles)
+    zero_ms = r.started_ms
+    layout = listening.choose_layout(r.product, sources, roles)
+    mixed = listening.plan_mix(layout) if layout is not None else None
+    if layout is not None and mixed is not None:
+        target = rdir / "listening.wav"
+        sha, size = await trio.to_thread.run_sync(listening.write_listening, target, layout, mixed)
+        zero_ms = mixed.start_ms
+        out.files.append(
+            _file(
+                root,
+                target,
+                sha,
+                size,
+                "listening",
+                sample_rate=mixed.sample_rate,
+                channels=layout.channels,
+                frames=mixed.frames,
+                start_ms=mixed.start_ms,
+            )
+        )
+        out.listening = {
+            "file": target.relative_to(root).as_posix(),
+            "layout": layout.note,
+            "start_ms": mixed.start_ms,
+            "tracks": [
+                {
+                    "track": src.track,
+                    "side": src.side.value,
+                    "role": src.role,
+                    "offset_frames": mixed.offsets[src.track],
+                }
+                for src in layout.sources
+            ],
+        }
+    elif layout is not None:
+        out.listening = {"file": None, "layout": "none: the tracks' sample rates differ"}
+    for name, writer_fn in (
+        ("transcript.txt", transcript.write_text),
+        ("transcript.vtt", transcript.write_vtt),
+    ):
+        path = rdir / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            writer_fn(handle, splitter.cues, zero_ms)
+    for name, kind in (
+        ("transcript.txt", "transcript_text"),
+        ("transcript.vtt", "transcript_webvtt"),
+        ("chat.json", "chat"),
+        ("events.json", "events"),
+    ):
+        path = rdir / name
+        sha, size = await trio.to_thread.run_sync(_hash_file, path)
+        extra: dict[str, object] = {"zero_ms": zero_ms} if name.startswith("transcript") else {}
+        out.files.append(_file(root, path, sha, size, kind, **extra))
+    entry = recording_entry(detail, audit)
+    entry.update(
+        {
+            "files": out.files,
+            "sources": out.sources,
+            "tracks": out.tracks,
+            "listening": out.listening,
+            "transcript_cues": len(splitter.cues),
+        }
+    )
+    return entry
+
+
+def _track_entry(plan: TrackPlan, path: str, channels: int) -> dict[str, object]:
+    return {
+        "track": plan.track,
+        "file": path,
+        "sample_rate": plan.sample_rate,
+        "channels": channels,
+        "start_ms": plan.start_ms,
+        "frames": plan.total_samples,
+        "segments": [
+            {
+                "segment_index": p.segment.segment_index,
+                "object_key": p.segment.object_key,
+                "wav_start_frame": p.position,
+                "frames": p.segment.sample_count,
+                "start_ms": p.segment.start_ms,
+                "end_ms": p.segment.end_ms,
+            }
+            for p in plan.pieces
+            if isinstance(p, Placed)
+        ],
+        "filled": [
+            {
+                "wav_start_frame": f.position,
+                "frames": f.count,
+                "start_ms": f.start_ms,
+                "end_ms": f.end_ms,
+                "cause": f.cause,
+            }
+            for f in plan.fillers
+        ],
+        "gaps": [
+            {
+                "start_ms": g.start_ms,
+                "end_ms": g.end_ms,
+                "wav_start_frame": g.wav_start_sample,
+                "wav_end_frame": g.wav_end_sample,
+                "cause": g.cause,
+                "detail": g.detail,
+            }
+            for g in plan.gaps
+        ],
+    }
+
+
+async def _details(c: Components, recording_ids: list[str]) -> list[RecordingDetail]:
+    details = []
+    for recording_id in dict.fromkeys(recording_ids):
+        detail = await c.catalog.show(recording_id)
+        if detail is None:
+            raise RecorderError(f"no recording {recording_id!r} in the catalog")
+        if detail.recording.status is RecordingStatus.ACTIVE:
+            raise RecorderError(
+                f"recording {recording_id} is still being recorded: export it once it has ended"
+            )
+        details.append(detail)
+    if not details:
+        raise RecorderError("nothing to export: no recording named or found")
+    return details
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+async def export_bundle(
+    c: Components,
+    recording_ids: list[str],
+    out_dir: Path,
+    *,
+    actor: str,
+    reason: str,
+    signing_key: Ed25519PrivateKey,
+    progress: Progress | None = None,
+) -> BundleResult:
+    out_dir = Path(await trio.Path(out_dir).absolute())
+    if out_dir.exists():
+        raise StorageError(f"{out_dir} exists already: an export never overwrites")
+    if not out_dir.parent.is_dir():
+        raise StorageError(f"{out_dir.parent} is not a directory")
+    if not reason.strip():
+        raise RecorderError("an export needs a reason (written to the audit log)")
+    details = await _details(c, recording_ids)
+    await trio.to_thread.run_sync(remove_abandoned, out_dir)
+    try:
+        root = Path(tempfile.mkdtemp(prefix=_partial_prefix(out_dir), dir=out_dir.parent))
+        _write_new(root / OWNER_FILE, str(os.getpid()).encode())
+    except OSError as exc:
+        raise StorageError(f"cannot create a directory beside {out_dir}: {exc.strerror}") from exc
+    tally = _Tally(
+        total=sum(
+            sum(s.plaintext_size for s in d.segments) + sum(r.plaintext_size for r in d.records)
+            for d in details
+        ),
+        progress=progress,
+    )
+    try:
+        entries = []
+        audio_bytes = 0
+        for detail in details:
+            # Audited first: a decrypt that fails half way was still attempted.
+            audit = await c.catalog.append_audit(
+                actor=actor,
+                action="export",
+                target=detail.recording.recording_id,
+                reason=reason,
+                now_ms=now_ms(),
+                details={"bundle": out_dir.name, "recordings": len(details)},
+            )
+            entry = await _export_recording(c, detail, root, audit, tally)
+            audio_bytes += sum(
+                int(cast(int, f["size"]))
+                for f in cast(list[dict[str, object]], entry["files"])
+                if f["kind"] == "track"
+            )
+            entries.append(entry)
+        manifest = {
+            "format": BUNDLE_FORMAT,
+            "created_ms": now_ms(),
+            "actor": actor,
+            "reason": reason,
+            "signing_key_id": key_id(signing_key.public_key()),
+            "recordings": entries,
+        }
+        body = canonical(manifest)
+        _write_new(root / MANIFEST_NAME, body)
+        _write_new(root / SIGNATURE_NAME, sign(signing_key, body).to_json())
+        (root / OWNER_FILE).unlink()
+        _fsync_tree(root)
+        if out_dir.exists():
+            raise StorageError(f"{out_dir} appeared while exporting: an export never overwrites")
+        os.rename(root, out_dir)
+    except BaseException:
+        with trio.move_on_after(CLEANUP_TIMEOUT_S) as scope:
+            scope.shield = True
+            await trio.to_thread.run_sync(_remove, root)
+        raise
+    files = sum(len(cast(list[object], e["files"])) for e in entries) + 2
+    return BundleResult(
+        out_dir,
+        [d.recording.recording_id for d in details],
+        files,
+        audio_bytes,
+        hashlib.sha256(body).hexdigest(),
+    )
+
+
+def _partial_prefix(out_dir: Path) -> str:
+    return f".{out_dir.name}.partial-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_abandoned(out_dir: Path) -> list[Path]:
+    """Remove what an export to ``out_dir`` killed outright (SIGKILL, power loss) left behind.
+
+    A partial directory whose owner process is gone holds decrypted audio nobody will finish;
+    one whose owner still runs is another export in progress and is left alone.
+    """
+    removed = []
+    for partial in out_dir.parent.glob(_partial_prefix(out_dir) + "*"):
+        try:
+            owner = int((partial / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            # No owner yet: an export just starting, or one killed before it wrote it.
+            try:
+                age_s = time.time() - partial.stat().st_mtime
+            except OSError:
+                continue
+            if age_s < OWNERLESS_GRACE_S:
+                continue
+            owner = -1
+        if owner > 0 and _alive(owner):
+            continue
+        shutil.rmtree(partial, ignore_errors=True)
+        removed.append(partial)
+    return removed
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def _fsync_tree(root: Path) -> None:
+    for directory, _, _ in os.walk(root):
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def manifest_json(root: Path) -> dict[str, object]:
+    """The manifest of a bundle, parsed (for tests and tools)."""
+    loaded = json.loads((root / MANIFEST_NAME).read_bytes())
+    assert isinstance(loaded, dict)
+    return loaded

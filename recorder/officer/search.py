@@ -1,0 +1,154 @@
+"""``recorder search``: find recordings by what officers know; a table, or ``--json``.
+
+The ``--json`` output is one object, schema ``rtms-recorder.search/1`` (stable: fields are only
+ever added, never renamed or removed; docs/officer-search.md lists them)::
+
+    {"schema": "rtms-recorder.search/1", "timezone": "...", "count": N,
+     "next_cursor": "..." | null, "recordings": [{...}, ...]}
+
+Paging: ``--limit`` per page, ``--after CURSOR`` (the previous page's ``next_cursor``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from typing import TYPE_CHECKING, Final
+
+from recorder.catalog.base import Product, RecordingStatus
+from recorder.catalog.search import RecordingQuery, SearchHit, SearchPage
+from recorder.errors import RecorderError
+from recorder.officer.when import parse_when, show_duration, show_time, zone
+
+if TYPE_CHECKING:
+    from recorder.service.components import Components
+
+SCHEMA: Final = "rtms-recorder.search/1"
+
+#: What officers ask for that the catalog cannot answer, and why (said, not silently ignored).
+NOT_SEARCHABLE: Final = {
+    "text": "transcript text is not searchable: transcripts are kept only encrypted in the "
+    "object store and the catalog holds no words (export the recordings and search the "
+    "bundle's transcript.txt)",
+    "email": "participant email is not searchable: RTMS participant events carry no email",
+    "policy": "retention policy is not searchable: the catalog keeps a retain-until per object, "
+    "not a policy name",
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--since", help="from (2026-03-01, 2026-03-01 09:30, today, 7d, ...)")
+    p.add_argument("--until", help="to (a date alone means the end of that day)")
+    p.add_argument("--tz", default=None, help="time zone for input and output (default UTC)")
+    p.add_argument("--product", choices=[product.value for product in Product])
+    p.add_argument("--id", dest="any_id", help="any id: recording, meeting, call, stream, ...")
+    p.add_argument("--instance", help="meeting/webinar uuid, session, engagement or call id")
+    p.add_argument("--stream", help="rtms_stream_id")
+    p.add_argument("--participant", help="participant user id or display name")
+    p.add_argument("--agent", help="Contact Center agent or the firm's side of a call")
+    p.add_argument("--caller", help="the caller (customer) of a call")
+    p.add_argument("--queue", help="Contact Center queue id or name")
+    p.add_argument(
+        "--status", action="append", choices=[s.value for s in RecordingStatus], default=[]
+    )
+    p.add_argument("--incomplete", action="store_true", help="status incomplete or revoked")
+    p.add_argument("--has-gaps", action="store_true")
+    p.add_argument("--gap-cause", help="recordings with a gap of this cause")
+    p.add_argument("--on-hold", action="store_true", help="under an active legal hold")
+    for name in NOT_SEARCHABLE:
+        p.add_argument(f"--{name}", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--limit", type=int, default=50, help="recordings per page")
+    p.add_argument("--after", help="the next_cursor of the previous page")
+    p.add_argument("--json", action="store_true", help="machine-readable (schema search/1)")
+
+
+def query_from(args: argparse.Namespace, tz: dt.tzinfo) -> RecordingQuery:
+    for name, why in NOT_SEARCHABLE.items():
+        if getattr(args, name, None) is not None:
+            raise RecorderError(why)
+    statuses = [RecordingStatus(s) for s in args.status]
+    if args.incomplete:
+        statuses += [RecordingStatus.INCOMPLETE, RecordingStatus.REVOKED]
+    any_id = args.any_id or args.instance or args.stream
+    return RecordingQuery(
+        since_ms=parse_when(args.since, tz) if args.since else None,
+        until_ms=parse_when(args.until, tz, end=True) if args.until else None,
+        product=Product(args.product) if args.product else None,
+        any_id=any_id,
+        participant=args.participant,
+        agent=args.agent,
+        caller=args.caller,
+        queue=args.queue,
+        statuses=tuple(dict.fromkeys(statuses)),
+        has_gaps=args.has_gaps,
+        gap_cause=args.gap_cause,
+        on_hold=args.on_hold,
+        after=args.after,
+        limit=args.limit,
+    )
+
+
+def hit_json(hit: SearchHit, tz: dt.tzinfo) -> dict[str, object]:
+    r = hit.recording
+    return {
+        "recording_id": r.recording_id,
+        "product": r.product.value,
+        "instance_id": r.instance_id,
+        "rtms_stream_id": r.rtms_stream_id,
+        "meeting_number": r.meeting_number,
+        "account_id": r.account_id,
+        "operator_id": r.operator_id,
+        "status": r.status.value,
+        "end_reason": r.end_reason,
+        "started_ms": r.started_ms,
+        "ended_ms": r.ended_ms,
+        "started": show_time(r.started_ms, tz),
+        "ended": show_time(r.ended_ms, tz) if r.ended_ms is not None else None,
+        "duration_ms": hit.duration_ms,
+        "cc_queue_id": r.cc_queue_id,
+        "cc_queue_name": r.cc_queue_name,
+        "cc_agent_id": r.cc_agent_id,
+        "cc_agent_name": r.cc_agent_name,
+        "participant_count": hit.participant_count,
+        "gap_count": hit.gap_count,
+        "gap_ms": hit.gap_ms,
+        "on_hold": hit.on_hold,
+    }
+
+
+def render_table(page: SearchPage, tz: dt.tzinfo) -> list[str]:
+    lines = [
+        f"{'started':<24} {'duration':>9} {'product':<14} {'status':<10} {'gaps':>4} "
+        f"{'hold':<4} {'who':<24} recording"
+    ]
+    for hit in page.hits:
+        r = hit.recording
+        who = r.cc_agent_name or r.cc_queue_name or f"{hit.participant_count} participant(s)"
+        gaps = str(hit.gap_count) if hit.gap_count else "-"
+        lines.append(
+            f"{show_time(r.started_ms, tz):<24} {show_duration(hit.duration_ms):>9} "
+            f"{r.product.value:<14} {r.status.value:<10} {gaps:>4} "
+            f"{'HOLD' if hit.on_hold else '-':<4} {who[:24]:<24} {r.recording_id}"
+        )
+    more = f"; next page: --after {page.next_cursor}" if page.next_cursor else ""
+    lines.append(f"{len(page.hits)} recording(s){more}")
+    return lines
+
+
+async def search(c: Components, args: argparse.Namespace) -> int:
+    tz = zone(args.tz)
+    page = await c.catalog.search_recordings(query_from(args, tz))
+    if args.json:
+        body = {
+            "schema": SCHEMA,
+            "timezone": args.tz or "UTC",
+            "count": len(page.hits),
+            "next_cursor": page.next_cursor,
+            "recordings": [hit_json(hit, tz) for hit in page.hits],
+        }
+        print(json.dumps(body, indent=2, sort_keys=True))
+        return 0
+    for line in render_table(page, tz):
+        print(line)
+    return 0
