@@ -407,7 +407,7 @@ def _v8(engine: Engine) -> tuple[str, ...]:
 
 #: ``search_recordings`` (``recorder.catalog._search``): keyset paging newest first, every id it
 #: matches, and names compared as ``LOWER(...)`` (expression indexes, on both engines).
-_SEARCH_INDEXES_V14: Final = (
+_SEARCH_INDEXES_V9: Final = (
     "CREATE INDEX recordings_by_started_id ON recordings (started_ms, recording_id)",
     "CREATE INDEX recordings_by_product_started ON recordings (product, started_ms)",
     "CREATE INDEX recordings_by_status_started ON recordings (status, started_ms)",
@@ -517,9 +517,9 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         statements={engine: _v8(engine) for engine in Engine},
     ),
     Migration(
-        version=14,
+        version=9,
         description="officer search: time order with a tie-break, every id, names without case",
-        statements={engine: _SEARCH_INDEXES_V14 for engine in Engine},
+        statements={engine: _SEARCH_INDEXES_V9 for engine in Engine},
     ),
 )
 

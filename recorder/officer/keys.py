@@ -9,8 +9,6 @@ KEK, so a run killed halfway is simply run again.
 from __future__ import annotations
 
 import argparse
-import getpass
-import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,19 +23,12 @@ from recorder.crypto.keys.fallback import FallbackKeyProvider
 from recorder.crypto.keys.x25519 import X25519Unwrapper, generate_x25519_keypair
 from recorder.crypto.setup import init_local_keys, rotate_local_key
 from recorder.errors import ConfigError, KeyProviderError
+from recorder.officer.actor import os_actor
 from recorder.officer.shred import CryptoShredder
 from recorder.service.components import KEK_DIR, RECORDING_KEYS_DIR, Components, now_ms
 
 #: Keys re-wrapped per page (one progress line and one audit event per page).
 REWRAP_PAGE = 100
-
-
-def os_actor() -> str:
-    """Who runs the command: the OS user (the audit log's actor for key commands)."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid:{os.getuid()}"
 
 
 def _mode(path: Path) -> str:

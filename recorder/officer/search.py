@@ -12,6 +12,7 @@ Paging: ``--limit`` per page, ``--after CURSOR`` (the previous page's ``next_cur
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 from typing import TYPE_CHECKING, Final
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Final
 from recorder.catalog.base import Product, RecordingStatus
 from recorder.catalog.search import RecordingQuery, SearchHit, SearchPage
 from recorder.errors import RecorderError
+from recorder.officer.actor import os_actor
 from recorder.officer.when import parse_when, show_duration, show_time, zone
 
 if TYPE_CHECKING:
@@ -138,7 +140,24 @@ def render_table(page: SearchPage, tz: dt.tzinfo) -> list[str]:
 
 async def search(c: Components, args: argparse.Namespace) -> int:
     tz = zone(args.tz)
-    page = await c.catalog.search_recordings(query_from(args, tz))
+    query = query_from(args, tz)
+    page = await c.catalog.search_recordings(query)
+    from recorder.service.components import now_ms
+
+    # Who looked for what is evidence too (compliance.md: access to recordings is audited).
+    filters = {
+        name: str(value)
+        for name, value in dataclasses.asdict(query).items()
+        if value not in (None, (), False) and name != "limit"
+    }
+    await c.catalog.append_audit(
+        actor=os_actor(),
+        action="search",
+        target="recordings",
+        reason="recorder search",
+        now_ms=now_ms(),
+        details={"filters": filters, "results": [hit.recording.recording_id for hit in page.hits]},
+    )
     if args.json:
         body = {
             "schema": SCHEMA,

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Final
 
 from recorder.catalog.base import AuditEvent, RecordFileRow, RecordingDetail, SegmentRow
 from recorder.errors import RecorderError
+from recorder.officer.actor import os_actor
 from recorder.officer.bundle.export import with_object
-from recorder.officer.keys import os_actor
 from recorder.officer.verify import RecordingVerdict, Verdict, verify_recording
 from recorder.officer.views import describe_lifecycle_event
 from recorder.officer.when import show_duration, show_time, zone

@@ -333,6 +333,11 @@ async def test_a_failed_export_leaves_no_plaintext_and_names_the_object(tmp_path
         data[len(data) // 2] ^= 0x01
         victim.write_bytes(bytes(data))
         env = {**os.environ, "XDG_STATE_HOME": str(tmp_path)}
+        await trio.run_process(
+            [sys.executable, "-m", "recorder", "keys", "init", "--export-signing"],
+            env=env,
+            capture_stdout=True,
+        )
         out = exports / "case-42"
         done = await trio.run_process(
             [

@@ -11,6 +11,7 @@ from typing import Final, TextIO
 from recorder.catalog.base import Product
 from recorder.config import Config
 from recorder.errors import ConfigError
+from recorder.officer.actor import os_actor
 from recorder.officer.bundle.export import export_bundle
 from recorder.officer.bundle.signing import (
     generate_signing_key,
@@ -20,7 +21,6 @@ from recorder.officer.bundle.signing import (
     public_bytes,
 )
 from recorder.officer.bundle.verify import verify_bundle
-from recorder.officer.keys import os_actor
 from recorder.service.components import Components
 
 #: Where the export signing key lives unless ``--signing-key`` says otherwise (outside the
