@@ -8,7 +8,7 @@ import io
 import os
 import secrets
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,9 +30,14 @@ from recorder.errors import KeyDestroyed
 from recorder.evidence_destruction import DestructionMethod
 from recorder.officer.shred import VERIFIED_DESTROYED
 from recorder.officer.verify import fetch_to
-from recorder.service.components import Components, open_components
+from recorder.service.app import run_service
+from recorder.service.components import CLOCK_OFFSET_ENV, Components, open_components
 from recorder.service.demo import demo_config
+from recorder.simulator.scenario import AudioLayout, Scenario
+from recorder.simulator.scenario import Product as SimProduct
+from recorder.simulator.simulator import SimulatorConfig, open_simulator
 from recorder.sink import SegmentIdentity
+from recorder.spool.uploader import Backoff
 from recorder.store.base import LockMode
 from tests.retention.helpers import DAY_MS
 from tests.retention.test_policy import DEFAULT, SHIPPED, write
@@ -245,3 +250,113 @@ async def test_an_expired_hipaa_recording_is_crypto_shredded_and_a_held_one_kept
             assert len(await c.catalog.destruction_records(expired.recording_id)) == 1
             for key, body in held.plaintext.items():
                 assert await decrypt(c, key) == body
+
+
+async def record_calls(config: Config, calls: int) -> list[str]:
+    """Real Contact Center calls: the simulator over WebSockets into ``recorder serve``."""
+    async with run_service(
+        config, owner="test", upload_backoff=Backoff(initial_s=0.1, max_s=1.0)
+    ) as running:
+        assert config.secrets.zoom_secret_token is not None
+        assert config.secrets.zoom_client_id is not None
+        assert config.secrets.zoom_client_secret is not None
+        sim_config = SimulatorConfig(
+            webhook_url=f"http://127.0.0.1:{running.port}/webhook",
+            secret_token=config.secrets.zoom_secret_token.reveal(),
+        )
+        scenario = Scenario(
+            product=SimProduct.CONTACT_CENTER,
+            name="zcc",
+            layout=AudioLayout.CHANNELS,
+            duration_s=2.0,
+            client_id=config.secrets.zoom_client_id.reveal(),
+            client_secret=config.secrets.zoom_client_secret.reveal(),
+        )
+        async with open_simulator(sim_config) as sim:
+            started = [await sim.start(scenario) for _ in range(calls)]
+            for call in started:
+                await call.finished.wait()
+        for engagement in running.supervisor.history:
+            await engagement.finished.wait()
+        await running.uploads_settled()
+        ids = []
+        for call in started:
+            [row] = await running.components.catalog.search(stream_id=call.scenario.rtms_stream_id)
+            ids.append(row.recording_id)
+        return ids
+
+
+#: HIPAA's rule for every Contact Center call (the simulator's calls name no queue).
+HIPAA_ALL_CC = (
+    (SHIPPED / "hipaa.toml")
+    .read_text()
+    .replace('cc_queues = ["patient-support", "Patient Support"]\n', "")
+)
+SEVEN_YEARS_MS = 7 * 366 * DAY_MS
+
+
+@pytest.mark.timeout(300)
+async def test_recordings_from_the_service_are_shredded_seven_years_on(tmp_path: Path) -> None:
+    """Calls recorded by ``recorder serve`` (segments and record files, keys in the catalog,
+    the policy stored at recording time), then a run with the clock seven years on."""
+    config, env = setup(tmp_path)
+    assert "cc_queues" not in HIPAA_ALL_CC
+    write(config.retention.policies_dir, hipaa=HIPAA_ALL_CC)
+    config = replace(config, capture=replace(config.capture, segment_seconds=1))
+    later = {**env, CLOCK_OFFSET_ENV: str(SEVEN_YEARS_MS)}
+    with trio.fail_after(240):
+        expired, held = await record_calls(config, 2)
+        async with open_components(config) as c:
+            originals: dict[str, bytes] = {}
+            for rid in (expired, held):
+                assert await c.catalog.recording_policy(rid) is not None
+                detail = await c.catalog.show(rid)
+                assert detail is not None
+                assert detail.segments
+                for row in (*detail.segments, *detail.records):
+                    originals[row.object_key] = await decrypt(c, row.object_key)
+            expired_detail = await c.catalog.show(expired)
+            assert expired_detail is not None
+            assert expired_detail.records  # the call's record files are shredded with it
+            prefix = expired_detail.segments[0].object_key.rsplit("/", 2)[0]
+            stored = set(await c.store.list(prefix))
+
+        code, out, err = await cli(
+            env, "hold", "place", "--matter", "M-8", "--reason", "audit",
+            "--recording", held,
+        )  # fmt: skip
+        assert code == 0, out + err
+        code, plan_now, err = await cli(env, "retention", "plan", "--json")
+        assert code == 0, err
+        assert '"verdict": "destroy"' not in plan_now  # six years are not over today
+
+        code, plan_out, err = await cli(later, "retention", "plan")
+        assert code == 0, err
+        planned = {line.split()[0] for line in plan_out.splitlines() if " destroy " in line}
+        assert planned == {expired}, plan_out
+        code, run_out, err = await cli(later, "retention", "run")
+        assert code == 0, run_out + err
+        done = {line.split()[1] for line in run_out.splitlines() if line.startswith("destroyed")}
+        assert done == planned, run_out
+        assert ": 1 destroyed, 1 kept, 0 failed" in run_out
+
+        async with open_components(config) as c:
+            rows = [*expired_detail.segments, *expired_detail.records]
+            for row in rows:
+                with pytest.raises(KeyDestroyed, match="key destroyed"):
+                    await decrypt(c, row.object_key)
+            [record] = await c.catalog.destruction_records(expired)
+            assert record.method is DestructionMethod.CRYPTO_ERASE
+            # Every object the call left in the store is named by the record (and unreadable).
+            assert {o.key for o in record.objects} == {r.object_key for r in rows} == stored
+            assert all(len(o.sha256) == 64 for o in record.objects)
+            held_detail = await c.catalog.show(held)
+            assert held_detail is not None
+            for row in (*held_detail.segments, *held_detail.records):
+                assert await decrypt(c, row.object_key) == originals[row.object_key]
+        code, verified, err = await cli(env, "shred", expired, "--verify")
+        assert code == 0, verified + err
+        assert f"destruction record sha256 {record.sha256()}" in verified
+        code, again, err = await cli(later, "retention", "run")
+        assert code == 0, again + err
+        assert ": 0 destroyed, 1 kept, 0 failed" in again
