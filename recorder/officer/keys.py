@@ -224,7 +224,7 @@ def export_public(args: argparse.Namespace) -> int:
 
 
 async def shred(c: Components, args: argparse.Namespace) -> int:
-    shredder = CryptoShredder(c.catalog, c.keyring, c.store)
+    shredder = CryptoShredder(c.catalog, c.keyring, c.store, now_ms=now_ms)
     if args.verify:
         for checked in await shredder.verify(args.recording_id):
             print(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from typing import BinaryIO, cast
 
 import trio
@@ -58,11 +59,18 @@ class CryptoShredder:
     """``recorder.evidence_destruction.RecordingShredder`` on the catalog's key store."""
 
     def __init__(
-        self, catalog: AsyncCatalog, keyring: RecordingKeyring, store: ObjectStore | None
+        self,
+        catalog: AsyncCatalog,
+        keyring: RecordingKeyring,
+        store: ObjectStore | None,
+        *,
+        now_ms: Callable[[], int] = _now_ms,
     ) -> None:
         self._catalog = catalog
         self._keyring = keyring
         self._store = store
+        # The caller's clock: a retention run's record and audit times come from one clock.
+        self._now_ms = now_ms
 
     async def shred(self, recording_id: str, *, actor: str, rule: str) -> DestructionRecord:
         catalog = self._catalog
@@ -76,7 +84,7 @@ class CryptoShredder:
         rows: list[SegmentRow | RecordFileRow] = [*detail.segments, *detail.records]
         stored_keys = await catalog.recording_keys_of(recording_id)
         key_ids = tuple(sorted({r.key_id for r in rows} | {k.rk_id for k in stored_keys}))
-        checked_ms = _now_ms()
+        checked_ms = self._now_ms()
         if await catalog.is_on_hold(recording_id):
             raise HoldActive(
                 f"recording {recording_id!r} is under legal hold; its keys may not be destroyed"
@@ -94,7 +102,7 @@ class CryptoShredder:
             )
         )
         verification = await self._verify_destroyed(recording_id, rows, key_ids)
-        destroyed_ms = _now_ms()
+        destroyed_ms = self._now_ms()
         record = DestructionRecord(
             recording_id=recording_id,
             method=DestructionMethod.CRYPTO_ERASE,

@@ -69,7 +69,7 @@ def shredder_for(c: Components) -> RecordingShredder:
     recording's key, refuses under hold, and proves decryption now fails."""
     from recorder.officer.shred import CryptoShredder
 
-    return CryptoShredder(c.catalog, c.keyring, c.store)
+    return CryptoShredder(c.catalog, c.keyring, c.store, now_ms=now_ms)
 
 
 def _context(c: Components, *, progress: bool = False) -> RetentionContext:

@@ -8,6 +8,7 @@ import io
 import os
 import secrets
 import sys
+import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -334,6 +335,8 @@ async def test_recordings_from_the_service_are_shredded_seven_years_on(tmp_path:
         assert code == 0, err
         planned = {line.split()[0] for line in plan_out.splitlines() if " destroy " in line}
         assert planned == {expired}, plan_out
+        run_started_ms = time.time_ns() // 1_000_000
+        year_of_run = datetime.fromtimestamp((run_started_ms + SEVEN_YEARS_MS) / 1000, UTC).year
         code, run_out, err = await cli(later, "retention", "run")
         assert code == 0, run_out + err
         done = {line.split()[1] for line in run_out.splitlines() if line.startswith("destroyed")}
@@ -347,6 +350,9 @@ async def test_recordings_from_the_service_are_shredded_seven_years_on(tmp_path:
                     await decrypt(c, row.object_key)
             [record] = await c.catalog.destruction_records(expired)
             assert record.method is DestructionMethod.CRYPTO_ERASE
+            # Stamped by the run's clock (seven years on), like its audit events and report.
+            assert record.destroyed_ms >= run_started_ms + SEVEN_YEARS_MS
+            assert record.hold_check.startswith(f"no holds at {year_of_run}-")
             # Every object the call left in the store is named by the record (and unreadable).
             assert {o.key for o in record.objects} == {r.object_key for r in rows} == stored
             assert all(len(o.sha256) == 64 for o in record.objects)
@@ -360,3 +366,34 @@ async def test_recordings_from_the_service_are_shredded_seven_years_on(tmp_path:
         code, again, err = await cli(later, "retention", "run")
         assert code == 0, again + err
         assert ": 0 destroyed, 1 kept, 0 failed" in again
+        code, audit, err = await cli(later, "audit", "verify")
+        assert code == 0, audit + err
+
+
+async def test_a_run_that_died_after_destroying_the_keys_is_recorded_by_the_next(
+    tmp_path: Path,
+) -> None:
+    """The keys went, the run died before its destruction record: the next run must finish
+    the job (record, audit, verification) instead of failing on the tombstone forever."""
+    config, env = setup(tmp_path)
+    with trio.fail_after(120):
+        async with open_components(config) as c:
+            made = await record_encrypted(c, tmp_path, queue="Patient Support")
+            destroyed = await trio.to_thread.run_sync(
+                lambda: c.keyring.shred(
+                    made.recording_id, on_legal_hold=lambda _: False, reason="killed run"
+                )
+            )
+            assert destroyed
+            assert await c.catalog.destruction_records(made.recording_id) == []
+
+        code, run_out, err = await cli(env, "retention", "run")
+        assert code == 0, run_out + err
+        assert f"destroyed {made.recording_id} (crypto_erase)" in run_out
+        async with open_components(config) as c:
+            [record] = await c.catalog.destruction_records(made.recording_id)
+            assert set(destroyed) <= set(record.key_ids)
+            assert record.verification.startswith(VERIFIED_DESTROYED)
+            assert {o.key for o in record.objects} == set(made.plaintext)
+        code, verified, err = await cli(env, "shred", made.recording_id, "--verify")
+        assert code == 0, verified + err
