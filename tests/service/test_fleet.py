@@ -90,7 +90,7 @@ async def kill_mid_segment(proc: ServeProcess, eng: Engagement, sealed_until_ms:
 
 
 async def settled_detail(catalog: AsyncCatalog, stream_id: str) -> RecordingDetail:
-    """The stream's one recording once it has ended and every segment is verified."""
+    """The stream's one recording once it has ended and all its evidence is verified."""
     last: object = None
 
     async def check() -> RecordingDetail | None:
@@ -104,7 +104,8 @@ async def settled_detail(catalog: AsyncCatalog, stream_id: str) -> RecordingDeta
         last = detail
         if rows[0].status is RecordingStatus.ACTIVE or not detail.segments:
             return None
-        if any(s.upload_state is not UploadState.VERIFIED for s in detail.segments):
+        evidence = [*detail.segments, *detail.records]
+        if any(e.upload_state is not UploadState.VERIFIED for e in evidence):
             return None
         return detail
 
