@@ -42,6 +42,7 @@ from recorder.officer.verify import _buffer, fetch_to
 from recorder.retention.apply import object_versions
 from recorder.retention.holds import hold_drift
 from recorder.service.components import Components, now_ms
+from recorder.service.evidence import lock_mode_for
 from recorder.store.base import LockMode, ObjectInfo
 
 #: ``--all`` and ``--since`` select at most this many recordings per run (the catalog's cap).
@@ -191,7 +192,9 @@ async def _content_findings(c: Components, row: SegmentRow | RecordFileRow) -> l
     return []
 
 
-async def check_object(c: Components, row: SegmentRow | RecordFileRow) -> list[Finding]:
+async def check_object(
+    c: Components, row: SegmentRow | RecordFileRow, mode: LockMode
+) -> list[Finding]:
     key, version = row.object_key, row.version_id
     try:
         info = await c.store.head(key, version_id=version)
@@ -214,7 +217,7 @@ async def check_object(c: Components, row: SegmentRow | RecordFileRow) -> list[F
         found.append(
             Finding(Failure.SWAPPED, key, version, "the store now records another object's SHA-256")
         )
-    found.extend(_lock_findings(row, info, c.lock_mode))
+    found.extend(_lock_findings(row, info, mode))
     if not any(f.failure is Failure.SWAPPED for f in found):
         found.extend(await _content_findings(c, row))
     return found
@@ -227,12 +230,14 @@ async def check_recording(c: Components, recording_id: str) -> RecordingCheck:
     rows: list[SegmentRow | RecordFileRow] = [*detail.segments, *detail.records]
     findings: list[Finding] = []
     pending = 0
+    # What the uploader applied: the stricter of the store's mode and the recording's policy's.
+    mode = await lock_mode_for(c, recording_id)
     for row in rows:
         if row.upload_state is UploadState.PENDING:
             pending += 1
             continue
         try:
-            findings.extend(await check_object(c, row))
+            findings.extend(await check_object(c, row, mode))
         except ObjectNotFound as exc:
             findings.append(Finding(Failure.MISSING, row.object_key, row.version_id, str(exc)))
         except RecorderError as exc:
