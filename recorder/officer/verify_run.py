@@ -250,6 +250,13 @@ async def check_recording(c: Components, recording_id: str) -> RecordingCheck:
         drift = await hold_drift(c.catalog, c.store, recording_id)
     except ObjectNotFound:
         drift = []  # the missing version is already a finding of its own
+    except RecorderError as exc:
+        drift = []
+        findings.append(
+            Finding(
+                Failure.ERROR, None, None, f"legal holds unreadable: {type(exc).__name__}: {exc}"
+            )
+        )
     findings.extend(Finding(Failure.HOLD_DRIFT, None, None, line) for line in drift)
     return RecordingCheck(recording_id, now_ms(), len(rows), pending, tuple(findings))
 
