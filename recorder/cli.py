@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.add_argument("recording_ids", nargs="*", help="recordings to verify")
     p.add_argument("--all", action="store_true", help="every recording (up to 10,000 a run)")
-    p.add_argument("--since", help="recordings started since (2d, 2026-03-01, ...; with --tz)")
+    p.add_argument("--since", help="recordings live since (ended after, or open): 2d, 2026-03-01")
     p.add_argument("--tz", default=None, help="time zone of --since (default UTC)")
     p.add_argument("--json", action="store_true", help="machine-readable (schema verify/1)")
     p.add_argument("--reason", default="recorder verify", help="why (written to the audit log)")
