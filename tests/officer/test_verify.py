@@ -143,6 +143,15 @@ async def test_verify_on_the_local_store(tmp_path: Path) -> None:
     code, text = await cli.verify("--all")
     assert code == 0, text
     assert f"{rid}: OK" in text
+    code, text = await cli.run("verify", "--since", "2d", "--json")
+    assert code == 0, text
+    assert [r["recording_id"] for r in json.loads(text)["results"]] == [rid]
+    code, text = await cli.run("verify", "--since", "the day before")
+    assert code != 0
+    assert "cannot read 'the day before'" in text
+    code, text = await cli.run("verify")
+    assert code == 3, text
+    assert "--all or --since" in text
 
     flipped = bytearray(original)
     flipped[len(flipped) // 2] ^= 0x01
