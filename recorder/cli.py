@@ -157,10 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--actor", default=None, help="who is asking (default: the OS user)")
     p.add_argument("--reason", default=None, help="why (audited; default 'recorder show')")
 
-    p = sub.add_parser("verify", help="fetch, decrypt and check every object of recordings")
+    p = sub.add_parser(
+        "verify", help="re-read objects by version; check hashes, AEAD, locks and holds"
+    )
     _config_arg(p)
-    p.add_argument("recording_ids", nargs="+")
-    _officer_args(p)
+    p.add_argument("recording_ids", nargs="*", help="recordings to verify")
+    p.add_argument("--all", action="store_true", help="every recording (up to 10,000 a run)")
+    p.add_argument("--since", help="recordings live since (ended after, or open): 2d, 2026-03-01")
+    p.add_argument("--tz", default=None, help="time zone of --since (default UTC)")
+    p.add_argument("--json", action="store_true", help="machine-readable (schema verify/1)")
+    p.add_argument("--reason", default="recorder verify", help="why (written to the audit log)")
 
     p = sub.add_parser(
         "export", help="a signed bundle: whole-call WAVs, listening file, transcript, manifest"

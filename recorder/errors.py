@@ -47,6 +47,13 @@ boto3, PyAV, psycopg, cryptography) are translated at the module that calls the 
     │   ├── ChunkOrderError (94) ... chunks reordered, duplicated or spliced from another file
     │   ├── HeaderMismatch (95) .... header does not belong to this key / recording
     │   ├── AuditLogTampered (96) .. the audit log disagrees with its signed tree heads
+    │   ├── VerificationFailed (76)  ``recorder verify``: several failure classes, or another error
+    │   │   ├── ObjectTampered (77) .. stored bytes, a chunk's tag or the plaintext hash differ
+    │   │   ├── ObjectMissing (78) ... the cataloged object or version is not in the store
+    │   │   ├── ObjectTruncated (79) . the stored object is shorter than the catalog's size
+    │   │   ├── VersionSwapped (80) .. another version was written under the evidence key
+    │   │   ├── LockMismatch (81) .... Object Lock mode or retain-until differs from the catalog
+    │   │   └── HoldDrift (82) ....... a version's legal hold differs from the catalog's holds
     │   └── BundleError ............ an export bundle failed ``recorder verify-export``
     │       ├── BundleSignatureInvalid (84)  manifest signature wrong (or another key's)
     │       ├── BundleFileTampered (85) .... a file's bytes differ from the manifest
@@ -289,6 +296,36 @@ class HeaderMismatch(IntegrityError):
 
 class AuditLogTampered(IntegrityError):
     exit_code = 96
+
+
+class VerificationFailed(IntegrityError):
+    """``recorder verify`` found problems of more than one class (or an unclassified error)."""
+
+    exit_code = 76
+
+
+class ObjectTampered(VerificationFailed):
+    exit_code = 77
+
+
+class ObjectMissing(VerificationFailed):
+    exit_code = 78
+
+
+class ObjectTruncated(VerificationFailed):
+    exit_code = 79
+
+
+class VersionSwapped(VerificationFailed):
+    exit_code = 80
+
+
+class LockMismatch(VerificationFailed):
+    exit_code = 81
+
+
+class HoldDrift(VerificationFailed):
+    exit_code = 82
 
 
 class BundleError(IntegrityError):

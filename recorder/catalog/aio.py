@@ -43,6 +43,7 @@ from recorder.catalog.base import (
     SegmentRow,
     StreamEvent,
     StreamRow,
+    VerificationRun,
 )
 from recorder.catalog.connect import open_catalog, open_configured_catalog
 from recorder.catalog.postgres import DEFAULT_MAX_CONNECTIONS, PostgresCatalog
@@ -389,6 +390,13 @@ class AsyncCatalog:
 
     async def search_recordings(self, query: RecordingQuery) -> SearchPage:
         return await self._call(functools.partial(self.sync.search_recordings, query))
+
+    # verification runs
+    async def record_verification(self, run: VerificationRun) -> None:
+        await self._call(functools.partial(self.sync.record_verification, run))
+
+    async def last_verification(self, recording_id: str) -> VerificationRun | None:
+        return await self._call(functools.partial(self.sync.last_verification, recording_id))
 
     # lifecycle evidence
     async def add_lifecycle_event(self, event: NewLifecycleEvent) -> tuple[LifecycleEventRow, bool]:

@@ -405,6 +405,19 @@ class AuditChainCheck:
 
 
 @dataclass(frozen=True, slots=True)
+class VerificationRun:
+    """One ``recorder verify`` result for one recording (the ``verification_runs`` table)."""
+
+    recording_id: str
+    verified_ms: int
+    ok: bool
+    #: Failure classes found (``recorder.officer.verify_run.Failure`` values), empty when ok.
+    failures: tuple[str, ...]
+    #: Canonical JSON of the findings, each naming its object and what was wrong.
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class NewLifecycleEvent:
     """A verified lifecycle webhook (``rtms.start_failed``, ``rtms.concurrency_*``), whole."""
 
@@ -707,6 +720,12 @@ class Catalog(Protocol):
         ...
 
     # lifecycle evidence
+    def record_verification(self, run: VerificationRun) -> None:
+        """Append one verification result (append-only; ``show`` reads the newest)."""
+        ...
+
+    def last_verification(self, recording_id: str) -> VerificationRun | None: ...
+
     def add_lifecycle_event(self, event: NewLifecycleEvent) -> tuple[LifecycleEventRow, bool]:
         """Store ``event`` once per ``dedup_key``; True when it was new (False: a retry)."""
         ...

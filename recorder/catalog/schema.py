@@ -521,6 +521,25 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         description="officer search: time order with a tie-break, every id, names without case",
         statements={engine: _SEARCH_INDEXES_V9 for engine in Engine},
     ),
+    Migration(
+        version=10,
+        description="verification runs: each recording's `recorder verify` results, appended",
+        statements={
+            engine: (
+                f"""CREATE TABLE verification_runs (
+                    run_id {_IDENTITY[engine]},
+                    recording_id TEXT NOT NULL REFERENCES recordings (recording_id),
+                    verified_ms BIGINT NOT NULL,
+                    ok BOOLEAN NOT NULL,
+                    failures TEXT NOT NULL,
+                    detail TEXT NOT NULL
+                )""",
+                "CREATE INDEX verification_runs_by_recording"
+                " ON verification_runs (recording_id, verified_ms)",
+            )
+            for engine in Engine
+        },
+    ),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1].version

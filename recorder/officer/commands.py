@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from recorder.errors import ConfigError
 from recorder.officer.actor import os_actor
-from recorder.officer.verify import verify_recording
 from recorder.officer.views import describe_lifecycle_event
-from recorder.retention.holds import hold_drift
 from recorder.service.components import Components
 
 
@@ -36,17 +35,20 @@ async def show(c: Components, args: argparse.Namespace) -> int:
 
 
 async def verify(c: Components, args: argparse.Namespace) -> int:
-    failed = 0
-    for recording_id in args.recording_ids:
-        verdict = await verify_recording(c, recording_id, actor=os_actor(), reason=args.reason)
-        drift = await hold_drift(c.catalog, c.store, recording_id)
-        ok = verdict.ok and not drift
-        state = "OK" if ok else "FAILED"
-        print(f"{recording_id}: {state} ({len(verdict.objects)} objects)")
-        for obj in verdict.objects:
-            if not verdict.ok:
-                print(f"  {obj.kind} {obj.name} #{obj.index}: {obj.verdict.value} {obj.detail}")
-        for line in drift:
-            print(f"  hold drift: {line}")
-        failed += not ok
-    return 90 if failed else 0
+    """``recorder verify``; the exit code names the failure class (``verify_run.exit_code``)."""
+    from recorder.officer import verify_run
+    from recorder.officer.when import parse_when, zone
+
+    if not (args.recording_ids or args.all or args.since):
+        raise ConfigError("recorder verify: name recordings, or give --all or --since DATE")
+    since_ms = None if args.since is None else parse_when(args.since, zone(args.tz))
+    ids = await verify_run.select(c, args.recording_ids, every=args.all, since_ms=since_ms)
+    actor = os_actor()
+    checks = []
+    for recording_id in ids:
+        check = await verify_run.check_recording(c, recording_id)
+        await verify_run.record(c, check, actor=actor, reason=args.reason)
+        checks.append(check)
+    report = verify_run.report_json if args.json else verify_run.report_text
+    print(report(checks))
+    return verify_run.exit_code(checks)

@@ -18,7 +18,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from recorder.catalog.base import AuditEvent, RecordFileRow, RecordingDetail, SegmentRow
+from recorder.catalog.base import (
+    AuditEvent,
+    RecordFileRow,
+    RecordingDetail,
+    SegmentRow,
+    VerificationRun,
+)
 from recorder.errors import RecorderError
 from recorder.officer.actor import os_actor
 from recorder.officer.bundle.export import with_object
@@ -152,6 +158,7 @@ def document(
     audit: list[AuditEvent],
     records: RecordsView,
     tz: dt.tzinfo,
+    last_run: VerificationRun | None = None,
 ) -> dict[str, object]:
     r = detail.recording
     objects: list[SegmentRow | RecordFileRow] = [*detail.segments, *detail.records]
@@ -244,7 +251,13 @@ def document(
                 for o in verdict.objects
                 if o.verdict is not Verdict.VERIFIED
             ],
-            "last_verified_ms": max(verified) if verified else None,
+            # The newest ``recorder verify`` run, else the uploader's read-back check.
+            "last_verified_ms": last_run.verified_ms
+            if last_run is not None
+            else (max(verified) if verified else None),
+            "last_result": None
+            if last_run is None
+            else {"ok": last_run.ok, "failures": list(last_run.failures)},
             "oldest_verified_ms": min(verified)
             if len(verified) == len(objects) and verified
             else None,
@@ -354,7 +367,11 @@ def render(doc: dict[str, object], tz: dt.tzinfo) -> list[str]:
         lines.append(f"verification: {'OK' if check['ok'] else 'PROBLEM'} ({counts})")
         for problem in check["problems"]:
             lines.append(f"  {problem['object_key']}: {problem['verdict']} {problem['detail']}")
-    lines.append(f"  last verified {t(check['last_verified_ms'])}")
+    last = check["last_result"]
+    result = ""
+    if last is not None:
+        result = ": OK" if last["ok"] else ": FAILED " + ",".join(last["failures"])
+    lines.append(f"  last verified {t(check['last_verified_ms'])}{result}")
     for e in doc["lifecycle_events"]:  # type: ignore[attr-defined]
         label = "failed start" if e["failed"] else "lifecycle"
         lines.append(f"  {label}: {e['summary']}")
@@ -391,7 +408,8 @@ async def show(c: Components, args: argparse.Namespace) -> int:
         )
         records = await read_records(c, detail)
     audit = await c.catalog.audit_trail(args.recording_id)
-    doc = document(detail, verdict, audit, records, tz)
+    last_run = await c.catalog.last_verification(args.recording_id)
+    doc = document(detail, verdict, audit, records, tz, last_run)
     if getattr(args, "json", False):
         print(json.dumps(doc, indent=2, sort_keys=True, default=str))
     else:

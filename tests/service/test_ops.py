@@ -17,6 +17,8 @@ UNITS = {
     "recorder-retention.timer": "rtms-recorder-retention.timer",
     "recorder-audit-seal.service": "rtms-recorder-audit-seal.service",
     "recorder-audit-seal.timer": "rtms-recorder-audit-seal.timer",
+    "recorder-verify.service": "rtms-recorder-verify.service",
+    "recorder-verify.timer": "rtms-recorder-verify.timer",
 }
 EXEC_PATH = "/opt/rtms-recorder/bin/recorder"
 
@@ -148,6 +150,20 @@ def test_scheduled_commands_are_real_recorder_commands() -> None:
         assert argv[0] == EXEC_PATH
         args = build_parser().parse_args(argv[1:])
         assert args.command in ("retention", "audit", "hold")
+
+
+def test_verify_units_schedule_a_json_verify_of_recent_recordings() -> None:
+    from recorder.cli import build_parser
+
+    service = unit_settings("recorder-verify.service")
+    [command] = service["ExecStart"]
+    args = build_parser().parse_args(command.split()[1:])
+    assert (args.command, args.since, args.json) == ("verify", "2d", True)
+    assert service["Type"] == ["oneshot"]
+    assert service["User"] == unit_settings("recorder.service")["User"]
+    timer = unit_settings("recorder-verify.timer")
+    assert timer["Persistent"] == ["true"]
+    assert timer["OnCalendar"] == ["daily"]
 
 
 _MDWE_PROBE = """
