@@ -206,36 +206,24 @@ class StreamObserver:
                         epoch=self._epoch,
                     )
                 )
-        gaps, pauses = entry.gaps, entry.pauses
+        gaps, pauses = list(entry.gaps), list(entry.pauses)
         absence = entry.absence
         if absence is not None:
-            # A retired track's absence is in no WAV (no sample range), but it is a gap (or a
-            # pause) all the same.
-            seconds = (absence.end_sample - absence.start_sample) / rate
-            total_s += seconds
-            if absence.kind == "pause":
-                pauses = (absence, *pauses)
-            else:
-                gap_s += seconds
-                cause = absence.cause or "unknown"
-                metrics.add_gap(cause, seconds)
-                self.status.gap_seconds[cause] = self.status.gap_seconds.get(cause, 0.0) + seconds
-                self.evidence.submit(
-                    intents.gap(
-                        entry.recording_id,
-                        entry.track,
-                        start_ms=absence.start_ms,
-                        end_ms=absence.end_ms,
-                        cause=cause,
-                        detail="track retired; no audio until it reopened",
-                    )
-                )
+            # A retired track's absence is in no WAV (no sample range in the catalog), but it is
+            # a gap (or a pause) all the same, and expected time.
+            total_s += (absence.end_sample - absence.start_sample) / rate
+            (pauses if absence.kind == "pause" else gaps).insert(0, absence)
         for span in gaps:
             seconds = (span.end_sample - span.start_sample) / rate
             gap_s += seconds
             cause = span.cause or "unknown"
             metrics.add_gap(cause, seconds)
             self.status.gap_seconds[cause] = self.status.gap_seconds.get(cause, 0.0) + seconds
+            where = (
+                {"detail": "track retired; no audio until it reopened"}
+                if span is absence
+                else {"start_sample": span.start_sample, "end_sample": span.end_sample}
+            )
             self.evidence.submit(
                 intents.gap(
                     entry.recording_id,
@@ -243,8 +231,7 @@ class StreamObserver:
                     start_ms=span.start_ms,
                     end_ms=span.end_ms,
                     cause=cause,
-                    start_sample=span.start_sample,
-                    end_sample=span.end_sample,
+                    **where,
                 )
             )
         for span in pauses:
