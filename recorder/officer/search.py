@@ -21,7 +21,13 @@ from recorder.catalog.base import Product, RecordingStatus
 from recorder.catalog.search import RecordingQuery, SearchHit, SearchPage
 from recorder.errors import RecorderError
 from recorder.officer.actor import os_actor
-from recorder.officer.when import parse_when, show_duration, show_time, zone
+from recorder.officer.when import (
+    parse_when,
+    recording_fields,
+    show_duration,
+    show_time,
+    zone,
+)
 
 if TYPE_CHECKING:
     from recorder.service.components import Components
@@ -94,19 +100,7 @@ def query_from(args: argparse.Namespace, tz: dt.tzinfo) -> RecordingQuery:
 def hit_json(hit: SearchHit, tz: dt.tzinfo) -> dict[str, object]:
     r = hit.recording
     return {
-        "recording_id": r.recording_id,
-        "product": r.product.value,
-        "instance_id": r.instance_id,
-        "rtms_stream_id": r.rtms_stream_id,
-        "meeting_number": r.meeting_number,
-        "account_id": r.account_id,
-        "operator_id": r.operator_id,
-        "status": r.status.value,
-        "end_reason": r.end_reason,
-        "started_ms": r.started_ms,
-        "ended_ms": r.ended_ms,
-        "started": show_time(r.started_ms, tz),
-        "ended": show_time(r.ended_ms, tz) if r.ended_ms is not None else None,
+        **recording_fields(r, tz),
         "duration_ms": hit.duration_ms,
         "cc_queue_id": r.cc_queue_id,
         "cc_queue_name": r.cc_queue_name,

@@ -30,7 +30,7 @@ from recorder.officer.actor import os_actor
 from recorder.officer.bundle.export import with_object
 from recorder.officer.verify import RecordingVerdict, Verdict, verify_recording
 from recorder.officer.views import describe_lifecycle_event
-from recorder.officer.when import show_duration, show_time, zone
+from recorder.officer.when import recording_fields, show_duration, show_time, zone
 
 if TYPE_CHECKING:
     from recorder.service.components import Components
@@ -170,19 +170,7 @@ def document(
     return {
         "schema": SCHEMA,
         "recording": {
-            "recording_id": r.recording_id,
-            "product": r.product.value,
-            "instance_id": r.instance_id,
-            "rtms_stream_id": r.rtms_stream_id,
-            "meeting_number": r.meeting_number,
-            "account_id": r.account_id,
-            "operator_id": r.operator_id,
-            "status": r.status.value,
-            "end_reason": r.end_reason,
-            "started_ms": r.started_ms,
-            "ended_ms": r.ended_ms,
-            "started": show_time(r.started_ms, tz),
-            "ended": show_time(r.ended_ms, tz) if r.ended_ms is not None else None,
+            **recording_fields(r, tz),
             "duration_ms": None if r.ended_ms is None else r.ended_ms - r.started_ms,
             "contact_center": {
                 "queue_id": r.cc_queue_id,

@@ -14,6 +14,7 @@ import re
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from recorder.catalog.base import RecordingRow
 from recorder.errors import RecorderError
 
 _AGO: Final = re.compile(r"^(\d+)\s*([dhm])$")
@@ -94,3 +95,22 @@ def show_duration(ms: int | None) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def recording_fields(r: RecordingRow, tz: dt.tzinfo) -> dict[str, object]:
+    """What ``search --json`` and ``show --json`` both say about a recording (one shape)."""
+    return {
+        "recording_id": r.recording_id,
+        "product": r.product.value,
+        "instance_id": r.instance_id,
+        "rtms_stream_id": r.rtms_stream_id,
+        "meeting_number": r.meeting_number,
+        "account_id": r.account_id,
+        "operator_id": r.operator_id,
+        "status": r.status.value,
+        "end_reason": r.end_reason,
+        "started_ms": r.started_ms,
+        "ended_ms": r.ended_ms,
+        "started": show_time(r.started_ms, tz),
+        "ended": show_time(r.ended_ms, tz) if r.ended_ms is not None else None,
+    }
