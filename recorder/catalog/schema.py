@@ -521,6 +521,14 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         description="officer search: time order with a tie-break, every id, names without case",
         statements={engine: _SEARCH_INDEXES_V9 for engine in Engine},
     ),
+    Migration(
+        version=11,
+        description="the lease row keeps its owner's last durable capture checkpoint",
+        statements={
+            engine: ("ALTER TABLE streams ADD COLUMN lease_checkpoint_ms BIGINT",)
+            for engine in Engine
+        },
+    ),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1].version
