@@ -96,7 +96,8 @@ async def test_the_lease_row_keeps_the_last_checkpoint_for_the_next_owner(
         assert stream.lease_checkpoint_ms == 9_000
         # Renewing many leases at once keeps each stored checkpoint.
         result = await catalog.renew_many([renewed], first.expires_ms + 3)
-        assert result.renewed and not result.lost
+        assert result.renewed
+        assert not result.lost
         stream = await catalog.get_stream("s-1")
         assert stream is not None
         assert stream.lease_checkpoint_ms == 9_000
