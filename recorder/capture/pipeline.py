@@ -53,6 +53,8 @@ logger = logging.getLogger(__name__)
 
 OnSealed = Callable[[SealedSegment, ManifestEntry], Awaitable[None]]
 OnEvent = Callable[[CaptureEvent], Awaitable[None]]
+#: Called after a checkpoint with the RTMS time (ms) every open track is durable through.
+OnCheckpoint = Callable[[int], None]
 
 
 #: Events handled without a schedule point at most (a channel that never runs dry).
@@ -96,6 +98,7 @@ async def run_capture(
     config: CaptureConfig | None = None,
     on_sealed: OnSealed | None = None,
     on_event: OnEvent | None = None,
+    on_checkpoint: OnCheckpoint | None = None,
     decode_limiter: trio.CapacityLimiter | None = None,
     io_limiter: trio.CapacityLimiter | None = None,
     now_ms: Callable[[], int] = _wall_ms,
@@ -116,6 +119,10 @@ async def run_capture(
         on_event: Awaited with every event that is not audio, and with the first audio packet
             of each track, before the pipeline handles it: how the service learns participants,
             drops and interruptions without a second hop per audio packet.
+        on_checkpoint: Called after each checkpoint with the RTMS time (ms) up to which every
+            open track's audio is now on disk (the earliest track's end): what a crash cannot
+            lose. Skipped while a segment open or seal is pending (those bytes are not yet in
+            an fsynced file). The service keeps it in the lease row for a takeover's gap.
         decode_limiter: Shared cap on worker threads decoding, across engagements.
         io_limiter: Cap on worker threads opening, checkpointing and sealing segments; by
             default the one process-wide ``segment_io_limiter()``.
@@ -144,6 +151,7 @@ async def run_capture(
         core,
         on_sealed=on_sealed,
         on_event=on_event,
+        on_checkpoint=on_checkpoint,
         decode_limiter=decode_limiter or trio.CapacityLimiter(1),
         io_limiter=io_limiter or segment_io_limiter(),
     )
@@ -160,12 +168,14 @@ class _Capture:
         on_event: OnEvent | None,
         decode_limiter: trio.CapacityLimiter,
         io_limiter: trio.CapacityLimiter,
+        on_checkpoint: OnCheckpoint | None = None,
     ) -> None:
         self._events = events
         self._core = core
         self._config = core.config
         self._on_sealed = on_sealed
         self._on_event = on_event
+        self._on_checkpoint = on_checkpoint
         self._decode_limiter = decode_limiter
         self._io_limiter = io_limiter
         self._batch: list[AudioPacket] = []
@@ -320,8 +330,13 @@ class _Capture:
 
     async def _checkpoint(self) -> None:
         self._submit(self._core.retire_silent(self._core.now_ms()))
+        # Taken before the fsync: what was written by now is durable once it returns. Not while
+        # an open or seal is pending: a segment still opening holds its bytes in memory.
+        durable_ms = None if self._actions else _written_through_ms(self._core)
         await trio.to_thread.run_sync(self._core.checkpoint, limiter=self._io_limiter)
         self._next_checkpoint = trio.current_time() + self._config.checkpoint_interval_s
+        if durable_ms is not None and self._on_checkpoint is not None:
+            self._on_checkpoint(durable_ms)
 
     # --- segment I/O --------------------------------------------------------------------------
 
@@ -462,6 +477,16 @@ class _Capture:
                     item.segment.identity.track,
                     item.segment.identity.segment_index,
                 )
+
+
+def _written_through_ms(core: CaptureCore) -> int | None:
+    """The RTMS time every open, anchored track has been written through (the earliest)."""
+    ends = [
+        track.timeline.sample_to_ms(track.timeline.emitted_samples)
+        for track in core.tracks.values()
+        if track.timeline.anchor_ms is not None
+    ]
+    return min(ends) if ends else None
 
 
 def _unwrap(exc: BaseException) -> BaseException:

@@ -50,7 +50,7 @@ class Tx(Protocol):
 
 _STREAM_COLS: Final = (
     "rtms_stream_id, product, instance_id, state, server_urls, lease_owner, lease_expires_ms,"
-    " lease_epoch, first_seen_ms, last_event_ts_ms, server_urls_ts_ms"
+    " lease_epoch, first_seen_ms, last_event_ts_ms, server_urls_ts_ms, lease_checkpoint_ms"
 )
 _RECORDING_COLS: Final = (
     "recording_id, rtms_stream_id, product, instance_id, operator_id, account_id,"
@@ -94,6 +94,7 @@ def _stream(row: Row) -> StreamRow:
         first_seen_ms=int(row[8]),
         last_event_ts_ms=int(row[9]),
         server_urls_ts_ms=int(row[10]),
+        lease_checkpoint_ms=None if row[11] is None else int(row[11]),
     )
 
 

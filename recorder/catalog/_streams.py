@@ -33,7 +33,9 @@ from recorder.errors import CatalogError, LeaseLost
 
 #: Renewal needs the same owner AND the same epoch: any claim since then bumped the epoch.
 #: ``{now}`` is the engine's "now" expression (``_now_sql``), used when no time is given.
-_RENEW_SQL: Final = """UPDATE streams SET lease_expires_ms = COALESCE(?, {now}) + ?
+#: A renew without a checkpoint keeps the stored one.
+_RENEW_SQL: Final = """UPDATE streams SET lease_expires_ms = COALESCE(?, {now}) + ?,
+        lease_checkpoint_ms = COALESCE(?, lease_checkpoint_ms)
     WHERE rtms_stream_id = ? AND lease_owner = ? AND lease_epoch = ?
     RETURNING lease_expires_ms"""
 
@@ -156,24 +158,32 @@ class StreamQueries(TransactionSource):
                         OR streams.lease_expires_ms IS NULL
                         OR streams.lease_expires_ms <= {now}
                         OR streams.lease_owner = excluded.lease_owner
-                    RETURNING lease_epoch, lease_expires_ms""",
+                    RETURNING lease_epoch, lease_expires_ms, lease_checkpoint_ms""",
                 (rtms_stream_id, owner, now_ms, ttl_ms, now_ms, now_ms),
             )
         if row is None:
             return None
-        return Lease(rtms_stream_id, owner, int(row[0]), ttl_ms, int(row[1]))
+        # A claim leaves the checkpoint as it was: the previous owner's, read here so that
+        # this owner's own renews may overwrite it.
+        previous = None if row[2] is None else int(row[2])
+        return Lease(rtms_stream_id, owner, int(row[0]), ttl_ms, int(row[1]), previous)
 
-    def renew(self, lease: Lease, now_ms: int | None = None) -> Lease:
+    def renew(
+        self, lease: Lease, now_ms: int | None = None, *, checkpoint_ms: int | None = None
+    ) -> Lease:
         """Extend the lease from now (the database's clock unless ``now_ms`` is given).
 
         A lease that expired but that nobody claimed since is still renewed: the epoch proves no
         one else held the stream in between. The holder must still stop acting on the stream
         once ``expires_ms`` passes without a successful renew, because from then on another
         process may claim it (the service's lease keeper fences itself before that).
+        ``checkpoint_ms`` (``None``: keep the stored one) is what the next owner's claim reads
+        as ``Lease.previous_checkpoint_ms``.
         """
         with self._transaction("renew", write=True) as tx:
             row = tx.fetchone(
-                _RENEW_SQL.format(now=self._now_sql), (now_ms, lease.ttl_ms, *_lease_key(lease))
+                _RENEW_SQL.format(now=self._now_sql),
+                (now_ms, lease.ttl_ms, checkpoint_ms, *_lease_key(lease)),
             )
         if row is None:
             raise LeaseLost(
@@ -192,7 +202,7 @@ class StreamQueries(TransactionSource):
         sql = _RENEW_SQL.format(now=self._now_sql)
         with self._transaction("renew_many", write=True) as tx:
             for lease in leases:
-                row = tx.fetchone(sql, (now_ms, lease.ttl_ms, *_lease_key(lease)))
+                row = tx.fetchone(sql, (now_ms, lease.ttl_ms, None, *_lease_key(lease)))
                 if row is not None:
                     renewed.append(dataclasses.replace(lease, expires_ms=int(row[0])))
                 else:

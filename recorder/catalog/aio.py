@@ -113,8 +113,12 @@ class AsyncCatalog:
             functools.partial(self.sync.try_claim, rtms_stream_id, owner, ttl_ms, now_ms)
         )
 
-    async def renew(self, lease: Lease, now_ms: int | None = None) -> Lease:
-        return await self._call(functools.partial(self.sync.renew, lease, now_ms))
+    async def renew(
+        self, lease: Lease, now_ms: int | None = None, *, checkpoint_ms: int | None = None
+    ) -> Lease:
+        return await self._call(
+            functools.partial(self.sync.renew, lease, now_ms, checkpoint_ms=checkpoint_ms)
+        )
 
     async def renew_many(self, leases: Sequence[Lease], now_ms: int | None = None) -> RenewResult:
         return await self._call(functools.partial(self.sync.renew_many, tuple(leases), now_ms))

@@ -94,6 +94,10 @@ class Lease:
     epoch: int
     ttl_ms: int
     expires_ms: int
+    #: The RTMS time (ms) the stream's lease row held as its last durable capture checkpoint
+    #: when this lease was claimed: where the previous owner's recording provably reached, so
+    #: a takeover's ``recorder_restart`` gap starts there (``None``: no checkpoint was kept).
+    previous_checkpoint_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +264,8 @@ class StreamRow:
     #: ``event_ts`` of the newest webhook that carried ``server_urls`` (an ``rtms_started``):
     #: a failover is a newer one of these, never merely a newer ``last_event_ts_ms``.
     server_urls_ts_ms: int = 0
+    #: The owner's last durable capture checkpoint (RTMS ms), stored with each lease renew.
+    lease_checkpoint_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -543,8 +549,12 @@ class Catalog(Protocol):
         """
         ...
 
-    def renew(self, lease: Lease, now_ms: int | None = None) -> Lease:
-        """Extend ``lease`` by its ttl. Raises ``LeaseLost`` if another claim happened since."""
+    def renew(
+        self, lease: Lease, now_ms: int | None = None, *, checkpoint_ms: int | None = None
+    ) -> Lease:
+        """Extend ``lease`` by its ttl and keep ``checkpoint_ms`` (the owner's last durable
+        capture checkpoint, RTMS ms; ``None`` leaves the stored one) in the lease row. Raises
+        ``LeaseLost`` if another claim happened since."""
         ...
 
     def renew_many(self, leases: Sequence[Lease], now_ms: int | None = None) -> RenewResult:

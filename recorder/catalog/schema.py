@@ -540,6 +540,14 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             for engine in Engine
         },
     ),
+    Migration(
+        version=11,
+        description="the lease row keeps its owner's last durable capture checkpoint",
+        statements={
+            engine: ("ALTER TABLE streams ADD COLUMN lease_checkpoint_ms BIGINT",)
+            for engine in Engine
+        },
+    ),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1].version

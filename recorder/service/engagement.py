@@ -101,8 +101,15 @@ class Engagement:
                 "lease_epoch": lease.epoch,
             },
         )
+        #: RTMS ms the capture's last checkpoint made durable (``run_capture``'s on_checkpoint).
+        self._checkpoint_ms: int | None = None
         self.keeper = LeaseKeeper(
-            components.catalog, lease, lease_timers, on_row=self._on_row, log=self.log
+            components.catalog,
+            lease,
+            lease_timers,
+            on_row=self._on_row,
+            log=self.log,
+            checkpoint_ms=lambda: self._checkpoint_ms,
         )
         journal = (
             components.config.storage.state_dir
@@ -124,6 +131,7 @@ class Engagement:
             self.evidence,
             epoch=lease.epoch,
             first_segment_index=self._capture_config.first_segment_index,
+            previous_checkpoint_ms=lease.previous_checkpoint_ms,
         )
 
     def cancel(self) -> None:
@@ -254,6 +262,7 @@ class Engagement:
                         config=self._capture_config,
                         on_sealed=self.observer.on_sealed,
                         on_event=self.observer.observe,
+                        on_checkpoint=self._note_checkpoint,
                         # Entries go to the catalog as they are sealed; none are kept.
                         keep_entries=False,
                     )
@@ -266,6 +275,9 @@ class Engagement:
             with trio.move_on_after(EVIDENCE_DRAIN_S):
                 await evidence_done.wait()
             outer.cancel_scope.cancel()
+
+    def _note_checkpoint(self, durable_ms: int) -> None:
+        self._checkpoint_ms = durable_ms
 
     async def _run_evidence(self, done: trio.Event) -> None:
         try:

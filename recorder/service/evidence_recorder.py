@@ -116,10 +116,18 @@ def pause(recording_id: str, **fields: Any) -> Intent:
 
 
 def takeover_gap(
-    recording_id: str, track: str, *, start_ms: int, first_segment_index: int, epoch: int
+    recording_id: str,
+    track: str,
+    *,
+    start_ms: int,
+    first_segment_index: int,
+    epoch: int,
+    checkpoint_ms: int | None = None,
 ) -> Intent:
-    """After a takeover, the time between the previous owner's last segment (or checkpoint) of
-    ``track`` and this owner's first one is a ``recorder_restart`` gap."""
+    """After a takeover, the time between where the previous owner's recording of ``track``
+    provably reached (its last segment, or the later durable checkpoint it kept in the lease
+    row: its ``.part`` holds that audio for recovery) and this owner's first segment is a
+    ``recorder_restart`` gap."""
     return Intent(
         "takeover_gap",
         {
@@ -128,6 +136,7 @@ def takeover_gap(
             "start_ms": start_ms,
             "first_segment_index": first_segment_index,
             "epoch": epoch,
+            "checkpoint_ms": checkpoint_ms,
         },
     )
 
@@ -207,8 +216,14 @@ async def _write_takeover_gap(
     earlier = [
         s.end_ms for s in detail.segments if s.track == track and s.segment_index < first_index
     ]
-    # Without an earlier segment of the track (a takeover inside its first segment), the gap
-    # runs from when the recording started: that time was received by nobody who kept it.
+    # The previous owner's last durable checkpoint (an intent journaled before it was kept has
+    # none): audio up to it is on its disk, so the gap starts there, not at its last segment.
+    checkpoint = a.get("checkpoint_ms")
+    if checkpoint is not None:
+        earlier.append(int(checkpoint))
+    # Without an earlier segment of the track or a checkpoint (a takeover inside its first
+    # segment before any renew), the gap runs from when the recording started: that time was
+    # received by nobody who kept it.
     since = max(earlier) if earlier else detail.recording.started_ms
     if since < int(a["start_ms"]):
         await catalog.add_gap(

@@ -9,7 +9,9 @@ Rules (invariant 3):
    claim the stream (which needs the full ttl to pass on the catalog's clock). A recorder cut off
    from the catalog therefore never records past its lease, so two connections to one stream
    cannot overlap. ``margin`` covers the renew round trip and the cancel-to-close time.
-3. The row is watched for what other processes of the fleet learned from Zoom: a stopped stream
+3. Each renew stores the capture's last durable checkpoint in the lease row; the next owner's
+   claim reads it, so its takeover gap starts where this owner's recording provably reached.
+4. The row is watched for what other processes of the fleet learned from Zoom: a stopped stream
    ends the capture; a NEWER ``rtms_started`` with URLs (its own ``server_urls_ts_ms``, not the
    newest event of any kind: an ``rtms_interrupted`` is newer too) is a failover.
 """
@@ -56,7 +58,9 @@ OnRow = Callable[[StreamRow], Awaitable[None]]
 class LeaseCatalog(Protocol):
     """What the keeper needs of the catalog (``AsyncCatalog`` is one)."""
 
-    async def renew(self, lease: Lease, now_ms: int | None = None) -> Lease: ...
+    async def renew(
+        self, lease: Lease, now_ms: int | None = None, *, checkpoint_ms: int | None = None
+    ) -> Lease: ...
 
     async def get_stream(self, rtms_stream_id: str) -> StreamRow | None: ...
 
@@ -72,11 +76,15 @@ class LeaseKeeper:
         *,
         on_row: OnRow,
         log: logging.LoggerAdapter[logging.Logger] | None = None,
+        checkpoint_ms: Callable[[], int | None] = lambda: None,
     ) -> None:
         self._catalog = catalog
         self.lease = lease
         self._timers = timers
         self._on_row = on_row
+        #: The capture's last durable checkpoint (RTMS ms), kept in the lease row with each
+        #: renew: where a takeover's ``recorder_restart`` gap starts if this process dies.
+        self._checkpoint_ms = checkpoint_ms
         self._log = log or logging.LoggerAdapter(logger, {})
         #: trio.current_time() of the claim or the last successful renew.
         self.renewed_at = trio.current_time()
@@ -108,7 +116,9 @@ class LeaseKeeper:
             await trio.sleep(self._timers.renew_s)
             attempt_at = trio.current_time()
             try:
-                self.lease = await self._catalog.renew(self.lease)
+                self.lease = await self._catalog.renew(
+                    self.lease, checkpoint_ms=self._checkpoint_ms()
+                )
             except LeaseLost:
                 self._log.error("lease lost: another recorder owns the stream now")
                 raise

@@ -50,6 +50,7 @@ class StreamObserver:
         *,
         epoch: int,
         first_segment_index: int,
+        previous_checkpoint_ms: int | None = None,
     ) -> None:
         self.c = components
         self.spec = spec
@@ -57,6 +58,8 @@ class StreamObserver:
         self.evidence = evidence
         self._epoch = epoch
         self._first_segment_index = first_segment_index
+        #: The previous owner's last durable checkpoint, from the lease row at our claim.
+        self._previous_checkpoint_ms = previous_checkpoint_ms
         self._first_sealed_tracks: set[str] = set()
         self._speakers: set[str] = set()
 
@@ -204,6 +207,7 @@ class StreamObserver:
                         start_ms=entry.start_ms,
                         first_segment_index=self._first_segment_index,
                         epoch=self._epoch,
+                        checkpoint_ms=self._previous_checkpoint_ms,
                     )
                 )
         gaps, pauses = list(entry.gaps), list(entry.pauses)

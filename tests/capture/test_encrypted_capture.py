@@ -141,3 +141,42 @@ async def test_finalisation_is_time_bounded_when_a_sink_hangs() -> None:
     # sealed, and the open segment is left to crash recovery.
     assert manifest.entries == []
     assert manifest.outcome == "ended"
+
+
+async def test_each_checkpoint_reports_the_rtms_time_made_durable() -> None:
+    """What the service keeps in the lease row: never ahead of the audio received, never
+    going back, and close behind the live edge (one checkpoint interval)."""
+    fmt = AudioFormat(AudioCodec.L16, 16_000, 1)
+    speech = encode_speech("a", fmt, seconds=2)
+    send, receive = trio.open_memory_channel[CaptureEvent](8)
+    sent_through_ms = 0
+    reported: list[tuple[int, int]] = []
+
+    def on_checkpoint(durable_ms: int) -> None:
+        reported.append((durable_ms, sent_through_ms))
+
+    async def zoom() -> None:
+        nonlocal sent_through_ms
+        async with send:
+            for i, payload in enumerate(speech.packets):
+                await send.send(AudioPacket("mixed", T0 + i * 20, payload, fmt))
+                # A packet stamped ts carries the 20 ms before ts at most.
+                sent_through_ms = T0 + i * 20 + 20
+                await trio.sleep(0.02)  # Zoom's pace: what lets checkpoints fall mid-call
+            await send.send(StreamEnded(T0 + 2_100, 1, "HOST_STOPPED", normal=True))
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(zoom)
+            await run_capture(
+                receive,
+                MemorySinkFactory(),
+                recording_id="rec-cp",
+                config=CaptureConfig(segment_seconds=1, checkpoint_interval_s=0.2),
+                on_checkpoint=on_checkpoint,
+            )
+    assert len(reported) >= 3, reported
+    durable = [d for d, _ in reported]
+    assert durable == sorted(durable)
+    assert all(T0 <= d <= sent for d, sent in reported), reported
+    assert max(durable) >= T0 + 1_000, "the live edge, not the last sealed segment"

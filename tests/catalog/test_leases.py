@@ -66,6 +66,43 @@ async def test_an_expired_lease_nobody_took_can_still_be_renewed(catalog: AsyncC
         assert (later.epoch, later.expires_ms) == (1, T0 + 4 * TTL_MS)
 
 
+async def test_the_lease_row_keeps_the_last_checkpoint_for_the_next_owner(
+    catalog: AsyncCatalog,
+) -> None:
+    """Defect 9: a takeover's gap starts at the dead owner's last durable checkpoint, which
+    each renew stores in the lease row and the next claim reads."""
+    with trio.fail_after(20):
+        first = await catalog.try_claim("s-1", "a", TTL_MS, T0)
+        assert first is not None
+        assert first.previous_checkpoint_ms is None, "nobody recorded before"
+        first = await catalog.renew(first, T0 + 1_000, checkpoint_ms=5_000)
+        first = await catalog.renew(first, T0 + 2_000, checkpoint_ms=6_000)
+        # A renew without a checkpoint (none taken yet, or none new) keeps the stored one.
+        first = await catalog.renew(first, T0 + 3_000)
+        stream = await catalog.get_stream("s-1")
+        assert stream is not None
+        assert stream.lease_checkpoint_ms == 6_000
+        # The owner dies; the next owner's claim hands it the dead owner's checkpoint.
+        second = await catalog.try_claim("s-1", "b", TTL_MS, first.expires_ms)
+        assert second is not None
+        assert (second.epoch, second.previous_checkpoint_ms) == (2, 6_000)
+        renewed = await catalog.renew(second, first.expires_ms + 1, checkpoint_ms=9_000)
+        assert renewed.previous_checkpoint_ms == 6_000, "a renew never changes the claim's view"
+        # The dead owner's late renew is refused and stores nothing.
+        with pytest.raises(LeaseLost):
+            await catalog.renew(first, first.expires_ms + 2, checkpoint_ms=7_000)
+        stream = await catalog.get_stream("s-1")
+        assert stream is not None
+        assert stream.lease_checkpoint_ms == 9_000
+        # Renewing many leases at once keeps each stored checkpoint.
+        result = await catalog.renew_many([renewed], first.expires_ms + 3)
+        assert result.renewed
+        assert not result.lost
+        stream = await catalog.get_stream("s-1")
+        assert stream is not None
+        assert stream.lease_checkpoint_ms == 9_000
+
+
 async def test_one_owner_renews_all_its_leases_in_one_call(catalog: AsyncCatalog) -> None:
     with trio.fail_after(20):
         mine = [await catalog.try_claim(f"s-{n}", "me", TTL_MS, T0) for n in range(5)]

@@ -204,6 +204,47 @@ async def test_a_takeover_inside_the_first_segment_still_writes_a_restart_gap(
             assert gap.detail == "ownership epoch 2 began"
 
 
+async def test_a_takeover_gap_starts_at_the_dead_owners_last_checkpoint(tmp_path: Path) -> None:
+    """Inside the first segment (nothing sealed) and after one: the kept checkpoint wins over
+    the recording's start and over an earlier segment's end; an old journal line has none."""
+    with trio.fail_after(30):
+        async with sqlite_catalog(tmp_path / "catalog.sqlite3") as catalog:
+            recording_id = await new_recording(catalog)
+            takeover = intents.takeover_gap(
+                recording_id,
+                "mixed",
+                start_ms=T0 + 3_000,
+                first_segment_index=100_000,
+                epoch=2,
+                checkpoint_ms=T0 + 1_750,
+            )
+            await intents.apply_intent(catalog, takeover, fence=None, now_ms=T0)
+            # A checkpoint at or past this owner's first segment: no gap to write.
+            late = intents.takeover_gap(
+                recording_id,
+                "other",
+                start_ms=T0 + 3_000,
+                first_segment_index=100_000,
+                epoch=2,
+                checkpoint_ms=T0 + 3_000,
+            )
+            await intents.apply_intent(catalog, late, fence=None, now_ms=T0)
+            detail = await catalog.show(recording_id)
+            assert detail is not None
+            [gap] = detail.gaps
+            assert (gap.track, gap.start_ms, gap.end_ms) == ("mixed", T0 + 1_750, T0 + 3_000)
+            old_line = Intent.from_line(
+                b'{"op":"takeover_gap","args":{"recording_id":"' + recording_id.encode() + b'",'
+                b'"track":"third","start_ms":' + str(T0 + 500).encode() + b","
+                b'"first_segment_index":100000,"epoch":2}}'
+            )
+            await intents.apply_intent(catalog, old_line, fence=None, now_ms=T0)
+            detail = await catalog.show(recording_id)
+            assert detail is not None
+            [old] = [g for g in detail.gaps if g.track == "third"]
+            assert (old.start_ms, old.end_ms) == (T0, T0 + 500)
+
+
 async def test_an_intent_the_catalog_refuses_for_good_is_set_aside_not_blocking(
     tmp_path: Path,
 ) -> None:

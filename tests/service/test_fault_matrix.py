@@ -10,6 +10,9 @@ with the audio lost measured in ms against what the simulator (Zoom) sent.
   never two connections.
 * The catalog unavailable mid-call (shorter than the fence): recording continues, 0 ms lost,
   catalog reconciled after.
+* SIGKILL of the owner mid-segment (local store) and mid-upload (moto's S3 server, the PUT held
+  in a proxy at the kill): the other process takes over, the killed one restarts and recovers
+  its ``.part`` and uploads its pending job; 0 calls lost, at most 1.2 s of audio.
 
 ``ops/INSTALL.md`` shows the measured table.
 """
@@ -26,7 +29,7 @@ import pytest
 import trio
 
 from recorder.catalog.aio import AsyncCatalog, open_configured_async_catalog
-from recorder.catalog.base import RecordingDetail, RecordingStatus
+from recorder.catalog.base import RecordingDetail, RecordingStatus, UploadState
 from recorder.config import CatalogConfig, CatalogKind
 from recorder.service.components import CLOCK_OFFSET_ENV
 from recorder.simulator.engagement import Engagement as SimEngagement
@@ -48,7 +51,8 @@ from .helpers_fleet import (
     track_seconds,
     wall_ms,
 )
-from .test_fleet import TRACK, settled_detail
+from .test_fleet import TRACK, kill_mid_segment, settled_detail
+from .test_outages import new_locked_bucket
 
 pytestmark = [pytest.mark.slow]
 
@@ -254,6 +258,10 @@ class TcpProxy:
         self.cut = False
         self._scope = trio.CancelScope()
         self._conns: list[trio.SocketStream] = []
+        self._flowing = trio.Event()
+        self._flowing.set()
+        #: Bytes a client sent while the proxy held them (a request in flight, not forwarded).
+        self.held_bytes = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         with self._scope:
@@ -271,12 +279,14 @@ class TcpProxy:
             nursery.start_soon(self._pump, client, server, nursery.cancel_scope)
             nursery.start_soon(self._pump, server, client, nursery.cancel_scope)
 
-    @staticmethod
     async def _pump(
-        src: trio.SocketStream, dst: trio.SocketStream, scope: trio.CancelScope
+        self, src: trio.SocketStream, dst: trio.SocketStream, scope: trio.CancelScope
     ) -> None:
         try:
             while data := await src.receive_some(65536):
+                if not self._flowing.is_set():
+                    self.held_bytes += len(data)
+                    await self._flowing.wait()
                 await dst.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
@@ -292,6 +302,13 @@ class TcpProxy:
 
     def heal(self) -> None:
         self.cut = False
+
+    def hold(self) -> None:
+        """Keep connections open but forward nothing more: requests in flight hang."""
+        self._flowing = trio.Event()
+
+    def release(self) -> None:
+        self._flowing.set()
 
     def stop(self) -> None:
         self._scope.cancel()
@@ -456,4 +473,104 @@ async def test_rtms_interrupted_recovers_in_one_reconnect_without_a_spurious_fai
             assert call.stats.signaling_max_open == 1
             assert detail.recording.status is RecordingStatus.COMPLETE
             assert lost_ms(call, detail) <= 50, lost_ms(call, detail)
+    await fan.aclose()
+
+
+@pytest.mark.parametrize("fault", ["mid-segment", "mid-upload"])
+@pytest.mark.parametrize("engine", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_sigkill_of_the_owner_mid_segment_or_mid_upload_loses_no_call(
+    tmp_path: Path, request: pytest.FixtureRequest, engine: str, fault: str
+) -> None:
+    """The owner is SIGKILLed a second past its last sealed segment (``mid-segment``), or while
+    the PUT of a sealed segment to S3 is in flight (``mid-upload``: a proxy in front of moto
+    holds the request's bytes at the kill). The other process takes over; the killed one is
+    restarted (systemd's ``Restart=``), recovers its ``.part`` and finishes its spooled upload."""
+    secrets_ = FleetSecrets()
+    dsn: str | None = request.getfixturevalue("postgres_dsn") if engine == "postgres" else None
+    sqlite_path = None if dsn else tmp_path / "catalog.sqlite3"
+    shared: dict[str, object] = {"key_dir": tmp_path / "keys"}
+    if dsn:
+        shared["postgres_dsn"] = dsn
+    else:
+        shared["sqlite_path"] = sqlite_path
+    proxy: TcpProxy | None = None
+    if fault == "mid-upload":
+        endpoint: str = request.getfixturevalue("moto_endpoint")
+        proxy = TcpProxy(int(endpoint.rsplit(":", 1)[1]))
+        shared["s3_endpoint"] = f"http://127.0.0.1:{proxy.port}"
+        shared["s3_bucket"] = new_locked_bucket(endpoint)
+    else:
+        shared["store_dir"] = tmp_path / "store"
+    procs = [make_process(tmp_path, name, secrets_, **shared) for name in ("a", "b")]
+    fan = FanOut([p.webhook_url for p in procs])
+    seconds = 14
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            if proxy is not None:
+                await nursery.start(proxy.run)
+            async with (
+                serve_processes(*procs),
+                catalog_at(dsn, sqlite_path) as catalog,
+                open_simulator(fleet_simulator(fan, secrets_)) as sim,
+            ):
+                call = await sim.start(meeting(secrets_, name=fault, seconds=seconds))
+                stream_id = call.scenario.rtms_stream_id
+
+                async def first_sealed() -> tuple[str, int] | None:
+                    rows = await catalog.search(stream_id=stream_id)
+                    stream = await catalog.get_stream(stream_id)
+                    if not rows or stream is None or stream.lease_owner is None:
+                        return None
+                    detail = await catalog.show(rows[0].recording_id)
+                    assert detail is not None
+                    verified = [
+                        s for s in detail.segments if s.upload_state is UploadState.VERIFIED
+                    ]
+                    if not verified:
+                        return None
+                    return stream.lease_owner, max(s.end_ms for s in detail.segments)
+
+                owner, sealed_until_ms = await poll(first_sealed)
+                killed = next(p for p in procs if owner.startswith(f"recorder-{p.name}/"))
+                survivor = next(p for p in procs if p is not killed)
+                if proxy is None:
+                    await kill_mid_segment(killed, call, sealed_until_ms)
+                else:
+                    proxy.hold()
+
+                    async def upload_in_flight() -> bool | None:
+                        rows = await catalog.search(stream_id=stream_id)
+                        detail = await catalog.show(rows[0].recording_id)
+                        assert detail is not None
+                        pending = [
+                            s for s in detail.segments if s.upload_state is UploadState.PENDING
+                        ]
+                        return (bool(pending) and proxy.held_bytes > 0) or None
+
+                    await poll(upload_in_flight)
+                    killed.kill()
+                    await killed.wait()
+                    proxy.release()
+                assert not call.finished.is_set(), "the call must still be live at the kill"
+                await call.wait_for(lambda s: s.reconnects >= 1)
+                await call.finished.wait()
+                # The killed process comes back: its partial segment and spooled jobs follow.
+                async with serve_processes(killed):
+
+                    async def recovered() -> RecordingDetail | None:
+                        detail = await settled_detail(catalog, stream_id)
+                        covered = track_seconds(detail, TRACK) * 1000
+                        return detail if covered >= seconds * 1000 - MAX_LOST_MS else None
+
+                    with trio.move_on_after(30):
+                        await poll(recovered, interval_s=0.5)
+                    detail = await settled_detail(catalog, stream_id)
+                assert detail.recording.status is RecordingStatus.COMPLETE, "0 calls lost"
+                if fault == "mid-segment":
+                    assert any(s.recovered for s in detail.segments), "the .part was recovered"
+                assert call.stats.signaling_max_open == 1
+                assert survivor.running
+                assert lost_ms(call, detail) <= MAX_LOST_MS, lost_ms(call, detail)
+            if proxy is not None:
+                proxy.stop()
     await fan.aclose()

@@ -7,6 +7,7 @@ partition and the time it lasts are exact.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import pytest
 import trio
@@ -43,13 +44,17 @@ class MemoryLeases:
     def now_ms(self) -> int:
         return int(trio.current_time() * 1000)
 
-    async def renew(self, lease: Lease, now_ms: int | None = None) -> Lease:
+    async def renew(
+        self, lease: Lease, now_ms: int | None = None, *, checkpoint_ms: int | None = None
+    ) -> Lease:
         await trio.lowlevel.checkpoint()
         if not self.reachable:
             raise CatalogError("renew: connection refused")
         if lease.epoch != self.epoch:
             raise LeaseLost("taken over")
         self.renewals += 1
+        if checkpoint_ms is not None:
+            self.row = dataclasses.replace(self.row, lease_checkpoint_ms=checkpoint_ms)
         return dataclasses.replace(lease, expires_ms=self.now_ms() + lease.ttl_ms)
 
     async def get_stream(self, rtms_stream_id: str) -> StreamRow | None:
@@ -59,12 +64,18 @@ class MemoryLeases:
         return self.row
 
 
-def keeper_for(catalog: MemoryLeases, seen: list[StreamRow]) -> LeaseKeeper:
+def keeper_for(
+    catalog: MemoryLeases,
+    seen: list[StreamRow],
+    checkpoint_ms: Callable[[], int | None] = lambda: None,
+) -> LeaseKeeper:
     async def on_row(row: StreamRow) -> None:
         seen.append(row)
 
     lease = Lease("s-1", "me", 1, int(TTL_S * 1000), int(TTL_S * 1000))
-    return LeaseKeeper(catalog, lease, LeaseTimers.for_ttl(TTL_S), on_row=on_row)
+    return LeaseKeeper(
+        catalog, lease, LeaseTimers.for_ttl(TTL_S), on_row=on_row, checkpoint_ms=checkpoint_ms
+    )
 
 
 def test_default_timers_are_zooms_45_s_renewed_every_15_s() -> None:
@@ -108,6 +119,24 @@ async def test_takeover_raises_lease_lost(autojump_clock: trio.testing.MockClock
     keeper = keeper_for(catalog, [])
     with trio.fail_after(600), pytest.raises(LeaseLost):
         await _unwrap(keeper.run)
+
+
+async def test_each_renew_keeps_the_latest_checkpoint_in_the_row(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """No checkpoint yet: the row keeps none; then each renew stores the newest one."""
+    catalog = MemoryLeases()
+    seen: list[StreamRow] = []
+    durable: list[int] = []
+    keeper = keeper_for(catalog, seen, checkpoint_ms=lambda: durable[-1] if durable else None)
+    with trio.fail_after(600), trio.move_on_after(46):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(keeper.run)
+            await trio.sleep(16)
+            durable.append(7_000)
+            await trio.sleep(15)
+            durable.append(9_000)
+    assert [row.lease_checkpoint_ms for row in seen] == [None, 7_000, 9_000]
 
 
 async def test_each_renew_shows_the_row(autojump_clock: trio.testing.MockClock) -> None:
