@@ -120,6 +120,9 @@ def _clauses(query: RecordingQuery) -> tuple[list[str], list[object]]:
                     ON h.scope = 'instance' AND h.scope_value = held.instance_id
                 WHERE h.released_ms IS NULL)"""
         )
+    if query.policy is not None:
+        clauses.append("r.policy_name = ?")
+        params.append(query.policy)
     if query.after is not None:
         try:
             started, recording_id = decode_cursor(query.after)

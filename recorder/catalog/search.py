@@ -44,6 +44,8 @@ class RecordingQuery:
     has_gaps: bool = False
     gap_cause: str | None = None
     on_hold: bool = False
+    #: The retention policy in force (its name, as ``policies/*.toml`` and ``show`` give it).
+    policy: str | None = None
     #: ``next_cursor`` of the previous page.
     after: str | None = None
     limit: int = 50

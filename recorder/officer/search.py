@@ -40,8 +40,6 @@ NOT_SEARCHABLE: Final = {
     "object store and the catalog holds no words (export the recordings and search the "
     "bundle's transcript.txt)",
     "email": "participant email is not searchable: RTMS participant events carry no email",
-    "policy": "retention policy is not searchable: the catalog keeps a retain-until per object, "
-    "not a policy name",
 }
 
 
@@ -64,6 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--has-gaps", action="store_true")
     p.add_argument("--gap-cause", help="recordings with a gap of this cause")
     p.add_argument("--on-hold", action="store_true", help="under an active legal hold")
+    p.add_argument("--policy", help="the retention policy in force (name, e.g. finra-4511)")
     for name in NOT_SEARCHABLE:
         p.add_argument(f"--{name}", default=None, help=argparse.SUPPRESS)
     p.add_argument("--limit", type=int, default=50, help="recordings per page")
@@ -92,6 +91,7 @@ def query_from(args: argparse.Namespace, tz: dt.tzinfo) -> RecordingQuery:
         has_gaps=args.has_gaps,
         gap_cause=args.gap_cause,
         on_hold=args.on_hold,
+        policy=args.policy,
         after=args.after,
         limit=args.limit,
     )

@@ -101,6 +101,9 @@ async def world(catalog: AsyncCatalog) -> dict[str, str]:
         reason="litigation",
         now_ms=T0,
     )
+    await catalog.set_recording_policy(
+        ids["march_call"], name="finra-4511", sha256="ab" * 32, retain_days=2192, now_ms=T0
+    )
     return ids
 
 
@@ -133,6 +136,8 @@ async def test_every_filter_finds_what_it_names(catalog: AsyncCatalog) -> None:
     assert await found(catalog, has_gaps=True) == {ids["broken"], ids["march_call"]}
     assert await found(catalog, gap_cause="media_interrupted") == {ids["broken"]}
     assert await found(catalog, on_hold=True) == {ids["later"]}
+    assert await found(catalog, policy="finra-4511") == {ids["march_call"]}
+    assert await found(catalog, policy="hipaa") == set()
     assert await found(catalog, agent="Tom Trader", since_ms=T0 + 2 * HOUR) == set()
 
 
