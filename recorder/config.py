@@ -133,10 +133,11 @@ class ServiceConfig:
     readiness_check_timeout_s: float = 5.0
     #: On shutdown, open engagements get this long before their segments are sealed interrupted.
     drain_timeout_s: float = 30.0
-    #: A stream's lease lasts this long unless renewed (every third of it); a process that died
-    #: holding it is taken over by another process of the fleet this long after its last renewal.
-    #: 45 s renewed every 15 s is Zoom's own figure, inside its reconnect window; times are the
-    #: catalog's clock. A holder that could not renew for 80 % of it stops recording itself.
+    #: A stream's lease lasts this long unless renewed (every third of it, at most 5 s apart; a
+    #: failed renew is retried within 1 s); a process that died holding it is taken over by
+    #: another process of the fleet this long after its last renewal. 45 s is Zoom's own figure,
+    #: inside its reconnect window; times are the catalog's clock. A holder that could not renew
+    #: for 80 % of it stops recording itself, so the default rides out a 30 s catalog outage.
     lease_ttl_s: float = 45.0
     #: How often streams that are live but whose lease is free or expired are looked for.
     rejoin_interval_s: float = 10.0

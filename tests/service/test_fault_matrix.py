@@ -382,19 +382,20 @@ async def test_a_partitioned_owner_fences_itself_before_the_other_takes_over(
 
 
 @pytest.mark.parametrize("engine", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.mark.timeout(180)
 async def test_catalog_unavailable_mid_call_loses_nothing_and_is_reconciled(
     tmp_path: Path, request: pytest.FixtureRequest, engine: str
 ) -> None:
-    """The catalog goes away for 5.5 s mid-call: longer than the recorder's 5 s catalog write
-    bound, shorter than its lease fence (80 % of 12 s). SQLite: another connection holds the
-    write lock (writes wait, then go in late). PostgreSQL: the recorder's only way to the
-    server, a proxy, drops every connection and refuses new ones (writes fail at once and are
-    journaled); the machine's server itself is never stopped."""
+    """The catalog goes away for 30 s mid-call (issue 9's figure): longer than the recorder's 5 s
+    catalog write bound, within what the default 45 s lease rides out. SQLite: another
+    connection holds the write lock (writes wait, then go in late). PostgreSQL: the recorder's
+    only way to the server, a proxy, drops every connection and refuses new ones (writes fail
+    at once and are journaled); the machine's server itself is never stopped."""
     secrets_ = FleetSecrets()
     proxy = TcpProxy(5432)
     common: dict[str, object] = {
         "key_dir": tmp_path / "keys",
-        "lease_ttl_s": 12.0,
+        "lease_ttl_s": 45.0,
         "segment_seconds": 1,
     }
     dsn: str | None = None
@@ -409,7 +410,7 @@ async def test_catalog_unavailable_mid_call_loses_nothing_and_is_reconciled(
         common["sqlite_path"] = sqlite_path
     proc = make_process(tmp_path, "solo", secrets_, **common)  # type: ignore[arg-type]
     fan = FanOut([proc.webhook_url])
-    with trio.fail_after(90):
+    with trio.fail_after(150):
         async with trio.open_nursery() as nursery:
             await nursery.start(proxy.run)
             async with (
@@ -417,7 +418,7 @@ async def test_catalog_unavailable_mid_call_loses_nothing_and_is_reconciled(
                 catalog_at(dsn, sqlite_path) as catalog,
                 open_simulator(fleet_simulator(fan, secrets_)) as sim,
             ):
-                call = await sim.start(meeting(secrets_, name="outage", seconds=12))
+                call = await sim.start(meeting(secrets_, name="outage", seconds=40))
                 await call.wait_for(lambda s: (s.track(TRACK).packets or 0) >= 100)
                 outage_started = wall_ms()
                 if sqlite_path is not None:
@@ -425,13 +426,13 @@ async def test_catalog_unavailable_mid_call_loses_nothing_and_is_reconciled(
                     blocker.execute("BEGIN EXCLUSIVE")
                 else:
                     await proxy.partition()
-                await trio.sleep(5.5)  # the outage itself: a fixed fault duration, not a wait
+                await trio.sleep(30)  # the outage itself: a fixed fault duration, not a wait
                 if sqlite_path is not None:
                     blocker.execute("ROLLBACK")
                     blocker.close()
                 else:
                     proxy.heal()
-                assert wall_ms() - outage_started >= 5500
+                assert wall_ms() - outage_started >= 30_000
                 await call.finished.wait()
                 detail = await settled_detail(catalog, call.scenario.rtms_stream_id)
                 assert detail.recording.status is RecordingStatus.COMPLETE
@@ -439,7 +440,7 @@ async def test_catalog_unavailable_mid_call_loses_nothing_and_is_reconciled(
                 assert lost_ms(call, detail) <= 50, lost_ms(call, detail)
                 assert [g for g in detail.gaps if g.track == TRACK] == []
                 if engine == "postgres":
-                    log = proc.log_tail(400)
+                    log = proc.log_tail(20_000)
                     assert "intent journaled" in log
                     assert "journaled intents reconciled" in log
                     assert not list((tmp_path / "solo" / "evidence-journal").iterdir())

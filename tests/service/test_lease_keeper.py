@@ -78,10 +78,14 @@ def keeper_for(
     )
 
 
-def test_default_timers_are_zooms_45_s_renewed_every_15_s() -> None:
+def test_default_timers_are_zooms_45_s_renewed_every_5_s() -> None:
     timers = LeaseTimers.for_ttl(TTL_S)
-    assert (timers.ttl_s, timers.renew_s) == (45.0, 15.0)
+    assert (timers.ttl_s, timers.renew_s, timers.retry_s) == (45.0, 5.0, 1.0)
     assert timers.fence_after_s < timers.ttl_s
+    # The worst case (an outage that starts just before a renew) still rides out 30 s.
+    assert timers.fence_after_s - timers.renew_s > 30.0
+    # A short lease (tests, small fleets) renews every third of it.
+    assert LeaseTimers.for_ttl(3.0).renew_s == 1.0
 
 
 async def test_a_partitioned_keeper_fences_itself_before_its_lease_can_expire(
@@ -113,6 +117,21 @@ async def test_a_brief_partition_does_not_fence(autojump_clock: trio.testing.Moc
     assert catalog.renewals >= 15
 
 
+@pytest.mark.parametrize("outage_starts_at", [100.0, 104.99])
+async def test_a_30_s_catalog_outage_never_fences_at_the_default_lease(
+    autojump_clock: trio.testing.MockClock, outage_starts_at: float
+) -> None:
+    """Issue 9: a 30 s database restart mid-call must not stop any recording (renews every 5 s
+    from 100 s on; 104.99 s is the worst case, just before a renew)."""
+    catalog = MemoryLeases()
+    keeper = keeper_for(catalog, [])
+    with trio.fail_after(600), trio.move_on_after(200):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_partition_at, catalog, outage_starts_at, 30.0)
+            await keeper.run()
+    assert keeper.renewed_at > outage_starts_at + 30.0
+
+
 async def test_takeover_raises_lease_lost(autojump_clock: trio.testing.MockClock) -> None:
     catalog = MemoryLeases()
     catalog.epoch = 2
@@ -129,13 +148,14 @@ async def test_each_renew_keeps_the_latest_checkpoint_in_the_row(
     seen: list[StreamRow] = []
     durable: list[int] = []
     keeper = keeper_for(catalog, seen, checkpoint_ms=lambda: durable[-1] if durable else None)
-    with trio.fail_after(600), trio.move_on_after(46):
+    with trio.fail_after(600), trio.move_on_after(16):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(keeper.run)
-            await trio.sleep(16)
+            await trio.sleep(6)
             durable.append(7_000)
-            await trio.sleep(15)
+            await trio.sleep(5)
             durable.append(9_000)
+    # Renews at 5, 10 and 15 s.
     assert [row.lease_checkpoint_ms for row in seen] == [None, 7_000, 9_000]
 
 
@@ -145,7 +165,7 @@ async def test_each_renew_shows_the_row(autojump_clock: trio.testing.MockClock) 
     keeper = keeper_for(catalog, seen)
     with trio.fail_after(600), trio.move_on_after(31):
         await keeper.run()
-    assert len(seen) == 2
+    assert len(seen) == 6  # every 5 s
 
 
 async def _partition_at(catalog: MemoryLeases, at_s: float, for_s: float | None = None) -> None:
