@@ -253,3 +253,22 @@ def test_a_hostile_signed_manifest_is_reported_never_crashes_the_verifier(
     (root / "manifest.sig").write_bytes(sign(key, body).to_json())
     report = verify_bundle(root, key.public_key())
     assert all(problem.exit_code in (84, 85, 86, 87) for problem in report.problems)
+
+
+def test_a_non_ascii_file_digest_in_a_signed_manifest_is_a_tampered_file(
+    tmp_path: Path,
+) -> None:
+    """Found by the property above: a digest with non-ASCII text once crashed the verifier."""
+    key = Ed25519PrivateKey.generate()
+    _signed_bundle(tmp_path, struct.pack("<16h", *([100] * 4 + [0] * 4 + [200] * 8)), key)
+    manifest = json.loads((tmp_path / "manifest.json").read_bytes())
+    path = next(p for p in _paths(manifest) if p and p[-1] == "sha256" and "files" in p)
+    holder = manifest
+    for step in path[:-1]:
+        holder = holder[step]
+    holder["sha256"] = "é" * 64
+    body = canonical(manifest)
+    (tmp_path / "manifest.json").write_bytes(body)
+    (tmp_path / "manifest.sig").write_bytes(sign(key, body).to_json())
+    report = verify_bundle(tmp_path, key.public_key())
+    assert [p.exit_code for p in report.problems] == [85]

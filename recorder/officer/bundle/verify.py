@@ -187,7 +187,8 @@ def _check_file(root: Path, path: str, entry: Mapping[str, object], report: Bund
             BundleFileTampered(f"{path}: {size} bytes, the manifest says {entry.get('size')}")
         )
         return
-    if not hmac.compare_digest(digest, expected):
+    # As bytes: a hostile manifest may carry any text, and str comparison refuses non-ASCII.
+    if not hmac.compare_digest(digest.encode(), expected.encode()):
         report.problems.append(BundleFileTampered(f"{path}: SHA-256 differs from the manifest"))
         return
     if entry.get("kind") in ("track", "listening"):
