@@ -30,7 +30,14 @@ from recorder.officer.actor import os_actor
 from recorder.officer.bundle.export import with_object
 from recorder.officer.verify import RecordingVerdict, Verdict, verify_recording
 from recorder.officer.views import describe_lifecycle_event
-from recorder.officer.when import recording_fields, show_duration, show_time, zone
+from recorder.officer.when import (
+    hold_fields,
+    recording_fields,
+    retention_fields,
+    show_duration,
+    show_time,
+    zone,
+)
 
 if TYPE_CHECKING:
     from recorder.service.components import Components
@@ -159,6 +166,7 @@ def document(
     records: RecordsView,
     tz: dt.tzinfo,
     last_run: VerificationRun | None = None,
+    policy: tuple[str, str, int] | None = None,
 ) -> dict[str, object]:
     r = detail.recording
     objects: list[SegmentRow | RecordFileRow] = [*detail.segments, *detail.records]
@@ -210,24 +218,8 @@ def document(
             "excerpt": records.excerpt,
             "chat_messages": records.chat_messages,
         },
-        "legal_holds": [
-            {
-                "hold_id": h.hold_id,
-                "matter": h.matter,
-                "scope": h.scope.value,
-                "placed_by": h.placed_by,
-                "placed_ms": h.placed_ms,
-                "reason": h.reason,
-                "released_ms": h.released_ms,
-                "active": h.active,
-            }
-            for h in detail.holds
-        ],
-        "retention": {
-            "policy": None,
-            "retain_until_min_ms": min(retain) if retain else None,
-            "retain_until_max_ms": max(retain) if retain else None,
-        },
+        "legal_holds": [hold_fields(h) for h in detail.holds],
+        "retention": retention_fields(policy, retain),
         "verification": {
             "run_now": verdict is not None,
             "ok": None if verdict is None else verdict.ok,
@@ -345,7 +337,7 @@ def render(doc: dict[str, object], tz: dt.tzinfo) -> list[str]:
     retention = doc["retention"]
     assert isinstance(retention, dict)
     lines.append(
-        f"retention: policy {retention['policy'] or '(none in catalog)'}, retain until "
+        f"retention: policy {_policy_name(retention['policy'])}, retain until "
         f"{t(retention['retain_until_max_ms'])}"
     )
     check = doc["verification"]
@@ -397,10 +389,15 @@ async def show(c: Components, args: argparse.Namespace) -> int:
         records = await read_records(c, detail)
     audit = await c.catalog.audit_trail(args.recording_id)
     last_run = await c.catalog.last_verification(args.recording_id)
-    doc = document(detail, verdict, audit, records, tz, last_run)
+    policy = await c.catalog.recording_policy(args.recording_id)
+    doc = document(detail, verdict, audit, records, tz, last_run, policy)
     if getattr(args, "json", False):
         print(json.dumps(doc, indent=2, sort_keys=True, default=str))
     else:
         for line in render(doc, tz):
             print(line)
     return 0 if verdict is None or verdict.ok else 90
+
+
+def _policy_name(policy: object) -> str:
+    return str(policy["name"]) if isinstance(policy, dict) else "(none assigned yet)"

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from recorder.catalog.base import RecordingRow
+from recorder.catalog.base import LegalHoldRow, RecordingRow
 from recorder.errors import RecorderError
 
 _AGO: Final = re.compile(r"^(\d+)\s*([dhm])$")
@@ -113,4 +114,32 @@ def recording_fields(r: RecordingRow, tz: dt.tzinfo) -> dict[str, object]:
         "ended_ms": r.ended_ms,
         "started": show_time(r.started_ms, tz),
         "ended": show_time(r.ended_ms, tz) if r.ended_ms is not None else None,
+    }
+
+
+def hold_fields(h: LegalHoldRow) -> dict[str, object]:
+    """One legal hold as ``show --json`` and the export manifest both give it."""
+    return {
+        "hold_id": h.hold_id,
+        "matter": h.matter,
+        "scope": h.scope.value,
+        "placed_by": h.placed_by,
+        "placed_ms": h.placed_ms,
+        "reason": h.reason,
+        "released_ms": h.released_ms,
+        "active": h.active,
+    }
+
+
+def retention_fields(
+    policy: tuple[str, str, int] | None, retain_until_ms: Sequence[int]
+) -> dict[str, object]:
+    """The retention policy in force (name, SHA-256 of its file, days) and the objects' range of
+    retain-until, as ``show --json`` and the export manifest both give them."""
+    return {
+        "policy": (
+            {"name": policy[0], "sha256": policy[1], "retain_days": policy[2]} if policy else None
+        ),
+        "retain_until_min_ms": min(retain_until_ms) if retain_until_ms else None,
+        "retain_until_max_ms": max(retain_until_ms) if retain_until_ms else None,
     }

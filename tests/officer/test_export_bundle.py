@@ -133,6 +133,9 @@ async def check_bundle(rec: Recorded, c: Components, out: Path, per_segment: Pat
     manifest = manifest_json(out)
     [entry] = manifest["recordings"]  # type: ignore[misc]
     assert entry["recording_id"] == rid
+    # The policy in force, as the catalog stored it when the recording was sealed.
+    name, sha256, days = await c.catalog.recording_policy(rid)  # type: ignore[misc]
+    assert entry["retention"]["policy"] == {"name": name, "sha256": sha256, "retain_days": days}
     # Every track: one continuous WAV equal to the simulator's audio, silent in the gaps.
     tracks = {t["track"]: t for t in entry["tracks"]}
     assert set(tracks) == {"channel-ch-agent", "channel-ch-caller"}

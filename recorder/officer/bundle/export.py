@@ -402,7 +402,8 @@ async def _export_recording(
         sha, size = await trio.to_thread.run_sync(_hash_file, path)
         extra: dict[str, object] = {"zero_ms": zero_ms} if name.startswith("transcript") else {}
         out.files.append(_file(root, path, sha, size, kind, **extra))
-    entry = recording_entry(detail, audit)
+    policy = await c.catalog.recording_policy(detail.recording.recording_id)
+    entry = recording_entry(detail, audit, policy)
     entry.update(
         {
             "files": out.files,

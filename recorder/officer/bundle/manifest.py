@@ -11,6 +11,7 @@ import json
 from typing import Final
 
 from recorder.catalog.base import AuditEvent, RecordFileRow, RecordingDetail, SegmentRow
+from recorder.officer.when import hold_fields, retention_fields
 
 BUNDLE_FORMAT: Final = "rtms-recorder export bundle v2"
 MANIFEST_NAME: Final = "manifest.json"
@@ -49,7 +50,9 @@ def source_entry(row: SegmentRow | RecordFileRow) -> dict[str, object]:
     return entry
 
 
-def recording_entry(detail: RecordingDetail, audit: AuditEvent) -> dict[str, object]:
+def recording_entry(
+    detail: RecordingDetail, audit: AuditEvent, policy: tuple[str, str, int] | None
+) -> dict[str, object]:
     r = detail.recording
     retain = [s.retain_until_ms for s in detail.segments]
     retain += [record.retain_until_ms for record in detail.records]
@@ -84,26 +87,8 @@ def recording_entry(detail: RecordingDetail, audit: AuditEvent) -> dict[str, obj
         "pauses": [
             {"start_ms": p.start_ms, "end_ms": p.end_ms, "actor": p.actor} for p in detail.pauses
         ],
-        "legal_holds": [
-            {
-                "hold_id": h.hold_id,
-                "matter": h.matter,
-                "scope": h.scope.value,
-                "placed_by": h.placed_by,
-                "placed_ms": h.placed_ms,
-                "reason": h.reason,
-                "released_ms": h.released_ms,
-                "active": h.active,
-            }
-            for h in detail.holds
-        ],
-        # The catalog keeps retain-until per object; named retention policies are not in the
-        # catalog this bundle was made from.
-        "retention": {
-            "policy": None,
-            "retain_until_min_ms": min(known) if known else None,
-            "retain_until_max_ms": max(known) if known else None,
-        },
+        "legal_holds": [hold_fields(h) for h in detail.holds],
+        "retention": retention_fields(policy, known),
         "lifecycle_events": [
             {
                 "event": e.event,
