@@ -24,8 +24,8 @@ Failures are told apart by what they say about the job (``recorder.errors``):
   ``backoff.max_s``, persisted in its job file so a restart keeps it, while the other jobs go
   on. After ``max_attempts`` counted failures the job is quarantined (data kept) and
   ``stats.quarantined`` goes up; ``recorder spool retry`` puts it back. A ``CatalogError`` in
-  ``on_uploaded`` backs off but never quarantines: the object is stored and verified by then,
-  and only the catalog can complete the job.
+  ``on_uploaded`` is retried at the initial backoff and never counted or quarantined: the object
+  is stored and verified by then, and only the catalog can complete the job.
 """
 
 from __future__ import annotations
@@ -302,7 +302,9 @@ class _Uploader:
                 await self.on_uploaded(job, result)
             await self.spool.forget(spooled)
         except CatalogError as exc:
-            await self._failed(spooled, exc, counted=True, may_quarantine=False)
+            # A catalog outage is not this job's fault (like a store outage): it is not an
+            # attempt, so the retry stays prompt and the job is done soon after the catalog is.
+            await self._failed(spooled, exc, counted=False, may_quarantine=False)
             return None
         except Exception as exc:  # as above: contained to this job
             await self._failed(spooled, exc, counted=True)

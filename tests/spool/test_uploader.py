@@ -286,6 +286,41 @@ async def test_catalog_failure_after_upload_is_retried_until_recorded(tmp_path: 
     assert await spool.pending() == []
 
 
+async def test_a_catalog_outage_is_not_counted_against_the_job(tmp_path: Path) -> None:
+    """Each retry during a catalog outage stays at the initial backoff: once the catalog is
+    back, the job completes within one short interval, however long the outage was."""
+    spool = Spool(tmp_path / "spool")
+    store = MemoryStore()
+    source, job = sealed_file(tmp_path / "out", 1)
+    recorded = Uploaded()
+    attempts_seen: list[int] = []
+
+    async def catalog_down_four_times(job: UploadJob, result: PutResult) -> None:
+        attempts_seen.extend(spooled.attempts for spooled in await spool.pending())
+        if len(attempts_seen) <= 4:
+            raise CatalogError("test: catalog unavailable")
+        await recorded(job, result)
+
+    with trio.fail_after(20):
+        await spool.enqueue(source, job)
+        async with trio.open_nursery() as nursery:
+            stats: UploaderStats = await nursery.start(
+                lambda task_status: run_uploader(
+                    spool,
+                    store,
+                    on_uploaded=catalog_down_four_times,
+                    backoff=FAST,
+                    max_attempts=2,
+                    task_status=task_status,
+                )
+            )
+            await stats.wait_until(lambda s: s.already_stored >= 1)
+            nursery.cancel_scope.cancel()
+    assert attempts_seen == [0] * 5
+    assert stats.quarantined == 0
+    assert await spool.pending() == []
+
+
 class CountsInFlight(WrappedStore):
     """Holds every put until ``expected`` are in flight together, then lets them all go."""
 
