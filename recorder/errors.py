@@ -370,3 +370,13 @@ class HoldActive(LegalHoldViolation):
 class RetentionRunBusy(PolicyError):
     #: EX_TEMPFAIL: the timer fires again; the run that holds the lock is doing the work.
     exit_code = 75
+
+
+class ZoomApiError(RecorderError):
+    """Zoom's REST API refused or failed a request. Carries Zoom's own code and message
+    (``2308``, ``2310``...) and the HTTP status; never a token or secret."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
