@@ -46,6 +46,8 @@ class VideoCaptureConfig:
     finalize_timeout_s: float = 10.0
     #: Frames muxed per worker-thread hop at most.
     batch: int = 32
+    #: The lease epoch's first segment index (``EPOCH_INDEX_STRIDE``), as for audio.
+    first_segment_index: int = 0
 
 
 @dataclass(slots=True)
@@ -79,6 +81,7 @@ async def run_video_capture(
                 kind,
                 sinks,
                 VideoTrackConfig(fps=cfg.fps.get(kind, 5), segment_ms=cfg.segment_ms),
+                first_segment_index=cfg.first_segment_index,
             )
         return track
 

@@ -35,6 +35,8 @@ from recorder.video.h264 import inspect
 AWAITING_KEYFRAME: Final = "awaiting_keyframe"
 RESOLUTION_CHANGE: Final = "resolution_change"
 FORMAT: Final = "fmp4-h264"
+#: Tracks (and the catalog's record kinds) that hold MP4 video, not JSON lines.
+VIDEO_RECORD_KINDS: Final = frozenset({"video", "deskshare"})
 
 SealedVideo = tuple[SealedSegment, "VideoSegmentEntry"]
 
@@ -135,6 +137,7 @@ class VideoTrack:
         config: VideoTrackConfig | None = None,
         *,
         now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        first_segment_index: int = 0,
     ) -> None:
         self.recording_id = recording_id
         self.track = track
@@ -142,7 +145,8 @@ class VideoTrack:
         self._sinks = sinks
         self._now_ms = now_ms
         self._open: _Open | None = None
-        self._next_index = 0
+        #: A takeover's epoch starts its own index range, as audio does (no key collides).
+        self._next_index = first_segment_index
         #: Timestamp of the last frame placed or skipped (the timeline's position).
         self._last_ms: int | None = None
         #: A gap opened but not closed yet: (start_ms, cause, detail).
@@ -323,4 +327,4 @@ class VideoTrack:
         return sealed, entry
 
 
-__all__ = ["VideoGap", "VideoSegmentEntry", "VideoTrack", "VideoTrackConfig"]
+__all__ = ["VIDEO_RECORD_KINDS", "VideoGap", "VideoSegmentEntry", "VideoTrack", "VideoTrackConfig"]
