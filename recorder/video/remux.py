@@ -104,21 +104,20 @@ class TrackJoiner:
 
 
 def _video_packets(
-    path: Path, shift_ms: int, stream: av.VideoStream
+    inp: av.container.InputContainer, shift_ms: int, stream: av.VideoStream
 ) -> Iterator[tuple[int, av.Packet[Any]]]:
-    with av.open(str(path), "r") as inp:
-        source = inp.streams.video[0]
-        assert source.time_base is not None
-        for packet in inp.demux(source):
-            if packet.pts is None or packet.size == 0:
-                continue
-            ms = round(packet.pts * source.time_base * 1000) + shift_ms
-            duration = round((packet.duration or 0) * source.time_base * 1000)
-            packet.pts = packet.dts = ms
-            packet.duration = max(1, duration)
-            packet.time_base = MS
-            packet.stream = stream
-            yield ms, packet
+    source = inp.streams.video[0]
+    assert source.time_base is not None
+    for packet in inp.demux(source):
+        if packet.pts is None or packet.size == 0:
+            continue
+        ms = round(packet.pts * source.time_base * 1000) + shift_ms
+        duration = round((packet.duration or 0) * source.time_base * 1000)
+        packet.pts = packet.dts = ms
+        packet.duration = max(1, duration)
+        packet.time_base = MS
+        packet.stream = stream
+        yield ms, packet
 
 
 def _audio_packets(
@@ -157,17 +156,19 @@ def mux_with_audio(
     zero = min(video_start_ms, audio_start_ms)
     target.touch(mode=0o600, exist_ok=False)
     try:
-        with av.open(str(video), "r") as vin, av.open(str(wav), "r") as ain:
-            template = vin.streams.video[0]
+        with av.open(str(wav), "r") as ain:
             channels = ain.streams.audio[0].codec_context.channels
             rate = ain.streams.audio[0].codec_context.sample_rate
-        with av.open(str(target), "w", format="mp4", options=_FASTSTART) as out:
-            vstream = out.add_stream_from_template(template)
+        with (
+            av.open(str(video), "r") as vin,
+            av.open(str(target), "w", format="mp4", options=_FASTSTART) as out,
+        ):
+            vstream = out.add_stream_from_template(vin.streams.video[0])
             vstream.time_base = MS
             astream = out.add_stream("aac", rate=rate)
             astream.codec_context.layout = "stereo" if channels == 2 else "mono"
             astream.codec_context.bit_rate = AAC_BITRATE
-            vit = _video_packets(video, video_start_ms - zero, vstream)
+            vit = _video_packets(vin, video_start_ms - zero, vstream)
             ait = _audio_packets(wav, audio_start_ms - zero, astream)
             vnext, anext = next(vit, None), next(ait, None)
             while vnext is not None or anext is not None:
