@@ -32,13 +32,19 @@ INTERVAL = 200  # 5 fps
 PLAINTEXT_MARKERS = (b"ftypisom", b"moof", b"mdat", b"avcC")
 
 
+def plaintext_files(root: Path) -> list[Path]:
+    found = []
+    for path in root.rglob("*"):
+        if path.is_file() and any(m in path.read_bytes() for m in PLAINTEXT_MARKERS):
+            found.append(path)
+    return found
+
+
 async def test_video_from_webhook_to_export(tmp_path: Path) -> None:
     base = demo_config(tmp_path)
     config = replace(
         base,
-        rtms=replace(
-            base.rtms, media=(MediaKind.AUDIO, MediaKind.VIDEO, MediaKind.DESKSHARE)
-        ),
+        rtms=replace(base.rtms, media=(MediaKind.AUDIO, MediaKind.VIDEO, MediaKind.DESKSHARE)),
         capture=replace(base.capture, segment_seconds=2),
         video=VideoConfig(fps=5, deskshare_fps=2, segment_seconds=2),
     )
@@ -70,10 +76,7 @@ async def test_video_from_webhook_to_export(tmp_path: Path) -> None:
                 (g.cause, g.start_ms) for g in video_gaps
             }
             # No plaintext video anywhere the recorder keeps state (spool, store, journals).
-            for path in tmp_path.rglob("*"):
-                if path.is_file():
-                    data = path.read_bytes()
-                    assert not any(m in data for m in PLAINTEXT_MARKERS), path
+            assert await trio.to_thread.run_sync(plaintext_files, tmp_path) == []
             key_path = tmp_path / "signing.key"
             generate_signing_key(key_path)
             out = tmp_path / "bundle"
