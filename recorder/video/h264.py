@@ -24,8 +24,9 @@ _HIGH_PROFILES: Final = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138
 MAX_DIMENSION: Final = 8192
 
 
-def iter_nals(data: bytes) -> Iterator[bytes]:
-    """The NAL units of an Annex-B access unit (start codes ``00 00 01`` / ``00 00 00 01``)."""
+def nal_spans(data: bytes) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` of each NAL unit of an Annex-B access unit (start codes ``00 00 01`` /
+    ``00 00 00 01``); nothing is copied, so a 1 MiB keyframe costs one scan."""
     start = data.find(b"\x00\x00\x01")
     if start < 0:
         raise VideoError("not Annex-B H.264: no start code")
@@ -33,14 +34,19 @@ def iter_nals(data: bytes) -> Iterator[bytes]:
     while True:
         nxt = data.find(b"\x00\x00\x01", pos)
         if nxt < 0:
-            nal = data[pos:]
-            if nal:
-                yield nal
+            if len(data) > pos:
+                yield pos, len(data)
             return
         end = nxt - 1 if nxt > pos and data[nxt - 1] == 0 else nxt
         if end > pos:
-            yield data[pos:end]
+            yield pos, end
         pos = nxt + 3
+
+
+def iter_nals(data: bytes) -> Iterator[bytes]:
+    """The NAL units of an Annex-B access unit, as copies."""
+    for start, end in nal_spans(data):
+        yield data[start:end]
 
 
 def nal_type(nal: bytes) -> int:
@@ -59,24 +65,39 @@ class AccessUnit:
 
 
 def inspect(data: bytes) -> AccessUnit:
-    """Classify one access unit; ``VideoError`` when it is not H.264 Annex-B with a picture."""
+    """Classify one access unit; ``VideoError`` when it is not H.264 Annex-B with a picture.
+
+    Parameter sets and SEI precede the first slice of an access unit (H.264 7.4.1.2.3), so the
+    scan stops at the first slice: a 1 MiB keyframe costs a few header reads, not a full scan.
+    """
     keyframe = False
     has_picture = False
     sets: list[bytes] = []
     width = height = None
-    for nal in iter_nals(data):
-        if nal[0] & 0x80:
+    pos = data.find(b"\x00\x00\x01")
+    if pos < 0:
+        raise VideoError("not Annex-B H.264: no start code")
+    pos += 3
+    while pos < len(data):
+        header = data[pos]
+        if header & 0x80:
             raise VideoError("H.264 NAL unit with the forbidden bit set")
-        kind = nal_type(nal)
-        if kind == NAL_IDR:
-            keyframe = has_picture = True
-        elif kind == NAL_SLICE:
+        kind = header & 0x1F
+        if kind in (NAL_IDR, NAL_SLICE):
+            keyframe = kind == NAL_IDR
             has_picture = True
-        elif kind == NAL_SPS:
+            break
+        nxt = data.find(b"\x00\x00\x01", pos)
+        end = len(data) if nxt < 0 else (nxt - 1 if data[nxt - 1] == 0 else nxt)
+        if kind == NAL_SPS:
+            nal = data[pos:end]
             width, height = sps_dimensions(nal)
             sets.append(b"\x00\x00\x00\x01" + nal)
         elif kind == NAL_PPS:
-            sets.append(b"\x00\x00\x00\x01" + nal)
+            sets.append(b"\x00\x00\x00\x01" + data[pos:end])
+        if nxt < 0:
+            break
+        pos = nxt + 3
     if not has_picture:
         raise VideoError("H.264 access unit without a picture slice")
     if keyframe and width is None:
@@ -184,4 +205,4 @@ def sps_dimensions(nal: bytes) -> tuple[int, int]:
     return width, height
 
 
-__all__ = ["AccessUnit", "inspect", "iter_nals", "nal_type", "sps_dimensions"]
+__all__ = ["AccessUnit", "inspect", "iter_nals", "nal_spans", "nal_type", "sps_dimensions"]
