@@ -147,6 +147,8 @@ class Engine:
         self._io_nursery = io_nursery
         #: Where video / screen-share frames go when they are recorded (``open_rtms_stream``).
         self.video_outlet: VideoOutlet | None = None
+        #: Individual video (``data_opt`` 4): subscribe this user on every ready video socket.
+        self.video_subscription = ""
         self._target = target
         self._config = config
         self._outlet = outlet
@@ -754,6 +756,9 @@ class Engine:
         if signaling is None or ws is None or signaling.state is not ConnState.OPEN:
             return
         signaling.client_ready()
+        if self.video_subscription and "video" in slot.plan.carries:
+            # No video flows in individual mode until subscribed, after the media handshake.
+            signaling.subscribe_video(self.video_subscription, True, self._wall_ms())
         await self._flush(ws, signaling)
         slot.ready = True
         slot.connected_at = trio.current_time()

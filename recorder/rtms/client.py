@@ -129,6 +129,9 @@ class ClientConfig:
     transcript_params: TranscriptParams = field(default_factory=TranscriptParams)
     video_params: VideoParams = field(default_factory=VideoParams)
     deskshare_params: DeskshareParams = field(default_factory=DeskshareParams)
+    #: With video ``data_opt`` 4: the participant whose camera is subscribed (msg 28) each time
+    #: a video socket becomes ready; empty = none (active speaker).
+    video_user_id: str = ""
     #: EVENT_SUBSCRIPTION event types; None = a per-product default.
     subscribe_events: tuple[int, ...] | None = None
     #: No inbound frame of any kind for this long = the socket is dead (§9.1).
@@ -303,6 +306,7 @@ async def open_rtms_stream(
             engine = Engine(target, config, outlet, stats, wall_ms, nursery)
             video = VideoOutlet() if config.wanted_media(target.product) & _VIDEO else None
             engine.video_outlet = video
+            engine.video_subscription = config.video_user_id if video is not None else ""
             nursery.start_soon(outlet.run_flusher)
             nursery.start_soon(engine.run)
             try:

@@ -84,6 +84,7 @@ def client_config(config: Config, product: Product) -> ClientConfig:
         deskshare=MediaKind.DESKSHARE in rtms.media and product in config.video.products,
         video_params=config.video.video_params(),
         deskshare_params=config.video.deskshare_params(),
+        video_user_id=config.video.individual_user_id,
     )
 
 

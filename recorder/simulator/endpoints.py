@@ -245,6 +245,7 @@ async def _video_subscription(eng: Engagement, conn: Connection, obj: Mapping[st
     else:
         status = Status.OK
         eng.video_subscribed_user = user_id if subscribe else None
+        eng.video.subscribed_user = eng.video_subscribed_user
     code, reason = eng.profile.code(status)
     await conn.send(
         {

@@ -58,6 +58,8 @@ class _Socket:
     kind: str
     fps: int
     units: Sequence[tuple[bytes, bool]]
+    #: Video ``data_opt`` 4: nothing flows until a VIDEO_SUBSCRIPTION_REQ names a user.
+    individual: bool = False
 
 
 @dataclass(slots=True)
@@ -76,6 +78,8 @@ class VideoFeed:
         default_factory=lambda: collections.defaultdict(list)
     )
     dropped: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: The user of the individual video subscription (msg 28), if any.
+    subscribed_user: object = None
 
     def timestamp_ms(self, kind: str, n: int) -> int:
         return self.t0_ms + n * 1000 // self.fps[kind]
@@ -100,7 +104,8 @@ class VideoFeed:
                 self.spec.width, self.spec.height, p.fps, self.spec.keyframe_interval, frames
             )
             units = await trio.to_thread.run_sync(encode_pattern, pattern)
-            entries.append(_Socket(kind, p.fps, units))
+            individual = isinstance(p, VideoParams) and p.data_opt == 4
+            entries.append(_Socket(kind, p.fps, units, individual))
             if kind not in self.fps:
                 self.fps[kind] = p.fps
                 elapsed = max(0, now_ms - self.t0_ms)
@@ -130,8 +135,13 @@ class VideoFeed:
             for entry in entries:
                 if entry.kind != kind:
                     continue
+                user: object = self.user_id
+                if entry.individual:
+                    if self.subscribed_user is None:
+                        continue
+                    user = self.subscribed_user
                 data = entry.units[n % len(entry.units)][0]
-                head = json.dumps({"user_id": self.user_id, "user_name": self.user_name})[1:-1]
+                head = json.dumps({"user_id": user, "user_name": self.user_name})[1:-1]
                 text = (
                     f'{{"msg_type":{MSG_TYPES[kind]},"content":{{{head},"data":"'
                     + base64.b64encode(data).decode("ascii")

@@ -155,3 +155,29 @@ async def _record_audio_only(
                     stream.events, MemorySinkFactory(), recording_id=t.rtms_stream_id
                 )
     return manifest, None, None, engagement
+
+
+async def test_individual_video_is_subscribed_once_the_video_socket_is_ready() -> None:
+    scenario = Scenario(
+        product=Product.MEETING,
+        duration_s=2.0,
+        t0_ms=T0,
+        media=("audio", "video"),
+        video=VideoFeedSpec(keyframe_interval=3),
+    )
+    individual = VideoParams(codec=PayloadType.H264, fps=5, data_opt=4)
+    client = ClientConfig(video=True, video_params=individual, video_user_id="16778240", **CLIENT)  # type: ignore[arg-type]
+    _manifest, outcome, _sinks, engagement = await _record(scenario, client)
+    assert str(engagement.video_subscribed_user) == "16778240"
+    assert engagement.video.sent["video"]
+    assert sum(e.frames for e in outcome.segments) >= 1
+
+
+async def test_individual_video_without_a_subscription_sends_nothing() -> None:
+    scenario = Scenario(product=Product.MEETING, duration_s=1.0, t0_ms=T0, media=("audio", "video"))
+    individual = VideoParams(codec=PayloadType.H264, fps=5, data_opt=4)
+    client = ClientConfig(video=True, video_params=individual, **CLIENT)  # type: ignore[arg-type]
+    _manifest, outcome, _sinks, engagement = await _record(scenario, client)
+    assert engagement.video_subscribed_user is None
+    assert not engagement.video.sent.get("video")
+    assert outcome.segments == []
