@@ -204,7 +204,7 @@ def confirm_video(name: str, sub: object) -> VideoParams | DeskshareParams | Non
     default = cls()
     fields = {}
     for key in ("content_type", "codec", "resolution", "fps"):
-        value = sub.get(key, getattr(default, key))
+        value = sub.get(key, int(getattr(default, key)))
         if not _is_int(value):
             return None
         fields[key] = value
@@ -216,8 +216,8 @@ def confirm_video(name: str, sub: object) -> VideoParams | DeskshareParams | Non
     if fields["codec"] != PayloadType.H264 and fields["fps"] > low_fps:
         fields["codec"], fields["fps"] = PayloadType.JPG, low_fps
     if isinstance(default, VideoParams):
-        data_opt = sub.get("data_opt", default.data_opt)
-        if data_opt not in (3, 4):
+        data_opt = sub.get("data_opt", int(default.data_opt))
+        if not _is_int(data_opt) or data_opt not in (3, 4):
             return None
         return VideoParams(data_opt=data_opt, **fields)
     return DeskshareParams(**fields)

@@ -26,7 +26,7 @@ from pathlib import Path
 import trio
 
 from recorder.catalog.base import RecordFileRow, RecordingDetail
-from recorder.errors import DigestMismatch
+from recorder.errors import DigestMismatch, VideoError
 from recorder.video.remux import TrackJoiner, hash_file, mux_with_audio
 from recorder.video.track import VIDEO_RECORD_KINDS
 
@@ -62,6 +62,7 @@ async def export_video(
     vdir = rdir / "video"
     vdir.mkdir(mode=0o700)
     tracks: dict[str, list[dict[str, object]]] = {}
+    unreadable: list[dict[str, object]] = []
     first_parts: dict[str, tuple[Path, int]] = {}
     for track in sorted({r.kind for r in rows}):
         joiner = TrackJoiner(vdir, track)
@@ -90,6 +91,12 @@ async def export_video(
 
             try:
                 await fetch(row, work)
+            except VideoError as exc:
+                if not row.recovered:
+                    raise
+                # Crash recovery kept what a dying writer had sealed: that may end before the
+                # MP4's first picture. Named, not hidden, and the rest of the track goes on.
+                unreadable.append({"object_key": row.object_key, "error": str(exc)})
             finally:
                 tmp.unlink(missing_ok=True)
             if progress is not None:
@@ -136,6 +143,7 @@ async def export_video(
             for track, entries in tracks.items()
         },
         "with_audio": None,
+        "unreadable_recovered_segments": unreadable,
     }
     chosen = "video" if "video" in first_parts else next(iter(sorted(first_parts)), None)
     if listening is not None and chosen is not None:

@@ -53,6 +53,8 @@ class TrackJoiner:
     def add(self, segment: Path, origin_ms: int, segment_index: int) -> None:
         try:
             with av.open(str(segment), "r") as inp:
+                if not inp.streams.video:
+                    raise VideoError(f"{self._track} segment {segment_index}: no video stream")
                 source = inp.streams.video[0]
                 size = (source.codec_context.width, source.codec_context.height)
                 part = self.parts[-1] if self.parts else None

@@ -1,0 +1,157 @@
+"""Edges of the video path: the bounded video outlet, hostile video media_params at the
+simulator, the [video] section, and truncated MP4s (what crash recovery can leave)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recorder.config import MediaKind, load_config, parse_config
+from recorder.errors import ConfigError, VideoError
+from recorder.products import Product
+from recorder.rtms._protocol_events import VideoFrame
+from recorder.rtms._video_outlet import VideoLoss, VideoOutlet
+from recorder.rtms.events import GapCause
+from recorder.rtms.messages import DeskshareParams, PayloadType, VideoParams
+from recorder.service.app import client_config
+from recorder.simulator.handshake import confirm_video
+from recorder.testing.memory_sink import MemorySinkFactory
+from recorder.video.capture import VideoCaptureConfig, run_video_capture
+from recorder.video.pattern import PatternSpec, encode_pattern
+from recorder.video.remux import TrackJoiner
+from recorder.video.track import VideoTrack, VideoTrackConfig
+
+T0 = 1_765_000_000_000
+UNITS = encode_pattern(PatternSpec(frames=20, keyframe_interval=5))
+
+
+def _frame(n: int, kind: str = "video") -> VideoFrame:
+    return VideoFrame(kind, T0 + n * 200, UNITS[n][0], "1")
+
+
+async def test_a_full_video_outlet_drops_counts_and_names_the_gap_backpressure() -> None:
+    outlet = VideoOutlet(capacity=4)
+    for n in range(8):  # nobody reads: 4 fit, 4 are dropped
+        outlet.offer(_frame(n))
+    assert outlet.dropped["video"] == 4
+    received = [outlet.receive_channel.receive_nowait() for _ in range(4)]
+    # Room again: the loss is announced before the next frame, in order.
+    outlet.offer(_frame(8))
+    outlet.offer(_frame(9))
+    outlet.close()
+    received += [e async for e in outlet.receive_channel]
+    assert received[4] == VideoLoss("video", GapCause.BACKPRESSURE, 4)
+    sinks = MemorySinkFactory()
+    send, receive = trio.open_memory_channel[Any](20)
+    for event in received:
+        send.send_nowait(event)
+    send.close()
+    outcome = await run_video_capture(
+        receive, sinks, recording_id="r", config=VideoCaptureConfig(fps={"video": 5})
+    )
+    [entry] = outcome.segments
+    assert [(g.start_ms, g.end_ms, g.cause) for g in entry.gaps] == [
+        (T0 + 4 * 200, T0 + 8 * 200, GapCause.BACKPRESSURE)
+    ]
+    assert entry.frames == 6
+
+
+def test_an_interruption_names_the_next_video_gap() -> None:
+    outlet = VideoOutlet(capacity=10)
+    outlet.offer(_frame(0))
+    outlet.note_cause(GapCause.SIGNALING_INTERRUPTED)
+    outlet.offer(_frame(5))
+    events = [outlet.receive_channel.receive_nowait() for _ in range(3)]
+    assert events[1] == VideoLoss("video", GapCause.SIGNALING_INTERRUPTED, 0)
+    track = VideoTrack("r", "video", MemorySinkFactory(), VideoTrackConfig(fps=5))
+    for event in events:
+        if isinstance(event, VideoLoss):
+            track.note_cause(event.cause)
+        else:
+            track.feed(event.timestamp_ms, event.payload)
+    [(_, entry)] = track.finish()
+    assert [g.cause for g in entry.gaps] == [GapCause.SIGNALING_INTERRUPTED]
+
+
+def test_offers_after_close_are_counted_never_raise() -> None:
+    outlet = VideoOutlet(capacity=1)
+    outlet.close()
+    outlet.offer(_frame(0))
+    assert outlet.dropped["after_end"] == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["content_type", "codec", "resolution", "fps", "data_opt", "x"]),
+        st.one_of(st.integers(-5, 100), st.text(max_size=3), st.none(), st.booleans()),
+    ),
+    st.sampled_from(["video", "deskshare"]),
+)
+def test_hostile_video_params_are_refused_or_confirmed(params: dict[str, Any], name: str) -> None:
+    confirmed = confirm_video(name, params)
+    if confirmed is not None:
+        assert 1 <= confirmed.fps <= 30
+        assert confirmed.codec in (PayloadType.JPG, PayloadType.PNG, PayloadType.H264)
+        if confirmed.codec != PayloadType.H264:
+            assert confirmed.fps <= 5
+
+
+def test_low_fps_jpg_requests_fall_back_and_h264_is_kept() -> None:
+    assert confirm_video("video", {"codec": 5, "fps": 25}) == VideoParams(codec=5, fps=5)
+    assert confirm_video("deskshare", {"codec": 7, "fps": 3}) == DeskshareParams(codec=7, fps=3)
+    assert confirm_video("video", {"codec": 7, "data_opt": 9}) is None
+    assert confirm_video("video", "not a table") is None
+
+
+def test_video_section_and_product_policy(tmp_path: Path) -> None:
+    env = {"XDG_STATE_HOME": str(tmp_path)}
+    data = {
+        "rtms": {"media": ["audio", "video", "deskshare"]},
+        "video": {"fps": 10, "products": ["webinar"], "individual_user_id": "42"},
+    }
+    config = parse_config(data, where="t", config_dir=tmp_path, environ=env)
+    assert MediaKind.VIDEO in config.rtms.media
+    webinar = client_config(config, Product.WEBINAR)
+    assert (webinar.video, webinar.deskshare, webinar.video_user_id) == (True, True, "42")
+    assert (webinar.video_params.codec, webinar.video_params.fps) == (PayloadType.H264, 10)
+    assert webinar.video_params.data_opt == 4
+    meeting = client_config(config, Product.MEETING)
+    assert not meeting.video
+    assert not meeting.deskshare
+    default = client_config(load_config(None, env), Product.MEETING)
+    assert not default.video  # off unless asked
+    for bad, message in (
+        ({"fps": 0}, "fps"),
+        ({"products": ["radio"]}, "products"),
+        ({"colour": 1}, "colour"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            parse_config({"video": bad}, where="t", config_dir=tmp_path, environ=env)
+
+
+def test_truncated_segments_keep_every_whole_fragment(tmp_path: Path) -> None:
+    sinks = MemorySinkFactory()
+    track = VideoTrack("r", "video", sinks, VideoTrackConfig(fps=5, fragment_ms=1000))
+    for n in range(20):
+        track.feed(T0 + n * 200, UNITS[n][0])
+    track.finish()
+    data = sinks.sinks[0].plaintext
+    frames = []
+    for cut in (len(data) // 2, len(data) - 5):
+        path = tmp_path / f"cut-{cut}.mp4"
+        path.write_bytes(data[:cut])
+        joiner = TrackJoiner(tmp_path, f"t{cut}")
+        joiner.add(path, T0, 0)
+        joiner.close()
+        frames.append(joiner.parts[0].frames)
+    assert 0 < frames[0] < frames[1] <= 20
+    head = tmp_path / "head.mp4"
+    head.write_bytes(data[:100])
+    with pytest.raises(VideoError, match="no video stream"):
+        TrackJoiner(tmp_path, "h").add(head, T0, 0)
