@@ -155,3 +155,45 @@ def test_truncated_segments_keep_every_whole_fragment(tmp_path: Path) -> None:
     head.write_bytes(data[:100])
     with pytest.raises(VideoError, match="no video stream"):
         TrackJoiner(tmp_path, "h").add(head, T0, 0)
+
+
+class _CountingSink:
+    """Keeps no bytes, only how many arrived (what the muxer has let go of)."""
+
+    def __init__(self, identity: Any) -> None:
+        self.identity = identity
+        self.body_size = 0
+
+    def write(self, data: bytes) -> None:
+        self.body_size += len(data)
+
+    def checkpoint(self) -> None:
+        pass
+
+    def close(self, prologue: bytes = b"") -> Any:
+        from recorder.sink import SealedSegment
+
+        return SealedSegment(self.identity, None, self.body_size, "0" * 64, self.body_size, "k")
+
+    def discard(self) -> None:
+        raise AssertionError("never discarded")
+
+
+def test_the_muxer_holds_back_at_most_about_one_fragment() -> None:
+    """Memory per track does not grow with the call: every access unit older than one
+    fragment (1 s) has already been handed to the (encrypting) sink."""
+    units = encode_pattern(PatternSpec(frames=100, keyframe_interval=50))
+    opened: list[_CountingSink] = []
+
+    class Factory:
+        def open(self, identity: Any, *, prologue_size: int = 0) -> _CountingSink:
+            opened.append(_CountingSink(identity))
+            return opened[-1]
+
+    track = VideoTrack("r", "video", Factory(), VideoTrackConfig(fps=5, fragment_ms=1000))
+    sizes = [len(u) for u, _ in units]
+    for n in range(100):
+        track.feed(T0 + n * 200, units[n][0])
+        settled = sum(sizes[: max(0, n - 6)])  # older than 1 s plus one frame
+        assert opened[-1].body_size >= settled, n
+    assert len(opened) == 1
