@@ -12,7 +12,15 @@ from recorder.rtms.client import ClientConfig, StreamTarget, open_rtms_stream
 from recorder.rtms.messages import DeskshareParams, PayloadType, VideoParams
 from recorder.rtms.urls import split_server_urls
 from recorder.rtms.webhook import Product as RtmsProduct
-from recorder.simulator import Engagement, Product, Scenario, SimulatorConfig, open_simulator
+from recorder.simulator import (
+    Action,
+    Engagement,
+    Product,
+    Scenario,
+    SimulatorConfig,
+    Step,
+    open_simulator,
+)
 from recorder.simulator.video import VideoFeedSpec
 from recorder.testing.memory_sink import MemorySinkFactory
 from recorder.video.capture import VideoCaptureConfig, VideoOutcome, run_video_capture
@@ -181,3 +189,25 @@ async def test_individual_video_without_a_subscription_sends_nothing() -> None:
     assert engagement.video_subscribed_user is None
     assert not engagement.video.sent.get("video")
     assert outcome.segments == []
+
+
+async def test_a_dropped_video_socket_is_a_media_interrupted_gap() -> None:
+    scenario = Scenario(
+        product=Product.MEETING,
+        duration_s=4.0,
+        t0_ms=T0,
+        media=("audio", "video"),
+        video=VideoFeedSpec(keyframe_interval=2),
+        steps=(Step(2.0, Action.DROP_MEDIA, {"media": "video"}),),
+    )
+    client = ClientConfig(video=True, video_params=H264_5FPS, **CLIENT)  # type: ignore[arg-type]
+    manifest, outcome, _sinks, engagement = await _record(scenario, client)
+    assert manifest.audio_entries()
+    gaps = [g for e in outcome.segments for g in e.gaps if g.cause == "media_interrupted"]
+    assert len(gaps) == 1
+    sent = [ts for ts, _ in engagement.video.sent["video"]]
+    # The gap lies between the last frame before the drop and the first after the reconnect.
+    before = max(ts for ts in sent if ts < gaps[0].start_ms)
+    after = min(ts for ts in sent if ts >= gaps[0].end_ms)
+    assert before < T0 + 2000 <= after
+    assert not [ts for ts in sent if gaps[0].start_ms <= ts < gaps[0].end_ms]
