@@ -197,3 +197,22 @@ def test_the_muxer_holds_back_at_most_about_one_fragment() -> None:
         settled = sum(sizes[: max(0, n - 6)])  # older than 1 s plus one frame
         assert opened[-1].body_size >= settled, n
     assert len(opened) == 1
+
+
+def test_the_video_outlet_is_bounded_in_bytes_too() -> None:
+    big = VideoFrame("video", T0, b"\x00\x00\x01\x65" + bytes(1000), "1")
+    outlet = VideoOutlet(capacity=100, max_bytes=2500)
+    for n in range(5):
+        outlet.offer(VideoFrame("video", T0 + n, big.payload, "1"))
+    assert outlet.queued_bytes == 2008  # two frames fit
+    assert outlet.dropped["video"] == 3
+    outlet.receive_channel.receive_nowait()
+    outlet.receive_channel.receive_nowait()
+    # Taken: room again (the loss marker first, then the frame).
+    outlet.offer(VideoFrame("video", T0 + 10, big.payload, "1"))
+    assert outlet.queued_bytes == 1004
+    assert isinstance(outlet.receive_channel.receive_nowait(), VideoLoss)
+    # One frame larger than the bound passes when nothing waits.
+    outlet.receive_channel.receive_nowait()
+    outlet.offer(VideoFrame("video", T0 + 20, bytes(10_000), "1"))
+    assert outlet.queued_bytes == 10_000
