@@ -290,7 +290,7 @@ class Engagement:
     ) -> None:
         """Video and screen share beside the audio capture (``recorder.video``)."""
         cc = self._client_config
-        evidence = VideoEvidence(self.observer)
+        evidence = VideoEvidence(self.observer, recording_id)
         await run_video_capture(
             events,
             self.c.sinks,

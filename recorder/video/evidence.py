@@ -27,8 +27,9 @@ EXTENSION: Final = "mp4.rec"
 class VideoEvidence:
     """``run_video_capture``'s ``on_sealed`` / ``on_gaps`` for a live engagement."""
 
-    def __init__(self, observer: StreamObserver) -> None:
+    def __init__(self, observer: StreamObserver, recording_id: str) -> None:
         self._observer = observer
+        self._recording_id = recording_id
         self.segments_sealed = 0
 
     def _key(self, sealed: SealedSegment) -> str:
@@ -72,18 +73,15 @@ class VideoEvidence:
             ),
             holds=sealed.path,
         )
-        await self.on_gaps(entry.track, list(entry.gaps), recording_id=recording_id)
+        await self.on_gaps(entry.track, list(entry.gaps))
         self.segments_sealed += 1
 
-    async def on_gaps(
-        self, track: str, gaps: list[VideoGap], *, recording_id: str | None = None
-    ) -> None:
+    async def on_gaps(self, track: str, gaps: list[VideoGap]) -> None:
         o = self._observer
-        rid = recording_id or o.spec.rtms_stream_id
         for gap in gaps:
             o.evidence.submit(
                 intents.gap(
-                    rid,
+                    self._recording_id,
                     track,
                     start_ms=gap.start_ms,
                     end_ms=gap.end_ms,

@@ -3,9 +3,12 @@ simulator, the [video] section, and truncated MP4s (what crash recovery can leav
 
 from __future__ import annotations
 
+import wave
 from pathlib import Path
 from typing import Any
 
+import av
+import numpy as np
 import pytest
 import trio
 from hypothesis import given, settings
@@ -20,10 +23,12 @@ from recorder.rtms.events import GapCause
 from recorder.rtms.messages import DeskshareParams, PayloadType, VideoParams
 from recorder.service.app import client_config
 from recorder.simulator.handshake import confirm_video
+from recorder.sink import SealedSegment
 from recorder.testing.memory_sink import MemorySinkFactory
 from recorder.video.capture import VideoCaptureConfig, run_video_capture
 from recorder.video.pattern import PatternSpec, encode_pattern
-from recorder.video.remux import TrackJoiner
+from recorder.video.probe import pictures
+from recorder.video.remux import TrackJoiner, mux_with_audio
 from recorder.video.track import VideoTrack, VideoTrackConfig
 
 T0 = 1_765_000_000_000
@@ -171,8 +176,6 @@ class _CountingSink:
         pass
 
     def close(self, prologue: bytes = b"") -> Any:
-        from recorder.sink import SealedSegment
-
         return SealedSegment(self.identity, None, self.body_size, "0" * 64, self.body_size, "k")
 
     def discard(self) -> None:
@@ -216,3 +219,43 @@ def test_the_video_outlet_is_bounded_in_bytes_too() -> None:
     outlet.receive_channel.receive_nowait()
     outlet.offer(VideoFrame("video", T0 + 20, bytes(10_000), "1"))
     assert outlet.queued_bytes == 10_000
+
+
+def test_video_first_then_audio_keeps_both_on_the_rtms_clock(tmp_path: Path) -> None:
+    sinks = MemorySinkFactory()
+    track = VideoTrack("r", "video", sinks, VideoTrackConfig(fps=5))
+    for n in range(20):
+        track.feed(T0 + n * 200, UNITS[n][0])
+    track.finish()
+    video = tmp_path / "v.mp4"
+    video.write_bytes(sinks.sinks[0].plaintext)
+    rate = 16000
+    pcm = np.zeros(rate * 2, dtype="<i2")
+    pcm[rate : rate + rate // 2] = (8000 * np.sin(np.arange(rate // 2) * 2 * np.pi / 16)).astype(
+        "<i2"
+    )
+    wav = tmp_path / "a.wav"
+    with wave.open(str(wav), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(rate)
+        handle.writeframes(pcm.tobytes())
+    target = tmp_path / "both.mp4"
+    # Audio starts 1 s after the video; its tone 1 s after that: 2 s into the file.
+    _sha, _size, zero = mux_with_audio(video, T0, wav, T0 + 1000, target)
+    assert zero == T0
+    assert [(p.time_ms, p.number) for p in pictures(target)] == [(n * 200, n) for n in range(20)]
+    with av.open(str(target)) as container:
+        stream = container.streams.audio[0]
+        samples = []
+        first_ms = None
+        for frame in container.decode(stream):
+            if first_ms is None:
+                assert frame.pts is not None
+                first_ms = float(frame.pts * frame.time_base * 1000)
+            samples.append(frame.to_ndarray()[0])
+        assert first_ms is not None
+        audio = np.concatenate(samples)
+        onset = int(np.argmax(np.abs(audio) > 0.1))
+        onset_ms = first_ms + onset * 1000 / stream.codec_context.sample_rate
+    assert abs(onset_ms - 2000) < 30  # AAC priming is ~21 ms

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 import trio
 
@@ -132,3 +133,30 @@ async def test_video_from_webhook_to_export(tmp_path: Path) -> None:
     sent = dict(eng.video.sent["video"])
     for pic in pictures(path):
         assert pic.number is None or sent[zero + pic.time_ms] == pic.number
+    # The audio itself sits where the listening WAV says: the AAC track, correlated with the
+    # verified listening.wav, is offset by (listening start - zero) within one video frame.
+    lag_ms = audio_lag_ms(path, out / row.recording_id / "listening.wav")
+    assert abs(lag_ms - (listening_start - zero)) < INTERVAL
+
+
+def audio_lag_ms(mp4: Path, wav: Path) -> float:
+    """Where ``wav``'s first 2 s of sound begin inside ``mp4``'s audio, in ms."""
+    with av.open(str(wav)) as container:
+        rate = container.streams.audio[0].codec_context.sample_rate
+        ref = np.concatenate(
+            [f.to_ndarray().astype(np.float64).mean(axis=0) for f in container.decode(audio=0)]
+        )
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+    with av.open(str(mp4)) as container:
+        parts = []
+        for frame in container.decode(audio=0):
+            for out in resampler.resample(frame):
+                parts.append(out.to_ndarray().reshape(-1).astype(np.float64))
+        start = container.streams.audio[0].start_time or 0
+        start_ms = float(start * container.streams.audio[0].time_base * 1000)
+    got = np.concatenate(parts)[: 4 * rate]
+    window = ref[: 2 * rate]
+    size = len(got) + len(window)
+    corr = np.fft.irfft(np.fft.rfft(got, size) * np.conj(np.fft.rfft(window, size)), size)
+    lag = int(np.argmax(corr[: len(got) - len(window) + 1]))
+    return start_ms + lag * 1000 / rate
