@@ -23,6 +23,7 @@ from recorder.rtms.events import GapCause
 from recorder.rtms.messages import DeskshareParams, PayloadType, VideoParams
 from recorder.service.app import client_config
 from recorder.simulator.handshake import confirm_video
+from recorder.simulator.scenario import scenario_from_mapping
 from recorder.sink import SealedSegment
 from recorder.testing.memory_sink import MemorySinkFactory
 from recorder.video.capture import VideoCaptureConfig, run_video_capture
@@ -259,3 +260,18 @@ def test_video_first_then_audio_keeps_both_on_the_rtms_clock(tmp_path: Path) -> 
         onset = int(np.argmax(np.abs(audio) > 0.1))
         onset_ms = first_ms + onset * 1000 / stream.codec_context.sample_rate
     assert abs(onset_ms - 2000) < 30  # AAC priming is ~21 ms
+
+
+def test_a_scenario_file_asks_for_video_and_names_bad_keys() -> None:
+    scenario = scenario_from_mapping(
+        {
+            "product": "meeting",
+            "media": ["audio", "video"],
+            "video": {"width": 320, "height": 180, "drop_frames": [3, 4]},
+        }
+    )
+    assert (scenario.video.width, scenario.video.drop_frames) == (320, (3, 4))
+    with pytest.raises(ConfigError, match="unknown \\[video\\] keys"):
+        scenario_from_mapping({"product": "meeting", "video": {"fps": 5}})
+    with pytest.raises(ConfigError, match="size"):
+        scenario_from_mapping({"product": "meeting", "video": {"width": 161}})
