@@ -291,6 +291,21 @@ class Engagement:
         """Video and screen share beside the audio capture (``recorder.video``)."""
         cc = self._client_config
         evidence = VideoEvidence(self.observer, recording_id)
+        try:
+            await self._run_video(events, recording_id, cc, evidence)
+        except Exception:
+            # Invariant 10: a broken video recorder never takes the audio down with it. The
+            # client counts every frame offered from now on (the channel is closed).
+            self.log.exception("video recording failed; audio goes on")
+            events.close()
+
+    async def _run_video(
+        self,
+        events: trio.MemoryReceiveChannel[VideoEvent],
+        recording_id: str,
+        cc: ClientConfig,
+        evidence: VideoEvidence,
+    ) -> None:
         await run_video_capture(
             events,
             self.c.sinks,

@@ -206,16 +206,25 @@ class VideoTrack:
                 elif timestamp_ms - started >= self.config.segment_ms:
                     sealed.append(self._seal())
             if self._open is None:
-                self._start(timestamp_ms, unit.parameter_sets, size)
+                try:
+                    self._start(timestamp_ms, unit.parameter_sets, size)
+                except VideoError as exc:
+                    self._skip(timestamp_ms, GapCause.DECODE_ERROR, str(exc))
+                    return sealed
             self._needs_keyframe = False
         elif self._open is None or self._needs_keyframe:
             self._skip(timestamp_ms, AWAITING_KEYFRAME, "")
             return sealed
         self._close_gap(timestamp_ms)
         assert self._open is not None
-        self._open.writer.write(
-            payload, timestamp_ms, keyframe=unit.keyframe, duration_ms=self.config.interval_ms
-        )
+        try:
+            self._open.writer.write(
+                payload, timestamp_ms, keyframe=unit.keyframe, duration_ms=self.config.interval_ms
+            )
+        except VideoError as exc:
+            # The muxer refused what the parser accepted: left out, a gap to the next keyframe.
+            self._skip(timestamp_ms, GapCause.DECODE_ERROR, str(exc))
+            return sealed
         self._last_ms = timestamp_ms
         self.counters["frames"] += 1
         return sealed
@@ -286,14 +295,18 @@ class VideoTrack:
             metadata={"kind": "video", "format": FORMAT, "origin_ms": timestamp_ms},
         )
         sink = self._sinks.open(identity)
-        writer = Fmp4Writer(
-            sink,
-            parameter_sets=parameter_sets,
-            width=size[0],
-            height=size[1],
-            origin_ms=timestamp_ms,
-            fragment_ms=self.config.fragment_ms,
-        )
+        try:
+            writer = Fmp4Writer(
+                sink,
+                parameter_sets=parameter_sets,
+                width=size[0],
+                height=size[1],
+                origin_ms=timestamp_ms,
+                fragment_ms=self.config.fragment_ms,
+            )
+        except VideoError:
+            sink.discard()  # nothing was written: no empty evidence file is left behind
+            raise
         self._next_index += 1
         self._size = size
         self._open = _Open(writer, index, gaps=self._orphan_gaps)

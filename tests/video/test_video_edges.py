@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recorder.config import MediaKind, load_config, parse_config
-from recorder.errors import ConfigError, VideoError
+from recorder.errors import ConfigError, DiskFull, VideoError
 from recorder.products import Product
 from recorder.rtms._protocol_events import VideoFrame
 from recorder.rtms._video_outlet import VideoLoss, VideoOutlet
@@ -275,3 +275,15 @@ def test_a_scenario_file_asks_for_video_and_names_bad_keys() -> None:
         scenario_from_mapping({"product": "meeting", "video": {"fps": 5}})
     with pytest.raises(ConfigError, match="size"):
         scenario_from_mapping({"product": "meeting", "video": {"width": 161}})
+
+
+async def test_a_failing_spool_surfaces_as_a_storage_error() -> None:
+    class FullDisk:
+        def open(self, identity: Any, *, prologue_size: int = 0) -> Any:
+            raise DiskFull("spool full")
+
+    send, receive = trio.open_memory_channel[Any](4)
+    send.send_nowait(_frame(0))
+    send.close()
+    with pytest.raises(DiskFull, match="spool full"):
+        await run_video_capture(receive, FullDisk(), recording_id="r")
