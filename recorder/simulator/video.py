@@ -5,6 +5,8 @@ for H.264 (codec 7). Frame ``n`` of a kind carries RTMS timestamp ``t0 + n * 100
 shows the number ``n`` (``recorder.video.pattern``): a recorder's export can be checked picture
 by picture. Zoom does not buffer video (rtms-protocol §5.15): frames produced while no socket of
 that kind is ready are never sent. ``VideoFeedSpec.drop_frames`` injects losses on a live socket.
+Unlike RTMS (H.264 only above 5 fps for video, 1 fps for screen share), the simulator serves
+H.264 at any rate it confirms, so tests can keep media tiny (5 fps).
 """
 
 from __future__ import annotations

@@ -70,8 +70,10 @@ def parse_video(t: _Table) -> VideoConfig:
     if len(user) > 64:
         raise t.error("individual_user_id", "longer than 64 characters")
     return VideoConfig(
-        fps=t.integer("fps", d.fps, minimum=1, maximum=30),
-        deskshare_fps=t.integer("deskshare_fps", d.deskshare_fps, minimum=1, maximum=30),
+        # RTMS sends H.264 only above 5 fps (video) and 1 fps (screen share); below, it falls
+        # back to JPG/PNG, which is not recorded (rtms-protocol §5.3).
+        fps=t.integer("fps", d.fps, minimum=6, maximum=30),
+        deskshare_fps=t.integer("deskshare_fps", d.deskshare_fps, minimum=2, maximum=30),
         resolution=t.choice("resolution", d.resolution, Resolution),
         deskshare_resolution=t.choice("deskshare_resolution", d.deskshare_resolution, Resolution),
         individual_user_id=user,

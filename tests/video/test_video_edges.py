@@ -133,7 +133,8 @@ def test_video_section_and_product_policy(tmp_path: Path) -> None:
     default = client_config(load_config(None, env), Product.MEETING)
     assert not default.video  # off unless asked
     for bad, message in (
-        ({"fps": 0}, "fps"),
+        ({"fps": 5}, "fps"),
+        ({"deskshare_fps": 1}, "deskshare_fps"),
         ({"products": ["radio"]}, "products"),
         ({"colour": 1}, "colour"),
     ):
