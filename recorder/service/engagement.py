@@ -306,7 +306,7 @@ class Engagement:
         cc: ClientConfig,
         evidence: VideoEvidence,
     ) -> None:
-        await run_video_capture(
+        outcome = await run_video_capture(
             events,
             self.c.sinks,
             recording_id=recording_id,
@@ -319,6 +319,7 @@ class Engagement:
             on_gaps=evidence.on_gaps,
             keep_entries=False,
         )
+        evidence.frames_done(outcome.counters)
 
     def _note_checkpoint(self, durable_ms: int) -> None:
         self._checkpoint_ms = durable_ms

@@ -16,6 +16,7 @@ from typing import Final
 from recorder.catalog.base import EvidenceKind, NewRecordFile
 from recorder.service import evidence_recorder as intents
 from recorder.service.evidence import retain_until, spool_sealed
+from recorder.service.metrics import video_metrics
 from recorder.service.observer import StreamObserver
 from recorder.sink import SealedSegment
 from recorder.spool.keys import object_key, segment_key
@@ -30,6 +31,7 @@ class VideoEvidence:
     def __init__(self, observer: StreamObserver, recording_id: str) -> None:
         self._observer = observer
         self._recording_id = recording_id
+        self._metrics = video_metrics(observer.c.metrics.registry)
         self.segments_sealed = 0
 
     def _key(self, sealed: SealedSegment) -> str:
@@ -75,6 +77,12 @@ class VideoEvidence:
         )
         await self.on_gaps(entry.track, list(entry.gaps))
         self.segments_sealed += 1
+        self._metrics.segment_sealed(entry.track)
+
+    def frames_done(self, counters: dict[str, dict[str, int]]) -> None:
+        """The capture ended: what became of each kind's frames, for /metrics."""
+        for kind, values in counters.items():
+            self._metrics.add_counters(kind, values)
 
     async def on_gaps(self, track: str, gaps: list[VideoGap]) -> None:
         o = self._observer
@@ -89,7 +97,7 @@ class VideoEvidence:
                     detail=gap.detail,
                 )
             )
-            o.c.metrics.add_gap(f"video_{gap.cause}", (gap.end_ms - gap.start_ms) / 1000)
+            self._metrics.add_gap(track, gap.cause, (gap.end_ms - gap.start_ms) / 1000)
 
 
 __all__ = ["EXTENSION", "VIDEO_RECORD_KINDS", "VideoEvidence"]

@@ -6,6 +6,7 @@ recorded gaps), and the MP4 with the listening audio puts both on the same clock
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -92,6 +93,12 @@ async def test_video_from_webhook_to_export(tmp_path: Path) -> None:
             )
             names = {f.name for f in files_out}
             assert {"video.000000.mp4", "deskshare.000000.mp4"} <= names
+            text = c.metrics.render().decode()
+            assert re.search(
+                r'rtmsrec_video_frames_total\{kind="video",outcome="frames"\} [1-9]', text
+            )
+            assert 'rtmsrec_video_gap_seconds_total{cause="lost_packets",kind="video"}' in text
+            assert re.search(r'rtmsrec_video_segments_sealed_total\{kind="deskshare"\} [1-9]', text)
             key_path = tmp_path / "signing.key"
             generate_signing_key(key_path)
             out = tmp_path / "bundle"
