@@ -51,4 +51,21 @@ def pictures(source: Path | bytes, *, stream_index: int = 0) -> list[Picture]:
     return out
 
 
-__all__ = ["Picture", "pictures"]
+def packet_times(source: Path | bytes, *, stream_index: int = 0) -> list[int]:
+    """Presentation time (ms from the file's zero) of every stored access unit, without
+    decoding: what the file holds, whether or not each picture decodes cleanly."""
+    handle: Path | io.BytesIO = io.BytesIO(source) if isinstance(source, bytes) else source
+    out: list[int] = []
+    try:
+        with av.open(handle, "r") as container:
+            stream = container.streams.video[stream_index]
+            assert stream.time_base is not None
+            for packet in container.demux(stream):
+                if packet.pts is not None and packet.size:
+                    out.append(round(packet.pts * stream.time_base * 1000))
+    except av.FFmpegError as exc:
+        raise VideoError(f"cannot read the MP4: {exc}") from exc
+    return out
+
+
+__all__ = ["Picture", "packet_times", "pictures"]

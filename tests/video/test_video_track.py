@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from recorder.crypto.keyring import DirectoryRecordingKeyStore, RecordingKeyring
 from recorder.crypto.keys.local import LocalKeyProvider
@@ -13,8 +15,9 @@ from recorder.crypto.reader import iter_plaintext
 from recorder.crypto.writer import SpoolSinkFactory
 from recorder.rtms.events import GapCause
 from recorder.sink import SealedSegment
+from recorder.testing.memory_sink import MemorySinkFactory
 from recorder.video.pattern import PatternSpec, encode_pattern
-from recorder.video.probe import pictures
+from recorder.video.probe import packet_times, pictures
 from recorder.video.track import (
     AWAITING_KEYFRAME,
     RESOLUTION_CHANGE,
@@ -141,3 +144,48 @@ def test_replayed_and_implausible_timestamps_are_left_out(sinks: SpoolSinkFactor
     assert sealed[0][1].gaps == ()
     assert track.counters["late_or_duplicate"] == 1
     assert track.counters["bad_timestamp"] == 2
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=-500, max_value=1500),  # timestamp step (ms)
+            # a keyframe, any real unit, or garbage
+            st.one_of(st.sampled_from([0, 10, 20]), st.integers(0, 39), st.binary(max_size=40)),
+        ),
+        max_size=60,
+    )
+)
+def test_any_stream_gives_decodable_segments_with_ordered_gaps(
+    steps: list[tuple[int, int | bytes]],
+) -> None:
+    units = encode_pattern(SPEC)
+    sinks = MemorySinkFactory()
+    track = VideoTrack("rec-h", "video", sinks, VideoTrackConfig(fps=5, segment_ms=1500))
+    ts = T0
+    sealed = []
+    for step, what in steps:
+        ts += step
+        payload = units[what][0] if isinstance(what, int) else what
+        sealed += track.feed(ts, payload)
+    sealed += track.finish()
+    written = 0
+    last_end = None
+    for seal, entry in sealed:
+        assert entry.frames >= 1
+        assert entry.start_ms <= entry.end_ms
+        plain = next(s.plaintext for s in sinks.sinks if s.sealed is seal)
+        times = [entry.origin_ms + t for t in packet_times(plain)]
+        assert len(times) == entry.frames
+        # Pictures referencing ones never received may not decode; the rest must.
+        assert 1 <= len(pictures(plain)) <= entry.frames
+        assert times == sorted(set(times))
+        if last_end is not None:
+            assert times[0] > last_end  # segments follow each other
+        last_end = times[-1]
+        starts = [g.start_ms for g in entry.gaps]
+        assert starts == sorted(starts)
+        assert all(g.start_ms <= g.end_ms for g in entry.gaps)
+        written += entry.frames
+    assert written == track.counters["frames"]
