@@ -16,7 +16,7 @@ import pytest
 import trio
 
 from recorder.catalog.base import RecordingStatus, UploadState
-from recorder.config import MediaKind
+from recorder.config import CatalogConfig, CatalogKind, MediaKind
 from recorder.officer.bundle.export import export_bundle, manifest_json
 from recorder.officer.bundle.signing import generate_signing_key, load_signing_key, public_bytes
 from recorder.officer.bundle.verify import verify_bundle
@@ -45,8 +45,21 @@ def plaintext_files(root: Path) -> list[Path]:
     return found
 
 
-async def test_video_from_webhook_to_export(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def catalog_kind(request: pytest.FixtureRequest) -> CatalogConfig | None:
+    """The embedded SQLite catalog, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        return None
+    dsn: str = request.getfixturevalue("postgres_dsn")
+    return CatalogConfig(kind=CatalogKind.POSTGRES, postgres_dsn=dsn)
+
+
+async def test_video_from_webhook_to_export(
+    tmp_path: Path, catalog_kind: CatalogConfig | None
+) -> None:
     base = demo_config(tmp_path)
+    if catalog_kind is not None:
+        base = replace(base, catalog=catalog_kind)
     config = replace(
         base,
         rtms=replace(base.rtms, media=(MediaKind.AUDIO, MediaKind.VIDEO, MediaKind.DESKSHARE)),
