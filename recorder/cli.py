@@ -247,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["crypto", "audio", "pipeline", "fullpath", "wire", "segments", "export", "search"],
     )
     p.add_argument("options", nargs=argparse.REMAINDER, help="passed to the benchmark")
+
+    from recorder.zoom.commands import add_arguments as rtms_arguments
+
+    rtms_arguments(sub)
     return parser
 
 
@@ -417,6 +421,10 @@ def _run(args: argparse.Namespace) -> int:
             print("error: name the jobs to retry, or give --all-quarantined", file=sys.stderr)
             return 2
         return trio.run(_with_components, args.config, _spool_command, args)
+    if command == "rtms":
+        from recorder.zoom import commands as rtms_commands
+
+        return trio.run(rtms_commands.run, args)
     if command == "bench":
         import importlib
 

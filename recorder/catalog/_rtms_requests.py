@@ -78,6 +78,7 @@ class RtmsRequestQueries(OfficerQueries):
         actor: str,
         reason: str,
         now_ms: int,
+        via: str | None = None,
     ) -> tuple[RtmsRequestRow, AuditEvent]:
         """Rule 1: the request row and its audit event (``rtms.<action>``), one transaction.
 
@@ -111,6 +112,9 @@ class RtmsRequestQueries(OfficerQueries):
                 "product": product,
                 "target_id": target_id,
             }
+            if via is not None:
+                # Who ran the command, when it acted for someone else (``--actor``).
+                details["via"] = via
             event = self._append_audit(
                 tx,
                 actor=actor,

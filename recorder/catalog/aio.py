@@ -602,7 +602,15 @@ class AsyncCatalog:
     # --- RTMS control requests (recorder.catalog._rtms_requests) -------------------------------
 
     async def add_rtms_request(
-        self, *, product: str, target_id: str, action: str, actor: str, reason: str, now_ms: int
+        self,
+        *,
+        product: str,
+        target_id: str,
+        action: str,
+        actor: str,
+        reason: str,
+        now_ms: int,
+        via: str | None = None,
     ) -> tuple[RtmsRequestRow, AuditEvent]:
         return await self._call(
             functools.partial(
@@ -613,6 +621,7 @@ class AsyncCatalog:
                 actor=actor,
                 reason=reason,
                 now_ms=now_ms,
+                via=via,
             )
         )
 

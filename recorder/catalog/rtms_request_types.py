@@ -43,6 +43,7 @@ class RtmsRequestCatalog(Protocol):
         actor: str,
         reason: str,
         now_ms: int,
+        via: str | None = None,
     ) -> tuple[RtmsRequestRow, AuditEvent]: ...
 
     def finish_rtms_request(

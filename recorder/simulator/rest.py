@@ -104,6 +104,8 @@ class Injected:
 @dataclass
 class RestStats:
     tokens_issued: int = 0
+    #: Every token handed out (tests check that none leaks anywhere).
+    issued: list[str] = field(default_factory=list)
     #: (method, path without query, status) of every answered request, in order.
     requests: list[tuple[str, str, int]] = field(default_factory=list)
     #: (product, id, action) of every accepted RTMS status change.
@@ -247,6 +249,7 @@ class ZoomRest:
         token = secrets.token_urlsafe(32)
         self._tokens[token] = self._clock() + self.settings.token_ttl_s
         self.stats.tokens_issued += 1
+        self.stats.issued.append(token)
         ttl = self.settings.token_ttl_s
         return _json(
             200,
