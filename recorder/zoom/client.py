@@ -239,26 +239,40 @@ class ZoomApiClient:
         auth: tuple[str, str] | None = None,
     ) -> tuple[int | None, Any, float | None]:
         """One attempt: (status or None, decoded body, Retry-After seconds)."""
+        content = bytearray()
+        too_large = False
         try:
-            response = await self._http.request(
+            async with self._http.stream(
                 method,
                 url,
                 headers=dict(headers),
                 json=dict(json_body) if json_body is not None else None,
                 params=dict(params) if params is not None else None,
                 auth=auth,
-            )
+            ) as response:
+                # Read at most _MAX_BODY_BYTES: a broken or hostile peer cannot fill memory.
+                async for chunk in response.aiter_bytes():
+                    content += chunk
+                    if len(content) > _MAX_BODY_BYTES:
+                        too_large = True
+                        break
         except httpx.TransportError as exc:
             # The exception text may hold the URL (ids only); the type is enough and safe.
             logger.info("zoom api %s: %s", where, type(exc).__name__)
             return None, {"message": f"network error: {type(exc).__name__}"}, None
         except httpx.HTTPError as exc:
             raise ZoomApiError(f"Zoom API {where}: {type(exc).__name__}") from None
-        content = response.content[:_MAX_BODY_BYTES]
         body: Any = None
-        if content:
+        if too_large:
+            body = {"message": f"response larger than {_MAX_BODY_BYTES} bytes"}
+            if 200 <= response.status_code < 300:
+                raise ZoomApiError(
+                    f"Zoom API {where}: response larger than {_MAX_BODY_BYTES} bytes",
+                    status=response.status_code,
+                )
+        elif content:
             try:
-                body = json.loads(content)
+                body = json.loads(bytes(content))
             except ValueError:
                 body = {"message": "response is not JSON"}
         return response.status_code, body, parse_retry_after(response.headers.get("retry-after"))

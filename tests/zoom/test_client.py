@@ -412,3 +412,19 @@ def test_plain_http_is_refused_except_to_loopback_when_allowed(url: str, insecur
             settings_for(url, allow_insecure_loopback=insecure),
             credentials(),
         )
+
+
+async def test_an_oversized_or_garbled_answer_is_a_clear_error_not_a_memory_hog() -> None:
+    async with harness(max_retries=0) as h:
+        h.rest.add_live(
+            Scenario(product=Product.MEETING, instance_id="big", duration_s=30.0),
+            profile={"topic": "x" * 2_000_000},
+        )
+        with pytest.raises(ZoomApiError, match="larger than 1048576 bytes") as caught:
+            await HttpZoomDirectory(h.client).meeting("big")
+        assert caught.value.status == 200
+        h.rest.inject(500, message="y" * 2_000_000)
+        with pytest.raises(ZoomApiError) as caught:
+            await HttpZoomDirectory(h.client).meeting("big")
+        assert caught.value.status == 500
+        assert len(str(caught.value)) < 400
