@@ -109,6 +109,14 @@ def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         q.add_argument(
             "--actor", default=None, help="on whose behalf (default: the OS user; audited)"
         )
+        if action is RtmsAction.PAUSE:
+            q.add_argument(
+                "--wait",
+                type=float,
+                default=0.0,
+                metavar="SECONDS",
+                help="wait this long for the recorded stream to show the pause (exit 1 if not)",
+            )
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -138,8 +146,34 @@ async def run(args: argparse.Namespace) -> int:
             reason=reason,
             via=via,
         )
-    print(
-        f"request {row.request_id}: {action.value} {product.value} {args.target_id} "
-        f"accepted by Zoom (actor {actor}, audited on {row.audit_target})"
-    )
+        print(
+            f"request {row.request_id}: {action.value} {product.value} {args.target_id} "
+            f"accepted by Zoom (actor {actor}, audited on {row.audit_target})"
+        )
+        wait_s = getattr(args, "wait", 0.0)
+        if wait_s <= 0:
+            return 0
+        recording_id = await wait_for_pause(catalog, row, timeout_s=wait_s)
+    if recording_id is None:
+        print(f"the pause is NOT confirmed by a recorded stream after {wait_s:g} s")
+        return 1
+    print(f"the pause is confirmed on recording {recording_id}")
     return 0
+
+
+#: How often ``wait_for_pause`` looks at the catalog.
+_CONFIRM_POLL_S = 0.2
+
+
+async def wait_for_pause(
+    catalog: AsyncCatalog, request: RtmsRequestRow, *, timeout_s: float
+) -> str | None:
+    """The recording whose pause the request explains, once a recorder matched it; None if
+    none did within ``timeout_s`` (the recorder flags it when the stream ends)."""
+    with trio.move_on_after(timeout_s):
+        while True:
+            for row in await catalog.rtms_requests(target_id=request.target_id, limit=1000):
+                if row.request_id == request.request_id and row.matched_recording_id:
+                    return row.matched_recording_id
+            await trio.sleep(_CONFIRM_POLL_S)
+    return None

@@ -124,9 +124,11 @@ async def test_rtms_commands_drive_a_recorded_call_and_leave_pause_evidence(
 
                 out = await rtms(
                     "pause", "contact_center", INSTANCE,
-                    "--reason", "card number read out", "--actor", "agent-ann",
+                    "--reason", "card number read out", "--actor", "agent-ann", "--wait", "20",
                 )  # fmt: skip
                 assert "accepted by Zoom" in out
+                # --wait returned once the recorder matched the stream's pause to the request.
+                assert "the pause is confirmed on recording" in out
                 assert call.paused
                 await trio.sleep(PAUSE_HELD_S)  # the call stays paused this long, on purpose
                 await rtms("resume", "contact_center", INSTANCE, "--actor", "agent-ann")
