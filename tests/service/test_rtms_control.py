@@ -25,6 +25,7 @@ import pytest
 import trio
 
 from recorder.config import Config, PauseConfig
+from recorder.officer.export import export_recording
 from recorder.products import Product
 from recorder.service.pause_evidence import PAUSE_TOO_LONG, PAUSE_UNCONFIRMED
 from recorder.simulator.rest import RestSettings, open_zoom_rest
@@ -189,6 +190,18 @@ async def test_rtms_commands_drive_a_recorded_call_and_leave_pause_evidence(
             unconfirmed_body = json.loads(flags[PAUSE_UNCONFIRMED].body)
             assert unconfirmed_body["payload"]["request_id"] == unconfirmed.request_id
             assert flags[PAUSE_UNCONFIRMED].recording_id == row.recording_id
+            # Inside the recording itself: the decrypted records name the actor of the pause.
+            out = tmp_path / "export"
+            await export_recording(
+                running.components, row.recording_id, out, actor="officer", reason="review"
+            )
+            records = [
+                json.loads(line)
+                for path in sorted(out.glob("records.*.jsonl"))
+                for line in path.read_text().splitlines()
+            ]
+            paused = [r for r in records if r.get("type") == "paused"]
+            assert [r["actor"] for r in paused] == ["agent-ann"]
             requests = await catalog.rtms_requests(target_id=INSTANCE)
             assert [(r.action, r.outcome) for r in reversed(requests)] == [
                 ("start", "accepted"),
