@@ -23,12 +23,13 @@ import trio
 
 from recorder.catalog.aio import AsyncCatalog, open_configured_async_catalog
 from recorder.catalog.rtms_request_types import RtmsRequestRow
-from recorder.config import Config, load_config
+from recorder.config import load_config
 from recorder.errors import ZoomApiError
 from recorder.officer.actor import os_actor
 from recorder.products import Product
-from recorder.zoom.client import ZoomApiClient, ZoomCredentials
-from recorder.zoom.control import SUPPORTED_ACTIONS, ZoomRtmsController
+from recorder.zoom import open_zoom_api
+from recorder.zoom.client import ZoomCredentials
+from recorder.zoom.control import SUPPORTED_ACTIONS
 from recorder.zoom.directory import RtmsAction, RtmsController
 
 logger = logging.getLogger(__name__)
@@ -86,15 +87,6 @@ async def request_rtms_change(
     return row
 
 
-def zoom_controller(config: Config) -> tuple[ZoomApiClient, ZoomRtmsController]:
-    """The configured client (``[zoom]``, the ``zoom_client_*`` secrets: the Server-to-Server
-    OAuth app is the RTMS app) and a controller on it. Raises ConfigError naming what is
-    missing."""
-    credentials = ZoomCredentials.from_config(config)
-    client = ZoomApiClient(config.zoom, credentials)
-    return client, ZoomRtmsController(client, rtms_client_id=credentials.client_id)
-
-
 def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``recorder rtms ...`` (registered by ``recorder.cli``)."""
     p = sub.add_parser("rtms", help="ask Zoom to start, stop, pause or resume RTMS (audited)")
@@ -133,12 +125,11 @@ async def run(args: argparse.Namespace) -> int:
     catalog = await open_configured_async_catalog(
         config.catalog, now_ms=_now_ms(), postgres_password=config.secrets.postgres_password
     )
-    client, controller = zoom_controller(config)
-    async with catalog, client:
+    async with catalog, open_zoom_api(config) as zoom:
         # A refusal propagates (the CLI prints it and exits non-zero); it is already recorded.
         row = await request_rtms_change(
             catalog,
-            controller,
+            zoom.controller,
             product=product,
             target_id=args.target_id,
             action=action,
