@@ -40,7 +40,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 from urllib.parse import parse_qs, unquote
 
@@ -91,6 +91,8 @@ class LiveInstance:
     #: False: this app may not start RTMS here (2308).
     allowed: bool = True
     engagement: Engagement | None = None
+    #: Set when RTMS was started on it through the API (``engagement`` is then set).
+    started: trio.Event = field(default_factory=trio.Event)
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,7 +341,12 @@ class ZoomRest:
             if running is not None:
                 return _zoom_error(400, 2310, f"{failed}: RTMS app is already started")
             assert instance is not None
-            instance.engagement = await self.sim.start(instance.scenario)
+            scenario = instance.scenario
+            if instance.engagement is not None:
+                # RTMS started again after a stop: a new stream, as at Zoom.
+                scenario = replace(scenario, rtms_stream_id="", t0_ms=0)
+            instance.engagement = await self.sim.start(scenario)
+            instance.started.set()
         elif running is None:
             return _zoom_error(400, 2310, f"{failed}: RTMS app is not started")
         elif action == "pause":
