@@ -1,6 +1,7 @@
-"""RTMS control and pause evidence through the assembled service: ``recorder rtms`` runs as a
-real process against the simulator's Zoom REST API over HTTP, the simulator's stream reaches the
-service's ingress and RTMS client, and the service's SQLite catalog is shared with the command.
+"""RTMS control and pause evidence through the assembled service: ``recorder rtms pause`` and
+``resume`` run as real processes against the simulator's Zoom REST API over HTTP (start and stop
+use the same Python API in-process), the simulator's stream reaches the service's ingress and
+RTMS client, and the service's SQLite catalog is shared with the command.
 
 One call: ``start`` (the simulator sends the signed ``rtms_started``), ``pause --reason``
 (the pause span names the actor, the audit log has the request and Zoom's answer), the pause
@@ -12,6 +13,7 @@ are then looked for in every log line, output, argv and catalog row.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -24,12 +26,14 @@ from pathlib import Path
 import pytest
 import trio
 
-from recorder.config import Config, PauseConfig
+from recorder.catalog.rtms_request_types import RtmsRequestRow
+from recorder.config import Config, PauseConfig, ZoomConfig
 from recorder.officer.export import export_recording
 from recorder.products import Product
 from recorder.service.pause_evidence import PAUSE_TOO_LONG, PAUSE_UNCONFIRMED
 from recorder.simulator.rest import RestSettings, open_zoom_rest
 from recorder.simulator.simulator import SimulatorConfig, open_simulator
+from recorder.zoom import open_zoom_api
 from recorder.zoom.commands import request_rtms_change
 from recorder.zoom.directory import RtmsAction
 from tests.service.test_service import secret_token, service, short_config, zcc_call
@@ -112,11 +116,35 @@ async def test_rtms_commands_drive_a_recorded_call_and_leave_pause_evidence(
             async with (
                 open_simulator(sim_config) as sim,
                 open_zoom_rest(sim, rest_settings) as rest,
+                contextlib.AsyncExitStack() as stack,
             ):
                 write_config(toml, config, rest.base_url)
                 live = rest.add_live(zcc_call(config, seconds=60.0, instance_id=INSTANCE))
 
-                await rtms("start", "contact_center", INSTANCE, "--reason", "queue policy")
+                # Start and stop go through the Python API (the same client and catalog calls,
+                # real HTTP to the simulator), pause and resume through the command.
+                in_process = replace(
+                    config,
+                    zoom=ZoomConfig(
+                        api_base_url=rest.base_url,
+                        oauth_base_url=rest.base_url,
+                        allow_insecure_loopback=True,
+                        account_id=ACCOUNT,
+                    ),
+                )
+                zoom = await stack.enter_async_context(open_zoom_api(in_process, {}))
+
+                async def change(action: RtmsAction, **fields: str) -> RtmsRequestRow:
+                    return await request_rtms_change(
+                        running.components.catalog,
+                        zoom.controller,
+                        product=Product.CONTACT_CENTER,
+                        target_id=INSTANCE,
+                        action=action,
+                        **({"actor": "os:ops", "reason": "queue policy"} | fields),
+                    )
+
+                await change(RtmsAction.START)
                 call = live.engagement
                 assert call is not None
                 # The recorder connects within milliseconds; the next command alone takes longer
@@ -149,7 +177,7 @@ async def test_rtms_commands_drive_a_recorded_call_and_leave_pause_evidence(
                     reason="card number, second attempt",
                 )
                 await trio.sleep(0.5)  # half a second of audio after the last resume
-                await rtms("stop", "contact_center", INSTANCE)
+                await change(RtmsAction.STOP)
                 await call.finished.wait()
             for engagement in running.supervisor.history:
                 await engagement.finished.wait()
