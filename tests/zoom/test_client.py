@@ -178,7 +178,9 @@ async def test_bad_client_credentials_are_refused_without_showing_the_secret(
                 await HttpZoomDirectory(wrong).meeting("123")
         assert caught.value.status == 400
         assert "invalid_client" in str(caught.value)
-        assert "not-the-secret" not in str(caught.value) + repr(wrong) + caplog.text
+        shown = str(caught.value) + repr(wrong) + repr(credentials("not-the-secret"))
+        assert "not-the-secret" not in shown + caplog.text
+        assert CLIENT_ID not in repr(credentials())
         assert h.sleep.waits == []  # a 400 is a verdict, not retried
 
 
