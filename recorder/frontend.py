@@ -2,9 +2,9 @@
 ``ops/dev setup`` (``npm ci`` against ``package-lock.json`` at the repository root), served to
 the browser straight from ``node_modules``; nothing is copied into the repository.
 
-The web app mounts ``vendor_dir()`` at ``VENDOR_URL``; pages load
-``VENDOR_URL + "/wavesurfer.esm.js"`` and ``VENDOR_URL + "/plugins/regions.esm.js"`` (both
-self-contained ES modules: no inline script, no eval, fine under a strict CSP).
+The web app mounts ``node_modules_dir()`` at ``VENDOR_URL``; pages load ``WAVESURFER_URL`` and
+``REGIONS_URL`` (both self-contained ES modules: no inline script, no eval, fine under a strict
+CSP).
 ``RECORDER_FRONTEND_DIR`` overrides the directory (an installed package has no repository).
 """
 
@@ -17,11 +17,13 @@ from typing import Final
 
 from recorder.errors import ConfigError
 
-#: URL path the web app serves the waveform library under.
-VENDOR_URL: Final = "/static/vendor/wavesurfer"
-#: Files the console's pages load, relative to ``vendor_dir()``.
-WAVESURFER: Final = "wavesurfer.esm.js"
-REGIONS: Final = "plugins/regions.esm.js"
+#: URL path the web app serves ``node_modules`` under.
+VENDOR_URL: Final = "/vendor"
+#: Files the console's pages load, relative to ``node_modules_dir()``.
+WAVESURFER: Final = "wavesurfer.js/dist/wavesurfer.esm.js"
+REGIONS: Final = "wavesurfer.js/dist/plugins/regions.esm.js"
+WAVESURFER_URL: Final = f"{VENDOR_URL}/{WAVESURFER}"
+REGIONS_URL: Final = f"{VENDOR_URL}/{REGIONS}"
 #: The major version the pages are written against.
 WAVESURFER_MAJOR: Final = 8
 ENV_DIR: Final = "RECORDER_FRONTEND_DIR"
@@ -29,8 +31,8 @@ ENV_DIR: Final = "RECORDER_FRONTEND_DIR"
 _REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 
 
-def vendor_dir(root: Path | None = None) -> Path:
-    """The ``dist`` directory of the installed wavesurfer.js, checked to be usable.
+def node_modules_dir(root: Path | None = None) -> Path:
+    """``node_modules`` with wavesurfer.js installed in it, checked to be usable.
 
     Raises:
         ConfigError: not installed (run ``ops/dev setup``), or another major version.
@@ -51,8 +53,7 @@ def vendor_dir(root: Path | None = None) -> Path:
         raise ConfigError(
             f"{package} is wavesurfer.js {version or '?'}, the console needs {WAVESURFER_MAJOR}.x"
         )
-    dist = package / "dist"
     for name in (WAVESURFER, REGIONS):
-        if not (dist / name).is_file():
-            raise ConfigError(f"{dist / name} is missing: reinstall with `npm ci`")
-    return dist
+        if not (root / name).is_file():
+            raise ConfigError(f"{root / name} is missing: reinstall with `npm ci`")
+    return root

@@ -16,7 +16,7 @@ import re
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from recorder.errors import RecorderError
 
@@ -32,9 +32,8 @@ class RangeNotSatisfiable(RecorderError):
     answer 416 with ``Content-Range: bytes */<total>``."""
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class ByteRange:
-    """Bytes ``[start, stop)`` of the representation (``stop`` exclusive)."""
+class ByteRange(NamedTuple):
+    """Bytes ``[start, stop)`` of the representation (``stop`` exclusive); a plain pair."""
 
     start: int
     stop: int
@@ -100,7 +99,8 @@ def _coalesce(ranges: list[ByteRange]) -> list[ByteRange]:
     return merged
 
 
-ReadFn = Callable[[ByteRange], AsyncIterator[bytes]]
+#: Reads ``[start, stop)`` of the source as blocks.
+ReadFn = Callable[[int, int], AsyncIterator[bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +117,7 @@ class Multipart:
     async def body(self, read: ReadFn) -> AsyncIterator[bytes]:
         for head, r in zip(self._heads, self._ranges, strict=True):
             yield head
-            async for block in read(r):
+            async for block in read(r.start, r.stop):
                 yield block
         yield self._tail
 

@@ -31,7 +31,7 @@ import tempfile
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import BinaryIO, Final, Protocol, cast
+from typing import TYPE_CHECKING, BinaryIO, Final, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -51,10 +51,13 @@ from recorder.errors import (
 )
 from recorder.officer.bundle.plan import Filler, Placed, TrackPlan, plan_track
 from recorder.officer.bundle.wavio import SegmentPcm, wav_header
-from recorder.officer.httprange import ByteRange
+from recorder.officer.httprange import ByteRange, parse_range
 from recorder.officer.opaque import is_opaque, recovered_copy
 from recorder.officer.verify import IN_MEMORY_BYTES
 from recorder.store.base import ObjectStore
+
+if TYPE_CHECKING:
+    from recorder.service.components import Components
 
 CONTENT_TYPE: Final = "audio/wav"
 #: Bytes of the whole-track WAV's header (plain RIFF/WAVE/fmt/data, as the bundle writes).
@@ -187,6 +190,10 @@ class TrackMedia:
         self._closed = False
 
     @property
+    def content_type(self) -> str:
+        return CONTENT_TYPE
+
+    @property
     def duration_s(self) -> float:
         return self.plan.total_samples / self.sample_rate
 
@@ -222,11 +229,13 @@ class TrackMedia:
                 number += 1
         return b"".join(parts)
 
-    async def iter_range(self, r: ByteRange, block: int = BLOCK_BYTES) -> AsyncIterator[bytes]:
-        """The bytes of ``r`` in blocks of at most ``block`` bytes (for a streamed response)."""
-        position = r.start
-        while position < r.stop:
-            end = min(r.stop, position + block)
+    async def iter_range(
+        self, start: int, stop: int, block: int = BLOCK_BYTES
+    ) -> AsyncIterator[bytes]:
+        """Bytes ``[start, stop)`` in blocks of at most ``block`` (for a streamed response)."""
+        position = start
+        while position < stop:
+            end = min(stop, position + block)
             yield await self.read(position, end)
             position = end
 
@@ -540,3 +549,69 @@ def track_regions(plan: TrackPlan, detail: RecordingDetail) -> list[Region]:
         who = f"by {p.actor}" if p.actor else ""
         regions.append(Region(start / rate, end / rate, "paused", "pause", who))
     return sorted(regions, key=lambda r: (r.start_s, r.end_s))
+
+
+class ConsoleMedia:
+    """What the web console calls, one per process: opens a track once per (recording, track,
+    audit event) and keeps the ``max_open`` most recent open (a player's range requests reuse
+    them), and keeps peaks in memory (``PeaksCache``).
+
+    ``audit`` is the event the console wrote when the signed-in user gave a reason to play this
+    recording (actor ``web:<name>``, action ``play``); every decrypt here happens under one.
+    """
+
+    def __init__(self, *, max_open: int = 8, peaks_cache: PeaksCache | None = None) -> None:
+        self.max_open = max_open
+        self.peaks_cache = peaks_cache if peaks_cache is not None else PeaksCache()
+        self._open: OrderedDict[tuple[str, str, int], tuple[TrackMedia, RecordingDetail]] = (
+            OrderedDict()
+        )
+
+    async def open_track(
+        self, c: Components, recording_id: str, track: str, audit: AuditEvent
+    ) -> TrackMedia:
+        media, _ = await self._opened(c, recording_id, track, audit)
+        return media
+
+    async def peaks(
+        self,
+        c: Components,
+        recording_id: str,
+        track: str,
+        audit: AuditEvent,
+        per_second: int = DEFAULT_PEAKS_PER_SECOND,
+    ) -> dict[str, object]:
+        media, detail = await self._opened(c, recording_id, track, audit)
+        found = await track_peaks(media, detail, self.peaks_cache, per_second)
+        return found.to_json()
+
+    @staticmethod
+    def parse_range(header: str | None, length: int) -> list[ByteRange] | None:
+        """``None``: no header (200); raises ``RangeNotSatisfiable`` (416)."""
+        return parse_range(header, length)
+
+    async def _opened(
+        self, c: Components, recording_id: str, track: str, audit: AuditEvent
+    ) -> tuple[TrackMedia, RecordingDetail]:
+        key = (recording_id, track, audit.audit_id)
+        found = self._open.get(key)
+        if found is not None:
+            self._open.move_to_end(key)
+            return found
+        detail = await c.catalog.show(recording_id)
+        if detail is None:
+            raise MediaError(f"no recording {recording_id!r}")
+        media = await open_track_media(
+            StoreObjects(c.store, c.keyring), c.keyring, detail, track, audit
+        )
+        self._open[key] = (media, detail)
+        while len(self._open) > self.max_open:
+            _, (old, _) = self._open.popitem(last=False)
+            await old.aclose()
+        return media, detail
+
+    async def aclose(self) -> None:
+        while self._open:
+            _, (old, _) = self._open.popitem()
+            await old.aclose()
+        self.peaks_cache.clear()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from recorder.officer.bundle.export import export_bundle, manifest_json
 from recorder.officer.bundle.signing import generate_signing_key, load_signing_key
 from recorder.officer.httprange import parse_range
 from recorder.officer.media import (
+    ConsoleMedia,
     MediaError,
     PeakAccumulator,
     PeaksCache,
@@ -79,6 +81,7 @@ async def test_track_media_is_the_bundle_wav_read_at_random(tmp_path: Path) -> N
                 finally:
                     await media.aclose()
             assert loudest > 1000  # speech on at least one leg
+            await check_console_media(c, rid, files)
             await check_refusals(c, detail)
             await check_damage(c, config.storage.local_store_path, detail)
 
@@ -91,7 +94,7 @@ async def check_track(media: TrackMedia, detail: RecordingDetail, wav: bytes) ->
         ranges = parse_range(header, media.length)
         assert ranges is not None
         for r in ranges:
-            got = b"".join([b async for b in media.iter_range(r, block=777)])
+            got = b"".join([b async for b in media.iter_range(*r, block=777)])
             assert got == wav[r.start : r.stop], header
     # Any range, through joins between segments and into the gap.
     await check_random_reads(media, wav)
@@ -152,6 +155,26 @@ async def check_random_reads(media: TrackMedia, wav: bytes) -> None:
         assert await media.read(start, stop) == wav[start:stop], (start, stop)
     with pytest.raises(LocalProtocolError, match="outside"):
         await media.read(0, len(wav) + 1)
+
+
+async def check_console_media(c: Components, rid: str, files: dict[str, Any]) -> None:
+    console = ConsoleMedia(max_open=1)
+    audit = await _audit(c, rid)
+    track = sorted(files)[0]
+    media = await console.open_track(c, rid, track, audit)
+    assert await console.open_track(c, rid, track, audit) is media  # kept for the next range
+    payload = await console.peaks(c, rid, track, audit)
+    assert payload["sample_rate"] == media.sample_rate
+    assert console.parse_range("bytes=-10", media.length) == [(media.length - 10, media.length)]
+    # Another audit event (another reason given) opens its own; the oldest is closed.
+    again = await console.open_track(c, rid, track, await _audit(c, rid, "second look"))
+    assert again is not media
+    with pytest.raises(LocalProtocolError, match="closed"):
+        await media.read(0, 1)
+    with pytest.raises(MediaError, match="no recording"):
+        await console.open_track(c, "no-such-recording", track, audit)
+    await console.aclose()
+    assert len(console.peaks_cache) == 0
 
 
 async def check_refusals(c: Components, detail: RecordingDetail) -> None:
