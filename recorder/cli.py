@@ -241,6 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--all-quarantined", action="store_true", help="every quarantined job")
     q.add_argument("--reason", default="operator retry", help="why (written to the audit log)")
 
+    # --- web console (recorder/web/commands.py) ---
+    from recorder.web.commands import add_parsers as web_parsers
+
+    web_parsers(sub, _config_arg)
+
     p = sub.add_parser("bench", help="print performance figures (never used by tests)")
     p.add_argument(
         "which",
@@ -417,6 +422,13 @@ def _run(args: argparse.Namespace) -> int:
             print("error: name the jobs to retry, or give --all-quarantined", file=sys.stderr)
             return 2
         return trio.run(_with_components, args.config, _spool_command, args)
+    if command == "web":
+        from recorder.web import commands as web_commands
+
+        if args.web_command == "user":
+            return trio.run(_with_components, args.config, web_commands.user_command, args)
+        logging.basicConfig(level=args.log_level or "WARNING", format="%(levelname)s %(message)s")
+        return trio.run(_with_components, args.config, web_commands.serve_command, args)
     if command == "bench":
         import importlib
 

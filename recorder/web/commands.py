@@ -1,0 +1,96 @@
+"""``recorder web`` (serve the console) and ``recorder web user add|list|disable``."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+import trio
+
+from recorder.errors import ConfigError
+from recorder.officer.actor import os_actor
+from recorder.service.components import Components, now_ms
+from recorder.web.accounts import WebAccounts
+from recorder.web.roles import Role
+
+
+def add_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    config_arg: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    p = sub.add_parser("web", help="the officers' web console (serve it, manage its accounts)")
+    config_arg(p)
+    wsub = p.add_subparsers(dest="web_command")
+    q = wsub.add_parser("user", help="local accounts of the console (argon2 password hashes)")
+    usub = q.add_subparsers(dest="user_command", required=True)
+    a = usub.add_parser("add", help="add an account; the password is read from a prompt or stdin")
+    config_arg(a)
+    a.add_argument("name")
+    a.add_argument("--role", required=True, choices=[r.value for r in Role])
+    a.add_argument("--reason", default="account created", help="why (audited)")
+    a.add_argument(
+        "--oidc-subject",
+        default=None,
+        help="sign in through [web] oidc_issuer as this subject (sub) instead of a password",
+    )
+    a = usub.add_parser("list", help="every account, its role and whether it is disabled")
+    config_arg(a)
+    a = usub.add_parser("disable", help="disable an account and end its sessions now")
+    config_arg(a)
+    a.add_argument("name")
+    a.add_argument("--reason", default="account disabled", help="why (audited)")
+
+
+def read_password(stdin: TextIO) -> str:
+    """From a prompt (twice) on a terminal, else the first line of stdin."""
+    if stdin.isatty():
+        first = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != first:
+            raise ConfigError("the two passwords differ")
+        return first
+    line = stdin.readline()
+    return line.rstrip("\r\n")
+
+
+async def user_command(c: Components, args: argparse.Namespace) -> int:
+    accounts = WebAccounts(c.catalog)
+    if args.user_command == "add":
+        password = None
+        if args.oidc_subject is None:
+            password = await trio.to_thread.run_sync(read_password, sys.stdin)
+        account = await accounts.add(
+            args.name,
+            Role(args.role),
+            password=password,
+            oidc_subject=args.oidc_subject,
+            actor=os_actor(),
+            reason=args.reason,
+            now_ms=now_ms(),
+        )
+        print(f"added {account.username} ({account.role})")
+        return 0
+    if args.user_command == "disable":
+        account = await accounts.disable(
+            args.name, actor=os_actor(), reason=args.reason, now_ms=now_ms()
+        )
+        print(f"disabled {account.username}; its sessions are ended")
+        return 0
+    for account in await accounts.list():
+        kind = "oidc" if account.password_hash is None else "local"
+        state = "disabled" if account.disabled else "active"
+        print(f"{account.username:<24} {account.role:<10} {kind:<5} {state}")
+    return 0
+
+
+async def serve_command(c: Components, args: argparse.Namespace) -> int:
+    from recorder.web.serve import public_url, serve_web
+
+    async with trio.open_nursery() as nursery:
+        port: int = await nursery.start(
+            lambda task_status: serve_web(c, c.config.web, now_ms=now_ms, task_status=task_status)
+        )
+        print(f"web console at {public_url(c.config.web, port)} (Ctrl-C stops it)", flush=True)
+    return 0
