@@ -67,6 +67,8 @@ OPEN_SEGMENTS: Final = 3
 #: Bytes per block of a range response.
 BLOCK_BYTES: Final = 256 * 1024
 DEFAULT_PEAKS_PER_SECOND: Final = 100
+#: At most this many peaks per track from ``ConsoleMedia.peaks`` (a long call gets fewer a second).
+MAX_PEAKS_PER_TRACK: Final = 200_000
 
 
 class MediaError(RecorderError):
@@ -560,8 +562,15 @@ class ConsoleMedia:
     recording (actor ``web:<name>``, action ``play``); every decrypt here happens under one.
     """
 
-    def __init__(self, *, max_open: int = 8, peaks_cache: PeaksCache | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_open: int = 8,
+        peaks_cache: PeaksCache | None = None,
+        max_peaks: int = MAX_PEAKS_PER_TRACK,
+    ) -> None:
         self.max_open = max_open
+        self.max_peaks = max_peaks
         self.peaks_cache = peaks_cache if peaks_cache is not None else PeaksCache()
         self._open: OrderedDict[tuple[str, str, int], tuple[TrackMedia, RecordingDetail]] = (
             OrderedDict()
@@ -582,6 +591,9 @@ class ConsoleMedia:
         per_second: int = DEFAULT_PEAKS_PER_SECOND,
     ) -> dict[str, object]:
         media, detail = await self._opened(c, recording_id, track, audit)
+        # A long call gets fewer peaks a second: a screen is a few thousand pixels wide, and
+        # the JSON stays a few MB (a two-hour call at 100/s would be ~8 MB).
+        per_second = max(1, min(per_second, int(self.max_peaks / max(media.duration_s, 1e-3))))
         found = await track_peaks(media, detail, self.peaks_cache, per_second)
         return found.to_json()
 

@@ -165,6 +165,13 @@ async def check_console_media(c: Components, rid: str, files: dict[str, Any]) ->
     assert await console.open_track(c, rid, track, audit) is media  # kept for the next range
     payload = await console.peaks(c, rid, track, audit)
     assert payload["sample_rate"] == media.sample_rate
+    assert payload["samples_per_pixel"] == media.sample_rate // 100
+    # A long call (here: a small cap) gets fewer peaks a second, never more than the cap.
+    capped = ConsoleMedia(max_peaks=100, peaks_cache=console.peaks_cache)
+    few = await capped.peaks(c, rid, track, audit)
+    assert few["samples_per_pixel"] == media.sample_rate // int(100 / media.duration_s)
+    assert 0 < few["length"] <= 100  # type: ignore[operator]
+    await capped.aclose()
     assert console.parse_range("bytes=-10", media.length) == [(media.length - 10, media.length)]
     # Another audit event (another reason given) opens its own; the oldest is closed.
     again = await console.open_track(c, rid, track, await _audit(c, rid, "second look"))
