@@ -40,7 +40,7 @@ import trio
 from recorder.audio.wav import HEADER_SIZE
 from recorder.catalog.base import AuditEvent, RecordingDetail, SegmentRow, UploadState
 from recorder.crypto.keyring import SegmentKeyOpener
-from recorder.crypto.random_access import SealedIndex
+from recorder.crypto.random_access import MAX_READ, SealedIndex
 from recorder.crypto.reader import iter_plaintext
 from recorder.errors import (
     DigestMismatch,
@@ -138,6 +138,7 @@ class _OpenSegment:
     index: SealedIndex
     #: Plaintext offset of the segment's first PCM byte (after its own WAV header).
     pcm_offset: int
+    channels: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +215,11 @@ class TrackMedia:
             raise LocalProtocolError(
                 f"{self.recording_id}/{self.track}: read [{start}, {stop}) outside 0..{self.length}"
             )
+        if stop - start > MAX_READ:
+            raise LocalProtocolError(
+                f"{self.recording_id}/{self.track}: one read is at most {MAX_READ} bytes "
+                "(iter_range streams any length)"
+            )
         parts: list[bytes] = []
         number = bisect.bisect_right(self._starts, start) - 1
         async with self._lock:
@@ -252,12 +258,16 @@ class TrackMedia:
         if key in self._open:
             self._open.move_to_end(key)
             return self._open[key]
-        opened = await open_segment(self._objects, self._keyring, seg, self._frame)
-        self._open[key] = opened
+        opened = await open_segment(self._objects, self._keyring, seg, self.channels)
+        self.adopt(key, opened)
+        return opened
+
+    def adopt(self, segment_index: int, opened: _OpenSegment) -> None:
+        """Keep ``opened`` (closing the least recently used past ``OPEN_SEGMENTS``)."""
+        self._open[segment_index] = opened
         while len(self._open) > OPEN_SEGMENTS:
             _, old = self._open.popitem(last=False)
             old.stream.close()
-        return opened
 
     async def aclose(self) -> None:
         async with self._lock:
@@ -298,9 +308,10 @@ class TrackMedia:
 
 
 async def open_segment(
-    objects: SealedObjects, keyring: SegmentKeyOpener, seg: SegmentRow, frame: int
+    objects: SealedObjects, keyring: SegmentKeyOpener, seg: SegmentRow, channels: int | None
 ) -> _OpenSegment:
-    """Fetch, index and check one sealed segment against its catalog row."""
+    """Fetch, index and check one sealed segment against its catalog row (and the track's
+    channel count, when known)."""
     stream = await objects.fetch(seg)
     try:
         index = await trio.to_thread.run_sync(
@@ -317,15 +328,20 @@ async def open_segment(
                 f"track {identity.track} segment {identity.segment_index}, not this segment"
             )
         head = await trio.to_thread.run_sync(index.read, 0, min(HEADER_SIZE, index.size))
-        channels, rate, data_length = segment_format(head, name=seg.object_key)
-        if rate != seg.sample_rate or data_length != seg.sample_count * frame:
+        found, rate, data_length = segment_format(head, name=seg.object_key)
+        if (
+            rate != seg.sample_rate
+            or data_length != seg.sample_count * 2 * found
+            or found != (channels or found)
+        ):
             raise IntegrityError(
-                f"{seg.object_key}: {data_length} bytes at {rate} Hz of {channels} channel(s), "
+                f"{seg.object_key}: {data_length} bytes at {rate} Hz of {found} channel(s), "
                 f"the catalog says {seg.sample_count} frames at {seg.sample_rate} Hz"
+                + (f" of {channels} channel(s)" if channels else "")
             )
         if HEADER_SIZE + data_length > index.size:
             raise IntegrityError(f"{seg.object_key}: the WAV data ends before its header says")
-        return _OpenSegment(stream, index, HEADER_SIZE)
+        return _OpenSegment(stream, index, HEADER_SIZE, found)
     except BaseException:
         stream.close()
         raise
@@ -351,19 +367,13 @@ async def open_track_media(
     if not segments:
         raise MediaError(f"recording {rid} has no track {track!r}")
     plan = plan_track(track, segments, [g for g in detail.gaps if g.track == track])
-    first = next(p for p in plan.pieces if isinstance(p, Placed))
-    stream = await objects.fetch(first.segment)
-    try:
-        index = await trio.to_thread.run_sync(
-            lambda: SealedIndex(stream, keyring, source=first.segment.object_key)
-        )
-        head = await trio.to_thread.run_sync(index.read, 0, min(HEADER_SIZE, index.size))
-    finally:
-        stream.close()
-    channels, _, _ = segment_format(head, name=first.segment.object_key)
-    return TrackMedia(
-        objects, keyring, plan, recording_id=rid, channels=channels, audit_id=audit.audit_id
+    first = next(p for p in plan.pieces if isinstance(p, Placed)).segment
+    opened = await open_segment(objects, keyring, first, None)
+    media = TrackMedia(
+        objects, keyring, plan, recording_id=rid, channels=opened.channels, audit_id=audit.audit_id
     )
+    media.adopt(first.segment_index, opened)  # the first read needs it: not fetched twice
+    return media
 
 
 @dataclass(frozen=True, slots=True)
