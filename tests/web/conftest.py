@@ -21,11 +21,12 @@ import pytest
 import trio
 
 from recorder.catalog._web import WebQueries
-from recorder.catalog.base import JsonValue
+from recorder.catalog.base import AuditEvent
 from recorder.config import Config
-from recorder.errors import RecorderError
 from recorder.officer.bundle.commands import SIGNING_KEY_NAME
 from recorder.officer.bundle.signing import generate_signing_key
+from recorder.officer.httprange import ByteRange
+from recorder.officer.media import ConsoleMedia, TrackMedia
 from recorder.service.components import Components, now_ms, open_components
 from recorder.web.accounts import WebAccounts
 from recorder.web.passwords import hash_password
@@ -100,45 +101,31 @@ class Clock:
         return now_ms() + self.offset_ms
 
 
-class FakeTrack:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    @property
-    def length(self) -> int:
-        return len(self.data)
-
-    @property
-    def content_type(self) -> str:
-        return "audio/wav"
-
-    async def iter_range(self, start: int, end: int) -> AsyncIterator[bytes]:
-        yield self.data[start:end]
-
-
 @dataclass
-class FakeMedia:
-    """A ``MediaProvider`` at the seam (the decrypting one is web-media's): records its calls."""
+class SpyMedia:
+    """The real ``ConsoleMedia`` behind a spy at the ``MediaProvider`` seam: which decrypts
+    were asked for, under which audit events."""
 
-    calls: list[tuple[str, str, str]] = field(default_factory=list)
-    data: bytes = b"RIFF" + bytes(range(256)) * 4
+    real: ConsoleMedia = field(default_factory=ConsoleMedia)
+    calls: list[tuple[str, str, str, AuditEvent]] = field(default_factory=list)
 
-    async def open_track(self, c: Components, recording_id: str, track: str) -> FakeTrack:
-        self.calls.append(("open", recording_id, track))
-        return FakeTrack(self.data)
+    async def open_track(
+        self, c: Components, recording_id: str, track: str, audit: AuditEvent
+    ) -> TrackMedia:
+        self.calls.append(("open", recording_id, track, audit))
+        return await self.real.open_track(c, recording_id, track, audit)
 
-    async def peaks(self, c: Components, recording_id: str, track: str) -> JsonValue:
-        self.calls.append(("peaks", recording_id, track))
-        return {"peaks": [[0.0, 0.5, -0.5]], "duration_s": 3.0}
+    async def peaks(
+        self, c: Components, recording_id: str, track: str, audit: AuditEvent
+    ) -> dict[str, object]:
+        self.calls.append(("peaks", recording_id, track, audit))
+        return await self.real.peaks(c, recording_id, track, audit)
 
-    def parse_range(self, header: str | None, length: int) -> list[tuple[int, int]] | None:
-        if header is None:
-            return None
-        match = re.fullmatch(r"bytes=(\d+)-(\d*)", header)
-        if match is None or int(match[1]) >= length:
-            raise RecorderError(f"unsatisfiable range {header!r}")
-        end = int(match[2]) + 1 if match[2] else length
-        return [(int(match[1]), min(end, length))]
+    def parse_range(self, header: str | None, length: int) -> list[ByteRange] | None:
+        return self.real.parse_range(header, length)
+
+    async def aclose(self) -> None:
+        await self.real.aclose()
 
 
 @dataclass
@@ -147,7 +134,7 @@ class Console:
     c: Components
     clock: Clock
     accounts: WebAccounts
-    media: FakeMedia
+    media: SpyMedia
     state: RecordedState
 
     def client(self) -> httpx.AsyncClient:
@@ -194,7 +181,7 @@ async def console(
 ) -> AsyncIterator[Console]:
     config = copy_state(recorded_state, tmp_path / "state")
     clock = Clock()
-    media = FakeMedia()
+    media = SpyMedia()
     async with open_components(config) as c, trio.open_nursery() as nursery:
         with trio.fail_after(30):
             accounts = WebAccounts(c.catalog)

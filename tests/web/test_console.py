@@ -226,25 +226,34 @@ async def test_the_reason_gate_and_play_audit(console: Console) -> None:
             page = await alice.get(f"/recordings/{rid}")
             assert 'id="player"' in page.text
             assert f'data-track="{track}"' in page.text
-            # Range requests: 206 with the right bytes, no-store; a bad range is 416.
-            answer = await alice.get(
-                f"/recordings/{rid}/tracks/{track}/audio", headers={"Range": "bytes=4-11"}
-            )
-            assert answer.status_code == 206
-            assert answer.content == console.media.data[4:12]
-            assert answer.headers["content-range"] == f"bytes 4-11/{len(console.media.data)}"
-            assert answer.headers["cache-control"] == "no-store"
-            answer = await alice.get(f"/recordings/{rid}/tracks/{track}/audio")
-            assert answer.status_code == 200
-            assert answer.content == console.media.data
-            answer = await alice.get(
-                f"/recordings/{rid}/tracks/{track}/audio", headers={"Range": "bytes=99999-"}
-            )
+            # Range requests on the decrypted WAV: 206, no-store; a bad range is 416.
+            audio = f"/recordings/{rid}/tracks/{track}/audio"
+            head = await alice.get(audio, headers={"Range": "bytes=0-11"})
+            assert head.status_code == 206
+            assert head.content[:4] == b"RIFF"
+            assert head.content[8:12] == b"WAVE"
+            assert head.headers["cache-control"] == "no-store"
+            total = int(head.headers["content-range"].rsplit("/", 1)[1])
+            # 4 s at 8 kHz, 16-bit mono: the whole call on the recording clock, gaps as silence.
+            assert 3.5 * 16_000 < total < 4.5 * 16_000
+            whole = await alice.get(audio)
+            assert whole.status_code == 200
+            assert len(whole.content) == total
+            assert whole.content[:12] == head.content
+            middle = await alice.get(audio, headers={"Range": "bytes=1000-1999"})
+            assert middle.content == whole.content[1000:2000]
+            several = await alice.get(audio, headers={"Range": "bytes=0-3,2000-2003"})
+            assert several.status_code == 206
+            assert several.headers["content-type"].startswith("multipart/byteranges")
+            assert b"RIFF" in several.content
+            assert whole.content[2000:2004] in several.content
+            answer = await alice.get(audio, headers={"Range": f"bytes={total + 10}-"})
             assert answer.status_code == 416
+            assert answer.headers["content-range"] == f"bytes */{total}"
             assert (await alice.get(f"/recordings/{rid}/tracks/nope/audio")).status_code == 404
-            assert (await alice.get(f"/recordings/{rid}/tracks/{track}/peaks.json")).json()[
-                "duration_s"
-            ] == 3.0
+            peaks = (await alice.get(f"/recordings/{rid}/tracks/{track}/peaks.json")).json()
+            assert 3.5 < peaks["duration_s"] < 4.5
+            assert peaks["data"], "no peaks"
             timeline = (await alice.get(f"/recordings/{rid}/timeline.json")).json()
         # A new session asks again.
         async with console.session("alice") as again:
@@ -253,6 +262,11 @@ async def test_the_reason_gate_and_play_audit(console: Console) -> None:
     got = await audit(console, target=rid)
     plays = [a for a in got if a[1] == "play"]
     assert plays == [("web:alice", "play", rid, "complaint 42")], "one play per session and track"
+    # Every decrypt the media provider was asked for ran under that one play event.
+    events = {call[3].audit_id for call in console.media.calls}
+    assert len(events) == 1
+    [play] = [e for e in await console.c.catalog.audit_events(action="play")]
+    assert events == {play.audit_id}
     assert ("web:alice", "web.access", rid, "complaint 42") in got
     assert ("web:alice", "web.transcript", rid, "complaint 42") in got
     # The timeline: tracks, the gap at the right time with its cause, the transcript decrypted.
