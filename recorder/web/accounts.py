@@ -56,13 +56,14 @@ class WebAccounts:
     ) -> WebAccount:
         if password is None and oidc_subject is None:
             raise ConfigError("an account needs a password or an OIDC subject")
+        username = _username(username)
         hashed = (
             None if password is None else await trio.to_thread.run_sync(hash_password, password)
         )
         return await self._call(
             functools.partial(
                 self._sync.web_add_account,
-                username=_username(username),
+                username=username,
                 role=role.value,
                 password_hash=hashed,
                 oidc_subject=oidc_subject,

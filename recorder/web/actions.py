@@ -29,12 +29,13 @@ from starlette.responses import (
     StreamingResponse,
 )
 
-from recorder.catalog.base import RecordingDetail
+from recorder.catalog.base import AuditEvent, RecordingDetail
 from recorder.errors import RecorderError
 from recorder.officer import verify_run
 from recorder.officer.bundle.export import export_bundle, with_object
 from recorder.officer.bundle.signing import load_signing_key
 from recorder.officer.bundle.transcript import Cue, RecordsSplitter
+from recorder.officer.httprange import ByteRange, multipart_byteranges
 from recorder.retention import holds as hold_ops
 from recorder.web.auth import Principal, require, require_post
 from recorder.web.console import Console, console_of
@@ -50,6 +51,8 @@ MAX_MATTER: Final = 200
 CLEANUP_TIMEOUT_S: Final = 60.0
 #: The temporary directory of one web export (0700; removed when the download ends).
 EXPORT_PREFIX: Final = "rtmsrec-web-export-"
+#: Play events remembered per process (oldest forgotten first: a new one is then written).
+MAX_PLAYED: Final = 10_000
 
 
 def _text(form_value: object, name: str, limit: int) -> str:
@@ -145,6 +148,7 @@ async def timeline_json(request: Request) -> Response:
     }
     body = timeline(detail, cues, urls)
     body["media_available"] = console.media is not None
+    body["waveforms_available"] = console.vendor_available
     return JSONResponse(body)
 
 
@@ -158,18 +162,20 @@ async def _media_call(request: Request) -> tuple[Console, Principal, str, str, s
         raise NotFound(f"recording {recording_id} has no track {track[:80]!r}")
     reason = await _reason(console, principal, recording_id)
     if console.media is None:
-        raise WebError("audio playback is not available in this build", status=501)
+        raise WebError("audio playback is not configured in this console", status=501)
     return console, principal, recording_id, track, reason
 
 
 async def _audit_play(
     console: Console, principal: Principal, recording_id: str, track: str, reason: str
-) -> None:
-    """One ``play`` event per session, recording and track (a player makes many range reads)."""
+) -> AuditEvent:
+    """One ``play`` event per session, recording and track (a player makes many range reads);
+    written before anything is decrypted, and handed to the media provider."""
     key = (principal.session_hash, recording_id, track)
-    if key in console.played:
-        return
-    await console.components.catalog.append_audit(
+    found = console.played.get(key)
+    if found is not None:
+        return found
+    event = await console.components.catalog.append_audit(
         actor=principal.actor,
         action="play",
         target=recording_id,
@@ -177,14 +183,17 @@ async def _audit_play(
         now_ms=console.now_ms(),
         details={"track": track},
     )
-    console.played.add(key)
+    if len(console.played) >= MAX_PLAYED:
+        console.played.pop(next(iter(console.played)))
+    console.played[key] = event
+    return event
 
 
 async def audio(request: Request) -> Response:
     console, principal, recording_id, track, reason = await _media_call(request)
     assert console.media is not None
-    await _audit_play(console, principal, recording_id, track, reason)
-    source = await console.media.open_track(console.components, recording_id, track)
+    event = await _audit_play(console, principal, recording_id, track, reason)
+    source = await console.media.open_track(console.components, recording_id, track, event)
     try:
         ranges = console.media.parse_range(request.headers.get("range"), source.length)
     except RecorderError as exc:
@@ -198,13 +207,21 @@ async def audio(request: Request) -> Response:
             source.iter_range(0, source.length), media_type=source.content_type, headers=headers
         )
     if len(ranges) > 1:
-        # One range per answer: a player asks for one; several would need multipart/byteranges.
-        ranges = ranges[:1]
-    start, end = ranges[0]
-    headers["content-range"] = f"bytes {start}-{end - 1}/{source.length}"
-    headers["content-length"] = str(end - start)
+        parts = multipart_byteranges(
+            [ByteRange(start, stop) for start, stop in ranges], source.length, source.content_type
+        )
+        headers["content-length"] = str(parts.content_length)
+        return StreamingResponse(
+            parts.body(source.iter_range),
+            status_code=206,
+            media_type=parts.content_type,
+            headers=headers,
+        )
+    start, stop = ranges[0]
+    headers["content-range"] = f"bytes {start}-{stop - 1}/{source.length}"
+    headers["content-length"] = str(stop - start)
     return StreamingResponse(
-        source.iter_range(start, end),
+        source.iter_range(start, stop),
         status_code=206,
         media_type=source.content_type,
         headers=headers,
@@ -214,8 +231,8 @@ async def audio(request: Request) -> Response:
 async def peaks(request: Request) -> Response:
     console, principal, recording_id, track, reason = await _media_call(request)
     assert console.media is not None
-    await _audit_play(console, principal, recording_id, track, reason)
-    return JSONResponse(await console.media.peaks(console.components, recording_id, track))
+    event = await _audit_play(console, principal, recording_id, track, reason)
+    return JSONResponse(await console.media.peaks(console.components, recording_id, track, event))
 
 
 # --- verify ---------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from recorder.config import WebConfig
-from recorder.errors import RecorderError
+from recorder.errors import ConfigError, RecorderError
+from recorder.frontend import VENDOR_URL, node_modules_dir
 from recorder.web import actions, auth, pages
 from recorder.web.accounts import WebAccounts
 from recorder.web.console import Console, console_of
@@ -33,12 +34,12 @@ STATIC_DIR: Final = Path(__file__).parent / "static"
 
 
 def vendor_dir() -> Path | None:
-    """The front-end packages ``npm ci`` installed (wavesurfer.js): the repo's node_modules."""
-    for base in (Path.cwd(), *Path(__file__).resolve().parents):
-        candidate = base / "node_modules"
-        if (candidate / "wavesurfer.js").is_dir():
-            return candidate
-    return None
+    """The front-end packages ``npm ci`` installed (wavesurfer.js), or None (said on pages)."""
+    try:
+        return node_modules_dir()
+    except ConfigError as exc:
+        logger.warning("web console: %s; pages show no waveforms", exc)
+        return None
 
 
 def _wants_json(request: Request) -> bool:
@@ -132,7 +133,8 @@ def build_app(
         routes += oidc_routes.routes()
     vendor = vendor_dir()
     if vendor is not None:
-        routes.append(Mount("/vendor", StaticFiles(directory=vendor), name="vendor"))
+        routes.append(Mount(VENDOR_URL, StaticFiles(directory=vendor), name="vendor"))
+        console.vendor_available = True
     app = Starlette(
         routes=routes,
         exception_handlers={

@@ -11,6 +11,7 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from recorder.catalog.base import AuditEvent
 from recorder.config import WebConfig
 from recorder.web.accounts import WebAccounts
 from recorder.web.media import MediaProvider
@@ -45,8 +46,11 @@ class Console:
     media: MediaProvider | None = None
     oidc: OidcClient | None = None
     templates: jinja2.Environment = field(default_factory=template_env)
-    #: (session, recording, track) already audited as ``play`` by this process.
-    played: set[tuple[str, str, str]] = field(default_factory=set)
+    #: The ``play`` audit event of each (session, recording, track) in this process: a player
+    #: makes many range requests under one event (the media provider decrypts under it).
+    played: dict[tuple[str, str, str], AuditEvent] = field(default_factory=dict)
+    #: Whether the waveform library (``recorder.frontend``) is installed and mounted.
+    vendor_available: bool = False
 
     def render(
         self,

@@ -1,16 +1,16 @@
-"""The seam between the console and the decrypting media source (``recorder.officer.media``).
+"""The seam between the console and the decrypting media source.
 
-The console audits and gates every play before it calls a ``MediaProvider``; the provider
-decrypts in memory only (invariant 1). ``default_provider`` wires the officer media module
-when this build has it; without it the player says so instead of pretending to play.
+The console audits and gates every play before it calls a ``MediaProvider``, and hands it the
+``play`` audit event; the provider decrypts in memory only (invariant 1) and refuses to decrypt
+without that event. The real provider is ``recorder.officer.media.ConsoleMedia``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from recorder.catalog.base import JsonValue
+from recorder.catalog.base import AuditEvent
 
 if TYPE_CHECKING:
     from recorder.service.components import Components
@@ -25,25 +25,28 @@ class TrackBytes(Protocol):
     @property
     def content_type(self) -> str: ...
 
-    def iter_range(self, start: int, end: int) -> AsyncIterator[bytes]:
-        """Bytes ``start`` .. ``end`` (exclusive), decrypted chunk by chunk."""
+    def iter_range(self, start: int, stop: int) -> AsyncIterator[bytes]:
+        """Bytes ``start`` .. ``stop`` (exclusive), decrypted block by block."""
         ...
 
 
 class MediaProvider(Protocol):
-    async def open_track(self, c: Components, recording_id: str, track: str) -> TrackBytes: ...
+    async def open_track(
+        self, c: Components, recording_id: str, track: str, audit: AuditEvent
+    ) -> TrackBytes: ...
 
-    async def peaks(self, c: Components, recording_id: str, track: str) -> JsonValue: ...
+    async def peaks(
+        self, c: Components, recording_id: str, track: str, audit: AuditEvent
+    ) -> dict[str, object]: ...
 
-    def parse_range(self, header: str | None, length: int) -> list[tuple[int, int]] | None:
+    def parse_range(self, header: str | None, length: int) -> Sequence[tuple[int, int]] | None:
         """``None`` for no Range header; raises ``RecorderError`` (416) when unsatisfiable."""
         ...
 
+    async def aclose(self) -> None: ...
 
-def default_provider() -> MediaProvider | None:
-    try:
-        from recorder.web import media_adapter  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return None
-    provider: MediaProvider = media_adapter.provider()
-    return provider
+
+def default_provider() -> MediaProvider:
+    from recorder.officer.media import ConsoleMedia
+
+    return ConsoleMedia()

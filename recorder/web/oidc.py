@@ -38,6 +38,10 @@ from recorder.web.security import new_token, session_hash
 
 with warnings.catch_warnings():
     # Authlib 1.9 announces a move of its httpx integration; the API used here is unchanged.
+    # (Its deprecation module installs an "always" filter on import: imported first, then
+    # overridden here, and both undone when this block ends.)
+    import authlib.deprecate  # type: ignore[import-untyped]  # noqa: F401
+
     warnings.simplefilter("ignore")
     from authlib.integrations.httpx_client import (  # type: ignore[import-untyped]
         AsyncOAuth2Client,

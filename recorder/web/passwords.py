@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 from argon2 import PasswordHasher
@@ -12,8 +13,13 @@ from recorder.errors import ConfigError
 MIN_LENGTH: Final = 12
 MAX_LENGTH: Final = 1024
 _HASHER: Final = PasswordHasher()
-#: Verified against when the account is unknown, so a wrong name costs what a wrong password does.
-_DUMMY_HASH: Final = _HASHER.hash("not a password of anyone")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the account is unknown: a wrong name costs what a wrong password
+    does (made once, on first use, not at import)."""
+    return _HASHER.hash("not a password of anyone")
 
 
 def check_new(password: str) -> None:
@@ -33,6 +39,6 @@ def verify_password(stored: str | None, password: str) -> bool:
     if len(password) > MAX_LENGTH:
         return False
     try:
-        return _HASHER.verify(stored or _DUMMY_HASH, password) and stored is not None
+        return _HASHER.verify(stored or _dummy_hash(), password) and stored is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from recorder.service.components import Components
 
 logger = logging.getLogger(__name__)
+
+#: Longest the media provider may take to close when the console stops (shielded).
+CLOSE_TIMEOUT_S: Final = 10.0
 
 
 def is_loopback(host: str) -> bool:
@@ -72,14 +75,8 @@ async def serve_web(
                 "[web] oidc_issuer is set: RECORDER_WEB_OIDC_CLIENT_SECRET is missing"
             )
         oidc = OidcClient(settings, secret)
-    app = build_app(
-        components,
-        settings,
-        now_ms=now_ms,
-        secure=tls,
-        media=media if media is not None else default_provider(),
-        oidc=oidc,
-    )
+    provider = media if media is not None else default_provider()
+    app = build_app(components, settings, now_ms=now_ms, secure=tls, media=provider, oidc=oidc)
     config = HypercornConfig()
     bound = configured_port if port is None else port
     config.bind = [f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"]
@@ -94,6 +91,10 @@ async def serve_web(
     async def run(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
         await serve(app, config, shutdown_trigger=shutdown_trigger, task_status=task_status)  # type: ignore[arg-type]
 
-    async with trio.open_nursery() as nursery:
-        binds: list[str] = await nursery.start(run)
-        task_status.started(int(binds[0].rsplit(":", 1)[1]))
+    try:
+        async with trio.open_nursery() as nursery:
+            binds: list[str] = await nursery.start(run)
+            task_status.started(int(binds[0].rsplit(":", 1)[1]))
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S):
+            await provider.aclose()  # spooled ciphertext of open tracks, peaks in memory

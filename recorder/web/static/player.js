@@ -2,7 +2,6 @@
 // gaps and pauses as labelled regions, the transcript highlighted as it plays and clickable
 // to seek. Loaded only after the reason gate (the page does not include it before).
 const player = document.getElementById("player");
-const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const clock = document.getElementById("clock");
 const playButton = document.getElementById("play");
 const transcript = document.getElementById("transcript");
@@ -25,7 +24,7 @@ function showTime(t) {
 function seek(t) {
   for (const lane of lanes) {
     const local = t - lane.offset;
-    if (lane.ws && local >= 0 && local <= lane.ws.getDuration()) lane.ws.setTime(local);
+    if (local >= 0 && local <= lane.duration()) lane.setTime(local);
   }
   showTime(t);
 }
@@ -47,53 +46,101 @@ function renderTranscript() {
 }
 
 async function getJson(url) {
-  const answer = await fetch(url, { credentials: "same-origin", headers: { "X-CSRF-Token": csrf } });
+  const answer = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
   if (!answer.ok) throw new Error(`${url}: ${answer.status}`);
   return answer.json();
 }
 
+function peaksOf(json) {
+  // audiowaveform JSON v2 (recorder.officer.media): interleaved min,max in -128..127.
+  return [json.data.map((v) => v / 128)];
+}
+
+function addRegions(regions, timeline, lane) {
+  for (const gap of timeline.gaps.filter((g) => g.track === lane.track)) {
+    regions.addRegion({
+      start: gap.start_s - lane.offset, end: gap.end_s - lane.offset,
+      content: `gap: ${gap.label} (${gap.cause})`, color: "rgba(200, 30, 30, 0.25)",
+      drag: false, resize: false, id: `gap-${lane.track}-${gap.start_s}`,
+    });
+  }
+  for (const pause of timeline.pauses) {
+    regions.addRegion({
+      start: Math.max(0, pause.start_s - lane.offset), end: pause.end_s - lane.offset,
+      content: pause.label, color: "rgba(90, 90, 200, 0.25)", drag: false, resize: false,
+    });
+  }
+}
+
+async function waveLane(WaveSurfer, Regions, timeline, track, element) {
+  const peaks = await getJson(track.peaks_url);
+  const regions = Regions.create();
+  const ws = WaveSurfer.create({
+    container: element.querySelector(".waveform"),
+    url: track.audio_url,
+    peaks: peaksOf(peaks),
+    duration: peaks.duration_s,
+    height: 64,
+    normalize: true,
+    plugins: [regions],
+  });
+  const lane = {
+    track: track.track, offset: track.offset_s, element,
+    play: () => ws.play(), pause: () => ws.pause(), playing: () => ws.isPlaying(),
+    duration: () => ws.getDuration(), setTime: (t) => ws.setTime(t),
+    onTime: (fn) => ws.on("timeupdate", fn),
+  };
+  let drawn = false;
+  const draw = () => { if (!drawn) { drawn = true; addRegions(regions, timeline, lane); } };
+  ws.on("decode", draw);
+  ws.on("ready", draw);
+  ws.on("interaction", (t) => seek(t + lane.offset));
+  element.dataset.ready = "true";
+  return lane;
+}
+
+function audioLane(track, element) {
+  // Without the waveform library: a plain audio element on the same clock.
+  const audio = document.createElement("audio");
+  audio.src = track.audio_url;
+  audio.preload = "metadata";
+  audio.controls = true;
+  element.querySelector(".waveform").append(audio);
+  element.dataset.ready = "true";
+  return {
+    track: track.track, offset: track.offset_s, element,
+    play: () => audio.play(), pause: () => audio.pause(), playing: () => !audio.paused,
+    duration: () => audio.duration || 0, setTime: (t) => { audio.currentTime = t; },
+    onTime: (fn) => audio.addEventListener("timeupdate", () => fn(audio.currentTime)),
+  };
+}
+
 async function makeLanes(timeline) {
-  const WaveSurfer = (await import("/vendor/wavesurfer.js/dist/wavesurfer.esm.js")).default;
-  const Regions = (await import("/vendor/wavesurfer.js/dist/plugins/regions.esm.js")).default;
+  let WaveSurfer = null;
+  let Regions = null;
+  if (timeline.waveforms_available) {
+    WaveSurfer = (await import("/vendor/wavesurfer.js/dist/wavesurfer.esm.js")).default;
+    Regions = (await import("/vendor/wavesurfer.js/dist/plugins/regions.esm.js")).default;
+  }
   for (const track of timeline.tracks) {
     const element = player.querySelector(`.lane[data-track="${CSS.escape(track.track)}"]`);
     if (!element) continue;
-    const peaks = await getJson(track.peaks_url);
-    const regions = Regions.create();
-    const ws = WaveSurfer.create({
-      container: element.querySelector(".waveform"),
-      url: track.audio_url,
-      peaks: peaks.peaks ?? peaks.data ?? undefined,
-      duration: peaks.duration_s ?? peaks.duration ?? track.duration_s,
-      height: 64,
-      plugins: [regions],
-    });
-    const lane = { track: track.track, offset: track.offset_s, ws, element };
+    const lane = WaveSurfer
+      ? await waveLane(WaveSurfer, Regions, timeline, track, element)
+      : audioLane(track, element);
     lanes.push(lane);
-    ws.on("ready", () => {
-      for (const gap of timeline.gaps.filter((g) => g.track === track.track)) {
-        regions.addRegion({
-          start: gap.start_s - lane.offset, end: gap.end_s - lane.offset,
-          content: `gap: ${gap.label}`, color: "rgba(200, 30, 30, 0.25)", drag: false, resize: false,
-          id: `gap-${track.track}-${gap.start_s}`,
-        });
-      }
-      for (const pause of timeline.pauses) {
-        regions.addRegion({
-          start: pause.start_s - lane.offset, end: pause.end_s - lane.offset,
-          content: pause.label, color: "rgba(90, 90, 200, 0.25)", drag: false, resize: false,
-        });
-      }
-    });
-    ws.on("interaction", (t) => seek(t + lane.offset));
-    if (lanes.length === 1) ws.on("timeupdate", (t) => showTime(t + lane.offset));
   }
-  playButton.disabled = false;
+  // The clock follows the lane that starts first.
+  const first = [...lanes].sort((a, b) => a.offset - b.offset)[0];
+  if (first) first.onTime((t) => showTime(t + first.offset));
+  playButton.disabled = lanes.length === 0;
   playButton.addEventListener("click", () => {
-    const playing = lanes.some((l) => l.ws.isPlaying());
+    const playing = lanes.some((l) => l.playing());
     for (const lane of lanes) {
-      if (playing) lane.ws.pause();
-      else if (now - lane.offset >= 0) lane.ws.play();
+      if (playing) lane.pause();
+      else if (now - lane.offset >= 0 && now - lane.offset < (lane.duration() || Infinity)) {
+        lane.play();
+      }
     }
     playButton.textContent = playing ? "Play" : "Pause";
   });
