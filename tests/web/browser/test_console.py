@@ -12,7 +12,6 @@ Playwright's synchronous API runs in a worker thread while trio serves the conso
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import zipfile
@@ -23,14 +22,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from recorder.catalog.base import AuditEvent
 from recorder.officer.bundle.commands import default_signing_key
 from recorder.officer.bundle.signing import generate_signing_key, load_signing_key, public_bytes
-from recorder.officer.httprange import ByteRange
-from recorder.officer.media import ConsoleMedia, TrackMedia
-from recorder.service.components import Components, now_ms
+from recorder.service.components import now_ms
 from recorder.web.accounts import WebAccounts
-from recorder.web.media import default_provider
 from recorder.web.roles import Role
 from recorder.web.serve import serve_web
 from recorder.web.timeline import gap_label
@@ -100,10 +95,7 @@ async def test_an_officer_reviews_a_recording_in_the_browser(
                 now_ms=now_ms(),
             )
             async with trio.open_nursery() as nursery:
-                media = default_provider() or LatestPlayBridge()
-                port = await nursery.start(
-                    partial(serve_web, c, config.web, now_ms=now_ms, media=media, port=0)
-                )
+                port = await nursery.start(partial(serve_web, c, config.web, now_ms=now_ms, port=0))
                 base = f"http://127.0.0.1:{port}"
                 await trio.to_thread.run_sync(
                     partial(review, chromium, base, expected, tmp_path, public, artifacts)
@@ -114,35 +106,6 @@ async def test_an_officer_reviews_a_recording_in_the_browser(
             mine = {a.action for a in trail if a.actor == ACTOR}
             assert {"play", "export", "verify", "hold.place", "hold.release"} <= mine, mine
             assert all(a.reason for a in trail if a.actor == ACTOR)
-
-
-class LatestPlayBridge:
-    """Until the console hands its ``play`` audit event to the media source itself (web's
-    ``default_provider``), this bridges its ``MediaProvider`` seam to ``ConsoleMedia``: the
-    audit event is the console's latest ``play`` of that track (one user in this test)."""
-
-    def __init__(self) -> None:
-        self.media = ConsoleMedia()
-
-    async def _event(self, c: Components, recording_id: str, track: str) -> AuditEvent:
-        trail = await c.catalog.audit_trail(recording_id)
-        plays = [
-            a
-            for a in trail
-            if a.action == "play" and json.loads(a.details_json).get("track") == track
-        ]
-        return plays[-1]
-
-    async def open_track(self, c: Components, recording_id: str, track: str) -> TrackMedia:
-        event = await self._event(c, recording_id, track)
-        return await self.media.open_track(c, recording_id, track, event)
-
-    async def peaks(self, c: Components, recording_id: str, track: str) -> dict[str, object]:
-        event = await self._event(c, recording_id, track)
-        return await self.media.peaks(c, recording_id, track, event)
-
-    def parse_range(self, header: str | None, length: int) -> list[ByteRange] | None:
-        return ConsoleMedia.parse_range(header, length)
 
 
 def review(
@@ -169,9 +132,7 @@ def review(
                 "console",
                 lambda msg: (
                     problems.append(f"console {msg.type}: {msg.text}")
-                    # A failed load is listed by its response below (with its URL); the
-                    # browser's own favicon request is not a page's.
-                    if msg.type == "error" and not msg.text.startswith("Failed to load resource")
+                    if msg.type == "error"
                     else None
                 ),
             )
