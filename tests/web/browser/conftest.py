@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,12 @@ def chromium() -> Path:
 
 
 @pytest.fixture(scope="session")
-def artifacts() -> Path:
+def artifacts(request: pytest.FixtureRequest) -> Iterator[Path]:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    print(f"\nbrowser test screenshots: {ARTIFACTS}")
-    return ARTIFACTS
+    yield ARTIFACTS
+    plugins = request.config.pluginmanager
+    reporter = plugins.get_plugin("terminalreporter")
+    capture = plugins.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"\nbrowser test screenshots: {ARTIFACTS}")
