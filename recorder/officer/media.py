@@ -53,7 +53,6 @@ from recorder.officer.bundle.plan import Filler, Placed, TrackPlan, plan_track
 from recorder.officer.bundle.wavio import SegmentPcm, wav_header
 from recorder.officer.httprange import ByteRange, parse_range
 from recorder.officer.opaque import is_opaque, recovered_copy
-from recorder.officer.verify import IN_MEMORY_BYTES
 from recorder.store.base import ObjectStore
 
 if TYPE_CHECKING:
@@ -62,7 +61,11 @@ if TYPE_CHECKING:
 CONTENT_TYPE: Final = "audio/wav"
 #: Bytes of the whole-track WAV's header (plain RIFF/WAVE/fmt/data, as the bundle writes).
 WAV_HEADER_SIZE: Final = 44
-#: Sealed segments kept open per track (ciphertext, spooled to disk past IN_MEMORY_BYTES).
+#: Ciphertext of one fetched segment kept in memory; past it, spooled to a temporary file
+#: (ciphertext only: what the store holds anyway). With ``OPEN_SEGMENTS`` per track and
+#: ``ConsoleMedia``'s 8 open tracks, at most 96 MiB of a console process's memory.
+IN_MEMORY_BYTES: Final = 4 * 1024 * 1024
+#: Sealed segments kept open per track.
 OPEN_SEGMENTS: Final = 3
 #: Bytes per block of a range response.
 BLOCK_BYTES: Final = 256 * 1024
@@ -269,12 +272,21 @@ class TrackMedia:
             _, old = self._open.popitem(last=False)
             old.stream.close()
 
+    async def release(self) -> None:
+        """Close the segments kept open; later reads fetch what they need again."""
+        async with self._lock:
+            self._release()
+
+    def _release(self) -> None:
+        while self._open:
+            _, old = self._open.popitem()
+            old.stream.close()
+
     async def aclose(self) -> None:
+        """Release everything; any later read is refused."""
         async with self._lock:
             self._closed = True
-            while self._open:
-                _, old = self._open.popitem()
-                old.stream.close()
+            self._release()
 
     async def peaks(self, peaks_per_second: int = DEFAULT_PEAKS_PER_SECOND) -> Peaks:
         """Min/max per ``sample_rate // peaks_per_second`` frames, in one verifying pass."""
@@ -626,10 +638,16 @@ class ConsoleMedia:
         media = await open_track_media(
             StoreObjects(c.store, c.keyring), c.keyring, detail, track, audit
         )
+        raced = self._open.get(key)
+        if raced is not None:  # another request opened it meanwhile: keep one
+            await media.aclose()
+            return raced
         self._open[key] = (media, detail)
         while len(self._open) > self.max_open:
+            # Dropped from the cache, not closed: a response still streaming from it goes on
+            # (fetching again what it needs); only its open segments are let go now.
             _, (old, _) = self._open.popitem(last=False)
-            await old.aclose()
+            await old.release()
         return media, detail
 
     async def aclose(self) -> None:

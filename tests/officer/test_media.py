@@ -181,15 +181,30 @@ async def check_console_media(c: Components, rid: str, files: dict[str, Any]) ->
     assert 0 < few["length"] <= 100  # type: ignore[operator]
     await capped.aclose()
     assert console.parse_range("bytes=-10", media.length) == [(media.length - 10, media.length)]
-    # Another audit event (another reason given) opens its own; the oldest is closed.
+    # Another audit event (another reason given) opens its own; the oldest leaves the cache
+    # with its segments let go, but a response still streaming from it goes on.
+    head = await media.read(0, 100)
     again = await console.open_track(c, rid, track, await _audit(c, rid, "second look"))
     assert again is not media
-    with pytest.raises(LocalProtocolError, match="closed"):
-        await media.read(0, 1)
+    assert await console.open_track(c, rid, track, audit) is not media  # opened anew
+    assert await media.read(0, 100) == head
+    # Two requests opening the same track at once: one is kept, the other closed.
+    third = await _audit(c, rid, "third look")
+    async with trio.open_nursery() as nursery:
+        opened: list[TrackMedia] = []
+
+        async def open_one() -> None:
+            opened.append(await console.open_track(c, rid, track, third))
+
+        nursery.start_soon(open_one)
+        nursery.start_soon(open_one)
+    assert opened[0] is opened[1]
     with pytest.raises(MediaError, match="no recording"):
         await console.open_track(c, "no-such-recording", track, audit)
     await console.aclose()
     assert len(console.peaks_cache) == 0
+    with pytest.raises(LocalProtocolError, match="closed"):
+        await opened[0].read(0, 1)
 
 
 async def check_refusals(c: Components, detail: RecordingDetail) -> None:
