@@ -221,6 +221,21 @@ def review(
             # Only range reads by the media element: the waveform came from the peaks, the
             # browser never fetched a whole track to decode it.
             assert all(status == 206 for status, _ in audio), audio
+            # Seek on the waveform: a click on the lane just after the last cue starts (past
+            # the gap) moves the clock there and lights that cue.
+            last = cues.nth(len(TRANSCRIPTS) - 1)
+            target = float(last.get_attribute("data-start-s") or "nan") + 0.15
+            offset = float(lane.get_attribute("data-offset-s") or "nan")
+            box = lane.locator(".waveform").bounding_box()
+            assert box is not None
+            fraction = (target - offset) / expected.track_duration_s
+            assert 0 < fraction < 1, fraction
+            page.mouse.click(box["x"] + box["width"] * fraction, box["y"] + box["height"] / 2)
+            page.wait_for_function(
+                f"Math.abs(parseFloat(document.getElementById('clock').textContent) - {target})"
+                " < 0.11"
+            )
+            expect(last).to_have_class("cue active")
 
             # Verify now.
             page.click("form#verify-form [type=submit]")
