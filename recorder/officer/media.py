@@ -429,7 +429,7 @@ class PeakAccumulator:
             raise LocalProtocolError("samples_per_peak and channels must be at least 1")
         self.samples_per_peak = samples_per_peak
         self.channels = channels
-        self._carry = np.zeros(0, dtype=np.int16)
+        self._carry: npt.NDArray[np.int16] = np.zeros((0, channels), dtype=np.int16)
         self._mins: list[npt.NDArray[np.int16]] = []
         self._maxs: list[npt.NDArray[np.int16]] = []
         self.frames = 0
@@ -448,18 +448,15 @@ class PeakAccumulator:
 
     def _add(self, frames2d: npt.NDArray[np.int16]) -> None:
         self.frames += len(frames2d)
-        lo = frames2d.min(axis=1)
-        hi = frames2d.max(axis=1)
-        both = np.stack([lo, hi], axis=1)
         if len(self._carry):
-            both = np.concatenate([self._carry.reshape(-1, 2), both])
+            frames2d = np.concatenate([self._carry, frames2d])
         n = self.samples_per_peak
-        whole = len(both) // n * n
+        whole = len(frames2d) // n * n
         if whole:
-            groups = both[:whole].reshape(-1, n, 2)
-            self._mins.append(groups[:, :, 0].min(axis=1).astype(np.int16))
-            self._maxs.append(groups[:, :, 1].max(axis=1).astype(np.int16))
-        self._carry = both[whole:].reshape(-1).astype(np.int16)
+            groups = frames2d[:whole].reshape(-1, n * self.channels)
+            self._mins.append(groups.min(axis=1))
+            self._maxs.append(groups.max(axis=1))
+        self._carry = frames2d[whole:].copy()
 
     def finish(self, sample_rate: int, expected_frames: int) -> Peaks:
         if self.frames != expected_frames:
@@ -467,10 +464,9 @@ class PeakAccumulator:
                 f"{self.frames} frames read, the track plan says {expected_frames}"
             )
         if len(self._carry):
-            rest = self._carry.reshape(-1, 2)
-            self._mins.append(np.array([rest[:, 0].min()], dtype=np.int16))
-            self._maxs.append(np.array([rest[:, 1].max()], dtype=np.int16))
-            self._carry = np.zeros(0, dtype=np.int16)
+            self._mins.append(np.array([self._carry.min()], dtype=np.int16))
+            self._maxs.append(np.array([self._carry.max()], dtype=np.int16))
+            self._carry = self._carry[:0]
         empty = np.zeros(0, dtype=np.int16)
         return Peaks(
             sample_rate,
