@@ -22,7 +22,7 @@ from recorder.web.accounts import WebAccounts
 from recorder.web.console import Console, console_of
 from recorder.web.errors import NotSignedIn, WebError
 from recorder.web.media import MediaProvider
-from recorder.web.security import SecurityHeaders
+from recorder.web.security import BodyLimit, SecurityHeaders
 
 if TYPE_CHECKING:
     from recorder.service.components import Components
@@ -144,5 +144,6 @@ def build_app(
         },
     )
     app.state.console = console
+    app.add_middleware(BodyLimit)
     app.add_middleware(SecurityHeaders, hsts=secure)
     return app

@@ -56,12 +56,15 @@ class Principal:
 
 def local_next(target: str | None) -> str:
     """Where to go after sign-in: a path on this site only (no open redirect)."""
-    if not target:
+    if not target or not target.startswith("/") or target.startswith("//"):
         return "/search"
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+    if "\\" in target or any(ord(ch) < 32 or ord(ch) == 127 for ch in target):
         return "/search"
-    if "\\" in target or any(ord(ch) < 32 for ch in target):
+    try:
+        parts = urlsplit(target)
+    except ValueError:  # e.g. "/[" is no URL at all
+        return "/search"
+    if parts.scheme or parts.netloc:
         return "/search"
     return target
 
