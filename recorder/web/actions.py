@@ -9,12 +9,14 @@ without one is refused (403), never served and audited afterwards.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -102,9 +104,17 @@ async def give_reason(request: Request) -> Response:
 # --- play -----------------------------------------------------------------------------------
 
 
-async def _cues(console: Console, detail: RecordingDetail) -> list[Cue]:
-    """The transcript, decrypted in memory (chat and events go to discarded buffers)."""
-    splitter = RecordsSplitter(io.BytesIO(), io.BytesIO())
+@dataclass(slots=True)
+class _Records:
+    cues: list[Cue]
+    events: list[object]
+    chat: list[object]
+
+
+async def _records(console: Console, detail: RecordingDetail) -> _Records:
+    """Transcript, events and chat, decrypted in memory (never written anywhere)."""
+    chat_out, events_out = io.BytesIO(), io.BytesIO()
+    splitter = RecordsSplitter(chat_out, events_out)
     for row in sorted(detail.records, key=lambda r: r.record_index):
 
         def feed(chunks: Iterator[bytes], expected: str | None) -> None:
@@ -117,7 +127,9 @@ async def _cues(console: Console, detail: RecordingDetail) -> list[Cue]:
 
         await with_object(console.components, row, feed)
     splitter.finish()
-    return splitter.cues
+    events = json.loads(events_out.getvalue())
+    chat = json.loads(chat_out.getvalue())
+    return _Records(splitter.cues, events, chat)
 
 
 async def timeline_json(request: Request) -> Response:
@@ -132,13 +144,15 @@ async def timeline_json(request: Request) -> Response:
         target=recording_id,
         reason=reason,
         now_ms=console.now_ms(),
-        details={"decrypted": "records (transcript) for the player"},
+        details={"decrypted": "records (transcript, events, chat) for the player"},
     )
+    problem = None
     try:
-        cues = await _cues(console, detail)
+        records = await _records(console, detail)
     except (RecorderError, ValueError) as exc:
-        logger.warning("transcript of %s unreadable: %s", recording_id, exc)
-        cues = []
+        logger.warning("records of %s unreadable: %s", recording_id, exc)
+        problem = f"the transcript and events could not be read: {exc}"
+        records = _Records([], [], [])
     urls = {
         track: (
             f"/recordings/{recording_id}/tracks/{track}/audio",
@@ -146,7 +160,8 @@ async def timeline_json(request: Request) -> Response:
         )
         for track in {s.track for s in detail.segments}
     }
-    body = timeline(detail, cues, urls)
+    body = timeline(detail, records.cues, urls, records.events, records.chat)
+    body["records_problem"] = problem
     body["media_available"] = console.media is not None
     body["waveforms_available"] = console.vendor_available
     return JSONResponse(body)

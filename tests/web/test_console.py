@@ -281,6 +281,13 @@ async def test_the_reason_gate_and_play_audit(console: Console) -> None:
         "Certainly --> one moment",
         "Thank you",
     ]
+    # Call events from the records, on the same clock; no chat in this call.
+    answered = [e for e in timeline["events"] if "CONSUMER_ANSWERED" in e["text"]]
+    assert len(answered) == 1
+    assert answered[0]["kind"] == "contact_center"
+    assert 0.2 < answered[0]["at_s"] < 1.0
+    assert timeline["chat"] == []
+    assert timeline["records_problem"] is None
     starts = [cue["start_s"] for cue in timeline["transcript"]]
     assert starts == sorted(starts)
     assert 0.3 < starts[0] < 1.5
