@@ -130,6 +130,26 @@ async def test_sessions_expire_and_disabled_accounts_are_out(console: Console) -
                 },
             )
             assert answer.headers["location"].startswith("/login?error=1")
+        # Guessing: five wrong passwords lock this name from this address for 15 minutes,
+        # even for the right password; another name from here is still fine.
+        async with console.client() as guesser:
+            form = await guesser.get("/login")
+            csrf = csrf_of(form.text)
+            for _ in range(5):
+                answer = await guesser.post(
+                    "/login", data={"username": "alice", "password": "guess-guess!", "csrf": csrf}
+                )
+                assert answer.headers["location"].startswith("/login?error=1")
+            right = {"username": "alice", "password": PASSWORDS["alice"], "csrf": csrf}
+            answer = await guesser.post("/login", data=right)
+            assert answer.status_code == 429
+            assert "too many failed sign-ins" in answer.text
+            console.clock.offset_ms = 15 * 60_000 + 1
+            form = await guesser.get("/login")
+            answer = await guesser.post("/login", data={**right, "csrf": csrf_of(form.text)})
+            assert answer.status_code == 303, "unlocked after 15 minutes"
+            assert answer.headers["location"] == "/search"
+            console.clock.offset_ms = 0
 
 
 async def test_roles_are_enforced_on_every_route(console: Console) -> None:

@@ -110,3 +110,22 @@ async def test_oversized_bodies_and_odd_requests(console: Console) -> None:
             for path in ("/recordings/..%2f..%2fetc", "/recordings/%00", "/static/../web/app.py"):
                 answer = await client.get(path)
                 assert answer.status_code in (303, 404), path
+
+
+def test_failure_throttle_locks_a_key_and_forgets_it() -> None:
+    from recorder.web.throttle import FailureThrottle
+
+    t = FailureThrottle(max_failures=3, window_ms=1000, lock_ms=5000)
+    for at in (0, 10, 20):
+        assert t.retry_after_ms("k", at) == 0
+        t.failed("k", at)
+    assert t.retry_after_ms("k", 21) == 4999
+    assert t.retry_after_ms("other", 21) == 0
+    assert t.retry_after_ms("k", 5020) == 0
+    # Failures spread wider than the window never lock.
+    for at in (10_000, 11_500, 13_000, 14_500):
+        t.failed("slow", at)
+        assert t.retry_after_ms("slow", at) == 0
+    t.failed("k", 6000)
+    t.succeeded("k")
+    assert t.retry_after_ms("k", 6001) == 0
