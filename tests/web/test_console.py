@@ -494,3 +494,18 @@ async def test_headers_and_no_secret_on_any_page(
     logs = caplog.text
     for secret in [*secrets, *hashes, session]:
         assert secret not in logs
+
+
+async def test_under_tls_cookies_are_secure_and_hsts_is_sent(console: Console) -> None:
+    from recorder.web.app import build_app
+
+    app = build_app(console.c, console.c.config.web, now_ms=console.clock, secure=True)
+    transport = httpx.ASGITransport(app=app)
+    with trio.fail_after(20):
+        async with httpx.AsyncClient(transport=transport, base_url="https://console.test") as tls:
+            answer = await tls.get("/login")
+    cookie = answer.headers["set-cookie"].lower()
+    assert "; secure" in cookie
+    assert "httponly" in cookie
+    assert "samesite=strict" in cookie
+    assert answer.headers["strict-transport-security"] == "max-age=31536000"
