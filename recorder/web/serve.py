@@ -64,6 +64,7 @@ async def serve_web(
     media: MediaProvider | None = None,
     port: int | None = None,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    max_login_failures: int = 5,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled; reports the bound port (``port=0`` in tests picks a free one)."""
@@ -81,7 +82,15 @@ async def serve_web(
             )
         oidc = OidcClient(settings, secret)
     provider = media if media is not None else default_provider()
-    app = build_app(components, settings, now_ms=now_ms, secure=tls, media=provider, oidc=oidc)
+    app = build_app(
+        components,
+        settings,
+        now_ms=now_ms,
+        secure=tls,
+        media=provider,
+        oidc=oidc,
+        max_login_failures=max_login_failures,
+    )
     config = HypercornConfig()
     bound = configured_port if port is None else port
     config.bind = [f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"]

@@ -17,7 +17,7 @@ from recorder.officer.bundle.signing import load_public_key, load_signing_key, p
 from recorder.officer.bundle.verify import verify_bundle
 from recorder.web.actions import EXPORT_PREFIX
 from recorder.web.security import COOKIE_NAME
-from tests.web.conftest import PASSWORDS, Console, csrf_of
+from tests.web.conftest import LOGIN_FAILURES, PASSWORDS, Console, csrf_of
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -130,12 +130,12 @@ async def test_sessions_expire_and_disabled_accounts_are_out(console: Console) -
                 },
             )
             assert answer.headers["location"].startswith("/login?error=1")
-        # Guessing: five wrong passwords lock this name from this address for 15 minutes,
-        # even for the right password; another name from here is still fine.
+        # Guessing: LOGIN_FAILURES wrong passwords lock this name from this address for 15
+        # minutes, even for the right password.
         async with console.client() as guesser:
             form = await guesser.get("/login")
             csrf = csrf_of(form.text)
-            for _ in range(5):
+            for _ in range(LOGIN_FAILURES):
                 answer = await guesser.post(
                     "/login", data={"username": "alice", "password": "guess-guess!", "csrf": csrf}
                 )

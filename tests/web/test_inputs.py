@@ -28,7 +28,7 @@ _URLISH = st.one_of(
 
 
 @given(_URLISH)
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 def test_after_sign_in_the_browser_stays_on_this_site(target: str) -> None:
     got = local_next(target)
     parts = urlsplit(got)
@@ -41,7 +41,7 @@ def test_after_sign_in_the_browser_stays_on_this_site(target: str) -> None:
 
 
 @given(st.text(max_size=80), st.text(max_size=80))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 def test_csrf_comparison(expected: str, given_token: str) -> None:
     assert csrf_ok(expected, given_token) == (bool(given_token) and expected == given_token)
 
@@ -65,7 +65,7 @@ _NAMES = st.sampled_from(
 
 
 @given(st.lists(st.tuples(_NAMES, st.text(max_size=250)), max_size=8))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None)
 def test_search_filters_parse_or_are_refused_by_name(pairs: list[tuple[str, str]]) -> None:
     from recorder.errors import RecorderError
     from recorder.officer.search import query_from
