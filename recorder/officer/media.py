@@ -40,7 +40,7 @@ import trio
 from recorder.audio.wav import HEADER_SIZE
 from recorder.catalog.base import AuditEvent, RecordingDetail, SegmentRow, UploadState
 from recorder.crypto.keyring import SegmentKeyOpener
-from recorder.crypto.random_access import SealedIndex
+from recorder.crypto.random_access import MAX_READ, SealedIndex
 from recorder.crypto.reader import iter_plaintext
 from recorder.errors import (
     DigestMismatch,
@@ -53,7 +53,6 @@ from recorder.officer.bundle.plan import Filler, Placed, TrackPlan, plan_track
 from recorder.officer.bundle.wavio import SegmentPcm, wav_header
 from recorder.officer.httprange import ByteRange, parse_range
 from recorder.officer.opaque import is_opaque, recovered_copy
-from recorder.officer.verify import IN_MEMORY_BYTES
 from recorder.store.base import ObjectStore
 
 if TYPE_CHECKING:
@@ -62,11 +61,17 @@ if TYPE_CHECKING:
 CONTENT_TYPE: Final = "audio/wav"
 #: Bytes of the whole-track WAV's header (plain RIFF/WAVE/fmt/data, as the bundle writes).
 WAV_HEADER_SIZE: Final = 44
-#: Sealed segments kept open per track (ciphertext, spooled to disk past IN_MEMORY_BYTES).
+#: Ciphertext of one fetched segment kept in memory; past it, spooled to a temporary file
+#: (ciphertext only: what the store holds anyway). With ``OPEN_SEGMENTS`` per track and
+#: ``ConsoleMedia``'s 8 open tracks, at most 96 MiB of a console process's memory.
+IN_MEMORY_BYTES: Final = 4 * 1024 * 1024
+#: Sealed segments kept open per track.
 OPEN_SEGMENTS: Final = 3
 #: Bytes per block of a range response.
 BLOCK_BYTES: Final = 256 * 1024
 DEFAULT_PEAKS_PER_SECOND: Final = 100
+#: At most this many peaks per track from ``ConsoleMedia.peaks`` (a long call gets fewer a second).
+MAX_PEAKS_PER_TRACK: Final = 200_000
 
 
 class MediaError(RecorderError):
@@ -136,6 +141,7 @@ class _OpenSegment:
     index: SealedIndex
     #: Plaintext offset of the segment's first PCM byte (after its own WAV header).
     pcm_offset: int
+    channels: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +218,11 @@ class TrackMedia:
             raise LocalProtocolError(
                 f"{self.recording_id}/{self.track}: read [{start}, {stop}) outside 0..{self.length}"
             )
+        if stop - start > MAX_READ:
+            raise LocalProtocolError(
+                f"{self.recording_id}/{self.track}: one read is at most {MAX_READ} bytes "
+                "(iter_range streams any length)"
+            )
         parts: list[bytes] = []
         number = bisect.bisect_right(self._starts, start) - 1
         async with self._lock:
@@ -250,19 +261,32 @@ class TrackMedia:
         if key in self._open:
             self._open.move_to_end(key)
             return self._open[key]
-        opened = await open_segment(self._objects, self._keyring, seg, self._frame)
-        self._open[key] = opened
+        opened = await open_segment(self._objects, self._keyring, seg, self.channels)
+        self.adopt(key, opened)
+        return opened
+
+    def adopt(self, segment_index: int, opened: _OpenSegment) -> None:
+        """Keep ``opened`` (closing the least recently used past ``OPEN_SEGMENTS``)."""
+        self._open[segment_index] = opened
         while len(self._open) > OPEN_SEGMENTS:
             _, old = self._open.popitem(last=False)
             old.stream.close()
-        return opened
+
+    async def release(self) -> None:
+        """Close the segments kept open; later reads fetch what they need again."""
+        async with self._lock:
+            self._release()
+
+    def _release(self) -> None:
+        while self._open:
+            _, old = self._open.popitem()
+            old.stream.close()
 
     async def aclose(self) -> None:
+        """Release everything; any later read is refused."""
         async with self._lock:
             self._closed = True
-            while self._open:
-                _, old = self._open.popitem()
-                old.stream.close()
+            self._release()
 
     async def peaks(self, peaks_per_second: int = DEFAULT_PEAKS_PER_SECOND) -> Peaks:
         """Min/max per ``sample_rate // peaks_per_second`` frames, in one verifying pass."""
@@ -296,9 +320,10 @@ class TrackMedia:
 
 
 async def open_segment(
-    objects: SealedObjects, keyring: SegmentKeyOpener, seg: SegmentRow, frame: int
+    objects: SealedObjects, keyring: SegmentKeyOpener, seg: SegmentRow, channels: int | None
 ) -> _OpenSegment:
-    """Fetch, index and check one sealed segment against its catalog row."""
+    """Fetch, index and check one sealed segment against its catalog row (and the track's
+    channel count, when known)."""
     stream = await objects.fetch(seg)
     try:
         index = await trio.to_thread.run_sync(
@@ -315,15 +340,20 @@ async def open_segment(
                 f"track {identity.track} segment {identity.segment_index}, not this segment"
             )
         head = await trio.to_thread.run_sync(index.read, 0, min(HEADER_SIZE, index.size))
-        channels, rate, data_length = segment_format(head, name=seg.object_key)
-        if rate != seg.sample_rate or data_length != seg.sample_count * frame:
+        found, rate, data_length = segment_format(head, name=seg.object_key)
+        if (
+            rate != seg.sample_rate
+            or data_length != seg.sample_count * 2 * found
+            or found != (channels or found)
+        ):
             raise IntegrityError(
-                f"{seg.object_key}: {data_length} bytes at {rate} Hz of {channels} channel(s), "
+                f"{seg.object_key}: {data_length} bytes at {rate} Hz of {found} channel(s), "
                 f"the catalog says {seg.sample_count} frames at {seg.sample_rate} Hz"
+                + (f" of {channels} channel(s)" if channels else "")
             )
         if HEADER_SIZE + data_length > index.size:
             raise IntegrityError(f"{seg.object_key}: the WAV data ends before its header says")
-        return _OpenSegment(stream, index, HEADER_SIZE)
+        return _OpenSegment(stream, index, HEADER_SIZE, found)
     except BaseException:
         stream.close()
         raise
@@ -349,19 +379,13 @@ async def open_track_media(
     if not segments:
         raise MediaError(f"recording {rid} has no track {track!r}")
     plan = plan_track(track, segments, [g for g in detail.gaps if g.track == track])
-    first = next(p for p in plan.pieces if isinstance(p, Placed))
-    stream = await objects.fetch(first.segment)
-    try:
-        index = await trio.to_thread.run_sync(
-            lambda: SealedIndex(stream, keyring, source=first.segment.object_key)
-        )
-        head = await trio.to_thread.run_sync(index.read, 0, min(HEADER_SIZE, index.size))
-    finally:
-        stream.close()
-    channels, _, _ = segment_format(head, name=first.segment.object_key)
-    return TrackMedia(
-        objects, keyring, plan, recording_id=rid, channels=channels, audit_id=audit.audit_id
+    first = next(p for p in plan.pieces if isinstance(p, Placed)).segment
+    opened = await open_segment(objects, keyring, first, None)
+    media = TrackMedia(
+        objects, keyring, plan, recording_id=rid, channels=opened.channels, audit_id=audit.audit_id
     )
+    media.adopt(first.segment_index, opened)  # the first read needs it: not fetched twice
+    return media
 
 
 @dataclass(frozen=True, slots=True)
@@ -560,8 +584,15 @@ class ConsoleMedia:
     recording (actor ``web:<name>``, action ``play``); every decrypt here happens under one.
     """
 
-    def __init__(self, *, max_open: int = 8, peaks_cache: PeaksCache | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_open: int = 8,
+        peaks_cache: PeaksCache | None = None,
+        max_peaks: int = MAX_PEAKS_PER_TRACK,
+    ) -> None:
         self.max_open = max_open
+        self.max_peaks = max_peaks
         self.peaks_cache = peaks_cache if peaks_cache is not None else PeaksCache()
         self._open: OrderedDict[tuple[str, str, int], tuple[TrackMedia, RecordingDetail]] = (
             OrderedDict()
@@ -582,6 +613,9 @@ class ConsoleMedia:
         per_second: int = DEFAULT_PEAKS_PER_SECOND,
     ) -> dict[str, object]:
         media, detail = await self._opened(c, recording_id, track, audit)
+        # A long call gets fewer peaks a second: a screen is a few thousand pixels wide, and
+        # the JSON stays a few MB (a two-hour call at 100/s would be ~8 MB).
+        per_second = max(1, min(per_second, int(self.max_peaks / max(media.duration_s, 1e-3))))
         found = await track_peaks(media, detail, self.peaks_cache, per_second)
         return found.to_json()
 
@@ -604,10 +638,16 @@ class ConsoleMedia:
         media = await open_track_media(
             StoreObjects(c.store, c.keyring), c.keyring, detail, track, audit
         )
+        raced = self._open.get(key)
+        if raced is not None:  # another request opened it meanwhile: keep one
+            await media.aclose()
+            return raced
         self._open[key] = (media, detail)
         while len(self._open) > self.max_open:
+            # Dropped from the cache, not closed: a response still streaming from it goes on
+            # (fetching again what it needs); only its open segments are let go now.
             _, (old, _) = self._open.popitem(last=False)
-            await old.aclose()
+            await old.release()
         return media, detail
 
     async def aclose(self) -> None:

@@ -5,6 +5,7 @@ segment fails only the ranges in that segment, and the peaks are the min/max of 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -16,9 +17,13 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recorder.catalog.base import AuditEvent, RecordingDetail
+from recorder.audio.wav import HEADER_SIZE
+from recorder.catalog.base import AuditEvent, RecordingDetail, SegmentRow, UploadState
+from recorder.crypto.opaque import OPAQUE_PLAINTEXT_DIGEST
+from recorder.crypto.writer import SpoolSinkFactory
 from recorder.errors import IntegrityError, LocalProtocolError
 from recorder.officer.bundle.export import export_bundle, manifest_json
+from recorder.officer.bundle.plan import plan_track
 from recorder.officer.bundle.signing import generate_signing_key, load_signing_key
 from recorder.officer.httprange import parse_range
 from recorder.officer.media import (
@@ -34,7 +39,10 @@ from recorder.officer.media import (
     track_regions,
 )
 from recorder.service.components import Components, now_ms
+from recorder.sink import SegmentIdentity
 from recorder.store.local import encode_component
+from recorder.store.memory import MemoryStore
+from tests.crypto.conftest import make_keyring
 from tests.officer.test_export_bundle import CALL_S, one_second_segments, zcc_steps
 from tests.service.test_service import record_calls, service, short_config, zcc_call
 
@@ -165,16 +173,38 @@ async def check_console_media(c: Components, rid: str, files: dict[str, Any]) ->
     assert await console.open_track(c, rid, track, audit) is media  # kept for the next range
     payload = await console.peaks(c, rid, track, audit)
     assert payload["sample_rate"] == media.sample_rate
+    assert payload["samples_per_pixel"] == media.sample_rate // 100
+    # A long call (here: a small cap) gets fewer peaks a second, never more than the cap.
+    capped = ConsoleMedia(max_peaks=100, peaks_cache=console.peaks_cache)
+    few = await capped.peaks(c, rid, track, audit)
+    assert few["samples_per_pixel"] == media.sample_rate // int(100 / media.duration_s)
+    assert 0 < few["length"] <= 100  # type: ignore[operator]
+    await capped.aclose()
     assert console.parse_range("bytes=-10", media.length) == [(media.length - 10, media.length)]
-    # Another audit event (another reason given) opens its own; the oldest is closed.
+    # Another audit event (another reason given) opens its own; the oldest leaves the cache
+    # with its segments let go, but a response still streaming from it goes on.
+    head = await media.read(0, 100)
     again = await console.open_track(c, rid, track, await _audit(c, rid, "second look"))
     assert again is not media
-    with pytest.raises(LocalProtocolError, match="closed"):
-        await media.read(0, 1)
+    assert await console.open_track(c, rid, track, audit) is not media  # opened anew
+    assert await media.read(0, 100) == head
+    # Two requests opening the same track at once: one is kept, the other closed.
+    third = await _audit(c, rid, "third look")
+    async with trio.open_nursery() as nursery:
+        opened: list[TrackMedia] = []
+
+        async def open_one() -> None:
+            opened.append(await console.open_track(c, rid, track, third))
+
+        nursery.start_soon(open_one)
+        nursery.start_soon(open_one)
+    assert opened[0] is opened[1]
     with pytest.raises(MediaError, match="no recording"):
         await console.open_track(c, "no-such-recording", track, audit)
     await console.aclose()
     assert len(console.peaks_cache) == 0
+    with pytest.raises(LocalProtocolError, match="closed"):
+        await opened[0].read(0, 1)
 
 
 async def check_refusals(c: Components, detail: RecordingDetail) -> None:
@@ -253,3 +283,79 @@ def test_the_peaks_cache_is_bounded_and_keyed_by_the_objects() -> None:
     cache.put(("r", "huge", 100, ()), big.finish(8000, 300))  # larger than the whole cache
     assert cache.get(("r", "huge", 100, ())) is None
     assert cache.get(keys[2]) is peaks
+
+
+def _opaque_identity(index: int) -> SegmentIdentity:
+    return SegmentIdentity(
+        recording_id="rec-opaque",
+        track="mixed",
+        segment_index=index,
+        created_ms=1_767_225_600_000 + index,
+        metadata={
+            "kind": "audio",
+            "source": "L16",
+            "wav.rate": 16000,
+            "wav.channels": 1,
+            "bext.ref": "test",
+            "bext.origination_ms": 1_767_225_600_000,
+        },
+    )
+
+
+async def test_an_opaque_upload_plays_once_recovered(tmp_path: Path) -> None:
+    """A segment a host could not seal (uploaded as an unclosed ``.part``, opaque digest) is
+    recovered into a sealed copy on the officer's side and read like any other."""
+    keyring = make_keyring(tmp_path / "keys")
+    factory = SpoolSinkFactory(tmp_path / "spool", keyring, chunk_size=4096)
+    pcm = np.arange(-6000, 6000, dtype="<i2").tobytes() * 2  # 48,000 bytes
+    sink = factory.open(_opaque_identity(0), prologue_size=HEADER_SIZE)
+    sink.write(pcm)
+    sink.checkpoint()
+    part = sink.part_path
+    os.close(sink._fd)  # the writer died: never closed
+    store = MemoryStore()
+    digest = hashlib.sha256(part.read_bytes()).hexdigest()
+    with trio.fail_after(30):
+        await store.put("k/0", part, sha256=digest, retain_until=None)
+        row = SegmentRow(
+            recording_id="rec-opaque",
+            track="mixed",
+            segment_index=0,
+            participant_id=None,
+            object_key="k/0",
+            version_id=None,
+            plaintext_sha256=OPAQUE_PLAINTEXT_DIGEST,
+            stored_sha256=digest,
+            plaintext_size=0,
+            stored_size=part.stat().st_size,
+            start_ms=1_767_225_600_000,
+            end_ms=1_767_225_600_000 + 1500,
+            start_sample=0,
+            sample_count=len(pcm) // 2,
+            sample_rate=16000,
+            codec="L16",
+            key_id="",
+            retain_until_ms=None,
+            upload_state=UploadState.VERIFIED,
+            recovered=True,
+            uploaded_ms=None,
+            verified_ms=None,
+        )
+        objects = StoreObjects(store, keyring)
+        plan = plan_track("mixed", [row], [])
+        media = TrackMedia(
+            objects, keyring, plan, recording_id="rec-opaque", channels=1, audit_id=1
+        )
+        try:
+            assert media.length == 44 + len(pcm)
+            assert await media.read(44, media.length) == pcm
+            assert await media.read(1000, 1100) == pcm[956:1056]
+            peaks = await media.peaks(100)
+            assert peaks.count == len(pcm) // 2 // 160
+            assert int(peaks.minima.min()) == -6000
+        finally:
+            await media.aclose()
+        # A stored object that differs from the catalog's digest is refused before any key use.
+        bad = replace(row, stored_sha256="0" * 64)
+        with pytest.raises(IntegrityError, match="differs from the catalog's digest"):
+            await objects.fetch(bad)
