@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from recorder.catalog.base import Product, RecordingStatus
+from recorder.catalog.search import decode_cursor
 from recorder.errors import RecorderError
 from recorder.officer.search import NOT_SEARCHABLE, hit_json, query_from
 from recorder.officer.show import RecordsView, document
@@ -56,6 +57,11 @@ def _search_args(request: Request) -> argparse.Namespace:
             raise WebError(
                 f"filter status: {status[:40]!r} is not one of {', '.join(sorted(known))}"
             )
+    if text["after"] is not None:
+        try:
+            decode_cursor(text["after"])
+        except ValueError as exc:
+            raise WebError(f"filter after: {exc}") from exc
     try:
         limit = int(params.get("limit") or 50)
     except ValueError as exc:

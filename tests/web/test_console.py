@@ -330,6 +330,7 @@ async def test_search_recording_page_and_verify(console: Console) -> None:
                 ({"limit": "0"}, "limit"),
                 ({"since": "not a date"}, "not a date"),
                 ({"bogus": "1"}, "bogus"),
+                ({"after": "not-a-cursor"}, "not a search cursor"),
                 ({"text": "buy"}, "transcript text is not searchable"),
             ):
                 answer = await alice.get("/search", params=params)
