@@ -345,12 +345,21 @@ async def export(request: Request) -> Response:
 
 
 async def hold_place(request: Request) -> Response:
+    """A hold on one recording (``recording_id``), or on every recording of a meeting, webinar,
+    session or engagement, present and future (``instance_id``), like ``recorder hold place``."""
     principal, form = await require_post(request, Permission.HOLD)
     console = console_of(request)
     c = console.components
-    recording_id = _text(form.get("recording_id"), "recording_id", 200)
     matter = _text(form.get("matter"), "matter", MAX_MATTER)
     reason = _text(form.get("reason"), "reason", MAX_REASON)
+    instance = form.get("instance_id")
+    if isinstance(instance, str) and instance.strip() and not form.get("recording_id"):
+        await hold_ops.place_instance_hold(
+            c.catalog, c.store, matter=matter, reason=reason, actor=principal.actor,
+            instance_id=_text(instance, "instance_id", 200), now_ms=console.now_ms(),
+        )  # fmt: skip
+        return RedirectResponse("/holds", status_code=303)
+    recording_id = _text(form.get("recording_id"), "recording_id", 200)
     await _detail(console, recording_id)
     await hold_ops.place_holds(
         c.catalog, c.store, matter=matter, reason=reason, actor=principal.actor,

@@ -152,7 +152,10 @@ async def recording_page(request: Request) -> Response:
     detail = await c.catalog.show(recording_id)
     if detail is None:
         raise NotFound(f"no recording {recording_id[:80]!r}")
-    tz = zone(request.query_params.get("tz") or None)
+    try:
+        tz = zone(request.query_params.get("tz") or None)
+    except RecorderError as exc:
+        raise WebError(f"tz: {exc}") from exc
     await c.catalog.append_audit(
         actor=principal.actor,
         action="web.view",

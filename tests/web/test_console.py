@@ -367,6 +367,7 @@ async def test_holds_place_and_release(console: Console) -> None:
             csrf = await page_csrf(sam, "/holds")
             for data, named in (
                 ({"recording_id": rid, "reason": "r"}, "matter is required"),
+                ({"matter": "m", "reason": "r"}, "recording_id is required"),
                 ({"recording_id": rid, "matter": "m", "reason": " "}, "reason is required"),
                 ({"recording_id": "nope", "matter": "m", "reason": "r"}, "no recording"),
             ):
@@ -405,6 +406,17 @@ async def test_holds_place_and_release(console: Console) -> None:
             actions = re.findall(r'data-action="([^"]+)" data-actor="web:sam"', audit_page.text)
             assert "hold.place" in actions
             assert "hold.release" in actions
+            # Every recording of an instance, present and future.
+            detail = await console.c.catalog.show(rid)
+            assert detail is not None
+            instance = detail.recording.instance_id
+            answer = await sam.post(
+                "/holds",
+                data={"instance_id": instance, "matter": "M2", "reason": "r2", "csrf": csrf},
+            )
+            assert answer.status_code == 303
+            assert await console.c.catalog.is_on_hold(rid)
+            assert await console.c.catalog.is_instance_on_hold(instance)
     got = await audit(console, target=rid)
     assert ("web:sam", "hold.place", rid, "subpoena") in got
     assert ("web:sam", "hold.release", rid, "case closed") in got
