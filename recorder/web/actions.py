@@ -39,6 +39,8 @@ from recorder.officer.bundle.signing import load_signing_key
 from recorder.officer.bundle.transcript import Cue, RecordsSplitter
 from recorder.officer.httprange import ByteRange, multipart_byteranges
 from recorder.retention import holds as hold_ops
+from recorder.retention.audit_heads import load_signing_key as load_audit_key
+from recorder.retention.audit_heads import write_head
 from recorder.web.auth import Principal, require, require_post
 from recorder.web.console import Console, console_of
 from recorder.web.errors import NotFound, ReasonRequired, WebError
@@ -344,6 +346,15 @@ async def export(request: Request) -> Response:
 # --- holds ----------------------------------------------------------------------------------
 
 
+async def _seal(console: Console) -> None:
+    """Sign the new audit events into the store at once, as ``recorder hold`` does."""
+    c = console.components
+    key_path = c.config.retention.audit_signing_key
+    if key_path is not None:
+        key = await trio.to_thread.run_sync(load_audit_key, key_path)
+        await write_head(c.catalog, c.store, key, now_ms=console.now_ms())
+
+
 async def hold_place(request: Request) -> Response:
     """A hold on one recording (``recording_id``), or on every recording of a meeting, webinar,
     session or engagement, present and future (``instance_id``), like ``recorder hold place``."""
@@ -358,6 +369,7 @@ async def hold_place(request: Request) -> Response:
             c.catalog, c.store, matter=matter, reason=reason, actor=principal.actor,
             instance_id=_text(instance, "instance_id", 200), now_ms=console.now_ms(),
         )  # fmt: skip
+        await _seal(console)
         return RedirectResponse("/holds", status_code=303)
     recording_id = _text(form.get("recording_id"), "recording_id", 200)
     await _detail(console, recording_id)
@@ -365,6 +377,7 @@ async def hold_place(request: Request) -> Response:
         c.catalog, c.store, matter=matter, reason=reason, actor=principal.actor,
         recording_ids=[recording_id], now_ms=console.now_ms(),
     )  # fmt: skip
+    await _seal(console)
     back = form.get("back")
     target = f"/recordings/{recording_id}#holds" if back == "recording" else "/holds"
     return RedirectResponse(target, status_code=303)
@@ -386,4 +399,5 @@ async def hold_release(request: Request) -> Response:
         )  # fmt: skip
     except RecorderError as exc:
         raise WebError(str(exc), status=409) from exc
+    await _seal(console)
     return RedirectResponse("/holds", status_code=303)

@@ -417,6 +417,16 @@ async def test_holds_place_and_release(console: Console) -> None:
             assert answer.status_code == 303
             assert await console.c.catalog.is_on_hold(rid)
             assert await console.c.catalog.is_instance_on_hold(instance)
+    # Each hold change was signed into the store at once (as `recorder hold` does).
+    from recorder.retention.audit_heads import load_public_key, public_path, verify_audit
+
+    key_path = console.c.config.retention.audit_signing_key
+    assert key_path is not None
+    verdict = await verify_audit(
+        console.c.catalog, console.c.store, load_public_key(public_path(key_path))
+    )
+    assert verdict.ok, verdict.problem
+    assert verdict.heads_checked >= 3
     got = await audit(console, target=rid)
     assert ("web:sam", "hold.place", rid, "subpoena") in got
     assert ("web:sam", "hold.release", rid, "case closed") in got
