@@ -13,7 +13,7 @@ from typing import Final
 from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from recorder.catalog.base import Product, RecordingStatus
 from recorder.catalog.search import decode_cursor
@@ -31,6 +31,7 @@ from recorder.web.timeline import gap_label, seconds
 #: Most rows one page of search results or audit events shows.
 MAX_PAGE: Final = 200
 AUDIT_PAGE: Final = 200
+DEFAULT_AUDIT_SINCE: Final = "7d"
 _FLAGS: Final = ("incomplete", "has_gaps", "on_hold")
 _TEXT: Final = (
     "since", "until", "tz", "product", "id", "participant", "agent", "caller", "queue",
@@ -229,6 +230,9 @@ async def audit_page(request: Request) -> Response:
     console = console_of(request)
     c = console.components
     params = request.query_params
+    if not params:
+        # The log only grows: by default, the last week (oldest first, paged); clear to see all.
+        return RedirectResponse(f"/audit?since={DEFAULT_AUDIT_SINCE}", status_code=303)
     from recorder.officer.when import parse_when
 
     tz = zone(None)

@@ -163,7 +163,10 @@ async def test_roles_are_enforced_on_every_route(console: Console) -> None:
             assert 'id="play-not-allowed"' in page.text
             assert 'id="export-form"' not in page.text
             assert 'id="reason-form"' not in page.text
-            assert (await auditor.get("/audit")).status_code == 200
+            default = await auditor.get("/audit")
+            assert default.status_code == 303
+            assert default.headers["location"] == "/audit?since=7d"
+            assert (await auditor.get("/audit?since=7d")).status_code == 200
             csrf = csrf_of(page.text)
             for path in (f"/recordings/{rid}/access", f"/recordings/{rid}/export", "/holds"):
                 answer = await auditor.post(
