@@ -9,12 +9,14 @@ without one is refused (403), never served and audited afterwards.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -37,6 +39,8 @@ from recorder.officer.bundle.signing import load_signing_key
 from recorder.officer.bundle.transcript import Cue, RecordsSplitter
 from recorder.officer.httprange import ByteRange, multipart_byteranges
 from recorder.retention import holds as hold_ops
+from recorder.retention.audit_heads import load_signing_key as load_audit_key
+from recorder.retention.audit_heads import write_head
 from recorder.web.auth import Principal, require, require_post
 from recorder.web.console import Console, console_of
 from recorder.web.errors import NotFound, ReasonRequired, WebError
@@ -102,9 +106,17 @@ async def give_reason(request: Request) -> Response:
 # --- play -----------------------------------------------------------------------------------
 
 
-async def _cues(console: Console, detail: RecordingDetail) -> list[Cue]:
-    """The transcript, decrypted in memory (chat and events go to discarded buffers)."""
-    splitter = RecordsSplitter(io.BytesIO(), io.BytesIO())
+@dataclass(slots=True)
+class _Records:
+    cues: list[Cue]
+    events: list[object]
+    chat: list[object]
+
+
+async def _records(console: Console, detail: RecordingDetail) -> _Records:
+    """Transcript, events and chat, decrypted in memory (never written anywhere)."""
+    chat_out, events_out = io.BytesIO(), io.BytesIO()
+    splitter = RecordsSplitter(chat_out, events_out)
     for row in sorted(detail.records, key=lambda r: r.record_index):
 
         def feed(chunks: Iterator[bytes], expected: str | None) -> None:
@@ -117,7 +129,9 @@ async def _cues(console: Console, detail: RecordingDetail) -> list[Cue]:
 
         await with_object(console.components, row, feed)
     splitter.finish()
-    return splitter.cues
+    events = json.loads(events_out.getvalue())
+    chat = json.loads(chat_out.getvalue())
+    return _Records(splitter.cues, events, chat)
 
 
 async def timeline_json(request: Request) -> Response:
@@ -132,13 +146,15 @@ async def timeline_json(request: Request) -> Response:
         target=recording_id,
         reason=reason,
         now_ms=console.now_ms(),
-        details={"decrypted": "records (transcript) for the player"},
+        details={"decrypted": "records (transcript, events, chat) for the player"},
     )
+    problem = None
     try:
-        cues = await _cues(console, detail)
+        records = await _records(console, detail)
     except (RecorderError, ValueError) as exc:
-        logger.warning("transcript of %s unreadable: %s", recording_id, exc)
-        cues = []
+        logger.warning("records of %s unreadable: %s", recording_id, exc)
+        problem = f"the transcript and events could not be read: {exc}"
+        records = _Records([], [], [])
     urls = {
         track: (
             f"/recordings/{recording_id}/tracks/{track}/audio",
@@ -146,7 +162,8 @@ async def timeline_json(request: Request) -> Response:
         )
         for track in {s.track for s in detail.segments}
     }
-    body = timeline(detail, cues, urls)
+    body = timeline(detail, records.cues, urls, records.events, records.chat)
+    body["records_problem"] = problem
     body["media_available"] = console.media is not None
     body["waveforms_available"] = console.vendor_available
     return JSONResponse(body)
@@ -329,18 +346,38 @@ async def export(request: Request) -> Response:
 # --- holds ----------------------------------------------------------------------------------
 
 
+async def _seal(console: Console) -> None:
+    """Sign the new audit events into the store at once, as ``recorder hold`` does."""
+    c = console.components
+    key_path = c.config.retention.audit_signing_key
+    if key_path is not None:
+        key = await trio.to_thread.run_sync(load_audit_key, key_path)
+        await write_head(c.catalog, c.store, key, now_ms=console.now_ms())
+
+
 async def hold_place(request: Request) -> Response:
+    """A hold on one recording (``recording_id``), or on every recording of a meeting, webinar,
+    session or engagement, present and future (``instance_id``), like ``recorder hold place``."""
     principal, form = await require_post(request, Permission.HOLD)
     console = console_of(request)
     c = console.components
-    recording_id = _text(form.get("recording_id"), "recording_id", 200)
     matter = _text(form.get("matter"), "matter", MAX_MATTER)
     reason = _text(form.get("reason"), "reason", MAX_REASON)
+    instance = form.get("instance_id")
+    if isinstance(instance, str) and instance.strip() and not form.get("recording_id"):
+        await hold_ops.place_instance_hold(
+            c.catalog, c.store, matter=matter, reason=reason, actor=principal.actor,
+            instance_id=_text(instance, "instance_id", 200), now_ms=console.now_ms(),
+        )  # fmt: skip
+        await _seal(console)
+        return RedirectResponse("/holds", status_code=303)
+    recording_id = _text(form.get("recording_id"), "recording_id", 200)
     await _detail(console, recording_id)
     await hold_ops.place_holds(
         c.catalog, c.store, matter=matter, reason=reason, actor=principal.actor,
         recording_ids=[recording_id], now_ms=console.now_ms(),
     )  # fmt: skip
+    await _seal(console)
     back = form.get("back")
     target = f"/recordings/{recording_id}#holds" if back == "recording" else "/holds"
     return RedirectResponse(target, status_code=303)
@@ -362,4 +399,5 @@ async def hold_release(request: Request) -> Response:
         )  # fmt: skip
     except RecorderError as exc:
         raise WebError(str(exc), status=409) from exc
+    await _seal(console)
     return RedirectResponse("/holds", status_code=303)

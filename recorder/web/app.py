@@ -22,7 +22,8 @@ from recorder.web.accounts import WebAccounts
 from recorder.web.console import Console, console_of
 from recorder.web.errors import NotSignedIn, WebError
 from recorder.web.media import MediaProvider
-from recorder.web.security import SecurityHeaders
+from recorder.web.security import BodyLimit, SecurityHeaders
+from recorder.web.throttle import FailureThrottle
 
 if TYPE_CHECKING:
     from recorder.service.components import Components
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 STATIC_DIR: Final = Path(__file__).parent / "static"
+#: Failed sign-ins count for, and lock a user name (from one address) for, 15 minutes.
+LOCK_MS: Final = 15 * 60_000
 
 
 def vendor_dir() -> Path | None:
@@ -96,6 +99,7 @@ def build_app(
     secure: bool,
     media: MediaProvider | None = None,
     oidc: OidcClient | None = None,
+    max_login_failures: int = 5,
 ) -> Starlette:
     console = Console(
         components=components,
@@ -105,6 +109,9 @@ def build_app(
         now_ms=now_ms,
         media=media,
         oidc=oidc,
+        user_throttle=FailureThrottle(
+            max_failures=max_login_failures, window_ms=LOCK_MS, lock_ms=LOCK_MS
+        ),
     )
     rid = "{recording_id:str}"
     routes = [
@@ -144,5 +151,6 @@ def build_app(
         },
     )
     app.state.console = console
+    app.add_middleware(BodyLimit)
     app.add_middleware(SecurityHeaders, hsts=secure)
     return app

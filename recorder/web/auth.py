@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import quote, urlsplit
 
+import trio
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from recorder.catalog._web import WebSession
 from recorder.web.console import Console, console_of
-from recorder.web.errors import Forbidden, NotSignedIn
+from recorder.web.errors import Forbidden, NotSignedIn, WebError
 from recorder.web.passwords import verify_password
 from recorder.web.roles import Permission, Role, allows
 from recorder.web.security import COOKIE_NAME, CSRF_FIELD, CSRF_HEADER, csrf_ok, new_token
@@ -56,12 +57,15 @@ class Principal:
 
 def local_next(target: str | None) -> str:
     """Where to go after sign-in: a path on this site only (no open redirect)."""
-    if not target:
+    if not target or not target.startswith("/") or target.startswith("//"):
         return "/search"
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+    if "\\" in target or any(ord(ch) < 32 or ord(ch) == 127 for ch in target):
         return "/search"
-    if "\\" in target or any(ord(ch) < 32 for ch in target):
+    try:
+        parts = urlsplit(target)
+    except ValueError:  # e.g. "/[" is no URL at all
+        return "/search"
+    if parts.scheme or parts.netloc:
         return "/search"
     return target
 
@@ -206,13 +210,26 @@ async def login_submit(request: Request) -> Response:
     password = form.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
         raise Forbidden("user name and password are required")
+    client = request.client.host if request.client is not None else "unknown"
+    user_key = f"{username[:64].casefold()}@{client}"
+    now = console.now_ms()
+    wait_ms = max(
+        console.user_throttle.retry_after_ms(user_key, now),
+        console.client_throttle.retry_after_ms(client, now),
+    )
+    if wait_ms:
+        minutes = -(-wait_ms // 60_000)
+        raise WebError(f"too many failed sign-ins: try again in {minutes} minute(s)", status=429)
     account = await console.accounts.get(username[:64]) if username else None
     stored = account.password_hash if account is not None else None
-    good = verify_password(stored, password)
+    good = await trio.to_thread.run_sync(verify_password, stored, password)
     if not good or account is None or account.disabled:
         logger.warning("web console: failed sign-in for %r", username[:64])
+        console.user_throttle.failed(user_key, now)
+        console.client_throttle.failed(client, now)
         nxt = quote(local_next(request.query_params.get("next")), safe="")
         return RedirectResponse(f"/login?error=1&next={nxt}", status_code=303)
+    console.user_throttle.succeeded(user_key)
     return await start_session(request, console, account.username, replaces=session.session_hash)
 
 

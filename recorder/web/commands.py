@@ -10,7 +10,7 @@ from typing import TextIO
 
 import trio
 
-from recorder.errors import ConfigError
+from recorder.errors import ConfigError, RecorderError
 from recorder.officer.actor import os_actor
 from recorder.service.components import Components, now_ms
 from recorder.web.accounts import WebAccounts
@@ -85,12 +85,29 @@ async def user_command(c: Components, args: argparse.Namespace) -> int:
     return 0
 
 
-async def serve_command(c: Components, args: argparse.Namespace) -> int:
-    from recorder.web.serve import public_url, serve_web
+def _only(error: BaseException) -> BaseException:
+    """The one exception inside nested single-exception groups (else the group itself)."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
 
-    async with trio.open_nursery() as nursery:
-        port: int = await nursery.start(
-            lambda task_status: serve_web(c, c.config.web, now_ms=now_ms, task_status=task_status)
-        )
-        print(f"web console at {public_url(c.config.web, port)} (Ctrl-C stops it)", flush=True)
+
+async def serve_command(c: Components, args: argparse.Namespace) -> int:
+    from recorder.web.serve import check_settings, public_url, serve_web
+
+    settings = c.config.web
+    check_settings(settings)
+    try:
+        async with trio.open_nursery() as nursery:
+            port: int = await nursery.start(
+                lambda task_status: serve_web(c, settings, now_ms=now_ms, task_status=task_status)
+            )
+            print(f"web console at {public_url(settings, port)} (Ctrl-C stops it)", flush=True)
+    except BaseExceptionGroup as group:
+        error = _only(group)
+        if isinstance(error, RecorderError):
+            raise error from None
+        if isinstance(error, OSError):
+            raise ConfigError(f"[web] bind {settings.bind}: {error.strerror or error}") from None
+        raise
     return 0

@@ -15,6 +15,7 @@ from recorder.catalog.base import AuditEvent
 from recorder.config import WebConfig
 from recorder.web.accounts import WebAccounts
 from recorder.web.media import MediaProvider
+from recorder.web.throttle import FailureThrottle
 
 if TYPE_CHECKING:
     from recorder.service.components import Components
@@ -51,6 +52,13 @@ class Console:
     played: dict[tuple[str, str, str], AuditEvent] = field(default_factory=dict)
     #: Whether the waveform library (``recorder.frontend``) is installed and mounted.
     vendor_available: bool = False
+    #: Failed sign-ins per user name and client address, and per client address.
+    user_throttle: FailureThrottle = field(
+        default_factory=lambda: FailureThrottle(max_failures=5, window_ms=900_000, lock_ms=900_000)
+    )
+    client_throttle: FailureThrottle = field(
+        default_factory=lambda: FailureThrottle(max_failures=30, window_ms=900_000, lock_ms=900_000)
+    )
 
     def render(
         self,

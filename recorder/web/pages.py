@@ -13,9 +13,10 @@ from typing import Final
 from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from recorder.catalog.base import Product, RecordingStatus
+from recorder.catalog.search import decode_cursor
 from recorder.errors import RecorderError
 from recorder.officer.search import NOT_SEARCHABLE, hit_json, query_from
 from recorder.officer.show import RecordsView, document
@@ -30,6 +31,7 @@ from recorder.web.timeline import gap_label, seconds
 #: Most rows one page of search results or audit events shows.
 MAX_PAGE: Final = 200
 AUDIT_PAGE: Final = 200
+DEFAULT_AUDIT_SINCE: Final = "7d"
 _FLAGS: Final = ("incomplete", "has_gaps", "on_hold")
 _TEXT: Final = (
     "since", "until", "tz", "product", "id", "participant", "agent", "caller", "queue",
@@ -56,6 +58,11 @@ def _search_args(request: Request) -> argparse.Namespace:
             raise WebError(
                 f"filter status: {status[:40]!r} is not one of {', '.join(sorted(known))}"
             )
+    if text["after"] is not None:
+        try:
+            decode_cursor(text["after"])
+        except ValueError as exc:
+            raise WebError(f"filter after: {exc}") from exc
     try:
         limit = int(params.get("limit") or 50)
     except ValueError as exc:
@@ -146,7 +153,10 @@ async def recording_page(request: Request) -> Response:
     detail = await c.catalog.show(recording_id)
     if detail is None:
         raise NotFound(f"no recording {recording_id[:80]!r}")
-    tz = zone(request.query_params.get("tz") or None)
+    try:
+        tz = zone(request.query_params.get("tz") or None)
+    except RecorderError as exc:
+        raise WebError(f"tz: {exc}") from exc
     await c.catalog.append_audit(
         actor=principal.actor,
         action="web.view",
@@ -220,6 +230,9 @@ async def audit_page(request: Request) -> Response:
     console = console_of(request)
     c = console.components
     params = request.query_params
+    if not params:
+        # The log only grows: by default, the last week (oldest first, paged); clear to see all.
+        return RedirectResponse(f"/audit?since={DEFAULT_AUDIT_SINCE}", status_code=303)
     from recorder.officer.when import parse_when
 
     tz = zone(None)

@@ -87,3 +87,56 @@ class SecurityHeaders:
             await send(message)
 
         await self._app(scope, receive, send_with_headers)
+
+
+#: Largest request body the console reads (its forms are a few fields; nothing is uploaded).
+MAX_BODY_BYTES: Final = 64 * 1024
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``MAX_BODY_BYTES`` is refused with 413, whether it
+    says so in ``Content-Length`` or streams past it, before any route parses it."""
+
+    def __init__(self, app: ASGIApp, *, limit: int = MAX_BODY_BYTES) -> None:
+        self._app = app
+        self._limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and (not value.isdigit() or int(value) > self._limit):
+                await _too_large(send)
+                return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self._limit:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self._app(scope, limited, send)
+        except _BodyTooLarge:
+            await _too_large(send)
+
+
+class _BodyTooLarge(Exception):
+    """Raised inside a request whose streamed body passed the limit (answered 413 above)."""
+
+
+async def _too_large(send: Send) -> None:
+    body = b"request body too large"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

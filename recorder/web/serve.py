@@ -47,6 +47,15 @@ def public_url(settings: WebConfig, port: int) -> str:
     return f"{scheme}://{shown}:{port}"
 
 
+def check_settings(settings: WebConfig) -> None:
+    host, _ = settings.host_port
+    if settings.tls_cert is None and not is_loopback(host):
+        raise ConfigError(
+            f"[web] bind {settings.bind}: plain HTTP is only allowed on a loopback address; "
+            "set tls_cert and tls_key"
+        )
+
+
 async def serve_web(
     components: Components,
     settings: WebConfig,
@@ -55,16 +64,13 @@ async def serve_web(
     media: MediaProvider | None = None,
     port: int | None = None,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    max_login_failures: int = 5,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled; reports the bound port (``port=0`` in tests picks a free one)."""
+    check_settings(settings)
     host, configured_port = settings.host_port
     tls = settings.tls_cert is not None
-    if not tls and not is_loopback(host):
-        raise ConfigError(
-            f"[web] bind {settings.bind}: plain HTTP is only allowed on a loopback address; "
-            "set tls_cert and tls_key"
-        )
     oidc = None
     if settings.oidc_issuer is not None:
         from recorder.web.oidc import OidcClient
@@ -76,7 +82,15 @@ async def serve_web(
             )
         oidc = OidcClient(settings, secret)
     provider = media if media is not None else default_provider()
-    app = build_app(components, settings, now_ms=now_ms, secure=tls, media=provider, oidc=oidc)
+    app = build_app(
+        components,
+        settings,
+        now_ms=now_ms,
+        secure=tls,
+        media=provider,
+        oidc=oidc,
+        max_login_failures=max_login_failures,
+    )
     config = HypercornConfig()
     bound = configured_port if port is None else port
     config.bind = [f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"]

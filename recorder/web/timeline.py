@@ -35,8 +35,63 @@ def gap_label(cause: str) -> str:
     return known.get(cause, cause.replace("_", " "))
 
 
+#: Events and chat messages the player lists at most (a webinar can have thousands of joins).
+MAX_EVENTS: Final = 2_000
+
+
+def _when_ms(record: dict[str, object]) -> int | None:
+    for key in ("ts_ms", "wall_ms"):
+        value = record.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def _people(record: dict[str, object]) -> str:
+    people = record.get("participants")
+    if isinstance(people, list):
+        names = [
+            str(p.get("user_name") or p.get("user_id") or "?")
+            for p in people
+            if isinstance(p, dict)
+        ]
+        return ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+    return str(record.get("user_name") or record.get("user_id") or "")
+
+
+def describe_record(record: dict[str, object]) -> str:
+    """One line for an event record (``recorder.audio.records``): what, who, why."""
+    kind = str(record.get("type", "event"))
+    what = record.get("event") or record.get("state_name") or record.get("cause") or ""
+    who = _people(record)
+    why = record.get("reason_name") or record.get("reason") or record.get("detail") or ""
+    parts = [kind.replace("_", " "), str(what), who, str(why) if why else ""]
+    return " · ".join(p for p in parts if p and p != "None")
+
+
+def record_lines(records: list[object], zero_ms: int) -> list[dict[str, object]]:
+    """Events or chat as ``{at_s, kind, text}``, in time order, at most ``MAX_EVENTS``."""
+    lines: list[tuple[float | None, str, str]] = []
+    for record in records[:MAX_EVENTS]:
+        if not isinstance(record, dict):
+            continue
+        at = _when_ms(record)
+        kind = str(record.get("type", "event"))
+        if kind == "chat":
+            text = f"{_people(record) or 'unknown'}: {record.get('text', '')}"
+        else:
+            text = describe_record(record)
+        lines.append((None if at is None else seconds(at - zero_ms), kind, text))
+    lines.sort(key=lambda line: (line[0] is None, line[0] or 0.0))
+    return [{"at_s": at_s, "kind": kind, "text": text} for at_s, kind, text in lines]
+
+
 def timeline(
-    detail: RecordingDetail, cues: list[Cue], urls: dict[str, tuple[str, str]]
+    detail: RecordingDetail,
+    cues: list[Cue],
+    urls: dict[str, tuple[str, str]],
+    events: list[object] | None = None,
+    chat: list[object] | None = None,
 ) -> dict[str, object]:
     """``urls``: track -> (audio URL, peaks URL)."""
     r = detail.recording
@@ -91,4 +146,6 @@ def timeline(
             }
             for i, cue in enumerate(cues)
         ],
+        "events": record_lines(events or [], zero),
+        "chat": record_lines(chat or [], zero),
     }

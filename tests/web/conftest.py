@@ -39,6 +39,9 @@ PASSWORDS = {
     "audrey": "audrey-auditor-pass-1",
 }
 ROLES = {"alice": Role.OFFICER, "sam": Role.SUPERVISOR, "audrey": Role.AUDITOR}
+#: The console under test locks a name after this many failed sign-ins (5 in production; each
+#: try costs an argon2 verify).
+LOGIN_FAILURES = 2
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
 
 
@@ -197,6 +200,7 @@ async def console(
                     replace(config.web, bind="127.0.0.1:0"),
                     now_ms=clock,
                     media=media,
+                    max_login_failures=LOGIN_FAILURES,
                     task_status=task_status,
                 )
             )

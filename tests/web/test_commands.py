@@ -124,3 +124,12 @@ def test_web_section_defaults_and_values(tmp_path: Path) -> None:
     assert config.web.public_url == "https://x.example"
     assert config.secrets.web_oidc_client_secret is not None
     assert "s3cret" not in repr(config)
+
+
+def test_web_refuses_plain_http_off_loopback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = str(config_file(tmp_path, '[web]\nbind = "0.0.0.0:8090"\n'))
+    code, out = run(["web", "--config", cfg], capsys, monkeypatch)
+    assert code == 3
+    assert "plain HTTP is only allowed on a loopback address" in out

@@ -17,7 +17,7 @@ from recorder.officer.bundle.signing import load_public_key, load_signing_key, p
 from recorder.officer.bundle.verify import verify_bundle
 from recorder.web.actions import EXPORT_PREFIX
 from recorder.web.security import COOKIE_NAME
-from tests.web.conftest import PASSWORDS, Console, csrf_of
+from tests.web.conftest import LOGIN_FAILURES, PASSWORDS, Console, csrf_of
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -130,6 +130,26 @@ async def test_sessions_expire_and_disabled_accounts_are_out(console: Console) -
                 },
             )
             assert answer.headers["location"].startswith("/login?error=1")
+        # Guessing: LOGIN_FAILURES wrong passwords lock this name from this address for 15
+        # minutes, even for the right password.
+        async with console.client() as guesser:
+            form = await guesser.get("/login")
+            csrf = csrf_of(form.text)
+            for _ in range(LOGIN_FAILURES):
+                answer = await guesser.post(
+                    "/login", data={"username": "alice", "password": "guess-guess!", "csrf": csrf}
+                )
+                assert answer.headers["location"].startswith("/login?error=1")
+            right = {"username": "alice", "password": PASSWORDS["alice"], "csrf": csrf}
+            answer = await guesser.post("/login", data=right)
+            assert answer.status_code == 429
+            assert "too many failed sign-ins" in answer.text
+            console.clock.offset_ms = 15 * 60_000 + 1
+            form = await guesser.get("/login")
+            answer = await guesser.post("/login", data={**right, "csrf": csrf_of(form.text)})
+            assert answer.status_code == 303, "unlocked after 15 minutes"
+            assert answer.headers["location"] == "/search"
+            console.clock.offset_ms = 0
 
 
 async def test_roles_are_enforced_on_every_route(console: Console) -> None:
@@ -143,7 +163,10 @@ async def test_roles_are_enforced_on_every_route(console: Console) -> None:
             assert 'id="play-not-allowed"' in page.text
             assert 'id="export-form"' not in page.text
             assert 'id="reason-form"' not in page.text
-            assert (await auditor.get("/audit")).status_code == 200
+            default = await auditor.get("/audit")
+            assert default.status_code == 303
+            assert default.headers["location"] == "/audit?since=7d"
+            assert (await auditor.get("/audit?since=7d")).status_code == 200
             csrf = csrf_of(page.text)
             for path in (f"/recordings/{rid}/access", f"/recordings/{rid}/export", "/holds"):
                 answer = await auditor.post(
@@ -281,6 +304,13 @@ async def test_the_reason_gate_and_play_audit(console: Console) -> None:
         "Certainly --> one moment",
         "Thank you",
     ]
+    # Call events from the records, on the same clock; no chat in this call.
+    answered = [e for e in timeline["events"] if "CONSUMER_ANSWERED" in e["text"]]
+    assert len(answered) == 1
+    assert answered[0]["kind"] == "contact_center"
+    assert 0.2 < answered[0]["at_s"] < 1.0
+    assert timeline["chat"] == []
+    assert timeline["records_problem"] is None
     starts = [cue["start_s"] for cue in timeline["transcript"]]
     assert starts == sorted(starts)
     assert 0.3 < starts[0] < 1.5
@@ -303,6 +333,7 @@ async def test_search_recording_page_and_verify(console: Console) -> None:
                 ({"limit": "0"}, "limit"),
                 ({"since": "not a date"}, "not a date"),
                 ({"bogus": "1"}, "bogus"),
+                ({"after": "not-a-cursor"}, "not a search cursor"),
                 ({"text": "buy"}, "transcript text is not searchable"),
             ):
                 answer = await alice.get("/search", params=params)
@@ -339,6 +370,7 @@ async def test_holds_place_and_release(console: Console) -> None:
             csrf = await page_csrf(sam, "/holds")
             for data, named in (
                 ({"recording_id": rid, "reason": "r"}, "matter is required"),
+                ({"matter": "m", "reason": "r"}, "recording_id is required"),
                 ({"recording_id": rid, "matter": "m", "reason": " "}, "reason is required"),
                 ({"recording_id": "nope", "matter": "m", "reason": "r"}, "no recording"),
             ):
@@ -377,6 +409,27 @@ async def test_holds_place_and_release(console: Console) -> None:
             actions = re.findall(r'data-action="([^"]+)" data-actor="web:sam"', audit_page.text)
             assert "hold.place" in actions
             assert "hold.release" in actions
+            # Every recording of an instance, present and future.
+            detail = await console.c.catalog.show(rid)
+            assert detail is not None
+            instance = detail.recording.instance_id
+            answer = await sam.post(
+                "/holds",
+                data={"instance_id": instance, "matter": "M2", "reason": "r2", "csrf": csrf},
+            )
+            assert answer.status_code == 303
+            assert await console.c.catalog.is_on_hold(rid)
+            assert await console.c.catalog.is_instance_on_hold(instance)
+    # Each hold change was signed into the store at once (as `recorder hold` does).
+    from recorder.retention.audit_heads import load_public_key, public_path, verify_audit
+
+    key_path = console.c.config.retention.audit_signing_key
+    assert key_path is not None
+    verdict = await verify_audit(
+        console.c.catalog, console.c.store, load_public_key(public_path(key_path))
+    )
+    assert verdict.ok, verdict.problem
+    assert verdict.heads_checked >= 3
     got = await audit(console, target=rid)
     assert ("web:sam", "hold.place", rid, "subpoena") in got
     assert ("web:sam", "hold.release", rid, "case closed") in got
@@ -467,3 +520,18 @@ async def test_headers_and_no_secret_on_any_page(
     logs = caplog.text
     for secret in [*secrets, *hashes, session]:
         assert secret not in logs
+
+
+async def test_under_tls_cookies_are_secure_and_hsts_is_sent(console: Console) -> None:
+    from recorder.web.app import build_app
+
+    app = build_app(console.c, console.c.config.web, now_ms=console.clock, secure=True)
+    transport = httpx.ASGITransport(app=app)
+    with trio.fail_after(20):
+        async with httpx.AsyncClient(transport=transport, base_url="https://console.test") as tls:
+            answer = await tls.get("/login")
+    cookie = answer.headers["set-cookie"].lower()
+    assert "; secure" in cookie
+    assert "httponly" in cookie
+    assert "samesite=strict" in cookie
+    assert answer.headers["strict-transport-security"] == "max-age=31536000"

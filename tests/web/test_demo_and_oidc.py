@@ -204,7 +204,7 @@ async def test_oidc_sign_in(recorded_state: RecordedState, tmp_path: Path) -> No
                     )
                     assert answer.status_code == 303, answer.text
                     assert answer.headers["location"] == "/audit"
-                    page = await client.get("/audit")
+                    page = await client.get("/audit", follow_redirects=True)
                     assert page.status_code == 200
                     assert 'data-user="carol" data-role="auditor"' in page.text
                     assert CLIENT_SECRET not in page.text

@@ -146,10 +146,40 @@ async function makeLanes(timeline) {
   });
 }
 
+function renderLines(id, lines) {
+  const list = document.getElementById(id);
+  list.replaceChildren();
+  for (const line of lines) {
+    const li = document.createElement("li");
+    li.className = line.kind;
+    if (line.at_s !== null) {
+      li.dataset.atS = String(line.at_s);
+      const at = document.createElement("button");
+      at.type = "button";
+      at.className = "at";
+      at.textContent = `${line.at_s.toFixed(1)} s`;
+      at.addEventListener("click", () => seek(line.at_s));
+      li.append(at, " ");
+    }
+    li.append(document.createTextNode(line.text));
+    list.append(li);
+  }
+  if (lines.length === 0) list.append(Object.assign(document.createElement("li"), { textContent: "none" }));
+}
+
 async function main() {
   const timeline = await getJson(player.dataset.timelineUrl);
   cues = timeline.transcript;
   renderTranscript();
+  renderLines("record-events", timeline.events);
+  renderLines("chat", timeline.chat);
+  if (timeline.records_problem) {
+    const p = document.createElement("p");
+    p.className = "error";
+    p.id = "records-problem";
+    p.textContent = timeline.records_problem;
+    player.append(p);
+  }
   showTime(0);
   player.dataset.loaded = "true";
   if (timeline.media_available) await makeLanes(timeline);
