@@ -26,6 +26,7 @@ from recorder.officer.bundle.export import export_bundle, manifest_json
 from recorder.officer.bundle.plan import plan_track
 from recorder.officer.bundle.signing import generate_signing_key, load_signing_key
 from recorder.officer.httprange import parse_range
+from recorder.officer.listening_media import open_listening_media
 from recorder.officer.media import (
     ConsoleMedia,
     MediaError,
@@ -90,6 +91,7 @@ async def test_track_media_is_the_bundle_wav_read_at_random(tmp_path: Path) -> N
                     await media.aclose()
             assert loudest > 1000  # speech on at least one leg
             await check_console_media(c, rid, files)
+            await check_listening(c, detail, entry, out)
             await check_refusals(c, detail)
             await check_damage(c, config.storage.local_store_path, detail)
 
@@ -205,6 +207,39 @@ async def check_console_media(c: Components, rid: str, files: dict[str, Any]) ->
     assert len(console.peaks_cache) == 0
     with pytest.raises(LocalProtocolError, match="closed"):
         await opened[0].read(0, 1)
+
+
+async def check_listening(
+    c: Components, detail: RecordingDetail, entry: dict[str, Any], out: Path
+) -> None:
+    """The listening mix, made by range from the tracks, is the bundle's listening.wav."""
+    wav = (out / entry["listening"]["file"]).read_bytes()
+    roles = {t["track"]: t["role"] for t in entry["listening"]["tracks"] if t["role"]}
+    assert set(roles.values()) == {"callee", "caller"}  # stereo: agent left, caller right
+    audit = await _audit(c, detail.recording.recording_id)
+    objects = StoreObjects(c.store, c.keyring)
+    mix = await open_listening_media(objects, c.keyring, detail, audit, roles)
+    assert mix is not None
+    try:
+        assert (mix.channels, mix.length) == (2, len(wav))
+        assert await mix.read(0, mix.length) == wav
+        for start, stop in ((0, 3), (45, 46), (1001, 9003), (len(wav) - 7, len(wav))):
+            assert await mix.read(start, stop) == wav[start:stop], (start, stop)
+        got = b"".join([b async for b in mix.iter_range(50, len(wav), block=4099)])
+        assert got == wav[50:]
+    finally:
+        await mix.aclose()
+    # Without roles both legs go on both sides (summed, as the bundle would): same length.
+    both = await open_listening_media(objects, c.keyring, detail, audit, {})
+    assert both is not None
+    try:
+        assert both.length == len(wav)
+        assert both.layout.note.startswith("stereo")
+        assert "no role known" in both.layout.note
+        mixed = np.frombuffer(await both.read(44, both.length), "<i2").reshape(-1, 2)
+        assert np.array_equal(mixed[:, 0], mixed[:, 1])
+    finally:
+        await both.aclose()
 
 
 async def check_refusals(c: Components, detail: RecordingDetail) -> None:
