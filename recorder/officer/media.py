@@ -108,10 +108,14 @@ class StoreObjects:
         )
         try:
             hasher = hashlib.sha256()
+
+            def take(chunk: bytes) -> None:  # hashing and a spill to disk: off the event loop
+                hasher.update(chunk)
+                spool.write(chunk)
+
             async with self._store.open(segment.object_key, version_id=segment.version_id) as it:
                 async for chunk in it:
-                    hasher.update(chunk)
-                    spool.write(chunk)
+                    await trio.to_thread.run_sync(take, chunk)
             if segment.stored_sha256 is not None and not hmac.compare_digest(
                 hasher.hexdigest(), segment.stored_sha256.lower()
             ):
