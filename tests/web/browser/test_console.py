@@ -39,6 +39,8 @@ ACTOR = f"web:{USER}"
 PASSWORD = "correct horse battery staple 42"
 REASON = "FINRA 4511 sample review"
 MATTER = "Matter 2026-17"
+#: What the review does, as the audit log names it (web.access: the reason gate).
+ACTIONS = ("web.access", "play", "export", "verify", "hold.place", "hold.release")
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ async def test_an_officer_reviews_a_recording_in_the_browser(
             # The catalog agrees with the audit page: every action under the signed-in user.
             trail = await c.catalog.audit_trail(row.recording_id)
             mine = {a.action for a in trail if a.actor == ACTOR}
-            assert {"play", "export", "verify", "hold.place", "hold.release"} <= mine, mine
+            assert set(ACTIONS) <= mine, mine
             assert all(a.reason for a in trail if a.actor == ACTOR)
 
 
@@ -287,7 +289,17 @@ def review(
             rows = page.locator(f"table#audit tr.audit-row[data-actor='{ACTOR}']")
             expect(rows.first).to_be_visible()
             actions = set(rows.evaluate_all("rs => rs.map(r => r.dataset.action)"))
-            assert {"play", "export", "verify", "hold.place", "hold.release"} <= actions, actions
+            assert set(ACTIONS) <= actions, actions
+            # Each with the reason the user gave for it.
+            reasons = dict(
+                rows.evaluate_all(
+                    "rs => rs.map(r => [r.dataset.action, r.querySelector('td:last-child')"
+                    ".textContent.trim()])"
+                )
+            )
+            assert reasons["play"] == REASON
+            assert reasons["hold.place"] == "litigation notice"
+            assert reasons["hold.release"] == "matter closed"
             page.screenshot(path=shots / "05-audit.png", full_page=True)
             assert problems == [], problems
         finally:
