@@ -307,7 +307,7 @@ def _demo_then_web(state_dir: Path, *, web: bool) -> int:
         return code
     try:
         trio.run(web_demo.serve_demo_console, state_dir)
-    except KeyboardInterrupt:
+    except* KeyboardInterrupt:  # Ctrl-C, alone or inside the console's nursery's group
         print("web console stopped")
     return code
 

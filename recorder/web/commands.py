@@ -21,7 +21,12 @@ def add_parsers(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
     config_arg: Callable[[argparse.ArgumentParser], None],
 ) -> None:
-    p = sub.add_parser("web", help="the officers' web console (serve it, manage its accounts)")
+    p = sub.add_parser(
+        "web",
+        help="the officers' web console (serve it, manage its accounts)",
+        description="Without a subcommand: serve the console at [web] bind until stopped "
+        "(docs/web.md). `recorder web user ...` manages its accounts.",
+    )
     config_arg(p)
     wsub = p.add_subparsers(dest="web_command")
     q = wsub.add_parser("user", help="local accounts of the console (argon2 password hashes)")
@@ -105,6 +110,8 @@ async def serve_command(c: Components, args: argparse.Namespace) -> int:
             print(f"web console at {public_url(settings, port)} (Ctrl-C stops it)", flush=True)
     except BaseExceptionGroup as group:
         error = _only(group)
+        if isinstance(error, KeyboardInterrupt):
+            raise KeyboardInterrupt from None  # Ctrl-C: `recorder` exits 130, no traceback
         if isinstance(error, RecorderError):
             raise error from None
         if isinstance(error, OSError):
