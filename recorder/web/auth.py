@@ -139,19 +139,17 @@ def login_redirect(request: Request) -> RedirectResponse:
     return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
 
 
-async def start_session(
-    request: Request, console: Console, username: str, *, replaces: str | None
-) -> Response:
-    """A new signed-in session for ``username`` (replacing the pre-login one); audited."""
+async def new_session(console: Console, username: str, *, replaces: str | None) -> str:
+    """A new signed-in session for ``username`` (replacing the pre-login one); audited.
+    Returns the cookie value (only its hash is stored)."""
     session_id = new_token()
     now = console.now_ms()
-    minutes = console.settings.session_minutes
     await console.accounts.create_session(
         session_hash=hash_of(session_id),
         username=username,
         csrf_token=new_token(),
         now_ms=now,
-        expires_ms=now + minutes * 60_000,
+        expires_ms=now + console.settings.session_minutes * 60_000,
         replaces=replaces,
     )
     await console.components.catalog.append_audit(
@@ -161,8 +159,15 @@ async def start_session(
         reason="signed in to the web console",
         now_ms=now,
     )
+    return session_id
+
+
+async def start_session(
+    request: Request, console: Console, username: str, *, replaces: str | None
+) -> Response:
+    session_id = await new_session(console, username, replaces=replaces)
     response = RedirectResponse(local_next(request.query_params.get("next")), status_code=303)
-    set_cookie(response, console, session_id, minutes * 60)
+    set_cookie(response, console, session_id, console.settings.session_minutes * 60)
     return response
 
 
