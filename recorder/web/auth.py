@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 #: A login form (pre-login session) is good for this long.
 LOGIN_FORM_MS: Final = 15 * 60 * 1000
+#: The login form's pre-login session (its CSRF token), apart from the signed-in cookie.
+LOGIN_COOKIE: Final = "rtmsrec_login"
 #: Form bodies larger than this are refused before parsing.
 MAX_FORM_FIELDS: Final = 64
 
@@ -70,8 +72,8 @@ def local_next(target: str | None) -> str:
     return target
 
 
-async def _session(request: Request) -> WebSession | None:
-    cookie = request.cookies.get(COOKIE_NAME)
+async def _session(request: Request, name: str = COOKIE_NAME) -> WebSession | None:
+    cookie = request.cookies.get(name)
     if not cookie or len(cookie) > 128:
         return None
     console = console_of(request)
@@ -122,12 +124,20 @@ async def require_post(request: Request, permission: Permission) -> tuple[Princi
     return principal, form
 
 
-def set_cookie(response: Response, console: Console, value: str, max_age_s: int) -> None:
+def set_cookie(
+    response: Response,
+    console: Console,
+    value: str,
+    max_age_s: int,
+    *,
+    name: str = COOKIE_NAME,
+    path: str = "/",
+) -> None:
     response.set_cookie(
-        COOKIE_NAME,
+        name,
         value,
         max_age=max_age_s,
-        path="/",
+        path=path,
         secure=console.secure,
         httponly=True,
         samesite="strict",
@@ -178,7 +188,9 @@ async def login_form(request: Request) -> Response:
     console = console_of(request)
     if await current(request) is not None:
         return RedirectResponse(local_next(request.query_params.get("next")), status_code=303)
-    session = await _session(request)
+    # The login form's own cookie: a signed-in session cookie the browser did not send (a
+    # cross-site link, SameSite=Strict) is never overwritten by showing the form.
+    session = await _session(request, LOGIN_COOKIE)
     response_cookie = None
     if session is None or session.username is not None:
         session_id = new_token()
@@ -200,13 +212,16 @@ async def login_form(request: Request) -> Response:
         error=request.query_params.get("error") == "1",
     )
     if response_cookie is not None:
-        set_cookie(response, console, response_cookie, LOGIN_FORM_MS // 1000)
+        set_cookie(
+            response, console, response_cookie, LOGIN_FORM_MS // 1000,
+            name=LOGIN_COOKIE, path="/login",
+        )  # fmt: skip
     return response
 
 
 async def login_submit(request: Request) -> Response:
     console = console_of(request)
-    session = await _session(request)
+    session = await _session(request, LOGIN_COOKIE)
     form = await read_form(request)
     if session is None or session.username is not None:
         raise Forbidden("the login form expired: reload it and sign in again")
@@ -235,7 +250,13 @@ async def login_submit(request: Request) -> Response:
         nxt = quote(local_next(request.query_params.get("next")), safe="")
         return RedirectResponse(f"/login?error=1&next={nxt}", status_code=303)
     console.user_throttle.succeeded(user_key)
-    return await start_session(request, console, account.username, replaces=session.session_hash)
+    response = await start_session(
+        request, console, account.username, replaces=session.session_hash
+    )
+    response.delete_cookie(
+        LOGIN_COOKIE, path="/login", secure=console.secure, httponly=True, samesite="strict"
+    )
+    return response
 
 
 async def logout(request: Request) -> Response:
