@@ -331,7 +331,25 @@ async def test_search_recording_page_and_verify(console: Console) -> None:
             rows = re.findall(r'<tr class="result" data-recording-id="([^"]+)"', page.text)
             assert rows == [rid]
             assert 'class="duration">0:00:0' in page.text
-            empty = await alice.get("/search", params={"product": "meeting"})
+            # Paging: a second (older, metadata-only) recording; one per page, keyset cursor.
+            from recorder.catalog.base import Product, RecordingStart, StreamEvent, StreamState
+
+            started = console.clock() - 86_400_000
+            event = StreamEvent(
+                "s-older", Product.MEETING, "m-older", StreamState.STARTED, started, ("wss://a",)
+            )
+            await console.c.catalog.upsert_stream(event, now_ms=started)
+            older = await console.c.catalog.upsert_recording(
+                RecordingStart("s-older", Product.MEETING, "m-older", started), now_ms=started
+            )
+            first = await alice.get("/search", params={"limit": "1"})
+            assert re.findall(r'data-recording-id="([^"]+)"', first.text) == [rid]
+            link = re.search(r'<a id="next-page" href="([^"]+)"', first.text)
+            assert link is not None
+            second = await alice.get(link[1].replace("&amp;", "&"))
+            assert re.findall(r'data-recording-id="([^"]+)"', second.text) == [older.recording_id]
+            assert 'id="next-page"' not in second.text
+            empty = await alice.get("/search", params={"product": "webinar"})
             assert re.findall(r'class="result"', empty.text) == []
             for params, named in (
                 ({"product": "fax"}, "product"),
