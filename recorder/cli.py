@@ -244,8 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--all-quarantined", action="store_true", help="every quarantined job")
     q.add_argument("--reason", default="operator retry", help="why (written to the audit log)")
 
-    # --- web console (recorder/web/commands.py) ---
-    from recorder.web.commands import add_parsers as web_parsers
+    # --- web console (recorder/web/cli_args.py, recorder/web/commands.py) ---
+    from recorder.web.cli_args import add_parsers as web_parsers
 
     web_parsers(sub, _config_arg)
 
@@ -307,7 +307,7 @@ def _demo_then_web(state_dir: Path, *, web: bool) -> int:
         return code
     try:
         trio.run(web_demo.serve_demo_console, state_dir)
-    except KeyboardInterrupt:
+    except* KeyboardInterrupt:  # Ctrl-C, alone or inside the console's nursery's group
         print("web console stopped")
     return code
 

@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 #: A login form (pre-login session) is good for this long.
 LOGIN_FORM_MS: Final = 15 * 60 * 1000
+#: The login form's pre-login session (its CSRF token), apart from the signed-in cookie.
+LOGIN_COOKIE: Final = "rtmsrec_login"
 #: Form bodies larger than this are refused before parsing.
 MAX_FORM_FIELDS: Final = 64
 
@@ -70,8 +72,8 @@ def local_next(target: str | None) -> str:
     return target
 
 
-async def _session(request: Request) -> WebSession | None:
-    cookie = request.cookies.get(COOKIE_NAME)
+async def _session(request: Request, name: str = COOKIE_NAME) -> WebSession | None:
+    cookie = request.cookies.get(name)
     if not cookie or len(cookie) > 128:
         return None
     console = console_of(request)
@@ -122,12 +124,20 @@ async def require_post(request: Request, permission: Permission) -> tuple[Princi
     return principal, form
 
 
-def set_cookie(response: Response, console: Console, value: str, max_age_s: int) -> None:
+def set_cookie(
+    response: Response,
+    console: Console,
+    value: str,
+    max_age_s: int,
+    *,
+    name: str = COOKIE_NAME,
+    path: str = "/",
+) -> None:
     response.set_cookie(
-        COOKIE_NAME,
+        name,
         value,
         max_age=max_age_s,
-        path="/",
+        path=path,
         secure=console.secure,
         httponly=True,
         samesite="strict",
@@ -139,19 +149,17 @@ def login_redirect(request: Request) -> RedirectResponse:
     return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
 
 
-async def start_session(
-    request: Request, console: Console, username: str, *, replaces: str | None
-) -> Response:
-    """A new signed-in session for ``username`` (replacing the pre-login one); audited."""
+async def new_session(console: Console, username: str, *, replaces: str | None) -> str:
+    """A new signed-in session for ``username`` (replacing the pre-login one); audited.
+    Returns the cookie value (only its hash is stored)."""
     session_id = new_token()
     now = console.now_ms()
-    minutes = console.settings.session_minutes
     await console.accounts.create_session(
         session_hash=hash_of(session_id),
         username=username,
         csrf_token=new_token(),
         now_ms=now,
-        expires_ms=now + minutes * 60_000,
+        expires_ms=now + console.settings.session_minutes * 60_000,
         replaces=replaces,
     )
     await console.components.catalog.append_audit(
@@ -161,8 +169,15 @@ async def start_session(
         reason="signed in to the web console",
         now_ms=now,
     )
+    return session_id
+
+
+async def start_session(
+    request: Request, console: Console, username: str, *, replaces: str | None
+) -> Response:
+    session_id = await new_session(console, username, replaces=replaces)
     response = RedirectResponse(local_next(request.query_params.get("next")), status_code=303)
-    set_cookie(response, console, session_id, minutes * 60)
+    set_cookie(response, console, session_id, console.settings.session_minutes * 60)
     return response
 
 
@@ -173,7 +188,9 @@ async def login_form(request: Request) -> Response:
     console = console_of(request)
     if await current(request) is not None:
         return RedirectResponse(local_next(request.query_params.get("next")), status_code=303)
-    session = await _session(request)
+    # The login form's own cookie: a signed-in session cookie the browser did not send (a
+    # cross-site link, SameSite=Strict) is never overwritten by showing the form.
+    session = await _session(request, LOGIN_COOKIE)
     response_cookie = None
     if session is None or session.username is not None:
         session_id = new_token()
@@ -195,13 +212,16 @@ async def login_form(request: Request) -> Response:
         error=request.query_params.get("error") == "1",
     )
     if response_cookie is not None:
-        set_cookie(response, console, response_cookie, LOGIN_FORM_MS // 1000)
+        set_cookie(
+            response, console, response_cookie, LOGIN_FORM_MS // 1000,
+            name=LOGIN_COOKIE, path="/login",
+        )  # fmt: skip
     return response
 
 
 async def login_submit(request: Request) -> Response:
     console = console_of(request)
-    session = await _session(request)
+    session = await _session(request, LOGIN_COOKIE)
     form = await read_form(request)
     if session is None or session.username is not None:
         raise Forbidden("the login form expired: reload it and sign in again")
@@ -230,7 +250,13 @@ async def login_submit(request: Request) -> Response:
         nxt = quote(local_next(request.query_params.get("next")), safe="")
         return RedirectResponse(f"/login?error=1&next={nxt}", status_code=303)
     console.user_throttle.succeeded(user_key)
-    return await start_session(request, console, account.username, replaces=session.session_hash)
+    response = await start_session(
+        request, console, account.username, replaces=session.session_hash
+    )
+    response.delete_cookie(
+        LOGIN_COOKIE, path="/login", secure=console.secure, httponly=True, samesite="strict"
+    )
+    return response
 
 
 async def logout(request: Request) -> Response:

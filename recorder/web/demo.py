@@ -8,6 +8,7 @@ Without ``--web`` the demo only says how; it still ends by itself (``ops/dev dem
 from __future__ import annotations
 
 import secrets
+import socket
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +21,15 @@ from recorder.service.demo import demo_config
 from recorder.web.accounts import WebAccounts
 from recorder.web.roles import Role
 from recorder.web.serve import public_url, serve_web
+
+
+def _free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def hint(print_fn: Callable[[str], None] = print) -> None:
@@ -50,6 +60,8 @@ async def serve_demo_console(
             reason="recorder demo --web: a one-time login for this demo",
             now_ms=now_ms(),
         )
+        if port is None and not _free(*config.web.host_port):
+            port = 0  # another console (or anything) has the usual port: take a free one
         settings = replace(config.web, bind="127.0.0.1:0" if port == 0 else config.web.bind)
         async with trio.open_nursery() as nursery:
             bound: int = await nursery.start(

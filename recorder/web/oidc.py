@@ -19,7 +19,7 @@ import hmac
 import logging
 import warnings
 from typing import Any, Final
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 from joserfc import jwt
@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from recorder.catalog._web import WebSession
 from recorder.catalog.base import JsonValue
 from recorder.config import Secret, WebConfig
 from recorder.errors import ConfigError
@@ -53,6 +54,9 @@ ALGORITHMS: Final = ["RS256", "ES256", "PS256", "EdDSA"]
 #: How long the identity provider may take to send the officer back.
 PENDING_MS: Final = 10 * 60 * 1000
 HTTP_TIMEOUT_S: Final = 10.0
+CALLBACK_PATH: Final = "/login/oidc/callback"
+#: The pending sign-in's cookie (state, nonce and PKCE verifier stay server-side).
+PENDING_COOKIE: Final = "rtmsrec_oidc"
 
 
 def _issuer_allowed(issuer: str) -> bool:
@@ -156,15 +160,15 @@ class OidcClient:
 def _redirect_uri(request: Request) -> str:
     console = console_of(request)
     base = console.settings.public_url or str(request.base_url).rstrip("/")
-    return f"{base}/login/oidc/callback"
+    return f"{base}{CALLBACK_PATH}"
 
 
 async def start(request: Request) -> Response:
-    from recorder.web.auth import local_next, set_cookie
+    from recorder.web.auth import local_next
 
     console = console_of(request)
     assert console.oidc is not None
-    session_id, state, nonce, verifier = new_token(), new_token(), new_token(), new_token()
+    pending_id, state, nonce, verifier = new_token(), new_token(), new_token(), new_token()
     now = console.now_ms()
     pending: dict[str, JsonValue] = {
         "state": state,
@@ -173,7 +177,7 @@ async def start(request: Request) -> Response:
         "next": local_next(request.query_params.get("next")),
     }
     await console.accounts.create_session(
-        session_hash=session_hash(session_id),
+        session_hash=session_hash(pending_id),
         username=None,
         csrf_token=new_token(),
         now_ms=now,
@@ -184,16 +188,34 @@ async def start(request: Request) -> Response:
         _redirect_uri(request), state=state, nonce=nonce, verifier=verifier
     )
     response = RedirectResponse(url, status_code=303)
-    set_cookie(response, console, session_id, PENDING_MS // 1000)
+    # SameSite=Lax, not Strict: the identity provider's redirect back is a cross-site
+    # navigation, which a Strict cookie would not come with. It is only good for the callback.
+    response.set_cookie(
+        PENDING_COOKIE,
+        pending_id,
+        max_age=PENDING_MS // 1000,
+        path=CALLBACK_PATH,
+        secure=console.secure,
+        httponly=True,
+        samesite="lax",
+    )
     return response
 
 
+async def _pending(request: Request) -> WebSession | None:
+    cookie = request.cookies.get(PENDING_COOKIE)
+    if not cookie or len(cookie) > 128:
+        return None
+    console = console_of(request)
+    return await console.accounts.session(session_hash(cookie), console.now_ms())
+
+
 async def callback(request: Request) -> Response:
-    from recorder.web.auth import _session, start_session
+    from recorder.web.auth import new_session, set_cookie
 
     console = console_of(request)
     assert console.oidc is not None
-    session = await _session(request)
+    session = await _pending(request)
     pending = session.pending if session is not None else None
     if session is None or session.username is not None or not pending:
         raise Forbidden("no sign-in in progress in this browser: start again")
@@ -220,13 +242,21 @@ async def callback(request: Request) -> Response:
             "your identity is not an account of this console: ask an administrator to add it "
             "(recorder web user add NAME --role ROLE --oidc-subject SUBJECT)"
         )
-    response = await start_session(request, console, account.username, replaces=None)
-    response.headers["location"] = quote(str(pending.get("next") or "/search"), safe="/?=&")
+    session_id = await new_session(console, account.username, replaces=None)
+    target = str(pending.get("next") or "/search")
+    # A page of ours that moves on (meta refresh, no script): the next request is a same-site
+    # navigation, so the Strict session cookie comes with it; a redirect from here would still
+    # count as the identity provider's cross-site navigation and arrive without it.
+    response = console.render(request, None, "signed_in.html", target=target)
+    set_cookie(response, console, session_id, console.settings.session_minutes * 60)
+    response.delete_cookie(
+        PENDING_COOKIE, path=CALLBACK_PATH, secure=console.secure, httponly=True, samesite="lax"
+    )
     return response
 
 
 def routes() -> list[Route]:
     return [
         Route("/login/oidc", start, methods=["GET"]),
-        Route("/login/oidc/callback", callback, methods=["GET"]),
+        Route(CALLBACK_PATH, callback, methods=["GET"]),
     ]

@@ -16,6 +16,7 @@ import trio
 from recorder.officer.bundle.signing import load_public_key, load_signing_key, public_bytes
 from recorder.officer.bundle.verify import verify_bundle
 from recorder.web.actions import EXPORT_PREFIX
+from recorder.web.auth import LOGIN_COOKIE
 from recorder.web.security import COOKIE_NAME
 from tests.web.conftest import LOGIN_FAILURES, PASSWORDS, Console, csrf_of
 
@@ -63,10 +64,14 @@ async def test_sign_in_sets_a_strict_cookie_and_a_new_session(console: Console) 
     with trio.fail_after(30):
         async with console.client() as client:
             form = await client.get("/login")
-            pre_login = client.cookies[COOKIE_NAME]
+            pre_login = client.cookies[LOGIN_COOKIE]
             cookie_header = form.headers["set-cookie"]
-            for flag in ("HttpOnly", "SameSite=strict", "Path=/"):
+            for flag in ("HttpOnly", "SameSite=strict", "Path=/login"):
                 assert flag.lower() in cookie_header.lower()
+            # The form never sets the session cookie itself: a signed-in browser that did not
+            # send it (a cross-site link under SameSite=Strict) keeps its session.
+            assert cookie_header.startswith(f"{LOGIN_COOKIE}=")
+            assert len(form.headers.get_list("set-cookie")) == 1
             # Missing and wrong CSRF: refused before the password is even looked at.
             for token in (None, "wrong"):
                 data = {"username": "alice", "password": PASSWORDS["alice"]}
@@ -88,6 +93,7 @@ async def test_sign_in_sets_a_strict_cookie_and_a_new_session(console: Console) 
             assert (await client.get("/search")).status_code == 303
             await console.login("alice", client)
             assert client.cookies[COOKIE_NAME] != pre_login, "sign-in must issue a new id"
+            assert LOGIN_COOKIE not in client.cookies, "the login form's cookie is dropped"
             page = await client.get("/search")
             assert page.status_code == 200
             assert 'data-user="alice"' in page.text
@@ -325,7 +331,25 @@ async def test_search_recording_page_and_verify(console: Console) -> None:
             rows = re.findall(r'<tr class="result" data-recording-id="([^"]+)"', page.text)
             assert rows == [rid]
             assert 'class="duration">0:00:0' in page.text
-            empty = await alice.get("/search", params={"product": "meeting"})
+            # Paging: a second (older, metadata-only) recording; one per page, keyset cursor.
+            from recorder.catalog.base import Product, RecordingStart, StreamEvent, StreamState
+
+            started = console.clock() - 86_400_000
+            event = StreamEvent(
+                "s-older", Product.MEETING, "m-older", StreamState.STARTED, started, ("wss://a",)
+            )
+            await console.c.catalog.upsert_stream(event, now_ms=started)
+            older = await console.c.catalog.upsert_recording(
+                RecordingStart("s-older", Product.MEETING, "m-older", started), now_ms=started
+            )
+            first = await alice.get("/search", params={"limit": "1"})
+            assert re.findall(r'data-recording-id="([^"]+)"', first.text) == [rid]
+            link = re.search(r'<a id="next-page" href="([^"]+)"', first.text)
+            assert link is not None
+            second = await alice.get(link[1].replace("&amp;", "&"))
+            assert re.findall(r'data-recording-id="([^"]+)"', second.text) == [older.recording_id]
+            assert 'id="next-page"' not in second.text
+            empty = await alice.get("/search", params={"product": "webinar"})
             assert re.findall(r'class="result"', empty.text) == []
             for params, named in (
                 ({"product": "fax"}, "product"),

@@ -185,6 +185,13 @@ async def test_oidc_sign_in(recorded_state: RecordedState, tmp_path: Path) -> No
                 async def start(client: httpx.AsyncClient) -> str:
                     answer = await client.get("/login/oidc", params={"next": "/audit"})
                     assert answer.status_code == 303
+                    # The pending sign-in's cookie must come back with the provider's cross-site
+                    # redirect: Lax (not Strict), and only to the callback.
+                    cookie = answer.headers["set-cookie"].lower()
+                    assert cookie.startswith("rtmsrec_oidc=")
+                    assert "samesite=lax" in cookie
+                    assert "path=/login/oidc/callback" in cookie
+                    assert "httponly" in cookie
                     location = answer.headers["location"]
                     assert location.startswith(f"{provider.issuer}/authorize?")
                     return location
@@ -202,8 +209,16 @@ async def test_oidc_sign_in(recorded_state: RecordedState, tmp_path: Path) -> No
                     answer = await client.get(
                         "/login/oidc/callback", params={"code": code, "state": state}
                     )
-                    assert answer.status_code == 303, answer.text
-                    assert answer.headers["location"] == "/audit"
+                    # A page of ours moves on, so the Strict session cookie comes with the next
+                    # (same-site) request; a redirect would still be the provider's navigation.
+                    assert answer.status_code == 200, answer.text
+                    assert '<meta http-equiv="refresh" content="0;url=/audit">' in answer.text
+                    session_cookie = [
+                        c
+                        for c in answer.headers.get_list("set-cookie")
+                        if c.startswith("rtmsrec_session=")
+                    ]
+                    assert "samesite=strict" in session_cookie[0].lower()
                     page = await client.get("/audit", follow_redirects=True)
                     assert page.status_code == 200
                     assert 'data-user="carol" data-role="auditor"' in page.text
