@@ -129,3 +129,28 @@ def test_failure_throttle_locks_a_key_and_forgets_it() -> None:
     t.failed("k", 6000)
     t.succeeded("k")
     assert t.retry_after_ms("k", 6001) == 0
+
+
+def test_a_finding_is_shown_by_its_fields() -> None:
+    import dataclasses
+    import enum
+
+    from recorder.officer.when import zone
+    from recorder.web.pages import _finding_view
+
+    class Kind(enum.StrEnum):
+        MISSING = "missing"
+
+    @dataclasses.dataclass(frozen=True)
+    class Row:
+        kind: Kind
+        instance_id: str
+        recording_id: str | None
+        first_found_ms: int
+        resolved_ms: int | None
+
+    shown = _finding_view(Row(Kind.MISSING, "m-1", None, 1_767_225_600_000, None), zone(None))
+    assert shown["kind"] == "missing"
+    assert shown["first_found"] == "2026-01-01 00:00:00 UTC"
+    assert shown["resolved"] == "-"
+    assert shown["recording_id"] is None
