@@ -4,6 +4,7 @@ gate, the audit rows under the signed-in user, headers, and no secret on any pag
 from __future__ import annotations
 
 import io
+import logging
 import re
 import tempfile
 import zipfile
@@ -503,6 +504,7 @@ async def test_export_downloads_a_verifiable_bundle(console: Console, tmp_path: 
 async def test_headers_and_no_secret_on_any_page(
     console: Console, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     rid = console.state.recording_id
     c = console.c
     secrets = [
@@ -533,6 +535,10 @@ async def test_headers_and_no_secret_on_any_page(
         async with console.client() as anon:
             pages.append(await anon.get("/login"))
             pages.append(await anon.get("/search"))
+            # A failed sign-in is logged, by user name only.
+            form = pages[-2]
+            wrong = {"username": "sam", "password": PASSWORDS["alice"], "csrf": csrf_of(form.text)}
+            assert (await anon.post("/login", data=wrong)).status_code == 303
     for answer in pages:
         csp = answer.headers["content-security-policy"]
         assert "script-src 'self'" in csp, answer.url
@@ -547,7 +553,14 @@ async def test_headers_and_no_secret_on_any_page(
         assert " on" + "click=" not in body, "inline handler"
         for secret in [*secrets, *hashes, session]:
             assert secret not in body, (answer.url, "a secret on a page")
-    logs = caplog.text
+    # What the console and its server logged (not the test's own HTTP client, which traces
+    # the cookies it sends at DEBUG).
+    logs = "\n".join(
+        f"{r.name} {r.getMessage()}"
+        for r in caplog.records
+        if not r.name.startswith(("httpx", "httpcore"))
+    )
+    assert "failed sign-in for 'sam'" in logs
     for secret in [*secrets, *hashes, session]:
         assert secret not in logs
 
