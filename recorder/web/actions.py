@@ -18,10 +18,9 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import trio
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
@@ -30,6 +29,7 @@ from starlette.responses import (
     Response,
     StreamingResponse,
 )
+from starlette.types import Receive, Scope, Send
 
 from recorder.catalog.base import AuditEvent, RecordingDetail
 from recorder.errors import RecorderError
@@ -331,16 +331,29 @@ async def export(request: Request) -> Response:
         await _remove(work)
         raise
 
-    async def cleanup() -> None:
-        await _remove(work)
-
-    return FileResponse(
+    return _RemovingFileResponse(
         archive,
+        work,
         media_type="application/zip",
         filename=archive.name,
         headers={"cache-control": "no-store"},
-        background=BackgroundTask(cleanup),
     )
+
+
+class _RemovingFileResponse(FileResponse):
+    """Streams the zip, then removes its directory however the download ends (complete,
+    disconnected, failed or cancelled): a background task would be skipped when sending fails.
+    """
+
+    def __init__(self, path: Path, directory: Path, **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self._directory = directory
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await _remove(self._directory)
 
 
 # --- holds ----------------------------------------------------------------------------------
