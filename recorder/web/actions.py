@@ -55,6 +55,8 @@ MAX_MATTER: Final = 200
 CLEANUP_TIMEOUT_S: Final = 60.0
 #: The temporary directory of one web export (0700; removed when the download ends).
 EXPORT_PREFIX: Final = "rtmsrec-web-export-"
+#: In an export's temporary directory: the console process's pid (stale ones are removed).
+OWNER_FILE: Final = ".owner-pid"
 #: Play events remembered per process (oldest forgotten first: a new one is then written).
 MAX_PLAYED: Final = 10_000
 
@@ -320,6 +322,7 @@ async def export(request: Request) -> Response:
     )
     try:
         os.chmod(work, 0o700)
+        (work / OWNER_FILE).write_text(str(os.getpid()))
         bundle = work / f"bundle-{recording_id}"
         await export_bundle(
             c, [recording_id], bundle, actor=principal.actor, reason=reason, signing_key=signing_key
@@ -338,6 +341,32 @@ async def export(request: Request) -> Response:
         filename=archive.name,
         headers={"cache-control": "no-store"},
     )
+
+
+def remove_stale_exports(tmp: Path | None = None) -> list[Path]:
+    """Remove the export directories a console that died (kill -9, power loss) left behind:
+    those whose owner process is gone. Called when the console starts."""
+    removed = []
+    for directory in Path(tmp or tempfile.gettempdir()).glob(EXPORT_PREFIX + "*"):
+        try:
+            pid = int((directory / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not (yet) ours to judge: an export writes its pid first thing
+        if pid == os.getpid() or _alive(pid):
+            continue
+        shutil.rmtree(directory, ignore_errors=True)
+        removed.append(directory)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class _RemovingFileResponse(FileResponse):
