@@ -213,6 +213,7 @@ async def recording_page(request: Request) -> Response:
         events=[describe_lifecycle_event(e) for e in detail.lifecycle_events],
         media_available=console.media is not None,
         verified=request.query_params.get("verified"),
+        tz=request.query_params.get("tz"),
     )  # fmt: skip
 
 

@@ -380,6 +380,10 @@ async def test_search_recording_page_and_verify(console: Console) -> None:
             assert gap is not None
             assert (float(gap[1]), gap[2]) == (console.state.gap_start_s, console.state.gap_cause)
             assert (await alice.get("/recordings/nope")).status_code == 404
+            tokyo = await alice.get(f"/recordings/{rid}", params={"tz": "Asia/Tokyo"})
+            assert " JST" in tokyo.text
+            bad_tz = await alice.get(f"/recordings/{rid}", params={"tz": "Mars/Olympus"})
+            assert bad_tz.status_code == 400
             answer = await alice.post(
                 f"/recordings/{rid}/verify", data={"csrf": csrf_of(page.text)}
             )
