@@ -306,12 +306,14 @@ async def export(request: Request) -> Response:
     recording_id = request.path_params["recording_id"]
     await _detail(console, recording_id)
     given = form.get("reason")
+    earlier = await console.accounts.reason(principal.session_hash, recording_id)
     if isinstance(given, str) and given.strip():
         reason = _text(given, "reason", MAX_REASON)
-        await console.accounts.give_reason(
-            principal.session_hash, recording_id, actor=principal.actor, reason=reason,
-            now_ms=console.now_ms(),
-        )  # fmt: skip
+        if reason != earlier:  # a new access decision only when the reason changed
+            await console.accounts.give_reason(
+                principal.session_hash, recording_id, actor=principal.actor, reason=reason,
+                now_ms=console.now_ms(),
+            )  # fmt: skip
     else:
         reason = await _reason(console, principal, recording_id)
     from recorder.officer.bundle.commands import default_signing_key
