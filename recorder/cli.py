@@ -473,7 +473,7 @@ def _run(args: argparse.Namespace) -> int:
 
         if args.web_command == "user":
             return trio.run(_with_components, args.config, web_commands.user_command, args)
-        logging.basicConfig(level=args.log_level or "WARNING", format="%(levelname)s %(message)s")
+        web_commands.configure_logging(args.config, args.log_level)
         return trio.run(_with_components, args.config, web_commands.serve_command, args)
     if command == "bench":
         import importlib

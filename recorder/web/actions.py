@@ -18,10 +18,9 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import trio
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
@@ -30,6 +29,7 @@ from starlette.responses import (
     Response,
     StreamingResponse,
 )
+from starlette.types import Receive, Scope, Send
 
 from recorder.catalog.base import AuditEvent, RecordingDetail
 from recorder.errors import RecorderError
@@ -55,6 +55,8 @@ MAX_MATTER: Final = 200
 CLEANUP_TIMEOUT_S: Final = 60.0
 #: The temporary directory of one web export (0700; removed when the download ends).
 EXPORT_PREFIX: Final = "rtmsrec-web-export-"
+#: In an export's temporary directory: the console process's pid (stale ones are removed).
+OWNER_FILE: Final = ".owner-pid"
 #: Play events remembered per process (oldest forgotten first: a new one is then written).
 MAX_PLAYED: Final = 10_000
 
@@ -304,12 +306,14 @@ async def export(request: Request) -> Response:
     recording_id = request.path_params["recording_id"]
     await _detail(console, recording_id)
     given = form.get("reason")
+    earlier = await console.accounts.reason(principal.session_hash, recording_id)
     if isinstance(given, str) and given.strip():
         reason = _text(given, "reason", MAX_REASON)
-        await console.accounts.give_reason(
-            principal.session_hash, recording_id, actor=principal.actor, reason=reason,
-            now_ms=console.now_ms(),
-        )  # fmt: skip
+        if reason != earlier:  # a new access decision only when the reason changed
+            await console.accounts.give_reason(
+                principal.session_hash, recording_id, actor=principal.actor, reason=reason,
+                now_ms=console.now_ms(),
+            )  # fmt: skip
     else:
         reason = await _reason(console, principal, recording_id)
     from recorder.officer.bundle.commands import default_signing_key
@@ -320,6 +324,7 @@ async def export(request: Request) -> Response:
     )
     try:
         os.chmod(work, 0o700)
+        (work / OWNER_FILE).write_text(str(os.getpid()))
         bundle = work / f"bundle-{recording_id}"
         await export_bundle(
             c, [recording_id], bundle, actor=principal.actor, reason=reason, signing_key=signing_key
@@ -331,16 +336,55 @@ async def export(request: Request) -> Response:
         await _remove(work)
         raise
 
-    async def cleanup() -> None:
-        await _remove(work)
-
-    return FileResponse(
+    return _RemovingFileResponse(
         archive,
+        work,
         media_type="application/zip",
         filename=archive.name,
         headers={"cache-control": "no-store"},
-        background=BackgroundTask(cleanup),
     )
+
+
+def remove_stale_exports(tmp: Path | None = None) -> list[Path]:
+    """Remove the export directories a console that died (kill -9, power loss) left behind:
+    those whose owner process is gone. Called when the console starts."""
+    removed = []
+    for directory in Path(tmp or tempfile.gettempdir()).glob(EXPORT_PREFIX + "*"):
+        try:
+            pid = int((directory / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not (yet) ours to judge: an export writes its pid first thing
+        if pid == os.getpid() or _alive(pid):
+            continue
+        shutil.rmtree(directory, ignore_errors=True)
+        removed.append(directory)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _RemovingFileResponse(FileResponse):
+    """Streams the zip, then removes its directory however the download ends (complete,
+    disconnected, failed or cancelled): a background task would be skipped when sending fails.
+    """
+
+    def __init__(self, path: Path, directory: Path, **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self._directory = directory
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await _remove(self._directory)
 
 
 # --- holds ----------------------------------------------------------------------------------

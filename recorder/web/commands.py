@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
 import sys
+from pathlib import Path
 from typing import TextIO
 
 import trio
 
+from recorder.config import Secret, Secrets
 from recorder.errors import ConfigError, RecorderError
 from recorder.officer.actor import os_actor
 from recorder.service.components import Components, now_ms
@@ -55,6 +58,26 @@ async def user_command(c: Components, args: argparse.Namespace) -> int:
         state = "disabled" if account.disabled else "active"
         print(f"{account.username:<24} {account.role:<10} {kind:<5} {state}")
     return 0
+
+
+def configure_logging(config_path: Path | None, level: str | None) -> None:
+    """The service's redacting log handler, masking every configured secret (the OIDC client
+    secret among them) wherever it would appear."""
+    import os
+
+    from recorder.config import load_config
+    from recorder.service.logs import configure_logging as configure
+
+    config = load_config(config_path, os.environ)
+    configure(
+        level or config.logging.level, config.logging.format, secrets=secret_values(config.secrets)
+    )
+
+
+def secret_values(secrets: Secrets) -> list[Secret]:
+    """Every secret that is set (each field of ``Secrets`` is one)."""
+    found = (getattr(secrets, f.name) for f in dataclasses.fields(Secrets))
+    return [value for value in found if isinstance(value, Secret)]
 
 
 def _only(error: BaseException) -> BaseException:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
+import enum
+import functools
 from typing import Final
 from urllib.parse import urlencode
 
+import trio
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -31,6 +35,7 @@ from recorder.web.timeline import gap_label, seconds
 #: Most rows one page of search results or audit events shows.
 MAX_PAGE: Final = 200
 AUDIT_PAGE: Final = 200
+MAX_FINDINGS: Final = 500
 DEFAULT_AUDIT_SINCE: Final = "7d"
 _FLAGS: Final = ("incomplete", "has_gaps", "on_hold")
 _TEXT: Final = (
@@ -208,6 +213,7 @@ async def recording_page(request: Request) -> Response:
         events=[describe_lifecycle_event(e) for e in detail.lifecycle_events],
         media_available=console.media is not None,
         verified=request.query_params.get("verified"),
+        tz=request.query_params.get("tz"),
     )  # fmt: skip
 
 
@@ -261,16 +267,40 @@ async def audit_page(request: Request) -> Response:
     )  # fmt: skip
 
 
+def _finding_view(row: object, tz: dt.tzinfo) -> dict[str, object]:
+    """A completeness finding (``recorder.completeness``) as the page shows it, by its fields."""
+    fields = dataclasses.asdict(row) if dataclasses.is_dataclass(row) else {}  # type: ignore[arg-type]
+    shown = {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in fields.items()}
+    for key in ("first_found_ms", "updated_ms", "resolved_ms"):
+        value = shown.get(key)
+        shown[key.removesuffix("_ms")] = show_time(value if isinstance(value, int) else None, tz)
+    return shown
+
+
 async def findings_page(request: Request) -> Response:
     principal = await require(request, Permission.FINDINGS)
     console = console_of(request)
     c = console.components
+    tz = zone(None)
     failed = await c.catalog.lifecycle_events(failed_only=True, limit=500)
-    reconciler = getattr(c.catalog, "findings", None)
+    # Missing and incomplete recordings come from the completeness reconciler's catalog rows
+    # when this build has them (``findings`` on the catalog); else the page says so.
+    query = getattr(c.catalog.sync, "findings", None)
+    findings = None
+    if callable(query):
+        rows = await trio.to_thread.run_sync(functools.partial(query, limit=MAX_FINDINGS))
+        findings = [_finding_view(row, tz) for row in rows]
+    await c.catalog.append_audit(
+        actor=principal.actor,
+        action="web.findings",
+        target="findings",
+        reason="findings page",
+        now_ms=console.now_ms(),
+    )
     return console.render(
         request,
         principal,
         "findings.html",
         failed=[describe_lifecycle_event(e) for e in failed],
-        reconciler_available=reconciler is not None,
+        findings=findings,
     )

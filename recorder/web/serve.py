@@ -17,6 +17,7 @@ from hypercorn.trio import serve
 
 from recorder.config import WebConfig
 from recorder.errors import ConfigError
+from recorder.web.actions import remove_stale_exports
 from recorder.web.app import build_app
 from recorder.web.media import MediaProvider, default_provider
 
@@ -81,6 +82,8 @@ async def serve_web(
                 "[web] oidc_issuer is set: RECORDER_WEB_OIDC_CLIENT_SECRET is missing"
             )
         oidc = OidcClient(settings, secret)
+    for stale in await trio.to_thread.run_sync(remove_stale_exports):
+        logger.warning("removed an export directory a stopped console left behind: %s", stale)
     provider = media if media is not None else default_provider()
     app = build_app(
         components,

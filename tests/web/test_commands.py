@@ -133,3 +133,14 @@ def test_web_refuses_plain_http_off_loopback(
     code, out = run(["web", "--config", cfg], capsys, monkeypatch)
     assert code == 3
     assert "plain HTTP is only allowed on a loopback address" in out
+
+
+def test_recorder_web_logs_mask_every_configured_secret() -> None:
+    from recorder.config import Secret, load_config
+    from recorder.web.commands import secret_values
+
+    config = load_config(
+        None, {"RECORDER_WEB_OIDC_CLIENT_SECRET": "oidc-s3cret", "ZOOM_SECRET_TOKEN": "tok-1"}
+    )
+    assert {s.reveal() for s in secret_values(config.secrets)} == {"oidc-s3cret", "tok-1"}
+    assert all(isinstance(s, Secret) for s in secret_values(config.secrets))

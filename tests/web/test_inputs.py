@@ -3,6 +3,8 @@ odd cookies and paths): refused with a clear answer, never a crash or an open re
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import pytest
@@ -129,3 +131,50 @@ def test_failure_throttle_locks_a_key_and_forgets_it() -> None:
     t.failed("k", 6000)
     t.succeeded("k")
     assert t.retry_after_ms("k", 6001) == 0
+
+
+def test_a_finding_is_shown_by_its_fields() -> None:
+    import dataclasses
+    import enum
+
+    from recorder.officer.when import zone
+    from recorder.web.pages import _finding_view
+
+    class Kind(enum.StrEnum):
+        MISSING = "missing"
+
+    @dataclasses.dataclass(frozen=True)
+    class Row:
+        kind: Kind
+        instance_id: str
+        recording_id: str | None
+        first_found_ms: int
+        resolved_ms: int | None
+
+    shown = _finding_view(Row(Kind.MISSING, "m-1", None, 1_767_225_600_000, None), zone(None))
+    assert shown["kind"] == "missing"
+    assert shown["first_found"] == "2026-01-01 00:00:00 UTC"
+    assert shown["resolved"] == "-"
+    assert shown["recording_id"] is None
+
+
+def test_stale_export_directories_of_dead_consoles_are_removed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from recorder.web.actions import EXPORT_PREFIX, OWNER_FILE, remove_stale_exports
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    stale = tmp_path / f"{EXPORT_PREFIX}stale"
+    (stale / "bundle").mkdir(parents=True)
+    (stale / OWNER_FILE).write_text(dead.stdout.strip())
+    live = tmp_path / f"{EXPORT_PREFIX}live"
+    live.mkdir()
+    (live / OWNER_FILE).write_text(str(os.getppid()))
+    unowned = tmp_path / f"{EXPORT_PREFIX}starting"
+    unowned.mkdir()
+    assert remove_stale_exports(tmp_path) == [stale]
+    assert not stale.exists()
+    assert live.exists()
+    assert unowned.exists()

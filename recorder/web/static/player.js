@@ -130,9 +130,22 @@ async function makeLanes(timeline) {
       : audioLane(track, element);
     lanes.push(lane);
   }
-  // The clock follows the lane that starts first.
+  // The clock follows the lane that starts first; a lane that starts later joins in when the
+  // clock reaches it while playing.
   const first = [...lanes].sort((a, b) => a.offset - b.offset)[0];
-  if (first) first.onTime((t) => showTime(t + first.offset));
+  if (first) {
+    first.onTime((t) => {
+      showTime(t + first.offset);
+      if (!first.playing()) return;
+      for (const lane of lanes) {
+        const local = now - lane.offset;
+        if (lane !== first && !lane.playing() && local >= 0 && local < lane.duration()) {
+          lane.setTime(local);
+          lane.play();
+        }
+      }
+    });
+  }
   playButton.disabled = lanes.length === 0;
   playButton.addEventListener("click", () => {
     const playing = lanes.some((l) => l.playing());
