@@ -28,6 +28,7 @@ from recorder.catalog._rows import Tx as Tx
 from recorder.catalog._search import SearchQueries
 from recorder.catalog._streams import StreamQueries
 from recorder.catalog._verifications import VerificationQueries
+from recorder.catalog._workqueue import WorkQueueQueries
 from recorder.catalog.schema import MIGRATIONS, SCHEMA_VERSION_DDL, Engine, Migration
 from recorder.errors import CatalogError
 
@@ -41,6 +42,7 @@ class SqlCatalog(
     LifecycleQueries,
     KeyQueries,
     VerificationQueries,
+    WorkQueueQueries,
     abc.ABC,
 ):
     """The ``Catalog`` implementation shared by both engines."""
