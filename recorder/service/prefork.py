@@ -1,11 +1,12 @@
 """``recorder serve --workers N``: the parent of N worker processes (trio uses one core each).
 
-Why a parent process and not only a systemd template unit (``ops/recorder@.service`` is shipped
-for those who prefer one unit per worker, see ops/INSTALL.md): one unit, one configuration and
+Why a parent process rather than only a systemd template unit: one unit, one configuration and
 one port for operators; the parent owns the listening socket, so a worker's crash or restart
 never closes the port nor drops the connections queued on it (with separate ``SO_REUSEPORT``
 sockets the kernel resets what sat in a dying worker's queue), and an idle worker takes the
-next connection instead of a hash picking a busy one.
+next connection instead of a hash picking a busy one. The template unit ``ops/recorder@.service``
+(one unit per worker, ``serve --worker-index %i``, each binding with ``SO_REUSEPORT``) is shipped
+too, for hosts that want systemd to supervise each worker itself.
 
 Rules:
 
@@ -56,12 +57,18 @@ LISTEN_BACKLOG: Final = 1024
 _PARENT_ONLY_ENV: Final = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS")
 
 
-def open_listener(host: str, port: int) -> socket.socket:
-    """The ingress socket every worker accepts on (inheritable). ``ConfigError`` if taken."""
+def open_listener(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """The ingress socket every worker accepts on (inheritable). ``ConfigError`` if taken.
+
+    ``reuse_port``: for a worker started on its own (``ops/recorder@.service``), which binds
+    its own socket beside its siblings' (``SO_REUSEPORT``: the kernel spreads connections).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host, port))
         sock.listen(LISTEN_BACKLOG)
@@ -273,8 +280,18 @@ def serve_command(
     from recorder.service.workers import WorkerRole, worker_config
 
     if worker_index is not None:
+        own_socket = None
+        if listen_fd is None:
+            # A worker of its own unit (ops/recorder@.service): no parent, its own socket.
+            service = config.service
+            own_socket = open_listener(service.listen_host, service.listen_port, reuse_port=True)
+            listen_fd = own_socket.fileno()
         role = WorkerRole(worker_index, listen_fd=listen_fd, status_fd=status_fd)
-        return trio.run(serve, worker_config(config, worker_index), role)
+        try:
+            return trio.run(serve, worker_config(config, worker_index), role)
+        finally:
+            if own_socket is not None:
+                own_socket.close()
     count = config.workers.count if workers is None else workers
     if workers is None and count <= 1:
         return trio.run(serve, config)
