@@ -424,7 +424,8 @@ def _scale(args: argparse.Namespace) -> int:
                 f"  {r.messages / max(r.window_s, 1e-9):6.0f}"
                 f"  {r.frames_sent - r.frames_recorded:4d}"
                 f"  {1000 * _pct(r.keepalive_s, 0.5):9.1f}/{1000 * _pct(r.keepalive_s, 0.99):<9.1f}"
-                f"  {sorted(r.spread.values())}"
+                f"  {sorted(r.spread.values())}",
+                flush=True,
             )
     one = runs[0][1]
     for label, r in runs[1:]:

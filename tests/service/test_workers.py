@@ -29,6 +29,7 @@ from .helpers_fleet import (
     meeting,
     poll,
     serve_config_text,
+    serve_processes,
     subprocess_env,
     wall_ms,
 )
@@ -150,7 +151,7 @@ async def _scenario(
 
     async with open_simulator(sim_config) as sim:
         calls = [
-            await sim.start(meeting(secrets_, name=f"call-{n}", seconds=9)) for n in range(STREAMS)
+            await sim.start(meeting(secrets_, name=f"call-{n}", seconds=7)) for n in range(STREAMS)
         ]
         ids = [c.scenario.rtms_stream_id for c in calls]
 
@@ -219,3 +220,79 @@ async def _scenario(
         else:
             assert not takeover_gaps, (stream_id, detail.gaps)
     print(f"spread {dict(spread)}; takeover of {len(victims)} streams after {took_over_ms} ms")
+
+
+class StandaloneWorker(ServeProcess):
+    """``recorder serve --worker-index I`` with no parent (ops/recorder@.service)."""
+
+    def __init__(self, index: int, *args: object) -> None:
+        super().__init__(*args)  # type: ignore[arg-type]
+        self.index = index
+
+    async def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = await trio.lowlevel.open_process(
+                [
+                    str(RECORDER),
+                    "serve",
+                    "--config",
+                    str(self.config_path),
+                    "--worker-index",
+                    str(self.index),
+                ],
+                env=self.env,
+                stdin=None,
+                stdout=log,
+                stderr=log,
+            )
+
+
+async def test_workers_of_their_own_units_share_the_port_by_so_reuseport(tmp_path: Path) -> None:
+    secrets_ = FleetSecrets()
+    state_dir = tmp_path / "state"
+    port = free_port()
+    config_path = tmp_path / "serve.toml"
+    config_path.write_text(
+        serve_config_text(state_dir=state_dir, port=port, key_dir=tmp_path / "keys")
+        + "[workers]\nclaim_interval_s = 0.1\nclaim_grace_s = 0.5\n"
+    )
+    config = load_config(config_path, {})
+    env = subprocess_env(secrets_, owner=LABEL)
+    workers = [
+        StandaloneWorker(i, f"w{i}", config_path, port, env, tmp_path / f"w{i}.log")
+        for i in range(2)
+    ]
+    sim_config = SimulatorConfig(
+        webhook_url=workers[0].webhook_url, secret_token=secrets_.secret_token
+    )
+    with trio.fail_after(45):
+        async with serve_processes(*workers):
+            catalog = await open_configured_async_catalog(config.catalog, now_ms=wall_ms())
+            try:
+
+                async def both_live() -> bool | None:
+                    return True if len(await catalog.live_workers()) == 2 else None
+
+                await poll(both_live)
+                async with open_simulator(sim_config) as sim:
+                    calls = [
+                        await sim.start(meeting(secrets_, name=f"c{n}", seconds=3))
+                        for n in range(4)
+                    ]
+                    for call in calls:
+                        await call.finished.wait()
+                for call in calls:
+                    assert call.stats.signaling_max_open == 1
+                    assert call.stats.frames_sent > 0
+                    rows = await catalog.search(stream_id=call.scenario.rtms_stream_id)
+                    assert len(rows) == 1
+                    detail = await catalog.show(rows[0].recording_id)
+                    assert detail is not None
+                    assert detail.segments
+                    row = await catalog.get_stream(call.scenario.rtms_stream_id)
+                    assert row is not None
+                    assert row.lease_epoch == 1
+            finally:
+                await catalog.aclose()
+    for worker in workers:
+        assert "work queue: claimed" in worker.log_path.read_text(), worker.log_tail()
