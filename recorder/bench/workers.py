@@ -430,9 +430,12 @@ def _scale(args: argparse.Namespace) -> int:
     one = runs[0][1]
     for label, r in runs[1:]:
         factor = r.workers * one.us_per_msg / r.us_per_msg
+        carried = (r.messages / max(r.window_s, 1e-9)) / (one.messages / max(one.window_s, 1e-9))
         print(
-            f"scaling 1 -> {r.workers} workers, {label} load: {factor:.2f}x "
-            f"({r.workers} x {one.us_per_msg:.1f} / {r.us_per_msg:.1f} µs/msg; target >= 1.8x)"
+            f"scaling 1 -> {r.workers} workers, {label} load: {factor:.2f}x by CPU per message "
+            f"({r.workers} x {one.us_per_msg:.1f} / {r.us_per_msg:.1f} µs/msg; target >= 1.8x); "
+            f"messages/s carried {carried:.2f}x",
+            flush=True,
         )
     return 0
 
