@@ -260,8 +260,8 @@ class WorkersConfig:
     max_engagements: int = 200
     #: How often a worker with room looks for waiting streams (and the ingress wakes it at once).
     claim_interval_s: float = 0.25
-    #: A waiting stream older than this is claimed by any worker with room (a dead or busy
-    #: worker's share is not left waiting for it).
+    #: A worker that has not looked at the queue for this long is left out of the split (a dead
+    #: or busy worker's share goes to the others); workers with room look twice as often.
     claim_grace_s: float = 1.0
     #: A worker that exits is started again after this, doubling to ``restart_max_s``.
     restart_delay_s: float = 1.0

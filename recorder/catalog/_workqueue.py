@@ -11,8 +11,10 @@ Rules (invariant 3 still rests on the lease: a claim here IS a lease claim, epoc
    disjoint rows and never wait on each other) or under SQLite's ``BEGIN IMMEDIATE`` (claims
    are serialised; the same outcome). Every row is re-checked by the conditional ``UPDATE``
    that takes its lease, so a row another process took meanwhile is simply not ours.
-3. A stream that has waited longer than ``grace_ms`` is anyone's who has room: a worker that
-   died before its heartbeat lapsed, or that is too busy to poll, strands nothing for long.
+3. Only workers that looked lately count: a heartbeat older than ``grace_ms`` (a worker that
+   died, or is too busy to poll) drops the worker out of the split at once, so its share goes
+   to the others instead of waiting for it; its row lapses with the lease ttl. Workers with
+   room therefore heartbeat at least every ``grace_ms / 2`` (``recorder.service.workers``).
 4. A worker never claims more than ``capacity - active``; the share is a preference for
    spreading the load, never a reason to go over capacity.
 """
@@ -40,6 +42,9 @@ class WorkerLoad:
     capacity: int
     #: Streams it holds a fresh lease on.
     active: int
+    #: Its last heartbeat, and the catalog's clock when this was read (Unix ms).
+    looked_ms: int = 0
+    now_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,21 +144,16 @@ class WorkQueueQueries(TransactionSource):
             _heartbeat(tx, now, owner, capacity, ttl_ms, now_ms)
             workers = _live_workers(tx, now, now_ms)
             counts = tx.fetchone(
-                f"""SELECT COUNT(*),
-                        SUM(CASE WHEN (CASE WHEN COALESCE(lease_expires_ms, 0) > first_seen_ms
-                            THEN lease_expires_ms ELSE first_seen_ms END) <= {now} - ?
-                            THEN 1 ELSE 0 END)
-                    FROM streams WHERE {waiting_sql}""",
-                (now_ms, grace_ms, now_ms, *excluded),
+                f"SELECT COUNT(*) FROM streams WHERE {waiting_sql}", (now_ms, *excluded)
             )
             assert counts is not None
-            waiting, overdue = int(counts[0]), int(counts[1] or 0)
+            waiting = int(counts[0])
+            lately = [w for w in workers if w.owner == owner or w.looked_ms >= w.now_ms - grace_ms]
             room = max(0, capacity - active)
-            share = fair_share(owner, workers, waiting - overdue)
-            take = min(room, max_batch, share + overdue)
+            take = min(room, max_batch, fair_share(owner, lately, waiting))
             claimed: list[ClaimedStream] = []
             if take > 0:
-                # Oldest first, so overdue streams (and then the longest waiting) go first.
+                # The longest waiting first.
                 ids = tx.fetchall(
                     f"""SELECT rtms_stream_id FROM streams WHERE {waiting_sql}
                         ORDER BY first_seen_ms, rtms_stream_id LIMIT ?{self._skip_locked_sql}""",
@@ -180,7 +180,7 @@ class WorkQueueQueries(TransactionSource):
                         stream.lease_checkpoint_ms,
                     )
                     claimed.append(ClaimedStream(lease, stream))
-        return WorkClaim(tuple(claimed), waiting, tuple(workers))
+        return WorkClaim(tuple(claimed), waiting, tuple(lately))
 
     def waiting_work(self, exclude: Sequence[str] = (), now_ms: int | None = None) -> int:
         """How many streams are waiting for a worker (read only: the cheap poll)."""
@@ -238,8 +238,9 @@ def _live_workers(tx: Tx, now: str, now_ms: int | None) -> list[WorkerLoad]:
     rows = tx.fetchall(
         f"""SELECT w.owner, w.capacity,
                 (SELECT COUNT(*) FROM streams s WHERE s.lease_owner = w.owner
-                    AND s.lease_expires_ms > {now} AND s.state IN ({_LIVE_STATES_SQL}))
+                    AND s.lease_expires_ms > {now} AND s.state IN ({_LIVE_STATES_SQL})),
+                w.heartbeat_ms, {now}
             FROM workers w WHERE w.expires_ms > {now} ORDER BY w.owner""",
-        (now_ms, now_ms),
+        (now_ms, now_ms, now_ms),
     )
-    return [WorkerLoad(str(r[0]), int(r[1]), int(r[2])) for r in rows]
+    return [WorkerLoad(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]

@@ -16,8 +16,9 @@ Rules:
    finished engagement wakes it, else every ``claim_interval_s``. A claim is a lease claim, so
    one owner per stream holds exactly as before (invariant 3).
 4. The loop's look is a cheap read; it writes (heartbeat plus claim) only when something waits
-   or the heartbeat is due (a third of the lease ttl, at most 5 s apart), so idle workers cost
-   the catalog next to nothing.
+   or the heartbeat is due: every ``claim_grace_s / 2`` while the worker has room (a worker
+   whose heartbeat is older than the grace is left out of the split, so the others take its
+   share), every third of the lease ttl (at most 5 s) when it is full.
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ class ClaimLoop:
         if room <= 0:
             if heartbeat_due:
                 await catalog.heartbeat_worker(owner, capacity, ttl_ms)
-                self._next_heartbeat = now + self._heartbeat_s()
+                self._next_heartbeat = now + self._heartbeat_s(room)
             return False
         if not heartbeat_due and not await catalog.waiting_work(exclude):
             return False
@@ -175,7 +176,7 @@ class ClaimLoop:
             grace_ms=int(self.settings.grace_s * 1000),
             exclude=exclude,
         )
-        self._next_heartbeat = now + self._heartbeat_s()
+        self._next_heartbeat = now + self._heartbeat_s(room)
         from recorder.service.supervisor import spec_from_row
 
         for claimed in result.claimed:
@@ -195,8 +196,11 @@ class ClaimLoop:
             )
         return len(result.claimed) >= MAX_CLAIM_BATCH
 
-    def _heartbeat_s(self) -> float:
-        return min(self._sup.settings.lease_ttl_s / 3, MAX_RENEW_INTERVAL_S)
+    def _heartbeat_s(self, room: int) -> float:
+        """How long the last heartbeat lasts: with room, half the grace (so this worker keeps
+        its place in the split, rule 4 of the work queue); full, a third of the lease ttl."""
+        every = min(self._sup.settings.lease_ttl_s / 3, MAX_RENEW_INTERVAL_S)
+        return min(every, self.settings.grace_s / 2) if room > 0 else every
 
     async def retire(self) -> None:
         """Leave the fleet's live workers (shutdown): the others stop counting on us."""

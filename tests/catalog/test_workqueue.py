@@ -100,16 +100,21 @@ async def test_a_worker_never_claims_past_its_spare_capacity(catalog: AsyncCatal
     assert len(second.claimed) == 3
 
 
-async def test_a_silent_workers_share_is_taken_once_the_streams_are_overdue(
+async def test_a_worker_silent_for_the_grace_drops_out_of_the_split(
     catalog: AsyncCatalog,
 ) -> None:
     with trio.fail_after(30):
         ids = await add_streams(catalog, 6)
         catalog.sync.heartbeat_worker("w-silent", 100, TTL_MS, now_ms=T0)
         early = await claim(catalog, "w-a", at=T0 + 100, grace_ms=1_000)
-        late = await claim(catalog, "w-a", at=T0 + 1_000, grace_ms=1_000)
+        late = await claim(catalog, "w-a", at=T0 + 1_001, grace_ms=1_000)
     assert len(early.claimed) == 3, "the silent worker's half waits for it first"
+    assert [w.owner for w in early.workers] == ["w-a", "w-silent"]
+    # Its heartbeat is older than the grace (its row still lives, for the lease ttl).
+    assert [w.owner for w in late.workers] == ["w-a"]
     assert ids_of(early) | ids_of(late) == set(ids)
+    live = catalog.sync.live_workers(now_ms=T0 + 1_001)
+    assert {w.owner for w in live} == {"w-a", "w-silent"}
 
 
 async def test_a_dead_workers_streams_go_to_the_living_when_its_lease_lapses(
