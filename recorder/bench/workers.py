@@ -75,6 +75,8 @@ class TreeResult:
     frames_sent: int = 0
     frames_recorded: int = 0
     latencies_s: list[float] = field(default_factory=list)
+    #: Webhook sent to the recorder's signaling socket accepted by the simulator.
+    connects_s: list[float] = field(default_factory=list)
     keepalive_s: list[float] = field(default_factory=list)
     rss_marks: list[tuple[float, float]] = field(default_factory=list)
     spread: dict[str, int] = field(default_factory=dict)
@@ -142,11 +144,37 @@ def _worker_pids(state: Path, count: int) -> list[int]:
 
 
 @contextlib.contextmanager
+def _fresh_schema(postgres: str | None) -> Iterator[str | None]:
+    """A new schema on ``postgres`` for one run (dropped after), so runs never share streams."""
+    if postgres is None:
+        yield None
+        return
+    import secrets
+
+    import psycopg
+
+    schema = f"bench_{secrets.token_hex(6)}"
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        separator = "&" if "?" in postgres else "?"
+        yield f"{postgres}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(postgres, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@contextlib.contextmanager
 def service_tree(
     workers: int, *, postgres: str | None = None
-) -> Iterator[tuple[str, Path, list[int]]]:
-    """``recorder serve --workers N`` in a fresh state directory: (webhook URL, state, pids)."""
-    with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp:
+) -> Iterator[tuple[str, Path, list[int], str | None]]:
+    """``recorder serve --workers N`` in a fresh state directory (and PostgreSQL schema):
+    (webhook URL, state, worker pids, the run's DSN)."""
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp,
+        _fresh_schema(postgres) as dsn,
+    ):
+        postgres = dsn
         state = Path(tmp) / "state"
         port = _free_port()
         config = Path(tmp) / "serve.toml"
@@ -189,7 +217,7 @@ def service_tree(
             else:
                 raise RuntimeError("service did not start within 60 s")
             time.sleep(1.0)  # every worker's claim loop is up and registered
-            yield f"http://127.0.0.1:{port}/webhook", state, pids
+            yield f"http://127.0.0.1:{port}/webhook", state, pids, postgres
         finally:
             parent.send_signal(signal.SIGTERM)
             try:
@@ -228,12 +256,15 @@ async def _simulate(conn: Connection, url: str, spec: LoadSpec) -> None:
         webhook_url=url, secret_token=SECRET_TOKEN, speed=spec.speed, encode_in_thread=True
     )
     latencies: list[float] = []
+    connects: list[float] = []
     all_streaming = trio.Event()
     async with open_simulator(config) as sim, trio.open_nursery() as nursery:
         start = trio.current_time()
         engagements = []
 
         async def first_frame(engagement: Any, sent: float) -> None:
+            await engagement.connected.wait()
+            connects.append(trio.current_time() - sent)
             await engagement.streaming.wait()
             latencies.append(trio.current_time() - sent)
             if len(latencies) == spec.engagements:
@@ -280,6 +311,7 @@ async def _simulate(conn: Connection, url: str, spec: LoadSpec) -> None:
                 {
                     "frames_sent": frames(),
                     "latencies_s": latencies,
+                    "connects_s": connects,
                     "keepalive_s": [x for e in engagements for x in e.stats.keepalive_latencies_s],
                     "ids": [e.scenario.rtms_stream_id for e in engagements],
                 },
@@ -344,7 +376,7 @@ def measure_workers(workers: int, load: LoadSpec, *, postgres: str | None = None
     """Record ``load`` with ``recorder serve --workers N``; the figures of one run."""
     result = TreeResult(workers, load.engagements)
     ctx = multiprocessing.get_context("spawn")
-    with service_tree(workers, postgres=postgres) as (url, state, pids):
+    with service_tree(workers, postgres=postgres) as (url, state, pids, postgres):
         rss0 = sum(_proc_rss_kib(p) for p in pids)
         here, there = ctx.Pipe()
         sim = ctx.Process(target=simulator_main, args=(there, url, dataclasses.asdict(load)))
@@ -373,6 +405,7 @@ def measure_workers(workers: int, load: LoadSpec, *, postgres: str | None = None
         sim.join(timeout=30)
         result.frames_sent = done["frames_sent"]
         result.latencies_s = sorted(done["latencies_s"])
+        result.connects_s = sorted(done["connects_s"])
         result.keepalive_s = sorted(done["keepalive_s"])
         result.frames_recorded = _recorded_frames(state, postgres, done["ids"])
     return result
@@ -452,6 +485,8 @@ def _burst(args: argparse.Namespace) -> int:
         f"webhook -> first audio frame: p50 {1000 * _pct(lat, 0.5):.0f} ms, "
         f"p99 {1000 * _pct(lat, 0.99):.0f} ms, max {1000 * (lat[-1] if lat else float('nan')):.0f}"
         f" ms over {len(lat)} of {load.engagements} (target < 1000 ms); "
+        f"of which webhook -> signaling connect p50 {1000 * _pct(r.connects_s, 0.5):.0f} ms, "
+        f"p99 {1000 * _pct(r.connects_s, 0.99):.0f} ms; "
         f"keep-alive answer p99 {1000 * _pct(r.keepalive_s, 0.99):.0f} ms; "
         f"lost {r.frames_sent - r.frames_recorded} of {r.frames_sent} frames; "
         f"streams per worker {sorted(r.spread.values())}"
