@@ -197,6 +197,18 @@ class WorkQueueQueries(TransactionSource):
         assert row is not None
         return int(row[0])
 
+    def owned_streams_changed(self, owner: str, since_event_ts_ms: int) -> list[StreamRow]:
+        """Streams ``owner`` holds a lease on whose newest webhook is newer than
+        ``since_event_ts_ms`` (Zoom's ``event_ts``): what another worker's ingress learned."""
+        with self._transaction("owned_streams_changed", write=False) as tx:
+            rows = tx.fetchall(
+                f"""SELECT {_STREAM_COLS} FROM streams
+                    WHERE lease_owner = ? AND last_event_ts_ms > ?
+                    ORDER BY last_event_ts_ms, rtms_stream_id""",
+                (owner, since_event_ts_ms),
+            )
+        return [_stream(row) for row in rows]
+
     def heartbeat_worker(
         self, owner: str, capacity: int, ttl_ms: int, now_ms: int | None = None
     ) -> None:

@@ -175,6 +175,11 @@ class AsyncCatalog:
     async def waiting_work(self, exclude: Sequence[str] = ()) -> int:
         return await self._call(functools.partial(self.sync.waiting_work, tuple(exclude)))
 
+    async def owned_streams_changed(self, owner: str, since_event_ts_ms: int) -> list[StreamRow]:
+        return await self._call(
+            functools.partial(self.sync.owned_streams_changed, owner, since_event_ts_ms)
+        )
+
     async def heartbeat_worker(self, owner: str, capacity: int, ttl_ms: int) -> None:
         await self._call(functools.partial(self.sync.heartbeat_worker, owner, capacity, ttl_ms))
 

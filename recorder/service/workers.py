@@ -15,6 +15,10 @@ Rules:
    waiting streams while it has room (``max_engagements``), at once when a webhook or a
    finished engagement wakes it, else every ``claim_interval_s``. A claim is a lease claim, so
    one owner per stream holds exactly as before (invariant 3).
+5. A webhook about a stream reaches any worker; the row it commits reaches the owner: the loop
+   also reads, each round, this worker's streams whose newest webhook is newer than any it has
+   seen, and hands a stop or a failover to the engagement (the lease keeper's row watch does the
+   same at each renew; whichever comes first acts, the other finds it done).
 4. The loop's look is a cheap read; it writes (heartbeat plus claim) only when something waits
    or the heartbeat is due: every ``claim_grace_s / 2`` while the worker has room (a worker
    whose heartbeat is older than the grace is left out of the split, so the others take its
@@ -33,6 +37,7 @@ from typing import TYPE_CHECKING, Final
 import trio
 
 from recorder.catalog._workqueue import MAX_CLAIM_BATCH
+from recorder.catalog.base import StreamState
 from recorder.config import Config
 from recorder.errors import RecorderError
 from recorder.service.lease_keeper import MAX_RENEW_INTERVAL_S
@@ -128,6 +133,8 @@ class ClaimLoop:
         self.settings = settings
         self._wake = trio.Event()
         self._next_heartbeat = -math.inf
+        #: Newest webhook ``event_ts`` of this worker's streams already looked at.
+        self._seen_event_ts = 0
         #: Streams this loop claimed, for status and tests.
         self.claimed = 0
 
@@ -144,6 +151,11 @@ class ClaimLoop:
                     more = await self._round()
                 except RecorderError as exc:
                     logger.warning("work queue: claim failed: %s", exc)
+            if self._sup.engagements:
+                try:
+                    await self._follow_rows()
+                except RecorderError as exc:
+                    logger.warning("work queue: stream rows not read: %s", exc)
             if more:
                 await trio.lowlevel.checkpoint()
                 continue
@@ -195,6 +207,23 @@ class ClaimLoop:
                 capacity,
             )
         return len(result.claimed) >= MAX_CLAIM_BATCH
+
+    async def _follow_rows(self) -> None:
+        """Rule 5: a failover ``rtms_started`` or an ``rtms_stopped`` that another worker's
+        ingress committed reaches the owning engagement within a claim interval, not only at
+        its next lease renew (up to 5 s)."""
+        sup = self._sup
+        rows = await sup.c.catalog.owned_streams_changed(sup.settings.owner, self._seen_event_ts)
+        for row in rows:
+            self._seen_event_ts = max(self._seen_event_ts, row.last_event_ts_ms)
+            engagement = sup.engagements.get(row.rtms_stream_id)
+            if engagement is None or engagement.stream is None:
+                continue
+            if row.state is StreamState.STOPPED:
+                engagement.stream.stopped(None)
+            elif row.server_urls:
+                # Acts only on a newer rtms_started than the engagement has acted on.
+                await engagement.failover(row.server_urls_ts_ms, row.server_urls)
 
     def _heartbeat_s(self, room: int) -> float:
         """How long the last heartbeat lasts: with room, half the grace (so this worker keeps

@@ -234,3 +234,31 @@ def test_fair_shares_add_up_stay_in_room_and_fill_evenly(
                 if shares[i.owner] < room[i.owner]:
                     assert before_last <= fills[i.owner] + 1e-9, (j, i)
     assert fair_share("stranger", workers, waiting) == 0
+
+
+async def test_an_owner_reads_what_other_workers_committed_about_its_streams(
+    catalog: AsyncCatalog,
+) -> None:
+    with trio.fail_after(30):
+        await add_streams(catalog, 2)
+        result = await claim(catalog, "w-a", at=T0 + 1)
+        assert len(result.claimed) == 2
+        seen = await catalog.owned_streams_changed("w-a", 0)
+        assert [r.rtms_stream_id for r in seen] == ["s-000", "s-001"]
+        assert await catalog.owned_streams_changed("w-a", T0) == []
+        # Another worker's ingress commits a failover (new URLs, newer event_ts) for s-001.
+        await catalog.upsert_stream(
+            StreamEvent(
+                "s-001",
+                Product.MEETING,
+                "m-s-001",
+                StreamState.STARTED,
+                T0 + 5,
+                ("wss://b.zoom.us",),
+            ),
+            now_ms=T0 + 5,
+        )
+        [changed] = await catalog.owned_streams_changed("w-a", T0)
+        assert changed.server_urls == ("wss://b.zoom.us",)
+        assert changed.server_urls_ts_ms == T0 + 5
+        assert await catalog.owned_streams_changed("w-b", 0) == []

@@ -3,15 +3,24 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import pytest
+import trio
 
 from recorder.config import WorkersConfig, parse_config
 from recorder.errors import ConfigError
-from recorder.service.workers import ParentNotifier, worker_config, worker_state_dir
+from recorder.service.app import run_service
+from recorder.service.demo import demo_config
+from recorder.service.workers import ParentNotifier, WorkerRole, worker_config, worker_state_dir
+from recorder.simulator.scenario import Action, AudioLayout, Product, Scenario, Step
+from recorder.simulator.simulator import SimulatorConfig, open_simulator
 from tests.service.test_ops import EXEC_PATH, OPS, systemd_analyze_verify, unit_settings
 
 
@@ -87,3 +96,56 @@ def test_the_per_worker_template_unit_verifies_and_keeps_the_hardening(tmp_path:
     assert template["ExecStart"] == [
         f"{EXEC_PATH} serve --config /etc/rtms-recorder/recorder.toml --worker-index %i"
     ]
+
+
+async def test_a_failover_webhook_reaching_another_worker_reaches_the_owner_at_once(
+    tmp_path: Path,
+) -> None:
+    """Two workers in this process on one catalog; Zoom's failover ``rtms_started`` goes to the
+    worker that does NOT record the stream. The owner reconnects to the new server within a
+    claim interval or two, long before its first lease renew (5 s after its claim)."""
+    base = demo_config(tmp_path)
+    base = replace(base, workers=replace(base.workers, claim_interval_s=0.1))
+    token = base.secrets.zoom_secret_token
+    assert token is not None
+    async with AsyncExitStack() as stack:
+        running = [
+            await stack.enter_async_context(
+                run_service(worker_config(base, i), owner=f"w{i}", worker=WorkerRole(i))
+            )
+            for i in range(2)
+        ]
+        client = await stack.enter_async_context(httpx.AsyncClient())
+
+        async def route(headers: Mapping[str, str], body: bytes) -> int:
+            stream_id = json.loads(body)["payload"]["rtms_stream_id"]
+            owners = [r for r in running if stream_id in r.supervisor.engagements]
+            # First delivery to worker 0; later ones to whichever worker does not own it.
+            target = running[1] if owners and owners[0] is running[0] else running[0]
+            response = await client.post(
+                f"http://127.0.0.1:{target.port}/webhook", content=body, headers=dict(headers)
+            )
+            return response.status_code
+
+        sim_config = SimulatorConfig(webhook_handler=route, secret_token=token.reveal())
+        with trio.fail_after(40):
+            async with open_simulator(sim_config) as sim:
+                call = await sim.start(
+                    Scenario(
+                        product=Product.MEETING,
+                        duration_s=5.0,
+                        media=("audio",),
+                        layout=AudioLayout.MIXED,
+                        client_id=base.secrets.zoom_client_id.reveal(),  # type: ignore[union-attr]
+                        client_secret=base.secrets.zoom_client_secret.reveal(),  # type: ignore[union-attr]
+                        steps=(Step(1.5, Action.FAILOVER),),
+                    )
+                )
+                await call.wait_for(lambda s: s.failovers >= 1)
+                failed_over = trio.current_time()
+                await call.wait_for(lambda s: s.reconnects >= 1)
+                reconnect_s = trio.current_time() - failed_over
+                await call.finished.wait()
+    owners = [r.supervisor.settings.owner for r in running if r.supervisor.history]
+    assert len(owners) == 1, "one worker recorded the stream"
+    assert reconnect_s < 2.0, f"reconnected {reconnect_s:.2f} s after the failover"
