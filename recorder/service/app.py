@@ -457,6 +457,8 @@ async def _service_loop(
 
 async def serve(config: Config, worker: WorkerRole | None = None) -> int:
     """``recorder serve``: run until SIGTERM or SIGINT, then drain. Returns the exit code."""
+    if worker is not None:
+        return await _serve_worker(config, worker)
     async with run_service(config, worker=worker) as service, trio.open_nursery() as nursery:
 
         async def on_signal() -> None:
@@ -470,3 +472,38 @@ async def serve(config: Config, worker: WorkerRole | None = None) -> int:
         await service.stop.wait()
         nursery.cancel_scope.cancel()
     return 0
+
+
+async def _serve_worker(config: Config, worker: WorkerRole) -> int:
+    """A worker of ``serve --workers N``. Its SIGTERM often comes twice (the parent forwards one;
+    systemd's default ``KillMode=control-group`` sends one to every process of the unit; a
+    terminal's Ctrl-C reaches the whole process group). Signals are consumed for the whole
+    drain: the first one drains, later ones are ignored (a signal left unconsumed would be
+    redelivered by trio when its receiver closes, and kill the process at the last moment)."""
+    requested = trio.Event()
+
+    async def absorb(signals: AsyncIterator[int]) -> None:
+        async for signum in signals:
+            if requested.is_set():
+                logger.info("signal %s ignored: already draining", signal.Signals(signum).name)
+                continue
+            logger.info("signal %s received: draining", signal.Signals(signum).name)
+            requested.set()
+
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as guard:
+            guard.start_soon(absorb, signals)
+            async with (
+                run_service(config, worker=worker) as service,
+                trio.open_nursery() as nursery,
+            ):
+                nursery.start_soon(_set_when, requested, service.stop)
+                await service.stop.wait()
+                nursery.cancel_scope.cancel()
+            guard.cancel_scope.cancel()
+    return 0
+
+
+async def _set_when(source: trio.Event, target: trio.Event) -> None:
+    await source.wait()
+    target.set()

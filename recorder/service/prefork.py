@@ -144,7 +144,9 @@ class Prefork:
                     async for signum in signals:
                         logger.info("signal %s: stopping the workers", signal.Signals(signum).name)
                         break
-                await self.stop()
+                    # Still receiving (and ignoring) while the workers drain: a second signal
+                    # must not kill the parent and orphan them.
+                    await self.stop()
                 nursery.cancel_scope.cancel()
         finally:
             listener.close()
@@ -165,6 +167,9 @@ class Prefork:
                 logger.error("worker %d did not stop in time: killed", worker.index)
                 _signal(worker, signal.SIGKILL)
                 await worker.process.wait()
+        for worker in self.workers:
+            if worker.process is not None:
+                logger.info("worker %d stopped code=%s", worker.index, worker.process.returncode)
 
     async def _keep_running(self, worker: WorkerState, listen_fd: int) -> None:
         settings = self.config.workers
@@ -193,8 +198,7 @@ class Prefork:
             worker.ready = False
             worker.exits.append(code)
             if self._stopped():
-                logger.info("worker %d stopped code=%d", worker.index, code)
-                return
+                return  # ``stop`` reports it
             if trio.current_time() - started >= HEALTHY_RUN_S:
                 delay = settings.restart_delay_s
             logger.error(
