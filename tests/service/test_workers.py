@@ -285,7 +285,7 @@ async def test_workers_of_their_own_units_share_the_port_by_so_reuseport(tmp_pat
                 await poll(both_live)
                 async with open_simulator(sim_config) as sim:
                     calls = [
-                        await sim.start(meeting(secrets_, name=f"c{n}", seconds=3))
+                        await sim.start(meeting(secrets_, name=f"c{n}", seconds=2))
                         for n in range(4)
                     ]
                     for call in calls:
