@@ -145,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--validate-endpoint", action="store_true", help="send endpoint.url_validation first"
     )
+    p.add_argument(
+        "--zoom-api-port",
+        type=int,
+        default=None,
+        help="also serve the simulated Zoom REST API here (0: any port); scenarios then wait "
+        "for `recorder rtms start` (OAuth: ZOOM_CLIENT_ID/ZOOM_CLIENT_SECRET)",
+    )
+    p.add_argument("--zoom-account-id", default="sim_account", help="with --zoom-api-port")
 
     p = sub.add_parser("check", help="validate configuration, secrets, catalog, store and keys")
     _config_arg(p)
@@ -257,11 +265,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "which",
         choices=[
-            *("crypto", "audio", "pipeline", "fullpath", "wire", "segments", "export", "search"),
+            "crypto",
+            "audio",
+            "pipeline",
+            "fullpath",
+            "wire",
+            "segments",
+            "export",
+            "search",
+            "video",
             "workers",
         ],
     )
     p.add_argument("options", nargs=argparse.REMAINDER, help="passed to the benchmark")
+
+    from recorder.zoom.commands import add_arguments as rtms_arguments
+
+    rtms_arguments(sub)
     return parser
 
 
@@ -360,6 +380,8 @@ def _run(args: argparse.Namespace) -> int:
                 client_secret=os.environ.get("ZOOM_CLIENT_SECRET")
                 or os.environ.get("ZM_RTMS_SECRET"),
                 validate_endpoint=args.validate_endpoint,
+                zoom_api_port=args.zoom_api_port,
+                zoom_account_id=args.zoom_account_id,
             )
         )
     if command == "check":
@@ -440,6 +462,10 @@ def _run(args: argparse.Namespace) -> int:
             print("error: name the jobs to retry, or give --all-quarantined", file=sys.stderr)
             return 2
         return trio.run(_with_components, args.config, _spool_command, args)
+    if command == "rtms":
+        from recorder.zoom import commands as rtms_commands
+
+        return trio.run(rtms_commands.run, args)
     if command == "bench":
         import importlib
 
