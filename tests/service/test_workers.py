@@ -4,6 +4,7 @@ SIGKILLed worker's streams taken over by the other worker once their leases laps
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 from collections import Counter
@@ -293,11 +294,16 @@ async def test_workers_of_their_own_units_share_the_port_by_so_reuseport(tmp_pat
                 for call in calls:
                     assert call.stats.signaling_max_open == 1
                     assert call.stats.frames_sent > 0
-                    rows = await catalog.search(stream_id=call.scenario.rtms_stream_id)
-                    assert len(rows) == 1
-                    detail = await catalog.show(rows[0].recording_id)
-                    assert detail is not None
-                    assert detail.segments
+
+                    async def ended_with_segments(stream_id: str) -> bool | None:
+                        rows = await catalog.search(stream_id=stream_id)
+                        assert len(rows) <= 1
+                        if not rows or rows[0].status is RecordingStatus.ACTIVE:
+                            return None
+                        detail = await catalog.show(rows[0].recording_id)
+                        return True if detail is not None and detail.segments else None
+
+                    await poll(functools.partial(ended_with_segments, call.scenario.rtms_stream_id))
                     row = await catalog.get_stream(call.scenario.rtms_stream_id)
                     assert row is not None
                     assert row.lease_epoch == 1
