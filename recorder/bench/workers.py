@@ -61,7 +61,8 @@ class LoadSpec:
     seconds: float
     ramp_s: float
     speed: float = 1.0
-    #: Seconds of call time between two ``mark`` samples (memory mode); 0: none.
+    #: Seconds of call time (at ``speed``) between two ``mark`` samples (memory mode); 0: none.
+    #: A mark reports the audio actually sent per call so far (a loaded host falls behind).
     every_s: float = 0.0
 
 
@@ -296,7 +297,7 @@ async def _simulate(conn: Connection, url: str, spec: LoadSpec) -> None:
             while any(not e.finished.is_set() for e in engagements):
                 mark += spec.every_s / spec.speed
                 await trio.sleep_until(mark)
-                conn.send(("mark", (trio.current_time() - call_start) * spec.speed))
+                conn.send(("mark", frames() * FRAME_MS / 1000 / spec.engagements))
         else:
             # The steady window: from all streaming until the first call may end.
             end = start + (spec.seconds - 1.0) / spec.speed
@@ -503,7 +504,7 @@ def _memory(args: argparse.Namespace) -> int:
         f"{RSS_BUDGET_KIB} KiB)"
     )
     for at_s, kib in r.rss_marks:
-        print(f"  call time {at_s:7.0f} s   {kib:7.0f} KiB per engagement")
+        print(f"  audio sent per call {at_s:7.0f} s   {kib:7.0f} KiB per engagement")
     print(f"lost {r.frames_sent - r.frames_recorded} of {r.frames_sent} frames")
     return 0
 
