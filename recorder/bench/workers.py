@@ -266,7 +266,9 @@ async def _simulate(conn: Connection, url: str, spec: LoadSpec) -> None:
         async def first_frame(engagement: Any, sent: float) -> None:
             await engagement.connected.wait()
             connects.append(trio.current_time() - sent)
-            await engagement.streaming.wait()
+            # Not ``engagement.streaming``: since the video merge the simulator sets it only for
+            # engagements that send video.
+            await engagement.wait_for(lambda stats: stats.frames_sent > 0)
             latencies.append(trio.current_time() - sent)
             if len(latencies) == spec.engagements:
                 all_streaming.set()
