@@ -85,6 +85,12 @@ class RunSpec:
     per_speaker: bool
     #: ``CaptureConfig.checkpoint_interval_s`` (1.0 in production).
     checkpoint_s: float = 1.0
+    #: What the measured process does with the media sockets: ``full`` (client + capture),
+    #: ``rtms`` (client alone, = ``client_only``), ``bare`` (trio-websocket ``get_message()``
+    #: receive only) or ``floor`` (raw trio ``receive_some``, no WebSocket parsing).
+    mode: str = "full"
+    #: ``ClientConfig.single_task_sockets``: False = trio-websocket's reader task (before).
+    single_task: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -257,7 +263,13 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
 
     _, codec, rate, channels = CODECS[spec.codec]
     params = audio_params(AudioCodec(codec), rate, channels, per_speaker=spec.per_speaker)
-    client_config = ClientConfig(audio_params=params, allow_insecure_loopback=True)
+    client_config = ClientConfig(
+        audio_params=params,
+        allow_insecure_loopback=True,
+        # bare trio-websocket is measured with its own reader task; the floor reads the raw
+        # stream, which only a socket without a reader task leaves free.
+        single_task_sockets=spec.single_task if spec.mode != "bare" else False,
+    )
     capture_config = CaptureConfig(checkpoint_interval_s=spec.checkpoint_s)
     live: dict[int, _Live] = {}
     all_first = trio.Event()
@@ -295,10 +307,12 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
                     ):
                         all_first.set()
 
+            if spec.mode in RECEIVE_ONLY:
+                _FIRST_MEDIA[target.rtms_stream_id] = lambda: on_first_media(state)
             async with open_rtms_stream(target, client_config) as stream:
                 state.stream = stream
                 state.consumed = stream.events
-                if spec.client_only:
+                if spec.client_only or spec.mode in RECEIVE_ONLY:
                     async for event in stream.events:
                         if state.first_frame_s is None:
                             await on_event(event)
@@ -311,6 +325,17 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
                         config=capture_config,
                         on_event=on_event,
                     )
+
+        def on_first_media(state: _Live) -> None:
+            if state.first_frame_s is None:
+                state.first_frame_s = time.perf_counter() - state.opened
+                if len(live) == spec.engagements and all(
+                    s.first_frame_s is not None for s in live.values()
+                ):
+                    all_first.set()
+
+        if spec.mode in RECEIVE_ONLY:
+            _install_receive_only(spec.mode)
 
         def received() -> int:
             return sum(s.stream.stats.frames["audio"] for s in live.values() if s.stream)
@@ -336,6 +361,11 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
             window["cpu"] = time.process_time() - window["cpu"]
             window["wall"] = time.perf_counter() - window["wall"]
             window["msgs"] = received() - window["msgs"]
+            # Every stream is paced at one message per frame: what the floor is counted by
+            # (the other modes print it beside their real count as a check).
+            window["paced"] = spec.engagements * (1000 / FRAME_MS) * window["wall"]
+            if spec.mode == "floor":
+                window["msgs"] = round(window["paced"])
             window["waited"] = _run_delay_s() - window["waited"]
             window["main"] = time.thread_time() - window["main"]
             window["rss"] = _rss_kib()
@@ -394,10 +424,69 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
         "sim": sim_stats,
         "outcomes": sorted(
             {s.manifest.outcome for s in live.values() if s.manifest is not None}
-            if not spec.client_only
+            if not (spec.client_only or spec.mode in RECEIVE_ONLY)
             else {"client-only"}
         ),
     }
+
+
+# --- receive-only reference clients (in the measured process) ---------------------------------
+
+#: Modes where the media sockets only receive (the reference rows of the comparison).
+RECEIVE_ONLY: Final = ("floor", "bare")
+#: rtms_stream_id -> called once when that stream's media socket gets its first message.
+_FIRST_MEDIA: dict[str, Any] = {}
+
+
+def _install_receive_only(mode: str) -> None:
+    """Replace the engine's pump for *open media sockets* with a receive-only loop.
+
+    Signaling and both handshakes stay the real client's (so the simulator streams exactly as
+    for the full path); once a media socket is open, ``bare`` only calls trio-websocket's
+    ``get_message()`` and counts, ``floor`` only calls ``receive_some`` on the raw stream and
+    counts bytes (messages are then counted at the paced rate, 50 per stream per second). Media
+    keep-alives go unanswered: the simulator breaks a socket after 3 (30 s), longer than a run.
+    Only ever called in the spawned measured process.
+    """
+    from recorder.rtms import _engine
+    from recorder.rtms.protocol import MediaConnection
+
+    original = _engine.Engine._pump
+
+    async def receive_only(
+        self: Any, ws: Any, conn: Any, handle: Any, *, until_open: bool = False
+    ) -> None:
+        if until_open or not isinstance(conn, MediaConnection):
+            await original(self, ws, conn, handle, until_open=until_open)
+            return
+        frames = self._stats.frames
+        first = _FIRST_MEDIA.pop(self._target.rtms_stream_id, None)
+        if mode == "bare":
+            get_message = ws.get_message
+            while True:
+                try:
+                    await get_message()
+                except Exception:
+                    return
+                frames["audio"] += 1
+                if first is not None:
+                    first()
+                    first = None
+        receive_some = ws._stream.receive_some
+        size = ws._receive_buffer_size
+        while True:
+            try:
+                data = await receive_some(size)
+            except Exception:
+                return
+            if not data:
+                return
+            frames["floor_bytes"] += len(data)
+            if first is not None:
+                first()
+                first = None
+
+    _engine.Engine._pump = receive_only  # type: ignore[method-assign]
 
 
 # --- the orchestrating parent -----------------------------------------------------------------
@@ -447,42 +536,94 @@ def _median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def _row(spec: RunSpec, out: dict[str, Any]) -> str:
+#: --modes name -> (RunSpec.mode, single_task, row label)
+MODES: Final[dict[str, tuple[str, bool, str]]] = {
+    "floor": ("floor", True, "floor: trio receive_some"),
+    "bare": ("bare", False, "bare trio-websocket recv"),
+    "before": ("full", False, "full path, reader task"),
+    "full": ("full", True, "full path, one task"),
+    "rtms": ("rtms", True, "RTMS client only"),
+}
+
+
+def _label(spec: RunSpec) -> str:
     label = CODECS[spec.codec][0] + (" per-speaker" if spec.per_speaker else "")
-    if spec.client_only:
-        label += " client-only"
-    head = f"{label:28} K={spec.engagements:<4}"
+    if spec.client_only and spec.mode == "full":
+        return label + " client-only"
+    for mode, single_task, text in MODES.values():
+        if mode == spec.mode and single_task == spec.single_task:
+            return f"{label} {text}"
+    return f"{label} {spec.mode}"
+
+
+def _us_per_msg(out: dict[str, Any]) -> float | None:
+    window = out.get("window") or {}
+    if "error" in out or not window.get("msgs"):
+        return None
+    return float(window["cpu"] / window["msgs"] * 1e6)
+
+
+def _row(spec: RunSpec, out: dict[str, Any]) -> str:
+    head = f"{_label(spec):44} K={spec.engagements:<4}"
     if "error" in out:
         return f"{head} ERROR {out['error']}"
     window = out["window"]
-    if not window.get("msgs"):
+    us = _us_per_msg(out)
+    if us is None:
         return f"{head} no steady window (did every engagement stream?)"
-    us = window["cpu"] / window["msgs"] * 1e6
     workers = (window["cpu"] - window["main"]) / window["msgs"] * 1e6
     whole = out["cpu_total"] / max(1, out["msgs"]) * 1e6
     busy = window["cpu"] / window["wall"]
     per_core = spec.engagements / busy if busy > 0 else float("nan")
     sim = out["sim"]
+    receive_only = spec.mode in RECEIVE_ONLY
     # Client-only records nothing: there, frames sent but never received are the loss.
-    kept = out["msgs"] if spec.client_only else out["recorded_frames"]
-    lost = sim.get("frames_sent", 0) - kept
+    kept = out["msgs"] if spec.client_only or spec.mode == "rtms" else out["recorded_frames"]
+    lost = "n/a" if receive_only else f"{sim.get('frames_sent', 0) - kept:+d}"
     lags = out["lags_ms"]
     rss = (window["rss"] - out["rss_base"]) / spec.engagements
     connect = out["connect_s"]
-    peer = f"{us / PEER_US[1]:.2f}-{us / PEER_US[0]:.2f}"
-    recv = f"{us / RECV_ONLY_US[1]:.2f}-{us / RECV_ONLY_US[0]:.2f}"
-    lag = f"{_median(lags):4.0f}/{max(lags):4.0f}" if lags else "   n/a   "
+    lag = f"{_median(lags):4.0f}/{max(lags):4.0f}" if lags and not receive_only else "   n/a   "
+    counted = "msgs paced" if spec.mode == "floor" else f"msgs {out['msgs']}"
     return (
         f"{head} {us:6.1f} µs/msg (threads {workers:4.1f}, whole {whole:5.1f}) "
         f"{busy * 100:5.1f}%core "
         f"(waited {window['waited'] / window['wall'] * 100:4.1f}%) "
-        f"{per_core:5.0f} streams/core | lost {lost:+d} drop {out['client_dropped']}"
+        f"{per_core:5.0f} streams/core | lost {lost} drop {out['client_dropped']}"
         f"/{out['manifest_dropped']} late {out['late_frames']} lag {lag} ms | "
         f"RSS {rss:5.0f} KiB/eng | connect {_median(connect) * 1000:4.0f}/"
         f"{max(connect, default=float('nan')) * 1000:4.0f} ms | "
-        f"x peer {peer} x recv-only {recv} | sim {sim.get('busy', 0) * 100:3.0f}%core "
-        f"sent {sim.get('frames_sent', 0)} rec {out['recorded_frames']} msgs {out['msgs']}"
+        f"sim {sim.get('busy', 0) * 100:3.0f}%core "
+        f"sent {sim.get('frames_sent', 0)} rec {out['recorded_frames']} {counted} "
+        f"(paced {window.get('paced', 0):.0f} in window, counted {window['msgs']:.0f})"
     )
+
+
+def _ratio(us: float | None, reference: float | None) -> str:
+    if us is None or not reference:
+        return "  n/a"
+    return f"{us / reference:5.2f}x"
+
+
+#: Issue 13's same-run table: Zoom's C++ SDK (receive only) 45 µs where bare trio-websocket
+#: took 57 µs. The SDK is not run here; ``x SDK`` scales this run's bare row by that ratio.
+SDK_PER_BARE: Final = 45.0 / 57.0
+
+
+def _comparison(codec: str, k: int, results: dict[str, float | None]) -> list[str]:
+    """The side-by-side summary of one codec at one K: every row as µs and as ratios."""
+    bare, floor = results.get("bare"), results.get("floor")
+    sdk = bare * SDK_PER_BARE if bare is not None else None
+    lines = [
+        f"== {CODECS[codec][0]}, K={k}, this run: µs/msg  x bare  x floor  x SDK(est.)",
+    ]
+    for name, us in results.items():
+        figure = f"{us:6.1f}" if us is not None else "   n/a"
+        lines.append(
+            f"   {MODES[name][2]:28} {figure}  {_ratio(us, bare)}  {_ratio(us, floor)}  "
+            f"{_ratio(us, sdk)}"
+        )
+    return lines
 
 
 def _ints(text: str) -> list[int]:
@@ -492,7 +633,18 @@ def _ints(text: str) -> list[int]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--codecs", default="l16,g711,opus", help="of l16, g711, opus")
-    parser.add_argument("--engagements", default="50,100,150", help="concurrency levels K")
+    parser.add_argument("--engagements", default="150", help="concurrency levels K")
+    parser.add_argument(
+        "--modes",
+        default="floor,bare,before,full",
+        help=f"rows per codec and K, of {','.join(MODES)} (before = reader-task sockets)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes for a scaling row (needs `recorder serve --workers`)",
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each engagement")
     parser.add_argument("--ramp", type=float, default=1.5, help="seconds to start all K")
     parser.add_argument("--pace-batch", type=int, default=1, help="simulator pace_batch_frames")
@@ -507,6 +659,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.engagements, args.seconds, args.ramp = "25", 4.0, 0.5
+    modes = [m for m in args.modes.split(",") if m]
+    if args.client_only:
+        modes = ["rtms"]
+    if not modes or any(m not in MODES for m in modes):
+        parser.error(f"unknown mode in {modes}; choose from {list(MODES)}")
     codecs = [c for c in args.codecs.split(",") if c]
     unknown = [c for c in codecs if c not in CODECS]
     if unknown:
@@ -540,22 +697,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = False
     for codec in codecs:
         for k in levels:
-            spec = RunSpec(
-                codec=codec,
-                engagements=k,
-                seconds=args.seconds,
-                ramp_s=args.ramp,
-                pace_batch_frames=args.pace_batch,
-                client_cpu=args.client_cpu,
-                server_cpu=args.server_cpu,
-                client_only=args.client_only,
-                per_speaker=args.per_speaker,
-                checkpoint_s=args.checkpoint_s,
-            )
-            out = run_config(spec, timeout_s=args.ramp + args.seconds + 90)
-            failed = failed or "error" in out
-            print(_row(spec, out))
-            sys.stdout.flush()
+            results: dict[str, float | None] = {}
+            for name in modes:
+                mode, single_task, _ = MODES[name]
+                spec = RunSpec(
+                    codec=codec,
+                    engagements=k,
+                    seconds=args.seconds,
+                    ramp_s=args.ramp,
+                    pace_batch_frames=args.pace_batch,
+                    client_cpu=args.client_cpu,
+                    server_cpu=args.server_cpu,
+                    client_only=args.client_only,
+                    per_speaker=args.per_speaker,
+                    checkpoint_s=args.checkpoint_s,
+                    mode=mode,
+                    single_task=single_task,
+                )
+                out = run_config(spec, timeout_s=args.ramp + args.seconds + 90)
+                failed = failed or "error" in out
+                results[name] = _us_per_msg(out)
+                print(_row(spec, out))
+                sys.stdout.flush()
+            if len(results) > 1:
+                print("\n".join(_comparison(codec, k, results)))
+                sys.stdout.flush()
+    if args.workers > 1:
+        # perf-workers fills this in: the same streams through N worker processes.
+        print(f"scaling: not measured (--workers {args.workers}: no multi-worker serve here)")
+    else:
+        print("scaling: not measured (one worker)")
     return 1 if failed else 0
 
 

@@ -155,6 +155,10 @@ class ClientConfig:
     buffer_data: bool = True
     max_message_size: int = MAX_MESSAGE_SIZE
     media_receive_buffer: int = MEDIA_RECEIVE_BUFFER
+    #: Drive each socket's WebSocket state from the one task that reads it (``_direct``);
+    #: False = trio-websocket's reader task and message channel (one more task step per
+    #: message; kept for ``recorder bench fullpath`` to compare in the same run).
+    single_task_sockets: bool = True
     ssl_context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
     #: Seconds since the epoch, for ``*_wall_ms`` in events; injectable for tests.
     wall_clock: Callable[[], float] = field(default=time.time, compare=False, repr=False)
