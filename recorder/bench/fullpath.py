@@ -91,6 +91,8 @@ class RunSpec:
     mode: str = "full"
     #: ``ClientConfig.single_task_sockets``: False = trio-websocket's reader task (before).
     single_task: bool = True
+    #: Append the measured process's INFO log here ("" = warnings to stderr only).
+    log_file: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -223,6 +225,14 @@ def measured_main(conn: Connection, result: Connection, spec: dict[str, Any]) ->
     import trio
 
     pinned = _pin(int(spec["client_cpu"]))
+    if spec.get("log_file"):
+        import logging
+
+        logging.basicConfig(
+            filename=spec["log_file"],
+            level=logging.INFO,
+            format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        )
     try:
         outcome = trio.run(_measure, conn, RunSpec(**spec))
         outcome["pinned"] = pinned
@@ -655,6 +665,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--checkpoint-s", type=float, default=1.0, help="capture checkpoint interval (analysis)"
     )
+    parser.add_argument("--log-file", default="", help="the measured process's INFO log")
     parser.add_argument("--quick", action="store_true", help="smoke run: K=25, 4 s, ~20 s")
     args = parser.parse_args(argv)
     if args.quick:
@@ -713,6 +724,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     checkpoint_s=args.checkpoint_s,
                     mode=mode,
                     single_task=single_task,
+                    log_file=args.log_file,
                 )
                 out = run_config(spec, timeout_s=args.ramp + args.seconds + 90)
                 failed = failed or "error" in out

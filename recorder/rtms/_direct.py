@@ -20,8 +20,9 @@ socket's own task, so they end only that socket.
 from __future__ import annotations
 
 import collections
+import contextlib
 import ssl
-from typing import Final
+from typing import Final, cast
 
 import trio
 import trio_websocket
@@ -128,14 +129,14 @@ class DirectWebSocket(WebSocketConnection):
         if self._wsproto.state is ConnectionState.CLOSED:
             return
         try:
-            self._wsproto.receive_data(data)
+            self._wsproto.receive_data(cast(bytes, data))
         except wsproto.utilities.RemoteProtocolError as err:
-            # A malformed upgrade answer: say so if wsproto has words for it, then end.
-            if err.event_hint is not None:
-                try:
+            # Broken framing: say so with wsproto's close frame, then end. During the upgrade
+            # wsproto's hint is a server's HTTP rejection, which a client cannot send
+            # (trio-websocket's reader task crashes trying): the socket just ends.
+            if err.event_hint is not None and self._open_handshake.is_set():
+                with contextlib.suppress(ConnectionClosed, wsproto.utilities.LocalProtocolError):
                     await self._send(err.event_hint)
-                except ConnectionClosed:
-                    pass
             await self._end_transport()
             return
         await self._handle_events()
@@ -169,27 +170,26 @@ class DirectWebSocket(WebSocketConnection):
             self._message_size = 0
             self._message_parts = []
             self._close_reason = CloseReason(_TOO_BIG, reason)
-            try:
+            with contextlib.suppress(ConnectionClosed):
                 await self._send(CloseConnection(code=_TOO_BIG, reason=reason))
-            except ConnectionClosed:
-                pass
             self._ready.clear()
             self._ended = True
             self._close_handshake.set()
             return False
+        data: str | bytes = event.data if isinstance(event.data, str) else bytes(event.data)
         if event.message_finished and not self._message_parts:
             # The common case: a message in one frame.
             self._message_size = 0
-            self._ready.append(event.data)
+            self._ready.append(data)
             return True
-        self._message_parts.append(event.data)
+        self._message_parts.append(data)
         if event.message_finished:
             parts = self._message_parts
             message: str | bytes
             if isinstance(event, BytesMessage):
-                message = b"".join(part for part in parts if isinstance(part, bytes))
+                message = b"".join(cast("list[bytes]", parts))
             else:
-                message = "".join(part for part in parts if isinstance(part, str))
+                message = "".join(cast("list[str]", parts))
             self._message_size = 0
             self._message_parts = []
             self._ready.append(message)
@@ -199,10 +199,8 @@ class DirectWebSocket(WebSocketConnection):
         if self._wsproto.state is ConnectionState.REMOTE_CLOSING:
             # The peer closes first: answer (trio-websocket's own behaviour).
             self._close_reason = CloseReason(event.code, event.reason or None)
-            try:
+            with contextlib.suppress(ConnectionClosed):
                 await self._send(event.response())
-            except ConnectionClosed:
-                pass
         elif self._close_reason is None:
             self._close_reason = CloseReason(event.code, event.reason or None)
         self._ended = True
