@@ -34,6 +34,22 @@ What is reported, per configuration:
 
 ``--client-only`` measures the RTMS client alone (events drained and discarded, no capture): the
 difference to the full path is the capture pipeline's share.
+
+Side by side in one run (``--modes``, default ``floor,bare,before,full``), per codec and K, on
+the same simulator streams (issue 13's comparison; ratios taken in one run hold from machine to
+machine, absolute figures do not):
+
+* ``floor``: raw trio ``receive_some`` on each media socket, no WebSocket parsing (messages
+  counted at the paced rate, 50 per stream per second);
+* ``bare``: trio-websocket's ``get_message()`` with its own reader task, receive only;
+* ``before``: the full path with trio-websocket's reader task and channel per socket;
+* ``full``: the full path with one task per socket (``recorder.rtms._direct``).
+
+In ``floor`` and ``bare`` the signaling socket and both handshakes are still the real client's;
+only what an open media socket does with its messages changes. A summary per codec prints each
+row as µs/msg and as ratios to ``bare``, to ``floor`` and to Zoom's C++ SDK, estimated from this
+run's ``bare`` and issue 13's same-run SDK/bare ratio (45/57; the SDK itself is not run here).
+``--workers N`` is reserved for the scaling row of multi-process serving (not measured yet).
 """
 
 from __future__ import annotations
@@ -401,7 +417,7 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
 
     total_msgs = received()
     dropped = sum(sum(s.stream.stats.dropped.values()) for s in live.values() if s.stream)
-    manifest_dropped = late = recorded = 0
+    manifest_dropped = late = recorded = gap_frames = 0
     samples_per_frame = (16_000 if spec.codec != "l16" else rate) * FRAME_MS // 1000
     for s in live.values():
         if s.manifest is None:
@@ -416,6 +432,7 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
             )
             # Rounded: Opus priming trims a fraction of the first frame.
             recorded += round((samples - gaps) * 1000 / (entry.sample_rate * FRAME_MS))
+            gap_frames += round(gaps * 1000 / (entry.sample_rate * FRAME_MS))
             samples_per_frame = entry.sample_rate * FRAME_MS // 1000
     connects = [s.first_frame_s for s in live.values() if s.first_frame_s is not None]
     return {
@@ -425,6 +442,8 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
         "msgs": total_msgs,
         "cpu_total": cpu_total,
         "client_dropped": dropped,
+        "reconnects": sum(s.stream.stats.reconnects for s in live.values() if s.stream),
+        "gap_frames": gap_frames,
         "manifest_dropped": manifest_dropped,
         "late_samples": late,
         "late_frames": late // max(1, samples_per_frame),
@@ -600,7 +619,8 @@ def _row(spec: RunSpec, out: dict[str, Any]) -> str:
         f"{busy * 100:5.1f}%core "
         f"(waited {window['waited'] / window['wall'] * 100:4.1f}%) "
         f"{per_core:5.0f} streams/core | lost {lost} drop {out['client_dropped']}"
-        f"/{out['manifest_dropped']} late {out['late_frames']} lag {lag} ms | "
+        f"/{out['manifest_dropped']} late {out['late_frames']} gaps {out.get('gap_frames', 0)} "
+        f"reconnects {out.get('reconnects', 0)} lag {lag} ms | "
         f"RSS {rss:5.0f} KiB/eng | connect {_median(connect) * 1000:4.0f}/"
         f"{max(connect, default=float('nan')) * 1000:4.0f} ms | "
         f"sim {sim.get('busy', 0) * 100:3.0f}%core "
@@ -699,8 +719,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         "columns: CPU µs per audio msg in the steady window (threads = the part spent in worker "
         "threads; whole = over the whole run) | lost = frames sent - "
-        "recorded, drop = client/manifest dropped, late = late frames, lag = median/max ms behind "
-        "real time | VmRSS growth per engagement | connect to first recorded frame median/max; "
+        "recorded, drop = client/manifest dropped, late = late frames, gaps = frames the "
+        "manifest lists as gaps (with a cause), reconnects = client reconnects, "
+        "lag = median/max ms behind real time | VmRSS growth per engagement | "
+        "connect to first recorded frame median/max; "
         "waited = share of the window the trio thread was runnable but another process had "
         "its core (noise from other work on the machine)"
     )
