@@ -350,6 +350,7 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
                         originator_reference=target.instance_id,
                         config=capture_config,
                         on_event=on_event,
+                        inline=stream.inline if spec.single_task else None,
                     )
 
         def on_first_media(state: _Live) -> None:

@@ -22,7 +22,7 @@ import trio
 from recorder.errors import ConfigError
 from recorder.rtms._engine import Engine
 from recorder.rtms._enums import EventType, MediaType, ZccEventType
-from recorder.rtms._outlet import EventOutlet
+from recorder.rtms._outlet import EventOutlet, InlineSlot
 from recorder.rtms.events import AudioCodec, CaptureEvent
 from recorder.rtms.messages import (
     AudioParams,
@@ -223,6 +223,8 @@ class RtmsStream:
         self._outlet = outlet
         self.stats = stats
         self.events: trio.MemoryReceiveChannel[CaptureEvent] = outlet.receive_channel
+        #: The consumer's synchronous fast path (``run_capture(inline=stream.inline)``).
+        self.inline: InlineSlot = outlet.inline
 
     @property
     def ended(self) -> bool:

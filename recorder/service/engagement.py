@@ -265,6 +265,7 @@ class Engagement:
                         on_checkpoint=self._note_checkpoint,
                         # Entries go to the catalog as they are sealed; none are kept.
                         keep_entries=False,
+                        inline=stream.inline,
                     )
                     self.status.outcome = manifest.outcome
             if not self.cancel_scope.cancelled_caught:

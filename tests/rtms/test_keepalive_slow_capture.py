@@ -45,6 +45,9 @@ async def test_a_stalled_decode_never_delays_a_keepalive_reply(rtms_server: Any)
                         recording_id=STREAM_ID,
                         config=CaptureConfig(decode_inline=False, decode_batch=1),
                         decode_limiter=decode,
+                        # The inline hand-off attached, as in the service: it must decline
+                        # audio that needs a worker thread, whatever the consumer is doing.
+                        inline=stream.inline,
                     )
                 )
 
