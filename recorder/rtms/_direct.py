@@ -25,7 +25,6 @@ import ssl
 from typing import Final, cast
 
 import trio
-import trio_websocket
 import wsproto.utilities
 from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection
 from trio_websocket._impl import _url_to_host
@@ -278,9 +277,4 @@ async def connect_direct(
     return ws
 
 
-def installed_trio_websocket() -> str:
-    """The installed trio-websocket version (``PINNED_TRIO_WEBSOCKET`` is what was checked)."""
-    return str(trio_websocket.__version__)
-
-
-__all__ = ["PINNED_TRIO_WEBSOCKET", "DirectWebSocket", "connect_direct", "installed_trio_websocket"]
+__all__ = ["PINNED_TRIO_WEBSOCKET", "DirectWebSocket", "connect_direct"]

@@ -79,7 +79,9 @@ class _ReaderNursery:
 async def connect(
     io_nursery: trio.Nursery, url: str, config: ClientConfig, *, media: bool
 ) -> WebSocketConnection:
-    """Connect; the socket's reader task lives in the I/O nursery, outside the cancel scopes
+    """Connect. By default (``single_task_sockets``) the socket has no reader task: the task
+    that pumps it reads it (``_direct``), and ``close_ws`` completes the closing handshake.
+    Otherwise trio-websocket's reader task lives in the I/O nursery, outside the cancel scopes
     of the engine, so that a cancelled socket still completes its closing handshake."""
     check_url(
         url,
