@@ -582,11 +582,25 @@ def _label(spec: RunSpec) -> str:
     return f"{label} {spec.mode}"
 
 
+#: A steady window shorter than this (the client lagged far behind real time, so every stream
+#: started late) gives no per-message figure: the row says so and ``whole`` stands instead.
+MIN_WINDOW_S: Final = 0.5
+
+
 def _us_per_msg(out: dict[str, Any]) -> float | None:
     window = out.get("window") or {}
-    if "error" in out or not window.get("msgs"):
+    if "error" in out or not window.get("msgs") or window.get("wall", 0) < MIN_WINDOW_S:
         return None
     return float(window["cpu"] / window["msgs"] * 1e6)
+
+
+def _whole_us(spec: RunSpec, out: dict[str, Any]) -> float | None:
+    """CPU over the whole run per message: connects and seals included, but robust to a
+    client that lagged (the floor counts what the simulator sent)."""
+    if "error" in out:
+        return None
+    msgs = out["sim"].get("frames_sent", 0) if spec.mode == "floor" else out["msgs"]
+    return float(out["cpu_total"] / msgs * 1e6) if msgs else None
 
 
 def _row(spec: RunSpec, out: dict[str, Any]) -> str:
@@ -596,9 +610,14 @@ def _row(spec: RunSpec, out: dict[str, Any]) -> str:
     window = out["window"]
     us = _us_per_msg(out)
     if us is None:
-        return f"{head} no steady window (did every engagement stream?)"
+        whole_us = _whole_us(spec, out)
+        return (
+            f"{head} no steady window of {MIN_WINDOW_S} s (window {window.get('wall', 0):.2f}"
+            f" s: the client lagged or a stream never started); whole "
+            f"{whole_us if whole_us is not None else float('nan'):5.1f} µs/msg"
+        )
     workers = (window["cpu"] - window["main"]) / window["msgs"] * 1e6
-    whole = out["cpu_total"] / max(1, out["msgs"]) * 1e6
+    whole = _whole_us(spec, out) or float("nan")
     busy = window["cpu"] / window["wall"]
     per_core = spec.engagements / busy if busy > 0 else float("nan")
     sim = out["sim"]
@@ -637,18 +656,25 @@ def _ratio(us: float | None, reference: float | None) -> str:
 SDK_PER_BARE: Final = 45.0 / 57.0
 
 
-def _comparison(codec: str, k: int, results: dict[str, float | None]) -> list[str]:
-    """The side-by-side summary of one codec at one K: every row as µs and as ratios."""
+def _comparison(
+    codec: str, k: int, results: dict[str, float | None], wholes: dict[str, float | None]
+) -> list[str]:
+    """The side-by-side summary of one codec at one K: every row as µs and as ratios, over
+    the steady window and (in brackets) over the whole run."""
+    lines = [
+        f"== {CODECS[codec][0]}, K={k}, this run: µs/msg  x bare  x floor  x SDK(est.)"
+        "   [whole run: µs/msg  x bare]",
+    ]
     bare, floor = results.get("bare"), results.get("floor")
     sdk = bare * SDK_PER_BARE if bare is not None else None
-    lines = [
-        f"== {CODECS[codec][0]}, K={k}, this run: µs/msg  x bare  x floor  x SDK(est.)",
-    ]
+    whole_bare = wholes.get("bare")
     for name, us in results.items():
         figure = f"{us:6.1f}" if us is not None else "   n/a"
+        whole = wholes.get(name)
+        whole_figure = f"{whole:6.1f}" if whole is not None else "   n/a"
         lines.append(
             f"   {MODES[name][2]:28} {figure}  {_ratio(us, bare)}  {_ratio(us, floor)}  "
-            f"{_ratio(us, sdk)}"
+            f"{_ratio(us, sdk)}   [{whole_figure}  {_ratio(whole, whole_bare)}]"
         )
     return lines
 
@@ -729,6 +755,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for codec in codecs:
         for k in levels:
             results: dict[str, float | None] = {}
+            wholes: dict[str, float | None] = {}
             for name in modes:
                 mode, single_task, _ = MODES[name]
                 spec = RunSpec(
@@ -749,10 +776,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 out = run_config(spec, timeout_s=args.ramp + args.seconds + 90)
                 failed = failed or "error" in out
                 results[name] = _us_per_msg(out)
+                wholes[name] = _whole_us(spec, out)
                 print(_row(spec, out))
                 sys.stdout.flush()
             if len(results) > 1:
-                print("\n".join(_comparison(codec, k, results)))
+                print("\n".join(_comparison(codec, k, results, wholes)))
                 sys.stdout.flush()
     if args.workers > 1:
         # perf-workers fills this in: the same streams through N worker processes.

@@ -21,7 +21,7 @@ def test_smallest_configuration_prints_every_row_side_by_side_with_ratios(
             "--engagements",
             "2",
             "--seconds",
-            "2",
+            "3",
             "--ramp",
             "0",
         ]
@@ -41,6 +41,7 @@ def test_smallest_configuration_prints_every_row_side_by_side_with_ratios(
     assert "lost +0 " in rows[2], rows[2]
     # The comparison: every row as µs/msg and as ratios to bare and to the floor.
     table = out.split("== L16 16k mono, K=2, this run:", 1)[1].splitlines()[1:4]
+    assert len(table) == 3, out
     bare = next(line for line in table if "bare trio-websocket" in line)
     assert re.search(r"\s1\.00x\s", bare), bare
     assert all(re.search(r"\d+\.\d+\s+\d+\.\d\dx\s+\d+\.\d\dx", line) for line in table), table
