@@ -23,13 +23,20 @@ from recorder.audio.decoder import OutputFormat
 from recorder.capture.core import CaptureConfig
 from recorder.catalog.aio import CatalogWebhookDedup
 from recorder.catalog.base import EvidenceKind, EvidenceRef
+from recorder.completeness.service import CompletenessService
 from recorder.config import Config, MediaKind
 from recorder.crypto.setup import key_service_probe
 from recorder.errors import ConfigError, RecorderError
 from recorder.rtms.client import ClientConfig, audio_params
 from recorder.rtms.events import AudioCodec
 from recorder.rtms.webhook import Product
-from recorder.service.components import Components, keyring_settings, now_ms, open_components
+from recorder.service.components import (
+    Components,
+    ZoomParts,
+    keyring_settings,
+    now_ms,
+    open_components,
+)
 from recorder.service.evidence import EVIDENCE_KIND_KEY
 from recorder.service.evidence_recorder import reconcile_journals
 from recorder.service.health import Liveness, Readiness, ReadinessCheck, spool_below_limit
@@ -171,6 +178,7 @@ async def run_service(
     upload_backoff: Backoff | None = None,
     lease_ttl_s: float | None = None,
     rejoin_interval_s: float | None = None,
+    zoom: ZoomParts | None = None,
 ) -> AsyncIterator[RunningService]:
     """Run the service for the lifetime of the block; leaving the block drains it.
 
@@ -205,6 +213,7 @@ async def run_service(
             upload_backoff=upload_backoff,
             lease_ttl_s=lease_ttl_s,
             rejoin_interval_s=rejoin_interval_s,
+            zoom=zoom,
         ) as service:
             yield service
     finally:
@@ -224,8 +233,9 @@ async def _open_service(
     upload_backoff: Backoff | None,
     lease_ttl_s: float | None,
     rejoin_interval_s: float | None,
+    zoom: ZoomParts | None = None,
 ) -> AsyncIterator[RunningService]:
-    async with open_components(config, metrics=metrics) as c:
+    async with open_components(config, metrics=metrics, zoom=zoom) as c:
         await c.store.self_check(c.store_policy)
         recovery = await recover_at_startup(c)
         reconciled = await reconcile_journals(c.catalog, config.storage.state_dir, now_ms())
@@ -253,6 +263,7 @@ async def _open_service(
             ),
         )
         send, receive = trio.open_memory_channel[AcceptedWebhook](WEBHOOK_QUEUE)
+        completeness = CompletenessService(c)
         app = IngressApp(
             ingress_settings,
             handoff=send,
@@ -262,6 +273,7 @@ async def _open_service(
             readiness=readiness,
             lifecycle=CatalogLifecycleEvidence(c.catalog, metrics),
             outbox=CatalogOutbox(c.catalog, dedup_ttl_ms=config.service.dedup_retention_s * 1000),
+            announcements=completeness.announcements,
         )
         supervisor = Supervisor(
             c,
@@ -293,6 +305,7 @@ async def _open_service(
             port: int = await nursery.start(_serve_http_in, http_scope, app, config)
             nursery.start_soon(_service_loop, c, liveness, notifier, spool_bytes)
             nursery.start_soon(_evidence_sweep, c, supervisor)
+            nursery.start_soon(completeness.run)
             notifier.ready(status=f"listening on port {port}")
             logger.info("recorder serving port=%d owner=%s", port, supervisor.settings.owner)
             try:
