@@ -79,7 +79,10 @@ class AutoStarter:
         policy: CompletenessConfig,
         metrics: RecorderMetrics,
         clock: Callable[[], int],
+        *,
+        on_settled: Callable[[ExpectationRow, StartOutcome], None] | None = None,
     ) -> None:
+        self._on_settled = on_settled
         self._catalog = catalog
         self._controller = controller
         self._policy = policy
@@ -143,4 +146,6 @@ class AutoStarter:
             )
         except RecorderError as exc:
             logger.error("auto-start result not stored (the claim will be retried): %s", exc)
+        if self._on_settled is not None:
+            self._on_settled(x, outcome)
         return outcome
