@@ -126,6 +126,49 @@ def _enrichment(row: Row) -> EnrichmentRow:
     )
 
 
+# --- search (``recorder.catalog._search`` uses these) ------------------------------------------
+
+#: Recordings whose enrichment names the agent (id, name or email; 3 parameters).
+ENRICHED_AGENT: Final = """SELECT r2.recording_id FROM recordings r2 JOIN enrichments e
+        ON e.product = r2.product AND e.instance_id = r2.instance_id
+        WHERE e.agent_id = ? OR LOWER(e.agent_name) = LOWER(?) OR LOWER(e.agent_email) = LOWER(?)"""
+#: The recording ``r``'s enrichment names the queue (id or name; 2 parameters).
+ENRICHED_QUEUE: Final = """EXISTS (SELECT 1 FROM enrichments e
+        WHERE e.product = r.product AND e.instance_id = r.instance_id
+            AND (e.queue_id = ? OR LOWER(e.queue_name) = LOWER(?)))"""
+
+
+def enrichment_clauses(query: Any) -> tuple[list[str], list[object]]:
+    """Clauses over ``recordings r`` for ``topic``, ``host`` and ``number`` of a
+    ``RecordingQuery``: indexed look-ups in ``enrichments``, joined back by instance."""
+    clauses: list[str] = []
+    params: list[object] = []
+    if query.topic is not None:
+        clauses.append(
+            """r.instance_id IN (SELECT e.instance_id FROM enrichments e
+                WHERE LOWER(e.topic) = LOWER(?) AND e.product = r.product)"""
+        )
+        params.append(query.topic)
+    if query.host is not None:
+        clauses.append(
+            """r.instance_id IN (SELECT e.instance_id FROM enrichments e
+                WHERE (e.host_id = ? OR LOWER(e.host_email) = LOWER(?))
+                    AND e.product = r.product)"""
+        )
+        params.extend([query.host, query.host])
+    if query.number is not None:
+        number = normalise_number(query.number)
+        if number is None:
+            raise CatalogError("search_recordings: --number has no digits")
+        clauses.append(
+            """r.instance_id IN (SELECT e.instance_id FROM enrichments e WHERE e.consumer_number = ?
+                UNION SELECT e.instance_id FROM enrichments e WHERE e.caller_number = ?
+                UNION SELECT e.instance_id FROM enrichments e WHERE e.callee_number = ?)"""
+        )
+        params.extend([number] * 3)
+    return clauses, params
+
+
 def findings_of_recording_tx(tx: Any, recording_id: str) -> list[FindingRow]:
     rows = tx.fetchall(
         f"""SELECT {_FINDING_COLS} FROM findings f
