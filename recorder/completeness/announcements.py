@@ -5,8 +5,11 @@ Rule 2: Zoom's announcing events carry their data in ``payload.object`` (``meeti
 ``uuid``, ``id``, ``host_id``, ``start_time``; ``contact_center.engagement_started``:
 ``engagement_id``, ``queue_id``/``cc_queue_id``, ``user_id``/``agent_id``; ``phone.callee_answered``
 / ``phone.caller_connected``: ``call_id``, ``callee``/``caller`` with ``user_id`` and numbers),
-``account_id`` in ``payload``; the flat form is accepted too. A missing instance id, or an id
-or time of the wrong type, is a ``WebhookPayloadError`` naming the field.
+``account_id`` in ``payload``; the flat form is accepted too. Rule 3: the ending events
+(``meeting.ended``, ``contact_center.engagement_ended``, ``phone.callee_ended``...) give the end
+(``end_time`` / ``call_end_time``, else ``event_ts``) and, where they carry it, the start.
+A missing instance id, or an id or time of the wrong type, is a ``WebhookPayloadError`` naming
+the field.
 """
 
 from __future__ import annotations
@@ -14,11 +17,22 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from recorder.errors import WebhookPayloadError
 from recorder.products import Product
 from recorder.rtms.webhook import PayloadRejection, WebhookEvent
+
+#: Announcing events that say an instance ended (``Announcement.ended_ms`` is set).
+ENDING_EVENTS: Final = frozenset(
+    {
+        "meeting.ended",
+        "webinar.ended",
+        "contact_center.engagement_ended",
+        "phone.callee_ended",
+        "phone.caller_ended",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +48,7 @@ class Announcement:
     user_id: str | None
     queue_id: str | None
     started_ms: int
+    #: Set by the ending events (``ENDING_EVENTS``): when the instance ended.
     ended_ms: int | None = None
 
 
@@ -87,6 +102,7 @@ def parse_announcement(event: WebhookEvent, received_ms: int) -> Announcement:
     layers = _layers(event.payload)
     account_id = _text(layers, "account_id")
     fallback = event.event_ts if event.event_ts is not None else received_ms
+    ending = event.event in ENDING_EVENTS
     product = event.product
     if product in (Product.MEETING, Product.WEBINAR):
         instance_id = _text(layers, "uuid", product.id_key)
@@ -94,6 +110,7 @@ def parse_announcement(event: WebhookEvent, received_ms: int) -> Announcement:
         user_id = _text(layers, "host_id")
         queue_id = None
         started = _start_ms(layers, "start_time", fallback)
+        ended = _start_ms(layers, "end_time", fallback) if ending else None
         what = "uuid"
     elif product is Product.CONTACT_CENTER:
         instance_id = _text(layers, "engagement_id")
@@ -101,14 +118,16 @@ def parse_announcement(event: WebhookEvent, received_ms: int) -> Announcement:
         user_id = _text(layers, "user_id", "agent_id")
         queue_id = _text(layers, "queue_id", "cc_queue_id")
         started = _start_ms(layers, "start_time", fallback)
+        ended = _start_ms(layers, "end_time", fallback) if ending else None
         what = "engagement_id"
     else:
         instance_id = _text(layers, "call_id")
         target_id = instance_id
-        side = "callee" if event.event.endswith("callee_answered") else "caller"
+        side = "callee" if event.event.startswith("phone.callee_") else "caller"
         user_id = _text(_party(layers, side), "user_id") or _text(layers, "user_id")
         queue_id = None
         started = _start_ms(layers, "answer_start_time", fallback)
+        ended = _start_ms(layers, "call_end_time", fallback) if ending else None
         what = "call_id"
     if instance_id is None or target_id is None:
         raise WebhookPayloadError(
@@ -123,4 +142,5 @@ def parse_announcement(event: WebhookEvent, received_ms: int) -> Announcement:
         user_id=user_id,
         queue_id=queue_id,
         started_ms=started,
+        ended_ms=ended,
     )

@@ -5,8 +5,9 @@ for at most ``start_attempts`` times, with doubling backoff from ``start_backoff
 Rule 2: a ``ZoomApiError`` with HTTP status 429, 5xx or none (network) is retried; any other is
 Zoom's refusal and final. Either way the last error is stored on the expectation with Zoom's
 code, HTTP status and message: that is the cause a ``missing`` finding will name.
-Rule 3: one expectation's failure never stops the others; a failure to store the result leaves
-the claim to go stale and be taken again.
+Rule 3: every request is audited (actor ``recorder:auto-start``, the policy as reason, the
+result with Zoom's code). Rule 4: one expectation's failure never stops the others; a failure
+to store the result leaves the claim to go stale and be taken again.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ START_TIMEOUT_S: Final = 10.0
 CLAIM_STALE_MS: Final = 120_000
 #: Expectations claimed per pass.
 CLAIM_BATCH: Final = 32
+#: The audit log's actor for start requests the service makes on its own.
+AUDIT_ACTOR: Final = "recorder:auto-start"
 #: Without a wake-up, pending starts are looked for this often.
 POLL_S: Final = 5.0
 
@@ -146,6 +149,23 @@ class AutoStarter:
             )
         except RecorderError as exc:
             logger.error("auto-start result not stored (the claim will be retried): %s", exc)
+        try:
+            # Asking Zoom to record a call is an action on evidence: who, when, why, result.
+            await self._catalog.append_audit(
+                actor=AUDIT_ACTOR,
+                action="rtms_start",
+                target=f"{x.product.value}:{x.instance_id}",
+                reason=f"completeness policy ({x.event})",
+                now_ms=self._clock(),
+                details={
+                    "ok": outcome.ok,
+                    "attempts": outcome.attempts,
+                    "zoom_code": None if error is None else error.code,
+                    "http_status": None if error is None else error.status,
+                },
+            )
+        except RecorderError as exc:
+            logger.error("auto-start request not audited: %s", exc)
         if self._on_settled is not None:
             self._on_settled(x, outcome)
         return outcome

@@ -6,6 +6,8 @@ the answer; a failed commit raises, and the ingress answers 503 so that Zoom ret
 Rule 2: the wake-up of the auto-starter that follows is only a hint: the auto-starter also polls
 the catalog for pending starts, so a full channel or a crash loses nothing.
 Rule 3: an announcement the policy does not match stores nothing (and is still answered 200).
+Rule 4: an ending event sets the expected end of its expectation, or, when its start was never
+announced, records the expectation (never auto-started: the instance is over).
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ class CatalogExpectations:
             ExpectationSource.WEBHOOK,
             now_ms,
             self._policy,
-            controller_present=self._controller_present,
+            # An instance that already ended is reconciled, never started.
+            controller_present=self._controller_present and announcement.ended_ms is None,
         )
         row, inserted = await call(self._catalog, lambda c: c.add_expectation(new))
         logger.info(

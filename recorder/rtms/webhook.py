@@ -398,6 +398,12 @@ ANNOUNCING_EVENTS: Final[Mapping[str, Product]] = MappingProxyType(
         "contact_center.engagement_started": Product.CONTACT_CENTER,
         "phone.callee_answered": Product.PHONE,
         "phone.caller_connected": Product.PHONE,
+        # Their ends: the expected end of an instance (and evidence it happened at all).
+        "meeting.ended": Product.MEETING,
+        "webinar.ended": Product.WEBINAR,
+        "contact_center.engagement_ended": Product.CONTACT_CENTER,
+        "phone.callee_ended": Product.PHONE,
+        "phone.caller_ended": Product.PHONE,
     }
 )
 

@@ -130,6 +130,10 @@ async def test_signed_meeting_started_expects_and_starts_forged_does_nothing(
         )
         assert row.start_state is StartState.REQUESTED
         assert row.expected_start_ms == NOW_MS
+        [audit] = await catalog.audit_trail("meeting:m-uuid-1==")
+        assert (audit.actor, audit.action) == ("recorder:auto-start", "rtms_start")
+        assert "meeting.started" in audit.reason
+        assert json.loads(audit.details_json)["ok"] is True
 
         # Another account: acknowledged, nothing expected, nothing started.
         other = await h.post(meeting_started("m-uuid-2==", "1", account_id="acct-2"))
@@ -231,3 +235,36 @@ async def test_a_late_recording_is_incomplete_and_a_recording_that_appears_resol
     assert [f.instance_id for f in open_now] == ["late=="]
     history = await catalog._call(lambda: catalog.sync.findings(include_resolved=True, limit=10))
     assert {f.instance_id: f.resolved_ms for f in history}["slow=="] == NOW_MS + 180_000
+
+
+async def test_ending_events_give_the_expected_end_or_an_expectation_never_started(
+    catalog: AsyncCatalog,
+) -> None:
+    controller = MemoryController()
+    end_ms = NOW_MS + 600_000
+    end_time = "2021-07-14T02:54:51Z"  # NOW_S + 600 s
+    async with running(catalog, controller) as h:
+        assert (await h.post(meeting_started("short==", "555"))).status_code == 200
+        await h.settled.receive()
+        ended = body("meeting.ended", {"uuid": "short==", "id": "555", "end_time": end_time})
+        assert (await h.post(ended)).status_code == 200
+        # An end whose start never reached us: expected all the same, never started.
+        missed = body(
+            "phone.callee_ended",
+            {"call_id": "call-missed", "callee": {"user_id": "u-1"}, "call_end_time": end_time},
+        )
+        assert (await h.post(missed)).status_code == 200
+        rows = {x.instance_id: x for x in await h.expectations()}
+    assert controller.changed == [(Product.MEETING, "555", RtmsAction.START)]
+    assert rows["short=="].expected_end_ms == end_ms
+    assert rows["call-missed"].start_state is StartState.OFF
+    assert rows["call-missed"].expected_end_ms == end_ms
+    rid = await add_recording(
+        catalog, Product.MEETING, "short==", "s-short", started_ms=NOW_MS, ended_ms=end_ms - 300_000
+    )
+    await reconcile_once(catalog, POLICY, end_ms + 60_000)
+    [finding] = await catalog._call(lambda: catalog.sync.findings_of_recording(rid))
+    assert (finding.kind, finding.cause) == (FindingKind.INCOMPLETE, FindingCause.ENDED_EARLY)
+    assert finding.detail == "recording ended 300.0 s before the expected end"
+    findings = {f.instance_id: f for f in await catalog._call(lambda: catalog.sync.findings())}
+    assert findings["call-missed"].cause is FindingCause.NEVER_STARTED
