@@ -26,3 +26,7 @@ REVOKE INSERT ON :"schema".schema_version FROM :"service_role";
 -- Holds are released (one UPDATE, guarded by a trigger), never deleted.
 REVOKE DELETE, TRUNCATE ON :"schema".legal_holds FROM :"service_role";
 REVOKE DELETE, TRUNCATE ON :"schema".hold_rules FROM :"service_role";
+-- Completeness (migration 14): what was expected and what was found missing is evidence too:
+-- updated in place (start results, a finding resolved), never deleted.
+REVOKE DELETE, TRUNCATE ON :"schema".expectations FROM :"service_role";
+REVOKE DELETE, TRUNCATE ON :"schema".findings FROM :"service_role";

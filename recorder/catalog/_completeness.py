@@ -6,7 +6,8 @@ answers False).
 
 Rule 2: auto-start and enrichment are claimed with one conditional ``UPDATE`` each, so two
 processes never both ask Zoom for the same thing; a claim that is not settled in time (its
-process died) becomes claimable again.
+process died) becomes claimable again. A pending start whose instance already has a stream is
+``not_needed`` instead (the stream's webhook overtook the announcement).
 
 Rule 3: a finding is the reconciler's latest verdict on one expectation: updated in place while
 it stands, stamped ``resolved_ms`` (never deleted) once a later run finds the expectation met.
@@ -191,6 +192,12 @@ class CompletenessQueries(TransactionSource):
         if not new.instance_id or not new.target_id:
             raise CatalogError("add_expectation: instance_id and target_id required")
         with self._transaction("add_expectation", write=True) as tx:
+            state = new.start_state
+            if state is StartState.PENDING and tx.fetchone(
+                "SELECT 1 FROM streams WHERE product = ? AND instance_id = ?",
+                (new.product.value, new.instance_id),
+            ):
+                state = StartState.NOT_NEEDED  # rule 2: the stream overtook its announcement
             inserted = tx.fetchone(
                 """INSERT INTO expectations (product, instance_id, target_id, source, event,
                         account_id, user_id, queue_id, expected_start_ms, expected_end_ms,
@@ -210,7 +217,7 @@ class CompletenessQueries(TransactionSource):
                     new.expected_start_ms,
                     new.expected_end_ms,
                     new.created_ms,
-                    new.start_state.value,
+                    state.value,
                 ),
             )
             if inserted is None and new.expected_end_ms is not None:
@@ -243,6 +250,15 @@ class CompletenessQueries(TransactionSource):
         _limit("claim_expectation_starts", limit)
         claimed: list[ExpectationRow] = []
         with self._transaction("claim_expectation_starts", write=True) as tx:
+            # Webhook order is not guaranteed: the stream may have started (and reached us)
+            # before its announcement did. Asking Zoom again would only be refused.
+            tx.execute(
+                """UPDATE expectations SET start_state = 'not_needed', start_result_ms = ?
+                    WHERE start_state = 'pending' AND EXISTS (SELECT 1 FROM streams s
+                        WHERE s.product = expectations.product
+                            AND s.instance_id = expectations.instance_id)""",
+                (now_ms,),
+            )
             candidates = tx.fetchall(
                 """SELECT expectation_id FROM expectations
                     WHERE start_state = 'pending'

@@ -34,6 +34,8 @@ class StartState(enum.StrEnum):
     REQUESTED = "requested"
     #: Zoom refused it, or every attempt failed: ``start_error_*`` say why.
     FAILED = "failed"
+    #: A stream of the instance was already known when the start was due: not asked for.
+    NOT_NEEDED = "not_needed"
 
 
 class FindingKind(enum.StrEnum):

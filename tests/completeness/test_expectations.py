@@ -135,6 +135,9 @@ async def test_signed_meeting_started_expects_and_starts_forged_does_nothing(
         assert "meeting.started" in audit.reason
         assert json.loads(audit.details_json)["ok"] is True
 
+        # The stream overtook its announcement: nothing to ask Zoom for.
+        await add_recording(catalog, Product.MEETING, "early==", "s-early", started_ms=NOW_MS)
+        assert (await h.post(meeting_started("early==", "999"))).status_code == 200
         # Another account: acknowledged, nothing expected, nothing started.
         other = await h.post(meeting_started("m-uuid-2==", "1", account_id="acct-2"))
         assert other.status_code == 200
@@ -142,7 +145,8 @@ async def test_signed_meeting_started_expects_and_starts_forged_does_nothing(
         broken = await h.post(body("meeting.started", {"id": "5"}))
         assert broken.status_code == 400
         assert broken.json() == {"error": "missing_field"}
-    assert len(await h.expectations()) == 1
+    states = {x.instance_id: x.start_state for x in await h.expectations()}
+    assert states == {"m-uuid-1==": StartState.REQUESTED, "early==": StartState.NOT_NEEDED}
     assert controller.changed == [(Product.MEETING, "85012345678", RtmsAction.START)]
 
 
