@@ -115,3 +115,32 @@ def test_reconcile_then_officers_see_findings_in_search_and_show(
     code, text = cli("completeness", "pull", *config, "--since", "2d")
     assert code == 3
     assert "no Zoom listing is configured" in text
+
+
+def test_the_timer_runs_a_json_reconcile_as_the_service_user(tmp_path: Path) -> None:
+    from recorder.cli import build_parser
+    from tests.service.test_ops import EXEC_PATH, systemd_analyze_verify, unit_settings
+
+    service = unit_settings("recorder-completeness.service")
+    [command] = service["ExecStart"]
+    args = build_parser().parse_args(command.split()[1:])
+    assert (args.command, args.completeness_command, args.json) == (
+        "completeness",
+        "reconcile",
+        True,
+    )
+    assert service["Type"] == ["oneshot"]
+    assert service["User"] == unit_settings("recorder.service")["User"]
+    assert unit_settings("recorder-completeness.timer")["Persistent"] == ["true"]
+    fake = tmp_path / "recorder"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    ops = Path(__file__).resolve().parents[2] / "ops"
+    paths = []
+    for name in ("recorder-completeness.service", "recorder-completeness.timer"):
+        path = tmp_path / f"rtms-{name}"
+        path.write_text((ops / name).read_text().replace(EXEC_PATH, str(fake)))
+        paths.append(path)
+    code, problems = systemd_analyze_verify(paths)
+    assert problems == []
+    assert code == 0
