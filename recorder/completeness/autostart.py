@@ -69,6 +69,11 @@ async def request_start(
             last = exc
             if not retryable(exc):
                 return StartOutcome(False, attempt, exc)
+        except Exception as exc:
+            logger.exception("RTMS controller failed unexpectedly")
+            return StartOutcome(
+                False, attempt, ZoomApiError(f"controller error: {type(exc).__name__}: {exc}")
+            )
         if attempt < attempts:
             await trio.sleep(backoff_s * math.pow(2, attempt - 1))
     return StartOutcome(False, attempts, last)

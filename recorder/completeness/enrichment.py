@@ -3,9 +3,9 @@
 Rule 1: nothing on the recording path waits for it. A scanner (one task) queues a pending
 enrichment for every recording without one, claims due ones in the catalog (so one process asks)
 and offers them to a bounded channel; ``workers`` tasks ask the ``ZoomDirectory``.
-Rule 2: a failure (``ZoomApiError``, a timeout, any ``RecorderError``) is stored with the row and
-retried after ``enrich_backoff_s`` doubling up to ``enrich_backoff_max_s``; after
-``enrich_attempts`` the row is ``failed`` until ``recorder enrich --retry``.
+Rule 2: a failure (``ZoomApiError``, a timeout, even a bug in the directory client) is stored
+with the row and retried after ``enrich_backoff_s`` doubling up to ``enrich_backoff_max_s``;
+after ``enrich_attempts`` the row is ``failed`` until ``recorder enrich --retry``.
 Rule 3: what the directory answers is stored as it is, phone numbers normalised (``+`` and
 digits) so that officers find them however they type them. A Zoom Phone call's user is kept as
 its agent (the firm's side of the call). Video SDK sessions have no directory: done, empty.
@@ -97,8 +97,12 @@ class Enricher:
         try:
             with trio.fail_after(LOOKUP_TIMEOUT_S):
                 fields = await look_up(self._directory, task)
-        except (RecorderError, trio.TooSlowError) as exc:
-            error = str(exc) or type(exc).__name__
+        except Exception as exc:
+            error = (
+                str(exc) or type(exc).__name__
+                if isinstance(exc, RecorderError | trio.TooSlowError)
+                else f"{type(exc).__name__}: {exc}"
+            )
             attempts = task.attempts + 1
             give_up = attempts >= self._policy.enrich_attempts
             now = self._clock()

@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import trio
@@ -50,10 +52,28 @@ class CompletenessService:
         policy = c.config.completeness
         async with trio.open_nursery() as nursery:
             if policy.enabled:
-                nursery.start_soon(run_reconciler, c.catalog, policy, c.metrics, now_ms)
+                reconcile = functools.partial(run_reconciler, c.catalog, policy, c.metrics, now_ms)
+                nursery.start_soon(supervised, "reconciler", reconcile)
                 if policy.auto_start and c.rtms_controller is not None:
                     starter = AutoStarter(c.catalog, c.rtms_controller, policy, c.metrics, now_ms)
-                    nursery.start_soon(starter.run, self._wake_receive)
+                    start = functools.partial(starter.run, self._wake_receive)
+                    nursery.start_soon(supervised, "auto-start", start)
             if policy.enrich and c.zoom_directory is not None:
                 enricher = Enricher(c.catalog, c.zoom_directory, policy, c.metrics, now_ms)
-                nursery.start_soon(enricher.run)
+                nursery.start_soon(supervised, "enrichment", enricher.run)
+
+
+#: A completeness task that failed unexpectedly is started again after this long.
+RESTART_DELAY_S: Final = 1.0
+
+
+async def supervised(name: str, task: Callable[[], Awaitable[None]]) -> None:
+    """Run ``task`` for good: an unexpected error (a bug, or a Zoom client raising outside the
+    ``RecorderError`` tree) is logged and the task restarted, never propagated, so that nothing
+    of completeness can take the recording service down (invariant 10)."""
+    while True:
+        try:
+            await task()
+        except Exception:
+            logger.exception("completeness %s failed unexpectedly: restarting it", name)
+        await trio.sleep(RESTART_DELAY_S)
