@@ -432,7 +432,7 @@ class RecorderMetrics:
         gauge = self._completeness_metrics()[0]
         kinds = frozenset(k.value for k in FindingKind)
         causes = frozenset(c.value for c in FindingCause)
-        totals = {(kind, cause): 0 for kind in kinds for cause in causes}
+        totals = {(k, c): 0 for k in kinds | {OTHER} for c in causes | {OTHER}}
         for kind, cause, n in counts:
             key = (_label(kind, kinds), _label(cause, causes))
             totals[key] = totals.get(key, 0) + n
