@@ -312,15 +312,28 @@ class CompletenessQueries(TransactionSource):
     # --- reconciliation -------------------------------------------------------------------
 
     def expectations_between(
-        self, since_ms: int, until_ms: int, *, limit: int
+        self,
+        since_ms: int,
+        until_ms: int,
+        *,
+        limit: int,
+        after: tuple[int, int] | None = None,
     ) -> list[ExpectationRow]:
+        """Oldest expected start first; ``after`` is the (start, id) of the last row of the
+        page before (keyset paging: rows sharing one start are never skipped)."""
         _limit("expectations_between", limit)
+        clause, params = "", [since_ms, until_ms]
+        if after is not None:
+            clause = (
+                " AND (expected_start_ms > ? OR (expected_start_ms = ? AND expectation_id > ?))"
+            )
+            params += [after[0], after[0], after[1]]
         with self._transaction("expectations_between", write=False) as tx:
             rows = tx.fetchall(
                 f"""SELECT {_EXPECTATION_COLS} FROM expectations
-                    WHERE expected_start_ms >= ? AND expected_start_ms < ?
+                    WHERE expected_start_ms >= ? AND expected_start_ms < ?{clause}
                     ORDER BY expected_start_ms, expectation_id LIMIT ?""",
-                (since_ms, until_ms, limit),
+                (*params, limit),
             )
         return [_expectation(row) for row in rows]
 

@@ -196,7 +196,12 @@ class CompletenessCatalog(Protocol):
     ) -> None: ...
 
     def expectations_between(
-        self, since_ms: int, until_ms: int, *, limit: int
+        self,
+        since_ms: int,
+        until_ms: int,
+        *,
+        limit: int,
+        after: tuple[int, int] | None = None,
     ) -> list[ExpectationRow]: ...
 
     def reconcile_inputs(self, expectation_ids: Sequence[int]) -> list[ReconcileInputs]: ...

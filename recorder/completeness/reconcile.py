@@ -55,10 +55,12 @@ async def reconcile_once(
     since = now_ms - int(policy.reconcile_window_s * 1000)
     # Only expectations past their grace period can get a verdict.
     until = now_ms - t.grace_ms + 1
+    after: tuple[int, int] | None = None
+    db = catalog.sync
     while summary.examined < MAX_PER_RUN:
-        db = catalog.sync
         batch = await run(
-            catalog, functools.partial(db.expectations_between, since, until, limit=BATCH)
+            catalog,
+            functools.partial(db.expectations_between, since, until, limit=BATCH, after=after),
         )
         if not batch:
             break
@@ -81,10 +83,7 @@ async def reconcile_once(
             await run(catalog, functools.partial(db.put_finding, one.expectation, stored, now_ms))
         if len(batch) < BATCH:
             break
-        since = batch[-1].expected_start_ms
-        # Same start time on the batch edge: step past it by id order on the next read.
-        if since == batch[0].expected_start_ms:
-            since += 1
+        after = (batch[-1].expected_start_ms, batch[-1].expectation_id)
     return summary
 
 

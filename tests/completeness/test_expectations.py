@@ -13,23 +13,33 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
+import pytest
 import trio
 
 from recorder.catalog import AsyncCatalog, CatalogWebhookDedup
+from recorder.completeness import reconcile
+from recorder.completeness.announcements import Announcement
 from recorder.completeness.autostart import AutoStarter, StartOutcome
 from recorder.completeness.expectations import CatalogExpectations
-from recorder.completeness.model import ExpectationRow, FindingCause, FindingKind, StartState
+from recorder.completeness.model import (
+    ExpectationRow,
+    ExpectationSource,
+    FindingCause,
+    FindingKind,
+    StartState,
+)
+from recorder.completeness.pull import pull
 from recorder.completeness.reconcile import reconcile_once
 from recorder.config import CompletenessConfig, Secret
-from recorder.errors import ZoomApiError
+from recorder.errors import CatalogError, ZoomApiError
 from recorder.products import Product
-from recorder.rtms.webhook import signed_headers
+from recorder.rtms.webhook import WebhookEvent, signed_headers
 from recorder.service.health import Liveness, Readiness
 from recorder.service.ingress import AcceptedWebhook, IngressApp, IngressSettings, serve_http
 from recorder.service.lifecycle import CatalogLifecycleEvidence
 from recorder.service.metrics import RecorderMetrics
 from recorder.service.outbox import CatalogOutbox
-from recorder.testing.zoom_fakes import MemoryController
+from recorder.testing.zoom_fakes import MemoryController, MemoryListing
 from recorder.zoom.directory import RtmsAction
 from tests.completeness.helpers import (
     NOW_MS,
@@ -272,3 +282,71 @@ async def test_ending_events_give_the_expected_end_or_an_expectation_never_start
     assert finding.detail == "recording ended 300.0 s before the expected end"
     findings = {f.instance_id: f for f in await catalog._call(lambda: catalog.sync.findings())}
     assert findings["call-missed"].cause is FindingCause.NEVER_STARTED
+
+
+async def test_pull_records_what_the_policy_expects_once_and_reconcile_pages_by_start_and_id(
+    catalog: AsyncCatalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listing = MemoryListing()
+    listing.started = [
+        Announcement("pull", Product.PHONE, f"call-{n}", f"call-{n}", "acct-1", None, None, NOW_MS)
+        for n in range(5)
+    ] + [
+        Announcement("pull", Product.PHONE, "other", "other", "acct-2", None, None, NOW_MS),
+        Announcement("pull", Product.PHONE, "later", "later", "acct-1", None, None, NOW_MS + 9),
+    ]
+    first = await pull(
+        catalog, listing, POLICY, since_ms=NOW_MS, until_ms=NOW_MS + 5, now_ms=NOW_MS + 10
+    )
+    assert (first.listed, first.matching, first.added) == (6, 5, 5)
+    again = await pull(
+        catalog, listing, POLICY, since_ms=NOW_MS, until_ms=NOW_MS + 10, now_ms=NOW_MS + 10
+    )
+    assert (again.listed, again.matching, again.added) == (7, 6, 1)
+    rows = await catalog._call(lambda: catalog.sync.expectations_between(0, 2**62, limit=100))
+    assert {x.source for x in rows} == {ExpectationSource.PULL}
+    # A pull never asks Zoom to start anything, even with auto-start on.
+    assert {x.start_state for x in rows} == {StartState.OFF}
+    # Five expectations share one start: pages of two must still visit every one.
+    monkeypatch.setattr(reconcile, "BATCH", 2)
+    summary = await reconcile_once(catalog, POLICY, NOW_MS + 120_000)
+    assert summary.examined == 6
+    assert summary.findings == {("missing", "never_started"): 6}
+
+
+async def test_an_expectation_that_cannot_be_stored_is_answered_503_so_zoom_retries(
+    catalog: AsyncCatalog,
+) -> None:
+    @dataclass
+    class DownSink:
+        asked: int = 0
+
+        async def record(self, event: WebhookEvent, raw_body: bytes, received_s: float) -> bool:
+            self.asked += 1
+            raise CatalogError("catalog unavailable")
+
+    sink = DownSink()
+    metrics = RecorderMetrics()
+    handoff, _ = trio.open_memory_channel[AcceptedWebhook](1)
+    app = IngressApp(
+        IngressSettings(secret_token=Secret(SECRET_TOKEN)),
+        handoff=handoff,
+        dedup=CatalogWebhookDedup(catalog),
+        metrics=metrics,
+        liveness=Liveness(stale_s=30),
+        readiness=Readiness(timeout_s=0.5, metrics=metrics),
+        clock=lambda: float(NOW_S),
+        announcements=sink,
+    )
+    raw = meeting_started()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(serve_http, app, "127.0.0.1", 0)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                response = await client.post(
+                    "/webhook", content=raw, headers=signed_headers(SECRET_TOKEN, NOW_S, raw)
+                )
+            nursery.cancel_scope.cancel()
+    assert response.status_code == 503
+    assert response.json() == {"error": "catalog_unavailable"}
+    assert sink.asked == 1
