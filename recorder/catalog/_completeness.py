@@ -66,6 +66,14 @@ _ENRICHMENT_COLS: Final = (
 _NUMBER_FIELDS: Final = frozenset({"consumer_number", "caller_number", "callee_number"})
 
 
+def _field_values(fields: EnrichmentFields) -> list[str | None]:
+    """``fields`` in ``_ENRICHMENT_FIELDS`` order, phone numbers normalised."""
+    return [
+        normalise_number(getattr(fields, name)) if name in _NUMBER_FIELDS else getattr(fields, name)
+        for name in _ENRICHMENT_FIELDS
+    ]
+
+
 def _limit(operation: str, limit: int) -> None:
     if not 1 <= limit <= MAX_LIMIT:
         raise CatalogError(f"{operation}: limit must be 1..{MAX_LIMIT}, got {limit}")
@@ -227,13 +235,22 @@ class CompletenessQueries(TransactionSource):
                         WHERE product = ? AND instance_id = ? AND expected_end_ms IS NULL""",
                     (new.expected_end_ms, new.product.value, new.instance_id),
                 )
-            # Enrichment of what is expected starts now, before any recording exists.
+            # Enrichment of what is expected starts now, before any recording exists, with
+            # what the announcement itself said; Zoom's directory is asked for the rest.
+            known = _field_values(new.known or EnrichmentFields())
             tx.execute(
-                """INSERT INTO enrichments (product, instance_id, lookup_id, state,
-                        next_attempt_ms, updated_ms)
-                    VALUES (?, ?, ?, 'pending', ?, ?)
+                f"""INSERT INTO enrichments (product, instance_id, lookup_id, state,
+                        next_attempt_ms, updated_ms, {", ".join(_ENRICHMENT_FIELDS)})
+                    VALUES (?, ?, ?, 'pending', ?, ?, {", ".join("?" for _ in known)})
                     ON CONFLICT (product, instance_id) DO NOTHING""",
-                (new.product.value, new.instance_id, new.target_id, new.created_ms, new.created_ms),
+                (
+                    new.product.value,
+                    new.instance_id,
+                    new.target_id,
+                    new.created_ms,
+                    new.created_ms,
+                    *known,
+                ),
             )
             row = tx.fetchone(
                 f"SELECT {_EXPECTATION_COLS} FROM expectations"
@@ -498,13 +515,9 @@ class CompletenessQueries(TransactionSource):
     def store_enrichment(
         self, product: Product, instance_id: str, fields: EnrichmentFields, now_ms: int
     ) -> None:
-        values = [
-            normalise_number(getattr(fields, name))
-            if name in _NUMBER_FIELDS
-            else getattr(fields, name)
-            for name in _ENRICHMENT_FIELDS
-        ]
-        assignments = ", ".join(f"{name} = ?" for name in _ENRICHMENT_FIELDS)
+        values = _field_values(fields)
+        # What Zoom's directory does not know keeps what the announcement said.
+        assignments = ", ".join(f"{name} = COALESCE(?, {name})" for name in _ENRICHMENT_FIELDS)
         with self._transaction("store_enrichment", write=True) as tx:
             changed = tx.execute(
                 f"""UPDATE enrichments SET {assignments}, state = 'done',

@@ -8,17 +8,19 @@ Rule 2: Zoom's announcing events carry their data in ``payload.object`` (``meeti
 ``account_id`` in ``payload``; the flat form is accepted too. Rule 3: the ending events
 (``meeting.ended``, ``contact_center.engagement_ended``, ``phone.callee_ended``...) give the end
 (``end_time`` / ``call_end_time``, else ``event_ts``) and, where they carry it, the start.
-A missing instance id, or an id or time of the wrong type, is a ``WebhookPayloadError`` naming
-the field.
+Rule 4: who and what the announcement names (topic, host, queue, agent, numbers) is kept as
+enrichment known at once. A missing instance id, or an id or time of the wrong type, is a
+``WebhookPayloadError`` naming the field.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
+from recorder.completeness.model import EnrichmentFields
 from recorder.errors import WebhookPayloadError
 from recorder.products import Product
 from recorder.rtms.webhook import PayloadRejection, WebhookEvent
@@ -50,6 +52,9 @@ class Announcement:
     started_ms: int
     #: Set by the ending events (``ENDING_EVENTS``): when the instance ended.
     ended_ms: int | None = None
+    #: What the signed announcement itself says about who and what (topic, host, queue,
+    #: agent, numbers): enrichment known before Zoom's directory is asked.
+    known: EnrichmentFields = field(default_factory=EnrichmentFields)
 
 
 def _layers(payload: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
@@ -109,6 +114,7 @@ def parse_announcement(event: WebhookEvent, received_ms: int) -> Announcement:
         target_id = _text(layers, "id", f"{product.value}_id") or instance_id
         user_id = _text(layers, "host_id")
         queue_id = None
+        known = EnrichmentFields(topic=_text(layers, "topic"), host_id=user_id)
         started = _start_ms(layers, "start_time", fallback)
         ended = _start_ms(layers, "end_time", fallback) if ending else None
         what = "uuid"
@@ -117,6 +123,13 @@ def parse_announcement(event: WebhookEvent, received_ms: int) -> Announcement:
         target_id = instance_id
         user_id = _text(layers, "user_id", "agent_id")
         queue_id = _text(layers, "queue_id", "cc_queue_id")
+        known = EnrichmentFields(
+            queue_id=queue_id,
+            queue_name=_text(layers, "queue_name"),
+            agent_id=user_id,
+            consumer_number=_text(layers, "consumer_number"),
+            direction=_text(layers, "direction"),
+        )
         started = _start_ms(layers, "start_time", fallback)
         ended = _start_ms(layers, "end_time", fallback) if ending else None
         what = "engagement_id"
@@ -126,6 +139,11 @@ def parse_announcement(event: WebhookEvent, received_ms: int) -> Announcement:
         side = "callee" if event.event.startswith("phone.callee_") else "caller"
         user_id = _text(_party(layers, side), "user_id") or _text(layers, "user_id")
         queue_id = None
+        known = EnrichmentFields(
+            agent_id=user_id,
+            caller_number=_text(_party(layers, "caller"), "phone_number"),
+            callee_number=_text(_party(layers, "callee"), "phone_number"),
+        )
         started = _start_ms(layers, "answer_start_time", fallback)
         ended = _start_ms(layers, "call_end_time", fallback) if ending else None
         what = "call_id"
@@ -143,4 +161,5 @@ def parse_announcement(event: WebhookEvent, received_ms: int) -> Announcement:
         queue_id=queue_id,
         started_ms=started,
         ended_ms=ended,
+        known=known,
     )

@@ -71,6 +71,8 @@ class NewExpectation:
     user_id: str | None = None
     queue_id: str | None = None
     expected_end_ms: int | None = None
+    #: Enrichment the announcement itself carried (stored with the pending enrichment row).
+    known: EnrichmentFields | None = None
 
 
 @dataclass(frozen=True, slots=True)

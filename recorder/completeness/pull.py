@@ -54,6 +54,7 @@ def new_expectation(
         account_id=a.account_id,
         user_id=a.user_id,
         queue_id=a.queue_id,
+        known=a.known,
     )
 
 

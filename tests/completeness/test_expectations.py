@@ -17,6 +17,7 @@ import pytest
 import trio
 
 from recorder.catalog import AsyncCatalog, CatalogWebhookDedup
+from recorder.catalog.search import RecordingQuery
 from recorder.completeness import reconcile
 from recorder.completeness.announcements import Announcement
 from recorder.completeness.autostart import AutoStarter, StartOutcome
@@ -147,7 +148,8 @@ async def test_signed_meeting_started_expects_and_starts_forged_does_nothing(
 
         # The stream overtook its announcement: nothing to ask Zoom for.
         await add_recording(catalog, Product.MEETING, "early==", "s-early", started_ms=NOW_MS)
-        assert (await h.post(meeting_started("early==", "999"))).status_code == 200
+        early = meeting_started("early==", "999", topic="Other", host_id="host-2")
+        assert (await h.post(early)).status_code == 200
         # Another account: acknowledged, nothing expected, nothing started.
         other = await h.post(meeting_started("m-uuid-2==", "1", account_id="acct-2"))
         assert other.status_code == 200
@@ -155,6 +157,11 @@ async def test_signed_meeting_started_expects_and_starts_forged_does_nothing(
         broken = await h.post(body("meeting.started", {"id": "5"}))
         assert broken.status_code == 400
         assert broken.json() == {"error": "missing_field"}
+    # What the signed announcement said is searchable at once, with no directory at all.
+    rid = await add_recording(catalog, Product.MEETING, "m-uuid-1==", "s-1", started_ms=NOW_MS)
+    for query in (RecordingQuery(topic="q3 DESK"), RecordingQuery(host="host-1")):
+        page = await catalog.search_recordings(query)
+        assert [hit.recording.recording_id for hit in page.hits] == [rid]
     states = {x.instance_id: x.start_state for x in await h.expectations()}
     assert states == {"m-uuid-1==": StartState.REQUESTED, "early==": StartState.NOT_NEEDED}
     assert controller.changed == [(Product.MEETING, "85012345678", RtmsAction.START)]
@@ -265,7 +272,12 @@ async def test_ending_events_give_the_expected_end_or_an_expectation_never_start
         # An end whose start never reached us: expected all the same, never started.
         missed = body(
             "phone.callee_ended",
-            {"call_id": "call-missed", "callee": {"user_id": "u-1"}, "call_end_time": end_time},
+            {
+                "call_id": "call-missed",
+                "callee": {"user_id": "u-1", "phone_number": "+1 555 010 0200"},
+                "caller": {"phone_number": "+44 20 7946 0018"},
+                "call_end_time": end_time,
+            },
         )
         assert (await h.post(missed)).status_code == 200
         rows = {x.instance_id: x for x in await h.expectations()}
@@ -273,6 +285,13 @@ async def test_ending_events_give_the_expected_end_or_an_expectation_never_start
     assert rows["short=="].expected_end_ms == end_ms
     assert rows["call-missed"].start_state is StartState.OFF
     assert rows["call-missed"].expected_end_ms == end_ms
+    known = await catalog._call(lambda: catalog.sync.enrichment_of(Product.PHONE, "call-missed"))
+    assert known is not None
+    assert (known.fields.caller_number, known.fields.callee_number, known.fields.agent_id) == (
+        "+442079460018",
+        "+15550100200",
+        "u-1",
+    )
     rid = await add_recording(
         catalog, Product.MEETING, "short==", "s-short", started_ms=NOW_MS, ended_ms=end_ms - 300_000
     )
