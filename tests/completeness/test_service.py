@@ -7,8 +7,6 @@ stored to be retried, and the reconciler finds the expectation met."""
 from __future__ import annotations
 
 import dataclasses
-import json
-import time
 from pathlib import Path
 
 import httpx
@@ -16,15 +14,16 @@ import pytest
 import trio
 
 from recorder.catalog.base import RecordingStatus, UploadState
+from recorder.catalog.search import RecordingQuery
 from recorder.completeness.model import EnrichmentState, StartState
 from recorder.completeness.reconcile import reconcile_once
 from recorder.config import CompletenessConfig
 from recorder.errors import ZoomApiError
 from recorder.products import Product
-from recorder.rtms.webhook import signed_headers
 from recorder.service.app import run_service
 from recorder.service.components import ZoomParts
 from recorder.service.demo import demo_config
+from recorder.simulator.announcements import Announced, announce
 from recorder.simulator.engagement import Engagement as SimEngagement
 from recorder.simulator.scenario import AudioLayout, Scenario
 from recorder.simulator.scenario import Product as SimProduct
@@ -122,24 +121,12 @@ async def test_auto_start_records_the_call_while_enrichment_fails(tmp_path: Path
             url = f"http://127.0.0.1:{running.port}/webhook"
             async with open_simulator(SimulatorConfig(webhook_url=url, secret_token=token)) as sim:
                 controller.sim = sim
-                announce = json.dumps(
-                    {
-                        "event": "contact_center.engagement_started",
-                        "event_ts": int(time.time() * 1000),
-                        "payload": {
-                            "account_id": "acct-1",
-                            "object": {"engagement_id": ENGAGEMENT, "queue_id": "q-retail"},
-                        },
-                    }
-                ).encode()
-                other_queue = announce.replace(b"q-retail", b"q-other").replace(
-                    ENGAGEMENT.encode(), b"eng-other"
-                )
                 async with httpx.AsyncClient() as client:
-                    for raw in (announce, other_queue):
-                        headers = signed_headers(token, int(time.time()), raw)
-                        response = await client.post(url, content=raw, headers=headers)
-                        assert response.status_code == 200
+                    who = Announced(account_id="acct-1", queue_id="q-retail")
+                    assert await announce(sim, scenario, who) == 200
+                    other = dataclasses.replace(scenario, instance_id="eng-other")
+                    other_queue = dataclasses.replace(who, queue_id="q-other")
+                    assert await announce(sim, other, other_queue) == 200
                     # No manual step: the recording appears because the service asked for it.
                     await controller.started.wait()
                     assert controller.call is not None
@@ -166,6 +153,9 @@ async def test_auto_start_records_the_call_while_enrichment_fails(tmp_path: Path
             assert enrichment.state is EnrichmentState.PENDING
             assert enrichment.attempts >= 2
             assert enrichment.last_error == "Service Unavailable"
+            # The directory is down, yet what the signed announcement named is searchable.
+            page = await c.catalog.search_recordings(RecordingQuery(queue="simulated queue"))
+            assert [hit.recording.recording_id for hit in page.hits] == [row.recording_id]
             [x] = await c.catalog._call(lambda: db.expectations_between(0, 2**62, limit=10))
             assert x.start_state is StartState.REQUESTED
             summary = await reconcile_once(c.catalog, config.completeness, x.expected_start_ms)
