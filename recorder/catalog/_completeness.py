@@ -137,43 +137,49 @@ def _enrichment(row: Row) -> EnrichmentRow:
 
 # --- search (``recorder.catalog._search`` uses these) ------------------------------------------
 
+# Each is a UNION of look-ups that start from one indexed column of ``enrichments`` and join
+# the recordings of that instance (``recordings_by_instance``): an OR across columns, or a
+# row-value IN over ``recordings``, would make the engines walk every recording.
+
+
+def _enriched(*conditions: str) -> str:
+    """Recording ids whose enrichment meets any of ``conditions`` (one parameter each)."""
+    return "\n        UNION ".join(
+        "SELECT r2.recording_id FROM enrichments e JOIN recordings r2"
+        f" ON r2.instance_id = e.instance_id AND r2.product = e.product WHERE {condition}"
+        for condition in conditions
+    )
+
+
 #: Recordings whose enrichment names the agent (id, name or email; 3 parameters).
-ENRICHED_AGENT: Final = """SELECT r2.recording_id FROM recordings r2 JOIN enrichments e
-        ON e.product = r2.product AND e.instance_id = r2.instance_id
-        WHERE e.agent_id = ? OR LOWER(e.agent_name) = LOWER(?) OR LOWER(e.agent_email) = LOWER(?)"""
-#: The recording ``r``'s enrichment names the queue (id or name; 2 parameters).
-ENRICHED_QUEUE: Final = """EXISTS (SELECT 1 FROM enrichments e
-        WHERE e.product = r.product AND e.instance_id = r.instance_id
-            AND (e.queue_id = ? OR LOWER(e.queue_name) = LOWER(?)))"""
+ENRICHED_AGENT: Final = _enriched(
+    "e.agent_id = ?", "LOWER(e.agent_name) = LOWER(?)", "LOWER(e.agent_email) = LOWER(?)"
+)
+#: Recordings whose enrichment names the queue (id or name; 2 parameters).
+ENRICHED_QUEUE: Final = _enriched("e.queue_id = ?", "LOWER(e.queue_name) = LOWER(?)")
+_ENRICHED_TOPIC: Final = _enriched("LOWER(e.topic) = LOWER(?)")
+_ENRICHED_HOST: Final = _enriched("e.host_id = ?", "LOWER(e.host_email) = LOWER(?)")
+_ENRICHED_NUMBER: Final = _enriched(
+    "e.consumer_number = ?", "e.caller_number = ?", "e.callee_number = ?"
+)
 
 
 def enrichment_clauses(query: Any) -> tuple[list[str], list[object]]:
     """Clauses over ``recordings r`` for ``topic``, ``host`` and ``number`` of a
-    ``RecordingQuery``: indexed look-ups in ``enrichments``, joined back by instance."""
+    ``RecordingQuery``."""
     clauses: list[str] = []
     params: list[object] = []
     if query.topic is not None:
-        clauses.append(
-            """r.instance_id IN (SELECT e.instance_id FROM enrichments e
-                WHERE LOWER(e.topic) = LOWER(?) AND e.product = r.product)"""
-        )
+        clauses.append(f"r.recording_id IN ({_ENRICHED_TOPIC})")
         params.append(query.topic)
     if query.host is not None:
-        clauses.append(
-            """r.instance_id IN (SELECT e.instance_id FROM enrichments e
-                WHERE (e.host_id = ? OR LOWER(e.host_email) = LOWER(?))
-                    AND e.product = r.product)"""
-        )
+        clauses.append(f"r.recording_id IN ({_ENRICHED_HOST})")
         params.extend([query.host, query.host])
     if query.number is not None:
         number = normalise_number(query.number)
         if number is None:
             raise CatalogError("search_recordings: --number has no digits")
-        clauses.append(
-            """r.instance_id IN (SELECT e.instance_id FROM enrichments e WHERE e.consumer_number = ?
-                UNION SELECT e.instance_id FROM enrichments e WHERE e.caller_number = ?
-                UNION SELECT e.instance_id FROM enrichments e WHERE e.callee_number = ?)"""
-        )
+        clauses.append(f"r.recording_id IN ({_ENRICHED_NUMBER})")
         params.extend([number] * 3)
     return clauses, params
 

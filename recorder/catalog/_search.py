@@ -102,9 +102,13 @@ def _clauses(query: RecordingQuery) -> tuple[list[str], list[object]]:
         clauses.append(_role_clause(CALLER_ROLES))
         params.extend([*CALLER_ROLES, query.caller, *CALLER_ROLES, query.caller])
     if query.queue is not None:
-        # Columns of the recording itself: both engines combine the two indexes.
+        # The recording's own columns or its enrichment: a UNION of indexed look-ups (an OR
+        # with a subquery would walk every recording).
         clauses.append(
-            f"(r.cc_queue_id = ? OR LOWER(r.cc_queue_name) = LOWER(?) OR {ENRICHED_QUEUE})"
+            f"""r.recording_id IN (SELECT recording_id FROM recordings WHERE cc_queue_id = ?
+                UNION SELECT recording_id FROM recordings
+                    WHERE LOWER(cc_queue_name) = LOWER(?)
+                UNION {ENRICHED_QUEUE})"""
         )
         params.extend([query.queue, query.queue, query.queue, query.queue])
     enriched_clauses, enriched_params = enrichment_clauses(query)

@@ -492,6 +492,7 @@ _COMPLETENESS_TABLES_V14: Final = (
     "CREATE INDEX enrichments_by_host_email ON enrichments (LOWER(host_email))",
     "CREATE INDEX enrichments_by_agent ON enrichments (agent_id)",
     "CREATE INDEX enrichments_by_agent_name ON enrichments (LOWER(agent_name))",
+    "CREATE INDEX enrichments_by_agent_email ON enrichments (LOWER(agent_email))",
     "CREATE INDEX enrichments_by_queue ON enrichments (queue_id)",
     "CREATE INDEX enrichments_by_queue_name ON enrichments (LOWER(queue_name))",
     "CREATE INDEX enrichments_by_consumer ON enrichments (consumer_number)",
