@@ -477,9 +477,10 @@ class CompletenessQueries(TransactionSource):
 
     # --- enrichment -----------------------------------------------------------------------
 
-    def enqueue_enrichments(self, now_ms: int) -> int:
-        """A pending enrichment for every recording that has none yet (meetings are looked up
-        by their number when RTMS gave one, else by their uuid)."""
+    def enqueue_enrichments(self, now_ms: int, *, since_ms: int | None = None) -> int:
+        """A pending enrichment for every recording (started since ``since_ms``: the service's
+        frequent scan stays on ``recordings_by_started``) that has none yet. Meetings are looked
+        up by their number when RTMS gave one, else by their uuid."""
         with self._transaction("enqueue_enrichments", write=True) as tx:
             return tx.execute(
                 """INSERT INTO enrichments (product, instance_id, lookup_id, state,
@@ -487,11 +488,11 @@ class CompletenessQueries(TransactionSource):
                     SELECT r.product, r.instance_id,
                         MIN(COALESCE(r.meeting_number, r.instance_id)), 'pending', ?, ?
                     FROM recordings r
-                    WHERE NOT EXISTS (SELECT 1 FROM enrichments e
+                    WHERE r.started_ms >= ? AND NOT EXISTS (SELECT 1 FROM enrichments e
                         WHERE e.product = r.product AND e.instance_id = r.instance_id)
                     GROUP BY r.product, r.instance_id
                     ON CONFLICT (product, instance_id) DO NOTHING""",
-                (now_ms, now_ms),
+                (now_ms, now_ms, -(2**62) if since_ms is None else since_ms),
             )
 
     def claim_due_enrichments(

@@ -1,8 +1,9 @@
 """Enrichment: who and what a recording was, asked of Zoom's directory off the recording path.
 
 Rule 1: nothing on the recording path waits for it. A scanner (one task) queues a pending
-enrichment for every recording without one, claims due ones in the catalog (so one process asks)
-and offers them to a bounded channel; ``workers`` tasks ask the ``ZoomDirectory``.
+enrichment for every recording of the last ``reconcile_window_s`` without one (the CLI's pass:
+every recording), claims due ones in the catalog (so one process asks) and offers them to a
+bounded channel; ``workers`` tasks ask the ``ZoomDirectory``.
 Rule 2: a failure (``ZoomApiError``, a timeout, even a bug in the directory client) is stored
 with the row and retried after ``enrich_backoff_s`` doubling up to ``enrich_backoff_max_s``;
 after ``enrich_attempts`` the row is ``failed`` until ``recorder enrich --retry``.
@@ -13,6 +14,7 @@ its agent (the firm's side of the call). Video SDK sessions have no directory: d
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ import trio
 
 from recorder.catalog.aio import AsyncCatalog
 from recorder.completeness.model import EnrichmentFields, EnrichmentTask
-from recorder.completeness.store import call
+from recorder.completeness.store import call, run
 from recorder.config import CompletenessConfig
 from recorder.errors import RecorderError
 from recorder.products import Product
@@ -160,7 +162,14 @@ class Enricher:
                 nursery.start_soon(self._worker, receive.clone())
             while True:
                 try:
-                    await call(self._catalog, lambda c: c.enqueue_enrichments(self._clock()))
+                    now = self._clock()
+                    since = now - int(self._policy.reconcile_window_s * 1000)
+                    await run(
+                        self._catalog,
+                        functools.partial(
+                            self._catalog.sync.enqueue_enrichments, now, since_ms=since
+                        ),
+                    )
                     tasks = await call(
                         self._catalog,
                         lambda c: c.claim_due_enrichments(
