@@ -341,13 +341,16 @@ class CompletenessQueries(TransactionSource):
         *,
         limit: int,
         after: tuple[int, int] | None = None,
+        unsettled_only: bool = False,
     ) -> list[ExpectationRow]:
         """Oldest expected start first; ``after`` is the (start, id) of the last row of the
         page before (keyset paging: rows sharing one start are never skipped)."""
         _limit("expectations_between", limit)
         clause, params = "", [since_ms, until_ms]
+        if unsettled_only:
+            clause = " AND settled_ms IS NULL"
         if after is not None:
-            clause = (
+            clause += (
                 " AND (expected_start_ms > ? OR (expected_start_ms = ? AND expectation_id > ?))"
             )
             params += [after[0], after[0], after[1]]
@@ -402,10 +405,18 @@ class CompletenessQueries(TransactionSource):
         expectation: ExpectationRow,
         verdict: tuple[FindingKind, FindingCause, str, str | None] | None,
         now_ms: int,
+        *,
+        settled: bool = False,
     ) -> None:
         """Store ``verdict`` (kind, cause, detail, recording id) for ``expectation``; None
-        means the expectation is met: an open finding is resolved."""
+        means the expectation is met: an open finding is resolved. ``settled``: the verdict is
+        final, the expectation is left out of routine runs from now on."""
         with self._transaction("put_finding", write=True) as tx:
+            if settled:
+                tx.execute(
+                    "UPDATE expectations SET settled_ms = ? WHERE expectation_id = ?",
+                    (now_ms, expectation.expectation_id),
+                )
             if verdict is None:
                 tx.execute(
                     """UPDATE findings SET resolved_ms = ?, updated_ms = ?

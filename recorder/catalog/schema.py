@@ -446,9 +446,12 @@ _COMPLETENESS_TABLES_V14: Final = (
         start_error_code INTEGER,
         start_error TEXT,
         start_result_ms BIGINT,
+        settled_ms BIGINT,
         UNIQUE (product, instance_id)
     )""",
     "CREATE INDEX expectations_by_start ON expectations (expected_start_ms)",
+    """CREATE INDEX expectations_unsettled ON expectations (expected_start_ms, expectation_id)
+        WHERE settled_ms IS NULL""",
     "CREATE INDEX expectations_by_start_state ON expectations (start_state)",
     """CREATE TABLE findings (
         expectation_id BIGINT PRIMARY KEY REFERENCES expectations (expectation_id),

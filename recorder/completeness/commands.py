@@ -52,6 +52,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     q = csub.add_parser("reconcile", help="match expectations with recordings; store findings")
     config_arg(q)
     q.add_argument("--json", action="store_true")
+    q.add_argument(
+        "--all", action="store_true", help="also expectations whose verdict was final already"
+    )
     p = sub.add_parser("enrich", help="ask Zoom's directory about recordings not yet enriched")
     config_arg(p)
     p.add_argument(
@@ -123,7 +126,7 @@ async def completeness_command(c: Components, args: argparse.Namespace) -> int:
     policy = c.config.completeness
     now = _now_ms()
     if args.completeness_command == "reconcile":
-        summary = await reconcile_once(c.catalog, policy, now)
+        summary = await reconcile_once(c.catalog, policy, now, recheck=args.all)
         counts = await run(c.catalog, c.catalog.sync.finding_counts)
         c.metrics.set_findings(counts)
         if args.json:
@@ -133,6 +136,7 @@ async def completeness_command(c: Components, args: argparse.Namespace) -> int:
                         "examined": summary.examined,
                         "met": summary.met,
                         "waiting": summary.waiting,
+                        "settled": summary.settled,
                         "open_findings": [
                             {"kind": k, "cause": cause, "count": n} for k, cause, n in counts
                         ],

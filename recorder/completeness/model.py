@@ -204,6 +204,7 @@ class CompletenessCatalog(Protocol):
         *,
         limit: int,
         after: tuple[int, int] | None = None,
+        unsettled_only: bool = False,
     ) -> list[ExpectationRow]: ...
 
     def reconcile_inputs(self, expectation_ids: Sequence[int]) -> list[ReconcileInputs]: ...
@@ -213,6 +214,8 @@ class CompletenessCatalog(Protocol):
         expectation: ExpectationRow,
         verdict: tuple[FindingKind, FindingCause, str, str | None] | None,
         now_ms: int,
+        *,
+        settled: bool = False,
     ) -> None: ...
 
     def findings(

@@ -16,7 +16,7 @@ from typing import Final
 import trio
 
 from recorder.catalog.aio import AsyncCatalog
-from recorder.completeness.reconciler import Thresholds, verdict
+from recorder.completeness.reconciler import Thresholds, settled, verdict
 from recorder.completeness.store import call, run
 from recorder.config import CompletenessConfig
 from recorder.errors import RecorderError
@@ -44,12 +44,15 @@ class ReconcileSummary:
     examined: int = 0
     met: int = 0
     waiting: int = 0
+    #: Verdicts that became final this run.
+    settled: int = 0
     findings: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 async def reconcile_once(
-    catalog: AsyncCatalog, policy: CompletenessConfig, now_ms: int
+    catalog: AsyncCatalog, policy: CompletenessConfig, now_ms: int, *, recheck: bool = False
 ) -> ReconcileSummary:
+    """One run over the window; ``recheck`` includes settled expectations (reconciler rule 4)."""
     t = thresholds(policy)
     summary = ReconcileSummary()
     since = now_ms - int(policy.reconcile_window_s * 1000)
@@ -60,7 +63,14 @@ async def reconcile_once(
     while summary.examined < MAX_PER_RUN:
         batch = await run(
             catalog,
-            functools.partial(db.expectations_between, since, until, limit=BATCH, after=after),
+            functools.partial(
+                db.expectations_between,
+                since,
+                until,
+                limit=BATCH,
+                after=after,
+                unsettled_only=not recheck,
+            ),
         )
         if not batch:
             break
@@ -80,7 +90,12 @@ async def reconcile_once(
                 assert v.cause is not None
                 summary.findings[(v.kind.value, v.cause.value)] += 1
                 stored = (v.kind, v.cause, v.detail, v.recording_id)
-            await run(catalog, functools.partial(db.put_finding, one.expectation, stored, now_ms))
+            final = settled(one, now_ms)
+            summary.settled += final
+            await run(
+                catalog,
+                functools.partial(db.put_finding, one.expectation, stored, now_ms, settled=final),
+            )
         if len(batch) < BATCH:
             break
         after = (batch[-1].expected_start_ms, batch[-1].expectation_id)

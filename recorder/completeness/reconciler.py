@@ -17,6 +17,9 @@ Rules, in order (each tested in tests/completeness/test_reconciler.py):
       ``early_end_s`` before it: ``incomplete`` / ``ended_early``;
    c. a single gap longer than ``max_gap_s``: ``incomplete`` / ``large_gaps``;
    d. otherwise the expectation is met: ``COMPLETE``.
+4. A verdict is final (``settled``: routine runs leave the expectation alone) once every
+   recording of the instance ended, or, with none, ``SETTLE_MISSING_MS`` after the expected
+   start; ``recorder completeness reconcile --all`` looks at settled ones again.
 """
 
 from __future__ import annotations
@@ -53,6 +56,16 @@ class Verdict:
 
 
 COMPLETE: Final = Verdict(None, None, "recorded as expected")
+
+#: Rule 4: a day without any recording of an expected instance is final.
+SETTLE_MISSING_MS: Final = 24 * 3600 * 1000
+
+
+def settled(inputs: ReconcileInputs, now_ms: int) -> bool:
+    """Rule 4."""
+    if not inputs.recordings:
+        return now_ms - inputs.expectation.expected_start_ms >= SETTLE_MISSING_MS
+    return all(r.ended_ms is not None for r in inputs.recordings)
 
 
 def _s(ms: int) -> str:

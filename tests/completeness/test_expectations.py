@@ -295,7 +295,11 @@ async def test_ending_events_give_the_expected_end_or_an_expectation_never_start
     rid = await add_recording(
         catalog, Product.MEETING, "short==", "s-short", started_ms=NOW_MS, ended_ms=end_ms - 300_000
     )
-    await reconcile_once(catalog, POLICY, end_ms + 60_000)
+    first = await reconcile_once(catalog, POLICY, end_ms + 60_000)
+    assert (first.examined, first.settled) == (2, 1)  # the ended recording's verdict is final
+    routine = await reconcile_once(catalog, POLICY, end_ms + 120_000)
+    assert routine.examined == 1
+    assert (await reconcile_once(catalog, POLICY, end_ms + 180_000, recheck=True)).examined == 2
     [finding] = await catalog._call(lambda: catalog.sync.findings_of_recording(rid))
     assert (finding.kind, finding.cause) == (FindingKind.INCOMPLETE, FindingCause.ENDED_EARLY)
     assert finding.detail == "recording ended 300.0 s before the expected end"

@@ -22,7 +22,13 @@ from recorder.completeness.model import (
     normalise_number,
 )
 from recorder.completeness.policy import must_record
-from recorder.completeness.reconciler import COMPLETE, Thresholds, verdict
+from recorder.completeness.reconciler import (
+    COMPLETE,
+    SETTLE_MISSING_MS,
+    Thresholds,
+    settled,
+    verdict,
+)
 from recorder.config import CompletenessConfig
 from recorder.errors import WebhookPayloadError
 from recorder.products import Product
@@ -124,6 +130,13 @@ def test_rule_3c_one_large_gap() -> None:
     assert v is not None
     assert (v.cause, v.recording_id) == (FindingCause.LARGE_GAPS, "g")
     assert verdict(inputs(rec(START, gap=10_000)), LATER, T) is COMPLETE
+
+
+def test_rule_4_final_once_every_stream_ended_or_a_day_without_any() -> None:
+    assert settled(inputs(rec(START, START + 1), rec(START, START + 2, rid="b")), LATER)
+    assert not settled(inputs(rec(START, START + 1), rec(START, None, rid="b")), LATER)
+    assert not settled(inputs(), START + SETTLE_MISSING_MS - 1)
+    assert settled(inputs(), START + SETTLE_MISSING_MS)
 
 
 def test_policy_lists_must_contain_the_value_and_queues_apply_to_contact_center_only() -> None:
