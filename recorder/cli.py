@@ -248,7 +248,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="print performance figures (never used by tests)")
     p.add_argument(
         "which",
-        choices=["crypto", "audio", "pipeline", "fullpath", "wire", "segments", "export", "search"],
+        choices=[
+            "crypto",
+            "audio",
+            "pipeline",
+            "fullpath",
+            "wire",
+            "segments",
+            "export",
+            "search",
+            "video",
+        ],
     )
     p.add_argument("options", nargs=argparse.REMAINDER, help="passed to the benchmark")
     return parser

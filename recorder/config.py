@@ -36,6 +36,7 @@ from typing import Any, Final, TypeVar
 
 from recorder.errors import ConfigError
 from recorder.rtms.webhook import INSTANCE_ID_KEYS, Product
+from recorder.video.settings import VideoConfig, parse_video
 
 #: Zoom retries a failed webhook at +5, +20 and +60 minutes (rtms-protocol §8.3): 85 minutes.
 ZOOM_RETRY_SPAN_S: Final = (5 + 20 + 60) * 60
@@ -302,6 +303,8 @@ class Config:
     secrets: Secrets
     #: The file this came from; None for the embedded default.
     source: Path | None = None
+    #: ``[video]``: video and screen share as evidence (``recorder.video.settings``).
+    video: VideoConfig = field(default_factory=VideoConfig)
     completeness: CompletenessConfig = field(default_factory=lambda: CompletenessConfig())
 
 
@@ -826,6 +829,7 @@ _SECTIONS: Final = (
     "catalog",
     "retention",
     "logging",
+    "video",
     "completeness",
 )
 
@@ -866,6 +870,7 @@ def parse_config(
         retention=RetentionConfig(policies_dir=policies_dir, audit_signing_key=audit_key),
         logging=_logging(tables["logging"]),
         secrets=load_secrets(environ),
+        video=parse_video(tables["video"]),
         completeness=_completeness(tables["completeness"]),
     )
     for t in tables.values():

@@ -380,3 +380,10 @@ class ZoomApiError(RecorderError):
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+class VideoError(RecorderError):
+    """One video access unit could not be understood (not Annex-B H.264, a broken SPS...).
+
+    The frame is left out of the MP4 and the hole is recorded as a gap; nothing else is lost.
+    """

@@ -37,6 +37,7 @@ from recorder.errors import DigestMismatch, IntegrityError, RecorderError, Stora
 from recorder.officer.opaque import is_opaque, recovered_copy
 from recorder.officer.verify import IN_MEMORY_BYTES, fetch_to
 from recorder.service.components import Components, now_ms
+from recorder.video.track import VIDEO_RECORD_KINDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +50,8 @@ class ExportedFile:
 def _file_name(row: SegmentRow | RecordFileRow) -> str:
     if isinstance(row, SegmentRow):
         return f"{row.track}.{row.segment_index:06d}.wav"
-    return f"{row.kind}.{row.record_index:06d}.jsonl"
+    extension = "mp4" if row.kind in VIDEO_RECORD_KINDS else "jsonl"  # recorder.video
+    return f"{row.kind}.{row.record_index:06d}.{extension}"
 
 
 def _decrypt_to(source: BinaryIO, c: Components, target: Path) -> tuple[str, int]:

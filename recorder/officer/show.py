@@ -38,6 +38,7 @@ from recorder.officer.when import (
     show_time,
     zone,
 )
+from recorder.video.track import VIDEO_RECORD_KINDS
 
 if TYPE_CHECKING:
     from recorder.service.components import Components
@@ -102,7 +103,9 @@ class RecordsView:
 
 async def read_records(c: Components, detail: RecordingDetail) -> RecordsView:
     view = RecordsView()
-    for row in sorted(detail.records, key=lambda r: r.record_index):
+    # Video records are MP4 (recorder.video), not JSON lines: not read here.
+    rows = [r for r in detail.records if r.kind not in VIDEO_RECORD_KINDS]
+    for row in sorted(rows, key=lambda r: r.record_index):
 
         def parse(chunks: Iterator[bytes], expected: str | None) -> None:
             pending = b""

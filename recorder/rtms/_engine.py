@@ -66,6 +66,7 @@ from recorder.rtms._protocol_events import (
 from recorder.rtms._recovery import Recovery, Step
 from recorder.rtms._refusals import RefusalAction, RefusalLedger
 from recorder.rtms._socket import close_ws, connect, flush, pump
+from recorder.rtms._video_outlet import VideoOutlet
 from recorder.rtms.events import (
     AudioPacket,
     ChatMessage,
@@ -144,6 +145,10 @@ class Engine:
         io_nursery: trio.Nursery,
     ) -> None:
         self._io_nursery = io_nursery
+        #: Where video / screen-share frames go when they are recorded (``open_rtms_stream``).
+        self.video_outlet: VideoOutlet | None = None
+        #: Individual video (``data_opt`` 4): subscribe this user on every ready video socket.
+        self.video_subscription = ""
         self._target = target
         self._config = config
         self._outlet = outlet
@@ -416,6 +421,8 @@ class Engine:
         wall = self._wall_ms()
         self._interruption = (wall if since_wall_ms is None else since_wall_ms, cause)
         self._interruption_id = next(_INTERRUPTION_IDS)
+        if self.video_outlet is not None:
+            self.video_outlet.note_cause(cause)
         self._outlet.offer(
             Interrupted(
                 wall_ms=wall,
@@ -651,6 +658,10 @@ class Engine:
             if slot.interrupted_wall_ms is None and own:
                 slot.interrupted_wall_ms = self._wall_ms()
                 slot.interruption_id = next(_INTERRUPTION_IDS)
+                if self.video_outlet is not None and {"video", "deskshare"} & set(
+                    slot.plan.carries
+                ):
+                    self.video_outlet.note_cause(GapCause.MEDIA_INTERRUPTED)
                 self._outlet.offer(
                     Interrupted(
                         wall_ms=slot.interrupted_wall_ms,
@@ -745,6 +756,9 @@ class Engine:
         if signaling is None or ws is None or signaling.state is not ConnState.OPEN:
             return
         signaling.client_ready()
+        if self.video_subscription and "video" in slot.plan.carries:
+            # No video flows in individual mode until subscribed, after the media handshake.
+            signaling.subscribe_video(self.video_subscription, True, self._wall_ms())
         await self._flush(ws, signaling)
         slot.ready = True
         slot.connected_at = trio.current_time()
@@ -924,7 +938,10 @@ class Engine:
             )
         elif isinstance(event, VideoFrame):
             stats.frames[event.kind] += 1
-            stats.dropped["video_not_recorded"] += 1
+            if self.video_outlet is not None:
+                self.video_outlet.offer(event)
+            else:
+                stats.dropped["video_not_recorded"] += 1
         elif isinstance(event, PauseChanged):
             stats.frames["control"] += 1
             if event.paused and not self._paused:

@@ -23,6 +23,7 @@ from recorder.errors import ConfigError
 from recorder.rtms._engine import Engine
 from recorder.rtms._enums import EventType, MediaType, ZccEventType
 from recorder.rtms._outlet import EventOutlet
+from recorder.rtms._video_outlet import VideoEvent, VideoOutlet
 from recorder.rtms.events import AudioCodec, CaptureEvent
 from recorder.rtms.messages import (
     AudioParams,
@@ -110,6 +111,10 @@ def audio_params(
     )
 
 
+#: Media recorded by ``recorder.video`` rather than the audio capture.
+_VIDEO = MediaType.VIDEO | MediaType.DESKSHARE
+
+
 @dataclass(frozen=True, slots=True)
 class ClientConfig:
     """How to connect: media, socket layout, timers and the URL policy. Units are in the names."""
@@ -124,6 +129,9 @@ class ClientConfig:
     transcript_params: TranscriptParams = field(default_factory=TranscriptParams)
     video_params: VideoParams = field(default_factory=VideoParams)
     deskshare_params: DeskshareParams = field(default_factory=DeskshareParams)
+    #: With video ``data_opt`` 4: the participant whose camera is subscribed (msg 28) each time
+    #: a video socket becomes ready; empty = none (active speaker).
+    video_user_id: str = ""
     #: EVENT_SUBSCRIPTION event types; None = a per-product default.
     subscribe_events: tuple[int, ...] | None = None
     #: No inbound frame of any kind for this long = the socket is dead (§9.1).
@@ -210,11 +218,28 @@ class RtmsStats:
 class RtmsStream:
     """One live RTMS stream. Read ``events``; call the controls from the webhook ingress."""
 
-    def __init__(self, engine: _EngineLike, outlet: EventOutlet, stats: RtmsStats) -> None:
+    def __init__(
+        self,
+        engine: _EngineLike,
+        outlet: EventOutlet,
+        stats: RtmsStats,
+        video: VideoOutlet | None = None,
+    ) -> None:
         self._engine = engine
         self._outlet = outlet
         self.stats = stats
         self.events: trio.MemoryReceiveChannel[CaptureEvent] = outlet.receive_channel
+        #: Video and screen-share frames (``recorder.video.capture``); None when neither is
+        #: requested. Closed by ``end_video`` or when the stream block exits.
+        self._video = video
+        self.video_events: trio.MemoryReceiveChannel[VideoEvent] | None = (
+            video.receive_channel if video is not None else None
+        )
+
+    def end_video(self) -> None:
+        """No more video is read (the audio capture ended): the video recorder seals."""
+        if self._video is not None:
+            self._video.close()
 
     @property
     def ended(self) -> bool:
@@ -279,11 +304,16 @@ async def open_rtms_stream(
     try:
         async with trio.open_nursery() as nursery:
             engine = Engine(target, config, outlet, stats, wall_ms, nursery)
+            video = VideoOutlet() if config.wanted_media(target.product) & _VIDEO else None
+            engine.video_outlet = video
+            engine.video_subscription = config.video_user_id if video is not None else ""
             nursery.start_soon(outlet.run_flusher)
             nursery.start_soon(engine.run)
             try:
-                yield RtmsStream(engine, outlet, stats)
+                yield RtmsStream(engine, outlet, stats, video)
             finally:
+                if video is not None:
+                    video.close()
                 engine.shutdown()
                 # Let the sockets finish their closing handshakes (their readers live in this
                 # nursery), bounded, even when the caller is being cancelled.

@@ -86,6 +86,12 @@ def client_config(config: Config, product: Product) -> ClientConfig:
         connect_timeout_s=rtms.connect_timeout_s,
         allowed_hosts=rtms.allowed_hosts,
         allow_insecure_loopback=rtms.allow_insecure_loopback,
+        # Video: off unless [rtms] media asks and [video] products allows (recorder.video).
+        video=MediaKind.VIDEO in rtms.media and product in config.video.products,
+        deskshare=MediaKind.DESKSHARE in rtms.media and product in config.video.products,
+        video_params=config.video.video_params(),
+        deskshare_params=config.video.deskshare_params(),
+        video_user_id=config.video.individual_user_id,
     )
 
 

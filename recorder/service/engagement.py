@@ -39,6 +39,7 @@ from recorder.catalog.base import (
     StreamState,
 )
 from recorder.errors import LeaseExpired, LeaseLost, RecorderError
+from recorder.rtms._video_outlet import VideoEvent
 from recorder.rtms.client import ClientConfig, RtmsStream, StreamTarget, open_rtms_stream
 from recorder.service import evidence_recorder as intents
 from recorder.service.components import Components, now_ms
@@ -48,6 +49,8 @@ from recorder.service.metrics import MALFORMED, LeaseLoss
 from recorder.service.observer import StreamObserver
 from recorder.service.status import EngagementSpec as EngagementSpec
 from recorder.service.status import EngagementStatus
+from recorder.video.capture import VideoCaptureConfig, run_video_capture
+from recorder.video.evidence import VideoEvidence
 
 logger = logging.getLogger(__name__)
 
@@ -252,8 +255,13 @@ class Engagement:
             # connection (the first segment waits for the key only if it is still not there).
             outer.start_soon(self._prepare_key, recording_id)
             with self.cancel_scope:
-                async with open_rtms_stream(target, self._client_config) as stream:
+                async with (
+                    open_rtms_stream(target, self._client_config) as stream,
+                    trio.open_nursery() as media,
+                ):
                     self.stream = stream
+                    if stream.video_events is not None:
+                        media.start_soon(self._record_video, stream.video_events, recording_id)
                     manifest = await run_capture(
                         stream.events,
                         self.c.sinks,
@@ -266,6 +274,7 @@ class Engagement:
                         # Entries go to the catalog as they are sealed; none are kept.
                         keep_entries=False,
                     )
+                    stream.end_video()
                     self.status.outcome = manifest.outcome
             if not self.cancel_scope.cancelled_caught:
                 self._close_recording(recording_id)
@@ -275,6 +284,42 @@ class Engagement:
             with trio.move_on_after(EVIDENCE_DRAIN_S):
                 await evidence_done.wait()
             outer.cancel_scope.cancel()
+
+    async def _record_video(
+        self, events: trio.MemoryReceiveChannel[VideoEvent], recording_id: str
+    ) -> None:
+        """Video and screen share beside the audio capture (``recorder.video``)."""
+        cc = self._client_config
+        evidence = VideoEvidence(self.observer, recording_id)
+        try:
+            await self._run_video(events, recording_id, cc, evidence)
+        except Exception:
+            # Invariant 10: a broken video recorder never takes the audio down with it. The
+            # client counts every frame offered from now on (the channel is closed).
+            self.log.exception("video recording failed; audio goes on")
+            events.close()
+
+    async def _run_video(
+        self,
+        events: trio.MemoryReceiveChannel[VideoEvent],
+        recording_id: str,
+        cc: ClientConfig,
+        evidence: VideoEvidence,
+    ) -> None:
+        outcome = await run_video_capture(
+            events,
+            self.c.sinks,
+            recording_id=recording_id,
+            config=VideoCaptureConfig(
+                fps={"video": cc.video_params.fps, "deskshare": cc.deskshare_params.fps},
+                segment_ms=self.c.config.video.segment_seconds * 1000,
+                first_segment_index=self._capture_config.first_segment_index,
+            ),
+            on_sealed=evidence.on_sealed,
+            on_gaps=evidence.on_gaps,
+            keep_entries=False,
+        )
+        evidence.frames_done(outcome.counters)
 
     def _note_checkpoint(self, durable_ms: int) -> None:
         self._checkpoint_ms = durable_ms

@@ -12,6 +12,7 @@ client library appends it), ``_seconds`` / ``_bytes`` suffixes.
 from __future__ import annotations
 
 import enum
+import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final
 
@@ -450,3 +451,76 @@ class RecorderMetrics:
         self._completeness_metrics()[2].labels(
             result=_label(result, frozenset({"enriched", "failed"}))
         ).inc()
+
+
+# --- Video and screen share (recorder.video) --------------------------------------------------
+
+#: ``kind`` label values of the video metrics.
+VIDEO_KINDS: Final = frozenset({"video", "deskshare"})
+#: ``cause`` label values of ``rtmsrec_video_gap_seconds``: the audio causes plus video's own.
+VIDEO_GAP_CAUSES: Final = frozenset(
+    {c.value for c in GapCause} | {"awaiting_keyframe", "resolution_change"}
+)
+#: ``outcome`` label values of ``rtmsrec_video_frames``: VideoTrack's counters.
+VIDEO_FRAME_OUTCOMES: Final = frozenset(
+    {
+        "frames",
+        "late_or_duplicate",
+        "bad_timestamp",
+        "skipped_awaiting_keyframe",
+        "skipped_decode_error",
+        "mux_error",
+    }
+)
+
+
+class VideoMetrics:
+    """Registered in a ``Metrics`` registry on first use (``video_metrics``)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.frames = Counter(
+            "rtmsrec_video_frames",
+            "Video frames by kind and what became of them (frames = written to MP4)",
+            ["kind", "outcome"],
+            registry=registry,
+        )
+        self.gap_seconds = Counter(
+            "rtmsrec_video_gap_seconds",
+            "Seconds of video timeline without pictures, by kind and cause",
+            ["kind", "cause"],
+            registry=registry,
+        )
+        self.segments = Counter(
+            "rtmsrec_video_segments_sealed",
+            "Sealed MP4 video segments handed to the spool, by kind",
+            ["kind"],
+            registry=registry,
+        )
+
+    def add_counters(self, kind: str, counters: dict[str, int]) -> None:
+        k = _label(kind, VIDEO_KINDS)
+        for outcome, count in counters.items():
+            if count > 0 and outcome in VIDEO_FRAME_OUTCOMES:
+                self.frames.labels(kind=k, outcome=outcome).inc(count)
+
+    def add_gap(self, kind: str, cause: str, seconds: float) -> None:
+        if seconds > 0:
+            self.gap_seconds.labels(
+                kind=_label(kind, VIDEO_KINDS), cause=_label(cause, VIDEO_GAP_CAUSES)
+            ).inc(seconds)
+
+    def segment_sealed(self, kind: str) -> None:
+        self.segments.labels(kind=_label(kind, VIDEO_KINDS)).inc()
+
+
+_VIDEO_METRICS: Final[weakref.WeakKeyDictionary[CollectorRegistry, VideoMetrics]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def video_metrics(registry: CollectorRegistry) -> VideoMetrics:
+    """The video metrics of ``registry`` (one ``RecorderMetrics``'s), registered once."""
+    found = _VIDEO_METRICS.get(registry)
+    if found is None:
+        found = _VIDEO_METRICS[registry] = VideoMetrics(registry)
+    return found

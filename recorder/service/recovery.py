@@ -214,8 +214,9 @@ async def _enter_and_spool(c: Components, sealed: SealedSegment, header: Segment
                 plaintext_sha256=sealed.sha256,
                 plaintext_size=sealed.plaintext_size,
                 stored_size=sealed.stored_size,
-                start_ms=identity.created_ms,
-                end_ms=identity.created_ms,
+                # A video segment's pts 0 is its RTMS ``origin_ms`` (recorder.video.track).
+                start_ms=int(identity.metadata.get("origin_ms") or identity.created_ms),
+                end_ms=int(identity.metadata.get("origin_ms") or identity.created_ms),
                 key_id=sealed.key_id,
                 retain_until_ms=retain_ms,
                 recovered=sealed.recovered,

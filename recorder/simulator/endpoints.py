@@ -245,6 +245,7 @@ async def _video_subscription(eng: Engagement, conn: Connection, obj: Mapping[st
     else:
         status = Status.OK
         eng.video_subscribed_user = user_id if subscribe else None
+        eng.video.subscribed_user = eng.video_subscribed_user
     code, reason = eng.profile.code(status)
     await conn.send(
         {
@@ -364,6 +365,13 @@ async def serve_media(eng: Engagement, conn: Connection) -> None:
             payloads=payloads,
             frames_per_packet=audio_params.send_rate // FRAME_MS,
         )
+    if verdict.params.video is not None or verdict.params.deskshare is not None:
+        await eng.video.prepare(
+            conn,
+            verdict.kinds,
+            {"video": verdict.params.video, "deskshare": verdict.params.deskshare},
+            now_ms=eng.feed.timestamp_ms(eng.feed.next_frame),
+        )
     eng.media.append(conn)
     eng.unacked.append(conn)
     stats = eng.stats
@@ -387,6 +395,7 @@ async def serve_media(eng: Engagement, conn: Connection) -> None:
     finally:
         stats.media_open -= 1
         eng.feed.detach(conn)
+        eng.video.detach(conn)
         if conn in eng.media:
             eng.media.remove(conn)
         if conn in eng.unacked:

@@ -41,6 +41,7 @@ from recorder.simulator.program import FRAME_MS, Program
 from recorder.simulator.scenario import Product, Scenario, Step
 from recorder.simulator.stats import EngagementStats, Observed, WebhookRecord
 from recorder.simulator.steps import run_step
+from recorder.simulator.video import VideoFeed
 from recorder.simulator.webhooks import Delivery, WebhookSender
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,10 @@ class Target:
     server_urls: str
 
 
+def _video_user(user_id: str) -> int | str:
+    return int(user_id) if user_id.isdigit() and len(user_id) <= 10 else user_id
+
+
 class Engagement:
     """A running simulated engagement. Built by ``Simulator.start``; tests read, rarely call."""
 
@@ -116,6 +121,15 @@ class Engagement:
             stats=self.stats,
             observed=self._observed,
             faults=scenario.faults,
+        )
+        first = scenario.speakers[0] if scenario.speakers else None
+        #: Video and screen share (H.264), only when the scenario offers them.
+        self.video = VideoFeed(
+            scenario.video,
+            t0_ms=scenario.t0_ms,
+            duration_s=scenario.duration_s,
+            user_id=_video_user(first.user_id if first else "16778240"),
+            user_name=first.user_name if first else "Presenter",
         )
         #: Which handshakes the scenario's faults refuse.
         self.refusals = RefusalBook(scenario.faults)
@@ -273,6 +287,8 @@ class Engagement:
             else:
                 await self._speaker_events(frame)
                 await self.feed.produce(frame)
+            if self.video.next_frame:
+                await self.video.produce_until(self.feed.timestamp_ms(frame), paused=self.paused)
                 if self.stats.frames_sent and not self.streaming.is_set():
                     self.streaming.set()
             frame += 1

@@ -23,12 +23,14 @@ from recorder.rtms.messages import (
     AudioParams,
     ChatParams,
     ContentType,
+    DeskshareParams,
     MediaParams,
     MediaType,
     MsgType,
     PayloadType,
     SampleRate,
     TranscriptParams,
+    VideoParams,
 )
 from recorder.simulator.profiles import Status
 
@@ -190,6 +192,37 @@ def confirm_audio(sub: object) -> tuple[Status, AudioParams | None]:
     )
 
 
+def confirm_video(name: str, sub: object) -> VideoParams | DeskshareParams | None:
+    """Video / deskshare ``media_params`` (§5.3): raw video, JPG, PNG or H.264, 1..30 fps.
+    Without a codec, or JPG/PNG above the low-fps limit, the server falls back to JPG
+    (video: 5 fps, deskshare: 1 fps). The simulator streams only H.264 (``video.py``)."""
+    if not isinstance(sub, dict):
+        return None
+    cls: type[VideoParams | DeskshareParams] = (
+        DeskshareParams if name == "deskshare" else VideoParams
+    )
+    default = cls()
+    fields = {}
+    for key in ("content_type", "codec", "resolution", "fps"):
+        value = sub.get(key, int(getattr(default, key)))
+        if not _is_int(value):
+            return None
+        fields[key] = value
+    if fields["content_type"] != ContentType.RAW_VIDEO or not 1 <= fields["fps"] <= 30:
+        return None
+    if fields["codec"] not in (PayloadType.JPG, PayloadType.PNG, PayloadType.H264):
+        return None
+    low_fps = 1 if name == "deskshare" else 5
+    if fields["codec"] != PayloadType.H264 and fields["fps"] > low_fps:
+        fields["codec"], fields["fps"] = PayloadType.JPG, low_fps
+    if isinstance(default, VideoParams):
+        data_opt = sub.get("data_opt", int(default.data_opt))
+        if not _is_int(data_opt) or data_opt not in (3, 4):
+            return None
+        return VideoParams(data_opt=data_opt, **fields)
+    return DeskshareParams(**fields)
+
+
 def check_media(
     obj: dict[str, Any] | None,
     expected: Expected,
@@ -258,6 +291,17 @@ def check_media(
             return MediaVerdict(Status.INVALID_TRANSCRIPT_PARAMS)
         enable_lid = sub.get("enable_lid", True)
         transcript = TranscriptParams(src_language=language, enable_lid=bool(enable_lid))
+    video: VideoParams | None = None
+    deskshare: DeskshareParams | None = None
+    for name in ("video", "deskshare"):
+        if name in kinds:
+            confirmed = confirm_video(name, params.get(name, {}))
+            if confirmed is None:
+                return MediaVerdict(Status.INVALID_MEDIA_PARAMS)
+            if isinstance(confirmed, DeskshareParams):
+                deskshare = confirmed
+            else:
+                video = confirmed
     chat: ChatParams | None = None
     if "chat" in kinds:
         sub = params.get("chat", {})
@@ -271,5 +315,7 @@ def check_media(
         Status.OK,
         kinds=kinds,
         unified=unified,
-        params=MediaParams(audio=audio, transcript=transcript, chat=chat),
+        params=MediaParams(
+            audio=audio, transcript=transcript, chat=chat, video=video, deskshare=deskshare
+        ),
     )

@@ -76,6 +76,7 @@ from recorder.rtms.messages import AudioParams
 from recorder.simulator.faults import Faults, faults_from_mapping
 from recorder.simulator.handshake import confirm_audio
 from recorder.simulator.profiles import Status
+from recorder.simulator.video import VideoFeedSpec
 
 #: Zoom carries at most three speakers per 20 ms in per-speaker mode (rtms-protocol §5.15).
 MAX_SPEAKERS: Final = 3
@@ -269,6 +270,8 @@ class Scenario:
     steps: tuple[Step, ...] = ()
     #: Refused handshakes and odd frame shapes (``recorder.simulator.faults``).
     faults: Faults = field(default_factory=Faults)
+    #: The H.264 test pattern streamed when ``media`` offers video / deskshare (``[video]``).
+    video: VideoFeedSpec = field(default_factory=VideoFeedSpec)
 
     def audio_params(self) -> AudioParams:
         """``audio_hint`` as the client's audio ``media_params`` (WebSocket defaults elsewhere)."""
@@ -452,7 +455,7 @@ def scenario_from_mapping(data: Mapping[str, Any], *, default_name: str = "engag
             "firehose",
             "handshake_id_key",
         }
-        structured = {"product", "audio", "layout", "speakers", "steps", "media", "faults"}
+        structured = {"product", "audio", "layout", "speakers", "steps", "media", "faults", "video"}
         unknown = set(data) - known - structured
         if unknown:
             raise ConfigError(f"scenario: unknown keys {sorted(unknown)}")
@@ -465,6 +468,7 @@ def scenario_from_mapping(data: Mapping[str, Any], *, default_name: str = "engag
             media=tuple(str(m) for m in data.get("media", ("audio", "transcript"))),
             audio_hint=audio_hint,
             faults=faults_from_mapping(dict(data.get("faults", {}))),
+            video=VideoFeedSpec.from_mapping(dict(data.get("video", {}))),
             **{"name": default_name, **simple},
         )
     except ConfigError:

@@ -22,6 +22,7 @@ Bundle layout::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -63,6 +64,8 @@ from recorder.officer.bundle.wavio import SegmentPcm, WavWriter
 from recorder.officer.opaque import is_opaque, recovered_copy
 from recorder.officer.verify import IN_MEMORY_BYTES
 from recorder.service.components import Components, now_ms
+from recorder.video.export import export_video
+from recorder.video.track import VIDEO_RECORD_KINDS
 
 #: Tracks of one recording exported at the same time (worker threads; memory is per track).
 TRACKS_AT_ONCE: Final = 2
@@ -229,7 +232,9 @@ async def _export_records(
     events_fd = os.open(rdir / "events.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(chat_fd, "wb") as chat, os.fdopen(events_fd, "wb") as events:
         splitter = transcript.RecordsSplitter(chat, events)
-        for row in sorted(detail.records, key=lambda r: r.record_index):
+        # Video records are MP4, not JSON lines (``recorder.video.export`` takes them).
+        rows = [r for r in detail.records if r.kind not in VIDEO_RECORD_KINDS]
+        for row in sorted(rows, key=lambda r: r.record_index):
 
             def split(
                 chunks: Iterator[bytes], expected: str | None, row: RecordFileRow = row
@@ -384,6 +389,15 @@ async def _export_recording(
         }
     elif layout is not None:
         out.listening = {"file": None, "layout": "none: the tracks' sample rates differ"}
+    video = await export_video(
+        detail,
+        root,
+        rdir,
+        functools.partial(with_object, c),
+        listening=(rdir / "listening.wav", mixed.start_ms) if out.listening and mixed else None,
+        progress=tally.add,
+    )
+    out.files += video.files
     for name, writer_fn in (
         ("transcript.txt", transcript.write_text),
         ("transcript.vtt", transcript.write_vtt),
@@ -411,6 +425,7 @@ async def _export_recording(
             "tracks": out.tracks,
             "listening": out.listening,
             "transcript_cues": len(splitter.cues),
+            "video": video.summary,
         }
     )
     return entry
