@@ -133,6 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--validate-endpoint", action="store_true", help="send endpoint.url_validation first"
     )
+    p.add_argument(
+        "--zoom-api-port",
+        type=int,
+        default=None,
+        help="also serve the simulated Zoom REST API here (0: any port); scenarios then wait "
+        "for `recorder rtms start` (OAuth: ZOOM_CLIENT_ID/ZOOM_CLIENT_SECRET)",
+    )
+    p.add_argument("--zoom-account-id", default="sim_account", help="with --zoom-api-port")
 
     p = sub.add_parser("check", help="validate configuration, secrets, catalog, store and keys")
     _config_arg(p)
@@ -261,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
         ],
     )
     p.add_argument("options", nargs=argparse.REMAINDER, help="passed to the benchmark")
+
+    from recorder.zoom.commands import add_arguments as rtms_arguments
+
+    rtms_arguments(sub)
     return parser
 
 
@@ -351,6 +363,8 @@ def _run(args: argparse.Namespace) -> int:
                 client_secret=os.environ.get("ZOOM_CLIENT_SECRET")
                 or os.environ.get("ZM_RTMS_SECRET"),
                 validate_endpoint=args.validate_endpoint,
+                zoom_api_port=args.zoom_api_port,
+                zoom_account_id=args.zoom_account_id,
             )
         )
     if command == "check":
@@ -431,6 +445,10 @@ def _run(args: argparse.Namespace) -> int:
             print("error: name the jobs to retry, or give --all-quarantined", file=sys.stderr)
             return 2
         return trio.run(_with_components, args.config, _spool_command, args)
+    if command == "rtms":
+        from recorder.zoom import commands as rtms_commands
+
+        return trio.run(rtms_commands.run, args)
     if command in ("completeness", "enrich"):
         from recorder.completeness import commands as completeness_commands
 

@@ -305,6 +305,8 @@ class Config:
     source: Path | None = None
     #: ``[video]``: video and screen share as evidence (``recorder.video.settings``).
     video: VideoConfig = field(default_factory=VideoConfig)
+    zoom: ZoomConfig = field(default_factory=lambda: ZoomConfig())
+    pause: PauseConfig = field(default_factory=lambda: PauseConfig())
     completeness: CompletenessConfig = field(default_factory=lambda: CompletenessConfig())
 
 
@@ -766,6 +768,101 @@ def _logging(t: _Table) -> LoggingConfig:
     return LoggingConfig(level=level, format=t.choice("format", d.format, LogFormat))
 
 
+# --- Zoom REST API and RTMS pauses (zoom-control) ----------------------------------------------
+
+#: Zoom's production hosts for the REST API and Server-to-Server OAuth.
+ZOOM_API_BASE_URL: Final = "https://api.zoom.us"
+ZOOM_OAUTH_BASE_URL: Final = "https://zoom.us"
+
+
+@dataclass(frozen=True, slots=True)
+class ZoomConfig:
+    """``[zoom]``: the REST client (Server-to-Server OAuth; client id and secret are the
+    ``zoom_client_id`` / ``zoom_client_secret`` secrets, never in the file)."""
+
+    api_base_url: str = ZOOM_API_BASE_URL
+    oauth_base_url: str = ZOOM_OAUTH_BASE_URL
+    #: The Zoom account of the Server-to-Server OAuth app (not a secret); else ``ZOOM_ACCOUNT_ID``.
+    account_id: str | None = None
+    #: Allow ``http://`` to 127.0.0.1 / ::1 / localhost: tests and the simulator only.
+    allow_insecure_loopback: bool = False
+    timeout_s: float = 10.0
+    #: Attempts per request after the first (5xx, network errors, 429).
+    max_retries: int = 3
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 8.0
+    #: A ``Retry-After`` longer than this is not waited for: the request fails with 429.
+    retry_after_max_s: float = 60.0
+    #: A token is refreshed this long before it expires (at most half its lifetime).
+    token_refresh_margin_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class PauseConfig:
+    """``[pause]``: pause evidence (PCI)."""
+
+    #: A pause longer than this is flagged (``recorder.pause_too_long``).
+    max_s: float = 600.0
+    #: A pause seen on a stream is attributed to a request made through the recorder for the
+    #: same instance at most this long before it.
+    match_window_s: float = 120.0
+    #: How long a stream's pause waits for the catalog to name its requester.
+    lookup_timeout_s: float = 2.0
+
+
+def _base_url(t: _Table, key: str, default: str, *, insecure_loopback: bool) -> str:
+    from urllib.parse import urlsplit
+
+    url = t.string(key, default).rstrip("/")
+    parts = urlsplit(url)
+    loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
+    if parts.scheme == "https" and parts.hostname:
+        return url
+    if parts.scheme == "http" and loopback and insecure_loopback:
+        return url
+    raise t.error(
+        key,
+        f"{url!r} must be an https:// URL (http:// only to loopback with "
+        "allow_insecure_loopback = true)",
+    )
+
+
+def _zoom(t: _Table) -> ZoomConfig:
+    d = ZoomConfig()
+    insecure = t.boolean("allow_insecure_loopback", d.allow_insecure_loopback)
+    backoff_initial_s = t.number("backoff_initial_s", d.backoff_initial_s, minimum=0.0)
+    backoff_max_s = t.number("backoff_max_s", d.backoff_max_s, minimum=0.0, maximum=600.0)
+    if backoff_max_s < backoff_initial_s:
+        raise t.error("backoff_max_s", "must not be smaller than backoff_initial_s")
+    return ZoomConfig(
+        api_base_url=_base_url(t, "api_base_url", d.api_base_url, insecure_loopback=insecure),
+        oauth_base_url=_base_url(t, "oauth_base_url", d.oauth_base_url, insecure_loopback=insecure),
+        account_id=t.optional_string("account_id") or None,
+        allow_insecure_loopback=insecure,
+        timeout_s=t.number("timeout_s", d.timeout_s, minimum=0.1, maximum=300.0),
+        max_retries=t.integer("max_retries", d.max_retries, minimum=0, maximum=10),
+        backoff_initial_s=backoff_initial_s,
+        backoff_max_s=backoff_max_s,
+        retry_after_max_s=t.number(
+            "retry_after_max_s", d.retry_after_max_s, minimum=0.0, maximum=3600.0
+        ),
+        token_refresh_margin_s=t.number(
+            "token_refresh_margin_s", d.token_refresh_margin_s, minimum=0.0, maximum=3600.0
+        ),
+    )
+
+
+def _pause(t: _Table) -> PauseConfig:
+    d = PauseConfig()
+    return PauseConfig(
+        max_s=t.number("max_s", d.max_s, minimum=1.0, maximum=86400.0),
+        match_window_s=t.number("match_window_s", d.match_window_s, minimum=1.0, maximum=3600.0),
+        lookup_timeout_s=t.number(
+            "lookup_timeout_s", d.lookup_timeout_s, minimum=0.01, maximum=30.0
+        ),
+    )
+
+
 # --- Secrets -----------------------------------------------------------------------------------
 
 
@@ -830,6 +927,8 @@ _SECTIONS: Final = (
     "retention",
     "logging",
     "video",
+    "zoom",
+    "pause",
     "completeness",
 )
 
@@ -871,6 +970,8 @@ def parse_config(
         logging=_logging(tables["logging"]),
         secrets=load_secrets(environ),
         video=parse_video(tables["video"]),
+        zoom=_zoom(tables["zoom"]),
+        pause=_pause(tables["pause"]),
         completeness=_completeness(tables["completeness"]),
     )
     for t in tables.values():

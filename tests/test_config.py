@@ -376,3 +376,27 @@ def test_s3_key_prefix_must_be_a_clean_folder(tmp_path: Path, prefix: str) -> No
     s3 = load_config(good, {}).storage.s3
     assert s3 is not None
     assert s3.prefix == "t/a/"
+
+
+def test_zoom_base_urls_are_https_unless_loopback_is_allowed(tmp_path: Path) -> None:
+    sample = load_config(SAMPLE, {"STATE_DIRECTORY": str(tmp_path)})
+    assert sample.zoom.api_base_url == "https://api.zoom.us"
+    assert sample.pause.max_s == 600.0
+    local = load_config(
+        write(
+            tmp_path,
+            '[zoom]\nallow_insecure_loopback = true\napi_base_url = "http://127.0.0.1:9/"\n'
+            "[pause]\nmax_s = 30\n",
+        ),
+        {},
+    )
+    assert (local.zoom.api_base_url, local.pause.max_s) == ("http://127.0.0.1:9", 30.0)
+    for text, problem in [
+        ('[zoom]\napi_base_url = "http://api.zoom.us"', "api_base_url"),
+        ('[zoom]\noauth_base_url = "http://127.0.0.1:9"', "oauth_base_url"),
+        ("[zoom]\nbackoff_initial_s = 9.0\nbackoff_max_s = 1.0", "backoff_max_s"),
+        ("[pause]\nmax_s = 0", "max_s"),
+        ("[pause]\nmax_seconds = 5", "unknown key"),
+    ]:
+        with pytest.raises(ConfigError, match=problem):
+            load_config(write(tmp_path, text), {})

@@ -52,7 +52,8 @@ from recorder.sink import SealedSegment, SinkFactory
 logger = logging.getLogger(__name__)
 
 OnSealed = Callable[[SealedSegment, ManifestEntry], Awaitable[None]]
-OnEvent = Callable[[CaptureEvent], Awaitable[None]]
+#: May return a replacement for a non-audio event (the service names a pause's actor this way).
+OnEvent = Callable[[CaptureEvent], Awaitable[CaptureEvent | None]]
 #: Called after a checkpoint with the RTMS time (ms) every open track is durable through.
 OnCheckpoint = Callable[[int], None]
 
@@ -118,7 +119,9 @@ async def run_capture(
             must be idempotent.
         on_event: Awaited with every event that is not audio, and with the first audio packet
             of each track, before the pipeline handles it: how the service learns participants,
-            drops and interruptions without a second hop per audio packet.
+            drops and interruptions without a second hop per audio packet. For an event that
+            is not audio it may return a replacement, which the pipeline handles instead (a
+            ``Paused`` that names who asked for it).
         on_checkpoint: Called after each checkpoint with the RTMS time (ms) up to which every
             open track's audio is now on disk (the earliest track's end): what a crash cannot
             lose. Skipped while a segment open or seal is pending (those bytes are not yet in
@@ -261,7 +264,7 @@ class _Capture:
             else:
                 await self._drain_batch()
                 if self._on_event is not None:
-                    await self._on_event(event)
+                    event = await self._on_event(event) or event
                 self._submit(core.handle_event(event))
                 if isinstance(event, StreamEnded):
                     return True

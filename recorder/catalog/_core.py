@@ -26,6 +26,7 @@ from recorder.catalog._officers import OfficerQueries
 from recorder.catalog._retention import RetentionQueries
 from recorder.catalog._rows import Row as Row
 from recorder.catalog._rows import Tx as Tx
+from recorder.catalog._rtms_requests import RtmsRequestQueries
 from recorder.catalog._search import SearchQueries
 from recorder.catalog._streams import StreamQueries
 from recorder.catalog._verifications import VerificationQueries
@@ -34,6 +35,7 @@ from recorder.errors import CatalogError
 
 
 class SqlCatalog(
+    RtmsRequestQueries,
     StreamQueries,
     EvidenceQueries,
     RetentionQueries,

@@ -48,6 +48,7 @@ from recorder.catalog.base import (
 from recorder.catalog.connect import open_catalog, open_configured_catalog
 from recorder.catalog.postgres import DEFAULT_MAX_CONNECTIONS, PostgresCatalog
 from recorder.catalog.retention_types import HoldRuleRow, RetentionFacts, RetentionLockRow
+from recorder.catalog.rtms_request_types import RtmsRequestRow
 from recorder.catalog.search import RecordingQuery, SearchPage
 from recorder.config import CatalogConfig, Secret
 from recorder.evidence_destruction import DestructionRecord
@@ -596,6 +597,85 @@ class AsyncCatalog:
                 after_id=after_id,
                 limit=limit,
             )
+        )
+
+    # --- RTMS control requests (recorder.catalog._rtms_requests) -------------------------------
+
+    async def add_rtms_request(
+        self,
+        *,
+        product: str,
+        target_id: str,
+        action: str,
+        actor: str,
+        reason: str,
+        now_ms: int,
+        via: str | None = None,
+    ) -> tuple[RtmsRequestRow, AuditEvent]:
+        return await self._call(
+            functools.partial(
+                self.sync.add_rtms_request,
+                product=product,
+                target_id=target_id,
+                action=action,
+                actor=actor,
+                reason=reason,
+                now_ms=now_ms,
+                via=via,
+            )
+        )
+
+    async def finish_rtms_request(
+        self, request_id: int, *, outcome: str, error: str | None, now_ms: int
+    ) -> RtmsRequestRow:
+        return await self._call(
+            functools.partial(
+                self.sync.finish_rtms_request,
+                request_id,
+                outcome=outcome,
+                error=error,
+                now_ms=now_ms,
+            )
+        )
+
+    async def match_pause_request(
+        self,
+        *,
+        product: str,
+        instance_ids: Sequence[str],
+        recording_id: str,
+        paused_ms: int,
+        window_ms: int,
+    ) -> RtmsRequestRow | None:
+        return await self._call(
+            functools.partial(
+                self.sync.match_pause_request,
+                product=product,
+                instance_ids=instance_ids,
+                recording_id=recording_id,
+                paused_ms=paused_ms,
+                window_ms=window_ms,
+            )
+        )
+
+    async def unconfirmed_pause_requests(
+        self, *, product: str, instance_ids: Sequence[str], since_ms: int, before_ms: int
+    ) -> list[RtmsRequestRow]:
+        return await self._call(
+            functools.partial(
+                self.sync.unconfirmed_pause_requests,
+                product=product,
+                instance_ids=instance_ids,
+                since_ms=since_ms,
+                before_ms=before_ms,
+            )
+        )
+
+    async def rtms_requests(
+        self, *, target_id: str | None = None, limit: int = 100
+    ) -> list[RtmsRequestRow]:
+        return await self._call(
+            functools.partial(self.sync.rtms_requests, target_id=target_id, limit=limit)
         )
 
 

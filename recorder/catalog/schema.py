@@ -635,6 +635,32 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         },
     ),
     Migration(
+        version=13,
+        description="RTMS control requests made through the recorder: actor, reason, Zoom's "
+        "answer, and the recording whose pause a request explains",
+        statements={
+            engine: (
+                f"""CREATE TABLE rtms_requests (
+                    request_id {_IDENTITY[engine]},
+                    product TEXT NOT NULL,
+                    target_id TEXT NOT NULL,
+                    action TEXT NOT NULL,
+                    actor TEXT NOT NULL,
+                    reason TEXT NOT NULL,
+                    requested_ms BIGINT NOT NULL,
+                    outcome TEXT NOT NULL,
+                    error TEXT,
+                    matched_recording_id TEXT,
+                    matched_ms BIGINT,
+                    audit_target TEXT NOT NULL
+                )""",
+                "CREATE INDEX rtms_requests_by_target"
+                " ON rtms_requests (product, target_id, requested_ms)",
+            )
+            for engine in Engine
+        },
+    ),
+    Migration(
         version=14,
         description="completeness: expectations, auto-start results, findings, enrichment",
         statements={engine: _v14(engine) for engine in Engine},

@@ -47,6 +47,7 @@ from recorder.service.evidence_recorder import JOURNAL_DIR, JOURNAL_SUFFIX, Evid
 from recorder.service.lease_keeper import LeaseKeeper, LeaseTimers
 from recorder.service.metrics import MALFORMED, LeaseLoss
 from recorder.service.observer import StreamObserver
+from recorder.service.pause_evidence import PauseEvidence
 from recorder.service.status import EngagementSpec as EngagementSpec
 from recorder.service.status import EngagementStatus
 from recorder.video.capture import VideoCaptureConfig, run_video_capture
@@ -136,6 +137,15 @@ class Engagement:
             first_segment_index=self._capture_config.first_segment_index,
             previous_checkpoint_ms=lease.previous_checkpoint_ms,
         )
+        self.pauses = PauseEvidence(
+            components.catalog,
+            spec,
+            self.status,
+            components.config.pause,
+            now_ms=now_ms,
+            log=self.log,
+        )
+        self.observer.pauses = self.pauses
 
     def cancel(self) -> None:
         """End the recording (shutdown): seal what is open, write it down, hand the lease back."""
@@ -213,6 +223,8 @@ class Engagement:
                 self.c.metrics.add_rtms_stream_stats(self.stream.stats)
             with trio.CancelScope(shield=True), trio.move_on_after(10):
                 await self.evidence.close(timeout_s=5)
+                if started:
+                    await self.pauses.finish(timeout_s=3)
                 if failed and started and self.status.ended is None:
                     await self._close_after_failure()
                 # Epoch-checked: a lease another process took is left alone; a self-fenced one

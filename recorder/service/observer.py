@@ -23,13 +23,16 @@ from recorder.rtms.events import (
     Interrupted,
     PacketsDropped,
     ParticipantEvent,
+    Paused,
     Recovered,
+    Resumed,
     StreamEnded,
 )
 from recorder.service import evidence_recorder as intents
 from recorder.service.components import Components
 from recorder.service.evidence import evidence_key, retain_until, spool_sealed
 from recorder.service.evidence_recorder import EvidenceRecorder
+from recorder.service.pause_evidence import PauseEvidence
 from recorder.service.status import EngagementSpec, EngagementStatus
 from recorder.sink import SealedSegment
 
@@ -62,9 +65,17 @@ class StreamObserver:
         self._previous_checkpoint_ms = previous_checkpoint_ms
         self._first_sealed_tracks: set[str] = set()
         self._speakers: set[str] = set()
+        #: Names who asked for a pause, flags long and unconfirmed ones (set by the engagement).
+        self.pauses: PauseEvidence | None = None
 
-    async def observe(self, event: CaptureEvent) -> None:
-        """Called by the pipeline for every non-audio event and each track's first packet."""
+    async def observe(self, event: CaptureEvent) -> CaptureEvent | None:
+        """Called by the pipeline for every non-audio event and each track's first packet;
+        returns a replacement event (a ``Paused`` naming its actor) or None."""
+        if self.pauses is not None and isinstance(event, Paused | Resumed | StreamEnded):
+            replaced = await self.pauses.on_event(event)
+            if isinstance(event, StreamEnded):
+                self.status.ended = event
+            return replaced
         if type(event) is AudioPacket:
             if event.track not in self._speakers:
                 self._speakers.add(event.track)
@@ -79,6 +90,7 @@ class StreamObserver:
             self.c.metrics.add_reconnect(str(event.cause))
         elif isinstance(event, StreamEnded):
             self.status.ended = event
+        return None
 
     def _note_speaker(self, packet: AudioPacket) -> None:
         """A per-speaker track names its participant; RTMS sends no join for who was there."""

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from recorder.errors import RecorderError
+from recorder.errors import ConfigError, RecorderError
 from recorder.simulator.engagement import Engagement
 from recorder.simulator.scenario import Scenario, Step, load_scenario
-from recorder.simulator.simulator import SimulatorConfig, open_simulator
+from recorder.simulator.simulator import Simulator, SimulatorConfig, open_simulator
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,8 @@ async def run_simulate(
     client_id: str | None = None,
     client_secret: str | None = None,
     validate_endpoint: bool = False,
+    zoom_api_port: int | None = None,
+    zoom_account_id: str = "sim_account",
 ) -> int:
     """Run every scenario concurrently against ``webhook_url``; return an exit code.
 
@@ -62,6 +64,11 @@ async def run_simulate(
         client_id, client_secret: override the scenarios' credentials, so that the simulator
             expects the handshake signature the recorder computes with its own credentials.
         validate_endpoint: send ``endpoint.url_validation`` first and check the answer.
+        zoom_api_port: also serve the simulated Zoom REST API (OAuth and ``rtms_app/status``,
+            ``recorder.simulator.rest``) on this loopback port (0: any free port), and make the
+            scenarios live instances that start when RTMS is started through it
+            (``recorder rtms start``) instead of at once. Its OAuth credentials are
+            ``client_id`` / ``client_secret`` and ``zoom_account_id``.
 
     Returns:
         0 when every engagement ran to its end and every ``rtms_started`` got a 2xx; 1 when a
@@ -100,7 +107,17 @@ async def run_simulate(
                 await sim.validate_endpoint()
                 print_fn(f"endpoint.url_validation: {webhook_url} answered correctly")
             engagements: list[Engagement] = []
-            for scenario in scenarios:
+            if zoom_api_port is not None:
+                engagements = await _serve_zoom_api(
+                    sim,
+                    scenarios,
+                    port=zoom_api_port,
+                    account_id=zoom_account_id,
+                    client_id=client_id,
+                    client_secret=client_secret,
+                    print_fn=print_fn,
+                )
+            for scenario in scenarios if zoom_api_port is None else ():
                 eng = await sim.start(scenario)
                 engagements.append(eng)
                 s = eng.scenario
@@ -129,3 +146,45 @@ async def run_simulate(
         print_fn(f"webhook receiver never accepted rtms_started for: {', '.join(failed)}")
         return 1
     return 0
+
+
+async def _serve_zoom_api(
+    sim: Simulator,
+    scenarios: list[Scenario],
+    *,
+    port: int,
+    account_id: str,
+    client_id: str | None,
+    client_secret: str | None,
+    print_fn: Callable[[str], None],
+) -> list[Engagement]:
+    """Serve the Zoom REST API until every scenario was started through it and has ended."""
+    from recorder.simulator.rest import RestSettings, open_zoom_rest
+
+    if not client_id or not client_secret:
+        raise ConfigError(
+            "--zoom-api-port needs ZOOM_CLIENT_ID and ZOOM_CLIENT_SECRET (the OAuth app)"
+        )
+    settings = RestSettings(
+        account_id=account_id,
+        client_id=client_id,
+        client_secret=client_secret,
+        rtms_client_id=client_id,
+        port=port,
+    )
+    async with open_zoom_rest(sim, settings) as rest:
+        print_fn(f"zoom api: {rest.base_url} (account {account_id})")
+        live = [rest.add_live(scenario) for scenario in scenarios]
+        for instance in live:
+            s = instance.scenario
+            print_fn(
+                f"live {s.name}: {s.product.value} {s.product.id_key}={s.instance_id}; "
+                f"start it with: recorder rtms start {s.product.value} {instance.rest_id}"
+            )
+        engagements = []
+        for instance in live:
+            await instance.started.wait()
+            assert instance.engagement is not None
+            await instance.engagement.finished.wait()
+            engagements.append(instance.engagement)
+        return engagements
