@@ -30,3 +30,5 @@ REVOKE DELETE, TRUNCATE ON :"schema".hold_rules FROM :"service_role";
 -- updated in place (start results, a finding resolved), never deleted.
 REVOKE DELETE, TRUNCATE ON :"schema".expectations FROM :"service_role";
 REVOKE DELETE, TRUNCATE ON :"schema".findings FROM :"service_role";
+-- Web console accounts say who could look at evidence: disabled, never deleted.
+REVOKE DELETE, TRUNCATE ON :"schema".web_accounts FROM :"service_role";

@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="where the demo keeps its catalog, store and keys (default: a new temp directory)",
     )
+    p.add_argument(
+        "--web", action="store_true", help="then serve the web console on it until Ctrl-C"
+    )
 
     p = sub.add_parser("simulate", help="run RTMS simulator scenarios against a webhook URL")
     p.add_argument("scenarios", nargs="+", type=Path, help="scenario .toml/.json files")
@@ -253,6 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--all-quarantined", action="store_true", help="every quarantined job")
     q.add_argument("--reason", default="operator retry", help="why (written to the audit log)")
 
+    # --- web console (recorder/web/cli_args.py, recorder/web/commands.py) ---
+    from recorder.web.cli_args import add_parsers as web_parsers
+
+    web_parsers(sub, _config_arg)
+
     p = sub.add_parser("bench", help="print performance figures (never used by tests)")
     p.add_argument(
         "which",
@@ -266,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
             "export",
             "search",
             "video",
+            "media",
         ],
     )
     p.add_argument("options", nargs=argparse.REMAINDER, help="passed to the benchmark")
@@ -311,6 +320,22 @@ async def _spool_command(c: Components, args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_then_web(state_dir: Path, *, web: bool) -> int:
+    """``recorder demo``, then (``--web``) the console on its state until Ctrl-C."""
+    from recorder.service.demo import run_demo
+    from recorder.web import demo as web_demo
+
+    code: int = trio.run(run_demo, state_dir)
+    if not web:
+        web_demo.hint()
+        return code
+    try:
+        trio.run(web_demo.serve_demo_console, state_dir)
+    except* KeyboardInterrupt:  # Ctrl-C, alone or inside the console's nursery's group
+        print("web console stopped")
+    return code
+
+
 def _run(args: argparse.Namespace) -> int:
     command = args.command
     if command == "serve":
@@ -334,13 +359,11 @@ def _run(args: argparse.Namespace) -> int:
         )
         return trio.run(serve, config)
     if command == "demo":
-        from recorder.service.demo import run_demo
-
         logging.basicConfig(level=args.log_level or "ERROR", format="%(levelname)s %(message)s")
         if args.state_dir is not None:
-            return trio.run(run_demo, args.state_dir)
+            return _demo_then_web(args.state_dir, web=args.web)
         with tempfile.TemporaryDirectory(prefix="rtms-recorder-demo-") as tmp:
-            demo_code = trio.run(run_demo, Path(tmp))
+            demo_code = _demo_then_web(Path(tmp), web=args.web)
             print(f"(the demo's state directory {tmp} is removed now; use --state-dir to keep it)")
             return demo_code
     if command == "simulate":
@@ -457,6 +480,13 @@ def _run(args: argparse.Namespace) -> int:
             "enrich": completeness_commands.enrich_command,
         }[command]
         return trio.run(_with_components, args.config, completeness_fn, args)
+    if command == "web":
+        from recorder.web import commands as web_commands
+
+        if args.web_command == "user":
+            return trio.run(_with_components, args.config, web_commands.user_command, args)
+        web_commands.configure_logging(args.config, args.log_level)
+        return trio.run(_with_components, args.config, web_commands.serve_command, args)
     if command == "bench":
         import importlib
 

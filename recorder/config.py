@@ -265,6 +265,7 @@ class Secrets:
     video_sdk_key: Secret | None = None
     video_sdk_secret: Secret | None = None
     postgres_password: Secret | None = None
+    web_oidc_client_secret: Secret | None = None
 
     def require(self, *names: str) -> None:
         """Raise ``ConfigError`` naming every secret in ``names`` that is not set."""
@@ -286,6 +287,7 @@ SECRET_SOURCES: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
         "video_sdk_key": ("ZOOM_VIDEO_SDK_KEY",),
         "video_sdk_secret": ("ZOOM_VIDEO_SDK_SECRET",),
         "postgres_password": ("RECORDER_POSTGRES_PASSWORD",),
+        "web_oidc_client_secret": ("RECORDER_WEB_OIDC_CLIENT_SECRET",),
     }
 )
 
@@ -307,6 +309,7 @@ class Config:
     video: VideoConfig = field(default_factory=VideoConfig)
     zoom: ZoomConfig = field(default_factory=lambda: ZoomConfig())
     pause: PauseConfig = field(default_factory=lambda: PauseConfig())
+    web: WebConfig = field(default_factory=lambda: WebConfig())
     completeness: CompletenessConfig = field(default_factory=lambda: CompletenessConfig())
 
 
@@ -863,6 +866,60 @@ def _pause(t: _Table) -> PauseConfig:
     )
 
 
+# --- [web]: the officers' console (``recorder web``; recorder/web/) ----------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    #: ``host:port``; plain HTTP only on a loopback host (else ``tls_cert`` and ``tls_key``).
+    bind: str = "127.0.0.1:8090"
+    #: The URL officers type (OIDC redirect URI base; printed at start). Default: from ``bind``.
+    public_url: str | None = None
+    session_minutes: int = 480
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: OpenID Connect: issuer URL (discovery at ``/.well-known/openid-configuration``) and
+    #: client id; the client secret comes from ``RECORDER_WEB_OIDC_CLIENT_SECRET``.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.bind.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+def _web(t: _Table, *, state_dir: Path) -> WebConfig:
+    d = WebConfig()
+    bind = t.string("bind", d.bind)
+    host, sep, port = bind.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise t.error("bind", f"{bind!r} is not host:port")
+    public_url = t.optional_string("public_url")
+    if public_url is not None and not public_url.startswith(("https://", "http://")):
+        raise t.error("public_url", f"{public_url!r} is not an http(s) URL")
+    issuer = t.optional_string("oidc_issuer")
+    loopback = ("http://127.0.0.1", "http://localhost", "http://[::1]")
+    if issuer is not None and not issuer.startswith(("https://", *loopback)):
+        raise t.error("oidc_issuer", f"{issuer!r}: an OIDC issuer must be https://")
+    client_id = t.optional_string("oidc_client_id")
+    if (issuer is None) != (client_id is None):
+        raise t.error("oidc_client_id", "oidc_issuer and oidc_client_id go together")
+    cert = t.path("tls_cert", None, base=state_dir)
+    key = t.path("tls_key", None, base=state_dir)
+    if (cert is None) != (key is None):
+        raise t.error("tls_key", "tls_cert and tls_key go together")
+    return WebConfig(
+        bind=bind,
+        public_url=public_url.rstrip("/") if public_url else None,
+        session_minutes=t.integer("session_minutes", d.session_minutes, minimum=5, maximum=1440),
+        tls_cert=cert,
+        tls_key=key,
+        oidc_issuer=issuer,
+        oidc_client_id=client_id,
+    )
+
+
 # --- Secrets -----------------------------------------------------------------------------------
 
 
@@ -929,6 +986,7 @@ _SECTIONS: Final = (
     "video",
     "zoom",
     "pause",
+    "web",
     "completeness",
 )
 
@@ -972,6 +1030,7 @@ def parse_config(
         video=parse_video(tables["video"]),
         zoom=_zoom(tables["zoom"]),
         pause=_pause(tables["pause"]),
+        web=_web(tables["web"], state_dir=state_dir),
         completeness=_completeness(tables["completeness"]),
     )
     for t in tables.values():

@@ -30,6 +30,7 @@ from recorder.catalog._rtms_requests import RtmsRequestQueries
 from recorder.catalog._search import SearchQueries
 from recorder.catalog._streams import StreamQueries
 from recorder.catalog._verifications import VerificationQueries
+from recorder.catalog._web import WebQueries
 from recorder.catalog.schema import MIGRATIONS, SCHEMA_VERSION_DDL, Engine, Migration
 from recorder.errors import CatalogError
 
@@ -45,6 +46,7 @@ class SqlCatalog(
     KeyQueries,
     VerificationQueries,
     CompletenessQueries,
+    WebQueries,
     abc.ABC,
 ):
     """The ``Catalog`` implementation shared by both engines."""

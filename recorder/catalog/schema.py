@@ -508,6 +508,37 @@ def _v14(engine: Engine) -> tuple[str, ...]:
     return tuple(ddl.format(identity=_IDENTITY[engine]) for ddl in _COMPLETENESS_TABLES_V14)
 
 
+#: The officers' web console (``recorder.web``, ``recorder.catalog._web``). A session row is
+#: keyed by the SHA-256 of its cookie, so a read of the catalog yields no usable session id.
+_WEB_TABLES_V15: Final = (
+    """CREATE TABLE web_accounts (
+        username TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        password_hash TEXT,
+        oidc_subject TEXT UNIQUE,
+        disabled BOOLEAN NOT NULL DEFAULT FALSE,
+        created_ms BIGINT NOT NULL,
+        created_by TEXT NOT NULL
+    )""",
+    """CREATE TABLE web_sessions (
+        session_hash TEXT PRIMARY KEY,
+        username TEXT REFERENCES web_accounts (username),
+        csrf_token TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        expires_ms BIGINT NOT NULL,
+        pending TEXT
+    )""",
+    "CREATE INDEX web_sessions_by_expiry ON web_sessions (expires_ms)",
+    """CREATE TABLE web_session_reasons (
+        session_hash TEXT NOT NULL REFERENCES web_sessions (session_hash) ON DELETE CASCADE,
+        recording_id TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        given_ms BIGINT NOT NULL,
+        PRIMARY KEY (session_hash, recording_id)
+    )""",
+)
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
         version=1,
@@ -664,6 +695,11 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         version=14,
         description="completeness: expectations, auto-start results, findings, enrichment",
         statements={engine: _v14(engine) for engine in Engine},
+    ),
+    Migration(
+        version=15,
+        description="web console: local accounts, server-side sessions, reasons given per session",
+        statements={engine: _WEB_TABLES_V15 for engine in Engine},
     ),
 )
 

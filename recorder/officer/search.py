@@ -100,9 +100,10 @@ def query_from(args: argparse.Namespace, tz: dt.tzinfo) -> RecordingQuery:
         gap_cause=args.gap_cause,
         on_hold=args.on_hold,
         policy=args.policy,
-        topic=args.topic,
-        host=args.host,
-        number=args.number,
+        # Callers that build their own namespace (the web console) may not know these.
+        topic=getattr(args, "topic", None),
+        host=getattr(args, "host", None),
+        number=getattr(args, "number", None),
         after=args.after,
         limit=args.limit,
     )
@@ -144,7 +145,7 @@ def render_table(page: SearchPage, tz: dt.tzinfo) -> list[str]:
 
 
 async def search(c: Components, args: argparse.Namespace) -> int:
-    if args.findings:
+    if getattr(args, "findings", False):
         from recorder.completeness.commands import search_findings
 
         return await search_findings(c, args)

@@ -19,6 +19,7 @@ UNITS = {
     "recorder-audit-seal.timer": "rtms-recorder-audit-seal.timer",
     "recorder-verify.service": "rtms-recorder-verify.service",
     "recorder-verify.timer": "rtms-recorder-verify.timer",
+    "recorder-web.service": "rtms-recorder-web.service",
 }
 EXEC_PATH = "/opt/rtms-recorder/bin/recorder"
 
