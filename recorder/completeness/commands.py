@@ -29,6 +29,7 @@ from recorder.completeness.store import run
 from recorder.errors import ConfigError, RecorderError
 from recorder.officer.actor import os_actor
 from recorder.officer.when import parse_when, show_time, zone
+from recorder.zoom.directory import ZoomDirectory
 
 if TYPE_CHECKING:
     from recorder.service.components import Components
@@ -170,16 +171,22 @@ async def completeness_command(c: Components, args: argparse.Namespace) -> int:
 
 
 async def enrich_command(c: Components, args: argparse.Namespace) -> int:
-    if c.zoom_directory is None:
-        raise ConfigError(
-            "enrich needs Zoom's directory, and none is configured in this recorder "
-            "(the REST client is not wired in yet)"
-        )
+    """``recorder enrich [--retry]``: one pass over every recording not yet enriched, with the
+    configured directory, else the Zoom REST client (``ConfigError`` names what is missing)."""
+    if c.zoom_directory is not None:
+        return await _enrich(c, c.zoom_directory, args)
+    from recorder.zoom import open_zoom_api
+
+    async with open_zoom_api(c.config) as api:
+        return await _enrich(c, api.directory, args)
+
+
+async def _enrich(c: Components, directory: ZoomDirectory, args: argparse.Namespace) -> int:
     now = _now_ms()
     retried = 0
     if args.retry:
         retried = await run(c.catalog, functools.partial(c.catalog.sync.retry_enrichments, now))
-    enricher = Enricher(c.catalog, c.zoom_directory, c.config.completeness, c.metrics, _now_ms)
+    enricher = Enricher(c.catalog, directory, c.config.completeness, c.metrics, _now_ms)
     looked_up = await enricher.pass_once()
     print(
         f"retried {retried} failed; looked up {looked_up}: enriched {enricher.stats.enriched}, "

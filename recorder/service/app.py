@@ -24,6 +24,7 @@ from recorder.capture.core import CaptureConfig
 from recorder.catalog.aio import CatalogWebhookDedup
 from recorder.catalog.base import EvidenceKind, EvidenceRef
 from recorder.completeness.service import CompletenessService
+from recorder.completeness.wiring import zoom_parts
 from recorder.config import Config, MediaKind
 from recorder.crypto.setup import key_service_probe
 from recorder.errors import ConfigError, RecorderError
@@ -208,19 +209,22 @@ async def run_service(
 
     instance = lock_instance(config.storage.state_dir)
     try:
-        async with _open_service(
-            config,
-            instance.instance_id,
-            owner=owner,
-            notifier=notifier,
-            metrics=metrics,
-            ingress_settings=ingress_settings,
-            credentials=credentials,
-            upload_backoff=upload_backoff,
-            lease_ttl_s=lease_ttl_s,
-            rejoin_interval_s=rejoin_interval_s,
-            zoom=zoom,
-        ) as service:
+        async with (
+            zoom_parts(config, zoom) as parts,
+            _open_service(
+                config,
+                instance.instance_id,
+                owner=owner,
+                notifier=notifier,
+                metrics=metrics,
+                ingress_settings=ingress_settings,
+                credentials=credentials,
+                upload_backoff=upload_backoff,
+                lease_ttl_s=lease_ttl_s,
+                rejoin_interval_s=rejoin_interval_s,
+                zoom=parts,
+            ) as service,
+        ):
             yield service
     finally:
         instance.release()

@@ -65,6 +65,8 @@ def test_reconcile_then_officers_see_findings_in_search_and_show(
 ) -> None:
     # In process (``recorder.cli.main``): ten subprocesses would cost ten interpreter starts.
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    for name in ("ZOOM_CLIENT_ID", "ZM_RTMS_CLIENT", "CREDENTIALS_DIRECTORY", "ZOOM_ACCOUNT_ID"):
+        monkeypatch.delenv(name, raising=False)
     rid = trio.run(seed, tmp_path)
     config = ("--config", str(tmp_path / "recorder.toml"))
 
@@ -110,8 +112,9 @@ def test_reconcile_then_officers_see_findings_in_search_and_show(
     assert "completeness finding (OPEN): incomplete/started_late" in text
     assert "agent name: Dana Smith" in text
     code, text = cli("enrich", *config, "--retry")
-    assert code == 3
-    assert "none is configured" in text
+    assert code == 3  # the Zoom REST client says what it is missing
+    assert "missing secrets" in text
+    assert "ZOOM_CLIENT_ID" in text
     code, text = cli("completeness", "pull", *config, "--since", "2d")
     assert code == 3
     assert "no Zoom listing is configured" in text
