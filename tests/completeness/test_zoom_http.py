@@ -107,7 +107,7 @@ async def test_meeting_started_is_auto_started_over_http_and_enriched(tmp_path: 
                     profile={
                         "topic": "Board call",
                         "host_id": "h-1",
-                        "host_email": "chair@x.example",
+                        "host_email": "chair@x.ex",
                     },
                 )
                 who = Announced(account_id=ACCOUNT, number=NUMBER, topic="Board call")
