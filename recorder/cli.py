@@ -116,6 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the recorder service (systemd: Type=notify)")
     _config_arg(p)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run N worker processes that share the port and take streams from the catalog's "
+        "work queue by spare capacity (default: [workers] count; without either, one process)",
+    )
+    # Set by `serve --workers N` for its own workers only.
+    p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--status-fd", type=int, default=None, help=argparse.SUPPRESS)
 
     p = sub.add_parser("demo", help="record simulated engagements on the embedded default")
     p.add_argument(
@@ -275,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
             "search",
             "video",
             "media",
+            "workers",
         ],
     )
     p.add_argument("options", nargs=argparse.REMAINDER, help="passed to the benchmark")
@@ -340,7 +353,6 @@ def _run(args: argparse.Namespace) -> int:
     command = args.command
     if command == "serve":
         from recorder.config import load_config
-        from recorder.service.app import serve
         from recorder.service.logs import configure_logging
 
         config = load_config(args.config, os.environ)
@@ -357,7 +369,16 @@ def _run(args: argparse.Namespace) -> int:
                 if s is not None
             ],
         )
-        return trio.run(serve, config)
+        from recorder.service.prefork import serve_command
+
+        return serve_command(
+            config,
+            workers=args.workers,
+            worker_index=args.worker_index,
+            listen_fd=args.listen_fd,
+            status_fd=args.status_fd,
+            log_level=args.log_level,
+        )
     if command == "demo":
         logging.basicConfig(level=args.log_level or "ERROR", format="%(levelname)s %(message)s")
         if args.state_dir is not None:

@@ -251,6 +251,41 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkersConfig:
+    """``[workers]``: ``recorder serve --workers N`` (worker processes sharing the ingress)."""
+
+    #: Worker processes ``recorder serve`` starts (``--workers`` overrides); 0 or 1 without
+    #: ``--workers`` is the classic single process.
+    count: int = 1
+    #: Engagements one worker records at most; it claims streams only while below this.
+    max_engagements: int = 200
+    #: How often a worker with room looks for waiting streams (and the ingress wakes it at once).
+    claim_interval_s: float = 0.25
+    #: A worker that has not looked at the queue for this long is left out of the split (a dead
+    #: or busy worker's share goes to the others); workers with room look twice as often.
+    claim_grace_s: float = 1.0
+    #: A worker that exits is started again after this, doubling to ``restart_max_s``.
+    restart_delay_s: float = 1.0
+    restart_max_s: float = 30.0
+
+
+def _workers(t: _Table) -> WorkersConfig:
+    d = WorkersConfig()
+    restart_delay_s = t.number("restart_delay_s", d.restart_delay_s, minimum=0.0, maximum=600.0)
+    restart_max_s = t.number("restart_max_s", d.restart_max_s, minimum=0.0, maximum=3600.0)
+    if restart_max_s < restart_delay_s:
+        raise t.error("restart_max_s", "must not be smaller than restart_delay_s")
+    return WorkersConfig(
+        count=t.integer("count", d.count, minimum=0, maximum=256),
+        max_engagements=t.integer("max_engagements", d.max_engagements, minimum=1, maximum=100_000),
+        claim_interval_s=t.number("claim_interval_s", d.claim_interval_s, minimum=0.01, maximum=60),
+        claim_grace_s=t.number("claim_grace_s", d.claim_grace_s, minimum=0.0, maximum=600.0),
+        restart_delay_s=restart_delay_s,
+        restart_max_s=restart_max_s,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: str = "INFO"
     format: LogFormat = LogFormat.JSON
@@ -310,6 +345,7 @@ class Config:
     zoom: ZoomConfig = field(default_factory=lambda: ZoomConfig())
     pause: PauseConfig = field(default_factory=lambda: PauseConfig())
     web: WebConfig = field(default_factory=lambda: WebConfig())
+    workers: WorkersConfig = field(default_factory=WorkersConfig)
     completeness: CompletenessConfig = field(default_factory=lambda: CompletenessConfig())
 
 
@@ -987,6 +1023,7 @@ _SECTIONS: Final = (
     "zoom",
     "pause",
     "web",
+    "workers",
     "completeness",
 )
 
@@ -1031,6 +1068,7 @@ def parse_config(
         zoom=_zoom(tables["zoom"]),
         pause=_pause(tables["pause"]),
         web=_web(tables["web"], state_dir=state_dir),
+        workers=_workers(tables["workers"]),
         completeness=_completeness(tables["completeness"]),
     )
     for t in tables.values():

@@ -31,6 +31,7 @@ from recorder.catalog._search import SearchQueries
 from recorder.catalog._streams import StreamQueries
 from recorder.catalog._verifications import VerificationQueries
 from recorder.catalog._web import WebQueries
+from recorder.catalog._workqueue import WorkQueueQueries
 from recorder.catalog.schema import MIGRATIONS, SCHEMA_VERSION_DDL, Engine, Migration
 from recorder.errors import CatalogError
 
@@ -47,6 +48,7 @@ class SqlCatalog(
     VerificationQueries,
     CompletenessQueries,
     WebQueries,
+    WorkQueueQueries,
     abc.ABC,
 ):
     """The ``Catalog`` implementation shared by both engines."""

@@ -17,6 +17,7 @@ from typing import Final, TypeVar
 import trio
 
 from recorder.catalog._core import SqlCatalog
+from recorder.catalog._workqueue import WorkClaim, WorkerLoad
 from recorder.catalog.base import (
     AuditChainCheck,
     AuditEvent,
@@ -148,6 +149,46 @@ class AsyncCatalog:
 
     async def database_now_ms(self) -> int:
         return await self._call(self.sync.database_now_ms)
+
+    # the fleet work queue
+    async def claim_work(
+        self,
+        owner: str,
+        capacity: int,
+        active: int,
+        ttl_ms: int,
+        *,
+        grace_ms: int,
+        exclude: Sequence[str] = (),
+    ) -> WorkClaim:
+        return await self._call(
+            functools.partial(
+                self.sync.claim_work,
+                owner,
+                capacity,
+                active,
+                ttl_ms,
+                grace_ms=grace_ms,
+                exclude=tuple(exclude),
+            )
+        )
+
+    async def waiting_work(self, exclude: Sequence[str] = ()) -> int:
+        return await self._call(functools.partial(self.sync.waiting_work, tuple(exclude)))
+
+    async def owned_streams_changed(self, owner: str, since_event_ts_ms: int) -> list[StreamRow]:
+        return await self._call(
+            functools.partial(self.sync.owned_streams_changed, owner, since_event_ts_ms)
+        )
+
+    async def heartbeat_worker(self, owner: str, capacity: int, ttl_ms: int) -> None:
+        await self._call(functools.partial(self.sync.heartbeat_worker, owner, capacity, ttl_ms))
+
+    async def retire_worker(self, owner: str) -> bool:
+        return await self._call(functools.partial(self.sync.retire_worker, owner))
+
+    async def live_workers(self) -> list[WorkerLoad]:
+        return await self._call(self.sync.live_workers)
 
     # recordings
     async def upsert_recording(self, start: RecordingStart, now_ms: int) -> RecordingRow:

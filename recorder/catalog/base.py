@@ -32,6 +32,7 @@ from recorder.products import Product as Product
 from recorder.sink import SealedSegment
 
 if TYPE_CHECKING:
+    from recorder.catalog._workqueue import WorkClaim, WorkerLoad
     from recorder.catalog.retention_types import HoldRuleRow, RetentionFacts, RetentionLockRow
     from recorder.catalog.search import RecordingQuery, SearchPage
 
@@ -845,3 +846,31 @@ class Catalog(RtmsRequestCatalog, CompletenessCatalog, Protocol):
         after_id: int = 0,
         limit: int = 1_000,
     ) -> list[AuditEvent]: ...
+
+    # the fleet work queue (recorder.catalog._workqueue)
+    def claim_work(
+        self,
+        owner: str,
+        capacity: int,
+        active: int,
+        ttl_ms: int,
+        *,
+        grace_ms: int,
+        exclude: Sequence[str] = (),
+        max_batch: int = ...,
+        now_ms: int | None = None,
+    ) -> WorkClaim:
+        """Heartbeat ``owner`` and lease it its fair share of the streams nobody records."""
+        ...
+
+    def waiting_work(self, exclude: Sequence[str] = (), now_ms: int | None = None) -> int: ...
+
+    def owned_streams_changed(self, owner: str, since_event_ts_ms: int) -> list[StreamRow]: ...
+
+    def heartbeat_worker(
+        self, owner: str, capacity: int, ttl_ms: int, now_ms: int | None = None
+    ) -> None: ...
+
+    def retire_worker(self, owner: str) -> bool: ...
+
+    def live_workers(self, now_ms: int | None = None) -> list[WorkerLoad]: ...

@@ -666,6 +666,22 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         },
     ),
     Migration(
+        version=12,
+        description="workers: the fleet work queue's live workers, their capacity and heartbeat",
+        statements={
+            engine: (
+                """CREATE TABLE workers (
+                    owner TEXT PRIMARY KEY,
+                    capacity INTEGER NOT NULL,
+                    heartbeat_ms BIGINT NOT NULL,
+                    expires_ms BIGINT NOT NULL
+                )""",
+                "CREATE INDEX streams_by_lease_expiry ON streams (state, lease_expires_ms)",
+            )
+            for engine in Engine
+        },
+    ),
+    Migration(
         version=13,
         description="RTMS control requests made through the recorder: actor, reason, Zoom's "
         "answer, and the recording whose pause a request explains",

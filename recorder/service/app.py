@@ -54,6 +54,7 @@ from recorder.service.outbox import CatalogOutbox
 from recorder.service.recovery import recover_at_startup, requeue_orphans
 from recorder.service.supervisor import Supervisor, SupervisorSettings
 from recorder.service.systemd import SystemdNotifier
+from recorder.service.workers import ParentNotifier, WorkerRole, WorkQueueSettings
 from recorder.spool.spool import UploadJob
 from recorder.spool.uploader import Backoff, UploaderStats, run_uploader
 from recorder.store.base import PutResult
@@ -186,8 +187,12 @@ async def run_service(
     lease_ttl_s: float | None = None,
     rejoin_interval_s: float | None = None,
     zoom: ZoomParts | None = None,
+    worker: WorkerRole | None = None,
 ) -> AsyncIterator[RunningService]:
     """Run the service for the lifetime of the block; leaving the block drains it.
+
+    ``worker``: run as one worker of ``recorder serve --workers N`` (``recorder.service.workers``;
+    ``config`` is already the worker's own, see ``worker_config``).
 
     ``lease_ttl_s`` and ``rejoin_interval_s`` override ``[service]`` of the configuration.
     Raises ``ConfigError`` before anything starts when secrets are missing, and
@@ -199,6 +204,8 @@ async def run_service(
         raise ConfigError("Zoom client credentials are missing")  # require() raised already
     client_id, client_secret, sdk_key, sdk_secret = creds
     ingress_settings = IngressSettings.from_config(config)
+    if notifier is None and worker is not None and worker.status_fd is not None:
+        notifier = ParentNotifier(worker.status_fd, ping_interval_s=SERVICE_TICK_S)
     notifier = notifier or SystemdNotifier.from_environ()
     metrics = RecorderMetrics()
 
@@ -223,6 +230,7 @@ async def run_service(
                 lease_ttl_s=lease_ttl_s,
                 rejoin_interval_s=rejoin_interval_s,
                 zoom=parts,
+                worker=worker,
             ) as service,
         ):
             yield service
@@ -244,6 +252,7 @@ async def _open_service(
     lease_ttl_s: float | None,
     rejoin_interval_s: float | None,
     zoom: ZoomParts | None = None,
+    worker: WorkerRole | None = None,
 ) -> AsyncIterator[RunningService]:
     async with open_components(config, metrics=metrics, zoom=zoom) as c:
         await c.store.self_check(c.store_policy)
@@ -291,6 +300,13 @@ async def _open_service(
                 owner=owner or default_owner(instance_id),
                 lease_ttl_s=lease_ttl_s or config.service.lease_ttl_s,
                 rejoin_interval_s=rejoin_interval_s or config.service.rejoin_interval_s,
+                work_queue=None
+                if worker is None
+                else WorkQueueSettings(
+                    max_engagements=config.workers.max_engagements,
+                    claim_interval_s=config.workers.claim_interval_s,
+                    grace_s=config.workers.claim_grace_s,
+                ),
             ),
             client_config=lambda product: client_config(config, product),
             capture_config=capture_config(config),
@@ -312,7 +328,8 @@ async def _open_service(
             nursery.start_soon(_count_upload_failures, uploader_stats, metrics)
             await nursery.start(supervisor.run, receive)
             http_scope = trio.CancelScope()
-            port: int = await nursery.start(_serve_http_in, http_scope, app, config)
+            listen_fd = None if worker is None else worker.listen_fd
+            port: int = await nursery.start(_serve_http_in, http_scope, app, config, listen_fd)
             nursery.start_soon(_service_loop, c, liveness, notifier, spool_bytes)
             nursery.start_soon(_evidence_sweep, c, supervisor)
             nursery.start_soon(completeness.run)
@@ -354,12 +371,17 @@ async def _serve_http_in(
     scope: trio.CancelScope,
     app: IngressApp,
     config: Config,
+    listen_fd: int | None,
     *,
     task_status: trio.TaskStatus[int],
 ) -> None:
     with scope:
         await serve_http(
-            app, config.service.listen_host, config.service.listen_port, task_status=task_status
+            app,
+            config.service.listen_host,
+            config.service.listen_port,
+            bind=None if listen_fd is None else f"fd://{listen_fd}",
+            task_status=task_status,
         )
 
 
@@ -456,9 +478,11 @@ async def _service_loop(
         await trio.sleep(interval)
 
 
-async def serve(config: Config) -> int:
+async def serve(config: Config, worker: WorkerRole | None = None) -> int:
     """``recorder serve``: run until SIGTERM or SIGINT, then drain. Returns the exit code."""
-    async with run_service(config) as service, trio.open_nursery() as nursery:
+    if worker is not None:
+        return await _serve_worker(config, worker)
+    async with run_service(config, worker=worker) as service, trio.open_nursery() as nursery:
 
         async def on_signal() -> None:
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -471,3 +495,38 @@ async def serve(config: Config) -> int:
         await service.stop.wait()
         nursery.cancel_scope.cancel()
     return 0
+
+
+async def _serve_worker(config: Config, worker: WorkerRole) -> int:
+    """A worker of ``serve --workers N``. Its SIGTERM often comes twice (the parent forwards one;
+    systemd's default ``KillMode=control-group`` sends one to every process of the unit; a
+    terminal's Ctrl-C reaches the whole process group). Signals are consumed for the whole
+    drain: the first one drains, later ones are ignored (a signal left unconsumed would be
+    redelivered by trio when its receiver closes, and kill the process at the last moment)."""
+    requested = trio.Event()
+
+    async def absorb(signals: AsyncIterator[int]) -> None:
+        async for signum in signals:
+            if requested.is_set():
+                logger.info("signal %s ignored: already draining", signal.Signals(signum).name)
+                continue
+            logger.info("signal %s received: draining", signal.Signals(signum).name)
+            requested.set()
+
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as guard:
+            guard.start_soon(absorb, signals)
+            async with (
+                run_service(config, worker=worker) as service,
+                trio.open_nursery() as nursery,
+            ):
+                nursery.start_soon(_set_when, requested, service.stop)
+                await service.stop.wait()
+                nursery.cancel_scope.cancel()
+            guard.cancel_scope.cancel()
+    return 0
+
+
+async def _set_when(source: trio.Event, target: trio.Event) -> None:
+    await source.wait()
+    target.set()

@@ -502,14 +502,17 @@ async def serve_http(
     *,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     graceful_timeout_s: float = 5.0,
+    bind: str | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` with hypercorn's trio worker until cancelled or ``shutdown_trigger`` returns.
 
-    Reports the bound TCP port through ``task_status.started`` (use port 0 in tests).
+    Reports the bound TCP port through ``task_status.started`` (use port 0 in tests). ``bind``
+    (``fd://N``: a listening socket inherited from ``recorder serve --workers``) replaces
+    ``host`` and ``port``.
     """
     config = HypercornConfig()
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.bind = [bind or (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")]
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.include_server_header = False

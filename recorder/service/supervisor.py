@@ -23,6 +23,12 @@ Rules:
    owner (this process restarted), are rejoined by the rejoin loop: that is the takeover after
    a crash.
 4. Engagements are started in the supervisor's own nursery; one failing never touches another.
+5. As a worker of ``recorder serve --workers N`` (``SupervisorSettings.work_queue``), streams
+   are not claimed by whichever worker the webhook reached: the webhook only wakes this
+   worker's claim loop (``recorder.service.workers``), and every worker claims its fair share
+   of the waiting streams by its spare capacity from the catalog's work queue. The rejoin loop
+   then only reclaims this worker's own leases after a restart; takeovers of a dead worker's
+   streams are work-queue claims too.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from typing import Final
 import trio
 
 from recorder.capture.core import CaptureConfig
-from recorder.catalog.base import RecordingStatus, StreamRow
+from recorder.catalog.base import Lease, RecordingStatus, StreamRow
 from recorder.errors import RecorderError
 from recorder.rtms.client import ClientConfig
 from recorder.rtms.webhook import Product, WebhookEvent, WebhookKind
@@ -43,6 +49,7 @@ from recorder.service.components import Components, now_ms
 from recorder.service.engagement import Engagement, EngagementSpec
 from recorder.service.ingress import AcceptedWebhook
 from recorder.service.lease_keeper import DEFAULT_LEASE_TTL_S, LeaseTimers
+from recorder.service.workers import ClaimLoop, WorkQueueSettings
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +68,8 @@ class SupervisorSettings:
     owner: str
     lease_ttl_s: float = DEFAULT_LEASE_TTL_S
     rejoin_interval_s: float = 10.0
+    #: Set for a worker of ``recorder serve --workers N``: claim streams from the work queue.
+    work_queue: WorkQueueSettings | None = None
 
 
 Credentials = Callable[[Product], tuple[str, str]]
@@ -93,6 +102,10 @@ class Supervisor:
         self._rejoin_not_before: dict[str, float] = {}
         #: Set to run the rejoin loop now (a start failed: the catalog row is the retry).
         self._rejoin_now = trio.Event()
+        #: The work-queue claim loop of a worker process (rule 5), else None.
+        self.claims: ClaimLoop | None = (
+            None if settings.work_queue is None else ClaimLoop(self, settings.work_queue)
+        )
 
     # --- lifetime --------------------------------------------------------------------------
 
@@ -105,6 +118,8 @@ class Supervisor:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._rejoin_loop)
+            if self.claims is not None:
+                nursery.start_soon(self.claims.run)
             task_status.started()
             async with webhooks:
                 async for accepted in webhooks:
@@ -126,6 +141,8 @@ class Supervisor:
     async def drain(self, timeout_s: float) -> None:
         """Stop accepting; give open engagements ``timeout_s``, then seal them as interrupted."""
         self._accepting = False
+        if self.claims is not None:
+            await self.claims.retire()
         with trio.move_on_after(timeout_s):
             for engagement in list(self.engagements.values()):
                 await engagement.finished.wait()
@@ -149,6 +166,10 @@ class Supervisor:
             if local is not None:
                 # The engagement acts once per newer event_ts (a retry is no failover).
                 await local.failover(event_ts, tuple(event.server_urls))
+                return
+            if self.claims is not None:
+                # Rule 5: the row is committed; the fleet's claim loops share it out.
+                self.claims.wake()
                 return
             self.start_soon(
                 EngagementSpec(
@@ -253,6 +274,38 @@ class Supervisor:
         if lease is None:
             logger.info("stream owned by another recorder rtms_stream_id=%s", spec.rtms_stream_id)
             return None
+        return await self.launch(spec, lease)
+
+    def accepting(self) -> bool:
+        return self._accepting
+
+    @property
+    def active(self) -> int:
+        """Engagements running or being claimed here (what a worker's capacity counts)."""
+        return len(self.engagements) + len(self._claiming)
+
+    def backing_off(self) -> frozenset[str]:
+        """Streams whose engagements failed here lately: left to others for now."""
+        now = trio.current_time()
+        return frozenset(s for s, t in self._rejoin_not_before.items() if t > now)
+
+    async def launch(self, spec: EngagementSpec, lease: Lease) -> Engagement:
+        """Start recording ``spec`` under ``lease``, which this process already holds."""
+        if self._nursery is None:
+            raise RuntimeError("Supervisor.launch() before run()")
+        engagement = self._register(spec, lease)
+        await self._nursery.start(self._run_engagement, engagement)
+        return engagement
+
+    def launch_soon(self, spec: EngagementSpec, lease: Lease) -> Engagement:
+        """``launch`` without waiting for the engagement's setup; it counts as active at once."""
+        if self._nursery is None:
+            raise RuntimeError("Supervisor.launch_soon() before run()")
+        engagement = self._register(spec, lease)
+        self._nursery.start_soon(self._run_engagement, engagement)
+        return engagement
+
+    def _register(self, spec: EngagementSpec, lease: Lease) -> Engagement:
         engagement = Engagement(
             self.c,
             spec,
@@ -267,17 +320,21 @@ class Supervisor:
         logger.info(
             "engagement starting rtms_stream_id=%s epoch=%d", spec.rtms_stream_id, lease.epoch
         )
-        await self._nursery.start(self._run_engagement, engagement)
         return engagement
 
     async def _run_engagement(
-        self, engagement: Engagement, *, task_status: trio.TaskStatus[None]
+        self,
+        engagement: Engagement,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         try:
             await engagement.run(task_status=task_status)
         finally:
             self.engagements.pop(engagement.stream_id, None)
             self._note_outcome(engagement)
+            if self.claims is not None:
+                self.claims.wake()
 
     def _note_outcome(self, engagement: Engagement) -> None:
         """Back off rejoining a stream whose engagements keep failing (say its server refuses
@@ -297,7 +354,10 @@ class Supervisor:
     async def _rejoin_loop(self) -> None:
         while True:
             try:
-                rows = await self.c.catalog.expired_streams_to_rejoin()
+                # Rule 5: a worker takes free streams by the work queue, not by this scan.
+                rows = (
+                    await self.c.catalog.expired_streams_to_rejoin() if self.claims is None else []
+                )
                 # After a restart the lease may still name this owner and be unexpired: the
                 # owner id is stable across restarts precisely so that it reclaims at once
                 # (try_claim lets the same owner in) instead of waiting out its own lease.
@@ -324,6 +384,11 @@ class Supervisor:
             with trio.move_on_after(self.settings.rejoin_interval_s):
                 await self._rejoin_now.wait()
             self._rejoin_now = trio.Event()
+
+
+def spec_from_row(row: StreamRow) -> EngagementSpec | None:
+    """What the stream row says to connect to; None for a row no webhook has described."""
+    return _spec_from_row(row)
 
 
 def _spec_from_row(row: StreamRow) -> EngagementSpec | None:

@@ -287,10 +287,10 @@ class Engagement:
             else:
                 await self._speaker_events(frame)
                 await self.feed.produce(frame)
-            if self.video.next_frame:
-                await self.video.produce_until(self.feed.timestamp_ms(frame), paused=self.paused)
                 if self.stats.frames_sent and not self.streaming.is_set():
                     self.streaming.set()
+            if self.video.next_frame:
+                await self.video.produce_until(self.feed.timestamp_ms(frame), paused=self.paused)
             frame += 1
         if not self.scenario.firehose:
             await trio.sleep_until(self._start_time + end_frame * frame_s)
