@@ -318,9 +318,15 @@ class CodecDecoder(_Resampling):
         elif source.codec == AudioCodec.G722:
             name = "g722"
         else:
-            # FFmpeg's own Opus decoder, not the libopus wrapper: measured 43 vs 53-56 µs a
-            # packet with resampling, and its output sits exactly 312 samples (at 48 kHz)
-            # behind the packets in SILK mode too, where libopus's lands a sample off.
+            # FFmpeg's own Opus decoder, not the libopus wrapper (issue 13, measured again on
+            # the speech fixtures, 20 ms packets to 16 kHz mono s16): native + swresample
+            # 46-49 µs a packet (decode alone 23-25), libopus + swresample 55. Neither decodes
+            # at 16 kHz: both force 48 kHz whatever ``sample_rate`` asks. libopus is also not
+            # within 1 LSB of what this records (up to 3045 LSB apart on mono SILK speech, a
+            # sample off, and 17-39 on stereo), so it would change recordings for no gain;
+            # swresample to float and a numpy conversion gives the same samples for about
+            # the same cost. The output sits exactly 312 samples (at 48 kHz) behind the
+            # packets in SILK mode too. ``version_string`` names this choice.
             name = "opus"
         try:
             context = av.CodecContext.create(name, "r")
@@ -356,7 +362,7 @@ class CodecDecoder(_Resampling):
 
 @functools.cache
 def version_string() -> str:
-    """``pyav=18.1.0 ffmpeg=8.1.2 libavcodec=62.28.102 libswresample=6.3.102 opus=ffmpeg``.
+    """``pyav=18.1.0 ffmpeg=8.1.2 libavcodec=62.28.102 libswresample=6.3.102 opus=...``.
 
     Opus is decoded by FFmpeg's native decoder (part of libavcodec), so no libopus version
     applies; G.711 by a table derived from libavcodec's ``pcm_alaw``/``pcm_mulaw``.
@@ -367,7 +373,9 @@ def version_string() -> str:
         f"ffmpeg={av.ffmpeg_version_info}",
         "libavcodec={}.{}.{}".format(*libs["libavcodec"]),
         "libswresample={}.{}.{}".format(*libs["libswresample"]),
-        "opus=ffmpeg-native",
+        # The Opus path chosen in issue 13 (see ``CodecDecoder``): FFmpeg's native decoder
+        # at 48 kHz, then swresample to the output rate.
+        "opus=ffmpeg-native-48k-swresample",
         "g711-8k-16k=swresample-taps-numpy",
     ]
     return " ".join(parts)

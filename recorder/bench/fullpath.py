@@ -34,6 +34,22 @@ What is reported, per configuration:
 
 ``--client-only`` measures the RTMS client alone (events drained and discarded, no capture): the
 difference to the full path is the capture pipeline's share.
+
+Side by side in one run (``--modes``, default ``floor,bare,before,full``), per codec and K, on
+the same simulator streams (issue 13's comparison; ratios taken in one run hold from machine to
+machine, absolute figures do not):
+
+* ``floor``: raw trio ``receive_some`` on each media socket, no WebSocket parsing (messages
+  counted at the paced rate, 50 per stream per second);
+* ``bare``: trio-websocket's ``get_message()`` with its own reader task, receive only;
+* ``before``: the full path with trio-websocket's reader task and channel per socket;
+* ``full``: the full path with one task per socket (``recorder.rtms._direct``).
+
+In ``floor`` and ``bare`` the signaling socket and both handshakes are still the real client's;
+only what an open media socket does with its messages changes. A summary per codec prints each
+row as µs/msg and as ratios to ``bare``, to ``floor`` and to Zoom's C++ SDK, estimated from this
+run's ``bare`` and issue 13's same-run SDK/bare ratio (45/57; the SDK itself is not run here).
+``--workers N`` is reserved for the scaling row of multi-process serving (not measured yet).
 """
 
 from __future__ import annotations
@@ -50,10 +66,6 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
-#: DESIGN.md "Performance targets": Zoom's C++ SDK spends 67-71 µs CPU per L16 message receiving.
-PEER_US: Final = (67.0, 71.0)
-#: docs/perf-baseline.md §7 "recv only (L16 msgs)", K=150 paced raw trio-websocket.
-RECV_ONLY_US: Final = (63.0, 74.0)
 #: DESIGN.md: memory per engagement budget.
 RSS_BUDGET_KIB: Final = 2048
 FRAME_MS: Final = 20
@@ -85,6 +97,14 @@ class RunSpec:
     per_speaker: bool
     #: ``CaptureConfig.checkpoint_interval_s`` (1.0 in production).
     checkpoint_s: float = 1.0
+    #: What the measured process does with the media sockets: ``full`` (client + capture),
+    #: ``rtms`` (client alone, = ``client_only``), ``bare`` (trio-websocket ``get_message()``
+    #: receive only) or ``floor`` (raw trio ``receive_some``, no WebSocket parsing).
+    mode: str = "full"
+    #: ``ClientConfig.single_task_sockets``: False = trio-websocket's reader task (before).
+    single_task: bool = True
+    #: Append the measured process's INFO log here ("" = warnings to stderr only).
+    log_file: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -217,6 +237,14 @@ def measured_main(conn: Connection, result: Connection, spec: dict[str, Any]) ->
     import trio
 
     pinned = _pin(int(spec["client_cpu"]))
+    if spec.get("log_file"):
+        import logging
+
+        logging.basicConfig(
+            filename=spec["log_file"],
+            level=logging.INFO,
+            format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        )
     try:
         outcome = trio.run(_measure, conn, RunSpec(**spec))
         outcome["pinned"] = pinned
@@ -257,7 +285,13 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
 
     _, codec, rate, channels = CODECS[spec.codec]
     params = audio_params(AudioCodec(codec), rate, channels, per_speaker=spec.per_speaker)
-    client_config = ClientConfig(audio_params=params, allow_insecure_loopback=True)
+    client_config = ClientConfig(
+        audio_params=params,
+        allow_insecure_loopback=True,
+        # bare trio-websocket is measured with its own reader task; the floor reads the raw
+        # stream, which only a socket without a reader task leaves free.
+        single_task_sockets=spec.single_task if spec.mode != "bare" else False,
+    )
     capture_config = CaptureConfig(checkpoint_interval_s=spec.checkpoint_s)
     live: dict[int, _Live] = {}
     all_first = trio.Event()
@@ -295,10 +329,12 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
                     ):
                         all_first.set()
 
+            if spec.mode in RECEIVE_ONLY:
+                _FIRST_MEDIA[target.rtms_stream_id] = lambda: on_first_media(state)
             async with open_rtms_stream(target, client_config) as stream:
                 state.stream = stream
                 state.consumed = stream.events
-                if spec.client_only:
+                if spec.client_only or spec.mode in RECEIVE_ONLY:
                     async for event in stream.events:
                         if state.first_frame_s is None:
                             await on_event(event)
@@ -310,7 +346,19 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
                         originator_reference=target.instance_id,
                         config=capture_config,
                         on_event=on_event,
+                        inline=stream.inline if spec.single_task else None,
                     )
+
+        def on_first_media(state: _Live) -> None:
+            if state.first_frame_s is None:
+                state.first_frame_s = time.perf_counter() - state.opened
+                if len(live) == spec.engagements and all(
+                    s.first_frame_s is not None for s in live.values()
+                ):
+                    all_first.set()
+
+        if spec.mode in RECEIVE_ONLY:
+            _install_receive_only(spec.mode)
 
         def received() -> int:
             return sum(s.stream.stats.frames["audio"] for s in live.values() if s.stream)
@@ -336,6 +384,11 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
             window["cpu"] = time.process_time() - window["cpu"]
             window["wall"] = time.perf_counter() - window["wall"]
             window["msgs"] = received() - window["msgs"]
+            # Every stream is paced at one message per frame: what the floor is counted by
+            # (the other modes print it beside their real count as a check).
+            window["paced"] = spec.engagements * (1000 / FRAME_MS) * window["wall"]
+            if spec.mode == "floor":
+                window["msgs"] = round(window["paced"])
             window["waited"] = _run_delay_s() - window["waited"]
             window["main"] = time.thread_time() - window["main"]
             window["rss"] = _rss_kib()
@@ -361,7 +414,7 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
 
     total_msgs = received()
     dropped = sum(sum(s.stream.stats.dropped.values()) for s in live.values() if s.stream)
-    manifest_dropped = late = recorded = 0
+    manifest_dropped = late = recorded = gap_frames = 0
     samples_per_frame = (16_000 if spec.codec != "l16" else rate) * FRAME_MS // 1000
     for s in live.values():
         if s.manifest is None:
@@ -376,6 +429,7 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
             )
             # Rounded: Opus priming trims a fraction of the first frame.
             recorded += round((samples - gaps) * 1000 / (entry.sample_rate * FRAME_MS))
+            gap_frames += round(gaps * 1000 / (entry.sample_rate * FRAME_MS))
             samples_per_frame = entry.sample_rate * FRAME_MS // 1000
     connects = [s.first_frame_s for s in live.values() if s.first_frame_s is not None]
     return {
@@ -385,6 +439,8 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
         "msgs": total_msgs,
         "cpu_total": cpu_total,
         "client_dropped": dropped,
+        "reconnects": sum(s.stream.stats.reconnects for s in live.values() if s.stream),
+        "gap_frames": gap_frames,
         "manifest_dropped": manifest_dropped,
         "late_samples": late,
         "late_frames": late // max(1, samples_per_frame),
@@ -394,10 +450,69 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
         "sim": sim_stats,
         "outcomes": sorted(
             {s.manifest.outcome for s in live.values() if s.manifest is not None}
-            if not spec.client_only
+            if not (spec.client_only or spec.mode in RECEIVE_ONLY)
             else {"client-only"}
         ),
     }
+
+
+# --- receive-only reference clients (in the measured process) ---------------------------------
+
+#: Modes where the media sockets only receive (the reference rows of the comparison).
+RECEIVE_ONLY: Final = ("floor", "bare")
+#: rtms_stream_id -> called once when that stream's media socket gets its first message.
+_FIRST_MEDIA: dict[str, Any] = {}
+
+
+def _install_receive_only(mode: str) -> None:
+    """Replace the engine's pump for *open media sockets* with a receive-only loop.
+
+    Signaling and both handshakes stay the real client's (so the simulator streams exactly as
+    for the full path); once a media socket is open, ``bare`` only calls trio-websocket's
+    ``get_message()`` and counts, ``floor`` only calls ``receive_some`` on the raw stream and
+    counts bytes (messages are then counted at the paced rate, 50 per stream per second). Media
+    keep-alives go unanswered: the simulator breaks a socket after 3 (30 s), longer than a run.
+    Only ever called in the spawned measured process.
+    """
+    from recorder.rtms import _engine
+    from recorder.rtms.protocol import MediaConnection
+
+    original = _engine.Engine._pump
+
+    async def receive_only(
+        self: Any, ws: Any, conn: Any, handle: Any, *, until_open: bool = False
+    ) -> None:
+        if until_open or not isinstance(conn, MediaConnection):
+            await original(self, ws, conn, handle, until_open=until_open)
+            return
+        frames = self._stats.frames
+        first = _FIRST_MEDIA.pop(self._target.rtms_stream_id, None)
+        if mode == "bare":
+            get_message = ws.get_message
+            while True:
+                try:
+                    await get_message()
+                except Exception:
+                    return
+                frames["audio"] += 1
+                if first is not None:
+                    first()
+                    first = None
+        receive_some = ws._stream.receive_some
+        size = ws._receive_buffer_size
+        while True:
+            try:
+                data = await receive_some(size)
+            except Exception:
+                return
+            if not data:
+                return
+            frames["floor_bytes"] += len(data)
+            if first is not None:
+                first()
+                first = None
+
+    _engine.Engine._pump = receive_only  # type: ignore[method-assign]
 
 
 # --- the orchestrating parent -----------------------------------------------------------------
@@ -447,42 +562,121 @@ def _median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def _row(spec: RunSpec, out: dict[str, Any]) -> str:
+#: --modes name -> (RunSpec.mode, single_task, row label)
+MODES: Final[dict[str, tuple[str, bool, str]]] = {
+    "floor": ("floor", True, "floor: trio receive_some"),
+    "bare": ("bare", False, "bare trio-websocket recv"),
+    "before": ("full", False, "full path, reader task"),
+    "full": ("full", True, "full path, one task"),
+    "rtms": ("rtms", True, "RTMS client only"),
+}
+
+
+def _label(spec: RunSpec) -> str:
     label = CODECS[spec.codec][0] + (" per-speaker" if spec.per_speaker else "")
-    if spec.client_only:
-        label += " client-only"
-    head = f"{label:28} K={spec.engagements:<4}"
+    if spec.client_only and spec.mode == "full":
+        return label + " client-only"
+    for mode, single_task, text in MODES.values():
+        if mode == spec.mode and single_task == spec.single_task:
+            return f"{label} {text}"
+    return f"{label} {spec.mode}"
+
+
+#: A steady window shorter than this (the client lagged far behind real time, so every stream
+#: started late) gives no per-message figure: the row says so and ``whole`` stands instead.
+MIN_WINDOW_S: Final = 0.5
+
+
+def _us_per_msg(out: dict[str, Any]) -> float | None:
+    window = out.get("window") or {}
+    if "error" in out or not window.get("msgs") or window.get("wall", 0) < MIN_WINDOW_S:
+        return None
+    return float(window["cpu"] / window["msgs"] * 1e6)
+
+
+def _whole_us(spec: RunSpec, out: dict[str, Any]) -> float | None:
+    """CPU over the whole run per message: connects and seals included, but robust to a
+    client that lagged (the floor counts what the simulator sent)."""
+    if "error" in out:
+        return None
+    msgs = out["sim"].get("frames_sent", 0) if spec.mode == "floor" else out["msgs"]
+    return float(out["cpu_total"] / msgs * 1e6) if msgs else None
+
+
+def _row(spec: RunSpec, out: dict[str, Any]) -> str:
+    head = f"{_label(spec):44} K={spec.engagements:<4}"
     if "error" in out:
         return f"{head} ERROR {out['error']}"
     window = out["window"]
-    if not window.get("msgs"):
-        return f"{head} no steady window (did every engagement stream?)"
-    us = window["cpu"] / window["msgs"] * 1e6
+    us = _us_per_msg(out)
+    if us is None:
+        whole_us = _whole_us(spec, out)
+        return (
+            f"{head} no steady window of {MIN_WINDOW_S} s (window {window.get('wall', 0):.2f}"
+            f" s: the client lagged or a stream never started); whole "
+            f"{whole_us if whole_us is not None else float('nan'):5.1f} µs/msg"
+        )
     workers = (window["cpu"] - window["main"]) / window["msgs"] * 1e6
-    whole = out["cpu_total"] / max(1, out["msgs"]) * 1e6
+    whole = _whole_us(spec, out) or float("nan")
     busy = window["cpu"] / window["wall"]
     per_core = spec.engagements / busy if busy > 0 else float("nan")
     sim = out["sim"]
+    receive_only = spec.mode in RECEIVE_ONLY
     # Client-only records nothing: there, frames sent but never received are the loss.
-    kept = out["msgs"] if spec.client_only else out["recorded_frames"]
-    lost = sim.get("frames_sent", 0) - kept
+    kept = out["msgs"] if spec.client_only or spec.mode == "rtms" else out["recorded_frames"]
+    lost = "n/a" if receive_only else f"{sim.get('frames_sent', 0) - kept:+d}"
     lags = out["lags_ms"]
     rss = (window["rss"] - out["rss_base"]) / spec.engagements
     connect = out["connect_s"]
-    peer = f"{us / PEER_US[1]:.2f}-{us / PEER_US[0]:.2f}"
-    recv = f"{us / RECV_ONLY_US[1]:.2f}-{us / RECV_ONLY_US[0]:.2f}"
-    lag = f"{_median(lags):4.0f}/{max(lags):4.0f}" if lags else "   n/a   "
+    lag = f"{_median(lags):4.0f}/{max(lags):4.0f}" if lags and not receive_only else "   n/a   "
+    counted = "msgs paced" if spec.mode == "floor" else f"msgs {out['msgs']}"
     return (
         f"{head} {us:6.1f} µs/msg (threads {workers:4.1f}, whole {whole:5.1f}) "
         f"{busy * 100:5.1f}%core "
         f"(waited {window['waited'] / window['wall'] * 100:4.1f}%) "
-        f"{per_core:5.0f} streams/core | lost {lost:+d} drop {out['client_dropped']}"
-        f"/{out['manifest_dropped']} late {out['late_frames']} lag {lag} ms | "
+        f"{per_core:5.0f} streams/core | lost {lost} drop {out['client_dropped']}"
+        f"/{out['manifest_dropped']} late {out['late_frames']} gaps {out.get('gap_frames', 0)} "
+        f"reconnects {out.get('reconnects', 0)} lag {lag} ms | "
         f"RSS {rss:5.0f} KiB/eng | connect {_median(connect) * 1000:4.0f}/"
         f"{max(connect, default=float('nan')) * 1000:4.0f} ms | "
-        f"x peer {peer} x recv-only {recv} | sim {sim.get('busy', 0) * 100:3.0f}%core "
-        f"sent {sim.get('frames_sent', 0)} rec {out['recorded_frames']} msgs {out['msgs']}"
+        f"sim {sim.get('busy', 0) * 100:3.0f}%core "
+        f"sent {sim.get('frames_sent', 0)} rec {out['recorded_frames']} {counted} "
+        f"(paced {window.get('paced', 0):.0f} in window, counted {window['msgs']:.0f})"
     )
+
+
+def _ratio(us: float | None, reference: float | None) -> str:
+    if us is None or not reference:
+        return "  n/a"
+    return f"{us / reference:5.2f}x"
+
+
+#: Issue 13's same-run table: Zoom's C++ SDK (receive only) 45 µs where bare trio-websocket
+#: took 57 µs. The SDK is not run here; ``x SDK`` scales this run's bare row by that ratio.
+SDK_PER_BARE: Final = 45.0 / 57.0
+
+
+def _comparison(
+    codec: str, k: int, results: dict[str, float | None], wholes: dict[str, float | None]
+) -> list[str]:
+    """The side-by-side summary of one codec at one K: every row as µs and as ratios, over
+    the steady window and (in brackets) over the whole run."""
+    lines = [
+        f"== {CODECS[codec][0]}, K={k}, this run: µs/msg  x bare  x floor  x SDK(est.)"
+        "   [whole run: µs/msg  x bare]",
+    ]
+    bare, floor = results.get("bare"), results.get("floor")
+    sdk = bare * SDK_PER_BARE if bare is not None else None
+    whole_bare = wholes.get("bare")
+    for name, us in results.items():
+        figure = f"{us:6.1f}" if us is not None else "   n/a"
+        whole = wholes.get(name)
+        whole_figure = f"{whole:6.1f}" if whole is not None else "   n/a"
+        lines.append(
+            f"   {MODES[name][2]:28} {figure}  {_ratio(us, bare)}  {_ratio(us, floor)}  "
+            f"{_ratio(us, sdk)}   [{whole_figure}  {_ratio(whole, whole_bare)}]"
+        )
+    return lines
 
 
 def _ints(text: str) -> list[int]:
@@ -492,7 +686,18 @@ def _ints(text: str) -> list[int]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--codecs", default="l16,g711,opus", help="of l16, g711, opus")
-    parser.add_argument("--engagements", default="50,100,150", help="concurrency levels K")
+    parser.add_argument("--engagements", default="150", help="concurrency levels K")
+    parser.add_argument(
+        "--modes",
+        default="floor,bare,before,full",
+        help=f"rows per codec and K, of {','.join(MODES)} (before = reader-task sockets)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes for a scaling row (needs `recorder serve --workers`)",
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each engagement")
     parser.add_argument("--ramp", type=float, default=1.5, help="seconds to start all K")
     parser.add_argument("--pace-batch", type=int, default=1, help="simulator pace_batch_frames")
@@ -503,10 +708,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--checkpoint-s", type=float, default=1.0, help="capture checkpoint interval (analysis)"
     )
+    parser.add_argument("--log-file", default="", help="the measured process's INFO log")
     parser.add_argument("--quick", action="store_true", help="smoke run: K=25, 4 s, ~20 s")
     args = parser.parse_args(argv)
     if args.quick:
         args.engagements, args.seconds, args.ramp = "25", 4.0, 0.5
+    modes = [m for m in args.modes.split(",") if m]
+    if args.client_only:
+        modes = ["rtms"]
+    if not modes or any(m not in MODES for m in modes):
+        parser.error(f"unknown mode in {modes}; choose from {list(MODES)}")
     codecs = [c for c in args.codecs.split(",") if c]
     unknown = [c for c in codecs if c not in CODECS]
     if unknown:
@@ -525,14 +736,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"{args.seconds:.0f} s engagements at real speed, started over {args.ramp:.1f} s, "
         f"pace_batch_frames {args.pace_batch}; NO upload (perf-baseline §6/§7: +1-2 µs/msg); "
-        f"peer = DESIGN 67-71 µs/msg (Zoom C++ SDK, receive only); recv-only = perf-baseline §7 "
-        "63-74 µs/msg"
+        "ratios: x bare = to trio-websocket receive-only, x floor = to raw trio receive_some, "
+        f"x SDK(est.) = to Zoom's C++ SDK estimated as bare x {SDK_PER_BARE:.2f} (issue 13's "
+        "same-run 45/57 µs; DESIGN's 67-71 µs is another day's absolute figure)"
     )
     print(
         "columns: CPU µs per audio msg in the steady window (threads = the part spent in worker "
         "threads; whole = over the whole run) | lost = frames sent - "
-        "recorded, drop = client/manifest dropped, late = late frames, lag = median/max ms behind "
-        "real time | VmRSS growth per engagement | connect to first recorded frame median/max; "
+        "recorded, drop = client/manifest dropped, late = late frames, gaps = frames the "
+        "manifest lists as gaps (with a cause), reconnects = client reconnects, "
+        "lag = median/max ms behind real time | VmRSS growth per engagement | "
+        "connect to first recorded frame median/max; "
         "waited = share of the window the trio thread was runnable but another process had "
         "its core (noise from other work on the machine)"
     )
@@ -540,22 +754,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = False
     for codec in codecs:
         for k in levels:
-            spec = RunSpec(
-                codec=codec,
-                engagements=k,
-                seconds=args.seconds,
-                ramp_s=args.ramp,
-                pace_batch_frames=args.pace_batch,
-                client_cpu=args.client_cpu,
-                server_cpu=args.server_cpu,
-                client_only=args.client_only,
-                per_speaker=args.per_speaker,
-                checkpoint_s=args.checkpoint_s,
-            )
-            out = run_config(spec, timeout_s=args.ramp + args.seconds + 90)
-            failed = failed or "error" in out
-            print(_row(spec, out))
-            sys.stdout.flush()
+            results: dict[str, float | None] = {}
+            wholes: dict[str, float | None] = {}
+            for name in modes:
+                mode, single_task, _ = MODES[name]
+                spec = RunSpec(
+                    codec=codec,
+                    engagements=k,
+                    seconds=args.seconds,
+                    ramp_s=args.ramp,
+                    pace_batch_frames=args.pace_batch,
+                    client_cpu=args.client_cpu,
+                    server_cpu=args.server_cpu,
+                    client_only=args.client_only,
+                    per_speaker=args.per_speaker,
+                    checkpoint_s=args.checkpoint_s,
+                    mode=mode,
+                    single_task=single_task,
+                    log_file=args.log_file,
+                )
+                out = run_config(spec, timeout_s=args.ramp + args.seconds + 90)
+                failed = failed or "error" in out
+                results[name] = _us_per_msg(out)
+                wholes[name] = _whole_us(spec, out)
+                print(_row(spec, out))
+                sys.stdout.flush()
+            if len(results) > 1:
+                print("\n".join(_comparison(codec, k, results, wholes)))
+                sys.stdout.flush()
+    if args.workers > 1:
+        # perf-workers fills this in: the same streams through N worker processes.
+        print(f"scaling: not measured (--workers {args.workers}: no multi-worker serve here)")
+    else:
+        print("scaling: not measured (one worker)")
     return 1 if failed else 0
 
 

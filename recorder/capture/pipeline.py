@@ -3,6 +3,12 @@
 ``run_capture`` reads the RTMS client's event channel until ``StreamEnded`` (or the channel
 closes), and returns the engagement's manifest. Where the work runs, and why:
 
+* **Inline hand-off**: given the client's ``InlineSlot`` (``run_capture(inline=stream.inline)``),
+  audio the consumer would handle inline anyway is handled by the socket's task that received
+  it, synchronously, while the consumer sleeps on the empty channel: one task switch less per
+  message. Only then, only for a known track, with no batch or backlog waiting; everything else
+  (control events, a first packet with ``on_event``, decoding in a worker thread, backpressure)
+  takes the channel as before, so a slow consumer never holds up the socket.
 * **Audio and every other event** are handled inline on the trio thread by default: passthrough
   L16 costs a few µs, PyAV decodes 6-60 µs, and a worker-thread hop costs more than that
   (measured in ``recorder.bench.pipeline``; paced live streams bring about one packet per
@@ -39,7 +45,7 @@ import collections
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import Literal, Protocol
 
 import trio
 
@@ -105,6 +111,7 @@ async def run_capture(
     now_ms: Callable[[], int] = _wall_ms,
     clock_ms: Callable[[], int] | Literal["trio"] | None = "trio",
     keep_entries: bool = True,
+    inline: InlineSlotLike | None = None,
 ) -> EngagementManifest:
     """Capture one engagement; returns its manifest once every segment is sealed.
 
@@ -134,6 +141,8 @@ async def run_capture(
             ``on_sealed`` is where entries go (the service): memory then stays flat.
         clock_ms: Monotonic clock (ms) that bounds how far timestamps may jump (timeline rule
             7): ``"trio"`` for trio's; None for offline replays fed faster than real time.
+        inline: The client's ``RtmsStream.inline``: cheap audio is then handled in the
+            receiving socket's task while this consumer is idle (module docstring).
 
     Error handling:
         An exception from a sink or ``on_sealed`` ends the capture: open segments are still
@@ -157,8 +166,16 @@ async def run_capture(
         on_checkpoint=on_checkpoint,
         decode_limiter=decode_limiter or trio.CapacityLimiter(1),
         io_limiter=io_limiter or segment_io_limiter(),
+        inline=inline,
     )
     return await capture.run()
+
+
+class InlineSlotLike(Protocol):
+    """``recorder.rtms._outlet.InlineSlot`` as the capture uses it."""
+
+    take: Callable[[CaptureEvent], bool] | None
+    ready: bool
 
 
 class _Capture:
@@ -172,8 +189,14 @@ class _Capture:
         decode_limiter: trio.CapacityLimiter,
         io_limiter: trio.CapacityLimiter,
         on_checkpoint: OnCheckpoint | None = None,
+        inline: InlineSlotLike | None = None,
     ) -> None:
         self._events = events
+        self._inline = inline
+        #: An exception the inline path caught, raised by the consumer in its own task.
+        self._inline_failure: Exception | None = None
+        #: The consumer's wait while the inline path may run (cancelled on an inline failure).
+        self._idle_scope: trio.CancelScope | None = None
         self._core = core
         self._config = core.config
         self._on_sealed = on_sealed
@@ -200,7 +223,15 @@ class _Capture:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._run_actions)
                 nursery.start_soon(self._hand_on)
-                ended = await self._consume()
+                try:
+                    if self._inline is not None:
+                        self._inline.take = self._take_inline
+                    ended = await self._consume()
+                finally:
+                    # The finaliser, and whatever follows, is this task's alone.
+                    if self._inline is not None:
+                        self._inline.take = None
+                        self._inline.ready = False
                 nursery.cancel_scope.cancel()
         except BaseException as exc:
             failure = _unwrap(exc)
@@ -295,7 +326,7 @@ class _Capture:
             except trio.WouldBlock:
                 if self._batch or trio.current_time() >= self._next_checkpoint:
                     return None
-                event = await events.receive()
+                event = await self._wait(events)
                 self._since_yield = 0
             if not isinstance(event, AudioPacket) or (check_tracks and event.track not in tracks):
                 return event
@@ -321,6 +352,46 @@ class _Capture:
                     return None
                 self._since_yield = 0
                 await trio.lowlevel.checkpoint()
+
+    async def _wait(self, events: trio.MemoryReceiveChannel[CaptureEvent]) -> CaptureEvent:
+        """Wait for the next event on the empty channel, letting the inline path run meanwhile."""
+        inline = self._inline
+        if inline is None or inline.take is None:
+            return await events.receive()
+        with trio.CancelScope() as scope:
+            self._idle_scope = scope
+            inline.ready = True
+            try:
+                return await events.receive()
+            finally:
+                inline.ready = False
+                self._idle_scope = None
+        # Only an inline failure cancels this scope: raise it here, in the consumer's task.
+        failure = self._inline_failure
+        assert failure is not None
+        raise failure
+
+    def _take_inline(self, event: CaptureEvent) -> bool:
+        """The inline path (called by the socket's task while the consumer waits in ``_wait``):
+        exactly what ``_receive`` does with cheap audio of a known track, synchronously."""
+        if not isinstance(event, AudioPacket) or self._batch or self._inline_failure:
+            return False
+        core = self._core
+        if self._on_event is not None and event.track not in core.tracks:
+            return False
+        if not core.is_inline(event) or self._backlog() > _MAX_PENDING_ACTIONS:
+            return False
+        try:
+            actions = core.handle_audio(event)
+        except Exception as exc:
+            # Never into the socket's task: the consumer raises it, as if it had handled it.
+            self._inline_failure = exc
+            if self._idle_scope is not None:
+                self._idle_scope.cancel()
+            return True
+        if actions:
+            self._submit(actions)
+        return True
 
     async def _drain_batch(self) -> None:
         if not self._batch:

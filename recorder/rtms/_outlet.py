@@ -17,6 +17,15 @@ Control events wait in that backlog, at most ``control_capacity`` of them:
   ``PacketsDropped`` with ``track="control"`` and no timestamps, so no audio gap is relabelled.
 
 Anything offered after ``StreamEnded`` is counted (``after_end``), never silently lost.
+
+**Inline hand-off** (``InlineSlot``): a consumer that is idle, blocked on the empty channel,
+may take events synchronously in the offering socket's task instead (``capture``'s cheap audio
+path), which saves the consumer's wakeup per message. The consumer says it is idle with
+``ready`` and the outlet clears it as soon as anything goes the channel's way, so an event is
+never taken inline while an earlier one still waits: order is kept. What the consumer does
+inline is synchronous and never awaits (a decode in a worker thread, segment I/O, a callback:
+none of them); anything else it declines, and the event goes the channel's way as before, so a
+slow consumer still never holds up a socket, its keep-alive replies included.
 Memory is bounded by ``capacity``, ``control_capacity`` plus the audio-shaping events, and one
 drop record per track.
 """
@@ -53,6 +62,17 @@ _AUDIO_SHAPING = (Interrupted, Recovered, Paused, Resumed, MediaSocketDropped, S
 #: ``PacketsDropped.track`` of informational control events dropped behind a full backlog.
 CONTROL_TRACK = "control"
 DEFAULT_CONTROL_CAPACITY = 1000
+
+
+@dataclass(slots=True)
+class InlineSlot:
+    """Where a consumer offers its synchronous fast path (see the module docstring)."""
+
+    #: Takes the event now (True) or declines it (False: it goes through the channel).
+    take: Callable[[CaptureEvent], bool] | None = None
+    #: Set by the consumer while it is blocked on the empty channel; cleared by the outlet
+    #: whenever an event goes the channel's way, and by the consumer when it wakes.
+    ready: bool = False
 
 
 @dataclass(slots=True)
@@ -100,6 +120,7 @@ class EventOutlet:
         )
         #: Audio-shaping control events kept beyond ``control_capacity`` (never dropped).
         self.control_over_bound = 0
+        self.inline = InlineSlot()
 
     @property
     def ended(self) -> bool:
@@ -110,6 +131,12 @@ class EventOutlet:
         if self._ended:
             self._dropped_by_cause["after_end"] += 1
             return
+        inline = self.inline
+        if inline.ready:
+            take = inline.take
+            if take is not None and not self._backlog and take(event):
+                return
+            inline.ready = False  # this one goes the channel's way: later ones follow it
         media = isinstance(event, AudioPacket | TranscriptMessage | ChatMessage)
         if isinstance(event, StreamEnded):
             self._ended = True
@@ -214,4 +241,4 @@ class EventOutlet:
                 self._backlog.popleft()
 
 
-__all__ = ["CONTROL_TRACK", "MIXED_TRACK", "EventOutlet"]
+__all__ = ["CONTROL_TRACK", "MIXED_TRACK", "EventOutlet", "InlineSlot"]

@@ -18,6 +18,7 @@ import wsproto.utilities
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 
 from recorder.errors import ConnectionLost, ConnectTimeout, UpgradeRefused
+from recorder.rtms._direct import connect_direct
 from recorder.rtms._protocol_events import ConnectionEnded, ConnState, ProtocolEvent
 from recorder.rtms.protocol import _Connection
 from recorder.rtms.urls import check_url
@@ -78,13 +79,17 @@ class _ReaderNursery:
 async def connect(
     io_nursery: trio.Nursery, url: str, config: ClientConfig, *, media: bool
 ) -> WebSocketConnection:
-    """Connect; the socket's reader task lives in the I/O nursery, outside the cancel scopes
+    """Connect. By default (``single_task_sockets``) the socket has no reader task: the task
+    that pumps it reads it (``_direct``), and ``close_ws`` completes the closing handshake.
+    Otherwise trio-websocket's reader task lives in the I/O nursery, outside the cancel scopes
     of the engine, so that a cancelled socket still completes its closing handshake."""
     check_url(
         url,
         allowed_hosts=config.allowed_hosts,
         allow_insecure_loopback=config.allow_insecure_loopback,
     )
+    if config.single_task_sockets:
+        return await _connect_direct(url, config, media=media)
     readers = _ReaderNursery(io_nursery)
     connected: list[WebSocketConnection] = []
 
@@ -124,6 +129,28 @@ async def connect(
             ) from failure
         raise ConnectionLost(f"connect to {_where(url)} failed: {_describe(failure)}") from failure
     return connected[0]
+
+
+async def _connect_direct(url: str, config: ClientConfig, *, media: bool) -> WebSocketConnection:
+    """Connect a socket driven by the task that reads it (``_direct``): no reader task, so a
+    refused upgrade or a broken transport is raised here or ends ``get_message()`` in the
+    socket's own task, never anyone else's."""
+    try:
+        with trio.fail_after(config.connect_timeout_s):
+            return await connect_direct(
+                url,
+                config.ssl_context,
+                max_message_size=config.max_message_size,
+                receive_buffer_size=config.media_receive_buffer if media else 16384,
+            )
+    except trio.TooSlowError as exc:
+        raise ConnectTimeout(f"connect to {_where(url)} timed out") from exc
+    except trio_websocket.ConnectionRejected as exc:
+        raise UpgradeRefused(
+            f"connect to {_where(url)} failed: {_describe(exc)}", exc.status_code
+        ) from exc
+    except (HandshakeError, OSError, ConnectionClosed, *_READER_FAILURES) as exc:
+        raise ConnectionLost(f"connect to {_where(url)} failed: {_describe(exc)}") from exc
 
 
 def _describe(failure: BaseException | None) -> str:

@@ -22,7 +22,7 @@ import trio
 from recorder.errors import ConfigError
 from recorder.rtms._engine import Engine
 from recorder.rtms._enums import EventType, MediaType, ZccEventType
-from recorder.rtms._outlet import EventOutlet
+from recorder.rtms._outlet import EventOutlet, InlineSlot
 from recorder.rtms._video_outlet import VideoEvent, VideoOutlet
 from recorder.rtms.events import AudioCodec, CaptureEvent
 from recorder.rtms.messages import (
@@ -41,7 +41,11 @@ logger = logging.getLogger(__name__)
 
 #: RTMS video keyframes and FHD JPEGs exceed trio-websocket's 1 MiB default (§5.15.1).
 MAX_MESSAGE_SIZE: Final = 16 * 2**20
-MEDIA_RECEIVE_BUFFER: Final = 256 * 2**10  # 256 KiB
+#: Bytes asked of the media socket per read. Below glibc's 128 KiB mmap threshold on purpose:
+#: ``recv(256 KiB)`` allocates (mmap) and frees (munmap) a fresh buffer on every call, about
+#: 18 µs more per 20 ms message than ``recv(64 KiB)`` on this machine kind; a bigger message
+#: (video) simply takes several reads.
+MEDIA_RECEIVE_BUFFER: Final = 64 * 2**10  # 64 KiB
 
 #: Meeting events worth recording (1 and 7 arrive without subscribing, §5.6).
 DEFAULT_MEETING_EVENTS: Final = (
@@ -163,6 +167,10 @@ class ClientConfig:
     buffer_data: bool = True
     max_message_size: int = MAX_MESSAGE_SIZE
     media_receive_buffer: int = MEDIA_RECEIVE_BUFFER
+    #: Drive each socket's WebSocket state from the one task that reads it (``_direct``);
+    #: False = trio-websocket's reader task and message channel (one more task step per
+    #: message; kept for ``recorder bench fullpath`` to compare in the same run).
+    single_task_sockets: bool = True
     ssl_context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
     #: Seconds since the epoch, for ``*_wall_ms`` in events; injectable for tests.
     wall_clock: Callable[[], float] = field(default=time.time, compare=False, repr=False)
@@ -235,6 +243,8 @@ class RtmsStream:
         self.video_events: trio.MemoryReceiveChannel[VideoEvent] | None = (
             video.receive_channel if video is not None else None
         )
+        #: The consumer's synchronous fast path (``run_capture(inline=stream.inline)``).
+        self.inline: InlineSlot = outlet.inline
 
     def end_video(self) -> None:
         """No more video is read (the audio capture ended): the video recorder seals."""

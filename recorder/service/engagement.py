@@ -285,6 +285,7 @@ class Engagement:
                         on_checkpoint=self._note_checkpoint,
                         # Entries go to the catalog as they are sealed; none are kept.
                         keep_entries=False,
+                        inline=stream.inline,
                     )
                     stream.end_video()
                     self.status.outcome = manifest.outcome

@@ -165,7 +165,13 @@ def test_unusual_output_formats_are_refused() -> None:
 
 def test_version_and_description_name_what_decoded_the_audio() -> None:
     version = decoder_version()
-    for part in ("pyav=", "ffmpeg=", "libavcodec=", "libswresample=", "opus=ffmpeg-native"):
+    for part in (
+        "pyav=",
+        "ffmpeg=",
+        "libavcodec=",
+        "libswresample=",
+        "opus=ffmpeg-native-48k-swresample",
+    ):
         assert part in version
     assert describe_source(AudioFormat(AudioCodec.OPUS, 48_000, 2)) == "OPUS 48000 stereo"
     g711 = AudioFormat(AudioCodec.G711, 8_000, 1)
