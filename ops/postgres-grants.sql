@@ -26,5 +26,9 @@ REVOKE INSERT ON :"schema".schema_version FROM :"service_role";
 -- Holds are released (one UPDATE, guarded by a trigger), never deleted.
 REVOKE DELETE, TRUNCATE ON :"schema".legal_holds FROM :"service_role";
 REVOKE DELETE, TRUNCATE ON :"schema".hold_rules FROM :"service_role";
+-- Completeness (migration 14): what was expected and what was found missing is evidence too:
+-- updated in place (start results, a finding resolved), never deleted.
+REVOKE DELETE, TRUNCATE ON :"schema".expectations FROM :"service_role";
+REVOKE DELETE, TRUNCATE ON :"schema".findings FROM :"service_role";
 -- Web console accounts say who could look at evidence: disabled, never deleted.
 REVOKE DELETE, TRUNCATE ON :"schema".web_accounts FROM :"service_role";

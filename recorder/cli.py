@@ -253,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     _retention_parsers(sub)
 
+    from recorder.completeness.commands import add_parsers as completeness_parsers
+
+    completeness_parsers(sub)
+
     p = sub.add_parser("spool", help="upload jobs: list them, retry quarantined ones")
     spool = p.add_subparsers(dest="spool_command", required=True)
     q = spool.add_parser("list", help="every job: state, attempts, next attempt, last error")
@@ -489,6 +493,14 @@ def _run(args: argparse.Namespace) -> int:
         from recorder.zoom import commands as rtms_commands
 
         return trio.run(rtms_commands.run, args)
+    if command in ("completeness", "enrich"):
+        from recorder.completeness import commands as completeness_commands
+
+        completeness_fn = {
+            "completeness": completeness_commands.completeness_command,
+            "enrich": completeness_commands.enrich_command,
+        }[command]
+        return trio.run(_with_components, args.config, completeness_fn, args)
     if command == "web":
         from recorder.web import commands as web_commands
 

@@ -346,6 +346,69 @@ class Config:
     pause: PauseConfig = field(default_factory=lambda: PauseConfig())
     web: WebConfig = field(default_factory=lambda: WebConfig())
     workers: WorkersConfig = field(default_factory=WorkersConfig)
+    completeness: CompletenessConfig = field(default_factory=lambda: CompletenessConfig())
+
+
+# --- [completeness] (zoom-completeness) ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CompletenessConfig:
+    """``[completeness]``: which meetings, engagements and calls must be recorded, whether to
+    ask Zoom to start them, and when a recording counts as missing or incomplete.
+
+    Every non-empty list must contain the announced value for a match (``queues`` applies to
+    Contact Center only); an announcement that does not carry a value a list asks about does
+    not match. Off by default: no expectation is recorded until ``enabled = true``.
+    """
+
+    enabled: bool = False
+    #: Ask Zoom to start RTMS for matching announcements (needs an RTMS controller).
+    auto_start: bool = False
+    products: tuple[Product, ...] = tuple(Product)
+    accounts: tuple[str, ...] = ()
+    queues: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()
+    #: No finding before an expectation is this old (RTMS may start a little after).
+    grace_s: float = 300.0
+    late_start_s: float = 30.0
+    early_end_s: float = 30.0
+    max_gap_s: float = 30.0
+    reconcile_interval_s: float = 60.0
+    #: Expectations older than this are not reconciled again (their findings stay).
+    reconcile_window_s: float = 7 * 86400.0
+    start_attempts: int = 3
+    start_backoff_s: float = 1.0
+    enrich: bool = True
+    enrich_attempts: int = 8
+    enrich_backoff_s: float = 30.0
+    enrich_backoff_max_s: float = 3600.0
+    enrich_interval_s: float = 10.0
+
+
+def _completeness(t: _Table) -> CompletenessConfig:
+    d = CompletenessConfig()
+    return CompletenessConfig(
+        enabled=t.boolean("enabled", d.enabled),
+        auto_start=t.boolean("auto_start", d.auto_start),
+        products=t.choices("products", d.products, Product),
+        accounts=t.strings("accounts", d.accounts),
+        queues=t.strings("queues", d.queues),
+        users=t.strings("users", d.users),
+        grace_s=t.number("grace_s", d.grace_s, minimum=0),
+        late_start_s=t.number("late_start_s", d.late_start_s, minimum=0),
+        early_end_s=t.number("early_end_s", d.early_end_s, minimum=0),
+        max_gap_s=t.number("max_gap_s", d.max_gap_s, minimum=0),
+        reconcile_interval_s=t.number("reconcile_interval_s", d.reconcile_interval_s, minimum=0.01),
+        reconcile_window_s=t.number("reconcile_window_s", d.reconcile_window_s, minimum=60),
+        start_attempts=t.integer("start_attempts", d.start_attempts, minimum=1, maximum=10),
+        start_backoff_s=t.number("start_backoff_s", d.start_backoff_s, minimum=0, maximum=60),
+        enrich=t.boolean("enrich", d.enrich),
+        enrich_attempts=t.integer("enrich_attempts", d.enrich_attempts, minimum=1, maximum=100),
+        enrich_backoff_s=t.number("enrich_backoff_s", d.enrich_backoff_s, minimum=0.01),
+        enrich_backoff_max_s=t.number("enrich_backoff_max_s", d.enrich_backoff_max_s, minimum=0.01),
+        enrich_interval_s=t.number("enrich_interval_s", d.enrich_interval_s, minimum=0.01),
+    )
 
 
 # --- Reading one table -------------------------------------------------------------------------
@@ -961,6 +1024,7 @@ _SECTIONS: Final = (
     "pause",
     "web",
     "workers",
+    "completeness",
 )
 
 
@@ -1005,6 +1069,7 @@ def parse_config(
         pause=_pause(tables["pause"]),
         web=_web(tables["web"], state_dir=state_dir),
         workers=_workers(tables["workers"]),
+        completeness=_completeness(tables["completeness"]),
     )
     for t in tables.values():
         t.finish()

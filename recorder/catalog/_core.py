@@ -18,6 +18,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 
+from recorder.catalog._completeness import CompletenessQueries
 from recorder.catalog._evidence import EvidenceQueries
 from recorder.catalog._keys import KeyQueries
 from recorder.catalog._lifecycle import LifecycleQueries
@@ -45,6 +46,7 @@ class SqlCatalog(
     LifecycleQueries,
     KeyQueries,
     VerificationQueries,
+    CompletenessQueries,
     WebQueries,
     WorkQueueQueries,
     abc.ABC,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from recorder.catalog._completeness import ENRICHED_AGENT, ENRICHED_QUEUE, enrichment_clauses
 from recorder.catalog._rows import _RECORDING_COLS_AS_R, TransactionSource, _recording
 from recorder.catalog.search import (
     AGENT_ROLES,
@@ -91,17 +92,28 @@ def _clauses(query: RecordingQuery) -> tuple[list[str], list[object]]:
             f"""r.recording_id IN (
                 SELECT recording_id FROM recordings WHERE cc_agent_id = ?
                 UNION SELECT recording_id FROM recordings WHERE LOWER(cc_agent_name) = LOWER(?)
-                UNION {_role_select(AGENT_ROLES)})"""
+                UNION {_role_select(AGENT_ROLES)}
+                UNION {ENRICHED_AGENT})"""
         )
         params.extend([query.agent, query.agent])
         params.extend([*AGENT_ROLES, query.agent, *AGENT_ROLES, query.agent])
+        params.extend([query.agent] * 3)
     if query.caller is not None:
         clauses.append(_role_clause(CALLER_ROLES))
         params.extend([*CALLER_ROLES, query.caller, *CALLER_ROLES, query.caller])
     if query.queue is not None:
-        # Columns of the recording itself: both engines combine the two indexes.
-        clauses.append("(r.cc_queue_id = ? OR LOWER(r.cc_queue_name) = LOWER(?))")
-        params.extend([query.queue, query.queue])
+        # The recording's own columns or its enrichment: a UNION of indexed look-ups (an OR
+        # with a subquery would walk every recording).
+        clauses.append(
+            f"""r.recording_id IN (SELECT recording_id FROM recordings WHERE cc_queue_id = ?
+                UNION SELECT recording_id FROM recordings
+                    WHERE LOWER(cc_queue_name) = LOWER(?)
+                UNION {ENRICHED_QUEUE})"""
+        )
+        params.extend([query.queue, query.queue, query.queue, query.queue])
+    enriched_clauses, enriched_params = enrichment_clauses(query)
+    clauses.extend(enriched_clauses)
+    params.extend(enriched_params)
     # Gaps are common (a few percent of recordings): walking recordings newest first and
     # probing each one's gaps finds a page long before materialising every gapped recording.
     if query.gap_cause is not None:

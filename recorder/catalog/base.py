@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from recorder.catalog.rtms_request_types import RtmsRequestCatalog
+from recorder.completeness.model import CompletenessCatalog
 from recorder.evidence_destruction import DestructionRecord
 from recorder.products import Product as Product
 from recorder.sink import SealedSegment
@@ -527,7 +528,7 @@ class KekUsage:
 # --- the seam --------------------------------------------------------------------------------
 
 
-class Catalog(RtmsRequestCatalog, Protocol):
+class Catalog(RtmsRequestCatalog, CompletenessCatalog, Protocol):
     """Blocking catalog API. Every method is one transaction; errors are ``CatalogError``."""
 
     def close(self) -> None: ...

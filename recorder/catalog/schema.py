@@ -422,6 +422,92 @@ _SEARCH_INDEXES_V9: Final = (
 )
 
 
+# Migration 14 (zoom-completeness): what should have been recorded, whether its RTMS start was
+# asked for and how that went, the reconciler's findings (one row per expectation, resolved in
+# place when a later run finds it met), and the Zoom directory's answers per instance.
+_COMPLETENESS_TABLES_V14: Final = (
+    """CREATE TABLE expectations (
+        expectation_id {identity},
+        product TEXT NOT NULL,
+        instance_id TEXT NOT NULL,
+        target_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        event TEXT NOT NULL,
+        account_id TEXT,
+        user_id TEXT,
+        queue_id TEXT,
+        expected_start_ms BIGINT NOT NULL,
+        expected_end_ms BIGINT,
+        created_ms BIGINT NOT NULL,
+        start_state TEXT NOT NULL,
+        start_attempts INTEGER NOT NULL DEFAULT 0,
+        start_claimed_ms BIGINT,
+        start_error_status INTEGER,
+        start_error_code INTEGER,
+        start_error TEXT,
+        start_result_ms BIGINT,
+        settled_ms BIGINT,
+        UNIQUE (product, instance_id)
+    )""",
+    "CREATE INDEX expectations_by_start ON expectations (expected_start_ms)",
+    """CREATE INDEX expectations_unsettled ON expectations (expected_start_ms, expectation_id)
+        WHERE settled_ms IS NULL""",
+    "CREATE INDEX expectations_by_start_state ON expectations (start_state)",
+    """CREATE TABLE findings (
+        expectation_id BIGINT PRIMARY KEY REFERENCES expectations (expectation_id),
+        kind TEXT NOT NULL,
+        cause TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        recording_id TEXT,
+        first_found_ms BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL,
+        resolved_ms BIGINT
+    )""",
+    "CREATE INDEX findings_by_found ON findings (first_found_ms)",
+    "CREATE INDEX findings_by_recording ON findings (recording_id)",
+    """CREATE TABLE enrichments (
+        product TEXT NOT NULL,
+        instance_id TEXT NOT NULL,
+        lookup_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms BIGINT NOT NULL,
+        last_error TEXT,
+        topic TEXT,
+        host_id TEXT,
+        host_email TEXT,
+        queue_id TEXT,
+        queue_name TEXT,
+        agent_id TEXT,
+        agent_name TEXT,
+        agent_email TEXT,
+        consumer_number TEXT,
+        direction TEXT,
+        caller_number TEXT,
+        callee_number TEXT,
+        updated_ms BIGINT NOT NULL,
+        PRIMARY KEY (product, instance_id)
+    )""",
+    "CREATE INDEX enrichments_by_instance ON enrichments (instance_id)",
+    "CREATE INDEX enrichments_due ON enrichments (state, next_attempt_ms)",
+    "CREATE INDEX enrichments_by_topic ON enrichments (LOWER(topic))",
+    "CREATE INDEX enrichments_by_host ON enrichments (host_id)",
+    "CREATE INDEX enrichments_by_host_email ON enrichments (LOWER(host_email))",
+    "CREATE INDEX enrichments_by_agent ON enrichments (agent_id)",
+    "CREATE INDEX enrichments_by_agent_name ON enrichments (LOWER(agent_name))",
+    "CREATE INDEX enrichments_by_agent_email ON enrichments (LOWER(agent_email))",
+    "CREATE INDEX enrichments_by_queue ON enrichments (queue_id)",
+    "CREATE INDEX enrichments_by_queue_name ON enrichments (LOWER(queue_name))",
+    "CREATE INDEX enrichments_by_consumer ON enrichments (consumer_number)",
+    "CREATE INDEX enrichments_by_caller ON enrichments (caller_number)",
+    "CREATE INDEX enrichments_by_callee ON enrichments (callee_number)",
+)
+
+
+def _v14(engine: Engine) -> tuple[str, ...]:
+    return tuple(ddl.format(identity=_IDENTITY[engine]) for ddl in _COMPLETENESS_TABLES_V14)
+
+
 #: The officers' web console (``recorder.web``, ``recorder.catalog._web``). A session row is
 #: keyed by the SHA-256 of its cookie, so a read of the catalog yields no usable session id.
 _WEB_TABLES_V15: Final = (
@@ -620,6 +706,11 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             )
             for engine in Engine
         },
+    ),
+    Migration(
+        version=14,
+        description="completeness: expectations, auto-start results, findings, enrichment",
+        statements={engine: _v14(engine) for engine in Engine},
     ),
     Migration(
         version=15,

@@ -6,9 +6,9 @@ keyset pages, newest first: ``after`` is the ``next_cursor`` of the page before,
 stays fast however deep and stable while recordings are added.
 
 Not searchable, and why: transcript text (transcripts exist only encrypted in the object store;
-the catalog holds no words), participant email (RTMS participant events carry no email), phone
-numbers (kept only inside the encrypted records), retention policy names (the catalog stores a
-retain-until per object, not a policy).
+the catalog holds no words), participant email (RTMS participant events carry no email).
+Phone numbers, meeting topics and hosts are searchable once Zoom's directory enriched the
+recording (``recorder.completeness.enrichment``); RTMS itself does not carry them.
 """
 
 from __future__ import annotations
@@ -46,6 +46,11 @@ class RecordingQuery:
     on_hold: bool = False
     #: The retention policy in force (its name, as ``policies/*.toml`` and ``show`` give it).
     policy: str | None = None
+    #: Enrichment from Zoom's directory (zoom-completeness): meeting topic (whole, any case),
+    #: host (id or email), a phone number (consumer, caller or callee; ``+`` and digits).
+    topic: str | None = None
+    host: str | None = None
+    number: str | None = None
     #: ``next_cursor`` of the previous page.
     after: str | None = None
     limit: int = 50

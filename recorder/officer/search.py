@@ -63,6 +63,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gap-cause", help="recordings with a gap of this cause")
     p.add_argument("--on-hold", action="store_true", help="under an active legal hold")
     p.add_argument("--policy", help="the retention policy in force (name, e.g. finra-4511)")
+    p.add_argument("--topic", help="meeting topic (whole, any case; from Zoom's directory)")
+    p.add_argument("--host", help="meeting host id or email (from Zoom's directory)")
+    p.add_argument("--number", help="phone number: consumer, caller or callee (digits)")
+    p.add_argument(
+        "--findings",
+        action="store_true",
+        help="completeness findings (missing / incomplete) instead of recordings",
+    )
     for name in NOT_SEARCHABLE:
         p.add_argument(f"--{name}", default=None, help=argparse.SUPPRESS)
     p.add_argument("--limit", type=int, default=50, help="recordings per page")
@@ -92,6 +100,10 @@ def query_from(args: argparse.Namespace, tz: dt.tzinfo) -> RecordingQuery:
         gap_cause=args.gap_cause,
         on_hold=args.on_hold,
         policy=args.policy,
+        # Callers that build their own namespace (the web console) may not know these.
+        topic=getattr(args, "topic", None),
+        host=getattr(args, "host", None),
+        number=getattr(args, "number", None),
         after=args.after,
         limit=args.limit,
     )
@@ -133,6 +145,10 @@ def render_table(page: SearchPage, tz: dt.tzinfo) -> list[str]:
 
 
 async def search(c: Components, args: argparse.Namespace) -> int:
+    if getattr(args, "findings", False):
+        from recorder.completeness.commands import search_findings
+
+        return await search_findings(c, args)
     tz = zone(args.tz)
     query = query_from(args, tz)
     page = await c.catalog.search_recordings(query)

@@ -394,10 +394,13 @@ async def show(c: Components, args: argparse.Namespace) -> int:
     last_run = await c.catalog.last_verification(args.recording_id)
     policy = await c.catalog.recording_policy(args.recording_id)
     doc = document(detail, verdict, audit, records, tz, last_run, policy)
+    from recorder.completeness.commands import show_fields, show_lines
+
+    doc.update(await show_fields(c, detail.recording, tz))
     if getattr(args, "json", False):
         print(json.dumps(doc, indent=2, sort_keys=True, default=str))
     else:
-        for line in render(doc, tz):
+        for line in [*render(doc, tz), *show_lines(doc)]:
             print(line)
     return 0 if verdict is None or verdict.ok else 90
 

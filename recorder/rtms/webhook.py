@@ -64,6 +64,9 @@ class WebhookKind(enum.StrEnum):
     CONCURRENCY = "concurrency"
     #: ``rtms.start_failed``: a stream that was expected and did not start (evidence, §16).
     START_FAILED = "start_failed"
+    #: ``meeting.started`` and friends (``ANNOUNCING_EVENTS``): something a completeness policy
+    #: may expect to be recorded (``recorder.completeness``); never a stream by itself.
+    ANNOUNCED = "announced"
     #: Anything else: acknowledged and logged, never acted upon.
     OTHER = "other"
 
@@ -385,9 +388,31 @@ def normalised_event_name(event: str) -> str:
     return event
 
 
+#: Events that announce a meeting, webinar, Contact Center engagement or phone call that a
+#: completeness policy may expect recorded (Zoom's own event names; Phone: the call is up once
+#: the callee answered, or, outbound, once the caller is connected).
+ANNOUNCING_EVENTS: Final[Mapping[str, Product]] = MappingProxyType(
+    {
+        "meeting.started": Product.MEETING,
+        "webinar.started": Product.WEBINAR,
+        "contact_center.engagement_started": Product.CONTACT_CENTER,
+        "phone.callee_answered": Product.PHONE,
+        "phone.caller_connected": Product.PHONE,
+        # Their ends: the expected end of an instance (and evidence it happened at all).
+        "meeting.ended": Product.MEETING,
+        "webinar.ended": Product.WEBINAR,
+        "contact_center.engagement_ended": Product.CONTACT_CENTER,
+        "phone.callee_ended": Product.PHONE,
+        "phone.caller_ended": Product.PHONE,
+    }
+)
+
+
 def _classify(event: str) -> tuple[WebhookKind, Product | None]:
     if event == URL_VALIDATION_EVENT:
         return WebhookKind.URL_VALIDATION, None
+    if event in ANNOUNCING_EVENTS:
+        return WebhookKind.ANNOUNCED, ANNOUNCING_EVENTS[event]
     prefix, _, action = event.partition(".")
     product = _PRODUCTS_BY_PREFIX.get(prefix)
     if "concurrency" in action:

@@ -23,13 +23,21 @@ from recorder.audio.decoder import OutputFormat
 from recorder.capture.core import CaptureConfig
 from recorder.catalog.aio import CatalogWebhookDedup
 from recorder.catalog.base import EvidenceKind, EvidenceRef
+from recorder.completeness.service import CompletenessService
+from recorder.completeness.wiring import zoom_parts
 from recorder.config import Config, MediaKind
 from recorder.crypto.setup import key_service_probe
 from recorder.errors import ConfigError, RecorderError
 from recorder.rtms.client import ClientConfig, audio_params
 from recorder.rtms.events import AudioCodec
 from recorder.rtms.webhook import Product
-from recorder.service.components import Components, keyring_settings, now_ms, open_components
+from recorder.service.components import (
+    Components,
+    ZoomParts,
+    keyring_settings,
+    now_ms,
+    open_components,
+)
 from recorder.service.evidence import EVIDENCE_KIND_KEY
 from recorder.service.evidence_recorder import reconcile_journals
 from recorder.service.health import Liveness, Readiness, ReadinessCheck, spool_below_limit
@@ -178,6 +186,7 @@ async def run_service(
     upload_backoff: Backoff | None = None,
     lease_ttl_s: float | None = None,
     rejoin_interval_s: float | None = None,
+    zoom: ZoomParts | None = None,
     worker: WorkerRole | None = None,
 ) -> AsyncIterator[RunningService]:
     """Run the service for the lifetime of the block; leaving the block drains it.
@@ -207,19 +216,23 @@ async def run_service(
 
     instance = lock_instance(config.storage.state_dir)
     try:
-        async with _open_service(
-            config,
-            instance.instance_id,
-            owner=owner,
-            notifier=notifier,
-            metrics=metrics,
-            ingress_settings=ingress_settings,
-            credentials=credentials,
-            upload_backoff=upload_backoff,
-            lease_ttl_s=lease_ttl_s,
-            rejoin_interval_s=rejoin_interval_s,
-            worker=worker,
-        ) as service:
+        async with (
+            zoom_parts(config, zoom) as parts,
+            _open_service(
+                config,
+                instance.instance_id,
+                owner=owner,
+                notifier=notifier,
+                metrics=metrics,
+                ingress_settings=ingress_settings,
+                credentials=credentials,
+                upload_backoff=upload_backoff,
+                lease_ttl_s=lease_ttl_s,
+                rejoin_interval_s=rejoin_interval_s,
+                zoom=parts,
+                worker=worker,
+            ) as service,
+        ):
             yield service
     finally:
         instance.release()
@@ -238,9 +251,10 @@ async def _open_service(
     upload_backoff: Backoff | None,
     lease_ttl_s: float | None,
     rejoin_interval_s: float | None,
+    zoom: ZoomParts | None = None,
     worker: WorkerRole | None = None,
 ) -> AsyncIterator[RunningService]:
-    async with open_components(config, metrics=metrics) as c:
+    async with open_components(config, metrics=metrics, zoom=zoom) as c:
         await c.store.self_check(c.store_policy)
         recovery = await recover_at_startup(c)
         reconciled = await reconcile_journals(c.catalog, config.storage.state_dir, now_ms())
@@ -268,6 +282,7 @@ async def _open_service(
             ),
         )
         send, receive = trio.open_memory_channel[AcceptedWebhook](WEBHOOK_QUEUE)
+        completeness = CompletenessService(c)
         app = IngressApp(
             ingress_settings,
             handoff=send,
@@ -277,6 +292,7 @@ async def _open_service(
             readiness=readiness,
             lifecycle=CatalogLifecycleEvidence(c.catalog, metrics),
             outbox=CatalogOutbox(c.catalog, dedup_ttl_ms=config.service.dedup_retention_s * 1000),
+            announcements=completeness.announcements,
         )
         supervisor = Supervisor(
             c,
@@ -316,6 +332,7 @@ async def _open_service(
             port: int = await nursery.start(_serve_http_in, http_scope, app, config, listen_fd)
             nursery.start_soon(_service_loop, c, liveness, notifier, spool_bytes)
             nursery.start_soon(_evidence_sweep, c, supervisor)
+            nursery.start_soon(completeness.run)
             notifier.ready(status=f"listening on port {port}")
             logger.info("recorder serving port=%d owner=%s", port, supervisor.settings.owner)
             try:

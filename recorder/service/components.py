@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import trio
 
@@ -33,6 +33,10 @@ from recorder.service.metrics import RecorderMetrics
 from recorder.spool.spool import Spool
 from recorder.store.base import LockMode, ObjectStore, StorePolicy
 from recorder.store.local import LocalStore
+from recorder.zoom.directory import RtmsController, ZoomDirectory
+
+if TYPE_CHECKING:
+    from recorder.completeness.pull import ZoomListing
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +75,20 @@ class Components:
     retention_days: int
     #: Retention policies (``[retention] policies_dir``); they set each upload's retain-until.
     policies: PolicySet = BUILTIN_POLICIES
+    #: Zoom's REST side (zoom-completeness): none by default, so auto-start, enrichment and
+    #: ``completeness pull`` are off until an implementation is given (``ZoomParts``).
+    rtms_controller: RtmsController | None = None
+    zoom_directory: ZoomDirectory | None = None
+    zoom_listing: ZoomListing | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ZoomParts:
+    """Zoom REST implementations handed to ``open_components`` (the HTTP client, or fakes)."""
+
+    rtms_controller: RtmsController | None = None
+    zoom_directory: ZoomDirectory | None = None
+    zoom_listing: ZoomListing | None = None
 
 
 def keyring_settings(config: Config) -> KeyringSettings:
@@ -165,7 +183,7 @@ def open_keyring(
 
 @asynccontextmanager
 async def open_components(
-    config: Config, *, metrics: RecorderMetrics | None = None
+    config: Config, *, metrics: RecorderMetrics | None = None, zoom: ZoomParts | None = None
 ) -> AsyncIterator[Components]:
     """Open every part; close the catalog on the way out (the rest holds no resources)."""
     storage = config.storage
@@ -196,6 +214,9 @@ async def open_components(
             lock_mode=lock_mode,
             retention_days=retention_days,
             policies=load_policies(config.retention.policies_dir, builtin_days=retention_days),
+            rtms_controller=None if zoom is None else zoom.rtms_controller,
+            zoom_directory=None if zoom is None else zoom.zoom_directory,
+            zoom_listing=None if zoom is None else zoom.zoom_listing,
         )
     finally:
         with trio.CancelScope(shield=True):

@@ -105,6 +105,16 @@ class LifecycleEvidence(Protocol):
 LIFECYCLE_STORE_TIMEOUT_S: Final = 2.0
 
 
+class AnnouncementSink(Protocol):
+    """Stores what an announcing webhook (``meeting.started``...) makes a policy expect
+    (``recorder.completeness.expectations``) before the answer."""
+
+    async def record(self, event: WebhookEvent, raw_body: bytes, received_s: float) -> bool:
+        """False when nothing new was stored (not expected, or a repeat). Raises
+        ``WebhookError`` for a body it refuses, ``RecorderError`` when it could not store."""
+        ...
+
+
 class WebhookOutbox(Protocol):
     """Durably records a verified webhook before it is acknowledged (rule 2)."""
 
@@ -210,7 +220,9 @@ class IngressApp:
         clock: Callable[[], float] = time.time,
         lifecycle: LifecycleEvidence | None = None,
         outbox: WebhookOutbox | None = None,
+        announcements: AnnouncementSink | None = None,
     ) -> None:
+        self._announcements = announcements
         self._settings = settings
         self._lifecycle = lifecycle
         self._handoff = handoff
@@ -335,6 +347,8 @@ class IngressApp:
             return self._url_validation(event, signed=headers.signature is not None)
         if event.kind in LIFECYCLE_KINDS and self._lifecycle is not None:
             return await self._store_lifecycle(self._lifecycle, event, raw_body, now_s)
+        if event.kind is WebhookKind.ANNOUNCED and self._announcements is not None:
+            return await self._store_announcement(self._announcements, event, raw_body, now_s)
         if event.kind not in HANDED_ON_KINDS:
             logger.info("webhook acknowledged, not acted on", extra={"event": event.event})
             return 200, b"", b"text/plain"
@@ -398,6 +412,24 @@ class IngressApp:
         if storing.cancelled_caught:
             logger.error("lifecycle webhook not stored in time event=%s", event.event)
         reason = IngressRejection.EVIDENCE_NOT_STORED
+        self._metrics.webhook_rejected(reason)
+        return _json_response(503, {"error": reason.value})
+
+    async def _store_announcement(
+        self, sink: AnnouncementSink, event: WebhookEvent, raw_body: bytes, now_s: float
+    ) -> tuple[int, bytes, bytes]:
+        """An expectation is committed before the 200 (a 503 makes Zoom deliver it again)."""
+        with trio.move_on_after(LIFECYCLE_STORE_TIMEOUT_S) as storing:
+            try:
+                await sink.record(event, raw_body, now_s)
+                return 200, b"", b"text/plain"
+            except WebhookError as exc:
+                return self._reject(exc)
+            except RecorderError as exc:
+                logger.error("expectation not stored event=%s: %s", event.event, exc)
+        if storing.cancelled_caught:
+            logger.error("expectation not stored in time event=%s", event.event)
+        reason = IngressRejection.CATALOG_UNAVAILABLE
         self._metrics.webhook_rejected(reason)
         return _json_response(503, {"error": reason.value})
 

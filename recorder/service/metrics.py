@@ -394,6 +394,64 @@ class RecorderMetrics:
         """The Prometheus text exposition of this registry (what /metrics serves)."""
         return generate_latest(self.registry)
 
+    # --- Completeness (zoom-completeness): findings, auto-start, enrichment -------------------
+
+    _completeness: tuple[Gauge, Counter, Counter] | None = None
+
+    def _completeness_metrics(self) -> tuple[Gauge, Counter, Counter]:
+        """Created on first use, in this registry (appended here to keep ``__init__`` as is)."""
+        made = self._completeness
+        if made is None:
+            made = (
+                Gauge(
+                    "rtmsrec_completeness_findings",
+                    "Open completeness findings (expected, not or not fully recorded)",
+                    ["kind", "cause"],
+                    registry=self.registry,
+                ),
+                Counter(
+                    "rtmsrec_rtms_autostarts",
+                    "RTMS start requests for expected instances, by result",
+                    ["result"],
+                    registry=self.registry,
+                ),
+                Counter(
+                    "rtmsrec_enrichments",
+                    "Zoom directory look-ups for enrichment, by result",
+                    ["result"],
+                    registry=self.registry,
+                ),
+            )
+            self._completeness = made
+        return made
+
+    def set_findings(self, counts: Iterable[tuple[str, str, int]]) -> None:
+        """Open findings per kind and cause; kinds and causes outside the fixed sets fold
+        into ``other``; a kind/cause pair seen before and gone now reads 0."""
+        from recorder.completeness.model import FindingCause, FindingKind
+
+        gauge = self._completeness_metrics()[0]
+        kinds = frozenset(k.value for k in FindingKind)
+        causes = frozenset(c.value for c in FindingCause)
+        totals = {(k, c): 0 for k in kinds | {OTHER} for c in causes | {OTHER}}
+        for kind, cause, n in counts:
+            key = (_label(kind, kinds), _label(cause, causes))
+            totals[key] = totals.get(key, 0) + n
+        for (kind, cause), n in totals.items():
+            gauge.labels(kind=kind, cause=cause).set(n)
+
+    def rtms_autostart(self, result: str) -> None:
+        """``requested`` or ``failed``."""
+        self._completeness_metrics()[1].labels(
+            result=_label(result, frozenset({"requested", "failed"}))
+        ).inc()
+
+    def enrichment(self, result: str) -> None:
+        """``enriched`` or ``failed``."""
+        self._completeness_metrics()[2].labels(
+            result=_label(result, frozenset({"enriched", "failed"}))
+        ).inc()
+
 
 # --- Video and screen share (recorder.video) --------------------------------------------------
 
