@@ -209,7 +209,9 @@ async def test_a_refused_upgrade_is_upgrade_refused_with_the_http_status() -> No
     async def never(ws: WebSocketConnection) -> None:
         raise AssertionError("accepted")
 
-    config = ClientConfig(allow_insecure_loopback=True, connect_timeout_s=5)
+    config = ClientConfig(
+        allow_insecure_loopback=True, connect_timeout_s=5, single_task_sockets=True
+    )
     with trio.fail_after(10):
         async with ws_server(never, reject=404) as url:
             with pytest.raises(ConnectionRejected):
@@ -338,7 +340,9 @@ async def test_an_http_answer_that_is_no_upgrade_and_a_silent_peer_are_connectio
         await stream.send_all(b"\x00\xffnot http at all\r\n\r\n")
         await hold(stream)
 
-    config = ClientConfig(allow_insecure_loopback=True, connect_timeout_s=2)
+    config = ClientConfig(
+        allow_insecure_loopback=True, connect_timeout_s=2, single_task_sockets=True
+    )
     with trio.fail_after(15):
         async with trio.open_nursery() as nursery:
             async with raw_server(teapot, upgrade=False) as url:
