@@ -34,6 +34,7 @@ from recorder.officer.media import (
     WAV_HEADER_SIZE,
     SealedObjects,
     TrackMedia,
+    iter_blocks,
     open_track_media,
 )
 
@@ -95,14 +96,8 @@ class ListeningMedia:
             parts.append(block[skip : skip + end_byte - first_byte])
         return b"".join(parts)
 
-    async def iter_range(
-        self, start: int, stop: int, block: int = BLOCK_BYTES
-    ) -> AsyncIterator[bytes]:
-        position = start
-        while position < stop:
-            end = min(stop, position + block)
-            yield await self.read(position, end)
-            position = end
+    def iter_range(self, start: int, stop: int, block: int = BLOCK_BYTES) -> AsyncIterator[bytes]:
+        return iter_blocks(self.read, start, stop, block)
 
     async def _mix(self, block_start: int, count: int) -> bytes:
         dtype = np.dtype("<i2") if self._placed else np.dtype(np.int32)

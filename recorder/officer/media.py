@@ -29,7 +29,7 @@ import hashlib
 import hmac
 import tempfile
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Final, Protocol, cast
 
@@ -72,6 +72,17 @@ BLOCK_BYTES: Final = 256 * 1024
 DEFAULT_PEAKS_PER_SECOND: Final = 100
 #: At most this many peaks per track from ``ConsoleMedia.peaks`` (a long call gets fewer a second).
 MAX_PEAKS_PER_TRACK: Final = 200_000
+
+
+async def iter_blocks(
+    read: Callable[[int, int], Awaitable[bytes]], start: int, stop: int, block: int
+) -> AsyncIterator[bytes]:
+    """``read`` over ``[start, stop)`` in blocks of at most ``block`` bytes, in order."""
+    position = start
+    while position < stop:
+        end = min(stop, position + block)
+        yield await read(position, end)
+        position = end
 
 
 class MediaError(RecorderError):
@@ -244,15 +255,9 @@ class TrackMedia:
                 number += 1
         return b"".join(parts)
 
-    async def iter_range(
-        self, start: int, stop: int, block: int = BLOCK_BYTES
-    ) -> AsyncIterator[bytes]:
+    def iter_range(self, start: int, stop: int, block: int = BLOCK_BYTES) -> AsyncIterator[bytes]:
         """Bytes ``[start, stop)`` in blocks of at most ``block`` (for a streamed response)."""
-        position = start
-        while position < stop:
-            end = min(stop, position + block)
-            yield await self.read(position, end)
-            position = end
+        return iter_blocks(self.read, start, stop, block)
 
     async def _segment_bytes(self, span: _Span, lo: int, hi: int) -> bytes:
         piece = cast(Placed, span.piece)
