@@ -22,6 +22,7 @@ Bundle layout::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -45,8 +46,10 @@ from recorder.catalog.base import (
     SegmentRow,
     UploadState,
 )
+from recorder.crypto._format import SegmentHeader
+from recorder.crypto.opener import SegmentOpener
 from recorder.crypto.reader import iter_plaintext
-from recorder.errors import DigestMismatch, RecorderError, StorageError
+from recorder.errors import DigestMismatch, HeaderMismatch, RecorderError, StorageError
 from recorder.officer.bundle import listening, transcript
 from recorder.officer.bundle.manifest import (
     BUNDLE_FORMAT,
@@ -59,7 +62,7 @@ from recorder.officer.bundle.manifest import (
 )
 from recorder.officer.bundle.plan import Filler, Placed, TrackPlan, plan_track
 from recorder.officer.bundle.signing import key_id, sign
-from recorder.officer.bundle.wavio import SegmentPcm, WavWriter
+from recorder.officer.bundle.wavio import SegmentSink, WavWriter
 from recorder.officer.opaque import is_opaque, recovered_copy
 from recorder.officer.verify import IN_MEMORY_BYTES
 from recorder.service.components import Components, now_ms
@@ -165,61 +168,121 @@ async def with_object(
         await trio.to_thread.run_sync(run)
 
 
+def _open_track_writer(
+    plan: TrackPlan, target: Path, holder: list[WavWriter]
+) -> Callable[[int], WavWriter]:
+    """The track's writer, made by its first segment's header (which names the channels)."""
+
+    def open_writer(channels: int) -> WavWriter:
+        if not holder:
+            holder.append(
+                WavWriter(
+                    target,
+                    sample_rate=plan.sample_rate,
+                    channels=channels,
+                    frames=plan.total_samples,
+                )
+            )
+        if holder[0].channels != channels:
+            raise StorageError(f"{target.name}: channel count changes in the track")
+        return holder[0]
+
+    return open_writer
+
+
+def _check_identity(seg: SegmentRow) -> Callable[[SegmentHeader], None]:
+    def check(header: SegmentHeader) -> None:
+        found = header.identity
+        if (found.recording_id, found.track, found.segment_index) != (
+            seg.recording_id,
+            seg.track,
+            seg.segment_index,
+        ):
+            raise HeaderMismatch(
+                f"{seg.object_key}: the stored object is recording {found.recording_id!r} track "
+                f"{found.track!r} segment {found.segment_index}, not the catalog's"
+            )
+
+    return check
+
+
+async def _copy_segment(c: Components, seg: SegmentRow, sink: SegmentSink) -> None:
+    """One segment from the store into its track's WAV in one pass per byte: each piece the store
+    sends is hashed (the stored digest), its chunks authenticated and decrypted into the WAV's
+    buffer, hashed there for the output file and written, in one worker-thread call."""
+    if seg.upload_state is UploadState.PENDING:
+        raise StorageError(f"{seg.object_key}: not uploaded yet (still in the spool)")
+    if is_opaque(seg.plaintext_sha256) or seg.stored_sha256 is None:
+        await with_object(c, seg, functools.partial(_drain, sink))
+        return
+    stored = hashlib.sha256()
+    opener = SegmentOpener(
+        sink, c.keyring, source=seg.object_key, check_header=_check_identity(seg)
+    )
+
+    def step(piece: bytes) -> None:
+        stored.update(piece)
+        opener.feed(piece)
+
+    async with c.store.open(seg.object_key, version_id=seg.version_id) as pieces:
+        async for piece in pieces:
+            await trio.to_thread.run_sync(step, piece)
+    if not hmac.compare_digest(stored.hexdigest(), seg.stored_sha256.lower()):
+        raise DigestMismatch(f"{seg.object_key}: stored object differs from the catalog's digest")
+    opener.finish()
+    sink.finish()
+
+
+def _drain(sink: SegmentSink, chunks: Iterator[bytes], expected: str | None) -> None:
+    """An object read whole (recovered from an opaque upload): its plaintext into ``sink``."""
+    del expected  # the sink was made with it
+    first = True
+    for chunk in chunks:
+        if first:
+            sink.prologue(chunk)
+            first = False
+            continue
+        sink.reserve(len(chunk))[:] = chunk
+        sink.commit(len(chunk))
+    sink.finish()
+
+
 async def _write_track(
     c: Components, plan: TrackPlan, target: Path, tally: _Tally
 ) -> tuple[WavWriter, int]:
-    writer: WavWriter | None = None
-    channels = 0
+    holder: list[WavWriter] = []
+    open_writer = _open_track_writer(plan, target, holder)
     try:
         for piece in plan.pieces:
             if isinstance(piece, Filler):
-                assert writer is not None  # a track's first piece is always a segment
-                await trio.to_thread.run_sync(writer.write_silence, piece.count)
+                assert holder  # a track's first piece is always a segment
+                await trio.to_thread.run_sync(holder[0].write_silence, piece.count)
                 continue
             seg = piece.segment
-
-            def copy(chunks: Iterator[bytes], expected: str | None, seg: SegmentRow = seg) -> None:
-                nonlocal writer, channels
-                pcm = SegmentPcm(seg.object_key, chunks, expected)
-                for block in pcm:
-                    if writer is None:
-                        channels = pcm.channels
-                        writer = WavWriter(
-                            target,
-                            sample_rate=plan.sample_rate,
-                            channels=channels,
-                            frames=plan.total_samples,
-                        )
-                    if pcm.channels != channels:
-                        raise StorageError(f"{seg.object_key}: channel count changes in the track")
-                    writer.write(block)
-                if pcm.data_length != seg.sample_count * 2 * pcm.channels:
-                    raise StorageError(
-                        f"{seg.object_key}: {pcm.data_length} bytes of audio, the catalog says "
-                        f"{seg.sample_count} samples"
-                    )
-                if writer is None:  # a segment without samples
-                    channels = pcm.channels
-                    writer = WavWriter(
-                        target,
-                        sample_rate=plan.sample_rate,
-                        channels=channels,
-                        frames=plan.total_samples,
-                    )
-
+            verify_plain = is_opaque(seg.plaintext_sha256) or seg.stored_sha256 is None
+            sink = SegmentSink(
+                seg.object_key,
+                open_writer,
+                expected_frames=seg.sample_count,
+                expected_sha256=(
+                    seg.plaintext_sha256
+                    if verify_plain and not is_opaque(seg.plaintext_sha256)
+                    else None
+                ),
+            )
             try:
-                await with_object(c, seg, copy)
+                await _copy_segment(c, seg, sink)
             except RecorderError as exc:
                 raise _named(exc, seg.object_key) from exc
             except OSError as exc:
                 raise StorageError(f"{seg.object_key}: {exc}") from exc
             tally.add(seg.plaintext_size, seg.object_key)
     except BaseException:
-        if writer is not None:
-            writer.abort()
+        if holder:
+            holder[0].abort()
         raise
-    assert writer is not None
-    return writer, channels
+    assert holder
+    return holder[0], holder[0].channels
 
 
 async def _export_records(
