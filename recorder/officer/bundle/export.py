@@ -62,7 +62,7 @@ from recorder.officer.bundle.manifest import (
 )
 from recorder.officer.bundle.plan import Filler, Placed, TrackPlan, plan_track
 from recorder.officer.bundle.signing import key_id, sign
-from recorder.officer.bundle.wavio import SegmentSink, WavWriter
+from recorder.officer.bundle.wavio import SegmentSink, TrackAbandoned, TrackProgress, WavWriter
 from recorder.officer.opaque import is_opaque, recovered_copy
 from recorder.officer.verify import IN_MEMORY_BYTES
 from recorder.service.components import Components, now_ms
@@ -111,11 +111,13 @@ class _RecordingOut:
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The error a caller should see from a failed track nursery: the first ``RecorderError``
-    (naming its object), else the group itself (cancellation, a bug)."""
+    (naming its object) that is not only the listening mix giving up on a failed track, else
+    the group itself (cancellation, a bug)."""
     matched, _ = group.split(RecorderError)
     if matched is None:
         return group
-    leaf: BaseException = matched
+    causes, _ = matched.split(lambda e: not isinstance(e, TrackAbandoned))
+    leaf: BaseException = causes if causes is not None else matched
     while isinstance(leaf, BaseExceptionGroup):
         leaf = leaf.exceptions[0]
     return leaf
@@ -169,7 +171,7 @@ async def with_object(
 
 
 def _open_track_writer(
-    plan: TrackPlan, target: Path, holder: list[WavWriter]
+    plan: TrackPlan, target: Path, holder: list[WavWriter], progress: TrackProgress
 ) -> Callable[[int], WavWriter]:
     """The track's writer, made by its first segment's header (which names the channels)."""
 
@@ -181,6 +183,7 @@ def _open_track_writer(
                     sample_rate=plan.sample_rate,
                     channels=channels,
                     frames=plan.total_samples,
+                    progress=progress,
                 )
             )
         if holder[0].channels != channels:
@@ -248,10 +251,10 @@ def _drain(sink: SegmentSink, chunks: Iterator[bytes], expected: str | None) -> 
 
 
 async def _write_track(
-    c: Components, plan: TrackPlan, target: Path, tally: _Tally
+    c: Components, plan: TrackPlan, target: Path, tally: _Tally, progress: TrackProgress
 ) -> tuple[WavWriter, int]:
     holder: list[WavWriter] = []
-    open_writer = _open_track_writer(plan, target, holder)
+    open_writer = _open_track_writer(plan, target, holder, progress)
     try:
         for piece in plan.pieces:
             if isinstance(piece, Filler):
@@ -280,6 +283,7 @@ async def _write_track(
     except BaseException:
         if holder:
             holder[0].abort()
+        progress.failed()
         raise
     assert holder
     return holder[0], holder[0].channels
@@ -348,32 +352,67 @@ async def _export_recording(
     by_track: dict[str, list[SegmentRow]] = {}
     for seg in detail.segments:
         by_track.setdefault(seg.track, []).append(seg)
-    sources: list[listening.Source] = []
     plans = {
         track: plan_track(track, segs, [g for g in detail.gaps if g.track == track])
         for track, segs in by_track.items()
     }
+    # The records first: the listening file's sides come from the roles they name.
+    splitter = await _export_records(c, detail, rdir, tally)
+    roles = {p.user_id: p.role for p in detail.participants if p.role}
+    roles.update(splitter.track_roles)
+    targets = {track: rdir / "audio" / f"{track}.wav" for track in plans}
+    progress = {track: TrackProgress(str(targets[track].name)) for track in plans}
+    sources = [
+        listening.Source(
+            track,
+            targets[track],
+            plans[track].start_ms,
+            plans[track].sample_rate,
+            0,  # known once the track's first segment is read (``progress``)
+            plans[track].total_samples,
+            listening.Side.MONO,
+        )
+        for track in sorted(plans)
+    ]
+    layout = listening.choose_layout(r.product, sources, roles)
+    mixed = listening.plan_mix(layout) if layout is not None else None
     written: dict[str, tuple[str, int, int]] = {}
+    mixed_out: list[tuple[str, int]] = []
 
     async def one_track(track: str) -> None:
-        async with limiter:
-            target = rdir / "audio" / f"{track}.wav"
-            writer, channels = await _write_track(c, plans[track], target, tally)
-            sha, size = await trio.to_thread.run_sync(writer.close)
-            written[track] = (sha, size, channels)
+        try:
+            async with limiter:
+                writer, channels = await _write_track(
+                    c, plans[track], targets[track], tally, progress[track]
+                )
+                sha, size = await trio.to_thread.run_sync(writer.close)
+                written[track] = (sha, size, channels)
+        except BaseException:
+            progress[track].failed()  # wakes the listening file's mix, which waits on it
+            raise
+
+    async def listening_file(layout: listening.Layout, mixed: listening.Mixed) -> None:
+        mixed_out.append(
+            await trio.to_thread.run_sync(
+                listening.write_listening, rdir / "listening.wav", layout, mixed, progress
+            )
+        )
 
     # Tracks are independent files: decrypting, hashing and writing release the GIL, so
-    # ``TRACKS_AT_ONCE`` tracks use that many cores.
+    # ``TRACKS_AT_ONCE`` tracks use that many cores; the listening file is mixed beside them,
+    # each block as soon as its samples are in the track files.
     limiter = trio.CapacityLimiter(TRACKS_AT_ONCE)
     try:
         async with trio.open_nursery() as nursery:
             for track in sorted(plans):
                 nursery.start_soon(one_track, track)
+            if layout is not None and mixed is not None:
+                nursery.start_soon(listening_file, layout, mixed)
     except BaseExceptionGroup as group:
         raise _first_error(group) from group
     for track in sorted(plans):
         plan = plans[track]
-        target = rdir / "audio" / f"{track}.wav"
+        target = targets[track]
         sha, size, channels = written[track]
         out.audio_bytes += size
         out.files.append(
@@ -391,32 +430,16 @@ async def _export_recording(
             )
         )
         out.tracks.append(_track_entry(plan, target.relative_to(root).as_posix(), channels))
-        sources.append(
-            listening.Source(
-                track,
-                target,
-                plan.start_ms,
-                plan.sample_rate,
-                channels,
-                plan.total_samples,
-                listening.Side.MONO,
-            )
-        )
         out.sources += [
             source_entry(s) for s in sorted(by_track[track], key=lambda s: s.segment_index)
         ]
-    splitter = await _export_records(c, detail, rdir, tally)
     out.sources += [
         source_entry(row) for row in sorted(detail.records, key=lambda r: r.record_index)
     ]
-    roles = {p.user_id: p.role for p in detail.participants if p.role}
-    roles.update(splitter.track_roles)
     zero_ms = r.started_ms
-    layout = listening.choose_layout(r.product, sources, roles)
-    mixed = listening.plan_mix(layout) if layout is not None else None
     if layout is not None and mixed is not None:
         target = rdir / "listening.wav"
-        sha, size = await trio.to_thread.run_sync(listening.write_listening, target, layout, mixed)
+        [(sha, size)] = mixed_out
         zero_ms = mixed.start_ms
         out.files.append(
             _file(

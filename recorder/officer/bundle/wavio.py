@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import os
 import struct
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
@@ -53,6 +54,56 @@ def wav_header(*, sample_rate: int, channels: int, frames: int) -> bytes:
     )
 
 
+class TrackAbandoned(StorageError):
+    """A track being read for the listening file failed (its own error says why)."""
+
+
+class TrackProgress:
+    """How far a track's WAV is written, for a reader in another thread (the listening file is
+    mixed from the tracks while they are being written). Thread-safe; a failure wakes waiters."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._cond = threading.Condition()
+        self._channels = 0
+        self._audio_bytes = 0
+        self._failed = False
+
+    def opened(self, channels: int) -> None:
+        with self._cond:
+            self._channels = channels
+            self._cond.notify_all()
+
+    def flushed(self, audio_bytes: int) -> None:
+        with self._cond:
+            self._audio_bytes = audio_bytes
+            self._cond.notify_all()
+
+    def failed(self) -> None:
+        with self._cond:
+            self._failed = True
+            self._cond.notify_all()
+
+    def _check(self) -> None:
+        if self._failed:
+            raise TrackAbandoned(f"{self.name}: the track failed, so no listening file is made")
+
+    def channels(self) -> int:
+        """The track's channel count, once its first segment's header has been read."""
+        with self._cond:
+            while not self._channels:
+                self._check()
+                self._cond.wait()
+            return self._channels
+
+    def wait_for(self, audio_bytes: int) -> None:
+        """Until the first ``audio_bytes`` of audio are in the file (readable by another fd)."""
+        with self._cond:
+            while self._audio_bytes < audio_bytes:
+                self._check()
+                self._cond.wait()
+
+
 class WavWriter:
     """One 16-bit PCM WAV of ``frames`` frames, created 0600 (never over an existing file).
 
@@ -61,9 +112,18 @@ class WavWriter:
     are hashed and written.
     """
 
-    def __init__(self, path: Path, *, sample_rate: int, channels: int, frames: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        sample_rate: int,
+        channels: int,
+        frames: int,
+        progress: TrackProgress | None = None,
+    ) -> None:
         self.path = path
         self.channels = channels
+        self._progress = progress
         self.frame_bytes = 2 * channels
         self._expected = frames * self.frame_bytes
         self._written = 0
@@ -73,7 +133,10 @@ class WavWriter:
         self._buffer = bytearray(BUFFER_BYTES)
         self._view = memoryview(self._buffer)
         self._fill = 0
+        self._flushed = -len(header)
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        if progress is not None:
+            progress.opened(channels)
         self._hasher.update(header)
         self._view[: len(header)] = header
         self._fill = len(header)
@@ -121,16 +184,23 @@ class WavWriter:
         while len(view):
             done = os.write(self._fd, view)
             view = view[done:]
+        self._flushed += self._fill
         self._fill = 0
+        if self._progress is not None:
+            self._progress.flushed(self._flushed)
 
     def close(self) -> tuple[str, int]:
         """Flush and fsync; returns (sha256, size). Raises if fewer frames were written."""
         try:
             self._flush()
             os.fsync(self._fd)
-        finally:
-            self._release()
+        except BaseException:
+            self.abort()
+            raise
+        self._release()
         if self._written != self._expected:
+            if self._progress is not None:
+                self._progress.failed()
             raise IntegrityError(
                 f"{self.path.name}: {self._written} bytes of audio written, "
                 f"{self._expected} expected from the catalog"
@@ -138,6 +208,8 @@ class WavWriter:
         return self._hasher.hexdigest(), self._size + self._written
 
     def abort(self) -> None:
+        if self._progress is not None:
+            self._progress.failed()
         self._release()
 
     def _release(self) -> None:
