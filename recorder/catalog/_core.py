@@ -27,6 +27,7 @@ from recorder.catalog._rows import Row as Row
 from recorder.catalog._rows import Tx as Tx
 from recorder.catalog._search import SearchQueries
 from recorder.catalog._streams import StreamQueries
+from recorder.catalog._textindex import TextIndexQueries
 from recorder.catalog._verifications import VerificationQueries
 from recorder.catalog.schema import MIGRATIONS, SCHEMA_VERSION_DDL, Engine, Migration
 from recorder.errors import CatalogError
@@ -41,6 +42,7 @@ class SqlCatalog(
     LifecycleQueries,
     KeyQueries,
     VerificationQueries,
+    TextIndexQueries,
     abc.ABC,
 ):
     """The ``Catalog`` implementation shared by both engines."""

@@ -12,9 +12,11 @@ without collecting every match. Migration 14 adds the indexes these clauses use.
 # fixed clause chosen in code, and every value is a bound parameter.
 from __future__ import annotations
 
+import dataclasses
 from typing import Final
 
-from recorder.catalog._rows import _RECORDING_COLS_AS_R, TransactionSource, _recording
+from recorder.catalog._rows import _RECORDING_COLS_AS_R, TransactionSource, Tx, _recording
+from recorder.catalog._textindex import COMMON_TOKEN_RECORDINGS, check_macs
 from recorder.catalog.search import (
     AGENT_ROLES,
     CALLER_ROLES,
@@ -48,7 +50,7 @@ def _role_clause(roles: tuple[str, ...]) -> str:
     return f"r.recording_id IN ({_role_select(roles)})"
 
 
-def _clauses(query: RecordingQuery) -> tuple[list[str], list[object]]:
+def _clauses(query: RecordingQuery, *, text_drives: bool = False) -> tuple[list[str], list[object]]:
     clauses: list[str] = []
     params: list[object] = []
     if query.product is not None:
@@ -123,6 +125,23 @@ def _clauses(query: RecordingQuery) -> tuple[list[str], list[object]]:
     if query.policy is not None:
         clauses.append("r.policy_name = ?")
         params.append(query.policy)
+    if query.text_macs:
+        # Ordered rarest first by ``search_recordings``: a rare token drives (its few
+        # recordings, by the primary key), the others are probes; when even the rarest is
+        # common, every token is a probe while walking recordings newest first.
+        probes = list(query.text_macs)
+        if text_drives:
+            clauses.append(
+                "r.recording_id IN (SELECT t.recording_id FROM transcript_tokens t"
+                " WHERE t.token_mac = ?)"
+            )
+            params.append(probes.pop(0))
+        for mac in probes:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM transcript_tokens t WHERE t.token_mac = ?"
+                " AND t.recording_id = r.recording_id)"
+            )
+            params.append(mac)
     if query.after is not None:
         try:
             started, recording_id = decode_cursor(query.after)
@@ -133,14 +152,32 @@ def _clauses(query: RecordingQuery) -> tuple[list[str], list[object]]:
     return clauses, params
 
 
+def _token_recordings(tx: Tx, mac: str) -> int:
+    """Recordings holding ``mac``, counted up to ``COMMON_TOKEN_RECORDINGS``."""
+    row = tx.fetchone(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM transcript_tokens WHERE token_mac = ? LIMIT ?) t",
+        (mac, COMMON_TOKEN_RECORDINGS),
+    )
+    return int(row[0]) if row is not None else 0
+
+
 class SearchQueries(TransactionSource):
     def search_recordings(self, query: RecordingQuery) -> SearchPage:
         if not 1 <= query.limit <= MAX_PAGE:
             raise CatalogError(f"search_recordings: limit must be 1..{MAX_PAGE}, got {query.limit}")
-        clauses, params = _clauses(query)
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        params.append(query.limit + 1)
+        check_macs(query.text_macs)
         with self._transaction("search_recordings", write=False) as tx:
+            text_drives = False
+            if query.text_macs:
+                counts = {mac: _token_recordings(tx, mac) for mac in set(query.text_macs)}
+                if min(counts.values()) == 0:
+                    return SearchPage((), None)
+                ordered = tuple(sorted(counts, key=lambda mac: (counts[mac], mac)))
+                query = dataclasses.replace(query, text_macs=ordered)
+                text_drives = counts[ordered[0]] < COMMON_TOKEN_RECORDINGS
+            clauses, params = _clauses(query, text_drives=text_drives)
+            where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+            params.append(query.limit + 1)
             rows = tx.fetchall(
                 f"""SELECT {_RECORDING_COLS_AS_R},
                         (SELECT COUNT(*) FROM gaps g WHERE g.recording_id = r.recording_id),

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from recorder.catalog._textindex_api import TextIndexCatalog
 from recorder.evidence_destruction import DestructionRecord
 from recorder.products import Product as Product
 from recorder.sink import SealedSegment
@@ -525,7 +526,7 @@ class KekUsage:
 # --- the seam --------------------------------------------------------------------------------
 
 
-class Catalog(Protocol):
+class Catalog(TextIndexCatalog, Protocol):
     """Blocking catalog API. Every method is one transaction; errors are ``CatalogError``."""
 
     def close(self) -> None: ...

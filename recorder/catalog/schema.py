@@ -548,6 +548,28 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             for engine in Engine
         },
     ),
+    Migration(
+        version=17,
+        description="officer search: a keyed blind index of transcript words (MACs, no words)",
+        statements={
+            engine: (
+                """CREATE TABLE transcript_tokens (
+                    token_mac TEXT NOT NULL,
+                    recording_id TEXT NOT NULL REFERENCES recordings (recording_id),
+                    PRIMARY KEY (token_mac, recording_id)
+                )""",
+                "CREATE INDEX transcript_tokens_by_recording ON transcript_tokens (recording_id)",
+                """CREATE TABLE transcript_index (
+                    recording_id TEXT NOT NULL REFERENCES recordings (recording_id),
+                    key_id TEXT NOT NULL,
+                    segments BIGINT NOT NULL,
+                    indexed_ms BIGINT NOT NULL,
+                    PRIMARY KEY (recording_id, key_id)
+                )""",
+            )
+            for engine in Engine
+        },
+    ),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1].version

@@ -5,10 +5,10 @@ match whole names ignoring case, through indexes on ``LOWER(...)``; ids match ex
 keyset pages, newest first: ``after`` is the ``next_cursor`` of the page before, so paging
 stays fast however deep and stable while recordings are added.
 
-Not searchable, and why: transcript text (transcripts exist only encrypted in the object store;
-the catalog holds no words), participant email (RTMS participant events carry no email), phone
-numbers (kept only inside the encrypted records), retention policy names (the catalog stores a
-retain-until per object, not a policy).
+Transcript text is searched through a keyed blind index (``text_macs``: MACs of the words, the
+catalog holds no word). Not searchable, and why: participant email (RTMS participant events carry
+no email), phone numbers (kept only inside the encrypted records). Adding a filter is one field
+here and one clause in ``catalog/_search.py``'s ``_clauses`` (plus its CLI flag).
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ class RecordingQuery:
     on_hold: bool = False
     #: The retention policy in force (its name, as ``policies/*.toml`` and ``show`` give it).
     policy: str | None = None
+    #: Transcript words as blind-index MACs (``recorder.crypto.blind_index``): recordings whose
+    #: transcript holds every one of them.
+    text_macs: tuple[str, ...] = ()
     #: ``next_cursor`` of the previous page.
     after: str | None = None
     limit: int = 50

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from typing import Final
 
-from recorder.audio.manifest import ManifestEntry, SegmentManifestEntry
+from recorder.audio.manifest import ManifestEntry, RecordsManifestEntry, SegmentManifestEntry
 from recorder.catalog.base import EvidenceKind, NewRecordFile, NewSegment, ParticipantInfo
 from recorder.rtms.events import (
     AudioPacket,
@@ -31,6 +31,7 @@ from recorder.service.components import Components
 from recorder.service.evidence import evidence_key, retain_until, spool_sealed
 from recorder.service.evidence_recorder import EvidenceRecorder
 from recorder.service.status import EngagementSpec, EngagementStatus
+from recorder.service.text_index import TranscriptIndexer
 from recorder.sink import SealedSegment
 
 #: RTMS event types that name participants joining (meetings) or a ZCC party answering.
@@ -62,6 +63,7 @@ class StreamObserver:
         self._previous_checkpoint_ms = previous_checkpoint_ms
         self._first_sealed_tracks: set[str] = set()
         self._speakers: set[str] = set()
+        self._text_index = TranscriptIndexer(components.config.keys.key_dir)
 
     async def observe(self, event: CaptureEvent) -> None:
         """Called by the pipeline for every non-audio event and each track's first packet."""
@@ -187,6 +189,11 @@ class StreamObserver:
             functools.partial(spool_sealed, self.c, sealed, kind, key=key, retain=retain),
             holds=sealed.path,
         )
+        if isinstance(entry, RecordsManifestEntry) and entry.tokens:
+            # The transcript's words as blind-index MACs only (the words stay in memory).
+            indexed = await self._text_index.intent(recording_id, entry.tokens)
+            if indexed is not None:
+                self.evidence.submit(indexed)
         if isinstance(entry, SegmentManifestEntry):
             self._note_spans(entry)
         self.status.segments_sealed += 1

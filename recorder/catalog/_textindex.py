@@ -1,0 +1,73 @@
+"""The transcript blind index in the catalog: token MACs per recording, never a word.
+
+Rule: only ``recorder.crypto.blind_index`` MACs come in (32 lowercase hex characters, checked
+here too, so a caller's slip cannot put a word into the catalog). Adding is idempotent
+(``ON CONFLICT DO NOTHING``): a retried or journaled batch adds nothing twice.
+"""
+
+# ruff: noqa: S608
+# S608 (SQL built from strings) is waived here: only the placeholder list is interpolated.
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Final
+
+from recorder.catalog._rows import TransactionSource
+from recorder.errors import CatalogError
+
+_MAC: Final = re.compile(r"[0-9a-f]{32}")
+_ROWS_PER_INSERT: Final = 400
+#: Counting a token's recordings stops here: past it, the token is "common" to the planner.
+COMMON_TOKEN_RECORDINGS: Final = 2_000
+
+
+def check_macs(macs: Sequence[str]) -> None:
+    for mac in macs:
+        if not isinstance(mac, str) or not _MAC.fullmatch(mac):
+            raise CatalogError(
+                "add_transcript_tokens: a token MAC must be 32 lowercase hex characters "
+                "(never a word)"
+            )
+
+
+class TextIndexQueries(TransactionSource):
+    def add_transcript_tokens(
+        self, recording_id: str, key_id: str, macs: Sequence[str], now_ms: int
+    ) -> None:
+        check_macs(macs)
+        if not key_id:
+            raise CatalogError("add_transcript_tokens: key_id required")
+        unique = sorted(set(macs))
+        with self._transaction("add_transcript_tokens", write=True) as tx:
+            if (
+                tx.fetchone("SELECT 1 FROM recordings WHERE recording_id = ?", (recording_id,))
+                is None
+            ):
+                raise CatalogError(f"add_transcript_tokens: no recording {recording_id!r}")
+            for start in range(0, len(unique), _ROWS_PER_INSERT):
+                part = unique[start : start + _ROWS_PER_INSERT]
+                values = ", ".join("(?, ?)" for _ in part)
+                params: list[object] = []
+                for mac in part:
+                    params += [mac, recording_id]
+                tx.execute(
+                    f"INSERT INTO transcript_tokens (token_mac, recording_id) VALUES {values}"
+                    " ON CONFLICT DO NOTHING",
+                    params,
+                )
+            tx.execute(
+                """INSERT INTO transcript_index (recording_id, key_id, segments, indexed_ms)
+                    VALUES (?, ?, 1, ?)
+                    ON CONFLICT (recording_id, key_id) DO UPDATE
+                    SET segments = transcript_index.segments + 1,
+                        indexed_ms = excluded.indexed_ms""",
+                (recording_id, key_id, now_ms),
+            )
+
+    def text_index_keys(self) -> dict[str, int]:
+        with self._transaction("text_index_keys", write=False) as tx:
+            rows = tx.fetchall(
+                "SELECT key_id, COUNT(*) FROM transcript_index GROUP BY key_id ORDER BY key_id"
+            )
+        return {str(row[0]): int(row[1]) for row in rows}
