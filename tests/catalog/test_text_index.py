@@ -1,0 +1,85 @@
+"""The transcript blind index in the catalog, on SQLite and PostgreSQL: MACs in, recordings
+holding every queried MAC out (rare tokens drive, common ones probe), idempotent adds, and no
+word ever accepted where a MAC belongs."""
+
+from __future__ import annotations
+
+import pytest
+
+from recorder.catalog import AsyncCatalog, _search, _textindex
+from recorder.catalog.base import Product
+from recorder.catalog.search import RecordingQuery
+from recorder.crypto.blind_index import SearchKey
+from recorder.errors import CatalogError
+from tests.catalog.support import T0
+from tests.catalog.test_search import HOUR, recording
+
+pytestmark = pytest.mark.timeout(60)
+KEY = SearchKey(bytes(range(32)))
+
+
+async def indexed(catalog: AsyncCatalog, n: int, *transcripts: str) -> str:
+    rid = await recording(catalog, n, product=Product.CONTACT_CENTER, started_ms=T0 + n * HOUR)
+    for text in transcripts:  # one records segment each
+        await catalog.add_transcript_tokens(rid, KEY.key_id, KEY.query(text), T0 + n * HOUR)
+    return rid
+
+
+async def found(catalog: AsyncCatalog, text: str, **filters: object) -> list[str]:
+    page = await catalog.search_recordings(
+        RecordingQuery(text_macs=tuple(KEY.query(text)), **filters)  # type: ignore[arg-type]
+    )
+    return [hit.recording.recording_id for hit in page.hits]
+
+
+@pytest.mark.parametrize("common_at", [2_000, 1], ids=["rare-drives", "all-probes"])
+async def test_every_word_must_be_in_one_recording_in_any_segment(
+    catalog: AsyncCatalog, monkeypatch: pytest.MonkeyPatch, common_at: int
+) -> None:
+    monkeypatch.setattr(_search, "COMMON_TOKEN_RECORDINGS", common_at)
+    card = await indexed(catalog, 1, "please read me the card", "number ending 4111")
+    other = await indexed(catalog, 2, "the card was declined")
+    later = await indexed(catalog, 3, "Card number? NUMBER!")
+    await recording(catalog, 4, started_ms=T0 + 4 * HOUR)  # never indexed
+    assert await found(catalog, "card number") == [later, card]  # newest first
+    assert await found(catalog, "CARD") == [later, other, card]
+    assert await found(catalog, "declined card") == [other]
+    assert await found(catalog, "card unicorn") == []
+    assert await found(catalog, "card", since_ms=T0 + 2 * HOUR) == [later, other]
+    page = await catalog.search_recordings(
+        RecordingQuery(text_macs=tuple(KEY.query("card")), limit=2)
+    )
+    assert page.next_cursor is not None
+    rest = await catalog.search_recordings(
+        RecordingQuery(text_macs=tuple(KEY.query("card")), after=page.next_cursor)
+    )
+    assert [h.recording.recording_id for h in rest.hits] == [card]
+
+
+async def test_adding_is_idempotent_and_counted_per_key(catalog: AsyncCatalog) -> None:
+    rid = await indexed(catalog, 1, "hello there")
+    macs = KEY.query("hello there")
+    await catalog.add_transcript_tokens(rid, KEY.key_id, macs, T0)  # a replayed intent
+    await catalog.add_transcript_tokens(rid, "other-key", [SearchKey(bytes(32)).mac("x")], T0)
+    assert await found(catalog, "hello") == [rid]
+    assert await catalog.text_index_keys() == {KEY.key_id: 1, "other-key": 1}
+    many = [SearchKey(bytes(32)).mac(str(i)) for i in range(_textindex._ROWS_PER_INSERT * 2 + 3)]
+    await catalog.add_transcript_tokens(rid, KEY.key_id, many, T0)
+    for mac in (many[0], many[-1]):
+        page = await catalog.search_recordings(RecordingQuery(text_macs=(mac,)))
+        assert [h.recording.recording_id for h in page.hits] == [rid]
+
+
+async def test_a_word_where_a_mac_belongs_is_refused(catalog: AsyncCatalog) -> None:
+    rid = await indexed(catalog, 1)
+    for bad in ("card", "CARD" * 8, "0" * 31, "g" * 32, "0" * 33, "A" * 32):
+        with pytest.raises(CatalogError, match="never a word"):
+            await catalog.add_transcript_tokens(rid, KEY.key_id, [KEY.mac("ok"), bad], T0)
+        with pytest.raises(CatalogError, match="never a word"):
+            await catalog.search_recordings(RecordingQuery(text_macs=(bad,)))
+    assert await catalog.text_index_keys() == {}
+
+
+async def test_tokens_of_an_unknown_recording_are_refused(catalog: AsyncCatalog) -> None:
+    with pytest.raises(CatalogError, match="no recording 'nope'"):
+        await catalog.add_transcript_tokens("nope", KEY.key_id, [KEY.mac("a")], T0)
