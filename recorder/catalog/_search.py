@@ -15,8 +15,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Final
 
-from recorder.catalog._rows import _RECORDING_COLS_AS_R, TransactionSource, Tx, _recording
-from recorder.catalog._textindex import COMMON_TOKEN_RECORDINGS, check_macs
+from recorder.catalog._rows import _RECORDING_COLS_AS_R, TransactionSource, _recording
+from recorder.catalog._textindex import check_macs, token_stats
 from recorder.catalog.search import (
     AGENT_ROLES,
     CALLER_ROLES,
@@ -29,6 +29,8 @@ from recorder.catalog.search import (
 from recorder.errors import CatalogError
 
 MAX_PAGE: Final = 1_000
+#: A word in at most this many recordings always drives a text search (a few ms of index).
+DRIVE_ALWAYS: Final = 5_000
 
 _ON_HOLD: Final = """EXISTS (SELECT 1 FROM legal_holds h WHERE h.released_ms IS NULL AND (
         (h.scope = 'recording' AND h.scope_value = r.recording_id)
@@ -126,22 +128,29 @@ def _clauses(query: RecordingQuery, *, text_drives: bool = False) -> tuple[list[
         clauses.append("r.policy_name = ?")
         params.append(query.policy)
     if query.text_macs:
-        # Ordered rarest first by ``search_recordings``: a rare token drives (its few
-        # recordings, by the primary key), the others are probes; when even the rarest is
-        # common, every token is a probe while walking recordings newest first.
-        probes = list(query.text_macs)
+        # Ordered rarest first by ``search_recordings``. Driving: every recording of the
+        # rarest word, each probed for the others (cost: that word's recordings). Walking:
+        # recordings newest first, each probed for every word (cost: recordings walked until
+        # a page is full), chosen when all the words are common.
+        rarest, *others = query.text_macs
+        probes = "".join(
+            f" AND EXISTS (SELECT 1 FROM transcript_tokens t{n} WHERE t{n}.token_mac = ?"
+            f" AND t{n}.recording_id = t0.recording_id)"
+            for n in range(1, len(others) + 1)
+        )
         if text_drives:
             clauses.append(
-                "r.recording_id IN (SELECT t.recording_id FROM transcript_tokens t"
-                " WHERE t.token_mac = ?)"
+                "r.recording_id IN (SELECT t0.recording_id FROM transcript_tokens t0"
+                f" WHERE t0.token_mac = ?{probes})"
             )
-            params.append(probes.pop(0))
-        for mac in probes:
-            clauses.append(
-                "EXISTS (SELECT 1 FROM transcript_tokens t WHERE t.token_mac = ?"
-                " AND t.recording_id = r.recording_id)"
-            )
-            params.append(mac)
+            params += [rarest, *others]
+        else:
+            for mac in query.text_macs:
+                clauses.append(
+                    "EXISTS (SELECT 1 FROM transcript_tokens t WHERE t.token_mac = ?"
+                    " AND t.recording_id = r.recording_id)"
+                )
+                params.append(mac)
     if query.after is not None:
         try:
             started, recording_id = decode_cursor(query.after)
@@ -152,13 +161,17 @@ def _clauses(query: RecordingQuery, *, text_drives: bool = False) -> tuple[list[
     return clauses, params
 
 
-def _token_recordings(tx: Tx, mac: str) -> int:
-    """Recordings holding ``mac``, counted up to ``COMMON_TOKEN_RECORDINGS``."""
-    row = tx.fetchone(
-        "SELECT COUNT(*) FROM (SELECT 1 FROM transcript_tokens WHERE token_mac = ? LIMIT ?) t",
-        (mac, COMMON_TOKEN_RECORDINGS),
-    )
-    return int(row[0]) if row is not None else 0
+def _drive(limit: int, counts: list[int], indexed: int) -> bool:
+    """Drive from the rarest word unless walking the newest recordings is expected cheaper:
+    with every word in a share ``c / indexed`` of recordings, independently, a walk probes
+    about ``limit / product(shares)`` recordings (each with every word) to fill a page."""
+    if counts[0] <= DRIVE_ALWAYS or indexed <= 0:
+        return True
+    density = 1.0
+    for count in counts:
+        density *= min(1.0, count / indexed)
+    walked = limit / max(density, 1e-12)
+    return counts[0] <= walked * len(counts)
 
 
 class SearchQueries(TransactionSource):
@@ -169,12 +182,12 @@ class SearchQueries(TransactionSource):
         with self._transaction("search_recordings", write=False) as tx:
             text_drives = False
             if query.text_macs:
-                counts = {mac: _token_recordings(tx, mac) for mac in set(query.text_macs)}
+                counts, indexed = token_stats(tx, query.text_macs)
                 if min(counts.values()) == 0:
                     return SearchPage((), None)
                 ordered = tuple(sorted(counts, key=lambda mac: (counts[mac], mac)))
                 query = dataclasses.replace(query, text_macs=ordered)
-                text_drives = counts[ordered[0]] < COMMON_TOKEN_RECORDINGS
+                text_drives = _drive(query.limit, [counts[mac] for mac in ordered], indexed)
             clauses, params = _clauses(query, text_drives=text_drives)
             where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
             params.append(query.limit + 1)

@@ -13,13 +13,13 @@ import re
 from collections.abc import Sequence
 from typing import Final
 
-from recorder.catalog._rows import TransactionSource
+from recorder.catalog._rows import TransactionSource, Tx
 from recorder.errors import CatalogError
 
 _MAC: Final = re.compile(r"[0-9a-f]{32}")
 _ROWS_PER_INSERT: Final = 400
-#: Counting a token's recordings stops here: past it, the token is "common" to the planner.
-COMMON_TOKEN_RECORDINGS: Final = 2_000
+#: The statistics row counting recordings with an index (not a MAC: never matches one).
+ALL_RECORDINGS: Final = ""
 
 
 def check_macs(macs: Sequence[str]) -> None:
@@ -45,16 +45,33 @@ class TextIndexQueries(TransactionSource):
                 is None
             ):
                 raise CatalogError(f"add_transcript_tokens: no recording {recording_id!r}")
+            new: list[str] = []
             for start in range(0, len(unique), _ROWS_PER_INSERT):
                 part = unique[start : start + _ROWS_PER_INSERT]
                 values = ", ".join("(?, ?)" for _ in part)
                 params: list[object] = []
                 for mac in part:
                     params += [mac, recording_id]
-                tx.execute(
+                rows = tx.fetchall(
                     f"INSERT INTO transcript_tokens (token_mac, recording_id) VALUES {values}"
-                    " ON CONFLICT DO NOTHING",
+                    " ON CONFLICT DO NOTHING RETURNING token_mac",
                     params,
+                )
+                new += sorted(str(row[0]) for row in rows)
+            first = tx.fetchone(
+                "SELECT 1 FROM transcript_index WHERE recording_id = ?", (recording_id,)
+            )
+            if first is None:
+                new.insert(0, ALL_RECORDINGS)
+            # Sorted: concurrent writers lock the shared counter rows in one order.
+            for start in range(0, len(new), _ROWS_PER_INSERT):
+                part = new[start : start + _ROWS_PER_INSERT]
+                tx.execute(
+                    "INSERT INTO transcript_token_stats (token_mac, recordings) VALUES "
+                    + ", ".join("(?, 1)" for _ in part)
+                    + " ON CONFLICT (token_mac) DO UPDATE"
+                    " SET recordings = transcript_token_stats.recordings + 1",
+                    part,
                 )
             tx.execute(
                 """INSERT INTO transcript_index (recording_id, key_id, segments, indexed_ms)
@@ -71,3 +88,16 @@ class TextIndexQueries(TransactionSource):
                 "SELECT key_id, COUNT(*) FROM transcript_index GROUP BY key_id ORDER BY key_id"
             )
         return {str(row[0]): int(row[1]) for row in rows}
+
+
+def token_stats(tx: Tx, macs: Sequence[str]) -> tuple[dict[str, int], int]:
+    """(recordings per MAC, 0 for an unknown one; recordings indexed at all)."""
+    wanted = sorted(set(macs))
+    rows = tx.fetchall(
+        "SELECT token_mac, recordings FROM transcript_token_stats WHERE token_mac IN ("
+        + ", ".join("?" for _ in range(len(wanted) + 1))
+        + ")",
+        [*wanted, ALL_RECORDINGS],
+    )
+    found = {str(row[0]): int(row[1]) for row in rows}
+    return {mac: found.get(mac, 0) for mac in wanted}, found.get(ALL_RECORDINGS, 0)
