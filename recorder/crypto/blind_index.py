@@ -36,6 +36,9 @@ MAC_BYTES: Final = 16
 MAX_TOKEN_CHARS: Final = 64
 #: Distinct tokens kept per records segment (a bound on a hostile or endless transcript).
 MAX_TOKENS_PER_SEGMENT: Final = 20_000
+#: Transcript characters kept in memory per records segment for indexing (5 minutes of speech
+#: is a few thousand; this bounds a hostile stream).
+MAX_TEXT_CHARS_PER_SEGMENT: Final = 1_000_000
 _LABEL: Final = b"rtms-recorder/transcript-token/v1\x00"
 _APOSTROPHES: Final = frozenset("'\u2019\u02bc\uff07")
 
@@ -127,23 +130,39 @@ def load_search_key(key_dir: Path, *, create: bool) -> SearchKey:
     return SearchKey(data)
 
 
-class TokenCollector:
-    """Distinct tokens of one records segment's transcript lines, bounded in count."""
+class TextCollector:
+    """One records segment's transcript lines, kept in memory for indexing at seal time.
 
-    def __init__(self, limit: int = MAX_TOKENS_PER_SEGMENT) -> None:
-        self._limit = limit
-        self._seen: set[str] = set()
+    ``add`` is all the capture loop pays (an append); the words are found later, in a worker
+    thread (``distinct_tokens``). Bounded: past ``max_chars`` characters a segment's further
+    lines are counted in ``dropped`` and not indexed.
+    """
+
+    def __init__(self, max_chars: int = MAX_TEXT_CHARS_PER_SEGMENT) -> None:
+        self._max_chars = max_chars
+        self._chars = 0
+        self._texts: list[str] = []
         self.dropped = 0
 
     def add(self, text: str) -> None:
-        for token in tokens(text):
-            if token in self._seen:
-                continue
-            if len(self._seen) >= self._limit:
-                self.dropped += 1
-                continue
-            self._seen.add(token)
+        if self._chars + len(text) > self._max_chars:
+            self.dropped += 1
+            return
+        self._chars += len(text)
+        self._texts.append(text)
 
-    def take(self) -> frozenset[str]:
-        taken, self._seen = frozenset(self._seen), set()
+    def take(self) -> tuple[str, ...]:
+        taken = tuple(self._texts)
+        self._texts, self._chars = [], 0
         return taken
+
+
+def distinct_tokens(texts: Iterable[str], limit: int = MAX_TOKENS_PER_SEGMENT) -> set[str]:
+    """The distinct tokens of ``texts``, at most ``limit`` of them (the first found)."""
+    seen: set[str] = set()
+    for text in texts:
+        for token in tokens(text):
+            if len(seen) >= limit:
+                return seen
+            seen.add(token)
+    return seen

@@ -189,9 +189,9 @@ class StreamObserver:
             functools.partial(spool_sealed, self.c, sealed, kind, key=key, retain=retain),
             holds=sealed.path,
         )
-        if isinstance(entry, RecordsManifestEntry) and entry.tokens:
+        if isinstance(entry, RecordsManifestEntry) and entry.transcript:
             # The transcript's words as blind-index MACs only (the words stay in memory).
-            indexed = await self._text_index.intent(recording_id, entry.tokens)
+            indexed = await self._text_index.intent(recording_id, entry.transcript)
             if indexed is not None:
                 self.evidence.submit(indexed)
         if isinstance(entry, SegmentManifestEntry):

@@ -1,7 +1,8 @@
 """The recording side of the transcript blind index: MACs of a sealed records segment's words.
 
-Rule: the words of a records segment reach here in memory only (``RecordsManifestEntry.tokens``),
-are turned into MACs under the search key in a worker thread, and only the MACs go on, as an
+Rule: the transcript lines of a records segment reach here in memory only
+(``RecordsManifestEntry.transcript``); their words are found and turned into MACs under the
+search key in a worker thread, and only the MACs go on, as an
 evidence intent (journaled like every other catalog write while the catalog is away). A host
 without a usable search key records exactly as before and says once, at error level, that its
 transcripts are not being indexed.
@@ -10,12 +11,12 @@ transcripts are not being indexed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Set
+from collections.abc import Sequence
 from pathlib import Path
 
 import trio
 
-from recorder.crypto.blind_index import SearchKey, load_search_key
+from recorder.crypto.blind_index import SearchKey, distinct_tokens, load_search_key
 from recorder.errors import ConfigError
 from recorder.service import evidence_recorder as intents
 
@@ -39,14 +40,21 @@ class TranscriptIndexer:
                 logger.error("transcripts are not indexed for search: %s", exc)
         return self._key
 
-    async def intent(self, recording_id: str, tokens: Set[str]) -> intents.Intent | None:
-        if not tokens:
+    async def intent(self, recording_id: str, transcript: Sequence[str]) -> intents.Intent | None:
+        """The MACs of the distinct words of ``transcript`` (found in a worker thread)."""
+        if not transcript:
             return None
         key = await trio.to_thread.run_sync(self._load)
         if key is None:
             return None
-        macs = await trio.to_thread.run_sync(key.macs, tokens)
-        return transcript_tokens(recording_id, key.key_id, macs)
+
+        def macs() -> list[str]:
+            return key.macs(distinct_tokens(transcript))
+
+        found = await trio.to_thread.run_sync(macs)
+        if not found:
+            return None
+        return transcript_tokens(recording_id, key.key_id, found)
 
 
 def transcript_tokens(recording_id: str, key_id: str, macs: list[str]) -> intents.Intent:

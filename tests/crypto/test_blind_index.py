@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from recorder.crypto.blind_index import (
     MAX_TOKEN_CHARS,
     SearchKey,
-    TokenCollector,
+    TextCollector,
+    distinct_tokens,
     key_path,
     load_search_key,
     tokens,
@@ -101,10 +102,14 @@ def test_the_key_file_is_made_once_private_and_refused_when_not(tmp_path: Path) 
         load_search_key(keys, create=False)
 
 
-def test_a_segment_keeps_a_bounded_set_of_distinct_words() -> None:
-    collector = TokenCollector(limit=3)
+def test_a_segment_keeps_bounded_text_and_a_bounded_set_of_distinct_words() -> None:
+    collector = TextCollector(max_chars=30)
     collector.add("one two two three")
-    collector.add("four five one")
-    assert collector.take() == frozenset({"one", "two", "three"})
-    assert collector.dropped == 2
-    assert collector.take() == frozenset()
+    collector.add("four five one six seven")  # past 30 characters: not kept
+    collector.add("one four")
+    texts = collector.take()
+    assert texts == ("one two two three", "one four")
+    assert collector.dropped == 1
+    assert collector.take() == ()
+    assert distinct_tokens(texts) == {"one", "two", "three", "four"}
+    assert distinct_tokens(texts, limit=2) == {"one", "two"}
