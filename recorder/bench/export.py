@@ -174,7 +174,8 @@ async def run(minutes: int, directory: Path | None, rounds: int = 3) -> None:
                 rates.append(audio_rate)
                 ratios.append((total / elapsed) / (total / copy_s))
                 print(
-                    f"  round {round_no}: {elapsed:.2f} s wall, {cpu:.2f} s CPU (all threads); "
+                    f"  round {round_no}: {elapsed:.2f} s wall, {cpu:.2f} s CPU (all threads, "
+                    f"{result.audio_bytes / _MB / cpu:.0f} MB of track audio per CPU second); "
                     f"track audio {result.audio_bytes / _MB:.0f} MB at {audio_rate:.0f} MB/s "
                     f"(target >= 500); whole bundle {total / _MB:.0f} MB at "
                     f"{total / _MB / elapsed:.0f} MB/s; cp of the bundle {total / _MB / copy_s:.0f}"
