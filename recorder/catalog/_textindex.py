@@ -2,7 +2,9 @@
 
 Rule: only ``recorder.crypto.blind_index`` MACs come in (32 lowercase hex characters, checked
 here too, so a caller's slip cannot put a word into the catalog). Adding is idempotent
-(``ON CONFLICT DO NOTHING``): a retried or journaled batch adds nothing twice.
+(``ON CONFLICT DO NOTHING``): a retried or journaled batch adds nothing twice. Destroying a
+recording's keys removes its index in the same transaction (``forget_transcript``), and a
+batch arriving after that is dropped.
 """
 
 # ruff: noqa: S608
@@ -45,6 +47,10 @@ class TextIndexQueries(TransactionSource):
                 is None
             ):
                 raise CatalogError(f"add_transcript_tokens: no recording {recording_id!r}")
+            if tx.fetchone(
+                "SELECT 1 FROM recording_key_tombstones WHERE recording_id = ?", (recording_id,)
+            ):
+                return  # destroyed: a late (journaled) batch indexes nothing any more
             new: list[str] = []
             for start in range(0, len(unique), _ROWS_PER_INSERT):
                 part = unique[start : start + _ROWS_PER_INSERT]
@@ -101,3 +107,20 @@ def token_stats(tx: Tx, macs: Sequence[str]) -> tuple[dict[str, int], int]:
     )
     found = {str(row[0]): int(row[1]) for row in rows}
     return {mac: found.get(mac, 0) for mac in wanted}, found.get(ALL_RECORDINGS, 0)
+
+
+def forget_transcript(tx: Tx, recording_id: str) -> None:
+    """Remove a recording's index (its keys are being destroyed: what it said goes too),
+    keeping the planner's counts true."""
+    tx.execute(
+        """UPDATE transcript_token_stats SET recordings = recordings - 1
+            WHERE token_mac IN (SELECT token_mac FROM transcript_tokens WHERE recording_id = ?)""",
+        (recording_id,),
+    )
+    if tx.fetchone("SELECT 1 FROM transcript_index WHERE recording_id = ?", (recording_id,)):
+        tx.execute(
+            "UPDATE transcript_token_stats SET recordings = recordings - 1 WHERE token_mac = ?",
+            (ALL_RECORDINGS,),
+        )
+    tx.execute("DELETE FROM transcript_tokens WHERE recording_id = ?", (recording_id,))
+    tx.execute("DELETE FROM transcript_index WHERE recording_id = ?", (recording_id,))

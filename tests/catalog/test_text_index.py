@@ -98,3 +98,20 @@ async def test_a_word_where_a_mac_belongs_is_refused(catalog: AsyncCatalog) -> N
 async def test_tokens_of_an_unknown_recording_are_refused(catalog: AsyncCatalog) -> None:
     with pytest.raises(CatalogError, match="no recording 'nope'"):
         await catalog.add_transcript_tokens("nope", KEY.key_id, [KEY.mac("a")], T0)
+
+
+async def test_destroying_a_recordings_keys_removes_its_index_and_refuses_late_batches(
+    catalog: AsyncCatalog,
+) -> None:
+    kept = await indexed(catalog, 1, "card number")
+    gone = await indexed(catalog, 2, "card expiry")
+    assert await word_recordings(catalog, "card") == (2, 2)
+    await catalog.destroy_recording_keys(gone, reason="retention", now_ms=T0 + 9 * HOUR)
+    assert await found(catalog, "card") == [kept]
+    assert await found(catalog, "expiry") == []
+    assert await word_recordings(catalog, "card") == (1, 1)
+    assert await word_recordings(catalog, "expiry") == (0, 1)
+    # A journaled batch of the destroyed recording that arrives late adds nothing.
+    await catalog.add_transcript_tokens(gone, KEY.key_id, KEY.query("card expiry"), T0)
+    assert await found(catalog, "expiry") == []
+    assert await catalog.text_index_keys() == {KEY.key_id: 1}
