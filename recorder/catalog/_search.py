@@ -145,10 +145,12 @@ def _clauses(query: RecordingQuery, *, text_drives: bool = False) -> tuple[list[
             )
             params += [rarest, *others]
         else:
+            # A scalar probe per recording, not EXISTS: PostgreSQL would turn EXISTS into a
+            # semi-join that reads every recording of a common word before the first row.
             for mac in query.text_macs:
                 clauses.append(
-                    "EXISTS (SELECT 1 FROM transcript_tokens t WHERE t.token_mac = ?"
-                    " AND t.recording_id = r.recording_id)"
+                    "(SELECT 1 FROM transcript_tokens t WHERE t.token_mac = ?"
+                    " AND t.recording_id = r.recording_id LIMIT 1) IS NOT NULL"
                 )
                 params.append(mac)
     if query.after is not None:
