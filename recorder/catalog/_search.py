@@ -108,13 +108,17 @@ def _clauses(query: RecordingQuery, *, text_drives: bool = False) -> tuple[list[
         params.extend([query.queue, query.queue])
     # Gaps are common (a few percent of recordings): walking recordings newest first and
     # probing each one's gaps finds a page long before materialising every gapped recording.
+    # (Scalar probes, not EXISTS, which PostgreSQL turns into a semi-join over every gap row.)
     if query.gap_cause is not None:
         clauses.append(
-            "EXISTS (SELECT 1 FROM gaps g WHERE g.recording_id = r.recording_id AND g.cause = ?)"
+            "(SELECT 1 FROM gaps g WHERE g.recording_id = r.recording_id AND g.cause = ?"
+            " LIMIT 1) IS NOT NULL"
         )
         params.append(query.gap_cause)
     elif query.has_gaps:
-        clauses.append("EXISTS (SELECT 1 FROM gaps g WHERE g.recording_id = r.recording_id)")
+        clauses.append(
+            "(SELECT 1 FROM gaps g WHERE g.recording_id = r.recording_id LIMIT 1) IS NOT NULL"
+        )
     if query.on_hold:
         clauses.append(
             """r.recording_id IN (
