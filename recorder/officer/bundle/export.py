@@ -69,6 +69,8 @@ from recorder.service.components import Components, now_ms
 
 #: Tracks of one recording exported at the same time (worker threads; memory is per track).
 TRACKS_AT_ONCE: Final = 2
+#: Stored pieces (up to 1 MiB each) read ahead of the one being decrypted, per track.
+PREFETCH_PIECES: Final = 2
 #: In a partial bundle directory: the exporting process's pid (removed before the rename).
 OWNER_FILE: Final = ".owner-pid"
 #: A partial directory without an owner file is only taken for abandoned after this long.
@@ -121,6 +123,16 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     while isinstance(leaf, BaseExceptionGroup):
         leaf = leaf.exceptions[0]
     return leaf
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            out += _leaves(exc)
+        else:
+            out.append(exc)
+    return out
 
 
 def _named(exc: RecorderError, name: str) -> RecorderError:
@@ -227,9 +239,27 @@ async def _copy_segment(c: Components, seg: SegmentRow, sink: SegmentSink) -> No
         stored.update(piece)
         opener.feed(piece)
 
-    async with c.store.open(seg.object_key, version_id=seg.version_id) as pieces:
-        async for piece in pieces:
-            await trio.to_thread.run_sync(step, piece)
+    # The next pieces are read while this one is processed (bounded: PREFETCH_PIECES).
+    send, receive = trio.open_memory_channel[bytes](PREFETCH_PIECES)
+
+    async def read() -> None:
+        async with send, c.store.open(seg.object_key, version_id=seg.version_id) as pieces:
+            async for piece in pieces:
+                await send.send(piece)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            async with receive:
+                async for piece in receive:
+                    await trio.to_thread.run_sync(step, piece)
+    except BaseExceptionGroup as group:
+        # One failure (the read's or the step's): raised as itself, so callers name it.
+        leaves = _leaves(group)
+        real = [e for e in leaves if not isinstance(e, trio.Cancelled)]
+        if len(real) == 1:
+            raise real[0] from None
+        raise
     if not hmac.compare_digest(stored.hexdigest(), seg.stored_sha256.lower()):
         raise DigestMismatch(f"{seg.object_key}: stored object differs from the catalog's digest")
     opener.finish()
