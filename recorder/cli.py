@@ -20,7 +20,6 @@ import trio
 
 from recorder import __version__
 from recorder.errors import RecorderError
-from recorder.products import Product
 
 if TYPE_CHECKING:
     from recorder.service.components import Components
@@ -200,11 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", required=True, help="why (written to the audit log)")
     p.add_argument("--actor", default=None, help="who is asking (default: the OS user)")
     p.add_argument("--signing-key", type=Path, default=None, help="Ed25519 key (0600)")
-    p.add_argument("--product", choices=[product.value for product in Product])
-    p.add_argument("--instance", help="also export the recordings of this instance id")
-    p.add_argument("--stream", help="also export the recording of this rtms_stream_id")
-    p.add_argument("--participant", help="also export recordings with this participant")
-    p.add_argument("--limit", type=int, default=1000, help="most recordings a search adds")
+    from recorder.officer.search import add_filter_arguments as export_search_arguments
+
+    export_search_arguments(p)  # also export every recording a search finds
+    p.add_argument("--limit", type=int, default=1000, help="most recordings a search may add")
 
     p = sub.add_parser("verify-export", help="re-check an export bundle offline (public key)")
     p.add_argument("bundle", type=Path)

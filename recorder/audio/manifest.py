@@ -151,6 +151,9 @@ class RecordsManifestEntry:
     interrupted: bool = False
     recovered: bool = False
     track: str = "records"
+    #: The transcript lines, for the blind index (the service turns their words into MACs off
+    #: the event loop and drops them). In memory only: never in ``to_dict``, never in ``repr``.
+    transcript: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     def to_dict(self) -> dict[str, object]:
         return {

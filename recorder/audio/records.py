@@ -21,6 +21,7 @@ from typing import Final
 from recorder.audio.manifest import RecordsManifestEntry
 from recorder.audio.segments import SEGMENT_SECONDS
 from recorder.audio.timeline import Gap
+from recorder.crypto.blind_index import TextCollector
 from recorder.rtms.events import (
     AudioPacket,
     CaptureEvent,
@@ -109,6 +110,7 @@ class RecordsWriter:
         self._first_ms: int | None = None
         self._last_ms: int | None = None
         self._counts: dict[str, int] = {}
+        self._texts = TextCollector()
 
     def remember_speaker(self, user_id: str | None, user_name: str | None) -> None:
         if user_id and user_name and self._names.get(user_id) != user_name:
@@ -155,6 +157,8 @@ class RecordsWriter:
         line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
         self._sink.write(line.encode("utf-8") + b"\n")
         kind = str(record["type"])
+        if kind == "transcript" and isinstance(record.get("text"), str):
+            self._texts.add(str(record["text"]))  # for the blind index (in memory only)
         self._counts[kind] = self._counts.get(kind, 0) + 1
         if self._first_ms is None or ts_ms < self._first_ms:
             self._first_ms = ts_ms
@@ -214,6 +218,7 @@ class RecordsWriter:
             stored_size=0,
             key_id="",
             interrupted=interrupted,
+            transcript=self._texts.take(),
         )
         return PendingRecordsSeal(sink, entry)
 

@@ -2,7 +2,10 @@
 
 Generates N recordings (default 1,000,000) with two participants each, Contact Center queues
 and agents on a third of them, gaps on one in twenty, a few hundred legal holds, spread over two
-years; writes them straight into a migrated catalog (SQLite file, and a fresh PostgreSQL schema
+years, and a transcript blind index of six words per recording (two of 50 common words, Zipf
+distributed, and four of a 200,000-word tail: a sparse index next to real calls' hundreds of
+words, but the same two plans: a rare word drives, common words are probed); writes them
+straight into a migrated catalog (SQLite file, and a fresh PostgreSQL schema
 when ``--postgres DSN`` is reachable, dropped afterwards); then runs the officer's queries through
 ``search_recordings`` (the same code ``recorder search`` uses), each many times with varied
 values, and prints p50 / p99 per query and over all of them.
@@ -25,6 +28,7 @@ from typing import Final
 from recorder.catalog import SqlCatalog, open_catalog
 from recorder.catalog.base import Product, RecordingStatus
 from recorder.catalog.search import RecordingQuery
+from recorder.crypto.blind_index import SearchKey
 
 T0: Final = 1_735_689_600_000  # 2025-01-01T00:00:00Z
 SPAN_MS: Final = 2 * 365 * 86_400_000
@@ -36,8 +40,33 @@ DEFAULT_POSTGRES: Final = "postgresql://postgres@127.0.0.1:5432/test"
 Row = tuple[object, ...]
 
 
-def _recordings(count: int, seed: int) -> Iterator[tuple[Row, Row, list[Row], Row | None]]:
+#: The blind index's generated words: a few common ones (most recordings hold some), a long tail.
+COMMON_WORDS: Final = 50
+RARE_WORDS: Final = 200_000
+WORDS_PER_RECORDING: Final = (2, 4)  # common, rare
+BENCH_KEY: Final = SearchKey(bytes(range(32)))
+
+
+def word(rank: int) -> str:
+    return f"w{rank}"
+
+
+def _zipf(rng: random.Random, size: int) -> int:
+    """A rank in 0..size-1, rank r about 1/(r+1) as likely as rank 0."""
+    return min(size - 1, int(size ** rng.random()) - 1)
+
+
+def _word_macs() -> tuple[list[str], list[str]]:
+    common = [BENCH_KEY.mac(word(i)) for i in range(COMMON_WORDS)]
+    rare = [BENCH_KEY.mac(word(COMMON_WORDS + i)) for i in range(RARE_WORDS)]
+    return common, rare
+
+
+def _recordings(
+    count: int, seed: int
+) -> Iterator[tuple[Row, Row, list[Row], Row | None, list[Row]]]:
     rng = random.Random(seed)  # noqa: S311 (generated test data, not secrets)
+    common, rare = _word_macs()
     for n in range(count):
         started = T0 + rng.randrange(SPAN_MS)
         ended = started + rng.randrange(30_000, 3 * 3_600_000)
@@ -82,7 +111,10 @@ def _recordings(count: int, seed: int) -> Iterator[tuple[Row, Row, list[Row], Ro
                 CAUSES[(n // 20) % len(CAUSES)],
                 "",
             )
-        yield stream_row, recording, people, gap
+        macs = {common[_zipf(rng, COMMON_WORDS)] for _ in range(WORDS_PER_RECORDING[0])}
+        macs |= {rare[rng.randrange(RARE_WORDS)] for _ in range(WORDS_PER_RECORDING[1])}
+        tokens: list[Row] = [(mac, rid) for mac in sorted(macs)]
+        yield stream_row, recording, people, gap, tokens
 
 
 _INSERTS: Final = {
@@ -96,13 +128,15 @@ _INSERTS: Final = {
     " first_seen_ms) VALUES (?, ?, ?, ?, ?)",
     "gaps": "INSERT INTO gaps (recording_id, track, start_ms, end_ms, cause, detail)"
     " VALUES (?, ?, ?, ?, ?, ?)",
+    "transcript_tokens": "INSERT INTO transcript_tokens (token_mac, recording_id) VALUES (?, ?)",
 }
 _BATCH: Final = 20_000
 
 
 def _batches(count: int, seed: int) -> Iterator[dict[str, list[Row]]]:
     batch: dict[str, list[Row]] = {name: [] for name in _INSERTS}
-    for stream, recording, people, gap in _recordings(count, seed):
+    for stream, recording, people, gap, tokens in _recordings(count, seed):
+        batch["transcript_tokens"].extend(tokens)
         batch["streams"].append(stream)
         batch["recordings"].append(recording)
         batch["participants"].extend(people)
@@ -122,6 +156,14 @@ def _holds(count: int) -> list[Row]:
     ]
 
 
+#: What ``add_transcript_tokens`` keeps up to date as it goes, made in one step after the fill.
+_TOKEN_STATS: Final = (
+    "INSERT INTO transcript_token_stats (token_mac, recordings)"
+    " SELECT token_mac, COUNT(*) FROM transcript_tokens GROUP BY token_mac",
+    "INSERT INTO transcript_token_stats (token_mac, recordings)"
+    " SELECT '', COUNT(DISTINCT recording_id) FROM transcript_tokens",
+)
+
 _HOLD_INSERT: Final = (
     "INSERT INTO legal_holds (matter, scope, scope_value, placed_by, reason, placed_ms,"
     " released_ms) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -138,6 +180,8 @@ def fill_sqlite(path: Path, count: int, seed: int) -> None:
             for name, sql in _INSERTS.items():
                 conn.executemany(sql, batch[name])
         conn.executemany(_HOLD_INSERT, _holds(count))
+        for sql in _TOKEN_STATS:
+            conn.execute(sql)
         conn.execute("COMMIT")
         conn.execute("ANALYZE")
     finally:
@@ -158,15 +202,28 @@ def fill_postgres(dsn: str, count: int, seed: int) -> None:
                             copy.write_row(row)
         with conn.cursor() as cur:
             cur.executemany(_HOLD_INSERT.replace("?", "%s"), _holds(count))
+            for sql in _TOKEN_STATS:
+                cur.execute(sql)
         conn.commit()
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("ANALYZE")
+        # The steady state autovacuum keeps: statistics, and the visibility map that lets
+        # index-only scans skip the table.
+        conn.execute("VACUUM ANALYZE")
 
 
 def queries(count: int, rng: random.Random) -> dict[str, Callable[[], RecordingQuery]]:
     def month() -> tuple[int, int]:
         start = T0 + rng.randrange(SPAN_MS - 31 * DAY_MS)
         return start, start + 31 * DAY_MS
+
+    def rare_word() -> str:
+        return word(COMMON_WORDS + rng.randrange(RARE_WORDS))
+
+    def text(*words: str, since_until: tuple[int, int] | None = None) -> RecordingQuery:
+        since, until = since_until or (None, None)
+        return RecordingQuery(
+            text_macs=tuple(BENCH_KEY.query(" ".join(words))), since_ms=since, until_ms=until
+        )
 
     def trader_in_month() -> RecordingQuery:
         since, until = month()
@@ -195,6 +252,12 @@ def queries(count: int, rng: random.Random) -> dict[str, Callable[[], RecordingQ
         ),
         "incomplete": lambda: RecordingQuery(statuses=(RecordingStatus.INCOMPLETE,)),
         "under hold": lambda: RecordingQuery(on_hold=True),
+        # The blind index: words as MACs (``recorder search --text``).
+        "text: rare word": lambda: text(rare_word()),
+        "text: common word": lambda: text(word(_zipf(rng, COMMON_WORDS))),
+        "text: common + rare": lambda: text(word(_zipf(rng, COMMON_WORDS)), rare_word()),
+        "text: two common": lambda: text(word(rng.randrange(10)), word(10 + rng.randrange(40))),
+        "text + month": lambda: text(word(_zipf(rng, COMMON_WORDS)), since_until=month()),
     }
 
 

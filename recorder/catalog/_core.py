@@ -29,6 +29,7 @@ from recorder.catalog._rows import Tx as Tx
 from recorder.catalog._rtms_requests import RtmsRequestQueries
 from recorder.catalog._search import SearchQueries
 from recorder.catalog._streams import StreamQueries
+from recorder.catalog._textindex import TextIndexQueries
 from recorder.catalog._verifications import VerificationQueries
 from recorder.catalog._web import WebQueries
 from recorder.catalog._workqueue import WorkQueueQueries
@@ -49,6 +50,7 @@ class SqlCatalog(
     CompletenessQueries,
     WebQueries,
     WorkQueueQueries,
+    TextIndexQueries,
     abc.ABC,
 ):
     """The ``Catalog`` implementation shared by both engines."""

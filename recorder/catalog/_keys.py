@@ -16,6 +16,7 @@ import hmac
 from typing import Final
 
 from recorder.catalog._rows import Row, TransactionSource, _require_text
+from recorder.catalog._textindex import forget_transcript
 from recorder.catalog.base import KekUsage, RecordingKeyRow
 from recorder.catalog.schema import Engine
 from recorder.errors import CatalogError, HoldActive, IntegrityError, KeyDestroyed
@@ -143,6 +144,7 @@ class KeyQueries(TransactionSource):
                     WHERE recording_id = ? AND destroyed_ms IS NULL""",
                 (now_ms, reason, recording_id),
             )
+            forget_transcript(tx, recording_id)  # the blind index of what it said goes too
             rows = tx.fetchall(
                 "SELECT rk_id FROM recording_keys WHERE recording_id = ? ORDER BY rk_id",
                 (recording_id,),

@@ -12,10 +12,12 @@ without collecting every match. Migration 14 adds the indexes these clauses use.
 # fixed clause chosen in code, and every value is a bound parameter.
 from __future__ import annotations
 
+import dataclasses
 from typing import Final
 
 from recorder.catalog._completeness import ENRICHED_AGENT, ENRICHED_QUEUE, enrichment_clauses
 from recorder.catalog._rows import _RECORDING_COLS_AS_R, TransactionSource, _recording
+from recorder.catalog._textindex import check_macs, token_stats
 from recorder.catalog.search import (
     AGENT_ROLES,
     CALLER_ROLES,
@@ -28,6 +30,8 @@ from recorder.catalog.search import (
 from recorder.errors import CatalogError
 
 MAX_PAGE: Final = 1_000
+#: A word in at most this many recordings always drives a text search (a few ms of index).
+DRIVE_ALWAYS: Final = 5_000
 
 _ON_HOLD: Final = """EXISTS (SELECT 1 FROM legal_holds h WHERE h.released_ms IS NULL AND (
         (h.scope = 'recording' AND h.scope_value = r.recording_id)
@@ -49,7 +53,7 @@ def _role_clause(roles: tuple[str, ...]) -> str:
     return f"r.recording_id IN ({_role_select(roles)})"
 
 
-def _clauses(query: RecordingQuery) -> tuple[list[str], list[object]]:
+def _clauses(query: RecordingQuery, *, text_drives: bool = False) -> tuple[list[str], list[object]]:
     clauses: list[str] = []
     params: list[object] = []
     if query.product is not None:
@@ -116,13 +120,17 @@ def _clauses(query: RecordingQuery) -> tuple[list[str], list[object]]:
     params.extend(enriched_params)
     # Gaps are common (a few percent of recordings): walking recordings newest first and
     # probing each one's gaps finds a page long before materialising every gapped recording.
+    # (Scalar probes, not EXISTS, which PostgreSQL turns into a semi-join over every gap row.)
     if query.gap_cause is not None:
         clauses.append(
-            "EXISTS (SELECT 1 FROM gaps g WHERE g.recording_id = r.recording_id AND g.cause = ?)"
+            "(SELECT 1 FROM gaps g WHERE g.recording_id = r.recording_id AND g.cause = ?"
+            " LIMIT 1) IS NOT NULL"
         )
         params.append(query.gap_cause)
     elif query.has_gaps:
-        clauses.append("EXISTS (SELECT 1 FROM gaps g WHERE g.recording_id = r.recording_id)")
+        clauses.append(
+            "(SELECT 1 FROM gaps g WHERE g.recording_id = r.recording_id LIMIT 1) IS NOT NULL"
+        )
     if query.on_hold:
         clauses.append(
             """r.recording_id IN (
@@ -135,6 +143,32 @@ def _clauses(query: RecordingQuery) -> tuple[list[str], list[object]]:
     if query.policy is not None:
         clauses.append("r.policy_name = ?")
         params.append(query.policy)
+    if query.text_macs:
+        # Ordered rarest first by ``search_recordings``. Driving: every recording of the
+        # rarest word, each probed for the others (cost: that word's recordings). Walking:
+        # recordings newest first, each probed for every word (cost: recordings walked until
+        # a page is full), chosen when all the words are common.
+        rarest, *others = query.text_macs
+        probes = "".join(
+            f" AND EXISTS (SELECT 1 FROM transcript_tokens t{n} WHERE t{n}.token_mac = ?"
+            f" AND t{n}.recording_id = t0.recording_id)"
+            for n in range(1, len(others) + 1)
+        )
+        if text_drives:
+            clauses.append(
+                "r.recording_id IN (SELECT t0.recording_id FROM transcript_tokens t0"
+                f" WHERE t0.token_mac = ?{probes})"
+            )
+            params += [rarest, *others]
+        else:
+            # A scalar probe per recording, not EXISTS: PostgreSQL would turn EXISTS into a
+            # semi-join that reads every recording of a common word before the first row.
+            for mac in query.text_macs:
+                clauses.append(
+                    "(SELECT 1 FROM transcript_tokens t WHERE t.token_mac = ?"
+                    " AND t.recording_id = r.recording_id LIMIT 1) IS NOT NULL"
+                )
+                params.append(mac)
     if query.after is not None:
         try:
             started, recording_id = decode_cursor(query.after)
@@ -145,14 +179,36 @@ def _clauses(query: RecordingQuery) -> tuple[list[str], list[object]]:
     return clauses, params
 
 
+def _drive(limit: int, counts: list[int], indexed: int) -> bool:
+    """Drive from the rarest word unless walking the newest recordings is expected cheaper:
+    with every word in a share ``c / indexed`` of recordings, independently, a walk probes
+    about ``limit / product(shares)`` recordings (each with every word) to fill a page."""
+    if counts[0] <= DRIVE_ALWAYS or indexed <= 0:
+        return True
+    density = 1.0
+    for count in counts:
+        density *= min(1.0, count / indexed)
+    walked = limit / max(density, 1e-12)
+    return counts[0] <= walked * len(counts)
+
+
 class SearchQueries(TransactionSource):
     def search_recordings(self, query: RecordingQuery) -> SearchPage:
         if not 1 <= query.limit <= MAX_PAGE:
             raise CatalogError(f"search_recordings: limit must be 1..{MAX_PAGE}, got {query.limit}")
-        clauses, params = _clauses(query)
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        params.append(query.limit + 1)
+        check_macs(query.text_macs)
         with self._transaction("search_recordings", write=False) as tx:
+            text_drives = False
+            if query.text_macs:
+                counts, indexed = token_stats(tx, query.text_macs)
+                if min(counts.values()) == 0:
+                    return SearchPage((), None)
+                ordered = tuple(sorted(counts, key=lambda mac: (counts[mac], mac)))
+                query = dataclasses.replace(query, text_macs=ordered)
+                text_drives = _drive(query.limit, [counts[mac] for mac in ordered], indexed)
+            clauses, params = _clauses(query, text_drives=text_drives)
+            where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+            params.append(query.limit + 1)
             rows = tx.fetchall(
                 f"""SELECT {_RECORDING_COLS_AS_R},
                         (SELECT COUNT(*) FROM gaps g WHERE g.recording_id = r.recording_id),

@@ -444,6 +444,17 @@ class AsyncCatalog:
     async def last_verification(self, recording_id: str) -> VerificationRun | None:
         return await self._call(functools.partial(self.sync.last_verification, recording_id))
 
+    # transcript blind index
+    async def add_transcript_tokens(
+        self, recording_id: str, key_id: str, macs: Sequence[str], now_ms: int
+    ) -> None:
+        await self._call(
+            functools.partial(self.sync.add_transcript_tokens, recording_id, key_id, macs, now_ms)
+        )
+
+    async def text_index_keys(self) -> dict[str, int]:
+        return await self._call(self.sync.text_index_keys)
+
     # lifecycle evidence
     async def add_lifecycle_event(self, event: NewLifecycleEvent) -> tuple[LifecycleEventRow, bool]:
         return await self._call(functools.partial(self.sync.add_lifecycle_event, event))

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from recorder.catalog._textindex_api import TextIndexCatalog
 from recorder.catalog.rtms_request_types import RtmsRequestCatalog
 from recorder.completeness.model import CompletenessCatalog
 from recorder.evidence_destruction import DestructionRecord
@@ -528,7 +529,7 @@ class KekUsage:
 # --- the seam --------------------------------------------------------------------------------
 
 
-class Catalog(RtmsRequestCatalog, CompletenessCatalog, Protocol):
+class Catalog(RtmsRequestCatalog, CompletenessCatalog, TextIndexCatalog, Protocol):
     """Blocking catalog API. Every method is one transaction; errors are ``CatalogError``."""
 
     def close(self) -> None: ...

@@ -717,6 +717,37 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         description="web console: local accounts, server-side sessions, reasons given per session",
         statements={engine: _WEB_TABLES_V15 for engine in Engine},
     ),
+    Migration(
+        version=16,
+        description="officer search: a keyed blind index of transcript words (MACs, no words)",
+        statements={
+            engine: (
+                """CREATE TABLE transcript_tokens (
+                    token_mac TEXT NOT NULL,
+                    recording_id TEXT NOT NULL REFERENCES recordings (recording_id),
+                    PRIMARY KEY (token_mac, recording_id)
+                )""",
+                # Both orders cover both columns: a probe "this recording, this word" is an
+                # index-only lookup either way; this one also serves deleting a recording.
+                "CREATE INDEX transcript_tokens_by_recording"
+                " ON transcript_tokens (recording_id, token_mac)",
+                """CREATE TABLE transcript_index (
+                    recording_id TEXT NOT NULL REFERENCES recordings (recording_id),
+                    key_id TEXT NOT NULL,
+                    segments BIGINT NOT NULL,
+                    indexed_ms BIGINT NOT NULL,
+                    PRIMARY KEY (recording_id, key_id)
+                )""",
+                # Recordings per token (and, under the empty MAC, recordings indexed): what the
+                # search planner reads to start from the rarest word.
+                """CREATE TABLE transcript_token_stats (
+                    token_mac TEXT PRIMARY KEY,
+                    recordings BIGINT NOT NULL
+                )""",
+            )
+            for engine in Engine
+        },
+    ),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1].version

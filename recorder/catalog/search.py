@@ -5,10 +5,12 @@ match whole names ignoring case, through indexes on ``LOWER(...)``; ids match ex
 keyset pages, newest first: ``after`` is the ``next_cursor`` of the page before, so paging
 stays fast however deep and stable while recordings are added.
 
-Not searchable, and why: transcript text (transcripts exist only encrypted in the object store;
-the catalog holds no words), participant email (RTMS participant events carry no email).
-Phone numbers, meeting topics and hosts are searchable once Zoom's directory enriched the
-recording (``recorder.completeness.enrichment``); RTMS itself does not carry them.
+Transcript text is searched through a keyed blind index (``text_macs``: MACs of the words, the
+catalog holds no word). Not searchable, and why: participant email (RTMS participant events carry
+no email). Phone numbers, meeting topics and hosts are searchable once Zoom's directory enriched
+the recording (``recorder.completeness.enrichment``); RTMS itself does not carry them. Adding a
+filter is one field here and one clause in ``catalog/_search.py``'s ``_clauses`` (plus its CLI
+flag).
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ class RecordingQuery:
     topic: str | None = None
     host: str | None = None
     number: str | None = None
+    #: Transcript words as blind-index MACs (``recorder.crypto.blind_index``): recordings whose
+    #: transcript holds every one of them.
+    text_macs: tuple[str, ...] = ()
     #: ``next_cursor`` of the previous page.
     after: str | None = None
     limit: int = 50

@@ -244,36 +244,7 @@ class SegmentReader:
             )
 
     def _check_body_frame(self, frame: fmt.Frame, index: int, offset: int) -> None:
-        header = self.header
-        if frame.file_id != header.file_id:
-            raise ChunkOrderError(
-                f"{self._source}: chunk {index} at offset {offset} belongs to file "
-                f"{frame.file_id.hex()}, not {header.file_id_hex}: spliced in from another file"
-            )
-        if frame.kind in RecordKind.PROLOGUE_KINDS:
-            raise ChunkOrderError(
-                f"{self._source}: a prologue record sits where chunk {index} should be "
-                f"(offset {offset})"
-            )
-        if frame.kind not in RecordKind.BODY_KINDS:
-            raise DecryptionFailed(
-                f"{self._source}: chunk {index} at offset {offset} has unknown kind {frame.kind}"
-            )
-        if frame.index < index:
-            raise ChunkOrderError(
-                f"{self._source}: chunk {index} at offset {offset} claims index {frame.index}, "
-                "which was already read: a duplicated chunk"
-            )
-        if frame.index > index:
-            raise ChunkOrderError(
-                f"{self._source}: chunk {index} at offset {offset} claims index {frame.index}: "
-                "chunks reordered or missing"
-            )
-        if frame.length > header.chunk_size:
-            raise DecryptionFailed(
-                f"{self._source}: chunk {index} claims {frame.length} bytes, more than the "
-                f"chunk size {header.chunk_size}"
-            )
+        check_body_frame(self.header, frame, index, offset, source=self._source)
 
     def _read_prologue(self) -> bytes:
         header = self.header
@@ -288,6 +259,40 @@ class SegmentReader:
         plaintext, recovered = open_prologue(header, self._aead, slot, source=self._source)
         self.recovered = recovered
         return plaintext
+
+
+def check_body_frame(
+    header: SegmentHeader, frame: fmt.Frame, index: int, offset: int, *, source: str
+) -> None:
+    """Raise unless ``frame`` is body chunk ``index`` of this file (shared with the opener)."""
+    if frame.file_id != header.file_id:
+        raise ChunkOrderError(
+            f"{source}: chunk {index} at offset {offset} belongs to file "
+            f"{frame.file_id.hex()}, not {header.file_id_hex}: spliced in from another file"
+        )
+    if frame.kind in RecordKind.PROLOGUE_KINDS:
+        raise ChunkOrderError(
+            f"{source}: a prologue record sits where chunk {index} should be (offset {offset})"
+        )
+    if frame.kind not in RecordKind.BODY_KINDS:
+        raise DecryptionFailed(
+            f"{source}: chunk {index} at offset {offset} has unknown kind {frame.kind}"
+        )
+    if frame.index < index:
+        raise ChunkOrderError(
+            f"{source}: chunk {index} at offset {offset} claims index {frame.index}, "
+            "which was already read: a duplicated chunk"
+        )
+    if frame.index > index:
+        raise ChunkOrderError(
+            f"{source}: chunk {index} at offset {offset} claims index {frame.index}: "
+            "chunks reordered or missing"
+        )
+    if frame.length > header.chunk_size:
+        raise DecryptionFailed(
+            f"{source}: chunk {index} claims {frame.length} bytes, more than the "
+            f"chunk size {header.chunk_size}"
+        )
 
 
 def open_prologue(

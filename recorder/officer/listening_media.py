@@ -4,18 +4,17 @@ meetings in mono), byte for byte, made on demand from the tracks' ``TrackMedia``
 written anywhere.
 
 A range of the mix reads the same frame range of every track in it (each decrypting only the
-chunks it needs) and mixes it with the bundle's own code (``listening._add``): placed when every
-output channel has one mono source, else summed in 32 bits and clipped. The layout needs each
-track's role (``callee``/``caller``...): RTMS names them in its events, which the caller reads
-from the recording's records (the export does it with its ``RecordsSplitter``); a track with no
-known role goes on both sides, as in the bundle.
+chunks it needs) and mixes it with the bundle's own code (``listening.add_samples``): placed
+when every output channel has one mono source, else summed in 32 bits and clipped. The layout
+needs each track's role (``callee``/``caller``...): RTMS names them in its events, which the
+caller reads from the recording's records (the export does it with its ``RecordsSplitter``); a
+track with no known role goes on both sides, as in the bundle.
 
 Rule: as for tracks, no decrypt without the caller's audit event for this recording.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Final
@@ -62,7 +61,7 @@ class ListeningMedia:
         self._header = wav_header(
             sample_rate=mixed.sample_rate, channels=layout.channels, frames=mixed.frames
         )
-        self._placed = listening._one_source_per_channel(layout)  # the bundle's own rule
+        self._placed = listening.one_source_per_channel(layout)  # the bundle's own rule
         self.length = WAV_HEADER_SIZE + mixed.frames * self._frame
 
     @property
@@ -114,7 +113,7 @@ class ListeningMedia:
                 WAV_HEADER_SIZE + (last - offset) * frame,
             )
             # The bundle's own mixing, fed exactly the frames it reads.
-            listening._add(acc, src, io.BytesIO(raw), offset, block_start, count)
+            listening.add_samples(acc, src, np.frombuffer(raw, dtype="<i2"), first - block_start)
         if self._placed:
             return acc.tobytes()
         return np.clip(acc, -32768, 32767).astype("<i2").tobytes()

@@ -29,7 +29,7 @@ import hashlib
 import hmac
 import tempfile
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Final, Protocol, cast
 
@@ -50,7 +50,7 @@ from recorder.errors import (
     StorageError,
 )
 from recorder.officer.bundle.plan import Filler, Placed, TrackPlan, plan_track
-from recorder.officer.bundle.wavio import SegmentPcm, wav_header
+from recorder.officer.bundle.wavio import parse_segment_header, wav_header
 from recorder.officer.httprange import ByteRange, parse_range
 from recorder.officer.opaque import is_opaque, recovered_copy
 from recorder.store.base import ObjectStore
@@ -170,10 +170,45 @@ class _Span:
 
 def segment_format(head: bytes, *, name: str) -> tuple[int, int, int]:
     """(channels, sample_rate, data_length) of a segment's WAV header, checked like the export
-    checks it (``SegmentPcm``)."""
-    pcm = SegmentPcm(name, (), None)
-    pcm._parse(head[:HEADER_SIZE])  # the export's own WAV header check
-    return pcm.channels, pcm.sample_rate, pcm.data_length
+    checks it."""
+    return parse_segment_header(head[:HEADER_SIZE], name=name)
+
+
+class _SegmentPcm:
+    """The ``data`` samples of one decrypted segment, checked against the digest sealed at
+    recording when the last chunk has been read (``None``: an opaque upload, AEAD only)."""
+
+    def __init__(self, name: str, plaintext: Iterable[bytes], expected_sha256: str | None) -> None:
+        self.name = name
+        self._plaintext = plaintext
+        self._expected = expected_sha256
+        self.channels = 0
+
+    def __iter__(self) -> Iterator[memoryview]:
+        hasher = hashlib.sha256()
+        head = bytearray()
+        remaining = -1
+        for chunk in self._plaintext:
+            hasher.update(chunk)
+            view = memoryview(chunk)
+            if remaining < 0:
+                head += chunk
+                if len(head) < HEADER_SIZE:
+                    continue
+                self.channels, _, remaining = segment_format(bytes(head), name=self.name)
+                view = memoryview(bytes(head[HEADER_SIZE:]))
+            if remaining > 0 and len(view):
+                piece = view[:remaining] if len(view) > remaining else view
+                remaining -= len(piece)
+                yield piece
+        if remaining != 0:
+            raise IntegrityError(f"{self.name}: the WAV data ends before its header says")
+        if self._expected is not None and not hmac.compare_digest(
+            hasher.hexdigest(), self._expected
+        ):
+            raise DigestMismatch(
+                f"{self.name}: decrypted content differs from the digest sealed at recording"
+            )
 
 
 class TrackMedia:
@@ -316,7 +351,7 @@ class TrackMedia:
 
     def _peaks_of(self, stream: BinaryIO, seg: SegmentRow, acc: PeakAccumulator) -> None:
         expected = None if is_opaque(seg.plaintext_sha256) else seg.plaintext_sha256
-        pcm = SegmentPcm(seg.object_key, iter_plaintext(stream, self._keyring), expected)
+        pcm = _SegmentPcm(seg.object_key, iter_plaintext(stream, self._keyring), expected)
         frames = 0
         for block in pcm:
             acc.add(block)

@@ -15,10 +15,12 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
+import sys
 from typing import TYPE_CHECKING, Final
 
 from recorder.catalog.base import Product, RecordingStatus
 from recorder.catalog.search import RecordingQuery, SearchHit, SearchPage
+from recorder.crypto.blind_index import KEY_FILE_NAME, SearchKey, load_search_key
 from recorder.errors import RecorderError
 from recorder.officer.actor import os_actor
 from recorder.officer.when import (
@@ -36,14 +38,42 @@ SCHEMA: Final = "rtms-recorder.search/1"
 
 #: What officers ask for that the catalog cannot answer, and why (said, not silently ignored).
 NOT_SEARCHABLE: Final = {
-    "text": "transcript text is not searchable: transcripts are kept only encrypted in the "
-    "object store and the catalog holds no words (export the recordings and search the "
-    "bundle's transcript.txt)",
     "email": "participant email is not searchable: RTMS participant events carry no email",
 }
+#: The filter flags (``add_filter_arguments``), by their ``argparse`` destination.
+FILTERS: Final = (
+    "since",
+    "until",
+    "product",
+    "any_id",
+    "instance",
+    "stream",
+    "participant",
+    "agent",
+    "caller",
+    "queue",
+    "status",
+    "incomplete",
+    "has_gaps",
+    "gap_cause",
+    "on_hold",
+    "policy",
+    "topic",
+    "host",
+    "number",
+    "text",
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_filter_arguments(p)
+    p.add_argument("--limit", type=int, default=50, help="recordings per page")
+    p.add_argument("--after", help="the next_cursor of the previous page")
+    p.add_argument("--json", action="store_true", help="machine-readable (schema search/1)")
+
+
+def add_filter_arguments(p: argparse.ArgumentParser) -> None:
+    """Every search filter (``recorder search``, and ``recorder export`` by a search)."""
     p.add_argument("--since", help="from (2026-03-01, 2026-03-01 09:30, today, 7d, ...)")
     p.add_argument("--until", help="to (a date alone means the end of that day)")
     p.add_argument("--tz", default=None, help="time zone for input and output (default UTC)")
@@ -71,17 +101,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="completeness findings (missing / incomplete) instead of recordings",
     )
+    p.add_argument(
+        "--text",
+        help="transcript words, all in one recording (any order; blind index, see docs/officer.md)",
+    )
     for name in NOT_SEARCHABLE:
         p.add_argument(f"--{name}", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--limit", type=int, default=50, help="recordings per page")
-    p.add_argument("--after", help="the next_cursor of the previous page")
-    p.add_argument("--json", action="store_true", help="machine-readable (schema search/1)")
 
 
-def query_from(args: argparse.Namespace, tz: dt.tzinfo) -> RecordingQuery:
+def has_filters(args: argparse.Namespace) -> bool:
+    return any(getattr(args, name, None) not in (None, False, []) for name in FILTERS)
+
+
+def text_key(c: Components, args: argparse.Namespace) -> SearchKey | None:
+    """The search key when ``--text`` asks for one (it must exist: made by the recorder)."""
+    if getattr(args, "text", None) is None:
+        return None
+    return load_search_key(c.config.keys.key_dir, create=False)
+
+
+def query_from(
+    args: argparse.Namespace, tz: dt.tzinfo, key: SearchKey | None = None
+) -> RecordingQuery:
     for name, why in NOT_SEARCHABLE.items():
         if getattr(args, name, None) is not None:
             raise RecorderError(why)
+    text_macs: tuple[str, ...] = ()
+    if getattr(args, "text", None) is not None:
+        if key is None:
+            raise RecorderError("--text needs the search-index key")
+        text_macs = tuple(key.query(args.text))
     statuses = [RecordingStatus(s) for s in args.status]
     if args.incomplete:
         statuses += [RecordingStatus.INCOMPLETE, RecordingStatus.REVOKED]
@@ -104,7 +153,8 @@ def query_from(args: argparse.Namespace, tz: dt.tzinfo) -> RecordingQuery:
         topic=getattr(args, "topic", None),
         host=getattr(args, "host", None),
         number=getattr(args, "number", None),
-        after=args.after,
+        text_macs=text_macs,
+        after=getattr(args, "after", None),
         limit=args.limit,
     )
 
@@ -150,11 +200,16 @@ async def search(c: Components, args: argparse.Namespace) -> int:
 
         return await search_findings(c, args)
     tz = zone(args.tz)
-    query = query_from(args, tz)
+    key = text_key(c, args)
+    query = query_from(args, tz, key)
     page = await c.catalog.search_recordings(query)
+    if key is not None:
+        await warn_other_keys(c, key)
     from recorder.service.components import now_ms
 
     # Who looked for what is evidence too (compliance.md: access to recordings is audited).
+    # Transcript words are audited as their MACs (``text_macs``): the audit log is in the
+    # catalog, and words next to the recordings they matched would leak what was said.
     filters = {
         name: str(value)
         for name, value in dataclasses.asdict(query).items()
@@ -181,3 +236,16 @@ async def search(c: Components, args: argparse.Namespace) -> int:
     for line in render_table(page, tz):
         print(line)
     return 0
+
+
+async def warn_other_keys(c: Components, key: SearchKey) -> None:
+    """Say when some recordings were indexed under another search key (they cannot match)."""
+    others = {k: n for k, n in (await c.catalog.text_index_keys()).items() if k != key.key_id}
+    if others:
+        counts = ", ".join(f"{n} under key {k}" for k, n in sorted(others.items()))
+        print(
+            f"note: transcripts of {sum(others.values())} recording(s) were indexed under another "
+            f"search key ({counts}); this host's key is {key.key_id}: copy the recording hosts' "
+            f"{KEY_FILE_NAME} here to search them",
+            file=sys.stderr,
+        )

@@ -200,6 +200,10 @@ async def apply_intent(
                 ),
                 now_ms,
             )
+        elif intent.op == "add_transcript_tokens":
+            await catalog.add_transcript_tokens(
+                a["recording_id"], a["key_id"], list(a["macs"]), now_ms
+            )
         else:
             raise CatalogError(f"evidence journal: unknown intent {intent.op!r}")
     except (KeyError, TypeError, ValueError) as exc:

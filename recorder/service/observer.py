@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from typing import Final
 
-from recorder.audio.manifest import ManifestEntry, SegmentManifestEntry
+from recorder.audio.manifest import ManifestEntry, RecordsManifestEntry, SegmentManifestEntry
 from recorder.catalog.base import EvidenceKind, NewRecordFile, NewSegment, ParticipantInfo
 from recorder.rtms.events import (
     AudioPacket,
@@ -34,6 +34,7 @@ from recorder.service.evidence import evidence_key, retain_until, spool_sealed
 from recorder.service.evidence_recorder import EvidenceRecorder
 from recorder.service.pause_evidence import PauseEvidence
 from recorder.service.status import EngagementSpec, EngagementStatus
+from recorder.service.text_index import TranscriptIndexer
 from recorder.sink import SealedSegment
 
 #: RTMS event types that name participants joining (meetings) or a ZCC party answering.
@@ -67,6 +68,7 @@ class StreamObserver:
         self._speakers: set[str] = set()
         #: Names who asked for a pause, flags long and unconfirmed ones (set by the engagement).
         self.pauses: PauseEvidence | None = None
+        self._text_index = TranscriptIndexer(components.config.keys.key_dir)
 
     async def observe(self, event: CaptureEvent) -> CaptureEvent | None:
         """Called by the pipeline for every non-audio event and each track's first packet;
@@ -199,6 +201,11 @@ class StreamObserver:
             functools.partial(spool_sealed, self.c, sealed, kind, key=key, retain=retain),
             holds=sealed.path,
         )
+        if isinstance(entry, RecordsManifestEntry) and entry.transcript:
+            # The transcript's words as blind-index MACs only (the words stay in memory).
+            indexed = await self._text_index.intent(recording_id, entry.transcript)
+            if indexed is not None:
+                self.evidence.submit(indexed)
         if isinstance(entry, SegmentManifestEntry):
             self._note_spans(entry)
         self.status.segments_sealed += 1

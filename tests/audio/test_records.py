@@ -144,3 +144,22 @@ def test_a_far_future_first_record_does_not_stop_rotation_either() -> None:
         wall[0] = T0 + second * 1000
         sealed += writer.record_event(TranscriptMessage(T0 + second * 1000, f"line {second}"))
     assert len(sealed) == 3
+
+
+def test_a_segment_hands_its_transcript_lines_to_the_index_in_memory_only() -> None:
+    """The blind index's input: each sealed segment's transcript lines (no chat, no events),
+    never in the manifest dict or a repr (those can reach logs and files)."""
+    writer = RecordsWriter(
+        MemorySinkFactory(), recording_id="rec-1", now_ms=lambda: T0, segment_seconds=1
+    )
+    writer.record_event(TranscriptMessage(T0, "Card number please", user_id="u1"))
+    writer.record_event(ChatMessage(T0 + 10, "secret chat", user_id="u1"))
+    [first] = writer.record_event(TranscriptMessage(T0 + 1500, "Expiry date", user_id="u2"))
+    second = writer.close()
+    assert second is not None
+    entries = [first.seal().entry, second.seal().entry]
+    assert [e.transcript for e in entries] == [("Card number please",), ("Expiry date",)]
+    for entry in entries:
+        assert "transcript" not in entry.to_dict()
+        assert "Card" not in repr(entry)
+        assert "Expiry" not in repr(entry)

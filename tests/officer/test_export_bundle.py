@@ -16,6 +16,7 @@ import stat
 import subprocess
 import sys
 import wave
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -340,10 +341,21 @@ async def check_cli_export(tmp_path: Path, recording_id: str) -> None:
     busy = tmp_path / ".cli-bundle.partial-busy"
     busy.mkdir()
     (busy / ".owner-pid").write_text(str(os.getpid()))
+    await check_text_search(tmp_path, recording_id, run)
+    # Many recordings at once by a search (here words of both speakers, in any order).
     code, text = await run(
-        "export", "--product", "contact_center", "--out", str(bundle), "--reason", "SEC 17a-4"
+        "export",
+        "--product",
+        "contact_center",
+        "--text",
+        "ONE moment, sell",
+        "--out",
+        str(bundle),
+        "--reason",
+        "SEC 17a-4",
     )
     assert code == 0, text
+    assert "the search found 1 recording(s) to export" in text
     assert "exported 1 recording(s)" in text
     assert not abandoned.exists()
     assert busy.exists()
@@ -358,6 +370,29 @@ async def check_cli_export(tmp_path: Path, recording_id: str) -> None:
     assert code == 2, text
     assert "no-such-recording" in text
     assert not (tmp_path / "x").exists()
+
+
+async def check_text_search(
+    tmp_path: Path, recording_id: str, run: Callable[..., Awaitable[tuple[int, str]]]
+) -> None:
+    """``search --text``: the recorder indexed the transcript as MACs at seal time; every word
+    of the query must be in the recording, spelled in any case or punctuation; the catalog
+    holds no transcript word; the audit log keeps the query's MACs, not its words."""
+    code, text = await run("search", "--text", "certainly THANK-you", "--json")
+    assert code == 0, text
+    assert [r["recording_id"] for r in json.loads(text)["recordings"]] == [recording_id]
+    code, text = await run("search", "--text", "certainly unicorn", "--json")
+    assert code == 0, text
+    assert json.loads(text)["recordings"] == []
+    code, text = await run("search", "--text", " ,.!? ")
+    assert code != 0
+    assert "no word to search for" in text
+    [key] = (tmp_path / "rtms-recorder").rglob("search-index.key")
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    words = [w.lower().encode() for _, _, said in TRANSCRIPTS for w in re.findall(r"\w{4,}", said)]
+    for db in (tmp_path / "rtms-recorder").rglob("*.sqlite3*"):
+        data = db.read_bytes().lower()
+        assert not [w for w in words if w in data], db
 
 
 async def check_cli_show(tmp_path: Path, detail: RecordingDetail) -> None:

@@ -113,9 +113,13 @@ async def test_search_by_caller_in_march_london_time_as_table_and_json(tmp_path:
         second = json.loads(text)
         assert [r["recording_id"] for r in second["recordings"]] == [ids["s0"]]
         assert second["next_cursor"] is None
+        # No recording host made a search-index key here: said by name, not an empty result.
         code, text = await cli(tmp_path, "--text", "sell everything")
+        assert code == 3
+        assert "no search-index key" in text
+        code, text = await cli(tmp_path, "--email", "a@example.com")
         assert code == 2
-        assert "transcript text is not searchable" in text
+        assert "participant email is not searchable" in text
         code, text = await cli(tmp_path, "--since", "last tuesday")
         assert code == 2
         assert "cannot read 'last tuesday'" in text

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
 from typing import Final, TextIO
 
-from recorder.catalog.base import Product
+from recorder.catalog._search import MAX_PAGE
+from recorder.catalog.base import RecordingStatus
 from recorder.config import Config
-from recorder.errors import ConfigError
+from recorder.errors import ConfigError, RecorderError
 from recorder.officer.actor import os_actor
 from recorder.officer.bundle.export import export_bundle
 from recorder.officer.bundle.signing import (
@@ -21,6 +23,8 @@ from recorder.officer.bundle.signing import (
     public_bytes,
 )
 from recorder.officer.bundle.verify import verify_bundle
+from recorder.officer.search import has_filters, query_from, text_key
+from recorder.officer.when import zone
 from recorder.service.components import Components
 
 #: Where the export signing key lives unless ``--signing-key`` says otherwise (outside the
@@ -62,23 +66,46 @@ class ProgressBar:
             self._out.write("\n")
 
 
-async def _selected(c: Components, args: argparse.Namespace) -> list[str]:
+async def _selected(c: Components, args: argparse.Namespace, out: TextIO) -> list[str]:
+    """The recordings named, then those the search flags find (every page, newest first).
+
+    A search that finds more than ``--limit`` is refused rather than cut short (an export that
+    silently left recordings out would look complete); recordings still being recorded are
+    left out and named.
+    """
     ids = list(args.recording_ids)
-    if args.product or args.instance or args.participant or args.stream:
-        rows = await c.catalog.search(
-            product=Product(args.product) if args.product else None,
-            instance_id=args.instance,
-            stream_id=args.stream,
-            participant=args.participant,
-            limit=args.limit,
-        )
-        ids += [row.recording_id for row in rows]
-    return ids
+    if not has_filters(args):
+        return ids
+    tz = zone(args.tz)
+    query = dataclasses.replace(
+        query_from(args, tz, text_key(c, args)), limit=min(args.limit + 1, MAX_PAGE)
+    )
+    found: list[str] = []
+    active: list[str] = []
+    while True:
+        page = await c.catalog.search_recordings(query)
+        for hit in page.hits:
+            if hit.recording.status is RecordingStatus.ACTIVE:
+                active.append(hit.recording.recording_id)
+            else:
+                found.append(hit.recording.recording_id)
+        if len(found) > args.limit:
+            raise RecorderError(
+                f"the search finds more than --limit {args.limit} recordings: narrow it, or "
+                "raise --limit"
+            )
+        if page.next_cursor is None:
+            break
+        query = dataclasses.replace(query, after=page.next_cursor)
+    if active:
+        out.write(f"not exported, still being recorded ({len(active)}): {', '.join(active)}\n")
+    out.write(f"the search found {len(found)} recording(s) to export\n")
+    return ids + found
 
 
 async def export(c: Components, args: argparse.Namespace) -> int:
     signing_key = load_signing_key(args.signing_key or default_signing_key(c.config))
-    ids = await _selected(c, args)
+    ids = await _selected(c, args, sys.stderr)
     bar = ProgressBar(sys.stderr)
     try:
         result = await export_bundle(

@@ -46,8 +46,10 @@ from recorder.catalog.base import (
     SegmentRow,
     UploadState,
 )
+from recorder.crypto._format import SegmentHeader
+from recorder.crypto.opener import SegmentOpener
 from recorder.crypto.reader import iter_plaintext
-from recorder.errors import DigestMismatch, RecorderError, StorageError
+from recorder.errors import DigestMismatch, HeaderMismatch, RecorderError, StorageError
 from recorder.officer.bundle import listening, transcript
 from recorder.officer.bundle.manifest import (
     BUNDLE_FORMAT,
@@ -60,7 +62,7 @@ from recorder.officer.bundle.manifest import (
 )
 from recorder.officer.bundle.plan import Filler, Placed, TrackPlan, plan_track
 from recorder.officer.bundle.signing import key_id, sign
-from recorder.officer.bundle.wavio import SegmentPcm, WavWriter
+from recorder.officer.bundle.wavio import SegmentSink, TrackAbandoned, TrackProgress, WavWriter
 from recorder.officer.opaque import is_opaque, recovered_copy
 from recorder.officer.verify import IN_MEMORY_BYTES
 from recorder.service.components import Components, now_ms
@@ -69,6 +71,8 @@ from recorder.video.track import VIDEO_RECORD_KINDS
 
 #: Tracks of one recording exported at the same time (worker threads; memory is per track).
 TRACKS_AT_ONCE: Final = 2
+#: Stored pieces (up to 1 MiB each) read ahead of the one being decrypted, per track.
+PREFETCH_PIECES: Final = 2
 #: In a partial bundle directory: the exporting process's pid (removed before the rename).
 OWNER_FILE: Final = ".owner-pid"
 #: A partial directory without an owner file is only taken for abandoned after this long.
@@ -111,14 +115,26 @@ class _RecordingOut:
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The error a caller should see from a failed track nursery: the first ``RecorderError``
-    (naming its object), else the group itself (cancellation, a bug)."""
+    (naming its object) that is not only the listening mix giving up on a failed track, else
+    the group itself (cancellation, a bug)."""
     matched, _ = group.split(RecorderError)
     if matched is None:
         return group
-    leaf: BaseException = matched
+    causes, _ = matched.split(lambda e: not isinstance(e, TrackAbandoned))
+    leaf: BaseException = causes if causes is not None else matched
     while isinstance(leaf, BaseExceptionGroup):
         leaf = leaf.exceptions[0]
     return leaf
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            out += _leaves(exc)
+        else:
+            out.append(exc)
+    return out
 
 
 def _named(exc: RecorderError, name: str) -> RecorderError:
@@ -168,61 +184,141 @@ async def with_object(
         await trio.to_thread.run_sync(run)
 
 
+def _open_track_writer(
+    plan: TrackPlan, target: Path, holder: list[WavWriter], progress: TrackProgress
+) -> Callable[[int], WavWriter]:
+    """The track's writer, made by its first segment's header (which names the channels)."""
+
+    def open_writer(channels: int) -> WavWriter:
+        if not holder:
+            holder.append(
+                WavWriter(
+                    target,
+                    sample_rate=plan.sample_rate,
+                    channels=channels,
+                    frames=plan.total_samples,
+                    progress=progress,
+                )
+            )
+        if holder[0].channels != channels:
+            raise StorageError(f"{target.name}: channel count changes in the track")
+        return holder[0]
+
+    return open_writer
+
+
+def _check_identity(seg: SegmentRow) -> Callable[[SegmentHeader], None]:
+    def check(header: SegmentHeader) -> None:
+        found = header.identity
+        if (found.recording_id, found.track, found.segment_index) != (
+            seg.recording_id,
+            seg.track,
+            seg.segment_index,
+        ):
+            raise HeaderMismatch(
+                f"{seg.object_key}: the stored object is recording {found.recording_id!r} track "
+                f"{found.track!r} segment {found.segment_index}, not the catalog's"
+            )
+
+    return check
+
+
+async def _copy_segment(c: Components, seg: SegmentRow, sink: SegmentSink) -> None:
+    """One segment from the store into its track's WAV in one pass per byte: each piece the store
+    sends is hashed (the stored digest), its chunks authenticated and decrypted into the WAV's
+    buffer, hashed there for the output file and written, in one worker-thread call."""
+    if seg.upload_state is UploadState.PENDING:
+        raise StorageError(f"{seg.object_key}: not uploaded yet (still in the spool)")
+    if is_opaque(seg.plaintext_sha256) or seg.stored_sha256 is None:
+        await with_object(c, seg, functools.partial(_drain, sink))
+        return
+    stored = hashlib.sha256()
+    opener = SegmentOpener(
+        sink, c.keyring, source=seg.object_key, check_header=_check_identity(seg)
+    )
+
+    def step(piece: bytes) -> None:
+        stored.update(piece)
+        opener.feed(piece)
+
+    # The next pieces are read while this one is processed (bounded: PREFETCH_PIECES).
+    send, receive = trio.open_memory_channel[bytes](PREFETCH_PIECES)
+
+    async def read() -> None:
+        async with send, c.store.open(seg.object_key, version_id=seg.version_id) as pieces:
+            async for piece in pieces:
+                await send.send(piece)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            async with receive:
+                async for piece in receive:
+                    await trio.to_thread.run_sync(step, piece)
+    except BaseExceptionGroup as group:
+        # One failure (the read's or the step's): raised as itself, so callers name it.
+        leaves = _leaves(group)
+        real = [e for e in leaves if not isinstance(e, trio.Cancelled)]
+        if len(real) == 1:
+            raise real[0] from None
+        raise
+    if not hmac.compare_digest(stored.hexdigest(), seg.stored_sha256.lower()):
+        raise DigestMismatch(f"{seg.object_key}: stored object differs from the catalog's digest")
+    opener.finish()
+    sink.finish()
+
+
+def _drain(sink: SegmentSink, chunks: Iterator[bytes], expected: str | None) -> None:
+    """An object read whole (recovered from an opaque upload): its plaintext into ``sink``."""
+    del expected  # the sink was made with it
+    first = True
+    for chunk in chunks:
+        if first:
+            sink.prologue(chunk)
+            first = False
+            continue
+        sink.reserve(len(chunk))[:] = chunk
+        sink.commit(len(chunk))
+    sink.finish()
+
+
 async def _write_track(
-    c: Components, plan: TrackPlan, target: Path, tally: _Tally
+    c: Components, plan: TrackPlan, target: Path, tally: _Tally, progress: TrackProgress
 ) -> tuple[WavWriter, int]:
-    writer: WavWriter | None = None
-    channels = 0
+    holder: list[WavWriter] = []
+    open_writer = _open_track_writer(plan, target, holder, progress)
     try:
         for piece in plan.pieces:
             if isinstance(piece, Filler):
-                assert writer is not None  # a track's first piece is always a segment
-                await trio.to_thread.run_sync(writer.write_silence, piece.count)
+                assert holder  # a track's first piece is always a segment
+                await trio.to_thread.run_sync(holder[0].write_silence, piece.count)
                 continue
             seg = piece.segment
-
-            def copy(chunks: Iterator[bytes], expected: str | None, seg: SegmentRow = seg) -> None:
-                nonlocal writer, channels
-                pcm = SegmentPcm(seg.object_key, chunks, expected)
-                for block in pcm:
-                    if writer is None:
-                        channels = pcm.channels
-                        writer = WavWriter(
-                            target,
-                            sample_rate=plan.sample_rate,
-                            channels=channels,
-                            frames=plan.total_samples,
-                        )
-                    if pcm.channels != channels:
-                        raise StorageError(f"{seg.object_key}: channel count changes in the track")
-                    writer.write(block)
-                if pcm.data_length != seg.sample_count * 2 * pcm.channels:
-                    raise StorageError(
-                        f"{seg.object_key}: {pcm.data_length} bytes of audio, the catalog says "
-                        f"{seg.sample_count} samples"
-                    )
-                if writer is None:  # a segment without samples
-                    channels = pcm.channels
-                    writer = WavWriter(
-                        target,
-                        sample_rate=plan.sample_rate,
-                        channels=channels,
-                        frames=plan.total_samples,
-                    )
-
+            verify_plain = is_opaque(seg.plaintext_sha256) or seg.stored_sha256 is None
+            sink = SegmentSink(
+                seg.object_key,
+                open_writer,
+                expected_frames=seg.sample_count,
+                expected_sha256=(
+                    seg.plaintext_sha256
+                    if verify_plain and not is_opaque(seg.plaintext_sha256)
+                    else None
+                ),
+            )
             try:
-                await with_object(c, seg, copy)
+                await _copy_segment(c, seg, sink)
             except RecorderError as exc:
                 raise _named(exc, seg.object_key) from exc
             except OSError as exc:
                 raise StorageError(f"{seg.object_key}: {exc}") from exc
             tally.add(seg.plaintext_size, seg.object_key)
     except BaseException:
-        if writer is not None:
-            writer.abort()
+        if holder:
+            holder[0].abort()
+        progress.failed()
         raise
-    assert writer is not None
-    return writer, channels
+    assert holder
+    return holder[0], holder[0].channels
 
 
 async def _export_records(
@@ -290,32 +386,67 @@ async def _export_recording(
     by_track: dict[str, list[SegmentRow]] = {}
     for seg in detail.segments:
         by_track.setdefault(seg.track, []).append(seg)
-    sources: list[listening.Source] = []
     plans = {
         track: plan_track(track, segs, [g for g in detail.gaps if g.track == track])
         for track, segs in by_track.items()
     }
+    # The records first: the listening file's sides come from the roles they name.
+    splitter = await _export_records(c, detail, rdir, tally)
+    roles = {p.user_id: p.role for p in detail.participants if p.role}
+    roles.update(splitter.track_roles)
+    targets = {track: rdir / "audio" / f"{track}.wav" for track in plans}
+    progress = {track: TrackProgress(str(targets[track].name)) for track in plans}
+    sources = [
+        listening.Source(
+            track,
+            targets[track],
+            plans[track].start_ms,
+            plans[track].sample_rate,
+            0,  # known once the track's first segment is read (``progress``)
+            plans[track].total_samples,
+            listening.Side.MONO,
+        )
+        for track in sorted(plans)
+    ]
+    layout = listening.choose_layout(r.product, sources, roles)
+    mixed = listening.plan_mix(layout) if layout is not None else None
     written: dict[str, tuple[str, int, int]] = {}
+    mixed_out: list[tuple[str, int]] = []
 
     async def one_track(track: str) -> None:
-        async with limiter:
-            target = rdir / "audio" / f"{track}.wav"
-            writer, channels = await _write_track(c, plans[track], target, tally)
-            sha, size = await trio.to_thread.run_sync(writer.close)
-            written[track] = (sha, size, channels)
+        try:
+            async with limiter:
+                writer, channels = await _write_track(
+                    c, plans[track], targets[track], tally, progress[track]
+                )
+                sha, size = await trio.to_thread.run_sync(writer.close)
+                written[track] = (sha, size, channels)
+        except BaseException:
+            progress[track].failed()  # wakes the listening file's mix, which waits on it
+            raise
+
+    async def listening_file(layout: listening.Layout, mixed: listening.Mixed) -> None:
+        mixed_out.append(
+            await trio.to_thread.run_sync(
+                listening.write_listening, rdir / "listening.wav", layout, mixed, progress
+            )
+        )
 
     # Tracks are independent files: decrypting, hashing and writing release the GIL, so
-    # ``TRACKS_AT_ONCE`` tracks use that many cores.
+    # ``TRACKS_AT_ONCE`` tracks use that many cores; the listening file is mixed beside them,
+    # each block as soon as its samples are in the track files.
     limiter = trio.CapacityLimiter(TRACKS_AT_ONCE)
     try:
         async with trio.open_nursery() as nursery:
             for track in sorted(plans):
                 nursery.start_soon(one_track, track)
+            if layout is not None and mixed is not None:
+                nursery.start_soon(listening_file, layout, mixed)
     except BaseExceptionGroup as group:
         raise _first_error(group) from group
     for track in sorted(plans):
         plan = plans[track]
-        target = rdir / "audio" / f"{track}.wav"
+        target = targets[track]
         sha, size, channels = written[track]
         out.audio_bytes += size
         out.files.append(
@@ -333,32 +464,16 @@ async def _export_recording(
             )
         )
         out.tracks.append(_track_entry(plan, target.relative_to(root).as_posix(), channels))
-        sources.append(
-            listening.Source(
-                track,
-                target,
-                plan.start_ms,
-                plan.sample_rate,
-                channels,
-                plan.total_samples,
-                listening.Side.MONO,
-            )
-        )
         out.sources += [
             source_entry(s) for s in sorted(by_track[track], key=lambda s: s.segment_index)
         ]
-    splitter = await _export_records(c, detail, rdir, tally)
     out.sources += [
         source_entry(row) for row in sorted(detail.records, key=lambda r: r.record_index)
     ]
-    roles = {p.user_id: p.role for p in detail.participants if p.role}
-    roles.update(splitter.track_roles)
     zero_ms = r.started_ms
-    layout = listening.choose_layout(r.product, sources, roles)
-    mixed = listening.plan_mix(layout) if layout is not None else None
     if layout is not None and mixed is not None:
         target = rdir / "listening.wav"
-        sha, size = await trio.to_thread.run_sync(listening.write_listening, target, layout, mixed)
+        [(sha, size)] = mixed_out
         zero_ms = mixed.start_ms
         out.files.append(
             _file(

@@ -6,23 +6,25 @@ or the called user, ``caller`` the customer). A leg whose role was never named g
 sides, and the manifest says so. Meetings, webinars and sessions: mono, the ``mixed`` track when
 RTMS sent one, else the recorder's ``mixdown``, else the per-speaker tracks summed.
 
-Mixing reads the whole-call WAVs already written, a block at a time (bounded memory); samples
-are summed in 32 bits and clipped to 16.
+Mixing reads the whole-call WAVs a block at a time (bounded memory), while they are being
+written when the export passes their progress; samples are summed in 32 bits and clipped to 16.
 """
 
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
 from recorder.catalog.base import Product
-from recorder.officer.bundle.wavio import PLAIN_HEADER_SIZE, WavWriter
+from recorder.errors import StorageError
+from recorder.officer.bundle.wavio import PLAIN_HEADER_SIZE, TrackProgress, WavWriter
 
 #: Frames mixed per step: 1 s at 48 kHz, a few hundred KiB of accumulator.
 BLOCK_FRAMES: Final = 48_000
@@ -120,67 +122,126 @@ def plan_mix(layout: Layout) -> Mixed | None:
     return Mixed(start_ms, rate, frames, offsets)
 
 
-def write_listening(target: Path, layout: Layout, mixed: Mixed) -> tuple[str, int]:
-    """Write the listening file block by block; returns (sha256, size)."""
+def write_listening(
+    target: Path,
+    layout: Layout,
+    mixed: Mixed,
+    progress: Mapping[str, TrackProgress] | None = None,
+) -> tuple[str, int]:
+    """Write the listening file block by block; returns (sha256, size).
+
+    With ``progress`` (track -> its writer's progress) the tracks may still be being written:
+    each block waits until its samples are in the track files, so the mix runs beside the
+    tracks instead of after them; the sources' channel counts come from their writers then.
+    """
+    sources = layout.sources
+    if progress is not None:
+        sources = tuple(_with_channels(src, progress[src.track].channels()) for src in sources)
+        layout = Layout(layout.channels, sources, layout.note)
     writer = WavWriter(
         target, sample_rate=mixed.sample_rate, channels=layout.channels, frames=mixed.frames
     )
-    files: list[tuple[Source, BinaryIO]] = []
+    fds: list[int] = []
     try:
-        for src in layout.sources:
-            track_file = src.path.open("rb")
-            track_file.seek(PLAIN_HEADER_SIZE)
-            files.append((src, track_file))
+        for src in sources:
+            fds.append(os.open(src.path, os.O_RDONLY))
+        reads = [
+            _Read(src, fd, mixed.offsets[src.track], progress[src.track] if progress else None)
+            for src, fd in zip(sources, fds, strict=True)
+        ]
         # One mono source per output channel (the usual call, or one mixed track): samples
-        # are placed, not summed, so no 32-bit accumulator or clipping is needed.
-        placed = _one_source_per_channel(layout)
-        dtype = np.dtype("<i2") if placed else np.dtype(np.int32)
-        acc = np.zeros((BLOCK_FRAMES, layout.channels), dtype=dtype)
+        # are placed straight into the writer's buffer, not summed, so no 32-bit accumulator
+        # or clipping is needed.
+        placed = one_source_per_channel(layout)
+        acc = None if placed else np.zeros((BLOCK_FRAMES, layout.channels), dtype=np.int32)
+        frame_bytes = 2 * layout.channels
         for block_start in range(0, mixed.frames, BLOCK_FRAMES):
             count = min(BLOCK_FRAMES, mixed.frames - block_start)
-            acc[:count] = 0
-            for src, handle in files:
-                _add(acc, src, handle, mixed.offsets[src.track], block_start, count)
-            if placed:
-                writer.write(acc[:count].tobytes())
+            if acc is None:
+                out = np.frombuffer(writer.reserve(count * frame_bytes), dtype="<i2")
+                block = out.reshape(count, layout.channels)
+                block[:] = 0
+                for read in reads:
+                    read.add(block, block_start, count)
+                del block, out
+                writer.commit(count * frame_bytes)
             else:
-                writer.write(np.clip(acc[:count], -32768, 32767).astype("<i2").tobytes())
+                acc[:count] = 0
+                for read in reads:
+                    read.add(acc, block_start, count)
+                writer.write(np.clip(acc[:count], -32768, 32767).astype("<i2").data.cast("B"))
     except BaseException:
         writer.abort()
         raise
     finally:
-        for _, handle in files:
-            handle.close()
+        for fd in fds:
+            os.close(fd)
     return writer.close()
 
 
-def _one_source_per_channel(layout: Layout) -> bool:
-    if any(src.channels != 1 or src.side is Side.BOTH for src in layout.sources):
-        return False
-    sides = [src.side for src in layout.sources]
-    return len(sides) == len(set(sides))
+def _with_channels(src: Source, channels: int) -> Source:
+    return Source(
+        src.track,
+        src.path,
+        src.start_ms,
+        src.sample_rate,
+        channels,
+        src.frames,
+        src.side,
+        src.role,
+    )
 
 
-def _add(
+class _Read:
+    """One track's samples for the mix, read by position (``pread``) into one scratch block."""
+
+    def __init__(self, src: Source, fd: int, offset: int, progress: TrackProgress | None) -> None:
+        self.src = src
+        self.fd = fd
+        self.offset = offset
+        self.progress = progress
+        self.scratch = np.empty(BLOCK_FRAMES * src.channels, dtype="<i2")
+
+    def add(
+        self,
+        acc: npt.NDArray[np.int32] | npt.NDArray[np.int16],
+        block_start: int,
+        count: int,
+    ) -> None:
+        src, offset = self.src, self.offset
+        first = max(block_start, offset)
+        last = min(block_start + count, offset + src.frames)
+        if last <= first:
+            return
+        frame_bytes = 2 * src.channels
+        end = (last - offset) * frame_bytes
+        if self.progress is not None:
+            self.progress.wait_for(end)
+        want = (last - first) * frame_bytes
+        view = self.scratch.data.cast("B")[:want]
+        position = PLAIN_HEADER_SIZE + (first - offset) * frame_bytes
+        got = 0
+        while got < want:
+            done = os.preadv(self.fd, [view[got:]], position + got)
+            if not done:
+                raise StorageError(f"{src.path.name}: ends before frame {last - offset}")
+            got += done
+        add_samples(acc, src, self.scratch[: want // 2], first - block_start)
+
+
+def add_samples(
     acc: npt.NDArray[np.int32] | npt.NDArray[np.int16],
     src: Source,
-    handle: BinaryIO,
-    offset: int,
-    block_start: int,
-    count: int,
+    samples: npt.NDArray[np.int16],
+    row: int,
 ) -> None:
-    first = max(block_start, offset)
-    last = min(block_start + count, offset + src.frames)
-    if last <= first:
-        return
-    # Tracks are read strictly forward: the handle sits at frame ``first - offset`` already.
-    raw = handle.read((last - first) * 2 * src.channels)
-    samples = np.frombuffer(raw, dtype="<i2").reshape(-1, src.channels)
+    """Mix one source's interleaved samples into ``acc`` from ``row`` on, on its side(s)."""
+    frames = samples.reshape(-1, src.channels)
     if src.channels == 1:
-        mono = samples[:, 0]
+        mono = frames[:, 0]
     else:
-        mono = (samples.astype(np.int32).sum(axis=1) // src.channels).astype(np.int16)
-    rows = slice(first - block_start, first - block_start + len(mono))
+        mono = (frames.astype(np.int32).sum(axis=1) // src.channels).astype(np.int16)
+    rows = slice(row, row + len(mono))
     if src.side is Side.LEFT:
         acc[rows, 0] += mono
     elif src.side is Side.RIGHT:
@@ -188,3 +249,11 @@ def _add(
     else:
         for channel in range(acc.shape[1]):
             acc[rows, channel] += mono
+
+
+def one_source_per_channel(layout: Layout) -> bool:
+    """Every source mono and on its own side: samples can be placed, not summed."""
+    if any(src.channels != 1 or src.side is Side.BOTH for src in layout.sources):
+        return False
+    sides = [src.side for src in layout.sources]
+    return len(sides) == len(set(sides))
