@@ -154,3 +154,35 @@ async def test_the_pull_command_uses_the_configured_zoom_api(tmp_path: Path) -> 
         assert await expectations(catalog) == {
             i: p for i, p in listed.items() if p is not Product.WEBINAR
         }
+
+
+def test_the_pull_timer_runs_before_the_hourly_reconcile_as_the_service_user(
+    tmp_path: Path,
+) -> None:
+    from recorder.cli import build_parser
+    from tests.service.test_ops import EXEC_PATH, systemd_analyze_verify, unit_settings
+
+    service = unit_settings("recorder-completeness-pull.service")
+    [command] = service["ExecStart"]
+    args = build_parser().parse_args(command.split()[1:])
+    assert (args.command, args.completeness_command, args.since) == ("completeness", "pull", "3h")
+    assert service["User"] == unit_settings("recorder.service")["User"]
+    assert sorted(c.split(":")[0] for c in service["LoadCredential"]) == [
+        "ZOOM_CLIENT_ID",
+        "ZOOM_CLIENT_SECRET",
+    ]
+    timer = unit_settings("recorder-completeness-pull.timer")
+    assert timer["OnCalendar"] == ["*-*-* *:50:00"]
+    assert timer["Persistent"] == ["true"]
+    fake = tmp_path / "recorder"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    ops = Path(__file__).resolve().parents[2] / "ops"
+    paths = []
+    for name in ("recorder-completeness-pull.service", "recorder-completeness-pull.timer"):
+        path = tmp_path / f"rtms-{name}"
+        path.write_text((ops / name).read_text().replace(EXEC_PATH, str(fake)))
+        paths.append(path)
+    code, problems = systemd_analyze_verify(paths)
+    assert problems == []
+    assert code == 0
