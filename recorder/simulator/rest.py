@@ -125,6 +125,8 @@ class RestStats:
     issued: list[str] = field(default_factory=list)
     #: (method, path without query, status) of every answered request, in order.
     requests: list[tuple[str, str, int]] = field(default_factory=list)
+    #: (method, path without query, query) of every request, in order (no token is in a query).
+    queries: list[tuple[str, str, str]] = field(default_factory=list)
     #: (product, id, action) of every accepted RTMS status change.
     changes: list[tuple[str, str, str]] = field(default_factory=list)
 
@@ -233,6 +235,7 @@ class ZoomRest:
         else:
             answer = _json(404, {"code": 404, "message": "Not found"})
         self.stats.requests.append((method, raw_path, answer[0]))
+        self.stats.queries.append((method, raw_path, query))
         return answer
 
     def _injected(self, where: str) -> Answer | None:

@@ -25,7 +25,10 @@ Rules:
    guessed; an answer that is not a JSON object is a ``ZoomApiError``.
 3. Paging is bounded: at most ``max_pages`` pages per listing, and a ``next_page_token`` seen
    before in the same listing is a ``ZoomApiError`` (a looping peer cannot keep us forever).
-4. The same instance listed twice (live, then past; or on two pages) is one announcement.
+4. The same instance listed twice (live, then past; on two pages or two windows) is one
+   announcement.
+5. A range longer than 30 days is asked in 30-day windows (Zoom's limit for these lists); a
+   range outside 2000 to 2100, or empty, is refused before anything is asked.
 """
 
 from __future__ import annotations
@@ -51,6 +54,11 @@ _MAX_FIELD: Final = 512
 _MAX_TOKEN: Final = 1024
 DEFAULT_PAGE_SIZE: Final = 300
 DEFAULT_MAX_PAGES: Final = 100
+#: Longest range asked in one listing: Zoom's call history and dashboard take at most a month.
+WINDOW_MS: Final = 30 * 86_400_000
+#: Earliest and latest times a listing may name (a typo cannot ask for year 1 or 9999).
+_MIN_MS: Final = 946_684_800_000  # 2000-01-01
+_MAX_MS: Final = 4_102_444_800_000  # 2100-01-01
 
 
 def _text(data: Mapping[str, Any], *keys: str) -> str | None:
@@ -249,7 +257,15 @@ class HttpZoomListing:
         self.skipped = 0
 
     def _listings(self, since_ms: int, until_ms: int) -> Iterator[_Listing]:
-        day_from, day_to = utc_date(since_ms), utc_date(until_ms)
+        """Rule 5: each listing of each window (``until_ms`` exclusive)."""
+        start = since_ms
+        while start < until_ms:
+            end = min(until_ms, start + WINDOW_MS)
+            yield from self._window(start, end)
+            start = end
+
+    def _window(self, since_ms: int, until_ms: int) -> Iterator[_Listing]:
+        day_from, day_to = utc_date(since_ms), utc_date(until_ms - 1)
         for product, path, key in (
             (Product.MEETING, "/metrics/meetings", "meetings"),
             (Product.WEBINAR, "/metrics/webinars", "webinars"),
@@ -259,7 +275,7 @@ class HttpZoomListing:
                     params = {"type": kind, "from": day_from, "to": day_to}
                     yield _Listing(path, (key,), params, product)
         if Product.CONTACT_CENTER in self._products:
-            params = {"from": utc_datetime(since_ms), "to": utc_datetime(until_ms)}
+            params = {"from": utc_datetime(since_ms), "to": utc_datetime(until_ms - 1)}
             yield _Listing(
                 "/contact_center/engagements", ("engagements",), params, Product.CONTACT_CENTER
             )
@@ -278,6 +294,11 @@ class HttpZoomListing:
 
     async def started_between(self, since_ms: int, until_ms: int) -> Sequence[Announcement]:
         """Raises ``ZoomApiError`` (Zoom's code and message) when any listing fails."""
+        if not _MIN_MS <= since_ms < until_ms <= _MAX_MS:
+            raise ZoomApiError(
+                "a Zoom listing needs a non-empty range between 2000 and 2100 "
+                f"(asked {since_ms} to {until_ms} ms)"
+            )
         found: dict[tuple[Product, str], Announcement] = {}
         skipped = 0
         for listing in self._listings(since_ms, until_ms):

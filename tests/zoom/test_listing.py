@@ -253,6 +253,21 @@ async def test_three_products_are_listed_page_by_page_within_the_range() -> None
         assert gets.count("/v2/contact_center/engagements") == 3
         assert gets.count("/v2/phone/call_history") == 3
         assert gets.count("/v2/metrics/webinars") == 2
+        # Forty days are asked in two windows (Zoom lists at most a month at once); the
+        # day-before items are in range now, and nothing is listed twice.
+        before = len(rest.stats.requests)
+        wider = await listing.started_between(SINCE_MS - 40 * DAY_MS, UNTIL_MS)
+        assert sorted(a.instance_id for a in wider) == sorted(
+            [*listed, "mtg-old", "eng-old", "call-old"]
+        )
+        windows = {
+            (path, q.split("from=")[1][:10])
+            for _, path, q in rest.stats.queries[before:]
+            if "from=" in q
+        }
+        assert len([w for w in windows if w[0] == "/v2/phone/call_history"]) == 2
+        with pytest.raises(ZoomApiError, match="non-empty range"):
+            await listing.started_between(UNTIL_MS, SINCE_MS)
         # A narrower range leaves out what started before it, though the dashboard answers days.
         later = await listing.started_between(SINCE_MS + 3 * 3_600_000, UNTIL_MS)
         assert {a.instance_id for a in later} == {
