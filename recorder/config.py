@@ -834,6 +834,10 @@ class ZoomConfig:
     retry_after_max_s: float = 60.0
     #: A token is refreshed this long before it expires (at most half its lifetime).
     token_refresh_margin_s: float = 60.0
+    #: ``page_size`` asked of Zoom's list APIs (``recorder completeness pull``); at most 300.
+    list_page_size: int = 300
+    #: Pages followed per listing before the pull fails (a looping peer cannot keep it).
+    list_max_pages: int = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -888,6 +892,8 @@ def _zoom(t: _Table) -> ZoomConfig:
         token_refresh_margin_s=t.number(
             "token_refresh_margin_s", d.token_refresh_margin_s, minimum=0.0, maximum=3600.0
         ),
+        list_page_size=t.integer("list_page_size", d.list_page_size, minimum=1, maximum=300),
+        list_max_pages=t.integer("list_max_pages", d.list_max_pages, minimum=1, maximum=10000),
     )
 
 

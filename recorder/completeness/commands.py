@@ -17,6 +17,7 @@ import datetime as dt
 import functools
 import json
 import sys
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -155,17 +156,30 @@ async def completeness_command(c: Components, args: argparse.Namespace) -> int:
             for k, cause, n in counts:
                 print(f"  open {k}/{cause}: {n}")
         return 0
-    if c.zoom_listing is None:
-        raise ConfigError(
-            "completeness pull needs Zoom's list APIs, and no Zoom listing is configured in "
-            "this recorder (the REST client is not wired in yet)"
-        )
     tz = zone(args.tz)
     since = parse_when(args.since, tz)
     until = parse_when(args.until, tz, end=True) if args.until else now
-    result = await pull(
-        c.catalog, c.zoom_listing, policy, since_ms=since, until_ms=until, now_ms=now
-    )
+    if until <= since:
+        raise ConfigError("completeness pull: --until must be after --since")
+    if c.zoom_listing is not None:
+        result = await pull(
+            c.catalog, c.zoom_listing, policy, since_ms=since, until_ms=until, now_ms=now
+        )
+    else:
+        from recorder.zoom import open_zoom_api
+
+        async with AsyncExitStack() as stack:
+            try:
+                api = await stack.enter_async_context(open_zoom_api(c.config))
+            except ConfigError as exc:
+                raise ConfigError(
+                    "completeness pull lists what started through Zoom's REST API, which is "
+                    "not configured: set the zoom_client_id and zoom_client_secret secrets and "
+                    f"[zoom] account_id (or ZOOM_ACCOUNT_ID) ({exc})"
+                ) from exc
+            result = await pull(
+                c.catalog, api.listing, policy, since_ms=since, until_ms=until, now_ms=now
+            )
     print(f"listed {result.listed}, expected by policy {result.matching}, new {result.added}")
     return 0
 

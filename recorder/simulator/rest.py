@@ -24,6 +24,12 @@ Rules:
    in that state, 300 a malformed body or an action the product lacks (Phone: start, stop).
 4. ``GET /v2/meetings/{id}``, ``GET /v2/contact_center/engagements/{id}`` and
    ``GET /v2/phone/call_history?call_ids={id}`` answer the profile the test registered.
+6. The list APIs answer the instances added with a ``started_ms`` (or on which RTMS was started),
+   ``list_page_size`` at a time with an opaque ``next_page_token`` (an unknown one: 400, code
+   300): ``GET /v2/metrics/meetings`` and ``/v2/metrics/webinars`` (``type=past|live``, ``from``
+   / ``to`` UTC dates, inclusive), ``GET /v2/contact_center/engagements`` (``from`` / ``to`` UTC
+   date-times), ``GET /v2/phone/call_history`` without ``call_ids`` (``from`` / ``to`` UTC
+   dates). A missing or malformed ``type``, ``from`` or ``to`` is 400, code 300.
 5. ``inject(status, ...)`` queues failures (429 with ``Retry-After``, 5xx) that the next
    requests answer instead, for the token endpoint or the API separately.
 
@@ -35,6 +41,7 @@ from __future__ import annotations
 import base64
 import binascii
 import collections
+import datetime as dt
 import json
 import logging
 import secrets
@@ -77,6 +84,10 @@ class RestSettings:
     token_ttl_s: float = 3600.0
     host: str = "127.0.0.1"
     port: int = 0
+    #: Items per page of the list APIs (rule 6); small in tests so that clients page.
+    list_page_size: int = 30
+    #: A buggy Zoom: every page of a listing names the same ``next_page_token`` again.
+    loop_page_tokens: bool = False
 
 
 @dataclass
@@ -93,6 +104,10 @@ class LiveInstance:
     engagement: Engagement | None = None
     #: Set when RTMS was started on it through the API (``engagement`` is then set).
     started: trio.Event = field(default_factory=trio.Event)
+    #: When it started and ended at "Zoom" (Unix ms): what the list APIs answer. Unset, the
+    #: start of the stream RTMS ran on it counts; never started, it is not listed.
+    started_ms: int | None = None
+    ended_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +125,8 @@ class RestStats:
     issued: list[str] = field(default_factory=list)
     #: (method, path without query, status) of every answered request, in order.
     requests: list[tuple[str, str, int]] = field(default_factory=list)
+    #: (method, path without query, query) of every request, in order (no token is in a query).
+    queries: list[tuple[str, str, str]] = field(default_factory=list)
     #: (product, id, action) of every accepted RTMS status change.
     changes: list[tuple[str, str, str]] = field(default_factory=list)
 
@@ -156,6 +173,8 @@ class ZoomRest:
         }
         self.stats = RestStats()
         self.base_url = ""
+        #: Rule 6's paging: token -> (listing, offset of the next page).
+        self._pages: dict[str, tuple[str, int]] = {}
 
     # --- test controls -----------------------------------------------------------------------
 
@@ -166,14 +185,20 @@ class ZoomRest:
         rest_id: str | None = None,
         profile: Mapping[str, Any] | None = None,
         allowed: bool = True,
+        started_ms: int | None = None,
+        ended_ms: int | None = None,
     ) -> LiveInstance:
-        """Make an instance live; ``scenario`` (its instance id filled in) is what a start runs."""
+        """Make an instance live; ``scenario`` (its instance id filled in) is what a start runs.
+
+        With ``started_ms`` (and ``ended_ms`` once it is over) the list APIs name it."""
         resolved = scenario.resolved()
         instance = LiveInstance(
             scenario=resolved,
             rest_id=rest_id or resolved.instance_id,
             profile=dict(profile or {}),
             allowed=allowed,
+            started_ms=started_ms,
+            ended_ms=ended_ms,
         )
         self._instances[(_group(resolved.product), instance.rest_id)] = instance
         if instance.rest_id != resolved.instance_id:
@@ -210,6 +235,7 @@ class ZoomRest:
         else:
             answer = _json(404, {"code": 404, "message": "Not found"})
         self.stats.requests.append((method, raw_path, answer[0]))
+        self.stats.queries.append((method, raw_path, query))
         return answer
 
     def _injected(self, where: str) -> Answer | None:
@@ -378,6 +404,73 @@ class ZoomRest:
                 return eng
         return None
 
+    # --- rule 6: the list APIs -----------------------------------------------------------------
+
+    def _listed(self) -> list[tuple[LiveInstance, int]]:
+        """Every instance the list APIs know, once, with its start (Unix ms)."""
+        seen: dict[int, tuple[LiveInstance, int]] = {}
+        for instance in self._instances.values():
+            start = instance.started_ms
+            if start is None and instance.engagement is not None:
+                start = instance.engagement.scenario.t0_ms
+            if start is not None:
+                seen.setdefault(id(instance), (instance, start))
+        return sorted(seen.values(), key=lambda pair: (pair[1], pair[0].scenario.instance_id))
+
+    def _listing(self, parts: list[str], query: str) -> Answer | None:
+        params = {k: v[0] for k, v in parse_qs(query).items()}
+        if len(parts) == 2 and parts[0] == "metrics" and parts[1] in ("meetings", "webinars"):
+            product = Product.MEETING if parts[1] == "meetings" else Product.WEBINAR
+            kind = params.get("type")
+            if kind not in ("past", "live"):
+                return _zoom_error(400, 300, "Invalid field: type")
+            fmt, key = _DATE, parts[1]
+        elif parts == ["contact_center", "engagements"]:
+            product, kind, fmt, key = Product.CONTACT_CENTER, None, _DATETIME, "engagements"
+        elif parts == ["phone", "call_history"] and "call_ids" not in params:
+            product, kind, fmt, key = Product.PHONE, None, _DATE, "call_history"
+        else:
+            return None
+        since = _utc_bound(params.get("from"), fmt, end=False)
+        until = _utc_bound(params.get("to"), fmt, end=True)
+        if since is None or until is None:
+            return _zoom_error(400, 300, "Invalid field: from and to are required")
+        items: list[dict[str, Any]] = []
+        for instance, start in self._listed():
+            if instance.scenario.product is not product or not since <= start <= until:
+                continue
+            if kind is not None and (kind == "past") != (instance.ended_ms is not None):
+                continue
+            item = _list_item(instance, start)
+            items.append(item)
+        listing = f"{'/'.join(parts)}?{kind}&{since}&{until}"
+        offset = 0
+        token = params.get("next_page_token")
+        if token:
+            known = self._pages.get(token)
+            if known is None or known[0] != listing:
+                return _zoom_error(400, 300, "Invalid field: next_page_token")
+            offset = known[1]
+        size = max(1, self.settings.list_page_size)
+        page = items[offset : offset + size]
+        next_token = ""
+        if offset + size < len(items):
+            if not (self.settings.loop_page_tokens and token):
+                token = secrets.token_urlsafe(12)
+                self._pages[token] = (listing, offset + size)
+            next_token = token or ""
+        return _json(
+            200,
+            {
+                "from": params["from"],
+                "to": params["to"],
+                "page_size": size,
+                "total_records": len(items),
+                "next_page_token": next_token,
+                key: page,
+            },
+        )
+
     def _directory(self, parts: list[str], query: str) -> Answer:
         if len(parts) == 2 and parts[0] == "meetings":
             target = _path_id(parts[1])
@@ -391,6 +484,9 @@ class ZoomRest:
             if instance is None:
                 return _zoom_error(404, 1001, f"Engagement does not exist: {target}.")
             return _json(200, {"engagement_id": target, **instance.profile})
+        listed = self._listing(parts, query)
+        if listed is not None:
+            return listed
         if parts == ["phone", "call_history"]:
             wanted = parse_qs(query).get("call_ids", [""])[0].split(",")
             entries = [
@@ -400,6 +496,41 @@ class ZoomRest:
             ]
             return _json(200, {"call_history": entries, "page_size": 30, "next_page_token": ""})
         return _json(404, {"code": 404, "message": "Not found"})
+
+
+def _list_item(instance: LiveInstance, start: int) -> dict[str, Any]:
+    """One item of a list API answer, in the product's shape (the profile adds to it)."""
+    end = {} if instance.ended_ms is None else {"end_time": _iso(instance.ended_ms)}
+    scenario = instance.scenario
+    if scenario.product in (Product.MEETING, Product.WEBINAR):
+        number: object = int(instance.rest_id) if instance.rest_id.isdigit() else instance.rest_id
+        head: dict[str, Any] = {"uuid": scenario.instance_id, "id": number}
+    elif scenario.product is Product.CONTACT_CENTER:
+        head = {"engagement_id": scenario.instance_id}
+    else:
+        head = {"call_id": scenario.instance_id}
+    return {**head, "start_time": _iso(start), **end, **instance.profile}
+
+
+_DATE: Final = "%Y-%m-%d"
+_DATETIME: Final = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def _iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime(_DATETIME)
+
+
+def _utc_bound(text: str | None, fmt: str, *, end: bool) -> int | None:
+    """A ``from`` / ``to`` query value in Unix ms (a ``to`` date includes its whole day)."""
+    if text is None:
+        return None
+    try:
+        when = dt.datetime.strptime(text, fmt).replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+    if end and fmt == _DATE:
+        when += dt.timedelta(days=1)
+    return int(when.timestamp() * 1000) - (1 if end and fmt == _DATE else 0)
 
 
 def _group(product: Product) -> str:

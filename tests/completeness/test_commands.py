@@ -117,7 +117,9 @@ def test_reconcile_then_officers_see_findings_in_search_and_show(
     assert "ZOOM_CLIENT_ID" in text
     code, text = cli("completeness", "pull", *config, "--since", "2d")
     assert code == 3
-    assert "no Zoom listing is configured" in text
+    assert "Zoom's REST API, which is not configured" in text
+    assert "ZOOM_CLIENT_ID" in text  # names what to configure
+    assert "account_id" in text
 
 
 def test_the_timer_runs_a_json_reconcile_as_the_service_user(tmp_path: Path) -> None:
