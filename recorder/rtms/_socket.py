@@ -173,11 +173,20 @@ async def close_ws(ws: WebSocketConnection, timeout_s: float) -> None:
 
 
 async def flush(ws: WebSocketConnection, conn: _Connection) -> None:
+    """Send what ``conn`` has queued. A failed send drops the rest and does NOT end ``conn``.
+
+    A peer that ends a stream sends its last messages and its close frame, then closes its
+    TCP socket once its close handshake times out (we lag behind, under load); our next write
+    then meets an RST and fails. What the peer sent before is still readable (the kernel keeps
+    what it received; the reader-task driver holds it in its channel), and it is the tail that
+    matters: the final STREAM_STATE/SESSION_STATE. So the socket ends when *reading* ends
+    (``pump`` sees ``ConnectionClosed`` after the last message, and the driver makes sure a
+    broken transport ends reading too), never on a write.
+    """
     for text in conn.data_to_send():
         try:
             await ws.send_message(text)
         except (ConnectionClosed, trio.BrokenResourceError, OSError):
-            conn.receive_message(None)
             return
 
 
