@@ -24,9 +24,12 @@ from typing import Any
 
 import pytest
 import trio
+import trio.lowlevel
+from trio_websocket import ConnectionClosed
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
+from wsproto.events import AcceptConnection, CloseConnection, Ping, Request, TextMessage
 
+from recorder.rtms._direct import DirectWebSocket, connect_direct
 from recorder.rtms._protocol_events import ConnectionEnded, ConnState, ProtocolEvent
 from recorder.rtms._socket import close_ws, connect, pump
 from recorder.rtms.client import ClientConfig
@@ -127,3 +130,131 @@ async def test_a_lagging_client_reads_the_final_states_after_the_peer_closed_its
     [end_index] = [i for i, e in enumerate(seen) if isinstance(e, ConnectionEnded)]
     assert end_index > seen.index(terminated[-1])
     assert conn.state is ConnState.CLOSED
+
+
+# --- the direct driver on its own ----------------------------------------------------------------
+
+
+async def _serve_tail_then(
+    stream: trio.SocketStream, *, messages: list[str], extra: bytes, ended: trio.Event
+) -> None:
+    """Accept, send ``messages`` (and ``extra`` raw frames) in one write, then RST."""
+    ws = WSConnection(ConnectionType.SERVER)
+    while True:
+        data = await stream.receive_some(4096)
+        assert data
+        ws.receive_data(data)
+        if any(isinstance(e, Request) for e in ws.events()):
+            break
+    await stream.send_all(ws.send(AcceptConnection()))
+    await ended.wait()  # the test's "client" is connected and about to lag
+    wire = b"".join(ws.send(TextMessage(data=m)) for m in messages) + extra
+    await stream.send_all(wire)
+    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    await stream.aclose()
+
+
+async def test_the_direct_driver_reads_what_the_kernel_holds_after_a_send_failed() -> None:
+    # 40 messages of 1 kB (within the kernel's buffers, so the peer's write completes), read
+    # 4 kB at a time: most of it is still in the kernel when the first answer fails.
+    messages = [f"{i:04d}" + "x" * 1000 for i in range(40)]
+    go = trio.Event()
+    got: list[str | bytes] = []
+    failed_sends = 0
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            [listener] = await nursery.start(
+                functools.partial(trio.serve_tcp, host="127.0.0.1"),
+                functools.partial(_serve_tail_then, messages=messages, extra=b"", ended=go),
+                0,
+            )
+            port = listener.socket.getsockname()[1]
+            ws = await connect_direct(
+                f"ws://127.0.0.1:{port}/signaling",
+                None,
+                max_message_size=65536,
+                receive_buffer_size=4096,
+            )
+            go.set()
+            # Wait until the reset is in: a send fails (not a timing guess: retried until so).
+            while True:
+                try:
+                    await ws.send_message("answer")
+                except ConnectionClosed:
+                    failed_sends += 1
+                    break
+                await trio.lowlevel.checkpoint()
+            while True:
+                try:
+                    got.append(await ws.get_message())
+                except ConnectionClosed:
+                    break
+            await ws.aclose()
+            nursery.cancel_scope.cancel()
+    assert failed_sends == 1
+    assert got == messages
+
+
+class _CancelOnFirstSend(trio.abc.Stream):
+    """A real socket stream whose first send after ``arm`` is where a cancellation lands
+    (as the pump's watchdog timer can, at any checkpoint)."""
+
+    def __init__(self, inner: trio.SocketStream) -> None:
+        self._inner = inner
+        self.scope: trio.CancelScope | None = None
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        scope, self.scope = self.scope, None
+        if scope is not None:
+            scope.cancel()
+            await trio.lowlevel.checkpoint()
+        await self._inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self._inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def test_a_cancel_while_answering_a_ping_loses_none_of_the_messages_read_with_it() -> None:
+    messages = ["before", "after 1", "after 2"]
+
+    async def serve(stream: trio.SocketStream) -> None:
+        ws = WSConnection(ConnectionType.SERVER)
+        while not any(isinstance(e, Request) for e in ws.events()):
+            data = await stream.receive_some(4096)
+            assert data
+            ws.receive_data(data)
+        await stream.send_all(ws.send(AcceptConnection()))
+        wire = ws.send(TextMessage(data=messages[0])) + ws.send(Ping(b"?"))
+        wire += b"".join(ws.send(TextMessage(data=m)) for m in messages[1:])
+        await stream.send_all(wire)  # one read on the client side: message, ping, messages
+        await trio.sleep_forever()
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            [listener] = await nursery.start(
+                functools.partial(trio.serve_tcp, host="127.0.0.1"), serve, 0
+            )
+            port = listener.socket.getsockname()[1]
+            stream = _CancelOnFirstSend(await trio.open_tcp_stream("127.0.0.1", port))
+            ws = DirectWebSocket(
+                stream,
+                host=f"127.0.0.1:{port}",
+                path="/signaling",
+                max_message_size=65536,
+                receive_buffer_size=65536,
+            )
+            await ws.open()
+            with trio.CancelScope() as scope:
+                stream.scope = scope
+                await ws.get_message()  # the pong's send is cancelled
+            assert scope.cancelled_caught
+            got = [await ws.get_message() for _ in messages]
+            await ws._close_stream()
+            nursery.cancel_scope.cancel()
+    assert got == messages
