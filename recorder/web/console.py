@@ -19,6 +19,7 @@ from recorder.web.throttle import FailureThrottle
 
 if TYPE_CHECKING:
     from recorder.service.components import Components
+    from recorder.video.memory_mux import MemoryVideo
     from recorder.web.auth import Principal
     from recorder.web.oidc import OidcClient
 
@@ -59,6 +60,8 @@ class Console:
     client_throttle: FailureThrottle = field(
         default_factory=lambda: FailureThrottle(max_failures=30, window_ms=900_000, lock_ms=900_000)
     )
+    #: Listening videos built in memory per (session, recording, play event) (``web.video``).
+    videos: dict[tuple[str, str, int], MemoryVideo] = field(default_factory=dict)
 
     def render(
         self,
