@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import jinja2
+import trio
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
@@ -62,6 +63,8 @@ class Console:
     )
     #: Listening videos built in memory per (session, recording, play event) (``web.video``).
     videos: dict[tuple[str, str, int], MemoryVideo] = field(default_factory=dict)
+    #: One video built at a time (memory: see ``web.video.MAX_VIDEO_BYTES``).
+    video_lock: trio.Lock = field(default_factory=trio.Lock)
 
     def render(
         self,

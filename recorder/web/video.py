@@ -152,12 +152,13 @@ async def video(request: Request) -> Response:
     reason = await _reason(console, principal, recording_id)
     event = await _audit_play(console, principal, recording_id, PLAY_TRACK, reason)
     key = (principal.session_hash, recording_id, event.audit_id)
-    built = console.videos.pop(key, None)
-    if built is None:
-        built = await build(console, detail, event)
-    console.videos[key] = built  # most recent last
-    while len(console.videos) > CACHED_VIDEOS:
-        console.videos.pop(next(iter(console.videos)))
+    async with console.video_lock:  # a player's parallel range requests build it once
+        built = console.videos.pop(key, None)
+        if built is None:
+            built = await build(console, detail, event)
+        console.videos[key] = built  # most recent last
+        while len(console.videos) > CACHED_VIDEOS:
+            console.videos.pop(next(iter(console.videos)))
     return _ranged(built.data, built.content_type, request.headers.get("range"))
 
 

@@ -122,6 +122,20 @@ async def test_officer_plays_the_video_in_ranges_audited_others_refused(
                 bad = await officer.get(url, headers={"range": f"bytes={total}-"})
                 assert bad.status_code == 416
                 assert bad.headers["content-range"] == f"bytes */{total}"
+                hostile = await officer.get(url, headers={"range": "bytes=abc"})
+                assert hostile.status_code == 416
+                assert "malformed range" in hostile.text
+                # A player's parallel range reads: the same bytes (built once, under one play).
+                got: dict[int, bytes] = {}
+
+                async def fetch(start: int) -> None:
+                    answer = await officer.get(url, headers={"range": f"bytes={start}-"})
+                    got[start] = answer.content
+
+                async with trio.open_nursery() as readers:
+                    for start in (0, 5, total // 2):
+                        readers.start_soon(fetch, start)
+                assert got == {start: bytes(data[start:]) for start in (0, 5, total // 2)}
                 multi = await officer.get(url, headers={"range": "bytes=0-9,20-29"})
                 assert multi.status_code == 206
                 assert multi.headers["content-type"].startswith("multipart/byteranges")
@@ -143,3 +157,21 @@ async def test_officer_plays_the_video_in_ranges_audited_others_refused(
     assert [(e.actor, e.reason) for e in plays] == [("web:alice", "complaint 42")]
     assert '"listening-video"' in plays[0].details_json
     assert PASSWORDS["alice"] not in plays[0].details_json
+
+
+async def test_a_recording_without_video_has_no_video(console: Console) -> None:
+    rid = console.state.recording_id
+    async with console.session("alice") as officer:
+        page = await officer.get(f"/recordings/{rid}")
+        given = await officer.post(
+            f"/recordings/{rid}/access", data={"reason": "review", "csrf": csrf_of(page.text)}
+        )
+        assert given.status_code == 303
+        page = await officer.get(f"/recordings/{rid}")
+        assert 'id="player"' in page.text
+        assert "<video" not in page.text
+        answer = await officer.get(f"/recordings/{rid}/video")
+        assert answer.status_code == 404
+        assert answer.json() == {"error": f"recording {rid} has no video"}
+    plays = [e for e in await console.c.catalog.audit_trail(rid) if e.action == "play"]
+    assert plays == []
