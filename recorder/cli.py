@@ -136,7 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the demo keeps its catalog, store and keys (default: a new temp directory)",
     )
     p.add_argument(
-        "--web", action="store_true", help="then serve the web console on it until Ctrl-C"
+        "--web",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="then serve the web console on it until Ctrl-C (default: when run in a terminal)",
     )
 
     p = sub.add_parser("simulate", help="run RTMS simulator scenarios against a webhook URL")
@@ -378,6 +381,10 @@ def _run(args: argparse.Namespace) -> int:
             log_level=args.log_level,
         )
     if command == "demo":
+        if args.web is None:
+            # A person at a terminal gets the console (URL and one-time login printed); a script
+            # or CI gets a demo that ends by itself.
+            args.web = sys.stdin.isatty() and sys.stdout.isatty()
         logging.basicConfig(level=args.log_level or "ERROR", format="%(levelname)s %(message)s")
         if args.state_dir is not None:
             return _demo_then_web(args.state_dir, web=args.web)

@@ -78,6 +78,8 @@ class DirectWebSocket(WebSocketConnection):
         self._receiving = False
         #: The socket can give no more bytes (EOF, transport failure, protocol error).
         self._ended = False
+        #: We closed (``aclose``): nothing more is delivered.
+        self._closed_locally = False
 
     # --- opening --------------------------------------------------------------------------
 
@@ -100,10 +102,15 @@ class DirectWebSocket(WebSocketConnection):
 
     async def get_message(self) -> str | bytes:
         """The next message; ``ConnectionClosed`` once the connection is closed and every
-        message received before the peer's close has been returned."""
+        message received before the peer's close has been returned.
+
+        A failed *send* (the peer reset the connection: trio-websocket records a 1006 close)
+        does not stop reading: the bytes the kernel received before the reset are still
+        delivered, then the transport's end (EOF or the reset) ends the socket.
+        """
         ready = self._ready
         while not ready:
-            if self._close_reason is not None or self._ended:
+            if self._ended or self._closed_locally:
                 raise ConnectionClosed(self._close_reason or CloseReason(_ABNORMAL, None))
             await self._receive_once()
         return ready.popleft()
@@ -141,39 +148,58 @@ class DirectWebSocket(WebSocketConnection):
         await self._handle_events()
 
     async def _handle_events(self) -> None:
-        for event in self._wsproto.events():
-            if isinstance(event, TextMessage | BytesMessage):
-                if not await self._take_part(event):
-                    return
-            elif isinstance(event, Ping):
-                try:
-                    await self._send(event.response())
-                except ConnectionClosed:
-                    return
-            elif isinstance(event, CloseConnection):
-                await self._on_close(event)
-            elif isinstance(event, AcceptConnection):
-                await self._handle_accept_connection_event(event)
-            elif isinstance(event, RejectConnection):
-                await self._handle_reject_connection_event(event)  # raises without a body
-            elif isinstance(event, RejectData):
-                await self._handle_reject_data_event(event)  # raises once the body is in
-            elif isinstance(event, Pong):
-                await self._handle_pong_event(event)
+        """Everything wsproto parsed from one read. Messages and the peer's close are recorded
+        before any answer (pong, close) is sent: a send is a checkpoint, and a cancellation
+        there (the pump's watchdog timer) must not drop the events parsed after it."""
+        answers: list[Ping | CloseConnection] = []
+        try:
+            for event in self._wsproto.events():
+                if isinstance(event, TextMessage | BytesMessage):
+                    if not self._take_part(event):
+                        answers.clear()  # our 1009 close is the last frame we send
+                        await self._too_big()
+                        return
+                elif isinstance(event, Ping):
+                    answers.append(event)
+                elif isinstance(event, CloseConnection):
+                    self._on_close(event)
+                    if self._wsproto.state is ConnectionState.REMOTE_CLOSING:
+                        answers.append(event)
+                else:
+                    await self._handle_handshake_event(event)
+        finally:
+            for answer in answers:
+                # A pong, or our answer to the peer's close (trio-websocket's own behaviour).
+                with contextlib.suppress(ConnectionClosed, wsproto.utilities.LocalProtocolError):
+                    await self._send(answer.response())
 
-    async def _take_part(self, event: TextMessage | BytesMessage) -> bool:
-        """Add one frame's data; False when the message is over the size limit (closed)."""
+    async def _handle_handshake_event(self, event: object) -> None:
+        """The upgrade's answer (and pongs, which we never ask for)."""
+        if isinstance(event, AcceptConnection):
+            await self._handle_accept_connection_event(event)
+        elif isinstance(event, RejectConnection):
+            await self._handle_reject_connection_event(event)  # raises without a body
+        elif isinstance(event, RejectData):
+            await self._handle_reject_data_event(event)  # raises once the body is in
+        elif isinstance(event, Pong):
+            await self._handle_pong_event(event)
+
+    async def _too_big(self) -> None:
+        """Close with 1009 after a message over the size limit (nothing more is delivered)."""
+        reason = f"Exceeded maximum message size: {self._max_message_size} bytes"
+        self._message_size = 0
+        self._message_parts = []
+        self._close_reason = CloseReason(_TOO_BIG, reason)
+        self._ready.clear()
+        self._ended = True
+        self._close_handshake.set()
+        with contextlib.suppress(ConnectionClosed):
+            await self._send(CloseConnection(code=_TOO_BIG, reason=reason))
+
+    def _take_part(self, event: TextMessage | BytesMessage) -> bool:
+        """Add one frame's data; False when the message is over the size limit."""
         self._message_size += len(event.data)
         if self._message_size > self._max_message_size:
-            reason = f"Exceeded maximum message size: {self._max_message_size} bytes"
-            self._message_size = 0
-            self._message_parts = []
-            self._close_reason = CloseReason(_TOO_BIG, reason)
-            with contextlib.suppress(ConnectionClosed):
-                await self._send(CloseConnection(code=_TOO_BIG, reason=reason))
-            self._ready.clear()
-            self._ended = True
-            self._close_handshake.set()
             return False
         data: str | bytes = event.data if isinstance(event.data, str) else bytes(event.data)
         if event.message_finished and not self._message_parts:
@@ -194,13 +220,9 @@ class DirectWebSocket(WebSocketConnection):
             self._ready.append(message)
         return True
 
-    async def _on_close(self, event: CloseConnection) -> None:
-        if self._wsproto.state is ConnectionState.REMOTE_CLOSING:
-            # The peer closes first: answer (trio-websocket's own behaviour).
-            self._close_reason = CloseReason(event.code, event.reason or None)
-            with contextlib.suppress(ConnectionClosed):
-                await self._send(event.response())
-        elif self._close_reason is None:
+    def _on_close(self, event: CloseConnection) -> None:
+        """Record the peer's close (the caller answers it when the peer closed first)."""
+        if self._wsproto.state is ConnectionState.REMOTE_CLOSING or self._close_reason is None:
             self._close_reason = CloseReason(event.code, event.reason or None)
         self._ended = True
         self._close_handshake.set()
@@ -216,6 +238,7 @@ class DirectWebSocket(WebSocketConnection):
 
     async def _aclose(self, code: int, reason: str | None) -> None:
         """Send our close frame and read until the peer's (the caller bounds how long)."""
+        self._closed_locally = True
         if self._close_reason is not None:
             await self._close_stream()
             return

@@ -571,6 +571,13 @@ class Engine:
                         )
                         self._end(None, _refused_name(event.rejection.name), normal=False)
                 elif isinstance(event, ConnectionEnded):
+                    if not self.ended:
+                        logger.info(
+                            "rtms signaling ended before the stream %s cause=%s %s",
+                            self._log,
+                            event.cause,
+                            event.detail,
+                        )
                     result.append(
                         _Outcome(_Kind.LOST, self._lost_cause(), f"signaling {event.cause}")
                     )

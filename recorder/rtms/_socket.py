@@ -173,11 +173,22 @@ async def close_ws(ws: WebSocketConnection, timeout_s: float) -> None:
 
 
 async def flush(ws: WebSocketConnection, conn: _Connection) -> None:
+    """Send what ``conn`` has queued. A failed send drops the rest and does NOT end ``conn``.
+
+    The peer ends a stream with its last messages and its close frame. A client lagging behind
+    reads them in one go, often behind a keep-alive request it still has to answer; the driver
+    has parsed the close by then, so that answer fails, and (worse) a peer whose bounded close
+    handshake timed out has closed its TCP socket, so our late write meets an RST. What the
+    peer sent before is still readable (the direct driver's queue, the reader-task driver's
+    channel, the kernel's receive buffer), and it is the tail that matters: the final
+    STREAM_STATE/SESSION_STATE. So the socket ends when *reading* ends (``pump`` sees
+    ``ConnectionClosed`` after the last message; both drivers end reading once the transport
+    is broken), never on a write.
+    """
     for text in conn.data_to_send():
         try:
             await ws.send_message(text)
         except (ConnectionClosed, trio.BrokenResourceError, OSError):
-            conn.receive_message(None)
             return
 
 

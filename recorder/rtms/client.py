@@ -167,11 +167,10 @@ class ClientConfig:
     buffer_data: bool = True
     max_message_size: int = MAX_MESSAGE_SIZE
     media_receive_buffer: int = MEDIA_RECEIVE_BUFFER
-    #: Drive each socket's WebSocket state from the one task that reads it (``_direct``):
-    #: one task step less per message. Off by default until the end-of-stream ordering under
-    #: overload is understood (a lagging single-task client once saw signaling close before
-    #: its last message; never with the reader task). False = trio-websocket's reader task.
-    single_task_sockets: bool = False
+    #: Drive each socket's WebSocket state from the one task that reads it (``_direct``): one
+    #: task step less per message. False = trio-websocket's reader task and message channel
+    #: (kept for ``recorder bench fullpath`` to compare in the same run).
+    single_task_sockets: bool = True
     ssl_context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
     #: Seconds since the epoch, for ``*_wall_ms`` in events; injectable for tests.
     wall_clock: Callable[[], float] = field(default=time.time, compare=False, repr=False)

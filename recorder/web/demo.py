@@ -34,8 +34,9 @@ def _free(host: str, port: int) -> bool:
 
 def hint(print_fn: Callable[[str], None] = print) -> None:
     print_fn(
-        "To browse these recordings in the web console, run `recorder demo --web`: it prints "
-        "the console's URL and a one-time login, and serves until Ctrl-C."
+        "To browse these recordings in the web console, run `recorder demo --web` (the default "
+        "in a terminal): it prints the console's URL and a one-time login, and serves until "
+        "Ctrl-C."
     )
 
 

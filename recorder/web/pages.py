@@ -22,7 +22,7 @@ from starlette.responses import RedirectResponse, Response
 from recorder.catalog.base import Product, RecordingStatus
 from recorder.catalog.search import decode_cursor
 from recorder.errors import RecorderError
-from recorder.officer.search import NOT_SEARCHABLE, hit_json, query_from
+from recorder.officer.search import NOT_SEARCHABLE, hit_json, query_from, text_key
 from recorder.officer.show import RecordsView, document
 from recorder.officer.views import describe_lifecycle_event
 from recorder.officer.when import show_duration, show_time, zone
@@ -41,7 +41,7 @@ DEFAULT_AUDIT_SINCE: Final = "7d"
 _FLAGS: Final = ("incomplete", "has_gaps", "on_hold")
 _TEXT: Final = (
     "since", "until", "tz", "product", "id", "participant", "agent", "caller", "queue",
-    "gap_cause", "policy", "after",
+    "gap_cause", "policy", "topic", "host", "number", "text", "after",
 )  # fmt: skip
 
 
@@ -93,6 +93,10 @@ def _search_args(request: Request) -> argparse.Namespace:
         gap_cause=text["gap_cause"],
         on_hold=params.get("on_hold") == "1",
         policy=text["policy"],
+        topic=text["topic"],
+        host=text["host"],
+        number=text["number"],
+        text=text["text"],
         after=text["after"],
         limit=limit,
         **{name: params.get(name) for name in NOT_SEARCHABLE},
@@ -109,7 +113,9 @@ async def search_page(request: Request) -> Response:
     try:
         args = _search_args(request)
         tz = zone(args.tz)
-        query = query_from(args, tz)
+        # Transcript words are matched through the blind index: the audit below records the
+        # query's MACs, never its words.
+        query = query_from(args, tz, text_key(c, args))
     except RecorderError as exc:
         return console.render(
             request, principal, "search.html", status=400, error=str(exc),

@@ -365,11 +365,18 @@ async def test_search_recording_page_and_verify(console: Console) -> None:
                 ({"since": "not a date"}, "not a date"),
                 ({"bogus": "1"}, "bogus"),
                 ({"after": "not-a-cursor"}, "not a search cursor"),
-                ({"text": "buy"}, "transcript text is not searchable"),
+                ({"email": "a@example.com"}, "participant email is not searchable"),
             ):
                 answer = await alice.get("/search", params=params)
                 assert answer.status_code == 400, params
                 assert named in answer.text, params
+            # Transcript words go through the blind index: searched, and audited as MACs only.
+            words = await alice.get("/search", params={"text": "Zebracrossing"})
+            assert words.status_code == 200
+            assert 'id="result-count">0 recording(s)' in words.text
+            logged = repr(await console.c.catalog.audit_events())
+            assert "text_macs" in logged
+            assert "zebracrossing" not in logged.lower()
             page = await alice.get(f"/recordings/{rid}")
             assert page.status_code == 200
             gap = re.search(
