@@ -29,6 +29,7 @@ from recorder.errors import RecorderError
 from recorder.officer.actor import os_actor
 from recorder.officer.bundle.export import with_object
 from recorder.officer.verify import RecordingVerdict, Verdict, verify_recording
+from recorder.officer.video_view import render_video, video_facts
 from recorder.officer.views import describe_lifecycle_event
 from recorder.officer.when import (
     hold_fields,
@@ -201,6 +202,7 @@ def document(
             for p in detail.participants
         ],
         "tracks": _track_facts(detail),
+        "video_tracks": video_facts(detail),
         "gaps": [
             {
                 "track": g.track,
@@ -323,6 +325,7 @@ def render(doc: dict[str, object], tz: dt.tzinfo) -> list[str]:
         lines.append(
             f"  paused {t(p['start_ms'])} .. {t(p['end_ms'])} by {p['actor'] or 'unknown'}"
         )
+    lines += render_video(doc["video_tracks"], t)  # type: ignore[arg-type]
     transcript = doc["transcript"]
     assert isinstance(transcript, dict)
     lines.append(

@@ -6,6 +6,7 @@ import time
 
 from recorder.catalog.base import LifecycleEventRow, RecordingDetail
 from recorder.officer.verify import RecordingVerdict, Verdict
+from recorder.officer.video_view import video_facts
 
 
 def _ms(value: int | None) -> str:
@@ -70,6 +71,16 @@ def describe(detail: RecordingDetail, verdict: RecordingVerdict) -> list[str]:
     for pause in detail.pauses:
         lines.append(
             f"  paused {_ms(pause.start_ms)} .. {_ms(pause.end_ms)} by {pause.actor or 'unknown'}"
+        )
+    for video in video_facts(detail):
+        changes = video["resolution_changes"]
+        assert isinstance(changes, list)
+        segments = video["segments"]
+        assert isinstance(segments, list)
+        lines.append(
+            f"  video {video['track']}: {len(segments)} segment(s), "
+            f"{int(str(video['duration_ms'])) / 1000:.1f} s, gaps "
+            f"{int(str(video['gap_ms'])) / 1000:.1f} s, {len(changes)} resolution change(s)"
         )
     if detail.records:
         lines.append(f"  records (transcript, chat, events): {len(detail.records)} file(s)")

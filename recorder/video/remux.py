@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 import av
 
@@ -123,13 +123,13 @@ def _video_packets(
 
 
 def _audio_packets(
-    wav: Path, shift_ms: int, encoder: av.AudioStream
+    wav: Path | BinaryIO, shift_ms: int, encoder: av.AudioStream
 ) -> Iterator[tuple[int, av.Packet[Any]]]:
     rate = encoder.codec_context.sample_rate
     base = shift_ms * rate // 1000
     resampler = av.AudioResampler(format="fltp", layout=encoder.codec_context.layout, rate=rate)
     sent = 0
-    with av.open(str(wav), "r") as inp:
+    with av.open(str(wav) if isinstance(wav, Path) else wav, "r") as inp:
         for frame in inp.decode(audio=0):
             for out in resampler.resample(frame):
                 out.pts = base + sent

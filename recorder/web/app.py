@@ -18,6 +18,7 @@ from recorder.config import WebConfig
 from recorder.errors import ConfigError, RecorderError
 from recorder.frontend import VENDOR_URL, node_modules_dir
 from recorder.web import actions, auth, pages
+from recorder.web import video as web_video
 from recorder.web.accounts import WebAccounts
 from recorder.web.console import Console, console_of
 from recorder.web.errors import NotSignedIn, WebError
@@ -50,6 +51,7 @@ def _wants_json(request: Request) -> bool:
     return (
         path.endswith(".json")
         or "/tracks/" in path
+        or path.endswith("/video")
         or "application/json" in request.headers.get("accept", "")
     )
 
@@ -125,6 +127,7 @@ def build_app(
         Route(f"/recordings/{rid}/timeline.json", actions.timeline_json),
         Route(f"/recordings/{rid}/tracks/{{track:str}}/audio", actions.audio),
         Route(f"/recordings/{rid}/tracks/{{track:str}}/peaks.json", actions.peaks),
+        Route(f"/recordings/{rid}/video", web_video.video),
         Route(f"/recordings/{rid}/verify", actions.verify_now, methods=["POST"]),
         Route(f"/recordings/{rid}/export", actions.export, methods=["POST"]),
         Route("/holds", pages.holds_page, methods=["GET"]),

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import jinja2
+import trio
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
@@ -19,6 +20,7 @@ from recorder.web.throttle import FailureThrottle
 
 if TYPE_CHECKING:
     from recorder.service.components import Components
+    from recorder.video.memory_mux import MemoryVideo
     from recorder.web.auth import Principal
     from recorder.web.oidc import OidcClient
 
@@ -59,6 +61,10 @@ class Console:
     client_throttle: FailureThrottle = field(
         default_factory=lambda: FailureThrottle(max_failures=30, window_ms=900_000, lock_ms=900_000)
     )
+    #: Listening videos built in memory per (session, recording, play event) (``web.video``).
+    videos: dict[tuple[str, str, int], MemoryVideo] = field(default_factory=dict)
+    #: One video built at a time (memory: see ``web.video.MAX_VIDEO_BYTES``).
+    video_lock: trio.Lock = field(default_factory=trio.Lock)
 
     def render(
         self,

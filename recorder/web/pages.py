@@ -26,6 +26,7 @@ from recorder.officer.search import NOT_SEARCHABLE, hit_json, query_from, text_k
 from recorder.officer.show import RecordsView, document
 from recorder.officer.views import describe_lifecycle_event
 from recorder.officer.when import show_duration, show_time, zone
+from recorder.web import video as web_video
 from recorder.web.auth import require
 from recorder.web.console import console_of
 from recorder.web.errors import NotFound, WebError
@@ -215,6 +216,7 @@ async def recording_page(request: Request) -> Response:
     return console.render(
         request, principal, "recording.html", doc=doc, r=doc["recording"], tracks=tracks,
         gaps=gaps, pauses=pauses, reason=reason, t=lambda ms: show_time(ms, tz),
+        video_track=web_video.video_track(detail), video_url=web_video.url(recording_id),
         duration=show_duration(doc["recording"]["duration_ms"]),  # type: ignore[index]
         events=[describe_lifecycle_event(e) for e in detail.lifecycle_events],
         media_available=console.media is not None,
