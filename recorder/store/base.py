@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import io
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -177,14 +176,3 @@ def normalize_sha256(value: str) -> str:
     if len(lowered) != 64 or any(c not in "0123456789abcdef" for c in lowered):
         raise StorageError("sha256 must be 64 hex digits")
     return lowered
-
-
-@runtime_checkable
-class BlockingReadable(Protocol):
-    """A store whose objects are local files, opened for blocking reads in a worker thread:
-    an export reads, decrypts and writes a whole track in one thread without a hop through the
-    event loop per piece. Optional: stores without it are read through ``ObjectStore.open``."""
-
-    def open_blocking(self, key: str, *, version_id: str | None = None) -> io.RawIOBase:
-        """The object's bytes, unbuffered. Raises ``ObjectNotFound``. Blocking."""
-        ...

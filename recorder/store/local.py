@@ -32,7 +32,6 @@ import errno
 import fcntl
 import hashlib
 import hmac
-import io
 import json
 import os
 import secrets
@@ -243,14 +242,6 @@ class LocalStore:
             await iterator.aclose()  # type: ignore[attr-defined]
             with trio.CancelScope(shield=True):
                 await handle.aclose()
-
-    def open_blocking(self, key: str, *, version_id: str | None = None) -> io.RawIOBase:
-        """The object's file for blocking reads (``BlockingReadable``; a worker thread)."""
-        path = self._existing_path(key, version_id)
-        try:
-            return open(path, "rb", buffering=0)
-        except FileNotFoundError as exc:
-            raise ObjectNotFound(f"no object {key!r}") from exc
 
     async def set_legal_hold(self, key: str, on: bool, *, version_id: str | None = None) -> None:
         def change(record: _LockRecord) -> None:

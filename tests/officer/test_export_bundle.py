@@ -295,9 +295,6 @@ async def record_and_check(tmp_path: Path, config: Config) -> None:
             await check_bundle(rec, c, out, per_segment)
 
             if config.storage.store is StoreKind.LOCAL:
-                await check_digestless_segments_are_checked_by_plaintext(
-                    c, detail, tmp_path, key, out
-                )
                 await check_cli_export(tmp_path, row.recording_id)
                 await check_cli_show(tmp_path, detail)
                 await check_failed_export_leaves_nothing(c, config, detail, tmp_path, key)
@@ -444,64 +441,6 @@ async def check_cli_show(tmp_path: Path, detail: RecordingDetail) -> None:
     assert "Agent (callee)" in text
     assert "Certainly --> one moment" in text
     assert "CET" in text
-
-
-class DigestlessCatalog:
-    """The catalog (a ``Protocol`` seam) with the stored digest of some segments unknown, and
-    optionally another sealed plaintext digest: a track's worker thread must send those
-    segments through the event loop's path, which checks the plaintext digest instead."""
-
-    def __init__(self, inner: object, plaintext: dict[str, str]) -> None:
-        self._inner = inner
-        self._plaintext = plaintext
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)
-
-    async def show(self, recording_id: str) -> RecordingDetail | None:
-        detail = await self._inner.show(recording_id)  # type: ignore[attr-defined]
-        if detail is None:
-            return None
-        return replace(
-            detail,
-            segments=tuple(
-                replace(s, stored_sha256=None, plaintext_sha256=self._plaintext[s.object_key])
-                if s.object_key in self._plaintext
-                else s
-                for s in detail.segments
-            ),
-        )
-
-
-async def check_digestless_segments_are_checked_by_plaintext(
-    c: Components, detail: RecordingDetail, tmp_path: Path, key: Path, reference: Path
-) -> None:
-    """One segment of each track without a stored digest: the same track files as the
-    reference bundle; with a plaintext digest that is not the sealed one, the export fails
-    naming that object and leaves nothing."""
-    segs = sorted(detail.segments, key=lambda s: (s.track, s.segment_index))
-    chosen = {s.object_key: s.plaintext_sha256 for s in (segs[0], segs[-1])}
-    assert segs[0].track != segs[-1].track
-    odd = replace(c, catalog=DigestlessCatalog(c.catalog, chosen))
-    out = tmp_path / "digestless"
-    await export(odd, detail, out, key, reason="digestless")
-
-    def tracks(root: Path) -> list[tuple[object, object]]:
-        [entry] = manifest_json(root)["recordings"]  # type: ignore[misc]
-        return [(f["path"], f["sha256"]) for f in entry["files"] if f["kind"] == "track"]
-
-    assert tracks(out) == tracks(reference)
-    assert len(tracks(out)) == 2
-    wrong = dict(chosen)
-    wrong[segs[-1].object_key] = "0" * 64
-    failed = tmp_path / "digestless-failed"
-    odd = replace(c, catalog=DigestlessCatalog(c.catalog, wrong))
-    with pytest.raises(RecorderError, match="differs from the digest sealed") as caught:
-        await export(odd, detail, failed, key, reason="digestless")
-    assert segs[-1].object_key in str(caught.value)
-    assert not failed.exists()
-    leftovers = await trio.to_thread.run_sync(lambda: [p.name for p in tmp_path.iterdir()])
-    assert [name for name in leftovers if "digestless-failed" in name] == []
 
 
 async def check_failed_export_leaves_nothing(

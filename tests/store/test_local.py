@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from recorder.errors import DiskFull, ObjectLocked, ObjectNotFound, StorageError
-from recorder.store.base import BlockingReadable
+from recorder.errors import DiskFull, ObjectLocked, StorageError
 from recorder.store.local import LocalStore
 
 HOSTILE_KEYS = [
@@ -112,38 +111,3 @@ async def test_full_disk_is_disk_full_and_leaves_no_temp(
         assert str(tiny_filesystem / "store") in str(full.value)
         assert await store.list() == []
     assert [p.name for p in (tiny_filesystem / "store").iterdir()] == []
-
-
-@pytest.mark.parametrize("key", HOSTILE_KEYS)
-async def test_blocking_reads_give_what_open_gives_and_refuse_what_is_not_there(
-    tmp_path: Path, key: str
-) -> None:
-    """``open_blocking`` (an export's worker thread) reads the same bytes as ``open``; a key,
-    a version or a lock record that is not there is an error naming it, never another file."""
-    store = LocalStore(tmp_path / "store")
-    assert isinstance(store, BlockingReadable)
-    payload = os.urandom(3 << 20)
-    source = tmp_path / "src"
-    source.write_bytes(payload)
-    digest = hashlib.sha256(payload).hexdigest()
-    with trio.fail_after(10):
-        await store.put(key, source, sha256=digest, retain_until=None)
-        async with store.open(key) as chunks:
-            streamed = b"".join([chunk async for chunk in chunks])
-
-    def read_blocking(key: str, version_id: str | None = None) -> bytes:
-        with store.open_blocking(key, version_id=version_id) as handle:
-            return handle.read()
-
-    assert streamed == payload
-    assert read_blocking(key) == payload
-    with pytest.raises(ObjectNotFound, match="no version"):
-        read_blocking(key, "v1")
-    with pytest.raises(ObjectNotFound, match="no object"):
-        read_blocking(key + "-other")
-    os.chmod(source, 0o600)
-    meta = next(p for p in (tmp_path / "store").rglob("*%meta"))
-    os.chmod(meta.parent, 0o700)
-    meta.unlink()
-    with pytest.raises(StorageError, match="no lock record"):
-        read_blocking(key)

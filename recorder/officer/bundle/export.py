@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -67,7 +66,6 @@ from recorder.officer.bundle.wavio import SegmentSink, TrackAbandoned, TrackProg
 from recorder.officer.opaque import is_opaque, recovered_copy
 from recorder.officer.verify import IN_MEMORY_BYTES
 from recorder.service.components import Components, now_ms
-from recorder.store.base import BlockingReadable
 from recorder.video.export import export_video
 from recorder.video.track import VIDEO_RECORD_KINDS
 
@@ -75,8 +73,6 @@ from recorder.video.track import VIDEO_RECORD_KINDS
 TRACKS_AT_ONCE: Final = 2
 #: Stored pieces (up to 1 MiB each) read ahead of the one being decrypted, per track.
 PREFETCH_PIECES: Final = 2
-#: Bytes of a stored object read at once by a track's worker thread (a local store).
-READ_BYTES: Final = 1 << 20
 #: In a partial bundle directory: the exporting process's pid (removed before the rename).
 OWNER_FILE: Final = ".owner-pid"
 #: A partial directory without an owner file is only taken for abandoned after this long.
@@ -325,89 +321,6 @@ async def _write_track(
     return holder[0], holder[0].channels
 
 
-def _copy_segment_blocking(
-    store: BlockingReadable, c: Components, seg: SegmentRow, sink: SegmentSink, buffer: bytearray
-) -> None:
-    """``_copy_segment`` for a store of local files, in the calling worker thread: each read is
-    hashed (the stored digest), its chunks authenticated and decrypted into the WAV's buffer,
-    hashed there and written, without a hop through the event loop."""
-    stored = hashlib.sha256()
-    opener = SegmentOpener(
-        sink, c.keyring, source=seg.object_key, check_header=_check_identity(seg)
-    )
-    view = memoryview(buffer)
-    with store.open_blocking(seg.object_key, version_id=seg.version_id) as handle:
-        while got := handle.readinto(view):
-            piece = view[:got]
-            stored.update(piece)
-            opener.feed(piece)
-            piece.release()
-    assert seg.stored_sha256 is not None
-    if not hmac.compare_digest(stored.hexdigest(), seg.stored_sha256.lower()):
-        raise DigestMismatch(f"{seg.object_key}: stored object differs from the catalog's digest")
-    opener.finish()
-    sink.finish()
-
-
-def _write_track_blocking(
-    c: Components,
-    store: BlockingReadable,
-    plan: TrackPlan,
-    target: Path,
-    tally: _Tally,
-    progress: TrackProgress,
-    stop: threading.Event,
-) -> tuple[str, int, int]:
-    """One whole track, fetch to fsync, in one worker thread (``trio.to_thread.run_sync`` once
-    per track): (sha256, size, channels). Objects that need the async path (an opaque upload,
-    no stored digest) are copied through the event loop; ``stop`` (another part of the export
-    failed) ends it between segments."""
-    holder: list[WavWriter] = []
-    open_writer = _open_track_writer(plan, target, holder, progress)
-    buffer = bytearray(READ_BYTES)
-    try:
-        for piece in plan.pieces:
-            if stop.is_set():
-                raise TrackAbandoned(f"{target.name}: stopped, another part of the export failed")
-            trio.from_thread.check_cancelled()  # the export was cancelled (Ctrl-C, timeout)
-            if isinstance(piece, Filler):
-                assert holder  # a track's first piece is always a segment
-                holder[0].write_silence(piece.count)
-                continue
-            seg = piece.segment
-            if seg.upload_state is UploadState.PENDING:
-                raise StorageError(f"{seg.object_key}: not uploaded yet (still in the spool)")
-            verify_plain = is_opaque(seg.plaintext_sha256) or seg.stored_sha256 is None
-            sink = SegmentSink(
-                seg.object_key,
-                open_writer,
-                expected_frames=seg.sample_count,
-                expected_sha256=(
-                    seg.plaintext_sha256
-                    if verify_plain and not is_opaque(seg.plaintext_sha256)
-                    else None
-                ),
-            )
-            try:
-                if verify_plain:
-                    trio.from_thread.run(_copy_segment, c, seg, sink)
-                else:
-                    _copy_segment_blocking(store, c, seg, sink, buffer)
-            except RecorderError as exc:
-                raise _named(exc, seg.object_key) from exc
-            except OSError as exc:
-                raise StorageError(f"{seg.object_key}: {exc}") from exc
-            trio.from_thread.run_sync(tally.add, seg.plaintext_size, seg.object_key)
-        assert holder
-        sha, size = holder[0].close()
-    except BaseException:
-        if holder:
-            holder[0].abort()
-        progress.failed()
-        raise
-    return sha, size, holder[0].channels
-
-
 async def _export_records(
     c: Components, detail: RecordingDetail, rdir: Path, tally: _Tally
 ) -> transcript.RecordsSplitter:
@@ -500,44 +413,24 @@ async def _export_recording(
     written: dict[str, tuple[str, int, int]] = {}
     mixed_out: list[tuple[str, int]] = []
 
-    stop = threading.Event()
-
     async def one_track(track: str) -> None:
         try:
             async with limiter:
-                if isinstance(c.store, BlockingReadable):
-                    # Local files: the whole track in one worker thread, no per-piece hops.
-                    written[track] = await trio.to_thread.run_sync(
-                        _write_track_blocking,
-                        c,
-                        c.store,
-                        plans[track],
-                        targets[track],
-                        tally,
-                        progress[track],
-                        stop,
-                    )
-                    return
                 writer, channels = await _write_track(
                     c, plans[track], targets[track], tally, progress[track]
                 )
                 sha, size = await trio.to_thread.run_sync(writer.close)
                 written[track] = (sha, size, channels)
         except BaseException:
-            stop.set()  # the other tracks' worker threads end at their next segment
             progress[track].failed()  # wakes the listening file's mix, which waits on it
             raise
 
     async def listening_file(layout: listening.Layout, mixed: listening.Mixed) -> None:
-        try:
-            mixed_out.append(
-                await trio.to_thread.run_sync(
-                    listening.write_listening, rdir / "listening.wav", layout, mixed, progress
-                )
+        mixed_out.append(
+            await trio.to_thread.run_sync(
+                listening.write_listening, rdir / "listening.wav", layout, mixed, progress
             )
-        except BaseException:
-            stop.set()
-            raise
+        )
 
     # Tracks are independent files: decrypting, hashing and writing release the GIL, so
     # ``TRACKS_AT_ONCE`` tracks use that many cores; the listening file is mixed beside them,
