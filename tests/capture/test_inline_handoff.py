@@ -23,14 +23,11 @@ from recorder.errors import DiskFull
 from recorder.rtms.client import (
     ClientConfig,
     InlineSlot,
-    StreamTarget,
     audio_params,
     open_rtms_stream,
 )
 from recorder.rtms.events import AudioCodec, AudioPacket, CaptureEvent
-from recorder.rtms.urls import split_server_urls
-from recorder.rtms.webhook import Product as RtmsProduct
-from recorder.simulator import Engagement, Product, Scenario, SimulatorConfig, open_simulator
+from recorder.simulator import Product, Scenario, SimulatorConfig, open_simulator
 from recorder.sink import SegmentIdentity
 from recorder.testing.memory_sink import MemorySink, MemorySinkFactory
 from tests.capture.test_end_to_end import (
@@ -40,6 +37,7 @@ from tests.capture.test_end_to_end import (
     reference_decode,
     sent_payloads,
 )
+from tests.rtms.test_client_simulator import to_target
 
 SPEED = 4.0
 
@@ -81,18 +79,6 @@ class CountingSlot:
         self._real.ready = value
 
 
-def target_of(engagement: Engagement) -> StreamTarget:
-    sim_target = engagement.target
-    return StreamTarget(
-        product=RtmsProduct(sim_target.product.value),
-        instance_id=sim_target.instance_id,
-        rtms_stream_id=sim_target.rtms_stream_id,
-        server_urls=split_server_urls(sim_target.server_urls),
-        client_id=sim_target.client_id,
-        client_secret=sim_target.client_secret,
-    )
-
-
 @pytest.mark.parametrize(
     ("codec", "rate", "output"),
     [(AudioCodec.L16, 16_000, VOICE), (AudioCodec.G711, 8_000, KEEP_SOURCE)],
@@ -113,7 +99,7 @@ async def test_inline_audio_is_exactly_what_the_channel_path_records(
             scenario = Scenario(product=Product.MEETING, duration_s=2.0, t0_ms=T0)
             await sim.warm_audio(scenario, [params])
             engagement = await sim.start(scenario)
-            async with open_rtms_stream(target_of(engagement), client_config) as stream:
+            async with open_rtms_stream(to_target(engagement), client_config) as stream:
                 slot = CountingSlot(stream.inline)
                 manifest = await run_capture(
                     stream.events,
@@ -189,7 +175,7 @@ async def test_a_failure_on_the_inline_path_ends_the_capture_not_the_socket() ->
             scenario = Scenario(product=Product.MEETING, duration_s=30.0, t0_ms=T0)
             await sim.warm_audio(scenario, [params])
             engagement = await sim.start(scenario)
-            async with open_rtms_stream(target_of(engagement), client_config) as stream:
+            async with open_rtms_stream(to_target(engagement), client_config) as stream:
                 slot = CountingSlot(stream.inline)
                 manifests: list[EngagementManifest] = []
                 with pytest.raises(DiskFull):

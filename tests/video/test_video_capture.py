@@ -8,10 +8,8 @@ import trio
 from recorder.audio.manifest import EngagementManifest
 from recorder.capture.core import CaptureConfig
 from recorder.capture.pipeline import run_capture
-from recorder.rtms.client import ClientConfig, StreamTarget, open_rtms_stream
+from recorder.rtms.client import ClientConfig, open_rtms_stream
 from recorder.rtms.messages import DeskshareParams, PayloadType, VideoParams
-from recorder.rtms.urls import split_server_urls
-from recorder.rtms.webhook import Product as RtmsProduct
 from recorder.simulator import (
     Action,
     Engagement,
@@ -26,6 +24,7 @@ from recorder.testing.memory_sink import MemorySinkFactory
 from recorder.video.capture import VideoCaptureConfig, VideoOutcome, run_video_capture
 from recorder.video.probe import pictures
 from recorder.video.track import AWAITING_KEYFRAME
+from tests.rtms.test_client_simulator import to_target
 
 T0 = 1_795_276_197_000
 SPEED = 4.0
@@ -49,15 +48,7 @@ async def _record(
     with trio.fail_after(30):
         async with open_simulator(SimulatorConfig(speed=SPEED)) as sim:
             engagement = await sim.start(scenario)
-            t = engagement.target
-            target = StreamTarget(
-                product=RtmsProduct(t.product.value),
-                instance_id=t.instance_id,
-                rtms_stream_id=t.rtms_stream_id,
-                server_urls=split_server_urls(t.server_urls),
-                client_id=t.client_id,
-                client_secret=t.client_secret,
-            )
+            target = to_target(engagement)
             async with open_rtms_stream(target, client) as stream:
                 assert stream.video_events is not None
                 async with trio.open_nursery() as nursery:
@@ -69,7 +60,7 @@ async def _record(
                             await run_video_capture(
                                 stream.video_events,
                                 sinks,
-                                recording_id=t.rtms_stream_id,
+                                recording_id=target.rtms_stream_id,
                                 config=VideoCaptureConfig(
                                     fps={"video": 5, "deskshare": 2}, segment_ms=2000
                                 ),
@@ -80,7 +71,7 @@ async def _record(
                     manifest = await run_capture(
                         stream.events,
                         sinks,
-                        recording_id=t.rtms_stream_id,
+                        recording_id=target.rtms_stream_id,
                         config=CaptureConfig(),
                     )
                     stream.end_video()
@@ -148,19 +139,11 @@ async def _record_audio_only(
     with trio.fail_after(30):
         async with open_simulator(SimulatorConfig(speed=SPEED)) as sim:
             engagement = await sim.start(scenario)
-            t = engagement.target
-            target = StreamTarget(
-                product=RtmsProduct(t.product.value),
-                instance_id=t.instance_id,
-                rtms_stream_id=t.rtms_stream_id,
-                server_urls=split_server_urls(t.server_urls),
-                client_id=t.client_id,
-                client_secret=t.client_secret,
-            )
+            target = to_target(engagement)
             async with open_rtms_stream(target, ClientConfig(**CLIENT)) as stream:  # type: ignore[arg-type]
                 assert stream.video_events is None
                 manifest = await run_capture(
-                    stream.events, MemorySinkFactory(), recording_id=t.rtms_stream_id
+                    stream.events, MemorySinkFactory(), recording_id=target.rtms_stream_id
                 )
     return manifest, None, None, engagement
 
