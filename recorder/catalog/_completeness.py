@@ -532,7 +532,8 @@ class CompletenessQueries(TransactionSource):
 
     def store_enrichment(
         self, product: Product, instance_id: str, fields: EnrichmentFields, now_ms: int
-    ) -> None:
+    ) -> bool:
+        """False: dropped, the instance's recordings were destroyed meanwhile (scrubbed)."""
         values = _field_values(fields)
         # What Zoom's directory does not know keeps what the announcement said.
         assignments = ", ".join(f"{name} = COALESCE(?, {name})" for name in _ENRICHMENT_FIELDS)
@@ -540,11 +541,19 @@ class CompletenessQueries(TransactionSource):
             changed = tx.execute(
                 f"""UPDATE enrichments SET {assignments}, state = 'done',
                         attempts = attempts + 1, last_error = NULL, updated_ms = ?
-                    WHERE product = ? AND instance_id = ?""",
+                    WHERE product = ? AND instance_id = ? AND state <> 'scrubbed'""",
                 (*values, now_ms, product.value, instance_id),
             )
+            scrubbed = changed != 1 and tx.fetchone(
+                """SELECT 1 FROM enrichments
+                    WHERE product = ? AND instance_id = ? AND state = 'scrubbed'""",
+                (product.value, instance_id),
+            )
+        if scrubbed:
+            return False
         if changed != 1:
             raise CatalogError(f"store_enrichment: no enrichment row for {product.value}")
+        return True
 
     def enrichment_failed(
         self,
@@ -561,7 +570,7 @@ class CompletenessQueries(TransactionSource):
             tx.execute(
                 """UPDATE enrichments SET state = ?, attempts = attempts + 1,
                         last_error = ?, next_attempt_ms = ?, updated_ms = ?
-                    WHERE product = ? AND instance_id = ?""",
+                    WHERE product = ? AND instance_id = ? AND state <> 'scrubbed'""",
                 (
                     state.value,
                     error[:MAX_ERROR_CHARS],

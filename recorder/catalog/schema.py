@@ -539,6 +539,48 @@ _WEB_TABLES_V15: Final = (
 )
 
 
+# Migration 17 (pii-shred): what destroying a recording scrubbed of personal data from the
+# catalog, and when (``recorder.catalog._scrub``). One row per recording, never changed: a
+# scrub is not undone. A scrubbed enrichment is final, so a directory answer that arrives after
+# the recording was destroyed cannot bring names or numbers back.
+_SCRUB_TABLES_V17: Final = (
+    """CREATE TABLE pii_scrubs (
+        recording_id TEXT PRIMARY KEY,
+        scrubbed_ms BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        scrubbed TEXT NOT NULL
+    )""",
+)
+
+_SCRUB_GUARDS_V17: Final = {
+    Engine.SQLITE: (
+        """CREATE TRIGGER pii_scrubs_no_update BEFORE UPDATE ON pii_scrubs
+        BEGIN SELECT RAISE(ABORT, 'pii_scrubs is append-only'); END""",
+        """CREATE TRIGGER pii_scrubs_no_delete BEFORE DELETE ON pii_scrubs
+        BEGIN SELECT RAISE(ABORT, 'pii_scrubs is append-only'); END""",
+        """CREATE TRIGGER enrichments_scrubbed_final BEFORE UPDATE ON enrichments
+        WHEN OLD.state = 'scrubbed'
+        BEGIN SELECT RAISE(ABORT, 'enrichment scrubbed: its recordings were destroyed'); END""",
+        """CREATE TRIGGER enrichments_scrubbed_no_delete BEFORE DELETE ON enrichments
+        WHEN OLD.state = 'scrubbed'
+        BEGIN SELECT RAISE(ABORT, 'enrichment scrubbed: its recordings were destroyed'); END""",
+    ),
+    Engine.POSTGRES: (
+        """CREATE TRIGGER pii_scrubs_append_only BEFORE UPDATE OR DELETE ON pii_scrubs
+        FOR EACH ROW EXECUTE FUNCTION recorder_refuse_change('pii_scrubs is append-only')""",
+        """CREATE TRIGGER pii_scrubs_no_truncate BEFORE TRUNCATE ON pii_scrubs
+        FOR EACH STATEMENT EXECUTE FUNCTION recorder_refuse_change('pii_scrubs is append-only')""",
+        """CREATE TRIGGER enrichments_scrubbed_final BEFORE UPDATE OR DELETE ON enrichments
+        FOR EACH ROW WHEN (OLD.state = 'scrubbed') EXECUTE FUNCTION
+        recorder_refuse_change('enrichment scrubbed: its recordings were destroyed')""",
+    ),
+}
+
+
+def _v17(engine: Engine) -> tuple[str, ...]:
+    return _SCRUB_TABLES_V17 + _SCRUB_GUARDS_V17[engine]
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
         version=1,
@@ -747,6 +789,12 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             )
             for engine in Engine
         },
+    ),
+    Migration(
+        version=17,
+        description="destruction scrubs personal data: what was scrubbed per recording, when; "
+        "a scrubbed enrichment is final",
+        statements={engine: _v17(engine) for engine in Engine},
     ),
 )
 
