@@ -117,6 +117,12 @@ def forget_transcript(tx: Tx, recording_id: str) -> None:
             WHERE token_mac IN (SELECT token_mac FROM transcript_tokens WHERE recording_id = ?)""",
         (recording_id,),
     )
+    # A word no recording holds any more leaves no trace (its MAC) behind either.
+    tx.execute(
+        """DELETE FROM transcript_token_stats WHERE recordings <= 0 AND token_mac <> ?
+            AND token_mac IN (SELECT token_mac FROM transcript_tokens WHERE recording_id = ?)""",
+        (ALL_RECORDINGS, recording_id),
+    )
     if tx.fetchone("SELECT 1 FROM transcript_index WHERE recording_id = ?", (recording_id,)):
         tx.execute(
             "UPDATE transcript_token_stats SET recordings = recordings - 1 WHERE token_mac = ?",
