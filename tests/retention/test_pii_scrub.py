@@ -239,6 +239,14 @@ async def test_retention_scrubs_every_planted_string_of_destroyed_recordings_not
         assert left == [], f"personal data of destroyed {p.recording_id} still in the catalog"
         assert not any(mac in after for mac in p.macs)
         assert await searches(catalog, p) == set()
+    if target.sqlite_path is not None:
+        # Not in the file either (secure_delete), once the WAL is checkpointed into it.
+        with target.raw() as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        raw = target.sqlite_path.read_bytes().lower()
+        for p in (deleted, shredded):
+            assert [s for s in p.strings if s.lower().encode() in raw] == []
+        assert all(s.lower().encode() in raw for s in held.strings)
     assert all(s.lower() in after for s in held.strings)  # a hold always wins
     assert await searches(catalog, held) == {held.recording_id}
     assert await catalog.pii_scrub(held.recording_id) is None
