@@ -21,6 +21,7 @@ instance id (``lifecycle_events.instance_id``).
 # module constant, and every value is a bound parameter.
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -206,6 +207,21 @@ class CompletenessQueries(TransactionSource):
         if not new.instance_id or not new.target_id:
             raise CatalogError("add_expectation: instance_id and target_id required")
         with self._transaction("add_expectation", write=True) as tx:
+            if tx.fetchone(
+                """SELECT 1 FROM enrichments
+                    WHERE product = ? AND instance_id = ? AND state = 'scrubbed'""",
+                (new.product.value, new.instance_id),
+            ):
+                # Every recording of it was destroyed (a late pull lists it): keep no person's
+                # ids for it, and never ask Zoom to start it again.
+                new = dataclasses.replace(
+                    new,
+                    target_id=new.instance_id,
+                    user_id=None,
+                    queue_id=None,
+                    known=None,
+                    start_state=StartState.OFF,
+                )
             state = new.start_state
             if state is StartState.PENDING and tx.fetchone(
                 "SELECT 1 FROM streams WHERE product = ? AND instance_id = ?",

@@ -9,7 +9,14 @@ import trio
 
 from recorder.catalog import AsyncCatalog
 from recorder.completeness.enrichment import Enricher
-from recorder.completeness.model import EnrichmentFields, EnrichmentState, EnrichmentTask
+from recorder.completeness.model import (
+    EnrichmentFields,
+    EnrichmentState,
+    EnrichmentTask,
+    ExpectationSource,
+    NewExpectation,
+    StartState,
+)
 from recorder.config import CompletenessConfig
 from recorder.evidence_destruction import DestructionMethod, DestructionRecord
 from recorder.products import Product
@@ -151,3 +158,38 @@ async def test_a_destroyed_recording_without_enrichment_never_gets_one(
     with trio.fail_after(20):
         assert await enricher.pass_once() == 0
     assert directory.calls == []
+
+
+async def test_a_late_announcement_of_a_destroyed_engagement_keeps_no_ids_and_starts_nothing(
+    catalog: AsyncCatalog,
+) -> None:
+    """A pull listing the engagement after its recordings were destroyed."""
+    db = catalog.sync
+    rid = await add_recording(
+        catalog, Product.CONTACT_CENTER, "eng-4", "s-5", started_ms=NOW_MS, ended_ms=NOW_MS + 10
+    )
+    await catalog.add_destruction_record(destroyed(rid, NOW_MS + 20))
+    row, inserted = await catalog._call(
+        lambda: db.add_expectation(
+            NewExpectation(
+                product=Product.CONTACT_CENTER,
+                instance_id="eng-4",
+                target_id="eng-4-target",
+                source=ExpectationSource.PULL,
+                event="engagement",
+                expected_start_ms=NOW_MS,
+                created_ms=NOW_MS + 30,
+                start_state=StartState.PENDING,
+                user_id="agent-uid",
+                queue_id="q-7",
+                known=EnrichmentFields(agent_name="Dana Smith"),
+            )
+        )
+    )
+    assert inserted
+    assert (row.target_id, row.user_id, row.queue_id) == ("eng-4", None, None)
+    assert row.start_state is StartState.OFF
+    enrichment = await catalog._call(lambda: db.enrichment_of(Product.CONTACT_CENTER, "eng-4"))
+    assert enrichment is not None
+    assert enrichment.state is EnrichmentState.SCRUBBED
+    assert enrichment.fields == EnrichmentFields()
