@@ -27,7 +27,7 @@ from recorder.completeness.model import (
     NewExpectation,
     StartState,
 )
-from recorder.errors import RecorderError
+from recorder.errors import HoldActive, RecorderError
 from recorder.evidence_destruction import DestructionMethod
 from recorder.officer.destroyed_view import destruction_fields, destruction_lines
 from recorder.retention.apply import run_retention
@@ -318,7 +318,7 @@ async def test_a_recording_destroyed_under_a_hold_is_scrubbed_only_once_it_is_re
         recording_ids=[p.recording_id], now_ms=T0,
     )  # fmt: skip
     shredder = MemoryShredder(catalog, {}, now_ms=clock.now_ms)
-    with pytest.raises(Exception, match="legal hold"):
+    with pytest.raises(HoldActive, match="legal hold"):
         await shredder.shred(p.recording_id, actor="os:o", rule="manual:test")
     # Keys already gone (an interrupted earlier shred), record written now, under the hold.
     from recorder.retention.apply import _record
