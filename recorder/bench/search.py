@@ -113,7 +113,7 @@ def _recordings(
             )
         macs = {common[_zipf(rng, COMMON_WORDS)] for _ in range(WORDS_PER_RECORDING[0])}
         macs |= {rare[rng.randrange(RARE_WORDS)] for _ in range(WORDS_PER_RECORDING[1])}
-        tokens: list[Row] = [(mac, rid) for mac in sorted(macs)]
+        tokens: list[Row] = [(mac, rid, started) for mac in sorted(macs)]
         yield stream_row, recording, people, gap, tokens
 
 
@@ -128,7 +128,8 @@ _INSERTS: Final = {
     " first_seen_ms) VALUES (?, ?, ?, ?, ?)",
     "gaps": "INSERT INTO gaps (recording_id, track, start_ms, end_ms, cause, detail)"
     " VALUES (?, ?, ?, ?, ?, ?)",
-    "transcript_tokens": "INSERT INTO transcript_tokens (token_mac, recording_id) VALUES (?, ?)",
+    "transcript_tokens": "INSERT INTO transcript_tokens (token_mac, recording_id, started_ms)"
+    " VALUES (?, ?, ?)",
 }
 _BATCH: Final = 20_000
 

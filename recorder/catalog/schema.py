@@ -539,6 +539,47 @@ _WEB_TABLES_V15: Final = (
 )
 
 
+# Migration 18 (pg-search): each posting carries its recording's start, and an index lists a
+# word's recordings newest first. A text search then walks the rarest word's postings in the
+# order the page wants and stops at the page, instead of collecting every recording of the word
+# (or walking every recording) first. ``started_ms`` is a copy of ``recordings.started_ms``: a
+# trigger follows the one change that column gets (an earlier start on a re-upsert), and
+# ``add_transcript_tokens`` writes it. Added in place (not a rebuilt table), so columns other
+# migrations add to ``transcript_tokens`` survive.
+_TEXT_POSTINGS_COMMON_V18: Final = (
+    "ALTER TABLE transcript_tokens ADD COLUMN started_ms BIGINT NOT NULL DEFAULT 0",
+    """UPDATE transcript_tokens SET started_ms = (SELECT r.started_ms FROM recordings r
+        WHERE r.recording_id = transcript_tokens.recording_id)""",
+    "CREATE INDEX transcript_tokens_by_time"
+    " ON transcript_tokens (token_mac, started_ms, recording_id)",
+)
+_TEXT_POSTINGS_V18: Final = {
+    Engine.SQLITE: (
+        *_TEXT_POSTINGS_COMMON_V18,
+        """CREATE TRIGGER transcript_tokens_follow_start AFTER UPDATE OF started_ms ON recordings
+        WHEN NEW.started_ms <> OLD.started_ms
+        BEGIN
+            UPDATE transcript_tokens SET started_ms = NEW.started_ms
+                WHERE recording_id = NEW.recording_id;
+        END""",
+    ),
+    Engine.POSTGRES: (
+        *_TEXT_POSTINGS_COMMON_V18,
+        """CREATE FUNCTION recorder_tokens_follow_start() RETURNS trigger LANGUAGE plpgsql
+        AS $body$
+        BEGIN
+            UPDATE transcript_tokens SET started_ms = NEW.started_ms
+                WHERE recording_id = NEW.recording_id;
+            RETURN NULL;
+        END
+        $body$""",
+        """CREATE TRIGGER transcript_tokens_follow_start AFTER UPDATE OF started_ms ON recordings
+        FOR EACH ROW WHEN (NEW.started_ms IS DISTINCT FROM OLD.started_ms)
+        EXECUTE FUNCTION recorder_tokens_follow_start()""",
+    ),
+}
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
         version=1,
@@ -747,6 +788,12 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             )
             for engine in Engine
         },
+    ),
+    Migration(
+        version=18,
+        description="officer search: transcript postings in time order, so a --text search "
+        "stops at a page",
+        statements={engine: _TEXT_POSTINGS_V18[engine] for engine in Engine},
     ),
 )
 
