@@ -18,7 +18,7 @@ from recorder.catalog.base import Product, RecordingStart, RecordingStatus, Stre
 from recorder.catalog.schema import MIGRATIONS, SCHEMA_VERSION_DDL, Engine
 from recorder.catalog.search import RecordingQuery
 from recorder.crypto.blind_index import SearchKey
-from tests.catalog.support import T0, CatalogTarget
+from tests.catalog.support import T0, CatalogTarget, explain, fill_for_plans
 
 pytestmark = pytest.mark.timeout(120)
 KEY = SearchKey(bytes(range(32)))
@@ -31,7 +31,9 @@ def _start(catalog: SqlCatalog, n: int, started_ms: int) -> str:
     stream = f"stream-{n}"
     product = (Product.MEETING, Product.PHONE)[n % 2]
     catalog.upsert_stream(
-        StreamEvent(stream, product, f"instance-{n}", StreamState.STARTED, started_ms, ("wss://a",)),
+        StreamEvent(
+            stream, product, f"instance-{n}", StreamState.STARTED, started_ms, ("wss://a",)
+        ),
         now_ms=started_ms,
     )
     start = RecordingStart(stream, product, f"instance-{n}", started_ms)
@@ -231,55 +233,20 @@ def test_migration_18_gives_postings_made_before_it_their_recordings_start(
         catalog.close()
 
 
-def _plan(target: CatalogTarget, sql: str, params: Sequence[object]) -> str:
-    with target.raw() as conn:
-        if target.engine == "sqlite":
-            rows = conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
-            return "\n".join(str(row[-1]) for row in rows)
-        rows = conn.execute("EXPLAIN " + sql.replace("?", "%s"), params).fetchall()
-        return "\n".join(str(row[0]) for row in rows)
-
-
 def test_a_text_search_walks_the_postings_in_time_order_without_sorting(
     target: CatalogTarget,
 ) -> None:
     """The plan the engine picks once it knows the tables' sizes (autovacuum's statistics on
     PostgreSQL, ``ANALYZE`` here): a backward walk of ``transcript_tokens_by_time`` that stops
     at the page, no sort of the word's recordings."""
-    catalog = target.open()
-    catalog.close()
-    count = 20_000
-    with target.raw() as conn:
-        series = (
-            "WITH RECURSIVE s(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM s WHERE n < ?)"
-            if target.engine == "sqlite"
-            else "WITH s(n) AS (SELECT generate_series(0, %s))"
-        )
-        for sql in (
-            "INSERT INTO streams (rtms_stream_id, first_seen_ms) SELECT 'st-' || n, 0 FROM s",
-            "INSERT INTO recordings (recording_id, rtms_stream_id, product, instance_id,"
-            " started_ms, ended_ms, status, created_ms)"
-            " SELECT 'rec-' || n, 'st-' || n, 'meeting', 'in-' || n, n * 1000, n * 1000 + 500,"
-            " 'complete', 0 FROM s",
-            # Word 'a' in every recording, 'b' in one in 10, a rare word in one in 1000.
-            "INSERT INTO transcript_tokens (token_mac, recording_id, started_ms)"
-            " SELECT 'a', 'rec-' || n, n * 1000 FROM s",
-            "INSERT INTO transcript_tokens (token_mac, recording_id, started_ms)"
-            " SELECT 'b', 'rec-' || n, n * 1000 FROM s WHERE n % 10 = 0",
-            "INSERT INTO transcript_tokens (token_mac, recording_id, started_ms)"
-            " SELECT 'c', 'rec-' || n, n * 1000 FROM s WHERE n % 1000 = 0",
-        ):
-            if target.engine == "postgres":
-                sql = sql.replace("%", "%%")
-            conn.execute(f"{series} {sql}", (count - 1,))
-        conn.execute("ANALYZE")
+    fill_for_plans(target, 20_000)
     for words, month in ((("b", "a"), False), (("c",), False), (("b",), True)):
         query = RecordingQuery(
             text_macs=words,
             since_ms=5_000_000 if month else None,
             until_ms=8_000_000 if month else None,
         )
-        plan = _plan(target, *search_sql(query))
+        plan = explain(target, *search_sql(query))
         assert "transcript_tokens_by_time" in plan, plan
         if target.engine == "sqlite":
             assert "TEMP B-TREE" not in plan, plan
