@@ -282,8 +282,8 @@ CpuClock = Callable[[], int]
 
 def _backend_cpu(catalog: SqlCatalog) -> CpuClock | None:
     """This thread's CPU plus the catalog's one PostgreSQL backend's (``/proc/PID/schedstat``,
-    nanoseconds on a CPU, not waiting for one): a figure the other work on a shared machine
-    barely moves. ``None`` when the server is not a local process this host can see."""
+    nanoseconds on a CPU, not waiting for one): other work on a shared machine moves it far
+    less than wall clock. ``None`` when the server is not a local process this host can see."""
     with catalog._transaction("bench", write=False) as tx:
         row = tx.fetchone("SELECT pg_backend_pid()")
     if row is None:
@@ -350,7 +350,7 @@ def report(engine: str, timings: Timings) -> None:
         print(_line(name, values), file=out)
     print(
         _line("ALL", everything) + "   (target p99 < 100 ms; CPU: this process"
-        " + the PostgreSQL backend, unmoved by other load)",
+        " + the PostgreSQL backend; other load moves it far less than wall clock)",
         file=out,
     )
     print(out.getvalue(), end="")
