@@ -88,8 +88,8 @@ class TreeResult:
     connects_s: list[float] = field(default_factory=list)
     keepalive_s: list[float] = field(default_factory=list)
     rss_marks: list[tuple[float, float]] = field(default_factory=list)
-    #: (audio sent per call so far, the workers' summed RSS in KiB) at each ``mark``.
-    rss_totals: list[tuple[float, int]] = field(default_factory=list)
+    #: (audio sent per call so far, the workers' summed RSS, and RssAnon, in KiB) per ``mark``.
+    rss_totals: list[tuple[float, int, int]] = field(default_factory=list)
     #: Per mark, the workers' tracemalloc snapshot files (``memory --tracemalloc``).
     snapshots: list[list[Path]] = field(default_factory=list)
     spread: dict[str, int] = field(default_factory=dict)
@@ -186,10 +186,12 @@ def _proc_wait_s(pid: int) -> float:
         return int(f.read().split()[1]) / 1e9
 
 
-def _proc_rss_kib(pid: int) -> int:
+def _proc_rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """``VmRSS`` (all resident pages) or ``RssAnon`` (heap and other private memory: what an
+    engagement can add; the shared libraries' pages are ``RssFile``)."""
     with open(f"/proc/{pid}/status", encoding="ascii") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
     return 0
 
@@ -539,7 +541,8 @@ def measure_workers(
             elif kind == "mark":
                 rss = sum(_proc_rss_kib(p) for p in pids)
                 result.rss_marks.append((rest[0], (rss - rss0) / load.engagements))
-                result.rss_totals.append((rest[0], rss))
+                anon = sum(_proc_rss_kib(p, "RssAnon") for p in pids)
+                result.rss_totals.append((rest[0], rss, anon))
                 if trace_dir is not None:
                     taken = _snapshot_all(pids, trace_dir, len(result.snapshots) + 1)
                     result.snapshots.append(taken)
@@ -578,7 +581,7 @@ def _scale(args: argparse.Namespace) -> int:
     as the single one was) is the one that says whether N workers record N times what one does.
     """
     base = LoadSpec(args.engagements, args.seconds, args.ramp)
-    env = {"MALLOC_ARENA_MAX": args.arena_max} if args.arena_max else None
+    env = _tree_env(args) or None
     print(
         f"bench workers scale: {base.engagements} L16 16 kHz engagements per run (x N for the "
         f"'per worker' rows), {base.seconds:.0f} s, ramp {base.ramp_s:.0f} s, "
@@ -668,7 +671,7 @@ def _memory(args: argparse.Namespace) -> int:
     runs = []
     with tempfile.TemporaryDirectory(prefix="bench-trace-") as traces:
         for count in (k, 2 * k):
-            env = {"MALLOC_ARENA_MAX": args.arena_max} if args.arena_max else {}
+            env = _tree_env(args)
             trace_dir = None
             if args.tracemalloc:
                 trace_dir = Path(traces) / str(count)
@@ -685,24 +688,26 @@ def _memory(args: argparse.Namespace) -> int:
     n = small.workers
     print(
         f"bench workers memory: {k} and {2 * k} engagements, {args.seconds:.0f} s of call at "
-        f"{args.speed:g}x, {n} workers, MALLOC_ARENA_MAX "
-        f"{args.arena_max or 'as serve sets it'}; load average "
+        f"{args.speed:g}x, {n} workers, environment {_tree_env(args) or 'as serve sets it'}; "
+        "load average "
         f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}"
     )
     print(
         f"  audio sent per call ({k} / {2 * k})   RSS (MiB, workers summed)   marginal KiB per "
-        f"engagement (budget {RSS_BUDGET_KIB})   fixed MiB per worker   growth/K (old figure)"
+        f"engagement: RSS, anon (budget {RSS_BUDGET_KIB})   fixed MiB per worker: RSS, anon"
     )
-    for (at_s, rss_k), (at_2k, rss_2k), (_, growth) in zip(
-        small.rss_totals, large.rss_totals, small.rss_marks, strict=False
+    for (at_s, rss_k, anon_k), (at_2k, rss_2k, anon_2k) in zip(
+        small.rss_totals, large.rss_totals, strict=False
     ):
         marginal = (rss_2k - rss_k) / k
+        marginal_anon = (anon_2k - anon_k) / k
         fixed = (rss_k - k * marginal) / n / 1024
+        fixed_anon = (anon_k - k * marginal_anon) / n / 1024
         print(
             f"  {at_s:6.0f} / {at_2k:6.0f} s               "
             f"{rss_k / 1024:7.1f} / {rss_2k / 1024:7.1f}"
-            f"                 {marginal:7.0f}"
-            f"                                    {fixed:6.1f}              {growth:7.0f} KiB"
+            f"               {marginal:7.0f}  {marginal_anon:7.0f}"
+            f"                              {fixed:6.1f}  {fixed_anon:6.1f}"
         )
     for r in runs:
         print(
@@ -762,6 +767,16 @@ def _print_heap_diffs(small: TreeResult, large: TreeResult) -> None:
         )
 
 
+def _tree_env(args: argparse.Namespace) -> dict[str, str]:
+    env = {"MALLOC_ARENA_MAX": args.arena_max} if args.arena_max else {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--env wants NAME=VALUE, got {item!r}")
+        env[key] = value
+    return env
+
+
 def _numbers(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 
@@ -782,6 +797,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         metavar="N",
         help="scale, memory: MALLOC_ARENA_MAX for the service tree (default: serve's own)",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="scale, memory: an environment variable for the service tree (e.g. glibc tunables)",
     )
     parser.add_argument(
         "--tracemalloc",
