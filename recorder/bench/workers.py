@@ -405,13 +405,18 @@ async def _simulate(conn: Connection, url: str, spec: LoadSpec) -> None:
                 [e.scenario.rtms_stream_id for e in engagements],
             )
         )
-        call_start = trio.current_time()
         if spec.every_s > 0:
-            mark = call_start
-            while any(not e.finished.is_set() for e in engagements):
-                mark += spec.every_s / spec.speed
-                await trio.sleep_until(mark)
-                conn.send(("mark", frames() * FRAME_MS / 1000 / spec.engagements))
+            # Marks by audio actually sent, not by wall time: a host that cannot keep the pace
+            # would otherwise compare two runs at different points of their calls.
+            mark = spec.every_s
+            while True:
+                sent = frames() * FRAME_MS / 1000 / spec.engagements
+                if sent >= mark:
+                    conn.send(("mark", sent))
+                    mark += spec.every_s
+                if all(e.finished.is_set() for e in engagements):
+                    break
+                await trio.sleep(0.25)
         else:
             # The steady window: from all streaming until the first call may end.
             end = start + (spec.seconds - 1.0) / spec.speed
