@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import io
 import multiprocessing
 import os
 import signal
@@ -688,8 +689,11 @@ def _memory(args: argparse.Namespace) -> int:
                 )
             )
         small, large = runs
+        heap = io.StringIO()
         if args.tracemalloc:
-            _print_heap_diffs(small, large)
+            # Read while the snapshot files exist; printed after the RSS table.
+            with contextlib.redirect_stdout(heap):
+                _print_heap_diffs(small, large)
     n = small.workers
     print(
         f"bench workers memory: {k} and {2 * k} engagements, {args.seconds:.0f} s of call at "
@@ -714,6 +718,7 @@ def _memory(args: argparse.Namespace) -> int:
             f"               {marginal:7.0f}  {marginal_anon:7.0f}"
             f"                              {fixed:6.1f}  {fixed_anon:6.1f}"
         )
+    print(heap.getvalue(), end="")
     for r in runs:
         print(
             f"{r.engagements} engagements: lost {r.frames_sent - r.frames_recorded} of "
