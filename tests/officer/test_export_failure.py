@@ -5,17 +5,25 @@ up before the altered track's own error arrives."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import threading
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
+import numpy as np
 import pytest
 import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from recorder.audio.wav import HEADER_SIZE, BextInfo, build_wav_header
 from recorder.bench.export import seal_call
+from recorder.catalog.base import SegmentRow, UploadState
+from recorder.crypto.opaque import OPAQUE_PLAINTEXT_DIGEST
+from recorder.crypto.writer import SpoolSinkFactory
 from recorder.errors import (
     DecryptionFailed,
     DigestMismatch,
@@ -27,11 +35,15 @@ from recorder.officer.bundle import export as bundle_export
 from recorder.officer.bundle.export import export_bundle
 from recorder.officer.bundle.failure import root_cause
 from recorder.officer.bundle.pipe import Pipe, PipeAborted
+from recorder.officer.bundle.plan import plan_track
 from recorder.officer.bundle.signing import generate_signing_key, load_signing_key
 from recorder.officer.bundle.wavio import TrackAbandoned, TrackProgress
 from recorder.service.components import Components, open_components
 from recorder.service.demo import demo_config
+from recorder.sink import SegmentIdentity
 from recorder.store.local import encode_component
+from recorder.store.memory import MemoryStore
+from tests.crypto.conftest import make_keyring
 
 ROOT = DecryptionFailed("rec/channel-caller/000002.wav.rec: chunk 3 failed authentication")
 
@@ -264,3 +276,97 @@ async def test_a_store_that_fails_mid_track_is_named_and_leaves_nothing(
     assert seg.object_key in str(caught.value)
     assert not out.exists()
     assert [p.name for p in await trio.Path(tmp_path).iterdir() if "bundle" in p.name] == []
+
+
+# --- one track's thread over both kinds of stored object -------------------------------------
+
+
+def _identity(index: int) -> SegmentIdentity:
+    return SegmentIdentity(
+        recording_id="rec-mixed-kinds",
+        track="mixed",
+        segment_index=index,
+        created_ms=1_767_225_600_000 + index,
+        metadata={
+            "kind": "audio",
+            "source": "L16",
+            "wav.rate": 16000,
+            "wav.channels": 1,
+            "bext.ref": "test",
+            "bext.origination_ms": 1_767_225_600_000,
+        },
+    )
+
+
+def _row(index: int, stored: Path, plaintext_sha256: str, pcm: bytes, start: int) -> SegmentRow:
+    return SegmentRow(
+        recording_id="rec-mixed-kinds",
+        track="mixed",
+        segment_index=index,
+        participant_id=None,
+        object_key=f"k/{index}",
+        version_id=None,
+        plaintext_sha256=plaintext_sha256,
+        stored_sha256=hashlib.sha256(stored.read_bytes()).hexdigest(),
+        plaintext_size=HEADER_SIZE + len(pcm),
+        stored_size=stored.stat().st_size,
+        start_ms=1_767_225_600_000 + start // 16,
+        end_ms=1_767_225_600_000 + (start + len(pcm) // 2) // 16,
+        start_sample=start,
+        sample_count=len(pcm) // 2,
+        sample_rate=16000,
+        codec="L16",
+        key_id="",
+        retain_until_ms=None,
+        upload_state=UploadState.VERIFIED,
+        recovered=plaintext_sha256 == OPAQUE_PLAINTEXT_DIGEST,
+        uploaded_ms=None,
+        verified_ms=None,
+    )
+
+
+async def test_a_track_of_an_opaque_upload_then_a_sealed_segment_is_written_whole(
+    tmp_path: Path,
+) -> None:
+    """The thread takes an opaque upload (spooled whole, recovered) and a sealed segment (fed
+    piece by piece) from the same pipe, in order, into one WAV."""
+    keyring = make_keyring(tmp_path / "keys")
+    factory = SpoolSinkFactory(tmp_path / "spool", keyring, chunk_size=4096)
+    first = np.arange(-6000, 6000, dtype="<i2").tobytes() * 2
+    second = np.arange(6000, -6000, -1, dtype="<i2").tobytes() * 50  # 1.2 MB: several pieces
+    sink = factory.open(_identity(0), prologue_size=HEADER_SIZE)
+    sink.write(first)
+    sink.checkpoint()
+    part = sink.part_path
+    os.close(sink._fd)  # type: ignore[attr-defined]  # the writer died: never closed
+    sink = factory.open(_identity(1), prologue_size=HEADER_SIZE)
+    sink.write(second)
+    header = build_wav_header(
+        sample_rate=16000,
+        channels=1,
+        data_length=len(second),
+        bext=BextInfo("rec-mixed-kinds", 1_767_225_600_000),
+    )
+    sealed = sink.close(header)
+    assert sealed.path is not None
+    store = MemoryStore()
+    rows = [
+        _row(0, part, OPAQUE_PLAINTEXT_DIGEST, first, 0),
+        _row(1, sealed.path, sealed.sha256, second, len(first) // 2),
+    ]
+    with trio.fail_after(60):
+        for row, path in zip(rows, (part, sealed.path), strict=True):
+            await store.put(row.object_key, path, sha256=str(row.stored_sha256), retain_until=None)
+        plan = plan_track("mixed", rows, [])
+        target = tmp_path / "mixed.wav"
+        labels: list[str] = []
+        tally = bundle_export._Tally(total=0, progress=lambda _d, _t, label: labels.append(label))
+        # The two parts of ``Components`` a track uses.
+        parts = cast(Components, SimpleNamespace(store=store, keyring=keyring))
+        sha, size, channels = await bundle_export._write_track(
+            parts, plan, target, tally, TrackProgress(target.name)
+        )
+    data = target.read_bytes()
+    assert (channels, size, sha) == (1, len(data), hashlib.sha256(data).hexdigest())
+    assert data[44:] == first + second
+    assert labels == ["k/0", "k/1"]
