@@ -62,8 +62,9 @@ class Pipe(Generic[T]):
             return True
 
     def _wait_for_room(self) -> None:
+        # Until half is free, not one slot: the loop then puts several pieces per hop.
         with self._cond:
-            while len(self._items) >= self._capacity and self._state == _OPEN:
+            while len(self._items) > self._capacity // 2 and self._state == _OPEN:
                 self._cond.wait()
 
     def close(self) -> None:
