@@ -491,9 +491,9 @@ async def _export_recording(
             )
         )
 
-    # Tracks are independent files: decrypting, hashing and writing release the GIL, so
-    # ``TRACKS_AT_ONCE`` tracks use that many cores; the listening file is mixed beside them,
-    # each block as soon as its samples are in the track files.
+    # Tracks are independent files, each in its own worker thread: decrypting, hashing and
+    # writing release the GIL, so ``TRACKS_AT_ONCE`` tracks use that many cores; the listening
+    # file is mixed beside them, each block as soon as its samples are in the track files.
     limiter = trio.CapacityLimiter(TRACKS_AT_ONCE)
     try:
         async with trio.open_nursery() as nursery:
