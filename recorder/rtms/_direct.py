@@ -41,6 +41,8 @@ from wsproto.events import (
     TextMessage,
 )
 
+from recorder.rtms._frames import at_frame_boundary, take_frames
+
 #: The trio-websocket release whose private attributes this module relies on.
 PINNED_TRIO_WEBSOCKET: Final = "0.12.2"
 _ABNORMAL: Final = 1006
@@ -134,6 +136,13 @@ class DirectWebSocket(WebSocketConnection):
             return
         if self._wsproto.state is ConnectionState.CLOSED:
             return
+        if not self._message_parts and at_frame_boundary(self._wsproto):
+            if type(data) is not bytes:
+                data = bytes(data)
+            taken = take_frames(data, self._max_message_size, self._ready.append)
+            if taken == len(data):
+                return
+            data = data[taken:]
         try:
             self._wsproto.receive_data(cast(bytes, data))
         except wsproto.utilities.RemoteProtocolError as err:
