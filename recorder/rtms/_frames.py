@@ -10,7 +10,10 @@ first byte it is not sure of (a control frame, a fragment, reserved bits, a mask
 length, a frame cut by the read, a payload that is not UTF-8, a message over the size limit).
 From there wsproto gets the rest of the read and decides alone, so what is accepted and every
 error (close code and reason included) stays wsproto's; ``tests/rtms/test_frames.py`` compares
-the two on arbitrary bytes.
+the two on arbitrary bytes and reads. A read that ends inside a frame leaves wsproto in the
+middle of it: ``split_read`` then gives wsproto only the rest of that frame from the next read,
+and the frames after it are taken here again (a lagging socket's 64 KiB reads end inside a frame
+almost every time).
 """
 
 from __future__ import annotations
@@ -89,4 +92,45 @@ def at_frame_boundary(ws: WSConnection) -> bool:
     )
 
 
-__all__ = ["at_frame_boundary", "take_frames"]
+def frame_remainder(ws: WSConnection) -> int | None:
+    """Payload bytes wsproto still needs to finish the data frame it is in the middle of, when
+    it holds nothing else; None when it is not in that state (at a boundary, in a header or a
+    control frame, closing)."""
+    connection = ws.connection
+    if connection is None or connection._state is not ConnectionState.OPEN or connection._events:
+        return None
+    proto = connection._proto
+    decoder = proto._frame_decoder
+    header = decoder.header
+    if header is None or header.opcode.iscontrol() or decoder.buffer.buffer or proto.extensions:
+        return None
+    remaining = header.payload_len - decoder.payload_consumed
+    return remaining if remaining > 0 else None
+
+
+def split_read(
+    ws: WSConnection,
+    data: bytes,
+    max_size: int,
+    append: Callable[[str | bytes], None],
+    *,
+    parts_pending: bool,
+) -> tuple[bytes, bytes]:
+    """One step over a read: ``(for_wsproto, later)``.
+
+    At a frame boundary (``parts_pending``: the caller holds part of a fragmented message), the
+    whole frames at the front are appended and everything after them is wsproto's. In the
+    middle of a data frame (the last read ended inside one, as reads of a lagging socket do),
+    wsproto gets just the rest of that frame, so that the caller, once it has handled wsproto's
+    events, can come back here with ``later`` at a boundary. Otherwise all of it is wsproto's.
+    """
+    if not parts_pending and at_frame_boundary(ws):
+        taken = take_frames(data, max_size, append)
+        return data[taken:], b""
+    remainder = frame_remainder(ws)
+    if remainder is not None and remainder < len(data):
+        return data[:remainder], data[remainder:]
+    return data, b""
+
+
+__all__ = ["at_frame_boundary", "frame_remainder", "split_read", "take_frames"]
