@@ -24,6 +24,10 @@ from typing import Final
 from wsproto import WSConnection
 from wsproto.connection import ConnectionState
 
+#: The wsproto whose private parser state ``at_frame_boundary`` and ``frame_remainder`` read;
+#: pinned in pyproject.toml, and ``tests/rtms/test_frames.py`` fails when another is installed.
+PINNED_WSPROTO: Final = "1.3.2"
+
 #: First header byte of a final, unextended text / binary frame.
 _TEXT: Final = 0x81
 _BINARY: Final = 0x82

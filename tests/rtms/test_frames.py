@@ -10,6 +10,7 @@ same, in the same order, and the read where parsing stops must be the same.
 from __future__ import annotations
 
 import struct
+from importlib.metadata import version
 
 import pytest
 from hypothesis import given, settings
@@ -26,9 +27,27 @@ from wsproto.events import (
 )
 from wsproto.utilities import RemoteProtocolError
 
-from recorder.rtms._frames import at_frame_boundary, frame_remainder, split_read, take_frames
+from recorder.rtms._frames import (
+    PINNED_WSPROTO,
+    at_frame_boundary,
+    frame_remainder,
+    split_read,
+    take_frames,
+)
 
 LIMIT = 400
+
+
+def test_installed_wsproto_is_the_pinned_version_this_parser_was_written_for() -> None:
+    installed = version("wsproto")
+    assert installed == PINNED_WSPROTO, (
+        f"wsproto {installed} is installed, but recorder/rtms/_frames.py reads the private "
+        f"parser state of {PINNED_WSPROTO} (connection._state/_events/_proto, the frame and "
+        "message decoders): re-read wsproto/frame_protocol.py, adapt, then move the pin"
+    )
+    ws = open_client()
+    assert at_frame_boundary(ws)
+    assert frame_remainder(ws) is None
 
 
 def open_client() -> WSConnection:
