@@ -49,7 +49,8 @@ In ``floor`` and ``bare`` the signaling socket and both handshakes are still the
 only what an open media socket does with its messages changes. A summary per codec prints each
 row as µs/msg and as ratios to ``bare``, to ``floor`` and to Zoom's C++ SDK, estimated from this
 run's ``bare`` and issue 13's same-run SDK/bare ratio (45/57; the SDK itself is not run here).
-``--workers N`` is reserved for the scaling row of multi-process serving (not measured yet).
+``--workers N`` then runs ``bench workers scale`` (1 and N workers of the real pre-forked
+``recorder serve`` tree on the largest K) and prints its scaling factor.
 """
 
 from __future__ import annotations
@@ -696,7 +697,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--workers",
         type=int,
         default=1,
-        help="worker processes for a scaling row (needs `recorder serve --workers`)",
+        help="also print the 1 -> N workers scaling factor (runs `bench workers scale`)",
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each engagement")
     parser.add_argument("--ramp", type=float, default=1.5, help="seconds to start all K")
@@ -783,10 +784,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("\n".join(_comparison(codec, k, results, wholes)))
                 sys.stdout.flush()
     if args.workers > 1:
-        # perf-workers fills this in: the same streams through N worker processes.
-        print(f"scaling: not measured (--workers {args.workers}: no multi-worker serve here)")
+        # Scaling needs the real pre-forked tree (one socket, the catalog's work queue), not this
+        # bench's single measured process: `bench workers scale` measures it, on L16 streams.
+        from recorder.bench import workers
+
+        print(f"scaling: 1 and {args.workers} workers of `recorder serve` (bench workers scale)")
+        sys.stdout.flush()
+        scale = [
+            "scale",
+            f"--workers=1,{args.workers}",
+            f"--engagements={max(levels)}",
+            f"--seconds={args.seconds}",
+            f"--ramp={args.ramp}",
+        ]
+        failed = workers.main(scale) != 0 or failed
     else:
-        print("scaling: not measured (one worker)")
+        print("scaling: not measured (--workers 1; --workers 2 runs `bench workers scale`)")
     return 1 if failed else 0
 
 

@@ -624,6 +624,9 @@ def _scale(args: argparse.Namespace) -> int:
                 flush=True,
             )
     one = runs[0][1]
+    if not (one.messages and one.window_s > 0 and one.capacity_msgs_s > 0):
+        print("scaling: not measured (the one-worker run had no steady window: longer --seconds)")
+        return 1
     for label, r in runs[1:]:
         factor = r.capacity_msgs_s / one.capacity_msgs_s
         by_cost = r.workers * one.tree_us_per_msg / r.tree_us_per_msg
