@@ -312,15 +312,23 @@ async def _with_components(
 
 
 async def _spool_command(c: Components, args: argparse.Namespace) -> int:
-    from recorder.service.components import now_ms
+    from recorder.service.components import SPOOL_QUEUE_DIR, now_ms
+    from recorder.service.workers import worker_spool_dirs
     from recorder.spool import admin
+    from recorder.spool.spool import Spool
 
+    # Under `serve --workers N` every worker has its own spool: take them all.
+    spools: list[tuple[str | None, Spool]] = [(None, c.spool)]
+    spools += [
+        (str(index), Spool(directory / SPOOL_QUEUE_DIR))
+        for index, directory in worker_spool_dirs(c.config)
+    ]
     if args.spool_command == "list":
-        views = await admin.job_views(c.spool)
+        views = await admin.tree_job_views(spools)
         print(admin.render_json(views) if args.json else admin.render_table(views))
         return 0
-    requeued = await admin.retry_jobs(
-        c.spool,
+    requeued = await admin.retry_in_tree(
+        spools,
         c.catalog,
         job_ids=args.jobs,
         all_quarantined=args.all_quarantined,

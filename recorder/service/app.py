@@ -54,6 +54,7 @@ from recorder.service.outbox import CatalogOutbox
 from recorder.service.recovery import recover_at_startup, requeue_orphans
 from recorder.service.supervisor import Supervisor, SupervisorSettings
 from recorder.service.systemd import SystemdNotifier
+from recorder.service.tree_metrics import TreeMetrics
 from recorder.service.workers import ParentNotifier, WorkerRole, WorkQueueSettings
 from recorder.spool.spool import Spool, UploadJob
 from recorder.spool.uploader import Backoff, UploaderStats, run_uploader
@@ -305,6 +306,16 @@ async def _open_service(
         )
         send, receive = trio.open_memory_channel[AcceptedWebhook](WEBHOOK_QUEUE)
         completeness = CompletenessService(c)
+        tree_metrics = (
+            None
+            if worker is None
+            else TreeMetrics(
+                metrics,
+                config.storage.state_dir.parent,
+                worker.index,
+                stale_after_s=config.service.liveness_stale_s,
+            )
+        )
         app = IngressApp(
             ingress_settings,
             handoff=send,
@@ -315,6 +326,7 @@ async def _open_service(
             lifecycle=CatalogLifecycleEvidence(c.catalog, metrics),
             outbox=CatalogOutbox(c.catalog, dedup_ttl_ms=config.service.dedup_retention_s * 1000),
             announcements=completeness.announcements,
+            metrics_page=None if tree_metrics is None else tree_metrics.render,
         )
         supervisor = Supervisor(
             c,
@@ -355,6 +367,8 @@ async def _open_service(
             nursery.start_soon(_service_loop, c, liveness, notifier, spool_bytes)
             nursery.start_soon(_evidence_sweep, c, supervisor)
             nursery.start_soon(completeness.run)
+            if tree_metrics is not None:
+                nursery.start_soon(tree_metrics.run)
             notifier.ready(status=f"listening on port {port}")
             logger.info("recorder serving port=%d owner=%s", port, supervisor.settings.owner)
             try:
@@ -373,7 +387,17 @@ async def _open_service(
                             "drain: sealed files left in the spool for the next start: %s",
                             "unknown" if left is None else left,
                         )
+                    if tree_metrics is not None:
+                        _publish_last(tree_metrics)
                     nursery.cancel_scope.cancel()
+
+
+def _publish_last(tree_metrics: TreeMetrics) -> None:
+    """A stopped worker's last figures stay on its siblings' pages (tree_metrics rule 3)."""
+    try:
+        tree_metrics.publish()
+    except OSError as exc:
+        logger.warning("metrics: last figures not published: %s", exc.strerror)
 
 
 async def _count_upload_failures(stats: UploaderStats, metrics: RecorderMetrics) -> None:

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Where the spool keeps its jobs, under ``[storage] spool_dir``.
+SPOOL_QUEUE_DIR: Final = "queue"
 #: Sealed-as-written segments live here until they move into the spool's queue.
 WRITING_DIR: Final = "writing"
 RECORDING_KEYS_DIR: Final = "recording-keys"
@@ -197,7 +199,7 @@ async def open_components(
         metrics = metrics or RecorderMetrics()
         keyring = await trio.to_thread.run_sync(open_keyring, config, catalog, metrics)
         store, policy, lock_mode, retention_days = await open_store(config)
-        spool = Spool(storage.spool_dir / "queue")
+        spool = Spool(storage.spool_dir / SPOOL_QUEUE_DIR)
         sinks = SpoolSinkFactory(
             writing_dir, keyring, checkpoint_interval_s=config.capture.checkpoint_interval_s
         )

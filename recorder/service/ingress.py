@@ -221,8 +221,11 @@ class IngressApp:
         lifecycle: LifecycleEvidence | None = None,
         outbox: WebhookOutbox | None = None,
         announcements: AnnouncementSink | None = None,
+        metrics_page: Callable[[], bytes] | None = None,
     ) -> None:
         self._announcements = announcements
+        #: What /metrics serves: this process's registry, or a worker tree's merged page.
+        self._metrics_page = metrics_page or metrics.render
         self._settings = settings
         self._lifecycle = lifecycle
         self._handoff = handoff
@@ -271,7 +274,7 @@ class IngressApp:
 
     async def _observability(self, path: str) -> tuple[int, bytes, bytes]:
         if path == "/metrics":
-            return 200, self._metrics.render(), METRICS_CONTENT_TYPE.encode()
+            return 200, self._metrics_page(), METRICS_CONTENT_TYPE.encode()
         if path == "/healthz":
             age_s = round(self._liveness.age_s(), 3)
             if self._liveness.alive():

@@ -90,6 +90,24 @@ def worker_config(config: Config, index: int) -> Config:
     return replace(config, storage=replace(storage, state_dir=own, spool_dir=spool))
 
 
+def worker_indexes(state_dir: Path) -> list[int]:
+    """Every worker that ever ran on ``state_dir`` (each left its state directory), in order."""
+    try:
+        entries = list((state_dir / WORKERS_DIR).iterdir())
+    except FileNotFoundError:
+        return []
+    return sorted(int(e.name) for e in entries if e.name.isdigit() and e.is_dir())
+
+
+def worker_spool_dirs(config: Config) -> list[tuple[int, Path]]:
+    """(index, spool directory) of every worker of ``config``'s tree (``recorder spool``), so an
+    operator sees a stopped or retired worker's spool too, not only the running ones'."""
+    return [
+        (index, worker_config(config, index).storage.spool_dir)
+        for index in worker_indexes(config.storage.state_dir)
+    ]
+
+
 class ParentNotifier(SystemdNotifier):
     """The service's sd_notify calls, sent to the parent over a pipe, one line each.
 

@@ -5,6 +5,10 @@ last error, so a job that keeps failing is visible long before it is quarantined
 ones with the reason, and job files set aside as unreadable. ``retry`` takes quarantined jobs
 back into the queue (attempts reset, due at once). Every retry is written to the audit log
 before it happens, with the operating-system user as the actor (invariant 9).
+
+Under ``serve --workers N`` each worker has a spool of its own; both commands take every spool
+of the tree (``TreeSpools``), and each row says whose it is (``worker``; None: the single
+process's spool).
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ class JobView:
     next_attempt: str | None
     last_error: str | None
     reason: str | None
+    #: Which worker's spool holds it (None: the single process's own spool).
+    worker: str | None = None
 
     def as_json(self) -> dict[str, object]:
         return asdict(self)
@@ -63,8 +69,13 @@ def os_actor() -> str:
     return f"os:{user}" + (f" (sudo from {sudo})" if sudo and sudo != user else "")
 
 
-def _view(job: SpooledJob) -> JobView:
+#: (worker label or None, that spool), the single process's spool first.
+TreeSpools = Sequence[tuple[str | None, Spool]]
+
+
+def _view(job: SpooledJob, worker: str | None = None) -> JobView:
     return JobView(
+        worker=worker,
         job=job.job_id,
         object_key=job.job.object_key,
         state=job.state,
@@ -75,10 +86,16 @@ def _view(job: SpooledJob) -> JobView:
     )
 
 
-async def job_views(spool: Spool) -> list[JobView]:
-    views = [_view(job) for job in await spool.jobs()]
+async def tree_job_views(spools: TreeSpools) -> list[JobView]:
+    """Every spool's rows, spool by spool."""
+    return [view for worker, spool in spools for view in await job_views(spool, worker)]
+
+
+async def job_views(spool: Spool, worker: str | None = None) -> list[JobView]:
+    views = [_view(job, worker) for job in await spool.jobs()]
     views += [
         JobView(
+            worker=worker,
             job=bad.job_id,
             object_key=None,
             state=STATE_UNREADABLE,
@@ -99,8 +116,15 @@ def render_json(views: Sequence[JobView]) -> str:
 def render_table(views: Sequence[JobView]) -> str:
     if not views:
         return "the spool is empty"
-    header = ("JOB", "STATE", "ATTEMPTS", "NEXT ATTEMPT", "OBJECT KEY", "LAST ERROR / REASON")
-    rows = [
+    header: tuple[str, ...] = (
+        "JOB",
+        "STATE",
+        "ATTEMPTS",
+        "NEXT ATTEMPT",
+        "OBJECT KEY",
+        "LAST ERROR / REASON",
+    )
+    rows: list[tuple[str, ...]] = [
         (
             view.job,
             view.state,
@@ -111,6 +135,9 @@ def render_table(views: Sequence[JobView]) -> str:
         )
         for view in views
     ]
+    if any(view.worker is not None for view in views):
+        header = ("WORKER", *header)
+        rows = [(view.worker or "-", *row) for view, row in zip(views, rows, strict=True)]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
     lines = []
     for row in [header, *rows]:
@@ -178,4 +205,51 @@ async def retry_jobs(
             },
         )
         requeued.append(await spool.requeue(job.job_id))
+    return requeued
+
+
+async def retry_in_tree(
+    spools: TreeSpools,
+    audit: AuditLog,
+    *,
+    job_ids: Sequence[str],
+    all_quarantined: bool,
+    actor: str,
+    reason: str,
+    now_ms: int,
+) -> list[SpooledJob]:
+    """``retry_jobs`` over every spool of a worker tree: each job in the spool that holds it.
+
+    A job no spool holds raises ``StorageError`` from the first spool's look-up, as
+    ``retry_jobs`` names it; jobs before it in ``job_ids`` are requeued already.
+    """
+    requeued: list[SpooledJob] = []
+    for job_id in job_ids:
+        holder = spools[0][1]
+        for _, spool in spools:
+            if job_id in {job.job_id for job in await spool.jobs()} | {
+                bad.job_id for bad in await spool.unreadable()
+            }:
+                holder = spool
+                break
+        requeued += await retry_jobs(
+            holder,
+            audit,
+            job_ids=[job_id],
+            all_quarantined=False,
+            actor=actor,
+            reason=reason,
+            now_ms=now_ms,
+        )
+    if all_quarantined:
+        for _, spool in spools:
+            requeued += await retry_jobs(
+                spool,
+                audit,
+                job_ids=(),
+                all_quarantined=True,
+                actor=actor,
+                reason=reason,
+                now_ms=now_ms,
+            )
     return requeued

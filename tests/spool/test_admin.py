@@ -115,3 +115,41 @@ def test_the_actor_is_the_os_user(monkeypatch: pytest.MonkeyPatch) -> None:
     actor = admin.os_actor()
     assert actor.startswith("os:")
     assert "alice" in actor
+
+
+async def test_a_worker_tree_lists_and_retries_in_the_spool_that_holds_each_job(
+    tmp_path: Path,
+) -> None:
+    audit = MemoryAudit()
+    with trio.fail_after(10):
+        base = Spool(tmp_path / "base")
+        worker_spool, ids = await _spool_with_three(tmp_path / "w1")
+        spools: admin.TreeSpools = [(None, base), ("1", worker_spool)]
+        views = await admin.tree_job_views(spools)
+        assert {(view.worker, view.job) for view in views} == {("1", job_id) for job_id in ids}
+        table = admin.render_table(views).splitlines()
+        assert table[0].split()[:2] == ["WORKER", "JOB"]
+        assert all(line.startswith("1 ") for line in table[1:])
+        for job_id, message in ((ids[0], "is pending"), ("f" * 32, "no spool job")):
+            with pytest.raises(StorageError, match=message):
+                await admin.retry_in_tree(
+                    spools,
+                    audit,
+                    job_ids=[job_id],
+                    all_quarantined=False,
+                    actor="os:tester",
+                    reason="r",
+                    now_ms=1,
+                )
+        [requeued] = await admin.retry_in_tree(
+            spools,
+            audit,
+            job_ids=[ids[1]],
+            all_quarantined=False,
+            actor="os:tester",
+            reason="fixed",
+            now_ms=1,
+        )
+        assert requeued.job_id == ids[1]
+        assert await worker_spool.quarantined() == []
+    assert [entry["job"] for entry in audit.entries] == [ids[1]]
