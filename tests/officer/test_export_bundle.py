@@ -30,13 +30,13 @@ from recorder.config import Config, ObjectLockMode, S3Config, StoreKind
 from recorder.errors import RecorderError
 from recorder.officer.bundle.export import BundleResult, export_bundle, manifest_json
 from recorder.officer.bundle.signing import generate_signing_key, load_signing_key, public_bytes
-from recorder.officer.export import export_recording
 from recorder.service.components import Components
 from recorder.simulator.engagement import Engagement as SimEngagement
 from recorder.simulator.scenario import Action, Step
 from recorder.store.local import encode_component
 from recorder.store.s3 import S3Config as S3StoreConfig
 from recorder.store.s3 import build_s3_client
+from tests.officer.support import sealed_track
 from tests.service.test_service import record_calls, service, short_config, zcc_call
 from tests.store.s3_helpers import new_locked_bucket
 
@@ -122,13 +122,7 @@ def played_leg(engagement: SimEngagement, track: str) -> npt.NDArray[np.int16]:
     return np.tile(cycle, -(-samples // len(cycle)))[:samples]
 
 
-def segment_audio(per_segment: Path, track: str) -> npt.NDArray[np.int16]:
-    """What the recorder sealed, segment by segment (the per-segment export)."""
-    parts = [read_wav(path)[1][:, 0] for path in sorted(per_segment.glob(f"{track}.*.wav"))]
-    return np.concatenate(parts)
-
-
-async def check_bundle(rec: Recorded, c: Components, out: Path, per_segment: Path) -> None:
+async def check_bundle(rec: Recorded, c: Components, out: Path) -> None:
     detail = rec.detail
     rid = detail.recording.recording_id
     manifest = manifest_json(out)
@@ -149,7 +143,10 @@ async def check_bundle(rec: Recorded, c: Components, out: Path, per_segment: Pat
         assert audio.shape[1] == 1
         gaps = [g for g in detail.gaps if g.track == name]
         assert gaps, "the media drop left no gap"
-        recorded = segment_audio(per_segment, name)
+        # What the recorder sealed, each segment decrypted on its own.
+        sealed_rate, sealed = await sealed_track(c, detail, name)
+        assert (sealed_rate, sealed.shape[1]) == (RATE, 1)
+        recorded = sealed[:, 0]
         assert len(audio) == sum(s.sample_count for s in segments) == len(recorded)
         # Sample for sample what was sealed, joins included; silent exactly in the gaps.
         assert np.array_equal(audio[:, 0], recorded)
@@ -290,9 +287,7 @@ async def record_and_check(tmp_path: Path, config: Config) -> None:
             rec = Recorded(config, eng, detail, key)
             out = tmp_path / "bundle"
             await export(c, detail, out, key)
-            per_segment = tmp_path / "per-segment"
-            await export_recording(c, row.recording_id, per_segment, actor="t", reason="t")
-            await check_bundle(rec, c, out, per_segment)
+            await check_bundle(rec, c, out)
 
             if config.storage.store is StoreKind.LOCAL:
                 await check_cli_export(tmp_path, row.recording_id)

@@ -105,6 +105,13 @@ def test_a_bug_is_never_hidden_behind_a_derived_error() -> None:
     assert root_cause(group) is group
 
 
+def test_ctrl_c_inside_an_export_is_reported_as_itself() -> None:
+    ctrl_c = KeyboardInterrupt()
+    inner = BaseExceptionGroup("track", [ctrl_c, DERIVED[1]])
+    found = root_cause(BaseExceptionGroup("n", [ROOT, inner, _cancelled()]))
+    assert found is ctrl_c
+
+
 def test_a_cancelled_export_stays_cancelled() -> None:
     cancelled = _cancelled()
     found = root_cause(BaseExceptionGroup("n", [DERIVED[0], cancelled, DERIVED[1]]))

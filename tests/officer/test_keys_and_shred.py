@@ -25,7 +25,8 @@ from recorder.catalog.base import HoldScope
 from recorder.config import Config
 from recorder.crypto.keyring import RecordingKeyEntry
 from recorder.errors import KeyDestroyed
-from recorder.officer.export import export_recording
+from recorder.officer.bundle.export import export_bundle
+from recorder.officer.bundle.signing import generate_signing_key, load_signing_key
 from recorder.officer.shred import VERIFIED_DESTROYED
 from recorder.officer.verify import Verdict, verify_recording
 from recorder.service.app import RunningService, run_service
@@ -211,8 +212,17 @@ async def test_rotate_rewrap_resume_and_shred(
             assert verdict.objects
             assert verdict.count(Verdict.ERROR) == len(verdict.objects)
             assert all("key destroyed" in o.detail for o in verdict.objects)
+            generate_signing_key(tmp_path / "signing.ed25519")
             with pytest.raises(KeyDestroyed, match="key destroyed"):
-                await export_recording(c, held, tmp_path / "export", actor="t", reason="t")
+                await export_bundle(
+                    c,
+                    [held],
+                    tmp_path / "export",
+                    actor="t",
+                    reason="t",
+                    signing_key=load_signing_key(tmp_path / "signing.ed25519"),
+                )
+            assert not (tmp_path / "export").exists()
             assert (await verify_recording(c, other, actor="t", reason="unaffected")).ok
             [record] = await c.catalog.destruction_records(held)
             assert record.verification.startswith(VERIFIED_DESTROYED)

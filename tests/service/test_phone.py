@@ -10,7 +10,6 @@ import os
 import re
 import sys
 import time
-import wave
 from pathlib import Path
 
 import httpx
@@ -19,11 +18,11 @@ import pytest
 import trio
 
 from recorder.catalog.base import RecordingStatus, UploadState
-from recorder.officer.export import export_recording
 from recorder.officer.verify import verify_recording
 from recorder.rtms.webhook import sign_webhook
 from recorder.simulator.scenario import Action, AudioLayout, Product, Scenario, Step
 from recorder.simulator.simulator import SimulatorConfig, open_simulator
+from tests.officer.support import sealed_records, sealed_track
 from tests.service.test_service import secret_token, service, short_config
 
 pytestmark = pytest.mark.slow
@@ -46,15 +45,6 @@ def phone_call(config: object, *, seconds: float, steps: tuple[Step, ...] = ()) 
 
 def call_event(at_s: float, code: int, channel: str) -> Step:
     return Step(at_s, Action.ZCC_EVENT, {"event_type": code, "channel_id": channel})
-
-
-def exported_track(out: Path, track: str) -> np.ndarray:
-    frames = []
-    for path in sorted(out.glob(f"{track}.*.wav")):
-        with wave.open(str(path)) as wav:
-            assert (wav.getframerate(), wav.getnchannels()) == (16_000, 1)
-            frames.append(wav.readframes(wav.getnframes()))
-    return np.frombuffer(b"".join(frames), "<i2")
 
 
 async def test_a_phone_call_records_each_leg_with_its_call_events(tmp_path: Path) -> None:
@@ -105,22 +95,19 @@ async def test_a_phone_call_records_each_leg_with_its_call_events(tmp_path: Path
             verdict = await verify_recording(c, row.recording_id, actor="t", reason="t")
             assert verdict.ok, verdict
 
-            out = tmp_path / "export"
-            await export_recording(c, row.recording_id, out, actor="officer", reason="review")
+            legs = {t: await sealed_track(c, detail, t) for t in ("channel-1", "channel-2")}
+            records = await sealed_records(c, detail)
 
     # Each leg is exactly the speech the simulator played on it (L16 16 kHz, no resampling).
     for track in ("channel-1", "channel-2"):
-        recorded = exported_track(out, track)
+        rate, audio = legs[track]
+        assert (rate, audio.shape[1]) == (16_000, 1)
+        recorded = audio[:, 0]
         cycle = call.program.track(track).pcm
         samples = round(seconds * 16_000)
         assert len(recorded) == samples
         assert np.array_equal(recorded, np.tile(cycle, -(-samples // len(cycle)))[:samples])
     # The call events and the transcript are records of the recording, on their leg.
-    records = [
-        json.loads(line)
-        for path in sorted(out.glob("records.*.jsonl"))
-        for line in path.read_text().splitlines()
-    ]
     events = [(r["event"], r["channel_id"]) for r in records if r.get("event_type") is not None]
     assert events == [
         ("CONSUMER_ANSWERED", "1"),

@@ -28,7 +28,6 @@ import trio
 
 from recorder.catalog.rtms_request_types import RtmsRequestRow
 from recorder.config import Config, PauseConfig, ZoomConfig
-from recorder.officer.export import export_recording
 from recorder.products import Product
 from recorder.service.pause_evidence import PAUSE_TOO_LONG, PAUSE_UNCONFIRMED
 from recorder.simulator.rest import RestSettings, open_zoom_rest
@@ -36,6 +35,7 @@ from recorder.simulator.simulator import SimulatorConfig, open_simulator
 from recorder.zoom import open_zoom_api
 from recorder.zoom.commands import request_rtms_change
 from recorder.zoom.directory import RtmsAction
+from tests.officer.support import sealed_records
 from tests.service.test_service import secret_token, service, short_config, zcc_call
 
 pytestmark = pytest.mark.slow
@@ -219,15 +219,7 @@ async def test_rtms_commands_drive_a_recorded_call_and_leave_pause_evidence(
             assert unconfirmed_body["payload"]["request_id"] == unconfirmed.request_id
             assert flags[PAUSE_UNCONFIRMED].recording_id == row.recording_id
             # Inside the recording itself: the decrypted records name the actor of the pause.
-            out = tmp_path / "export"
-            await export_recording(
-                running.components, row.recording_id, out, actor="officer", reason="review"
-            )
-            records = [
-                json.loads(line)
-                for path in sorted(out.glob("records.*.jsonl"))
-                for line in path.read_text().splitlines()
-            ]
+            records = await sealed_records(running.components, detail)
             paused = [r for r in records if r.get("type") == "paused"]
             assert [r["actor"] for r in paused] == ["agent-ann"]
             requests = await catalog.rtms_requests(target_id=INSTANCE)

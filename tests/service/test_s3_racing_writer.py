@@ -15,7 +15,8 @@ import pytest
 import trio
 
 from recorder.config import S3Config, StoreKind
-from recorder.officer.export import export_recording
+from recorder.officer.bundle.export import export_bundle, manifest_json
+from recorder.officer.bundle.signing import generate_signing_key, load_signing_key
 from recorder.officer.verify import verify_recording
 from recorder.store.s3 import S3Store
 
@@ -65,7 +66,19 @@ async def test_a_racing_writer_on_s3_leaves_the_genuine_versions_verifiable(
                 assert current["VersionId"] != r.version_id
             verdict = await verify_recording(c, row.recording_id, actor="officer", reason="race")
             assert verdict.ok, verdict
-            files = await export_recording(
-                c, row.recording_id, tmp_path / "export", actor="officer", reason="race"
+            generate_signing_key(tmp_path / "signing.ed25519")
+            out = tmp_path / "export"
+            await export_bundle(
+                c,
+                [row.recording_id],
+                out,
+                actor="officer",
+                reason="race",
+                signing_key=load_signing_key(tmp_path / "signing.ed25519"),
             )
-            assert len(files) == len(rows)
+            # Every genuine object went into the bundle, by the version the catalog names.
+            [entry] = manifest_json(out)["recordings"]  # type: ignore[misc]
+            sources = {s["object_key"]: s["version_id"] for s in entry["sources"]}
+            assert sources == {r.object_key: r.version_id for r in rows}
+            tracks = [f for f in entry["files"] if f["kind"] == "track"]
+            assert sum(f["frames"] for f in tracks) == sum(s.sample_count for s in detail.segments)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import re
 import sqlite3
@@ -28,7 +27,8 @@ from recorder.catalog.base import RecordingStatus, UploadState
 from recorder.cli import main as cli_main
 from recorder.config import Config
 from recorder.errors import StorageError
-from recorder.officer.export import export_recording
+from recorder.officer.bundle.export import export_bundle, manifest_json
+from recorder.officer.bundle.signing import generate_signing_key, load_signing_key
 from recorder.officer.verify import Verdict, verify_recording
 from recorder.rtms.webhook import sign_webhook
 from recorder.service.app import RunningService, run_service
@@ -222,25 +222,44 @@ async def test_one_broken_engagement_does_not_disturb_the_others(tmp_path: Path)
 
 async def test_export_writes_verified_wavs_a_manifest_and_an_audit_entry(tmp_path: Path) -> None:
     config = short_config(tmp_path)
+    key_path = tmp_path / "signing.ed25519"
+    generate_signing_key(key_path)
+    key = load_signing_key(key_path)
     with trio.fail_after(90):
         async with service(config) as running:
             [eng] = await record_calls(running, config, zcc_call(config, seconds=3.0))
             c = running.components
             [row] = await c.catalog.search(stream_id=eng.scenario.rtms_stream_id)
             out = tmp_path / "export"
-            files = await export_recording(
-                c, row.recording_id, out, actor="officer-1", reason="FINRA request 42"
+            await export_bundle(
+                c,
+                [row.recording_id],
+                out,
+                actor="officer-1",
+                reason="FINRA request 42",
+                signing_key=key,
             )
-            wavs = sorted(out.glob("*.wav"))
-            assert len(wavs) == len([f for f in files if f.name.endswith(".wav")]) >= 2
+            [entry] = manifest_json(out)["recordings"]  # type: ignore[misc]
+            assert entry["rtms_stream_id"] == eng.scenario.rtms_stream_id
+            listed = {f["path"]: f for f in entry["files"]}
+            on_disk = {
+                p.relative_to(out).as_posix()
+                for p in out.rglob("*")
+                if p.is_file() and p.name not in ("manifest.json", "manifest.sig")
+            }
+            assert set(listed) == on_disk
+            wavs = sorted(out.rglob("*.wav"))
+            assert len([f for f in listed.values() if f["kind"] == "track"]) >= 2
+            for path in out.rglob("*"):
+                if path.is_file():
+                    assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+                    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                    name = path.relative_to(out).as_posix()
+                    assert name not in listed or listed[name]["sha256"] == digest, name
             for path in wavs:
-                assert stat.S_IMODE(path.stat().st_mode) == 0o600
                 with wave.open(io.BytesIO(path.read_bytes())) as wav:
                     assert wav.getframerate() == 8000
                     assert wav.getnframes() > 0
-            manifest = json.loads((out / "manifest.json").read_text())
-            assert {f["name"] for f in manifest["files"]} == {f.name for f in files}
-            assert manifest["recording"]["rtms_stream_id"] == eng.scenario.rtms_stream_id
             audits = await c.catalog.audit_trail(row.recording_id)
             assert (audits[0].actor, audits[0].action, audits[0].reason) == (
                 "officer-1",
@@ -248,7 +267,9 @@ async def test_export_writes_verified_wavs_a_manifest_and_an_audit_entry(tmp_pat
                 "FINRA request 42",
             )
             with pytest.raises(StorageError, match="never overwrites"):
-                await export_recording(c, row.recording_id, out, actor="o", reason="again")
+                await export_bundle(
+                    c, [row.recording_id], out, actor="o", reason="again", signing_key=key
+                )
             # The same through the command line, on the same embedded-default state.
             env = {**os.environ, "XDG_STATE_HOME": str(tmp_path)}
             cli = [sys.executable, "-m", "recorder"]
@@ -303,6 +324,8 @@ async def test_a_failed_export_leaves_no_plaintext_and_names_the_object(tmp_path
             assert store_root is not None
             exports = tmp_path / "exports"
             exports.mkdir()
+            generate_signing_key(tmp_path / "signing.ed25519")
+            key = load_signing_key(tmp_path / "signing.ed25519")
 
             # Interrupted by cancellation and by Ctrl-C after the first file was decrypted.
             def cancel() -> None:
@@ -317,13 +340,15 @@ async def test_a_failed_export_leaves_no_plaintext_and_names_the_object(tmp_path
                     pytest.raises(KeyboardInterrupt) if interrupt is ctrl_c else nullcontext()
                 )
                 with trio.CancelScope() as scope, expected:
-                    await export_recording(
+                    await export_bundle(
                         replace(c, store=store),
-                        row.recording_id,
+                        [row.recording_id],
                         exports / "x",
                         actor="o",
                         reason="r",
+                        signing_key=key,
                     )
+                assert scope.cancelled_caught or interrupt is ctrl_c
                 assert list(exports.iterdir()) == [], interrupt
 
         # The second object corrupted in the store: the CLI exits non-zero naming it.

@@ -64,6 +64,7 @@ from recorder.officer.bundle.manifest import (
 )
 from recorder.officer.bundle.pipe import Pipe, PipeAborted
 from recorder.officer.bundle.plan import Filler, Placed, TrackPlan, plan_track
+from recorder.officer.bundle.publish import publish
 from recorder.officer.bundle.signing import key_id, sign
 from recorder.officer.bundle.wavio import SegmentSink, TrackProgress, WavWriter
 from recorder.officer.opaque import is_opaque, recovered_copy
@@ -734,9 +735,7 @@ async def export_bundle(
         _write_new(root / SIGNATURE_NAME, sign(signing_key, body).to_json())
         (root / OWNER_FILE).unlink()
         _fsync_tree(root)
-        if out_dir.exists():
-            raise StorageError(f"{out_dir} appeared while exporting: an export never overwrites")
-        os.rename(root, out_dir)
+        publish(root, out_dir)
     except BaseException:
         with trio.move_on_after(CLEANUP_TIMEOUT_S) as scope:
             scope.shield = True

@@ -10,6 +10,9 @@ cause, naming the object and what was wrong with it, so the choice is by rank, n
 3. derived errors (a part that stopped because another failed), only when nothing else is there;
    when the export was cancelled from outside, the cancellation itself.
 
+Ctrl-C outranks all of them: the officer asked to stop, and ``recorder`` turns a bare
+``KeyboardInterrupt`` into exit 130 (inside a group it would be a traceback).
+
 Ties are broken by the message (it starts with the object's name), so the same failures always
 give the same report. An unexpected exception (a bug) is never hidden behind a derived error:
 without a root ``RecorderError`` the whole group is raised.
@@ -55,6 +58,9 @@ def root_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:
     found = leaves(group)
     if not found:
         return group
+    interrupted = [e for e in found if isinstance(e, KeyboardInterrupt)]
+    if interrupted:
+        return interrupted[0]
     best = min(found, key=lambda e: (_rank(e), str(e)))
     if _rank(best) in (_INTEGRITY, _ROOT):
         return best
