@@ -39,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -53,6 +53,11 @@ CLIENT_ID: Final = "bench-client"
 CLIENT_SECRET: Final = "bench-client-secret"  # noqa: S105 (a bench's own throwaway value)
 SECRET_TOKEN: Final = "bench-secret-token"  # noqa: S105
 TICK: Final = os.sysconf("SC_CLK_TCK")
+#: ``recorder.service.start_trace.ENV`` (not imported: the bench imports the service lazily).
+START_TRACE_ENV: Final = "RECORDER_START_TRACE"
+#: Simulator milestones of one start, by what ``EngagementStats`` shows first (the stage names
+#: of the burst breakdown).
+SIM_MILESTONES: Final = ("acked", "signaling", "media", "first_frame")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +86,15 @@ class TreeResult:
     keepalive_s: list[float] = field(default_factory=list)
     rss_marks: list[tuple[float, float]] = field(default_factory=list)
     spread: dict[str, int] = field(default_factory=dict)
+    #: Stream id -> start stage -> wall time (burst: the simulator's milestones and the
+    #: service's ``recorder.service.start_trace``).
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: CPU seconds from the first webhook until every engagement streamed: the service tree
+    #: (parent and workers), the simulator; and the host's busy share of its cores meanwhile.
+    burst_cpu_s: float = 0.0
+    burst_sim_cpu_s: float = 0.0
+    burst_wall_s: float = 0.0
+    burst_host_busy: float = float("nan")
 
     @property
     def us_per_msg(self) -> float:
@@ -125,6 +139,19 @@ def _proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def _proc_ppid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def _host_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of every core of the host so far (``/proc/stat``)."""
+    with open("/proc/stat", encoding="ascii") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
 def _proc_rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status", encoding="ascii") as f:
         for line in f:
@@ -167,10 +194,11 @@ def _fresh_schema(postgres: str | None) -> Iterator[str | None]:
 
 @contextlib.contextmanager
 def service_tree(
-    workers: int, *, postgres: str | None = None
+    workers: int, *, postgres: str | None = None, trace: Path | None = None
 ) -> Iterator[tuple[str, Path, list[int], str | None]]:
     """``recorder serve --workers N`` in a fresh state directory (and PostgreSQL schema):
-    (webhook URL, state, worker pids, the run's DSN)."""
+    (webhook URL, state, worker pids, the run's DSN). ``trace``: where the service writes its
+    start trace (``recorder.service.start_trace``)."""
     with (
         tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp,
         _fresh_schema(postgres) as dsn,
@@ -186,6 +214,8 @@ def service_tree(
             "ZOOM_CLIENT_SECRET": CLIENT_SECRET,
             "ZOOM_SECRET_TOKEN": SECRET_TOKEN,
         }
+        if trace is not None:
+            env[START_TRACE_ENV] = str(trace)
         log = (Path(tmp) / "serve.log").open("wb")
         parent = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
             [
@@ -258,27 +288,45 @@ async def _simulate(conn: Connection, url: str, spec: LoadSpec) -> None:
     )
     latencies: list[float] = []
     connects: list[float] = []
+    milestones: dict[str, dict[str, float]] = {}
     all_streaming = trio.Event()
     async with open_simulator(config) as sim, trio.open_nursery() as nursery:
         start = trio.current_time()
         engagements = []
 
-        async def first_frame(engagement: Any, sent: float) -> None:
-            await engagement.connected.wait()
-            connects.append(trio.current_time() - sent)
-            # Not ``engagement.streaming``: since the video merge the simulator sets it only for
-            # engagements that send video.
-            await engagement.wait_for(lambda stats: stats.frames_sent > 0)
-            latencies.append(trio.current_time() - sent)
+        async def first_frame(engagement: Any, sent: float, sent_wall: float) -> None:
+            got = milestones.setdefault(engagement.scenario.rtms_stream_id, {"sent": sent_wall})
+            checks: dict[str, Callable[[Any], bool]] = {
+                "acked": lambda s: bool(s.webhooks),
+                "signaling": lambda s: s.signaling_accepted > 0,
+                "media": lambda s: s.ready_acks > 0,
+                "first_frame": lambda s: s.frames_sent > 0,
+            }
+
+            def note(stats: Any) -> bool:
+                now = time.time()
+                for name, reached in checks.items():
+                    if name not in got and reached(stats):
+                        got[name] = now
+                return len(got) > len(checks)
+
+            async with trio.open_nursery() as watch:
+                watch.start_soon(engagement.wait_for, note)
+                await engagement.connected.wait()
+                connects.append(trio.current_time() - sent)
+                # Not ``engagement.streaming``: since the video merge the simulator sets it only
+                # for engagements that send video.
+                await engagement.wait_for(lambda stats: stats.frames_sent > 0)
+                latencies.append(trio.current_time() - sent)
             if len(latencies) == spec.engagements:
                 all_streaming.set()
 
         for index in range(spec.engagements):
             await trio.sleep_until(start + spec.ramp_s * index / spec.engagements)
-            sent = trio.current_time()
+            sent, sent_wall = trio.current_time(), time.time()
             engagement = await sim.start(base)
             engagements.append(engagement)
-            nursery.start_soon(first_frame, engagement, sent)
+            nursery.start_soon(first_frame, engagement, sent, sent_wall)
 
         def frames() -> int:
             return sum(e.stats.frames_sent for e in engagements)
@@ -317,6 +365,7 @@ async def _simulate(conn: Connection, url: str, spec: LoadSpec) -> None:
                     "connects_s": connects,
                     "keepalive_s": [x for e in engagements for x in e.stats.keepalive_latencies_s],
                     "ids": [e.scenario.rtms_stream_id for e in engagements],
+                    "milestones": milestones,
                 },
             )
         )
@@ -375,15 +424,31 @@ def _owners(state: Path, postgres: str | None, ids: Sequence[str]) -> dict[str, 
         catalog.close()
 
 
-def measure_workers(workers: int, load: LoadSpec, *, postgres: str | None = None) -> TreeResult:
-    """Record ``load`` with ``recorder serve --workers N``; the figures of one run."""
+def measure_workers(
+    workers: int, load: LoadSpec, *, postgres: str | None = None, trace: bool = False
+) -> TreeResult:
+    """Record ``load`` with ``recorder serve --workers N``; the figures of one run.
+
+    ``trace``: collect the per-stage start times (``TreeResult.stages``) and the burst's CPU.
+    """
     result = TreeResult(workers, load.engagements)
     ctx = multiprocessing.get_context("spawn")
-    with service_tree(workers, postgres=postgres) as (url, state, pids, postgres):
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-trace-") as trace_dir,
+        service_tree(workers, postgres=postgres, trace=Path(trace_dir) if trace else None) as (
+            url,
+            state,
+            pids,
+            postgres,
+        ),
+    ):
         rss0 = sum(_proc_rss_kib(p) for p in pids)
+        tree = [_proc_ppid(pids[0]), *pids]
         here, there = ctx.Pipe()
         sim = ctx.Process(target=simulator_main, args=(there, url, dataclasses.asdict(load)))
+        burst0 = time.monotonic(), sum(_proc_cpu_s(p) for p in tree), _host_ticks()
         sim.start()
+        assert sim.pid is not None
         there.close()
         cpu0: list[float] = []
         frames0 = 0
@@ -394,6 +459,11 @@ def measure_workers(workers: int, load: LoadSpec, *, postgres: str | None = None
             if kind == "streaming":
                 frames0, t0, ids = rest
                 cpu0 = [_proc_cpu_s(p) for p in pids]
+                busy, total = (b - a for a, b in zip(burst0[2], _host_ticks(), strict=True))
+                result.burst_wall_s = time.monotonic() - burst0[0]
+                result.burst_cpu_s = sum(_proc_cpu_s(p) for p in tree) - burst0[1]
+                result.burst_sim_cpu_s = _proc_cpu_s(sim.pid)
+                result.burst_host_busy = busy / total if total else float("nan")
                 result.spread = _owners(state, postgres, ids)
             elif kind == "window_end":
                 frames1, t1 = rest
@@ -411,6 +481,12 @@ def measure_workers(workers: int, load: LoadSpec, *, postgres: str | None = None
         result.connects_s = sorted(done["connects_s"])
         result.keepalive_s = sorted(done["keepalive_s"])
         result.frames_recorded = _recorded_frames(state, postgres, done["ids"])
+        if trace:
+            from recorder.service import start_trace
+
+            result.stages = start_trace.read(Path(trace_dir))
+            for stream_id, seen in done["milestones"].items():
+                result.stages.setdefault(stream_id, {}).update(seen)
     return result
 
 
@@ -476,9 +552,44 @@ def _scale(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The start path, stage <- the stage it follows (``recorder.service.start_trace`` and the
+#: simulator's milestones): webhook sent, verified by the ingress, committed with its stream row,
+#: 200 back at the simulator, claimed by a worker, recording row and holds written, the RTMS
+#: client connecting, recording key ready (beside the connection), the simulator's signaling
+#: handshake, the media handshake's ready ack, first frame sent, first packet in the capture.
+BURST_STAGES: Final = (
+    ("received", "sent"),
+    ("queued", "received"),
+    ("acked", "queued"),
+    ("claimed", "queued"),
+    ("recording", "claimed"),
+    ("connecting", "recording"),
+    ("key", "recording"),
+    ("signaling", "connecting"),
+    ("media", "signaling"),
+    ("first_frame", "media"),
+    ("first_packet", "first_frame"),
+)
+
+
+def _stage_table(stages: dict[str, dict[str, float]]) -> list[str]:
+    """Per stage: ms since the webhook was sent and ms since the stage it follows (p50/p99)."""
+    lines = ["  stage          after          step p50/p99 ms   since webhook p50/p99 ms      n"]
+    for stage, after in BURST_STAGES:
+        rows = [s for s in stages.values() if stage in s and after in s and "sent" in s]
+        step = sorted(1000 * (s[stage] - s[after]) for s in rows)
+        since = sorted(1000 * (s[stage] - s["sent"]) for s in rows)
+        lines.append(
+            f"  {stage:13s}  {after:13s}  {_pct(step, 0.5):7.0f} / {_pct(step, 0.99):<7.0f}"
+            f"  {_pct(since, 0.5):9.0f} / {_pct(since, 0.99):<9.0f}  {len(rows):5d}"
+        )
+    return lines
+
+
 def _burst(args: argparse.Namespace) -> int:
     load = LoadSpec(args.engagements, args.seconds, args.within)
-    r = measure_workers(args.workers[0], load, postgres=args.postgres)
+    load1 = os.getloadavg()[0]
+    r = measure_workers(args.workers[0], load, postgres=args.postgres, trace=True)
     lat = r.latencies_s
     print(
         f"bench workers burst: {load.engagements} rtms_started within {load.ramp_s:.0f} s, "
@@ -494,6 +605,14 @@ def _burst(args: argparse.Namespace) -> int:
         f"lost {r.frames_sent - r.frames_recorded} of {r.frames_sent} frames; "
         f"streams per worker {sorted(r.spread.values())}"
     )
+    print(
+        f"until every engagement streamed ({r.burst_wall_s:.1f} s): service tree CPU "
+        f"{r.burst_cpu_s:.1f} s ({1000 * r.burst_cpu_s / load.engagements:.0f} ms per start), "
+        f"simulator CPU {r.burst_sim_cpu_s:.1f} s (with its start-up), host cores busy "
+        f"{100 * r.burst_host_busy:.0f}% ({os.cpu_count()} cores); load average before "
+        f"{load1:.1f}, after {os.getloadavg()[0]:.1f}"
+    )
+    print("\n".join(_stage_table(r.stages)))
     return 0
 
 

@@ -42,6 +42,7 @@ from recorder.errors import LeaseExpired, LeaseLost, RecorderError
 from recorder.rtms._video_outlet import VideoEvent
 from recorder.rtms.client import ClientConfig, RtmsStream, StreamTarget, open_rtms_stream
 from recorder.service import evidence_recorder as intents
+from recorder.service import start_trace
 from recorder.service.components import Components, now_ms
 from recorder.service.evidence_recorder import JOURNAL_DIR, JOURNAL_SUFFIX, EvidenceRecorder
 from recorder.service.lease_keeper import LeaseKeeper, LeaseTimers
@@ -188,6 +189,7 @@ class Engagement:
                 self.status.recording_id = recording.recording_id
                 # A matter whose rule matches this recording holds it from its first moment.
                 await self.c.catalog.join_hold_rules(recording.recording_id, now_ms())
+                start_trace.mark("recording", self.stream_id)
                 self.log.extra = {**(self.log.extra or {}), "recording_id": recording.recording_id}
                 self.c.metrics.engagement_started()
                 started = True
@@ -267,6 +269,7 @@ class Engagement:
             # connection (the first segment waits for the key only if it is still not there).
             outer.start_soon(self._prepare_key, recording_id)
             with self.cancel_scope:
+                start_trace.mark("connecting", self.stream_id)
                 async with (
                     open_rtms_stream(target, self._client_config) as stream,
                     trio.open_nursery() as media,
@@ -345,6 +348,7 @@ class Engagement:
 
     async def _prepare_key(self, recording_id: str) -> None:
         await self.c.keyring.prepare_async(recording_id)
+        start_trace.mark("key", self.stream_id)
 
     async def _on_row(self, row: StreamRow) -> None:
         """What another process of the fleet learned from Zoom, via the stream row."""

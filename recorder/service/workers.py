@@ -40,6 +40,7 @@ from recorder.catalog._workqueue import MAX_CLAIM_BATCH
 from recorder.catalog.base import StreamState
 from recorder.config import Config
 from recorder.errors import RecorderError
+from recorder.service import start_trace
 from recorder.service.lease_keeper import MAX_RENEW_INTERVAL_S
 from recorder.service.systemd import SystemdNotifier
 
@@ -197,6 +198,7 @@ class ClaimLoop:
                 await catalog.release(claimed.lease)
                 continue
             self.claimed += 1
+            start_trace.mark("claimed", spec.rtms_stream_id)
             sup.launch_soon(spec, claimed.lease)
         if result.claimed:
             logger.info(
