@@ -175,7 +175,9 @@ class Engagement:
         failed = False
         try:
             with self._setup_scope:
-                recording = await self.c.catalog.upsert_recording(
+                # One transaction: the recording row and the holds of every matching rule (a
+                # matter's rule holds the recording from its first moment).
+                recording, _ = await self.c.catalog.start_recording(
                     RecordingStart(
                         rtms_stream_id=self.spec.rtms_stream_id,
                         product=self.spec.product,
@@ -187,8 +189,6 @@ class Engagement:
                     now_ms(),
                 )
                 self.status.recording_id = recording.recording_id
-                # A matter whose rule matches this recording holds it from its first moment.
-                await self.c.catalog.join_hold_rules(recording.recording_id, now_ms())
                 start_trace.mark("recording", self.stream_id)
                 self.log.extra = {**(self.log.extra or {}), "recording_id": recording.recording_id}
                 self.c.metrics.engagement_started()
