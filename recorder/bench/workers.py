@@ -591,15 +591,28 @@ def _burst(args: argparse.Namespace) -> int:
     load1 = os.getloadavg()[0]
     r = measure_workers(args.workers[0], load, postgres=args.postgres, trace=True)
     lat = r.latencies_s
+    first = sorted(
+        s["first_packet"] - s["sent"]
+        for s in r.stages.values()
+        if {"first_packet", "sent"} <= s.keys()
+    )
     print(
         f"bench workers burst: {load.engagements} rtms_started within {load.ramp_s:.0f} s, "
         f"{r.workers} workers, catalog {'postgres' if args.postgres else 'sqlite'}"
     )
     print(
-        f"webhook -> first audio frame: p50 {1000 * _pct(lat, 0.5):.0f} ms, "
-        f"p99 {1000 * _pct(lat, 0.99):.0f} ms, max {1000 * (lat[-1] if lat else float('nan')):.0f}"
-        f" ms over {len(lat)} of {load.engagements} (target < 1000 ms); "
-        f"of which webhook -> signaling connect p50 {1000 * _pct(r.connects_s, 0.5):.0f} ms, "
+        f"webhook -> first audio frame in the recorder's capture: p50 "
+        f"{1000 * _pct(first, 0.5):.0f} ms, p99 {1000 * _pct(first, 0.99):.0f} ms, max "
+        f"{1000 * (first[-1] if first else float('nan')):.0f} ms over {len(first)} of "
+        f"{load.engagements} (target < 1000 ms)"
+    )
+    # The simulator's own "frames_sent > 0" is seen only at its next change notification,
+    # which comes after the replay of everything it buffered before the media socket was
+    # ready: later than the recorder's first frame, by seconds under a burst.
+    print(
+        f"simulator saw frames_sent > 0 (after its buffer replay): p50 "
+        f"{1000 * _pct(lat, 0.5):.0f} ms, p99 {1000 * _pct(lat, 0.99):.0f} ms; "
+        f"webhook -> signaling connect p50 {1000 * _pct(r.connects_s, 0.5):.0f} ms, "
         f"p99 {1000 * _pct(r.connects_s, 0.99):.0f} ms; "
         f"keep-alive answer p99 {1000 * _pct(r.keepalive_s, 0.99):.0f} ms; "
         f"lost {r.frames_sent - r.frames_recorded} of {r.frames_sent} frames; "
