@@ -38,6 +38,7 @@ STREAMS = 6
 CLAIM_INTERVAL_S = 60.0
 
 
+@pytest.mark.timeout(150)
 async def test_a_stream_left_to_a_sibling_is_claimed_at_once(tmp_path: Path) -> None:
     secrets_ = FleetSecrets()
     state_dir = tmp_path / "state"
@@ -62,7 +63,8 @@ async def test_a_stream_left_to_a_sibling_is_claimed_at_once(tmp_path: Path) -> 
     )
     sim_config = SimulatorConfig(webhook_url=parent.webhook_url, secret_token=secrets_.secret_token)
     try:
-        with trio.fail_after(40):
+        # Generous: a loaded host takes 20 s to start two workers, and the drain is bounded too.
+        with trio.fail_after(120):
             await parent.start()
             async with httpx.AsyncClient() as client:
                 await parent.wait_ready(client)
