@@ -21,6 +21,8 @@ GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA :"schema" TO :"service_role";
 -- Evidence of what happened: append only.
 REVOKE UPDATE, DELETE, TRUNCATE ON :"schema".audit_log FROM :"service_role";
 REVOKE UPDATE, DELETE, TRUNCATE ON :"schema".destruction_records FROM :"service_role";
+-- What destroying a recording scrubbed (migration 17): one row per recording, kept.
+REVOKE UPDATE, DELETE, TRUNCATE ON :"schema".pii_scrubs FROM :"service_role";
 REVOKE UPDATE, DELETE, TRUNCATE ON :"schema".schema_version FROM :"service_role";
 REVOKE INSERT ON :"schema".schema_version FROM :"service_role";
 -- Holds are released (one UPDATE, guarded by a trigger), never deleted.

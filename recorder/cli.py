@@ -289,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
             "video",
             "media",
             "workers",
+            "scrub",
         ],
     )
     p.add_argument("options", nargs=argparse.REMAINDER, help="passed to the benchmark")

@@ -53,13 +53,20 @@ SEGMENT_S: Final = 300
 _WRITE: Final = 1 << 16
 
 
-async def _seal_track(
-    c: Components, recording_id: str, track: str, seconds: int, t0_ms: int, seed: int
+async def seal_track(
+    c: Components,
+    recording_id: str,
+    track: str,
+    seconds: int,
+    t0_ms: int,
+    seed: int,
+    *,
+    segment_s: int = SEGMENT_S,
 ) -> None:
     rng = np.random.default_rng(seed)
     noise = rng.integers(-8000, 8000, size=RATE * 10, dtype=np.int16).tobytes()
-    for index, start_s in enumerate(range(0, seconds, SEGMENT_S)):
-        length_s = min(SEGMENT_S, seconds - start_s)
+    for index, start_s in enumerate(range(0, seconds, segment_s)):
+        length_s = min(segment_s, seconds - start_s)
         identity = SegmentIdentity(
             recording_id=recording_id,
             track=track,
@@ -114,37 +121,43 @@ async def _seal_track(
         await trio.Path(sealed.path).unlink()
 
 
+async def seal_call(c: Components, seconds: int, *, segment_s: int = SEGMENT_S) -> str:
+    """A finished Contact Center call of two legs (agent, caller) sealed, stored, catalogued and
+    verified; returns its recording id."""
+    t0 = now_ms()
+    row = await c.catalog.upsert_recording(
+        RecordingStart(
+            rtms_stream_id="bench-stream",
+            product=Product.CONTACT_CENTER,
+            instance_id="bench-engagement",
+            started_ms=t0,
+        ),
+        t0,
+    )
+    await c.catalog.add_participants(
+        row.recording_id,
+        [
+            ParticipantInfo("channel-agent", "Agent", role="callee"),
+            ParticipantInfo("channel-caller", "Caller", role="caller"),
+        ],
+    )
+    for seed, track in enumerate(("channel-agent", "channel-caller")):
+        await seal_track(c, row.recording_id, track, seconds, t0, seed, segment_s=segment_s)
+    await c.catalog.end_recording(
+        row.recording_id,
+        ended_ms=t0 + seconds * 1000,
+        reason="bench",
+        status=RecordingStatus.COMPLETE,
+    )
+    return row.recording_id
+
+
 async def run(minutes: int, directory: Path | None, rounds: int = 3) -> None:
     with tempfile.TemporaryDirectory(prefix="rtms-bench-export-", dir=directory) as tmp:
         root = Path(tmp)
         async with open_components(demo_config(root / "state")) as c:
-            t0 = now_ms()
-            row = await c.catalog.upsert_recording(
-                RecordingStart(
-                    rtms_stream_id="bench-stream",
-                    product=Product.CONTACT_CENTER,
-                    instance_id="bench-engagement",
-                    started_ms=t0,
-                ),
-                t0,
-            )
-            await c.catalog.add_participants(
-                row.recording_id,
-                [
-                    ParticipantInfo("channel-agent", "Agent", role="callee"),
-                    ParticipantInfo("channel-caller", "Caller", role="caller"),
-                ],
-            )
-            seconds = minutes * 60
             started = time.perf_counter()
-            for seed, track in enumerate(("channel-agent", "channel-caller")):
-                await _seal_track(c, row.recording_id, track, seconds, t0, seed)
-            await c.catalog.end_recording(
-                row.recording_id,
-                ended_ms=t0 + seconds * 1000,
-                reason="bench",
-                status=RecordingStatus.COMPLETE,
-            )
+            recording_id = await seal_call(c, minutes * 60)
             print(f"sealed 2 legs x {minutes} min in {time.perf_counter() - started:.1f} s")
             key_path = root / "signing.ed25519"
             generate_signing_key(key_path)
@@ -160,7 +173,7 @@ async def run(minutes: int, directory: Path | None, rounds: int = 3) -> None:
                 started, cpu_started = time.perf_counter(), time.process_time()
                 result = await export_bundle(
                     c,
-                    [row.recording_id],
+                    [recording_id],
                     out,
                     actor="bench",
                     reason="bench export",

@@ -13,6 +13,11 @@ client's whole sans-IO hot path: JSON, base64, validation, one ``AudioPacket``. 
   every frame the one-pass decoder cannot take costs;
 * ``RTP G.711``: a ``content_type`` 1 frame (the RTP header is removed per packet).
 
+The WebSocket frame that carries such a message is measured apart, one frame per read as a
+paced stream brings it: through wsproto (what trio-websocket does, and what the one-task driver
+did before), and through ``recorder.rtms._frames.take_frames`` (the one-task driver now, while
+wsproto sits on a frame boundary).
+
 CPU time is ``time.process_time`` per message, median over rounds.
 """
 
@@ -27,7 +32,11 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Request
+
 from recorder.rtms import messages as m
+from recorder.rtms._frames import at_frame_boundary, take_frames
 from recorder.rtms.protocol import MediaConnection
 
 _PCM = bytes(range(256)) * 2 + bytes(128)  # 640 bytes: 20 ms of L16 16 kHz mono
@@ -97,6 +106,51 @@ def _tolerant(frame: str) -> Callable[[int], None]:
     return run
 
 
+def _ws_client() -> WSConnection:
+    """A wsproto client connection after an in-memory upgrade."""
+    client, server = WSConnection(ConnectionType.CLIENT), WSConnection(ConnectionType.SERVER)
+    server.receive_data(client.send(Request(host="bench", target="/media")))
+    list(server.events())
+    client.receive_data(server.send(AcceptConnection()))
+    list(client.events())
+    return client
+
+
+def _server_frame(text: str) -> bytes:
+    """One unmasked text frame, as the RTMS server sends it."""
+    payload = text.encode("utf-8")
+    size = len(payload)
+    head = bytes([0x81, size]) if size < 126 else bytes([0x81, 126]) + size.to_bytes(2, "big")
+    return head + payload
+
+
+def _frames_wsproto(wire: bytes) -> Callable[[int], None]:
+    ws = _ws_client()
+
+    def run(count: int) -> None:
+        receive, events = ws.receive_data, ws.events
+        for _ in range(count):
+            receive(wire)
+            for _event in events():
+                pass
+
+    return run
+
+
+def _frames_direct(wire: bytes) -> Callable[[int], None]:
+    ws = _ws_client()
+    ready: list[str | bytes] = []
+
+    def run(count: int) -> None:
+        append = ready.append
+        for _ in range(count):
+            if at_frame_boundary(ws):
+                take_frames(wire, 1 << 20, append)
+            ready.clear()
+
+    return run
+
+
 def _rtp_packet(payload: bytes) -> bytes:
     return struct.pack("!BBHII", 0x80, 8, 1, 160, 0xDEADBEEF) + payload
 
@@ -130,6 +184,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         cost = _measure(run, args.messages, args.rounds)
         baseline = baseline or cost
         print(f"{label:<16} {cost * 1e6:>8.2f} {cost / baseline:>13.2f}")
+    wire = _server_frame(_frame(_PCM))
+    framings = [("wsproto", _frames_wsproto(wire)), ("take_frames", _frames_direct(wire))]
+    reference: float | None = None
+    print(f"\n{'frame parsing':<16} {'us/frame':>8} {'x wsproto':>13}  ({len(wire)}-byte frame)")
+    for label, run in framings:
+        run(min(1000, args.messages))
+        cost = _measure(run, args.messages, args.rounds)
+        reference = reference or cost
+        print(f"{label:<16} {cost * 1e6:>8.2f} {cost / reference:>13.2f}")
     return 0
 
 

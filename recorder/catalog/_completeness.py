@@ -21,6 +21,7 @@ instance id (``lifecycle_events.instance_id``).
 # module constant, and every value is a bound parameter.
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -206,6 +207,21 @@ class CompletenessQueries(TransactionSource):
         if not new.instance_id or not new.target_id:
             raise CatalogError("add_expectation: instance_id and target_id required")
         with self._transaction("add_expectation", write=True) as tx:
+            if tx.fetchone(
+                """SELECT 1 FROM enrichments
+                    WHERE product = ? AND instance_id = ? AND state = 'scrubbed'""",
+                (new.product.value, new.instance_id),
+            ):
+                # Every recording of it was destroyed (a late pull lists it): keep no person's
+                # ids for it, and never ask Zoom to start it again.
+                new = dataclasses.replace(
+                    new,
+                    target_id=new.instance_id,
+                    user_id=None,
+                    queue_id=None,
+                    known=None,
+                    start_state=StartState.OFF,
+                )
             state = new.start_state
             if state is StartState.PENDING and tx.fetchone(
                 "SELECT 1 FROM streams WHERE product = ? AND instance_id = ?",
@@ -532,7 +548,8 @@ class CompletenessQueries(TransactionSource):
 
     def store_enrichment(
         self, product: Product, instance_id: str, fields: EnrichmentFields, now_ms: int
-    ) -> None:
+    ) -> bool:
+        """False: dropped, the instance's recordings were destroyed meanwhile (scrubbed)."""
         values = _field_values(fields)
         # What Zoom's directory does not know keeps what the announcement said.
         assignments = ", ".join(f"{name} = COALESCE(?, {name})" for name in _ENRICHMENT_FIELDS)
@@ -540,11 +557,19 @@ class CompletenessQueries(TransactionSource):
             changed = tx.execute(
                 f"""UPDATE enrichments SET {assignments}, state = 'done',
                         attempts = attempts + 1, last_error = NULL, updated_ms = ?
-                    WHERE product = ? AND instance_id = ?""",
+                    WHERE product = ? AND instance_id = ? AND state <> 'scrubbed'""",
                 (*values, now_ms, product.value, instance_id),
             )
+            scrubbed = changed != 1 and tx.fetchone(
+                """SELECT 1 FROM enrichments
+                    WHERE product = ? AND instance_id = ? AND state = 'scrubbed'""",
+                (product.value, instance_id),
+            )
+        if scrubbed:
+            return False
         if changed != 1:
             raise CatalogError(f"store_enrichment: no enrichment row for {product.value}")
+        return True
 
     def enrichment_failed(
         self,
@@ -561,7 +586,7 @@ class CompletenessQueries(TransactionSource):
             tx.execute(
                 """UPDATE enrichments SET state = ?, attempts = attempts + 1,
                         last_error = ?, next_attempt_ms = ?, updated_ms = ?
-                    WHERE product = ? AND instance_id = ?""",
+                    WHERE product = ? AND instance_id = ? AND state <> 'scrubbed'""",
                 (
                     state.value,
                     error[:MAX_ERROR_CHARS],

@@ -27,6 +27,7 @@ from recorder.catalog._retention import RetentionQueries
 from recorder.catalog._rows import Row as Row
 from recorder.catalog._rows import Tx as Tx
 from recorder.catalog._rtms_requests import RtmsRequestQueries
+from recorder.catalog._scrub import ScrubQueries
 from recorder.catalog._search import SearchQueries
 from recorder.catalog._streams import StreamQueries
 from recorder.catalog._textindex import TextIndexQueries
@@ -42,6 +43,7 @@ class SqlCatalog(
     RtmsRequestQueries,
     StreamQueries,
     EvidenceQueries,
+    ScrubQueries,
     RetentionQueries,
     OfficerQueries,
     SearchQueries,

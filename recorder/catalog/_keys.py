@@ -11,11 +11,12 @@ cannot slip back in silently. ``destruction_records`` is append-only like ``audi
 # S608 is waived for this module only: the interpolated pieces are module constants.
 from __future__ import annotations
 
+import abc
 import base64
 import hmac
 from typing import Final
 
-from recorder.catalog._rows import Row, TransactionSource, _require_text
+from recorder.catalog._rows import Row, TransactionSource, Tx, _require_text
 from recorder.catalog._textindex import forget_transcript
 from recorder.catalog.base import KekUsage, RecordingKeyRow
 from recorder.catalog.schema import Engine
@@ -50,6 +51,10 @@ def _b64(data: bytes) -> str:
 
 class KeyQueries(TransactionSource):
     """Wrapped recording keys, their tombstones, and destruction records."""
+
+    @abc.abstractmethod
+    def _scrub_destroyed(self, tx: Tx, recording_id: str, *, now_ms: int, actor: str) -> object:
+        """``recorder.catalog._scrub.ScrubQueries`` erases a destroyed recording's personal data."""
 
     def put_recording_key(self, row: RecordingKeyRow) -> None:
         if row.wrapped is None or row.destroyed:
@@ -208,6 +213,10 @@ class KeyQueries(TransactionSource):
                     digest,
                     record.destroyed_ms,
                 ),
+            )
+            # Personal data goes in this same transaction (``recorder.catalog._scrub``).
+            self._scrub_destroyed(
+                tx, record.recording_id, now_ms=record.destroyed_ms, actor=record.actor
             )
 
     def destruction_records(self, recording_id: str | None = None) -> list[DestructionRecord]:

@@ -30,8 +30,6 @@ from recorder.catalog.search import (
 from recorder.errors import CatalogError
 
 MAX_PAGE: Final = 1_000
-#: A word in at most this many recordings always drives a text search (a few ms of index).
-DRIVE_ALWAYS: Final = 5_000
 
 _ON_HOLD: Final = """EXISTS (SELECT 1 FROM legal_holds h WHERE h.released_ms IS NULL AND (
         (h.scope = 'recording' AND h.scope_value = r.recording_id)
@@ -53,7 +51,7 @@ def _role_clause(roles: tuple[str, ...]) -> str:
     return f"r.recording_id IN ({_role_select(roles)})"
 
 
-def _clauses(query: RecordingQuery, *, text_drives: bool = False) -> tuple[list[str], list[object]]:
+def _clauses(query: RecordingQuery) -> tuple[list[str], list[object]]:
     clauses: list[str] = []
     params: list[object] = []
     if query.product is not None:
@@ -143,53 +141,74 @@ def _clauses(query: RecordingQuery, *, text_drives: bool = False) -> tuple[list[
     if query.policy is not None:
         clauses.append("r.policy_name = ?")
         params.append(query.policy)
-    if query.text_macs:
-        # Ordered rarest first by ``search_recordings``. Driving: every recording of the
-        # rarest word, each probed for the others (cost: that word's recordings). Walking:
-        # recordings newest first, each probed for every word (cost: recordings walked until
-        # a page is full), chosen when all the words are common.
-        rarest, *others = query.text_macs
-        probes = "".join(
-            f" AND EXISTS (SELECT 1 FROM transcript_tokens t{n} WHERE t{n}.token_mac = ?"
-            f" AND t{n}.recording_id = t0.recording_id)"
-            for n in range(1, len(others) + 1)
-        )
-        if text_drives:
-            clauses.append(
-                "r.recording_id IN (SELECT t0.recording_id FROM transcript_tokens t0"
-                f" WHERE t0.token_mac = ?{probes})"
-            )
-            params += [rarest, *others]
-        else:
-            # A scalar probe per recording, not EXISTS: PostgreSQL would turn EXISTS into a
-            # semi-join that reads every recording of a common word before the first row.
-            for mac in query.text_macs:
-                clauses.append(
-                    "(SELECT 1 FROM transcript_tokens t WHERE t.token_mac = ?"
-                    " AND t.recording_id = r.recording_id LIMIT 1) IS NOT NULL"
-                )
-                params.append(mac)
-    if query.after is not None:
-        try:
-            started, recording_id = decode_cursor(query.after)
-        except ValueError as exc:
-            raise CatalogError(f"search_recordings: {exc}") from exc
-        clauses.append("(r.started_ms < ? OR (r.started_ms = ? AND r.recording_id < ?))")
-        params.extend([started, started, recording_id])
     return clauses, params
 
 
-def _drive(limit: int, counts: list[int], indexed: int) -> bool:
-    """Drive from the rarest word unless walking the newest recordings is expected cheaper:
-    with every word in a share ``c / indexed`` of recordings, independently, a walk probes
-    about ``limit / product(shares)`` recordings (each with every word) to fill a page."""
-    if counts[0] <= DRIVE_ALWAYS or indexed <= 0:
-        return True
-    density = 1.0
-    for count in counts:
-        density *= min(1.0, count / indexed)
-    walked = limit / max(density, 1e-12)
-    return counts[0] <= walked * len(counts)
+def _text_clauses(query: RecordingQuery) -> tuple[list[str], list[object]]:
+    """Clauses on ``t0``, the rarest word's postings (``query.text_macs`` rarest first).
+
+    The search walks those postings newest first (``transcript_tokens_by_time``, migration 18)
+    and probes each for the other words, so it stops once a page is full: its cost is the
+    postings walked, about ``limit / share of them holding the other words``, never all of a
+    common word's recordings. Probes are scalar subqueries, not EXISTS: PostgreSQL would turn
+    EXISTS into a semi-join that reads every posting of a common word before the first row.
+    """
+    rarest, *others = query.text_macs
+    clauses = ["t0.token_mac = ?"]
+    params: list[object] = [rarest]
+    for mac in others:
+        clauses.append(
+            "(SELECT 1 FROM transcript_tokens t WHERE t.token_mac = ?"
+            " AND t.recording_id = t0.recording_id LIMIT 1) IS NOT NULL"
+        )
+        params.append(mac)
+    if query.until_ms is not None:
+        # Same condition as ``r.started_ms < ?`` (the posting's copy), but on the walked
+        # index: the walk starts at the end of the range instead of filtering down to it.
+        clauses.append("t0.started_ms < ?")
+        params.append(query.until_ms)
+    return clauses, params
+
+
+def _after_clause(query: RecordingQuery, table: str) -> tuple[list[str], list[object]]:
+    if query.after is None:
+        return [], []
+    try:
+        started, recording_id = decode_cursor(query.after)
+    except ValueError as exc:
+        raise CatalogError(f"search_recordings: {exc}") from exc
+    return (
+        [f"({table}.started_ms < ? OR ({table}.started_ms = ? AND {table}.recording_id < ?))"],
+        [started, started, recording_id],
+    )
+
+
+def search_sql(query: RecordingQuery) -> tuple[str, list[object]]:
+    """The statement ``search_recordings`` runs (``?`` placeholders): pure, so tests can
+    EXPLAIN exactly it. ``query.text_macs`` must already be ordered rarest first."""
+    clauses, params = _clauses(query)
+    # The table walked newest first: the rarest word's postings, or the recordings.
+    walked, source = "r", "recordings r"
+    if query.text_macs:
+        text, text_params = _text_clauses(query)
+        walked = "t0"
+        source = "transcript_tokens t0 JOIN recordings r ON r.recording_id = t0.recording_id"
+        clauses, params = text + clauses, text_params + params
+    after, after_params = _after_clause(query, walked)
+    clauses += after
+    params += after_params
+    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    params.append(query.limit + 1)
+    sql = f"""SELECT {_RECORDING_COLS_AS_R},
+            (SELECT COUNT(*) FROM gaps g WHERE g.recording_id = r.recording_id),
+            (SELECT COALESCE(SUM(g.end_ms - g.start_ms), 0) FROM gaps g
+                WHERE g.recording_id = r.recording_id),
+            CASE WHEN {_ON_HOLD} THEN 1 ELSE 0 END,
+            (SELECT COUNT(*) FROM participants p WHERE p.recording_id = r.recording_id)
+        FROM {source} {where}
+        ORDER BY {walked}.started_ms DESC, {walked}.recording_id DESC
+        LIMIT ?"""
+    return sql, params
 
 
 class SearchQueries(TransactionSource):
@@ -198,30 +217,13 @@ class SearchQueries(TransactionSource):
             raise CatalogError(f"search_recordings: limit must be 1..{MAX_PAGE}, got {query.limit}")
         check_macs(query.text_macs)
         with self._transaction("search_recordings", write=False) as tx:
-            text_drives = False
             if query.text_macs:
-                counts, indexed = token_stats(tx, query.text_macs)
+                counts, _ = token_stats(tx, query.text_macs)
                 if min(counts.values()) == 0:
                     return SearchPage((), None)
                 ordered = tuple(sorted(counts, key=lambda mac: (counts[mac], mac)))
                 query = dataclasses.replace(query, text_macs=ordered)
-                text_drives = _drive(query.limit, [counts[mac] for mac in ordered], indexed)
-            clauses, params = _clauses(query, text_drives=text_drives)
-            where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-            params.append(query.limit + 1)
-            rows = tx.fetchall(
-                f"""SELECT {_RECORDING_COLS_AS_R},
-                        (SELECT COUNT(*) FROM gaps g WHERE g.recording_id = r.recording_id),
-                        (SELECT COALESCE(SUM(g.end_ms - g.start_ms), 0) FROM gaps g
-                            WHERE g.recording_id = r.recording_id),
-                        CASE WHEN {_ON_HOLD} THEN 1 ELSE 0 END,
-                        (SELECT COUNT(*) FROM participants p
-                            WHERE p.recording_id = r.recording_id)
-                    FROM recordings r {where}
-                    ORDER BY r.started_ms DESC, r.recording_id DESC
-                    LIMIT ?""",
-                params,
-            )
+            rows = tx.fetchall(*search_sql(query))
         hits = [
             SearchHit(
                 _recording(row[:-4]),

@@ -42,10 +42,10 @@ class TextIndexQueries(TransactionSource):
             raise CatalogError("add_transcript_tokens: key_id required")
         unique = sorted(set(macs))
         with self._transaction("add_transcript_tokens", write=True) as tx:
-            if (
-                tx.fetchone("SELECT 1 FROM recordings WHERE recording_id = ?", (recording_id,))
-                is None
-            ):
+            recording = tx.fetchone(
+                "SELECT started_ms FROM recordings WHERE recording_id = ?", (recording_id,)
+            )
+            if recording is None:
                 raise CatalogError(f"add_transcript_tokens: no recording {recording_id!r}")
             if tx.fetchone(
                 "SELECT 1 FROM recording_key_tombstones WHERE recording_id = ?", (recording_id,)
@@ -54,12 +54,13 @@ class TextIndexQueries(TransactionSource):
             new: list[str] = []
             for start in range(0, len(unique), _ROWS_PER_INSERT):
                 part = unique[start : start + _ROWS_PER_INSERT]
-                values = ", ".join("(?, ?)" for _ in part)
+                values = ", ".join("(?, ?, ?)" for _ in part)
                 params: list[object] = []
                 for mac in part:
-                    params += [mac, recording_id]
+                    params += [mac, recording_id, recording[0]]
                 rows = tx.fetchall(
-                    f"INSERT INTO transcript_tokens (token_mac, recording_id) VALUES {values}"
+                    "INSERT INTO transcript_tokens (token_mac, recording_id, started_ms)"
+                    f" VALUES {values}"
                     " ON CONFLICT DO NOTHING RETURNING token_mac",
                     params,
                 )
@@ -116,6 +117,12 @@ def forget_transcript(tx: Tx, recording_id: str) -> None:
         """UPDATE transcript_token_stats SET recordings = recordings - 1
             WHERE token_mac IN (SELECT token_mac FROM transcript_tokens WHERE recording_id = ?)""",
         (recording_id,),
+    )
+    # A word no recording holds any more leaves no trace (its MAC) behind either.
+    tx.execute(
+        """DELETE FROM transcript_token_stats WHERE recordings <= 0 AND token_mac <> ?
+            AND token_mac IN (SELECT token_mac FROM transcript_tokens WHERE recording_id = ?)""",
+        (ALL_RECORDINGS, recording_id),
     )
     if tx.fetchone("SELECT 1 FROM transcript_index WHERE recording_id = ?", (recording_id,)):
         tx.execute(

@@ -50,6 +50,7 @@ from recorder.catalog.connect import open_catalog, open_configured_catalog
 from recorder.catalog.postgres import DEFAULT_MAX_CONNECTIONS, PostgresCatalog
 from recorder.catalog.retention_types import HoldRuleRow, RetentionFacts, RetentionLockRow
 from recorder.catalog.rtms_request_types import RtmsRequestRow
+from recorder.catalog.scrub_types import PiiScrub
 from recorder.catalog.search import RecordingQuery, SearchPage
 from recorder.config import CatalogConfig, Secret
 from recorder.evidence_destruction import DestructionRecord
@@ -535,6 +536,14 @@ class AsyncCatalog:
 
     async def destruction_records(self, recording_id: str | None = None) -> list[DestructionRecord]:
         return await self._call(functools.partial(self.sync.destruction_records, recording_id))
+
+    async def scrub_pending(self, *, now_ms: int, actor: str) -> tuple[list[str], list[str]]:
+        return await self._call(
+            functools.partial(self.sync.scrub_pending, now_ms=now_ms, actor=actor)
+        )
+
+    async def pii_scrub(self, recording_id: str) -> PiiScrub | None:
+        return await self._call(functools.partial(self.sync.pii_scrub, recording_id))
 
     # retention, hold rules, destruction records
     async def set_recording_policy(

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from recorder.catalog._textindex_api import TextIndexCatalog
 from recorder.catalog.rtms_request_types import RtmsRequestCatalog
+from recorder.catalog.scrub_types import PiiScrub
 from recorder.completeness.model import CompletenessCatalog
 from recorder.evidence_destruction import DestructionRecord
 from recorder.products import Product as Product
@@ -802,6 +803,13 @@ class Catalog(RtmsRequestCatalog, CompletenessCatalog, TextIndexCatalog, Protoco
     def destruction_records(self, recording_id: str | None = None) -> list[DestructionRecord]:
         """Oldest first; raises ``IntegrityError`` when a stored record's digest does not match."""
         ...
+
+    # personal data scrubbed at destruction (recorder.catalog._scrub)
+    def scrub_pending(self, *, now_ms: int, actor: str) -> tuple[list[str], list[str]]:
+        """Scrub destroyed recordings not scrubbed yet: (scrubbed now, still under a hold)."""
+        ...
+
+    def pii_scrub(self, recording_id: str) -> PiiScrub | None: ...
 
     # retention, hold rules, destruction records (recorder.catalog._retention)
     def set_recording_policy(

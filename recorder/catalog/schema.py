@@ -539,6 +539,96 @@ _WEB_TABLES_V15: Final = (
 )
 
 
+# Migration 17 (pii-shred): what destroying a recording scrubbed of personal data from the
+# catalog, and when (``recorder.catalog._scrub``). One row per recording, never changed: a
+# scrub is not undone. A scrubbed enrichment is final, so a directory answer that arrives after
+# the recording was destroyed cannot bring names or numbers back.
+_SCRUB_TABLES_V17: Final = (
+    """CREATE TABLE pii_scrubs (
+        recording_id TEXT PRIMARY KEY,
+        scrubbed_ms BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        scrubbed TEXT NOT NULL
+    )""",
+)
+
+_SCRUB_GUARDS_V17: Final = {
+    Engine.SQLITE: (
+        """CREATE TRIGGER pii_scrubs_no_update BEFORE UPDATE ON pii_scrubs
+        BEGIN SELECT RAISE(ABORT, 'pii_scrubs is append-only'); END""",
+        """CREATE TRIGGER pii_scrubs_no_delete BEFORE DELETE ON pii_scrubs
+        BEGIN SELECT RAISE(ABORT, 'pii_scrubs is append-only'); END""",
+        """CREATE TRIGGER enrichments_scrubbed_final BEFORE UPDATE ON enrichments
+        WHEN OLD.state = 'scrubbed'
+        BEGIN SELECT RAISE(ABORT, 'enrichment scrubbed: its recordings were destroyed'); END""",
+        """CREATE TRIGGER enrichments_scrubbed_no_delete BEFORE DELETE ON enrichments
+        WHEN OLD.state = 'scrubbed'
+        BEGIN SELECT RAISE(ABORT, 'enrichment scrubbed: its recordings were destroyed'); END""",
+    ),
+    Engine.POSTGRES: (
+        """CREATE TRIGGER pii_scrubs_append_only BEFORE UPDATE OR DELETE ON pii_scrubs
+        FOR EACH ROW EXECUTE FUNCTION recorder_refuse_change('pii_scrubs is append-only')""",
+        """CREATE TRIGGER pii_scrubs_no_truncate BEFORE TRUNCATE ON pii_scrubs
+        FOR EACH STATEMENT EXECUTE FUNCTION recorder_refuse_change('pii_scrubs is append-only')""",
+        """CREATE TRIGGER enrichments_scrubbed_final BEFORE UPDATE OR DELETE ON enrichments
+        FOR EACH ROW WHEN (OLD.state = 'scrubbed') EXECUTE FUNCTION
+        recorder_refuse_change('enrichment scrubbed: its recordings were destroyed')""",
+    ),
+}
+
+
+# Migration 18 (pg-search): each posting carries its recording's start, and an index lists a
+# word's recordings newest first. A text search then walks the rarest word's postings in the
+# order the page wants and stops at the page, instead of collecting every recording of the word
+# (or walking every recording) first. ``started_ms`` is a copy of ``recordings.started_ms``: a
+# trigger follows the one change that column gets (an earlier start on a re-upsert), and
+# ``add_transcript_tokens`` writes it. Added in place (not a rebuilt table), so columns other
+# migrations add to ``transcript_tokens`` survive.
+_TEXT_POSTINGS_INDEX_V18: Final = (
+    "CREATE INDEX transcript_tokens_by_time"
+    " ON transcript_tokens (token_mac, started_ms, recording_id)"
+)
+_TEXT_POSTINGS_V18: Final = {
+    Engine.SQLITE: (
+        "ALTER TABLE transcript_tokens ADD COLUMN started_ms BIGINT NOT NULL DEFAULT 0",
+        """UPDATE transcript_tokens SET started_ms = (SELECT r.started_ms FROM recordings r
+            WHERE r.recording_id = transcript_tokens.recording_id)""",
+        _TEXT_POSTINGS_INDEX_V18,
+        """CREATE TRIGGER transcript_tokens_follow_start AFTER UPDATE OF started_ms ON recordings
+        WHEN NEW.started_ms <> OLD.started_ms
+        BEGIN
+            UPDATE transcript_tokens SET started_ms = NEW.started_ms
+                WHERE recording_id = NEW.recording_id;
+        END""",
+    ),
+    Engine.POSTGRES: (
+        # Minutes per million indexed recordings, far past the catalog's 15 s statement limit
+        # (which is for the recorder's own queries); for this transaction only.
+        "SET LOCAL statement_timeout = 0",
+        "ALTER TABLE transcript_tokens ADD COLUMN started_ms BIGINT NOT NULL DEFAULT 0",
+        # A join, not a subquery per posting: one pass over each table.
+        """UPDATE transcript_tokens t SET started_ms = r.started_ms FROM recordings r
+            WHERE r.recording_id = t.recording_id""",
+        _TEXT_POSTINGS_INDEX_V18,
+        """CREATE FUNCTION recorder_tokens_follow_start() RETURNS trigger LANGUAGE plpgsql
+        AS $body$
+        BEGIN
+            UPDATE transcript_tokens SET started_ms = NEW.started_ms
+                WHERE recording_id = NEW.recording_id;
+            RETURN NULL;
+        END
+        $body$""",
+        """CREATE TRIGGER transcript_tokens_follow_start AFTER UPDATE OF started_ms ON recordings
+        FOR EACH ROW WHEN (NEW.started_ms IS DISTINCT FROM OLD.started_ms)
+        EXECUTE FUNCTION recorder_tokens_follow_start()""",
+    ),
+}
+
+
+def _v17(engine: Engine) -> tuple[str, ...]:
+    return _SCRUB_TABLES_V17 + _SCRUB_GUARDS_V17[engine]
+
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
         version=1,
@@ -747,6 +837,18 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             )
             for engine in Engine
         },
+    ),
+    Migration(
+        version=17,
+        description="destruction scrubs personal data: what was scrubbed per recording, when; "
+        "a scrubbed enrichment is final",
+        statements={engine: _v17(engine) for engine in Engine},
+    ),
+    Migration(
+        version=18,
+        description="officer search: transcript postings in time order, so a --text search "
+        "stops at a page",
+        statements={engine: _TEXT_POSTINGS_V18[engine] for engine in Engine},
     ),
 )
 

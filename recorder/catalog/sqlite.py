@@ -105,6 +105,9 @@ class SqliteCatalog(SqlCatalog):
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             _enable_wal(conn, self.path, busy_timeout_ms)
             conn.execute("PRAGMA foreign_keys = ON")
+            # Deleted and overwritten rows are zeroed on disk, not left in free space: a
+            # destroyed recording's scrubbed names must not be recoverable from the file.
+            conn.execute("PRAGMA secure_delete = ON")
             # Evidence metadata must survive a power cut as well as a crash.
             conn.execute("PRAGMA synchronous = FULL")
             self.migrate(now_ms)

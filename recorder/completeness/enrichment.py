@@ -10,6 +10,9 @@ after ``enrich_attempts`` the row is ``failed`` until ``recorder enrich --retry`
 Rule 3: what the directory answers is stored as it is, phone numbers normalised (``+`` and
 digits) so that officers find them however they type them. A Zoom Phone call's user is kept as
 its agent (the firm's side of the call). Video SDK sessions have no directory: done, empty.
+Rule 4: once every recording of an instance is destroyed its row is ``scrubbed`` (final,
+``recorder.catalog._scrub``): it is never claimed again, and an answer that was already on its
+way is dropped, not stored.
 """
 
 from __future__ import annotations
@@ -129,10 +132,15 @@ class Enricher:
                 ),
             )
             return False
-        await call(
+        stored = await call(
             self._catalog,
             lambda c: c.store_enrichment(task.product, task.instance_id, fields, self._clock()),
         )
+        if not stored:
+            # Its recordings were destroyed while Zoom was asked: the answer names people
+            # the catalog must no longer hold.
+            logger.info("enrichment dropped: the recordings were destroyed meanwhile")
+            return False
         self.stats.enriched += 1
         self._metrics.enrichment("enriched")
         return True

@@ -135,6 +135,9 @@ class EnrichmentState(enum.StrEnum):
     DONE = "done"
     #: Gave up after the configured attempts; ``recorder enrich --retry`` makes it pending again.
     FAILED = "failed"
+    #: Every recording of the instance was destroyed: its personal fields were erased and the
+    #: row is final (migration 17's trigger); a pending lookup is cancelled, a late answer dropped.
+    SCRUBBED = "scrubbed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +242,9 @@ class CompletenessCatalog(Protocol):
 
     def store_enrichment(
         self, product: Product, instance_id: str, fields: EnrichmentFields, now_ms: int
-    ) -> None: ...
+    ) -> bool:
+        """False: dropped, the instance's recordings were destroyed (its row is scrubbed)."""
+        ...
 
     def enrichment_failed(
         self,

@@ -28,6 +28,7 @@ from recorder.catalog.base import (
 from recorder.errors import RecorderError
 from recorder.officer.actor import os_actor
 from recorder.officer.bundle.export import with_object
+from recorder.officer.destroyed_view import destruction_fields, destruction_lines
 from recorder.officer.verify import RecordingVerdict, Verdict, verify_recording
 from recorder.officer.video_view import render_video, video_facts
 from recorder.officer.views import describe_lifecycle_event
@@ -377,11 +378,13 @@ async def show(c: Components, args: argparse.Namespace) -> int:
         return 2
     actor = getattr(args, "actor", None) or os_actor()
     reason = getattr(args, "reason", None) or "recorder show"
+    destroyed = await c.catalog.destruction_records(args.recording_id)
     verdict = None
-    if not getattr(args, "no_verify", False):
+    # A destroyed recording is unreadable by design: nothing to verify or decrypt.
+    if not getattr(args, "no_verify", False) and not destroyed:
         verdict = await verify_recording(c, args.recording_id, actor=actor, reason=reason)
     records = RecordsView()
-    if detail.records:
+    if detail.records and not destroyed:
         from recorder.service.components import now_ms
 
         await c.catalog.append_audit(
@@ -400,10 +403,13 @@ async def show(c: Components, args: argparse.Namespace) -> int:
     from recorder.completeness.commands import show_fields, show_lines
 
     doc.update(await show_fields(c, detail.recording, tz))
+    doc["destruction"] = destruction_fields(
+        destroyed, await c.catalog.pii_scrub(args.recording_id), on_hold=detail.on_hold
+    )
     if getattr(args, "json", False):
         print(json.dumps(doc, indent=2, sort_keys=True, default=str))
     else:
-        for line in [*render(doc, tz), *show_lines(doc)]:
+        for line in [*destruction_lines(doc, tz), *render(doc, tz), *show_lines(doc)]:
             print(line)
     return 0 if verdict is None or verdict.ok else 90
 

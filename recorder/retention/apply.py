@@ -14,7 +14,11 @@ Rules:
    (a hold placed during the run wins), and every object version's store-side legal hold and
    retain-until are read: if the store still locks a version, the recording fails and nothing of
    it is destroyed by force.
-4. **Everything leaves a trace.** An audit event at start and end and per destroyed recording,
+4. **Personal data goes with the recording.** The catalog scrubs it in the transaction that
+   writes the destruction record (``recorder.catalog._scrub``); every run then scrubs what an
+   earlier recorder version, or a hold released since, left behind. A held recording is never
+   scrubbed.
+5. **Everything leaves a trace.** An audit event at start and end and per destroyed recording,
    a destruction record per recording (kept after it), a JSON run report in the WORM store, and
    a signed audit head.
 """
@@ -292,6 +296,9 @@ async def run_retention(ctx: RetentionContext) -> RunReport:
         outcomes: list[Outcome] = []
         for decision in plan.to_destroy:
             outcomes.append(await _act(ctx, decision, run_id))
+        scrubbed, waiting = await ctx.catalog.scrub_pending(now_ms=ctx.now_ms(), actor=actor)
+        for rid in scrubbed:
+            ctx.on_progress(f"scrubbed {rid}: personal data of a recording destroyed earlier")
         report = RunReport(run_id, ctx.operator, started, ctx.now_ms(), plan, tuple(outcomes), None)
         try:
             report_key: str | None = await _store_report(ctx, report)
@@ -312,6 +319,8 @@ async def run_retention(ctx: RetentionContext) -> RunReport:
                 "destroyed": sum(o.result == "destroyed" for o in outcomes),
                 "kept": sum(o.result == "kept" for o in outcomes),
                 "failed": sum(o.result == "failed" for o in outcomes),
+                "scrubbed_late": len(scrubbed),
+                "scrub_waiting_for_hold": len(waiting),
                 "report": report_key,
             },
         )

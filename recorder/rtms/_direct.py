@@ -41,6 +41,8 @@ from wsproto.events import (
     TextMessage,
 )
 
+from recorder.rtms._frames import split_read
+
 #: The trio-websocket release whose private attributes this module relies on.
 PINNED_TRIO_WEBSOCKET: Final = "0.12.2"
 _ABNORMAL: Final = 1006
@@ -132,20 +134,34 @@ class DirectWebSocket(WebSocketConnection):
                 await self._abort_web_socket()
             self._close_handshake.set()
             return
-        if self._wsproto.state is ConnectionState.CLOSED:
-            return
-        try:
-            self._wsproto.receive_data(cast(bytes, data))
-        except wsproto.utilities.RemoteProtocolError as err:
-            # Broken framing: say so with wsproto's close frame, then end. During the upgrade
-            # wsproto's hint is a server's HTTP rejection, which a client cannot send
-            # (trio-websocket's reader task crashes trying): the socket just ends.
-            if err.event_hint is not None and self._open_handshake.is_set():
-                with contextlib.suppress(ConnectionClosed, wsproto.utilities.LocalProtocolError):
-                    await self._send(err.event_hint)
-            await self._end_transport()
-            return
-        await self._handle_events()
+        later = data if type(data) is bytes else bytes(data)
+        while later:
+            if self._ended or self._wsproto.state is ConnectionState.CLOSED:
+                return  # a close or an error in an earlier chunk: nothing more is parsed
+            # Whole data frames are parsed by ``_frames``; wsproto gets the rest (see there).
+            chunk, later = split_read(
+                self._wsproto,
+                later,
+                self._max_message_size,
+                self._ready.append,
+                parts_pending=bool(self._message_parts),
+            )
+            if not chunk:
+                continue
+            try:
+                self._wsproto.receive_data(chunk)
+            except wsproto.utilities.RemoteProtocolError as err:
+                # Broken framing: say so with wsproto's close frame, then end. During the
+                # upgrade wsproto's hint is a server's HTTP rejection, which a client cannot
+                # send (trio-websocket's reader task crashes trying): the socket just ends.
+                if err.event_hint is not None and self._open_handshake.is_set():
+                    with contextlib.suppress(
+                        ConnectionClosed, wsproto.utilities.LocalProtocolError
+                    ):
+                        await self._send(err.event_hint)
+                await self._end_transport()
+                return
+            await self._handle_events()
 
     async def _handle_events(self) -> None:
         """Everything wsproto parsed from one read. Messages and the peer's close are recorded

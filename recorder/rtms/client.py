@@ -168,11 +168,11 @@ class ClientConfig:
     max_message_size: int = MAX_MESSAGE_SIZE
     media_receive_buffer: int = MEDIA_RECEIVE_BUFFER
     #: Drive each socket's WebSocket state from the one task that reads it (``_direct``): one
-    #: task step less per message (``recorder bench fullpath`` compares both). Off by default:
-    #: with it on, a SIGTERM-drained owner on a loaded host twice left its last segment
-    #: unuploaded past the fault test's window (the closing handshake is read by the closer in
-    #: this driver); never with trio-websocket's reader task. Not yet explained.
-    single_task_sockets: bool = False
+    #: task step less per message (``recorder bench fullpath`` compares both). False: trio-
+    #: websocket's reader task per socket. That driver's readers live in the stream's nursery,
+    #: so a cancelled engagement (a drain) loses them and each close waits ``close_timeout_s``
+    #: for a close frame nobody reads; the direct driver's closer reads it itself.
+    single_task_sockets: bool = True
     ssl_context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
     #: Seconds since the epoch, for ``*_wall_ms`` in events; injectable for tests.
     wall_clock: Callable[[], float] = field(default=time.time, compare=False, repr=False)

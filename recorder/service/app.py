@@ -55,7 +55,7 @@ from recorder.service.recovery import recover_at_startup, requeue_orphans
 from recorder.service.supervisor import Supervisor, SupervisorSettings
 from recorder.service.systemd import SystemdNotifier
 from recorder.service.workers import WAKE_SOCKET, ParentNotifier, WorkerRole, WorkQueueSettings
-from recorder.spool.spool import UploadJob
+from recorder.spool.spool import Spool, UploadJob
 from recorder.spool.uploader import Backoff, UploaderStats, run_uploader
 from recorder.store.base import PutResult
 
@@ -65,6 +65,12 @@ logger = logging.getLogger(__name__)
 WEBHOOK_QUEUE: Final = 256
 #: How often the service loop ticks (liveness, spool figures), when systemd asks for nothing.
 SERVICE_TICK_S: Final = 2.0
+#: After the drain, how long the uploader may go on uploading what is still spooled (what the
+#: drain itself sealed, mostly) before the process exits. A few sealed files take well under a
+#: second on a healthy store; the bound keeps a slow store from eating the stop margin
+#: (``prefork.STOP_MARGIN_S``, systemd's ``TimeoutStopSec``). What is left stays spooled for the
+#: next start.
+DRAIN_UPLOAD_S: Final = 5.0
 
 
 def client_config(config: Config, product: Product) -> ClientConfig:
@@ -149,6 +155,22 @@ class RunningService:
             if not (await self.components.spool.stats()).pending_count:
                 return
             await self.uploader.wait_until(functools.partial(_moved_on, seen))
+
+
+async def settle_uploads(spool: Spool, stats: UploaderStats, timeout_s: float) -> int | None:
+    """Let the running uploader empty the spool for at most ``timeout_s``; give up at once when
+    the store is unavailable (nothing would move). Returns how many jobs are still pending
+    (None: the spool could not be read in time)."""
+    pending: int | None = None
+    with trio.move_on_after(timeout_s):
+        while True:
+            # Read the counter before the spool, so a job finishing in between still wakes us.
+            seen = _attempts(stats)
+            pending = (await spool.stats()).pending_count
+            if not pending or stats.failures_in_a_row:
+                return pending
+            await stats.wait_until(functools.partial(_moved_on, seen))
+    return pending
 
 
 def _moved_on(seen: int, stats: UploaderStats) -> bool:
@@ -343,6 +365,15 @@ async def _open_service(
                     notifier.stopping(status="draining")
                     http_scope.cancel()
                     await supervisor.drain(config.service.drain_timeout_s)
+                    # The drain sealed the engagements' last segments and records into the
+                    # spool; cancelling the uploader at once would leave them to a restart
+                    # that may never come on this host (a scaled-in node, a stopped worker).
+                    left = await settle_uploads(c.spool, uploader_stats, DRAIN_UPLOAD_S)
+                    if left != 0:
+                        logger.warning(
+                            "drain: sealed files left in the spool for the next start: %s",
+                            "unknown" if left is None else left,
+                        )
                     nursery.cancel_scope.cancel()
 
 

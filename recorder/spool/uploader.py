@@ -217,6 +217,7 @@ async def run_uploader(
             stats.failures_in_a_row = 0
             continue
         stats.failures_in_a_row += 1
+        stats._changed()  # the drain's upload wait stops at an outage (service.app)
         delay = backoff.delay_s(stats.failures_in_a_row)
         logger.warning("uploads paused for %.3gs: the store is unavailable: %s", delay, outage)
         await trio.sleep(delay)

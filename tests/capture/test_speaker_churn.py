@@ -24,8 +24,13 @@ from recorder.testing.memory_sink import MemorySink, MemorySinkFactory
 
 T0 = 1_795_276_197_000
 SPEAKERS = 300
-#: Scenario seconds per real second: 300 x 0.24 s of turns take about 3.6 s.
-SPEED = 20.0
+#: Scenario seconds per real second: 300 x 0.24 s of turns take about 14.4 s. Not more: the
+#: simulator's keep-alive interval (10 s) and the capture's anchoring tolerance (``holdback_ms``
+#: of the recorder's clock, 40 ms here before) are wall-clock quantities the speed-up shrinks:
+#: at 20x, 10 runs in 16 failed on a 2-core host at load 15-28 (signaling cut mid-crowd; a
+#: speaker's first packets not bit-exact, most likely set aside by the anchoring tolerance).
+#: Retirement is scaled with it (0.4 s wall = 2 s of the call, as before).
+SPEED = 5.0
 
 CLIENT = dict(
     allow_insecure_loopback=True,
@@ -132,7 +137,7 @@ async def test_three_hundred_speakers_each_once_stay_bounded_and_bit_exact() -> 
     scenario = crowd()
     params = audio_params(AudioCodec.L16, 16_000, 1, per_speaker=True)
     client_config = ClientConfig(audio_params=params, **CLIENT)  # type: ignore[arg-type]
-    config = CaptureConfig(retire_after_s=0.1, checkpoint_interval_s=0.05, holdback_ms=40)
+    config = CaptureConfig(retire_after_s=0.4, checkpoint_interval_s=0.05, holdback_ms=200)
     with trio.fail_after(90):
         async with open_simulator(SimulatorConfig(speed=SPEED)) as sim:
             await sim.warm_audio(scenario, [params])
@@ -156,9 +161,9 @@ async def test_three_hundred_speakers_each_once_stay_bounded_and_bit_exact() -> 
                     on_event=on_event,
                 )
     assert manifest.outcome == "ended"
-    # Speakers who fell silent were retired: a few dozen segments open at once at most (39
-    # measured; 300 without retirement), and at the end only those who spoke in the last
-    # retirement window (13 measured). The bound leaves room for a loaded machine.
+    # Speakers who fell silent were retired: a few segments open at once (8-13 measured at load
+    # 25; 300 without retirement), and at the end only those who spoke in the last retirement
+    # window. The bound leaves room for a faster or slower machine.
     assert sinks.peak <= 100, sinks.peak
     assert open_at_end
     assert open_at_end[0] <= 100

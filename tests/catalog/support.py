@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,3 +43,46 @@ class CatalogTarget:
     @property
     def driver_error(self) -> type[Exception]:
         return sqlite3.Error if self.sqlite_path is not None else psycopg.Error
+
+
+def fill_for_plans(target: CatalogTarget, count: int) -> None:
+    """A migrated catalog with ``count`` recordings of one participant each and transcript
+    words 'a' (every recording), 'b' (one in 10) and 'c' (one in 1000), inserted in bulk, then
+    ``ANALYZE``: the statistics autovacuum keeps on PostgreSQL, so a plan check sees the plan
+    a grown catalog gets (on four rows PostgreSQL rightly scans whole tables)."""
+    target.open().close()
+    with target.raw() as conn:
+        series = (
+            "WITH RECURSIVE s(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM s WHERE n < ?)"
+            if target.engine == "sqlite"
+            else "WITH s(n) AS (SELECT generate_series(0, %s))"
+        )
+        for sql in (
+            "INSERT INTO streams (rtms_stream_id, first_seen_ms) SELECT 'st-' || n, 0 FROM s",
+            "INSERT INTO recordings (recording_id, rtms_stream_id, product, instance_id,"
+            " started_ms, ended_ms, status, created_ms)"
+            " SELECT 'rec-' || n, 'st-' || n, 'meeting', 'in-' || n, n * 1000, n * 1000 + 500,"
+            " 'complete', 0 FROM s",
+            "INSERT INTO participants (recording_id, user_id, user_name, first_seen_ms)"
+            " SELECT 'rec-' || n, 'u-' || n, 'Person ' || n, 0 FROM s",
+            "INSERT INTO transcript_tokens (token_mac, recording_id, started_ms)"
+            " SELECT 'a', 'rec-' || n, n * 1000 FROM s",
+            "INSERT INTO transcript_tokens (token_mac, recording_id, started_ms)"
+            " SELECT 'b', 'rec-' || n, n * 1000 FROM s WHERE n % 10 = 0",
+            "INSERT INTO transcript_tokens (token_mac, recording_id, started_ms)"
+            " SELECT 'c', 'rec-' || n, n * 1000 FROM s WHERE n % 1000 = 0",
+        ):
+            if target.engine == "postgres":
+                sql = sql.replace("%", "%%")
+            conn.execute(f"{series} {sql}", (count - 1,))
+        conn.execute("ANALYZE")
+
+
+def explain(target: CatalogTarget, sql: str, params: Sequence[object]) -> str:
+    """The engine's plan for ``sql`` (``?`` placeholders) as text."""
+    with target.raw() as conn:
+        if target.engine == "sqlite":
+            rows = conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
+            return "\n".join(str(row[-1]) for row in rows)
+        rows = conn.execute("EXPLAIN " + sql.replace("?", "%s"), params).fetchall()
+        return "\n".join(str(row[0]) for row in rows)

@@ -232,6 +232,16 @@ async def test_rotate_rewrap_resume_and_shred(
             tombstones = await c.catalog.recording_keys_of(held)
             assert tombstones
             assert all(k.destroyed and k.wrapped is None for k in tombstones)
+            # Its personal data went with it, in the record's transaction; ``show`` says so.
+            scrub = await c.catalog.pii_scrub(held)
+            assert scrub is not None
+            assert (scrub.scrubbed_ms, scrub.actor) == (record.destroyed_ms, record.actor)
+            assert detail.participants == ()
+            assert await c.catalog.pii_scrub(other) is None
+        code, shown = await cli(env, "show", held)
+        assert code == 0, shown
+        assert "(crypto_erase) under manual:erasure request 7" in shown
+        assert "personal data scrubbed" in shown
         _, verified = await cli(env, "shred", held, "--verify")
         assert f"destruction record sha256 {record.sha256()}" in verified
         code, out = await cli(env, "shred", other, "--verify", check=False)

@@ -11,7 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 import psycopg
 import pytest
 
-from recorder.catalog import open_catalog
+from recorder.catalog import ParticipantInfo, Product, RecordingStart, open_catalog
+from recorder.evidence_destruction import DestructionMethod, DestructionRecord
 from tests.retention.helpers import T0
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(120)]
@@ -63,6 +64,20 @@ def test_service_role_appends_audit_but_cannot_rewrite_it(
     service = open_catalog(service_dsn, now_ms=T0)  # opening (and the migration check) works
     try:
         service.append_audit(actor="os:svc", action="export", target="rec", reason="r", now_ms=T0)
+        # A destruction scrubs personal data with the service role's grants alone.
+        rid = service.upsert_recording(
+            RecordingStart("s-1", Product.CONTACT_CENTER, "eng-1", T0), T0
+        ).recording_id
+        service.add_participants(rid, [ParticipantInfo("u-1", "Alice Example")])
+        service.add_destruction_record(
+            DestructionRecord(
+                rid, DestructionMethod.OBJECT_DELETE, (), (), "manual:t", "no holds", "os:svc",
+                T0 + 1, "gone",
+            )
+        )  # fmt: skip
+        scrub = service.pii_scrub(rid)
+        assert scrub is not None
+        assert scrub.scrubbed["participants"] == 1
         assert service.verify_audit_chain().intact
     finally:
         service.close()
@@ -74,9 +89,11 @@ def test_service_role_appends_audit_but_cannot_rewrite_it(
             "ALTER TABLE audit_log DISABLE TRIGGER USER",
             "DROP TRIGGER audit_log_append_only ON audit_log",
             "DELETE FROM destruction_records",
+            "DELETE FROM pii_scrubs",
+            "UPDATE pii_scrubs SET actor = 'x'",
             "DELETE FROM legal_holds",
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)
         count = conn.execute("SELECT count(*) FROM audit_log").fetchone()
-        assert count == (2,)
+        assert count == (3,)  # the setup, the export, the scrub

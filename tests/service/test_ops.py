@@ -107,6 +107,8 @@ def test_recorder_unit_has_the_hardening_compliance_asks_for() -> None:
     for key, value in expected.items():
         assert unit.get(key) == [value], key
     assert float(unit["WatchdogSec"][0]) > 0
+    # Bounded malloc arenas (as serve --workers gives its workers): memory per engagement.
+    assert "MALLOC_ARENA_MAX=2" in unit["Environment"]
     credentials = {line.split(":")[0] for line in unit["LoadCredential"]}
     assert credentials == {"ZOOM_CLIENT_ID", "ZOOM_CLIENT_SECRET", "ZOOM_SECRET_TOKEN"}
 

@@ -19,6 +19,7 @@ from recorder.catalog.base import RecordingStatus
 from recorder.config import load_config
 from recorder.rtms.events import GapCause
 from recorder.service.instance import INSTANCE_ID_FILE, INSTANCE_LOCK_FILE
+from recorder.service.prefork import WORKER_MALLOC_ARENA_MAX
 from recorder.service.workers import worker_state_dir
 from recorder.simulator.simulator import SimulatorConfig, open_simulator
 
@@ -78,6 +79,10 @@ def worker_identity(state_dir: Path, index: int) -> tuple[str, int]:
     instance = (own / INSTANCE_ID_FILE).read_text().strip()
     pid = int((own / INSTANCE_LOCK_FILE).read_text().strip())
     return f"{LABEL}/{instance}", pid
+
+
+def process_environ(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/environ").read_text().split("\0")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -157,6 +162,9 @@ async def _scenario(
 
     await poll(both_workers_live)
     (owner_0, pid_0), (owner_1, pid_1) = (worker_identity(state_dir, i) for i in (0, 1))
+    # Rule 4 of prefork: the real workers run with glibc's arenas bounded.
+    for pid in (pid_0, pid_1):
+        assert f"MALLOC_ARENA_MAX={WORKER_MALLOC_ARENA_MAX}" in process_environ(pid)
 
     async with open_simulator(sim_config) as sim:
         calls = [

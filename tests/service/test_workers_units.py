@@ -18,6 +18,7 @@ from recorder.config import WorkersConfig, parse_config
 from recorder.errors import ConfigError
 from recorder.service.app import run_service
 from recorder.service.demo import demo_config
+from recorder.service.prefork import WORKER_MALLOC_ARENA_MAX, worker_environ
 from recorder.service.workers import ParentNotifier, WorkerRole, worker_config, worker_state_dir
 from recorder.simulator.scenario import Action, AudioLayout, Product, Scenario, Step
 from recorder.simulator.simulator import SimulatorConfig, open_simulator
@@ -81,6 +82,15 @@ def test_the_status_pipe_carries_sd_notify_lines_and_survives_the_parent(tmp_pat
     assert not notifier.watchdog()
     assert not notifier.enabled
     assert notifier.watchdog()
+
+
+def test_a_worker_environment_drops_systemds_variables_and_bounds_malloc_arenas() -> None:
+    parent = {"PATH": "/usr/bin", "NOTIFY_SOCKET": "/run/systemd/notify", "WATCHDOG_USEC": "1"}
+    env = worker_environ(parent)
+    assert env == {"PATH": "/usr/bin", "MALLOC_ARENA_MAX": str(WORKER_MALLOC_ARENA_MAX)}
+    assert "MALLOC_ARENA_MAX" not in parent
+    # An operator's own choice (the unit's Environment=, a shell) is kept.
+    assert worker_environ({"MALLOC_ARENA_MAX": "8"})["MALLOC_ARENA_MAX"] == "8"
 
 
 def test_the_per_worker_template_unit_verifies_and_keeps_the_hardening(tmp_path: Path) -> None:

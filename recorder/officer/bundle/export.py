@@ -47,10 +47,12 @@ from recorder.catalog.base import (
     UploadState,
 )
 from recorder.crypto._format import SegmentHeader
+from recorder.crypto.keyring import SegmentKeyOpener
 from recorder.crypto.opener import SegmentOpener
 from recorder.crypto.reader import iter_plaintext
 from recorder.errors import DigestMismatch, HeaderMismatch, RecorderError, StorageError
 from recorder.officer.bundle import listening, transcript
+from recorder.officer.bundle.failure import root_cause
 from recorder.officer.bundle.manifest import (
     BUNDLE_FORMAT,
     MANIFEST_NAME,
@@ -60,19 +62,21 @@ from recorder.officer.bundle.manifest import (
     recording_entry,
     source_entry,
 )
+from recorder.officer.bundle.pipe import Pipe, PipeAborted
 from recorder.officer.bundle.plan import Filler, Placed, TrackPlan, plan_track
 from recorder.officer.bundle.signing import key_id, sign
-from recorder.officer.bundle.wavio import SegmentSink, TrackAbandoned, TrackProgress, WavWriter
+from recorder.officer.bundle.wavio import SegmentSink, TrackProgress, WavWriter
 from recorder.officer.opaque import is_opaque, recovered_copy
 from recorder.officer.verify import IN_MEMORY_BYTES
 from recorder.service.components import Components, now_ms
 from recorder.video.export import export_video
 from recorder.video.track import VIDEO_RECORD_KINDS
 
-#: Tracks of one recording exported at the same time (worker threads; memory is per track).
+#: Tracks of one recording exported at the same time (one worker thread each; memory is per
+#: track).
 TRACKS_AT_ONCE: Final = 2
 #: Stored pieces (up to 1 MiB each) read ahead of the one being decrypted, per track.
-PREFETCH_PIECES: Final = 2
+PREFETCH_PIECES: Final = 4
 #: In a partial bundle directory: the exporting process's pid (removed before the rename).
 OWNER_FILE: Final = ".owner-pid"
 #: A partial directory without an owner file is only taken for abandoned after this long.
@@ -111,30 +115,6 @@ class _RecordingOut:
     tracks: list[dict[str, object]] = field(default_factory=list)
     listening: dict[str, object] | None = None
     audio_bytes: int = 0
-
-
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error a caller should see from a failed track nursery: the first ``RecorderError``
-    (naming its object) that is not only the listening mix giving up on a failed track, else
-    the group itself (cancellation, a bug)."""
-    matched, _ = group.split(RecorderError)
-    if matched is None:
-        return group
-    causes, _ = matched.split(lambda e: not isinstance(e, TrackAbandoned))
-    leaf: BaseException = causes if causes is not None else matched
-    while isinstance(leaf, BaseExceptionGroup):
-        leaf = leaf.exceptions[0]
-    return leaf
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            out += _leaves(exc)
-        else:
-            out.append(exc)
-    return out
 
 
 def _named(exc: RecorderError, name: str) -> RecorderError:
@@ -223,46 +203,98 @@ def _check_identity(seg: SegmentRow) -> Callable[[SegmentHeader], None]:
     return check
 
 
-async def _copy_segment(c: Components, seg: SegmentRow, sink: SegmentSink) -> None:
-    """One segment from the store into its track's WAV in one pass per byte: each piece the store
-    sends is hashed (the stored digest), its chunks authenticated and decrypted into the WAV's
-    buffer, hashed there for the output file and written, in one worker-thread call."""
-    if seg.upload_state is UploadState.PENDING:
-        raise StorageError(f"{seg.object_key}: not uploaded yet (still in the spool)")
-    if is_opaque(seg.plaintext_sha256) or seg.stored_sha256 is None:
-        await with_object(c, seg, functools.partial(_drain, sink))
-        return
-    stored = hashlib.sha256()
-    opener = SegmentOpener(
-        sink, c.keyring, source=seg.object_key, check_header=_check_identity(seg)
-    )
+@dataclass(slots=True)
+class _Whole:
+    """A stored object spooled whole (an opaque upload, or no stored digest to check pieces
+    against); the track's thread takes it over and closes it."""
 
-    def step(piece: bytes) -> None:
-        stored.update(piece)
-        opener.feed(piece)
+    spool: BinaryIO
+    segment: SegmentRow
 
-    # The next pieces are read while this one is processed (bounded: PREFETCH_PIECES).
-    send, receive = trio.open_memory_channel[bytes](PREFETCH_PIECES)
 
-    async def read() -> None:
-        async with send, c.store.open(seg.object_key, version_id=seg.version_id) as pieces:
-            async for piece in pieces:
-                await send.send(piece)
+class _End:
+    """After the last piece of one segment."""
 
+
+_END: Final = _End()
+_Item = bytes | _End | _Whole
+
+
+def _release(items: list[_Item]) -> None:
+    for item in items:
+        if isinstance(item, _Whole):
+            item.spool.close()
+
+
+def _whole_object(seg: SegmentRow) -> bool:
+    return is_opaque(seg.plaintext_sha256) or seg.stored_sha256 is None
+
+
+async def _feed(c: Components, segments: list[SegmentRow], pipe: Pipe[_Item]) -> None:
+    """The track's stored objects, in order, into its pipe: every piece as the store sends it
+    (the thread hashes and decrypts it), or the whole object spooled when it must be."""
+    seg: SegmentRow | None = None
     try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(read)
-            async with receive:
-                async for piece in receive:
-                    await trio.to_thread.run_sync(step, piece)
-    except BaseExceptionGroup as group:
-        # One failure (the read's or the step's): raised as itself, so callers name it.
-        leaves = _leaves(group)
-        real = [e for e in leaves if not isinstance(e, trio.Cancelled)]
-        if len(real) == 1:
-            raise real[0] from None
+        for seg in segments:
+            if seg.upload_state is UploadState.PENDING:
+                raise StorageError(f"{seg.object_key}: not uploaded yet (still in the spool)")
+            if _whole_object(seg):
+                # Owned by the track's thread once in the pipe (closed there, or by ``_release``).
+                spooled = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+                    max_size=min(seg.stored_size, IN_MEMORY_BYTES)
+                )
+                stored = cast(BinaryIO, spooled)
+                try:
+                    await _fetch(c, seg, stored)
+                    await pipe.put(_Whole(stored, seg))
+                except BaseException:
+                    stored.close()
+                    raise
+                continue
+            async with c.store.open(seg.object_key, version_id=seg.version_id) as pieces:
+                async for piece in pieces:
+                    await pipe.put(piece)
+            await pipe.put(_END)
+        pipe.close()
+    except PipeAborted:
+        return  # the thread stopped first: its own error says why
+    except RecorderError as exc:
+        # Raised by the thread when it reaches this segment, as the root cause.
+        pipe.fail(_named(exc, seg.object_key) if seg is not None else exc)
+    except OSError as exc:
+        name = seg.object_key if seg is not None else "the store"
+        pipe.fail(StorageError(f"{name}: {exc}"))
+    except BaseException:
+        _release(pipe.abort())
         raise
-    if not hmac.compare_digest(stored.hexdigest(), seg.stored_sha256.lower()):
+
+
+def _copy_segment(
+    keyring: SegmentKeyOpener, seg: SegmentRow, sink: SegmentSink, pipe: Pipe[_Item]
+) -> None:
+    """One segment from its track's pipe into the track's WAV, one pass per byte: each stored
+    piece is hashed (the stored digest), its chunks authenticated and decrypted into the WAV's
+    buffer, hashed there for the output file and written."""
+    item = pipe.get()
+    if isinstance(item, _Whole):
+        with item.spool as stored:
+            if is_opaque(seg.plaintext_sha256):
+                # Uploaded by a host that could not decrypt: recovered and authenticated here.
+                with recovered_copy(stored, keyring) as sealed:
+                    _drain(sink, iter_plaintext(sealed, keyring), None)
+            else:
+                _drain(sink, iter_plaintext(stored, keyring), seg.plaintext_sha256)
+        return
+    assert seg.stored_sha256 is not None  # else the feeder sent the object whole
+    stored_hash = hashlib.sha256()
+    opener = SegmentOpener(sink, keyring, source=seg.object_key, check_header=_check_identity(seg))
+    while not isinstance(item, _End):
+        if not isinstance(item, bytes):
+            raise StorageError(f"{seg.object_key}: the store's stream ended inside the object")
+        stored_hash.update(item)
+        opener.feed(item)
+        item = pipe.get()
+    if not hmac.compare_digest(stored_hash.hexdigest(), seg.stored_sha256.lower()):
         raise DigestMismatch(f"{seg.object_key}: stored object differs from the catalog's digest")
     opener.finish()
     sink.finish()
@@ -282,43 +314,72 @@ def _drain(sink: SegmentSink, chunks: Iterator[bytes], expected: str | None) -> 
     sink.finish()
 
 
-async def _write_track(
-    c: Components, plan: TrackPlan, target: Path, tally: _Tally, progress: TrackProgress
-) -> tuple[WavWriter, int]:
+def _track_thread(
+    keyring: SegmentKeyOpener,
+    plan: TrackPlan,
+    target: Path,
+    pipe: Pipe[_Item],
+    progress: TrackProgress,
+    done: Callable[[int, str], None],
+) -> tuple[str, int, int]:
+    """A whole track in one worker thread: every segment read from the pipe, verified,
+    decrypted and written, silence between them; returns (sha256, size, channels)."""
     holder: list[WavWriter] = []
     open_writer = _open_track_writer(plan, target, holder, progress)
     try:
         for piece in plan.pieces:
             if isinstance(piece, Filler):
                 assert holder  # a track's first piece is always a segment
-                await trio.to_thread.run_sync(holder[0].write_silence, piece.count)
+                holder[0].write_silence(piece.count)
                 continue
             seg = piece.segment
-            verify_plain = is_opaque(seg.plaintext_sha256) or seg.stored_sha256 is None
             sink = SegmentSink(
                 seg.object_key,
                 open_writer,
                 expected_frames=seg.sample_count,
                 expected_sha256=(
                     seg.plaintext_sha256
-                    if verify_plain and not is_opaque(seg.plaintext_sha256)
+                    if seg.stored_sha256 is None and not is_opaque(seg.plaintext_sha256)
                     else None
                 ),
             )
             try:
-                await _copy_segment(c, seg, sink)
+                _copy_segment(keyring, seg, sink, pipe)
             except RecorderError as exc:
                 raise _named(exc, seg.object_key) from exc
             except OSError as exc:
                 raise StorageError(f"{seg.object_key}: {exc}") from exc
-            tally.add(seg.plaintext_size, seg.object_key)
+            done(seg.plaintext_size, seg.object_key)
+        assert holder
+        sha, size = holder[0].close()
+        return sha, size, holder[0].channels
     except BaseException:
+        _release(pipe.abort())
         if holder:
             holder[0].abort()
-        progress.failed()
+        progress.failed()  # wakes the listening file's mix, which waits on it
         raise
-    assert holder
-    return holder[0], holder[0].channels
+
+
+async def _write_track(
+    c: Components, plan: TrackPlan, target: Path, tally: _Tally, progress: TrackProgress
+) -> tuple[str, int, int]:
+    """One track: its stored objects fed from the trio loop (prefetching ``PREFETCH_PIECES``),
+    everything else in one worker thread, with no hop through the loop per piece."""
+    pipe: Pipe[_Item] = Pipe(PREFETCH_PIECES, target.name)
+    segments = [p.segment for p in plan.pieces if isinstance(p, Placed)]
+
+    def done(size: int, label: str) -> None:
+        trio.from_thread.run_sync(tally.add, size, label)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_feed, c, segments, pipe)
+            return await trio.to_thread.run_sync(
+                _track_thread, c.keyring, plan, target, pipe, progress, done
+            )
+    except BaseExceptionGroup as group:
+        raise root_cause(group) from None
 
 
 async def _export_records(
@@ -416,11 +477,9 @@ async def _export_recording(
     async def one_track(track: str) -> None:
         try:
             async with limiter:
-                writer, channels = await _write_track(
+                written[track] = await _write_track(
                     c, plans[track], targets[track], tally, progress[track]
                 )
-                sha, size = await trio.to_thread.run_sync(writer.close)
-                written[track] = (sha, size, channels)
         except BaseException:
             progress[track].failed()  # wakes the listening file's mix, which waits on it
             raise
@@ -432,9 +491,9 @@ async def _export_recording(
             )
         )
 
-    # Tracks are independent files: decrypting, hashing and writing release the GIL, so
-    # ``TRACKS_AT_ONCE`` tracks use that many cores; the listening file is mixed beside them,
-    # each block as soon as its samples are in the track files.
+    # Tracks are independent files, each in its own worker thread: decrypting, hashing and
+    # writing release the GIL, so ``TRACKS_AT_ONCE`` tracks use that many cores; the listening
+    # file is mixed beside them, each block as soon as its samples are in the track files.
     limiter = trio.CapacityLimiter(TRACKS_AT_ONCE)
     try:
         async with trio.open_nursery() as nursery:
@@ -443,7 +502,8 @@ async def _export_recording(
             if layout is not None and mixed is not None:
                 nursery.start_soon(listening_file, layout, mixed)
     except BaseExceptionGroup as group:
-        raise _first_error(group) from group
+        # Ranked, not first to arrive: the officer sees the root cause (``failure``).
+        raise root_cause(group) from group
     for track in sorted(plans):
         plan = plans[track]
         target = targets[track]

@@ -160,9 +160,10 @@ def write_listening(
             if acc is None:
                 out = np.frombuffer(writer.reserve(count * frame_bytes), dtype="<i2")
                 block = out.reshape(count, layout.channels)
-                block[:] = 0
+                if not all(read.covers(block_start, count) for read in reads):
+                    block[:] = 0  # silence where a track has not started or has ended
                 for read in reads:
-                    read.add(block, block_start, count)
+                    read.add(block, block_start, count, place=True)
                 del block, out
                 writer.commit(count * frame_bytes)
             else:
@@ -202,11 +203,16 @@ class _Read:
         self.progress = progress
         self.scratch = np.empty(BLOCK_FRAMES * src.channels, dtype="<i2")
 
+    def covers(self, block_start: int, count: int) -> bool:
+        return self.offset <= block_start and block_start + count <= self.offset + self.src.frames
+
     def add(
         self,
         acc: npt.NDArray[np.int32] | npt.NDArray[np.int16],
         block_start: int,
         count: int,
+        *,
+        place: bool = False,
     ) -> None:
         src, offset = self.src, self.offset
         first = max(block_start, offset)
@@ -226,7 +232,7 @@ class _Read:
             if not done:
                 raise StorageError(f"{src.path.name}: ends before frame {last - offset}")
             got += done
-        add_samples(acc, src, self.scratch[: want // 2], first - block_start)
+        add_samples(acc, src, self.scratch[: want // 2], first - block_start, place=place)
 
 
 def add_samples(
@@ -234,8 +240,13 @@ def add_samples(
     src: Source,
     samples: npt.NDArray[np.int16],
     row: int,
+    *,
+    place: bool = False,
 ) -> None:
-    """Mix one source's interleaved samples into ``acc`` from ``row`` on, on its side(s)."""
+    """Mix one source's interleaved samples into ``acc`` from ``row`` on, on its side(s).
+
+    ``place``: the source is alone on its channels (``one_source_per_channel``), so its samples
+    are copied in, not added (a third of the memory traffic of a read-add-write)."""
     frames = samples.reshape(-1, src.channels)
     if src.channels == 1:
         mono = frames[:, 0]
@@ -243,11 +254,15 @@ def add_samples(
         mono = (frames.astype(np.int32).sum(axis=1) // src.channels).astype(np.int16)
     rows = slice(row, row + len(mono))
     if src.side is Side.LEFT:
-        acc[rows, 0] += mono
+        channels = [0]
     elif src.side is Side.RIGHT:
-        acc[rows, 1] += mono
+        channels = [1]
     else:
-        for channel in range(acc.shape[1]):
+        channels = list(range(acc.shape[1]))
+    for channel in channels:
+        if place:
+            acc[rows, channel] = mono
+        else:
             acc[rows, channel] += mono
 
 

@@ -1,0 +1,255 @@
+"""Transcript postings in time order (migration 18), on SQLite and PostgreSQL: the walk over the
+rarest word's postings finds exactly what a plain query over every recording finds, page after
+page; a posting follows its recording's start when that moves; postings made before migration 18
+get their start; and the engines walk ``transcript_tokens_by_time`` without sorting."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recorder.catalog import SqlCatalog
+from recorder.catalog._search import search_sql
+from recorder.catalog.base import Product, RecordingStart, RecordingStatus, StreamEvent, StreamState
+from recorder.catalog.schema import MIGRATIONS, SCHEMA_VERSION_DDL, Engine
+from recorder.catalog.search import RecordingQuery
+from recorder.crypto.blind_index import SearchKey
+from tests.catalog.support import T0, CatalogTarget, explain, fill_for_plans
+
+pytestmark = pytest.mark.timeout(120)
+KEY = SearchKey(bytes(range(32)))
+MINUTE = 60_000
+#: Word i is in about 1 / (i + 1) of the recordings: common words next to rare ones.
+WORDS = tuple(f"word{i}" for i in range(8))
+
+
+def _start(catalog: SqlCatalog, n: int, started_ms: int) -> str:
+    stream = f"stream-{n}"
+    product = (Product.MEETING, Product.PHONE)[n % 2]
+    catalog.upsert_stream(
+        StreamEvent(
+            stream, product, f"instance-{n}", StreamState.STARTED, started_ms, ("wss://a",)
+        ),
+        now_ms=started_ms,
+    )
+    start = RecordingStart(stream, product, f"instance-{n}", started_ms)
+    return catalog.upsert_recording(start, now_ms=started_ms).recording_id
+
+
+def _world(catalog: SqlCatalog, count: int, seed: int) -> None:
+    """``count`` recordings, start times with ties, some unfinished, some whose start moves
+    earlier after their words were indexed (a re-upserted recording)."""
+    rng = random.Random(seed)
+    for n in range(count):
+        started = T0 + rng.randrange(40) * MINUTE  # 40 slots: many ties, broken by the id
+        rid = _start(catalog, n, started)
+        if n % 7:
+            catalog.end_recording(
+                rid,
+                ended_ms=started + rng.randrange(1, 30) * MINUTE,
+                reason="done",
+                status=RecordingStatus.COMPLETE,
+            )
+        words = [w for i, w in enumerate(WORDS) if rng.random() < 1 / (i + 1)]
+        if words:
+            catalog.add_transcript_tokens(rid, KEY.key_id, KEY.query(" ".join(words)), started)
+        if n % 5 == 0:
+            _start(catalog, n, started - rng.randrange(1, 20) * MINUTE)
+
+
+def _reference(target: CatalogTarget, query: RecordingQuery) -> list[str]:
+    """Every recording holding every word and matching the time and product filters, newest
+    first: the plainest query there is, no postings order, no stats, no probes to choose."""
+    clauses: list[str] = []
+    params: list[object] = []
+    for mac in query.text_macs:
+        clauses.append(
+            "EXISTS (SELECT 1 FROM transcript_tokens t"
+            " WHERE t.recording_id = r.recording_id AND t.token_mac = ?)"
+        )
+        params.append(mac)
+    if query.since_ms is not None:
+        clauses.append("(r.ended_ms IS NULL OR r.ended_ms >= ?)")
+        params.append(query.since_ms)
+    if query.until_ms is not None:
+        clauses.append("r.started_ms < ?")
+        params.append(query.until_ms)
+    if query.product is not None:
+        clauses.append("r.product = ?")
+        params.append(query.product.value)
+    sql = (
+        "SELECT r.recording_id FROM recordings r WHERE "
+        + (" AND ".join(clauses) or "1 = 1")
+        + " ORDER BY r.started_ms DESC, r.recording_id DESC"
+    )
+    if target.engine == "postgres":
+        sql = sql.replace("?", "%s")
+    with target.raw() as conn:
+        return [str(row[0]) for row in conn.execute(sql, params).fetchall()]
+
+
+def _every_page(catalog: SqlCatalog, query: RecordingQuery) -> list[str]:
+    seen: list[str] = []
+    cursor = None
+    for _ in range(200):
+        page = catalog.search_recordings(
+            RecordingQuery(
+                text_macs=query.text_macs,
+                since_ms=query.since_ms,
+                until_ms=query.until_ms,
+                product=query.product,
+                limit=query.limit,
+                after=cursor,
+            )
+        )
+        seen += [hit.recording.recording_id for hit in page.hits]
+        cursor = page.next_cursor
+        if cursor is None:
+            return seen
+    raise AssertionError("paging did not end")
+
+
+_queries = st.builds(
+    lambda words, since, until, product, limit: RecordingQuery(
+        text_macs=tuple(KEY.query(" ".join(words))),
+        since_ms=None if since is None else T0 + since * MINUTE,
+        until_ms=None if until is None else T0 + until * MINUTE,
+        product=product,
+        limit=limit,
+    ),
+    words=st.lists(st.sampled_from((*WORDS, "never-said")), min_size=1, max_size=3),
+    since=st.none() | st.integers(-20, 70),
+    until=st.none() | st.integers(-20, 50),
+    product=st.none() | st.sampled_from((Product.MEETING, Product.PHONE)),
+    limit=st.integers(1, 9),
+)
+
+
+def test_text_search_pages_through_exactly_what_a_plain_query_finds(
+    target: CatalogTarget,
+) -> None:
+    catalog = target.open()
+    try:
+        _world(catalog, 90, seed=3)
+
+        @settings(max_examples=60, deadline=None, database=None)
+        @given(query=_queries)
+        def check(query: RecordingQuery) -> None:
+            assert _every_page(catalog, query) == _reference(target, query)
+
+        check()
+    finally:
+        catalog.close()
+
+
+def test_a_posting_follows_its_recording_to_an_earlier_start(target: CatalogTarget) -> None:
+    catalog = target.open()
+    try:
+        first = _start(catalog, 1, T0 + 10 * MINUTE)
+        second = _start(catalog, 2, T0 + 20 * MINUTE)
+        for rid in (first, second):
+            catalog.add_transcript_tokens(rid, KEY.key_id, KEY.query("hello"), T0)
+        query = RecordingQuery(text_macs=tuple(KEY.query("hello")))
+        assert _every_page(catalog, query) == [second, first]
+        # The second recording's stream is upserted again with an earlier start.
+        assert _start(catalog, 2, T0 + 5 * MINUTE) == second
+        assert _every_page(catalog, query) == [first, second]
+        assert _every_page(catalog, RecordingQuery(text_macs=query.text_macs, limit=1)) == [
+            first,
+            second,
+        ]
+        assert _every_page(
+            catalog, RecordingQuery(text_macs=query.text_macs, until_ms=T0 + 6 * MINUTE)
+        ) == [second]
+    finally:
+        catalog.close()
+
+
+def _catalog_at_version_16(target: CatalogTarget) -> None:
+    engine = Engine(target.engine)
+    with target.raw() as conn:
+        conn.execute(SCHEMA_VERSION_DDL)
+        for migration in MIGRATIONS:
+            if migration.version > 16:
+                break
+            for statement in migration.statements[engine]:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_version (version, description, applied_ms)"
+                f" VALUES ({migration.version}, 'test', {T0})"
+            )
+
+
+def _raw_insert(target: CatalogTarget, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
+    if target.engine == "postgres":
+        sql = sql.replace("?", "%s")
+    with target.raw() as conn:
+        for row in rows:
+            conn.execute(sql, row)
+
+
+def test_migration_18_gives_postings_made_before_it_their_recordings_start(
+    target: CatalogTarget,
+) -> None:
+    _catalog_at_version_16(target)
+    starts = {f"rec-{n}": T0 + n * MINUTE for n in range(3)}
+    _raw_insert(
+        target,
+        "INSERT INTO streams (rtms_stream_id, first_seen_ms) VALUES (?, ?)",
+        [(f"st-{rid}", T0) for rid in starts],
+    )
+    _raw_insert(
+        target,
+        "INSERT INTO recordings (recording_id, rtms_stream_id, product, instance_id,"
+        " started_ms, status, created_ms) VALUES (?, ?, 'meeting', ?, ?, 'complete', ?)",
+        [(rid, f"st-{rid}", f"in-{rid}", started, T0) for rid, started in starts.items()],
+    )
+    mac = KEY.mac("hello")
+    _raw_insert(
+        target,
+        "INSERT INTO transcript_tokens (token_mac, recording_id) VALUES (?, ?)",
+        [(mac, rid) for rid in starts],
+    )
+    _raw_insert(
+        target,
+        "INSERT INTO transcript_token_stats (token_mac, recordings) VALUES (?, ?)",
+        [(mac, 3), ("", 3)],
+    )
+    catalog = target.open()  # migrates 16 -> latest
+    try:
+        with target.raw() as conn:
+            rows = conn.execute("SELECT recording_id, started_ms FROM transcript_tokens").fetchall()
+        assert {str(rid): int(started) for rid, started in rows} == starts
+        assert _every_page(catalog, RecordingQuery(text_macs=(mac,), limit=2)) == [
+            "rec-2",
+            "rec-1",
+            "rec-0",
+        ]
+    finally:
+        catalog.close()
+
+
+def test_a_text_search_walks_the_postings_in_time_order_without_sorting(
+    target: CatalogTarget,
+) -> None:
+    """The plan the engine picks once it knows the tables' sizes (autovacuum's statistics on
+    PostgreSQL, ``ANALYZE`` here): a backward walk of ``transcript_tokens_by_time`` that stops
+    at the page, no sort of the word's recordings."""
+    fill_for_plans(target, 20_000)
+    for words, month in ((("b", "a"), False), (("c",), False), (("b",), True)):
+        query = RecordingQuery(
+            text_macs=words,
+            since_ms=5_000_000 if month else None,
+            until_ms=8_000_000 if month else None,
+        )
+        plan = explain(target, *search_sql(query))
+        assert "transcript_tokens_by_time" in plan, plan
+        if target.engine == "sqlite":
+            assert "TEMP B-TREE" not in plan, plan
+        else:
+            assert "Scan Backward using transcript_tokens_by_time" in plan, plan
+            assert "Sort" not in plan, plan
