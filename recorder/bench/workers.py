@@ -48,7 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -62,6 +62,11 @@ CLIENT_ID: Final = "bench-client"
 CLIENT_SECRET: Final = "bench-client-secret"  # noqa: S105 (a bench's own throwaway value)
 SECRET_TOKEN: Final = "bench-secret-token"  # noqa: S105
 TICK: Final = os.sysconf("SC_CLK_TCK")
+#: ``recorder.service.start_trace.ENV`` (not imported: the bench imports the service lazily).
+START_TRACE_ENV: Final = "RECORDER_START_TRACE"
+#: Simulator milestones of one start, by what ``EngagementStats`` shows first (the stage names
+#: of the burst breakdown).
+SIM_MILESTONES: Final = ("acked", "signaling", "media", "first_frame")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +99,15 @@ class TreeResult:
     #: Per mark, the workers' tracemalloc snapshot files (``memory --tracemalloc``).
     snapshots: list[list[Path]] = field(default_factory=list)
     spread: dict[str, int] = field(default_factory=dict)
+    #: Stream id -> start stage -> wall time (burst: the simulator's milestones and the
+    #: service's ``recorder.service.start_trace``).
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: CPU seconds from the first webhook until every engagement streamed: the service tree
+    #: (parent and workers), the simulator; and the host's busy share of its cores meanwhile.
+    burst_cpu_s: float = 0.0
+    burst_sim_cpu_s: float = 0.0
+    burst_wall_s: float = 0.0
+    burst_host_busy: float = float("nan")
     #: The parent's (``serve --workers N``) CPU over the same window as ``cpu_s``.
     parent_cpu_s: float = 0.0
     #: The simulator process's CPU over the window (the load generator's cost).
@@ -179,6 +193,14 @@ def _proc_cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat", encoding="ascii") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def _host_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of every core of the host so far (``/proc/stat``)."""
+    with open("/proc/stat", encoding="ascii") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return sum(ticks) - idle, sum(ticks)
 
 
 def _proc_wait_s(pid: int) -> float:
@@ -371,27 +393,45 @@ async def _simulate(conn: Connection, url: str, spec: LoadSpec) -> None:
     )
     latencies: list[float] = []
     connects: list[float] = []
+    milestones: dict[str, dict[str, float]] = {}
     all_streaming = trio.Event()
     async with open_simulator(config) as sim, trio.open_nursery() as nursery:
         start = trio.current_time()
         engagements = []
 
-        async def first_frame(engagement: Any, sent: float) -> None:
-            await engagement.connected.wait()
-            connects.append(trio.current_time() - sent)
-            # Not ``engagement.streaming``: since the video merge the simulator sets it only for
-            # engagements that send video.
-            await engagement.wait_for(lambda stats: stats.frames_sent > 0)
-            latencies.append(trio.current_time() - sent)
+        async def first_frame(engagement: Any, sent: float, sent_wall: float) -> None:
+            got = milestones.setdefault(engagement.scenario.rtms_stream_id, {"sent": sent_wall})
+            checks: dict[str, Callable[[Any], bool]] = {
+                "acked": lambda s: bool(s.webhooks),
+                "signaling": lambda s: s.signaling_accepted > 0,
+                "media": lambda s: s.ready_acks > 0,
+                "first_frame": lambda s: s.frames_sent > 0,
+            }
+
+            def note(stats: Any) -> bool:
+                now = time.time()
+                for name, reached in checks.items():
+                    if name not in got and reached(stats):
+                        got[name] = now
+                return len(got) > len(checks)
+
+            async with trio.open_nursery() as watch:
+                watch.start_soon(engagement.wait_for, note)
+                await engagement.connected.wait()
+                connects.append(trio.current_time() - sent)
+                # Not ``engagement.streaming``: since the video merge the simulator sets it only
+                # for engagements that send video.
+                await engagement.wait_for(lambda stats: stats.frames_sent > 0)
+                latencies.append(trio.current_time() - sent)
             if len(latencies) == spec.engagements:
                 all_streaming.set()
 
         for index in range(spec.engagements):
             await trio.sleep_until(start + spec.ramp_s * index / spec.engagements)
-            sent = trio.current_time()
+            sent, sent_wall = trio.current_time(), time.time()
             engagement = await sim.start(base)
             engagements.append(engagement)
-            nursery.start_soon(first_frame, engagement, sent)
+            nursery.start_soon(first_frame, engagement, sent, sent_wall)
 
         def frames() -> int:
             return sum(e.stats.frames_sent for e in engagements)
@@ -438,6 +478,7 @@ async def _simulate(conn: Connection, url: str, spec: LoadSpec) -> None:
                     "keepalive_s": [x for e in engagements for x in e.stats.keepalive_latencies_s],
                     "keepalives_missed": sum(e.stats.keepalives_missed for e in engagements),
                     "ids": [e.scenario.rtms_stream_id for e in engagements],
+                    "milestones": milestones,
                 },
             )
         )
@@ -506,61 +547,92 @@ def measure_workers(
     postgres: str | None = None,
     env: dict[str, str] | None = None,
     trace_dir: Path | None = None,
+    start_stages: bool = False,
 ) -> TreeResult:
     """Record ``load`` with ``recorder serve --workers N``; the figures of one run.
 
     ``trace_dir``: the tree was started with ``_trace_env(trace_dir)``; a tracemalloc snapshot
-    of every worker is taken at each ``mark``."""
+    of every worker is taken at each ``mark``. ``start_stages``: collect the per-stage
+    start times (``TreeResult.stages``) and the burst's CPU."""
     result = TreeResult(workers, load.engagements)
     ctx = multiprocessing.get_context("spawn")
-    with service_tree(workers, postgres=postgres, env=env) as (url, state, pids, postgres):
-        rss0 = sum(_proc_rss_kib(p) for p in pids)
-        parent = _parent_pid(pids[0])
-        here, there = ctx.Pipe()
-        sim = ctx.Process(target=simulator_main, args=(there, url, dataclasses.asdict(load)))
-        sim.start()
-        there.close()
-        if sim.pid is None:
-            raise RuntimeError("the simulator process did not start")
-        cpu0: list[float] = []
-        wait0: list[float] = []
-        parent0 = sim0 = 0.0
-        frames0 = 0
-        t0 = 0.0
-        done: dict[str, Any] = {}
-        while not done:
-            kind, *rest = here.recv()
-            if kind == "streaming":
-                frames0, t0, ids = rest
-                cpu0 = [_proc_cpu_s(p) for p in pids]
-                wait0 = [_proc_wait_s(p) for p in pids]
-                parent0, sim0 = _proc_cpu_s(parent), _proc_cpu_s(sim.pid)
-                result.spread = _owners(state, postgres, ids)
-            elif kind == "window_end":
-                frames1, t1 = rest
-                result.cpu_s = [_proc_cpu_s(p) - c for p, c in zip(pids, cpu0, strict=True)]
-                result.wait_s = [_proc_wait_s(p) - w for p, w in zip(pids, wait0, strict=True)]
-                result.parent_cpu_s = _proc_cpu_s(parent) - parent0
-                result.sim_cpu_s = _proc_cpu_s(sim.pid) - sim0
-                result.messages = frames1 - frames0
-                result.window_s = t1 - t0
-            elif kind == "mark":
-                rss = sum(_proc_rss_kib(p) for p in pids)
-                result.rss_marks.append((rest[0], (rss - rss0) / load.engagements))
-                anon = sum(_proc_rss_kib(p, "RssAnon") for p in pids)
-                result.rss_totals.append((rest[0], rss, anon))
-                if trace_dir is not None:
-                    taken = _snapshot_all(pids, trace_dir, len(result.snapshots) + 1)
-                    result.snapshots.append(taken)
-            elif kind == "done":
-                done = rest[0]
-        sim.join(timeout=30)
-        result.frames_sent = done["frames_sent"]
-        result.latencies_s = sorted(done["latencies_s"])
-        result.connects_s = sorted(done["connects_s"])
-        result.keepalive_s = sorted(done["keepalive_s"])
-        result.keepalives_missed = done["keepalives_missed"]
-        result.frames_recorded, result.unfinished = _recorded_frames(state, postgres, done["ids"])
+    with tempfile.TemporaryDirectory(prefix="bench-start-") as stages_dir:
+        extra = {**(env or {}), **({START_TRACE_ENV: stages_dir} if start_stages else {})}
+        with service_tree(workers, postgres=postgres, env=extra) as tree_info:
+            return _measure(
+                result, ctx, load, tree_info, trace_dir, Path(stages_dir) if start_stages else None
+            )
+
+
+def _measure(
+    result: TreeResult,
+    ctx: Any,
+    load: LoadSpec,
+    tree_info: tuple[str, Path, list[int], str | None],
+    trace_dir: Path | None,
+    stages_dir: Path | None,
+) -> TreeResult:
+    url, state, pids, postgres = tree_info
+    rss0 = sum(_proc_rss_kib(p) for p in pids)
+    parent = _parent_pid(pids[0])
+    tree = [parent, *pids]
+    here, there = ctx.Pipe()
+    sim = ctx.Process(target=simulator_main, args=(there, url, dataclasses.asdict(load)))
+    burst0 = time.monotonic(), sum(_proc_cpu_s(p) for p in tree), _host_ticks()
+    sim.start()
+    there.close()
+    if sim.pid is None:
+        raise RuntimeError("the simulator process did not start")
+    cpu0: list[float] = []
+    wait0: list[float] = []
+    parent0 = sim0 = 0.0
+    frames0 = 0
+    t0 = 0.0
+    done: dict[str, Any] = {}
+    while not done:
+        kind, *rest = here.recv()
+        if kind == "streaming":
+            frames0, t0, ids = rest
+            cpu0 = [_proc_cpu_s(p) for p in pids]
+            busy, total = (b - a for a, b in zip(burst0[2], _host_ticks(), strict=True))
+            result.burst_wall_s = time.monotonic() - burst0[0]
+            result.burst_cpu_s = sum(_proc_cpu_s(p) for p in tree) - burst0[1]
+            result.burst_sim_cpu_s = _proc_cpu_s(sim.pid)
+            result.burst_host_busy = busy / total if total else float("nan")
+            wait0 = [_proc_wait_s(p) for p in pids]
+            parent0, sim0 = _proc_cpu_s(parent), _proc_cpu_s(sim.pid)
+            result.spread = _owners(state, postgres, ids)
+        elif kind == "window_end":
+            frames1, t1 = rest
+            result.cpu_s = [_proc_cpu_s(p) - c for p, c in zip(pids, cpu0, strict=True)]
+            result.wait_s = [_proc_wait_s(p) - w for p, w in zip(pids, wait0, strict=True)]
+            result.parent_cpu_s = _proc_cpu_s(parent) - parent0
+            result.sim_cpu_s = _proc_cpu_s(sim.pid) - sim0
+            result.messages = frames1 - frames0
+            result.window_s = t1 - t0
+        elif kind == "mark":
+            rss = sum(_proc_rss_kib(p) for p in pids)
+            result.rss_marks.append((rest[0], (rss - rss0) / load.engagements))
+            anon = sum(_proc_rss_kib(p, "RssAnon") for p in pids)
+            result.rss_totals.append((rest[0], rss, anon))
+            if trace_dir is not None:
+                taken = _snapshot_all(pids, trace_dir, len(result.snapshots) + 1)
+                result.snapshots.append(taken)
+        elif kind == "done":
+            done = rest[0]
+    sim.join(timeout=30)
+    result.frames_sent = done["frames_sent"]
+    result.latencies_s = sorted(done["latencies_s"])
+    result.connects_s = sorted(done["connects_s"])
+    result.keepalive_s = sorted(done["keepalive_s"])
+    result.keepalives_missed = done["keepalives_missed"]
+    result.frames_recorded, result.unfinished = _recorded_frames(state, postgres, done["ids"])
+    if stages_dir is not None:
+        from recorder.service import start_trace
+
+        result.stages = start_trace.read(stages_dir)
+        for stream_id, seen in done["milestones"].items():
+            result.stages.setdefault(stream_id, {}).update(seen)
     return result
 
 
@@ -648,24 +720,80 @@ def _scale(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The start path, stage <- the stage it follows (``recorder.service.start_trace`` and the
+#: simulator's milestones): webhook sent, verified by the ingress, committed with its stream row,
+#: 200 back at the simulator, claimed by a worker, recording row and holds written, the RTMS
+#: client connecting, recording key ready (beside the connection), the simulator's signaling
+#: handshake, the media handshake's ready ack, first frame sent, first packet in the capture.
+BURST_STAGES: Final = (
+    ("received", "sent"),
+    ("queued", "received"),
+    ("acked", "queued"),
+    ("claimed", "queued"),
+    ("recording", "claimed"),
+    ("connecting", "recording"),
+    ("key", "recording"),
+    ("signaling", "connecting"),
+    ("media", "signaling"),
+    ("first_frame", "media"),
+    ("first_packet", "first_frame"),
+)
+
+
+def _stage_table(stages: dict[str, dict[str, float]]) -> list[str]:
+    """Per stage: ms since the webhook was sent and ms since the stage it follows (p50/p99)."""
+    lines = ["  stage          after          step p50/p99 ms   since webhook p50/p99 ms      n"]
+    for stage, after in BURST_STAGES:
+        rows = [s for s in stages.values() if stage in s and after in s and "sent" in s]
+        step = sorted(1000 * (s[stage] - s[after]) for s in rows)
+        since = sorted(1000 * (s[stage] - s["sent"]) for s in rows)
+        lines.append(
+            f"  {stage:13s}  {after:13s}  {_pct(step, 0.5):7.0f} / {_pct(step, 0.99):<7.0f}"
+            f"  {_pct(since, 0.5):9.0f} / {_pct(since, 0.99):<9.0f}  {len(rows):5d}"
+        )
+    return lines
+
+
 def _burst(args: argparse.Namespace) -> int:
     load = LoadSpec(args.engagements, args.seconds, args.within)
-    r = measure_workers(args.workers[0], load, postgres=args.postgres)
+    load1 = os.getloadavg()[0]
+    r = measure_workers(args.workers[0], load, postgres=args.postgres, start_stages=True)
     lat = r.latencies_s
+    first = sorted(
+        s["first_packet"] - s["sent"]
+        for s in r.stages.values()
+        if {"first_packet", "sent"} <= s.keys()
+    )
     print(
         f"bench workers burst: {load.engagements} rtms_started within {load.ramp_s:.0f} s, "
         f"{r.workers} workers, catalog {'postgres' if args.postgres else 'sqlite'}"
     )
     print(
-        f"webhook -> first audio frame: p50 {1000 * _pct(lat, 0.5):.0f} ms, "
-        f"p99 {1000 * _pct(lat, 0.99):.0f} ms, max {1000 * (lat[-1] if lat else float('nan')):.0f}"
-        f" ms over {len(lat)} of {load.engagements} (target < 1000 ms); "
-        f"of which webhook -> signaling connect p50 {1000 * _pct(r.connects_s, 0.5):.0f} ms, "
+        f"webhook -> first audio frame in the recorder's capture: p50 "
+        f"{1000 * _pct(first, 0.5):.0f} ms, p99 {1000 * _pct(first, 0.99):.0f} ms, max "
+        f"{1000 * (first[-1] if first else float('nan')):.0f} ms over {len(first)} of "
+        f"{load.engagements} (target < 1000 ms)"
+    )
+    # The simulator's own "frames_sent > 0" is seen only at its next change notification,
+    # which comes after the replay of everything it buffered before the media socket was
+    # ready: later than the recorder's first frame, by seconds under a burst.
+    print(
+        f"simulator saw frames_sent > 0 (after its buffer replay): p50 "
+        f"{1000 * _pct(lat, 0.5):.0f} ms, p99 {1000 * _pct(lat, 0.99):.0f} ms; "
+        f"webhook -> signaling connect p50 {1000 * _pct(r.connects_s, 0.5):.0f} ms, "
         f"p99 {1000 * _pct(r.connects_s, 0.99):.0f} ms; "
         f"keep-alive answer p99 {1000 * _pct(r.keepalive_s, 0.99):.0f} ms; "
         f"lost {r.frames_sent - r.frames_recorded} of {r.frames_sent} frames; "
         f"streams per worker {sorted(r.spread.values())}"
     )
+    print(
+        f"until every engagement streamed ({r.burst_wall_s:.1f} s): service tree CPU "
+        f"{r.burst_cpu_s:.1f} s ({1000 * r.burst_cpu_s / load.engagements:.0f} ms per start), "
+        f"simulator CPU {r.burst_sim_cpu_s:.1f} s (with its start-up), host cores busy "
+        f"{100 * r.burst_host_busy:.0f}% ({os.cpu_count()} cores); load average before "
+        f"{load1:.1f}, after {os.getloadavg()[0]:.1f}"
+    )
+    print("\n".join(_stage_table(r.stages)))
     return 0
 
 

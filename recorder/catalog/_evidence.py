@@ -51,41 +51,7 @@ class EvidenceQueries(TransactionSource):
 
     def upsert_recording(self, start: RecordingStart, now_ms: int) -> RecordingRow:
         with self._transaction("upsert_recording", write=True) as tx:
-            tx.execute(
-                """INSERT INTO streams (rtms_stream_id, product, instance_id, first_seen_ms,
-                        last_event_ts_ms)
-                    VALUES (?, ?, ?, ?, 0)
-                    ON CONFLICT (rtms_stream_id) DO UPDATE SET
-                        product = COALESCE(streams.product, excluded.product),
-                        instance_id = COALESCE(streams.instance_id, excluded.instance_id)""",
-                (start.rtms_stream_id, start.product.value, start.instance_id, now_ms),
-            )
-            row = tx.fetchone(
-                f"""INSERT INTO recordings (recording_id, rtms_stream_id, product, instance_id,
-                        operator_id, account_id, meeting_number, started_ms, status, created_ms)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'active', ?)
-                    ON CONFLICT (rtms_stream_id) DO UPDATE SET
-                        operator_id = COALESCE(recordings.operator_id, excluded.operator_id),
-                        account_id = COALESCE(recordings.account_id, excluded.account_id),
-                        meeting_number = COALESCE(recordings.meeting_number,
-                            excluded.meeting_number),
-                        started_ms = CASE WHEN excluded.started_ms < recordings.started_ms
-                            THEN excluded.started_ms ELSE recordings.started_ms END
-                    RETURNING {_RECORDING_COLS}""",
-                (
-                    f"rec_{uuid.uuid4().hex[:24]}",
-                    start.rtms_stream_id,
-                    start.product.value,
-                    start.instance_id,
-                    start.operator_id,
-                    start.account_id,
-                    start.meeting_number,
-                    start.started_ms,
-                    now_ms,
-                ),
-            )
-            assert row is not None
-            return _recording(row)
+            return _upsert_recording(tx, start, now_ms)
 
     def recording_for_stream(self, rtms_stream_id: str) -> RecordingRow | None:
         with self._transaction("recording_for_stream", write=False) as tx:
@@ -359,3 +325,42 @@ class EvidenceQueries(TransactionSource):
                         actor = COALESCE(pauses.actor, excluded.actor)""",
                 (recording_id, start_ms, end_ms, actor),
             )
+
+
+def _upsert_recording(tx: Tx, start: RecordingStart, now_ms: int) -> RecordingRow:
+    """The stream's active recording, made if there is none (a rejoin keeps the one it has)."""
+    tx.execute(
+        """INSERT INTO streams (rtms_stream_id, product, instance_id, first_seen_ms,
+                last_event_ts_ms)
+            VALUES (?, ?, ?, ?, 0)
+            ON CONFLICT (rtms_stream_id) DO UPDATE SET
+                product = COALESCE(streams.product, excluded.product),
+                instance_id = COALESCE(streams.instance_id, excluded.instance_id)""",
+        (start.rtms_stream_id, start.product.value, start.instance_id, now_ms),
+    )
+    row = tx.fetchone(
+        f"""INSERT INTO recordings (recording_id, rtms_stream_id, product, instance_id,
+                operator_id, account_id, meeting_number, started_ms, status, created_ms)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'active', ?)
+            ON CONFLICT (rtms_stream_id) DO UPDATE SET
+                operator_id = COALESCE(recordings.operator_id, excluded.operator_id),
+                account_id = COALESCE(recordings.account_id, excluded.account_id),
+                meeting_number = COALESCE(recordings.meeting_number,
+                    excluded.meeting_number),
+                started_ms = CASE WHEN excluded.started_ms < recordings.started_ms
+                    THEN excluded.started_ms ELSE recordings.started_ms END
+            RETURNING {_RECORDING_COLS}""",
+        (
+            f"rec_{uuid.uuid4().hex[:24]}",
+            start.rtms_stream_id,
+            start.product.value,
+            start.instance_id,
+            start.operator_id,
+            start.account_id,
+            start.meeting_number,
+            start.started_ms,
+            now_ms,
+        ),
+    )
+    assert row is not None
+    return _recording(row)

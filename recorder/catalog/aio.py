@@ -195,6 +195,11 @@ class AsyncCatalog:
     async def upsert_recording(self, start: RecordingStart, now_ms: int) -> RecordingRow:
         return await self._call(functools.partial(self.sync.upsert_recording, start, now_ms))
 
+    async def start_recording(
+        self, start: RecordingStart, now_ms: int
+    ) -> tuple[RecordingRow, list[LegalHoldRow]]:
+        return await self._call(functools.partial(self.sync.start_recording, start, now_ms))
+
     async def recording_for_stream(self, rtms_stream_id: str) -> RecordingRow | None:
         return await self._call(functools.partial(self.sync.recording_for_stream, rtms_stream_id))
 

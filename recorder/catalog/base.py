@@ -596,6 +596,13 @@ class Catalog(RtmsRequestCatalog, CompletenessCatalog, TextIndexCatalog, Protoco
     # recordings
     def upsert_recording(self, start: RecordingStart, now_ms: int) -> RecordingRow: ...
 
+    def start_recording(
+        self, start: RecordingStart, now_ms: int
+    ) -> tuple[RecordingRow, list[LegalHoldRow]]:
+        """``upsert_recording`` and ``join_hold_rules`` in one transaction (an engagement's
+        start): the recording row and the holds its matching rules place."""
+        ...
+
     def recording_for_stream(self, rtms_stream_id: str) -> RecordingRow | None: ...
 
     def add_participants(

@@ -262,6 +262,10 @@ class RecordingKeyring:
         # recording id -> (rk id, AESGCM) for writing; rk id -> AESGCM for reading.
         self._current: OrderedDict[str, tuple[str, AESGCM]] = OrderedDict()
         self._opened: OrderedDict[str, AESGCM] = OrderedDict()
+        #: Recording keys being made, one lock each: ``prepare`` and the first segment's
+        #: ``new_segment_key`` may ask at once (the engagement prepares the key beside the
+        #: connection), and must get the same key rather than make two.
+        self._making: dict[str, threading.Lock] = {}
 
     def _remember(self, cache: OrderedDict[str, _T], key: str, value: _T) -> None:
         with self._lock:
@@ -278,12 +282,32 @@ class RecordingKeyring:
         """
         return self._recording_key(recording_id)[0]
 
-    def _recording_key(self, recording_id: str) -> tuple[str, AESGCM]:
+    def _cached(self, recording_id: str) -> tuple[str, AESGCM] | None:
         with self._lock:
             hit = self._current.get(recording_id)
             if hit is not None:
                 self._current.move_to_end(recording_id)
+            return hit
+
+    def _recording_key(self, recording_id: str) -> tuple[str, AESGCM]:
+        hit = self._cached(recording_id)
+        if hit is not None:
+            return hit
+        with self._lock:
+            making = self._making.setdefault(recording_id, threading.Lock())
+        with making:
+            # Whoever held the lock before us may have made it (or failed: then we try).
+            hit = self._cached(recording_id)
+            if hit is not None:
                 return hit
+            try:
+                return self._make_recording_key(recording_id)
+            finally:
+                with self._lock:
+                    if self._making.get(recording_id) is making:
+                        del self._making[recording_id]
+
+    def _make_recording_key(self, recording_id: str) -> tuple[str, AESGCM]:
         if self._provider is None:
             raise KeyProviderError("this keyring has no key provider: it can read but not write")
         try:

@@ -55,7 +55,7 @@ from recorder.service.recovery import recover_at_startup, requeue_orphans
 from recorder.service.supervisor import Supervisor, SupervisorSettings
 from recorder.service.systemd import SystemdNotifier
 from recorder.service.tree_metrics import TreeMetrics
-from recorder.service.workers import ParentNotifier, WorkerRole, WorkQueueSettings
+from recorder.service.workers import WAKE_SOCKET, ParentNotifier, WorkerRole, WorkQueueSettings
 from recorder.spool.spool import Spool, UploadJob
 from recorder.spool.uploader import Backoff, UploaderStats, run_uploader
 from recorder.store.base import PutResult
@@ -340,6 +340,7 @@ async def _open_service(
                     max_engagements=config.workers.max_engagements,
                     claim_interval_s=config.workers.claim_interval_s,
                     grace_s=config.workers.claim_grace_s,
+                    wake_socket=config.storage.state_dir / WAKE_SOCKET,
                 ),
             ),
             client_config=lambda product: client_config(config, product),

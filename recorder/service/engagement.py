@@ -42,6 +42,7 @@ from recorder.errors import LeaseExpired, LeaseLost, RecorderError
 from recorder.rtms._video_outlet import VideoEvent
 from recorder.rtms.client import ClientConfig, RtmsStream, StreamTarget, open_rtms_stream
 from recorder.service import evidence_recorder as intents
+from recorder.service import start_trace
 from recorder.service.components import Components, now_ms
 from recorder.service.evidence_recorder import JOURNAL_DIR, JOURNAL_SUFFIX, EvidenceRecorder
 from recorder.service.lease_keeper import LeaseKeeper, LeaseTimers
@@ -91,7 +92,8 @@ class Engagement:
         #: Cancels the capture only (``cancel``): the lease keeper and the evidence recorder
         #: go on until what the capture sealed on its way out is in the catalog.
         self.cancel_scope = trio.CancelScope()
-        self._setup_scope = trio.CancelScope()
+        #: The recording row is written: the engagement has started (metrics, pauses, ...).
+        self._started = False
         self.finished = trio.Event()
         #: ``event_ts`` of the newest ``rtms_started`` acted on.
         self._failover_event_ts = spec.event_ts_ms
@@ -149,7 +151,6 @@ class Engagement:
 
     def cancel(self) -> None:
         """End the recording (shutdown): seal what is open, write it down, hand the lease back."""
-        self._setup_scope.cancel()
         self.cancel_scope.cancel()
 
     @property
@@ -170,30 +171,9 @@ class Engagement:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run to the end; never raises a ``RecorderError`` (it is logged and recorded)."""
-        started = False
         failed = False
         try:
-            with self._setup_scope:
-                recording = await self.c.catalog.upsert_recording(
-                    RecordingStart(
-                        rtms_stream_id=self.spec.rtms_stream_id,
-                        product=self.spec.product,
-                        instance_id=self.spec.instance_id,
-                        started_ms=self.spec.event_ts_ms,
-                        operator_id=self.spec.operator_id,
-                        account_id=self.spec.account_id,
-                    ),
-                    now_ms(),
-                )
-                self.status.recording_id = recording.recording_id
-                # A matter whose rule matches this recording holds it from its first moment.
-                await self.c.catalog.join_hold_rules(recording.recording_id, now_ms())
-                self.log.extra = {**(self.log.extra or {}), "recording_id": recording.recording_id}
-                self.c.metrics.engagement_started()
-                started = True
-                task_status.started()
-            if started:
-                await self._record(recording.recording_id)
+            await self._record(task_status)
         except LeaseLost as exc:
             failed = True
             self.status.error = f"{type(exc).__name__}: {exc}"
@@ -214,6 +194,7 @@ class Engagement:
             self.status.error = f"unexpected {type(exc).__name__}"
             self.log.exception("engagement failed unexpectedly")
         finally:
+            started = self._started
             if not started:
                 task_status.started()
             else:
@@ -240,7 +221,29 @@ class Engagement:
             self.c.metrics.add_dropped_frames(MALFORMED, count)
             self.log.warning("engagement received malformed frames count=%d", count)
 
-    async def _record(self, recording_id: str) -> None:
+    async def _start_recording(self, task_status: trio.TaskStatus[None]) -> str:
+        """Write the recording row (and the holds of every matching rule: a matter's rule holds
+        the recording from its first moment) in one transaction; the engagement has started."""
+        recording, _ = await self.c.catalog.start_recording(
+            RecordingStart(
+                rtms_stream_id=self.spec.rtms_stream_id,
+                product=self.spec.product,
+                instance_id=self.spec.instance_id,
+                started_ms=self.spec.event_ts_ms,
+                operator_id=self.spec.operator_id,
+                account_id=self.spec.account_id,
+            ),
+            now_ms(),
+        )
+        self.status.recording_id = recording.recording_id
+        start_trace.mark("recording", self.stream_id)
+        self.log.extra = {**(self.log.extra or {}), "recording_id": recording.recording_id}
+        self.c.metrics.engagement_started()
+        self._started = True
+        task_status.started()
+        return recording.recording_id
+
+    async def _record(self, task_status: trio.TaskStatus[None]) -> None:
         client_id, client_secret = self._credentials
         target = StreamTarget(
             product=self.spec.product,
@@ -252,26 +255,34 @@ class Engagement:
             handshake_instance_key=self.c.config.rtms.handshake_id_keys.get(self.spec.product),
         )
         try:
-            await self._record_in(recording_id, target)
+            await self._record_in(target, task_status)
         except BaseExceptionGroup as group:
             raise _single(group) from None
 
-    async def _record_in(self, recording_id: str, target: StreamTarget) -> None:
+    async def _record_in(self, target: StreamTarget, task_status: trio.TaskStatus[None]) -> None:
+        recording_id: str | None = None
         async with trio.open_nursery() as outer:
             # The lease keeper runs from before the handshake (it fences even a handshake that
             # hangs) until the evidence recorder has written what the capture handed it.
             outer.start_soon(self.keeper.run)
             evidence_done = trio.Event()
             outer.start_soon(self._run_evidence, evidence_done)
-            # Beside the handshake, not before it: a slow key service no longer delays the
-            # connection (the first segment waits for the key only if it is still not there).
-            outer.start_soon(self._prepare_key, recording_id)
             with self.cancel_scope:
+                start_trace.mark("connecting", self.stream_id)
                 async with (
                     open_rtms_stream(target, self._client_config) as stream,
                     trio.open_nursery() as media,
                 ):
                     self.stream = stream
+                    # The client connects and handshakes in its own tasks while the recording
+                    # row is written: under a burst of starts both take a while, and the first
+                    # packet now waits for the longer of the two, not for their sum. Packets
+                    # that arrive first wait in the client's bounded event buffer (nothing is
+                    # recorded, or recordable, before the row exists).
+                    recording_id = await self._start_recording(task_status)
+                    # Beside the handshake, not before it: a slow key service never delays the
+                    # connection (the first segment waits for the key only if it is not there).
+                    outer.start_soon(self._prepare_key, recording_id)
                     if stream.video_events is not None:
                         media.start_soon(self._record_video, stream.video_events, recording_id)
                     manifest = await run_capture(
@@ -289,7 +300,7 @@ class Engagement:
                     )
                     stream.end_video()
                     self.status.outcome = manifest.outcome
-            if not self.cancel_scope.cancelled_caught:
+            if recording_id is not None and not self.cancel_scope.cancelled_caught:
                 self._close_recording(recording_id)
             self.evidence.finish()
             # Still under a renewed lease, so these writes pass the fence; bounded, and what
@@ -345,6 +356,7 @@ class Engagement:
 
     async def _prepare_key(self, recording_id: str) -> None:
         await self.c.keyring.prepare_async(recording_id)
+        start_trace.mark("key", self.stream_id)
 
     async def _on_row(self, row: StreamRow) -> None:
         """What another process of the fleet learned from Zoom, via the stream row."""

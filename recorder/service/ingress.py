@@ -54,6 +54,7 @@ from recorder.rtms.webhook import (
     url_validation_response,
     verify_webhook_request,
 )
+from recorder.service import start_trace
 from recorder.service.health import Liveness, Readiness
 from recorder.service.metrics import METRICS_CONTENT_TYPE, IngressRejection, RecorderMetrics
 
@@ -372,6 +373,7 @@ class IngressApp:
         self, event: WebhookEvent, raw_body: bytes, now_s: float
     ) -> tuple[int, bytes, bytes]:
         key = dedup_key(event)
+        start_trace.mark("received", event.rtms_stream_id)
         context = {
             "event": event.event,
             "rtms_stream_id": event.rtms_stream_id,
@@ -459,6 +461,7 @@ class IngressApp:
             self._metrics.webhook_duplicate()
             logger.info("duplicate webhook dropped", extra=context)
             return 200, b"", b"text/plain"
+        start_trace.mark("queued", event.rtms_stream_id)
         accepted = AcceptedWebhook(event=event, dedup_key=key, raw_body=raw_body, received_s=now_s)
         try:
             self._handoff.send_nowait(accepted)

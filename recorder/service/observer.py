@@ -29,6 +29,7 @@ from recorder.rtms.events import (
     StreamEnded,
 )
 from recorder.service import evidence_recorder as intents
+from recorder.service import start_trace
 from recorder.service.components import Components
 from recorder.service.evidence import evidence_key, retain_until, spool_sealed
 from recorder.service.evidence_recorder import EvidenceRecorder
@@ -80,6 +81,8 @@ class StreamObserver:
             return replaced
         if type(event) is AudioPacket:
             if event.track not in self._speakers:
+                if not self._speakers:
+                    start_trace.mark("first_packet", self.spec.rtms_stream_id)
                 self._speakers.add(event.track)
                 self._note_speaker(event)
         elif isinstance(event, ParticipantEvent | ContactCenterEvent):

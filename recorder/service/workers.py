@@ -23,6 +23,13 @@ Rules:
    or the heartbeat is due: every ``claim_grace_s / 2`` while the worker has room (a worker
    whose heartbeat is older than the grace is left out of the split, so the others take its
    share), every third of the lease ttl (at most 5 s) when it is full.
+6. Workers on one host wake each other: each listens on a datagram socket in its own state
+   directory (``WAKE_SOCKET``). A round that leaves streams waiting (the fair share gave them to
+   others, or this worker is full) pokes every sibling's socket, so a webhook that reached the
+   "wrong" worker is claimed by the right one at once instead of at its next poll. Only a
+   round this worker started itself pokes (never one a poke started: two workers that each
+   think the rest is the other's would poke each other for ever); a lost poke costs one
+   ``claim_interval_s``, which stays the bound (and the only path between hosts).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -40,6 +48,7 @@ from recorder.catalog._workqueue import MAX_CLAIM_BATCH
 from recorder.catalog.base import StreamState
 from recorder.config import Config
 from recorder.errors import RecorderError
+from recorder.service import start_trace
 from recorder.service.lease_keeper import MAX_RENEW_INTERVAL_S
 from recorder.service.systemd import SystemdNotifier
 
@@ -52,6 +61,8 @@ logger = logging.getLogger(__name__)
 RETIRE_TIMEOUT_S: Final = 2.0
 #: Where worker states live under the configured state directory.
 WORKERS_DIR: Final = "workers"
+#: Each worker's wake-up socket, in its own state directory (rule 6).
+WAKE_SOCKET: Final = "claim-wake.sock"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +70,9 @@ class WorkQueueSettings:
     max_engagements: int
     claim_interval_s: float = 0.25
     grace_s: float = 1.0
+    #: This worker's wake-up socket; its siblings' are ``WAKE_SOCKET`` in the directories
+    #: beside its own (rule 6). None: polling only.
+    wake_socket: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +164,8 @@ class ClaimLoop:
         self._sup = supervisor
         self.settings = settings
         self._wake = trio.Event()
+        #: The next round was asked for by a sibling's poke (rule 6).
+        self._poked = False
         self._next_heartbeat = -math.inf
         #: Newest webhook ``event_ts`` of this worker's streams already looked at.
         self._seen_event_ts = 0
@@ -160,13 +176,21 @@ class ClaimLoop:
         self._wake.set()
 
     async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            if self.settings.wake_socket is not None:
+                await nursery.start(self._listen, self.settings.wake_socket)
+            await self._rounds()
+            nursery.cancel_scope.cancel()
+
+    async def _rounds(self) -> None:
         while True:
             # A wake that arrives while we look is kept for the next round.
             self._wake = trio.Event()
+            poked, self._poked = self._poked, False
             more = False
             if self._sup.accepting():
                 try:
-                    more = await self._round()
+                    more = await self._round(may_poke=not poked)
                 except RecorderError as exc:
                     logger.warning("work queue: claim failed: %s", exc)
             if self._sup.engagements:
@@ -180,8 +204,55 @@ class ClaimLoop:
             with trio.move_on_after(self.settings.claim_interval_s):
                 await self._wake.wait()
 
-    async def _round(self) -> bool:
-        """One look (and claim); True when more may be waiting for us right now."""
+    async def _listen(
+        self, path: Path, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Rule 6: a datagram on ``path`` is a sibling's poke."""
+        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        with sock:
+            try:
+                # A socket file left by an earlier run of this worker is ours to replace.
+                _remove(path)
+                await sock.bind(str(path))
+                os.chmod(path, 0o600)
+            except OSError as exc:
+                logger.warning(
+                    "work queue: no wake-up socket (%s): claiming every %.2f s",
+                    exc.strerror or exc,
+                    self.settings.claim_interval_s,
+                )
+                task_status.started()
+                return
+            task_status.started()
+            try:
+                while True:
+                    await sock.recv(16)
+                    self._poked = True
+                    self._wake.set()
+            finally:
+                _remove(path)
+
+    def _poke_siblings(self) -> None:
+        """Rule 6: wake every other worker of this host (best effort, never blocks)."""
+        own = self.settings.wake_socket
+        if own is None:
+            return
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            for path in own.parent.parent.glob(f"*/{WAKE_SOCKET}"):
+                if path == own:
+                    continue
+                try:
+                    sock.sendto(b"w", str(path))
+                except OSError:
+                    # Gone (a stopped sibling's stale file) or its queue is full (it is woken
+                    # already): either way nothing to do.
+                    continue
+
+    async def _round(self, *, may_poke: bool = True) -> bool:
+        """One look (and claim); True when more may be waiting for us right now.
+
+        ``may_poke``: this round was not started by a sibling's poke (rule 6)."""
         sup = self._sup
         catalog = sup.c.catalog
         owner = sup.settings.owner
@@ -195,6 +266,8 @@ class ClaimLoop:
             if heartbeat_due:
                 await catalog.heartbeat_worker(owner, capacity, ttl_ms)
                 self._next_heartbeat = now + self._heartbeat_s(room)
+            if may_poke and await catalog.waiting_work(exclude):
+                self._poke_siblings()
             return False
         if not heartbeat_due and not await catalog.waiting_work(exclude):
             return False
@@ -215,6 +288,7 @@ class ClaimLoop:
                 await catalog.release(claimed.lease)
                 continue
             self.claimed += 1
+            start_trace.mark("claimed", spec.rtms_stream_id)
             sup.launch_soon(spec, claimed.lease)
         if result.claimed:
             logger.info(
@@ -224,6 +298,8 @@ class ClaimLoop:
                 sup.active,
                 capacity,
             )
+        if may_poke and result.waiting > len(result.claimed):
+            self._poke_siblings()
         return len(result.claimed) >= MAX_CLAIM_BATCH
 
     async def _follow_rows(self) -> None:
@@ -256,3 +332,8 @@ class ClaimLoop:
                 await self._sup.c.catalog.retire_worker(self._sup.settings.owner)
             except RecorderError as exc:
                 logger.warning("work queue: worker row not removed (it lapses): %s", exc)
+
+
+def _remove(path: Path) -> None:
+    """A (tiny, local) socket file: removed in the loop, no thread hop."""
+    path.unlink(missing_ok=True)

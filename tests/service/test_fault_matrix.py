@@ -29,7 +29,7 @@ import pytest
 import trio
 
 from recorder.catalog.aio import AsyncCatalog, open_configured_async_catalog
-from recorder.catalog.base import RecordingDetail, RecordingStatus, UploadState
+from recorder.catalog.base import RecordingDetail, RecordingRow, RecordingStatus, UploadState
 from recorder.config import CatalogConfig, CatalogKind
 from recorder.service.components import CLOCK_OFFSET_ENV
 from recorder.simulator.engagement import Engagement as SimEngagement
@@ -344,6 +344,13 @@ async def test_a_partitioned_owner_fences_itself_before_the_other_takes_over(
                 first_owner = await poll(owned)
                 assert first_owner.startswith("recorder-cut/")
                 await call.wait_for(lambda s: s.signaling_open == 1)
+
+                # The client connects while the recording row is written: cut the owner off
+                # once it records (a cut before the row is a failed start, not this case).
+                async def recording() -> list[RecordingRow] | None:
+                    return await catalog.search(stream_id=stream_id) or None
+
+                await poll(recording)
                 await proxy.partition()
                 # The other process takes over once the lease ran out on the catalog's clock.
                 await call.wait_for(lambda s: s.signaling_accepted >= 2)
