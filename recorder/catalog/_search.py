@@ -4,7 +4,9 @@ Each filter is a clause over ``recordings r`` chosen in code, values always boun
 on other tables (a name, an id) are ``r.recording_id IN (SELECT ... UNION ...)`` of indexed
 lookups, so the engine starts from the selective side; common ones (gaps, a few percent of
 recordings) are ``EXISTS`` probes while walking recordings newest first, which finds a page
-without collecting every match. Migration 14 adds the indexes these clauses use.
+without collecting every match. Migration 14 adds the indexes these clauses use. A queue or
+agent (thousands of recordings each) drives the search instead: a UNION of newest-first walks,
+one per place it can be named, each stopping at the page (migration 19's indexes).
 """
 
 # ruff: noqa: S608
@@ -225,15 +227,16 @@ def _walks(query: RecordingQuery) -> tuple[str, list[object]] | None:
     straight off ``recordings_by_{queue,agent}_*_started`` (migration 19); enrichments and
     participants hold no start, so those look-ups collect their matches and sort them. ``None``
     when neither filter is set, or the text index drives the walk."""
-    if query.text_macs or (query.queue is None and query.agent is None):
+    if query.text_macs:
         return None
     if query.queue is not None:
         branches, value = _QUEUE_BRANCHES, query.queue
         rest = dataclasses.replace(query, queue=None)
-    else:
-        assert query.agent is not None  # for mypy: checked above
+    elif query.agent is not None:
         branches, value = _AGENT_BRANCHES, query.agent
         rest = dataclasses.replace(query, agent=None)
+    else:
+        return None
     clauses, params = _clauses(rest)
     after, after_params = _after_clause(query, "r")
     walks: list[str] = []
