@@ -76,12 +76,12 @@ def _world(catalog: SqlCatalog, count: int, seed: int) -> None:
                 agent_name=_name(rng, "Agent", a) if rng.random() < 0.7 else None,
             )
         people = []
-        for i in range(rng.randrange(3)):
-            a = rng.randrange(1, 4)
+        for i in range(rng.randrange(4)):
+            # Two agents of one name in a recording (another user id) come up often.
+            a = rng.randrange(1, 3)
+            name = _name(rng, "Agent", a) if rng.random() < 0.7 else None
             role = rng.choice((*AGENT_ROLES, "caller", None))
-            people.append(ParticipantInfo(f"ag-{a}" if i == 0 else f"u-{n}-{i}", None, role))
-            if rng.random() < 0.5:
-                people[-1] = ParticipantInfo(people[-1].user_id, _name(rng, "Agent", a), role)
+            people.append(ParticipantInfo(f"ag-{a}" if i == 0 else f"u-{n}-{i}", name, role))
         catalog.add_participants(rid, people)
     catalog.enqueue_enrichments(T0)
     for instance in range(0, INSTANCES, 2):
@@ -206,7 +206,7 @@ def test_queue_and_agent_searches_page_through_exactly_what_a_plain_query_finds(
         for filters in ({"queue": "queue 1"}, {"agent": "agent 2"}, {"agent": "ag-3"}):
             assert _reference(target, RecordingQuery(**filters)), filters  # type: ignore[arg-type]
 
-        @settings(max_examples=80, deadline=None, database=None)
+        @settings(max_examples=150, deadline=None, database=None)
         @given(query=_queries)
         def check(query: RecordingQuery) -> None:
             assert _every_page(catalog, query) == _reference(target, query)
