@@ -152,12 +152,6 @@ def _enriched(*conditions: str) -> str:
     )
 
 
-#: Recordings whose enrichment names the agent (id, name or email; 3 parameters).
-ENRICHED_AGENT: Final = _enriched(
-    "e.agent_id = ?", "LOWER(e.agent_name) = LOWER(?)", "LOWER(e.agent_email) = LOWER(?)"
-)
-#: Recordings whose enrichment names the queue (id or name; 2 parameters).
-ENRICHED_QUEUE: Final = _enriched("e.queue_id = ?", "LOWER(e.queue_name) = LOWER(?)")
 _ENRICHED_TOPIC: Final = _enriched("LOWER(e.topic) = LOWER(?)")
 _ENRICHED_HOST: Final = _enriched("e.host_id = ?", "LOWER(e.host_email) = LOWER(?)")
 _ENRICHED_NUMBER: Final = _enriched(

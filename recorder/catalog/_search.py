@@ -4,7 +4,9 @@ Each filter is a clause over ``recordings r`` chosen in code, values always boun
 on other tables (a name, an id) are ``r.recording_id IN (SELECT ... UNION ...)`` of indexed
 lookups, so the engine starts from the selective side; common ones (gaps, a few percent of
 recordings) are ``EXISTS`` probes while walking recordings newest first, which finds a page
-without collecting every match. Migration 14 adds the indexes these clauses use.
+without collecting every match. Migration 14 adds the indexes these clauses use. A queue or
+agent (thousands of recordings each) drives the search instead: a UNION of newest-first walks,
+one per place it can be named, each stopping at the page (migration 19's indexes).
 """
 
 # ruff: noqa: S608
@@ -15,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Final
 
-from recorder.catalog._completeness import ENRICHED_AGENT, ENRICHED_QUEUE, enrichment_clauses
+from recorder.catalog._completeness import enrichment_clauses
 from recorder.catalog._rows import _RECORDING_COLS_AS_R, TransactionSource, _recording
 from recorder.catalog._textindex import check_macs, token_stats
 from recorder.catalog.search import (
@@ -45,6 +47,53 @@ def _role_select(roles: tuple[str, ...]) -> str:
             WHERE p.role IN ({_in_list(roles)}) AND p.user_id = ?
             UNION SELECT p.recording_id FROM participants p
             WHERE p.role IN ({_in_list(roles)}) AND LOWER(p.user_name) = LOWER(?)"""
+
+
+#: Where a recording names a queue or an agent, one indexed look-up per place: (source, condition
+#: with one ``?`` for the value, whether a recording can come twice). An enrichment is one per
+#: (product, instance), so only participants repeat a recording (two people of one name).
+_Branch = tuple[str, str, bool]
+_ON_RECORDINGS: Final = "recordings r"
+_ON_ENRICHMENT: Final = (
+    "enrichments e JOIN recordings r ON r.instance_id = e.instance_id AND r.product = e.product"
+)
+_ON_PARTICIPANT: Final = "participants p JOIN recordings r ON r.recording_id = p.recording_id"
+_AGENT_ROLE_IN: Final = f"p.role IN ({_in_list(AGENT_ROLES)})"
+_QUEUE_BRANCHES: Final[tuple[_Branch, ...]] = (
+    (_ON_RECORDINGS, "r.cc_queue_id = ?", False),
+    (_ON_RECORDINGS, "LOWER(r.cc_queue_name) = LOWER(?)", False),
+    (_ON_ENRICHMENT, "e.queue_id = ?", False),
+    (_ON_ENRICHMENT, "LOWER(e.queue_name) = LOWER(?)", False),
+)
+_AGENT_BRANCHES: Final[tuple[_Branch, ...]] = (
+    (_ON_RECORDINGS, "r.cc_agent_id = ?", False),
+    (_ON_RECORDINGS, "LOWER(r.cc_agent_name) = LOWER(?)", False),
+    (_ON_PARTICIPANT, f"{_AGENT_ROLE_IN} AND p.user_id = ?", True),
+    (_ON_PARTICIPANT, f"{_AGENT_ROLE_IN} AND LOWER(p.user_name) = LOWER(?)", True),
+    (_ON_ENRICHMENT, "e.agent_id = ?", False),
+    (_ON_ENRICHMENT, "LOWER(e.agent_name) = LOWER(?)", False),
+    (_ON_ENRICHMENT, "LOWER(e.agent_email) = LOWER(?)", False),
+)
+
+
+def _branch_params(branch: _Branch, value: str) -> list[object]:
+    roles: list[object] = list(AGENT_ROLES) if branch[0] == _ON_PARTICIPANT else []
+    return [*roles, value]
+
+
+def _union_select(branches: tuple[_Branch, ...]) -> str:
+    return "\n            UNION ".join(
+        f"SELECT r.recording_id FROM {source} WHERE {condition}"
+        for source, condition, _ in branches
+    )
+
+
+_QUEUE_SELECT: Final = _union_select(_QUEUE_BRANCHES)
+_AGENT_SELECT: Final = _union_select(_AGENT_BRANCHES)
+
+
+def _agent_params(agent: str) -> list[object]:
+    return [p for branch in _AGENT_BRANCHES for p in _branch_params(branch, agent)]
 
 
 def _role_clause(roles: tuple[str, ...]) -> str:
@@ -90,29 +139,17 @@ def _clauses(query: RecordingQuery) -> tuple[list[str], list[object]]:
         )
         params.extend([query.participant] * 2)
     if query.agent is not None:
-        clauses.append(
-            f"""r.recording_id IN (
-                SELECT recording_id FROM recordings WHERE cc_agent_id = ?
-                UNION SELECT recording_id FROM recordings WHERE LOWER(cc_agent_name) = LOWER(?)
-                UNION {_role_select(AGENT_ROLES)}
-                UNION {ENRICHED_AGENT})"""
-        )
-        params.extend([query.agent, query.agent])
-        params.extend([*AGENT_ROLES, query.agent, *AGENT_ROLES, query.agent])
-        params.extend([query.agent] * 3)
+        clauses.append(f"r.recording_id IN ({_AGENT_SELECT})")
+        params.extend(_agent_params(query.agent))
     if query.caller is not None:
         clauses.append(_role_clause(CALLER_ROLES))
         params.extend([*CALLER_ROLES, query.caller, *CALLER_ROLES, query.caller])
     if query.queue is not None:
         # The recording's own columns or its enrichment: a UNION of indexed look-ups (an OR
-        # with a subquery would walk every recording).
-        clauses.append(
-            f"""r.recording_id IN (SELECT recording_id FROM recordings WHERE cc_queue_id = ?
-                UNION SELECT recording_id FROM recordings
-                    WHERE LOWER(cc_queue_name) = LOWER(?)
-                UNION {ENRICHED_QUEUE})"""
-        )
-        params.extend([query.queue, query.queue, query.queue, query.queue])
+        # with a subquery would walk every recording). Used only where another filter drives
+        # the walk (``--text``); otherwise ``_walks`` drives from the queue.
+        clauses.append(f"r.recording_id IN ({_QUEUE_SELECT})")
+        params.extend([query.queue] * 4)
     enriched_clauses, enriched_params = enrichment_clauses(query)
     clauses.extend(enriched_clauses)
     params.extend(enriched_params)
@@ -183,10 +220,51 @@ def _after_clause(query: RecordingQuery, table: str) -> tuple[list[str], list[ob
     )
 
 
+def _walks(query: RecordingQuery) -> tuple[str, list[object]] | None:
+    """The page's recording ids as a UNION of newest-first walks, one per place the queue (or
+    else the agent) can be named, each with every other filter and stopping at ``limit + 1``:
+    the page is the newest ``limit + 1`` of their union. The recordings' own columns are walked
+    straight off ``recordings_by_{queue,agent}_*_started`` (migration 19); enrichments and
+    participants hold no start, so those look-ups collect their matches and sort them. ``None``
+    when neither filter is set, or the text index drives the walk."""
+    if query.text_macs:
+        return None
+    if query.queue is not None:
+        branches, value = _QUEUE_BRANCHES, query.queue
+        rest = dataclasses.replace(query, queue=None)
+    elif query.agent is not None:
+        branches, value = _AGENT_BRANCHES, query.agent
+        rest = dataclasses.replace(query, agent=None)
+    else:
+        return None
+    clauses, params = _clauses(rest)
+    after, after_params = _after_clause(query, "r")
+    walks: list[str] = []
+    walk_params: list[object] = []
+    for branch in branches:
+        source, condition, repeats = branch
+        where = " AND ".join([condition, *clauses, *after])
+        walks.append(
+            f"""SELECT * FROM (SELECT {"DISTINCT " if repeats else ""}r.started_ms, r.recording_id
+                FROM {source} WHERE {where}
+                ORDER BY r.started_ms DESC, r.recording_id DESC LIMIT ?) w{len(walks)}"""
+        )
+        walk_params += [*_branch_params(branch, value), *params, *after_params, query.limit + 1]
+    union = "\n            UNION ".join(walks)
+    sql = f"""SELECT recording_id FROM ({union}) walks
+            ORDER BY started_ms DESC, recording_id DESC LIMIT ?"""
+    return sql, [*walk_params, query.limit + 1]
+
+
 def search_sql(query: RecordingQuery) -> tuple[str, list[object]]:
     """The statement ``search_recordings`` runs (``?`` placeholders): pure, so tests can
     EXPLAIN exactly it. ``query.text_macs`` must already be ordered rarest first."""
-    clauses, params = _clauses(query)
+    walks = _walks(query)
+    if walks is not None:
+        # Everything is filtered inside the walks; this only reads the page's rows.
+        clauses, params = [f"r.recording_id IN ({walks[0]})"], list(walks[1])
+    else:
+        clauses, params = _clauses(query)
     # The table walked newest first: the rarest word's postings, or the recordings.
     walked, source = "r", "recordings r"
     if query.text_macs:
@@ -194,9 +272,10 @@ def search_sql(query: RecordingQuery) -> tuple[str, list[object]]:
         walked = "t0"
         source = "transcript_tokens t0 JOIN recordings r ON r.recording_id = t0.recording_id"
         clauses, params = text + clauses, text_params + params
-    after, after_params = _after_clause(query, walked)
-    clauses += after
-    params += after_params
+    if walks is None:
+        after, after_params = _after_clause(query, walked)
+        clauses += after
+        params += after_params
     where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
     params.append(query.limit + 1)
     sql = f"""SELECT {_RECORDING_COLS_AS_R},

@@ -625,6 +625,31 @@ _TEXT_POSTINGS_V18: Final = {
 }
 
 
+# Migration 19 (queue-search): the Contact Center columns, each with the page's sort key, so a
+# --queue or --agent search walks one queue's or agent's recordings newest first and stops at
+# the page instead of collecting all of them (thousands per queue) and sorting. They replace
+# the single-column indexes, which are their prefixes (an equality look-up uses these as well).
+_CC_WALKS_V19: Final = (
+    "DROP INDEX recordings_by_queue_id",
+    "DROP INDEX recordings_by_queue_name",
+    "DROP INDEX recordings_by_agent",
+    "DROP INDEX recordings_by_agent_name",
+    "CREATE INDEX recordings_by_queue_id_started"
+    " ON recordings (cc_queue_id, started_ms, recording_id)",
+    "CREATE INDEX recordings_by_queue_name_started"
+    " ON recordings (LOWER(cc_queue_name), started_ms, recording_id)",
+    "CREATE INDEX recordings_by_agent_id_started"
+    " ON recordings (cc_agent_id, started_ms, recording_id)",
+    "CREATE INDEX recordings_by_agent_name_started"
+    " ON recordings (LOWER(cc_agent_name), started_ms, recording_id)",
+)
+_CC_WALKS_SETUP_V19: Final = {
+    Engine.SQLITE: (),
+    # Seconds per million recordings: past the catalog's statement limit on a big catalog.
+    Engine.POSTGRES: ("SET LOCAL statement_timeout = 0",),
+}
+
+
 def _v17(engine: Engine) -> tuple[str, ...]:
     return _SCRUB_TABLES_V17 + _SCRUB_GUARDS_V17[engine]
 
@@ -849,6 +874,12 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         description="officer search: transcript postings in time order, so a --text search "
         "stops at a page",
         statements={engine: _TEXT_POSTINGS_V18[engine] for engine in Engine},
+    ),
+    Migration(
+        version=19,
+        description="officer search: queue and agent columns in time order, so a --queue or "
+        "--agent search stops at a page",
+        statements={engine: _CC_WALKS_SETUP_V19[engine] + _CC_WALKS_V19 for engine in Engine},
     ),
 )
 
