@@ -233,6 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="exports of the same call (the first pays for memory the machine never touched)",
     )
     args = parser.parse_args(argv)
+    if args.dir is not None and not args.dir.is_dir():
+        parser.error(f"--dir {args.dir}: no such directory")
     trio.run(run, args.minutes, args.dir, max(1, args.rounds))
     return 0
 
