@@ -5,13 +5,14 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from recorder.catalog import SqlCatalog, open_catalog
+from recorder.catalog.search import RecordingQuery
 
 #: A fixed "now" for tests: 2026-01-01T00:00:00Z in Unix ms.
 T0 = 1_767_225_600_000
@@ -86,3 +87,47 @@ def explain(target: CatalogTarget, sql: str, params: Sequence[object]) -> str:
             return "\n".join(str(row[-1]) for row in rows)
         rows = conn.execute("EXPLAIN " + sql.replace("?", "%s"), params).fetchall()
         return "\n".join(str(row[0]) for row in rows)
+
+
+def reference_ids(
+    target: CatalogTarget,
+    query: RecordingQuery,
+    clauses: Sequence[str],
+    params: Sequence[object],
+) -> list[str]:
+    """The plainest search there is, as the oracle for the catalog's own: ``clauses`` (the
+    caller's filters) and ``query``'s time and product filters over every recording, newest
+    first, no index to choose, no walk to merge."""
+    where = list(clauses)
+    args = list(params)
+    if query.since_ms is not None:
+        where.append("(r.ended_ms IS NULL OR r.ended_ms >= ?)")
+        args.append(query.since_ms)
+    if query.until_ms is not None:
+        where.append("r.started_ms < ?")
+        args.append(query.until_ms)
+    if query.product is not None:
+        where.append("r.product = ?")
+        args.append(query.product.value)
+    sql = (
+        "SELECT r.recording_id FROM recordings r WHERE "
+        + (" AND ".join(where) or "1 = 1")
+        + " ORDER BY r.started_ms DESC, r.recording_id DESC"
+    )
+    if target.engine == "postgres":
+        sql = sql.replace("?", "%s")
+    with target.raw() as conn:
+        return [str(row[0]) for row in conn.execute(sql, args).fetchall()]
+
+
+def every_page(catalog: SqlCatalog, query: RecordingQuery) -> list[str]:
+    """Every recording ``query`` finds, page after page through its cursor."""
+    seen: list[str] = []
+    cursor = None
+    for _ in range(200):
+        page = catalog.search_recordings(replace(query, after=cursor))
+        seen += [hit.recording.recording_id for hit in page.hits]
+        cursor = page.next_cursor
+        if cursor is None:
+            return seen
+    raise AssertionError("paging did not end")

@@ -25,7 +25,14 @@ from recorder.catalog.base import (
 )
 from recorder.catalog.search import AGENT_ROLES, RecordingQuery
 from recorder.completeness.model import EnrichmentFields
-from tests.catalog.support import T0, CatalogTarget, explain, fill_for_plans
+from tests.catalog.support import (
+    T0,
+    CatalogTarget,
+    every_page,
+    explain,
+    fill_for_plans,
+    reference_ids,
+)
 
 pytestmark = pytest.mark.timeout(120)
 MINUTE = 60_000
@@ -130,46 +137,7 @@ def _reference(target: CatalogTarget, query: RecordingQuery) -> list[str]:
             + ")"
         )
         params += [query.agent] * 7
-    if query.since_ms is not None:
-        clauses.append("(r.ended_ms IS NULL OR r.ended_ms >= ?)")
-        params.append(query.since_ms)
-    if query.until_ms is not None:
-        clauses.append("r.started_ms < ?")
-        params.append(query.until_ms)
-    if query.product is not None:
-        clauses.append("r.product = ?")
-        params.append(query.product.value)
-    sql = (
-        "SELECT r.recording_id FROM recordings r WHERE "
-        + (" AND ".join(clauses) or "1 = 1")
-        + " ORDER BY r.started_ms DESC, r.recording_id DESC"
-    )
-    if target.engine == "postgres":
-        sql = sql.replace("?", "%s")
-    with target.raw() as conn:
-        return [str(row[0]) for row in conn.execute(sql, params).fetchall()]
-
-
-def _every_page(catalog: SqlCatalog, query: RecordingQuery) -> list[str]:
-    seen: list[str] = []
-    cursor = None
-    for _ in range(200):
-        page = catalog.search_recordings(
-            RecordingQuery(
-                queue=query.queue,
-                agent=query.agent,
-                since_ms=query.since_ms,
-                until_ms=query.until_ms,
-                product=query.product,
-                limit=query.limit,
-                after=cursor,
-            )
-        )
-        seen += [hit.recording.recording_id for hit in page.hits]
-        cursor = page.next_cursor
-        if cursor is None:
-            return seen
-    raise AssertionError("paging did not end")
+    return reference_ids(target, query, clauses, params)
 
 
 _queue_values = st.sampled_from(
@@ -209,7 +177,7 @@ def test_queue_and_agent_searches_page_through_exactly_what_a_plain_query_finds(
         @settings(max_examples=150, deadline=None, database=None)
         @given(query=_queries)
         def check(query: RecordingQuery) -> None:
-            assert _every_page(catalog, query) == _reference(target, query)
+            assert every_page(catalog, query) == _reference(target, query)
 
         check()
     finally:

@@ -18,7 +18,14 @@ from recorder.catalog.base import Product, RecordingStart, RecordingStatus, Stre
 from recorder.catalog.schema import MIGRATIONS, SCHEMA_VERSION_DDL, Engine
 from recorder.catalog.search import RecordingQuery
 from recorder.crypto.blind_index import SearchKey
-from tests.catalog.support import T0, CatalogTarget, explain, fill_for_plans
+from tests.catalog.support import (
+    T0,
+    CatalogTarget,
+    every_page,
+    explain,
+    fill_for_plans,
+    reference_ids,
+)
 
 pytestmark = pytest.mark.timeout(120)
 KEY = SearchKey(bytes(range(32)))
@@ -72,45 +79,7 @@ def _reference(target: CatalogTarget, query: RecordingQuery) -> list[str]:
             " WHERE t.recording_id = r.recording_id AND t.token_mac = ?)"
         )
         params.append(mac)
-    if query.since_ms is not None:
-        clauses.append("(r.ended_ms IS NULL OR r.ended_ms >= ?)")
-        params.append(query.since_ms)
-    if query.until_ms is not None:
-        clauses.append("r.started_ms < ?")
-        params.append(query.until_ms)
-    if query.product is not None:
-        clauses.append("r.product = ?")
-        params.append(query.product.value)
-    sql = (
-        "SELECT r.recording_id FROM recordings r WHERE "
-        + (" AND ".join(clauses) or "1 = 1")
-        + " ORDER BY r.started_ms DESC, r.recording_id DESC"
-    )
-    if target.engine == "postgres":
-        sql = sql.replace("?", "%s")
-    with target.raw() as conn:
-        return [str(row[0]) for row in conn.execute(sql, params).fetchall()]
-
-
-def _every_page(catalog: SqlCatalog, query: RecordingQuery) -> list[str]:
-    seen: list[str] = []
-    cursor = None
-    for _ in range(200):
-        page = catalog.search_recordings(
-            RecordingQuery(
-                text_macs=query.text_macs,
-                since_ms=query.since_ms,
-                until_ms=query.until_ms,
-                product=query.product,
-                limit=query.limit,
-                after=cursor,
-            )
-        )
-        seen += [hit.recording.recording_id for hit in page.hits]
-        cursor = page.next_cursor
-        if cursor is None:
-            return seen
-    raise AssertionError("paging did not end")
+    return reference_ids(target, query, clauses, params)
 
 
 _queries = st.builds(
@@ -139,7 +108,7 @@ def test_text_search_pages_through_exactly_what_a_plain_query_finds(
         @settings(max_examples=60, deadline=None, database=None)
         @given(query=_queries)
         def check(query: RecordingQuery) -> None:
-            assert _every_page(catalog, query) == _reference(target, query)
+            assert every_page(catalog, query) == _reference(target, query)
 
         check()
     finally:
@@ -154,15 +123,15 @@ def test_a_posting_follows_its_recording_to_an_earlier_start(target: CatalogTarg
         for rid in (first, second):
             catalog.add_transcript_tokens(rid, KEY.key_id, KEY.query("hello"), T0)
         query = RecordingQuery(text_macs=tuple(KEY.query("hello")))
-        assert _every_page(catalog, query) == [second, first]
+        assert every_page(catalog, query) == [second, first]
         # The second recording's stream is upserted again with an earlier start.
         assert _start(catalog, 2, T0 + 5 * MINUTE) == second
-        assert _every_page(catalog, query) == [first, second]
-        assert _every_page(catalog, RecordingQuery(text_macs=query.text_macs, limit=1)) == [
+        assert every_page(catalog, query) == [first, second]
+        assert every_page(catalog, RecordingQuery(text_macs=query.text_macs, limit=1)) == [
             first,
             second,
         ]
-        assert _every_page(
+        assert every_page(
             catalog, RecordingQuery(text_macs=query.text_macs, until_ms=T0 + 6 * MINUTE)
         ) == [second]
     finally:
@@ -224,7 +193,7 @@ def test_migration_18_gives_postings_made_before_it_their_recordings_start(
         with target.raw() as conn:
             rows = conn.execute("SELECT recording_id, started_ms FROM transcript_tokens").fetchall()
         assert {str(rid): int(started) for rid, started in rows} == starts
-        assert _every_page(catalog, RecordingQuery(text_macs=(mac,), limit=2)) == [
+        assert every_page(catalog, RecordingQuery(text_macs=(mac,), limit=2)) == [
             "rec-2",
             "rec-1",
             "rec-0",
