@@ -25,15 +25,14 @@ from typing import Final, TextIO
 ENV: Final = "RECORDER_START_TRACE"
 STAGES: Final = ("received", "queued", "claimed", "recording", "connecting", "key", "first_packet")
 
+#: Read once: the service's environment does not change under it.
+_DIRECTORY: Final = os.environ.get(ENV, "")
 _out: TextIO | None = None
 _pid: int | None = None
 
 
-def _open() -> TextIO | None:
+def _open(directory: str) -> TextIO:
     global _out, _pid
-    directory = os.environ.get(ENV)
-    if not directory:
-        return None
     pid = os.getpid()
     if _out is None or _pid != pid:
         # Line-buffered: a line is one write(2) on O_APPEND, whole even if the process dies.
@@ -44,11 +43,9 @@ def _open() -> TextIO | None:
 
 def mark(stage: str, stream_id: str | None) -> None:
     """Note that ``stream_id`` reached ``stage`` now (a no-op unless the trace is on)."""
-    if stream_id is None or not _enabled:
+    if stream_id is None or not _DIRECTORY:
         return
-    out = _open()
-    if out is not None:
-        out.write(f"{time.time():.6f} {stage} {stream_id}\n")
+    _open(_DIRECTORY).write(f"{time.time():.6f} {stage} {stream_id}\n")
 
 
 def read(directory: Path) -> dict[str, dict[str, float]]:
@@ -63,7 +60,3 @@ def read(directory: Path) -> dict[str, dict[str, float]]:
             stages = seen.setdefault(stream_id, {})
             stages[stage] = min(at, stages.get(stage, at))
     return seen
-
-
-#: Read once: the service's environment does not change under it.
-_enabled: Final = bool(os.environ.get(ENV))
