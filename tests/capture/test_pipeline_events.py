@@ -534,8 +534,11 @@ async def test_a_channel_that_never_runs_dry_is_still_checkpointed() -> None:
         manifest = await run_capture(receive, sinks, recording_id="rec-f", config=config)
     assert manifest.outcome == "ended"
     audio = [s for s in sinks.sinks if s.identity.track == "mixed"]
-    # Checked every 64 packets at the latest, with a checkpoint due every time.
-    assert sum(s.checkpoints for s in audio) >= len(speech.packets) // 64 - 1
+    # Checked every 64 packets at the latest, with a checkpoint due every time. The first
+    # segment opens in a worker thread, and a checkpoint before it exists reaches no sink
+    # (AudioSegmentWriter.checkpoint): on a loaded host that open can outlast a few 64-packet
+    # rounds, hence the slack; a starved checkpoint would leave a handful, not 40-odd.
+    assert sum(s.checkpoints for s in audio) >= len(speech.packets) // 64 - 4
     assert track_audio(sinks, "mixed").tobytes() == speech.pcm
 
 
