@@ -497,6 +497,9 @@ async def test_a_restart_after_the_call_ended_unseen_closes_the_dead_stream_once
                     return True if await catalog.recording_for_stream(stream_id) else None
 
                 await poll(recording)
+                # The recording row is written while the sockets connect (not after), so the
+                # row alone does not say the simulator has accepted the signaling socket yet.
+                await call.wait_for(lambda s: s.signaling_accepted == 1)
                 proc.kill()
                 await proc.wait()
                 await call.run_step(Step(at_s=0, action=Action.STOP, args={"reason": 6}))
