@@ -87,8 +87,10 @@ def match(event: AuditEvent, wanted: Wanted) -> Match | str | None:
     personal = details.get("personal")
     if isinstance(personal, list):
         mac_key = details.get("mac_key")
+        if not isinstance(mac_key, str):
+            return None
         if mac_key != wanted.key.key_id:
-            return str(mac_key)
+            return mac_key
         entries = [entry for entry in personal if isinstance(entry, dict)]
         fields = tuple(
             str(entry.get("field"))
