@@ -89,7 +89,7 @@ def _retention_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     _config_arg(q)
     q.add_argument("--all", action="store_true", help="every recording, not only held ones")
 
-    p = sub.add_parser("audit", help="the audit log: list, verify, seal")
+    p = sub.add_parser("audit", help="the audit log: list, searches, verify, seal")
     asub = p.add_subparsers(dest="audit_command", required=True)
     q = asub.add_parser("list", help="audit events, oldest first")
     _config_arg(q)
@@ -99,6 +99,13 @@ def _retention_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     q.add_argument("--since", help="ISO 8601")
     q.add_argument("--until", help="ISO 8601")
     q.add_argument("--limit", type=int, default=1000)
+    q = asub.add_parser(
+        "searches", help="which searches looked for a person (by keyed MAC; audited)"
+    )
+    _config_arg(q)
+    from recorder.officer.search_review import add_arguments as add_review_arguments
+
+    add_review_arguments(q)
     q = asub.add_parser("verify", help="check the log against its chain and signed heads")
     _config_arg(q)
     q.add_argument("--public-key", type=Path, default=None, help="default: <signing key>.pub")
@@ -480,6 +487,10 @@ def _run(args: argparse.Namespace) -> int:
 
         directory = args.dir or load_config(args.config, os.environ).retention.policies_dir
         return policies_check(directory)
+    if command == "audit" and args.audit_command == "searches":
+        from recorder.officer.search_review import audit_searches
+
+        return trio.run(_with_components, args.config, audit_searches, args)
     if command in ("retention", "hold", "audit"):
         from recorder.retention import commands as rc
 

@@ -7,7 +7,9 @@ search key learns which recordings share a token, and how many recordings each t
 key is a separate 32-byte secret in its own 0600 file (``search-index.key`` in the keys
 directory): it is not a KEK and cannot decrypt anything, so an encrypt-only recording host can
 hold it. Every host of one catalog must hold the same file (a host indexing under another key
-is counted and reported by ``recorder search --text``). The key is never logged.
+is counted and reported by ``recorder search --text``). The key is never logged. The same key
+MACs the people and numbers an officer searches for in the audit log (``filter_mac``, under its
+own label; ``recorder.officer.search_audit``).
 
 Tokens: the text is NFKC-normalised and case-folded; apostrophes are dropped (``don't`` ->
 ``dont``); every other punctuation or symbol character and all white space separate tokens;
@@ -40,6 +42,10 @@ MAX_TOKENS_PER_SEGMENT: Final = 20_000
 #: is a few thousand; this bounds a hostile stream).
 MAX_TEXT_CHARS_PER_SEGMENT: Final = 1_000_000
 _LABEL: Final = b"rtms-recorder/transcript-token/v1\x00"
+#: The same key MACs what an officer searched for, for the audit log
+#: (``recorder.officer.search_audit``). The labels keep the two kinds apart: no search filter's
+#: MAC can ever equal a transcript word's, so neither links to the other.
+_FILTER_LABEL: Final = b"rtms-recorder/audit-search-filter/v1\x00"
 _APOSTROPHES: Final = frozenset("'\u2019\u02bc\uff07")
 
 
@@ -82,6 +88,11 @@ class SearchKey:
         digest = hmac.digest(self._key, _LABEL + token.encode("utf-8"), "sha256")
         return digest[:MAC_BYTES].hex()
 
+    def filter_mac(self, normalised: str) -> str:
+        """The audit log's MAC of one search filter value, already normalised by the caller."""
+        digest = hmac.digest(self._key, _FILTER_LABEL + normalised.encode("utf-8"), "sha256")
+        return digest[:MAC_BYTES].hex()
+
     def macs(self, tokens: Iterable[str]) -> list[str]:
         """The MACs of distinct ``tokens``, sorted (the order says nothing about the text)."""
         return sorted({self.mac(token) for token in tokens})
@@ -114,7 +125,8 @@ def load_search_key(key_dir: Path, *, create: bool) -> SearchKey:
     except FileNotFoundError as exc:
         raise ConfigError(
             f"{path}: no search-index key (copy it from the recording hosts; without it "
-            "transcript text cannot be searched)"
+            "transcript text cannot be searched, nor a person searched for: such searches are "
+            "audited as MACs under this key)"
         ) from exc
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the search-index key: {exc.strerror}") from exc

@@ -12,7 +12,6 @@ Paging: ``--limit`` per page, ``--after CURSOR`` (the previous page's ``next_cur
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import json
 import sys
@@ -23,6 +22,7 @@ from recorder.catalog.search import RecordingQuery, SearchHit, SearchPage
 from recorder.crypto.blind_index import KEY_FILE_NAME, SearchKey, load_search_key
 from recorder.errors import RecorderError
 from recorder.officer.actor import os_actor
+from recorder.officer.search_audit import PERSONAL_FIELDS, search_details
 from recorder.officer.when import (
     parse_when,
     recording_fields,
@@ -120,6 +120,16 @@ def text_key(c: Components, args: argparse.Namespace) -> SearchKey | None:
     return load_search_key(c.config.keys.key_dir, create=False)
 
 
+def search_key(c: Components, args: argparse.Namespace) -> SearchKey | None:
+    """The search key when the search needs one: ``--text`` is matched under it, and a search
+    for a person is audited under it (``search_audit``). Missing: ``ConfigError`` naming the
+    file, before anything is searched."""
+    wanted = ("text", *PERSONAL_FIELDS)
+    if all(getattr(args, name, None) is None for name in wanted):
+        return None
+    return load_search_key(c.config.keys.key_dir, create=False)
+
+
 def query_from(
     args: argparse.Namespace, tz: dt.tzinfo, key: SearchKey | None = None
 ) -> RecordingQuery:
@@ -200,28 +210,24 @@ async def search(c: Components, args: argparse.Namespace) -> int:
 
         return await search_findings(c, args)
     tz = zone(args.tz)
-    key = text_key(c, args)
+    key = search_key(c, args)
     query = query_from(args, tz, key)
     page = await c.catalog.search_recordings(query)
-    if key is not None:
+    if query.text_macs and key is not None:
         await warn_other_keys(c, key)
     from recorder.service.components import now_ms
 
     # Who looked for what is evidence too (compliance.md: access to recordings is audited).
-    # Transcript words are audited as their MACs (``text_macs``): the audit log is in the
-    # catalog, and words next to the recordings they matched would leak what was said.
-    filters = {
-        name: str(value)
-        for name, value in dataclasses.asdict(query).items()
-        if value not in (None, (), False) and name != "limit"
-    }
+    # The audit log outlives every recording, so words and people are audited as MACs only
+    # (``search_audit``).
+    results = [hit.recording.recording_id for hit in page.hits]
     await c.catalog.append_audit(
         actor=os_actor(),
         action="search",
         target="recordings",
         reason="recorder search",
         now_ms=now_ms(),
-        details={"filters": filters, "results": [hit.recording.recording_id for hit in page.hits]},
+        details=search_details(query, key, results),
     )
     if args.json:
         body = {

@@ -22,7 +22,8 @@ from starlette.responses import RedirectResponse, Response
 from recorder.catalog.base import Product, RecordingStatus
 from recorder.catalog.search import decode_cursor
 from recorder.errors import RecorderError
-from recorder.officer.search import NOT_SEARCHABLE, hit_json, query_from, text_key
+from recorder.officer.search import NOT_SEARCHABLE, hit_json, query_from, search_key
+from recorder.officer.search_audit import search_details
 from recorder.officer.show import RecordsView, document
 from recorder.officer.views import describe_lifecycle_event
 from recorder.officer.when import show_duration, show_time, zone
@@ -113,9 +114,10 @@ async def search_page(request: Request) -> Response:
     try:
         args = _search_args(request)
         tz = zone(args.tz)
-        # Transcript words are matched through the blind index: the audit below records the
-        # query's MACs, never its words.
-        query = query_from(args, tz, text_key(c, args))
+        # Transcript words are matched through the blind index, and words and people are
+        # audited as MACs under its key (``search_audit``): loaded before anything is searched.
+        key = search_key(c, args)
+        query = query_from(args, tz, key)
     except RecorderError as exc:
         return console.render(
             request, principal, "search.html", status=400, error=str(exc),
@@ -124,18 +126,13 @@ async def search_page(request: Request) -> Response:
             searched=searched,
         )  # fmt: skip
     page = await c.catalog.search_recordings(query)
-    filters = {
-        name: str(value)
-        for name, value in dataclasses.asdict(query).items()
-        if value not in (None, (), False) and name != "limit"
-    }
     await c.catalog.append_audit(
         actor=principal.actor,
         action="search",
         target="recordings",
         reason="web console search",
         now_ms=console.now_ms(),
-        details={"filters": filters, "results": [h.recording.recording_id for h in page.hits]},
+        details=search_details(query, key, [h.recording.recording_id for h in page.hits]),
     )
     for hit in page.hits:
         row = hit_json(hit, tz)

@@ -21,6 +21,7 @@ from recorder.completeness.model import (
     StartState,
 )
 from recorder.config import load_config
+from recorder.crypto.blind_index import load_search_key
 from recorder.products import Product
 from tests.completeness.helpers import NOW_MS, add_recording
 
@@ -97,6 +98,9 @@ def test_reconcile_then_officers_see_findings_in_search_and_show(
     assert code == 0, text
     assert "2 open finding(s)" in text
     assert "started_late" in text
+    # A number is a person's: the search is audited as its MAC under the search-index key.
+    state = {"XDG_STATE_HOME": str(tmp_path)}
+    load_search_key(load_config(tmp_path / "recorder.toml", state).keys.key_dir, create=True)
     code, text = cli("search", *config, "--number", "0044-20-7946-0018")
     assert code == 0, text
     assert "0 recording(s)" in text  # a different number: 0044... is not +44...

@@ -22,6 +22,7 @@ from recorder.catalog.base import (
     StreamState,
 )
 from recorder.config import load_config
+from recorder.crypto.blind_index import SearchKey, load_search_key
 from recorder.officer.when import TimeInputError, parse_when, show_duration, show_time, zone
 
 # 2026-03-02 09:00 in London is 09:00 UTC (GMT); 2026-03-30 09:00 is 08:00 UTC (BST).
@@ -80,6 +81,12 @@ async def seed(tmp_path: Path) -> dict[str, str]:
     return ids
 
 
+def make_search_key(tmp_path: Path) -> SearchKey:
+    """The key a recording host makes (and an officer host is given a copy of)."""
+    config = load_config(None, {"XDG_STATE_HOME": str(tmp_path)})
+    return load_search_key(config.keys.key_dir, create=True)
+
+
 async def cli(tmp_path: Path, *args: str) -> tuple[int, str]:
     done = await trio.run_process(
         [sys.executable, "-m", "recorder", "search", *args],
@@ -95,6 +102,15 @@ async def test_search_by_caller_in_march_london_time_as_table_and_json(tmp_path:
     ids = await seed(tmp_path)
     with trio.fail_after(60):
         march = ("--caller", "jane client", "--since", "2026-03-01", "--until", "2026-03-31")
+        # No recording host made a search-index key here: said by name, not an empty result;
+        # a search for a person is audited under that key, so it is refused too (fail closed).
+        for refused in (("--text", "sell everything"), march):
+            code, text = await cli(tmp_path, *refused)
+            assert code == 3
+            assert "search-index.key: no search-index key" in text
+        code, text = await cli(tmp_path, "--product", "phone")  # no person: no key needed
+        assert code == 0, text
+        make_search_key(tmp_path)
         code, text = await cli(tmp_path, *march, "--tz", "Europe/London")
         assert code == 0, text
         assert "2026-03-30 09:00:00 BST" in text
@@ -113,10 +129,6 @@ async def test_search_by_caller_in_march_london_time_as_table_and_json(tmp_path:
         second = json.loads(text)
         assert [r["recording_id"] for r in second["recordings"]] == [ids["s0"]]
         assert second["next_cursor"] is None
-        # No recording host made a search-index key here: said by name, not an empty result.
-        code, text = await cli(tmp_path, "--text", "sell everything")
-        assert code == 3
-        assert "no search-index key" in text
         code, text = await cli(tmp_path, "--email", "a@example.com")
         assert code == 2
         assert "participant email is not searchable" in text

@@ -4,8 +4,10 @@ gate, the audit rows under the signed-in user, headers, and no secret on any pag
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
+import secrets
 import tempfile
 import zipfile
 from pathlib import Path
@@ -14,8 +16,11 @@ import httpx
 import pytest
 import trio
 
+from recorder.crypto.blind_index import KEY_FILE_NAME, load_search_key
 from recorder.officer.bundle.signing import load_public_key, load_signing_key, public_bytes
 from recorder.officer.bundle.verify import verify_bundle
+from recorder.officer.search_audit import PERSONAL_FIELDS, filter_mac, normalised
+from recorder.officer.search_review import Wanted, review
 from recorder.web.actions import EXPORT_PREFIX
 from recorder.web.auth import LOGIN_COOKIE
 from recorder.web.security import COOKIE_NAME
@@ -597,3 +602,69 @@ async def test_under_tls_cookies_are_secure_and_hsts_is_sent(console: Console) -
     assert "httponly" in cookie
     assert "samesite=strict" in cookie
     assert answer.headers["strict-transport-security"] == "max-age=31536000"
+
+
+async def test_searches_for_people_are_audited_as_macs_and_found_by_a_review(
+    console: Console, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    s = secrets.token_hex(4)
+    planted = {
+        "participant": f"Zelda Qx{s}",
+        "host": f"zelda.{s}@client.example",
+        "number": f"+44 20 79{int(s, 16) % 10**5:05d}",
+        "caller": f"Carl Qx{s}",
+    }
+    key = load_search_key(console.c.config.keys.key_dir, create=False)
+    before = len(await console.c.catalog.audit_events(action="search"))
+    with trio.fail_after(40):
+        async with console.session("alice") as alice:
+            for field, value in planted.items():
+                answer = await alice.get("/search", params={field: value, "has_gaps": "1"})
+                assert answer.status_code == 200, field
+            events = await console.c.catalog.audit_events(action="search")
+            assert len(events) == before + len(planted)
+            mine = events[before:]
+            logged = repr(mine).lower()
+            # What the console and its server logged (not the test's own HTTP client).
+            logs = "\n".join(
+                f"{r.name} {r.getMessage()}"
+                for r in caplog.records
+                if not r.name.startswith(("httpx", "httpcore"))
+            ).lower()
+            for value in (*planted.values(), f"qx{s}", "+442079"):
+                assert value.lower() not in logged
+                assert value.lower() not in logs
+            for event, field in zip(mine, planted, strict=True):
+                details = json.loads(event.details_json)
+                assert details["filters"] == {"has_gaps": "True"}
+                mac = filter_mac(key, field, planted[field])
+                assert details["personal"] == [{"field": field, "mac": mac}]
+            # Not in the catalog's files either (the WAL included).
+            path = console.c.config.catalog.sqlite_path
+            assert path is not None
+            raw = b"".join(f.read_bytes() for f in path.parent.iterdir() if f.is_file()).lower()
+            number = normalised("number", planted["number"])
+            assert [v for v in (*planted.values(), number) if v.lower().encode() in raw] == []
+            # The review finds the web search for a value however it is typed now.
+            for field, value in planted.items():
+                typed = f"  {value.upper()}  "
+                found, others = await review(
+                    console.c, Wanted.of(key, typed, PERSONAL_FIELDS), None, None
+                )
+                assert [(m.event.audit_id, m.event.actor, m.fields) for m in found] == [
+                    (mine[list(planted).index(field)].audit_id, "web:alice", (field,))
+                ]
+                assert others == {}
+            # Without the key the console refuses a search for a person, naming the file, and
+            # audits nothing; a search for no person still works.
+            (console.c.config.keys.key_dir / KEY_FILE_NAME).unlink()
+            refused = await alice.get("/search", params={"caller": planted["caller"]})
+            assert refused.status_code == 400
+            assert "search-index.key: no search-index key" in refused.text
+            assert planted["caller"] not in refused.text.split("</form>")[-1]
+            assert (await alice.get("/search", params={"has_gaps": "1"})).status_code == 200
+            after = await console.c.catalog.audit_events(action="search")
+            assert len(after) == before + len(planted) + 1
+    check = await console.c.catalog._call(console.c.catalog.sync.verify_audit_chain)
+    assert check.first_broken_id is None
