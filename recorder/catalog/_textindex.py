@@ -44,7 +44,7 @@ class TextIndexQueries(TransactionSource):
         with self._transaction("add_transcript_tokens", write=True) as tx:
             # Locked (PostgreSQL): a start moved earlier by a concurrent re-upsert waits for
             # these postings and its trigger then moves them too, or they are written with the
-            # new start. A search joins a recording's postings on their copies of the start.
+            # new start. A search matches the postings of a recording on their copies of it.
             recording = tx.fetchone(
                 "SELECT started_ms FROM recordings WHERE recording_id = ?" + self._fence_lock_sql,
                 (recording_id,),
