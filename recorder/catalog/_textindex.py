@@ -42,8 +42,12 @@ class TextIndexQueries(TransactionSource):
             raise CatalogError("add_transcript_tokens: key_id required")
         unique = sorted(set(macs))
         with self._transaction("add_transcript_tokens", write=True) as tx:
+            # Locked (PostgreSQL): a start moved earlier by a concurrent re-upsert waits for
+            # these postings and its trigger then moves them too, or they are written with the
+            # new start. A search matches the postings of a recording on their copies of it.
             recording = tx.fetchone(
-                "SELECT started_ms FROM recordings WHERE recording_id = ?", (recording_id,)
+                "SELECT started_ms FROM recordings WHERE recording_id = ?" + self._fence_lock_sql,
+                (recording_id,),
             )
             if recording is None:
                 raise CatalogError(f"add_transcript_tokens: no recording {recording_id!r}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from recorder.bench import search
@@ -45,10 +46,25 @@ def test_postgres_every_shape_measured_with_the_backends_cpu(
     assert search.main([*argv, "--dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "PostgreSQL: generated 400 recordings" in out, out
+    assert "PostgreSQL: VACUUM (ANALYZE) of the catalog's tables, as autovacuum would" in out, out
     lines = _shape_lines(out, "PostgreSQL")
     for shape in SHAPES:
         # The server runs on this host here, so its backend's CPU is read and added.
         assert any(line.strip().startswith(shape) and "CPU p50" in line for line in lines), out
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(120)
+def test_every_table_of_the_postgres_catalog_is_vacuumed_and_analyzed(postgres_dsn: str) -> None:
+    search.fill_postgres(postgres_dsn, 50, seed=1)
+    search.vacuum_postgres(postgres_dsn)
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT relname, last_vacuum IS NOT NULL AND last_analyze IS NOT NULL"
+            " FROM pg_stat_user_tables WHERE schemaname = current_schema()"
+        ).fetchall()
+    assert {str(name) for name, _ in rows} >= {"recordings", "transcript_tokens", "legal_holds"}
+    assert all(done for _, done in rows), rows
 
 
 def test_keep_without_a_directory_is_refused(capsys: pytest.CaptureFixture[str]) -> None:

@@ -23,6 +23,7 @@ from recorder.catalog.base import (
     StreamEvent,
     StreamState,
 )
+from recorder.catalog.schema import Engine
 from recorder.catalog.search import AGENT_ROLES, RecordingQuery
 from recorder.completeness.model import EnrichmentFields
 from tests.catalog.support import (
@@ -234,7 +235,7 @@ def test_queue_and_agent_searches_walk_the_time_ordered_indexes(target: CatalogT
         ),
     }
     for index, query in cases.items():
-        sql, params = search_sql(query)
+        sql, params = search_sql(query, Engine(target.engine))
         plan = explain(target, sql, params)
         assert index in plan, plan
         if target.engine == "sqlite":

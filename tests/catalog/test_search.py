@@ -16,6 +16,7 @@ from recorder.catalog.base import (
     StreamEvent,
     StreamState,
 )
+from recorder.catalog.schema import Engine
 from recorder.catalog.search import RecordingQuery
 from recorder.errors import CatalogError
 from tests.catalog.support import T0, CatalogTarget, explain, fill_for_plans
@@ -181,9 +182,11 @@ async def test_pages_are_newest_first_and_cover_everything_once(catalog: AsyncCa
 def test_name_and_time_searches_use_the_search_indexes(target: CatalogTarget) -> None:
     """The plans both engines choose for a grown catalog (see ``fill_for_plans``)."""
     fill_for_plans(target, 20_000)
-    plan = explain(target, *search_sql(RecordingQuery(participant="person 7")))
+    plan = explain(
+        target, *search_sql(RecordingQuery(participant="person 7"), Engine(target.engine))
+    )
     assert "participants_by_lower_name" in plan, plan
-    plan = explain(target, *search_sql(RecordingQuery()))
+    plan = explain(target, *search_sql(RecordingQuery(), Engine(target.engine)))
     assert "recordings_by_started_id" in plan, plan
     # Newest first straight off the index: no sort of every recording for one page.
     sort = "USE TEMP B-TREE" if target.engine == "sqlite" else "Sort"
