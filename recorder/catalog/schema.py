@@ -654,6 +654,23 @@ def _v17(engine: Engine) -> tuple[str, ...]:
     return _SCRUB_TABLES_V17 + _SCRUB_GUARDS_V17[engine]
 
 
+# Migration 20: PostgreSQL's text search now probes the other words on the walked key (word,
+# start, recording), so a posting whose ``started_ms`` is not its recording's start would hide
+# the recording from every search of two words or more. Before ``add_transcript_tokens`` read the
+# start FOR SHARE, a start moved earlier in a transaction concurrent with indexing could leave
+# such postings (the follow-start trigger did not see them yet). This puts every posting back on
+# its recording's start; it writes only the postings that differ. SQLite serialises writers, so
+# the race never happened there, and its probe does not use the start.
+_TEXT_POSTINGS_REPAIR_V20: Final[dict[Engine, tuple[str, ...]]] = {
+    Engine.SQLITE: (),
+    Engine.POSTGRES: (
+        # One pass over each table, like migration 18's backfill: not for the 15 s limit.
+        "SET LOCAL statement_timeout = 0",
+        """UPDATE transcript_tokens t SET started_ms = r.started_ms FROM recordings r
+            WHERE r.recording_id = t.recording_id AND t.started_ms <> r.started_ms""",
+    ),
+}
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
         version=1,
@@ -880,6 +897,12 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         description="officer search: queue and agent columns in time order, so a --queue or "
         "--agent search stops at a page",
         statements={engine: _CC_WALKS_SETUP_V19[engine] + _CC_WALKS_V19 for engine in Engine},
+    ),
+    Migration(
+        version=20,
+        description="officer search: every transcript posting carries its recording's start "
+        "(PostgreSQL's multi-word probe matches on it)",
+        statements={engine: _TEXT_POSTINGS_REPAIR_V20[engine] for engine in Engine},
     ),
 )
 

@@ -184,12 +184,12 @@ def test_postings_indexed_while_their_start_moves_get_the_new_start(postgres_dsn
         catalog.close()
 
 
-def _catalog_at_version_16(target: CatalogTarget) -> None:
+def _catalog_at_version(target: CatalogTarget, version: int) -> None:
     engine = Engine(target.engine)
     with target.raw() as conn:
         conn.execute(SCHEMA_VERSION_DDL)
         for migration in MIGRATIONS:
-            if migration.version > 16:
+            if migration.version > version:
                 break
             for statement in migration.statements[engine]:
                 conn.execute(statement)
@@ -210,7 +210,7 @@ def _raw_insert(target: CatalogTarget, sql: str, rows: Sequence[tuple[object, ..
 def test_migration_18_gives_postings_made_before_it_their_recordings_start(
     target: CatalogTarget,
 ) -> None:
-    _catalog_at_version_16(target)
+    _catalog_at_version(target, 16)
     starts = {f"rec-{n}": T0 + n * MINUTE for n in range(3)}
     _raw_insert(
         target,
@@ -244,6 +244,48 @@ def test_migration_18_gives_postings_made_before_it_their_recordings_start(
             "rec-1",
             "rec-0",
         ]
+    finally:
+        catalog.close()
+
+
+def test_migration_20_puts_postings_back_on_their_recordings_start(
+    target: CatalogTarget,
+) -> None:
+    """A posting left on an old start (the indexing race fixed by reading the start FOR SHARE)
+    would hide its recording from PostgreSQL's multi-word probe; migration 20 repairs it there.
+    SQLite never had the race and its probe does not read the start: the search finds the
+    recording either way."""
+    _catalog_at_version(target, 19)
+    started, stale = T0 + 5 * MINUTE, T0 + 9 * MINUTE
+    _raw_insert(
+        target,
+        "INSERT INTO streams (rtms_stream_id, first_seen_ms) VALUES (?, ?)",
+        [("st-moved", T0)],
+    )
+    _raw_insert(
+        target,
+        "INSERT INTO recordings (recording_id, rtms_stream_id, product, instance_id,"
+        " started_ms, status, created_ms) VALUES (?, ?, 'meeting', ?, ?, 'complete', ?)",
+        [("rec-moved", "st-moved", "in-moved", started, T0)],
+    )
+    macs = KEY.query("hello world")
+    _raw_insert(
+        target,
+        "INSERT INTO transcript_tokens (token_mac, recording_id, started_ms) VALUES (?, ?, ?)",
+        [(mac, "rec-moved", stale) for mac in macs],
+    )
+    _raw_insert(
+        target,
+        "INSERT INTO transcript_token_stats (token_mac, recordings) VALUES (?, ?)",
+        [*((mac, 1) for mac in macs), ("", 1)],
+    )
+    catalog = target.open()  # migrates 19 -> latest
+    try:
+        with target.raw() as conn:
+            rows = conn.execute("SELECT DISTINCT started_ms FROM transcript_tokens").fetchall()
+        expected = stale if target.engine == "sqlite" else started
+        assert [int(row[0]) for row in rows] == [expected]
+        assert every_page(catalog, RecordingQuery(text_macs=tuple(macs))) == ["rec-moved"]
     finally:
         catalog.close()
 
