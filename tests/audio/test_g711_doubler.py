@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recorder.audio import pyav
+from recorder.audio import polyphase, pyav
 from recorder.audio.decoder import ALAW, MULAW, VOICE, make_decoder
 from recorder.errors import DecodeError
 from recorder.rtms.events import AudioCodec, AudioFormat
@@ -30,7 +30,7 @@ class ExactDoubler:
     """Each odd sample: floor(sum(taps * inputs) + 1/2), clipped to s16; evens are the inputs."""
 
     def __init__(self, law: str) -> None:
-        taps = pyav._half_band_taps()
+        taps = polyphase.half_band_taps()
         assert taps is not None
         self.taps = taps
         self.table = pyav._g711_table(law).astype(np.float64)
@@ -70,9 +70,9 @@ def both(packets: list[bytes], law: str) -> tuple[list[bytes], list[bytes]]:
 
 
 def test_the_polyphase_doubler_is_in_use_for_voice_output() -> None:
-    half_band = pyav._half_band()
+    half_band = polyphase.half_band()
     assert half_band is not None
-    assert isinstance(make_decoder(G711, VOICE)._doubler, pyav._Doubler)  # type: ignore[attr-defined]
+    assert isinstance(make_decoder(G711, VOICE)._doubler, polyphase.Doubler)  # type: ignore[attr-defined]
     # The rounding constant rides in the samples: an even output floors back to its sample.
     assert 0 <= half_band.offset < 1
 

@@ -14,7 +14,7 @@ from av.audio.resampler import AudioResampler
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recorder.audio import pyav
+from recorder.audio import polyphase
 from recorder.audio.decoder import KEEP_SOURCE, VOICE, OutputFormat, decoder_version, make_decoder
 from recorder.errors import DecodeError
 from recorder.rtms.events import AudioCodec, AudioFormat
@@ -74,7 +74,7 @@ def test_the_default_output_goes_through_the_numpy_decimator_chunk_for_chunk(
     fmt = AudioFormat(AudioCodec.OPUS, 48_000, channels)
     packets = list(encode_speech("a", fmt).packets)
     decoder = make_decoder(fmt, VOICE)
-    assert isinstance(decoder._decimator, pyav._Decimator)  # type: ignore[attr-defined]
+    assert isinstance(decoder._decimator, polyphase.Decimator)  # type: ignore[attr-defined]
     ours = [decoder.decode(p) for p in packets] + [decoder.flush()]
     theirs = plain_pyav_chunks(packets, channels)
     # Same chunk lengths: the timeline places every chunk where it did with swresample.
@@ -102,9 +102,9 @@ def frames_of(planes: np.ndarray) -> AudioFrame:
 
 def both_ways(signal: np.ndarray, lengths: list[int]) -> tuple[list[bytes], list[bytes]]:
     """The decimator and swresample, chunk by chunk, over ``signal`` cut at ``lengths``."""
-    band = pyav._third_band()
+    band = polyphase.third_band()
     assert band is not None
-    decimator = pyav._Decimator(band, len(signal))
+    decimator = polyphase.Decimator(band, len(signal))
     resampler = AudioResampler(format="s16", layout="mono", rate=16_000)
     ours, theirs = [], []
     start = 0
