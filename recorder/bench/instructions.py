@@ -1,0 +1,169 @@
+"""Instructions per audio message of the full recording path, counted by callgrind.
+
+Run: ``python -m recorder.bench.instructions [--codecs l16] [--modes full,bare]
+[--engagements 1] [--seconds 6,18]`` (or ``recorder bench instructions``). Needs valgrind.
+
+Wall-clock µs/msg (``bench fullpath``) moves with whatever else the host runs; the number of
+instructions the measured process executes does not. Per codec and mode the measured side of
+``bench fullpath`` (the same ``_measure``: real RTMS client over loopback WebSockets, capture,
+encrypting spool sink, fsync checkpoints) runs in a process under ``valgrind --tool=callgrind``
+while the simulator streams to it from a native child process (``--trace-children=no``). Two
+runs of different lengths are made; their difference in instructions over their difference in
+audio messages received is the cost per message, free of imports, connects, handshakes and
+teardown, which both runs share. Only user-space instructions are counted: the kernel's part of
+a read or a write is not (``bench fullpath`` sees it).
+
+A paced stream brings one message per 20 ms; callgrind slows the client about fifty times, so
+keep ``--engagements`` small enough that the client keeps up (1 or 2): a client that lags reads
+several messages per wakeup and looks cheaper than it is. ``lagging`` in the output counts the
+reads that took more than one message (where the mode can tell).
+
+``--keep DIR`` keeps the callgrind output files (``callgrind_annotate`` reads them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from recorder.bench import fullpath
+
+_TOTALS = re.compile(rb"^(?:summary|totals): (\d+)", re.MULTILINE)
+
+
+def _inner(args: argparse.Namespace) -> int:
+    """The process valgrind runs: the simulator as a native child, the measured side here."""
+    import multiprocessing
+
+    import trio
+
+    spec = fullpath.RunSpec(
+        codec=args.codec,
+        engagements=args.engagements,
+        seconds=args.inner_seconds,
+        ramp_s=0.2,
+        pace_batch_frames=1,
+        client_cpu=0,
+        server_cpu=1,
+        client_only=args.mode == "rtms",
+        per_speaker=False,
+        mode=args.mode,
+    )
+    fullpath._pin(spec.client_cpu)
+    ctx = multiprocessing.get_context("spawn")
+    sim_end, client_end = ctx.Pipe()
+    simulator = ctx.Process(
+        target=fullpath.simulator_main, args=(sim_end, spec.as_dict()), name="sim"
+    )
+    simulator.start()
+    sim_end.close()
+    try:
+        outcome = trio.run(fullpath._measure, client_end, spec)
+    finally:
+        client_end.close()
+        simulator.join(30)
+        if simulator.is_alive():
+            simulator.kill()
+            simulator.join()
+    Path(args.result).write_text(json.dumps(outcome), encoding="utf-8")
+    return 0
+
+
+def _counted(
+    codec: str, mode: str, engagements: int, seconds: float, out_dir: Path
+) -> tuple[int, dict[str, Any]]:
+    """Instructions of one run under callgrind, and what the measured side reported."""
+    stem = f"{codec}-{mode}-{engagements}x{seconds:g}s"
+    out_file, result = out_dir / f"callgrind.{stem}.out", out_dir / f"{stem}.json"
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--trace-children=no",
+        f"--callgrind-out-file={out_file}",
+        sys.executable,
+        "-m",
+        "recorder.bench.instructions",
+        "--inner",
+        "--codec",
+        codec,
+        "--mode",
+        mode,
+        "--engagements",
+        str(engagements),
+        "--inner-seconds",
+        str(seconds),
+        "--result",
+        str(result),
+    ]
+    subprocess.run(  # noqa: S603 (valgrind running our own interpreter and module)
+        command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    match = _TOTALS.search(out_file.read_bytes())
+    if match is None:
+        raise RuntimeError(f"no totals in {out_file}")
+    outcome: dict[str, Any] = json.loads(result.read_text(encoding="utf-8"))
+    if "error" in outcome:
+        raise RuntimeError(f"{stem}: {outcome['error']}")
+    return int(match.group(1)), outcome
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="recorder bench instructions", description=__doc__)
+    parser.add_argument("--codecs", default="l16", help="comma-separated: l16,g711,opus")
+    parser.add_argument(
+        "--modes", default="full,bare", help="comma-separated: full, rtms (client alone), bare"
+    )
+    parser.add_argument("--engagements", type=int, default=1)
+    parser.add_argument("--seconds", default="6,18", help="the short and the long run")
+    parser.add_argument("--keep", type=Path, help="keep callgrind's output files here")
+    # The process run under valgrind (internal).
+    parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--codec", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
+    parser.add_argument("--inner-seconds", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.inner:
+        return _inner(args)
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed", file=sys.stderr)
+        return 2
+    short, long = (float(s) for s in args.seconds.split(","))
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="rtms-instructions-") as tmp:
+        out_dir = args.keep or Path(tmp)
+        print(
+            f"{'codec':<6} {'mode':<6} {'Ir/msg':>9} {'x bare':>7} "
+            f"{'msgs':>7} {'lost':>5}  (runs of {short:g} s and {long:g} s, "
+            f"{args.engagements} engagement(s), pid {os.getpid()})"
+        )
+        for codec in args.codecs.split(","):
+            bare: float | None = None
+            rows = []
+            for mode in args.modes.split(","):
+                ir_short, out_short = _counted(codec, mode, args.engagements, short, out_dir)
+                ir_long, out_long = _counted(codec, mode, args.engagements, long, out_dir)
+                msgs = out_long["msgs"] - out_short["msgs"]
+                per_msg = (ir_long - ir_short) / msgs if msgs > 0 else float("nan")
+                lost = out_long["sim"].get("frames_sent", 0) - out_long["msgs"]
+                if mode == "bare":
+                    bare = per_msg
+                rows.append((mode, per_msg, msgs, lost))
+            for mode, per_msg, msgs, lost in rows:
+                ratio = f"{per_msg / bare:.2f}" if bare else "-"
+                print(f"{codec:<6} {mode:<6} {per_msg:>9.0f} {ratio:>7} {msgs:>7} {lost:>5}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
