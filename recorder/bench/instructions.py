@@ -13,10 +13,13 @@ audio messages received is the cost per message, free of imports, connects, hand
 teardown, which both runs share. Only user-space instructions are counted: the kernel's part of
 a read or a write is not (``bench fullpath`` sees it).
 
-A paced stream brings one message per 20 ms; callgrind slows the client about fifty times, so
-keep ``--engagements`` small enough that the client keeps up (1 or 2): a client that lags reads
-several messages per wakeup and looks cheaper than it is. ``lagging`` in the output counts the
-reads that took more than one message (where the mode can tell).
+A paced stream brings one message per 20 ms; callgrind slows the client about fifty times, and
+a client that lags reads several messages per wakeup and looks cheaper than it is. So the
+simulator runs slowed down (``--speed``, scenario seconds per real second: 0.25 by default, one
+message per 80 ms), the capture's checkpoint interval is stretched by the same factor (one
+checkpoint per 50 messages, as at real speed), and ``wakeups`` prints the event loop's waits
+(``epoll_wait`` calls) per message: about 1 when every message had a wakeup of its own, as on a
+paced production stream; well below 1 means the run lagged and its figure flatters.
 
 ``--keep DIR`` keeps the callgrind output files (``callgrind_annotate`` reads them).
 """
@@ -25,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -38,6 +40,31 @@ from typing import Any
 from recorder.bench import fullpath
 
 _TOTALS = re.compile(rb"^(?:summary|totals): (\d+)", re.MULTILINE)
+#: callgrind's name compression: ``cfn=(id) name`` the first time, ``cfn=(id)`` after.
+_CALLEE = re.compile(rb"^cfn=\((\d+)\)(?: (.*))?$")
+_CALLS = re.compile(rb"^calls=(\d+)")
+
+
+def _calls_to(out: bytes, name: bytes) -> int:
+    """How many calls callgrind recorded to functions whose name ends with ``name``."""
+    names: dict[bytes, bytes] = {}
+    callee = b""
+    total = 0
+    for line in out.splitlines():
+        if line.startswith(b"cfn="):
+            match = _CALLEE.match(line)
+            if match is not None:
+                if match.group(2):
+                    names[match.group(1)] = match.group(2)
+                callee = names.get(match.group(1), b"")
+        elif line.startswith(b"fn="):
+            match = _CALLEE.match(b"c" + line)
+            if match is not None and match.group(2):
+                names[match.group(1)] = match.group(2)
+        elif line.startswith(b"calls=") and callee.endswith(name):
+            calls = _CALLS.match(line)
+            total += int(calls.group(1)) if calls is not None else 0
+    return total
 
 
 def _inner(args: argparse.Namespace) -> int:
@@ -51,6 +78,8 @@ def _inner(args: argparse.Namespace) -> int:
         engagements=args.engagements,
         seconds=args.inner_seconds,
         ramp_s=0.2,
+        sim_speed=args.speed,
+        checkpoint_s=1.0 / args.speed,
         pace_batch_frames=1,
         client_cpu=0,
         server_cpu=1,
@@ -79,9 +108,10 @@ def _inner(args: argparse.Namespace) -> int:
 
 
 def _counted(
-    codec: str, mode: str, engagements: int, seconds: float, out_dir: Path
-) -> tuple[int, dict[str, Any]]:
-    """Instructions of one run under callgrind, and what the measured side reported."""
+    codec: str, mode: str, engagements: int, seconds: float, speed: float, out_dir: Path
+) -> tuple[int, int, dict[str, Any]]:
+    """Instructions and event-loop waits of one run under callgrind, and what the measured
+    side reported."""
     stem = f"{codec}-{mode}-{engagements}x{seconds:g}s"
     out_file, result = out_dir / f"callgrind.{stem}.out", out_dir / f"{stem}.json"
     command = [
@@ -101,19 +131,22 @@ def _counted(
         str(engagements),
         "--inner-seconds",
         str(seconds),
+        "--speed",
+        str(speed),
         "--result",
         str(result),
     ]
     subprocess.run(  # noqa: S603 (valgrind running our own interpreter and module)
         command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    match = _TOTALS.search(out_file.read_bytes())
+    out = out_file.read_bytes()
+    match = _TOTALS.search(out)
     if match is None:
         raise RuntimeError(f"no totals in {out_file}")
     outcome: dict[str, Any] = json.loads(result.read_text(encoding="utf-8"))
     if "error" in outcome:
         raise RuntimeError(f"{stem}: {outcome['error']}")
-    return int(match.group(1)), outcome
+    return int(match.group(1)), _calls_to(out, b"epoll_wait"), outcome
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -123,7 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--modes", default="full,bare", help="comma-separated: full, rtms (client alone), bare"
     )
     parser.add_argument("--engagements", type=int, default=1)
-    parser.add_argument("--seconds", default="6,18", help="the short and the long run")
+    parser.add_argument(
+        "--seconds", default="2,8", help="scenario seconds of the short and the long run"
+    )
+    parser.add_argument("--speed", type=float, default=0.25, help="the simulator's speed")
     parser.add_argument("--keep", type=Path, help="keep callgrind's output files here")
     # The process run under valgrind (internal).
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
@@ -143,25 +179,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="rtms-instructions-") as tmp:
         out_dir = args.keep or Path(tmp)
         print(
-            f"{'codec':<6} {'mode':<6} {'Ir/msg':>9} {'x bare':>7} "
-            f"{'msgs':>7} {'lost':>5}  (runs of {short:g} s and {long:g} s, "
-            f"{args.engagements} engagement(s), pid {os.getpid()})"
+            f"{'codec':<6} {'mode':<6} {'Ir/msg':>9} {'x bare':>7} {'wakeups':>8} "
+            f"{'msgs':>7} {'lost':>5}  (runs of {short:g} and {long:g} scenario s at speed "
+            f"{args.speed:g}, {args.engagements} engagement(s))"
         )
         for codec in args.codecs.split(","):
             bare: float | None = None
             rows = []
             for mode in args.modes.split(","):
-                ir_short, out_short = _counted(codec, mode, args.engagements, short, out_dir)
-                ir_long, out_long = _counted(codec, mode, args.engagements, long, out_dir)
+                runs = [
+                    _counted(codec, mode, args.engagements, seconds, args.speed, out_dir)
+                    for seconds in (short, long)
+                ]
+                (ir_short, waits_short, out_short), (ir_long, waits_long, out_long) = runs
                 msgs = out_long["msgs"] - out_short["msgs"]
                 per_msg = (ir_long - ir_short) / msgs if msgs > 0 else float("nan")
+                wakeups = (waits_long - waits_short) / msgs if msgs > 0 else float("nan")
                 lost = out_long["sim"].get("frames_sent", 0) - out_long["msgs"]
                 if mode == "bare":
                     bare = per_msg
-                rows.append((mode, per_msg, msgs, lost))
-            for mode, per_msg, msgs, lost in rows:
+                rows.append((mode, per_msg, wakeups, msgs, lost))
+            for mode, per_msg, wakeups, msgs, lost in rows:
                 ratio = f"{per_msg / bare:.2f}" if bare else "-"
-                print(f"{codec:<6} {mode:<6} {per_msg:>9.0f} {ratio:>7} {msgs:>7} {lost:>5}")
+                print(
+                    f"{codec:<6} {mode:<6} {per_msg:>9.0f} {ratio:>7} {wakeups:>8.2f} "
+                    f"{msgs:>7} {lost:>5}"
+                )
     return 0
 
 
