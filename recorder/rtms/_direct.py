@@ -179,8 +179,8 @@ class DirectWebSocket(WebSocketConnection):
         ``SocketStream.receive_some`` tries the read first and waits only when it fails: on a
         paced stream, where the socket is empty whenever we come back to it, every message then
         costs a failed ``recv`` system call and a ``BlockingIOError`` raised and caught in
-        Python. Waiting first costs nothing more when data is already there (the wait returns
-        at the next scheduling round, where ``receive_some`` would yield anyway). Raises what
+        Python. When data is already there (a lagging socket) waiting first costs one epoll
+        registration more; both yield to the scheduler once per read either way. Raises what
         ``wait_readable`` raises for a socket closed meanwhile (``ClosedResourceError``) and
         ``OSError`` for a broken connection; b"" at the peer's end.
         """
