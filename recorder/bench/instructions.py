@@ -1,7 +1,8 @@
 """Instructions per audio message of the full recording path, counted by callgrind.
 
 Run: ``python -m recorder.bench.instructions [--codecs l16] [--modes full,bare]
-[--engagements 1] [--seconds 6,18]`` (or ``recorder bench instructions``). Needs valgrind.
+[--engagements 1] [--seconds 2,8] [--speed 0.25]`` (or ``recorder bench instructions``). Needs
+valgrind.
 
 Wall-clock µs/msg (``bench fullpath``) moves with whatever else the host runs; the number of
 instructions the measured process executes does not. Per codec and mode the measured side of
