@@ -297,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
             "media",
             "workers",
             "scrub",
+            "instructions",
         ],
     )
     p.add_argument("options", nargs=argparse.REMAINDER, help="passed to the benchmark")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import os
 import ssl
 from typing import Final, cast
 
@@ -47,6 +48,8 @@ from recorder.rtms._frames import split_read
 PINNED_TRIO_WEBSOCKET: Final = "0.12.2"
 _ABNORMAL: Final = 1006
 _TOO_BIG: Final = 1009
+#: What trio's ``SocketStream.receive_some`` reads when not told (its ``DEFAULT_RECEIVE_SIZE``).
+_DEFAULT_READ: Final = 65536
 
 
 class DirectWebSocket(WebSocketConnection):
@@ -82,6 +85,9 @@ class DirectWebSocket(WebSocketConnection):
         self._ended = False
         #: We closed (``aclose``): nothing more is delivered.
         self._closed_locally = False
+        #: The TCP socket under a plain (not TLS) stream, read directly (``_read_socket``).
+        self._plain_socket = stream.socket if type(stream) is trio.SocketStream else None
+        self._read_size = receive_buffer_size or _DEFAULT_READ
 
     # --- opening --------------------------------------------------------------------------
 
@@ -122,8 +128,12 @@ class DirectWebSocket(WebSocketConnection):
         if self._receiving:
             raise trio.BusyResourceError("another task is already receiving on this socket")
         self._receiving = True
+        data: bytes | bytearray
         try:
-            data = await self._stream.receive_some(self._receive_buffer_size)
+            if self._plain_socket is not None:
+                data = await self._read_socket(self._plain_socket)
+            else:
+                data = await self._stream.receive_some(self._receive_buffer_size)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             data = b""
         finally:
@@ -162,6 +172,24 @@ class DirectWebSocket(WebSocketConnection):
                 await self._end_transport()
                 return
             await self._handle_events()
+
+    async def _read_socket(self, sock: trio.socket.SocketType) -> bytes:
+        """One read of a plain TCP socket: wait until it is readable, then read.
+
+        ``SocketStream.receive_some`` tries the read first and waits only when it fails: on a
+        paced stream, where the socket is empty whenever we come back to it, every message then
+        costs a failed ``recv`` system call and a ``BlockingIOError`` raised and caught in
+        Python. When data is already there (a lagging socket) waiting first costs one epoll
+        registration more; both yield to the scheduler once per read either way. Raises what
+        ``wait_readable`` raises for a socket closed meanwhile (``ClosedResourceError``) and
+        ``OSError`` for a broken connection; b"" at the peer's end.
+        """
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            try:
+                return os.read(sock.fileno(), self._read_size)
+            except BlockingIOError:
+                continue  # readiness was spurious: wait again
 
     async def _handle_events(self) -> None:
         """Everything wsproto parsed from one read. Messages and the peer's close are recorded

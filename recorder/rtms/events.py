@@ -11,7 +11,7 @@ Times named ``*_ms`` are RTMS timestamps: Unix milliseconds from Zoom's clock. T
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 MIXED_TRACK = "mixed"
 
@@ -85,6 +85,46 @@ class AudioPacket:
     user_id: str | None = None
     user_name: str | None = None
     channel_id: str | None = None
+
+
+# A frozen dataclass's __init__ sets each field through object.__setattr__: for the seven of
+# AudioPacket that is about 1.5 µs, once per 20 ms message. Its slots' own descriptors set the
+# same fields in a third of that, and the instance is the same frozen AudioPacket.
+_new_object = object.__new__
+_AUDIO_FIELDS = ("track", "timestamp_ms", "payload", "format", "user_id", "user_name", "channel_id")
+if tuple(f.name for f in fields(AudioPacket)) != _AUDIO_FIELDS:  # pragma: no cover
+    raise RuntimeError("AudioPacket's fields changed: update audio_packet() with them")
+(
+    _set_track,
+    _set_timestamp_ms,
+    _set_payload,
+    _set_format,
+    _set_user_id,
+    _set_user_name,
+    _set_channel_id,
+) = (getattr(AudioPacket, name).__set__ for name in _AUDIO_FIELDS)
+
+
+def audio_packet(
+    track: str,
+    timestamp_ms: int,
+    payload: bytes,
+    fmt: AudioFormat,
+    user_id: str | None,
+    user_name: str | None,
+    channel_id: str | None,
+) -> AudioPacket:
+    """``AudioPacket(track, timestamp_ms, payload, fmt, user_id, user_name, channel_id)``,
+    built for the per-message hot path (see above); equal to it in every field."""
+    packet: AudioPacket = _new_object(AudioPacket)
+    _set_track(packet, track)
+    _set_timestamp_ms(packet, timestamp_ms)
+    _set_payload(packet, payload)
+    _set_format(packet, fmt)
+    _set_user_id(packet, user_id)
+    _set_user_name(packet, user_name)
+    _set_channel_id(packet, channel_id)
+    return packet
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,7 +59,6 @@ from recorder.rtms.events import (
     MIXED_TRACK,
     AudioCodec,
     AudioFormat,
-    AudioPacket,
     ChatMessage,
     ContactCenterEvent,
     FirstPacketTimestamp,
@@ -67,6 +66,7 @@ from recorder.rtms.events import (
     ParticipantEvent,
     StreamStateChanged,
     TranscriptMessage,
+    audio_packet,
 )
 from recorder.rtms.messages import (
     AudioParams,
@@ -676,7 +676,7 @@ class MediaConnection(_Connection):
         else:
             track = "user-" + user_id
         self._events.append(
-            AudioPacket(track, timestamp, payload, fmt, user_id, user_name, channel_id)
+            audio_packet(track, timestamp, payload, fmt, user_id, user_name, channel_id)
         )
 
 

@@ -8,16 +8,24 @@ by hand over a real loopback socket.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
 import inspect
+import ipaddress
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 import trio.lowlevel
 import trio_websocket
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from trio_websocket import (
@@ -385,3 +393,95 @@ def test_the_driver_starts_no_task_of_its_own() -> None:
     for fn in (_direct.connect_direct, DirectWebSocket.__init__):
         params: dict[str, Any] = dict(inspect.signature(fn).parameters)
         assert not any("nursery" in name for name in params)
+
+
+# --- the two read paths: a plain TCP socket read directly, TLS through the stream ---------------
+
+
+def _self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a fresh self-signed certificate for 127.0.0.1, and a client
+    context that trusts exactly that certificate."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_file, key_file)
+    client = ssl.create_default_context(cafile=str(cert_file))
+    return server, client
+
+
+async def test_tls_sockets_are_read_through_the_stream_with_the_same_messages(
+    tmp_path: Path,
+) -> None:
+    server_context, client_context = _self_signed(tmp_path)
+    messages: list[str | bytes] = [f"text {i}" for i in range(30)] + [b"\x00bin", "x" * 5000]
+
+    async def serve(request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        with contextlib.suppress(ConnectionClosed):
+            for message in messages:
+                await ws.send_message(message)
+            await ws.ping(b"tls")  # answered inline by get_message()
+            await ws.send_message("after ping")
+            await trio.sleep_forever()
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(serve_websocket, serve, "127.0.0.1", 0, server_context)
+            ws = await connect_direct(
+                f"wss://127.0.0.1:{server.port}/media",
+                client_context,
+                max_message_size=LIMIT,
+                receive_buffer_size=4096,
+            )
+            assert ws._plain_socket is None  # TLS: the SSL stream decrypts, so it is read
+            got = [await ws.get_message() for _ in range(len(messages) + 1)]
+            assert got == [*messages, "after ping"]
+            await ws.aclose()
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_plain_socket_closed_under_a_waiting_reader_ends_the_connection() -> None:
+    async def script(stream: trio.SocketStream, ws: WSConnection) -> None:
+        await stream.send_all(ws.send(TextMessage(data="first")))
+        await hold(stream)
+
+    with trio.fail_after(10):
+        async with raw_server(script) as url:
+            ws = await open_direct(url)
+            assert ws._plain_socket is not None  # plain TCP: read directly
+            assert await ws.get_message() == "first"
+            async with trio.open_nursery() as nursery:
+
+                async def close_soon() -> None:
+                    await trio.testing.wait_all_tasks_blocked()
+                    await ws._close_stream()  # the reader waits on this very socket
+
+                nursery.start_soon(close_soon)
+                with pytest.raises(ConnectionClosed) as info:
+                    await ws.get_message()
+            assert info.value.reason is not None
+            assert info.value.reason.code == 1006
