@@ -521,6 +521,13 @@ async def test_a_paced_stream_is_checkpointed_every_interval() -> None:
     assert sinks.sinks[0].checkpoints >= 3
 
 
+#: 64-packet rounds whose checkpoint may find no sink yet: the first segment opens in a worker
+#: thread, a checkpoint before it exists reaches no sink (AudioSegmentWriter.checkpoint), and on
+#: a loaded host that open can outlast a few rounds (44 of 45 and 29 of 30 seen in CI-like runs).
+#: A starved checkpoint would leave a handful, not dozens.
+OPEN_SLACK_ROUNDS = 4
+
+
 async def test_a_channel_that_never_runs_dry_is_still_checkpointed() -> None:
     speech = encode_speech("a", AudioFormat(AudioCodec.L16, 16_000, 1), seconds=60)
     sinks = MemorySinkFactory()
@@ -534,11 +541,8 @@ async def test_a_channel_that_never_runs_dry_is_still_checkpointed() -> None:
         manifest = await run_capture(receive, sinks, recording_id="rec-f", config=config)
     assert manifest.outcome == "ended"
     audio = [s for s in sinks.sinks if s.identity.track == "mixed"]
-    # Checked every 64 packets at the latest, with a checkpoint due every time. The first
-    # segment opens in a worker thread, and a checkpoint before it exists reaches no sink
-    # (AudioSegmentWriter.checkpoint): on a loaded host that open can outlast a few 64-packet
-    # rounds, hence the slack; a starved checkpoint would leave a handful, not 40-odd.
-    assert sum(s.checkpoints for s in audio) >= len(speech.packets) // 64 - 4
+    # Checked every 64 packets at the latest, with a checkpoint due every time.
+    assert sum(s.checkpoints for s in audio) >= len(speech.packets) // 64 - OPEN_SLACK_ROUNDS
     assert track_audio(sinks, "mixed").tobytes() == speech.pcm
 
 
@@ -556,4 +560,4 @@ async def test_a_channel_of_non_audio_events_that_never_runs_dry_is_still_checkp
         manifest = await run_capture(receive, sinks, recording_id="rec-t", config=config)
     assert manifest.outcome == "ended"
     audio = [s for s in sinks.sinks if s.identity.track == "mixed"]
-    assert sum(s.checkpoints for s in audio) >= len(words) // 64 - 1
+    assert sum(s.checkpoints for s in audio) >= len(words) // 64 - OPEN_SLACK_ROUNDS
