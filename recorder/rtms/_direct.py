@@ -131,7 +131,7 @@ class DirectWebSocket(WebSocketConnection):
         data: bytes | bytearray
         try:
             if self._plain_socket is not None:
-                data = await self._read_socket(self._plain_socket)
+                data = await read_when_ready(self._plain_socket, self._read_size)
             else:
                 data = await self._stream.receive_some(self._receive_buffer_size)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
@@ -172,24 +172,6 @@ class DirectWebSocket(WebSocketConnection):
                 await self._end_transport()
                 return
             await self._handle_events()
-
-    async def _read_socket(self, sock: trio.socket.SocketType) -> bytes:
-        """One read of a plain TCP socket: wait until it is readable, then read.
-
-        ``SocketStream.receive_some`` tries the read first and waits only when it fails: on a
-        paced stream, where the socket is empty whenever we come back to it, every message then
-        costs a failed ``recv`` system call and a ``BlockingIOError`` raised and caught in
-        Python. When data is already there (a lagging socket) waiting first costs one epoll
-        registration more; both yield to the scheduler once per read either way. Raises what
-        ``wait_readable`` raises for a socket closed meanwhile (``ClosedResourceError``) and
-        ``OSError`` for a broken connection; b"" at the peer's end.
-        """
-        while True:
-            await trio.lowlevel.wait_readable(sock)
-            try:
-                return os.read(sock.fileno(), self._read_size)
-            except BlockingIOError:
-                continue  # readiness was spurious: wait again
 
     async def _handle_events(self) -> None:
         """Everything wsproto parsed from one read. Messages and the peer's close are recorded
@@ -305,6 +287,52 @@ class DirectWebSocket(WebSocketConnection):
             await self._close_stream()
 
 
+async def read_when_ready(sock: trio.socket.SocketType, max_bytes: int) -> bytes:
+    """One read of a TCP socket: wait until it is readable, then read.
+
+    ``SocketStream.receive_some`` tries the read first and waits only when it fails: on a paced
+    stream, where the socket is empty whenever we come back to it, every message then costs a
+    failed ``recv`` system call and a ``BlockingIOError`` raised and caught in Python. When data
+    is already there (a lagging socket) waiting first costs one epoll registration more; both
+    yield to the scheduler once per read either way. Raises what ``wait_readable`` raises for a
+    socket closed meanwhile (``ClosedResourceError``) and ``OSError`` for a broken connection;
+    b"" at the peer's end.
+    """
+    while True:
+        await trio.lowlevel.wait_readable(sock)
+        try:
+            return os.read(sock.fileno(), max_bytes)
+        except BlockingIOError:
+            continue  # readiness was spurious: wait again
+
+
+class ReadWhenReady(trio.abc.HalfCloseableStream):
+    """A TCP stream whose reads are ``read_when_ready``: the transport under a TLS media
+    socket's ``SSLStream``. The SSL stream asks its transport for bytes only when the records
+    it holds cannot complete a read, so waiting first never holds back data it already has;
+    each paced message then costs no failed ``recv``, as on a plain socket. Everything else is
+    the wrapped stream's."""
+
+    def __init__(self, inner: trio.SocketStream) -> None:
+        self._inner = inner
+        self.socket = inner.socket
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        return await read_when_ready(self.socket, max_bytes or _DEFAULT_READ)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._inner.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self._inner.send_eof()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 async def connect_direct(
     url: str,
     ssl_context: ssl.SSLContext | None,
@@ -324,8 +352,10 @@ async def connect_direct(
         stream = await trio.open_tcp_stream(host, port)
     else:
         context = ssl.create_default_context() if use_ssl is True else use_ssl
-        stream = await trio.open_ssl_over_tcp_stream(
-            host, port, ssl_context=context, https_compatible=True
+        # What ``trio.open_ssl_over_tcp_stream`` builds, over a transport that waits first.
+        tcp = await trio.open_tcp_stream(host, port)
+        stream = trio.SSLStream(
+            ReadWhenReady(tcp), context, server_hostname=host, https_compatible=True
         )
     host_header = host if port in (80, 443) else f"{host}:{port}"
     ws = DirectWebSocket(
@@ -344,4 +374,10 @@ async def connect_direct(
     return ws
 
 
-__all__ = ["PINNED_TRIO_WEBSOCKET", "DirectWebSocket", "connect_direct"]
+__all__ = [
+    "PINNED_TRIO_WEBSOCKET",
+    "DirectWebSocket",
+    "ReadWhenReady",
+    "connect_direct",
+    "read_when_ready",
+]

@@ -40,7 +40,12 @@ from wsproto.events import AcceptConnection, Message, Request, TextMessage
 
 from recorder.errors import ConnectionLost, UpgradeRefused
 from recorder.rtms import _direct
-from recorder.rtms._direct import PINNED_TRIO_WEBSOCKET, DirectWebSocket, connect_direct
+from recorder.rtms._direct import (
+    PINNED_TRIO_WEBSOCKET,
+    DirectWebSocket,
+    ReadWhenReady,
+    connect_direct,
+)
 from recorder.rtms._socket import connect
 from recorder.rtms.client import ClientConfig
 
@@ -458,6 +463,9 @@ async def test_tls_sockets_are_read_through_the_stream_with_the_same_messages(
                 receive_buffer_size=4096,
             )
             assert ws._plain_socket is None  # TLS: the SSL stream decrypts, so it is read
+            # ... from a transport that waits for readability before each read.
+            assert isinstance(ws._stream, trio.SSLStream)
+            assert isinstance(ws._stream.transport_stream, ReadWhenReady)
             got = [await ws.get_message() for _ in range(len(messages) + 1)]
             assert got == [*messages, "after ping"]
             await ws.aclose()
@@ -485,3 +493,29 @@ async def test_a_plain_socket_closed_under_a_waiting_reader_ends_the_connection(
                     await ws.get_message()
             assert info.value.reason is not None
             assert info.value.reason.code == 1006
+
+
+async def test_a_tls_server_whose_certificate_is_not_trusted_is_refused(tmp_path: Path) -> None:
+    """Certificates are verified on the wait-first transport as on trio's own: a server
+    presenting a certificate the client does not trust gets no connection (the same test with
+    the trusting context above connects)."""
+    server_context, _ = _self_signed(tmp_path)
+    (tmp_path / "other").mkdir()
+    _, untrusting_client = _self_signed(tmp_path / "other")
+
+    async def serve(request: WebSocketRequest) -> None:
+        await request.accept()  # pragma: no cover (the client never completes the handshake)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(serve_websocket, serve, "127.0.0.1", 0, server_context)
+            # trio-websocket's send reports the failed TLS handshake as an abnormal close.
+            with pytest.raises(ConnectionClosed) as refused:
+                await connect_direct(
+                    f"wss://127.0.0.1:{server.port}/media",
+                    untrusting_client,
+                    max_message_size=LIMIT,
+                    receive_buffer_size=4096,
+                )
+            assert refused.value.reason.code == 1006
+            nursery.cancel_scope.cancel()
