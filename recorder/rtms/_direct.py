@@ -85,7 +85,7 @@ class DirectWebSocket(WebSocketConnection):
         self._ended = False
         #: We closed (``aclose``): nothing more is delivered.
         self._closed_locally = False
-        #: The TCP socket under a plain (not TLS) stream, read directly (``_read_socket``).
+        #: The TCP socket under a plain (not TLS) stream, read directly (``read_when_ready``).
         self._plain_socket = stream.socket if type(stream) is trio.SocketStream else None
         self._read_size = receive_buffer_size or _DEFAULT_READ
 
