@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import httpx
 import pytest
 import trio
 
@@ -62,12 +61,9 @@ async def test_a_stream_left_to_a_sibling_is_claimed_at_once(tmp_path: Path) -> 
         "workers", config_path, port, subprocess_env(secrets_, owner=LABEL), tmp_path / "w.log"
     )
     sim_config = SimulatorConfig(webhook_url=parent.webhook_url, secret_token=secrets_.secret_token)
-    try:
-        # Generous: a loaded host takes 20 s to start two workers, and the drain is bounded too.
-        with trio.fail_after(120):
-            await parent.start()
-            async with httpx.AsyncClient() as client:
-                await parent.wait_ready(client)
+    # Generous: a loaded host takes 20 s to start two workers, and the drain is bounded too.
+    with trio.fail_after(120):
+        async with parent.serving():
             catalog = await open_configured_async_catalog(config.catalog, now_ms=wall_ms())
             try:
 
@@ -99,10 +95,3 @@ async def test_a_stream_left_to_a_sibling_is_claimed_at_once(tmp_path: Path) -> 
                     assert sorted(spread.values()) == [STREAMS // 2, STREAMS // 2], spread
             finally:
                 await catalog.aclose()
-            parent.terminate()
-            assert await parent.wait() == 0, parent.log_tail()
-    except BaseException:
-        print(f"----- parent and workers log -----\n{parent.log_tail(120)}")
-        raise
-    finally:
-        await parent.aclose()

@@ -4,10 +4,12 @@ SIGKILLed worker's streams taken over by the other worker once their leases laps
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -63,6 +65,23 @@ class WorkersProcess(ServeProcess):
                 stdout=log,
                 stderr=log,
             )
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[None]:
+        """Started and ready for the body; then stopped with SIGTERM, which must exit 0. On any
+        failure the tree's log tail is printed; the process is always closed."""
+        try:
+            await self.start()
+            async with httpx.AsyncClient() as client:
+                await self.wait_ready(client)
+            yield
+            self.terminate()
+            assert await self.wait() == 0, self.log_tail()
+        except BaseException:
+            print(f"----- parent and workers log -----\n{self.log_tail(120)}")
+            raise
+        finally:
+            await self.aclose()
 
     async def aclose(self) -> None:
         # SIGTERM first: the parent drains and stops its workers (rule 3 of prefork).
@@ -128,11 +147,8 @@ async def test_two_workers_share_the_port_spread_the_streams_and_take_over_a_kil
         secret_token=secrets_.secret_token,
         webhook_retry_delays_s=(0.5, 1.0),
     )
-    try:
-        with trio.fail_after(75):
-            await parent.start()
-            async with httpx.AsyncClient() as client:
-                await parent.wait_ready(client)
+    with trio.fail_after(75):
+        async with parent.serving():
             catalog = await open_configured_async_catalog(config.catalog, now_ms=wall_ms())
             try:
                 survivor_pid = await _scenario(catalog, state_dir, sim_config, secrets_)
@@ -141,13 +157,6 @@ async def test_two_workers_share_the_port_spread_the_streams_and_take_over_a_kil
             # systemd's KillMode=control-group: SIGTERM to every process of the unit at once,
             # so the surviving worker gets two (one forwarded by the parent). It still drains.
             os.kill(survivor_pid, signal.SIGTERM)
-            parent.terminate()
-            assert await parent.wait() == 0, parent.log_tail()
-    except BaseException:
-        print(f"----- parent and workers log -----\n{parent.log_tail(120)}")
-        raise
-    finally:
-        await parent.aclose()
     assert "worker 1 stopped code=0" in parent.log_path.read_text(), parent.log_tail()
 
 

@@ -86,19 +86,9 @@ async def test_metrics_and_spools_of_every_worker_from_one_place(tmp_path: Path)
     )
     env = subprocess_env(secrets_, owner="ops")
     parent = WorkersProcess("workers", config_path, port, env, tmp_path / "workers.log")
-    try:
-        with trio.fail_after(100):
-            await parent.start()
-            async with httpx.AsyncClient() as client:
-                await parent.wait_ready(client)
+    with trio.fail_after(100):
+        async with parent.serving():
             await _metrics_scenario(parent.base_url, state_dir)
-            parent.terminate()
-            assert await parent.wait() == 0, parent.log_tail()
-    except BaseException:
-        print(f"----- parent and workers log -----\n{parent.log_tail(120)}")
-        raise
-    finally:
-        await parent.aclose()
     with trio.fail_after(60):
         await _spool_scenario(tmp_path, config_path, env)
 
