@@ -222,6 +222,25 @@ ALTERATIONS = {"flipped": (_flip_middle, DecryptionFailed), "cut": (_cut_end, In
 
 
 @pytest.mark.timeout(240)
+async def _failed_export(c: Components, recording_id: str, tmp_path: Path) -> RecorderError:
+    """The error of exporting ``recording_id`` to ``tmp_path/bundle``, after checking that the
+    failed export left neither the bundle nor its temporary directory behind."""
+    generate_signing_key(tmp_path / "signing.ed25519")
+    out = tmp_path / "bundle"
+    with pytest.raises(RecorderError) as caught:
+        await export_bundle(
+            c,
+            [recording_id],
+            out,
+            actor="officer-1",
+            reason="a second look",
+            signing_key=load_signing_key(tmp_path / "signing.ed25519"),
+        )
+    assert not out.exists()
+    assert [p.name for p in await trio.Path(tmp_path).iterdir() if "bundle" in p.name] == []
+    return caught.value
+
+
 @pytest.mark.usefixtures("gives_up_first")
 @pytest.mark.parametrize("track", ["channel-agent", "channel-caller"])
 @pytest.mark.parametrize("index", [0, 2])
@@ -236,23 +255,11 @@ async def test_an_altered_segment_is_named_even_when_the_mix_gives_up_first(
         assert detail is not None
         [seg] = [s for s in detail.segments if s.track == track and s.segment_index == index]
         alter(_object_path(c, seg.object_key))
-        generate_signing_key(tmp_path / "signing.ed25519")
-        out = tmp_path / "bundle"
-        with pytest.raises(RecorderError) as caught:
-            await export_bundle(
-                c,
-                [recording_id],
-                out,
-                actor="officer-1",
-                reason="a second look",
-                signing_key=load_signing_key(tmp_path / "signing.ed25519"),
-            )
-    assert isinstance(caught.value, expected), repr(caught.value)
-    assert not isinstance(caught.value, (TrackAbandoned, PipeAborted))
-    assert str(caught.value).startswith(seg.object_key), str(caught.value)
-    assert caught.value.exit_code in (91, 92, 93)
-    assert not out.exists()
-    assert [p.name for p in await trio.Path(tmp_path).iterdir() if "bundle" in p.name] == []
+        failure = await _failed_export(c, recording_id, tmp_path)
+    assert isinstance(failure, expected), repr(failure)
+    assert not isinstance(failure, (TrackAbandoned, PipeAborted))
+    assert str(failure).startswith(seg.object_key), str(failure)
+    assert failure.exit_code in (91, 92, 93)
 
 
 async def test_a_store_that_fails_mid_track_is_named_and_leaves_nothing(
@@ -268,21 +275,9 @@ async def test_a_store_that_fails_mid_track_is_named_and_leaves_nothing(
         path = _object_path(c, seg.object_key)
         os.chmod(path.parent, 0o700)
         path.unlink()
-        generate_signing_key(tmp_path / "signing.ed25519")
-        out = tmp_path / "bundle"
-        with pytest.raises(RecorderError) as caught:
-            await export_bundle(
-                c,
-                [recording_id],
-                out,
-                actor="officer-1",
-                reason="a second look",
-                signing_key=load_signing_key(tmp_path / "signing.ed25519"),
-            )
-    assert not isinstance(caught.value, (TrackAbandoned, PipeAborted)), repr(caught.value)
-    assert seg.object_key in str(caught.value)
-    assert not out.exists()
-    assert [p.name for p in await trio.Path(tmp_path).iterdir() if "bundle" in p.name] == []
+        failure = await _failed_export(c, recording_id, tmp_path)
+    assert not isinstance(failure, (TrackAbandoned, PipeAborted)), repr(failure)
+    assert seg.object_key in str(failure)
 
 
 # --- one track's thread over both kinds of stored object -------------------------------------
