@@ -48,6 +48,7 @@ from recorder.catalog.base import (
 )
 from recorder.crypto._format import SegmentHeader
 from recorder.crypto.keyring import SegmentKeyOpener
+from recorder.crypto.keys.local import fsync_directory
 from recorder.crypto.opener import SegmentOpener
 from recorder.crypto.reader import iter_plaintext
 from recorder.errors import DigestMismatch, HeaderMismatch, RecorderError, StorageError
@@ -801,11 +802,7 @@ def _write_new(path: Path, data: bytes) -> None:
 
 def _fsync_tree(root: Path) -> None:
     for directory, _, _ in os.walk(root):
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_directory(Path(directory))
 
 
 def manifest_json(root: Path) -> dict[str, object]:

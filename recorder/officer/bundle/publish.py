@@ -15,6 +15,7 @@ import errno
 import os
 from pathlib import Path
 
+from recorder.crypto.keys.local import fsync_directory
 from recorder.errors import StorageError
 
 _AT_FDCWD = -100
@@ -52,8 +53,4 @@ def publish(staging: Path, out_dir: Path) -> None:
         ) from exc
     except OSError as exc:
         raise StorageError(f"cannot move the export into {out_dir}: {exc.strerror}") from exc
-    fd = os.open(out_dir.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_directory(out_dir.parent)
