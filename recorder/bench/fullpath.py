@@ -13,7 +13,11 @@ Per configuration (codec x K) two fresh processes are started (``multiprocessing
   client (``open_rtms_stream`` over loopback WebSockets, webhook-free) feeding ``run_capture``
   into the real encrypting ``SpoolSinkFactory`` (local keys in a temporary directory): receive,
   parse, base64, decode, timeline, encrypted segment write, checkpoints (fsync). **No upload**
-  (docs/perf-baseline.md §6/§7: about 1-2 µs per message more).
+  (docs/perf-baseline.md §6/§7: about 1-2 µs per message more). The capture is the one
+  `recorder serve` runs, built from the shipped ``[capture]`` section (``--output service``, the
+  default: every codec at its source rate, so G.711 is written at 8 kHz and Opus at 48 kHz);
+  ``--output voice`` writes 16 kHz mono instead (G.711 doubled, Opus decimated), an option a
+  deployment can choose. Each row says the rate its WAVs were written at.
 
 What is reported, per configuration:
 
@@ -63,13 +67,22 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
 #: DESIGN.md: memory per engagement budget.
 RSS_BUDGET_KIB: Final = 2048
 FRAME_MS: Final = 20
+
+#: ``--output``: what the measured capture writes.
+OUTPUTS: Final[dict[str, str]] = {
+    "service": (
+        "what `recorder serve` records with the shipped configuration ([capture] "
+        'output_sample_rate_hz and output_channels "source": G.711 stays 8 kHz, Opus 48 kHz)'
+    ),
+    "voice": "16 kHz mono whatever the source (G.711 doubled, Opus decimated)",
+}
 
 #: name -> (label, codec wire value, sample rate, channels)
 CODECS: Final[dict[str, tuple[str, int, int, int]]] = {
@@ -109,6 +122,8 @@ class RunSpec:
     #: The simulator's ``speed`` (scenario seconds per real second): below 1, frames come
     #: further apart than 20 ms (``bench instructions`` gives a client under valgrind room).
     sim_speed: float = 1.0
+    #: What the capture writes, one of ``OUTPUTS``.
+    output: str = "service"
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -280,14 +295,16 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
 
     import trio
 
-    from recorder.capture.core import CaptureConfig
+    from recorder.audio.decoder import VOICE
     from recorder.capture.pipeline import run_capture
+    from recorder.config import CaptureConfig as CaptureSection
     from recorder.crypto.setup import KeyringSettings, build_keyring
     from recorder.crypto.writer import SpoolSinkFactory
     from recorder.rtms.client import ClientConfig, StreamTarget, audio_params, open_rtms_stream
     from recorder.rtms.events import AudioCodec, AudioPacket, CaptureEvent
     from recorder.rtms.signature import Product
     from recorder.rtms.urls import split_server_urls
+    from recorder.service.app import capture_config_of
 
     _, codec, rate, channels = CODECS[spec.codec]
     params = audio_params(AudioCodec(codec), rate, channels, per_speaker=spec.per_speaker)
@@ -298,7 +315,11 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
         # stream, which only a socket without a reader task leaves free.
         single_task_sockets=spec.single_task if spec.mode != "bare" else False,
     )
-    capture_config = CaptureConfig(checkpoint_interval_s=spec.checkpoint_s)
+    capture_config = replace(
+        capture_config_of(CaptureSection()), checkpoint_interval_s=spec.checkpoint_s
+    )
+    if spec.output == "voice":
+        capture_config = replace(capture_config, output=VOICE)
     live: dict[int, _Live] = {}
     all_first = trio.Event()
     timeout_s = spec.ramp_s + spec.seconds / spec.sim_speed + 60
@@ -421,6 +442,7 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
     total_msgs = received()
     dropped = sum(sum(s.stream.stats.dropped.values()) for s in live.values() if s.stream)
     manifest_dropped = late = recorded = gap_frames = 0
+    recorded_rates: set[int] = set()
     samples_per_frame = (16_000 if spec.codec != "l16" else rate) * FRAME_MS // 1000
     for s in live.values():
         if s.manifest is None:
@@ -437,6 +459,7 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
             recorded += round((samples - gaps) * 1000 / (entry.sample_rate * FRAME_MS))
             gap_frames += round(gaps * 1000 / (entry.sample_rate * FRAME_MS))
             samples_per_frame = entry.sample_rate * FRAME_MS // 1000
+            recorded_rates.add(entry.sample_rate)
     connects = [s.first_frame_s for s in live.values() if s.first_frame_s is not None]
     return {
         "window": window,
@@ -451,6 +474,7 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
         "late_samples": late,
         "late_frames": late // max(1, samples_per_frame),
         "recorded_frames": recorded,
+        "recorded_rates": sorted(recorded_rates),
         "rss_base": rss_base,
         "rss_hwm": _rss_kib("VmHWM"),
         "sim": sim_stats,
@@ -636,6 +660,8 @@ def _row(spec: RunSpec, out: dict[str, Any]) -> str:
     connect = out["connect_s"]
     lag = f"{_median(lags):4.0f}/{max(lags):4.0f}" if lags and not receive_only else "   n/a   "
     counted = "msgs paced" if spec.mode == "floor" else f"msgs {out['msgs']}"
+    rates = "/".join(str(rate) for rate in out.get("recorded_rates", ()))
+    written = f" written at {rates} Hz" if rates else ""
     return (
         f"{head} {us:6.1f} µs/msg (threads {workers:4.1f}, whole {whole:5.1f}) "
         f"{busy * 100:5.1f}%core "
@@ -646,7 +672,7 @@ def _row(spec: RunSpec, out: dict[str, Any]) -> str:
         f"RSS {rss:5.0f} KiB/eng | connect {_median(connect) * 1000:4.0f}/"
         f"{max(connect, default=float('nan')) * 1000:4.0f} ms | "
         f"sim {sim.get('busy', 0) * 100:3.0f}%core "
-        f"sent {sim.get('frames_sent', 0)} rec {out['recorded_frames']} {counted} "
+        f"sent {sim.get('frames_sent', 0)} rec {out['recorded_frames']}{written} {counted} "
         f"(paced {window.get('paced', 0):.0f} in window, counted {window['msgs']:.0f})"
     )
 
@@ -714,6 +740,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--checkpoint-s", type=float, default=1.0, help="capture checkpoint interval (analysis)"
     )
+    parser.add_argument(
+        "--output",
+        default="service",
+        choices=sorted(OUTPUTS),
+        help="what the capture writes: service = the shipped [capture] (source rate), "
+        "voice = 16 kHz mono",
+    )
     parser.add_argument("--log-file", default="", help="the measured process's INFO log")
     parser.add_argument("--quick", action="store_true", help="smoke run: K=25, 4 s, ~20 s")
     args = parser.parse_args(argv)
@@ -756,6 +789,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "waited = share of the window the trio thread was runnable but another process had "
         "its core (noise from other work on the machine)"
     )
+    print(f"output ({args.output}): {OUTPUTS[args.output]}")
     sys.stdout.flush()
     failed = False
     for codec in codecs:
@@ -778,6 +812,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     mode=mode,
                     single_task=single_task,
                     log_file=args.log_file,
+                    output=args.output,
                 )
                 out = run_config(spec, timeout_s=args.ramp + args.seconds + 90)
                 failed = failed or "error" in out

@@ -87,6 +87,7 @@ def _inner(args: argparse.Namespace) -> int:
         client_only=args.mode == "rtms",
         per_speaker=False,
         mode=args.mode,
+        output=args.output,
     )
     fullpath._pin(spec.client_cpu)
     ctx = multiprocessing.get_context("spawn")
@@ -109,11 +110,17 @@ def _inner(args: argparse.Namespace) -> int:
 
 
 def _counted(
-    codec: str, mode: str, engagements: int, seconds: float, speed: float, out_dir: Path
+    codec: str,
+    mode: str,
+    engagements: int,
+    seconds: float,
+    speed: float,
+    output: str,
+    out_dir: Path,
 ) -> tuple[int, int, dict[str, Any]]:
     """Instructions and event-loop waits of one run under callgrind, and what the measured
     side reported."""
-    stem = f"{codec}-{mode}-{engagements}x{seconds:g}s"
+    stem = f"{codec}-{mode}-{output}-{engagements}x{seconds:g}s"
     out_file, result = out_dir / f"callgrind.{stem}.out", out_dir / f"{stem}.json"
     command = [
         "valgrind",
@@ -134,6 +141,8 @@ def _counted(
         str(seconds),
         "--speed",
         str(speed),
+        "--output",
+        output,
         "--result",
         str(result),
     ]
@@ -162,6 +171,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--speed", type=float, default=0.25, help="the simulator's speed")
     parser.add_argument("--keep", type=Path, help="keep callgrind's output files here")
+    parser.add_argument(
+        "--output",
+        default="service",
+        choices=sorted(fullpath.OUTPUTS),
+        help="what the capture writes (as bench fullpath --output)",
+    )
     # The process run under valgrind (internal).
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--codec", help=argparse.SUPPRESS)
@@ -182,14 +197,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"{'codec':<6} {'mode':<6} {'Ir/msg':>9} {'x bare':>7} {'wakeups':>8} "
             f"{'msgs':>7} {'lost':>5}  (runs of {short:g} and {long:g} scenario s at speed "
-            f"{args.speed:g}, {args.engagements} engagement(s))"
+            f"{args.speed:g}, {args.engagements} engagement(s); output {args.output}: "
+            f"{fullpath.OUTPUTS[args.output]})"
         )
         for codec in args.codecs.split(","):
             bare: float | None = None
             rows = []
             for mode in args.modes.split(","):
                 runs = [
-                    _counted(codec, mode, args.engagements, seconds, args.speed, out_dir)
+                    _counted(
+                        codec, mode, args.engagements, seconds, args.speed, args.output, out_dir
+                    )
                     for seconds in (short, long)
                 ]
                 (ir_short, waits_short, out_short), (ir_long, waits_long, out_long) = runs

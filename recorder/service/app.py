@@ -25,6 +25,7 @@ from recorder.catalog.aio import CatalogWebhookDedup
 from recorder.catalog.base import EvidenceKind, EvidenceRef
 from recorder.completeness.service import CompletenessService
 from recorder.completeness.wiring import zoom_parts
+from recorder.config import CaptureConfig as CaptureSection
 from recorder.config import Config, MediaKind
 from recorder.crypto.setup import key_service_probe
 from recorder.errors import ConfigError, RecorderError
@@ -105,7 +106,12 @@ def client_config(config: Config, product: Product) -> ClientConfig:
 
 
 def capture_config(config: Config) -> CaptureConfig:
-    capture = config.capture
+    return capture_config_of(config.capture)
+
+
+def capture_config_of(capture: CaptureSection) -> CaptureConfig:
+    """The capture of every engagement, from the ``[capture]`` section (``bench fullpath``
+    measures the shipped default through this too)."""
     return CaptureConfig(
         output=OutputFormat(
             sample_rate=capture.output_sample_rate_hz, channels=capture.output_channels

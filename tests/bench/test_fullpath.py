@@ -46,3 +46,21 @@ def test_smallest_configuration_prints_every_row_side_by_side_with_ratios(
     assert re.search(r"\s1\.00x\s", bare), bare
     assert all(re.search(r"\d+\.\d+\s+\d+\.\d\dx\s+\d+\.\d\dx", line) for line in table), table
     assert "scaling: not measured" in out
+
+
+@pytest.mark.parametrize(("output", "rate"), [("service", 8000), ("voice", 16000)])
+def test_g711_is_written_at_the_rate_the_chosen_output_records(
+    output: str, rate: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``service`` measures what `recorder serve` records with the shipped ``[capture]``
+    ("source": G.711 stays at 8 kHz); ``voice`` doubles it to 16 kHz."""
+    code = fullpath.main(
+        ["--codecs", "g711", "--modes", "full", "--engagements", "1", "--seconds", "3"]
+        + ["--ramp", "0", "--output", output]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"output ({output}): " in out, out
+    row = next(line for line in out.splitlines() if line.startswith("G.711 8k"))
+    assert "lost +0 " in row, row
+    assert f" written at {rate} Hz " in row, row
