@@ -89,7 +89,7 @@ def _retention_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     _config_arg(q)
     q.add_argument("--all", action="store_true", help="every recording, not only held ones")
 
-    p = sub.add_parser("audit", help="the audit log: list, searches, verify, seal")
+    p = sub.add_parser("audit", help="the audit log: list, searches, hold-rules, verify, seal")
     asub = p.add_subparsers(dest="audit_command", required=True)
     q = asub.add_parser("list", help="audit events, oldest first")
     _config_arg(q)
@@ -103,9 +103,15 @@ def _retention_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         "searches", help="which searches looked for a person (by keyed MAC; audited)"
     )
     _config_arg(q)
+    from recorder.officer.search_review import HOLD_RULES
     from recorder.officer.search_review import add_arguments as add_review_arguments
 
     add_review_arguments(q)
+    q = asub.add_parser(
+        "hold-rules", help="which hold rules named a person (by keyed MAC; audited)"
+    )
+    _config_arg(q)
+    add_review_arguments(q, HOLD_RULES)
     q = asub.add_parser("verify", help="check the log against its chain and signed heads")
     _config_arg(q)
     q.add_argument("--public-key", type=Path, default=None, help="default: <signing key>.pub")
@@ -488,10 +494,11 @@ def _run(args: argparse.Namespace) -> int:
 
         directory = args.dir or load_config(args.config, os.environ).retention.policies_dir
         return policies_check(directory)
-    if command == "audit" and args.audit_command == "searches":
-        from recorder.officer.search_review import audit_searches
+    if command == "audit" and args.audit_command in ("searches", "hold-rules"):
+        from recorder.officer.search_review import audit_hold_rules, audit_searches
 
-        return trio.run(_with_components, args.config, audit_searches, args)
+        review = audit_searches if args.audit_command == "searches" else audit_hold_rules
+        return trio.run(_with_components, args.config, review, args)
     if command in ("retention", "hold", "audit"):
         from recorder.retention import commands as rc
 

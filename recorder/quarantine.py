@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Final
 
+from recorder.durable import create_synced, fsync_directory
 from recorder.errors import StorageError
 
 logger = logging.getLogger(__name__)
@@ -45,28 +46,15 @@ def quarantine_file(
             "quarantined_at_ms": int(time.time() * 1000),
         }
         reason_path = target.with_name(target.name + REASON_SUFFIX)
-        fd = os.open(reason_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, json.dumps(note, indent=2, sort_keys=True).encode() + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        create_synced(reason_path, json.dumps(note, indent=2, sort_keys=True).encode() + b"\n")
         try:
             os.rename(path, target)
         except OSError:
             reason_path.unlink(missing_ok=True)
             raise
-        _fsync_directory(quarantine_dir)
-        _fsync_directory(path.parent)
+        fsync_directory(quarantine_dir)
+        fsync_directory(path.parent)
     except OSError as exc:
         raise StorageError(f"cannot quarantine {path}: {exc.strerror or exc}") from exc
     logger.warning("file quarantined path=%s kept_at=%s reason=%s", path, target, reason)
     return target
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -27,10 +27,12 @@ from recorder.catalog._rows import (
     _recording,
     _require_text,
 )
-from recorder.catalog.base import AuditEvent, LegalHoldRow, UploadState
+from recorder.catalog.base import AuditEvent, JsonValue, LegalHoldRow, UploadState
 from recorder.catalog.retention_types import (
     HOLD_RULE_FIELDS,
+    HOLD_RULE_PERSONAL_FIELDS,
     HoldRuleRow,
+    PersonalMacs,
     RetentionFacts,
     RetentionLockRow,
     StoredObjectRow,
@@ -94,6 +96,30 @@ def validate_hold_rule(rule: Mapping[str, str]) -> dict[str, str]:
     if not cleaned:
         raise CatalogError("hold rule: name at least one of " + ", ".join(HOLD_RULE_FIELDS))
     return cleaned
+
+
+def _audited_rule(
+    rule: Mapping[str, str], personal_macs: PersonalMacs | None
+) -> dict[str, JsonValue]:
+    """What ``hold.rule.place`` records of ``rule``: the shape of a ``search`` event's details
+    (``rule`` as typed, ``personal`` as ``{"field", "mac"}``, ``mac_key``), so one review reads
+    both."""
+    personal = [name for name in HOLD_RULE_PERSONAL_FIELDS if name in rule]
+    audited: dict[str, JsonValue] = {
+        "rule": {k: v for k, v in rule.items() if k not in HOLD_RULE_PERSONAL_FIELDS}
+    }
+    if not personal:
+        return audited
+    macs = personal_macs.macs if personal_macs is not None else {}
+    missing = [name for name in personal if name not in macs]
+    if personal_macs is None or missing:
+        raise CatalogError(
+            f"hold rule: {', '.join(missing)} names a person and the audit log keeps it only "
+            "as a keyed MAC, which was not given"
+        )
+    audited["personal"] = [{"field": name, "mac": macs[name]} for name in personal]
+    audited["mac_key"] = personal_macs.key_id
+    return audited
 
 
 class RetentionQueries(OfficerQueries):
@@ -267,10 +293,24 @@ class RetentionQueries(OfficerQueries):
     # --- hold rules ------------------------------------------------------------------------
 
     def add_hold_rule(
-        self, *, matter: str, rule: Mapping[str, str], placed_by: str, reason: str, now_ms: int
+        self,
+        *,
+        matter: str,
+        rule: Mapping[str, str],
+        placed_by: str,
+        reason: str,
+        now_ms: int,
+        personal_macs: PersonalMacs | None = None,
     ) -> HoldRuleRow:
+        """Store ``rule`` (its values as given: matching needs them) and audit its placing.
+
+        The audit log outlives every recording and is never rewritten, so its event keeps the
+        values that name a person (``HOLD_RULE_PERSONAL_FIELDS``) only as ``personal_macs``;
+        a rule naming one without its MAC is refused, the cleartext is never the fallback.
+        """
         _require_text("add_hold_rule", matter=matter, placed_by=placed_by, reason=reason)
         cleaned = validate_hold_rule(rule)
+        audited = _audited_rule(cleaned, personal_macs)
         rule_json = json.dumps(cleaned, sort_keys=True, separators=(",", ":"))
         with self._transaction("add_hold_rule", write=True) as tx:
             row = tx.fetchone(
@@ -287,7 +327,7 @@ class RetentionQueries(OfficerQueries):
                 target=f"matter:{matter}",
                 reason=reason,
                 now_ms=now_ms,
-                details={"rule_id": created.rule_id, "rule": dict(cleaned)},
+                details={"rule_id": created.rule_id, **audited},
             )
             return created
 

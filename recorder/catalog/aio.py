@@ -48,7 +48,12 @@ from recorder.catalog.base import (
 )
 from recorder.catalog.connect import open_catalog, open_configured_catalog
 from recorder.catalog.postgres import DEFAULT_MAX_CONNECTIONS, PostgresCatalog
-from recorder.catalog.retention_types import HoldRuleRow, RetentionFacts, RetentionLockRow
+from recorder.catalog.retention_types import (
+    HoldRuleRow,
+    PersonalMacs,
+    RetentionFacts,
+    RetentionLockRow,
+)
 from recorder.catalog.rtms_request_types import RtmsRequestRow
 from recorder.catalog.scrub_types import PiiScrub
 from recorder.catalog.search import RecordingQuery, SearchPage
@@ -609,7 +614,14 @@ class AsyncCatalog:
         return await self._call(self.sync.retention_lock)
 
     async def add_hold_rule(
-        self, *, matter: str, rule: Mapping[str, str], placed_by: str, reason: str, now_ms: int
+        self,
+        *,
+        matter: str,
+        rule: Mapping[str, str],
+        placed_by: str,
+        reason: str,
+        now_ms: int,
+        personal_macs: PersonalMacs | None = None,
     ) -> HoldRuleRow:
         return await self._call(
             functools.partial(
@@ -619,6 +631,7 @@ class AsyncCatalog:
                 placed_by=placed_by,
                 reason=reason,
                 now_ms=now_ms,
+                personal_macs=personal_macs,
             )
         )
 

@@ -35,7 +35,12 @@ from recorder.sink import SealedSegment
 
 if TYPE_CHECKING:
     from recorder.catalog._workqueue import WorkClaim, WorkerLoad
-    from recorder.catalog.retention_types import HoldRuleRow, RetentionFacts, RetentionLockRow
+    from recorder.catalog.retention_types import (
+        HoldRuleRow,
+        PersonalMacs,
+        RetentionFacts,
+        RetentionLockRow,
+    )
     from recorder.catalog.search import RecordingQuery, SearchPage
 
 #: JSON-compatible values allowed in audit details.
@@ -840,7 +845,14 @@ class Catalog(RtmsRequestCatalog, CompletenessCatalog, TextIndexCatalog, Protoco
     def retention_lock(self) -> RetentionLockRow | None: ...
 
     def add_hold_rule(
-        self, *, matter: str, rule: Mapping[str, str], placed_by: str, reason: str, now_ms: int
+        self,
+        *,
+        matter: str,
+        rule: Mapping[str, str],
+        placed_by: str,
+        reason: str,
+        now_ms: int,
+        personal_macs: PersonalMacs | None = None,
     ) -> HoldRuleRow: ...
 
     def release_hold_rule(

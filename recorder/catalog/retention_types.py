@@ -9,6 +9,19 @@ from recorder.catalog.base import RecordingRow, UploadState
 
 #: The fields a hold rule may name; every named field must match (``hold_rule_matches``).
 HOLD_RULE_FIELDS = ("participant", "queue", "product", "account")
+#: The fields whose values name a person, as the search's ``participant`` and ``queue`` filters
+#: do: the ``hold.rule.place`` audit event keeps them only as keyed MACs (``PersonalMacs``).
+#: ``product`` and ``account`` (an account id, as ids are in search events) stay as typed.
+HOLD_RULE_PERSONAL_FIELDS = ("participant", "queue")
+
+
+@dataclass(frozen=True, slots=True)
+class PersonalMacs:
+    """A hold rule's personal values as the audit log keeps them: ``field -> MAC`` under the
+    search key ``key_id`` (``recorder.officer.search_audit.rule_macs``)."""
+
+    key_id: str
+    macs: Mapping[str, str]
 
 
 @dataclass(frozen=True, slots=True)

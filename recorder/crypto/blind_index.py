@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
-from recorder.crypto.keys.local import write_private_file
+from recorder.durable import write_durably
 from recorder.errors import ConfigError
 
 KEY_FILE_NAME: Final = "search-index.key"
@@ -119,7 +119,7 @@ def load_search_key(key_dir: Path, *, create: bool) -> SearchKey:
         Path(key_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
         # Another process that made it first wins: its key is used.
         with contextlib.suppress(FileExistsError):
-            write_private_file(path, os.urandom(KEY_SIZE), replace=False)
+            write_durably(path, os.urandom(KEY_SIZE), replace=False)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError as exc:

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from recorder.crypto._format import SegmentHeader
 from recorder.crypto.keys.base import DataKey, KeyContext, KeyProvider, KeyUnwrapper
-from recorder.crypto.keys.local import fsync_directory, make_durable_dir, write_private_file
+from recorder.durable import fsync_directory, make_durable_dir, write_durably
 from recorder.errors import (
     CatalogError,
     KeyDestroyed,
@@ -119,7 +119,7 @@ class DirectoryRecordingKeyStore:
             "wrapped": base64.b64encode(entry.wrapped).decode("ascii"),
             "created_ms": entry.created_ms,
         }
-        write_private_file(directory / f"{entry.rk_id}.json", json.dumps(document).encode())
+        write_durably(directory / f"{entry.rk_id}.json", json.dumps(document).encode())
 
     def get(self, rk_id: str) -> RecordingKeyEntry:
         parts = rk_id.split("-")
@@ -175,7 +175,7 @@ class DirectoryRecordingKeyStore:
         destroyed_utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         tombstone = {"recording_id": recording_id, "destroyed_utc": destroyed_utc, "reason": reason}
         # Tombstone first: a crash halfway still leaves the recording marked as being shredded.
-        write_private_file(directory / _TOMBSTONE, json.dumps(tombstone).encode())
+        write_durably(directory / _TOMBSTONE, json.dumps(tombstone).encode())
         destroyed: list[str] = []
         for path in sorted(directory.glob("rk-*.json")):
             # Overwriting is best effort (SSDs and CoW file systems may keep old blocks); the

@@ -60,7 +60,6 @@ from recorder.crypto._salvage import (
     with_holes,
 )
 from recorder.crypto.keyring import SegmentKeyOpener
-from recorder.crypto.keys.local import fsync_directory
 from recorder.crypto.reader import (
     authenticate_header,
     digest_segment,
@@ -69,6 +68,7 @@ from recorder.crypto.reader import (
     read_header_from,
 )
 from recorder.crypto.writer import PART_SUFFIX
+from recorder.durable import fsync_directory
 from recorder.errors import (
     DiskFull,
     IntegrityError,

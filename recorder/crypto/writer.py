@@ -45,8 +45,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from recorder.crypto import _format as fmt
 from recorder.crypto._format import RecordKind
 from recorder.crypto.keyring import SegmentKeySource
-from recorder.crypto.keys.local import fsync_directory, make_durable_dir
 from recorder.crypto.reader import digest_segment, read_header_from
+from recorder.durable import fsync_directory, make_durable_dir
 from recorder.errors import (
     DigestMismatch,
     DiskFull,

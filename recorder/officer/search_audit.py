@@ -15,6 +15,12 @@ stream, call ids: the destruction record keeps these too, and "who looked at rec
 them), the time range, statuses, flags, gap cause, policy and the paging cursor. Transcript
 words were MACs already (``text_macs``, under the transcript label: they never equal these).
 
+A hold rule naming a person (``participant``, ``queue``: ``HOLD_RULE_PERSONAL_FIELDS``) is
+audited the same way (``rule_macs``): the same key, label and normalisation as the search filter
+of that name, so ``recorder audit hold-rules --for VALUE`` finds it and a search and a hold rule
+for the same person carry the same MAC (the catalog already shows which recordings a matter
+holds; the MAC adds no link the key holder could not make).
+
 Normalisation folds at least what the search folds (case: names match ignoring case) and also
 width and white space (NFKC, case fold, runs of spaces as one, ends trimmed), so a review finds
 a value however an officer typed it; phone numbers are reduced as the search reduces them
@@ -26,10 +32,11 @@ from __future__ import annotations
 
 import dataclasses
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from recorder.catalog.base import JsonValue
+from recorder.catalog.retention_types import HOLD_RULE_PERSONAL_FIELDS, PersonalMacs
 from recorder.catalog.search import RecordingQuery
 from recorder.completeness.model import normalise_number
 from recorder.crypto.blind_index import SearchKey
@@ -56,6 +63,22 @@ def filter_mac(key: SearchKey, field: str, value: str) -> str:
     if field not in PERSONAL_FIELDS:
         raise ConfigError(f"not a personal search filter: {field[:40]!r}")
     return key.filter_mac(normalised(field, value))
+
+
+def rule_macs(key: SearchKey | None, rule: Mapping[str, str]) -> PersonalMacs | None:
+    """The keyed MACs ``add_hold_rule`` audits in place of the rule's personal values, or
+    ``None`` when it names nobody. Fails closed (``ConfigError``) without a key."""
+    personal = {name: rule[name] for name in HOLD_RULE_PERSONAL_FIELDS if rule.get(name)}
+    if not personal:
+        return None
+    if key is None:
+        raise ConfigError(
+            "a hold rule naming a person is audited as a keyed MAC and no search-index key "
+            "was loaded"
+        )
+    return PersonalMacs(
+        key.key_id, {name: filter_mac(key, name, value) for name, value in personal.items()}
+    )
 
 
 def personal_filters(query: RecordingQuery) -> dict[str, str]:

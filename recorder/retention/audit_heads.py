@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from recorder.catalog.aio import AsyncCatalog
-from recorder.crypto.keys.local import write_private_file
+from recorder.durable import write_durably
 from recorder.errors import AuditLogTampered, ConfigError, ObjectNotFound
 from recorder.officer.verify import fetch_to
 from recorder.store.base import LockMode, ObjectStore
@@ -69,7 +69,7 @@ def load_signing_key(path: Path, *, create: bool = True) -> Ed25519PrivateKey:
         key = Ed25519PrivateKey.generate()
         raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
         try:
-            write_private_file(path, raw, replace=False)
+            write_durably(path, raw, replace=False)
         except FileExistsError:
             pass  # another process (a concurrent run) made it first: use that one
         else:

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from recorder.catalog.base import UploadState
+from recorder.catalog.retention_types import HOLD_RULE_PERSONAL_FIELDS
+from recorder.crypto.blind_index import load_search_key
 from recorder.errors import AuditLogTampered, ConfigError, RecorderError
 from recorder.evidence_destruction import RecordingShredder
 from recorder.officer.actor import os_actor
@@ -154,8 +156,19 @@ async def hold_place(c: Components, args: argparse.Namespace) -> int:
             }.items()
             if v
         }
+        # A rule naming a person is audited as a keyed MAC: no key, no rule (ConfigError
+        # naming the key file), before anything is written.
+        names_someone = any(rule.get(name) for name in HOLD_RULE_PERSONAL_FIELDS)
+        key = load_search_key(c.config.keys.key_dir, create=False) if names_someone else None
         created, joined = await hold_ops.place_rule(
-            c.catalog, c.store, matter=matter, reason=reason, actor=actor, rule=rule, now_ms=now
+            c.catalog,
+            c.store,
+            matter=matter,
+            reason=reason,
+            actor=actor,
+            rule=rule,
+            now_ms=now,
+            key=key,
         )
         print(
             f"rule #{created.rule_id} matter {created.matter}: future recordings matching "

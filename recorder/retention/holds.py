@@ -26,7 +26,9 @@ from recorder.catalog.base import (
     UploadState,
 )
 from recorder.catalog.retention_types import HoldRuleRow
+from recorder.crypto.blind_index import SearchKey
 from recorder.errors import CatalogError, ObjectNotFound
+from recorder.officer.search_audit import rule_macs
 from recorder.retention.apply import object_versions
 from recorder.store.base import ObjectStore
 
@@ -151,10 +153,19 @@ async def place_rule(
     actor: str,
     rule: dict[str, str],
     now_ms: int,
+    key: SearchKey | None,
 ) -> tuple[HoldRuleRow, list[LegalHoldRow]]:
-    """A matter future recordings matching ``rule`` join; existing matches are held now too."""
+    """A matter future recordings matching ``rule`` join; existing matches are held now too.
+
+    ``key``: the search key, which the audit event's MACs of a person named are made with
+    (``ConfigError`` if the rule names one and it is ``None``)."""
     created = await catalog.add_hold_rule(
-        matter=matter, rule=rule, placed_by=actor, reason=reason, now_ms=now_ms
+        matter=matter,
+        rule=rule,
+        placed_by=actor,
+        reason=reason,
+        now_ms=now_ms,
+        personal_macs=rule_macs(key, rule),
     )
     search = HoldSearch(participant=rule.get("participant"), queue=rule.get("queue"))
     joined: list[LegalHoldRow] = []

@@ -21,6 +21,7 @@ import socket
 from pathlib import Path
 from typing import Final
 
+from recorder.durable import write_durably
 from recorder.errors import ConfigError
 
 INSTANCE_ID_FILE: Final = "instance-id"
@@ -49,14 +50,7 @@ def _read_or_create_id(state_dir: Path) -> str:
     if text:
         return text
     instance_id = secrets.token_hex(8)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, instance_id.encode() + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_durably(path, instance_id.encode() + b"\n")
     return instance_id
 
 

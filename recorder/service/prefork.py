@@ -26,7 +26,12 @@ Rules:
 4. Workers start with ``MALLOC_ARENA_MAX`` = ``WORKER_MALLOC_ARENA_MAX`` unless the operator set
    it: glibc otherwise gives each thread that allocates (catalog hops, segment I/O) an arena of
    its own, up to 8 per core, and each keeps what it once held (``recorder bench workers
-   memory`` measures the difference).
+   memory`` measures the difference), and with ``OPENBLAS_NUM_THREADS`` and ``OMP_NUM_THREADS``
+   = ``WORKER_BLAS_THREADS``: numpy's OpenBLAS otherwise starts a thread per core when the
+   resamplers import it, N workers on N cores then hold N x (N - 1) idle BLAS threads, and the
+   resamplers' products are far too small to gain from them. OpenBLAS reads the value once, when
+   numpy loads; workers are exec'd afresh (never forked from the parent), so it is in their
+   environment before anything imports numpy.
 """
 
 from __future__ import annotations
@@ -62,13 +67,21 @@ LISTEN_BACKLOG: Final = 1024
 _PARENT_ONLY_ENV: Final = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS")
 #: Rule 4: glibc malloc arenas per worker (the trio thread and its few worker threads).
 WORKER_MALLOC_ARENA_MAX: Final = 2
+#: Rule 4: BLAS threads per worker (OpenBLAS, or an OpenMP build of it or another BLAS).
+WORKER_BLAS_THREADS: Final = 1
+WORKER_ENV_DEFAULTS: Final = {
+    "MALLOC_ARENA_MAX": str(WORKER_MALLOC_ARENA_MAX),
+    "OPENBLAS_NUM_THREADS": str(WORKER_BLAS_THREADS),
+    "OMP_NUM_THREADS": str(WORKER_BLAS_THREADS),
+}
 
 
 def worker_environ(environ: Mapping[str, str]) -> dict[str, str]:
     """A worker's environment: the parent's without systemd's variables (rule 1), with
-    ``MALLOC_ARENA_MAX`` bounded unless the operator chose a value (rule 4)."""
+    malloc arenas and BLAS threads bounded unless the operator chose a value (rule 4)."""
     env = {k: v for k, v in environ.items() if k not in _PARENT_ONLY_ENV}
-    env.setdefault("MALLOC_ARENA_MAX", str(WORKER_MALLOC_ARENA_MAX))
+    for name, value in WORKER_ENV_DEFAULTS.items():
+        env.setdefault(name, value)
     return env
 
 

@@ -36,7 +36,6 @@ from recorder.catalog.base import (
     SegmentRow,
 )
 from recorder.crypto._format import SegmentHeader
-from recorder.crypto.keys.local import fsync_directory
 from recorder.crypto.opaque import OPAQUE_PLAINTEXT_DIGEST, scan_opaque
 from recorder.crypto.reader import digest_segment
 from recorder.crypto.recovery import (
@@ -48,6 +47,7 @@ from recorder.crypto.recovery import (
     recover_directory_async,
 )
 from recorder.crypto.writer import PART_SUFFIX
+from recorder.durable import fsync_directory
 from recorder.errors import DecryptNotPermitted, IntegrityError, RecorderError, StorageError
 from recorder.quarantine import QUARANTINE_DIR, quarantine_file
 from recorder.rtms.events import GapCause

@@ -44,6 +44,7 @@ from typing import Final, TypeVar
 
 import trio
 
+from recorder.durable import fsync_directory
 from recorder.errors import DiskFull, ObjectExists, SpoolJobUnreadable, StorageError
 from recorder.quarantine import QUARANTINE_DIR, REASON_SUFFIX, quarantine_file
 from recorder.sink import SealedSegment
@@ -243,14 +244,6 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_TEXT]
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Spool:
     def __init__(
         self,
@@ -301,7 +294,7 @@ class Spool:
 
         def remove() -> None:
             spooled.data_path.unlink(missing_ok=True)
-            _fsync_dir(self.directory)
+            fsync_directory(self.directory)
 
         await self._run(remove)
 
@@ -312,7 +305,7 @@ class Spool:
             if spooled.data_path.exists():
                 raise StorageError(f"job {spooled.job_id} still has data; refusing to forget it")
             self._job_path(spooled.job_id).unlink(missing_ok=True)
-            _fsync_dir(self.directory)
+            fsync_directory(self.directory)
 
         await self._run(forget)
 
@@ -453,8 +446,8 @@ class Spool:
                 if exc.errno != errno.EXDEV:
                     raise
                 self._copy_across_devices(source, target)
-            _fsync_dir(target.parent)
-            _fsync_dir(source.parent)
+            fsync_directory(target.parent)
+            fsync_directory(source.parent)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise DiskFull(f"no space left in spool {target.parent}") from exc
@@ -470,7 +463,7 @@ class Spool:
             os.replace(temp, target)
         finally:
             temp.unlink(missing_ok=True)
-        _fsync_dir(target.parent)
+        fsync_directory(target.parent)
         source.unlink()
 
     def _all_jobs(self) -> list[SpooledJob]:

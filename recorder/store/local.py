@@ -46,6 +46,7 @@ from typing import IO, Final, TypeVar
 
 import trio
 
+from recorder.durable import fsync_directory, write_durably
 from recorder.errors import (
     DigestMismatch,
     DiskFull,
@@ -119,14 +120,6 @@ class _LockRecord:
         )
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _disk_full(exc: OSError, path: Path) -> DiskFull:
     return DiskFull(f"no space left on the device holding {path} ({exc.strerror})")
 
@@ -146,10 +139,15 @@ def _directory_locked(directory: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
+def _temp_name(final: Path) -> Path:
+    """A write in progress beside ``final``: listing skips and cleanup removes ``TMP_MARKER``."""
+    return final.with_name(final.name + TMP_MARKER + secrets.token_hex(8))
+
+
 @contextlib.contextmanager
 def _temp_beside(final: Path) -> Iterator[tuple[Path, IO[bytes]]]:
     """A temp file in ``final``'s directory; removed unless the caller moved it away."""
-    temp = final.with_name(final.name + TMP_MARKER + secrets.token_hex(8))
+    temp = _temp_name(final)
     handle = temp.open("xb")
     try:
         yield temp, handle
@@ -160,15 +158,9 @@ def _temp_beside(final: Path) -> Iterator[tuple[Path, IO[bytes]]]:
 
 
 def write_atomically(final: Path, data: bytes, *, mode: int = _READ_ONLY) -> None:
-    """SaveFile: temp + fsync + ``os.replace`` + directory fsync. ``DiskFull`` on ENOSPC."""
+    """``recorder.durable.write_durably`` under the store's temp names; ``DiskFull`` on ENOSPC."""
     try:
-        with _temp_beside(final) as (temp, handle):
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-            os.chmod(temp, mode)
-            os.replace(temp, final)
-        _fsync_dir(final.parent)
+        write_durably(final, data, mode=mode, temp_path=_temp_name(final))
     except OSError as exc:
         if exc.errno in _NO_SPACE_ERRNOS:
             raise _disk_full(exc, final) from exc
@@ -349,7 +341,7 @@ class LocalStore:
                     write_atomically(self._record_path(path), wanted.to_json())
                     # link, not rename: never replaces, even if the lock were bypassed.
                     os.link(temp, path)
-            _fsync_dir(path.parent)
+            fsync_directory(path.parent)
         except OSError as exc:
             if exc.errno in _NO_SPACE_ERRNOS:
                 raise _disk_full(exc, path) from exc
@@ -426,7 +418,7 @@ class LocalStore:
                     f"delete {key!r}: retained until {record.retain_until.isoformat()}"
                 )
             path.unlink()
-            _fsync_dir(path.parent)
+            fsync_directory(path.parent)
             self._record_path(path).unlink(missing_ok=True)
 
     def _list_sync(self, prefix: str) -> builtins.list[str]:

@@ -10,8 +10,10 @@ import pytest
 import trio
 
 from recorder.catalog import AsyncCatalog, HoldScope, open_async_catalog
+from recorder.crypto.blind_index import SearchKey
 from recorder.errors import CatalogError, RetentionRunBusy
 from recorder.evidence_destruction import DestructionMethod
+from recorder.officer.search_audit import rule_macs
 from recorder.retention.apply import RetentionContext, make_plan, run_retention
 from recorder.retention.assign import assign_policy
 from recorder.retention.extend import extend_locks_for_event
@@ -270,6 +272,7 @@ async def test_a_future_matter_holds_new_recordings_from_their_creation(
         placed_by="os:counsel",
         reason="investigation",
         now_ms=T0,
+        personal_macs=rule_macs(SearchKey(bytes(32)), {"queue": "desk"}),
     )
     other = await make_recording(catalog, store, tmp_path, queue="other")
     joined = await make_recording(catalog, store, tmp_path, queue="Desk")

@@ -109,6 +109,9 @@ def test_recorder_unit_has_the_hardening_compliance_asks_for() -> None:
     assert float(unit["WatchdogSec"][0]) > 0
     # Bounded malloc arenas (as serve --workers gives its workers): memory per engagement.
     assert "MALLOC_ARENA_MAX=2" in unit["Environment"]
+    # One BLAS thread (as serve --workers gives its workers): numpy's OpenBLAS would start one
+    # per core for the resamplers' small matrix products.
+    assert {"OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1"} <= set(unit["Environment"])
     credentials = {line.split(":")[0] for line in unit["LoadCredential"]}
     assert credentials == {"ZOOM_CLIENT_ID", "ZOOM_CLIENT_SECRET", "ZOOM_SECRET_TOKEN"}
 

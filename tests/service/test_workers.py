@@ -21,7 +21,7 @@ from recorder.catalog.base import RecordingStatus
 from recorder.config import load_config
 from recorder.rtms.events import GapCause
 from recorder.service.instance import INSTANCE_ID_FILE, INSTANCE_LOCK_FILE
-from recorder.service.prefork import WORKER_MALLOC_ARENA_MAX
+from recorder.service.prefork import WORKER_BLAS_THREADS, WORKER_MALLOC_ARENA_MAX
 from recorder.service.workers import worker_state_dir
 from recorder.simulator.simulator import SimulatorConfig, open_simulator
 
@@ -171,9 +171,12 @@ async def _scenario(
 
     await poll(both_workers_live)
     (owner_0, pid_0), (owner_1, pid_1) = (worker_identity(state_dir, i) for i in (0, 1))
-    # Rule 4 of prefork: the real workers run with glibc's arenas bounded.
+    # Rule 4 of prefork: the real workers run with glibc's arenas and BLAS threads bounded,
+    # in the environment they were exec'd with, the one OpenBLAS read when numpy loaded.
     for pid in (pid_0, pid_1):
-        assert f"MALLOC_ARENA_MAX={WORKER_MALLOC_ARENA_MAX}" in process_environ(pid)
+        environ = process_environ(pid)
+        assert f"MALLOC_ARENA_MAX={WORKER_MALLOC_ARENA_MAX}" in environ
+        assert f"OPENBLAS_NUM_THREADS={WORKER_BLAS_THREADS}" in environ
 
     async with open_simulator(sim_config) as sim:
         calls = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import replace
@@ -18,7 +19,12 @@ from recorder.config import WorkersConfig, parse_config
 from recorder.errors import ConfigError
 from recorder.service.app import run_service
 from recorder.service.demo import demo_config
-from recorder.service.prefork import WORKER_MALLOC_ARENA_MAX, worker_environ
+from recorder.service.prefork import (
+    WORKER_BLAS_THREADS,
+    WORKER_ENV_DEFAULTS,
+    WORKER_MALLOC_ARENA_MAX,
+    worker_environ,
+)
 from recorder.service.workers import ParentNotifier, WorkerRole, worker_config, worker_state_dir
 from recorder.simulator.scenario import Action, AudioLayout, Product, Scenario, Step
 from recorder.simulator.simulator import SimulatorConfig, open_simulator
@@ -84,13 +90,43 @@ def test_the_status_pipe_carries_sd_notify_lines_and_survives_the_parent(tmp_pat
     assert notifier.watchdog()
 
 
-def test_a_worker_environment_drops_systemds_variables_and_bounds_malloc_arenas() -> None:
+def test_a_worker_environment_drops_systemds_variables_and_bounds_arenas_and_blas() -> None:
     parent = {"PATH": "/usr/bin", "NOTIFY_SOCKET": "/run/systemd/notify", "WATCHDOG_USEC": "1"}
     env = worker_environ(parent)
-    assert env == {"PATH": "/usr/bin", "MALLOC_ARENA_MAX": str(WORKER_MALLOC_ARENA_MAX)}
+    assert env == {
+        "PATH": "/usr/bin",
+        "MALLOC_ARENA_MAX": str(WORKER_MALLOC_ARENA_MAX),
+        "OPENBLAS_NUM_THREADS": str(WORKER_BLAS_THREADS),
+        "OMP_NUM_THREADS": str(WORKER_BLAS_THREADS),
+    }
     assert "MALLOC_ARENA_MAX" not in parent
     # An operator's own choice (the unit's Environment=, a shell) is kept.
     assert worker_environ({"MALLOC_ARENA_MAX": "8"})["MALLOC_ARENA_MAX"] == "8"
+    assert worker_environ({"OPENBLAS_NUM_THREADS": "4"})["OPENBLAS_NUM_THREADS"] == "4"
+
+
+# A worker's first numpy import is the resamplers'; count its threads right after it.
+_THREADS_AFTER_NUMPY = (
+    "import os, recorder.audio.polyphase; print(len(os.listdir('/proc/self/task')))"
+)
+
+
+async def _threads_after_numpy_import(env: Mapping[str, str]) -> int:
+    with trio.fail_after(60):
+        done = await trio.run_process(
+            [sys.executable, "-c", _THREADS_AFTER_NUMPY], env=env, capture_stdout=True
+        )
+    return int(done.stdout)
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="OpenBLAS starts no thread on one core")
+async def test_a_worker_process_imports_numpy_with_one_blas_thread() -> None:
+    """Real processes, the parent's real environment: what a worker gets at exec is what
+    OpenBLAS reads when numpy loads. Without the bound the same import starts a thread per
+    extra core, which shows the count can tell the two apart."""
+    operator = {k: v for k, v in os.environ.items() if k not in WORKER_ENV_DEFAULTS}
+    assert await _threads_after_numpy_import(worker_environ(operator)) == 1
+    assert await _threads_after_numpy_import(operator) > 1
 
 
 def test_the_per_worker_template_unit_verifies_and_keeps_the_hardening(tmp_path: Path) -> None:

@@ -28,56 +28,13 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from recorder.crypto.keys.base import DataKey, KeyContext
+from recorder.durable import make_durable_dir, write_durably
 from recorder.errors import ConfigError, KeyMismatch, KeyNotFound, KeyProviderError
 
 KEY_ID_PREFIX: Final = "local:"
 _WRAP_VERSION: Final = 1
 _NONCE_SIZE: Final = 12
 _KEK_SIZE: Final = 32
-
-
-def write_private_file(path: Path, data: bytes, *, replace: bool = True) -> None:
-    """Write 0600 via a same-directory temp file, fsync, rename, fsync the directory.
-
-    ``replace=False`` never replaces an existing ``path`` (``FileExistsError``): two processes
-    creating the same key at once keep one, whole (``link`` is atomic and refuses a target).
-    """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if replace:
-        os.replace(tmp, path)
-    else:
-        try:
-            os.link(tmp, path)
-        finally:
-            tmp.unlink()
-    fsync_directory(path.parent)
-
-
-def fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def make_durable_dir(path: Path) -> None:
-    """mkdir 0700 (with parents); when it is new, fsync its parent so the entry survives a
-    power loss. A key file in a directory whose own entry was lost is a lost key."""
-    if path.is_dir():
-        return
-    make_durable_dir(path.parent)
-    try:
-        path.mkdir(mode=0o700)
-    except FileExistsError:
-        return
-    fsync_directory(path.parent)
 
 
 def _check_private(path: Path, *, directory: bool) -> None:
@@ -137,8 +94,8 @@ class LocalKeyProvider:
 
     def _create_kek(self) -> str:
         kek_id = f"kek-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(4)}"
-        write_private_file(self._dir / "keks" / f"{kek_id}.key", secrets.token_bytes(_KEK_SIZE))
-        write_private_file(self._dir / "current", kek_id.encode("ascii") + b"\n")
+        write_durably(self._dir / "keks" / f"{kek_id}.key", secrets.token_bytes(_KEK_SIZE))
+        write_durably(self._dir / "current", kek_id.encode("ascii") + b"\n")
         return kek_id
 
     def rotate(self) -> str:

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from recorder.crypto.keys.base import DataKey, KeyContext
-from recorder.crypto.keys.local import write_private_file
+from recorder.durable import write_durably
 from recorder.errors import ConfigError, DecryptNotPermitted, KeyMismatch, KeyNotFound
 
 KEY_ID_PREFIX: Final = "x25519:"
@@ -153,7 +153,7 @@ def generate_x25519_keypair(private_path: Path | str, public_path: Path | str) -
     private_path = Path(private_path)
     if private_path.exists():
         raise ConfigError(f"refusing to overwrite private key {private_path}")
-    write_private_file(private_path, raw_private)
+    write_durably(private_path, raw_private)
     public_path = Path(public_path)
     public_path.write_bytes(_raw_public(private.public_key()))
     os.chmod(public_path, 0o644)

@@ -48,9 +48,9 @@ from recorder.catalog.base import (
 )
 from recorder.crypto._format import SegmentHeader
 from recorder.crypto.keyring import SegmentKeyOpener
-from recorder.crypto.keys.local import fsync_directory
 from recorder.crypto.opener import SegmentOpener
 from recorder.crypto.reader import iter_plaintext
+from recorder.durable import create_synced, fsync_directory
 from recorder.errors import DigestMismatch, HeaderMismatch, RecorderError, StorageError
 from recorder.officer.bundle import listening, transcript
 from recorder.officer.bundle.failure import root_cause
@@ -693,7 +693,7 @@ async def export_bundle(
     await trio.to_thread.run_sync(remove_abandoned, out_dir)
     try:
         root = Path(tempfile.mkdtemp(prefix=_partial_prefix(out_dir), dir=out_dir.parent))
-        _write_new(root / OWNER_FILE, str(os.getpid()).encode())
+        create_synced(root / OWNER_FILE, str(os.getpid()).encode())
     except OSError as exc:
         raise StorageError(f"cannot create a directory beside {out_dir}: {exc.strerror}") from exc
     tally = _Tally(
@@ -732,8 +732,8 @@ async def export_bundle(
             "recordings": entries,
         }
         body = canonical(manifest)
-        _write_new(root / MANIFEST_NAME, body)
-        _write_new(root / SIGNATURE_NAME, sign(signing_key, body).to_json())
+        create_synced(root / MANIFEST_NAME, body)
+        create_synced(root / SIGNATURE_NAME, sign(signing_key, body).to_json())
         (root / OWNER_FILE).unlink()
         _fsync_tree(root)
         publish(root, out_dir)
@@ -790,14 +790,6 @@ def remove_abandoned(out_dir: Path) -> list[Path]:
         shutil.rmtree(partial, ignore_errors=True)
         removed.append(partial)
     return removed
-
-
-def _write_new(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
 
 
 def _fsync_tree(root: Path) -> None:

@@ -15,7 +15,7 @@ import errno
 import os
 from pathlib import Path
 
-from recorder.crypto.keys.local import fsync_directory
+from recorder.durable import fsync_directory
 from recorder.errors import StorageError
 
 _AT_FDCWD = -100

@@ -20,7 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from recorder.crypto.keys.local import write_private_file
+from recorder.durable import write_durably
 from recorder.errors import ConfigError
 
 SIGNATURE_ALGORITHM: Final = "ed25519"
@@ -42,7 +42,7 @@ def generate_signing_key(private_path: Path) -> str:
     raw = private.private_bytes(
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
     )
-    write_private_file(private_path, raw)
+    write_durably(private_path, raw)
     return key_id(private.public_key())
 
 

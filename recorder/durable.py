@@ -1,0 +1,116 @@
+"""Durable file-system changes: the one place the recorder fsyncs a directory or writes a file
+whole-or-not-at-all. Keys, key records, the spool, the local store, quarantine, recovery and
+the export bundle all go through here.
+
+Rules:
+
+1. A new, renamed or removed name is durable only once its *directory* is fsynced: fsyncing the
+   file makes its bytes durable, not the entry pointing at them (ext4 and XFS can lose the
+   entry on a power cut).
+2. A failed directory fsync is an error, never ignored: a caller that cannot make a rename
+   durable must not report it done. The ``OSError`` keeps its ``errno`` (callers map ENOSPC
+   and EDQUOT to ``DiskFull``) and its message names the directory.
+3. A replaced file is written to a temp file in the same directory, fsynced, renamed (or
+   linked, to never replace) into place, then the directory is fsynced (borg's SaveFile). The
+   temp file is created with the final mode, so its bytes are never readable by more users than
+   the final file's, and it is removed on any failure.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+#: Mode of a file written by ``write_durably`` unless the caller says otherwise.
+PRIVATE_FILE_MODE = 0o600
+
+
+def fsync_directory(path: Path) -> None:
+    """fsync the directory ``path`` itself, so that names made or removed in it survive (rule 2).
+
+    Raises ``OSError`` (same ``errno``) whose message names ``path``.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _naming(exc, "cannot open directory", path) from exc
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        raise _naming(exc, "cannot fsync directory", path) from exc
+    finally:
+        os.close(fd)
+
+
+def make_durable_dir(path: Path) -> None:
+    """mkdir 0700 (with parents); when it is new, fsync its parent so the entry survives a
+    power loss. A file in a directory whose own entry was lost is a lost file."""
+    if path.is_dir():
+        return
+    make_durable_dir(path.parent)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        return
+    fsync_directory(path.parent)
+
+
+def write_durably(
+    path: Path,
+    data: bytes,
+    *,
+    mode: int = PRIVATE_FILE_MODE,
+    replace: bool = True,
+    temp_path: Path | None = None,
+) -> None:
+    """Write ``data`` to ``path`` whole or not at all, durably (rule 3), with exactly ``mode``.
+
+    ``replace=False`` never replaces an existing ``path`` (``FileExistsError``): two processes
+    creating the same file at once keep one, whole (``link`` is atomic and refuses a target).
+    ``temp_path`` names the temp file when the directory's readers must recognise it (the
+    local store skips its ``%tmp-`` names); by default it is a hidden ``.<name>.<random>.tmp``.
+    """
+    temp = temp_path or path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        try:
+            # fchmod: the umask may have narrowed ``mode`` (a 0444 record would become 0400).
+            os.fchmod(fd, mode)
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if replace:
+            os.replace(temp, path)
+        else:
+            os.link(temp, path)
+    finally:
+        # After a replace the temp name is gone; after a link or a failure it is ours to remove.
+        temp.unlink(missing_ok=True)
+    fsync_directory(path.parent)
+
+
+def create_synced(path: Path, data: bytes, *, mode: int = PRIVATE_FILE_MODE) -> None:
+    """Create ``path`` (never over an existing file: ``FileExistsError``) holding ``data``,
+    its bytes fsynced. The caller fsyncs the directory once it has made all its entries."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` may write less than asked (signals, some file systems); loop until done."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _naming(exc: OSError, what: str, path: Path) -> OSError:
+    # OSError(errno, ...) picks the matching subclass (FileNotFoundError, ...); strerror carries
+    # the path too, for callers that report only ``exc.strerror``.
+    return OSError(exc.errno, f"{what} {path}: {exc.strerror}")

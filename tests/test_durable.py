@@ -1,0 +1,132 @@
+"""``recorder.durable``: directory fsync and whole-or-nothing writes, on real directories."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from recorder.durable import create_synced, fsync_directory, make_durable_dir, write_durably
+
+
+@pytest.fixture
+def narrow_umask() -> Iterator[None]:
+    """A umask that would strip group and other bits from anything created."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def test_fsync_directory_fsyncs_a_real_directory_and_closes_it(tmp_path: Path) -> None:
+    (tmp_path / "entry").write_bytes(b"x")
+    before = _open_fds()
+    fsync_directory(tmp_path)
+    assert _open_fds() == before
+
+
+def test_a_refused_directory_fsync_is_an_error_naming_the_directory() -> None:
+    # procfs opens as a directory but answers fsync with EINVAL, as some network and FUSE file
+    # systems do: the open succeeds, so this failure can only come from the fsync itself.
+    proc = Path("/proc/self")
+    fd = os.open(proc, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+        pytest.skip("this kernel's procfs accepts fsync; no refusing file system to test on")
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    before = _open_fds()
+    with pytest.raises(OSError, match="cannot fsync directory /proc/self") as caught:
+        fsync_directory(proc)
+    assert caught.value.errno == errno.EINVAL
+    assert _open_fds() == before
+
+
+def test_a_missing_directory_is_an_error_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "gone"
+    with pytest.raises(FileNotFoundError, match=f"cannot open directory {missing}"):
+        fsync_directory(missing)
+
+
+def test_a_file_is_not_a_directory(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    with pytest.raises(NotADirectoryError, match=str(plain)):
+        fsync_directory(plain)
+
+
+def test_write_durably_replaces_whole_with_exactly_the_mode(
+    tmp_path: Path, narrow_umask: None
+) -> None:
+    target = tmp_path / "record"
+    target.write_bytes(b"old")
+    write_durably(target, b"new bytes", mode=0o444)
+    assert target.read_bytes() == b"new bytes"
+    # 0444 survives a 077 umask: the store's lock records must stay readable as written.
+    assert stat.S_IMODE(target.stat().st_mode) == 0o444
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["record"]
+
+
+def test_write_durably_defaults_to_private(tmp_path: Path) -> None:
+    target = tmp_path / "key"
+    write_durably(target, b"k" * 32)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_write_durably_without_replace_keeps_what_is_there(tmp_path: Path) -> None:
+    target = tmp_path / "kek"
+    write_durably(target, b"first", replace=False)
+    with pytest.raises(FileExistsError):
+        write_durably(target, b"second", replace=False)
+    assert target.read_bytes() == b"first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kek"]
+
+
+def test_a_failed_write_leaves_no_temp_file(tmp_path: Path) -> None:
+    # A non-empty directory cannot be replaced by a file: the rename fails after the temp file
+    # was written and fsynced, and the temp file must not stay behind.
+    target = tmp_path / "busy"
+    target.mkdir()
+    (target / "inside").write_bytes(b"")
+    with pytest.raises(OSError):
+        write_durably(target, b"data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["busy"]
+
+
+def test_write_durably_names_its_temp_file_as_the_caller_says(tmp_path: Path) -> None:
+    target = tmp_path / "obj%meta"
+    temp = tmp_path / "obj%meta%tmp-1"
+    temp.write_bytes(b"someone else's write in progress")
+    # The caller's temp name is created exclusively: never written through another's file.
+    with pytest.raises(FileExistsError):
+        write_durably(target, b"data", temp_path=temp)
+    assert temp.read_bytes() == b"someone else's write in progress"
+    assert not target.exists()
+
+
+def test_create_synced_never_overwrites(tmp_path: Path) -> None:
+    path = tmp_path / "manifest.json"
+    create_synced(path, b"{}")
+    with pytest.raises(FileExistsError):
+        create_synced(path, b"other")
+    assert path.read_bytes() == b"{}"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_make_durable_dir_makes_private_parents(tmp_path: Path) -> None:
+    deep = tmp_path / "a" / "b" / "c"
+    make_durable_dir(deep)
+    make_durable_dir(deep)  # already there: nothing to do, no error
+    for directory in (tmp_path / "a", tmp_path / "a" / "b", deep):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
