@@ -55,8 +55,10 @@ def test_g711_is_written_at_the_rate_the_chosen_output_records(
     """``service`` measures what `recorder serve` records with the shipped ``[capture]``
     ("source": G.711 stays at 8 kHz); ``voice`` doubles it to 16 kHz."""
     code = fullpath.main(
-        ["--codecs", "g711", "--modes", "full", "--engagements", "1", "--seconds", "3"]
-        + ["--ramp", "0", "--output", output]
+        [
+            *("--codecs", "g711", "--modes", "full", "--engagements", "1"),
+            *("--seconds", "3", "--ramp", "0", "--output", output),
+        ]
     )
     out = capsys.readouterr().out
     assert code == 0, out
