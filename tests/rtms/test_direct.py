@@ -8,10 +8,8 @@ by hand over a real loopback socket.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import functools
 import inspect
-import ipaddress
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
@@ -22,10 +20,6 @@ import pytest
 import trio
 import trio.lowlevel
 import trio_websocket
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from trio_websocket import (
@@ -48,6 +42,7 @@ from recorder.rtms._direct import (
 )
 from recorder.rtms._socket import connect
 from recorder.rtms.client import ClientConfig
+from recorder.testing.tls import SelfSignedCertificate
 
 LIMIT = 16 * 1024
 
@@ -403,39 +398,11 @@ def test_the_driver_starts_no_task_of_its_own() -> None:
 # --- the two read paths: a plain TCP socket read directly, TLS through the stream ---------------
 
 
-def _self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+def _self_signed(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     """A server context with a fresh self-signed certificate for 127.0.0.1, and a client
     context that trusts exactly that certificate."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(cert_file, key_file)
-    client = ssl.create_default_context(cafile=str(cert_file))
-    return server, client
+    certificate = SelfSignedCertificate.create(directory)
+    return certificate.server_context(), certificate.client_context()
 
 
 async def test_tls_sockets_are_read_through_the_stream_with_the_same_messages(
