@@ -1,8 +1,9 @@
 """The one-task WebSocket driver (``recorder.rtms._direct``) against real peers.
 
 Peers: trio-websocket's own server over loopback TCP (what the simulator uses), and, for
-byte-level hostility (arbitrary TCP segmentation, broken framing), a wsproto server written
-by hand over a real loopback socket.
+byte-level hostility (arbitrary TCP segmentation, broken framing) and for a peer that resets
+or drops the TCP connection mid-stream (plain and TLS), a wsproto server written by hand over a
+real loopback socket.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -40,7 +43,7 @@ from recorder.rtms._direct import (
     ReadWhenReady,
     connect_direct,
 )
-from recorder.rtms._socket import connect
+from recorder.rtms._socket import close_ws, connect
 from recorder.rtms.client import ClientConfig
 from recorder.testing.tls import SelfSignedCertificate
 
@@ -486,3 +489,114 @@ async def test_a_tls_server_whose_certificate_is_not_trusted_is_refused(tmp_path
                 )
             assert refused.value.reason.code == 1006
             nursery.cancel_scope.cancel()
+
+
+# --- a peer that goes away mid-stream: both read paths, one contract ---------------------------
+
+
+#: The two ways the peer leaves: a TCP reset (socket closed with SO_LINGER 0), and a TCP close
+#: with no WebSocket close frame and (over TLS) no close_notify.
+ENDINGS = ("reset", "abrupt_close")
+#: How the client reads: plain TCP read directly, TLS through ``ReadWhenReady``, and TLS over
+#: trio's own ``SocketStream`` (``ClientConfig.tls_read_when_ready`` False).
+READ_PATHS = ("plain", "tls_read_when_ready", "tls_trio_transport")
+
+
+@asynccontextmanager
+async def leaving_server(
+    read_path: str, ending: str, directory: Path, messages: list[str], leave: trio.Event
+) -> AsyncIterator[tuple[str, ClientConfig]]:
+    """A WebSocket server (TLS unless ``plain``) that sends ``messages`` then, once ``leave``
+    is set, leaves by ``ending`` without a close frame; yields its URL and a client config
+    (TLS: trusting exactly its certificate)."""
+    tls = None if read_path == "plain" else SelfSignedCertificate.create(directory)
+    server_context = tls.server_context() if tls is not None else None
+
+    async def serve(tcp: trio.SocketStream) -> None:
+        stream: trio.abc.Stream = tcp
+        if server_context is not None:
+            stream = trio.SSLStream(tcp, server_context, server_side=True)
+        ws = WSConnection(ConnectionType.SERVER)
+        while not any(isinstance(event, Request) for event in ws.events()):
+            data = await stream.receive_some(4096)
+            if not data:
+                return
+            ws.receive_data(data)
+        wire = ws.send(AcceptConnection())
+        for text in messages:
+            wire += ws.send(TextMessage(data=text))
+        await stream.send_all(wire)
+        await leave.wait()
+        if ending == "reset":
+            tcp.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # The TCP socket itself: no WebSocket close frame, no TLS close_notify.
+        await tcp.aclose()
+
+    config = ClientConfig(
+        allow_insecure_loopback=True,
+        connect_timeout_s=5,
+        single_task_sockets=True,
+        tls_read_when_ready=read_path != "tls_trio_transport",
+        ssl_context=tls.client_context() if tls is not None else None,
+    )
+    async with trio.open_nursery() as nursery:
+        [listener] = await nursery.start(
+            functools.partial(trio.serve_tcp, host="127.0.0.1"), serve, 0
+        )
+        port = listener.socket.getsockname()[1]
+        scheme = "ws" if tls is None else "wss"
+        yield f"{scheme}://127.0.0.1:{port}/media/audio", config
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("ending", ENDINGS)
+@pytest.mark.parametrize("while_waiting", [True, False], ids=["while_waiting", "data_queued"])
+@pytest.mark.parametrize("read_path", READ_PATHS)
+async def test_a_peer_leaving_mid_stream_ends_the_socket_after_every_message_it_sent(
+    tmp_path: Path, read_path: str, while_waiting: bool, ending: str
+) -> None:
+    """Whatever the read path: every message the peer sent before it left is delivered, then
+    ``get_message()`` raises ``ConnectionClosed`` with 1006 (what the engine's pump treats as
+    a lost socket), both when the peer leaves while the reader waits for bytes and when it left
+    before the reader came back for what the kernel had already received."""
+    messages = [f"audio {i:03d} " + "x" * 200 for i in range(40)]
+    leave = trio.Event()
+    if not while_waiting:
+        leave.set()
+    with trio.fail_after(10):
+        async with (
+            leaving_server(read_path, ending, tmp_path, messages, leave) as (url, config),
+            trio.open_nursery() as nursery,
+        ):
+            ws = await connect(nursery, url, config, media=True)
+            assert isinstance(ws, DirectWebSocket)
+            if read_path == "plain":
+                assert ws._plain_socket is not None
+            else:
+                assert isinstance(ws._stream, trio.SSLStream)
+                transport = ws._stream.transport_stream
+                expected = (
+                    ReadWhenReady if read_path == "tls_read_when_ready" else trio.SocketStream
+                )
+                assert type(transport) is expected
+            got: list[str | bytes] = []
+
+            async def read_until_closed() -> None:
+                while True:
+                    if while_waiting and len(got) == len(messages):
+                        # The reader is about to wait for bytes that never come: leave now.
+                        nursery.start_soon(_set_when_blocked, leave)
+                    got.append(await ws.get_message())
+
+            with pytest.raises(ConnectionClosed) as ended:
+                await read_until_closed()
+            assert got == messages
+            assert ended.value.reason is not None
+            assert ended.value.reason.code == 1006
+            # Closing what the peer broke neither hangs nor raises.
+            await close_ws(ws, 2)
+
+
+async def _set_when_blocked(event: trio.Event) -> None:
+    await trio.testing.wait_all_tasks_blocked()
+    event.set()
