@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import json
 import socket
 import ssl
 import struct
@@ -43,8 +44,12 @@ from recorder.rtms._direct import (
     ReadWhenReady,
     connect_direct,
 )
-from recorder.rtms._socket import close_ws, connect
+from recorder.rtms._protocol_events import ConnectionEnded, MediaReady, ProtocolEvent
+from recorder.rtms._socket import close_ws, connect, pump
 from recorder.rtms.client import ClientConfig
+from recorder.rtms.events import AudioPacket
+from recorder.rtms.messages import AudioParams, MediaParams
+from recorder.rtms.protocol import MediaConnection
 from recorder.testing.tls import SelfSignedCertificate
 
 LIMIT = 16 * 1024
@@ -504,11 +509,11 @@ READ_PATHS = ("plain", "tls_read_when_ready", "tls_trio_transport")
 
 @asynccontextmanager
 async def leaving_server(
-    read_path: str, ending: str, directory: Path, messages: list[str], leave: trio.Event
+    read_path: str, ending: str, directory: Path, frames: list[str], leave: trio.Event
 ) -> AsyncIterator[tuple[str, ClientConfig]]:
-    """A WebSocket server (TLS unless ``plain``) that sends ``messages`` then, once ``leave``
-    is set, leaves by ``ending`` without a close frame; yields its URL and a client config
-    (TLS: trusting exactly its certificate)."""
+    """A media server (TLS unless ``plain``): it accepts the upgrade and the media handshake,
+    sends ``frames``, then, once ``leave`` is set, leaves by ``ending`` without a close frame.
+    Yields its URL and a client config (TLS: trusting exactly its certificate)."""
     tls = None if read_path == "plain" else SelfSignedCertificate.create(directory)
     server_context = tls.server_context() if tls is not None else None
 
@@ -517,14 +522,20 @@ async def leaving_server(
         if server_context is not None:
             stream = trio.SSLStream(tcp, server_context, server_side=True)
         ws = WSConnection(ConnectionType.SERVER)
-        while not any(isinstance(event, Request) for event in ws.events()):
-            data = await stream.receive_some(4096)
-            if not data:
-                return
-            ws.receive_data(data)
-        wire = ws.send(AcceptConnection())
-        for text in messages:
-            wire += ws.send(TextMessage(data=text))
+
+        async def until(kind: type) -> None:
+            while not any(isinstance(event, kind) for event in ws.events()):
+                data = await stream.receive_some(4096)
+                assert data, "the client went away"
+                ws.receive_data(data)
+
+        await until(Request)
+        await stream.send_all(ws.send(AcceptConnection()))
+        # Read the media handshake request: a socket closed with unread bytes would send a
+        # reset where this test means an orderly TCP close.
+        await until(TextMessage)
+        answer = json.dumps({"msg_type": 4, "status_code": 0, "reason": ""})
+        wire = b"".join(ws.send(TextMessage(data=text)) for text in [answer, *frames])
         await stream.send_all(wire)
         await leave.wait()
         if ending == "reset":
@@ -552,20 +563,26 @@ async def leaving_server(
 @pytest.mark.parametrize("ending", ENDINGS)
 @pytest.mark.parametrize("while_waiting", [True, False], ids=["while_waiting", "data_queued"])
 @pytest.mark.parametrize("read_path", READ_PATHS)
-async def test_a_peer_leaving_mid_stream_ends_the_socket_after_every_message_it_sent(
+async def test_a_peer_leaving_mid_stream_is_a_lost_socket_after_every_packet_it_sent(
     tmp_path: Path, read_path: str, while_waiting: bool, ending: str
 ) -> None:
-    """Whatever the read path: every message the peer sent before it left is delivered, then
-    ``get_message()`` raises ``ConnectionClosed`` with 1006 (what the engine's pump treats as
-    a lost socket), both when the peer leaves while the reader waits for bytes and when it left
-    before the reader came back for what the kernel had already received."""
-    messages = [f"audio {i:03d} " + "x" * 200 for i in range(40)]
+    """Whatever the read path, a media socket whose peer leaves mid-stream (while the reader
+    waits for bytes, or before the reader came back for what the kernel already holds) yields
+    one ``AudioPacket`` per frame sent, then ``ConnectionEnded("transport")``, the engine's
+    lost socket; the driver under it says ``ConnectionClosed`` with 1006."""
+    first_ms = 1_795_276_197_000
+    timestamps = [first_ms + 20 * i for i in range(40)]
+    frames = [
+        json.dumps({"msg_type": 14, "content": {"user_id": 0, "data": "AAAAAA==", "timestamp": t}})
+        for t in timestamps
+    ]
     leave = trio.Event()
     if not while_waiting:
         leave.set()
+    events: list[ProtocolEvent] = []
     with trio.fail_after(10):
         async with (
-            leaving_server(read_path, ending, tmp_path, messages, leave) as (url, config),
+            leaving_server(read_path, ending, tmp_path, frames, leave) as (url, config),
             trio.open_nursery() as nursery,
         ):
             ws = await connect(nursery, url, config, media=True)
@@ -579,22 +596,40 @@ async def test_a_peer_leaving_mid_stream_ends_the_socket_after_every_message_it_
                     ReadWhenReady if read_path == "tls_read_when_ready" else trio.SocketStream
                 )
                 assert type(transport) is expected
-            got: list[str | bytes] = []
+            conn = MediaConnection(
+                rtms_stream_id="stream",
+                instance_id="meeting",
+                instance_key="meeting_uuid",
+                signature="signature",
+                media_type=1,
+                media_params=MediaParams(audio=AudioParams()),
+            )
+            conn.initiate(trio.current_time())
 
-            async def read_until_closed() -> None:
-                while True:
-                    if while_waiting and len(got) == len(messages):
-                        # The reader is about to wait for bytes that never come: leave now.
-                        nursery.start_soon(_set_when_blocked, leave)
-                    got.append(await ws.get_message())
+            leaving = False
 
+            def handle(new: list[ProtocolEvent]) -> None:
+                nonlocal leaving
+                events.extend(new)
+                packets = sum(isinstance(event, AudioPacket) for event in events)
+                if while_waiting and not leaving and packets == len(frames):
+                    # The pump is about to wait for bytes that never come: leave now.
+                    leaving = True
+                    nursery.start_soon(_set_when_blocked, leave)
+
+            await pump(ws, conn, handle, handshake_timeout_s=5)
             with pytest.raises(ConnectionClosed) as ended:
-                await read_until_closed()
-            assert got == messages
+                await ws.get_message()
             assert ended.value.reason is not None
             assert ended.value.reason.code == 1006
             # Closing what the peer broke neither hangs nor raises.
             await close_ws(ws, 2)
+    assert isinstance(events[0], MediaReady)
+    packets = [event for event in events if isinstance(event, AudioPacket)]
+    assert [packet.timestamp_ms for packet in packets] == timestamps
+    assert all(packet.payload == b"\0\0\0\0" for packet in packets)
+    assert events[-1] == ConnectionEnded("transport")
+    assert len(events) == 1 + len(frames) + 1, events
 
 
 async def _set_when_blocked(event: trio.Event) -> None:
