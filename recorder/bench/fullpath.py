@@ -53,6 +53,15 @@ In ``floor`` and ``bare`` the signaling socket and both handshakes are still the
 only what an open media socket does with its messages changes. A summary per codec prints each
 row as µs/msg and as ratios to ``bare``, to ``floor`` and to Zoom's C++ SDK, estimated from this
 run's ``bare`` and issue 13's same-run SDK/bare ratio (45/57; the SDK itself is not run here).
+``--tls`` runs every row over ``wss://`` (Zoom's media URLs are ``wss://``): the simulator
+serves only TLS, with a self-signed certificate made for the run (``recorder.testing.tls``),
+and the measured side trusts exactly that certificate, verification on. Before each row the
+measured side handshakes once with the simulator's listener: a certificate it does not trust
+ends the row at once with OpenSSL's reason, and each row prints the version and cipher
+negotiated. The floor then reads trio's ``SSLStream.receive_some`` (over trio's own
+``SocketStream``, as bare trio-websocket does); the one-task rows read through
+``_direct.ReadWhenReady``, and ``full-trio-tls`` (in ``--tls``'s default modes) is the one-task
+full path over trio's own transport instead, to compare the two in one run.
 ``--workers N`` then runs ``bench workers scale`` (1 and N workers of the real pre-forked
 ``recorder serve`` tree on the largest K) and prints its scaling factor.
 """
@@ -63,13 +72,19 @@ import argparse
 import importlib
 import multiprocessing
 import os
+import ssl
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
+
+from recorder.testing.tls import SelfSignedCertificate
 
 #: DESIGN.md: memory per engagement budget.
 RSS_BUDGET_KIB: Final = 2048
@@ -124,6 +139,15 @@ class RunSpec:
     sim_speed: float = 1.0
     #: What the capture writes, one of ``OUTPUTS``.
     output: str = "service"
+    #: TLS (``--tls``): the simulator serves ``wss://`` with this certificate and key (PEM
+    #: files made for the run, ``recorder.testing.tls``); "" serves plain ``ws://``.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    #: The one CA file the measured side trusts (the run's certificate; verification on).
+    tls_ca_file: str = ""
+    #: One-task TLS sockets read through ``_direct.ReadWhenReady`` (False: trio's own
+    #: ``SocketStream`` under the SSL stream; ``ClientConfig.tls_read_when_ready``).
+    tls_read_when_ready: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -178,6 +202,49 @@ def simulator_main(conn: Connection, spec: dict[str, Any]) -> None:
         conn.close()
 
 
+def _server_tls(spec: RunSpec) -> ssl.SSLContext | None:
+    """The simulator's server context in TLS mode (None: plain ``ws://``)."""
+    if not spec.tls_cert_file:
+        return None
+    certificate = SelfSignedCertificate(Path(spec.tls_cert_file), Path(spec.tls_key_file))
+    return certificate.server_context()
+
+
+def _client_tls(spec: RunSpec) -> ssl.SSLContext | None:
+    """The measured side's context in TLS mode: certificate and hostname verified, trusting
+    ``tls_ca_file`` alone (None: plain ``ws://``)."""
+    if not spec.tls_cert_file:
+        return None
+    return ssl.create_default_context(cafile=spec.tls_ca_file)
+
+
+async def _tls_session(base_url: str, context: ssl.SSLContext) -> str:
+    """Handshake once with the simulator's listener using the measured side's own context, and
+    return the protocol version and cipher negotiated (the run's sockets negotiate the same:
+    same contexts, same server). A certificate the context does not trust fails here, with
+    OpenSSL's reason, before any engagement starts (the client's own connect reports only an
+    abnormal close, retried until the run's timeout)."""
+    import trio
+
+    parts = urlsplit(base_url)
+    host, port = parts.hostname or "", parts.port or 443
+    try:
+        stream = await trio.open_ssl_over_tcp_stream(
+            host, port, ssl_context=context, https_compatible=True
+        )
+        try:
+            await stream.do_handshake()
+            version, cipher = stream.version(), stream.cipher()
+        finally:
+            await stream.aclose()
+    except (trio.BrokenResourceError, OSError) as exc:
+        reason = exc.__cause__ if exc.__cause__ is not None else exc
+        raise RuntimeError(
+            f"TLS handshake with the simulator at {host}:{port} failed: {reason}"
+        ) from exc
+    return f"{version} {cipher[0] if cipher else '?'}"
+
+
 async def _recv(conn: Connection) -> Any:
     """Receive from a pipe without blocking the trio loop (messages are small)."""
     import trio
@@ -202,11 +269,14 @@ async def _serve(conn: Connection, spec: RunSpec) -> None:
         layout=AudioLayout.PER_SPEAKER if spec.per_speaker else AudioLayout.MIXED,
     )
     config = SimulatorConfig(
-        pace_batch_frames=spec.pace_batch_frames, encode_in_thread=True, speed=spec.sim_speed
+        pace_batch_frames=spec.pace_batch_frames,
+        encode_in_thread=True,
+        speed=spec.sim_speed,
+        ssl_context=_server_tls(spec),
     )
     async with open_simulator(config) as sim:
         await sim.warm_audio(base, [params])
-        conn.send(("ready",))
+        conn.send(("ready", sim.base_url))
         message = await _recv(conn)
         if message[0] != "go":
             return
@@ -290,8 +360,6 @@ class _Live:
 
 async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
     import gc
-    import tempfile
-    from pathlib import Path
 
     import trio
 
@@ -308,12 +376,16 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
 
     _, codec, rate, channels = CODECS[spec.codec]
     params = audio_params(AudioCodec(codec), rate, channels, per_speaker=spec.per_speaker)
+    tls = _client_tls(spec)
     client_config = ClientConfig(
         audio_params=params,
         allow_insecure_loopback=True,
         # bare trio-websocket is measured with its own reader task; the floor reads the raw
         # stream, which only a socket without a reader task leaves free.
         single_task_sockets=spec.single_task if spec.mode != "bare" else False,
+        # The floor's TLS stream is trio's own, over trio's SocketStream, as bare's is.
+        tls_read_when_ready=spec.tls_read_when_ready and spec.mode != "floor",
+        ssl_context=tls,
     )
     capture_config = replace(
         capture_config_of(CaptureSection()), checkpoint_interval_s=spec.checkpoint_s
@@ -424,6 +496,14 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
         message = await _recv(conn)
         if message[0] != "ready":
             raise RuntimeError(f"simulator said {message!r}")
+        tls_session = ""
+        if tls is not None:
+            try:
+                with trio.fail_after(10):
+                    tls_session = await _tls_session(message[1], tls)
+            except BaseException:
+                conn.send(("abort",))
+                raise
         conn.send(("go",))
         with trio.fail_after(timeout_s):
             async with trio.open_nursery() as nursery:
@@ -476,6 +556,7 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
         "recorded_frames": recorded,
         "recorded_rates": sorted(recorded_rates),
         "rss_base": rss_base,
+        "tls": tls_session,
         "rss_hwm": _rss_kib("VmHWM"),
         "sim": sim_stats,
         "outcomes": sorted(
@@ -592,22 +673,30 @@ def _median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-#: --modes name -> (RunSpec.mode, single_task, row label)
-MODES: Final[dict[str, tuple[str, bool, str]]] = {
-    "floor": ("floor", True, "floor: trio receive_some"),
-    "bare": ("bare", False, "bare trio-websocket recv"),
-    "before": ("full", False, "full path, reader task"),
-    "full": ("full", True, "full path, one task"),
-    "rtms": ("rtms", True, "RTMS client only"),
+#: --modes name -> (RunSpec.mode, single_task, tls_read_when_ready, row label)
+MODES: Final[dict[str, tuple[str, bool, bool, str]]] = {
+    "floor": ("floor", True, True, "floor: trio receive_some"),
+    "bare": ("bare", False, True, "bare trio-websocket recv"),
+    "before": ("full", False, True, "full path, reader task"),
+    "full": ("full", True, True, "full path, one task"),
+    "rtms": ("rtms", True, True, "RTMS client only"),
+    # TLS only: the one-task path with trio's SocketStream under the SSL stream.
+    "full-trio-tls": ("full", True, False, "one task, trio default TLS"),
 }
+#: Rows that only mean something over TLS.
+TLS_ONLY_MODES: Final = ("full-trio-tls",)
+DEFAULT_MODES: Final = "floor,bare,before,full"
+DEFAULT_TLS_MODES: Final = DEFAULT_MODES + ",full-trio-tls"
 
 
 def _label(spec: RunSpec) -> str:
     label = CODECS[spec.codec][0] + (" per-speaker" if spec.per_speaker else "")
     if spec.client_only and spec.mode == "full":
         return label + " client-only"
-    for mode, single_task, text in MODES.values():
-        if mode == spec.mode and single_task == spec.single_task:
+    for mode, single_task, read_when_ready, text in MODES.values():
+        if (mode, single_task) == (spec.mode, spec.single_task) and (
+            read_when_ready == spec.tls_read_when_ready or not spec.tls_cert_file
+        ):
             return f"{label} {text}"
     return f"{label} {spec.mode}"
 
@@ -674,6 +763,7 @@ def _row(spec: RunSpec, out: dict[str, Any]) -> str:
         f"sim {sim.get('busy', 0) * 100:3.0f}%core "
         f"sent {sim.get('frames_sent', 0)} rec {out['recorded_frames']}{written} {counted} "
         f"(paced {window.get('paced', 0):.0f} in window, counted {window['msgs']:.0f})"
+        + (f" | {out['tls']}" if out.get("tls") else "")
     )
 
 
@@ -705,7 +795,7 @@ def _comparison(
         whole = wholes.get(name)
         whole_figure = f"{whole:6.1f}" if whole is not None else "   n/a"
         lines.append(
-            f"   {MODES[name][2]:28} {figure}  {_ratio(us, bare)}  {_ratio(us, floor)}  "
+            f"   {MODES[name][3]:28} {figure}  {_ratio(us, bare)}  {_ratio(us, floor)}  "
             f"{_ratio(us, sdk)}   [{whole_figure}  {_ratio(whole, whole_bare)}]"
         )
     return lines
@@ -715,14 +805,73 @@ def _ints(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part]
 
 
+def _run_table(
+    args: argparse.Namespace,
+    codecs: Sequence[str],
+    levels: Sequence[int],
+    modes: Sequence[str],
+    certificate: SelfSignedCertificate | None,
+) -> bool:
+    """Every row of every codec and K, and the side-by-side comparisons; True if one failed.
+    With a certificate, every row runs over TLS: the simulator serves it, and the measured
+    side trusts it alone."""
+    cert_file = str(certificate.cert_file) if certificate is not None else ""
+    key_file = str(certificate.key_file) if certificate is not None else ""
+    failed = False
+    for codec in codecs:
+        for k in levels:
+            results: dict[str, float | None] = {}
+            wholes: dict[str, float | None] = {}
+            for name in modes:
+                mode, single_task, read_when_ready, _ = MODES[name]
+                spec = RunSpec(
+                    codec=codec,
+                    engagements=k,
+                    seconds=args.seconds,
+                    ramp_s=args.ramp,
+                    pace_batch_frames=args.pace_batch,
+                    client_cpu=args.client_cpu,
+                    server_cpu=args.server_cpu,
+                    client_only=args.client_only,
+                    per_speaker=args.per_speaker,
+                    checkpoint_s=args.checkpoint_s,
+                    mode=mode,
+                    single_task=single_task,
+                    tls_read_when_ready=read_when_ready,
+                    log_file=args.log_file,
+                    output=args.output,
+                    tls_cert_file=cert_file,
+                    tls_key_file=key_file,
+                    tls_ca_file=cert_file,
+                )
+                out = run_config(spec, timeout_s=args.ramp + args.seconds + 90)
+                failed = failed or "error" in out
+                results[name] = _us_per_msg(out)
+                wholes[name] = _whole_us(spec, out)
+                print(_row(spec, out))
+                sys.stdout.flush()
+            if len(results) > 1:
+                print("\n".join(_comparison(codec, k, results, wholes)))
+                sys.stdout.flush()
+    return failed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--codecs", default="l16,g711,opus", help="of l16, g711, opus")
     parser.add_argument("--engagements", default="150", help="concurrency levels K")
     parser.add_argument(
         "--modes",
-        default="floor,bare,before,full",
-        help=f"rows per codec and K, of {','.join(MODES)} (before = reader-task sockets)",
+        default=None,
+        help=f"rows per codec and K, of {','.join(MODES)} (before = reader-task sockets; "
+        f"full-trio-tls = one task over trio's default TLS transport, --tls only); default "
+        f"{DEFAULT_MODES}, with --tls {DEFAULT_TLS_MODES}",
+    )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="wss://: the simulator serves a self-signed certificate made for the run, which "
+        "the measured side trusts (verification on); every row reads through TLS",
     )
     parser.add_argument(
         "--workers",
@@ -752,11 +901,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.engagements, args.seconds, args.ramp = "25", 4.0, 0.5
+    if args.modes is None:
+        args.modes = DEFAULT_TLS_MODES if args.tls else DEFAULT_MODES
     modes = [m for m in args.modes.split(",") if m]
     if args.client_only:
         modes = ["rtms"]
     if not modes or any(m not in MODES for m in modes):
         parser.error(f"unknown mode in {modes}; choose from {list(MODES)}")
+    if not args.tls and any(m in TLS_ONLY_MODES for m in modes):
+        parser.error(f"mode(s) {list(TLS_ONLY_MODES)} need --tls")
     codecs = [c for c in args.codecs.split(",") if c]
     unknown = [c for c in codecs if c not in CODECS]
     if unknown:
@@ -767,11 +920,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.seconds - args.ramp < 2 * (SETTLE_S + END_MARGIN_S):
         parser.error("--seconds must exceed --ramp by at least 2 s (the steady window)")
 
+    transport = "TLS WebSockets, wss://" if args.tls else "WebSockets, ws://, no TLS"
     print(
         "full recording path per audio message: simulator process pinned to cpu"
-        f"{args.server_cpu} -> RTMS client (loopback WebSockets) -> run_capture -> encrypting "
+        f"{args.server_cpu} -> RTMS client (loopback {transport}) -> run_capture -> encrypting "
         f"spool (local keys, fsync checkpoints) in one trio process pinned to cpu{args.client_cpu}"
     )
+    if args.tls:
+        print(
+            "TLS: every socket of every row (signaling and media) is wss://; the simulator "
+            "serves only TLS, with a self-signed certificate made for this run, which the "
+            "measured side alone trusts (certificate and hostname verified); each row ends "
+            "with the protocol and cipher negotiated"
+        )
     print(
         f"{args.seconds:.0f} s engagements at real speed, started over {args.ramp:.1f} s, "
         f"pace_batch_frames {args.pace_batch}; NO upload (perf-baseline §6/§7: +1-2 µs/msg); "
@@ -791,38 +952,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"output ({args.output}): {OUTPUTS[args.output]}")
     sys.stdout.flush()
-    failed = False
-    for codec in codecs:
-        for k in levels:
-            results: dict[str, float | None] = {}
-            wholes: dict[str, float | None] = {}
-            for name in modes:
-                mode, single_task, _ = MODES[name]
-                spec = RunSpec(
-                    codec=codec,
-                    engagements=k,
-                    seconds=args.seconds,
-                    ramp_s=args.ramp,
-                    pace_batch_frames=args.pace_batch,
-                    client_cpu=args.client_cpu,
-                    server_cpu=args.server_cpu,
-                    client_only=args.client_only,
-                    per_speaker=args.per_speaker,
-                    checkpoint_s=args.checkpoint_s,
-                    mode=mode,
-                    single_task=single_task,
-                    log_file=args.log_file,
-                    output=args.output,
-                )
-                out = run_config(spec, timeout_s=args.ramp + args.seconds + 90)
-                failed = failed or "error" in out
-                results[name] = _us_per_msg(out)
-                wholes[name] = _whole_us(spec, out)
-                print(_row(spec, out))
-                sys.stdout.flush()
-            if len(results) > 1:
-                print("\n".join(_comparison(codec, k, results, wholes)))
-                sys.stdout.flush()
+    with tempfile.TemporaryDirectory(prefix="rtms-fullpath-tls-") as tls_dir:
+        certificate = SelfSignedCertificate.create(Path(tls_dir)) if args.tls else None
+        failed = _run_table(args, codecs, levels, modes, certificate)
     if args.workers > 1:
         # Scaling needs the real pre-forked tree (one socket, the catalog's work queue), not this
         # bench's single measured process: `bench workers scale` measures it, on L16 streams.

@@ -22,7 +22,10 @@ checkpoint per 50 messages, as at real speed), and ``wakeups`` prints the event 
 (``epoll_wait`` calls) per message: about 1 when every message had a wakeup of its own, as on a
 paced production stream; well below 1 means the run lagged and its figure flatters.
 
-``--keep DIR`` keeps the callgrind output files (``callgrind_annotate`` reads them).
+``--keep DIR`` keeps the callgrind output files (``callgrind_annotate`` reads them). ``--tls``
+runs every socket over ``wss://`` as ``bench fullpath --tls`` does (a self-signed certificate
+made for the run, trusted alone by the measured side): OpenSSL's instructions are user space,
+so they are counted.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from recorder.bench import fullpath
+from recorder.testing.tls import SelfSignedCertificate
 
 _TOTALS = re.compile(rb"^(?:summary|totals): (\d+)", re.MULTILINE)
 #: callgrind's name compression: ``cfn=(id) name`` the first time, ``cfn=(id)`` after.
@@ -88,6 +92,9 @@ def _inner(args: argparse.Namespace) -> int:
         per_speaker=False,
         mode=args.mode,
         output=args.output,
+        tls_cert_file=args.tls_cert or "",
+        tls_key_file=args.tls_key or "",
+        tls_ca_file=args.tls_cert or "",
     )
     fullpath._pin(spec.client_cpu)
     ctx = multiprocessing.get_context("spawn")
@@ -117,9 +124,10 @@ def _counted(
     speed: float,
     output: str,
     out_dir: Path,
+    certificate: SelfSignedCertificate | None = None,
 ) -> tuple[int, int, dict[str, Any]]:
     """Instructions and event-loop waits of one run under callgrind, and what the measured
-    side reported."""
+    side reported (over TLS with ``certificate``)."""
     stem = f"{codec}-{mode}-{output}-{engagements}x{seconds:g}s"
     out_file, result = out_dir / f"callgrind.{stem}.out", out_dir / f"{stem}.json"
     command = [
@@ -146,6 +154,13 @@ def _counted(
         "--result",
         str(result),
     ]
+    if certificate is not None:
+        command += [
+            "--tls-cert",
+            str(certificate.cert_file),
+            "--tls-key",
+            str(certificate.key_file),
+        ]
     subprocess.run(  # noqa: S603 (valgrind running our own interpreter and module)
         command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -177,12 +192,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=sorted(fullpath.OUTPUTS),
         help="what the capture writes (as bench fullpath --output)",
     )
+    parser.add_argument(
+        "--tls", action="store_true", help="every socket over wss:// (as bench fullpath --tls)"
+    )
     # The process run under valgrind (internal).
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--codec", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--inner-seconds", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
+    parser.add_argument("--tls-cert", help=argparse.SUPPRESS)
+    parser.add_argument("--tls-key", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.inner:
         return _inner(args)
@@ -194,11 +214,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.keep.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rtms-instructions-") as tmp:
         out_dir = args.keep or Path(tmp)
+        certificate = SelfSignedCertificate.create(Path(tmp) / "tls") if args.tls else None
         print(
             f"{'codec':<6} {'mode':<6} {'Ir/msg':>9} {'x bare':>7} {'wakeups':>8} "
             f"{'msgs':>7} {'lost':>5}  (runs of {short:g} and {long:g} scenario s at speed "
             f"{args.speed:g}, {args.engagements} engagement(s); output {args.output}: "
-            f"{fullpath.OUTPUTS[args.output]})"
+            f"{fullpath.OUTPUTS[args.output]}{'; over TLS' if args.tls else ''})"
         )
         for codec in args.codecs.split(","):
             bare: float | None = None
@@ -206,7 +227,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             for mode in args.modes.split(","):
                 runs = [
                     _counted(
-                        codec, mode, args.engagements, seconds, args.speed, args.output, out_dir
+                        codec,
+                        mode,
+                        args.engagements,
+                        seconds,
+                        args.speed,
+                        args.output,
+                        out_dir,
+                        certificate,
                     )
                     for seconds in (short, long)
                 ]

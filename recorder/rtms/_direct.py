@@ -339,8 +339,12 @@ async def connect_direct(
     *,
     max_message_size: int,
     receive_buffer_size: int | None,
+    tls_read_when_ready: bool = True,
 ) -> DirectWebSocket:
     """Open a client connection to ``url`` driven by the calling task (no reader task).
+
+    A ``wss://`` socket's TLS stream reads from ``ReadWhenReady`` (or, with
+    ``tls_read_when_ready`` False, from trio's own ``SocketStream``, for comparison).
 
     Raises what ``trio_websocket.connect_websocket_url`` raises: ``HandshakeError`` (including
     ``ConnectionRejected`` for a refused upgrade), ``ConnectionClosed``, or ``OSError``. The
@@ -354,9 +358,8 @@ async def connect_direct(
         context = ssl.create_default_context() if use_ssl is True else use_ssl
         # What ``trio.open_ssl_over_tcp_stream`` builds, over a transport that waits first.
         tcp = await trio.open_tcp_stream(host, port)
-        stream = trio.SSLStream(
-            ReadWhenReady(tcp), context, server_hostname=host, https_compatible=True
-        )
+        transport = ReadWhenReady(tcp) if tls_read_when_ready else tcp
+        stream = trio.SSLStream(transport, context, server_hostname=host, https_compatible=True)
     host_header = host if port in (80, 443) else f"{host}:{port}"
     ws = DirectWebSocket(
         stream,

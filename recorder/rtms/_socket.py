@@ -142,6 +142,7 @@ async def _connect_direct(url: str, config: ClientConfig, *, media: bool) -> Web
                 config.ssl_context,
                 max_message_size=config.max_message_size,
                 receive_buffer_size=config.media_receive_buffer if media else 16384,
+                tls_read_when_ready=config.tls_read_when_ready,
             )
     except trio.TooSlowError as exc:
         raise ConnectTimeout(f"connect to {_where(url)} timed out") from exc

@@ -173,6 +173,10 @@ class ClientConfig:
     #: so a cancelled engagement (a drain) loses them and each close waits ``close_timeout_s``
     #: for a close frame nobody reads; the direct driver's closer reads it itself.
     single_task_sockets: bool = True
+    #: With ``single_task_sockets``, read a TLS socket's bytes through ``_direct.ReadWhenReady``
+    #: (wait for readability, then read). False: trio's own ``SocketStream`` under the SSL
+    #: stream (``recorder bench fullpath --tls`` compares both).
+    tls_read_when_ready: bool = True
     ssl_context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
     #: Seconds since the epoch, for ``*_wall_ms`` in events; injectable for tests.
     wall_clock: Callable[[], float] = field(default=time.time, compare=False, repr=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 from typing import Final
 
 import trio
@@ -31,10 +32,17 @@ class RtmsServer:
     """Accepts RTMS sockets for every registered engagement."""
 
     def __init__(
-        self, *, host: str = "127.0.0.1", port: int = 0, binary_frames: bool = False
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        binary_frames: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._host = host
         self._port = port
+        #: Serve ``wss://`` with this server context (None: plain ``ws://``).
+        self._ssl_context = ssl_context
         self._binary = binary_frames
         self._engagements: dict[str, Engagement] = {}
         self._server: WebSocketServer | None = None
@@ -43,7 +51,8 @@ class RtmsServer:
     @property
     def base_url(self) -> str:
         assert self._bound_port is not None, "server not started"
-        return f"ws://{self._host}:{self._bound_port}"
+        scheme = "ws" if self._ssl_context is None else "wss"
+        return f"{scheme}://{self._host}:{self._bound_port}"
 
     def register(self, engagement: Engagement) -> None:
         self._engagements[engagement.token] = engagement
@@ -60,7 +69,7 @@ class RtmsServer:
                     self._handle,
                     self._host,
                     self._port,
-                    None,
+                    self._ssl_context,
                     connect_timeout=CONNECT_TIMEOUT_S,
                     disconnect_timeout=DISCONNECT_TIMEOUT_S,
                     task_status=task_status,

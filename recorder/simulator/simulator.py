@@ -13,6 +13,7 @@ retry run in it, and leaving the ``async with`` cancels them all.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -60,6 +61,9 @@ class SimulatorConfig:
     binary_frames: bool = False
     host: str = "127.0.0.1"
     port: int = 0
+    #: Serve ``wss://`` URLs with this server context (``recorder.testing.tls`` makes one for
+    #: loopback); None serves ``ws://``.
+    ssl_context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
     handshake_timeout_s: float = 10.0
     #: Encode audio for a media socket in a worker thread (keeps other engagements smooth).
     #: Tests on a ``MockClock`` set False: waiting on a thread lets the mock clock jump ahead.
@@ -193,7 +197,12 @@ async def open_simulator(config: SimulatorConfig | None = None) -> AsyncIterator
             timeout_s=config.webhook_timeout_s,
             wall_clock=config.wall_clock,
         )
-        server = RtmsServer(host=config.host, port=config.port, binary_frames=config.binary_frames)
+        server = RtmsServer(
+            host=config.host,
+            port=config.port,
+            binary_frames=config.binary_frames,
+            ssl_context=config.ssl_context,
+        )
         await nursery.start(server.run)
         simulator = Simulator(
             config=config, profile=profile, server=server, sender=sender, nursery=nursery

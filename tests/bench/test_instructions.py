@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from recorder.bench import instructions
+from recorder.testing.tls import SelfSignedCertificate
 
 #: callgrind's compressed names: ``(id) name`` the first time, ``(id)`` alone after.
 CALLGRIND_OUT = b"""\
@@ -45,10 +48,16 @@ def test_calls_are_counted_through_callgrinds_name_compression() -> None:
     assert match.group(1) == b"112"
 
 
-def test_the_measured_side_records_a_short_slowed_stream(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tls", [False, True], ids=["ws", "wss"])
+def test_the_measured_side_records_a_short_slowed_stream(tmp_path: Path, tls: bool) -> None:
     result = tmp_path / "result.json"
+    options: list[str] = []
+    if tls:
+        certificate = SelfSignedCertificate.create(tmp_path / "tls")
+        options = ["--tls-cert", str(certificate.cert_file), "--tls-key", str(certificate.key_file)]
     code = instructions.main(
         [
+            *options,
             "--inner",
             "--codec",
             "l16",
@@ -67,6 +76,11 @@ def test_the_measured_side_records_a_short_slowed_stream(tmp_path: Path) -> None
     assert code == 0
     outcome = json.loads(result.read_text(encoding="utf-8"))
     assert "error" not in outcome
+    # Over TLS, the negotiated version and cipher are reported; over ws://, none.
+    if tls:
+        assert outcome["tls"].startswith("TLSv1."), outcome["tls"]
+    else:
+        assert outcome["tls"] == ""
     # 0.6 scenario seconds of 20 ms frames, every one received and recorded.
     assert outcome["sim"]["frames_sent"] == 30
     assert outcome["msgs"] == 30

@@ -1,18 +1,20 @@
 """The one-task WebSocket driver (``recorder.rtms._direct``) against real peers.
 
 Peers: trio-websocket's own server over loopback TCP (what the simulator uses), and, for
-byte-level hostility (arbitrary TCP segmentation, broken framing), a wsproto server written
-by hand over a real loopback socket.
+byte-level hostility (arbitrary TCP segmentation, broken framing) and for a peer that resets
+or drops the TCP connection mid-stream (plain and TLS), a wsproto server written by hand over a
+real loopback socket.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
 import functools
 import inspect
-import ipaddress
+import json
+import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -22,10 +24,6 @@ import pytest
 import trio
 import trio.lowlevel
 import trio_websocket
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from trio_websocket import (
@@ -46,8 +44,13 @@ from recorder.rtms._direct import (
     ReadWhenReady,
     connect_direct,
 )
-from recorder.rtms._socket import connect
+from recorder.rtms._protocol_events import ConnectionEnded, MediaReady, ProtocolEvent
+from recorder.rtms._socket import close_ws, connect, pump
 from recorder.rtms.client import ClientConfig
+from recorder.rtms.events import AudioPacket
+from recorder.rtms.messages import AudioParams, MediaParams
+from recorder.rtms.protocol import MediaConnection
+from recorder.testing.tls import SelfSignedCertificate
 
 LIMIT = 16 * 1024
 
@@ -403,39 +406,11 @@ def test_the_driver_starts_no_task_of_its_own() -> None:
 # --- the two read paths: a plain TCP socket read directly, TLS through the stream ---------------
 
 
-def _self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+def _self_signed(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     """A server context with a fresh self-signed certificate for 127.0.0.1, and a client
     context that trusts exactly that certificate."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(cert_file, key_file)
-    client = ssl.create_default_context(cafile=str(cert_file))
-    return server, client
+    certificate = SelfSignedCertificate.create(directory)
+    return certificate.server_context(), certificate.client_context()
 
 
 async def test_tls_sockets_are_read_through_the_stream_with_the_same_messages(
@@ -519,3 +494,144 @@ async def test_a_tls_server_whose_certificate_is_not_trusted_is_refused(tmp_path
                 )
             assert refused.value.reason.code == 1006
             nursery.cancel_scope.cancel()
+
+
+# --- a peer that goes away mid-stream: both read paths, one contract ---------------------------
+
+
+#: The two ways the peer leaves: a TCP reset (socket closed with SO_LINGER 0), and a TCP close
+#: with no WebSocket close frame and (over TLS) no close_notify.
+ENDINGS = ("reset", "abrupt_close")
+#: How the client reads: plain TCP read directly, TLS through ``ReadWhenReady``, and TLS over
+#: trio's own ``SocketStream`` (``ClientConfig.tls_read_when_ready`` False).
+READ_PATHS = ("plain", "tls_read_when_ready", "tls_trio_transport")
+
+
+@asynccontextmanager
+async def leaving_server(
+    read_path: str, ending: str, directory: Path, frames: list[str], leave: trio.Event
+) -> AsyncIterator[tuple[str, ClientConfig]]:
+    """A media server (TLS unless ``plain``): it accepts the upgrade and the media handshake,
+    sends ``frames``, then, once ``leave`` is set, leaves by ``ending`` without a close frame.
+    Yields its URL and a client config (TLS: trusting exactly its certificate)."""
+    tls = None if read_path == "plain" else SelfSignedCertificate.create(directory)
+    server_context = tls.server_context() if tls is not None else None
+
+    async def serve(tcp: trio.SocketStream) -> None:
+        stream: trio.abc.Stream = tcp
+        if server_context is not None:
+            stream = trio.SSLStream(tcp, server_context, server_side=True)
+        ws = WSConnection(ConnectionType.SERVER)
+
+        async def until(kind: type) -> None:
+            while not any(isinstance(event, kind) for event in ws.events()):
+                data = await stream.receive_some(4096)
+                assert data, "the client went away"
+                ws.receive_data(data)
+
+        await until(Request)
+        await stream.send_all(ws.send(AcceptConnection()))
+        # Read the media handshake request: a socket closed with unread bytes would send a
+        # reset where this test means an orderly TCP close.
+        await until(TextMessage)
+        answer = json.dumps({"msg_type": 4, "status_code": 0, "reason": ""})
+        wire = b"".join(ws.send(TextMessage(data=text)) for text in [answer, *frames])
+        await stream.send_all(wire)
+        await leave.wait()
+        if ending == "reset":
+            tcp.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # The TCP socket itself: no WebSocket close frame, no TLS close_notify.
+        await tcp.aclose()
+
+    config = ClientConfig(
+        allow_insecure_loopback=True,
+        connect_timeout_s=5,
+        single_task_sockets=True,
+        tls_read_when_ready=read_path != "tls_trio_transport",
+        ssl_context=tls.client_context() if tls is not None else None,
+    )
+    async with trio.open_nursery() as nursery:
+        [listener] = await nursery.start(
+            functools.partial(trio.serve_tcp, host="127.0.0.1"), serve, 0
+        )
+        port = listener.socket.getsockname()[1]
+        scheme = "ws" if tls is None else "wss"
+        yield f"{scheme}://127.0.0.1:{port}/media/audio", config
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("ending", ENDINGS)
+@pytest.mark.parametrize("while_waiting", [True, False], ids=["while_waiting", "data_queued"])
+@pytest.mark.parametrize("read_path", READ_PATHS)
+async def test_a_peer_leaving_mid_stream_is_a_lost_socket_after_every_packet_it_sent(
+    tmp_path: Path, read_path: str, while_waiting: bool, ending: str
+) -> None:
+    """Whatever the read path, a media socket whose peer leaves mid-stream (while the reader
+    waits for bytes, or before the reader came back for what the kernel already holds) yields
+    one ``AudioPacket`` per frame sent, then ``ConnectionEnded("transport")``, the engine's
+    lost socket; the driver under it says ``ConnectionClosed`` with 1006."""
+    first_ms = 1_795_276_197_000
+    timestamps = [first_ms + 20 * i for i in range(40)]
+    frames = [
+        json.dumps({"msg_type": 14, "content": {"user_id": 0, "data": "AAAAAA==", "timestamp": t}})
+        for t in timestamps
+    ]
+    leave = trio.Event()
+    if not while_waiting:
+        leave.set()
+    events: list[ProtocolEvent] = []
+    with trio.fail_after(10):
+        async with (
+            leaving_server(read_path, ending, tmp_path, frames, leave) as (url, config),
+            trio.open_nursery() as nursery,
+        ):
+            ws = await connect(nursery, url, config, media=True)
+            assert isinstance(ws, DirectWebSocket)
+            if read_path == "plain":
+                assert ws._plain_socket is not None
+            else:
+                assert isinstance(ws._stream, trio.SSLStream)
+                transport = ws._stream.transport_stream
+                expected = (
+                    ReadWhenReady if read_path == "tls_read_when_ready" else trio.SocketStream
+                )
+                assert type(transport) is expected
+            conn = MediaConnection(
+                rtms_stream_id="stream",
+                instance_id="meeting",
+                instance_key="meeting_uuid",
+                signature="signature",
+                media_type=1,
+                media_params=MediaParams(audio=AudioParams()),
+            )
+            conn.initiate(trio.current_time())
+
+            leaving = False
+
+            def handle(new: list[ProtocolEvent]) -> None:
+                nonlocal leaving
+                events.extend(new)
+                packets = sum(isinstance(event, AudioPacket) for event in events)
+                if while_waiting and not leaving and packets == len(frames):
+                    # The pump is about to wait for bytes that never come: leave now.
+                    leaving = True
+                    nursery.start_soon(_set_when_blocked, leave)
+
+            await pump(ws, conn, handle, handshake_timeout_s=5)
+            with pytest.raises(ConnectionClosed) as ended:
+                await ws.get_message()
+            assert ended.value.reason is not None
+            assert ended.value.reason.code == 1006
+            # Closing what the peer broke neither hangs nor raises.
+            await close_ws(ws, 2)
+    assert isinstance(events[0], MediaReady)
+    packets = [event for event in events if isinstance(event, AudioPacket)]
+    assert [packet.timestamp_ms for packet in packets] == timestamps
+    assert all(packet.payload == b"\0\0\0\0" for packet in packets)
+    assert events[-1] == ConnectionEnded("transport")
+    assert len(events) == 1 + len(frames) + 1, events
+
+
+async def _set_when_blocked(event: trio.Event) -> None:
+    await trio.testing.wait_all_tasks_blocked()
+    event.set()

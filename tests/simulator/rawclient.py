@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -73,10 +74,16 @@ async def send(ws: WebSocketConnection, msg: dict[str, Any]) -> None:
 
 @asynccontextmanager
 async def signaling(
-    target: Target, url: str | None = None, **overrides: Any
+    target: Target,
+    url: str | None = None,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[tuple[WebSocketConnection, dict[str, Any]]]:
-    """Open signaling and handshake; yields (ws, msg 2)."""
-    async with open_websocket_url(url or target.server_urls, max_message_size=BIG) as ws:
+    """Open signaling (over TLS with ``ssl_context``) and handshake; yields (ws, msg 2)."""
+    async with open_websocket_url(
+        url or target.server_urls, ssl_context, max_message_size=BIG
+    ) as ws:
         await send(ws, signaling_request(target, **overrides))
         response = await recv(ws)
         yield ws, response

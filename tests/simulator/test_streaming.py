@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import trio
 
 from recorder.simulator import Product, Scenario, SimulatorConfig, open_simulator
+from recorder.testing.tls import SelfSignedCertificate
 
 from .rawclient import Received, audio_params, media, read_all, recv, send, signaling
 
@@ -49,3 +52,21 @@ async def test_mixed_l16_meeting_streams_exact_audio_then_stops() -> None:
     states = [(m["msg_type"], m["state"]) for m in sig_got.other if m["msg_type"] in (8, 9)]
     assert states == [(8, 4), (9, 5)]
     assert eng.stats.stop_reason == 6
+
+
+async def test_with_a_server_context_every_url_is_wss_and_signaling_runs_over_tls(
+    tmp_path: Path,
+) -> None:
+    certificate = SelfSignedCertificate.create(tmp_path)
+    config = SimulatorConfig(ssl_context=certificate.server_context())
+    with trio.fail_after(20):
+        async with open_simulator(config) as sim:
+            eng = await sim.start(Scenario(product=Product.MEETING, duration_s=2.0))
+            target = eng.target
+            assert target.server_urls.startswith("wss://127.0.0.1:")
+            async with signaling(target, ssl_context=certificate.client_context()) as (ws, resp):
+                assert isinstance(ws._stream, trio.SSLStream)
+                assert resp["status_code"] == 0
+                urls = resp["media_server"]["server_urls"]
+                assert urls, resp
+                assert all(url.startswith("wss://127.0.0.1:") for url in urls.values()), urls
