@@ -379,7 +379,11 @@ class _Capture:
         core = self._core
         if self._on_event is not None and event.track not in core.tracks:
             return False
-        if not core.is_inline(event) or self._backlog() > _MAX_PENDING_ACTIONS:
+        # self._backlog(), inline: this runs once per packet.
+        if (
+            not core.is_inline(event)
+            or len(self._actions) + len(self._undelivered) > _MAX_PENDING_ACTIONS
+        ):
             return False
         try:
             actions = core.handle_audio(event)
