@@ -67,6 +67,8 @@ from recorder.audio.segments import (
     TrackFormat,
 )
 from recorder.audio.timeline import (
+    MAX_TIMESTAMP_MS,
+    MIN_TIMESTAMP_MS,
     Audio,
     Gap,
     SpanKind,
@@ -263,7 +265,8 @@ class CaptureCore:
     # --- events -------------------------------------------------------------------------------
 
     def handle_audio(self, packet: AudioPacket) -> list[Action]:
-        if not is_plausible_timestamp_ms(packet.timestamp_ms):
+        # is_plausible_timestamp_ms, inline: once per packet.
+        if not MIN_TIMESTAMP_MS <= packet.timestamp_ms <= MAX_TIMESTAMP_MS:
             return self._refuse_timestamp(packet)
         track = self.tracks.get(packet.track)
         actions: list[Action] = []
