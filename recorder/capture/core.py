@@ -67,6 +67,8 @@ from recorder.audio.segments import (
     TrackFormat,
 )
 from recorder.audio.timeline import (
+    MAX_TIMESTAMP_MS,
+    MIN_TIMESTAMP_MS,
     Audio,
     Gap,
     SpanKind,
@@ -85,6 +87,7 @@ from recorder.capture.actions import (
 from recorder.errors import ConfigError, DecodeError, LocalProtocolError
 from recorder.rtms.events import (
     AudioCodec,
+    AudioFormat,
     AudioPacket,
     CaptureEvent,
     ContactCenterEvent,
@@ -180,6 +183,8 @@ class _Track:
     timeline: Timeline
     writer: SegmentWriter
     packet_samples: int
+    #: ``decoder.source``, read once per packet: kept with the decoder it belongs to.
+    source: AudioFormat
     counters: dict[str, int] = field(default_factory=dict)
     #: Cheap to decode on the trio thread (passthrough L16).
     inline: bool = False
@@ -251,7 +256,7 @@ class CaptureCore:
         track = self.tracks.get(packet.track)
         if track is None:
             return self.config.decode_inline or _cheap(packet, self.config.output)
-        source = track.decoder.source
+        source = track.source
         if source is not packet.format and source != packet.format:
             # Identity first: a stream's packets share one AudioFormat; __eq__ costs ~0.3 µs.
             return self.config.decode_inline or _cheap(packet, self.config.output)
@@ -260,13 +265,12 @@ class CaptureCore:
     # --- events -------------------------------------------------------------------------------
 
     def handle_audio(self, packet: AudioPacket) -> list[Action]:
-        if not is_plausible_timestamp_ms(packet.timestamp_ms):
+        # is_plausible_timestamp_ms, inline: once per packet.
+        if not MIN_TIMESTAMP_MS <= packet.timestamp_ms <= MAX_TIMESTAMP_MS:
             return self._refuse_timestamp(packet)
         track = self.tracks.get(packet.track)
         actions: list[Action] = []
-        if track is None or not (
-            track.decoder.source is packet.format or track.decoder.source == packet.format
-        ):
+        if track is None or not (track.source is packet.format or track.source == packet.format):
             try:
                 track = self._open_track(packet, track, actions)
             except (ConfigError, DecodeError) as exc:
@@ -291,7 +295,10 @@ class CaptureCore:
                 packet.timestamp_ms, track.packet_samples, now_ms=self._clock()
             )
         else:
-            items = track.timeline.push(packet.timestamp_ms, pcm, now_ms=self._clock())
+            clock_ms = self._clock_ms  # self._clock(), inline: once per packet
+            items = track.timeline.push(
+                packet.timestamp_ms, pcm, now_ms=None if clock_ms is None else clock_ms()
+            )
         if items:
             self._write(packet.track, track, items, actions)
         if track.timeline.has_late_spans:
@@ -526,6 +533,7 @@ class CaptureCore:
             self._flush_decoder(packet.track, old, actions)
             old.timeline.set_delay(decoder.delay_samples)
             old.decoder = decoder
+            old.source = decoder.source
             old.inline = self.config.decode_inline or _cheap(packet, self.config.output)
             return old
         # A new output format cannot share a WAV: seal the old timeline, start a new one.
@@ -630,6 +638,7 @@ class CaptureCore:
             timeline=timeline,
             writer=writer,
             packet_samples=decoder.output_rate * packet.format.packet_ms // 1000,
+            source=decoder.source,
             inline=self.config.decode_inline or _cheap(packet, self.config.output),
             reopened=reopened,
         )
@@ -783,7 +792,7 @@ class CaptureCore:
             # A transcript or chat drop, or audio of a track not yet heard: no audio to name.
             return
         for track in targets:
-            packet_ms = track.decoder.source.packet_ms
+            packet_ms = track.source.packet_ms
             track.timeline.label_range(event.first_timestamp_ms, last + packet_ms, event.cause)
             _bump(track.counters, "dropped_packets", event.count)
 

@@ -93,6 +93,11 @@ def trio_clock_ms() -> Callable[[], int]:
     """trio's clock in ms, readable from worker threads: monotonic, and the simulator's too
     (a MockClock moves both). Call in async context."""
     clock = trio.lowlevel.current_clock()
+    if type(clock) is trio._core._run.SystemClock:
+        # Its current_time() is ``offset + perf_counter()`` (offset fixed: the clock is
+        # frozen); the same sum here spares a Python call, once per audio packet.
+        offset, counter = clock.offset, time.perf_counter
+        return lambda: int((offset + counter()) * 1000)
     return lambda: int(clock.current_time() * 1000)
 
 
@@ -379,7 +384,11 @@ class _Capture:
         core = self._core
         if self._on_event is not None and event.track not in core.tracks:
             return False
-        if not core.is_inline(event) or self._backlog() > _MAX_PENDING_ACTIONS:
+        # self._backlog(), inline: this runs once per packet.
+        if (
+            not core.is_inline(event)
+            or len(self._actions) + len(self._undelivered) > _MAX_PENDING_ACTIONS
+        ):
             return False
         try:
             actions = core.handle_audio(event)

@@ -898,9 +898,8 @@ class Engine:
                     self._media_trigger(event)
                 else:
                     self._common(event, slot.plan.name)
-            slow = conn.take_slow_path_count()
-            if slow:
-                stats.audio_slow_path += slow
+            if conn.slow_path_frames:  # nearly always 0: no call per message
+                stats.audio_slow_path += conn.take_slow_path_count()
 
         return handle
 

@@ -561,11 +561,12 @@ class MediaConnection(_Connection):
         self.media_params: MediaParams | None = None
         self.audio_format: AudioFormat | None = None
         #: Audio frames the one-pass decoder could not take (an unusual shape, or malformed),
-        #: decoded by the tolerant path instead: ``take_slow_path_count`` hands them to metrics.
-        self._slow_path = 0
+        #: decoded by the tolerant path instead, since the last ``take_slow_path_count`` (which
+        #: hands them to metrics). Read-only outside: a look costs less than the call.
+        self.slow_path_frames = 0
 
     def take_slow_path_count(self) -> int:
-        count, self._slow_path = self._slow_path, 0
+        count, self.slow_path_frames = self.slow_path_frames, 0
         return count
 
     def initiate(self, now: float) -> None:
@@ -628,7 +629,7 @@ class MediaConnection(_Connection):
                         self._inbound_since_tick = True
                     else:
                         self._last_inbound = now
-                    self._audio_packet(fmt, *fast)
+                    self._audio_packet(fmt, fast)
                     return
         super().receive_message(data, now)
 
@@ -638,7 +639,7 @@ class MediaConnection(_Connection):
         if self._state is not ConnState.OPEN or fmt is None:
             self._events.append(IgnoredMessage(MsgType.MEDIA_DATA_AUDIO))
             return
-        self._slow_path += 1
+        self.slow_path_frames += 1
         content = obj.get("content")
         if type(content) is not dict:
             self._events.append(
@@ -650,17 +651,15 @@ class MediaConnection(_Connection):
         except RemoteProtocolError as exc:
             self._events.append(ProtocolViolation(exc))
             return
-        self._audio_packet(fmt, *decoded)
+        self._audio_packet(fmt, decoded)
 
     def _audio_packet(
         self,
         fmt: AudioFormat,
-        timestamp: int,
-        payload: bytes,
-        user_id: str | None,
-        user_name: str | None,
-        channel_id: str | None,
+        decoded: tuple[int, bytes, str | None, str | None, str | None],
     ) -> None:
+        """``decoded`` is ``binary_content``'s tuple, passed whole: a ``*`` call costs more."""
+        timestamp, payload, user_id, user_name, channel_id = decoded
         if fmt.content_type == ContentType.RTP:
             try:
                 payload = rtp_payload(payload)

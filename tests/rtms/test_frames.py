@@ -207,6 +207,36 @@ def test_any_bytes_in_any_reads_give_what_wsproto_alone_gives(
     assert fast == slow
 
 
+@settings(max_examples=400, deadline=None)
+@given(
+    frames=st.lists(
+        st.one_of(
+            frame(),
+            # RTMS audio-sized text frames around the 16-bit-length and size-limit edges,
+            # valid UTF-8 or not: the single-frame shortcut at the top of take_frames.
+            st.tuples(
+                st.one_of(
+                    st.sampled_from([125, 126, 127, LIMIT - 1, LIMIT, LIMIT + 1, LIMIT + 2]),
+                    st.integers(min_value=120, max_value=LIMIT + 5),
+                ),
+                st.sampled_from([b"a", b"\xff", b"\xc3"]),
+            ).map(
+                lambda shape: header(0x81, shape[0], form="16") + b"a" * (shape[0] - 1) + shape[1]
+            ),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_one_frame_per_read_gives_what_wsproto_alone_gives(frames: list[bytes]) -> None:
+    """A paced stream: every read is exactly one frame, whatever its shape."""
+    slow, fast = Reader(fast=False), Reader(fast=True)
+    for one in frames:
+        for reader in (slow, fast):
+            reader.feed(one)
+    assert fast.out == slow.out
+
+
 @settings(max_examples=200, deadline=None)
 @given(wire=st.binary(max_size=600), cuts=st.lists(st.integers(1, 200), max_size=8))
 def test_arbitrary_bytes_give_what_wsproto_alone_gives(wire: bytes, cuts: list[int]) -> None:

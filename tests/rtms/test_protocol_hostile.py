@@ -136,7 +136,10 @@ def test_frames_the_fast_path_cannot_take_are_counted() -> None:
     pair.peer_sends(AUDIO.replace('"user_id":0', '"user_id":true'))
     pair.peer_sends(AUDIO)
     assert isinstance(pair.conn, MediaConnection)
+    # What the media handler looks at before it takes the count (no call per message).
+    assert pair.conn.slow_path_frames == 2
     assert pair.conn.take_slow_path_count() == 2
+    assert pair.conn.slow_path_frames == 0
     assert pair.conn.take_slow_path_count() == 0
 
 
