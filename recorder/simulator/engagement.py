@@ -267,6 +267,10 @@ class Engagement:
         batch = max(1, self.options.pace_batch_frames)
         lead_s = self.scenario.faults.stopped_webhook_lead_s
         early_stop_frame = end_frame - round(lead_s * 1000 / FRAME_MS) if lead_s > 0 else -1
+        if self.scenario.start_when_streaming:
+            await self._observed.wait_for(self._streaming_every_start_kind)
+            # The call's clock starts now: frame 0, steps and the video timeline alike.
+            self._start_time = trio.current_time()
         frame = 0
         while frame < end_frame:
             if frame == early_stop_frame and not self.stopping:
@@ -297,6 +301,13 @@ class Engagement:
         while steps and steps[0].at_s <= self.scenario.duration_s and not self.stopping:
             await self.run_step(steps.pop(0))
         await self.stop(self.scenario.end_reason)
+
+    def _streaming_every_start_kind(self) -> bool:
+        """A ready, open media socket carries each of ``start_when_streaming``."""
+        ready = [c for c in self.media if c.ready.is_set() and not c.closed]
+        return all(
+            any(kind in c.media for c in ready) for kind in self.scenario.start_when_streaming
+        )
 
     async def _speaker_events(self, frame: int) -> None:
         """ACTIVE_SPEAKER_CHANGE when an utterance starts (subscribed meetings only)."""

@@ -263,6 +263,13 @@ class Scenario:
     t0_ms: int = 0
     #: Push audio as fast as possible instead of pacing it (provokes backpressure).
     firehose: bool = False
+    #: Media kinds (of ``media``) whose sockets must be streaming before the call's clock starts:
+    #: frame 0, the first step and the first video frame wait until a ready media socket carries
+    #: each of them. Zoom buffers audio for a late client but never video (rtms-protocol
+    #: §5.15), so a test that checks video frame by frame (a drop at 2.4 s, a keyframe) names
+    #: its kinds here instead of racing the client's connect, which takes seconds on a loaded
+    #: host. Empty: the clock starts at ``rtms_started``, as Zoom's does.
+    start_when_streaming: tuple[str, ...] = ()
     #: A hint for the client: the audio ``media_params`` this scenario is meant to be recorded
     #: with (wire values: codec, sample_rate, channel, data_opt, send_rate). The simulator serves
     #: whatever valid params the client asks for.
@@ -385,6 +392,12 @@ def validate(scenario: Scenario) -> Scenario:
             )
     if scenario.duration_s <= 0:
         raise ConfigError(f"scenario {scenario.name}: duration_s must be positive")
+    not_offered = set(scenario.start_when_streaming) - set(scenario.media)
+    if not_offered:
+        raise ConfigError(
+            f"scenario {scenario.name}: start_when_streaming names media the scenario does not "
+            f"offer: {sorted(not_offered)} (media is {list(scenario.media)})"
+        )
     for step in scenario.steps:
         unknown = set(step.args) - STEP_ARGS[step.action]
         if unknown:
@@ -455,7 +468,17 @@ def scenario_from_mapping(data: Mapping[str, Any], *, default_name: str = "engag
             "firehose",
             "handshake_id_key",
         }
-        structured = {"product", "audio", "layout", "speakers", "steps", "media", "faults", "video"}
+        structured = {
+            "product",
+            "audio",
+            "layout",
+            "speakers",
+            "steps",
+            "media",
+            "faults",
+            "video",
+            "start_when_streaming",
+        }
         unknown = set(data) - known - structured
         if unknown:
             raise ConfigError(f"scenario: unknown keys {sorted(unknown)}")
@@ -466,6 +489,7 @@ def scenario_from_mapping(data: Mapping[str, Any], *, default_name: str = "engag
             speakers=speakers,
             steps=tuple(sorted(steps, key=lambda s: s.at_s)),
             media=tuple(str(m) for m in data.get("media", ("audio", "transcript"))),
+            start_when_streaming=tuple(str(m) for m in data.get("start_when_streaming", ())),
             audio_hint=audio_hint,
             faults=faults_from_mapping(dict(data.get("faults", {}))),
             video=VideoFeedSpec.from_mapping(dict(data.get("video", {}))),

@@ -26,6 +26,7 @@ import pytest
 import trio
 
 from recorder.catalog.base import RecordingDetail, RecordingStatus
+from recorder.cli import main as cli_main
 from recorder.config import Config, ObjectLockMode, S3Config, StoreKind
 from recorder.errors import RecorderError
 from recorder.officer.bundle.export import BundleResult, export_bundle, manifest_json
@@ -63,6 +64,36 @@ def zcc_steps() -> tuple[Step, ...]:
         ),
         Step(2.0, Action.DROP_MEDIA, {"lose_s": 0.6}),
     )
+
+
+#: ``recorder ARGS...`` -> (exit code, stdout and stderr).
+Cli = Callable[..., Awaitable[tuple[int, str]]]
+
+
+def in_process_cli(capsys: pytest.CaptureFixture[str]) -> Cli:
+    """The ``recorder`` command in this process, in a worker thread with its own trio loop (as
+    from a shell). A fresh interpreter per command costs ~0.75 s of CPU importing the package:
+    22 of them were 90% of this test's CPU, and on a 2-core host at load 9 that alone ran past
+    the 120 s test timeout. ``shell_cli`` keeps the real ``python -m recorder`` path covered."""
+
+    async def run(*args: str) -> tuple[int, str]:
+        code: int = await trio.to_thread.run_sync(cli_main, list(args))
+        out = capsys.readouterr()
+        return code, out.out + out.err
+
+    return run
+
+
+async def shell_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """``python -m recorder ARGS...`` in a child process, as an officer's shell runs it."""
+    done = await trio.run_process(
+        [sys.executable, "-m", "recorder", *args],
+        env=env,
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    return done.returncode, (done.stdout + done.stderr).decode()
 
 
 def one_second_segments(config: Config) -> Config:
@@ -269,7 +300,7 @@ def parse_webvtt(text: str) -> list[VttCue]:
     return cues
 
 
-async def record_and_check(tmp_path: Path, config: Config) -> None:
+async def record_and_check(tmp_path: Path, config: Config, cli: Cli) -> None:
     key = tmp_path / "signing.ed25519"
     generate_signing_key(key)
     public = tmp_path / "signing.pub"
@@ -290,12 +321,12 @@ async def record_and_check(tmp_path: Path, config: Config) -> None:
             await check_bundle(rec, c, out)
 
             if config.storage.store is StoreKind.LOCAL:
-                await check_cli_export(tmp_path, row.recording_id)
-                await check_cli_show(tmp_path, detail)
+                await check_cli_export(tmp_path, row.recording_id, cli)
+                await check_cli_show(detail, cli)
                 await check_failed_export_leaves_nothing(c, config, detail, tmp_path, key)
             else:
                 await check_newer_version_is_not_read(c, config, detail, tmp_path, key)
-    await check_verify_export(out, public, tmp_path)
+    await check_verify_export(out, public, tmp_path, cli)
 
 
 def exited_pid() -> int:
@@ -304,18 +335,12 @@ def exited_pid() -> int:
     return child.pid
 
 
-async def check_cli_export(tmp_path: Path, recording_id: str) -> None:
-    """The commands as an officer runs them, on the embedded default's state."""
-    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path)}
-    cli = [sys.executable, "-m", "recorder"]
-
-    async def run(*args: str) -> tuple[int, str]:
-        done = await trio.run_process(
-            [*cli, *args], env=env, capture_stdout=True, capture_stderr=True, check=False
-        )
-        return done.returncode, (done.stdout + done.stderr).decode()
-
-    code, text = await run("keys", "init", "--export-signing")
+async def check_cli_export(tmp_path: Path, recording_id: str, run: Cli) -> None:
+    """The commands as an officer runs them, on the embedded default's state (the caller set
+    ``XDG_STATE_HOME``); the first one through a real shell's ``python -m recorder``."""
+    code, text = await shell_cli(
+        "keys", "init", "--export-signing", env={**os.environ, "XDG_STATE_HOME": str(tmp_path)}
+    )
     assert code == 0, text
     [key] = (tmp_path / "rtms-recorder").rglob("export-signing.ed25519")
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
@@ -390,18 +415,12 @@ async def check_text_search(
         assert not [w for w in words if w in data], db
 
 
-async def check_cli_show(tmp_path: Path, detail: RecordingDetail) -> None:
+async def check_cli_show(detail: RecordingDetail, run: Cli) -> None:
     """``recorder show --json``: the whole story of the recording in one document."""
-    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path)}
     rid = detail.recording.recording_id
-    done = await trio.run_process(
-        [sys.executable, "-m", "recorder", "show", rid, "--json", "--reason", "case 7"],
-        env=env,
-        capture_stdout=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout
-    doc = json.loads(done.stdout)
+    code, text = await run("show", rid, "--json", "--reason", "case 7")
+    assert code == 0, text
+    doc = json.loads(text)
     assert doc["schema"] == "rtms-recorder.show/1"
     assert doc["recording"]["recording_id"] == rid
     roles = {p["user_name"]: p["role"] for p in doc["participants"]}
@@ -425,14 +444,8 @@ async def check_cli_show(tmp_path: Path, detail: RecordingDetail) -> None:
     assert ("verify", "case 7") in actions
     assert ("show", "case 7") in actions
     assert doc["legal_holds"] == []
-    done = await trio.run_process(
-        [sys.executable, "-m", "recorder", "show", rid, "--no-verify", "--tz", "Europe/Paris"],
-        env=env,
-        capture_stdout=True,
-        check=False,
-    )
-    text = done.stdout.decode()
-    assert done.returncode == 0, text
+    code, text = await run("show", rid, "--no-verify", "--tz", "Europe/Paris")
+    assert code == 0, text
     assert "Agent (callee)" in text
     assert "Certainly --> one moment" in text
     assert "CET" in text
@@ -486,25 +499,14 @@ async def check_newer_version_is_not_read(
     ]
 
 
-async def verify_cli(bundle: Path, public: Path) -> tuple[int, str]:
-    result = await trio.run_process(
-        [
-            sys.executable,
-            "-m",
-            "recorder",
-            "verify-export",
-            str(bundle),
-            "--public-key",
-            str(public),
-        ],
-        capture_stdout=True,
-        check=False,
-    )
-    return result.returncode, result.stdout.decode()
+async def check_verify_export(out: Path, public: Path, tmp_path: Path, cli: Cli) -> None:
+    """``recorder verify-export``: offline, with the public key; each kind of damage has its
+    exit code (the first run through a real shell)."""
 
+    async def verify_cli(bundle: Path, key: Path) -> tuple[int, str]:
+        return await cli("verify-export", str(bundle), "--public-key", str(key))
 
-async def check_verify_export(out: Path, public: Path, tmp_path: Path) -> None:
-    code, text = await verify_cli(out, public)
+    code, text = await shell_cli("verify-export", str(out), "--public-key", str(public))
     assert code == 0, text
     manifest = manifest_json(out)
     wav = out / manifest["recordings"][0]["tracks"][0]["file"]  # type: ignore[index]
@@ -546,12 +548,18 @@ async def check_verify_export(out: Path, public: Path, tmp_path: Path) -> None:
     assert code == 0, text
 
 
-async def test_bundle_on_the_local_store(tmp_path: Path) -> None:
-    await record_and_check(tmp_path, one_second_segments(short_config(tmp_path)))
+async def test_bundle_on_the_local_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))  # the CLI's embedded default state
+    config = one_second_segments(short_config(tmp_path))
+    await record_and_check(tmp_path, config, in_process_cli(capsys))
 
 
-async def test_bundle_on_moto_s3(tmp_path: Path, moto_endpoint: str) -> None:
+async def test_bundle_on_moto_s3(
+    tmp_path: Path, moto_endpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = await trio.to_thread.run_sync(
         s3_store_config, one_second_segments(short_config(tmp_path)), moto_endpoint
     )
-    await record_and_check(tmp_path, config)
+    await record_and_check(tmp_path, config, in_process_cli(capsys))

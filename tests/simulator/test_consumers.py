@@ -127,6 +127,30 @@ async def test_buffered_audio_is_replayed_on_first_connect(
     assert eng.stats.track("mixed").replayed >= 100
 
 
+async def test_start_when_streaming_holds_the_call_until_the_client_streams(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A client later than the whole call still gets all of it live from frame 0 (nothing
+    replayed, nothing lost), and the call then lasts its full duration."""
+    scenario = Scenario(
+        product=Product.MEETING, duration_s=4, t0_ms=T0, start_when_streaming=("audio",)
+    )
+    with trio.fail_after(100):
+        async with open_simulator(SimulatorConfig(encode_in_thread=False)) as sim:
+            eng = await sim.start(scenario)
+            await trio.sleep(20.0)  # the app connects 20 s after rtms_started
+            assert not eng.finished.is_set()
+            assert eng.stats.frames_sent == 0
+            joined = trio.current_time()
+            _, got = await join_audio(eng.target)
+            lasted = trio.current_time() - joined
+    ts = [m["content"]["timestamp"] for m in got.audio]
+    assert ts == [T0 + 20 * k for k in range(200)]
+    assert eng.stats.track("mixed").replayed == 0
+    assert lasted >= 4.0
+    assert eng.stats.stop_reason == 6
+
+
 async def test_binary_frames_both_ways() -> None:
     """The official SDK sends pretty-printed JSON in binary frames (§15); the simulator accepts it
     and can answer the same way."""

@@ -85,6 +85,10 @@ def test_json_and_toml_agree(tmp_path: Path) -> None:
         ({"product": "contact_center", "media": ["audio", "chat"]}, "contact_center"),
         ({"product": "meeting", "audio": {"bitrate": 5}}, "bitrate"),
         ({"product": "meeting", "duration_s": 0}, "duration_s"),
+        (
+            {"product": "meeting", "media": ["audio"], "start_when_streaming": ["video"]},
+            r"start_when_streaming names media the scenario does not offer: \['video'\]",
+        ),
         ({"product": "meeting", "audio": {"codec": 4, "sample_rate": 1}}, "sample_rate"),
     ],
 )

@@ -85,6 +85,9 @@ async def test_video_and_deskshare_land_at_their_rtms_times() -> None:
         t0_ms=T0,
         media=("audio", "video", "deskshare"),
         video=VideoFeedSpec(keyframe_interval=5, drop_frames=(12, 13)),
+        # Zoom does not buffer video: without this, the drop at 2.4 s (0.6 s of wall time)
+        # happened before a loaded host's client had its video socket, and nothing was lost.
+        start_when_streaming=("audio", "video", "deskshare"),
     )
     client = ClientConfig(
         video=True, deskshare=True, video_params=H264_5FPS, deskshare_params=SHARE_2FPS, **CLIENT
@@ -155,6 +158,7 @@ async def test_individual_video_is_subscribed_once_the_video_socket_is_ready() -
         t0_ms=T0,
         media=("audio", "video"),
         video=VideoFeedSpec(keyframe_interval=3),
+        start_when_streaming=("audio", "video"),
     )
     individual = VideoParams(codec=PayloadType.H264, fps=5, data_opt=4)
     client = ClientConfig(video=True, video_params=individual, video_user_id="16778240", **CLIENT)  # type: ignore[arg-type]
@@ -165,7 +169,15 @@ async def test_individual_video_is_subscribed_once_the_video_socket_is_ready() -
 
 
 async def test_individual_video_without_a_subscription_sends_nothing() -> None:
-    scenario = Scenario(product=Product.MEETING, duration_s=1.0, t0_ms=T0, media=("audio", "video"))
+    # The video socket is live for the whole call: nothing is sent because nobody subscribed,
+    # not because the call ended before a loaded host's client connected.
+    scenario = Scenario(
+        product=Product.MEETING,
+        duration_s=1.0,
+        t0_ms=T0,
+        media=("audio", "video"),
+        start_when_streaming=("audio", "video"),
+    )
     individual = VideoParams(codec=PayloadType.H264, fps=5, data_opt=4)
     client = ClientConfig(video=True, video_params=individual, **CLIENT)  # type: ignore[arg-type]
     _manifest, outcome, _sinks, engagement = await _record(scenario, client)
@@ -182,6 +194,8 @@ async def test_a_dropped_video_socket_is_a_media_interrupted_gap() -> None:
         media=("audio", "video"),
         video=VideoFeedSpec(keyframe_interval=2),
         steps=(Step(2.0, Action.DROP_MEDIA, {"media": "video"}),),
+        # The drop must find a live video socket (0.5 s of wall time into the call).
+        start_when_streaming=("audio", "video"),
     )
     client = ClientConfig(video=True, video_params=H264_5FPS, **CLIENT)  # type: ignore[arg-type]
     manifest, outcome, _sinks, engagement = await _record(scenario, client)

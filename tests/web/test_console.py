@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
 import secrets
 import tempfile
@@ -21,7 +22,7 @@ from recorder.officer.bundle.signing import load_public_key, load_signing_key, p
 from recorder.officer.bundle.verify import verify_bundle
 from recorder.officer.search_audit import PERSONAL_FIELDS, filter_mac, normalised
 from recorder.officer.search_review import Wanted, review
-from recorder.web.actions import EXPORT_PREFIX
+from recorder.web.actions import EXPORT_PREFIX, OWNER_FILE
 from recorder.web.auth import LOGIN_COOKIE
 from recorder.web.security import COOKIE_NAME
 from tests.web.conftest import LOGIN_FAILURES, PASSWORDS, Console, csrf_of
@@ -483,7 +484,17 @@ async def test_holds_place_and_release(console: Console) -> None:
 
 
 def export_dirs() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).glob(EXPORT_PREFIX + "*")}
+    """This process's web export directories: the temp directory is shared with other test
+    processes (pytest -n, another checkout's run), whose exports come and go meanwhile."""
+    mine = []
+    for path in Path(tempfile.gettempdir()).glob(EXPORT_PREFIX + "*"):
+        try:
+            owner = int((path / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # another process's, just starting (ours write the pid first thing)
+        if owner == os.getpid():
+            mine.append(path.name)
+    return set(mine)
 
 
 async def test_export_downloads_a_verifiable_bundle(console: Console, tmp_path: Path) -> None:
