@@ -523,7 +523,8 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
     dropped = sum(sum(s.stream.stats.dropped.values()) for s in live.values() if s.stream)
     manifest_dropped = late = recorded = gap_frames = 0
     recorded_rates: set[int] = set()
-    samples_per_frame = (16_000 if spec.codec != "l16" else rate) * FRAME_MS // 1000
+    # From the manifests' written rate (no manifest, no late samples to count).
+    samples_per_frame = 1
     for s in live.values():
         if s.manifest is None:
             continue
