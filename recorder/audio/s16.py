@@ -12,11 +12,15 @@ multiple of 16 in a frame through the C ``av_clip_int16(lrintf(x * 32768))``, wh
 the SIMD path wherever ``x * 32768`` fits an int32. Multiplying by 2**15 is exact in float32,
 so ``rint`` and a clip give those same samples.
 
-Where the two paths disagree, so does swresample with itself: NaN, infinities and |x| >= 65536
-come out as -32768 from the SIMD path and as 0 or a wrapped value from the C tail (checked in
-tests/audio/test_s16.py). ``FloatToS16.convert`` does not take such a frame (it answers None) and
-the decoder hands it to swresample, so every frame is converted exactly as before. Speech never
-gets near: Opus decodes to within a few times full scale.
+Where the two paths disagree, so does swresample with itself: for NaN, infinities and
+|x| >= 65536 (x * 32768 past int32) the SIMD path writes -32768, the C tail 0 or a wrapped value
+(``lrintf`` returns a long, ``av_clip_int16`` takes an int). ``FloatToS16.convert`` does not
+take a frame holding such a sample (it answers None) and the decoder hands that frame to
+swresample, which keeps nothing between frames at equal rates: every frame is written exactly as
+before. Speech never gets there; hostile packets do (random bytes: about a third of the frames
+they decode to go past full scale, one in a thousand past 65536 times it; tests/audio/test_s16.py).
+The loudest sample is found from the floats' bits, in integers, so no input raises a floating
+point warning.
 
 ``exact()`` checks once a process that the installed libswresample still rounds this way; the
 decoders keep using swresample if it does not.

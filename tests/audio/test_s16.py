@@ -200,3 +200,37 @@ def test_a_bad_packet_changes_nothing_after_it() -> None:
     ours += [decoder.decode(p) for p in packets[15:]] + [decoder.flush()]
     clean = make_decoder(fmt, KEEP_SOURCE)
     assert ours == [clean.decode(p) for p in packets] + [clean.flush()]
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_random_packets_are_written_as_swresample_writes_them(channels: int) -> None:
+    """Hostile packets through the real decoder: a third decode louder than full scale (the
+    clipping path), about one in a thousand past 65536 times it (handed to swresample).
+
+    The frames are the decoder's own (``CodecDecoder.decode`` is its context's ``decode``, then
+    ``_output`` a frame): FFmpeg's Opus decoder does not always decode the same garbage to the
+    same floats twice (about one run in four differs, by 1e-8, within 8 000 random packets),
+    so a second decoder would not be a reference."""
+    fmt = AudioFormat(AudioCodec.OPUS, 48_000, channels)
+    decoder = make_decoder(fmt, KEEP_SOURCE)
+    resampler = AudioResampler(format="s16", layout=LAYOUTS[channels], rate=48_000)
+    converter = s16.FloatToS16(channels)
+    rng = np.random.default_rng(7)
+    loud = refused = 0
+    for _ in range(RANDOM_PACKETS):
+        payload = rng.bytes(int(rng.integers(1, 400)))
+        try:
+            frames = decoder._context.decode(av.Packet(payload))  # type: ignore[attr-defined]
+        except av.error.FFmpegError:
+            continue
+        for frame in frames:
+            ours = decoder._output(frame)  # type: ignore[attr-defined]
+            assert ours == b"".join(f.to_ndarray().tobytes() for f in resampler.resample(frame))
+            loud += bool(np.abs(frame.to_ndarray()).max() > 1.0)
+            refused += converter.convert(frame) is None
+    assert decoder.flush() == b"".join(f.to_ndarray().tobytes() for f in resampler.resample(None))
+    assert loud > RANDOM_PACKETS // 10
+    assert refused > 0
+
+
+RANDOM_PACKETS = 8_000
