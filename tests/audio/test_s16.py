@@ -51,6 +51,9 @@ def decoded_frames(packets: list[bytes], channels: int) -> list[AudioFrame]:
 def test_this_libswresample_rounds_as_the_numpy_conversion_does() -> None:
     # False would silently send every frame back to swresample: still exact, never faster.
     assert s16.exact()
+    # Every half LSB (and the floats either side) from beyond -full scale to beyond +full
+    # scale, not only the ones a process checks when it starts.
+    assert s16.exact((range(-66_000, 66_001),))
     assert "opus-48k-s16=numpy-rint-clip" in decoder_version()
     # The decode itself is unchanged, and still named.
     assert "opus=ffmpeg-native-48k-swresample" in decoder_version()
