@@ -10,7 +10,8 @@ this module. PyAV pitfalls handled (docs/perf-baseline.md §1):
   brings it to s16 at the output rate, and its held-back tail comes out in ``flush()``. The two
   default conversions (Opus to 16 kHz mono, G.711 8 to 16 kHz) apply swresample's own filters
   in numpy instead (``recorder.audio.polyphase``): a filter graph per frame costs more than the
-  arithmetic.
+  arithmetic. So does Opus kept at 48 kHz in its own layout: ``recorder.audio.s16`` converts
+  float to s16 exactly as swresample does.
 * ``bytes(frame.planes[0])`` is the padded buffer; frames are read with ``to_ndarray()``.
 """
 
@@ -27,7 +28,7 @@ from av.audio.codeccontext import AudioCodecContext
 from av.audio.frame import AudioFrame
 from av.audio.resampler import AudioResampler
 
-from recorder.audio import polyphase
+from recorder.audio import polyphase, s16
 from recorder.audio.decoder import ALAW, describe_source
 from recorder.errors import DecodeError
 from recorder.rtms.events import AudioCodec, AudioFormat
@@ -263,6 +264,15 @@ class CodecDecoder(_Resampling):
             third_band = polyphase.third_band()
         #: Opus to 16 kHz mono (the default): swresample's own filter, applied here.
         self._decimator = polyphase.Decimator(third_band, source.channels) if third_band else None
+        #: Opus at its own rate and layout (the shipped output): swresample's conversion to
+        #: s16, applied here; frames it refuses (NaN, far beyond full scale) still go to it.
+        self._s16 = (
+            s16.FloatToS16(channels)
+            if source.codec == AudioCodec.OPUS
+            and (rate, channels) == (source.sample_rate, source.channels)
+            and s16.exact()
+            else None
+        )
         codec_delay = CODEC_DELAY.get(source.codec, 0)
         self._delay = round(codec_delay * rate / source.sample_rate)
 
@@ -296,6 +306,11 @@ class CodecDecoder(_Resampling):
                 self._decimator = None
             else:
                 raise DecodeError(f"{frame.format.name} {frame.sample_rate} Hz frame mid-track")
+        converter = self._s16
+        if converter is not None and frame.sample_rate == self._rate:
+            data = converter.convert(frame)
+            if data is not None:
+                return data
         return self._resample(frame)
 
     def flush(self) -> bytes:
@@ -324,5 +339,9 @@ def version_string() -> str:
         # Opus to 16 kHz mono (the default output): swresample's filter applied in numpy,
         # within 1 LSB of swresample (``polyphase.Decimator``); other outputs still go through it.
         "opus-48k-16k-mono=swresample-taps-numpy",
+        # Opus at 48 kHz in its own layout (the shipped output): swresample's float to s16
+        # conversion in numpy, bit-exact (``s16.FloatToS16``), unless this libswresample
+        # rounds otherwise.
+        "opus-48k-s16=" + ("numpy-rint-clip" if s16.exact() else "swresample"),
     ]
     return " ".join(parts)
