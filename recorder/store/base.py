@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from io import FileIO
 from pathlib import Path
 from typing import Final, Protocol, runtime_checkable
 
@@ -147,6 +148,18 @@ class VersionedObjects(Protocol):
     """Stores that can name every version of a key (retention deletes and holds all of them)."""
 
     async def list_versions(self, key: str) -> list[str | None]: ...
+
+
+@runtime_checkable
+class LocalObjects(Protocol):
+    """Stores whose objects are files on this host. A reader that reads a whole object in a
+    worker thread opens it here and reads it into its own buffer: no chunk allocated and handed
+    through the event loop per MiB (``open``); a remote store has no such file."""
+
+    async def open_file(self, key: str, *, version_id: str | None = None) -> FileIO:
+        """The current (or given) version, open for unbuffered reading from its first byte;
+        the caller closes it. Raises ``ObjectNotFound`` as ``open`` does."""
+        ...
 
 
 def round_up_to_second(moment: datetime) -> datetime:

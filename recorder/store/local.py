@@ -41,6 +41,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
+from io import FileIO
 from pathlib import Path
 from typing import IO, Final, TypeVar
 
@@ -235,6 +236,11 @@ class LocalStore:
             with trio.CancelScope(shield=True):
                 await handle.aclose()
 
+    async def open_file(self, key: str, *, version_id: str | None = None) -> FileIO:
+        """The object's file itself (``LocalObjects``), unbuffered: one ``readinto`` is one
+        ``read(2)`` into the caller's buffer."""
+        return await self._run(partial(self._open_file_sync, key, version_id))
+
     async def set_legal_hold(self, key: str, on: bool, *, version_id: str | None = None) -> None:
         def change(record: _LockRecord) -> None:
             record.legal_hold = on
@@ -286,6 +292,13 @@ class LocalStore:
     def _existing_path(self, key: str, version_id: str | None) -> Path:
         self._read_record(key, version_id)
         return self._path(key)
+
+    def _open_file_sync(self, key: str, version_id: str | None) -> FileIO:
+        path = self._existing_path(key, version_id)
+        try:
+            return path.open("rb", buffering=0)
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(f"no object {key!r}") from exc
 
     def _record_path(self, path: Path) -> Path:
         return path.with_name(path.name + META_SUFFIX)

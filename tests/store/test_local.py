@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from recorder.errors import DiskFull, ObjectLocked, StorageError
+from recorder.errors import DiskFull, ObjectLocked, ObjectNotFound, StorageError
+from recorder.store.base import LocalObjects
 from recorder.store.local import LocalStore
 
 HOSTILE_KEYS = [
@@ -111,3 +112,36 @@ async def test_full_disk_is_disk_full_and_leaves_no_temp(
         assert str(tiny_filesystem / "store") in str(full.value)
         assert await store.list() == []
     assert [p.name for p in (tiny_filesystem / "store").iterdir()] == []
+
+
+async def test_open_file_reads_the_object_itself_and_refuses_what_open_refuses(
+    tmp_path: Path,
+) -> None:
+    """``open_file`` (``LocalObjects``): the object's own bytes through ``readinto``, and the same
+    errors as ``open`` for a missing key, a version the directory does not keep, and an object
+    whose lock record is missing."""
+    store = LocalStore(tmp_path / "store")
+    assert isinstance(store, LocalObjects)
+    payload = bytes(range(256)) * 5000
+    source = tmp_path / "src"
+    source.write_bytes(payload)
+    with trio.fail_after(10):
+        await store.put(
+            "a/b.seg", source, sha256=hashlib.sha256(payload).hexdigest(), retain_until=None
+        )
+        handle = await store.open_file("a/b.seg")
+        with handle:
+            buffer = bytearray(100_000)
+            parts = []
+            while count := handle.readinto(buffer):
+                parts.append(bytes(buffer[:count]))
+        assert b"".join(parts) == payload
+        with pytest.raises(ObjectNotFound):
+            await store.open_file("a/none.seg")
+        with pytest.raises(ObjectNotFound):
+            await store.open_file("a/b.seg", version_id="v1")
+        record = tmp_path / "store" / "a" / "b.seg%meta"
+        os.chmod(record.parent, 0o700)
+        record.unlink()
+        with pytest.raises(StorageError, match="no lock record"):
+            await store.open_file("a/b.seg")

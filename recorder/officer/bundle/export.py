@@ -32,6 +32,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from io import FileIO
 from pathlib import Path
 from typing import IO, BinaryIO, Final, cast
 
@@ -71,14 +72,18 @@ from recorder.officer.bundle.wavio import SegmentSink, TrackProgress, WavWriter
 from recorder.officer.opaque import is_opaque, recovered_copy
 from recorder.officer.verify import IN_MEMORY_BYTES
 from recorder.service.components import Components, now_ms
+from recorder.store.base import LocalObjects
 from recorder.video.export import export_video
 from recorder.video.track import VIDEO_RECORD_KINDS
 
 #: Tracks of one recording exported at the same time (one worker thread each; memory is per
 #: track).
 TRACKS_AT_ONCE: Final = 2
-#: Stored pieces (up to 1 MiB each) read ahead of the one being decrypted, per track.
+#: Stored pieces (up to 1 MiB each, or whole objects of a local store) ahead of the one being
+#: decrypted, per track.
 PREFETCH_PIECES: Final = 4
+#: Bytes per ``readinto`` when a track's thread reads a local store's file itself.
+FILE_READ_BYTES: Final = 1 << 20
 #: In a partial bundle directory: the exporting process's pid (removed before the rename).
 OWNER_FILE: Final = ".owner-pid"
 #: A partial directory without an owner file is only taken for abandoned after this long.
@@ -214,18 +219,42 @@ class _Whole:
     segment: SegmentRow
 
 
+@dataclass(slots=True)
+class _File:
+    """A local store's object file, opened (and its read-ahead started) by the feeder; the
+    track's thread reads it into its own buffer and closes it."""
+
+    handle: FileIO
+
+
 class _End:
     """After the last piece of one segment."""
 
 
 _END: Final = _End()
-_Item = bytes | _End | _Whole
+_Item = bytes | _End | _Whole | _File
 
 
 def _release(items: list[_Item]) -> None:
     for item in items:
         if isinstance(item, _Whole):
             item.spool.close()
+        elif isinstance(item, _File):
+            item.handle.close()
+
+
+async def _open_local(files: LocalObjects, seg: SegmentRow) -> FileIO:
+    handle = await files.open_file(seg.object_key, version_id=seg.version_id)
+    try:
+        # The kernel reads the whole object in while the segments before it are decrypted:
+        # the track's thread then reads from memory.
+        await trio.to_thread.run_sync(
+            os.posix_fadvise, handle.fileno(), 0, 0, os.POSIX_FADV_WILLNEED
+        )
+    except BaseException:
+        handle.close()
+        raise
+    return handle
 
 
 def _whole_object(seg: SegmentRow) -> bool:
@@ -234,8 +263,10 @@ def _whole_object(seg: SegmentRow) -> bool:
 
 async def _feed(c: Components, segments: list[SegmentRow], pipe: Pipe[_Item]) -> None:
     """The track's stored objects, in order, into its pipe: every piece as the store sends it
-    (the thread hashes and decrypts it), or the whole object spooled when it must be."""
+    (the thread hashes and decrypts it), a local store's file for the thread to read itself, or
+    the whole object spooled when it must be."""
     seg: SegmentRow | None = None
+    files = c.store if isinstance(c.store, LocalObjects) else None
     try:
         for seg in segments:
             if seg.upload_state is UploadState.PENDING:
@@ -251,6 +282,14 @@ async def _feed(c: Components, segments: list[SegmentRow], pipe: Pipe[_Item]) ->
                     await pipe.put(_Whole(stored, seg))
                 except BaseException:
                     stored.close()
+                    raise
+                continue
+            if files is not None:
+                handle = await _open_local(files, seg)
+                try:
+                    await pipe.put(_File(handle))
+                except BaseException:
+                    handle.close()
                     raise
                 continue
             async with c.store.open(seg.object_key, version_id=seg.version_id) as pieces:
@@ -290,7 +329,10 @@ def _copy_segment(
     assert seg.stored_sha256 is not None  # else the feeder sent the object whole
     stored_hash = hashlib.sha256()
     opener = SegmentOpener(sink, keyring, source=seg.object_key, check_header=_check_identity(seg))
-    while not isinstance(item, _End):
+    if isinstance(item, _File):
+        with item.handle as handle:
+            _read_file(handle, stored_hash, opener, pipe)
+    while not isinstance(item, (_End, _File)):
         if not isinstance(item, bytes):
             raise StorageError(f"{seg.object_key}: the store's stream ended inside the object")
         stored_hash.update(item)
@@ -300,6 +342,20 @@ def _copy_segment(
         raise DigestMismatch(f"{seg.object_key}: stored object differs from the catalog's digest")
     opener.finish()
     sink.finish()
+
+
+def _read_file(
+    handle: FileIO, stored_hash: hashlib._Hash, opener: SegmentOpener, pipe: Pipe[_Item]
+) -> None:
+    """A local store's object read whole into one reused buffer, each read hashed (the stored
+    digest) and fed to the opener; stops between reads once the export is stopped."""
+    buffer = bytearray(FILE_READ_BYTES)
+    view = memoryview(buffer)
+    while count := handle.readinto(buffer):
+        pipe.check()
+        piece = view[:count]
+        stored_hash.update(piece)
+        opener.feed(piece)
 
 
 def _drain(sink: SegmentSink, chunks: Iterator[bytes], expected: str | None) -> None:

@@ -94,6 +94,12 @@ class Pipe(Generic[T]):
 
     # --- consumer (a worker thread) --------------------------------------------------------
 
+    def check(self) -> None:
+        """Raise ``PipeAborted`` if the export was stopped (for a consumer busy between gets)."""
+        with self._cond:
+            if self._state == _ABORTED:
+                raise PipeAborted(f"{self.name}: the export stopped")
+
     def get(self) -> T | None:
         """The next item, ``None`` at the end; raises the producer's error or ``PipeAborted``."""
         with self._cond:
