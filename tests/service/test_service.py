@@ -296,7 +296,8 @@ async def test_export_writes_verified_wavs_a_manifest_and_an_audit_entry(tmp_pat
 
 
 class _InterruptingStore:
-    """The real store, but opening ``key`` interrupts the export the way ``interrupt`` says."""
+    """The real store, but opening ``key`` interrupts the export the way ``interrupt`` says
+    (streamed, or as the local store's file the export reads itself)."""
 
     def __init__(self, store: Any, key: str, interrupt: Any) -> None:
         self._store, self._key, self._interrupt = store, key, interrupt
@@ -308,6 +309,11 @@ class _InterruptingStore:
         if key == self._key:
             self._interrupt()
         return self._store.open(key, **kwargs)
+
+    async def open_file(self, key: str, **kwargs: Any) -> Any:
+        if key == self._key:
+            self._interrupt()
+        return await self._store.open_file(key, **kwargs)
 
 
 async def test_a_failed_export_leaves_no_plaintext_and_names_the_object(tmp_path: Path) -> None:
