@@ -380,7 +380,8 @@ class CaptureCore:
         return self._take(actions)
 
     def checkpoint(self) -> None:
-        """Make every open sink durable. Blocking (fsync): the shell runs it in a thread."""
+        """Make every open sink durable, on the calling thread (blocking: fsync). The shell uses
+        ``checkpoint_targets`` instead, so the fsyncs run beside the writes."""
         for track in self.tracks.values():
             track.writer.checkpoint()
         if self._mixdown is not None:

@@ -33,9 +33,12 @@ closes), and returns the engagement's manifest. Where the work runs, and why:
   keep up).
 
 The core is never driven by two threads at once: the single consumer task awaits each worker
-call before touching the core again. Queues are bounded: the client's event channel (its size is
-the backpressure; the client counts what it must drop and says so with ``PacketsDropped``) and
-one batch here.
+call before touching the core again. A checkpoint's snapshot is taken on the trio thread while
+the consumer is idle or by the consumer itself; only the sinks' own ``checkpoint`` then runs in
+a worker thread beside the consumer's writes (each sink serialises the two).
+
+Queues are bounded: the client's event channel (its size is the backpressure; the client counts
+what it must drop and says so with ``PacketsDropped``) and one batch here.
 
 Finalisation on stop, error or cancellation: every open segment is sealed under a shielded,
 time-bounded scope (``finalize_timeout_s``); segments sealed because of cancellation, an error or
