@@ -282,3 +282,65 @@ async def test_a_failing_target_fails_only_its_own_job() -> None:
     # The job stopped at its failing sink; the other member's jobs of the same hops ran.
     assert after.checkpoints == 0
     assert all(job.completed and job.failure is None for job in good.done[:3])
+
+
+class GatedSinks(MemorySinkFactory):
+    """Memory sinks whose ``checkpoint`` tells the test it began, then waits for the gate."""
+
+    def __init__(self, gate: threading.Event, began: trio.Event) -> None:
+        super().__init__()
+        self._gate = gate
+        self._began = began
+        self._token = trio.lowlevel.current_trio_token()
+
+    def open(self, identity: SegmentIdentity, *, prologue_size: int = 0) -> MemorySink:
+        sink = super().open(identity, prologue_size=prologue_size)
+        plain_checkpoint = sink.checkpoint
+
+        def checkpoint() -> None:
+            self._token.run_sync_soon(self._began.set)
+            self._gate.wait(10)
+            plain_checkpoint()
+
+        sink.checkpoint = checkpoint  # type: ignore[method-assign]
+        return sink
+
+
+async def test_a_capture_cancelled_while_its_checkpoint_runs_seals_all_it_wrote() -> None:
+    """The shared ticker's hop is stalled on this capture's fsync when the capture is
+    cancelled: the finaliser does not wait for it, seals every byte, and the late job's
+    outcome is not reported as a checkpoint of a capture that is gone."""
+    gate, began = threading.Event(), trio.Event()
+    sinks = GatedSinks(gate, began)
+    speech = encode_speech("a", L16, seconds=1)
+    send, receive = trio.open_memory_channel[CaptureEvent](len(speech.packets))
+    for index, payload in enumerate(speech.packets):
+        send.send_nowait(AudioPacket("mixed", T0 + index * 20, payload, L16))
+    reported: list[int] = []
+    scope = trio.CancelScope()
+
+    async def capture() -> None:
+        with scope:
+            await run_capture(
+                receive,
+                sinks,
+                recording_id="rec-c",
+                config=CaptureConfig(segment_seconds=60),
+                on_checkpoint=reported.append,
+                checkpoints=ticker,
+            )
+
+    with trio.fail_after(30):
+        async with open_checkpoint_coordinator(0.05) as ticker:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(capture)
+                await began.wait()
+                scope.cancel()
+            # The capture is finalised while its fsync is still stalled.
+            audio = [s for s in sinks.sinks if s.identity.track == "mixed"]
+            assert [s.sealed is not None for s in audio] == [True]
+            assert audio[0].plaintext.endswith(speech.pcm)
+            # Leaving the block cancels the ticker, which waits for the stalled hop and then
+            # tells the job (completed, of a capture that has left).
+            gate.set()
+    assert reported == []
