@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from recorder.capture.checkpoints import (
     CheckpointCoordinator,
@@ -344,3 +346,46 @@ async def test_a_capture_cancelled_while_its_checkpoint_runs_seals_all_it_wrote(
             # tells the job (completed, of a capture that has left).
             gate.set()
     assert reported == []
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(["join", "leave", "yield"]), st.integers(0, 3)), max_size=16
+    ),
+    fail=st.sets(st.integers(0, 3)),
+)
+def test_any_interleaving_of_joins_leaves_and_a_cancel_tells_every_job_once(
+    steps: list[tuple[str, int]], fail: set[int]
+) -> None:
+    """Members join and leave at any schedule point, some members' sinks fail, and the ticker
+    is cancelled at the end, whatever is running: every job a tick took is told exactly once,
+    with its own outcome, and nothing is left in flight."""
+    members = [Member(str(i), [Target(fail=i in fail), Target()]) for i in range(4)]
+
+    async def scenario() -> None:
+        coordinator = CheckpointCoordinator(0.0, max_hops=2)
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(coordinator.run)
+                for action, index in steps:
+                    if action == "join":
+                        coordinator.join(members[index])
+                    elif action == "leave":
+                        coordinator.leave(members[index])
+                    else:
+                        for _ in range(index + 1):
+                            await trio.lowlevel.checkpoint()
+                nursery.cancel_scope.cancel()
+
+    trio.run(scenario)
+    for index, member in enumerate(members):
+        assert member.in_flight is None
+        assert member.done == member.ticked
+        for job in member.done:
+            if index in fail:
+                assert not job.completed
+            else:
+                assert job.failure is None
+            if job.failure is not None:
+                assert index in fail
