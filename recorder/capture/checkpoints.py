@@ -1,10 +1,13 @@
 """One checkpoint ticker for every engagement of the process: the fsyncs of a tick in one hop.
 
 Each engagement used to make its sinks durable on its own: its consumer's wait was interrupted
-by a deadline once a second, and a worker-thread hop ran the fsyncs while the consumer waited.
-Measured with ``bench fullpath`` (L16, K=150, checkpoints every 1 s against every 4 s), that
-cost ~10-15 µs of CPU per audio message, most of it around the fsync, not in it. Here one task
-ticks once per interval for all of them:
+by a deadline once a second, and a worker-thread hop ran the fsyncs while the consumer waited
+(issue 13: ~16 µs of ~95 per L16 message, checkpoints every 1 s against every 4 s). Measured
+apart (150 idle tasks, 32 KB write + fsync each a second, this VM): a task's own timer wakeup
+~300 µs of CPU, its thread hop ~170 µs on the trio thread and ~95 µs in the worker, the fsyncs
+~250 µs more when 150 run one by one from their own hops; one tick for all of them: ~11 µs on
+the trio thread and ~92 µs in the workers per engagement. Here one task ticks once per
+interval for all of them:
 
 * At a tick, each member (an engagement's capture, ``CheckpointOwner``) whose consumer is idle
   takes its snapshot at once, on the trio thread: the sinks to make durable and the RTMS time
