@@ -73,7 +73,10 @@ class EvidenceSink(Protocol):
         ...
 
     def checkpoint(self) -> None:
-        """Seal whatever is pending and make it durable (fsync). Blocking: call from a thread."""
+        """Seal whatever is pending and make it durable (fsync). Blocking: call from a thread,
+        which may run while the owner goes on calling ``write`` (the capture's checkpoint
+        ticker does): the sink serialises the two, and what was written before the call began
+        is durable once it returns. After ``close`` it does nothing; after a failure it raises."""
         ...
 
     def close(self, prologue: bytes = b"") -> SealedSegment:

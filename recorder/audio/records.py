@@ -170,6 +170,11 @@ class RecordsWriter:
         if self._sink is not None:
             self._sink.checkpoint()
 
+    @property
+    def sink(self) -> EvidenceSink | None:
+        """The open segment's sink, if any (what a checkpoint makes durable)."""
+        return self._sink
+
     def close(self, *, interrupted: bool = False) -> PendingRecordsSeal | None:
         if self._sink is None:
             return None

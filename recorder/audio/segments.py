@@ -210,6 +210,11 @@ class SegmentWriter:
         return self._sink is not None
 
     @property
+    def sink(self) -> EvidenceSink | None:
+        """The open segment's sink, if any (what a checkpoint makes durable)."""
+        return self._sink
+
+    @property
     def next_index(self) -> int:
         """Index the next segment this writer opens will get."""
         return self._next_index

@@ -364,6 +364,7 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
     import trio
 
     from recorder.audio.decoder import VOICE
+    from recorder.capture.checkpoints import CheckpointCoordinator, open_checkpoint_coordinator
     from recorder.capture.pipeline import run_capture
     from recorder.config import CaptureConfig as CaptureSection
     from recorder.crypto.setup import KeyringSettings, build_keyring
@@ -407,6 +408,7 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
         window: dict[str, float] = {}
         lags: list[float] = []
         sim_stats: dict[str, Any] = {}
+        checkpoints: list[CheckpointCoordinator] = []
 
         async def engage(index: int, info: dict[str, Any]) -> None:
             target = StreamTarget(
@@ -446,6 +448,7 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
                         config=capture_config,
                         on_event=on_event,
                         inline=stream.inline if spec.single_task else None,
+                        checkpoints=checkpoints[0],
                     )
 
         def on_first_media(state: _Live) -> None:
@@ -508,7 +511,12 @@ async def _measure(conn: Connection, spec: RunSpec) -> dict[str, Any]:
         with trio.fail_after(timeout_s):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(monitor)
-                async with trio.open_nursery() as engagements:
+                async with (
+                    # One checkpoint ticker for every engagement, as ``recorder serve`` runs.
+                    open_checkpoint_coordinator(capture_config.checkpoint_interval_s) as ticker,
+                    trio.open_nursery() as engagements,
+                ):
+                    checkpoints.append(ticker)
                     while True:
                         message = await _recv(conn)
                         if message[0] == "target":

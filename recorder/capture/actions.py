@@ -27,6 +27,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import trio
+
 from recorder.audio.manifest import ManifestEntry
 from recorder.errors import LocalProtocolError
 from recorder.sink import (
@@ -37,6 +39,22 @@ from recorder.sink import (
     SpareSink,
     SpareSinkFactory,
 )
+
+#: Worker threads doing segment I/O (open, checkpoint, seal) across the whole process.
+_SEGMENT_IO_THREADS = 4
+_SEGMENT_IO_LIMITER: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar(
+    "segment_io_limiter"
+)
+
+
+def segment_io_limiter() -> trio.CapacityLimiter:
+    """The one limiter every engagement's segment I/O shares (trio's rule: one per resource)."""
+    try:
+        return _SEGMENT_IO_LIMITER.get()
+    except LookupError:
+        limiter = trio.CapacityLimiter(_SEGMENT_IO_THREADS)
+        _SEGMENT_IO_LIMITER.set(limiter)
+        return limiter
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +158,12 @@ class DeferredSink:
         real = self._real if self._real is not None else self._attach()
         if real is not None:
             real.checkpoint()
+
+    def attached(self) -> EvidenceSink | None:
+        """The real sink, attached now if its open completed (on the owner's thread); None
+        while the open is pending. A checkpoint then runs the real sink's own ``checkpoint``
+        in a worker thread, beside the owner's writes (the sink serialises the two)."""
+        return self._real if self._real is not None else self._attach()
 
     def close(self, prologue: bytes = b"") -> SealedSegment:
         real = self._real if self._real is not None else self._attach()

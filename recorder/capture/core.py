@@ -79,6 +79,7 @@ from recorder.audio.timeline import (
 from recorder.audio.wav import MAX_DATA_LENGTH
 from recorder.capture.actions import (
     Action,
+    DeferredSink,
     DeferringSinkFactory,
     Sealed,
     SealSegment,
@@ -99,7 +100,7 @@ from recorder.rtms.events import (
     Recovered,
     Resumed,
 )
-from recorder.sink import SinkFactory
+from recorder.sink import EvidenceSink, SinkFactory
 
 logger = logging.getLogger(__name__)
 
@@ -379,12 +380,30 @@ class CaptureCore:
         return self._take(actions)
 
     def checkpoint(self) -> None:
-        """Make every open sink durable. Blocking (fsync): the shell runs it in a thread."""
+        """Make every open sink durable, on the calling thread (blocking: fsync). The shell uses
+        ``checkpoint_targets`` instead, so the fsyncs run beside the writes."""
         for track in self.tracks.values():
             track.writer.checkpoint()
         if self._mixdown is not None:
             self._mixdown.checkpoint()
         self.records.checkpoint()
+
+    def checkpoint_targets(self) -> list[EvidenceSink]:
+        """The real sinks ``checkpoint`` would make durable, taken on the core's thread (sinks
+        whose open completed are attached here). Their ``checkpoint`` may then run in a worker
+        thread while the core goes on writing: each sink serialises its own writes and
+        checkpoints, and what was written before this call is durable once they return."""
+        writers = [track.writer for track in self.tracks.values()]
+        if self._mixdown is not None:
+            writers.append(self._mixdown)
+        sinks = [writer.sink for writer in writers]
+        sinks.append(self.records.sink)
+        targets: list[EvidenceSink] = []
+        for sink in sinks:
+            real = sink.attached() if isinstance(sink, DeferredSink) else sink
+            if real is not None:
+                targets.append(real)
+        return targets
 
     def finish(self, *, interrupted: bool) -> list[Action]:
         """Flush every timeline and detach every open segment for sealing."""

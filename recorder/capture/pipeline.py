@@ -16,9 +16,14 @@ closes), and returns the engagement's manifest. Where the work runs, and why:
 * With ``CaptureConfig(decode_inline=False)``, packets that need PyAV (everything but
   passthrough L16) are decoded, placed and written in a worker thread, ``decode_batch`` per
   hop. A batch is cut short whenever the channel runs dry, so nothing waits for it to fill.
-* **Checkpoints** (fsync of every open sink) run in a worker thread at least every
-  ``checkpoint_interval_s`` while the engagement is live, so a crash loses at most about that;
-  each checkpoint first retires tracks silent for ``retire_after_s``.
+* **Checkpoints** (fsync of every open sink) run at least every ``checkpoint_interval_s`` while
+  the engagement is live, so a crash loses at most about that; each first retires tracks silent
+  for ``retire_after_s``. They are ticked by a ``CheckpointCoordinator``
+  (``recorder.capture.checkpoints``), shared by every engagement of the process when the caller
+  passes one: it takes an idle consumer's snapshot itself (the sinks, and the RTMS time they
+  will be durable through) and runs the fsyncs of every engagement of a tick in one or two
+  worker-thread hops, while the consumers go on. A busy consumer is told its checkpoint is due
+  and submits its snapshot at its next housekeeping point; no wait is ever interrupted for it.
 * **Segment opens and seals** never run on the trio thread: the core returns them as actions
   (``recorder.capture.actions``) and ``_run_actions`` runs them in order, each in a worker
   thread under one process-wide ``CapacityLimiter`` (``segment_io_limiter``), while the consumer
@@ -28,9 +33,12 @@ closes), and returns the engagement's manifest. Where the work runs, and why:
   keep up).
 
 The core is never driven by two threads at once: the single consumer task awaits each worker
-call before touching the core again. Queues are bounded: the client's event channel (its size is
-the backpressure; the client counts what it must drop and says so with ``PacketsDropped``) and
-one batch here.
+call before touching the core again. A checkpoint's snapshot is taken on the trio thread while
+the consumer is idle or by the consumer itself; only the sinks' own ``checkpoint`` then runs in
+a worker thread beside the consumer's writes (each sink serialises the two).
+
+Queues are bounded: the client's event channel (its size is the backpressure; the client counts
+what it must drop and says so with ``PacketsDropped``) and one batch here.
 
 Finalisation on stop, error or cancellation: every open segment is sealed under a shielded,
 time-bounded scope (``finalize_timeout_s``); segments sealed because of cancellation, an error or
@@ -50,7 +58,8 @@ from typing import Literal, Protocol
 import trio
 
 from recorder.audio.manifest import EngagementManifest, ManifestEntry
-from recorder.capture.actions import Action, Sealed, SealSegment
+from recorder.capture.actions import Action, Sealed, SealSegment, segment_io_limiter
+from recorder.capture.checkpoints import CheckpointCoordinator, CheckpointJob
 from recorder.capture.core import CaptureConfig, CaptureCore
 from recorder.rtms.events import AudioPacket, CaptureEvent, StreamEnded
 from recorder.sink import SealedSegment, SinkFactory
@@ -68,21 +77,6 @@ OnCheckpoint = Callable[[int], None]
 _YIELD_EVERY = 64
 #: Segment opens and seals waiting for a worker thread before the consumer waits for them.
 _MAX_PENDING_ACTIONS = 256
-#: Worker threads doing segment I/O (open, checkpoint, seal) across the whole process.
-_SEGMENT_IO_THREADS = 4
-_SEGMENT_IO_LIMITER: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar(
-    "segment_io_limiter"
-)
-
-
-def segment_io_limiter() -> trio.CapacityLimiter:
-    """The one limiter every engagement's segment I/O shares (trio's rule: one per resource)."""
-    try:
-        return _SEGMENT_IO_LIMITER.get()
-    except LookupError:
-        limiter = trio.CapacityLimiter(_SEGMENT_IO_THREADS)
-        _SEGMENT_IO_LIMITER.set(limiter)
-        return limiter
 
 
 def _wall_ms() -> int:
@@ -117,6 +111,7 @@ async def run_capture(
     clock_ms: Callable[[], int] | Literal["trio"] | None = "trio",
     keep_entries: bool = True,
     inline: InlineSlotLike | None = None,
+    checkpoints: CheckpointCoordinator | None = None,
 ) -> EngagementManifest:
     """Capture one engagement; returns its manifest once every segment is sealed.
 
@@ -148,6 +143,9 @@ async def run_capture(
             7): ``"trio"`` for trio's; None for offline replays fed faster than real time.
         inline: The client's ``RtmsStream.inline``: cheap audio is then handled in the
             receiving socket's task while this consumer is idle (module docstring).
+        checkpoints: The process's checkpoint ticker (``open_checkpoint_coordinator``), whose
+            interval then rules instead of ``config.checkpoint_interval_s``; by default the
+            capture ticks on its own, with its config's interval.
 
     Error handling:
         An exception from a sink or ``on_sealed`` ends the capture: open segments are still
@@ -172,6 +170,7 @@ async def run_capture(
         decode_limiter=decode_limiter or trio.CapacityLimiter(1),
         io_limiter=io_limiter or segment_io_limiter(),
         inline=inline,
+        checkpoints=checkpoints,
     )
     return await capture.run()
 
@@ -195,13 +194,23 @@ class _Capture:
         io_limiter: trio.CapacityLimiter,
         on_checkpoint: OnCheckpoint | None = None,
         inline: InlineSlotLike | None = None,
+        checkpoints: CheckpointCoordinator | None = None,
     ) -> None:
         self._events = events
         self._inline = inline
-        #: An exception the inline path caught, raised by the consumer in its own task.
-        self._inline_failure: Exception | None = None
-        #: The consumer's wait while the inline path may run (cancelled on an inline failure).
+        #: An exception caught outside the consumer's task (the inline path, a checkpoint),
+        #: raised by the consumer in its own task.
+        self._failure: Exception | None = None
+        #: The consumer's wait on the empty channel: the inline path and the checkpoint ticker
+        #: may touch the core only meanwhile (cancelled on a failure from either).
         self._idle_scope: trio.CancelScope | None = None
+        self._checkpoints = checkpoints
+        #: The ticker found the consumer busy: it submits its snapshot at its next chance.
+        self._checkpoint_due = False
+        #: This capture's checkpoint queued or running (at most one).
+        self._checkpoint_job: CheckpointJob | None = None
+        #: Left the ticker: a late job's outcome is no longer reported.
+        self._left = False
         self._core = core
         self._config = core.config
         self._on_sealed = on_sealed
@@ -219,7 +228,6 @@ class _Capture:
         self._sealed_ready = trio.Event()
         self._progress = trio.Event()
         self._undelivered: collections.deque[Sealed] = collections.deque()
-        self._next_checkpoint = 0.0
         self._since_yield = 0
 
     async def run(self) -> EngagementManifest:
@@ -228,12 +236,21 @@ class _Capture:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._run_actions)
                 nursery.start_soon(self._hand_on)
+                checkpoints = self._checkpoints
+                if checkpoints is None:
+                    checkpoints = self._checkpoints = CheckpointCoordinator(
+                        self._config.checkpoint_interval_s, limiter=self._io_limiter
+                    )
+                    await nursery.start(checkpoints.run)
+                checkpoints.join(self)
                 try:
                     if self._inline is not None:
                         self._inline.take = self._take_inline
                     ended = await self._consume()
                 finally:
                     # The finaliser, and whatever follows, is this task's alone.
+                    checkpoints.leave(self)
+                    self._left = True
                     if self._inline is not None:
                         self._inline.take = None
                         self._inline.ready = False
@@ -259,19 +276,17 @@ class _Capture:
         """Returns True when the stream ended with ``StreamEnded``.
 
         Cheap audio (the common case: a known track, decoded inline, nothing sealed) is handled
-        by ``_receive`` inside one wait scope whose deadline is the next checkpoint, so a paced
-        stream does not pay for a new cancel scope per message. Everything that awaits anything
-        but the channel (``on_event``, batches, checkpoints, backpressure from segment I/O) runs
-        here, outside that scope, so the checkpoint deadline only ever interrupts a wait.
+        by ``_receive``. Everything that awaits anything but the channel (``on_event``,
+        batches, backpressure from segment I/O) runs here; so does a checkpoint the ticker found
+        due while the consumer was busy (taking its snapshot awaits nothing).
         """
         core = self._core
-        self._next_checkpoint = trio.current_time() + self._config.checkpoint_interval_s
         self._since_yield = 0
         while True:
-            event: CaptureEvent | None = None
+            if self._failure is not None:
+                raise self._failure
             try:
-                with trio.move_on_at(self._next_checkpoint):
-                    event = await self._receive()
+                event = await self._receive()
             except trio.EndOfChannel:
                 await self._drain_batch()
                 return False
@@ -280,8 +295,8 @@ class _Capture:
             if event is None:
                 # Housekeeping: the channel ran dry, a batch is full, a checkpoint is due.
                 await self._drain_batch()
-                if trio.current_time() >= self._next_checkpoint:
-                    await self._checkpoint()
+                if self._checkpoint_due:
+                    self._checkpoint_now()
                 if self._since_yield >= _YIELD_EVERY:
                     self._since_yield = 0
                     await trio.lowlevel.checkpoint()
@@ -309,15 +324,15 @@ class _Capture:
                 # Events that all need this path (none handled by _receive) must not starve
                 # checkpoints or other tasks either.
                 self._since_yield = 0
-                if trio.current_time() >= self._next_checkpoint:
+                if self._checkpoint_due:
                     await self._drain_batch()
-                    await self._checkpoint()
+                    self._checkpoint_now()
                 await trio.lowlevel.checkpoint()
 
     async def _receive(self) -> CaptureEvent | None:
         """Handle cheap audio until an event needs ``_consume`` (returned) or housekeeping is
-        due (None). Runs inside the checkpoint wait scope: awaits only the channel and bare
-        schedule points, where a cancellation loses nothing; the core is driven synchronously.
+        due (None). Awaits only the channel and bare schedule points, where a cancellation
+        loses nothing; the core is driven synchronously.
         """
         events = self._events
         core = self._core
@@ -329,7 +344,7 @@ class _Capture:
             try:
                 event = events.receive_nowait()
             except trio.WouldBlock:
-                if self._batch or trio.current_time() >= self._next_checkpoint:
+                if self._batch or self._checkpoint_due or self._failure is not None:
                     return None
                 event = await self._wait(events)
                 self._since_yield = 0
@@ -353,33 +368,36 @@ class _Capture:
             self._since_yield += 1
             if self._since_yield >= _YIELD_EVERY:
                 # A channel that never runs dry must not starve checkpoints or other tasks.
-                if trio.current_time() >= self._next_checkpoint:
+                if self._checkpoint_due or self._failure is not None:
                     return None
                 self._since_yield = 0
                 await trio.lowlevel.checkpoint()
 
     async def _wait(self, events: trio.MemoryReceiveChannel[CaptureEvent]) -> CaptureEvent:
-        """Wait for the next event on the empty channel, letting the inline path run meanwhile."""
+        """Wait for the next event on the empty channel, letting the inline path and the
+        checkpoint ticker run meanwhile."""
         inline = self._inline
-        if inline is None or inline.take is None:
-            return await events.receive()
+        if inline is not None and inline.take is None:
+            inline = None
         with trio.CancelScope() as scope:
             self._idle_scope = scope
-            inline.ready = True
+            if inline is not None:
+                inline.ready = True
             try:
                 return await events.receive()
             finally:
-                inline.ready = False
+                if inline is not None:
+                    inline.ready = False
                 self._idle_scope = None
-        # Only an inline failure cancels this scope: raise it here, in the consumer's task.
-        failure = self._inline_failure
+        # Only a failure caught outside this task cancels this scope: raise it here.
+        failure = self._failure
         assert failure is not None
         raise failure
 
     def _take_inline(self, event: CaptureEvent) -> bool:
         """The inline path (called by the socket's task while the consumer waits in ``_wait``):
         exactly what ``_receive`` does with cheap audio of a known track, synchronously."""
-        if not isinstance(event, AudioPacket) or self._batch or self._inline_failure:
+        if not isinstance(event, AudioPacket) or self._batch or self._failure:
             return False
         core = self._core
         if self._on_event is not None and event.track not in core.tracks:
@@ -394,9 +412,7 @@ class _Capture:
             actions = core.handle_audio(event)
         except Exception as exc:
             # Never into the socket's task: the consumer raises it, as if it had handled it.
-            self._inline_failure = exc
-            if self._idle_scope is not None:
-                self._idle_scope.cancel()
+            self._fail(exc)
             return True
         if actions:
             self._submit(actions)
@@ -411,15 +427,61 @@ class _Capture:
         )
         self._submit(actions)
 
-    async def _checkpoint(self) -> None:
-        self._submit(self._core.retire_silent(self._core.now_ms()))
-        # Taken before the fsync: what was written by now is durable once it returns. Not while
-        # an open or seal is pending: a segment still opening holds its bytes in memory.
-        durable_ms = None if self._actions else _written_through_ms(self._core)
-        await trio.to_thread.run_sync(self._core.checkpoint, limiter=self._io_limiter)
-        self._next_checkpoint = trio.current_time() + self._config.checkpoint_interval_s
-        if durable_ms is not None and self._on_checkpoint is not None:
-            self._on_checkpoint(durable_ms)
+    def _fail(self, exc: Exception) -> None:
+        """A failure caught outside the consumer's task: the consumer raises it (waking it if
+        it waits), as if it had hit it itself."""
+        if self._failure is None:
+            self._failure = exc
+        if self._idle_scope is not None:
+            self._idle_scope.cancel()
+
+    # --- checkpoints (``CheckpointOwner``) ----------------------------------------------------
+
+    def checkpoint_tick(self) -> CheckpointJob | None:
+        if self._checkpoint_job is not None or self._failure is not None:
+            return None
+        if self._idle_scope is None:
+            # Busy (or driving the core from a worker thread): it takes its own snapshot.
+            self._checkpoint_due = True
+            return None
+        # Idle in ``_wait``: nothing else drives the core until this returns.
+        return self._snapshot()
+
+    def checkpoint_done(self, job: CheckpointJob) -> None:
+        if job is self._checkpoint_job:
+            self._checkpoint_job = None
+        if job.failure is not None:
+            self._fail(job.failure)
+        elif not job.completed:
+            # Never ran (the ticker was cancelled): still due, nothing reported.
+            self._checkpoint_due = not self._left
+        elif job.durable_ms is not None and self._on_checkpoint is not None and not self._left:
+            self._on_checkpoint(job.durable_ms)
+
+    def _checkpoint_now(self) -> None:
+        """The consumer's own snapshot of a checkpoint the ticker found due."""
+        job = self._snapshot()
+        if job is not None:
+            assert self._checkpoints is not None
+            self._checkpoints.submit(job)
+
+    def _snapshot(self) -> CheckpointJob | None:
+        """Retire silent tracks, and take what the checkpoint makes durable (trio thread, core
+        not driven elsewhere). A failure here is the consumer's, as it was when it did this."""
+        self._checkpoint_due = False
+        core = self._core
+        try:
+            self._submit(core.retire_silent(core.now_ms()))
+            # Taken before the fsync: what was written by now is durable once it returns. Not
+            # while an open or seal is pending: a segment still opening holds its bytes in
+            # memory, and one being sealed is made durable by its seal, not by this.
+            durable_ms = None if self._actions else _written_through_ms(core)
+            job = CheckpointJob(self, core.checkpoint_targets(), durable_ms)
+        except Exception as exc:
+            self._fail(exc)
+            return None
+        self._checkpoint_job = job
+        return job
 
     # --- segment I/O --------------------------------------------------------------------------
 

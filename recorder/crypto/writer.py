@@ -273,8 +273,14 @@ class EncryptedSegmentWriter:
         return True
 
     def checkpoint(self) -> None:
+        """Seal the pending partial chunk and fsync (a worker thread; ``write`` may go on
+        meanwhile). After a seal (or discard) there is nothing left to do; after a failure
+        the bytes are not durable, and saying nothing would let the caller report them so
+        (a checkpoint runs beside a seal that may fail)."""
         with self._sync_lock:
             with self._lock:
+                if self._state is WriterState.FAILED:
+                    raise StorageError(f"cannot checkpoint failed segment {self._part}")
                 if self._state is not WriterState.OPEN:
                     return
                 if self._pending:

@@ -29,6 +29,7 @@ from typing import Final
 
 import trio
 
+from recorder.capture.checkpoints import CheckpointCoordinator
 from recorder.capture.core import CaptureConfig
 from recorder.capture.pipeline import run_capture
 from recorder.catalog.base import (
@@ -77,8 +78,11 @@ class Engagement:
         capture_config: CaptureConfig,
         target_credentials: tuple[str, str],
         lease_timers: LeaseTimers,
+        checkpoints: CheckpointCoordinator | None = None,
     ) -> None:
         self.c = components
+        #: The process's checkpoint ticker (the supervisor's); None: the capture ticks alone.
+        self._checkpoints = checkpoints
         self.spec = spec
         self._client_config = client_config
         self._capture_config = replace(
@@ -297,6 +301,7 @@ class Engagement:
                         # Entries go to the catalog as they are sealed; none are kept.
                         keep_entries=False,
                         inline=stream.inline,
+                        checkpoints=self._checkpoints,
                     )
                     stream.end_video()
                     self.status.outcome = manifest.outcome

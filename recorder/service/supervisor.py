@@ -40,6 +40,7 @@ from typing import Final
 
 import trio
 
+from recorder.capture.checkpoints import CheckpointCoordinator
 from recorder.capture.core import CaptureConfig
 from recorder.catalog.base import Lease, RecordingStatus, StreamRow
 from recorder.errors import RecorderError
@@ -89,6 +90,8 @@ class Supervisor:
         self.settings = settings
         self._client_config = client_config
         self._capture_config = capture_config
+        #: One checkpoint ticker for every engagement's capture (started by ``run``).
+        self._checkpoints: CheckpointCoordinator | None = None
         self._credentials = credentials
         self.engagements: dict[str, Engagement] = {}
         #: Every engagement ever started here, for the demo's summary and for tests.
@@ -116,6 +119,8 @@ class Supervisor:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         async with trio.open_nursery() as nursery:
+            self._checkpoints = CheckpointCoordinator(self._capture_config.checkpoint_interval_s)
+            await nursery.start(self._checkpoints.run)
             self._nursery = nursery
             nursery.start_soon(self._rejoin_loop)
             if self.claims is not None:
@@ -312,6 +317,7 @@ class Supervisor:
             lease,
             client_config=self._client_config(spec.product),
             capture_config=self._capture_config,
+            checkpoints=self._checkpoints,
             target_credentials=self._credentials(spec.product),
             lease_timers=LeaseTimers.for_ttl(self.settings.lease_ttl_s),
         )

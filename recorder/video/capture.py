@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from recorder.capture.pipeline import segment_io_limiter
+from recorder.capture.actions import segment_io_limiter
 from recorder.errors import VideoError
 from recorder.rtms._video_outlet import VideoEvent, VideoLoss
 from recorder.sink import SealedSegment, SinkFactory

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import wave
 from collections.abc import Iterable, Iterator
 
@@ -15,6 +16,7 @@ import trio
 
 from recorder.audio.decoder import KEEP_SOURCE, VOICE, OutputFormat
 from recorder.audio.manifest import EngagementManifest, ManifestEntry, SegmentManifestEntry
+from recorder.capture.checkpoints import open_checkpoint_coordinator
 from recorder.capture.core import CaptureConfig
 from recorder.capture.pipeline import run_capture
 from recorder.rtms.events import (
@@ -521,43 +523,78 @@ async def test_a_paced_stream_is_checkpointed_every_interval() -> None:
     assert sinks.sinks[0].checkpoints >= 3
 
 
-#: 64-packet rounds whose checkpoint may find no sink yet: the first segment opens in a worker
-#: thread, a checkpoint before it exists reaches no sink (AudioSegmentWriter.checkpoint), and on
-#: a loaded host that open can outlast a few rounds (44 of 45 and 29 of 30 seen in CI-like runs).
-#: A starved checkpoint would leave a handful, not dozens.
-OPEN_SLACK_ROUNDS = 4
+#: Checkpoints of the audio sink a busy consumer must see (the first may find no sink yet: the
+#: segment opens in a worker thread).
+BUSY_CHECKPOINTS = 5
+
+
+async def checkpointed_while_never_dry(
+    events: Iterable[CaptureEvent],
+) -> tuple[EngagementManifest, MemorySinkFactory, list[CaptureEvent]]:
+    """Feeds ``events`` so the channel never runs dry (refilled, without a schedule point, each
+    time the consumer yields) until the audio sink saw ``BUSY_CHECKPOINTS`` checkpoints, then
+    ends the stream: the consumer is never idle, so only its own snapshots can checkpoint. An
+    offline replay (no clock bound), so an endless stream of events can be fed."""
+    sinks = MemorySinkFactory()
+    send, receive = trio.open_memory_channel[CaptureEvent](256)
+    config = CaptureConfig(checkpoint_interval_s=0.0)
+    manifests: list[EngagementManifest] = []
+    sent: list[CaptureEvent] = []
+
+    def audio_checkpoints() -> int:
+        return sum(s.checkpoints for s in sinks.sinks if s.identity.track == "mixed")
+
+    with trio.fail_after(60):
+        async with open_checkpoint_coordinator(0.0) as ticker, trio.open_nursery() as nursery:
+
+            async def capture_task() -> None:
+                manifests.append(
+                    await run_capture(
+                        receive,
+                        sinks,
+                        recording_id="rec-f",
+                        config=config,
+                        checkpoints=ticker,
+                        clock_ms=None,
+                    )
+                )
+
+            nursery.start_soon(capture_task)
+            async with send:
+                for event in events:
+                    if audio_checkpoints() >= BUSY_CHECKPOINTS:
+                        break
+                    try:
+                        send.send_nowait(event)
+                    except trio.WouldBlock:
+                        await send.send(event)
+                    sent.append(event)
+                await send.send(END)
+    assert audio_checkpoints() >= BUSY_CHECKPOINTS
+    return manifests[0], sinks, sent
 
 
 async def test_a_channel_that_never_runs_dry_is_still_checkpointed() -> None:
-    speech = encode_speech("a", AudioFormat(AudioCodec.L16, 16_000, 1), seconds=60)
-    sinks = MemorySinkFactory()
-    send, receive = trio.open_memory_channel[CaptureEvent](len(speech.packets) + 1)
-    for packet in packets(speech):
-        send.send_nowait(packet)
-    send.send_nowait(END)
-    send.close()
-    config = CaptureConfig(checkpoint_interval_s=0.0)
-    with trio.fail_after(60):
-        manifest = await run_capture(receive, sinks, recording_id="rec-f", config=config)
+    speech = encode_speech("a", AudioFormat(AudioCodec.L16, 16_000, 1), seconds=10)
+    endless = (
+        AudioPacket(
+            "mixed",
+            T0 + index * speech.packet_ms,
+            speech.packets[index % len(speech.packets)],
+            speech.format,
+        )
+        for index in itertools.count()
+    )
+    manifest, sinks, sent = await checkpointed_while_never_dry(endless)
     assert manifest.outcome == "ended"
-    audio = [s for s in sinks.sinks if s.identity.track == "mixed"]
-    # Checked every 64 packets at the latest, with a checkpoint due every time.
-    assert sum(s.checkpoints for s in audio) >= len(speech.packets) // 64 - OPEN_SLACK_ROUNDS
-    assert track_audio(sinks, "mixed").tobytes() == speech.pcm
+    fed = b"".join(event.payload for event in sent if isinstance(event, AudioPacket))
+    assert track_audio(sinks, "mixed").tobytes() == fed
 
 
 async def test_a_channel_of_non_audio_events_that_never_runs_dry_is_still_checkpointed() -> None:
     speech = encode_speech("a", AudioFormat(AudioCodec.L16, 16_000, 1), seconds=1)
-    words = [TranscriptMessage(T0 + i, f"word {i}", user_id="1") for i in range(2_000)]
-    events: list[CaptureEvent] = [*packets(speech, range(30)), *words, END]
-    sinks = MemorySinkFactory()
-    send, receive = trio.open_memory_channel[CaptureEvent](len(events))
-    for event in events:
-        send.send_nowait(event)
-    send.close()
-    config = CaptureConfig(checkpoint_interval_s=0.0)
-    with trio.fail_after(60):
-        manifest = await run_capture(receive, sinks, recording_id="rec-t", config=config)
+    words = (TranscriptMessage(T0 + i, f"word {i}", user_id="1") for i in itertools.count())
+    manifest, _, _ = await checkpointed_while_never_dry(
+        itertools.chain(packets(speech, range(30)), words)
+    )
     assert manifest.outcome == "ended"
-    audio = [s for s in sinks.sinks if s.identity.track == "mixed"]
-    assert sum(s.checkpoints for s in audio) >= len(words) // 64 - OPEN_SLACK_ROUNDS

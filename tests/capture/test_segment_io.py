@@ -12,8 +12,9 @@ import trio.testing
 
 from recorder.audio.manifest import EngagementManifest, ManifestEntry
 from recorder.audio.wav import HEADER_SIZE
+from recorder.capture.actions import segment_io_limiter
 from recorder.capture.core import CaptureConfig
-from recorder.capture.pipeline import run_capture, segment_io_limiter
+from recorder.capture.pipeline import run_capture
 from recorder.errors import StorageError
 from recorder.rtms.events import (
     AudioCodec,

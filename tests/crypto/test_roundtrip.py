@@ -286,6 +286,28 @@ def test_needs_checkpoint_follows_the_interval(tmp_path: Path, keyring: Recordin
     assert sink.state is WriterState.CLOSED
 
 
+def test_a_checkpoint_after_a_failed_seal_raises_naming_the_file(
+    factory: SpoolSinkFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint may run beside the seal of its segment (the shared checkpoint ticker):
+    when that seal's fsync failed, the checkpoint must not return as if the bytes were
+    durable."""
+    sink = factory.open(make_identity())
+    sink.write(b"evidence")
+
+    def refuse(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", refuse)
+    with pytest.raises(StorageError, match="cannot seal"):
+        sink.close()
+    monkeypatch.undo()
+    assert sink.state is WriterState.FAILED
+    with pytest.raises(StorageError, match="cannot checkpoint failed segment") as caught:
+        sink.checkpoint()
+    assert sink.part_path.name in str(caught.value)
+
+
 def test_reader_iterates_once(factory: SpoolSinkFactory, keyring: RecordingKeyring) -> None:
     sealed = write_segment(factory, make_identity(), b"abc")
     assert sealed.path is not None
