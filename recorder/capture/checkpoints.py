@@ -6,7 +6,10 @@ by a deadline once a second, and a worker-thread hop ran the fsyncs while the co
 apart (150 idle tasks, 32 KB write + fsync each a second, this VM): a task's own timer wakeup
 ~300 µs of CPU, its thread hop ~170 µs on the trio thread and ~95 µs in the worker, the fsyncs
 ~250 µs more when 150 run one by one from their own hops; one tick for all of them: ~11 µs on
-the trio thread and ~92 µs in the workers per engagement. Here one task ticks once per
+the trio thread and ~92 µs in the workers per engagement. In ``bench fullpath`` (50 paced
+engagements, quiet host, three alternating pairs against the per-engagement checkpoints) the
+worker threads' share fell from 15-18 to 5-7 µs a message, and the full path from 1.00x to 0.90x
+bare trio-websocket for L16, 1.05x to 0.90x for G.711 (medians). Here one task ticks once per
 interval for all of them:
 
 * At a tick, each member (an engagement's capture, ``CheckpointOwner``) whose consumer is idle
