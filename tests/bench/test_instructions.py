@@ -4,7 +4,10 @@ here: under it one run takes minutes)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,7 +51,24 @@ def test_calls_are_counted_through_callgrinds_name_compression() -> None:
     assert match.group(1) == b"112"
 
 
+@pytest.fixture
+def own_affinity() -> Iterator[None]:
+    """``--inner`` pins its process to one core (valgrind's process, there). Run in this test's
+    process, that pin outlived the test: in every thread started meanwhile too (trio's cached
+    worker threads, which start child processes), so later tests of the same pytest worker ran
+    their children on one core (and OpenBLAS in a child saw one CPU). Every thread gets the
+    process's cores back."""
+    allowed = os.sched_getaffinity(0)
+    try:
+        yield
+    finally:
+        for task in os.listdir("/proc/self/task"):
+            with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+                os.sched_setaffinity(int(task), allowed)
+
+
 @pytest.mark.parametrize("tls", [False, True], ids=["ws", "wss"])
+@pytest.mark.usefixtures("own_affinity")
 def test_the_measured_side_records_a_short_slowed_stream(tmp_path: Path, tls: bool) -> None:
     result = tmp_path / "result.json"
     options: list[str] = []
