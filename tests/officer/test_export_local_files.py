@@ -29,6 +29,7 @@ from recorder.service.demo import demo_config
 from recorder.store.base import LocalObjects
 from recorder.store.local import LocalStore, encode_component
 from tests.crypto.conftest import make_keyring
+from tests.officer.test_export_failure import _cut_end, _flip_middle
 
 
 class Counted:
@@ -135,19 +136,6 @@ async def test_the_direct_file_path_writes_the_streamed_paths_bundle_byte_for_by
         manifest_json(tmp_path / side)["recordings"][0]["files"] for side in ("direct", "streamed")
     ]  # type: ignore[index]
     assert files[0] == files[1]
-
-
-def _flip_middle(path: Path) -> None:
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    os.chmod(path, 0o600)
-    path.write_bytes(bytes(data))
-
-
-def _cut_end(path: Path) -> None:
-    data = path.read_bytes()
-    os.chmod(path, 0o600)
-    path.write_bytes(data[: len(data) - 100])
 
 
 @pytest.mark.timeout(240)
