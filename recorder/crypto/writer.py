@@ -182,6 +182,9 @@ class EncryptedSegmentWriter:
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._state = WriterState.OPEN
+        #: Why the segment failed, when a checkpoint in a worker thread failed it: the owner's
+        #: next write raises it, naming the file, instead of a bare protocol error.
+        self._failure: StorageError | None = None
         try:
             self._fd = os.open(
                 self._part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
@@ -236,6 +239,8 @@ class EncryptedSegmentWriter:
     def write(self, data: bytes) -> None:
         with self._lock:
             if self._state is not WriterState.OPEN:
+                if self._failure is not None:
+                    raise StorageError(f"{self._failure} (before this write)") from self._failure
                 raise LocalProtocolError(f"write to a {self._state.value} segment {self._path}")
             size = len(data)
             pending = self._pending
@@ -296,8 +301,11 @@ class EncryptedSegmentWriter:
                     fsync_directory(self._part.parent)
                     self._dir_unsynced = False
             except OSError as exc:
-                self._fail()
-                raise _storage_error(exc, "cannot fsync", self._part) from exc
+                error = _storage_error(exc, "cannot fsync", self._part)
+                # Under the write lock: the owner may be writing to this descriptor right now.
+                with self._lock:
+                    self._fail(error)
+                raise error from exc
 
     def adopt(self) -> None:
         """A spare becomes the track's live segment: moved to where crash recovery finds it.
@@ -419,8 +427,9 @@ class EncryptedSegmentWriter:
             written = os.write(self._fd, view)
             view = view[written:]
 
-    def _fail(self) -> None:
+    def _fail(self, cause: StorageError | None = None) -> None:
         if self._state is WriterState.OPEN:
+            self._failure = cause
             self._state = WriterState.FAILED
             try:
                 os.close(self._fd)

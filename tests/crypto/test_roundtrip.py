@@ -308,6 +308,27 @@ def test_a_checkpoint_after_a_failed_seal_raises_naming_the_file(
     assert sink.part_path.name in str(caught.value)
 
 
+def test_a_write_after_a_failed_checkpoint_raises_its_storage_error(
+    factory: SpoolSinkFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoint ticker fsyncs in a worker thread while the owner goes on writing: the
+    owner's next write must raise why the segment failed, naming it, not a protocol error."""
+    sink = factory.open(make_identity())
+    sink.write(b"evidence")
+
+    def refuse(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", refuse)
+    with pytest.raises(StorageError, match="cannot fsync"):
+        sink.checkpoint()
+    monkeypatch.undo()
+    assert sink.state is WriterState.FAILED
+    with pytest.raises(StorageError, match="cannot fsync") as caught:
+        sink.write(b"more")
+    assert sink.part_path.name in str(caught.value)
+
+
 def test_reader_iterates_once(factory: SpoolSinkFactory, keyring: RecordingKeyring) -> None:
     sealed = write_segment(factory, make_identity(), b"abc")
     assert sealed.path is not None
