@@ -220,9 +220,12 @@ class Target:
         self.gate = gate
         self.fail = fail
         self.started = threading.Event()
+        #: This target's checkpoint began (``started`` may be shared by several targets).
+        self.entered = False
         self.checkpoints = 0
 
     def checkpoint(self) -> None:
+        self.entered = True
         self.started.set()
         if self.gate is not None:
             self.gate.wait(10)
@@ -239,33 +242,48 @@ async def test_members_joining_leaving_and_cancelled_mid_tick_lose_no_job() -> N
     """Every job a tick took is told exactly once: run (completed), failed (its own error, the
     others of its hop still run) or never run (the ticker was cancelled before its hop)."""
     gate = threading.Event()
-    stalled = Target(gate)
-    failing = Target(fail=True)
-    a, b, c = Member("a", [stalled]), Member("b", [failing, Target()]), Member("c", [Target()])
+    a = Member("a", [Target(gate)])
+    b = Member("b", [Target(gate, fail=True), Target()])
+    c = Member("c", [Target(gate)])
     late = Member("late", [Target()])
     coordinator = CheckpointCoordinator(0.05, limiter=trio.CapacityLimiter(1), max_hops=3)
+    members = (a, b, c)
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             await nursery.start(coordinator.run)
-            for member in (a, b, c):
+            for member in members:
                 coordinator.join(member)
-            # The first tick's hops: a's stalls the only thread; b's and c's wait for it.
-            await _wait_thread_event(stalled.started)
+            # The first tick's three hops: whichever trio schedules first holds the only
+            # thread, stalled on its disk; the other two wait for the limiter.
+            first = await _first_started(members)
             coordinator.join(late)  # joins mid-tick: next tick
             coordinator.leave(c)  # leaves mid-tick: its queued job is still told
             nursery.cancel_scope.cancel()
             gate.set()  # the running hop finishes; the cancel is then delivered
-    for member in (a, b, c):
+    for member in members:
         assert len(member.ticked) == 1
         assert member.done == member.ticked
         assert member.in_flight is None
-    assert a.done[0].completed
-    assert stalled.checkpoints == 1
-    # b and c waited for the limiter when the ticker was cancelled: never run, not failed.
-    assert not b.done[0].completed
-    assert b.done[0].failure is None
-    assert not c.done[0].completed
+    ran = first.done[0]
+    assert ran.completed is (first is not b)
+    assert (ran.failure is not None) is (first is b)
+    # The other two waited for the limiter when the ticker was cancelled: never run, not failed.
+    for member in members:
+        if member is not first:
+            assert not member.done[0].completed
+            assert member.done[0].failure is None
+            assert all(target.checkpoints == 0 for target in member.targets)
     assert late.ticked == late.done == []
+
+
+async def _first_started(members: tuple[Member, ...]) -> Member:
+    """The member whose first target's checkpoint began first (it holds the worker thread)."""
+    began = threading.Event()
+    for member in members:
+        member.targets[0].started = began
+    await _wait_thread_event(began)
+    [first] = [member for member in members if member.targets[0].entered]
+    return first
 
 
 async def test_a_failing_target_fails_only_its_own_job() -> None:
