@@ -18,7 +18,13 @@ from hypothesis import strategies as st
 from recorder.crypto import _format as fmt
 from recorder.crypto.keyring import RecordingKeyring
 from recorder.crypto.reader import SegmentReader, digest_segment, iter_plaintext, read_header
-from recorder.crypto.writer import SPARE_DIR, SpoolSinkFactory, WriterState, segment_file_name
+from recorder.crypto.writer import (
+    SPARE_DIR,
+    EncryptedSegmentWriter,
+    SpoolSinkFactory,
+    WriterState,
+    segment_file_name,
+)
 from recorder.errors import HeaderMismatch, LocalProtocolError, StorageError
 from recorder.sink import EvidenceSink, SegmentIdentity, SinkFactory
 
@@ -286,12 +292,10 @@ def test_needs_checkpoint_follows_the_interval(tmp_path: Path, keyring: Recordin
     assert sink.state is WriterState.CLOSED
 
 
-def test_a_checkpoint_after_a_failed_seal_raises_naming_the_file(
-    factory: SpoolSinkFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A checkpoint may run beside the seal of its segment (the shared checkpoint ticker):
-    when that seal's fsync failed, the checkpoint must not return as if the bytes were
-    durable."""
+def _failed_by_fsync(
+    factory: SpoolSinkFactory, monkeypatch: pytest.MonkeyPatch, step: str, error: str
+) -> EncryptedSegmentWriter:
+    """A segment with some evidence whose ``step`` (close or checkpoint) hit a failing fsync."""
     sink = factory.open(make_identity())
     sink.write(b"evidence")
 
@@ -299,10 +303,20 @@ def test_a_checkpoint_after_a_failed_seal_raises_naming_the_file(
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(os, "fsync", refuse)
-    with pytest.raises(StorageError, match="cannot seal"):
-        sink.close()
+    with pytest.raises(StorageError, match=error):
+        getattr(sink, step)()
     monkeypatch.undo()
     assert sink.state is WriterState.FAILED
+    return sink
+
+
+def test_a_checkpoint_after_a_failed_seal_raises_naming_the_file(
+    factory: SpoolSinkFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint may run beside the seal of its segment (the shared checkpoint ticker):
+    when that seal's fsync failed, the checkpoint must not return as if the bytes were
+    durable."""
+    sink = _failed_by_fsync(factory, monkeypatch, "close", "cannot seal")
     with pytest.raises(StorageError, match="cannot checkpoint failed segment") as caught:
         sink.checkpoint()
     assert sink.part_path.name in str(caught.value)
@@ -313,17 +327,7 @@ def test_a_write_after_a_failed_checkpoint_raises_its_storage_error(
 ) -> None:
     """The checkpoint ticker fsyncs in a worker thread while the owner goes on writing: the
     owner's next write must raise why the segment failed, naming it, not a protocol error."""
-    sink = factory.open(make_identity())
-    sink.write(b"evidence")
-
-    def refuse(fd: int) -> None:
-        raise OSError(5, "Input/output error")
-
-    monkeypatch.setattr(os, "fsync", refuse)
-    with pytest.raises(StorageError, match="cannot fsync"):
-        sink.checkpoint()
-    monkeypatch.undo()
-    assert sink.state is WriterState.FAILED
+    sink = _failed_by_fsync(factory, monkeypatch, "checkpoint", "cannot fsync")
     with pytest.raises(StorageError, match="cannot fsync") as caught:
         sink.write(b"more")
     assert sink.part_path.name in str(caught.value)

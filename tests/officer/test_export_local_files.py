@@ -27,9 +27,9 @@ from recorder.officer.bundle.wavio import TrackAbandoned
 from recorder.service.components import Components, open_components
 from recorder.service.demo import demo_config
 from recorder.store.base import LocalObjects
-from recorder.store.local import LocalStore, encode_component
+from recorder.store.local import LocalStore
 from tests.crypto.conftest import make_keyring
-from tests.officer.test_export_failure import _cut_end, _flip_middle
+from tests.officer.test_export_failure import _cut_end, _flip_middle, _object_path
 
 
 class Counted:
@@ -67,12 +67,6 @@ def _counted(c: Components, *, direct: bool) -> tuple[Components, Counted]:
     assert isinstance(c.store, LocalStore)
     store = CountedFiles(c.store) if direct else Counted(c.store)
     return dataclasses.replace(c, store=store), store  # type: ignore[arg-type]
-
-
-def _object_path(c: Components, object_key: str) -> Path:
-    root = c.config.storage.local_store_path
-    assert root is not None
-    return root.joinpath(*(encode_component(part) for part in object_key.split("/")))
 
 
 async def _export(c: Components, recording_id: str, out: Path, key: Path) -> None:
