@@ -13,8 +13,11 @@ import hashlib
 import hmac
 import io
 import json
+import resource
+import signal
 import wave
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -76,3 +79,17 @@ async def sealed_records(c: Components, detail: RecordingDetail) -> list[dict[st
         for line in (await decrypted(c, row)).decode().splitlines()
         if line.strip()
     ]
+
+
+@contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """Writes past ``limit`` bytes of a file fail with ``EFBIG``, as the kernel does for a full
+    disk with ``ENOSPC``: a real refusal, for this process only (its main thread must call)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)

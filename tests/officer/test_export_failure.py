@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 import threading
 from pathlib import Path
@@ -32,18 +33,20 @@ from recorder.errors import (
     StoreUnavailable,
 )
 from recorder.officer.bundle import export as bundle_export
+from recorder.officer.bundle import wavio
 from recorder.officer.bundle.export import export_bundle
 from recorder.officer.bundle.failure import root_cause
 from recorder.officer.bundle.pipe import Pipe, PipeAborted
 from recorder.officer.bundle.plan import plan_track
 from recorder.officer.bundle.signing import generate_signing_key, load_signing_key
-from recorder.officer.bundle.wavio import TrackAbandoned, TrackProgress
+from recorder.officer.bundle.wavio import BundleWriteFailed, TrackAbandoned, TrackProgress
 from recorder.service.components import Components, open_components
 from recorder.service.demo import demo_config
 from recorder.sink import SegmentIdentity
 from recorder.store.local import encode_component
 from recorder.store.memory import MemoryStore
 from tests.crypto.conftest import make_keyring
+from tests.officer.support import file_size_limit
 
 ROOT = DecryptionFailed("rec/channel-caller/000002.wav.rec: chunk 3 failed authentication")
 
@@ -278,6 +281,24 @@ async def test_a_store_that_fails_mid_track_is_named_and_leaves_nothing(
         failure = await _failed_export(c, recording_id, tmp_path)
     assert not isinstance(failure, (TrackAbandoned, PipeAborted)), repr(failure)
     assert seg.object_key in str(failure)
+
+
+async def test_a_full_disk_names_the_bundle_file_not_the_object_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel refuses a write of the bundle half way (a file size limit, as a full disk
+    would): the error names the file being written, not an object of the evidence, and nothing
+    is left behind."""
+    monkeypatch.setattr(wavio, "BUFFER_BYTES", 64 << 10)
+    async with open_components(demo_config(tmp_path / "state")) as c:
+        recording_id = await seal_call(c, 60, segment_s=20)
+        with file_size_limit(1 << 20):
+            failure = await _failed_export(c, recording_id, tmp_path)
+    assert isinstance(failure, BundleWriteFailed), repr(failure)
+    assert re.search(r"/channel-\w+\.wav: cannot write: File too large$", str(failure)), str(
+        failure
+    )
+    assert f"/{recording_id}/audio/" in str(failure)
 
 
 # --- one track's thread over both kinds of stored object -------------------------------------

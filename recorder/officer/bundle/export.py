@@ -68,7 +68,7 @@ from recorder.officer.bundle.pipe import Pipe, PipeAborted
 from recorder.officer.bundle.plan import Filler, Placed, TrackPlan, plan_track
 from recorder.officer.bundle.publish import publish
 from recorder.officer.bundle.signing import key_id, sign
-from recorder.officer.bundle.wavio import SegmentSink, TrackProgress, WavWriter
+from recorder.officer.bundle.wavio import BundleWriteFailed, SegmentSink, TrackProgress, WavWriter
 from recorder.officer.opaque import is_opaque, recovered_copy
 from recorder.officer.verify import IN_MEMORY_BYTES
 from recorder.service.components import Components, now_ms
@@ -403,6 +403,8 @@ def _track_thread(
             )
             try:
                 _copy_segment(keyring, seg, sink, pipe)
+            except BundleWriteFailed:
+                raise  # names the bundle file: the stored object is not at fault
             except RecorderError as exc:
                 raise _named(exc, seg.object_key) from exc
             except OSError as exc:

@@ -54,6 +54,11 @@ def wav_header(*, sample_rate: int, channels: int, frames: int) -> bytes:
     )
 
 
+class BundleWriteFailed(StorageError):
+    """A bundle file could not be written (a full disk, a file size limit, an I/O error): the
+    message names the file being written, not the stored object being read."""
+
+
 class TrackAbandoned(StorageError):
     """A track being read for the listening file failed (its own error says why)."""
 
@@ -182,7 +187,10 @@ class WavWriter:
     def _flush(self) -> None:
         view = self._view[: self._fill]
         while len(view):
-            done = os.write(self._fd, view)
+            try:
+                done = os.write(self._fd, view)
+            except OSError as exc:
+                raise BundleWriteFailed(f"{self.path}: cannot write: {exc.strerror}") from exc
             view = view[done:]
         self._flushed += self._fill
         self._fill = 0
@@ -193,7 +201,10 @@ class WavWriter:
         """Flush and fsync; returns (sha256, size). Raises if fewer frames were written."""
         try:
             self._flush()
-            os.fsync(self._fd)
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                raise BundleWriteFailed(f"{self.path}: cannot sync: {exc.strerror}") from exc
         except BaseException:
             self.abort()
             raise
