@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import io
 import json
 import os
 import shutil
@@ -68,7 +69,13 @@ from recorder.officer.bundle.pipe import Pipe, PipeAborted
 from recorder.officer.bundle.plan import Filler, Placed, TrackPlan, plan_track
 from recorder.officer.bundle.publish import publish
 from recorder.officer.bundle.signing import key_id, sign
-from recorder.officer.bundle.wavio import BundleWriteFailed, SegmentSink, TrackProgress, WavWriter
+from recorder.officer.bundle.wavio import (
+    BundleFile,
+    BundleWriteFailed,
+    SegmentSink,
+    TrackProgress,
+    WavWriter,
+)
 from recorder.officer.opaque import is_opaque, recovered_copy
 from recorder.officer.verify import IN_MEMORY_BYTES
 from recorder.service.components import Components, now_ms
@@ -445,9 +452,10 @@ async def _write_track(
 async def _export_records(
     c: Components, detail: RecordingDetail, rdir: Path, tally: _Tally
 ) -> transcript.RecordsSplitter:
-    chat_fd = os.open(rdir / "chat.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    events_fd = os.open(rdir / "events.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(chat_fd, "wb") as chat, os.fdopen(events_fd, "wb") as events:
+    with (
+        io.BufferedWriter(BundleFile(rdir / "chat.json")) as chat,
+        io.BufferedWriter(BundleFile(rdir / "events.json")) as events,
+    ):
         splitter = transcript.RecordsSplitter(chat, events)
         # Video records are MP4, not JSON lines (``recorder.video.export`` takes them).
         rows = [r for r in detail.records if r.kind not in VIDEO_RECORD_KINDS]
@@ -472,6 +480,8 @@ async def _export_records(
 
             try:
                 await with_object(c, row, split)
+            except BundleWriteFailed:
+                raise  # names the bundle file: the stored object is not at fault
             except RecorderError as exc:
                 raise _named(exc, row.object_key) from exc
             except (OSError, ValueError) as exc:
@@ -638,8 +648,7 @@ async def _export_recording(
         ("transcript.vtt", transcript.write_vtt),
     ):
         path = rdir / name
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
+        with io.BufferedWriter(BundleFile(path)) as handle:
             writer_fn(handle, splitter.cues, zero_ms)
     for name, kind in (
         ("transcript.txt", "transcript_text"),
@@ -790,8 +799,14 @@ async def export_bundle(
             "recordings": entries,
         }
         body = canonical(manifest)
-        create_synced(root / MANIFEST_NAME, body)
-        create_synced(root / SIGNATURE_NAME, sign(signing_key, body).to_json())
+        for name, data in (
+            (MANIFEST_NAME, body),
+            (SIGNATURE_NAME, sign(signing_key, body).to_json()),
+        ):
+            try:
+                create_synced(root / name, data)
+            except OSError as exc:
+                raise BundleWriteFailed.of(root / name, exc) from exc
         (root / OWNER_FILE).unlink()
         _fsync_tree(root)
         publish(root, out_dir)

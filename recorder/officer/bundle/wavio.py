@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import os
 import struct
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from recorder.audio.wav import HEADER_SIZE, MAX_DATA_LENGTH
 from recorder.errors import DigestMismatch, IntegrityError, StorageError
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 PLAIN_HEADER_SIZE: Final = 44
 #: Bytes gathered before one ``write``: large writes, and the kernel's copy in big steps.
@@ -57,6 +61,26 @@ def wav_header(*, sample_rate: int, channels: int, frames: int) -> bytes:
 class BundleWriteFailed(StorageError):
     """A bundle file could not be written (a full disk, a file size limit, an I/O error): the
     message names the file being written, not the stored object being read."""
+
+    @classmethod
+    def of(cls, path: Path, exc: OSError) -> BundleWriteFailed:
+        return cls(f"{path}: cannot write: {exc.strerror or exc}")
+
+
+class BundleFile(io.FileIO):
+    """A small bundle file (records, transcripts) created 0600, never over an existing file,
+    whose failed writes raise ``BundleWriteFailed`` naming it. Raised here, not by the caller:
+    its writes happen inside the code that reads an object, which names the object."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+        self.path = path
+
+    def write(self, data: ReadableBuffer) -> int:
+        try:
+            return super().write(data)
+        except OSError as exc:
+            raise BundleWriteFailed.of(self.path, exc) from exc
 
 
 class TrackAbandoned(StorageError):
@@ -190,7 +214,7 @@ class WavWriter:
             try:
                 done = os.write(self._fd, view)
             except OSError as exc:
-                raise BundleWriteFailed(f"{self.path}: cannot write: {exc.strerror}") from exc
+                raise BundleWriteFailed.of(self.path, exc) from exc
             view = view[done:]
         self._flushed += self._fill
         self._fill = 0
@@ -204,7 +228,7 @@ class WavWriter:
             try:
                 os.fsync(self._fd)
             except OSError as exc:
-                raise BundleWriteFailed(f"{self.path}: cannot sync: {exc.strerror}") from exc
+                raise BundleWriteFailed.of(self.path, exc) from exc
         except BaseException:
             self.abort()
             raise
