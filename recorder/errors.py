@@ -30,6 +30,7 @@ boto3, PyAV, psycopg, cryptography) are translated at the module that calls the 
     │   ├── StoreMisconfigured ..... bucket Object Lock / versioning differ from policy
     │   ├── UploadFailed
     │   ├── DiskFull
+    │   ├── BundleWriteFailed ...... an export bundle's file could not be written (names it)
     │   └── SpoolJobUnreadable ..... one spool job file cannot be parsed (that job is set aside)
     ├── CatalogError ............... the catalog could not do its job (never "store down")
     ├── LeaseLost .................. another process owns the stream now (a verdict, not a fault)
@@ -70,6 +71,11 @@ Exit codes follow borg's ranges: 0 success, 1 warning, 2 generic error, 3-99 spe
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class RecorderError(Exception):
@@ -216,6 +222,15 @@ class UploadFailed(StorageError):
 
 class DiskFull(StorageError):
     pass
+
+
+class BundleWriteFailed(StorageError):
+    """An export bundle's file could not be written (a full disk, a file size limit, an I/O
+    error): the message names the file being written, not the stored object being read."""
+
+    @classmethod
+    def of(cls, path: Path, exc: OSError) -> BundleWriteFailed:
+        return cls(f"{path}: cannot write: {exc.strerror or exc}")
 
 
 class SpoolJobUnreadable(StorageError):

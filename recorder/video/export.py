@@ -26,7 +26,7 @@ from pathlib import Path
 import trio
 
 from recorder.catalog.base import RecordFileRow, RecordingDetail
-from recorder.errors import DigestMismatch, VideoError
+from recorder.errors import BundleWriteFailed, DigestMismatch, VideoError
 from recorder.video.remux import TrackJoiner, hash_file, mux_with_audio
 from recorder.video.track import VIDEO_RECORD_KINDS
 
@@ -78,10 +78,13 @@ async def export_video(
             ) -> None:
                 hasher = hashlib.sha256()
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as handle:
-                    for chunk in chunks:
-                        hasher.update(chunk)
-                        handle.write(chunk)
+                try:
+                    with os.fdopen(fd, "wb") as handle:
+                        for chunk in chunks:
+                            hasher.update(chunk)
+                            handle.write(chunk)
+                except OSError as exc:  # the bundle's disk, not the object being read
+                    raise BundleWriteFailed.of(tmp, exc) from exc
                 if expected is not None and not hmac.compare_digest(hasher.hexdigest(), expected):
                     raise DigestMismatch(
                         f"{row.object_key}: decrypted content differs from the digest sealed "

@@ -26,6 +26,7 @@ from recorder.catalog.base import SegmentRow, UploadState
 from recorder.crypto.opaque import OPAQUE_PLAINTEXT_DIGEST
 from recorder.crypto.writer import SpoolSinkFactory
 from recorder.errors import (
+    BundleWriteFailed,
     DecryptionFailed,
     DigestMismatch,
     IntegrityError,
@@ -39,7 +40,7 @@ from recorder.officer.bundle.failure import root_cause
 from recorder.officer.bundle.pipe import Pipe, PipeAborted
 from recorder.officer.bundle.plan import plan_track
 from recorder.officer.bundle.signing import generate_signing_key, load_signing_key
-from recorder.officer.bundle.wavio import BundleWriteFailed, TrackAbandoned, TrackProgress
+from recorder.officer.bundle.wavio import TrackAbandoned, TrackProgress
 from recorder.service.components import Components, open_components
 from recorder.service.demo import demo_config
 from recorder.sink import SegmentIdentity

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from recorder.errors import BundleWriteFailed
 from recorder.officer.bundle import wavio
 from recorder.officer.bundle.wavio import (
     PLAIN_HEADER_SIZE,
     BundleFile,
-    BundleWriteFailed,
     TrackProgress,
     WavWriter,
     wav_header,

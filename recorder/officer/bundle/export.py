@@ -53,7 +53,13 @@ from recorder.crypto.keyring import SegmentKeyOpener
 from recorder.crypto.opener import SegmentOpener
 from recorder.crypto.reader import iter_plaintext
 from recorder.durable import create_synced, fsync_directory
-from recorder.errors import DigestMismatch, HeaderMismatch, RecorderError, StorageError
+from recorder.errors import (
+    BundleWriteFailed,
+    DigestMismatch,
+    HeaderMismatch,
+    RecorderError,
+    StorageError,
+)
 from recorder.officer.bundle import listening, transcript
 from recorder.officer.bundle.failure import root_cause
 from recorder.officer.bundle.manifest import (
@@ -71,7 +77,6 @@ from recorder.officer.bundle.publish import publish
 from recorder.officer.bundle.signing import key_id, sign
 from recorder.officer.bundle.wavio import (
     BundleFile,
-    BundleWriteFailed,
     SegmentSink,
     TrackProgress,
     WavWriter,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from recorder.audio.wav import HEADER_SIZE, MAX_DATA_LENGTH
-from recorder.errors import DigestMismatch, IntegrityError, StorageError
+from recorder.errors import BundleWriteFailed, DigestMismatch, IntegrityError, StorageError
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -56,15 +56,6 @@ def wav_header(*, sample_rate: int, channels: int, frames: int) -> bytes:
         b"data",
         data_length,
     )
-
-
-class BundleWriteFailed(StorageError):
-    """A bundle file could not be written (a full disk, a file size limit, an I/O error): the
-    message names the file being written, not the stored object being read."""
-
-    @classmethod
-    def of(cls, path: Path, exc: OSError) -> BundleWriteFailed:
-        return cls(f"{path}: cannot write: {exc.strerror or exc}")
 
 
 class BundleFile(io.FileIO):
