@@ -18,9 +18,16 @@ Rules:
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from recorder.errors import BundleWriteFailed
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 #: Mode of a file written by ``write_durably`` unless the caller says otherwise.
 PRIVATE_FILE_MODE = 0o600
@@ -114,3 +121,20 @@ def _naming(exc: OSError, what: str, path: Path) -> OSError:
     # OSError(errno, ...) picks the matching subclass (FileNotFoundError, ...); strerror carries
     # the path too, for callers that report only ``exc.strerror``.
     return OSError(exc.errno, f"{what} {path}: {exc.strerror}")
+
+
+class BundleFile(io.FileIO):
+    """A file of an export bundle (records, transcripts, video) created 0600, never over an
+    existing file, whose failed writes raise ``BundleWriteFailed`` naming it. Raised here, not
+    by the caller: its writes happen inside the code that reads an object, which would name the
+    object. Wrap it in ``io.BufferedWriter`` for small writes."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+        self.path = path
+
+    def write(self, data: ReadableBuffer) -> int:
+        try:
+            return super().write(data)
+        except OSError as exc:
+            raise BundleWriteFailed.of(self.path, exc) from exc

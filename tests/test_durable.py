@@ -1,8 +1,10 @@
-"""``recorder.durable``: directory fsync and whole-or-nothing writes, on real directories."""
+"""``recorder.durable``: directory fsync, whole-or-nothing writes and bundle files, on real
+directories."""
 
 from __future__ import annotations
 
 import errno
+import io
 import os
 import stat
 from collections.abc import Iterator
@@ -10,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from recorder.durable import create_synced, fsync_directory, make_durable_dir, write_durably
+from recorder.durable import (
+    BundleFile,
+    create_synced,
+    fsync_directory,
+    make_durable_dir,
+    write_durably,
+)
+from recorder.errors import BundleWriteFailed
 
 
 @pytest.fixture
@@ -130,3 +139,23 @@ def test_make_durable_dir_makes_private_parents(tmp_path: Path) -> None:
     make_durable_dir(deep)  # already there: nothing to do, no error
     for directory in (tmp_path / "a", tmp_path / "a" / "b", deep):
         assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+
+
+def test_a_bundle_file_on_a_full_disk_names_itself_through_its_buffer(
+    tiny_filesystem: Path,
+) -> None:
+    """A real ENOSPC: the refusal surfaces when the buffer flushes, inside whatever code was
+    writing, still naming the bundle file; the file is private and never made over another."""
+    path = tiny_filesystem / "events.json"
+
+    def write_events() -> None:
+        with io.BufferedWriter(BundleFile(path)) as out:
+            for _ in range(100):
+                out.write(bytes(4096))
+
+    with pytest.raises(BundleWriteFailed) as caught:
+        write_events()
+    assert str(caught.value) == f"{path}: cannot write: No space left on device"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    with pytest.raises(FileExistsError):
+        BundleFile(path)

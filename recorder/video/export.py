@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
+import io
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +26,8 @@ from pathlib import Path
 import trio
 
 from recorder.catalog.base import RecordFileRow, RecordingDetail
-from recorder.errors import BundleWriteFailed, DigestMismatch, VideoError
+from recorder.durable import BundleFile
+from recorder.errors import DigestMismatch, VideoError
 from recorder.video.remux import TrackJoiner, hash_file, mux_with_audio
 from recorder.video.track import VIDEO_RECORD_KINDS
 
@@ -77,14 +78,10 @@ async def export_video(
                 joiner: TrackJoiner = joiner,
             ) -> None:
                 hasher = hashlib.sha256()
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                try:
-                    with os.fdopen(fd, "wb") as handle:
-                        for chunk in chunks:
-                            hasher.update(chunk)
-                            handle.write(chunk)
-                except OSError as exc:  # the bundle's disk, not the object being read
-                    raise BundleWriteFailed.of(tmp, exc) from exc
+                with io.BufferedWriter(BundleFile(tmp)) as handle:
+                    for chunk in chunks:
+                        hasher.update(chunk)
+                        handle.write(chunk)
                 if expected is not None and not hmac.compare_digest(hasher.hexdigest(), expected):
                     raise DigestMismatch(
                         f"{row.object_key}: decrypted content differs from the digest sealed "

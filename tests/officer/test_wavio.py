@@ -5,7 +5,6 @@ the disk refuses names the file."""
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from pathlib import Path
 
@@ -17,7 +16,6 @@ from recorder.errors import BundleWriteFailed
 from recorder.officer.bundle import wavio
 from recorder.officer.bundle.wavio import (
     PLAIN_HEADER_SIZE,
-    BundleFile,
     TrackProgress,
     WavWriter,
     wav_header,
@@ -129,23 +127,3 @@ def test_a_write_the_disk_refuses_names_the_bundle_file_and_leaves_the_writer_cl
     writer.abort()
     assert str(caught.value) == f"{path}: cannot write: File too large"
     assert writer._fd == -1
-
-
-def test_a_small_bundle_file_the_disk_refuses_names_itself_through_its_buffer(
-    tmp_path: Path,
-) -> None:
-    """Records and transcripts are written through a buffer: the refusal surfaces when it
-    flushes, inside whatever code was writing, still naming the bundle file."""
-    path = tmp_path / "events.json"
-
-    def write_events() -> None:
-        with io.BufferedWriter(BundleFile(path)) as out:
-            for _ in range(4):
-                out.write(bytes(ALIGN))
-
-    with file_size_limit(ALIGN), pytest.raises(BundleWriteFailed) as caught:
-        write_events()
-    assert str(caught.value) == f"{path}: cannot write: File too large"
-    assert oct(path.stat().st_mode & 0o777) == "0o600"
-    with pytest.raises(FileExistsError):
-        BundleFile(path)

@@ -52,7 +52,7 @@ from recorder.crypto._format import SegmentHeader
 from recorder.crypto.keyring import SegmentKeyOpener
 from recorder.crypto.opener import SegmentOpener
 from recorder.crypto.reader import iter_plaintext
-from recorder.durable import create_synced, fsync_directory
+from recorder.durable import BundleFile, create_synced, fsync_directory
 from recorder.errors import (
     BundleWriteFailed,
     DigestMismatch,
@@ -75,12 +75,7 @@ from recorder.officer.bundle.pipe import Pipe, PipeAborted
 from recorder.officer.bundle.plan import Filler, Placed, TrackPlan, plan_track
 from recorder.officer.bundle.publish import publish
 from recorder.officer.bundle.signing import key_id, sign
-from recorder.officer.bundle.wavio import (
-    BundleFile,
-    SegmentSink,
-    TrackProgress,
-    WavWriter,
-)
+from recorder.officer.bundle.wavio import SegmentSink, TrackProgress, WavWriter
 from recorder.officer.opaque import is_opaque, recovered_copy
 from recorder.officer.verify import IN_MEMORY_BYTES
 from recorder.service.components import Components, now_ms

@@ -13,19 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import os
 import struct
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from recorder.audio.wav import HEADER_SIZE, MAX_DATA_LENGTH
 from recorder.errors import BundleWriteFailed, DigestMismatch, IntegrityError, StorageError
-
-if TYPE_CHECKING:
-    from _typeshed import ReadableBuffer
 
 PLAIN_HEADER_SIZE: Final = 44
 #: Bytes gathered before one ``write``: large writes, and the kernel's copy in big steps.
@@ -56,22 +52,6 @@ def wav_header(*, sample_rate: int, channels: int, frames: int) -> bytes:
         b"data",
         data_length,
     )
-
-
-class BundleFile(io.FileIO):
-    """A small bundle file (records, transcripts) created 0600, never over an existing file,
-    whose failed writes raise ``BundleWriteFailed`` naming it. Raised here, not by the caller:
-    its writes happen inside the code that reads an object, which names the object."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
-        self.path = path
-
-    def write(self, data: ReadableBuffer) -> int:
-        try:
-            return super().write(data)
-        except OSError as exc:
-            raise BundleWriteFailed.of(self.path, exc) from exc
 
 
 class TrackAbandoned(StorageError):
