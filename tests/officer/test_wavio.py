@@ -25,20 +25,20 @@ from tests.officer.support import file_size_limit
 pytestmark = pytest.mark.timeout(120)
 
 RATE = 8000
-ALIGN = 4096
+BLOCK = 4096
 
 #: ("write", bytes), ("place", bytes) through reserve/commit, ("silence", frames)
 OPERATIONS = st.lists(
     st.one_of(
         st.tuples(
             st.just("write"),
-            st.binary(min_size=0, max_size=3 * ALIGN).map(lambda b: b[: len(b) - len(b) % 2]),
+            st.binary(min_size=0, max_size=3 * BLOCK).map(lambda b: b[: len(b) - len(b) % 2]),
         ),
         st.tuples(
             st.just("place"),
-            st.binary(min_size=2, max_size=3 * ALIGN).map(lambda b: b[: len(b) - len(b) % 2]),
+            st.binary(min_size=2, max_size=3 * BLOCK).map(lambda b: b[: len(b) - len(b) % 2]),
         ),
-        st.tuples(st.just("silence"), st.integers(0, 3 * ALIGN)),
+        st.tuples(st.just("silence"), st.integers(0, 3 * BLOCK)),
     ),
     max_size=20,
 )
@@ -80,7 +80,7 @@ class Recorded(TrackProgress):
 
 @pytest.fixture
 def small_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(wavio, "BUFFER_BYTES", 2 * ALIGN)
+    monkeypatch.setattr(wavio, "BUFFER_BYTES", 2 * BLOCK)
 
 
 @settings(
@@ -118,11 +118,11 @@ def test_a_write_the_disk_refuses_names_the_bundle_file_and_leaves_the_writer_cl
 ) -> None:
     """A real refusal by the kernel: a file size limit (``EFBIG``), met in the middle of the
     file."""
-    monkeypatch.setattr(wavio, "BUFFER_BYTES", 4 * ALIGN)
+    monkeypatch.setattr(wavio, "BUFFER_BYTES", 4 * BLOCK)
     path = tmp_path / "t.wav"
-    audio = bytes(64 * ALIGN)
+    audio = bytes(64 * BLOCK)
     writer = WavWriter(path, sample_rate=RATE, channels=1, frames=len(audio) // 2)
-    with file_size_limit(10 * ALIGN), pytest.raises(BundleWriteFailed) as caught:
+    with file_size_limit(10 * BLOCK), pytest.raises(BundleWriteFailed) as caught:
         writer.write(audio)
     writer.abort()
     assert str(caught.value) == f"{path}: cannot write: File too large"
