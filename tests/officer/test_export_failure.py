@@ -38,7 +38,7 @@ from recorder.officer.bundle import wavio
 from recorder.officer.bundle.export import export_bundle
 from recorder.officer.bundle.failure import root_cause
 from recorder.officer.bundle.pipe import Pipe, PipeAborted
-from recorder.officer.bundle.plan import plan_track
+from recorder.officer.bundle.plan import TrackPlan, plan_track
 from recorder.officer.bundle.signing import generate_signing_key, load_signing_key
 from recorder.officer.bundle.wavio import TrackAbandoned, TrackProgress
 from recorder.service.components import Components, open_components
@@ -288,18 +288,34 @@ async def test_a_full_disk_names_the_bundle_file_not_the_object_and_leaves_nothi
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The kernel refuses a write of the bundle half way (a file size limit, as a full disk
-    would): the error names the file being written, not an object of the evidence, and nothing
-    is left behind."""
+    would): the error names a file being written (a track's or the listening file, whichever
+    reaches the limit first), not an object of the evidence, and nothing is left behind."""
     monkeypatch.setattr(wavio, "BUFFER_BYTES", 64 << 10)
     async with open_components(demo_config(tmp_path / "state")) as c:
         recording_id = await seal_call(c, 60, segment_s=20)
         with file_size_limit(1 << 20):
             failure = await _failed_export(c, recording_id, tmp_path)
     assert isinstance(failure, BundleWriteFailed), repr(failure)
-    assert re.search(r"/channel-\w+\.wav: cannot write: File too large$", str(failure)), str(
-        failure
+    named = re.search(
+        r"/(audio/channel-\w+|listening)\.wav: cannot write: File too large$", str(failure)
     )
-    assert f"/{recording_id}/audio/" in str(failure)
+    assert named, str(failure)
+    assert f"/{recording_id}/" in str(failure)
+
+
+async def test_a_track_the_disk_refuses_names_its_wav_not_the_object_being_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One track's thread alone (no listening file to fail first): the write refused half way
+    through the second object names the track's WAV, not that object."""
+    monkeypatch.setattr(wavio, "BUFFER_BYTES", 64 << 10)
+    with trio.fail_after(60):
+        parts, plan, first, _ = await _opaque_then_sealed(tmp_path)
+        target = tmp_path / "mixed.wav"
+        tally = bundle_export._Tally(total=0)
+        with file_size_limit(len(first) + (256 << 10)), pytest.raises(BundleWriteFailed) as caught:
+            await bundle_export._write_track(parts, plan, target, tally, TrackProgress(target.name))
+    assert str(caught.value) == f"{target}: cannot write: File too large"
 
 
 # --- one track's thread over both kinds of stored object -------------------------------------
@@ -349,11 +365,10 @@ def _row(index: int, stored: Path, plaintext_sha256: str, pcm: bytes, start: int
     )
 
 
-async def test_a_track_of_an_opaque_upload_then_a_sealed_segment_is_written_whole(
-    tmp_path: Path,
-) -> None:
-    """The thread takes an opaque upload (spooled whole, recovered) and a sealed segment (fed
-    piece by piece) from the same pipe, in order, into one WAV."""
+async def _opaque_then_sealed(tmp_path: Path) -> tuple[Components, TrackPlan, bytes, bytes]:
+    """A track of two stored objects: an opaque upload (a ``.part`` whose writer died) then a
+    sealed segment; returns the two parts of ``Components`` a track uses, its plan and the
+    audio of each."""
     keyring = make_keyring(tmp_path / "keys")
     factory = SpoolSinkFactory(tmp_path / "spool", keyring, chunk_size=4096)
     first = np.arange(-6000, 6000, dtype="<i2").tobytes() * 2
@@ -378,15 +393,22 @@ async def test_a_track_of_an_opaque_upload_then_a_sealed_segment_is_written_whol
         _row(0, part, OPAQUE_PLAINTEXT_DIGEST, first, 0),
         _row(1, sealed.path, sealed.sha256, second, len(first) // 2),
     ]
+    for row, path in zip(rows, (part, sealed.path), strict=True):
+        await store.put(row.object_key, path, sha256=str(row.stored_sha256), retain_until=None)
+    parts = cast(Components, SimpleNamespace(store=store, keyring=keyring))
+    return parts, plan_track("mixed", rows, []), first, second
+
+
+async def test_a_track_of_an_opaque_upload_then_a_sealed_segment_is_written_whole(
+    tmp_path: Path,
+) -> None:
+    """The thread takes an opaque upload (spooled whole, recovered) and a sealed segment (fed
+    piece by piece) from the same pipe, in order, into one WAV."""
     with trio.fail_after(60):
-        for row, path in zip(rows, (part, sealed.path), strict=True):
-            await store.put(row.object_key, path, sha256=str(row.stored_sha256), retain_until=None)
-        plan = plan_track("mixed", rows, [])
+        parts, plan, first, second = await _opaque_then_sealed(tmp_path)
         target = tmp_path / "mixed.wav"
         labels: list[str] = []
         tally = bundle_export._Tally(total=0, progress=lambda _d, _t, label: labels.append(label))
-        # The two parts of ``Components`` a track uses.
-        parts = cast(Components, SimpleNamespace(store=store, keyring=keyring))
         sha, size, channels = await bundle_export._write_track(
             parts, plan, target, tally, TrackProgress(target.name)
         )
