@@ -304,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
             "workers",
             "scrub",
             "instructions",
+            "compare",
         ],
     )
     p.add_argument("options", nargs=argparse.REMAINDER, help="passed to the benchmark")
