@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from recorder.audio import polyphase
 from recorder.audio.decoder import KEEP_SOURCE, VOICE, OutputFormat, decoder_version, make_decoder
-from recorder.errors import DecodeError
 from recorder.rtms.events import AudioCodec, AudioFormat
 from recorder.testing.audio_source import encode_speech
+from tests.audio.support import decoded_around_a_bad_packet
 
 
 def plain_pyav_chunks(packets: list[bytes], channels: int) -> list[np.ndarray]:
@@ -164,10 +164,8 @@ def test_any_sequence_of_opus_frames_is_within_one_lsb_of_swresample(
 def test_a_bad_opus_packet_leaves_the_decimator_exactly_where_it_was() -> None:
     fmt = AudioFormat(AudioCodec.OPUS, 48_000, 1)
     packets = list(encode_speech("b", fmt).packets[:30])
-    decoder = make_decoder(fmt, VOICE)
-    ours = [decoder.decode(p) for p in packets[:15]]
-    with pytest.raises(DecodeError):
-        decoder.decode(b"\xff\xff\xff\xff")
-    ours += [decoder.decode(p) for p in packets[15:]] + [decoder.flush()]
+    ours = decoded_around_a_bad_packet(
+        make_decoder(fmt, VOICE), packets, b"\xff\xff\xff\xff", at=15
+    )
     clean = make_decoder(fmt, VOICE)
     assert ours == [clean.decode(p) for p in packets] + [clean.flush()]

@@ -16,9 +16,9 @@ from hypothesis.extra import numpy as hnp
 
 from recorder.audio import s16
 from recorder.audio.decoder import KEEP_SOURCE, OutputFormat, decoder_version, make_decoder
-from recorder.errors import DecodeError
 from recorder.rtms.events import AudioCodec, AudioFormat
 from recorder.testing.audio_source import encode_speech
+from tests.audio.support import decoded_around_a_bad_packet
 
 LAYOUTS = {1: "mono", 2: "stereo"}
 #: Opus frame durations 2.5, 5, 10, 20, 40 and 60 ms at 48 kHz.
@@ -196,11 +196,9 @@ def test_what_swresample_writes_for_nan_and_infinity_is_kept() -> None:
 def test_a_bad_packet_changes_nothing_after_it() -> None:
     fmt = AudioFormat(AudioCodec.OPUS, 48_000, 2)
     packets = list(encode_speech("b", fmt).packets[:30])
-    decoder = make_decoder(fmt, KEEP_SOURCE)
-    ours = [decoder.decode(p) for p in packets[:15]]
-    with pytest.raises(DecodeError):
-        decoder.decode(b"\xff\xff\xff\xff")
-    ours += [decoder.decode(p) for p in packets[15:]] + [decoder.flush()]
+    ours = decoded_around_a_bad_packet(
+        make_decoder(fmt, KEEP_SOURCE), packets, b"\xff\xff\xff\xff", at=15
+    )
     clean = make_decoder(fmt, KEEP_SOURCE)
     assert ours == [clean.decode(p) for p in packets] + [clean.flush()]
 
