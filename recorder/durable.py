@@ -127,7 +127,7 @@ class BundleFile(io.FileIO):
     """A file of an export bundle (records, transcripts, video) created 0600, never over an
     existing file, whose failed writes raise ``BundleWriteFailed`` naming it. Raised here, not
     by the caller: its writes happen inside the code that reads an object, which would name the
-    object. Wrap it in ``io.BufferedWriter`` for small writes."""
+    object. ``open_bundle_file`` gives it a buffer, for small writes."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
@@ -138,3 +138,8 @@ class BundleFile(io.FileIO):
             return super().write(data)
         except OSError as exc:
             raise BundleWriteFailed.of(self.path, exc) from exc
+
+
+def open_bundle_file(path: Path) -> io.BufferedWriter:
+    """A new ``BundleFile`` behind a write buffer (records, transcripts, video segments)."""
+    return io.BufferedWriter(BundleFile(path))

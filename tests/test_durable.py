@@ -4,7 +4,6 @@ directories."""
 from __future__ import annotations
 
 import errno
-import io
 import os
 import stat
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from recorder.durable import (
     create_synced,
     fsync_directory,
     make_durable_dir,
+    open_bundle_file,
     write_durably,
 )
 from recorder.errors import BundleWriteFailed
@@ -149,7 +149,7 @@ def test_a_bundle_file_on_a_full_disk_names_itself_through_its_buffer(
     path = tiny_filesystem / "events.json"
 
     def write_events() -> None:
-        with io.BufferedWriter(BundleFile(path)) as out:
+        with open_bundle_file(path) as out:
             for _ in range(100):
                 out.write(bytes(4096))
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 import trio
 
 from recorder.catalog.base import RecordFileRow, RecordingDetail
-from recorder.durable import BundleFile
+from recorder.durable import open_bundle_file
 from recorder.errors import DigestMismatch, VideoError
 from recorder.video.remux import TrackJoiner, hash_file, mux_with_audio
 from recorder.video.track import VIDEO_RECORD_KINDS
@@ -78,7 +77,7 @@ async def export_video(
                 joiner: TrackJoiner = joiner,
             ) -> None:
                 hasher = hashlib.sha256()
-                with io.BufferedWriter(BundleFile(tmp)) as handle:
+                with open_bundle_file(tmp) as handle:
                     for chunk in chunks:
                         hasher.update(chunk)
                         handle.write(chunk)

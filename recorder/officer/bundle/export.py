@@ -25,7 +25,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-import io
 import json
 import os
 import shutil
@@ -52,7 +51,7 @@ from recorder.crypto._format import SegmentHeader
 from recorder.crypto.keyring import SegmentKeyOpener
 from recorder.crypto.opener import SegmentOpener
 from recorder.crypto.reader import iter_plaintext
-from recorder.durable import BundleFile, create_synced, fsync_directory
+from recorder.durable import create_synced, fsync_directory, open_bundle_file
 from recorder.errors import (
     BundleWriteFailed,
     DigestMismatch,
@@ -453,8 +452,8 @@ async def _export_records(
     c: Components, detail: RecordingDetail, rdir: Path, tally: _Tally
 ) -> transcript.RecordsSplitter:
     with (
-        io.BufferedWriter(BundleFile(rdir / "chat.json")) as chat,
-        io.BufferedWriter(BundleFile(rdir / "events.json")) as events,
+        open_bundle_file(rdir / "chat.json") as chat,
+        open_bundle_file(rdir / "events.json") as events,
     ):
         splitter = transcript.RecordsSplitter(chat, events)
         # Video records are MP4, not JSON lines (``recorder.video.export`` takes them).
@@ -648,7 +647,7 @@ async def _export_recording(
         ("transcript.vtt", transcript.write_vtt),
     ):
         path = rdir / name
-        with io.BufferedWriter(BundleFile(path)) as handle:
+        with open_bundle_file(path) as handle:
             writer_fn(handle, splitter.cues, zero_ms)
     for name, kind in (
         ("transcript.txt", "transcript_text"),
