@@ -6,6 +6,7 @@ import os
 import secrets
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -77,16 +78,16 @@ def postgres_dsn(postgres_server: str) -> Iterator[str]:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
-@pytest.fixture
-def tiny_filesystem(tmp_path: Path) -> Iterator[Path]:
-    """A separate 256 KiB tmpfs: a real ENOSPC, and a move across filesystems (EXDEV).
+@contextmanager
+def mounted_tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
+    """A separate tmpfs of ``size`` (mount's notation: ``256k``, ``4m``) at ``mount_point``:
+    a real ENOSPC, and a move across filesystems (EXDEV).
 
     Needs root to mount (the dev machines and CI run as root); skips with the reason otherwise.
     """
-    mount_point = tmp_path / "tiny"
     mount_point.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
         capture_output=True,
         check=False,
     )
@@ -95,4 +96,14 @@ def tiny_filesystem(tmp_path: Path) -> Iterator[Path]:
     try:
         yield mount_point
     finally:
-        subprocess.run(["umount", str(mount_point)], check=False)
+        # Lazily if a file is still open there: PyAV never closes an output whose header the
+        # disk refused (its ``start_encoding`` opens the file and nothing closes it after).
+        if subprocess.run(["umount", str(mount_point)], check=False).returncode != 0:
+            subprocess.run(["umount", "--lazy", str(mount_point)], check=False)
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A separate 256 KiB tmpfs (``mounted_tmpfs``)."""
+    with mounted_tmpfs(tmp_path / "tiny", "256k") as mount_point:
+        yield mount_point

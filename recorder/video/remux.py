@@ -8,6 +8,7 @@ are interleaved by time here, so neither file is ever held in memory whole.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,12 +18,26 @@ from typing import Any, BinaryIO, Final
 
 import av
 
-from recorder.errors import VideoError
+from recorder.errors import BundleWriteFailed, VideoError
 from recorder.video.fmp4 import MS
 
 #: What a browser plays: H.264 + AAC in an MP4 whose index comes first.
 _FASTSTART: Final = {"movflags": "+faststart"}
 AAC_BITRATE: Final = 96_000
+
+
+@contextlib.contextmanager
+def _writing(target: Path) -> Iterator[None]:
+    """The disk refusing ``target`` (a full disk, a file size limit) is the bundle's problem,
+    never the evidence's: ``BundleWriteFailed`` naming it, not a ``VideoError`` that a
+    recovered segment's reader would record as unreadable evidence. PyAV's own ``OSError``
+    names the file it failed on, so one raised while reading an input passes through."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None and exc.filename != str(target):
+            raise
+        raise BundleWriteFailed.of(target, exc) from exc
 
 
 @dataclass(slots=True)
@@ -76,10 +91,14 @@ class TrackJoiner:
                     packet.duration = max(1, duration)
                     packet.time_base = MS
                     packet.stream = self._stream
-                    self._out.mux(packet)
+                    with _writing(part.path):
+                        self._out.mux(packet)
                     self._last_ms = at_ms
                     part.frames += 1
                     part.end_ms = at_ms + max(1, duration)
+        except BundleWriteFailed:
+            self._abandon()
+            raise
         except av.FFmpegError as exc:
             raise VideoError(f"{self._track} segment {segment_index}: {exc}") from exc
 
@@ -88,8 +107,9 @@ class TrackJoiner:
         n = len(self.parts)
         name = f"{self._track}.mp4" if n == 0 else f"{self._track}.{n + 1}.mp4"
         path = self._dir / name
-        path.touch(mode=0o600, exist_ok=False)
-        out = av.open(str(path), "w", format="mp4", options=_FASTSTART)
+        with _writing(path):
+            path.touch(mode=0o600, exist_ok=False)
+            out = av.open(str(path), "w", format="mp4", options=_FASTSTART)
         stream = out.add_stream_from_template(source)
         stream.time_base = MS
         self._out, self._stream = out, stream
@@ -98,11 +118,23 @@ class TrackJoiner:
     def close(self) -> None:
         if self._out is not None:
             try:
-                self._out.close()
+                with _writing(self.parts[-1].path):
+                    self._out.close()
+            except BundleWriteFailed:
+                self._abandon()
+                raise
             except av.FFmpegError as exc:
                 raise VideoError(f"{self._track}: cannot finish the MP4: {exc}") from exc
             self._out = None
             self._stream = None
+
+    def _abandon(self) -> None:
+        """Lets go of the part the disk refused: its file is of no use (the bundle is removed
+        whole), and an open descriptor would hold the disk's space until collected."""
+        out, self._out, self._stream = self._out, None, None
+        if out is not None:
+            with contextlib.suppress(OSError, av.FFmpegError):
+                out.close()
 
 
 def _video_packets(
@@ -156,12 +188,14 @@ def mux_with_audio(
     """``target``: the video and the WAV as AAC, both on the RTMS clock, zero at the earlier
     of the two starts. Returns (sha256, size, zero_ms)."""
     zero = min(video_start_ms, audio_start_ms)
-    target.touch(mode=0o600, exist_ok=False)
     try:
+        with _writing(target):
+            target.touch(mode=0o600, exist_ok=False)
         with av.open(str(wav), "r") as ain:
             channels = ain.streams.audio[0].codec_context.channels
             rate = ain.streams.audio[0].codec_context.sample_rate
         with (
+            _writing(target),
             av.open(str(video), "r") as vin,
             av.open(str(target), "w", format="mp4", options=_FASTSTART) as out,
         ):
