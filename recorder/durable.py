@@ -22,11 +22,13 @@ import io
 import os
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from recorder.errors import BundleWriteFailed
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from _typeshed import ReadableBuffer
 
 #: Mode of a file written by ``write_durably`` unless the caller says otherwise.
@@ -140,6 +142,26 @@ class BundleFile(io.FileIO):
             raise BundleWriteFailed.of(self.path, exc) from exc
 
 
+#: ``open_bundle_file``'s buffer: a write of the file for this many bytes written to it.
+BUNDLE_FILE_BUFFER_BYTES: Final = 64 << 10
+
+
+class _BundleWriter(io.BufferedWriter):
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            # Left unflushed: the failed bundle is removed whole, and a flush refused by a full
+            # disk here would replace the error on its way out (the first file refused, or the
+            # evidence's own) with this file's.
+            self.raw.close()
+        super().__exit__(exc_type, exc, tb)
+
+
 def open_bundle_file(path: Path) -> io.BufferedWriter:
-    """A new ``BundleFile`` behind a write buffer (records, transcripts, video segments)."""
-    return io.BufferedWriter(BundleFile(path))
+    """A new ``BundleFile`` behind a write buffer (records, transcripts, video segments); a
+    ``with`` block that raises leaves what is still buffered unwritten."""
+    return _BundleWriter(BundleFile(path), buffer_size=BUNDLE_FILE_BUFFER_BYTES)

@@ -159,3 +159,23 @@ def test_a_bundle_file_on_a_full_disk_names_itself_through_its_buffer(
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     with pytest.raises(FileExistsError):
         BundleFile(path)
+
+
+def test_a_bundle_file_left_by_an_error_keeps_that_error_and_writes_no_more(
+    tiny_filesystem: Path,
+) -> None:
+    """The block raised with bytes still buffered and no room for them: the error that left
+    the block is the one reported (a flush refused at close would replace it), and the file
+    holds only what was flushed before."""
+    stat_ = os.statvfs(tiny_filesystem)
+    (tiny_filesystem / "filler").write_bytes(bytes(stat_.f_bavail * stat_.f_frsize))
+    path = tiny_filesystem / "chat.json"
+
+    def fail_while_writing() -> None:
+        with open_bundle_file(path) as out:
+            out.write(b"[")
+            raise LookupError("the evidence's own error")
+
+    with pytest.raises(LookupError, match="the evidence's own error"):
+        fail_while_writing()
+    assert path.stat().st_size == 0

@@ -25,10 +25,11 @@ import numpy.typing as npt
 import pytest
 import trio
 
+from recorder import durable
 from recorder.catalog.base import RecordingDetail, RecordingStatus
 from recorder.cli import main as cli_main
 from recorder.config import Config, ObjectLockMode, S3Config, StoreKind
-from recorder.errors import RecorderError
+from recorder.errors import BundleWriteFailed, RecorderError
 from recorder.officer.bundle.export import BundleResult, export_bundle, manifest_json
 from recorder.officer.bundle.signing import generate_signing_key, load_signing_key, public_bytes
 from recorder.service.components import Components
@@ -37,6 +38,7 @@ from recorder.simulator.scenario import Action, Step
 from recorder.store.local import encode_component
 from recorder.store.s3 import S3Config as S3StoreConfig
 from recorder.store.s3 import build_s3_client
+from tests.conftest import mounted_tmpfs
 from tests.officer.support import sealed_track
 from tests.service.test_service import record_calls, service, short_config, zcc_call
 from tests.store.s3_helpers import new_locked_bucket
@@ -323,6 +325,7 @@ async def record_and_check(tmp_path: Path, config: Config, cli: Cli) -> None:
             if config.storage.store is StoreKind.LOCAL:
                 await check_cli_export(tmp_path, row.recording_id, cli)
                 await check_cli_show(detail, cli)
+                await check_a_full_disk_names_the_bundle_file(c, detail, tmp_path, key)
                 await check_failed_export_leaves_nothing(c, config, detail, tmp_path, key)
             else:
                 await check_newer_version_is_not_read(c, config, detail, tmp_path, key)
@@ -472,6 +475,54 @@ async def check_failed_export_leaves_nothing(
     assert not failed.exists()
     leftovers = await trio.to_thread.run_sync(lambda: [p.name for p in tmp_path.iterdir()])
     assert [name for name in leftovers if "failed" in name] == []
+
+
+PAGE = 4096
+
+
+def _pages(size: int) -> int:
+    """What a file of ``size`` bytes takes on a tmpfs: whole pages."""
+    return -(-size // PAGE) * PAGE
+
+
+async def check_a_full_disk_names_the_bundle_file(
+    c: Components, detail: RecordingDetail, tmp_path: Path, key: Path
+) -> None:
+    """The bundle on a file system with room for everything written before one file but not
+    for that file (a real ENOSPC, sized from the bundle already exported): the error names
+    that file, not the object being read, and nothing is left beside the target."""
+    rid = detail.recording.recording_id
+    sizes = {
+        f["path"].split("/", 1)[1]: f["size"]
+        for f in manifest_json(tmp_path / "bundle")["recordings"][0]["files"]  # type: ignore[index]
+    }
+    owner = PAGE  # the partial directory's owner pid
+    audio = sum(_pages(size) for name, size in sizes.items() if name.endswith(".wav"))
+    records = _pages(sizes["chat.json"]) + _pages(sizes["events.json"])
+    # The records first: events (refused while its records are read: a buffer of 64 bytes),
+    # then chat. The transcripts after the audio.
+    before = {
+        "events.json": owner,
+        "chat.json": owner + _pages(sizes["events.json"]),
+        "transcript.txt": owner + records + audio,
+        "transcript.vtt": owner + records + audio + _pages(sizes["transcript.txt"]),
+    }
+    for name, room in before.items():
+        with mounted_tmpfs(tmp_path / f"full-{name}", "4m") as mount:
+            free = os.statvfs(mount).f_bavail * PAGE
+            (mount / "filler").write_bytes(bytes(free - room - _pages(sizes[name]) + PAGE))
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(durable, "BUNDLE_FILE_BUFFER_BYTES", 64)
+                with pytest.raises(BundleWriteFailed) as caught:
+                    await export(c, detail, mount / "bundle", key, reason="to a full disk")
+            # The file alone, first: not behind the name of the object being read.
+            partial = rf"{re.escape(str(mount))}/\.bundle\.partial-[^/]+"
+            assert re.fullmatch(
+                rf"{partial}/{rid}/{re.escape(name)}: cannot write: No space left on device",
+                str(caught.value),
+            ), (name, str(caught.value))
+            assert caught.value.exit_code == BundleWriteFailed("").exit_code
+            assert sorted(p.name for p in mount.iterdir()) == ["filler"]
 
 
 async def check_newer_version_is_not_read(
