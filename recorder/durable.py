@@ -18,9 +18,11 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -140,6 +142,20 @@ class BundleFile(io.FileIO):
             return super().write(data)
         except OSError as exc:
             raise BundleWriteFailed.of(self.path, exc) from exc
+
+
+@contextlib.contextmanager
+def writing_bundle_file(target: Path) -> Iterator[None]:
+    """Inside, the disk refusing ``target`` (a full disk, a file size limit) is the bundle's
+    problem, never the evidence's: ``BundleWriteFailed`` naming it. For writers that are not a
+    ``BundleFile`` (PyAV's muxer, ``zipfile``). An ``OSError`` naming another file (an input
+    being read: PyAV and ``open`` name theirs) passes through as it is."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None and exc.filename != str(target):
+            raise
+        raise BundleWriteFailed.of(target, exc) from exc
 
 
 #: ``open_bundle_file``'s buffer: a write of the file for this many bytes written to it.

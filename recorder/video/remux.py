@@ -18,26 +18,13 @@ from typing import Any, BinaryIO, Final
 
 import av
 
+from recorder.durable import writing_bundle_file
 from recorder.errors import BundleWriteFailed, VideoError
 from recorder.video.fmp4 import MS
 
 #: What a browser plays: H.264 + AAC in an MP4 whose index comes first.
 _FASTSTART: Final = {"movflags": "+faststart"}
 AAC_BITRATE: Final = 96_000
-
-
-@contextlib.contextmanager
-def _writing(target: Path) -> Iterator[None]:
-    """The disk refusing ``target`` (a full disk, a file size limit) is the bundle's problem,
-    never the evidence's: ``BundleWriteFailed`` naming it, not a ``VideoError`` that a
-    recovered segment's reader would record as unreadable evidence. PyAV's own ``OSError``
-    names the file it failed on, so one raised while reading an input passes through."""
-    try:
-        yield
-    except OSError as exc:
-        if exc.filename is not None and exc.filename != str(target):
-            raise
-        raise BundleWriteFailed.of(target, exc) from exc
 
 
 @dataclass(slots=True)
@@ -91,7 +78,7 @@ class TrackJoiner:
                     packet.duration = max(1, duration)
                     packet.time_base = MS
                     packet.stream = self._stream
-                    with _writing(part.path):
+                    with writing_bundle_file(part.path):
                         self._out.mux(packet)
                     self._last_ms = at_ms
                     part.frames += 1
@@ -107,7 +94,7 @@ class TrackJoiner:
         n = len(self.parts)
         name = f"{self._track}.mp4" if n == 0 else f"{self._track}.{n + 1}.mp4"
         path = self._dir / name
-        with _writing(path):
+        with writing_bundle_file(path):
             path.touch(mode=0o600, exist_ok=False)
             out = av.open(str(path), "w", format="mp4", options=_FASTSTART)
         stream = out.add_stream_from_template(source)
@@ -118,7 +105,7 @@ class TrackJoiner:
     def close(self) -> None:
         if self._out is not None:
             try:
-                with _writing(self.parts[-1].path):
+                with writing_bundle_file(self.parts[-1].path):
                     self._out.close()
             except BundleWriteFailed:
                 self._abandon()
@@ -189,13 +176,13 @@ def mux_with_audio(
     of the two starts. Returns (sha256, size, zero_ms)."""
     zero = min(video_start_ms, audio_start_ms)
     try:
-        with _writing(target):
+        with writing_bundle_file(target):
             target.touch(mode=0o600, exist_ok=False)
         with av.open(str(wav), "r") as ain:
             channels = ain.streams.audio[0].codec_context.channels
             rate = ain.streams.audio[0].codec_context.sample_rate
         with (
-            _writing(target),
+            writing_bundle_file(target),
             av.open(str(video), "r") as vin,
             av.open(str(target), "w", format="mp4", options=_FASTSTART) as out,
         ):

@@ -32,7 +32,8 @@ from starlette.responses import (
 from starlette.types import Receive, Scope, Send
 
 from recorder.catalog.base import AuditEvent, RecordingDetail
-from recorder.errors import RecorderError
+from recorder.durable import create_synced, writing_bundle_file
+from recorder.errors import RecorderError, StorageError
 from recorder.officer import verify_run
 from recorder.officer.bundle.export import export_bundle, with_object
 from recorder.officer.bundle.signing import load_signing_key
@@ -280,10 +281,30 @@ async def verify_now(request: Request) -> Response:
 
 
 def _zip_dir(root: Path, target: Path) -> None:
-    with zipfile.ZipFile(target, "x", compression=zipfile.ZIP_STORED) as archive:
+    with (
+        writing_bundle_file(target),
+        zipfile.ZipFile(target, "x", compression=zipfile.ZIP_STORED) as archive,
+    ):
         for path in sorted(root.rglob("*")):
             if path.is_file():
                 archive.write(path, Path(root.name) / path.relative_to(root))
+
+
+def _make_work_dir() -> Path:
+    """The export's private directory in the temporary directory, its owner pid written."""
+    try:
+        work = Path(tempfile.mkdtemp(prefix=EXPORT_PREFIX))
+    except OSError as exc:
+        raise StorageError(
+            f"cannot create an export directory in {tempfile.gettempdir()}: {exc.strerror}"
+        ) from exc
+    try:
+        os.chmod(work, 0o700)
+        create_synced(work / OWNER_FILE, str(os.getpid()).encode())
+    except OSError as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        raise StorageError(f"cannot write in {work}: {exc.strerror}") from exc
+    return work
 
 
 async def _remove(directory: Path) -> None:
@@ -319,12 +340,8 @@ async def export(request: Request) -> Response:
     from recorder.officer.bundle.commands import default_signing_key
 
     signing_key = load_signing_key(default_signing_key(c.config))
-    work = Path(
-        await trio.to_thread.run_sync(lambda: tempfile.mkdtemp(prefix="rtmsrec-web-export-"))
-    )
+    work = await trio.to_thread.run_sync(_make_work_dir)
     try:
-        os.chmod(work, 0o700)
-        (work / OWNER_FILE).write_text(str(os.getpid()))
         bundle = work / f"bundle-{recording_id}"
         await export_bundle(
             c, [recording_id], bundle, actor=principal.actor, reason=reason, signing_key=signing_key

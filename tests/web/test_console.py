@@ -25,6 +25,7 @@ from recorder.officer.search_review import Wanted, review
 from recorder.web.actions import EXPORT_PREFIX, OWNER_FILE
 from recorder.web.auth import LOGIN_COOKIE
 from recorder.web.security import COOKIE_NAME
+from tests.conftest import mounted_tmpfs
 from tests.web.conftest import LOGIN_FAILURES, PASSWORDS, Console, csrf_of
 
 pytestmark = pytest.mark.timeout(60)
@@ -534,6 +535,57 @@ async def test_export_downloads_a_verifiable_bundle(console: Console, tmp_path: 
     # The reason typed with the export was the access decision; a second export with the same
     # reason is no new one.
     assert got.count(("web:alice", "web.access", rid, "regulator request 9")) == 1
+
+
+PAGE = 4096
+
+
+def _pages(size: int) -> int:
+    return -(-size // PAGE) * PAGE
+
+
+async def test_an_export_onto_a_full_temp_disk_names_the_file_and_leaves_nothing(
+    console: Console, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The export is built and zipped in the temporary directory: with no room for its first
+    file, then room for the bundle but not the zip (a real ENOSPC, sized from a first export),
+    the officer is told which file could not be written, and nothing is left there."""
+    rid = console.state.recording_id
+    with trio.fail_after(60), mounted_tmpfs(tmp_path / "tmp", "16m") as mount:
+        monkeypatch.setattr(tempfile, "tempdir", str(mount))
+        async with console.session("alice") as alice:
+            csrf = await page_csrf(alice)
+
+            async def export() -> httpx.Response:
+                return await alice.post(
+                    f"/recordings/{rid}/export",
+                    data={"csrf": csrf, "reason": "regulator request 10"},
+                    headers={"accept": "application/json"},
+                )
+
+            answer = await export()
+            assert answer.status_code == 200, answer.text
+            with zipfile.ZipFile(io.BytesIO(answer.content)) as archive:
+                bundle = sum(_pages(info.file_size) for info in archive.infolist())
+            # Its directory is removed once the answer is sent, before the next request is read.
+            assert (await alice.get("/findings")).status_code == 200
+            assert list(mount.iterdir()) == []
+            # The owner file and the bundle fit; the zip holding the bundle does not.
+            refusals = {
+                0: r"cannot write in [^ ]+/rtmsrec-web-export-\w+: No space left on device",
+                PAGE + bundle + len(answer.content) // 2: (
+                    rf"[^ ]+/rtmsrec-web-export-\w+/bundle-{rid}\.zip: cannot write: "
+                    "No space left on device"
+                ),
+            }
+            for leave, message in refusals.items():
+                free = os.statvfs(mount).f_bavail * PAGE
+                (mount / "filler").write_bytes(bytes(max(0, free - leave)))
+                answer = await export()
+                assert answer.status_code == 409, answer.text
+                assert re.fullmatch(message, answer.json()["error"]), answer.json()
+                assert sorted(p.name for p in mount.iterdir()) == ["filler"]
+                (mount / "filler").unlink()
 
 
 async def test_headers_and_no_secret_on_any_page(
