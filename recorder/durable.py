@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from recorder.errors import BundleWriteFailed
+from recorder.errors import BundleWriteFailed, ConfigError, StorageError
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -100,6 +100,18 @@ def write_durably(
         # After a replace the temp name is gone; after a link or a failure it is ours to remove.
         temp.unlink(missing_ok=True)
     fsync_directory(path.parent)
+
+
+def write_new_file(path: Path, data: bytes, *, mode: int) -> None:
+    """A new file a user asked for at ``path`` (a key pair, a public key to hand out): whole
+    or not at all, durably, never over an existing file (``ConfigError`` if one is there). A
+    refusal of the disk is a ``StorageError`` naming ``path``, and nothing is left behind."""
+    try:
+        write_durably(path, data, mode=mode, replace=False)
+    except FileExistsError as exc:
+        raise ConfigError(f"refusing to overwrite {path}") from exc
+    except OSError as exc:
+        raise StorageError(f"{path}: cannot write: {exc.strerror or exc}") from exc
 
 
 def create_synced(path: Path, data: bytes, *, mode: int = PRIVATE_FILE_MODE) -> None:

@@ -18,8 +18,9 @@ from recorder.durable import (
     make_durable_dir,
     open_bundle_file,
     write_durably,
+    write_new_file,
 )
-from recorder.errors import BundleWriteFailed
+from recorder.errors import BundleWriteFailed, ConfigError, StorageError
 
 
 @pytest.fixture
@@ -179,3 +180,31 @@ def test_a_bundle_file_left_by_an_error_keeps_that_error_and_writes_no_more(
     with pytest.raises(LookupError, match="the evidence's own error"):
         fail_while_writing()
     assert path.stat().st_size == 0
+
+
+def _fill(mount: Path, leave: int = 0) -> None:
+    stat_ = os.statvfs(mount)
+    (mount / "filler").write_bytes(bytes(stat_.f_bavail * stat_.f_frsize - leave))
+
+
+@pytest.mark.usefixtures("narrow_umask")
+@pytest.mark.parametrize("mode", [0o644, 0o600])
+def test_a_new_file_has_exactly_its_mode_and_is_never_written_over(
+    tmp_path: Path, mode: int
+) -> None:
+    path = tmp_path / "officer.pub"
+    write_new_file(path, b"key", mode=mode)
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+    with pytest.raises(ConfigError, match=f"refusing to overwrite {path}$"):
+        write_new_file(path, b"other", mode=mode)
+    assert path.read_bytes() == b"key"
+    assert [p.name for p in tmp_path.iterdir()] == ["officer.pub"]
+
+
+def test_a_new_file_the_disk_refuses_is_named_and_not_left_half(tiny_filesystem: Path) -> None:
+    _fill(tiny_filesystem)
+    path = tiny_filesystem / "officer.pub"
+    with pytest.raises(StorageError) as caught:
+        write_new_file(path, b"key", mode=0o644)
+    assert str(caught.value) == f"{path}: cannot write: No space left on device"
+    assert [p.name for p in tiny_filesystem.iterdir()] == ["filler"]

@@ -22,6 +22,7 @@ from recorder.crypto.keyring import RecordingKeyEntry
 from recorder.crypto.keys.fallback import FallbackKeyProvider
 from recorder.crypto.keys.x25519 import X25519Unwrapper, generate_x25519_keypair
 from recorder.crypto.setup import init_local_keys, rotate_local_key
+from recorder.durable import write_new_file
 from recorder.errors import ConfigError, KeyProviderError
 from recorder.officer.actor import os_actor
 from recorder.officer.shred import CryptoShredder
@@ -212,13 +213,10 @@ def export_public(args: argparse.Namespace) -> int:
     """Write the public half of an officer's X25519 private key, for encrypt-only hosts."""
     unwrapper = X25519Unwrapper.from_file(args.private)
     out = Path(args.out)
-    if out.exists():
-        raise ConfigError(f"refusing to overwrite {out}")
     raw = unwrapper.public_key.public_bytes(
         serialization.Encoding.Raw, serialization.PublicFormat.Raw
     )
-    out.write_bytes(raw)
-    out.chmod(0o644)
+    write_new_file(out, raw, mode=0o644)
     print(f"public key {unwrapper.key_id} written to {out}: set [keys] public_key_path to it")
     return 0
 

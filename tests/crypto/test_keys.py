@@ -38,6 +38,7 @@ from recorder.errors import (
     KeyNotFound,
     KeyUnavailable,
     LegalHoldViolation,
+    StorageError,
 )
 
 from .conftest import make_identity, make_keyring, write_segment
@@ -174,6 +175,22 @@ def x25519_pair(tmp_path: Path) -> tuple[Path, Path]:
     generate_x25519_keypair(private, public)
     assert stat.S_IMODE(private.stat().st_mode) == 0o600
     return private, public
+
+
+def test_a_key_pair_is_made_whole_or_not_at_all(tiny_filesystem: Path) -> None:
+    """Room for the private key's page but not the public one's: the private key goes too
+    (nobody holds its public half, so nothing was ever sealed to it) and the error names the
+    public file. Then with room, the pair is made."""
+    stat_ = os.statvfs(tiny_filesystem)
+    filler = tiny_filesystem / "filler"
+    filler.write_bytes(bytes(stat_.f_bavail * stat_.f_frsize - 4096))
+    private, public = tiny_filesystem / "officer.key", tiny_filesystem / "officer.pub"
+    with pytest.raises(StorageError, match=f"^{public}: cannot write: No space left on device$"):
+        generate_x25519_keypair(private, public)
+    assert sorted(p.name for p in tiny_filesystem.iterdir()) == ["filler"]
+    filler.unlink()
+    generate_x25519_keypair(private, public)
+    assert X25519Unwrapper.from_file(private).public_key.public_bytes_raw() == public.read_bytes()
 
 
 def test_encrypt_only_host_cannot_decrypt_what_it_wrote(

@@ -24,7 +24,7 @@ import trio
 from recorder.catalog.base import HoldScope
 from recorder.config import Config
 from recorder.crypto.keyring import RecordingKeyEntry
-from recorder.errors import KeyDestroyed
+from recorder.errors import KeyDestroyed, StorageError
 from recorder.officer.bundle.export import export_bundle
 from recorder.officer.bundle.signing import generate_signing_key, load_signing_key
 from recorder.officer.shred import VERIFIED_DESTROYED
@@ -294,6 +294,31 @@ async def test_check_reads_an_existing_installation_and_changes_nothing(tmp_path
         assert snapshot() == before
         async with open_components(config) as c:
             assert await c.catalog.kek_usage() == usage
+
+
+async def test_a_public_key_exported_to_a_full_disk_is_named_and_not_left_half(
+    tmp_path: Path, tiny_filesystem: Path
+) -> None:
+    """Both public-key exports, onto a full file system (a USB stick, say): a storage error,
+    the file named, and no truncated key left to be handed out."""
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    private = tmp_path / "officer.x25519"
+    stat_ = os.statvfs(tiny_filesystem)
+    (tiny_filesystem / "filler").write_bytes(bytes(stat_.f_bavail * stat_.f_frsize))
+    with trio.fail_after(60):
+        await cli(env, "keys", "init", "--x25519", "--private", str(private), "--public",
+                  str(tmp_path / "officer.pub"))  # fmt: skip
+        await cli(env, "keys", "init", "--export-signing")
+        for command, extra in (
+            ("export-public", ["--private", str(private)]),
+            ("export-signing-public", []),
+        ):
+            out = tiny_filesystem / f"{command}.pub"
+            code, text = await cli(env, "keys", command, *extra, "--out", str(out), check=False)
+            assert code == StorageError.exit_code, text
+            assert f"error: {out}: cannot write: No space left on device" in text
+            assert "Traceback" not in text
+    assert os.listdir(tiny_filesystem) == ["filler"]
 
 
 async def test_init_and_export_public_make_private_keys_0600_and_never_overwrite(

@@ -13,7 +13,6 @@ private key lives only on the officers' workstation, in ``X25519Unwrapper``.
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 import stat
 from pathlib import Path
@@ -26,7 +25,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from recorder.crypto.keys.base import DataKey, KeyContext
-from recorder.durable import write_durably
+from recorder.durable import write_new_file
 from recorder.errors import ConfigError, DecryptNotPermitted, KeyMismatch, KeyNotFound
 
 KEY_ID_PREFIX: Final = "x25519:"
@@ -151,10 +150,12 @@ def generate_x25519_keypair(private_path: Path | str, public_path: Path | str) -
         serialization.NoEncryption(),
     )
     private_path = Path(private_path)
-    if private_path.exists():
-        raise ConfigError(f"refusing to overwrite private key {private_path}")
-    write_durably(private_path, raw_private)
-    public_path = Path(public_path)
-    public_path.write_bytes(_raw_public(private.public_key()))
-    os.chmod(public_path, 0o644)
+    write_new_file(private_path, raw_private, mode=0o600)
+    try:
+        write_new_file(Path(public_path), _raw_public(private.public_key()), mode=0o644)
+    except BaseException:
+        # Nobody holds its public half yet, so nothing was ever sealed to it: the pair is made
+        # whole or not at all.
+        private_path.unlink(missing_ok=True)
+        raise
     return x25519_key_id(private.public_key())

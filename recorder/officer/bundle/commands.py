@@ -12,7 +12,8 @@ from typing import Final, TextIO
 from recorder.catalog._search import MAX_PAGE
 from recorder.catalog.base import RecordingStatus
 from recorder.config import Config
-from recorder.errors import ConfigError, RecorderError
+from recorder.durable import write_new_file
+from recorder.errors import RecorderError
 from recorder.officer.actor import os_actor
 from recorder.officer.bundle.export import export_bundle
 from recorder.officer.bundle.signing import (
@@ -154,9 +155,6 @@ def init_signing(config: Config, args: argparse.Namespace) -> int:
 def export_signing_public(config: Config, args: argparse.Namespace) -> int:
     private = load_signing_key(Path(args.private) if args.private else default_signing_key(config))
     out = Path(args.out)
-    if out.exists():
-        raise ConfigError(f"refusing to overwrite {out}")
-    out.write_bytes(public_bytes(private))
-    out.chmod(0o644)
+    write_new_file(out, public_bytes(private), mode=0o644)
     print(f"wrote public key {key_id(private.public_key())} to {out}")
     return 0
