@@ -26,17 +26,14 @@ Rules:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
 import secrets
 import socket
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -58,7 +55,7 @@ from recorder.evidence_destruction import (
 from recorder.retention.audit_heads import write_head
 from recorder.retention.engine import Decision, Plan, evaluate, iso
 from recorder.retention.policy import ExpiryAction, PolicySet
-from recorder.store.base import LockMode, ObjectStore, VersionedObjects
+from recorder.store.base import LockMode, ObjectStore, VersionedObjects, put_document
 
 logger = logging.getLogger(__name__)
 
@@ -264,16 +261,13 @@ async def _store_report(ctx: RetentionContext, report: RunReport) -> str:
     data = report.to_json().encode()
     key = f"{REPORT_PREFIX}{report.run_id}.json"
     now = datetime.fromtimestamp(ctx.now_ms() / 1000, UTC)
-    with tempfile.TemporaryDirectory() as tmp:
-        source = Path(tmp) / "report.json"
-        source.write_bytes(data)
-        await ctx.store.put(
-            key,
-            source,
-            sha256=hashlib.sha256(data).hexdigest(),
-            retain_until=now + timedelta(days=ctx.policies.longest_days),
-            lock_mode=LockMode.COMPLIANCE,
-        )
+    await put_document(
+        ctx.store,
+        key,
+        data,
+        retain_until=now + timedelta(days=ctx.policies.longest_days),
+        lock_mode=LockMode.COMPLIANCE,
+    )
     return key
 
 

@@ -48,7 +48,7 @@ from recorder.catalog.aio import AsyncCatalog
 from recorder.durable import write_durably
 from recorder.errors import AuditLogTampered, ConfigError, ObjectNotFound
 from recorder.officer.verify import fetch_to
-from recorder.store.base import LockMode, ObjectStore
+from recorder.store.base import LockMode, ObjectStore, put_document
 
 HEAD_PREFIX: Final = "audit/heads/"
 HEAD_FORMAT: Final = "rtms-recorder audit head v1"
@@ -173,16 +173,13 @@ async def write_head(
     document = {"body": body, "signature": key.sign(_canonical(body)).hex()}
     data = _canonical(document)
     object_key = f"{HEAD_PREFIX}{final:020d}.json"
-    with tempfile.TemporaryDirectory() as tmp:
-        source = Path(tmp) / "head.json"
-        source.write_bytes(data)
-        await store.put(
-            object_key,
-            source,
-            sha256=hashlib.sha256(data).hexdigest(),
-            retain_until=datetime.fromtimestamp(now_ms / 1000, UTC) + timedelta(days=retain_days),
-            lock_mode=LockMode.COMPLIANCE,
-        )
+    await put_document(
+        store,
+        object_key,
+        data,
+        retain_until=datetime.fromtimestamp(now_ms / 1000, UTC) + timedelta(days=retain_days),
+        lock_mode=LockMode.COMPLIANCE,
+    )
     return SignedHead(object_key, first, final, len(hashes))
 
 

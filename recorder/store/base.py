@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import tempfile
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -160,6 +161,35 @@ class LocalObjects(Protocol):
         """The current (or given) version, open for unbuffered reading from its first byte;
         the caller closes it. Raises ``ObjectNotFound`` as ``open`` does."""
         ...
+
+
+async def put_document(
+    store: ObjectStore, key: str, data: bytes, *, retain_until: datetime, lock_mode: LockMode
+) -> PutResult:
+    """A small document (a retention run's report, a signed audit head) stored under ``key``.
+    Stores take files, so it is staged in a private temporary directory first; one that cannot
+    take it (a full ``/tmp``) is a ``StorageError`` naming the document and the directory."""
+    try:
+        staging = tempfile.TemporaryDirectory(prefix="rtms-document-")
+    except OSError as exc:
+        raise _not_staged(key, tempfile.gettempdir(), exc) from exc
+    with staging as tmp:
+        source = Path(tmp) / "document"
+        try:
+            source.write_bytes(data)
+        except OSError as exc:
+            raise _not_staged(key, tmp, exc) from exc
+        return await store.put(
+            key,
+            source,
+            sha256=hashlib.sha256(data).hexdigest(),
+            retain_until=retain_until,
+            lock_mode=lock_mode,
+        )
+
+
+def _not_staged(key: str, where: str, exc: OSError) -> StorageError:
+    return StorageError(f"{key}: cannot stage it in {where}: {exc.strerror or exc}")
 
 
 def round_up_to_second(moment: datetime) -> datetime:

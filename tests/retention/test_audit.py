@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ import pytest
 
 from recorder.catalog import AsyncCatalog
 from recorder.catalog._rows import AUDIT_GENESIS_HASH, audit_chain_hash
-from recorder.errors import ConfigError
+from recorder.errors import ConfigError, StorageError
 from recorder.retention.audit_heads import (
     load_public_key,
     load_signing_key,
@@ -174,3 +176,30 @@ async def test_a_garbage_head_is_reported_not_a_crash(
     )
     assert not verdict.ok
     assert "bad head" in verdict.problem
+
+
+async def test_a_head_that_cannot_be_staged_is_named_and_the_next_one_covers_its_events(
+    catalog: AsyncCatalog, tmp_path: Path, tiny_filesystem: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LocalStore(tmp_path / "store")
+    key = load_signing_key(tmp_path / "keys" / "audit.key", create=True)
+    for n in range(3):
+        await catalog.append_audit(
+            actor="os:officer", action="export", target=f"rec_{n}", reason="review", now_ms=T0 + n
+        )
+    stat_ = os.statvfs(tiny_filesystem)
+    filler = tiny_filesystem / "filler"
+    filler.write_bytes(bytes(stat_.f_bavail * stat_.f_frsize))
+    monkeypatch.setattr(tempfile, "tempdir", str(tiny_filesystem))
+    with pytest.raises(StorageError) as caught:
+        await write_head(catalog, store, key, now_ms=T0 + 10)
+    assert re.fullmatch(
+        rf"audit/heads/0+3\.json: cannot stage it in {tiny_filesystem}/rtms-document-\w+: "
+        "No space left on device",
+        str(caught.value),
+    ), str(caught.value)
+    assert await store.list("audit/") == []
+    filler.unlink()
+    head = await write_head(catalog, store, key, now_ms=T0 + 11)
+    assert head is not None
+    assert (head.first_id, head.last_id) == (1, 3)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
 import sys
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -368,3 +371,39 @@ async def test_a_search_hold_takes_a_participant_queue_or_time_range(
     )
     assert [h.scope_value for h in held] == [late.recording_id]
     assert not await catalog.is_on_hold(early.recording_id)
+
+
+async def test_a_full_temp_disk_loses_only_the_stored_copy_of_the_run_report(
+    catalog: AsyncCatalog,
+    store: LocalStore,
+    policies: PolicySet,
+    clock: Clock,
+    tmp_path: Path,
+    tiny_filesystem: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The report is staged in the temporary directory before it is stored: with no room
+    there, the run still destroys what is due, says the report was not stored and why, and
+    audits its finish (before, the raw ``OSError`` ended the run before that audit event)."""
+    expired = await make_recording(catalog, store, tmp_path)
+    await assign_policy(catalog, policies, expired.recording_id, T0)
+    clock.ms = T0 + 100 * DAY_MS
+    stat_ = os.statvfs(tiny_filesystem)
+    (tiny_filesystem / "filler").write_bytes(bytes(stat_.f_bavail * stat_.f_frsize))
+    monkeypatch.setattr(tempfile, "tempdir", str(tiny_filesystem))
+    report = await run_retention(context(catalog, store, policies, clock, None))
+    assert [o.recording_id for o in report.outcomes if o.result == "destroyed"] == [
+        expired.recording_id
+    ]
+    assert report.report_key is None
+    [failed] = [o for o in report.outcomes if o.result == "failed"]
+    assert re.fullmatch(
+        rf"run report not stored: retention/runs/{report.run_id}\.json: cannot stage it in "
+        rf"{tiny_filesystem}/rtms-document-\w+: No space left on device",
+        failed.detail,
+    ), failed.detail
+    assert await store.list("retention/runs/") == []
+    [finish] = await catalog.audit_events(action="retention.run.finish")
+    assert finish.actor == f"retention-run:{report.run_id}"
+    assert '"failed":1' in finish.details_json
+    assert '"report":null' in finish.details_json
