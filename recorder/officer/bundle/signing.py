@@ -20,7 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from recorder.durable import write_durably
+from recorder.durable import write_new_file
 from recorder.errors import ConfigError
 
 SIGNATURE_ALGORITHM: Final = "ed25519"
@@ -35,14 +35,12 @@ def key_id(public: Ed25519PublicKey) -> str:
 
 def generate_signing_key(private_path: Path) -> str:
     """A new Ed25519 key in ``private_path`` (raw 32 bytes, 0600); returns its key id."""
-    if private_path.exists():
-        raise ConfigError(f"refusing to overwrite export signing key {private_path}")
     private_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     private = Ed25519PrivateKey.generate()
     raw = private.private_bytes(
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
     )
-    write_durably(private_path, raw)
+    write_new_file(private_path, raw, mode=0o600)
     return key_id(private.public_key())
 
 
