@@ -36,6 +36,7 @@ from recorder.errors import (
     KeyDestroyed,
     KeyMismatch,
     KeyNotFound,
+    KeyProviderError,
     KeyUnavailable,
     LegalHoldViolation,
     StorageError,
@@ -143,6 +144,31 @@ def test_local_kek_files_are_private_and_rotation_keeps_old_keys(tmp_path: Path)
     assert provider.key_ids() == sorted([first, new_id])
     for path in (key_dir / "keks").iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_local_kek_the_disk_refuses_is_named_and_the_current_one_stays(
+    tiny_filesystem: Path,
+) -> None:
+    """A full disk at the first start and at a rotation: a key error naming the directory,
+    never a KEK that ``current`` names without its file; the current KEK still works."""
+    key_dir = tiny_filesystem / "kek"
+    stat_ = os.statvfs(tiny_filesystem)
+    filler = tiny_filesystem / "filler"
+    filler.write_bytes(bytes(stat_.f_bavail * stat_.f_frsize))
+    refused = f"cannot create a local KEK in {key_dir}: No space left on device"
+    with pytest.raises(KeyProviderError, match=f"^{refused}$"):
+        LocalKeyProvider(key_dir)
+    filler.unlink()
+    provider = LocalKeyProvider(key_dir)
+    first = provider.current_key_id
+    data_key = provider.new_data_key(CONTEXT)
+    stat_ = os.statvfs(tiny_filesystem)
+    filler.write_bytes(bytes(stat_.f_bavail * stat_.f_frsize))
+    with pytest.raises(KeyProviderError, match=f"^{refused}$"):
+        provider.rotate()
+    again = LocalKeyProvider(key_dir)
+    assert again.current_key_id == first
+    assert again.unwrap(data_key.wrapped, data_key.key_id, CONTEXT) == data_key.plaintext
 
 
 def test_local_provider_refuses_readable_keys(tmp_path: Path) -> None:

@@ -64,13 +64,16 @@ class LocalKeyProvider:
                     "`recorder serve` create it on first start)"
                 )
             return
-        make_durable_dir(self._dir)
-        _check_private(self._dir, directory=True)
-        make_durable_dir(self._dir / "keks")
-        _check_private(self._dir / "keks", directory=True)
-        with self._locked():
-            if self._read_current() is None:
-                self._create_kek()
+        try:
+            make_durable_dir(self._dir)
+            _check_private(self._dir, directory=True)
+            make_durable_dir(self._dir / "keks")
+            _check_private(self._dir / "keks", directory=True)
+            with self._locked():
+                if self._read_current() is None:
+                    self._create_kek()
+        except OSError as exc:
+            raise self._cannot_create(exc) from exc
 
     @property
     def key_dir(self) -> Path:
@@ -100,8 +103,15 @@ class LocalKeyProvider:
 
     def rotate(self) -> str:
         """Make a new current KEK; older KEKs stay for unwrapping. Returns the new key id."""
-        with self._locked():
-            return KEY_ID_PREFIX + self._create_kek()
+        try:
+            with self._locked():
+                return KEY_ID_PREFIX + self._create_kek()
+        except OSError as exc:
+            raise self._cannot_create(exc) from exc
+
+    def _cannot_create(self, exc: OSError) -> KeyProviderError:
+        # A KEK written without ``current`` naming it is never used: the next try makes another.
+        return KeyProviderError(f"cannot create a local KEK in {self._dir}: {exc.strerror or exc}")
 
     @property
     def current_key_id(self) -> str:
