@@ -21,6 +21,10 @@ from recorder.crypto.keyring import SegmentKeyOpener
 from recorder.crypto.opaque import OPAQUE_PLAINTEXT_DIGEST
 from recorder.crypto.recovery import recover
 from recorder.crypto.writer import PART_SUFFIX
+from recorder.store.base import not_staged
+
+#: What ``not_staged`` names (the caller adds the object's key).
+_WHAT = "the opaque object's recovered copy"
 
 
 def is_opaque(plaintext_sha256: str) -> bool:
@@ -30,13 +34,21 @@ def is_opaque(plaintext_sha256: str) -> bool:
 @contextmanager
 def recovered_copy(stored: BinaryIO, keyring: SegmentKeyOpener) -> Iterator[BinaryIO]:
     """A sealed, readable copy of the opaque object in ``stored`` (blocking: use a thread)."""
-    with tempfile.TemporaryDirectory(prefix="rtms-opaque-") as tmp:
-        part = Path(tmp) / f"object.rtmsenc{PART_SUFFIX}"
-        with part.open("xb") as out:
-            part.chmod(0o600)
-            stored.seek(0)
-            shutil.copyfileobj(stored, out)
-        report = recover(part, keyring, recovery_prologue)
-        assert report.sealed.path is not None
-        with report.sealed.path.open("rb") as sealed:
+    try:
+        staging = tempfile.TemporaryDirectory(prefix="rtms-opaque-")
+    except OSError as exc:
+        raise not_staged(_WHAT, tempfile.gettempdir(), exc) from exc
+    with staging as tmp:
+        try:
+            part = Path(tmp) / f"object.rtmsenc{PART_SUFFIX}"
+            with part.open("xb") as out:
+                part.chmod(0o600)
+                stored.seek(0)
+                shutil.copyfileobj(stored, out)
+            report = recover(part, keyring, recovery_prologue)
+            assert report.sealed.path is not None
+            sealed = report.sealed.path.open("rb")
+        except OSError as exc:
+            raise not_staged(_WHAT, tmp, exc) from exc
+        with sealed:
             yield sealed

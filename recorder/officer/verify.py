@@ -26,7 +26,7 @@ from recorder.crypto.reader import digest_segment
 from recorder.errors import IntegrityError, ObjectNotFound, RecorderError
 from recorder.officer.opaque import is_opaque, recovered_copy
 from recorder.service.components import Components, now_ms
-from recorder.store.base import ObjectStore
+from recorder.store.base import ObjectStore, not_staged
 
 #: Objects up to this size are verified in memory; larger ones through a temporary file.
 IN_MEMORY_BYTES: Final = 32 * 1024 * 1024
@@ -83,7 +83,10 @@ async def fetch_to(
     async with store.open(key, version_id=version_id) as chunks:
         async for chunk in chunks:
             hasher.update(chunk)
-            await trio.to_thread.run_sync(sink.write, chunk)
+            try:
+                await trio.to_thread.run_sync(sink.write, chunk)
+            except OSError as exc:
+                raise not_staged(key, tempfile.gettempdir(), exc) from exc
     sink.seek(0)
     return hasher.hexdigest()
 

@@ -172,13 +172,13 @@ async def put_document(
     try:
         staging = tempfile.TemporaryDirectory(prefix="rtms-document-")
     except OSError as exc:
-        raise _not_staged(key, tempfile.gettempdir(), exc) from exc
+        raise not_staged(key, tempfile.gettempdir(), exc) from exc
     with staging as tmp:
         source = Path(tmp) / "document"
         try:
             source.write_bytes(data)
         except OSError as exc:
-            raise _not_staged(key, tmp, exc) from exc
+            raise not_staged(key, tmp, exc) from exc
         return await store.put(
             key,
             source,
@@ -188,7 +188,9 @@ async def put_document(
         )
 
 
-def _not_staged(key: str, where: str, exc: OSError) -> StorageError:
+def not_staged(key: str, where: str, exc: OSError) -> StorageError:
+    """A copy of ``key`` this host could not stage in ``where`` (a full ``/tmp``): the host's
+    problem, never the object's."""
     return StorageError(f"{key}: cannot stage it in {where}: {exc.strerror or exc}")
 
 

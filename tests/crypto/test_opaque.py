@@ -31,7 +31,7 @@ from .conftest import make_identity
 BODY = bytes(range(256)) * 8  # 2 KiB: 32 chunks of 64 bytes
 
 
-def _dead_part(root: Path) -> tuple[Path, RecordingKeyring]:
+def dead_part(root: Path) -> tuple[Path, RecordingKeyring]:
     """A .part an encrypt-only writer left (checkpointed chunks), and the officer's keyring."""
     generate_x25519_keypair(root / "officer.key", root / "officer.pub")
     store = DirectoryRecordingKeyStore(root / "rk")
@@ -46,7 +46,7 @@ def _dead_part(root: Path) -> tuple[Path, RecordingKeyring]:
 
 
 def test_scan_counts_the_checkpointed_body_without_a_key(tmp_path: Path) -> None:
-    part, officer = _dead_part(tmp_path)
+    part, officer = dead_part(tmp_path)
     scan = scan_opaque(part)
     assert (scan.body_bytes, scan.chunks, scan.sealed) == (len(BODY), len(BODY) // 64, False)
     assert scan.clean_end == part.stat().st_size
@@ -62,7 +62,7 @@ def test_a_damaged_part_is_refused_or_scanned_conservatively(
     tmp_path_factory: object, cut: int, flip: int
 ) -> None:
     root = Path(str(tmp_path_factory.mktemp("opaque")))  # type: ignore[attr-defined]
-    part, officer = _dead_part(root)
+    part, officer = dead_part(root)
     data = bytearray(part.read_bytes())
     data = data[: min(cut + 200, len(data))]
     if flip < len(data):

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +29,9 @@ from recorder.errors import (
     ObjectTruncated,
     VersionSwapped,
 )
+from recorder.officer import verify as officer_verify
+from recorder.officer.verify_run import Failure, check_recording
+from recorder.service.components import open_components
 from recorder.store.local import LocalStore, encode_component
 from recorder.store.s3 import S3Config as S3StoreConfig
 from recorder.store.s3 import build_s3_client
@@ -114,7 +118,39 @@ async def check_holds_and_show(
     assert "FAILED hold_drift" in text, text
 
 
-async def test_verify_on_the_local_store(tmp_path: Path) -> None:
+async def check_a_full_temp_dir_is_an_error_of_this_host(
+    config: Config, rid: str, mount: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Objects larger than what verify holds in memory (here 1 KiB) are staged in the temporary
+    directory. With no room there, each is an error of this host (its exit code), never
+    tampering or truncation, and the run goes on to the legal holds: before, the ``OSError``
+    ended the run (``verify --all`` from a timer) with a traceback and recorded nothing."""
+    stat_ = os.statvfs(mount)
+    (mount / "filler").write_bytes(bytes(stat_.f_bavail * stat_.f_frsize))
+    with monkeypatch.context() as patch:
+        patch.setattr(officer_verify, "IN_MEMORY_BYTES", 1024)
+        patch.setattr(tempfile, "tempdir", str(mount))
+        async with open_components(config) as c:
+            check = await check_recording(c, rid)
+            detail = await c.catalog.show(rid)
+    assert detail is not None
+    # (The store's legal hold cleared above still drifts: a finding of no object.)
+    of_objects = [f for f in check.findings if f.object_key is not None]
+    assert {f.failure for f in of_objects} == {Failure.ERROR}
+    staged = [r for r in (*detail.segments, *detail.records) if r.stored_size > 1024]
+    assert staged
+    assert sorted(f.object_key or "" for f in of_objects) == sorted(r.object_key for r in staged)
+    for finding in of_objects:
+        assert finding.message == (
+            f"StorageError: {finding.object_key}: cannot stage it in {mount}: "
+            "No space left on device"
+        ), finding.message
+    assert {f.failure for f in check.findings} == {Failure.ERROR, Failure.HOLD_DRIFT}
+
+
+async def test_verify_on_the_local_store(
+    tmp_path: Path, tiny_filesystem: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = one_second_segments(short_config(tmp_path))
     detail = await make_recording(config)
     rid = detail.recording.recording_id
@@ -190,6 +226,7 @@ async def test_verify_on_the_local_store(tmp_path: Path) -> None:
         trio.run(lambda: store.set_legal_hold(first.object_key, False))
 
     await check_holds_and_show(cli, rid, clear_hold)
+    await check_a_full_temp_dir_is_an_error_of_this_host(config, rid, tiny_filesystem, monkeypatch)
 
 
 def s3_config_file(config: Config, path: Path) -> Path:
