@@ -9,6 +9,7 @@ recorder sealed). Each verification run is audited (invariant 9).
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import hmac
@@ -26,7 +27,7 @@ from recorder.crypto.reader import digest_segment
 from recorder.errors import IntegrityError, ObjectNotFound, RecorderError
 from recorder.officer.opaque import is_opaque, recovered_copy
 from recorder.service.components import Components, now_ms
-from recorder.store.base import ObjectStore, not_staged
+from recorder.store.base import ObjectStore, staging
 
 #: Objects up to this size are verified in memory; larger ones through a temporary file.
 IN_MEMORY_BYTES: Final = 32 * 1024 * 1024
@@ -65,10 +66,22 @@ class RecordingVerdict:
 
 
 @contextmanager
-def _buffer(size: int) -> Iterator[BinaryIO]:
-    with tempfile.SpooledTemporaryFile(max_size=min(size, IN_MEMORY_BYTES)) as buf:
-        # SpooledTemporaryFile is a binary file object; typeshed only calls it IO[bytes].
-        yield cast(BinaryIO, buf)
+def staged_copy(key: str, size: int) -> Iterator[BinaryIO]:
+    """A private copy of object ``key`` (``size`` bytes) being checked: in memory up to
+    ``IN_MEMORY_BYTES``, in a temporary file past that. Closing a spilled copy flushes it: a
+    refusal then is ``not_staged`` when nothing else went wrong, and never replaces the error
+    already on its way out (which may be the evidence's own)."""
+    # SpooledTemporaryFile is a binary file object; typeshed only calls it IO[bytes].
+    spooled = tempfile.SpooledTemporaryFile(max_size=min(size, IN_MEMORY_BYTES))  # noqa: SIM115
+    copy = cast(BinaryIO, spooled)
+    try:
+        yield copy
+    except BaseException:
+        with contextlib.suppress(OSError):
+            copy.close()  # the descriptor is closed even when the flush is refused
+        raise
+    with staging(key):
+        copy.close()
 
 
 async def fetch_to(
@@ -83,11 +96,10 @@ async def fetch_to(
     async with store.open(key, version_id=version_id) as chunks:
         async for chunk in chunks:
             hasher.update(chunk)
-            try:
+            with staging(key):
                 await trio.to_thread.run_sync(sink.write, chunk)
-            except OSError as exc:
-                raise not_staged(key, tempfile.gettempdir(), exc) from exc
-    sink.seek(0)
+    with staging(key):
+        sink.seek(0)  # flushes what a spilled temporary file still buffered
     return hasher.hexdigest()
 
 
@@ -113,7 +125,7 @@ async def verify_object(
     if row.upload_state is UploadState.PENDING:
         return verdict(Verdict.PENDING, "not uploaded yet")
     try:
-        with _buffer(row.stored_size) as buf:
+        with staged_copy(row.object_key, row.stored_size) as buf:
             stored_sha = await fetch_to(store, row.object_key, buf, version_id=row.version_id)
             if row.stored_sha256 and not hmac.compare_digest(stored_sha, row.stored_sha256):
                 return verdict(Verdict.CORRUPT, "stored bytes differ from what was uploaded")

@@ -38,7 +38,7 @@ from recorder.errors import (
     VersionSwapped,
 )
 from recorder.officer.opaque import is_opaque, recovered_copy
-from recorder.officer.verify import _buffer, fetch_to
+from recorder.officer.verify import fetch_to, staged_copy
 from recorder.retention.apply import object_versions
 from recorder.retention.holds import hold_drift
 from recorder.service.components import Components, now_ms
@@ -159,7 +159,7 @@ async def _content_findings(c: Components, row: SegmentRow | RecordFileRow) -> l
     def finding(failure: Failure, message: str) -> list[Finding]:
         return [Finding(failure, key, version, message)]
 
-    with _buffer(row.stored_size) as buf:
+    with staged_copy(key, row.stored_size) as buf:
         stored_sha = await fetch_to(c.store, key, buf, version_id=version)
         size = buf.seek(0, 2)
         buf.seek(0)

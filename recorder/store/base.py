@@ -17,10 +17,11 @@ All methods are async (trio); blocking I/O happens in worker threads inside the 
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -186,6 +187,16 @@ async def put_document(
             retain_until=retain_until,
             lock_mode=lock_mode,
         )
+
+
+@contextlib.contextmanager
+def staging(key: str) -> Iterator[None]:
+    """Inside, an ``OSError`` is this host failing to stage a copy of ``key`` in the temporary
+    directory (writing it, or flushing it on a seek): ``not_staged``."""
+    try:
+        yield
+    except OSError as exc:
+        raise not_staged(key, tempfile.gettempdir(), exc) from exc
 
 
 def not_staged(key: str, where: str, exc: OSError) -> StorageError:

@@ -15,6 +15,7 @@ import re
 import stat
 import subprocess
 import sys
+import tempfile
 import wave
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -29,7 +30,8 @@ from recorder import durable
 from recorder.catalog.base import RecordingDetail, RecordingStatus
 from recorder.cli import main as cli_main
 from recorder.config import Config, ObjectLockMode, S3Config, StoreKind
-from recorder.errors import BundleWriteFailed, RecorderError
+from recorder.errors import BundleWriteFailed, RecorderError, StorageError
+from recorder.officer import verify as officer_verify
 from recorder.officer.bundle.export import BundleResult, export_bundle, manifest_json
 from recorder.officer.bundle.signing import generate_signing_key, load_signing_key, public_bytes
 from recorder.service.components import Components
@@ -326,6 +328,7 @@ async def record_and_check(tmp_path: Path, config: Config, cli: Cli) -> None:
                 await check_cli_export(tmp_path, row.recording_id, cli)
                 await check_cli_show(detail, cli)
                 await check_a_full_disk_names_the_bundle_file(c, detail, tmp_path, key)
+                await check_a_full_temp_dir_names_the_object_staged(c, detail, tmp_path, key)
                 await check_failed_export_leaves_nothing(c, config, detail, tmp_path, key)
             else:
                 await check_newer_version_is_not_read(c, config, detail, tmp_path, key)
@@ -523,6 +526,28 @@ async def check_a_full_disk_names_the_bundle_file(
             ), (name, str(caught.value))
             assert caught.value.exit_code == BundleWriteFailed("").exit_code
             assert sorted(p.name for p in mount.iterdir()) == ["filler"]
+
+
+async def check_a_full_temp_dir_names_the_object_staged(
+    c: Components, detail: RecordingDetail, tmp_path: Path, key: Path
+) -> None:
+    """Records are staged in the temporary directory when larger than what is held in memory
+    (here 16 bytes): with no room there, the export fails naming the object and the directory
+    (this host's problem), and leaves nothing beside its target."""
+    [first, *_] = sorted(detail.records, key=lambda r: r.record_index)
+    with mounted_tmpfs(tmp_path / "full-tmp", "256k") as mount:
+        free = os.statvfs(mount).f_bavail * PAGE
+        (mount / "filler").write_bytes(bytes(free))
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(officer_verify, "IN_MEMORY_BYTES", 16)
+            patch.setattr(tempfile, "tempdir", str(mount))
+            with pytest.raises(StorageError) as caught:
+                await export(c, detail, tmp_path / "staged", key, reason="a full /tmp")
+        assert str(caught.value) == (
+            f"{first.object_key}: cannot stage it in {mount}: No space left on device"
+        )
+        assert os.listdir(mount) == ["filler"]
+    assert not [p for p in os.listdir(tmp_path) if "staged" in p]
 
 
 async def check_newer_version_is_not_read(

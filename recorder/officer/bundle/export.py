@@ -22,6 +22,7 @@ Bundle layout::
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -76,9 +77,9 @@ from recorder.officer.bundle.publish import publish
 from recorder.officer.bundle.signing import key_id, sign
 from recorder.officer.bundle.wavio import SegmentSink, TrackProgress, WavWriter
 from recorder.officer.opaque import is_opaque, recovered_copy
-from recorder.officer.verify import IN_MEMORY_BYTES
+from recorder.officer.verify import IN_MEMORY_BYTES, staged_copy
 from recorder.service.components import Components, now_ms
-from recorder.store.base import LocalObjects
+from recorder.store.base import LocalObjects, staging
 from recorder.video.export import export_video
 from recorder.video.track import VIDEO_RECORD_KINDS
 
@@ -145,12 +146,14 @@ async def _fetch(c: Components, row: SegmentRow | RecordFileRow, spool: IO[bytes
 
     def take(chunk: bytes) -> None:
         hasher.update(chunk)
-        spool.write(chunk)
+        with staging(row.object_key):
+            spool.write(chunk)
 
     async with c.store.open(row.object_key, version_id=row.version_id) as chunks:
         async for chunk in chunks:
             await trio.to_thread.run_sync(take, chunk)
-    spool.seek(0)
+    with staging(row.object_key):
+        spool.seek(0)  # flushes what a spilled temporary file still buffered
     if row.stored_sha256 is not None and not hmac.compare_digest(
         hasher.hexdigest(), row.stored_sha256.lower()
     ):
@@ -162,8 +165,7 @@ async def with_object(
     row: SegmentRow | RecordFileRow,
     work: Callable[[Iterator[bytes], str | None], None],
 ) -> None:
-    with tempfile.SpooledTemporaryFile(max_size=min(row.stored_size, IN_MEMORY_BYTES)) as spooled:
-        stored = cast(BinaryIO, spooled)
+    with staged_copy(row.object_key, row.stored_size) as stored:
         await _fetch(c, row, stored)
 
         def run() -> None:
@@ -287,7 +289,8 @@ async def _feed(c: Components, segments: list[SegmentRow], pipe: Pipe[_Item]) ->
                     await _fetch(c, seg, stored)
                     await pipe.put(_Whole(stored, seg))
                 except BaseException:
-                    stored.close()
+                    with contextlib.suppress(OSError):
+                        stored.close()  # a refused flush must not hide the error on its way out
                     raise
                 continue
             if files is not None:
