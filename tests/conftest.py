@@ -102,6 +102,15 @@ def mounted_tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
             subprocess.run(["umount", "--lazy", str(mount_point)], check=False)
 
 
+def fill_filesystem(mount: Path, *, leave: int = 0) -> Path:
+    """Fills the file system at ``mount`` with one file, ``filler``, so that about ``leave``
+    bytes stay free (a tmpfs counts whole pages); delete it for the room again."""
+    stat = os.statvfs(mount)
+    filler = mount / "filler"
+    filler.write_bytes(bytes(max(0, stat.f_bavail * stat.f_frsize - leave)))
+    return filler
+
+
 @pytest.fixture
 def tiny_filesystem(tmp_path: Path) -> Iterator[Path]:
     """A separate 256 KiB tmpfs (``mounted_tmpfs``)."""

@@ -21,6 +21,7 @@ from recorder.durable import (
     write_new_file,
 )
 from recorder.errors import BundleWriteFailed, ConfigError, StorageError
+from tests.conftest import fill_filesystem
 
 
 @pytest.fixture
@@ -168,8 +169,7 @@ def test_a_bundle_file_left_by_an_error_keeps_that_error_and_writes_no_more(
     """The block raised with bytes still buffered and no room for them: the error that left
     the block is the one reported (a flush refused at close would replace it), and the file
     holds only what was flushed before."""
-    stat_ = os.statvfs(tiny_filesystem)
-    (tiny_filesystem / "filler").write_bytes(bytes(stat_.f_bavail * stat_.f_frsize))
+    fill_filesystem(tiny_filesystem)
     path = tiny_filesystem / "chat.json"
 
     def fail_while_writing() -> None:
@@ -180,11 +180,6 @@ def test_a_bundle_file_left_by_an_error_keeps_that_error_and_writes_no_more(
     with pytest.raises(LookupError, match="the evidence's own error"):
         fail_while_writing()
     assert path.stat().st_size == 0
-
-
-def _fill(mount: Path, leave: int = 0) -> None:
-    stat_ = os.statvfs(mount)
-    (mount / "filler").write_bytes(bytes(stat_.f_bavail * stat_.f_frsize - leave))
 
 
 @pytest.mark.usefixtures("narrow_umask")
@@ -202,7 +197,7 @@ def test_a_new_file_has_exactly_its_mode_and_is_never_written_over(
 
 
 def test_a_new_file_the_disk_refuses_is_named_and_not_left_half(tiny_filesystem: Path) -> None:
-    _fill(tiny_filesystem)
+    fill_filesystem(tiny_filesystem)
     path = tiny_filesystem / "officer.pub"
     with pytest.raises(StorageError) as caught:
         write_new_file(path, b"key", mode=0o644)

@@ -41,6 +41,7 @@ from recorder.errors import (
     LegalHoldViolation,
     StorageError,
 )
+from tests.conftest import fill_filesystem
 
 from .conftest import make_identity, make_keyring, write_segment
 
@@ -152,9 +153,7 @@ def test_a_local_kek_the_disk_refuses_is_named_and_the_current_one_stays(
     """A full disk at the first start and at a rotation: a key error naming the directory,
     never a KEK that ``current`` names without its file; the current KEK still works."""
     key_dir = tiny_filesystem / "kek"
-    stat_ = os.statvfs(tiny_filesystem)
-    filler = tiny_filesystem / "filler"
-    filler.write_bytes(bytes(stat_.f_bavail * stat_.f_frsize))
+    filler = fill_filesystem(tiny_filesystem)
     refused = f"cannot create a local KEK in {key_dir}: No space left on device"
     with pytest.raises(KeyProviderError, match=f"^{refused}$"):
         LocalKeyProvider(key_dir)
@@ -162,8 +161,7 @@ def test_a_local_kek_the_disk_refuses_is_named_and_the_current_one_stays(
     provider = LocalKeyProvider(key_dir)
     first = provider.current_key_id
     data_key = provider.new_data_key(CONTEXT)
-    stat_ = os.statvfs(tiny_filesystem)
-    filler.write_bytes(bytes(stat_.f_bavail * stat_.f_frsize))
+    fill_filesystem(tiny_filesystem)
     with pytest.raises(KeyProviderError, match=f"^{refused}$"):
         provider.rotate()
     again = LocalKeyProvider(key_dir)
@@ -207,9 +205,7 @@ def test_a_key_pair_is_made_whole_or_not_at_all(tiny_filesystem: Path) -> None:
     """Room for the private key's page but not the public one's: the private key goes too
     (nobody holds its public half, so nothing was ever sealed to it) and the error names the
     public file. Then with room, the pair is made."""
-    stat_ = os.statvfs(tiny_filesystem)
-    filler = tiny_filesystem / "filler"
-    filler.write_bytes(bytes(stat_.f_bavail * stat_.f_frsize - 4096))
+    filler = fill_filesystem(tiny_filesystem, leave=4096)
     private, public = tiny_filesystem / "officer.key", tiny_filesystem / "officer.pub"
     with pytest.raises(StorageError, match=f"^{public}: cannot write: No space left on device$"):
         generate_x25519_keypair(private, public)

@@ -40,7 +40,7 @@ from recorder.simulator.scenario import Action, Step
 from recorder.store.local import encode_component
 from recorder.store.s3 import S3Config as S3StoreConfig
 from recorder.store.s3 import build_s3_client
-from tests.conftest import mounted_tmpfs
+from tests.conftest import fill_filesystem, mounted_tmpfs
 from tests.officer.support import sealed_track
 from tests.service.test_service import record_calls, service, short_config, zcc_call
 from tests.store.s3_helpers import new_locked_bucket
@@ -512,8 +512,7 @@ async def check_a_full_disk_names_the_bundle_file(
     }
     for name, room in before.items():
         with mounted_tmpfs(tmp_path / f"full-{name}", "4m") as mount:
-            free = os.statvfs(mount).f_bavail * PAGE
-            (mount / "filler").write_bytes(bytes(free - room - _pages(sizes[name]) + PAGE))
+            fill_filesystem(mount, leave=room + _pages(sizes[name]) - PAGE)
             with pytest.MonkeyPatch.context() as patch:
                 patch.setattr(durable, "BUNDLE_FILE_BUFFER_BYTES", 64)
                 with pytest.raises(BundleWriteFailed) as caught:
@@ -536,8 +535,7 @@ async def check_a_full_temp_dir_names_the_object_staged(
     (this host's problem), and leaves nothing beside its target."""
     [first, *_] = sorted(detail.records, key=lambda r: r.record_index)
     with mounted_tmpfs(tmp_path / "full-tmp", "256k") as mount:
-        free = os.statvfs(mount).f_bavail * PAGE
-        (mount / "filler").write_bytes(bytes(free))
+        fill_filesystem(mount)
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(officer_verify, "IN_MEMORY_BYTES", 16)
             patch.setattr(tempfile, "tempdir", str(mount))

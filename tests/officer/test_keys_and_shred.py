@@ -35,6 +35,7 @@ from recorder.service.demo import demo_config
 from recorder.simulator.scenario import AudioLayout, Product, Scenario
 from recorder.simulator.simulator import SimulatorConfig, open_simulator
 from recorder.spool.uploader import Backoff
+from tests.conftest import fill_filesystem
 
 pytestmark = pytest.mark.slow
 
@@ -303,8 +304,7 @@ async def test_a_public_key_exported_to_a_full_disk_is_named_and_not_left_half(
     the file named, and no truncated key left to be handed out."""
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
     private = tmp_path / "officer.x25519"
-    stat_ = os.statvfs(tiny_filesystem)
-    (tiny_filesystem / "filler").write_bytes(bytes(stat_.f_bavail * stat_.f_frsize))
+    fill_filesystem(tiny_filesystem)
     with trio.fail_after(60):
         await cli(env, "keys", "init", "--x25519", "--private", str(private), "--public",
                   str(tmp_path / "officer.pub"))  # fmt: skip

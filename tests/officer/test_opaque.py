@@ -13,6 +13,7 @@ import pytest
 
 from recorder.errors import StorageError
 from recorder.officer.opaque import recovered_copy
+from tests.conftest import fill_filesystem
 from tests.crypto.test_opaque import dead_part
 
 
@@ -20,8 +21,7 @@ def test_no_room_for_the_recovered_copy_is_named_and_leaves_nothing(
     tmp_path: Path, tiny_filesystem: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     part, officer = dead_part(tmp_path)
-    stat_ = os.statvfs(tiny_filesystem)
-    (tiny_filesystem / "filler").write_bytes(bytes(stat_.f_bavail * stat_.f_frsize))
+    fill_filesystem(tiny_filesystem)
     monkeypatch.setattr(tempfile, "tempdir", str(tiny_filesystem))
     with part.open("rb") as stored, pytest.raises(StorageError) as caught:  # noqa: SIM117
         with recovered_copy(stored, officer):

@@ -35,6 +35,7 @@ from recorder.service.components import open_components
 from recorder.store.local import LocalStore, encode_component
 from recorder.store.s3 import S3Config as S3StoreConfig
 from recorder.store.s3 import build_s3_client
+from tests.conftest import fill_filesystem
 from tests.officer.test_export_bundle import one_second_segments, s3_store_config
 from tests.service.test_service import record_calls, service, short_config, zcc_call
 
@@ -125,8 +126,7 @@ async def check_a_full_temp_dir_is_an_error_of_this_host(
     directory. With no room there, each is an error of this host (its exit code), never
     tampering or truncation, and the run goes on to the legal holds: before, the ``OSError``
     ended the run (``verify --all`` from a timer) with a traceback and recorded nothing."""
-    stat_ = os.statvfs(mount)
-    (mount / "filler").write_bytes(bytes(stat_.f_bavail * stat_.f_frsize))
+    fill_filesystem(mount)
     with monkeypatch.context() as patch:
         patch.setattr(officer_verify, "IN_MEMORY_BYTES", 1024)
         patch.setattr(tempfile, "tempdir", str(mount))

@@ -23,6 +23,7 @@ from recorder.retention.audit_heads import (
 )
 from recorder.store.local import LocalStore
 from tests.catalog.support import CatalogTarget
+from tests.conftest import fill_filesystem
 from tests.retention.helpers import T0
 
 pytestmark = pytest.mark.timeout(120)
@@ -187,9 +188,7 @@ async def test_a_head_that_cannot_be_staged_is_named_and_the_next_one_covers_its
         await catalog.append_audit(
             actor="os:officer", action="export", target=f"rec_{n}", reason="review", now_ms=T0 + n
         )
-    stat_ = os.statvfs(tiny_filesystem)
-    filler = tiny_filesystem / "filler"
-    filler.write_bytes(bytes(stat_.f_bavail * stat_.f_frsize))
+    filler = fill_filesystem(tiny_filesystem)
     monkeypatch.setattr(tempfile, "tempdir", str(tiny_filesystem))
     with pytest.raises(StorageError) as caught:
         await write_head(catalog, store, key, now_ms=T0 + 10)

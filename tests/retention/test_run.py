@@ -25,6 +25,7 @@ from recorder.retention.policy import PolicySet, load_policies
 from recorder.store.local import LocalStore
 from recorder.testing.memory_shredder import MemoryShredder
 from tests.catalog.support import CatalogTarget
+from tests.conftest import fill_filesystem
 from tests.retention.helpers import DAY_MS, T0, Clock, make_recording
 from tests.retention.test_policy import DEFAULT, GOOD, write
 
@@ -195,7 +196,6 @@ async def test_a_held_recording_blocks_the_shredder_even_if_placed_during_the_ru
 async def test_one_run_at_a_time_and_a_dead_runs_lock_is_taken_over(
     catalog: AsyncCatalog, store: LocalStore, policies: PolicySet, clock: Clock, tmp_path: Path
 ) -> None:
-    import os
     import socket
 
     await make_recording(catalog, store, tmp_path)
@@ -388,8 +388,7 @@ async def test_a_full_temp_disk_loses_only_the_stored_copy_of_the_run_report(
     expired = await make_recording(catalog, store, tmp_path)
     await assign_policy(catalog, policies, expired.recording_id, T0)
     clock.ms = T0 + 100 * DAY_MS
-    stat_ = os.statvfs(tiny_filesystem)
-    (tiny_filesystem / "filler").write_bytes(bytes(stat_.f_bavail * stat_.f_frsize))
+    fill_filesystem(tiny_filesystem)
     monkeypatch.setattr(tempfile, "tempdir", str(tiny_filesystem))
     report = await run_retention(context(catalog, store, policies, clock, None))
     assert [o.recording_id for o in report.outcomes if o.result == "destroyed"] == [

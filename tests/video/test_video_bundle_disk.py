@@ -4,7 +4,6 @@ recovered segment is never listed as unreadable because the disk was full."""
 
 from __future__ import annotations
 
-import os
 import wave
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,7 +29,7 @@ from recorder.video.pattern import PatternSpec, encode_pattern
 from recorder.video.probe import pictures
 from recorder.video.remux import TrackJoiner, mux_with_audio
 from recorder.video.track import VideoTrack, VideoTrackConfig
-from tests.conftest import mounted_tmpfs
+from tests.conftest import fill_filesystem, mounted_tmpfs
 
 #: What ``with_object`` runs in a thread: the plaintext's chunks and the sealed digest.
 Work = Callable[[Iterator[bytes], str | None], None]
@@ -59,8 +58,7 @@ def _leave_free(mount: Path, leave: int) -> None:
     """Empties ``mount``, then fills it so that about ``leave`` bytes stay free."""
     for path in mount.iterdir():
         path.unlink()
-    stat = os.statvfs(mount)
-    (mount / "filler").write_bytes(bytes(max(0, stat.f_bavail * stat.f_frsize - leave)))
+    fill_filesystem(mount, leave=leave)
 
 
 def _wav(path: Path, seconds: float) -> Path:

@@ -25,7 +25,7 @@ from recorder.officer.search_review import Wanted, review
 from recorder.web.actions import EXPORT_PREFIX, OWNER_FILE
 from recorder.web.auth import LOGIN_COOKIE
 from recorder.web.security import COOKIE_NAME
-from tests.conftest import mounted_tmpfs
+from tests.conftest import fill_filesystem, mounted_tmpfs
 from tests.web.conftest import LOGIN_FAILURES, PASSWORDS, Console, csrf_of
 
 pytestmark = pytest.mark.timeout(60)
@@ -579,13 +579,12 @@ async def test_an_export_onto_a_full_temp_disk_names_the_file_and_leaves_nothing
                 ),
             }
             for leave, message in refusals.items():
-                free = os.statvfs(mount).f_bavail * PAGE
-                (mount / "filler").write_bytes(bytes(max(0, free - leave)))
+                filler = fill_filesystem(mount, leave=leave)
                 answer = await export()
                 assert answer.status_code == 409, answer.text
                 assert re.fullmatch(message, answer.json()["error"]), answer.json()
                 assert sorted(p.name for p in mount.iterdir()) == ["filler"]
-                (mount / "filler").unlink()
+                filler.unlink()
 
 
 async def test_headers_and_no_secret_on_any_page(
