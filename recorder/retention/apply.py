@@ -272,7 +272,9 @@ async def _store_report(ctx: RetentionContext, report: RunReport) -> str:
 
 
 async def run_retention(ctx: RetentionContext) -> RunReport:
-    """One retention run (see the module rules). Failures are in the report, not raised."""
+    """One retention run (see the module rules). Failures are in the report, not raised; the
+    exception is the signed audit head written after the report, whose failure is raised so
+    that the job exits non-zero with the audit log left unanchored by this run."""
     started = ctx.now_ms()
     run_id = f"{datetime.fromtimestamp(started / 1000, UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
     actor = f"retention-run:{run_id}"
