@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from recorder.durable import write_new_file
-from recorder.errors import ConfigError
+from recorder.errors import ConfigError, StorageError
 
 SIGNATURE_ALGORITHM: Final = "ed25519"
 _RAW_SIZE: Final = 32
@@ -35,7 +35,12 @@ def key_id(public: Ed25519PublicKey) -> str:
 
 def generate_signing_key(private_path: Path) -> str:
     """A new Ed25519 key in ``private_path`` (raw 32 bytes, 0600); returns its key id."""
-    private_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        private_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot create the key directory {private_path.parent}: {exc.strerror or exc}"
+        ) from exc
     private = Ed25519PrivateKey.generate()
     raw = private.private_bytes(
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
