@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Final
 
 from recorder.durable import write_durably
-from recorder.errors import ConfigError
+from recorder.errors import ConfigError, StorageError
 
 KEY_FILE_NAME: Final = "search-index.key"
 KEY_SIZE: Final = 32
@@ -116,10 +116,15 @@ def load_search_key(key_dir: Path, *, create: bool) -> SearchKey:
     """
     path = key_path(key_dir)
     if create and not path.exists():
-        Path(key_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
-        # Another process that made it first wins: its key is used.
-        with contextlib.suppress(FileExistsError):
-            write_durably(path, os.urandom(KEY_SIZE), replace=False)
+        try:
+            Path(key_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Another process that made it first wins: its key is used.
+            with contextlib.suppress(FileExistsError):
+                write_durably(path, os.urandom(KEY_SIZE), replace=False)
+        except OSError as exc:
+            raise StorageError(
+                f"{path}: cannot create the search-index key: {exc.strerror or exc}"
+            ) from exc
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError as exc:

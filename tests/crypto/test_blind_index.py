@@ -21,7 +21,8 @@ from recorder.crypto.blind_index import (
     load_search_key,
     tokens,
 )
-from recorder.errors import ConfigError
+from recorder.errors import ConfigError, StorageError
+from tests.conftest import fill_filesystem
 
 KEY = SearchKey(os.urandom(32))
 
@@ -78,6 +79,22 @@ def test_macs_are_keyed_truncated_and_never_show_the_key() -> None:
     assert repr(KEY) == f"<SearchKey {KEY.key_id}>"
     with pytest.raises(ConfigError, match="32 bytes"):
         SearchKey(b"short")
+
+
+def test_a_key_the_disk_refuses_is_named_and_made_once_there_is_room(
+    tiny_filesystem: Path,
+) -> None:
+    keys = tiny_filesystem / "keys"
+    filler = fill_filesystem(tiny_filesystem)
+    with pytest.raises(
+        StorageError,
+        match=f"^{key_path(keys)}: cannot create the search-index key: No space left on device$",
+    ):
+        load_search_key(keys, create=True)
+    assert os.listdir(keys) == []
+    filler.unlink()
+    made = load_search_key(keys, create=True)
+    assert load_search_key(keys, create=False).key_id == made.key_id
 
 
 def test_the_key_file_is_made_once_private_and_refused_when_not(tmp_path: Path) -> None:
