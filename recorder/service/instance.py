@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Final
 
 from recorder.durable import write_durably
-from recorder.errors import ConfigError
+from recorder.errors import ConfigError, StorageError
 
 INSTANCE_ID_FILE: Final = "instance-id"
 INSTANCE_LOCK_FILE: Final = "instance.lock"
@@ -55,9 +55,14 @@ def _read_or_create_id(state_dir: Path) -> str:
 
 
 def lock_instance(state_dir: Path) -> InstanceLock:
-    """Take the state directory for this process; raises ``ConfigError`` if another has it."""
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(state_dir / INSTANCE_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    """Take the state directory for this process; raises ``ConfigError`` if another has it,
+    ``StorageError`` naming it if it cannot be made or written (a full disk at the first start).
+    """
+    try:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(state_dir / INSTANCE_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise _unusable(state_dir, exc) from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -67,9 +72,17 @@ def lock_instance(state_dir: Path) -> InstanceLock:
             f"state directory {state_dir} is in use by another recorder process (pid {holder}): "
             "give each worker process its own [storage] state_dir"
         ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return InstanceLock(fd, _read_or_create_id(state_dir))
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return InstanceLock(fd, _read_or_create_id(state_dir))
+    except OSError as exc:
+        os.close(fd)
+        raise _unusable(state_dir, exc) from exc
+
+
+def _unusable(state_dir: Path, exc: OSError) -> StorageError:
+    return StorageError(f"state directory {state_dir} unusable: {exc.strerror or exc}")
 
 
 def owner_id(instance_id: str, label: str | None = None) -> str:
