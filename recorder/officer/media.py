@@ -25,6 +25,7 @@ refuses one for another recording; the ``TrackMedia`` remembers it (``audit_id``
 from __future__ import annotations
 
 import bisect
+import contextlib
 import hashlib
 import hmac
 import tempfile
@@ -53,7 +54,7 @@ from recorder.officer.bundle.plan import Filler, Placed, TrackPlan, plan_track
 from recorder.officer.bundle.wavio import parse_segment_header, wav_header
 from recorder.officer.httprange import ByteRange, parse_range
 from recorder.officer.opaque import is_opaque, recovered_copy
-from recorder.store.base import ObjectStore
+from recorder.store.base import ObjectStore, staging
 
 if TYPE_CHECKING:
     from recorder.service.components import Components
@@ -122,7 +123,8 @@ class StoreObjects:
 
             def take(chunk: bytes) -> None:  # hashing and a spill to disk: off the event loop
                 hasher.update(chunk)
-                spool.write(chunk)
+                with staging(segment.object_key):
+                    spool.write(chunk)
 
             async with self._store.open(segment.object_key, version_id=segment.version_id) as it:
                 async for chunk in it:
@@ -133,20 +135,28 @@ class StoreObjects:
                 raise DigestMismatch(
                     f"{segment.object_key}: stored object differs from the catalog's digest"
                 )
-            spool.seek(0)
+            with staging(segment.object_key):
+                spool.seek(0)  # flushes what a spilled temporary file still buffered
             if is_opaque(segment.plaintext_sha256):
-                return await trio.to_thread.run_sync(self._recover, spool)
+                return await trio.to_thread.run_sync(self._recover, spool, segment.object_key)
             return spool
         except BaseException:
-            spool.close()
+            with contextlib.suppress(OSError):
+                spool.close()  # a refused flush must not hide the error on its way out
             raise
 
-    def _recover(self, stored: BinaryIO) -> BinaryIO:
+    def _recover(self, stored: BinaryIO, key: str) -> BinaryIO:
         with stored, recovered_copy(stored, self._keyring) as sealed:
             copy = cast(BinaryIO, tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_BYTES))  # noqa: SIM115
-            while block := sealed.read(1 << 20):
-                copy.write(block)
-            copy.seek(0)
+            try:
+                with staging(key):
+                    while block := sealed.read(1 << 20):
+                        copy.write(block)
+                    copy.seek(0)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    copy.close()
+                raise
             return copy
 
 

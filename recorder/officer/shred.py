@@ -21,10 +21,8 @@ the record are repeated.
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from collections.abc import Callable
-from typing import BinaryIO, cast
 
 import trio
 
@@ -38,7 +36,7 @@ from recorder.evidence_destruction import (
     DestructionMethod,
     DestructionRecord,
 )
-from recorder.officer.verify import IN_MEMORY_BYTES, fetch_to
+from recorder.officer.verify import fetch_to, staged_copy
 from recorder.store.base import ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -201,8 +199,7 @@ class CryptoShredder:
 
     async def _try_decrypt(self, row: SegmentRow | RecordFileRow) -> None:
         assert self._store is not None
-        with tempfile.SpooledTemporaryFile(max_size=min(row.stored_size, IN_MEMORY_BYTES)) as f:
-            buf = cast(BinaryIO, f)
+        with staged_copy(row.object_key, row.stored_size) as buf:
             await fetch_to(self._store, row.object_key, buf)
 
             def first_chunk() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ from recorder.audio.wav import HEADER_SIZE
 from recorder.catalog.base import AuditEvent, RecordingDetail, SegmentRow, UploadState
 from recorder.crypto.opaque import OPAQUE_PLAINTEXT_DIGEST
 from recorder.crypto.writer import SpoolSinkFactory
-from recorder.errors import IntegrityError, LocalProtocolError
+from recorder.errors import IntegrityError, LocalProtocolError, StorageError
+from recorder.officer import media as officer_media
 from recorder.officer.bundle.export import export_bundle, manifest_json
 from recorder.officer.bundle.plan import plan_track
 from recorder.officer.bundle.signing import generate_signing_key, load_signing_key
@@ -43,6 +45,7 @@ from recorder.service.components import Components, now_ms
 from recorder.sink import SegmentIdentity
 from recorder.store.local import encode_component
 from recorder.store.memory import MemoryStore
+from tests.conftest import fill_filesystem
 from tests.crypto.conftest import make_keyring
 from tests.officer.test_export_bundle import CALL_S, one_second_segments, zcc_steps
 from tests.service.test_service import record_calls, service, short_config, zcc_call
@@ -337,9 +340,12 @@ def _opaque_identity(index: int) -> SegmentIdentity:
     )
 
 
-async def test_an_opaque_upload_plays_once_recovered(tmp_path: Path) -> None:
+async def test_an_opaque_upload_plays_once_recovered(
+    tmp_path: Path, tiny_filesystem: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A segment a host could not seal (uploaded as an unclosed ``.part``, opaque digest) is
-    recovered into a sealed copy on the officer's side and read like any other."""
+    recovered into a sealed copy on the officer's side and read like any other. No room to
+    stage it is this host's problem, named (before: a raw ``OSError``, a 500 in the console)."""
     keyring = make_keyring(tmp_path / "keys")
     factory = SpoolSinkFactory(tmp_path / "spool", keyring, chunk_size=4096)
     pcm = np.arange(-6000, 6000, dtype="<i2").tobytes() * 2  # 48,000 bytes
@@ -394,3 +400,11 @@ async def test_an_opaque_upload_plays_once_recovered(tmp_path: Path) -> None:
         bad = replace(row, stored_sha256="0" * 64)
         with pytest.raises(IntegrityError, match="differs from the catalog's digest"):
             await objects.fetch(bad)
+        fill_filesystem(tiny_filesystem)
+        monkeypatch.setattr(officer_media, "IN_MEMORY_BYTES", 1024)
+        monkeypatch.setattr(tempfile, "tempdir", str(tiny_filesystem))
+        with pytest.raises(
+            StorageError, match=f"^k/0: cannot stage it in {tiny_filesystem}: No space left"
+        ):
+            await objects.fetch(row)
+    assert os.listdir(tiny_filesystem) == ["filler"]
