@@ -25,7 +25,6 @@ refuses one for another recording; the ``TrackMedia`` remembers it (``audit_id``
 from __future__ import annotations
 
 import bisect
-import contextlib
 import hashlib
 import hmac
 import tempfile
@@ -54,7 +53,7 @@ from recorder.officer.bundle.plan import Filler, Placed, TrackPlan, plan_track
 from recorder.officer.bundle.wavio import parse_segment_header, wav_header
 from recorder.officer.httprange import ByteRange, parse_range
 from recorder.officer.opaque import is_opaque, recovered_copy
-from recorder.store.base import ObjectStore, staging
+from recorder.store.base import ObjectStore, close_after_error, staging
 
 if TYPE_CHECKING:
     from recorder.service.components import Components
@@ -141,8 +140,7 @@ class StoreObjects:
                 return await trio.to_thread.run_sync(self._recover, spool, segment.object_key)
             return spool
         except BaseException:
-            with contextlib.suppress(OSError):
-                spool.close()  # a refused flush must not hide the error on its way out
+            close_after_error(spool)
             raise
 
     def _recover(self, stored: BinaryIO, key: str) -> BinaryIO:
@@ -154,8 +152,7 @@ class StoreObjects:
                         copy.write(block)
                     copy.seek(0)
             except BaseException:
-                with contextlib.suppress(OSError):
-                    copy.close()
+                close_after_error(copy)
                 raise
             return copy
 

@@ -35,10 +35,10 @@ def is_opaque(plaintext_sha256: str) -> bool:
 def recovered_copy(stored: BinaryIO, keyring: SegmentKeyOpener) -> Iterator[BinaryIO]:
     """A sealed, readable copy of the opaque object in ``stored`` (blocking: use a thread)."""
     try:
-        staging = tempfile.TemporaryDirectory(prefix="rtms-opaque-")
+        workdir = tempfile.TemporaryDirectory(prefix="rtms-opaque-")
     except OSError as exc:
         raise not_staged(_WHAT, tempfile.gettempdir(), exc) from exc
-    with staging as tmp:
+    with workdir as tmp:
         try:
             part = Path(tmp) / f"object.rtmsenc{PART_SUFFIX}"
             with part.open("xb") as out:

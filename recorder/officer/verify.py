@@ -9,7 +9,6 @@ recorder sealed). Each verification run is audited (invariant 9).
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import hashlib
 import hmac
@@ -27,7 +26,7 @@ from recorder.crypto.reader import digest_segment
 from recorder.errors import IntegrityError, ObjectNotFound, RecorderError
 from recorder.officer.opaque import is_opaque, recovered_copy
 from recorder.service.components import Components, now_ms
-from recorder.store.base import ObjectStore, staging
+from recorder.store.base import ObjectStore, close_after_error, staging
 
 #: Objects up to this size are verified in memory; larger ones through a temporary file.
 IN_MEMORY_BYTES: Final = 32 * 1024 * 1024
@@ -77,8 +76,7 @@ def staged_copy(key: str, size: int) -> Iterator[BinaryIO]:
     try:
         yield copy
     except BaseException:
-        with contextlib.suppress(OSError):
-            copy.close()  # the descriptor is closed even when the flush is refused
+        close_after_error(copy)
         raise
     with staging(key):
         copy.close()

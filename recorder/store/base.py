@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from io import FileIO
 from pathlib import Path
-from typing import Final, Protocol, runtime_checkable
+from typing import IO, Final, Protocol, runtime_checkable
 
 from recorder.errors import StorageError
 
@@ -197,6 +197,14 @@ def staging(key: str) -> Iterator[None]:
         yield
     except OSError as exc:
         raise not_staged(key, tempfile.gettempdir(), exc) from exc
+
+
+def close_after_error(copy: IO[bytes]) -> None:
+    """Close a staged copy while an error is on its way out. Closing flushes a spilled copy: a
+    flush the disk refuses here must not replace that error (which may be the evidence's own);
+    the descriptor is closed either way."""
+    with contextlib.suppress(OSError):
+        copy.close()
 
 
 def not_staged(key: str, where: str, exc: OSError) -> StorageError:

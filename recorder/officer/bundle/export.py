@@ -22,7 +22,6 @@ Bundle layout::
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import hmac
@@ -79,7 +78,7 @@ from recorder.officer.bundle.wavio import SegmentSink, TrackProgress, WavWriter
 from recorder.officer.opaque import is_opaque, recovered_copy
 from recorder.officer.verify import IN_MEMORY_BYTES, staged_copy
 from recorder.service.components import Components, now_ms
-from recorder.store.base import LocalObjects, staging
+from recorder.store.base import LocalObjects, close_after_error, staging
 from recorder.video.export import export_video
 from recorder.video.track import VIDEO_RECORD_KINDS
 
@@ -289,8 +288,7 @@ async def _feed(c: Components, segments: list[SegmentRow], pipe: Pipe[_Item]) ->
                     await _fetch(c, seg, stored)
                     await pipe.put(_Whole(stored, seg))
                 except BaseException:
-                    with contextlib.suppress(OSError):
-                        stored.close()  # a refused flush must not hide the error on its way out
+                    close_after_error(stored)
                     raise
                 continue
             if files is not None:
