@@ -125,8 +125,10 @@ def assert_within_one_lsb(ours: list[bytes], theirs: list[bytes]) -> None:
     b = np.frombuffer(b"".join(theirs), "<i2").astype(np.int32)
     assert np.abs(a - b).max(initial=0) <= 1
     # Both sum in float32, in different orders: on loud noise (float32 steps of 1/256 of an
-    # LSB near full scale) a few in a thousand round apart, a rounding bias would be half.
-    assert np.count_nonzero(a - b) <= max(2, len(a) // 100)
+    # LSB near full scale) about 2 in a thousand round apart, a rounding bias would be half.
+    # The floor is for short runs: 160 samples had 3 apart in 3 of 400 random loud frames (CI
+    # drew one); 8 or more at that rate is about 3 in a billion.
+    assert np.count_nonzero(a - b) <= max(8, len(a) // 100)
 
 
 #: Opus frame durations 2.5, 5, 10, 20, 40 and 60 ms at 48 kHz.
