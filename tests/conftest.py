@@ -96,8 +96,8 @@ def mounted_tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
     try:
         yield mount_point
     finally:
-        # Lazily if a file is still open there: PyAV never closes an output whose header the
-        # disk refused (its ``start_encoding`` opens the file and nothing closes it after).
+        # Lazily if a file is still open there, so that one test's leak (the video tests
+        # check for PyAV's, closed by ``remux.close_descriptors_left_on``) fails only itself.
         if subprocess.run(["umount", str(mount_point)], check=False).returncode != 0:
             subprocess.run(["umount", "--lazy", str(mount_point)], check=False)
 

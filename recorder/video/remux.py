@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -112,6 +113,8 @@ class TrackJoiner:
                 raise
             except av.FFmpegError as exc:
                 raise VideoError(f"{self._track}: cannot finish the MP4: {exc}") from exc
+            finally:
+                close_descriptors_left_on(self.parts[-1].path)
             self._out = None
             self._stream = None
 
@@ -122,6 +125,29 @@ class TrackJoiner:
         if out is not None:
             with contextlib.suppress(OSError, av.FFmpegError):
                 out.close()
+            close_descriptors_left_on(self.parts[-1].path)
+
+
+def close_descriptors_left_on(path: Path) -> None:
+    """Closes what this process still has open on ``path``, an output already closed.
+
+    Why: when the disk refuses an MP4's header, PyAV never closes the file FFmpeg opened for
+    it (``close`` skips ``avio_closep`` for an output that never started), not even when the
+    container is collected. In the web console that descriptor, and the refused file's space
+    once the bundle is removed, would stay taken until the process exits. Only for a path no
+    other code holds open: a bundle file in the export's own directory.
+    """
+    wanted = str(path.resolve())
+    try:
+        descriptors = os.listdir("/proc/self/fd")
+    except OSError:
+        return  # no /proc: nothing to find the descriptor by
+    for name in descriptors:
+        try:
+            if os.readlink(f"/proc/self/fd/{name}") == wanted:
+                os.close(int(name))
+        except OSError:
+            continue  # the listing's own descriptor, closed by now
 
 
 def _video_packets(
@@ -202,7 +228,11 @@ def mux_with_audio(
                 else:
                     out.mux(anext[1])
                     anext = next(ait, None)
+    except BundleWriteFailed:
+        close_descriptors_left_on(target)
+        raise
     except av.FFmpegError as exc:
+        close_descriptors_left_on(target)
         raise VideoError(f"cannot mux the video with the listening audio: {exc}") from exc
     sha, size = hash_file(target)
     return sha, size, zero

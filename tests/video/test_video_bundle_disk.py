@@ -4,6 +4,7 @@ recovered segment is never listed as unreadable because the disk was full."""
 
 from __future__ import annotations
 
+import os
 import wave
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -61,6 +62,21 @@ def _leave_free(mount: Path, leave: int) -> None:
     fill_filesystem(mount, leave=leave)
 
 
+def _descriptors_on(directory: Path) -> list[str]:
+    """What this process still has open under ``directory``: a refused output must hold
+    nothing (in the long-running console, a descriptor left on a deleted file keeps its
+    space taken until the process exits)."""
+    inside = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # the listing's own descriptor, closed by now
+        if link.startswith(f"{directory}/"):
+            inside.append(link)
+    return inside
+
+
 def _wav(path: Path, seconds: float) -> Path:
     rate = 16_000
     t = np.arange(int(rate * seconds)) / rate
@@ -97,6 +113,7 @@ def test_the_joiner_finishes_its_part_or_names_it(
     if refused is not None:
         assert str(refused) == f"{part}: {NO_SPACE}"
         assert leave < len(SEGMENT)
+        assert _descriptors_on(tiny_filesystem) == []
     else:
         assert joiner.parts[0].frames == FRAMES
         assert len(list(pictures(part))) == FRAMES
@@ -117,6 +134,7 @@ def test_the_listening_video_names_its_file_when_the_disk_is_full(
     with pytest.raises(BundleWriteFailed) as caught:
         mux_with_audio(joiner.parts[0].path, T0, wav, T0, target)
     assert str(caught.value) == f"{target}: {NO_SPACE}"
+    assert _descriptors_on(tiny_filesystem) == []
 
 
 def test_an_input_that_cannot_be_read_is_still_a_video_error(tmp_path: Path) -> None:
