@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import secrets
 import subprocess
@@ -109,6 +111,34 @@ def fill_filesystem(mount: Path, *, leave: int = 0) -> Path:
     filler = mount / "filler"
     filler.write_bytes(bytes(max(0, stat.f_bavail * stat.f_frsize - leave)))
     return filler
+
+
+_CACHESTAT = 451  # the syscall's number on x86-64 and arm64 (Linux 6.5)
+
+
+class _CachestatRange(ctypes.Structure):
+    _fields_ = (("offset", ctypes.c_uint64), ("length", ctypes.c_uint64))
+
+
+class _Cachestat(ctypes.Structure):
+    _fields_ = tuple(
+        (name, ctypes.c_uint64)
+        for name in ("cache", "dirty", "writeback", "evicted", "recently_evicted")
+    )
+
+
+def dirty_pages(fd: int) -> int:
+    """Pages of the open file ``fd`` that are in the page cache and not yet sent to the disk
+    (``cachestat(2)``); skips the test on a kernel without it, or where files are never written
+    back (a tmpfs)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    whole, stat = _CachestatRange(0, 0), _Cachestat()
+    if libc.syscall(_CACHESTAT, fd, ctypes.byref(whole), ctypes.byref(stat), 0) != 0:
+        code = ctypes.get_errno()
+        if code in (errno.ENOSYS, errno.EPERM):
+            pytest.skip(f"cachestat(2) unavailable here ({os.strerror(code)}): Linux >= 6.5")
+        raise OSError(code, os.strerror(code))
+    return int(stat.dirty)
 
 
 @pytest.fixture

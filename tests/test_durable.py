@@ -17,11 +17,12 @@ from recorder.durable import (
     fsync_directory,
     make_durable_dir,
     open_bundle_file,
+    start_writeback,
     write_durably,
     write_new_file,
 )
 from recorder.errors import BundleWriteFailed, ConfigError, StorageError
-from tests.conftest import fill_filesystem
+from tests.conftest import dirty_pages, fill_filesystem
 
 
 @pytest.fixture
@@ -203,3 +204,23 @@ def test_a_new_file_the_disk_refuses_is_named_and_not_left_half(tiny_filesystem:
         write_new_file(path, b"key", mode=0o644)
     assert str(caught.value) == f"{path}: cannot write: No space left on device"
     assert [p.name for p in tiny_filesystem.iterdir()] == ["filler"]
+
+
+def test_start_writeback_sends_the_range_to_the_disk_without_an_fsync(tmp_path: Path) -> None:
+    fd = os.open(tmp_path / "large", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, bytes(range(256)) * 4096)
+        if dirty_pages(fd) == 0:
+            pytest.skip(f"{tmp_path} is not written back through the page cache (a tmpfs?)")
+        start_writeback(fd, 0, 1 << 20)
+        assert dirty_pages(fd) == 0
+    finally:
+        os.close(fd)
+    assert (tmp_path / "large").read_bytes() == bytes(range(256)) * 4096
+
+
+def test_start_writeback_is_only_a_hint_and_never_raises(tmp_path: Path) -> None:
+    fd = os.open(tmp_path / "small", os.O_WRONLY | os.O_CREAT, 0o600)
+    os.close(fd)
+    start_writeback(fd, 0, 4096)  # a closed descriptor: EBADF, ignored
+    start_writeback(-1, 0, 0)

@@ -20,6 +20,7 @@ from recorder.officer.bundle.wavio import (
     WavWriter,
     wav_header,
 )
+from tests.conftest import dirty_pages
 from tests.officer.support import file_size_limit
 
 pytestmark = pytest.mark.timeout(120)
@@ -127,3 +128,18 @@ def test_a_write_the_disk_refuses_names_the_bundle_file_and_leaves_the_writer_cl
     writer.abort()
     assert str(caught.value) == f"{path}: cannot write: File too large"
     assert writer._fd == -1
+
+
+def test_what_the_writer_has_written_is_already_on_its_way_to_the_disk_before_the_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """So the ``fsync`` at the end of a two-hour track waits for one buffer, not the file."""
+    monkeypatch.setattr(wavio, "BUFFER_BYTES", 4 * BLOCK)
+    audio = bytes(range(256)) * (64 * BLOCK // 256)
+    writer = WavWriter(tmp_path / "t.wav", sample_rate=RATE, channels=1, frames=len(audio) // 2)
+    writer.write(audio)
+    try:
+        assert os.fstat(writer._fd).st_size >= 60 * BLOCK
+        assert dirty_pages(writer._fd) == 0
+    finally:
+        writer.close()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Final
 
 from recorder.audio.wav import HEADER_SIZE, MAX_DATA_LENGTH
+from recorder.durable import start_writeback
 from recorder.errors import BundleWriteFailed, DigestMismatch, IntegrityError, StorageError
 
 PLAIN_HEADER_SIZE: Final = 44
@@ -181,12 +182,14 @@ class WavWriter:
 
     def _flush(self) -> None:
         view = self._view[: self._fill]
+        offset = self._size + self._flushed
         while len(view):
             try:
                 done = os.write(self._fd, view)
             except OSError as exc:
                 raise BundleWriteFailed.of(self.path, exc) from exc
             view = view[done:]
+        start_writeback(self._fd, offset, self._fill)
         self._flushed += self._fill
         self._fill = 0
         if self._progress is not None:
