@@ -519,8 +519,9 @@ async def test_export_downloads_a_verifiable_bundle(console: Console, tmp_path: 
                 f"/recordings/{rid}/export", data={"csrf": csrf, "reason": "regulator request 9"}
             )
             assert again.status_code == 200
-            # The cleanup runs when the download's answer is complete; hypercorn reads the next
-            # request on this connection only once that answer's handler has returned.
+            # Each directory is removed after its answer has been sent (a shielded thread the
+            # next request does not wait for), so the check below comes after another request
+            # and the session's close; it has never been seen to run first.
             assert (await alice.get("/findings")).status_code == 200
     assert export_dirs() <= before, "the export's temporary directory was not removed"
     bundle = tmp_path / "unzipped" / f"bundle-{rid}"
