@@ -72,6 +72,7 @@ Exit codes follow borg's ranges: 0 success, 1 warning, 2 generic error, 3-99 spe
 
 from __future__ import annotations
 
+import errno
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -193,7 +194,12 @@ class DecodeError(RecorderError):
 
 
 class StorageError(RecorderError):
-    pass
+    @classmethod
+    def from_os_error(cls, exc: OSError, what: str, path: Path) -> StorageError:
+        """``DiskFull`` for a full disk or quota, else ``StorageError``: "WHAT PATH: reason"."""
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return DiskFull(f"{what} {path}: disk full")
+        return StorageError(f"{what} {path}: {exc.strerror or exc}")
 
 
 class StoreUnavailable(StorageError):

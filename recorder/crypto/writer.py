@@ -26,7 +26,6 @@ chunk buffer and the file offset; fsync runs outside it so ``write`` never waits
 from __future__ import annotations
 
 import enum
-import errno
 import fcntl
 import functools
 import hashlib
@@ -49,7 +48,6 @@ from recorder.crypto.reader import digest_segment, read_header_from
 from recorder.durable import fsync_directory, make_durable_dir
 from recorder.errors import (
     DigestMismatch,
-    DiskFull,
     LocalProtocolError,
     RecorderError,
     StorageError,
@@ -98,12 +96,6 @@ def segment_file_name(identity: SegmentIdentity) -> str:
         f"{_slug(identity.recording_id)}.{_slug(identity.track)}."
         f"{identity.segment_index:06d}.{identity.created_ms}{SEALED_SUFFIX}"
     )
-
-
-def _storage_error(exc: OSError, what: str, path: Path) -> StorageError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return DiskFull(f"{what} {path}: disk full")
-    return StorageError(f"{what} {path}: {exc.strerror or exc}")
 
 
 class _HashingReader:
@@ -192,7 +184,7 @@ class EncryptedSegmentWriter:
         except FileExistsError as exc:
             raise StorageError(f"segment file {self._part} already exists") from exc
         except OSError as exc:
-            raise _storage_error(exc, "cannot create", self._part) from exc
+            raise StorageError.from_os_error(exc, "cannot create", self._part) from exc
         try:
             # Held until close or process death: recovery never touches a live writer's file.
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -206,7 +198,7 @@ class EncryptedSegmentWriter:
             # recovery would report on every start.
             self._part.unlink(missing_ok=True)
             if isinstance(exc, OSError):
-                raise _storage_error(exc, "cannot write header of", self._part) from exc
+                raise StorageError.from_os_error(exc, "cannot write header of", self._part) from exc
             raise
 
     # --- EvidenceSink ------------------------------------------------------------------------
@@ -301,7 +293,7 @@ class EncryptedSegmentWriter:
                     fsync_directory(self._part.parent)
                     self._dir_unsynced = False
             except OSError as exc:
-                error = _storage_error(exc, "cannot fsync", self._part)
+                error = StorageError.from_os_error(exc, "cannot fsync", self._part)
                 # Under the write lock: the owner may be writing to this descriptor right now.
                 with self._lock:
                     self._fail(error)
@@ -323,7 +315,7 @@ class EncryptedSegmentWriter:
                 os.rename(self._part, target)
             except OSError as exc:
                 self._fail()
-                raise _storage_error(exc, "cannot adopt", self._part) from exc
+                raise StorageError.from_os_error(exc, "cannot adopt", self._part) from exc
             self._part = target
             self._spare = False
             self._dir_unsynced = True
@@ -370,7 +362,7 @@ class EncryptedSegmentWriter:
                 self._state = WriterState.CLOSED
             except OSError as exc:
                 self._fail()
-                raise _storage_error(exc, "cannot seal", self._part) from exc
+                raise StorageError.from_os_error(exc, "cannot seal", self._part) from exc
             except BaseException:
                 self._fail()
                 raise
@@ -417,7 +409,7 @@ class EncryptedSegmentWriter:
                 self._write_all((frame + sealed)[written:])
         except OSError as exc:
             self._fail()
-            raise _storage_error(exc, "cannot write", self._part) from exc
+            raise StorageError.from_os_error(exc, "cannot write", self._part) from exc
         self._next_index = index + 1
         self._unsynced = True
 
