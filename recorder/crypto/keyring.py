@@ -110,8 +110,9 @@ class DirectoryRecordingKeyStore:
         return self._dir / recording_key_dirname(recording_id)
 
     def put(self, entry: RecordingKeyEntry) -> None:
+        """Raises ``StorageError`` (``DiskFull``) naming the key and the directory: the keyring
+        then keeps the key in its escrow spill, or refuses to record with it."""
         directory = self._recording_dir(entry.recording_id)
-        make_durable_dir(directory)
         document = {
             "rk_id": entry.rk_id,
             "recording_id": entry.recording_id,
@@ -119,7 +120,12 @@ class DirectoryRecordingKeyStore:
             "wrapped": base64.b64encode(entry.wrapped).decode("ascii"),
             "created_ms": entry.created_ms,
         }
-        write_durably(directory / f"{entry.rk_id}.json", json.dumps(document).encode())
+        try:
+            make_durable_dir(directory)
+            write_durably(directory / f"{entry.rk_id}.json", json.dumps(document).encode())
+        except OSError as exc:
+            what = f"cannot store recording key {entry.rk_id} in"
+            raise StorageError.from_os_error(exc, what, directory) from exc
 
     def get(self, rk_id: str) -> RecordingKeyEntry:
         parts = rk_id.split("-")
@@ -364,10 +370,10 @@ class RecordingKeyring:
             )
         try:
             self._spill.put(spilled)
-        except OSError as exc:
+        except StorageError as exc:
             raise KeyProviderError(
                 f"recording key {entry.rk_id}: key store and local escrow spill both failed "
-                f"({cause}; {exc.strerror or exc})"
+                f"({cause}; {exc})"
             ) from exc
         event = EscrowEvent(entry.recording_id, entry.rk_id, spilled.kek_key_id, str(cause))
         logger.error(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from recorder.crypto.keyring import DirectoryRecordingKeyStore, RecordingKeyring
+from recorder.crypto.keyring import DirectoryRecordingKeyStore, EscrowEvent, RecordingKeyring
 from recorder.crypto.keys import (
     FallbackAlert,
     FallbackKeyProvider,
@@ -329,3 +329,36 @@ def test_shredding_one_recording_leaves_the_others_readable(tmp_path: Path) -> N
     assert [p.stem for p in remaining] == [b0.key_id]
     for path in remaining:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_full_disk_under_the_key_store_sends_the_key_to_the_spill_or_refuses_naming_both(
+    tiny_filesystem: Path, tmp_path: Path
+) -> None:
+    """A real ENOSPC under the directory key store (the embedded default's): never a raw
+    ``OSError`` out of ``prepare`` (the engagement would fail as 'unexpected OSError'), never a
+    key that lives only in memory, and no half-written key file left."""
+    store = DirectoryRecordingKeyStore(tiny_filesystem / "recording-keys")
+    full_spill = DirectoryRecordingKeyStore(tiny_filesystem / "spill")
+    filler = fill_filesystem(tiny_filesystem)
+    provider = LocalKeyProvider(tmp_path / "kek")
+    spilled: list[EscrowEvent] = []
+    keyring = RecordingKeyring(
+        store,
+        provider=provider,
+        spill=DirectoryRecordingKeyStore(tmp_path / "spill"),
+        on_escrow=spilled.append,
+    )
+    rk_id = keyring.prepare("recording-A")
+    assert [event.rk_id for event in spilled] == [rk_id]
+    assert f"cannot store recording key {rk_id} in {tiny_filesystem}" in spilled[0].reason
+    assert spilled[0].reason.endswith("disk full")
+    assert [p.stem for p in (tmp_path / "spill").rglob("rk-*.json")] == [rk_id]
+
+    refusing = RecordingKeyring(store, provider=provider, spill=full_spill)
+    with pytest.raises(KeyProviderError) as caught:
+        refusing.prepare("recording-B")
+    message = str(caught.value)
+    assert "key store and local escrow spill both failed" in message
+    assert message.count("disk full") == 2
+    assert f"{tiny_filesystem}/spill" in message
+    assert [p for p in tiny_filesystem.rglob("*") if not p.is_dir()] == [filler]
