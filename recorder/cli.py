@@ -20,6 +20,7 @@ import trio
 
 from recorder import __version__
 from recorder.errors import RecorderError
+from recorder.officer.selection import selection_text
 
 if TYPE_CHECKING:
     from recorder.service.components import Components
@@ -68,11 +69,15 @@ def _retention_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     q.add_argument("--matter", required=True)
     q.add_argument("--reason", required=True)
     q.add_argument("--recording", action="append", help="a recording id (repeatable)")
-    q.add_argument("--instance", help="every recording of this meeting / engagement")
-    q.add_argument("--participant", help="search: participant, caller or agent id or name")
-    q.add_argument("--queue", help="search: Contact Center queue id or name")
-    q.add_argument("--since", help="search: overlapping from (ISO 8601)")
-    q.add_argument("--until", help="search: overlapping until (ISO 8601)")
+    q.add_argument(
+        "--instance", type=selection_text, help="every recording of this meeting / engagement"
+    )
+    q.add_argument(
+        "--participant", type=selection_text, help="search: participant, caller or agent id or name"
+    )
+    q.add_argument("--queue", type=selection_text, help="search: Contact Center queue id or name")
+    q.add_argument("--since", type=selection_text, help="search: overlapping from (ISO 8601)")
+    q.add_argument("--until", type=selection_text, help="search: overlapping until (ISO 8601)")
     q.add_argument("--future", action="store_true", help="future matches join (a hold rule)")
     q.add_argument("--product", help="with --future: product")
     q.add_argument("--account", help="with --future: account id")
@@ -201,7 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.add_argument("recording_ids", nargs="*", help="recordings to verify")
     p.add_argument("--all", action="store_true", help="every recording (up to 10,000 a run)")
-    p.add_argument("--since", help="recordings live since (ended after, or open): 2d, 2026-03-01")
+    p.add_argument(
+        "--since",
+        type=selection_text,
+        help="recordings live since (ended after, or open): 2d, 2026-03-01",
+    )
     p.add_argument("--tz", default=None, help="time zone of --since (default UTC)")
     p.add_argument("--json", action="store_true", help="machine-readable (schema verify/1)")
     p.add_argument("--reason", default="recorder verify", help="why (written to the audit log)")

@@ -23,6 +23,7 @@ from recorder.crypto.blind_index import KEY_FILE_NAME, SearchKey, load_search_ke
 from recorder.errors import RecorderError
 from recorder.officer.actor import os_actor
 from recorder.officer.search_audit import PERSONAL_FIELDS, search_details
+from recorder.officer.selection import selection_text
 from recorder.officer.when import (
     parse_when,
     recording_fields,
@@ -74,28 +75,60 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_filter_arguments(p: argparse.ArgumentParser) -> None:
     """Every search filter (``recorder search``, and ``recorder export`` by a search)."""
-    p.add_argument("--since", help="from (2026-03-01, 2026-03-01 09:30, today, 7d, ...)")
-    p.add_argument("--until", help="to (a date alone means the end of that day)")
-    p.add_argument("--tz", default=None, help="time zone for input and output (default UTC)")
+    p.add_argument(
+        "--since", type=selection_text, help="from (2026-03-01, 2026-03-01 09:30, today, 7d, ...)"
+    )
+    p.add_argument(
+        "--until", type=selection_text, help="to (a date alone means the end of that day)"
+    )
+    p.add_argument(
+        "--tz",
+        default=None,
+        type=selection_text,
+        help="time zone for input and output (default UTC)",
+    )
     p.add_argument("--product", choices=[product.value for product in Product])
-    p.add_argument("--id", dest="any_id", help="any id: recording, meeting, call, stream, ...")
-    p.add_argument("--instance", help="meeting/webinar uuid, session, engagement or call id")
-    p.add_argument("--stream", help="rtms_stream_id")
-    p.add_argument("--participant", help="participant user id or display name")
-    p.add_argument("--agent", help="Contact Center agent or the firm's side of a call")
-    p.add_argument("--caller", help="the caller (customer) of a call")
-    p.add_argument("--queue", help="Contact Center queue id or name")
+    p.add_argument(
+        "--id",
+        dest="any_id",
+        type=selection_text,
+        help="any id: recording, meeting, call, stream, ...",
+    )
+    p.add_argument(
+        "--instance",
+        type=selection_text,
+        help="meeting/webinar uuid, session, engagement or call id",
+    )
+    p.add_argument("--stream", type=selection_text, help="rtms_stream_id")
+    p.add_argument("--participant", type=selection_text, help="participant user id or display name")
+    p.add_argument(
+        "--agent", type=selection_text, help="Contact Center agent or the firm's side of a call"
+    )
+    p.add_argument("--caller", type=selection_text, help="the caller (customer) of a call")
+    p.add_argument("--queue", type=selection_text, help="Contact Center queue id or name")
     p.add_argument(
         "--status", action="append", choices=[s.value for s in RecordingStatus], default=[]
     )
     p.add_argument("--incomplete", action="store_true", help="status incomplete or revoked")
     p.add_argument("--has-gaps", action="store_true")
-    p.add_argument("--gap-cause", help="recordings with a gap of this cause")
+    p.add_argument("--gap-cause", type=selection_text, help="recordings with a gap of this cause")
     p.add_argument("--on-hold", action="store_true", help="under an active legal hold")
-    p.add_argument("--policy", help="the retention policy in force (name, e.g. finra-4511)")
-    p.add_argument("--topic", help="meeting topic (whole, any case; from Zoom's directory)")
-    p.add_argument("--host", help="meeting host id or email (from Zoom's directory)")
-    p.add_argument("--number", help="phone number: consumer, caller or callee (digits)")
+    p.add_argument(
+        "--policy",
+        type=selection_text,
+        help="the retention policy in force (name, e.g. finra-4511)",
+    )
+    p.add_argument(
+        "--topic",
+        type=selection_text,
+        help="meeting topic (whole, any case; from Zoom's directory)",
+    )
+    p.add_argument(
+        "--host", type=selection_text, help="meeting host id or email (from Zoom's directory)"
+    )
+    p.add_argument(
+        "--number", type=selection_text, help="phone number: consumer, caller or callee (digits)"
+    )
     p.add_argument(
         "--findings",
         action="store_true",
@@ -103,6 +136,7 @@ def add_filter_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--text",
+        type=selection_text,
         help="transcript words, all in one recording (any order; blind index, see docs/officer.md)",
     )
     for name in NOT_SEARCHABLE:
