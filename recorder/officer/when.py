@@ -49,6 +49,13 @@ def parse_when(
     text: str, tz: dt.tzinfo, *, end: bool = False, now: dt.datetime | None = None
 ) -> int:
     """Unix ms of ``text``; with ``end``, a bare date means the end of that day (exclusive)."""
+    try:
+        return _parse_when(text, tz, end=end, now=now)
+    except OverflowError as exc:  # 99999999d ago, the end of 9999-12-31, ...
+        raise TimeInputError(f"{text!r} is outside the dates this recorder can name") from exc
+
+
+def _parse_when(text: str, tz: dt.tzinfo, *, end: bool, now: dt.datetime | None) -> int:
     value = text.strip()
     current = now or dt.datetime.now(dt.UTC)
     lowered = value.lower()

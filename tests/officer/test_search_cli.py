@@ -52,6 +52,17 @@ def test_human_times_in_zones() -> None:
         zone("Mars/Olympus")
 
 
+@pytest.mark.parametrize(
+    ("text", "end"),
+    [("99999999d", False), ("9999999999999h", False), ("9999-12-31", True)],
+)
+def test_a_time_outside_the_calendar_is_named_not_a_traceback(text: str, end: bool) -> None:
+    """Seen by a hostile-input sweep: ``search --since 99999999d`` and ``--until 9999-12-31``
+    ended in ``OverflowError``."""
+    with pytest.raises(TimeInputError, match=f"{text!r} is outside the dates"):
+        parse_when(text, zone("Pacific/Kiritimati"), end=end)
+
+
 async def seed(tmp_path: Path) -> dict[str, str]:
     config = load_config(None, {"XDG_STATE_HOME": str(tmp_path)})
     path = config.catalog.sqlite_path
