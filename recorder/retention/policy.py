@@ -239,6 +239,10 @@ _NAME: Final = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _TOML_POSITION: Final = re.compile(r"\(at line (\d+), column \d+\)")
 
 
+#: 100 years of 365.25 days: the longest retention a policy may name.
+MAX_PERIOD_DAYS: Final = 36_525
+
+
 def parse_period(text: str) -> int:
     """Days in ``text`` (``90d``, ``4w``, ``6y``); raises ``ValueError`` naming the format."""
     found = _PERIOD.match(text)
@@ -248,6 +252,9 @@ def parse_period(text: str) -> int:
     days = {"d": count, "w": 7 * count, "y": math.ceil(count * 365.25)}[unit]
     if days < 1:
         raise ValueError(f"period {text!r} must be at least one day")
+    if days > MAX_PERIOD_DAYS:
+        # Past it a retain-until date leaves the calendar (and S3's Object Lock maximum).
+        raise ValueError(f"period {text!r} is longer than 100 years ({MAX_PERIOD_DAYS} days)")
     return days
 
 

@@ -172,6 +172,10 @@ def test_periods_round_leap_days_up() -> None:
     assert parse_period("7y") == 2557
     assert parse_period("90d") == 90
     assert parse_period("2w") == 14
+    assert parse_period("100y") == 36_525
+    for too_long in ("101y", "9999y", "36526d", "5300w"):
+        with pytest.raises(ValueError, match="longer than 100 years"):
+            parse_period(too_long)
     for bad in ("0d", "6", "y", "-1d", "1.5y"):
         with pytest.raises(ValueError, match="period"):
             parse_period(bad)
