@@ -73,71 +73,46 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable (schema search/1)")
 
 
+#: The free-text filters (option, help): every one refuses an empty value (``selection_text``).
+_TEXT_FILTERS: Final = (
+    ("--since", "from (2026-03-01, 2026-03-01 09:30, today, 7d, ...)"),
+    ("--until", "to (a date alone means the end of that day)"),
+    ("--tz", "time zone for input and output (default UTC)"),
+    ("--id", "any id: recording, meeting, call, stream, ..."),
+    ("--instance", "meeting/webinar uuid, session, engagement or call id"),
+    ("--stream", "rtms_stream_id"),
+    ("--participant", "participant user id or display name"),
+    ("--agent", "Contact Center agent or the firm's side of a call"),
+    ("--caller", "the caller (customer) of a call"),
+    ("--queue", "Contact Center queue id or name"),
+    ("--gap-cause", "recordings with a gap of this cause"),
+    ("--policy", "the retention policy in force (name, e.g. finra-4511)"),
+    ("--topic", "meeting topic (whole, any case; from Zoom's directory)"),
+    ("--host", "meeting host id or email (from Zoom's directory)"),
+    ("--number", "phone number: consumer, caller or callee (digits)"),
+    (
+        "--text",
+        "transcript words, all in one recording (any order; blind index, see docs/officer.md)",
+    ),
+)
+
+
 def add_filter_arguments(p: argparse.ArgumentParser) -> None:
     """Every search filter (``recorder search``, and ``recorder export`` by a search)."""
-    p.add_argument(
-        "--since", type=selection_text, help="from (2026-03-01, 2026-03-01 09:30, today, 7d, ...)"
-    )
-    p.add_argument(
-        "--until", type=selection_text, help="to (a date alone means the end of that day)"
-    )
-    p.add_argument(
-        "--tz",
-        default=None,
-        type=selection_text,
-        help="time zone for input and output (default UTC)",
-    )
+    for option, help_text in _TEXT_FILTERS:
+        dest = "any_id" if option == "--id" else None  # None: argparse derives it
+        p.add_argument(option, dest=dest, type=selection_text, help=help_text)
     p.add_argument("--product", choices=[product.value for product in Product])
-    p.add_argument(
-        "--id",
-        dest="any_id",
-        type=selection_text,
-        help="any id: recording, meeting, call, stream, ...",
-    )
-    p.add_argument(
-        "--instance",
-        type=selection_text,
-        help="meeting/webinar uuid, session, engagement or call id",
-    )
-    p.add_argument("--stream", type=selection_text, help="rtms_stream_id")
-    p.add_argument("--participant", type=selection_text, help="participant user id or display name")
-    p.add_argument(
-        "--agent", type=selection_text, help="Contact Center agent or the firm's side of a call"
-    )
-    p.add_argument("--caller", type=selection_text, help="the caller (customer) of a call")
-    p.add_argument("--queue", type=selection_text, help="Contact Center queue id or name")
     p.add_argument(
         "--status", action="append", choices=[s.value for s in RecordingStatus], default=[]
     )
     p.add_argument("--incomplete", action="store_true", help="status incomplete or revoked")
     p.add_argument("--has-gaps", action="store_true")
-    p.add_argument("--gap-cause", type=selection_text, help="recordings with a gap of this cause")
     p.add_argument("--on-hold", action="store_true", help="under an active legal hold")
-    p.add_argument(
-        "--policy",
-        type=selection_text,
-        help="the retention policy in force (name, e.g. finra-4511)",
-    )
-    p.add_argument(
-        "--topic",
-        type=selection_text,
-        help="meeting topic (whole, any case; from Zoom's directory)",
-    )
-    p.add_argument(
-        "--host", type=selection_text, help="meeting host id or email (from Zoom's directory)"
-    )
-    p.add_argument(
-        "--number", type=selection_text, help="phone number: consumer, caller or callee (digits)"
-    )
     p.add_argument(
         "--findings",
         action="store_true",
         help="completeness findings (missing / incomplete) instead of recordings",
-    )
-    p.add_argument(
-        "--text",
-        type=selection_text,
-        help="transcript words, all in one recording (any order; blind index, see docs/officer.md)",
     )
     for name in NOT_SEARCHABLE:
         p.add_argument(f"--{name}", default=None, help=argparse.SUPPRESS)
