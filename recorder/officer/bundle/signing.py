@@ -38,9 +38,8 @@ def generate_signing_key(private_path: Path) -> str:
     try:
         private_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
-        raise StorageError(
-            f"cannot create the key directory {private_path.parent}: {exc.strerror or exc}"
-        ) from exc
+        what = "cannot create the key directory"
+        raise StorageError.from_os_error(exc, what, private_path.parent) from exc
     private = Ed25519PrivateKey.generate()
     raw = private.private_bytes(
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
