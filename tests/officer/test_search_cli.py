@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 
 from recorder.catalog import open_async_catalog
 from recorder.catalog.base import (
@@ -61,6 +63,27 @@ def test_a_time_outside_the_calendar_is_named_not_a_traceback(text: str, end: bo
     ended in ``OverflowError``."""
     with pytest.raises(TimeInputError, match=f"{text!r} is outside the dates"):
         parse_when(text, zone("Pacific/Kiritimati"), end=end)
+
+
+_TIMEISH = st.one_of(
+    st.text(max_size=40),
+    st.builds(lambda n, unit: f"{n}{unit}", st.integers(0, 10**30), st.sampled_from("dhmw")),
+    st.builds(
+        lambda y, m, d: f"{y:04d}-{m:02d}-{d:02d}",
+        st.integers(0, 99999),
+        st.integers(0, 13),
+        st.integers(0, 32),
+    ),
+)
+
+
+@given(text=_TIMEISH, end=st.booleans())
+def test_anything_typed_as_a_time_is_a_time_or_a_named_input_error(text: str, end: bool) -> None:
+    try:
+        value = parse_when(text, zone("Pacific/Kiritimati"), end=end)
+    except TimeInputError:
+        return
+    assert isinstance(value, int)
 
 
 async def seed(tmp_path: Path) -> dict[str, str]:
